@@ -1,0 +1,112 @@
+"""minique alone: add one by one, add in bulk, and process at concurrency 1 and 50.
+
+    python -m benchmarks.throughput [--n 20000] [--url redis://...]
+
+Starts its own Redis unless --url is given. Prints jobs/s and Redis commands per job
+(from INFO commandstats; a Lua script's inner commands are counted too, listed apart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from minique import Queue, Worker
+from minique.server import RedisServer
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - optional speed-up
+    uvloop = None
+
+
+async def commandstats(client: Any) -> dict[str, int]:
+    info = await client.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
+
+
+def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    changed = {k: after[k] - before.get(k, 0) for k in after}
+    return {k: v for k, v in changed.items() if v}
+
+
+CLIENT_CALLS = {"evalsha", "eval", "xread", "ping", "script|load", "info", "hgetall"}
+
+
+def report(label: str, n: int, seconds: float, cmds: dict[str, int]) -> None:
+    outer = sum(v for k, v in cmds.items() if k in CLIENT_CALLS)
+    inner = sum(v for k, v in cmds.items() if k not in CLIENT_CALLS)
+    print(f"{label:<34} {n / seconds:>10,.0f} jobs/s   round-trip commands/job {outer / n:5.2f}"
+          f"   (commands inside scripts/job {inner / n:5.1f})")
+
+
+async def process(url: str, n: int, concurrency: int, client: Any) -> None:
+    # Keep every finished job, so the count of completed jobs proves that all N ran.
+    q = Queue("bench", url=url, default_job_options={"remove_on_complete": False})
+    await q.obliterate(force=True)
+    await q.add_bulk([("noop", {"i": i}) for i in range(n)])
+
+    async def noop(job: Any) -> None:
+        return None
+
+    worker = Worker("bench", noop, url=url, concurrency=concurrency)
+    before = await commandstats(client)
+    start = time.perf_counter()
+    task = asyncio.create_task(worker.run())
+    while (await q.get_stats())["completed"] < n:  # noqa: ASYNC110 - polling Redis, not a local flag
+        await asyncio.sleep(0.005)
+    elapsed = time.perf_counter() - start
+    await worker.close()
+    await task
+    stats = await q.get_stats()
+    assert stats["completed"] == n and stats["failed"] == 0, stats
+    report(f"process, concurrency {concurrency}", n, elapsed,
+           delta(before, await commandstats(client)))
+    await q.obliterate(force=True)
+    await q.close()
+
+
+async def run(url: str, n: int) -> None:
+    client = aioredis.Redis.from_url(url)
+    q = Queue("bench", url=url, default_job_options={"remove_on_complete": {"count": 1000}})
+    await q.obliterate(force=True)
+    single = min(n, 5000)
+    before = await commandstats(client)
+    start = time.perf_counter()
+    for i in range(single):
+        await q.add("noop", {"i": i})
+    report("add one by one", single, time.perf_counter() - start,
+           delta(before, await commandstats(client)))
+    await q.obliterate(force=True)
+    before = await commandstats(client)
+    start = time.perf_counter()
+    await q.add_bulk([("noop", {"i": i}) for i in range(n)])
+    report("add_bulk", n, time.perf_counter() - start, delta(before, await commandstats(client)))
+    assert (await q.get_stats())["waiting"] == n
+    await q.obliterate(force=True)
+    await q.close()
+    await process(url, min(n, 5000), 1, client)
+    await process(url, n, 50, client)
+    await client.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=20000)
+    parser.add_argument("--url", default=None)
+    parser.add_argument("--no-uvloop", action="store_true")
+    args = parser.parse_args()
+    runner = asyncio.run if args.no_uvloop or uvloop is None else uvloop.run
+    if args.url:
+        runner(run(args.url, args.n))
+        return
+    with RedisServer() as server:
+        runner(run(server.url, args.n))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""minique: a Redis job queue with one atomic Lua script per state change."""
+
+from .errors import (
+    InvalidJobState,
+    JobCorrupted,
+    JobFailed,
+    JobNotFound,
+    LockLost,
+    MiniqueError,
+    PayloadError,
+    RateLimited,
+    UnrecoverableError,
+)
+from .events import Event, QueueEvents
+from .job import Job
+from .queue import Queue
+from .registry import Registry
+from .worker import Worker
+
+__all__ = [
+    "Event",
+    "InvalidJobState",
+    "Job",
+    "JobCorrupted",
+    "JobFailed",
+    "JobNotFound",
+    "LockLost",
+    "MiniqueError",
+    "PayloadError",
+    "Queue",
+    "QueueEvents",
+    "RateLimited",
+    "Registry",
+    "UnrecoverableError",
+    "Worker",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,52 @@
+"""MessagePack encoding of payloads and return values (msgspec)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from .errors import JobCorrupted, PayloadError
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder()
+decode_any = _decoder.decode
+
+
+def encode(value: Any, what: str = "payload") -> bytes:
+    """Encodes ``value``; on failure names the first field that cannot be encoded."""
+    try:
+        return _encoder.encode(value)
+    except (TypeError, msgspec.EncodeError, OverflowError) as exc:
+        path = _find_bad_path(value, "$")
+        where = f" at {path}" if path else ""
+        raise PayloadError(f"{what} cannot be encoded{where}: {exc}") from exc
+
+
+def _find_bad_path(value: Any, path: str) -> str | None:
+    """Walks containers to find the innermost value msgspec refuses."""
+    children: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            try:
+                _encoder.encode(k)
+            except (TypeError, msgspec.EncodeError):
+                return f"{path} (key {k!r})"
+            children.append((f"{path}.{k}", v))
+    elif isinstance(value, list | tuple | set | frozenset):
+        children = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+    elif isinstance(value, msgspec.Struct):
+        children = [(f"{path}.{f}", getattr(value, f)) for f in value.__struct_fields__]
+    for child_path, child in children:
+        try:
+            _encoder.encode(child)
+        except (TypeError, msgspec.EncodeError, OverflowError):
+            return _find_bad_path(child, child_path) or child_path
+    return None
+
+
+def decode(raw: bytes, job_id: str, field: str) -> Any:
+    try:
+        return _decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise JobCorrupted(f"job {job_id}: stored {field} cannot be decoded: {exc}") from exc

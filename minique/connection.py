@@ -1,0 +1,39 @@
+"""Redis clients with the defaults a job queue needs (bytes replies, bounded timeouts)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+# Scripts do bounded work, so a reply that takes this long means the link is broken.
+COMMAND_TIMEOUT = 15.0
+
+
+def resolve_url(url: str | None) -> str:
+    return url or os.environ.get("MINIQUE_REDIS_URL") or DEFAULT_URL
+
+
+def connect(url: str | None = None, *, socket_timeout: float = COMMAND_TIMEOUT, **kw: Any) -> Any:
+    """A client for ``url`` (or ``$MINIQUE_REDIS_URL``). ``redis+cluster://`` gives a cluster client."""
+    url = resolve_url(url)
+    common: dict[str, Any] = dict(
+        decode_responses=False,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=5.0,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+    common.update(kw)
+    if url.startswith("redis+cluster://") or url.startswith("rediss+cluster://"):
+        from redis.asyncio.cluster import RedisCluster
+
+        common.pop("retry_on_error", None)
+        return RedisCluster.from_url(url.replace("+cluster", "", 1), **common)
+    return Redis.from_url(url, health_check_interval=15, **common)

@@ -1,0 +1,57 @@
+"""Exceptions that user code raises or catches."""
+
+from __future__ import annotations
+
+
+class MiniqueError(Exception):
+    """Base class of every error minique raises on purpose."""
+
+
+class UnrecoverableError(MiniqueError):
+    """Raised by a processor: fail the job now, whatever attempts remain."""
+
+
+class RateLimited(MiniqueError):
+    """Raised by a processor when an upstream says "slow down" (HTTP 429).
+
+    The job goes back to waiting without using up an attempt, and the queue
+    takes no new jobs for ``delay`` seconds.
+    """
+
+    def __init__(self, delay: float, message: str = "rate limited") -> None:
+        if delay < 0:
+            raise ValueError("RateLimited delay must be >= 0")
+        super().__init__(f"{message} (retry in {delay:.3f}s)")
+        self.delay = delay
+
+
+class PayloadError(TypeError, MiniqueError):
+    """A payload or return value that cannot be encoded; names the offending field."""
+
+
+class JobCorrupted(MiniqueError):
+    """A job's stored fields cannot be decoded."""
+
+
+class JobNotFound(MiniqueError):
+    """The job does not exist (removed, or never added)."""
+
+
+class LockLost(MiniqueError):
+    """The worker's lease on a job has expired and another owner (or none) holds it.
+
+    Raised when a worker tries to finish a job with a stale fencing token.
+    """
+
+
+class JobFailed(MiniqueError):
+    """``wait_until_finished`` on a job that ended in the failed state."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        super().__init__(f"job {job_id} failed: {reason}")
+        self.job_id = job_id
+        self.reason = reason
+
+
+class InvalidJobState(MiniqueError):
+    """An operation that the job's current state does not allow (e.g. remove an active job)."""

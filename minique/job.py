@@ -1,0 +1,214 @@
+"""A job as seen from Python: its fields, and the actions that take it from state to state."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from . import codec
+from .errors import JobCorrupted, JobFailed, JobNotFound
+from .events import last_event_id, read_events
+from .options import StoredOptions, decode_stored
+
+if TYPE_CHECKING:
+    from .queue import Queue
+
+FINISHED = ("completed", "failed")
+_UNSET: Any = object()
+
+
+def _ms_to_s(raw: Any) -> float | None:
+    if raw in (None, b"", ""):
+        return None
+    return int(raw) / 1000.0
+
+
+def _text(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+
+
+class Job:
+    """A job of a queue. ``data`` and ``return_value`` are decoded on first access."""
+
+    __slots__ = (
+        "_data",
+        "_data_raw",
+        "_progress_raw",
+        "_queue",
+        "_rv",
+        "_rv_raw",
+        "attempts_made",
+        "attempts_started",
+        "delay_until",
+        "failed_reason",
+        "finished_on",
+        "id",
+        "name",
+        "opts",
+        "payload",
+        "priority",
+        "processed_on",
+        "stacktrace",
+        "stalled_count",
+        "state",
+        "timestamp",
+        "token",
+    )
+
+    def __init__(
+        self,
+        queue: Queue | None,
+        job_id: str,
+        name: str,
+        data_raw: bytes | None,
+        opts: StoredOptions,
+        *,
+        data: Any = _UNSET,
+        priority: int = 0,
+        timestamp: float = 0.0,
+        attempts_made: int = 0,
+        attempts_started: int = 0,
+        stalled_count: int = 0,
+        state: str | None = None,
+        token: str | None = None,
+    ) -> None:
+        self._queue = queue
+        self.id = job_id
+        self.name = name
+        self._data_raw = data_raw
+        self._data = data
+        self.opts = opts
+        self.priority = priority
+        self.timestamp = timestamp
+        self.attempts_made = attempts_made
+        self.attempts_started = attempts_started
+        self.stalled_count = stalled_count
+        self.state = state
+        self.token = token
+        self.payload: Any = None  # the typed payload, when the registry declares one
+        self.processed_on: float | None = None
+        self.finished_on: float | None = None
+        self.failed_reason: str | None = None
+        self.stacktrace: str | None = None
+        self.delay_until: float | None = None
+        self._rv_raw: bytes | None = None
+        self._rv: Any = _UNSET
+        self._progress_raw: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.name!r} state={self.state}>"
+
+    @property
+    def data(self) -> Any:
+        if self._data is _UNSET:
+            self._data = None if not self._data_raw else codec.decode(self._data_raw, self.id, "data")
+        return self._data
+
+    @property
+    def return_value(self) -> Any:
+        if self._rv is _UNSET:
+            self._rv = None if not self._rv_raw else codec.decode(self._rv_raw, self.id, "return value")
+        return self._rv
+
+    @property
+    def progress(self) -> Any:
+        if not self._progress_raw:
+            return 0
+        return codec.decode(self._progress_raw, self.id, "progress")
+
+    @property
+    def queue(self) -> Queue:
+        if self._queue is None:
+            raise RuntimeError("this Job is not bound to a Queue")
+        return self._queue
+
+    @classmethod
+    def from_hash(cls, queue: Queue | None, job_id: str, h: dict[bytes, bytes]) -> Job:
+        """Builds a job from its stored hash; a hash that does not decode raises JobCorrupted."""
+        try:
+            opts = decode_stored(h.get(b"o", b""))
+        except Exception as exc:
+            raise JobCorrupted(f"job {job_id}: stored options cannot be decoded: {exc}") from exc
+        try:
+            job = cls(
+                queue, job_id, _text(h.get(b"n")) or "", h.get(b"d"), opts,
+                priority=int(h.get(b"p", 0)),
+                timestamp=_ms_to_s(h.get(b"ts")) or 0.0,
+                attempts_made=int(h.get(b"atm", 0)),
+                attempts_started=int(h.get(b"ats", 0)),
+                stalled_count=int(h.get(b"stc", 0)),
+                state=_text(h.get(b"st")),
+                token=_text(h.get(b"tok")) or None,
+            )
+        except ValueError as exc:
+            raise JobCorrupted(f"job {job_id}: stored counters are not numbers: {exc}") from exc
+        job.processed_on = _ms_to_s(h.get(b"pon"))
+        job.finished_on = _ms_to_s(h.get(b"fon"))
+        job.failed_reason = _text(h.get(b"fr"))
+        job.stacktrace = _text(h.get(b"stk")) or None
+        job.delay_until = _ms_to_s(h.get(b"due")) if job.state == "delayed" else None
+        job._rv_raw = h.get(b"rv")
+        job._progress_raw = h.get(b"pg")
+        return job
+
+    # ----- actions -----------------------------------------------------------------------
+
+    async def get_state(self) -> str:
+        """"waiting", "paused", "delayed", "active", "completed", "failed", or "unknown"."""
+        state = await self.queue.get_state(self.id)
+        self.state = state
+        return state
+
+    async def update_progress(self, value: int | float | dict[str, Any]) -> None:
+        await self.queue.update_progress(self.id, value)
+        self._progress_raw = codec.encode(value, "progress")
+
+    async def log(self, line: str) -> int:
+        return await self.queue.add_log(self.id, line, keep=self.opts.keep_logs)
+
+    async def retry(self) -> None:
+        await self.queue.retry_job(self.id)
+
+    async def promote(self) -> None:
+        await self.queue.promote_job(self.id)
+
+    async def remove(self) -> bool:
+        return await self.queue.remove_job(self.id)
+
+    async def refresh(self) -> Job:
+        fresh = await self.queue.get_job(self.id)
+        if fresh is None:
+            raise JobNotFound(f"job {self.id} no longer exists")
+        return fresh
+
+    async def wait_until_finished(self, timeout: float | None = None) -> Any:
+        """Returns the return value, or raises JobFailed with the reason.
+
+        The events cursor is taken before the state is read, so a job that finishes in
+        between is still seen; the state is read again after every quiet second in case
+        the capped events stream dropped the entry.
+        """
+        q = self.queue
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        cursor = await last_event_id(q.redis, q.keys)
+        while True:
+            job = await q.get_job(self.id)
+            if job is None:
+                raise JobNotFound(f"job {self.id} does not exist")
+            if job.state == "completed":
+                return job.return_value
+            if job.state == "failed":
+                raise JobFailed(self.id, job.failed_reason or "unknown reason")
+            while True:
+                remaining = 1.0 if deadline is None else min(1.0, deadline - loop.time())
+                if remaining <= 0:
+                    raise TimeoutError(f"job {self.id} did not finish within {timeout}s")
+                events = await read_events(q.redis, q.keys, cursor, remaining)
+                if not events:
+                    break
+                cursor = events[-1].event_id
+                if any(e.job_id == self.id and e.name in FINISHED for e in events):
+                    break

@@ -1,0 +1,73 @@
+"""Redis key names of one queue.
+
+Every key carries the hash tag ``{prefix:queue}``, so a whole queue lives in one Redis
+Cluster slot and every Lua script may touch any of its keys.
+"""
+
+from __future__ import annotations
+
+DEFAULT_PREFIX = "minique"
+_FORBIDDEN = set("{}")
+
+
+def validate_name(kind: str, value: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{kind} must be a non-empty string, got {value!r}")
+    if _FORBIDDEN & set(value) or any(c.isspace() for c in value):
+        raise ValueError(f"{kind} {value!r} must not contain braces or whitespace")
+    return value
+
+
+class QueueKeys:
+    """The queue's key vector, in the order every Lua script expects (includes/base.lua)."""
+
+    __slots__ = (
+        "active",
+        "base",
+        "completed",
+        "delayed",
+        "events",
+        "failed",
+        "idc",
+        "job_prefix",
+        "meta",
+        "pause_until",
+        "pri",
+        "ready",
+        "schedulers",
+        "vector",
+        "wake",
+        "window",
+        "workers",
+    )
+
+    def __init__(self, name: str, prefix: str = DEFAULT_PREFIX) -> None:
+        validate_name("queue name", name)
+        validate_name("prefix", prefix)
+        self.base = "{" + prefix + ":" + name + "}"
+        b = self.base
+        self.meta = b + ":meta"
+        self.idc = b + ":id"
+        self.ready = b + ":ready"
+        self.pri = b + ":prioritized"
+        self.delayed = b + ":delayed"
+        self.active = b + ":active"
+        self.completed = b + ":completed"
+        self.failed = b + ":failed"
+        self.events = b + ":events"
+        self.wake = b + ":wake"
+        self.window = b + ":limiter"
+        self.pause_until = b + ":rate-limited"
+        self.workers = b + ":workers"
+        self.schedulers = b + ":schedulers"
+        self.job_prefix = b + ":j:"
+        self.vector: tuple[str, ...] = (
+            self.meta, self.idc, self.ready, self.pri, self.delayed, self.active,
+            self.completed, self.failed, self.events, self.wake, self.window, self.pause_until,
+        )
+
+    def job(self, job_id: str) -> str:
+        return self.job_prefix + job_id
+
+    def logs(self, job_id: str) -> str:
+        return self.job_prefix + job_id + ":logs"

@@ -1,0 +1,36 @@
+-- Adds a batch of jobs (add() sends one, add_bulk() a chunk), each to waiting,
+-- prioritized or delayed. A custom id that exists already is left untouched.
+-- ARGV: JP, n, then per job: id ('' = auto), name, data, opts, priority, delay_ms
+--@include base
+local n = tonumber(ARGV[2])
+local now = now_ms()
+local out = {}
+for i = 0, n - 1 do
+  local b = 3 + i * 6
+  local id = ARGV[b]
+  local prio, delay = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
+  local dup = 0
+  if id == '' then
+    id = tostring(redis.call('INCR', K.idc))
+  elseif redis.call('EXISTS', JP .. id) == 1 then
+    dup = 1
+    emit('ev', 'duplicated', 'id', id)
+  end
+  if dup == 0 then
+    local jk = JP .. id
+    redis.call('HSET', jk, 'n', ARGV[b + 1], 'd', ARGV[b + 2], 'o', ARGV[b + 3], 'p', prio,
+               'ts', now, 'atm', 0, 'ats', 0)
+    emit('ev', 'added', 'id', id, 'name', ARGV[b + 1])
+    if delay > 0 then
+      enqueue_delayed(jk, id, now + delay)
+      emit('ev', 'delayed', 'id', id, 'delay', delay)
+    else
+      enqueue_ready(jk, id, prio)
+      emit('ev', 'waiting', 'id', id)
+    end
+  end
+  out[#out + 1] = id
+  out[#out + 1] = dup
+end
+out[#out + 1] = now
+return out

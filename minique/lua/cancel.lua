@@ -1,0 +1,10 @@
+-- Asks the worker that runs a job to cancel it; the worker learns it at its next lease
+-- renewal or from the 'cancel' event, and fails the job with "cancelled".
+-- ARGV: JP, id
+--@include base
+local jk = JP .. ARGV[2]
+local st = redis.call('HGET', jk, 'st')
+if st ~= 'active' then return 0 end
+redis.call('HSET', jk, 'cx', '1')
+emit('ev', 'cancel', 'id', ARGV[2])
+return 1

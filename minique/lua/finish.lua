@@ -1,0 +1,78 @@
+-- Finishes a batch of active jobs (complete, fail, retry, or back to waiting) and, in the
+-- same call, fetches the worker's next jobs. Each result is fenced by the job's token: a
+-- worker whose lease expired cannot finish a job that is no longer its own.
+-- ARGV: JP, count, lease_ms, worker, limiter_max, limiter_window_ms, promote_limit, nres,
+--       then per result: id, token, kind, value, stack, delay_ms, keep_count, keep_age_ms
+--   kind: c = completed (value = return value), f = failed (value = reason),
+--         r = retry after delay_ms (value = reason), w = back to waiting without using an
+--         attempt; delay_ms > 0 then also stops the queue taking jobs for that long.
+--@include base
+--@include retention
+--@include take
+local now = now_ms()
+local nres = tonumber(ARGV[8])
+local statuses = {}
+local trims, trim_order = {}, {}
+
+local function note_trim(set_key, kc, ka)
+  local tk = set_key .. '|' .. kc .. '|' .. ka
+  if not trims[tk] then
+    trims[tk] = {set_key, tonumber(kc), tonumber(ka)}
+    trim_order[#trim_order + 1] = tk
+  end
+end
+
+for i = 0, nres - 1 do
+  local b = 9 + i * 8
+  local id, tok, kind = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+  local jk = JP .. id
+  if redis.call('HGET', jk, 'tok') ~= tok or not redis.call('ZSCORE', K.active, id) then
+    statuses[#statuses + 1] = 0
+  else
+    statuses[#statuses + 1] = 1
+    redis.call('ZREM', K.active, id)
+    local value, stack, delay = ARGV[b + 3], ARGV[b + 4], tonumber(ARGV[b + 5])
+    if kind == 'c' then
+      redis.call('HSET', jk, 'st', 'completed', 'rv', value, 'fon', now, 'tok', '')
+      redis.call('HINCRBY', jk, 'atm', 1)
+      redis.call('ZADD', K.completed, now, id)
+      emit('ev', 'completed', 'id', id)
+      note_trim(K.completed, ARGV[b + 6], ARGV[b + 7])
+    elseif kind == 'f' then
+      redis.call('HSET', jk, 'st', 'failed', 'fr', value, 'stk', stack, 'fon', now, 'tok', '')
+      redis.call('HINCRBY', jk, 'atm', 1)
+      redis.call('ZADD', K.failed, now, id)
+      emit('ev', 'failed', 'id', id, 'reason', string.sub(value, 1, 200))
+      note_trim(K.failed, ARGV[b + 6], ARGV[b + 7])
+    elseif kind == 'r' then
+      redis.call('HSET', jk, 'fr', value, 'stk', stack, 'tok', '')
+      local atm = redis.call('HINCRBY', jk, 'atm', 1)
+      emit('ev', 'retrying', 'id', id, 'attempt', atm, 'delay', delay,
+           'reason', string.sub(value, 1, 200))
+      if delay > 0 then
+        enqueue_delayed(jk, id, now + delay)
+        emit('ev', 'delayed', 'id', id, 'delay', delay)
+      else
+        enqueue_ready(jk, id, job_priority(jk))
+        emit('ev', 'waiting', 'id', id)
+      end
+    else
+      redis.call('HSET', jk, 'tok', '')
+      enqueue_ready(jk, id, job_priority(jk))
+      emit('ev', 'waiting', 'id', id, 'reason', value)
+      if delay > 0 and redis.call('PTTL', K.pause_until) < delay then
+        redis.call('SET', K.pause_until, '1', 'PX', delay)
+      end
+    end
+  end
+end
+
+for _, tk in ipairs(trim_order) do
+  local t = trims[tk]
+  trim_finished(t[1], t[2], t[3], now, 100 + nres)
+end
+
+local taken = take_jobs(now, tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]),
+                        tonumber(ARGV[6]), tonumber(ARGV[7]))
+for _, v in ipairs(taken) do statuses[#statuses + 1] = v end
+return statuses

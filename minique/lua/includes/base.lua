@@ -1,0 +1,77 @@
+-- Shared by every script. KEYS always start with the queue's key vector, in this
+-- order (minique/keys.py builds it); ARGV[1] is the job key prefix "{p:q}:j:".
+local K = {
+  meta = KEYS[1], idc = KEYS[2], ready = KEYS[3], pri = KEYS[4], delayed = KEYS[5],
+  active = KEYS[6], completed = KEYS[7], failed = KEYS[8], events = KEYS[9],
+  wake = KEYS[10], window = KEYS[11], pause_until = KEYS[12],
+}
+local JP = ARGV[1]
+-- Priority score = priority * 2^32 + sequence, so FIFO holds within one priority.
+local PRIO_SHIFT = 4294967296
+-- Delayed score = due_ms * 4096 + sequence: FIFO among jobs due in the same millisecond,
+-- and still an exact integer in a double (due_ms < 2^41).
+local DELAY_SHIFT = 4096
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local emax = nil
+local function emit(...)
+  if not emax then
+    emax = tonumber(redis.call('HGET', K.meta, 'emax')) or 10000
+  end
+  redis.call('XADD', K.events, 'MAXLEN', '~', emax, '*', ...)
+end
+
+local woken = false
+-- Wakes blocked workers for work that does not pass through the ready stream
+-- (prioritized jobs, resume). Once per script call is enough.
+local function wake()
+  if not woken then
+    woken = true
+    redis.call('XADD', K.wake, 'MAXLEN', '~', 16, '*', 'w', '1')
+  end
+end
+
+-- The single place where a job becomes ready: prioritized jobs go to the sorted set,
+-- others to the stream. Every transition to "waiting" goes through here.
+local function enqueue_ready(jk, id, prio)
+  if prio > 0 then
+    local seq = redis.call('HINCRBY', K.meta, 'pc', 1) % PRIO_SHIFT
+    redis.call('ZADD', K.pri, prio * PRIO_SHIFT + seq, id)
+    redis.call('HSET', jk, 'st', 'waiting', 'sid', '')
+    wake()
+  else
+    local sid = redis.call('XADD', K.ready, '*', 'i', id)
+    redis.call('HSET', jk, 'st', 'waiting', 'sid', sid)
+  end
+end
+
+local function enqueue_delayed(jk, id, due)
+  local seq = redis.call('HINCRBY', K.meta, 'ds', 1) % DELAY_SHIFT
+  redis.call('ZADD', K.delayed, due * DELAY_SHIFT + seq, id)
+  redis.call('HSET', jk, 'st', 'delayed', 'due', due)
+end
+
+local function job_priority(jk)
+  return tonumber(redis.call('HGET', jk, 'p')) or 0
+end
+
+-- Removes a job from whatever structure holds it. Returns the state it was in.
+local function unlink_job(jk, id)
+  local st, sid = unpack(redis.call('HMGET', jk, 'st', 'sid'))
+  if st == 'waiting' then
+    if sid and sid ~= '' then redis.call('XDEL', K.ready, sid) else redis.call('ZREM', K.pri, id) end
+  elseif st == 'delayed' then redis.call('ZREM', K.delayed, id)
+  elseif st == 'completed' then redis.call('ZREM', K.completed, id)
+  elseif st == 'failed' then redis.call('ZREM', K.failed, id)
+  elseif st == 'active' then redis.call('ZREM', K.active, id)
+  end
+  return st
+end
+
+local function delete_job_keys(id)
+  redis.call('DEL', JP .. id, JP .. id .. ':logs')
+end

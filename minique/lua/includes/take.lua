@@ -1,0 +1,113 @@
+-- Fetch path shared by fetch.lua and finish.lua: promote due delayed jobs, honour pause and
+-- rate limits, then move up to `count` ready jobs to active with a fresh fencing token.
+
+local function promote_due(now, limit)
+  local ids = redis.call('ZRANGEBYSCORE', K.delayed, '-inf', now * DELAY_SHIFT + DELAY_SHIFT - 1,
+                         'LIMIT', 0, limit)
+  if #ids == 0 then return 0 end
+  for _, id in ipairs(ids) do
+    local jk = JP .. id
+    enqueue_ready(jk, id, job_priority(jk))
+    emit('ev', 'waiting', 'id', id)
+  end
+  redis.call('ZREM', K.delayed, unpack(ids))
+  return #ids
+end
+
+local function read_stream(count)
+  local res = redis.pcall('XREADGROUP', 'GROUP', 'g', 'w', 'COUNT', count, 'STREAMS', K.ready, '>')
+  if type(res) == 'table' and res.err then
+    if not string.find(res.err, 'NOGROUP') then error(res.err) end
+    if redis.call('EXISTS', K.ready) == 0 then return {} end
+    -- The stream was created by an add (or re-created after a drain); '0' reads it all.
+    redis.call('XGROUP', 'CREATE', K.ready, 'g', '0')
+    res = redis.call('XREADGROUP', 'GROUP', 'g', 'w', 'COUNT', count, 'STREAMS', K.ready, '>')
+  end
+  if not res then return {} end
+  local entries = res[1][2]
+  local ids, sids = {}, {}
+  for i, e in ipairs(entries) do
+    sids[i] = e[1]
+    ids[i] = e[2][2]
+  end
+  if #sids > 0 then
+    -- The active set (with its lease) takes over from here; the entry is not needed.
+    redis.call('XACK', K.ready, 'g', unpack(sids))
+    redis.call('XDEL', K.ready, unpack(sids))
+  end
+  return ids
+end
+
+-- Sliding-window log limiter: a start is allowed only if fewer than `max` starts happened
+-- in the last `window_ms`. Returns how many may start now and, if none, how long to wait.
+local function limiter_allowance(now, max, window_ms, want)
+  if max <= 0 then return want, 0 end
+  redis.call('ZREMRANGEBYSCORE', K.window, '-inf', now - window_ms)
+  local used = redis.call('ZCARD', K.window)
+  local allowed = max - used
+  if allowed <= 0 then
+    local oldest = redis.call('ZRANGE', K.window, 0, 0, 'WITHSCORES')
+    return 0, math.max(1, tonumber(oldest[2]) + window_ms - now)
+  end
+  return math.min(allowed, want), 0
+end
+
+-- Returns {status, info, next_due, wake_id, now, jobs...}; each job is 11 fields.
+-- status: 0 ok, 1 paused, 2 rate limited (info = ms to wait).
+local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, promote_limit)
+  promote_due(now, promote_limit)
+  local out = {0, 0, -1, '', now}
+  if count <= 0 then return out end
+  if redis.call('HGET', K.meta, 'paused') then
+    out[1] = 1
+  else
+    local pttl = redis.call('PTTL', K.pause_until)
+    if pttl > 0 then
+      out[1] = 2; out[2] = pttl
+    else
+      local allowed, wait = limiter_allowance(now, lim_max, lim_window, count)
+      if allowed == 0 then
+        out[1] = 2; out[2] = wait
+      else
+        count = allowed
+      end
+    end
+  end
+  local ids = {}
+  if out[1] == 0 then
+    local popped = redis.call('ZPOPMIN', K.pri, count)
+    for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+    if #ids < count then
+      for _, id in ipairs(read_stream(count - #ids)) do ids[#ids + 1] = id end
+    end
+  end
+  if #ids == 0 then
+    local nd = redis.call('ZRANGE', K.delayed, 0, 0, 'WITHSCORES')
+    if nd[2] then out[3] = math.floor(tonumber(nd[2]) / DELAY_SHIFT) end
+    local last = redis.call('XREVRANGE', K.wake, '+', '-', 'COUNT', 1)
+    out[4] = last[1] and last[1][1] or '0-0'
+    return out
+  end
+  local fence = redis.call('HINCRBY', K.meta, 'fence', #ids) - #ids
+  local deadline = now + lease_ms
+  for i, id in ipairs(ids) do
+    local jk = JP .. id
+    local tok = tostring(fence + i)
+    local f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc')
+    if f[1] then
+      local ats = redis.call('HINCRBY', jk, 'ats', 1)
+      redis.call('HSET', jk, 'st', 'active', 'tok', tok, 'pon', now, 'w', worker)
+      redis.call('ZADD', K.active, deadline, id)
+      if lim_max > 0 then redis.call('ZADD', K.window, now, tok) end
+      emit('ev', 'active', 'id', id)
+      local n = #out
+      out[n + 1] = id; out[n + 2] = tok; out[n + 3] = f[1]; out[n + 4] = f[2]
+      out[n + 5] = f[3] or ''; out[n + 6] = f[4] or '0'; out[n + 7] = ats; out[n + 8] = f[5] or '0'
+      out[n + 9] = f[6] or '0'; out[n + 10] = f[7] or '0'; out[n + 11] = now
+    else
+      -- The job hash vanished (deleted behind our back): nothing to run, say so.
+      emit('ev', 'error', 'id', id, 'reason', 'job hash missing at fetch')
+    end
+  end
+  return out
+end

@@ -1,0 +1,17 @@
+-- Removes one job and all its keys. An active job cannot be removed: its worker owns it.
+-- ARGV: JP, id
+--@include base
+local id = ARGV[2]
+local jk = JP .. id
+local st = redis.call('HGET', jk, 'st')
+if not st then
+  if redis.call('EXISTS', jk) == 1 then delete_job_keys(id); return 1 end
+  return 0
+end
+if st == 'active' then
+  return redis.error_reply('INVALIDSTATE job ' .. id .. ' is active; cancel it first')
+end
+unlink_job(jk, id)
+delete_job_keys(id)
+emit('ev', 'removed', 'id', id, 'prev', st)
+return 1

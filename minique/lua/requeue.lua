@@ -1,0 +1,27 @@
+-- Sends finished jobs back to waiting with fresh attempts: one job (ARGV[3] = id) or the
+-- oldest ARGV[4] of the state set (failed or completed).
+-- ARGV: JP, state, id, batch
+--@include base
+local state = ARGV[2]
+local set_key = (state == 'failed') and K.failed or K.completed
+local ids
+if ARGV[3] ~= '' then
+  local st = redis.call('HGET', JP .. ARGV[3], 'st')
+  if st ~= 'failed' and st ~= 'completed' then
+    return redis.error_reply('INVALIDSTATE job ' .. ARGV[3] .. ' is ' .. tostring(st) ..
+                             ', only finished jobs can be retried')
+  end
+  set_key = (st == 'failed') and K.failed or K.completed
+  ids = {ARGV[3]}
+else
+  ids = redis.call('ZRANGE', set_key, 0, tonumber(ARGV[4]) - 1)
+end
+for _, id in ipairs(ids) do
+  local jk = JP .. id
+  redis.call('ZREM', set_key, id)
+  redis.call('HSET', jk, 'atm', 0, 'stc', 0)
+  redis.call('HDEL', jk, 'fr', 'stk', 'rv', 'fon', 'tok', 'cx')
+  enqueue_ready(jk, id, job_priority(jk))
+  emit('ev', 'waiting', 'id', id)
+end
+return #ids

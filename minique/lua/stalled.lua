@@ -1,0 +1,31 @@
+-- Takes back jobs whose lease expired (worker killed, frozen or cut off): back to waiting,
+-- or failed once they stalled more than max_stalled times.
+-- ARGV: JP, max_stalled, batch, failed_keep_count, failed_keep_age_ms
+--@include base
+--@include retention
+local now = now_ms()
+local max_stalled = tonumber(ARGV[2])
+local ids = redis.call('ZRANGEBYSCORE', K.active, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local failed = 0
+for _, id in ipairs(ids) do
+  local jk = JP .. id
+  redis.call('ZREM', K.active, id)
+  if redis.call('EXISTS', jk) == 1 then
+    local stc = redis.call('HINCRBY', jk, 'stc', 1)
+    redis.call('HSET', jk, 'tok', '')
+    emit('ev', 'stalled', 'id', id, 'count', stc)
+    if stc > max_stalled then
+      local reason = 'job stalled more than allowable limit (' .. max_stalled .. ')'
+      redis.call('HSET', jk, 'st', 'failed', 'fr', reason, 'stk', '', 'fon', now)
+      redis.call('HINCRBY', jk, 'atm', 1)
+      redis.call('ZADD', K.failed, now, id)
+      emit('ev', 'failed', 'id', id, 'reason', reason)
+      failed = failed + 1
+    else
+      enqueue_ready(jk, id, job_priority(jk))
+      emit('ev', 'waiting', 'id', id)
+    end
+  end
+end
+if failed > 0 then trim_finished(K.failed, tonumber(ARGV[4]), tonumber(ARGV[5]), now, 100) end
+return #ids

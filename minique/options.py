@@ -1,0 +1,186 @@
+"""Job options: what ``Queue.add`` accepts, validated once, stored compactly with the job."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+MAX_PRIORITY = 2**21
+DAY = 86400.0
+
+
+class Backoff(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+    """``type`` is "fixed", "exponential", or the name of a strategy registered on the worker."""
+
+    type: str = "fixed"
+    delay: float = 0.0
+    jitter: float = 0.0
+    max_delay: float | None = None
+
+
+class Keep(msgspec.Struct, frozen=True, array_like=True):
+    """Retention of finished jobs: at most ``count`` of them, none older than ``age`` s.
+
+    -1 means no limit, so ``Keep()`` keeps everything and ``Keep(count=0)`` keeps nothing.
+    """
+
+    count: int = -1
+    age: float = -1.0
+
+
+class StoredOptions(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+    """The options a worker needs when it runs the job; stored in the job hash as msgpack."""
+
+    attempts: int = 1
+    backoff: Backoff | None = None
+    timeout: float | None = None
+    keep_completed: Keep = Keep(count=1000, age=DAY)
+    keep_failed: Keep = Keep(count=10000, age=7 * DAY)
+    keep_logs: int = 1000
+
+
+class ResolvedOptions(msgspec.Struct, frozen=True):
+    stored: StoredOptions
+    delay: float = 0.0
+    priority: int = 0
+    job_id: str | None = None
+
+
+OPTION_NAMES = frozenset(
+    {"attempts", "backoff", "delay", "priority", "job_id", "remove_on_complete",
+     "remove_on_fail", "timeout", "keep_logs"}
+)
+
+_stored_encoder = msgspec.msgpack.Encoder()
+_stored_decoder = msgspec.msgpack.Decoder(StoredOptions)
+_decoded_cache: dict[bytes, StoredOptions] = {}
+
+
+def encode_stored(stored: StoredOptions) -> bytes:
+    return _stored_encoder.encode(stored)
+
+
+def decode_stored(raw: bytes) -> StoredOptions:
+    """Decodes stored options; most jobs share a few distinct blobs, so they are cached."""
+    hit = _decoded_cache.get(raw)
+    if hit is None:
+        hit = _stored_decoder.decode(raw) if raw else StoredOptions()
+        if len(_decoded_cache) > 1024:
+            _decoded_cache.clear()
+        _decoded_cache[raw] = hit
+    return hit
+
+
+def check_option_names(options: Mapping[str, Any], where: str) -> None:
+    unknown = set(options) - OPTION_NAMES
+    if unknown:
+        raise TypeError(
+            f"{where}: unknown job option(s) {', '.join(sorted(unknown))}; "
+            f"valid options are {', '.join(sorted(OPTION_NAMES))}"
+        )
+
+
+def _number(name: str, value: Any, *, minimum: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return float(value)
+
+
+def _keep(name: str, value: Any) -> Keep:
+    if value is True:
+        return Keep(count=0)
+    if value is False or value is None:
+        return Keep()
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"{name} count must be >= 0, got {value}")
+        return Keep(count=value)
+    if isinstance(value, Keep):
+        return value
+    if isinstance(value, Mapping):
+        extra = set(value) - {"age", "count"}
+        if extra:
+            raise TypeError(f"{name}: unknown key(s) {sorted(extra)}; use 'age' and 'count'")
+        count = value.get("count", -1)
+        if isinstance(count, bool) or not isinstance(count, int) or count < -1:
+            raise ValueError(f"{name}.count must be an integer >= 0, got {count!r}")
+        age = value.get("age")
+        return Keep(count=count, age=-1.0 if age is None else _number(f"{name}.age", age))
+    raise TypeError(f"{name} must be a bool, an int or {{'age': s, 'count': n}}, got {value!r}")
+
+
+def _backoff(value: Any) -> Backoff | None:
+    if value is None:
+        return None
+    if isinstance(value, Backoff):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Backoff("fixed", _number("backoff", value))
+    if not isinstance(value, Mapping):
+        raise TypeError(f"backoff must be seconds or a dict with 'type' and 'delay', got {value!r}")
+    extra = set(value) - {"type", "delay", "jitter", "max_delay"}
+    if extra:
+        raise TypeError(f"backoff: unknown key(s) {sorted(extra)}")
+    kind = value.get("type", "fixed")
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"backoff.type must be a name, got {kind!r}")
+    jitter = _number("backoff.jitter", value.get("jitter", 0.0))
+    if jitter > 1:
+        raise ValueError(f"backoff.jitter must be between 0 and 1, got {jitter}")
+    cap = value.get("max_delay")
+    return Backoff(
+        kind,
+        _number("backoff.delay", value.get("delay", 0.0)),
+        jitter,
+        None if cap is None else _number("backoff.max_delay", cap),
+    )
+
+
+def _job_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 512:
+        raise ValueError(f"job_id must be a non-empty string of at most 512 chars, got {value!r}")
+    if value.isdigit():
+        # Plain integers are the auto-generated ids; a custom one could collide with them.
+        raise ValueError(f"job_id {value!r} must not be a plain integer")
+    return value
+
+
+def resolve(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> ResolvedOptions:
+    """Merges queue defaults with per-job options and validates the result."""
+    merged = {**defaults, **overrides}
+    check_option_names(merged, "add")
+    attempts = merged.get("attempts", 1)
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise ValueError(f"attempts must be an integer >= 1, got {attempts!r}")
+    priority = merged.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int) or not (
+        0 <= priority <= MAX_PRIORITY
+    ):
+        raise ValueError(f"priority must be an integer from 0 to {MAX_PRIORITY}, got {priority!r}")
+    timeout = merged.get("timeout")
+    keep_logs = merged.get("keep_logs", 1000)
+    if isinstance(keep_logs, bool) or not isinstance(keep_logs, int) or keep_logs < 0:
+        raise ValueError(f"keep_logs must be an integer >= 0, got {keep_logs!r}")
+    stored = StoredOptions(
+        attempts=attempts,
+        backoff=_backoff(merged.get("backoff")),
+        timeout=None if timeout is None else _number("timeout", timeout, minimum=0.001),
+        keep_completed=_keep("remove_on_complete", merged.get("remove_on_complete",
+                                                               StoredOptions().keep_completed)),
+        keep_failed=_keep("remove_on_fail", merged.get("remove_on_fail",
+                                                       StoredOptions().keep_failed)),
+        keep_logs=keep_logs,
+    )
+    return ResolvedOptions(
+        stored=stored,
+        delay=_number("delay", merged.get("delay", 0.0)),
+        priority=priority,
+        job_id=_job_id(merged.get("job_id")),
+    )

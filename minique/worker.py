@@ -1,0 +1,475 @@
+"""The worker: fetches jobs in batches, runs them, and reports the results in batches.
+
+One dispatcher task owns the command connection. Each of its script calls reports every
+result gathered since the previous call *and* fetches as many new jobs as there are free
+slots, so a busy worker costs about one round trip per batch of jobs. When the queue is
+empty, a waiter blocks (with a deadline) on the ready and wake streams on a second
+connection; the dispatcher never blocks on Redis itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import msgspec
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from . import codec, scripts
+from .backoff import BackoffStrategy, retry_delay
+from .connection import connect
+from .errors import PayloadError, RateLimited, UnrecoverableError
+from .job import Job
+from .keys import DEFAULT_PREFIX, QueueKeys
+from .options import Keep, StoredOptions, decode_stored
+from .queue import Queue
+from .registry import Handler, Registry
+
+log = logging.getLogger("minique.worker")
+
+JOB_FIELDS = 11  # per job in a fetch reply: see lua/includes/take.lua
+HEADER = 5  # status, info, next_due, wake_id, now
+TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, OSError)
+
+
+def _age_ms(keep: Keep) -> int:
+    return -1 if keep.age < 0 else int(keep.age * 1000)
+
+
+class _Running:
+    __slots__ = ("cancel_reason", "job", "task")
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.task: asyncio.Task[None] | None = None
+        self.cancel_reason: str | None = None
+
+
+class Worker:
+    """Processes the jobs of one queue.
+
+    ``processor`` is a ``Registry`` or one callable for every job of the queue. A coroutine
+    function runs on the event loop; a plain function runs in a thread.
+    """
+
+    def __init__(
+        self,
+        queue_name: str,
+        processor: Registry | Callable[..., Any],
+        *,
+        url: str | None = None,
+        connection: Any = None,
+        prefix: str = DEFAULT_PREFIX,
+        concurrency: int = 5,
+        limiter: Mapping[str, float] | None = None,
+        lock_duration: float = 30.0,
+        lock_renew_time: float | None = None,
+        stalled_interval: float = 30.0,
+        max_stalled_count: int = 1,
+        shutdown_timeout: float = 30.0,
+        block_timeout: float = 5.0,
+        sweep_interval: float = 60.0,
+        name: str | None = None,
+        backoff_strategies: Mapping[str, BackoffStrategy] | None = None,
+        default_job_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+        for label, value in (("lock_duration", lock_duration), ("stalled_interval", stalled_interval),
+                             ("block_timeout", block_timeout), ("shutdown_timeout", shutdown_timeout)):
+            if value <= 0:
+                raise ValueError(f"{label} must be > 0, got {value}")
+        self.queue_name = queue_name
+        self.registry = processor if isinstance(processor, Registry) else Registry.single(
+            queue_name, processor)
+        self.keys = QueueKeys(queue_name, prefix)
+        self._own = connection is None
+        self.redis: Any = connection if connection is not None else connect(url)
+        # The blocking wait gets its own connection, so it never delays a script call.
+        self._blocking: Any = (connect(url, socket_timeout=block_timeout + 5.0)
+                               if connection is None else connection)
+        self.queue = Queue(queue_name, connection=self.redis, prefix=prefix,
+                           default_job_options=default_job_options)
+        self.concurrency = concurrency
+        self.lock_ms = int(lock_duration * 1000)
+        self.renew_interval = lock_renew_time if lock_renew_time else lock_duration / 2
+        self.stalled_interval = stalled_interval
+        self.max_stalled_count = max_stalled_count
+        self.shutdown_timeout = shutdown_timeout
+        self.block_timeout = block_timeout
+        self.sweep_interval = sweep_interval
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.backoff_strategies = dict(backoff_strategies or {})
+        self.lim_max, self.lim_window_ms = self._limiter(limiter)
+        self.jobs_done = 0
+        self.jobs_failed = 0
+        self._running: dict[str, _Running] = {}
+        self._results: list[tuple[Any, ...]] = []
+        self._wakeup = asyncio.Event()
+        self._queue_empty = False
+        self._limited_until = 0.0
+        self._waiter: asyncio.Task[None] | None = None
+        self._blocking_conn: Any = None
+        self._closing = False
+        self._closed = asyncio.Event()
+        self._started = False
+        self._threads: ThreadPoolExecutor | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._close_task: asyncio.Future[None] | None = None
+
+    @staticmethod
+    def _limiter(limiter: Mapping[str, float] | None) -> tuple[int, int]:
+        if not limiter:
+            return 0, 0
+        extra = set(limiter) - {"max", "duration"}
+        if extra:
+            raise TypeError(f"limiter: unknown key(s) {sorted(extra)}; use 'max' and 'duration'")
+        lim_max, duration = int(limiter.get("max", 0)), float(limiter.get("duration", 1.0))
+        if lim_max < 1 or duration <= 0:
+            raise ValueError(f"limiter needs max >= 1 and duration > 0, got {dict(limiter)}")
+        return lim_max, int(duration * 1000)
+
+    # ----- lifecycle ---------------------------------------------------------------------
+
+    async def run(self, *, handle_signals: bool = False) -> None:
+        """Processes jobs until ``close()`` (or SIGTERM/SIGINT with ``handle_signals``)."""
+        if self._started:
+            raise RuntimeError("a Worker runs once; create a new one")
+        self._started = True
+        if handle_signals:
+            self._install_signal_handlers()
+        self._background = [
+            asyncio.create_task(self._renew_loop(), name="minique-renew"),
+            asyncio.create_task(self._maintenance_loop(), name="minique-maintenance"),
+        ]
+        log.info("worker %s started on queue %s (concurrency %d)", self.name, self.queue_name,
+                 self.concurrency)
+        try:
+            await self._dispatch_loop()
+        finally:
+            for task in self._background:
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
+            await self._stop_waiter()
+            if self._threads:
+                self._threads.shutdown(wait=False, cancel_futures=True)
+            if self._own:
+                await self.redis.aclose()
+                await self._blocking.aclose()
+            self._closed.set()
+            log.info("worker %s stopped (%d done, %d failed)", self.name, self.jobs_done,
+                     self.jobs_failed)
+
+    async def _stop_waiter(self) -> None:
+        # A blocked read does not always yield to cancellation at once, so the socket is cut
+        # too; and the wait for it is bounded, so shutdown can never hang on it.
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        if self._blocking_conn is not None:
+            await self._blocking_conn.disconnect(nowait=True)
+        waiter.cancel()
+        await asyncio.wait([waiter], timeout=1.0)
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Stops fetching; running jobs get ``timeout`` seconds (default shutdown_timeout),
+        then are cancelled and put back to waiting without using an attempt."""
+        grace = self.shutdown_timeout if timeout is None else timeout
+        self._closing = True
+        self._wakeup.set()
+        if not self._started:
+            return
+        tasks = [r.task for r in self._running.values() if r.task]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        for running in list(self._running.values()):
+            if running.task and not running.task.done():
+                running.cancel_reason = "shutdown"
+                running.task.cancel()
+        self._wakeup.set()
+        await self._closed.wait()
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        state = {"count": 0}
+
+        def on_signal(signame: str) -> None:
+            state["count"] += 1
+            if state["count"] == 1:
+                log.warning("%s received: finishing running jobs (grace %.0fs)", signame,
+                            self.shutdown_timeout)
+                self._close_task = asyncio.ensure_future(self.close())
+            else:
+                log.warning("second %s: exiting now; leases will return running jobs", signame)
+                os._exit(1)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig.name)
+
+    # ----- the dispatcher ----------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        failures = 0
+        while True:
+            if self._closing and not self._running and not self._results:
+                return
+            results, self._results = self._results, []
+            want = 0 if self._closing else self.concurrency - len(self._running)
+            limited = self._limited_until > time.monotonic()
+            if not results and (want == 0 or self._queue_empty or limited):
+                self._wakeup.clear()
+                wait = self.block_timeout
+                if limited:
+                    wait = min(wait, self._limited_until - time.monotonic())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), max(wait, 0.001))
+                if limited and self._limited_until <= time.monotonic():
+                    self._queue_empty = False
+                continue
+            try:
+                reply = await self._finish_and_fetch(results, want)
+                failures = 0
+            except (*TRANSIENT, RedisError) as exc:
+                self._results = results + self._results
+                failures += 1
+                delay = min(5.0, 0.1 * 2 ** min(failures, 6))
+                log.error("queue %s: Redis call failed (%s: %s); retrying in %.1fs",
+                          self.queue_name, type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            self._handle_reply(results, reply, want)
+
+    async def _finish_and_fetch(self, results: list[tuple[Any, ...]], want: int) -> Any:
+        args: list[Any] = [self.keys.job_prefix, want, self.lock_ms, self.name, self.lim_max,
+                           self.lim_window_ms, 1000, len(results)]
+        for r in results:
+            args.extend(r)
+        return await scripts.run(self.redis, "finish", self.keys.vector, args)
+
+    def _handle_reply(self, results: list[tuple[Any, ...]], reply: list[Any], want: int) -> None:
+        n = len(results)
+        for result, status in zip(results, reply[:n], strict=True):
+            if status == 0:
+                log.error("queue %s job %s: lease lost before the result was saved; another "
+                          "worker owns the job now, so this result (%s) was discarded",
+                          self.queue_name, result[0], result[2])
+        status, info, next_due, wake_id, now_ms = reply[n:n + HEADER]
+        body = reply[n + HEADER:]
+        for i in range(0, len(body), JOB_FIELDS):
+            self._start(body[i:i + JOB_FIELDS])
+        if want == 0 or body:
+            if body:
+                self._queue_empty = False
+            return
+        if status == 2:
+            self._limited_until = time.monotonic() + int(info) / 1000.0
+            return
+        self._queue_empty = True
+        if self._waiter is None or self._waiter.done():
+            timeout = self.block_timeout
+            if status == 0 and int(next_due) >= 0:
+                timeout = min(timeout, max(0.001, (int(next_due) - int(now_ms)) / 1000.0))
+            paused = status == 1
+            self._waiter = asyncio.create_task(self._wait_for_work(wake_id, paused, timeout))
+
+    async def _wait_for_work(self, wake_id: bytes, paused: bool, timeout: float) -> None:
+        """Blocks until a job may be ready: a stream entry, a wake-up, or the next due time.
+
+        It uses a connection of its own and a deadline of its own: shutdown disconnects it
+        rather than relying on cancellation, and a reply that never comes cannot hang it.
+        """
+        names = [self.keys.wake] if paused else [self.keys.ready, self.keys.wake]
+        ids = [wake_id.decode()] if paused else ["0-0", wake_id.decode()]
+        block_ms = max(1, int(timeout * 1000))
+        conn = None
+        try:
+            conn = await self._blocking.connection_pool.get_connection()
+            self._blocking_conn = conn
+            if self._closing:
+                return
+            await conn.send_command("XREAD", "COUNT", 1, "BLOCK", block_ms, "STREAMS", *names, *ids)
+            await conn.read_response(timeout=timeout + 5.0)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never let the waiter die silently: report, pause, retry
+            if not self._closing:
+                log.warning("queue %s: blocking wait failed (%s: %s)", self.queue_name,
+                            type(exc).__name__, exc)
+                await asyncio.sleep(0.5)
+        finally:
+            self._blocking_conn = None
+            if conn is not None:
+                await self._blocking.connection_pool.release(conn)
+            self._queue_empty = False
+            self._wakeup.set()
+
+    # ----- running one job ---------------------------------------------------------------
+
+    def _start(self, f: list[Any]) -> None:
+        job_id = f[0].decode()
+        name = f[2].decode(errors="replace")
+        try:
+            opts = decode_stored(f[4])
+        except Exception:
+            opts = StoredOptions(attempts=1)
+            bad_opts = True
+        else:
+            bad_opts = False
+        job = Job(self.queue, job_id, name, f[3], opts,
+                  priority=int(f[8]), timestamp=int(f[7]) / 1000.0, attempts_made=int(f[5]),
+                  attempts_started=int(f[6]), stalled_count=int(f[9]), state="active",
+                  token=f[1].decode())
+        job.processed_on = int(f[10]) / 1000.0
+        running = _Running(job)
+        self._running[job_id] = running
+        handler = self.registry.resolve(self.queue_name, name)
+        running.task = asyncio.create_task(self._process(running, handler, bad_opts))
+
+    async def _process(self, running: _Running, handler: Handler | None, bad_opts: bool) -> None:
+        job = running.job
+        started = time.monotonic()
+        try:
+            if bad_opts:
+                raise UnrecoverableError(f"job {job.id}: stored options cannot be decoded")
+            if handler is None:
+                raise UnrecoverableError(
+                    f"no processor for job {job.name!r} in queue {self.queue_name!r}")
+            if handler.decoder is not None:
+                try:
+                    job.payload = handler.decoder.decode(job._data_raw or b"")
+                except msgspec.DecodeError as exc:
+                    expected = handler.payload.__name__ if handler.payload else "payload"
+                    raise UnrecoverableError(f"payload does not match {expected}: {exc}") from exc
+            value = await self._call(handler, job)
+            raw = codec.encode(value, "return value")
+            self._push(job, "c", raw, "", 0, job.opts.keep_completed)
+            self.jobs_done += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("queue %s job %s (%s) attempt %d completed in %.3fs", self.queue_name,
+                          job.id, job.name, job.attempts_started, time.monotonic() - started)
+        except asyncio.CancelledError:
+            if running.cancel_reason == "shutdown":
+                self._push(job, "w", "worker shut down", "", 0, job.opts.keep_failed)
+            else:
+                self._fail(job, "cancelled", "", final=True, started=started)
+        except RateLimited as exc:
+            self._push(job, "w", "rate limited", "", int(exc.delay * 1000), job.opts.keep_failed)
+        except PayloadError as exc:
+            self._fail(job, str(exc), "", final=True, started=started)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            self._on_error(job, exc, started)
+        finally:
+            self._running.pop(job.id, None)
+            self._wakeup.set()
+
+    async def _call(self, handler: Handler, job: Job) -> Any:
+        if handler.is_async:
+            coro = handler.fn(job)
+        else:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(self.concurrency, "minique-job")
+            coro = asyncio.get_running_loop().run_in_executor(self._threads, handler.fn, job)
+        timeout = job.opts.timeout
+        if timeout is None:
+            return await coro
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        except TimeoutError:
+            raise TimeoutError(f"job timed out after {timeout}s") from None
+
+    def _on_error(self, job: Job, exc: BaseException, started: float) -> None:
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        stack = "".join(traceback.format_exception(exc))[-8000:]
+        attempts_made = job.attempts_made + 1
+        final = isinstance(exc, UnrecoverableError) or attempts_made >= job.opts.attempts
+        if not final:
+            try:
+                delay = retry_delay(job.opts.backoff, attempts_made, exc, job,
+                                    self.backoff_strategies)
+            except LookupError as lookup:
+                reason, delay = f"{reason} (and {lookup})", None
+            if delay is not None:
+                self._push(job, "r", reason, stack, int(delay * 1000), job.opts.keep_failed)
+                log.info("queue %s job %s (%s) attempt %d failed: %s; retry in %.3fs",
+                         self.queue_name, job.id, job.name, attempts_made, reason, delay)
+                return
+        self._fail(job, reason, stack, final=True, started=started)
+
+    def _fail(self, job: Job, reason: str, stack: str, *, final: bool, started: float) -> None:
+        self._push(job, "f", reason, stack, 0, job.opts.keep_failed)
+        self.jobs_failed += 1
+        log.warning("queue %s job %s (%s) attempt %d failed for good after %.3fs: %s",
+                    self.queue_name, job.id, job.name, job.attempts_made + 1,
+                    time.monotonic() - started, reason)
+
+    def _push(self, job: Job, kind: str, value: Any, stack: str, delay_ms: int,
+              keep: Keep) -> None:
+        self._results.append((job.id, job.token, kind, value, stack, delay_ms, keep.count,
+                              _age_ms(keep)))
+
+    # ----- leases, stalled jobs, retention ----------------------------------------------
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.renew_interval)
+            if not self._running:
+                continue
+            args: list[Any] = [self.keys.job_prefix, self.lock_ms]
+            snapshot = list(self._running.values())
+            for r in snapshot:
+                args += [r.job.id, r.job.token or ""]
+            try:
+                lost, cancel = await scripts.run(self.redis, "extend", self.keys.vector, args)
+            except Exception as exc:
+                log.error("queue %s: lease renewal failed (%s: %s)", self.queue_name,
+                          type(exc).__name__, exc)
+                continue
+            for raw in lost:
+                log.warning("queue %s job %s: lease lost (expired or taken over)",
+                            self.queue_name, raw.decode())
+            for raw in cancel:
+                self._cancel_local(raw.decode(), "cancelled")
+
+    def _cancel_local(self, job_id: str, reason: str) -> None:
+        running = self._running.get(job_id)
+        if running and running.task and not running.task.done():
+            running.cancel_reason = reason
+            running.task.cancel()
+
+    async def _maintenance_loop(self) -> None:
+        last_sweep = 0.0
+        while True:
+            try:
+                await self.check_stalled()
+                if time.monotonic() - last_sweep >= self.sweep_interval:
+                    last_sweep = time.monotonic()
+                    await self.queue.sweep()
+            except Exception as exc:
+                log.error("queue %s: maintenance failed (%s: %s)", self.queue_name,
+                          type(exc).__name__, exc)
+            await asyncio.sleep(self.stalled_interval)
+
+    async def check_stalled(self, batch: int = 1000) -> int:
+        """Takes back jobs whose lease has expired; returns how many."""
+        keep = self.queue._default_resolved.stored.keep_failed
+        total = 0
+        while True:
+            n = int(await scripts.run(self.redis, "stalled", self.keys.vector, [
+                self.keys.job_prefix, self.max_stalled_count, batch, keep.count, _age_ms(keep)]))
+            total += n
+            if n < batch:
+                return total

@@ -1,0 +1,61 @@
+"""Every test talks to a real Redis server that the suite starts itself on a free port."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from minique import Queue
+from minique.server import RedisServer
+
+_names = itertools.count()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="run the long (chaos/soak) tests")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow") or os.environ.get("MINIQUE_RUN_SLOW"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[Any]:
+    c = aioredis.Redis.from_url(redis_url, decode_responses=False)
+    yield c
+    await c.aclose()
+
+
+@pytest.fixture
+def qname(request: pytest.FixtureRequest) -> str:
+    """A queue name unique to the test, so tests never see each other's jobs."""
+    return f"t{next(_names)}-{request.node.name[:40]}".replace("[", "-").replace("]", "")
+
+
+@pytest.fixture
+async def queue(redis_url: str, qname: str) -> AsyncIterator[Queue]:
+    q = Queue(qname, url=redis_url)
+    yield q
+    await q.obliterate(force=True)
+    await q.close()
