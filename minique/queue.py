@@ -328,6 +328,24 @@ class Queue:
             kf.count, -1 if kf.age < 0 else int(kf.age * 1000), budget,
         ]))
 
+    # ----- job schedulers (minique/scheduler.py) ----------------------------------------
+
+    async def upsert_job_scheduler(self, scheduler_id: str, **options: Any) -> Any:
+        """Creates or updates a recurring job (cron or every-N); see minique/scheduler.py."""
+        from . import scheduler
+
+        return await scheduler.upsert_job_scheduler(self, scheduler_id, **options)
+
+    async def get_job_schedulers(self) -> list[Any]:
+        from . import scheduler
+
+        return await scheduler.get_job_schedulers(self)
+
+    async def remove_job_scheduler(self, scheduler_id: str) -> bool:
+        from . import scheduler
+
+        return await scheduler.remove_job_scheduler(self, scheduler_id)
+
     async def close(self) -> None:
         if self._own:
             await self.redis.aclose()

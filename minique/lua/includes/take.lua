@@ -1,3 +1,4 @@
+--@include scheduler
 -- Fetch path shared by fetch.lua and finish.lua: promote due delayed jobs, honour pause and
 -- rate limits, then move up to `count` ready jobs to active with a fresh fencing token.
 
@@ -100,6 +101,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       redis.call('ZADD', K.active, deadline, id)
       if lim_max > 0 then redis.call('ZADD', K.window, now, tok) end
       emit('ev', 'active', 'id', id)
+      scheduler_on_take(jk, id, now)
       local n = #out
       out[n + 1] = id; out[n + 2] = tok; out[n + 3] = f[1]; out[n + 4] = f[2]
       out[n + 5] = f[3] or ''; out[n + 6] = f[4] or '0'; out[n + 7] = ats; out[n + 8] = f[5] or '0'
