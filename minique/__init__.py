@@ -15,6 +15,7 @@ from .events import Event, QueueEvents
 from .job import Job
 from .queue import Queue
 from .registry import Registry
+from .sync import SyncQueue
 from .worker import Worker
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "QueueEvents",
     "RateLimited",
     "Registry",
+    "SyncQueue",
     "UnrecoverableError",
     "Worker",
 ]

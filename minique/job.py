@@ -195,13 +195,14 @@ class Job:
         deadline = None if timeout is None else loop.time() + timeout
         cursor = await last_event_id(q.redis, q.keys)
         while True:
-            job = await q.get_job(self.id)
-            if job is None:
+            # Only the fields needed: a job whose other fields are corrupt still reports.
+            state, rv, reason = await q.redis.hmget(q.keys.job(self.id), "st", "rv", "fr")
+            if state is None:
                 raise JobNotFound(f"job {self.id} does not exist")
-            if job.state == "completed":
-                return job.return_value
-            if job.state == "failed":
-                raise JobFailed(self.id, job.failed_reason or "unknown reason")
+            if state == b"completed":
+                return None if not rv else codec.decode(rv, self.id, "return value")
+            if state == b"failed":
+                raise JobFailed(self.id, _text(reason) or "unknown reason")
             while True:
                 remaining = 1.0 if deadline is None else min(1.0, deadline - loop.time())
                 if remaining <= 0:

@@ -122,6 +122,7 @@ class Worker:
         self._limited_until = 0.0
         self._waiter: asyncio.Task[None] | None = None
         self._blocking_conn: Any = None
+        self._due_timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._closed = asyncio.Event()
         self._started = False
@@ -162,6 +163,8 @@ class Worker:
             for task in self._background:
                 task.cancel()
             await asyncio.gather(*self._background, return_exceptions=True)
+            if self._due_timer is not None:
+                self._due_timer.cancel()
             await self._stop_waiter()
             if self._threads:
                 self._threads.shutdown(wait=False, cancel_futures=True)
@@ -277,12 +280,27 @@ class Worker:
             self._limited_until = time.monotonic() + int(info) / 1000.0
             return
         self._queue_empty = True
+        if status == 0 and int(next_due) >= 0:
+            self._schedule_due((int(next_due) - int(now_ms)) / 1000.0)
         if self._waiter is None or self._waiter.done():
-            timeout = self.block_timeout
-            if status == 0 and int(next_due) >= 0:
-                timeout = min(timeout, max(0.001, (int(next_due) - int(now_ms)) / 1000.0))
-            paused = status == 1
-            self._waiter = asyncio.create_task(self._wait_for_work(wake_id, paused, timeout))
+            self._waiter = asyncio.create_task(
+                self._wait_for_work(wake_id, status == 1, self.block_timeout))
+
+    def _schedule_due(self, delay: float) -> None:
+        """Wakes the dispatcher when the next delayed job falls due (the waiter may be
+        blocked with a longer deadline, set before that job was delayed)."""
+        loop = asyncio.get_running_loop()
+        when = loop.time() + max(0.0, delay)
+        if self._due_timer is not None and self._due_timer.when() <= when:
+            return
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+        self._due_timer = loop.call_at(when, self._on_due)
+
+    def _on_due(self) -> None:
+        self._due_timer = None
+        self._queue_empty = False
+        self._wakeup.set()
 
     async def _wait_for_work(self, wake_id: bytes, paused: bool, timeout: float) -> None:
         """Blocks until a job may be ready: a stream entry, a wake-up, or the next due time.

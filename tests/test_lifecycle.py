@@ -133,3 +133,16 @@ async def test_sync_processor_runs_in_a_thread(queue: Queue, redis_url: str) -> 
     assert await job.wait_until_finished(timeout=5) is True
     await worker.close()
     await task
+
+
+async def test_delayed_job_added_while_worker_sleeps_runs_on_time(queue: Queue, redis_url: str) -> None:
+    worker = Worker(queue.name, lambda job: "ok", url=redis_url, block_timeout=30.0)
+    task = await start(worker)
+    await asyncio.sleep(0.1)  # the worker is now blocked with a 30 s deadline
+    job = await queue.add("soon", None, delay=0.3)
+    assert await job.wait_until_finished(timeout=3) == "ok"
+    done = await queue.get_job(job.id)
+    assert done is not None and done.processed_on is not None
+    assert 0.3 - 0.002 <= done.processed_on - done.timestamp < 2.0
+    await worker.close()
+    await task

@@ -22,6 +22,10 @@ for i = 0, n - 1 do
                'ts', now, 'atm', 0, 'ats', 0)
     emit('ev', 'added', 'id', id, 'name', ARGV[b + 1])
     if delay > 0 then
+      -- Blocked workers sleep until the earliest due time they know of; a job due sooner
+      -- must rouse them so they shorten their sleep.
+      local first = redis.call('ZRANGE', K.delayed, 0, 0, 'WITHSCORES')
+      if not first[2] or (now + delay) * DELAY_SHIFT < tonumber(first[2]) then wake() end
       enqueue_delayed(jk, id, now + delay)
       emit('ev', 'delayed', 'id', id, 'delay', delay)
     else

@@ -1,0 +1,35 @@
+-- Adds cron fire times computed by Python to a scheduler's list. Harmless when repeated or
+-- concurrent: times are set members, times already used are dropped, and a list computed for
+-- an older generation (the timing changed since) is ignored.
+-- KEYS: vector, scheduler hash, cron times, index, refill set
+-- ARGV: JP, sid, gen, exhausted ('1' = no times after these), ntimes, times (ms)...
+-- Returns 1 if applied, 0 if stale.
+--@include base
+--@include scheduler
+local sid, sk, tk = ARGV[2], KEYS[13], KEYS[14]
+local now = now_ms()
+local h = sch_load(sk)
+if h.gen ~= ARGV[3] or h.kind ~= 'cron' then return 0 end
+local n = tonumber(ARGV[5])
+if n > 0 then
+  local args = {}
+  for i = 1, n do
+    args[#args + 1] = ARGV[5 + i]
+    args[#args + 1] = ARGV[5 + i]
+  end
+  redis.call('ZADD', tk, unpack(args))
+end
+-- Times already fired can never be used again; the pending one (nxt) stays at the head.
+redis.call('ZREMRANGEBYSCORE', tk, '-inf', math.max(sch_num(h.last, -1), sch_num(h.nxt, 0) - 1))
+redis.call('ZREMRANGEBYRANK', tk, 256, -1)  -- bounded size whatever the callers do
+redis.call('HSET', sk, 'exhausted', ARGV[4])
+h.exhausted = ARGV[4]
+redis.call('ZREM', SCH_REFILL, sid)
+if h.nid == '' and h.ended ~= '1' then
+  -- Starved (the list ran dry before this refill): resume after the last run, so with
+  -- catch_up="once" a missed fire time still yields its one catch-up firing.
+  local after = sch_num(h.last, -1)
+  if after < 0 then after = now - 1 end
+  sch_advance(sk, tk, sid, h, after, now)
+end
+return 1

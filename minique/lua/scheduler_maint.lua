@@ -1,0 +1,41 @@
+-- Periodic scheduler upkeep, called by workers (minique/scheduler.py refill_due). Bounded:
+-- at most `batch` schedulers of each kind per call, and one ZRANGEBYSCORE + one ZRANGE when
+-- there is nothing to do.
+--  1. Repair: a scheduler whose pending firing is overdue by more than grace_ms and whose job
+--     no longer exists (removed by hand, drained) gets its next firing after now.
+--  2. Reports the cron schedulers whose precomputed time list ran low, with what Python needs
+--     to compute more: {sid, gen, cron, tz, after_ms, start_ms, end_ms} each.
+-- KEYS: vector, index, refill set
+-- ARGV: JP, grace_ms, batch
+-- Returns {repaired, now, [sid, gen, cron, tz, after, start, end]...}
+--@include base
+--@include scheduler
+local now = now_ms()
+local grace, batch = tonumber(ARGV[2]), tonumber(ARGV[3])
+local repaired = 0
+for _, sid in ipairs(redis.call('ZRANGEBYSCORE', SCH_INDEX, '-inf', now - grace, 'LIMIT', 0, batch)) do
+  local sk = sch_hash_key(sid)
+  local h = sch_load(sk)
+  if h.gen == '' then
+    redis.call('ZREM', SCH_INDEX, sid)  -- index entry without a scheduler
+  elseif h.nid ~= '' and redis.call('EXISTS', JP .. h.nid) == 0 then
+    emit('ev', 'scheduler-repaired', 'scheduler', sid, 'lost', h.nid)
+    sch_advance(sk, sch_times_key(sid), sid, h, math.max(now - 1, sch_num(h.nxt, -1)), now)
+    repaired = repaired + 1
+  end
+end
+local out = {repaired, now}
+for _, sid in ipairs(redis.call('ZRANGE', SCH_REFILL, 0, batch - 1)) do
+  local sk = sch_hash_key(sid)
+  local f = redis.call('HMGET', sk, 'gen', 'kind', 'cron', 'tz', 'last', 'nxt', 'start', 'end',
+                       'exhausted')
+  if not f[1] or f[2] ~= 'cron' or f[9] == '1' then
+    redis.call('ZREM', SCH_REFILL, sid)
+  else
+    local tail = redis.call('ZRANGE', sch_times_key(sid), -1, -1)
+    local after = math.max(sch_num(tail[1], -1), sch_num(f[5], -1), sch_num(f[6], -1))
+    out[#out + 1] = sid; out[#out + 1] = f[1]; out[#out + 1] = f[3]; out[#out + 1] = f[4]
+    out[#out + 1] = string.format('%d', after); out[#out + 1] = f[7]; out[#out + 1] = f[8]
+  end
+end
+return out

@@ -1,0 +1,98 @@
+"""How Amazon failures surface to jobs.
+
+Classification happens on the HTTP status before any body is decoded:
+
+* ``AmazonRateLimited`` (a ``minique.errors.RateLimited``): 429. ``delay`` honours
+  Retry-After (Ads) or the operation's refill time (SP-API sends none), and
+  ``resume_token`` is the page token of the request that was refused, so a job
+  can resume exactly there.
+* ``AmazonTransientError`` and subclasses: 5xx, timeouts, broken connections. Retry with backoff.
+* ``AccountDisconnected`` (a ``minique.errors.UnrecoverableError``): 401/403 after one
+  token refresh, or LWA ``invalid_grant``. Retrying cannot help.
+* ``AmazonClientError`` (also unrecoverable): any other 4xx, e.g. InvalidInput.
+* ``AmazonDecodeError``: a 2xx body that does not match the documented shape. Never an empty result.
+
+No message here ever contains a token or a client secret.
+"""
+
+from __future__ import annotations
+
+from minique.errors import RateLimited, UnrecoverableError
+
+
+class AmazonError(Exception):
+    """Base class of every error this client raises on purpose (except the minique ones)."""
+
+
+class AmazonTransientError(AmazonError):
+    """Worth retrying later: the request may succeed unchanged."""
+
+
+class AmazonServerError(AmazonTransientError):
+    def __init__(self, operation: str, status: int) -> None:
+        super().__init__(f"{operation}: Amazon answered HTTP {status}")
+        self.operation = operation
+        self.status = status
+
+
+class AmazonTimeoutError(AmazonTransientError):
+    def __init__(self, operation: str, detail: str) -> None:
+        super().__init__(f"{operation}: timed out ({detail})")
+        self.operation = operation
+
+
+class AmazonConnectionError(AmazonTransientError):
+    def __init__(self, operation: str, detail: str) -> None:
+        super().__init__(f"{operation}: connection failed ({detail})")
+        self.operation = operation
+
+
+class AmazonReportNotReady(AmazonTransientError):
+    """A report is still being generated; the caller keeps ``report_id`` and polls later."""
+
+    def __init__(self, report_id: str, status: str) -> None:
+        super().__init__(f"report {report_id} is {status}")
+        self.report_id = report_id
+        self.status = status
+
+
+class AmazonDecodeError(AmazonError):
+    def __init__(self, operation: str, status: int, reason: str) -> None:
+        super().__init__(f"{operation}: HTTP {status} body does not match the expected shape: {reason}")
+        self.operation = operation
+        self.status = status
+
+
+class AmazonReportFailed(AmazonError):
+    def __init__(self, report_id: str, status: str, reason: str | None) -> None:
+        super().__init__(f"report {report_id} ended {status}: {reason or 'no reason given'}")
+        self.report_id = report_id
+
+
+class AmazonClientError(AmazonError, UnrecoverableError):
+    """A 4xx other than 401/403/429: the request itself is wrong."""
+
+    def __init__(self, operation: str, status: int, code: str, message: str) -> None:
+        super().__init__(f"{operation}: HTTP {status} {code}: {message}")
+        self.operation = operation
+        self.status = status
+        self.code = code
+        self.amazon_message = message
+
+
+class AccountDisconnected(UnrecoverableError):
+    def __init__(self, account_id: str, reason: str) -> None:
+        super().__init__(f"account disconnected ({account_id}): {reason}")
+        self.account_id = account_id
+
+
+class AmazonRateLimited(RateLimited):
+    """429 from Amazon, or the shared quota bucket is empty for longer than we wait inline."""
+
+    def __init__(
+        self, delay: float, *, operation: str, account_id: str, resume_token: str | None = None
+    ) -> None:
+        super().__init__(delay, f"{operation} throttled for account {account_id}")
+        self.operation = operation
+        self.account_id = account_id
+        self.resume_token = resume_token

@@ -1,0 +1,68 @@
+"""Finances API 2024-06-19 listTransactions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import msgspec
+
+
+class Currency(msgspec.Struct, rename="camel", frozen=True):
+    """Finances money: ``currencyAmount`` is a JSON number."""
+
+    currency_code: str
+    currency_amount: Decimal
+
+
+class Breakdown(msgspec.Struct, rename="camel", frozen=True):
+    breakdown_type: str
+    breakdown_amount: Currency
+    breakdowns: list[Breakdown] = []
+
+
+class RelatedIdentifier(msgspec.Struct, rename="camel", frozen=True):
+    related_identifier_name: str
+    related_identifier_value: str
+
+
+class MarketplaceDetails(msgspec.Struct, rename="camel", frozen=True):
+    marketplace_id: str | None = None
+    marketplace_name: str | None = None
+
+
+class Transaction(msgspec.Struct, rename="camel", frozen=True):
+    transaction_type: str
+    posted_date: datetime
+    total_amount: Currency
+    transaction_id: str | None = None
+    transaction_status: str | None = None
+    description: str | None = None
+    marketplace_details: MarketplaceDetails | None = None
+    related_identifiers: list[RelatedIdentifier] = []
+    breakdowns: list[Breakdown] = []
+
+    def related(self, name: str) -> str | None:
+        for ident in self.related_identifiers:
+            if ident.related_identifier_name == name:
+                return ident.related_identifier_value
+        return None
+
+    def breakdown_total(self, breakdown_type: str) -> Decimal:
+        return sum(
+            (
+                b.breakdown_amount.currency_amount
+                for b in self.breakdowns
+                if b.breakdown_type == breakdown_type
+            ),
+            Decimal(0),
+        )
+
+
+class TransactionsPayload(msgspec.Struct, rename="camel", frozen=True):
+    transactions: list[Transaction]
+    next_token: str | None = None
+
+
+class ListTransactionsResponse(msgspec.Struct, frozen=True):
+    payload: TransactionsPayload

@@ -1,0 +1,169 @@
+"""Everything the fake server knows, plus the knobs tests turn."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from processors.fake_amazon.clock import FakeClock
+from processors.fake_amazon.dataset import FakeSeller, SellerData, build_dataset
+from processors.fake_amazon.faults import Fault, FaultAction, FaultBook
+from processors.fake_amazon.pagination import PageTokens
+from processors.fake_amazon.quotas import UsagePlans
+
+
+@dataclass
+class IssuedToken:
+    seller: int
+    expires_at: float
+
+
+@dataclass
+class ReportJob:
+    """An SP-API report or an Ads report moving through its states as it is polled."""
+
+    report_id: str
+    seller: int
+    kind: str
+    request: dict[str, Any]
+    created_at: float
+    polls: int = 0
+    fail: bool = False
+    document: bytes = b""
+
+
+@dataclass
+class LoggedRequest:
+    method: str
+    path: str
+    operation: str
+    seller: int | None
+    at: float
+
+
+@dataclass
+class FakeAmazon:
+    """In-memory Amazon: seeded data, issued tokens, reports, faults and usage plans."""
+
+    seed: int = 7
+    seller_count: int = 2
+    days: int = 90
+    token_ttl: int = 3600
+    polls_until_done: int = 2
+    inventory_token_ttl: float = 30.0
+    orders_token_ttl: float = 24 * 3600.0
+    inventory_page_size: int = 50
+    transactions_page_size: int = 100
+    clock: FakeClock = field(default_factory=FakeClock)
+    data: list[SellerData] = field(init=False)
+    plans: UsagePlans = field(init=False)
+    faults: FaultBook = field(default_factory=FaultBook)
+    page_tokens: PageTokens = field(default_factory=PageTokens.random)
+    tokens: dict[str, IssuedToken] = field(default_factory=dict)
+    revoked: set[int] = field(default_factory=set)
+    reports: dict[str, ReportJob] = field(default_factory=dict)
+    log: list[LoggedRequest] = field(default_factory=list)
+    lwa_calls: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.data = build_dataset(
+            self.seed, sellers=self.seller_count, days=self.days, generated_at=self.clock.now()
+        )
+        self.plans = UsagePlans(self.clock)
+
+    # -- looking things up -------------------------------------------------
+
+    @property
+    def sellers(self) -> list[FakeSeller]:
+        return [d.seller for d in self.data]
+
+    def seller_for_token(self, token: str | None) -> int | None:
+        if not token:
+            return None
+        with self._lock:
+            issued = self.tokens.get(token)
+        if issued is None or issued.expires_at <= self.clock.time() or issued.seller in self.revoked:
+            return None
+        return issued.seller
+
+    def seller_for_refresh_token(self, client_id: str, client_secret: str, refresh_token: str) -> int | None:
+        for data in self.data:
+            s = data.seller
+            if (s.client_id, s.client_secret, s.refresh_token) == (
+                client_id,
+                client_secret,
+                refresh_token,
+            ):
+                return s.index
+        return None
+
+    def seller_for_profile(self, profile_id: str) -> int | None:
+        for data in self.data:
+            if str(data.seller.profile_id) == profile_id:
+                return data.seller.index
+        return None
+
+    # -- state changes made by routes --------------------------------------
+
+    def issue_token(self, seller: int) -> str:
+        token = "Atza|" + secrets.token_urlsafe(24)
+        with self._lock:
+            self.lwa_calls += 1
+            self.tokens[token] = IssuedToken(seller, self.clock.time() + self.token_ttl)
+        return token
+
+    def add_report(self, seller: int, kind: str, request: dict[str, Any]) -> ReportJob:
+        report_id = str(50_000 + len(self.reports)) if kind == "sp" else secrets.token_hex(8)
+        job = ReportJob(report_id, seller, kind, request, self.clock.time())
+        with self._lock:
+            self.reports[report_id] = job
+        return job
+
+    def record(self, method: str, path: str, operation: str, seller: int | None) -> None:
+        with self._lock:
+            self.log.append(LoggedRequest(method, path, operation, seller, self.clock.time()))
+
+    # -- knobs for tests ---------------------------------------------------
+
+    def inject(self, operation: str, action: FaultAction, **options: Any) -> Fault:
+        """Queue a fault, e.g. ``inject("searchOrders", "throttle", times=3, skip=1)``."""
+        return self.faults.add(Fault(operation=operation, action=action, **options))
+
+    def revoke(self, seller: int) -> None:
+        """The seller removed the app: tokens stop working and LWA answers invalid_grant."""
+        with self._lock:
+            self.revoked.add(seller)
+
+    def expire_tokens(self, seller: int | None = None) -> None:
+        with self._lock:
+            for token in self.tokens.values():
+                if seller is None or token.seller == seller:
+                    token.expires_at = 0.0
+
+    def calls(self, operation: str) -> int:
+        with self._lock:
+            return sum(1 for entry in self.log if entry.operation == operation)
+
+    def reset(self) -> None:
+        """Back to a fresh server's state, keeping the seeded data (which is costly to build)."""
+        self.faults.clear()
+        self.plans.reset()
+        self.plans.enabled = True
+        self.clock.reset()
+        defaults = FakeAmazon.__dataclass_fields__
+        for name in (
+            "token_ttl",
+            "polls_until_done",
+            "inventory_page_size",
+            "transactions_page_size",
+        ):
+            setattr(self, name, defaults[name].default)
+        with self._lock:
+            self.tokens.clear()
+            self.revoked.clear()
+            self.reports.clear()
+            self.log.clear()
+            self.lwa_calls = 0

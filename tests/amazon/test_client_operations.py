@@ -1,0 +1,192 @@
+"""Each client operation against the fake, decoded into the client's Structs."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, timedelta
+from decimal import Decimal
+
+import httpx
+
+from processors.amazon import AmazonAccount, AmazonClient
+from processors.amazon.models.ads import CAMPAIGN_DAY_COLUMNS
+from processors.amazon.report_documents import parse_tsv
+from processors.amazon.tokens import TokenProvider
+from processors.fake_amazon import FakeAmazon, FakeAmazonServer
+
+
+async def test_search_orders_pages_through_everything(
+    client: AmazonClient, account: AmazonAccount, fake: FakeAmazon
+) -> None:
+    now = fake.clock.now()
+    seen: list[str] = []
+    token = None
+    pages = 0
+    while True:
+        page = await client.sp.search_orders(
+            account,
+            last_updated_after=now - timedelta(days=120),
+            last_updated_before=now - timedelta(minutes=3),
+            page_size=100,
+            pagination_token=token,
+        )
+        pages += 1
+        seen.extend(o.order_id for o in page.orders)
+        token = page.next_token
+        if token is None:
+            break
+    expected = {o["orderId"] for o in fake.data[0].orders}
+    assert pages >= 3
+    assert len(seen) == len(set(seen)) == len(expected)
+    assert set(seen) == expected
+    assert page.last_updated_before is not None
+
+
+async def test_search_orders_embeds_items_with_prices(
+    client: AmazonClient, account: AmazonAccount, fake: FakeAmazon
+) -> None:
+    now = fake.clock.now()
+    page = await client.sp.search_orders(
+        account, created_after=now - timedelta(days=3), created_before=now - timedelta(minutes=3)
+    )
+    shipped = [o for o in page.orders if o.fulfillment and o.fulfillment.fulfillment_status == "SHIPPED"]
+    assert shipped
+    order = shipped[0]
+    assert order.order_items
+    item = order.order_items[0]
+    assert item.product.seller_sku and item.product.price and item.product.price.unit_price
+    assert isinstance(item.product.price.unit_price.amount, Decimal)
+    assert item.proceeds and item.proceeds.proceeds_total
+
+
+async def test_list_transactions_breaks_out_fees_and_refunds(
+    client: AmazonClient, account: AmazonAccount, fake: FakeAmazon
+) -> None:
+    now = fake.clock.now()
+    collected = []
+    token = None
+    while True:
+        page = await client.sp.list_transactions(
+            account,
+            posted_after=now - timedelta(days=120),
+            posted_before=now - timedelta(minutes=3),
+            next_token=token,
+        )
+        collected.extend(page.transactions)
+        token = page.next_token
+        if token is None:
+            break
+    assert len(collected) == len(fake.data[0].transactions)
+    refunds = [t for t in collected if t.transaction_type == "Refund"]
+    shipments = [t for t in collected if t.transaction_type == "Shipment"]
+    assert refunds and shipments
+    assert shipments[0].breakdown_total("Expenses") < 0
+    assert refunds[0].breakdown_total("Sales") < 0
+    assert shipments[0].related("ORDER_ID")
+
+
+async def test_inventory_summaries_with_details_across_pages(
+    client: AmazonClient, account: AmazonAccount, fake: FakeAmazon
+) -> None:
+    fake.inventory_page_size = 3
+    skus = []
+    token = None
+    while True:
+        page = await client.sp.get_inventory_summaries(account, next_token=token)
+        for summary in page.payload.inventory_summaries:
+            assert summary.inventory_details is not None
+            skus.append(summary.seller_sku)
+        token = page.next_token
+        if token is None:
+            break
+    assert skus == [s["sellerSku"] for s in fake.data[0].inventory]
+
+
+async def test_search_listings_items(client: AmazonClient, account: AmazonAccount, fake: FakeAmazon) -> None:
+    first = await client.sp.search_listings_items(account, page_size=5)
+    assert first.number_of_results == len(fake.data[0].listings)
+    assert first.next_token
+    second = await client.sp.search_listings_items(account, page_size=5, page_token=first.next_token)
+    items = first.items + second.items
+    assert [i.sku for i in items] == [s["sku"] for s in fake.data[0].listings]
+    assert items[0].offers[0].price.amount > 0
+    assert items[0].summaries[0].status == ["BUYABLE", "DISCOVERABLE"]
+
+
+async def test_reports_create_poll_document_download(
+    client: AmazonClient, account: AmazonAccount, fake: FakeAmazon
+) -> None:
+    report_id = await client.sp.create_report(account, "GET_MERCHANT_LISTINGS_ALL_DATA")
+    statuses = []
+    for _ in range(10):
+        report = await client.sp.get_report(account, report_id)
+        statuses.append(report.processing_status)
+        if report.processing_status == "DONE":
+            break
+    assert statuses[-1] == "DONE" and statuses[0] != "DONE"
+    assert report.report_document_id
+    document = await client.sp.get_report_document(account, report.report_document_id)
+    assert document.compression_algorithm == "GZIP"
+    rows = parse_tsv(await client.sp.download_report_document(document))
+    assert [r["seller-sku"] for r in rows] == [s["sku"] for s in fake.data[0].skus]
+    assert "\u2013" in rows[0]["item-description"]
+
+
+async def test_marketplace_participations(client: AmazonClient, account: AmazonAccount) -> None:
+    participations = await client.sp.get_marketplace_participations(account)
+    assert participations[0].marketplace.id == "ATVPDKIKX0DER"
+    assert participations[0].participation.is_participating
+
+
+async def test_ads_profiles_and_campaign_report(
+    client: AmazonClient, account: AmazonAccount, fake: FakeAmazon
+) -> None:
+    profiles = await client.ads.list_profiles(account)
+    assert str(profiles[0].profile_id) == account.ads_profile_id
+    end = fake.clock.now().date() - timedelta(days=1)
+    start = end - timedelta(days=6)
+    report = await client.ads.create_campaign_report(account, start=start, end=end)
+    duplicate = await client.ads.create_campaign_report(account, start=start, end=end)
+    assert duplicate.report_id == report.report_id
+    while report.status != "COMPLETED":
+        report = await client.ads.get_report(account, report.report_id)
+    rows = await client.ads.download_campaign_report(report)
+    expected = [r for r in fake.data[0].ad_rows if start.isoformat() <= r["date"] <= end.isoformat()]
+    assert len(rows) == len(expected)
+    assert sum(r.cost for r in rows) == sum(Decimal(str(r["cost"])) for r in expected)
+    assert all(isinstance(r.date, date) for r in rows)
+    assert len(CAMPAIGN_DAY_COLUMNS) == 11
+
+
+async def test_token_is_cached_and_fetched_single_flight(
+    client: AmazonClient, account: AmazonAccount, fake: FakeAmazon
+) -> None:
+    await asyncio.gather(*(client.sp.search_listings_items(account, page_size=2) for _ in range(5)))
+    await client.sp.get_marketplace_participations(account)
+    assert fake.lwa_calls == 1
+    assert client.tokens.fetches == 1
+
+
+async def test_expired_token_is_refreshed_once(
+    client: AmazonClient, account: AmazonAccount, fake: FakeAmazon
+) -> None:
+    await client.sp.get_marketplace_participations(account)
+    fake.inject("getMarketplaceParticipations", "expire_token")
+    participations = await client.sp.get_marketplace_participations(account)
+    assert participations
+    assert fake.lwa_calls == 2
+
+
+async def test_token_is_refreshed_shortly_before_expiry(
+    fake_server: FakeAmazonServer, account: AmazonAccount
+) -> None:
+    now = [1000.0]
+    async with httpx.AsyncClient() as http:
+        tokens = TokenProvider(http, timeout=httpx.Timeout(5.0), refresh_margin=60, clock=lambda: now[0])
+        url = fake_server.url + "/auth/o2/token"
+        first = await tokens.access_token(account, url)
+        now[0] += 3600 - 61
+        assert await tokens.access_token(account, url) == first
+        now[0] += 2
+        assert await tokens.access_token(account, url) != first
+        assert tokens.fetches == 2

@@ -1,0 +1,208 @@
+"""The fake on its own: standalone start, Amazon's error shapes, expiring tokens, quotas."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import httpx
+
+from processors.fake_amazon import FakeAmazon, FakeAmazonServer
+from processors.fake_amazon.quotas import SP_API_USAGE_PLANS
+
+INVENTORY = "/fba/inventory/v1/summaries"
+MP = "ATVPDKIKX0DER"
+
+
+def token_for(server: FakeAmazonServer, index: int = 0) -> str:
+    seller = server.fake.sellers[index]
+    reply = httpx.post(
+        server.url + "/auth/o2/token",
+        data={
+            "grant_type": "refresh_token",
+            "client_id": seller.client_id,
+            "client_secret": seller.client_secret,
+            "refresh_token": seller.refresh_token,
+        },
+    )
+    assert reply.status_code == 200
+    assert reply.json()["token_type"] == "bearer"
+    return str(reply.json()["access_token"])
+
+
+def test_standalone_prints_url_and_serves() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "processors.fake_amazon", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert httpx.get(url + "/__fake/health").json() == {"status": "ok"}
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "standalone fake did not answer"
+                time.sleep(0.02)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_seeded_data_is_deterministic_and_realistic() -> None:
+    a, b = FakeAmazon(seed=3), FakeAmazon(seed=3)
+    assert [o["orderId"] for o in a.data[0].orders] == [o["orderId"] for o in b.data[0].orders]
+    data = a.data[0]
+    days = {o["createdTime"][:10] for o in data.orders}
+    assert len(days) == 90
+    assert len(data.skus) >= 6
+    assert any(t["transactionType"] == "Refund" for t in data.transactions)
+    assert any(s["low_stock"] for s in data.skus)
+
+
+def test_lwa_rejects_unknown_refresh_token(fake_server: FakeAmazonServer) -> None:
+    seller = fake_server.fake.sellers[0]
+    reply = httpx.post(
+        fake_server.url + "/auth/o2/token",
+        data={
+            "grant_type": "refresh_token",
+            "client_id": seller.client_id,
+            "client_secret": seller.client_secret,
+            "refresh_token": "Atzr|nope",
+        },
+    )
+    assert reply.status_code == 400
+    assert reply.json()["error"] == "invalid_grant"
+
+
+def test_missing_parameters_get_amazon_error_shape(fake_server: FakeAmazonServer) -> None:
+    headers = {"x-amz-access-token": token_for(fake_server)}
+    reply = httpx.get(fake_server.url + INVENTORY, params={"granularityType": "Marketplace"}, headers=headers)
+    assert reply.status_code == 400
+    error = reply.json()["errors"][0]
+    assert error["code"] == "InvalidInput"
+    assert "granularityId" in error["message"]
+    assert "x-amzn-RequestId" in reply.headers
+
+
+def test_unauthenticated_call_is_403_unauthorized(fake_server: FakeAmazonServer) -> None:
+    reply = httpx.get(fake_server.url + "/sellers/v1/marketplaceParticipations")
+    assert reply.status_code == 403
+    assert reply.json()["errors"][0]["code"] == "Unauthorized"
+
+
+def test_inventory_token_expires_after_30_seconds(fake_server: FakeAmazonServer) -> None:
+    fake = fake_server.fake
+    fake.inventory_page_size = 3
+    headers = {"x-amz-access-token": token_for(fake_server)}
+    params = {
+        "granularityType": "Marketplace",
+        "granularityId": MP,
+        "marketplaceIds": MP,
+        "details": "true",
+    }
+    first = httpx.get(fake_server.url + INVENTORY, params=params, headers=headers).json()
+    token = first["pagination"]["nextToken"]
+    fresh = httpx.get(fake_server.url + INVENTORY, params={**params, "nextToken": token}, headers=headers)
+    assert fresh.status_code == 200
+    fake.clock.advance(31)
+    stale = httpx.get(fake_server.url + INVENTORY, params={**params, "nextToken": token}, headers=headers)
+    assert stale.status_code == 400
+    assert "expired" in stale.json()["errors"][0]["message"]
+
+
+def test_page_token_is_bound_to_its_query(fake_server: FakeAmazonServer) -> None:
+    fake_server.fake.inventory_page_size = 3
+    headers = {"x-amz-access-token": token_for(fake_server)}
+    params = {
+        "granularityType": "Marketplace",
+        "granularityId": MP,
+        "marketplaceIds": MP,
+        "details": "true",
+    }
+    token = httpx.get(fake_server.url + INVENTORY, params=params, headers=headers).json()["pagination"][
+        "nextToken"
+    ]
+    other = httpx.get(
+        fake_server.url + INVENTORY,
+        params={**params, "details": "false", "nextToken": token},
+        headers=headers,
+    )
+    assert other.status_code == 400
+
+
+def test_usage_plan_throttles_with_quota_exceeded(fake_server: FakeAmazonServer) -> None:
+    headers = {"x-amz-access-token": token_for(fake_server)}
+    _, burst = SP_API_USAGE_PLANS["getMarketplaceParticipations"]
+    replies = [
+        httpx.get(fake_server.url + "/sellers/v1/marketplaceParticipations", headers=headers)
+        for _ in range(burst + 1)
+    ]
+    assert [r.status_code for r in replies[:burst]] == [200] * burst
+    assert replies[0].headers["x-amzn-RateLimit-Limit"] == "0.016"
+    throttled = replies[-1]
+    assert throttled.status_code == 429
+    assert throttled.json() == {
+        "errors": [
+            {
+                "code": "QuotaExceeded",
+                "message": "You exceeded your quota for the requested resource.",
+                "details": "",
+            }
+        ]
+    }
+    assert "retry-after" not in throttled.headers
+    fake_server.fake.clock.advance(1 / 0.016 + 1)
+    again = httpx.get(fake_server.url + "/sellers/v1/marketplaceParticipations", headers=headers)
+    assert again.status_code == 200
+
+
+def test_ads_throttle_carries_retry_after(fake_server: FakeAmazonServer) -> None:
+    fake = fake_server.fake
+    seller = fake.sellers[0]
+    fake.inject("listProfiles", "throttle", retry_after=7)
+    reply = httpx.get(
+        fake_server.url + "/v2/profiles",
+        headers={
+            "Authorization": "Bearer " + token_for(fake_server),
+            "Amazon-Advertising-API-ClientId": seller.client_id,
+        },
+    )
+    assert reply.status_code == 429
+    assert reply.headers["retry-after"] == "7"
+
+
+def test_html_5xx_fault(fake_server: FakeAmazonServer) -> None:
+    fake_server.fake.inject("*", "html_5xx", status=503)
+    reply = httpx.get(
+        fake_server.url + "/sellers/v1/marketplaceParticipations",
+        headers={"x-amz-access-token": token_for(fake_server)},
+    )
+    assert reply.status_code == 503
+    assert reply.headers["content-type"].startswith("text/html")
+    assert "<html>" in reply.text
+
+
+def test_control_endpoints_drive_a_fake_in_another_process(fake_server: FakeAmazonServer) -> None:
+    sellers = httpx.get(fake_server.url + "/__fake/sellers").json()
+    assert sellers[0]["seller_id"] == fake_server.fake.sellers[0].seller_id
+    bad = httpx.post(fake_server.url + "/__fake/faults", json={"operation": "*", "action": "explode"})
+    assert bad.status_code == 400
+    added = httpx.post(
+        fake_server.url + "/__fake/faults",
+        json={"operation": "getMarketplaceParticipations", "action": "html_5xx", "status": 502},
+    )
+    assert added.status_code == 201
+    headers = {"x-amz-access-token": token_for(fake_server)}
+    reply = httpx.get(fake_server.url + "/sellers/v1/marketplaceParticipations", headers=headers)
+    assert reply.status_code == 502
+    assert httpx.post(fake_server.url + "/__fake/revoke", json={"seller": 0}).status_code == 204
+    reply = httpx.get(fake_server.url + "/sellers/v1/marketplaceParticipations", headers=headers)
+    assert reply.status_code == 403
+    assert httpx.post(fake_server.url + "/__fake/reset").status_code == 204

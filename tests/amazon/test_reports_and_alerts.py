@@ -1,0 +1,80 @@
+"""Daily report numbers and alerts, checked against sums taken from the seed fixtures."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from processors.amazon import AmazonClient
+from processors.fake_amazon import FakeAmazon
+from processors.storage import Storage, schema
+from processors.sync_logic import (
+    SYNC_KINDS,
+    SyncContext,
+    build_daily_report,
+    check_alerts,
+    no_progress,
+    sync_account,
+)
+
+from .expected import day_totals, expected_alerts
+from .helpers import make_ctx
+
+
+async def test_daily_report_matches_seed_sums(
+    client: AmazonClient, storage: Storage, fake: FakeAmazon, tmp_path: Path
+) -> None:
+    ctx = make_ctx(client, storage, fake, tmp_path)
+    await sync_account(ctx, "acct-0", SYNC_KINDS, no_progress)
+    today = fake.clock.now().date()
+    for day in (today - timedelta(days=1), today - timedelta(days=20)):
+        report = await build_daily_report(ctx, "acct-0", day)
+        want = day_totals(fake.data[0], day)
+        got = {k: getattr(report, k) for k in want}
+        assert got == want, day
+        assert report.revenue > 0 and report.fees > 0 and report.ad_spend > 0
+        assert report.acos == pytest.approx(float(report.ad_spend / report.ad_sales7d))
+        assert report.tacos == pytest.approx(float(report.ad_spend / report.revenue))
+        assert report.net_proceeds == report.revenue - report.fees - report.refunds - report.ad_spend
+        csv_text = report.csv_path.read_text()
+        assert csv_text.splitlines()[-1].startswith(day.isoformat())
+        html = report.html_path.read_text()
+        assert (
+            "<svg" in html
+            and "<script" not in html
+            and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+        )
+    stored = storage.rows(schema.reports, "acct-0")
+    assert len(stored) == 2
+    # Rebuilding a day replaces its row.
+    await build_daily_report(ctx, "acct-0", today - timedelta(days=1))
+    assert storage.count(schema.reports, "acct-0") == 2
+
+
+async def test_refund_totals_over_the_whole_history(ctx: SyncContext, fake: FakeAmazon) -> None:
+    await sync_account(ctx, "acct-0", ["refunds"], no_progress)
+    today = fake.clock.now().date()
+    history = ctx.storage.daily_totals("acct-0", today - timedelta(days=95), today)
+    want = sum((day_totals(fake.data[0], d.day)["refunds"] for d in history if d.refunds), Decimal(0))
+    assert sum(d.refunds for d in history) == want > 0
+
+
+async def test_alerts_fire_once_per_condition_and_day(ctx: SyncContext, fake: FakeAmazon) -> None:
+    await sync_account(ctx, "acct-0", ["orders", "inventory", "ppc"], no_progress)
+    now = fake.clock.now()
+    raised = await check_alerts(ctx, "acct-0", now)
+    got = {(a.kind, a.subject) for a in raised}
+    want = expected_alerts(
+        fake.data[0], now.date(), low_stock_days=14, acos_target=0.30, min_spend=Decimal("10.00")
+    )
+    assert got == want
+    kinds = {kind for kind, _ in got}
+    assert kinds == {"low_stock", "high_acos", "spend_no_sales"}
+    assert await check_alerts(ctx, "acct-0", now) == []
+    assert ctx.storage.count(schema.alerts, "acct-0") == len(want)
+    # A new day is a new condition-day.
+    tomorrow = await check_alerts(ctx, "acct-0", now + timedelta(days=1))
+    assert {a.kind for a in tomorrow} >= {"low_stock"}

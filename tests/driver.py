@@ -1,0 +1,46 @@
+"""Drives the transition scripts directly, as a worker would, for deterministic tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minique import Queue, scripts
+
+JOB_FIELDS, HEADER = 11, 5
+
+
+async def finish(q: Queue, results: list[tuple[Any, ...]] = (), want: int = 0,  # type: ignore[assignment]
+                 lease_ms: int = 30000, worker: str = "driver",
+                 limiter: tuple[int, int] = (0, 0)) -> tuple[list[int], list[tuple[str, str]], list[Any]]:
+    """Reports ``results`` and fetches up to ``want`` jobs: (statuses, [(id, token)], header)."""
+    args: list[Any] = [q.keys.job_prefix, want, lease_ms, worker, limiter[0], limiter[1], 1000,
+                       len(results)]
+    for r in results:
+        args.extend(r)
+    reply = await scripts.run(q.redis, "finish", q.keys.vector, args)
+    n = len(results)
+    header = reply[n:n + HEADER]
+    body = reply[n + HEADER:]
+    taken = [(body[i].decode(), body[i + 1].decode()) for i in range(0, len(body), JOB_FIELDS)]
+    return list(reply[:n]), taken, header
+
+
+async def fetch(q: Queue, want: int = 1, **kw: Any) -> list[tuple[str, str]]:
+    return (await finish(q, [], want, **kw))[1]
+
+
+def complete(job_id: str, token: str, value: bytes = b"\xc0",
+             keep: tuple[int, int] = (-1, -1)) -> tuple[Any, ...]:
+    return (job_id, token, "c", value, "", 0, keep[0], keep[1])
+
+
+def fail(job_id: str, token: str, reason: str = "boom", keep: tuple[int, int] = (-1, -1)) -> tuple[Any, ...]:
+    return (job_id, token, "f", reason, "stack", 0, keep[0], keep[1])
+
+
+def retry(job_id: str, token: str, delay_ms: int = 0, reason: str = "again") -> tuple[Any, ...]:
+    return (job_id, token, "r", reason, "", delay_ms, -1, -1)
+
+
+def back_to_wait(job_id: str, token: str, pause_ms: int = 0) -> tuple[Any, ...]:
+    return (job_id, token, "w", "rate limited", "", pause_ms, -1, -1)

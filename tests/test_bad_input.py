@@ -1,0 +1,119 @@
+"""Bad input gets a clear error, and nothing else is touched."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from typing import Any
+
+import pytest
+from redis.exceptions import NoScriptError
+
+from minique import JobCorrupted, JobFailed, PayloadError, Queue, Worker, scripts
+
+
+async def nothing_written(queue: Queue) -> None:
+    assert (await queue.get_stats())["total"] == 0
+    assert await queue.redis.get(queue.keys.idc) is None
+
+
+async def test_unencodable_payload_names_the_field(queue: Queue) -> None:
+    with pytest.raises(PayloadError, match=r"at \$\.when\[1\]"):
+        await queue.add("x", {"ok": 1, "when": [1, object()]})
+    with pytest.raises(TypeError):  # PayloadError is a TypeError
+        await queue.add_bulk([("fine", 1), ("bad", {1j})])
+    await nothing_written(queue)
+    # datetimes and the like are fine: msgspec encodes them
+    await queue.add("t", {"at": datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)})
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"atempts": 3}, TypeError, "unknown job option"),
+        ({"delay": -1}, ValueError, "delay must be >= 0"),
+        ({"delay": float("nan")}, ValueError, "finite"),
+        ({"attempts": 0}, ValueError, "attempts must be an integer >= 1"),
+        ({"attempts": 1.5}, ValueError, "attempts"),
+        ({"priority": -1}, ValueError, "priority must be an integer from 0"),
+        ({"priority": 2**21 + 1}, ValueError, "priority"),
+        ({"job_id": "123"}, ValueError, "plain integer"),
+        ({"job_id": ""}, ValueError, "job_id"),
+        ({"backoff": {"type": "fixed", "delay": -2}}, ValueError, "backoff.delay"),
+        ({"backoff": {"kind": "fixed"}}, TypeError, "backoff: unknown"),
+        ({"remove_on_complete": {"age": 10, "cnt": 1}}, TypeError, "remove_on_complete"),
+        ({"timeout": 0}, ValueError, "timeout"),
+    ],
+)
+async def test_bad_options_rejected(queue: Queue, options: dict[str, Any], error: type,
+                                    match: str) -> None:
+    with pytest.raises(error, match=match):
+        await queue.add("x", 1, **options)
+    with pytest.raises(error, match=match):
+        await queue.add_bulk([("ok", 1), ("x", 1, options)])
+    await nothing_written(queue)
+
+
+async def test_bad_names_and_defaults(redis_url: str, queue: Queue) -> None:
+    with pytest.raises(ValueError, match="job name"):
+        await queue.add("", 1)
+    with pytest.raises(ValueError, match="queue name"):
+        Queue("has{brace}", url=redis_url)
+    with pytest.raises(TypeError, match="default_job_options"):
+        Queue("q", url=redis_url, default_job_options={"retries": 3})
+    with pytest.raises(TypeError, match="add_bulk item 0"):
+        await queue.add_bulk(["just-a-name"])  # type: ignore[list-item]
+    await nothing_written(queue)
+
+
+async def test_corrupted_job_data_is_a_clear_error_and_the_worker_carries_on(
+        queue: Queue, redis_url: str) -> None:
+    bad = await queue.add("x", {"fine": True})
+    good = await queue.add("x", {"fine": True})
+    await queue.redis.hset(queue.keys.job(bad.id), "d", b"\xc1\xff garbage")
+    with pytest.raises(JobCorrupted, match=f"job {bad.id}: stored data cannot be decoded"):
+        _ = (await queue.get_job(bad.id)).data  # type: ignore[union-attr]
+
+    async def proc(job: Any) -> Any:
+        return job.data
+
+    worker = Worker(queue.name, proc, url=redis_url)
+    task = asyncio.create_task(worker.run())
+    with pytest.raises(JobFailed, match="stored data cannot be decoded"):
+        await bad.wait_until_finished(timeout=5)
+    assert await good.wait_until_finished(timeout=5) == {"fine": True}
+    await worker.close()
+    await task
+
+
+async def test_corrupted_options_fail_the_job_not_the_worker(queue: Queue, redis_url: str) -> None:
+    bad = await queue.add("x", 1, attempts=5)
+    await queue.redis.hset(queue.keys.job(bad.id), "o", b"\x01\x02\x03")
+    with pytest.raises(JobCorrupted, match="options"):
+        await queue.get_job(bad.id)
+    worker = Worker(queue.name, lambda job: 1, url=redis_url)
+    task = asyncio.create_task(worker.run())
+    with pytest.raises(JobFailed, match="stored options cannot be decoded"):
+        await bad.wait_until_finished(timeout=5)
+    await worker.close()
+    await task
+
+
+async def test_scripts_reload_after_noscript(queue: Queue) -> None:
+    await queue.add("x", 1)
+    await queue.redis.script_flush()
+    with pytest.raises(NoScriptError):
+        await queue.redis.evalsha(scripts.script("add").sha, 0)
+    await queue.add("y", 2)  # reloads and goes on
+    await queue.redis.script_flush()
+    await queue.add_bulk([("z", i) for i in range(3)])  # the pipelined path too
+    assert (await queue.get_stats())["waiting"] == 5
+
+
+async def test_unreachable_redis_is_a_clear_error() -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    q = Queue("x", url="redis://127.0.0.1:1/0")
+    with pytest.raises(RedisConnectionError):
+        await q.add("x", 1)
+    await q.close()

@@ -1,0 +1,104 @@
+"""Events in order, progress, logs, and waiting for results."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from driver import complete, fetch, finish
+
+from minique import JobFailed, Queue, QueueEvents, Worker
+
+
+async def test_events_in_order_for_a_lifecycle(queue: Queue, redis_url: str) -> None:
+    events = QueueEvents(queue.name, url=redis_url, last_id="0-0")
+
+    async def proc(job: Any) -> str:
+        await job.update_progress(40)
+        return "ok"
+
+    job = await queue.add("x", {"secret": "not in events"})
+    worker = Worker(queue.name, proc, url=redis_url)
+    task = asyncio.create_task(worker.run())
+    seen: list[tuple[str, str | None]] = []
+    while not seen or seen[-1][0] != "completed":
+        event = await events.next(timeout=5)
+        assert event is not None, f"no event after {seen}"
+        seen.append((event.name, event.job_id))
+        assert "not in events" not in str(event.fields)
+    assert seen == [("added", job.id), ("waiting", job.id), ("active", job.id),
+                    ("progress", job.id), ("completed", job.id)]
+    await events.close()
+    await worker.close()
+    await task
+
+
+async def test_events_resume_after_an_id(queue: Queue, redis_url: str) -> None:
+    await queue.add("a", 1)
+    first = [e async for e in _take(QueueEvents(queue.name, url=redis_url, last_id="0-0"), 2)]
+    await queue.add("b", 2)
+    resumed = QueueEvents(queue.name, url=redis_url, last_id=first[-1].event_id)
+    later = [e async for e in _take(resumed, 2)]
+    assert [e.name for e in later] == ["added", "waiting"] and later[0].fields["name"] == "b"
+
+
+async def _take(events: QueueEvents, n: int) -> Any:
+    async for event in events:
+        yield event
+        n -= 1
+        if n == 0:
+            break
+    await events.close()
+
+
+async def test_events_stream_is_capped(redis_url: str, qname: str) -> None:
+    q = Queue(qname, url=redis_url, events_max_len=100)
+    await q.add_bulk([("x", i) for i in range(1000)])
+    assert await q.redis.xlen(q.keys.events) < 400  # MAXLEN ~ trims whole nodes
+    await q.obliterate(force=True)
+    await q.close()
+
+
+async def test_wait_until_finished_on_an_already_finished_job(queue: Queue) -> None:
+    job = await queue.add("x", 1)
+    [(job_id, token)] = await fetch(queue, 1)
+    from minique import codec
+
+    await finish(queue, [complete(job_id, token, codec.encode({"r": 1}))])
+    assert await job.wait_until_finished(timeout=1) == {"r": 1}
+    with pytest.raises(TimeoutError):
+        await (await queue.add("y", 1)).wait_until_finished(timeout=0.2)
+
+
+async def test_wait_until_finished_raises_the_failure(queue: Queue, redis_url: str) -> None:
+    async def proc(job: Any) -> None:
+        raise KeyError("missing-thing")
+
+    job = await queue.add("x", 1)
+    worker = Worker(queue.name, proc, url=redis_url)
+    task = asyncio.create_task(worker.run())
+    with pytest.raises(JobFailed, match="missing-thing") as info:
+        await job.wait_until_finished(timeout=5)
+    assert info.value.job_id == job.id
+    await worker.close()
+    await task
+
+
+async def test_progress_and_logs(queue: Queue) -> None:
+    job = await queue.add("x", 1, keep_logs=3)
+    await job.update_progress(42)
+    assert (await queue.get_job(job.id)).progress == 42  # type: ignore[union-attr]
+    await job.update_progress({"page": 3, "of": 10})
+    assert (await queue.get_job(job.id)).progress == {"page": 3, "of": 10}  # type: ignore[union-attr]
+    for i in range(5):
+        await job.log(f"line {i}")
+    assert await queue.get_job_logs(job.id) == ["line 2", "line 3", "line 4"]
+    with pytest.raises(ValueError, match="between 0 and 100"):
+        await job.update_progress(101)
+    with pytest.raises(TypeError):
+        await job.update_progress("half")  # type: ignore[arg-type]
+    from minique import JobNotFound
+
+    with pytest.raises(JobNotFound):
+        await queue.update_progress("missing", 5)

@@ -1,0 +1,201 @@
+"""Queue operations: stats, listing, pause/resume, drain, clean, obliterate, retry, promote, remove."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from driver import complete, fail, fetch, finish
+from helpers import wait_until
+
+from minique import InvalidJobState, Queue, Worker
+
+
+async def test_add_bulk_keeps_order_and_options(queue: Queue) -> None:
+    jobs = await queue.add_bulk([("a", {"i": i}, {"delay": 10.0} if i % 2 else {})
+                                 for i in range(1200)])
+    assert [j.id for j in jobs] == [str(i) for i in range(1, 1201)]
+    stats = await queue.get_stats()
+    assert stats["waiting"] == 600 and stats["delayed"] == 600 and stats["total"] == 1200
+    first = await queue.get_job("1")
+    assert first is not None and first.data == {"i": 0} and first.name == "a"
+
+
+async def test_duplicate_job_id_returns_existing_unchanged(queue: Queue) -> None:
+    first = await queue.add("x", {"v": 1}, job_id="order-7")
+    again = await queue.add("x", {"v": 2}, job_id="order-7", priority=3)
+    assert again.id == "order-7" and again.data == {"v": 1} and again.priority == 0
+    assert (await queue.get_stats())["total"] == 1
+    entries = await queue.redis.xrange(queue.keys.events)
+    names = [fields[b"ev"] for _, fields in entries]
+    assert names.count(b"duplicated") == 1
+    bulk = await queue.add_bulk([("x", {"v": 3}, {"job_id": "order-7"}), ("x", {"v": 4})])
+    assert bulk[0].data == {"v": 1} and first.id == bulk[0].id
+    assert (await queue.get_stats())["total"] == 2
+
+
+async def test_stats_add_up_across_states(queue: Queue) -> None:
+    await queue.add_bulk([("w", i) for i in range(5)])
+    await queue.add("d", 1, delay=60)
+    taken = await fetch(queue, 4)
+    statuses, _, _ = await finish(queue, [complete(*taken[0]), fail(*taken[1])])
+    assert statuses == [1, 1]
+    stats = await queue.get_stats()
+    assert stats == {"waiting": 1, "active": 2, "completed": 1, "failed": 1, "delayed": 1, "total": 6}
+    assert stats["total"] == sum(v for k, v in stats.items() if k != "total")
+
+
+async def test_get_jobs_paginates_each_state(queue: Queue) -> None:
+    await queue.add_bulk([("p", i, {"priority": 2}) for i in range(3)] + [("n", i) for i in range(5)])
+    waiting = await queue.get_job_ids("waiting", 0, 49)
+    assert waiting == ["1", "2", "3", "4", "5", "6", "7", "8"]
+    assert await queue.get_job_ids("waiting", 2, 4) == ["3", "4", "5"]
+    assert await queue.get_job_ids("waiting", 6, 10) == ["7", "8"]
+    jobs = await queue.get_jobs("waiting", 0, 1)
+    assert [j.data for j in jobs] == [0, 1]
+    with pytest.raises(ValueError, match="state must be one of"):
+        await queue.get_jobs("nonsense")
+
+
+async def test_pause_resume(queue: Queue, redis_url: str) -> None:
+    await queue.pause()
+    assert await queue.is_paused()
+    job = await queue.add("x", 1)
+    assert await job.get_state() == "paused"
+    assert await fetch(queue, 5) == []  # a paused queue hands out nothing
+    done = asyncio.Event()
+
+    async def proc(j: Any) -> int:
+        done.set()
+        return 1
+
+    worker = Worker(queue.name, proc, url=redis_url)
+    task = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.2)  # give the worker a chance to (wrongly) take the job
+    assert not done.is_set() and await job.get_state() == "paused"
+    await queue.resume()  # the wake stream must rouse the blocked worker at once
+    await asyncio.wait_for(done.wait(), 3)
+    assert await job.wait_until_finished(timeout=5) == 1
+    await worker.close()
+    await task
+
+
+async def test_drain_removes_waiting_and_optionally_delayed(queue: Queue) -> None:
+    await queue.add_bulk([("x", i) for i in range(2500)] + [("p", 1, {"priority": 1})])
+    await queue.add("later", 1, delay=60)
+    assert await queue.drain() == 2501
+    stats = await queue.get_stats()
+    assert stats["waiting"] == 0 and stats["delayed"] == 1
+    assert await queue.get_job("1") is None
+    assert await queue.drain(delayed=True) == 1
+    assert (await queue.get_stats())["total"] == 0
+
+
+async def test_clean_by_state_and_age(queue: Queue) -> None:
+    await queue.add_bulk([("x", i) for i in range(4)])
+    taken = await fetch(queue, 4)
+    await finish(queue, [complete(*taken[0]), complete(*taken[1]), fail(*taken[2])])
+    assert await queue.clean(grace=3600, state="completed") == []
+    await asyncio.sleep(0.01)
+    removed = await queue.clean(grace=0, state="completed", limit=1)
+    assert len(removed) == 1
+    assert sorted(await queue.clean(grace=0, state="completed") + removed) == ["1", "2"]
+    assert await queue.clean(grace=0, state="failed") == ["3"]
+    await queue.add("w", 1)
+    assert await queue.clean(grace=0, state="waiting") == ["5"]
+    assert (await queue.get_stats()) == {"waiting": 0, "active": 1, "completed": 0, "failed": 0,
+                                         "delayed": 0, "total": 1}
+
+
+async def test_obliterate_refuses_active_then_removes_every_key(queue: Queue) -> None:
+    await queue.add_bulk([("x", i) for i in range(1500)])
+    job = await queue.add("d", 1, delay=60)
+    await job.log("hello")
+    await fetch(queue, 1)
+    with pytest.raises(InvalidJobState, match="active"):
+        await queue.obliterate()
+    await queue.obliterate(force=True)
+    left = [k async for k in queue.redis.scan_iter(match=queue.keys.base.replace("{", "[{]") + "*")]
+    assert left == []
+
+
+async def test_retry_jobs_and_job_retry_reset_attempts(queue: Queue) -> None:
+    await queue.add_bulk([("x", i, {"attempts": 1}) for i in range(3)])
+    taken = await fetch(queue, 3)
+    await finish(queue, [fail(*t) for t in taken])
+    assert (await queue.get_stats())["failed"] == 3
+    job = await queue.get_job("1")
+    assert job is not None and job.attempts_made == 1
+    await job.retry()
+    again = await queue.get_job("1")
+    assert again is not None and again.state == "waiting" and again.attempts_made == 0
+    assert again.failed_reason is None
+    assert await queue.retry_jobs("failed") == 2
+    assert (await queue.get_stats())["waiting"] == 3
+    with pytest.raises(InvalidJobState, match="only finished jobs"):
+        await again.retry()
+
+
+async def test_promote_moves_delayed_to_waiting(queue: Queue) -> None:
+    job = await queue.add("x", 1, delay=60)
+    await job.promote()
+    assert await job.get_state() == "waiting"
+    with pytest.raises(InvalidJobState, match="not delayed"):
+        await job.promote()
+    await queue.add_bulk([("y", i, {"delay": 60}) for i in range(3)])
+    assert await queue.promote_jobs() == 3
+    assert (await queue.get_stats())["waiting"] == 4
+
+
+async def test_remove_from_every_state_but_active(queue: Queue) -> None:
+    waiting = await queue.add("w", 1)
+    prio = await queue.add("p", 1, priority=5)
+    delayed = await queue.add("d", 1, delay=60)
+    await waiting.log("line")
+    for job in (waiting, prio, delayed):
+        assert await job.remove()
+        assert await queue.get_job(job.id) is None
+    assert not await queue.redis.exists(queue.keys.logs(waiting.id))
+    active = await queue.add("a", 1)
+    await fetch(queue, 1)
+    with pytest.raises(InvalidJobState, match="active"):
+        await active.remove()
+    assert (await queue.get_stats())["total"] == 1
+    assert await queue.remove_job("nope") is False
+
+
+async def test_stalled_active_job_is_taken_back(queue: Queue, redis_url: str) -> None:
+    await queue.add("x", 1)
+    [(job_id, token)] = await fetch(queue, 1, lease_ms=50)
+    worker = Worker(queue.name, lambda j: "redone", url=redis_url, stalled_interval=0.05)
+    task = asyncio.create_task(worker.run())
+    job = await queue.get_job(job_id)
+    assert job is not None
+    assert await job.wait_until_finished(timeout=5) == "redone"
+    redone = await queue.get_job(job_id)
+    assert redone is not None and redone.stalled_count == 1
+    # The first owner's token is fenced out: its late result is refused.
+    statuses, _, _ = await finish(queue, [complete(job_id, token)])
+    assert statuses == [0]
+    await worker.close()
+    await task
+
+
+async def test_stalled_too_often_fails(queue: Queue) -> None:
+    await queue.add("x", 1)
+    for _ in range(2):
+        await fetch(queue, 1, lease_ms=1)
+        await asyncio.sleep(0.01)
+        from minique import scripts
+
+        await scripts.run(queue.redis, "stalled", queue.keys.vector,
+                          [queue.keys.job_prefix, 1, 100, -1, -1])
+    job = await queue.get_job("1")
+    assert job is not None and job.state == "failed"
+    assert job.failed_reason and "stalled more than allowable limit" in job.failed_reason
+
+
+async def test_wait_for_condition_helper_fails_on_timeout() -> None:
+    with pytest.raises(AssertionError, match="never not reached within"):
+        await wait_until(lambda: False, timeout=0.05, message="never")

@@ -1,0 +1,107 @@
+"""Retries with each backoff type; gaps are read from the server-side timestamps."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import pytest
+from helpers import wait_until
+
+from minique import JobFailed, Queue, Worker
+from minique.backoff import retry_delay
+from minique.options import Backoff
+
+
+async def run_failing(queue: Queue, redis_url: str, fail_times: int, **opts: Any) -> list[float]:
+    """Runs one job that fails ``fail_times`` then succeeds; returns each attempt's start."""
+    starts: list[float] = []
+
+    async def proc(job: Any) -> str:
+        assert job.processed_on is not None
+        starts.append(job.processed_on)
+        if len(starts) <= fail_times:
+            raise RuntimeError(f"attempt {len(starts)}")
+        return "ok"
+
+    job = await queue.add("flaky", None, **opts)
+    worker = Worker(queue.name, proc, url=redis_url,
+                    backoff_strategies={"linear": lambda n, err, job: 0.1 * n})
+    task = asyncio.create_task(worker.run())
+    try:
+        assert await job.wait_until_finished(timeout=10) == "ok"
+    finally:
+        await worker.close()
+        await task
+    return starts
+
+
+def gaps(starts: list[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(starts)]
+
+
+async def test_fixed_backoff_gaps(queue: Queue, redis_url: str) -> None:
+    starts = await run_failing(queue, redis_url, 2, attempts=3, backoff={"type": "fixed", "delay": 0.3})
+    assert len(starts) == 3
+    for gap in gaps(starts):
+        assert 0.3 - 0.002 <= gap < 0.3 + 0.5
+
+
+async def test_exponential_backoff_gaps(queue: Queue, redis_url: str) -> None:
+    starts = await run_failing(queue, redis_url, 2, attempts=3,
+                               backoff={"type": "exponential", "delay": 0.2})
+    first, second = gaps(starts)
+    assert 0.2 - 0.002 <= first < 0.2 + 0.5
+    assert 0.4 - 0.002 <= second < 0.4 + 0.5
+
+
+async def test_custom_backoff_strategy(queue: Queue, redis_url: str) -> None:
+    starts = await run_failing(queue, redis_url, 2, attempts=3, backoff={"type": "linear"})
+    first, second = gaps(starts)
+    assert 0.1 - 0.002 <= first < 0.6 and 0.2 - 0.002 <= second < 0.7
+
+
+async def test_retries_stop_after_attempts(queue: Queue, redis_url: str) -> None:
+    with pytest.raises(JobFailed, match="attempt 2"):
+        await run_failing(queue, redis_url, 5, attempts=2, backoff=0.01)
+    events = [f[b"ev"] for _, f in await queue.redis.xrange(queue.keys.events)]
+    assert events.count(b"retrying") == 1 and events.count(b"failed") == 1
+
+
+async def test_retry_delay_waits_in_the_delayed_set(queue: Queue, redis_url: str) -> None:
+    calls = 0
+
+    async def proc(job: Any) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("later")
+
+    job = await queue.add("x", None, attempts=2, backoff=30.0)
+    worker = Worker(queue.name, proc, url=redis_url)
+    task = asyncio.create_task(worker.run())
+    await wait_until(lambda: calls == 1)
+    await wait_until(lambda: job.get_state(), message="state read")
+    await wait_until(lambda: _state_is(job, "delayed"), message="job delayed for its backoff")
+    fresh = await queue.get_job(job.id)
+    assert fresh is not None and fresh.delay_until is not None and fresh.attempts_made == 1
+    assert fresh.delay_until - (fresh.finished_on or fresh.processed_on or 0) > 29
+    await worker.close()
+    await task
+
+
+async def _state_is(job: Any, state: str) -> bool:
+    return bool(await job.get_state() == state)
+
+
+def test_backoff_math_with_jitter_and_cap() -> None:
+    job: Any = None
+    assert retry_delay(None, 3, RuntimeError(), job, {}) == 0.0
+    assert retry_delay(Backoff("exponential", 1.0), 4, RuntimeError(), job, {}) == 8.0
+    assert retry_delay(Backoff("exponential", 1.0, max_delay=5.0), 4, RuntimeError(), job, {}) == 5.0
+    for _ in range(50):
+        d = retry_delay(Backoff("fixed", 10.0, jitter=0.5), 1, RuntimeError(), job, {})
+        assert d is not None and 5.0 <= d <= 10.0
+    with pytest.raises(LookupError, match="not registered"):
+        retry_delay(Backoff("nope", 1.0), 1, RuntimeError(), job, {})
+    assert retry_delay(Backoff("stop"), 1, RuntimeError(), job, {"stop": lambda *a: None}) is None
