@@ -328,6 +328,37 @@ class Queue:
             kf.count, -1 if kf.age < 0 else int(kf.age * 1000), budget,
         ]))
 
+    async def rate_limit(self, delay: float) -> None:
+        """Stops every worker of the queue taking jobs for ``delay`` seconds."""
+        if delay <= 0:
+            raise ValueError(f"rate_limit delay must be > 0, got {delay}")
+        await self.redis.set(self.keys.pause_until, "1", px=max(1, round(delay * 1000)))
+
+    async def get_rate_limit_ttl(self) -> float:
+        """Seconds until the queue takes jobs again after ``rate_limit`` (0 if it does)."""
+        return max(0, int(await self.redis.pttl(self.keys.pause_until))) / 1000.0
+
+    async def set_global_concurrency(self, limit: int | None) -> None:
+        """At most ``limit`` jobs of this queue active at once, across every worker."""
+        if limit is None:
+            await self.redis.hdel(self.keys.meta, "gconc")
+            return
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"global concurrency must be an integer >= 1, got {limit!r}")
+        await self.redis.hset(self.keys.meta, "gconc", limit)
+
+    async def get_workers(self) -> list[Any]:
+        """The live workers of this queue (from their heartbeats), as WorkerInfo structs."""
+        import msgspec
+
+        from .worker import WorkerInfo
+
+        names = await self.redis.zrange(self.keys.workers, 0, -1)
+        if not names:
+            return []
+        raw = await self.redis.mget([f"{self.keys.base}:worker:{n.decode()}" for n in names])
+        return [msgspec.msgpack.decode(r, type=WorkerInfo) for r in raw if r]
+
     # ----- job schedulers (minique/scheduler.py) ----------------------------------------
 
     async def upsert_job_scheduler(self, scheduler_id: str, **options: Any) -> Any:

@@ -34,6 +34,7 @@ from .errors import PayloadError, RateLimited, UnrecoverableError
 from .job import Job
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .options import Keep, StoredOptions, decode_stored
+from .pool import ProcessRunner
 from .queue import Queue
 from .registry import Handler, Registry
 
@@ -84,6 +85,8 @@ class Worker:
         name: str | None = None,
         backoff_strategies: Mapping[str, BackoffStrategy] | None = None,
         default_job_options: Mapping[str, Any] | None = None,
+        processes: int = 0,
+        heartbeat_interval: float = 5.0,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
@@ -125,10 +128,14 @@ class Worker:
         self._due_timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._closed = asyncio.Event()
+        self._stop = asyncio.Event()
         self._started = False
         self._threads: ThreadPoolExecutor | None = None
         self._background: list[asyncio.Task[None]] = []
         self._close_task: asyncio.Future[None] | None = None
+        self.heartbeat_interval = heartbeat_interval
+        self.started_at = time.time()
+        self._processes = ProcessRunner(processes) if processes > 0 else None
 
     @staticmethod
     def _limiter(limiter: Mapping[str, float] | None) -> tuple[int, int]:
@@ -151,23 +158,34 @@ class Worker:
         self._started = True
         if handle_signals:
             self._install_signal_handlers()
+        await self._check_eviction_policy()
         self._background = [
             asyncio.create_task(self._renew_loop(), name="minique-renew"),
             asyncio.create_task(self._maintenance_loop(), name="minique-maintenance"),
+            asyncio.create_task(self._heartbeat_loop(), name="minique-heartbeat"),
+            asyncio.create_task(self._cancel_listener(), name="minique-cancel"),
         ]
         log.info("worker %s started on queue %s (concurrency %d)", self.name, self.queue_name,
                  self.concurrency)
         try:
             await self._dispatch_loop()
         finally:
+            # redis-py may turn a cancellation inside a command into a ConnectionError, which
+            # a loop's error handler would swallow; the stop event ends the loops regardless.
+            self._stop.set()
             for task in self._background:
                 task.cancel()
-            await asyncio.gather(*self._background, return_exceptions=True)
+            # Bounded: a read blocked inside the client must not hold up shutdown.
+            await asyncio.wait(self._background, timeout=2.0)
             if self._due_timer is not None:
                 self._due_timer.cancel()
             await self._stop_waiter()
             if self._threads:
                 self._threads.shutdown(wait=False, cancel_futures=True)
+            if self._processes:
+                self._processes.shutdown()
+            with contextlib.suppress(Exception):
+                await self._remove_heartbeat()
             if self._own:
                 await self.redis.aclose()
                 await self._blocking.aclose()
@@ -325,7 +343,7 @@ class Worker:
             if not self._closing:
                 log.warning("queue %s: blocking wait failed (%s: %s)", self.queue_name,
                             type(exc).__name__, exc)
-                await asyncio.sleep(0.5)
+                await self._pause(0.5)
         finally:
             self._blocking_conn = None
             if conn is not None:
@@ -397,6 +415,8 @@ class Worker:
     async def _call(self, handler: Handler, job: Job) -> Any:
         if handler.is_async:
             coro = handler.fn(job)
+        elif self._processes is not None:
+            coro = self._processes.run(handler.fn, job)
         else:
             if self._threads is None:
                 self._threads = ThreadPoolExecutor(self.concurrency, "minique-job")
@@ -441,9 +461,14 @@ class Worker:
 
     # ----- leases, stalled jobs, retention ----------------------------------------------
 
+    async def _pause(self, seconds: float) -> None:
+        """Sleeps, but returns at once when the worker stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
     async def _renew_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.renew_interval)
+        while not self._stop.is_set():
+            await self._pause(self.renew_interval)
             if not self._running:
                 continue
             args: list[Any] = [self.keys.job_prefix, self.lock_ms]
@@ -470,7 +495,7 @@ class Worker:
 
     async def _maintenance_loop(self) -> None:
         last_sweep = 0.0
-        while True:
+        while not self._stop.is_set():
             try:
                 await self.check_stalled()
                 if time.monotonic() - last_sweep >= self.sweep_interval:
@@ -479,7 +504,7 @@ class Worker:
             except Exception as exc:
                 log.error("queue %s: maintenance failed (%s: %s)", self.queue_name,
                           type(exc).__name__, exc)
-            await asyncio.sleep(self.stalled_interval)
+            await self._pause(self.stalled_interval)
 
     async def check_stalled(self, batch: int = 1000) -> int:
         """Takes back jobs whose lease has expired; returns how many."""
@@ -491,3 +516,92 @@ class Worker:
             total += n
             if n < batch:
                 return total
+
+    # ----- heartbeats, cancel requests, rate limits, eviction ---------------------------
+
+    def _heartbeat_key(self) -> str:
+        return f"{self.keys.base}:worker:{self.name}"
+
+    async def _heartbeat_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.heartbeat()
+            except Exception as exc:
+                log.warning("queue %s: heartbeat failed (%s: %s)", self.queue_name,
+                            type(exc).__name__, exc)
+            await self._pause(self.heartbeat_interval)
+
+    async def heartbeat(self) -> None:
+        """Publishes this worker's liveness; ``Queue.get_workers()`` lists the live ones."""
+        now = time.time()
+        ttl = max(1, int(self.heartbeat_interval * 3))
+        info = WorkerInfo(
+            name=self.name, host=socket.gethostname(), pid=os.getpid(), queues=[self.queue_name],
+            started_at=self.started_at, last_seen=now, jobs_done=self.jobs_done,
+            jobs_failed=self.jobs_failed, concurrency=self.concurrency,
+            running=sorted(self._running),
+        )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self._heartbeat_key(), msgspec.msgpack.encode(info), ex=ttl)
+            pipe.zadd(self.keys.workers, {self.name: now})
+            pipe.zremrangebyscore(self.keys.workers, "-inf", now - ttl)
+            await pipe.execute()
+
+    async def _remove_heartbeat(self) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(self._heartbeat_key())
+            pipe.zrem(self.keys.workers, self.name)
+            await pipe.execute()
+
+    async def _cancel_listener(self) -> None:
+        """Cancels running jobs as soon as ``Queue.cancel`` asks; a missed message is still
+        caught by the next lease renewal, which reads the job's cancel flag."""
+        channel = self.keys.meta + ":cancel"
+        while not self._stop.is_set():
+            pubsub = self._blocking.pubsub()
+            try:
+                await pubsub.subscribe(channel)
+                while not self._stop.is_set():
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+                    if message and message.get("type") == "message":
+                        self._cancel_local(message["data"].decode(), "cancelled")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not self._stop.is_set():
+                    log.warning("queue %s: cancel listener reconnecting (%s: %s)",
+                                self.queue_name, type(exc).__name__, exc)
+                await self._pause(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(pubsub.aclose(), 1.0)
+
+    async def rate_limit(self, delay: float) -> None:
+        """Stops every worker of the queue taking jobs for ``delay`` seconds (e.g. after an
+        upstream 429). Raise ``RateLimited(delay)`` instead to also put the job back."""
+        await self.queue.rate_limit(delay)
+
+    async def _check_eviction_policy(self) -> None:
+        try:
+            policy = (await self.redis.config_get("maxmemory-policy")).get(b"maxmemory-policy")
+        except Exception:  # managed Redis may forbid CONFIG; nothing to check then
+            return
+        if policy is not None and policy != b"noeviction":
+            log.warning("Redis maxmemory-policy is %r, not 'noeviction': under memory pressure "
+                        "Redis will silently evict jobs and leases. Set maxmemory-policy "
+                        "noeviction on the queue's Redis.", policy.decode())
+
+
+class WorkerInfo(msgspec.Struct):
+    """A live worker, as its heartbeat describes it."""
+
+    name: str
+    host: str
+    pid: int
+    queues: list[str]
+    started_at: float
+    last_seen: float
+    jobs_done: int
+    jobs_failed: int
+    concurrency: int
+    running: list[str]

@@ -138,6 +138,10 @@ async def test_concurrent_upserts_leave_one_scheduler_and_one_firing(
     assert sched.next_run is not None and sched.next_run >= start
     assert sched.next_run % 3600 == 0 and sched.iterations == 0 and not sched.ended
     assert await _delayed_ids(queue) == [sched.pending_job_id]
+    # Nine of the ten were no-ops: one generation, one firing ever added, none replaced.
+    assert sched.generation == 1
+    events = [f for _, f in await queue.redis.xrange(queue.keys.events)]
+    assert [f[b"ev"] for f in events] == [b"added", b"delayed"]
     job = await queue.get_job(sched.pending_job_id or "")
     assert job is not None and job.name == "sync" and job.data == {"a": 1}
     assert job.delay_until == sched.next_run
@@ -184,10 +188,14 @@ async def test_remove_then_upsert_again_creates_a_new_firing(queue: Queue, clien
 # ----- the fetch hook, driven by the real fetch script ------------------------------------
 
 
-async def _take(queue: Queue, count: int = 10) -> list[str]:
+async def _take_with_tokens(queue: Queue, count: int = 10) -> list[tuple[str, str]]:
     reply = await queue._run("fetch", [count, 30000, "test-worker", 0, 0, 1000])
     body = reply[5:]
-    return [body[i].decode() for i in range(0, len(body), 11)]
+    return [(body[i].decode(), body[i + 1].decode()) for i in range(0, len(body), 11)]
+
+
+async def _take(queue: Queue, count: int = 10) -> list[str]:
+    return [job_id for job_id, _ in await _take_with_tokens(queue, count)]
 
 
 async def test_cron_firing_is_taken_and_the_next_one_made_in_the_same_script(
@@ -197,20 +205,43 @@ async def test_cron_firing_is_taken_and_the_next_one_made_in_the_same_script(
     assert CRON_BATCH - 2 <= await client.zcard(times_key) <= CRON_BATCH
     first = s.pending_job_id or ""
     await queue.promote_job(first)  # do not wait a minute: make it due now
-    assert await _take(queue) == [first]
+    [(taken, token)] = await _take_with_tokens(queue)
+    assert taken == first
     after = await get_job_scheduler(queue, "c")
     assert after is not None and after.iterations == 1 and after.last_run == s.next_run
     assert after.next_run == (s.next_run or 0) + 60
     assert await _delayed_ids(queue) == [after.pending_job_id]
-    # Taking the same job again (a retry, a stalled job) does not advance the schedule.
-    await queue.promote_job(after.pending_job_id or "")
-    await client.hset(queue.keys.job(first), "st", "waiting")
-    again = await _take(queue)
-    assert after.pending_job_id in again
-    assert (await get_job_scheduler(queue, "c")).iterations == 2  # type: ignore[union-attr]
-    assert len(await _delayed_ids(queue)) == 1
+    # The firing fails and is retried at once: taking it again must not advance the schedule.
+    retry = [first, token, "r", "boom", "", 0, -1, -1]
+    reply = await queue._run("finish", [0, 30000, "test-worker", 0, 0, 1000, 1, *retry])
+    assert reply[0] == 1
+    assert await _take(queue) == [first]
+    again = await get_job_scheduler(queue, "c")
+    assert again is not None and again.iterations == 1
+    assert again.pending_job_id == after.pending_job_id
+    assert await _delayed_ids(queue) == [after.pending_job_id]
     # Nothing to refill yet: one cheap call, nothing done.
     assert await refill_due(queue) == 0
+
+
+async def test_cron_list_running_low_is_topped_up_by_refill_due(queue: Queue, client: Any) -> None:
+    s = await queue.upsert_job_scheduler("c", cron="*/5 * * * *", tz="Asia/Kolkata")
+    times_key = queue.keys.base + ":sch:t:c"
+    refill_key = queue.keys.base + ":schedulers:refill"
+    await client.zremrangebyrank(times_key, 5, -1)
+    await queue.promote_job(s.pending_job_id or "")
+    assert await _take(queue) == [s.pending_job_id]
+    low = await get_job_scheduler(queue, "c")
+    assert low is not None and low.pending_job_id is not None
+    assert await client.zscore(refill_key, "c") is not None  # marked while still running
+    # Two workers refilling at once: both harmless, the list is one list.
+    assert sum(await asyncio.gather(refill_due(queue), refill_due(queue))) >= 1
+    times = [int(t) for t in await client.zrange(times_key, 0, -1)]
+    assert len(times) >= CRON_BATCH - 1 and times[0] == round((low.next_run or 0) * 1000)
+    assert {b - a for a, b in itertools.pairwise(times)} == {300_000}
+    after = await get_job_scheduler(queue, "c")
+    assert after is not None and after.pending_job_id == low.pending_job_id
+    assert await client.zscore(refill_key, "c") is None
 
 
 async def test_cron_list_is_refilled_when_low_and_after_running_dry(

@@ -7,4 +7,7 @@ local st = redis.call('HGET', jk, 'st')
 if st ~= 'active' then return 0 end
 redis.call('HSET', jk, 'cx', '1')
 emit('ev', 'cancel', 'id', ARGV[2])
+-- Workers subscribe to this channel for a prompt cancel; one that misses the message
+-- (reconnecting) still sees the 'cx' flag at its next lease renewal.
+redis.call('PUBLISH', K.meta .. ':cancel', ARGV[2])
 return 1

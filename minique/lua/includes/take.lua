@@ -67,6 +67,12 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       out[1] = 2; out[2] = pttl
     else
       local allowed, wait = limiter_allowance(now, lim_max, lim_window, count)
+      -- Global concurrency: at most 'gconc' jobs active across every worker of the queue.
+      local gconc = tonumber(redis.call('HGET', K.meta, 'gconc'))
+      if gconc and allowed > 0 then
+        allowed = math.min(allowed, gconc - redis.call('ZCARD', K.active))
+        if allowed <= 0 then allowed = 0; wait = 100 end
+      end
       if allowed == 0 then
         out[1] = 2; out[2] = wait
       else
