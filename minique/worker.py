@@ -159,11 +159,12 @@ class Worker:
         if handle_signals:
             self._install_signal_handlers()
         await self._check_eviction_policy()
+        pubsub = await self._subscribe_cancels()
         self._background = [
             asyncio.create_task(self._renew_loop(), name="minique-renew"),
             asyncio.create_task(self._maintenance_loop(), name="minique-maintenance"),
             asyncio.create_task(self._heartbeat_loop(), name="minique-heartbeat"),
-            asyncio.create_task(self._cancel_listener(), name="minique-cancel"),
+            asyncio.create_task(self._cancel_listener(pubsub), name="minique-cancel"),
         ]
         log.info("worker %s started on queue %s (concurrency %d)", self.name, self.queue_name,
                  self.concurrency)
@@ -553,28 +554,39 @@ class Worker:
             pipe.zrem(self.keys.workers, self.name)
             await pipe.execute()
 
-    async def _cancel_listener(self) -> None:
+    async def _subscribe_cancels(self) -> Any:
+        """Subscribes before the first job is taken, so no cancel request can slip by."""
+        pubsub = self._blocking.pubsub()
+        try:
+            await pubsub.subscribe(self.keys.meta + ":cancel")
+        except Exception as exc:
+            log.warning("queue %s: cannot subscribe to cancel requests yet (%s: %s)",
+                        self.queue_name, type(exc).__name__, exc)
+        return pubsub
+
+    async def _cancel_listener(self, pubsub: Any) -> None:
         """Cancels running jobs as soon as ``Queue.cancel`` asks; a missed message is still
         caught by the next lease renewal, which reads the job's cancel flag."""
-        channel = self.keys.meta + ":cancel"
         while not self._stop.is_set():
-            pubsub = self._blocking.pubsub()
             try:
-                await pubsub.subscribe(channel)
+                if not pubsub.subscribed:
+                    await pubsub.subscribe(self.keys.meta + ":cancel")
                 while not self._stop.is_set():
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
                     if message and message.get("type") == "message":
                         self._cancel_local(message["data"].decode(), "cancelled")
             except asyncio.CancelledError:
-                raise
+                break
             except Exception as exc:
                 if not self._stop.is_set():
                     log.warning("queue %s: cancel listener reconnecting (%s: %s)",
                                 self.queue_name, type(exc).__name__, exc)
                 await self._pause(1.0)
-            finally:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(pubsub.aclose(), 1.0)
+                pubsub = self._blocking.pubsub()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(pubsub.aclose(), 1.0)
 
     async def rate_limit(self, delay: float) -> None:
         """Stops every worker of the queue taking jobs for ``delay`` seconds (e.g. after an

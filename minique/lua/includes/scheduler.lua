@@ -131,9 +131,10 @@ end
 -- first fire time after `now`: the missed ones are dropped, whatever the policy. The policy
 -- decides the late firing itself: "once" runs it (one catch-up run), "skip" drops it when
 -- take_jobs lets the hook do so (`can_drop`; the hook then deletes the job and returns true,
--- and take_jobs must not hand it out).
-local function scheduler_on_take(jk, id, now, can_drop)
-  local sid = redis.call('HGET', jk, 'sch')
+-- and take_jobs must not hand it out). `sid` may be passed by a caller that has already read
+-- the job's 'sch' field, which saves a read for every job.
+local function scheduler_on_take(jk, id, now, can_drop, sid)
+  sid = sid or redis.call('HGET', jk, 'sch')
   if not sid then return false end
   local sk = sch_hash_key(sid)
   local h = sch_load(sk)

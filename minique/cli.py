@@ -1,0 +1,302 @@
+"""The ``minique`` command: run workers, and inspect or act on queues.
+
+    minique worker app.jobs:registry --queue reports --concurrency 5
+    minique stats --queue reports
+    minique jobs --queue reports --state failed
+    minique retry --queue reports            # every failed job; or give job ids
+    minique pause --queue reports / minique resume --queue reports
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+
+from .connection import DEFAULT_URL
+from .queue import Queue
+from .registry import Registry
+from .worker import Worker
+
+T = TypeVar("T")
+log = logging.getLogger("minique.cli")
+
+url_option = click.option("--url", envvar="MINIQUE_REDIS_URL", default=DEFAULT_URL, show_default=True,
+                          help="Redis URL (also $MINIQUE_REDIS_URL).")
+prefix_option = click.option("--prefix", default="minique", show_default=True, help="Key prefix.")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+def load_target(spec: str) -> Any:
+    """Imports ``package.module:attribute``."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise click.BadParameter(f"expected MODULE:ATTR, got {spec!r}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.BadParameter(f"cannot import {module_name!r}: {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise click.BadParameter(f"module {module_name!r} has no attribute {attr!r}") from None
+
+
+@click.group()
+@click.option("--log-level", default=os.environ.get("MINIQUE_LOG_LEVEL", "INFO"), show_default=True)
+def main(log_level: str) -> None:
+    """minique: a Redis job queue."""
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+@main.command()
+@click.argument("target")
+@click.option("--queue", "queues", multiple=True, help="Queue to serve (repeatable). "
+              "Default: every queue of the registry.")
+@url_option
+@prefix_option
+@click.option("--concurrency", default=5, show_default=True, help="Jobs at once per queue.")
+@click.option("--processes", default=1, show_default=True,
+              help="Worker processes under one supervisor that restarts any that dies.")
+@click.option("--cpu-processes", default=0, show_default=True,
+              help="Run sync processors in a pool of this many processes (CPU-bound jobs).")
+@click.option("--lock-duration", default=30.0, show_default=True, help="Lease of an active job (s).")
+@click.option("--stalled-interval", default=30.0, show_default=True,
+              help="How often expired leases are taken back (s).")
+@click.option("--max-stalled-count", default=1, show_default=True)
+@click.option("--shutdown-timeout", default=30.0, show_default=True,
+              help="Grace for running jobs at SIGTERM (s).")
+@click.option("--block-timeout", default=5.0, show_default=True)
+@click.option("--limiter-max", default=0, show_default=True, help="Rate limit: jobs per window.")
+@click.option("--limiter-duration", default=1.0, show_default=True, help="Rate limit window (s).")
+def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurrency: int,
+           processes: int, cpu_processes: int, lock_duration: float, stalled_interval: float,
+           max_stalled_count: int, shutdown_timeout: float, block_timeout: float,
+           limiter_max: int, limiter_duration: float) -> None:
+    """Run workers for TARGET, a Registry or processor given as MODULE:ATTR."""
+    if processes > 1:
+        sys.exit(supervise(processes))
+    obj = load_target(target)
+    if isinstance(obj, Registry):
+        names = list(queues) or obj.queues()
+        if not names:
+            raise click.UsageError(f"{target} has no processors")
+    elif callable(obj):
+        if not queues:
+            raise click.UsageError("a single processor needs --queue")
+        names = list(queues)
+    else:
+        raise click.BadParameter(f"{target} is neither a Registry nor a callable")
+    limiter = {"max": limiter_max, "duration": limiter_duration} if limiter_max > 0 else None
+
+    async def run_all() -> None:
+        startup: Callable[[str], Awaitable[None]] | None = getattr(obj, "on_worker_startup", None)
+        if startup is not None:
+            await startup(url)
+        workers = [Worker(name, obj, url=url, prefix=prefix, concurrency=concurrency,
+                          limiter=limiter, lock_duration=lock_duration,
+                          stalled_interval=stalled_interval, max_stalled_count=max_stalled_count,
+                          shutdown_timeout=shutdown_timeout, block_timeout=block_timeout,
+                          processes=cpu_processes) for name in names]
+        _install_signals(workers)
+        await asyncio.gather(*(w.run() for w in workers))
+
+    _run(run_all())
+
+
+def _install_signals(workers: list[Worker]) -> None:
+    loop = asyncio.get_running_loop()
+    count = 0
+    tasks: list[asyncio.Task[None]] = []
+
+    def on_signal(name: str) -> None:
+        nonlocal count
+        count += 1
+        if count > 1:
+            log.warning("second %s: exiting now; leases will return the running jobs", name)
+            os._exit(1)
+        log.warning("%s: finishing running jobs, then stopping", name)
+        tasks.extend(loop.create_task(w.close()) for w in workers)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+
+
+def supervise(count: int) -> int:
+    """Runs ``count`` copies of this worker command and restarts any that dies."""
+    argv = [a for a in sys.argv[1:]]
+    child_args = _strip_processes(argv)
+    cmd = [sys.executable, "-m", "minique", *child_args]
+    children: dict[int, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def spawn(slot: int) -> None:
+        children[slot] = subprocess.Popen(cmd)
+        log.info("supervisor: started worker %d (pid %d)", slot, children[slot].pid)
+
+    def forward(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for slot in range(count):
+        spawn(slot)
+    restarts: dict[int, float] = {}
+    while True:
+        alive = False
+        for slot, child in list(children.items()):
+            code = child.poll()
+            if code is None:
+                alive = True
+            elif not stopping:
+                # Back off a child that keeps dying at once, so a broken import cannot spin.
+                wait = 1.0 if time.monotonic() - restarts.get(slot, 0.0) < 5 else 0.0
+                log.warning("supervisor: worker %d (pid %d) exited with %s; restarting",
+                            slot, child.pid, code)
+                time.sleep(wait)
+                restarts[slot] = time.monotonic()
+                spawn(slot)
+                alive = True
+        if stopping and not alive:
+            return 0
+        time.sleep(0.2)
+
+
+def _strip_processes(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--processes":
+            skip = True
+            continue
+        if arg.startswith("--processes="):
+            continue
+        out.append(arg)
+    return out
+
+
+def _queue(name: str, url: str, prefix: str) -> Queue:
+    return Queue(name, url=url, prefix=prefix)
+
+
+@main.command()
+@click.option("--queue", "queues", multiple=True, required=True)
+@url_option
+@prefix_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def stats(queues: tuple[str, ...], url: str, prefix: str, as_json: bool) -> None:
+    """Counts by state for each queue."""
+
+    async def go() -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for name in queues:
+            q = _queue(name, url, prefix)
+            out[name] = {**await q.get_stats(), "paused": await q.is_paused()}
+            await q.close()
+        return out
+
+    result = _run(go())
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    cols = ["waiting", "active", "completed", "failed", "delayed", "total", "paused"]
+    click.echo(f"{'queue':<20}" + "".join(f"{c:>11}" for c in cols))
+    for name, row in result.items():
+        click.echo(f"{name:<20}" + "".join(f"{row[c]!s:>11}" for c in cols))
+
+
+@main.command()
+@click.option("--queue", required=True)
+@click.option("--state", default="failed", show_default=True,
+              type=click.Choice(["waiting", "active", "completed", "failed", "delayed"]))
+@click.option("--start", default=0, show_default=True)
+@click.option("--end", default=49, show_default=True)
+@url_option
+@prefix_option
+def jobs(queue: str, state: str, start: int, end: int, url: str, prefix: str) -> None:
+    """List the jobs of one state."""
+
+    async def go() -> None:
+        q = _queue(queue, url, prefix)
+        for job in await q.get_jobs(state, start, end):
+            reason = f"  {job.failed_reason}" if job.failed_reason else ""
+            click.echo(f"{job.id}\t{job.name}\tattempts={job.attempts_made}{reason}")
+        await q.close()
+
+    _run(go())
+
+
+@main.command()
+@click.option("--queue", required=True)
+@click.option("--state", default="failed", show_default=True, type=click.Choice(["failed", "completed"]))
+@click.argument("job_ids", nargs=-1)
+@url_option
+@prefix_option
+def retry(queue: str, state: str, job_ids: tuple[str, ...], url: str, prefix: str) -> None:
+    """Send failed jobs (all, or the given ids) back to waiting."""
+
+    async def go() -> int:
+        q = _queue(queue, url, prefix)
+        try:
+            if not job_ids:
+                return await q.retry_jobs(state)
+            for job_id in job_ids:
+                await q.retry_job(job_id)
+            return len(job_ids)
+        finally:
+            await q.close()
+
+    click.echo(f"retried {_run(go())} job(s)")
+
+
+def _queue_action(name: str, doc: str, action: Callable[[Queue], Awaitable[Any]]) -> None:
+    @main.command(name=name, help=doc)
+    @click.option("--queue", required=True)
+    @url_option
+    @prefix_option
+    def command(queue: str, url: str, prefix: str) -> None:
+        async def go() -> Any:
+            q = _queue(queue, url, prefix)
+            try:
+                return await action(q)
+            finally:
+                await q.close()
+
+        result = _run(go())
+        click.echo(f"{name}: {queue}" + (f" ({result})" if result is not None else ""))
+
+
+_queue_action("pause", "Stop every worker taking jobs from a queue.", lambda q: q.pause())
+_queue_action("resume", "Let workers take jobs from a paused queue again.", lambda q: q.resume())
+_queue_action("drain", "Remove every waiting job of a queue.", lambda q: q.drain())
+
+
+if __name__ == "__main__":
+    main()

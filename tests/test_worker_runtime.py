@@ -1,0 +1,198 @@
+"""Worker behaviour inside one process: timeouts, cancel, rate limits, payload types."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import msgspec
+import pytest
+from helpers import wait_until
+
+from minique import JobFailed, Queue, RateLimited, Registry, Worker
+
+
+async def running(worker: Worker) -> asyncio.Task[None]:
+    return asyncio.create_task(worker.run())
+
+
+async def stop(worker: Worker, task: asyncio.Task[None]) -> None:
+    await worker.close()
+    await task
+
+
+async def test_timeout_fails_the_attempt_and_retries(queue: Queue, redis_url: str) -> None:
+    calls = 0
+
+    async def slow(job: Any) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(30)
+        return "second time"
+
+    job = await queue.add("slow", None, timeout=0.2, attempts=2)
+    worker = Worker(queue.name, slow, url=redis_url)
+    task = await running(worker)
+    assert await job.wait_until_finished(timeout=5) == "second time"
+    done = await queue.get_job(job.id)
+    assert done is not None and done.attempts_made == 2
+    assert done.failed_reason and "timed out after 0.2s" in done.failed_reason
+    await stop(worker, task)
+
+
+async def test_cancel_reaches_the_running_job(queue: Queue, redis_url: str) -> None:
+    started = asyncio.Event()
+
+    async def forever(job: Any) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    job = await queue.add("forever", None, attempts=3)
+    worker = Worker(queue.name, forever, url=redis_url)
+    task = await running(worker)
+    await asyncio.wait_for(started.wait(), 5)
+    t0 = time.monotonic()
+    assert await queue.cancel(job.id)
+    with pytest.raises(JobFailed, match="cancelled"):
+        await job.wait_until_finished(timeout=5)
+    assert time.monotonic() - t0 < 2.0  # pub/sub, not the 15 s renewal
+    assert not await queue.cancel(job.id)  # no longer active
+    await stop(worker, task)
+
+
+async def test_rate_limited_does_not_burn_attempts_and_pauses_the_queue(
+        queue: Queue, redis_url: str) -> None:
+    calls: list[float] = []
+
+    async def upstream(job: Any) -> str:
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise RateLimited(0.3)
+        return "ok"
+
+    job = await queue.add("x", None, attempts=1)
+    worker = Worker(queue.name, upstream, url=redis_url)
+    task = await running(worker)
+    assert await job.wait_until_finished(timeout=10) == "ok"
+    done = await queue.get_job(job.id)
+    assert done is not None and done.attempts_made == 1 and done.attempts_started == 3
+    assert calls[1] - calls[0] >= 0.29 and calls[2] - calls[1] >= 0.29
+    await stop(worker, task)
+
+
+async def test_manual_rate_limit_pauses_taking(queue: Queue, redis_url: str) -> None:
+    await queue.rate_limit(0.5)
+    assert 0 < await queue.get_rate_limit_ttl() <= 0.5
+    job = await queue.add("x", None)
+    worker = Worker(queue.name, lambda j: time.time(), url=redis_url)
+    t0 = time.time()
+    task = await running(worker)
+    ran_at = await job.wait_until_finished(timeout=5)
+    assert ran_at - t0 >= 0.4
+    await stop(worker, task)
+
+
+class Order(msgspec.Struct):
+    order_id: str
+    quantity: int
+
+
+async def test_payload_type_is_decoded_or_fails_without_retry(queue: Queue, redis_url: str) -> None:
+    registry = Registry()
+
+    @registry.processor(queue.name, name="order", payload=Order)
+    async def handle(job: Any) -> int:
+        assert isinstance(job.payload, Order)
+        return int(job.payload.quantity * 2)
+
+    good = await queue.add("order", {"order_id": "o1", "quantity": 2})
+    bad = await queue.add("order", {"order_id": "o2", "quantity": "many"}, attempts=5)
+    worker = Worker(queue.name, registry, url=redis_url)
+    task = await running(worker)
+    assert await good.wait_until_finished(timeout=5) == 4
+    expected = r"payload does not match Order: Expected `int`, got `str` - at `\$.quantity`"
+    with pytest.raises(JobFailed, match=expected):
+        await bad.wait_until_finished(timeout=5)
+    failed = await queue.get_job(bad.id)
+    assert failed is not None and failed.attempts_made == 1
+    await stop(worker, task)
+
+
+async def test_get_workers_lists_live_workers(queue: Queue, redis_url: str) -> None:
+    worker = Worker(queue.name, lambda j: None, url=redis_url, heartbeat_interval=0.1)
+    task = await running(worker)
+    await wait_until(lambda: _has_workers(queue), message="heartbeat")
+    [info] = await queue.get_workers()
+    import os
+
+    assert info.pid == os.getpid() and info.queues == [queue.name] and info.name == worker.name
+    await stop(worker, task)
+    assert await queue.get_workers() == []
+
+
+async def _has_workers(queue: Queue) -> bool:
+    return bool(await queue.get_workers())
+
+
+async def test_global_concurrency_caps_active_jobs(queue: Queue, redis_url: str) -> None:
+    await queue.set_global_concurrency(2)
+    peak = 0
+    now = 0
+
+    async def proc(job: Any) -> None:
+        nonlocal peak, now
+        now += 1
+        peak = max(peak, now)
+        await asyncio.sleep(0.05)
+        now -= 1
+
+    jobs = await queue.add_bulk([("x", i) for i in range(8)])
+    workers = [Worker(queue.name, proc, url=redis_url, concurrency=5) for _ in range(2)]
+    tasks = [await running(w) for w in workers]
+    for job in jobs:
+        await job.wait_until_finished(timeout=10)
+    assert peak == 2
+    for w, t in zip(workers, tasks, strict=True):
+        await stop(w, t)
+
+
+def cpu_bound(job: Any) -> int:
+    import os
+
+    return os.getpid()
+
+
+async def test_process_pool_runs_sync_processors_elsewhere(queue: Queue, redis_url: str) -> None:
+    import os
+
+    job = await queue.add("cpu", {"n": 1})
+    worker = Worker(queue.name, cpu_bound, url=redis_url, processes=1)
+    task = await running(worker)
+    pid = await job.wait_until_finished(timeout=30)
+    assert pid != os.getpid()
+    await stop(worker, task)
+
+
+async def test_lost_lease_result_is_refused(queue: Queue, redis_url: str, caplog: Any) -> None:
+    gate = asyncio.Event()
+
+    async def proc(job: Any) -> str:
+        await gate.wait()
+        return "late"
+
+    job = await queue.add("x", None)
+    worker = Worker(queue.name, proc, url=redis_url, lock_duration=60)
+    task = await running(worker)
+    await wait_until(lambda: _state(queue, job.id, "active"))
+    # Another party takes the job over (as the stalled sweep would after a freeze).
+    await queue.redis.hset(queue.keys.job(job.id), "tok", "someone-else")
+    gate.set()
+    await wait_until(lambda: "lease lost" in caplog.text, message="lock-lost log")
+    assert await queue.get_state(job.id) == "active"  # the stale result changed nothing
+    await stop(worker, task)
+
+
+async def _state(queue: Queue, job_id: str, state: str) -> bool:
+    return await queue.get_state(job_id) == state
