@@ -110,9 +110,8 @@ def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurre
     limiter = {"max": limiter_max, "duration": limiter_duration} if limiter_max > 0 else None
 
     async def run_all() -> None:
-        startup: Callable[[str], Awaitable[None]] | None = getattr(obj, "on_worker_startup", None)
-        if startup is not None:
-            await startup(url)
+        for hook in obj.startup_hooks if isinstance(obj, Registry) else []:
+            await hook(url)
         workers = [Worker(name, obj, url=url, prefix=prefix, concurrency=concurrency,
                           limiter=limiter, lock_duration=lock_duration,
                           stalled_interval=stalled_interval, max_stalled_count=max_stalled_count,

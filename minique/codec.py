@@ -45,6 +45,14 @@ def _find_bad_path(value: Any, path: str) -> str | None:
     return None
 
 
+def check(value: Any, payload_type: type, what: str) -> None:
+    """Raises PayloadError (naming the field) if ``value`` does not fit ``payload_type``."""
+    try:
+        msgspec.convert(value, payload_type, from_attributes=True)
+    except msgspec.ValidationError as exc:
+        raise PayloadError(f"{what} does not match {payload_type.__name__}: {exc}") from exc
+
+
 def decode(raw: bytes, job_id: str, field: str) -> Any:
     try:
         return _decoder.decode(raw)

@@ -38,6 +38,7 @@ class Queue:
         prefix: str = DEFAULT_PREFIX,
         default_job_options: Mapping[str, Any] | None = None,
         events_max_len: int | None = None,
+        payload_types: Mapping[str, type] | None = None,
     ) -> None:
         self.name = validate_name("queue name", name)
         self.prefix = prefix
@@ -50,6 +51,8 @@ class Queue:
         self._default_resolved = resolve(self.default_job_options, {})
         self._default_opts_blob = encode_stored(self._default_resolved.stored)
         self._events_max_len = events_max_len
+        # Job name -> msgspec Struct: payloads are checked at add, so a bad one never queues.
+        self.payload_types = dict(payload_types or {})
         self._meta_written = events_max_len is None
 
     def __repr__(self) -> str:
@@ -76,6 +79,8 @@ class Queue:
                     else encode_stored(resolved.stored))
         else:
             resolved, blob = self._default_resolved, self._default_opts_blob
+        if name in self.payload_types:
+            codec.check(data, self.payload_types[name], f"payload of job {name!r}")
         raw = codec.encode(data, f"payload of job {name!r}")
         args = [resolved.job_id or "", name, raw, blob, resolved.priority,
                 round(resolved.delay * 1000)]
@@ -227,6 +232,25 @@ class Queue:
     async def get_job_logs(self, job_id: str, start: int = 0, end: int = -1) -> list[str]:
         raw = await self.redis.lrange(self.keys.logs(job_id), start, end)
         return [x.decode(errors="replace") for x in raw]
+
+    async def get_metrics(self, minutes: int = 60) -> dict[str, Any]:
+        """Completed and failed counts per minute (oldest first) and running totals."""
+        if not 1 <= minutes <= 120:
+            raise ValueError("minutes must be between 1 and 120 (two hours are kept)")
+        now_minute = int(time.time() // 60)
+        first = now_minute - minutes + 1
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for m in range(first, now_minute + 1):
+                pipe.hmget(f"{self.keys.base}:metrics:{m}", "completed", "failed")
+            pipe.hgetall(f"{self.keys.base}:metrics:totals")
+            replies = await pipe.execute()
+        totals = {k.decode(): int(v) for k, v in replies[-1].items()}
+        return {
+            "minutes": [m * 60 for m in range(first, now_minute + 1)],
+            "completed": [int(c or 0) for c, _ in replies[:-1]],
+            "failed": [int(f or 0) for _, f in replies[:-1]],
+            "totals": {k: totals.get(k, 0) for k in ("completed", "failed", "retried", "stalled")},
+        }
 
     # ----- acting on jobs ---------------------------------------------------------------
 

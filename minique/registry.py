@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -39,6 +39,18 @@ class Registry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, dict[str | None, Handler]] = {}
+        self.startup_hooks: list[Callable[[str], Awaitable[None]]] = []
+
+    def on_startup(self, fn: Callable[[str], Awaitable[None]]) -> Callable[[str], Awaitable[None]]:
+        """Registers ``async def hook(redis_url)``, awaited by ``minique worker`` before any
+        worker starts (e.g. to apply the app's job schedulers idempotently)."""
+        self.startup_hooks.append(fn)
+        return fn
+
+    def payload_types(self, queue: str) -> dict[str, type]:
+        """Job name -> payload type, for ``Queue(..., payload_types=...)`` to check at add."""
+        return {name: h.payload for name, h in self._handlers.get(queue, {}).items()
+                if name is not None and h.payload is not None}
 
     def processor(self, queue: str, name: str | None = None, *,
                   payload: type | None = None) -> Callable[[F], F]:

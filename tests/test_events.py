@@ -102,3 +102,16 @@ async def test_progress_and_logs(queue: Queue) -> None:
 
     with pytest.raises(JobNotFound):
         await queue.update_progress("missing", 5)
+
+
+async def test_metrics_count_per_minute_and_totals(queue: Queue) -> None:
+    await queue.add_bulk([("x", i) for i in range(5)])
+    taken = await fetch(queue, 5)
+    from driver import fail, retry
+
+    await finish(queue, [complete(*taken[0]), complete(*taken[1]), fail(*taken[2]),
+                         retry(*taken[3])])
+    metrics = await queue.get_metrics(minutes=5)
+    assert len(metrics["minutes"]) == 5 and sum(metrics["completed"]) == 2
+    assert sum(metrics["failed"]) == 1
+    assert metrics["totals"] == {"completed": 2, "failed": 1, "retried": 1, "stalled": 0}

@@ -196,3 +196,18 @@ async def test_lost_lease_result_is_refused(queue: Queue, redis_url: str, caplog
 
 async def _state(queue: Queue, job_id: str, state: str) -> bool:
     return await queue.get_state(job_id) == state
+
+
+async def test_queue_checks_payload_types_at_add(redis_url: str, qname: str) -> None:
+    from minique import PayloadError
+
+    registry = Registry()
+    registry.add(qname, lambda job: None, name="order", payload=Order)
+    q = Queue(qname, url=redis_url, payload_types=registry.payload_types(qname))
+    with pytest.raises(PayloadError, match=r"does not match Order: .*`\$.quantity`"):
+        await q.add("order", {"order_id": "o1", "quantity": "lots"})
+    assert (await q.get_stats())["total"] == 0
+    await q.add("order", {"order_id": "o1", "quantity": 3})
+    await q.add("other", {"anything": True})  # no type declared for this name
+    await q.obliterate(force=True)
+    await q.close()

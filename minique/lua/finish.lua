@@ -13,6 +13,7 @@ local now = now_ms()
 local nres = tonumber(ARGV[8])
 local statuses = {}
 local trims, trim_order = {}, {}
+local counts = {completed = 0, failed = 0, retried = 0}
 
 local function note_trim(set_key, kc, ka)
   local tk = set_key .. '|' .. kc .. '|' .. ka
@@ -37,16 +38,19 @@ for i = 0, nres - 1 do
       redis.call('HINCRBY', jk, 'atm', 1)
       redis.call('ZADD', K.completed, now, id)
       emit('ev', 'completed', 'id', id)
+      counts.completed = counts.completed + 1
       note_trim(K.completed, ARGV[b + 6], ARGV[b + 7])
     elseif kind == 'f' then
       redis.call('HSET', jk, 'st', 'failed', 'fr', value, 'stk', stack, 'fon', now, 'tok', '')
       redis.call('HINCRBY', jk, 'atm', 1)
       redis.call('ZADD', K.failed, now, id)
       emit('ev', 'failed', 'id', id, 'reason', string.sub(value, 1, 200))
+      counts.failed = counts.failed + 1
       note_trim(K.failed, ARGV[b + 6], ARGV[b + 7])
     elseif kind == 'r' then
       redis.call('HSET', jk, 'fr', value, 'stk', stack, 'tok', '')
       local atm = redis.call('HINCRBY', jk, 'atm', 1)
+      counts.retried = counts.retried + 1
       emit('ev', 'retrying', 'id', id, 'attempt', atm, 'delay', delay,
            'reason', string.sub(value, 1, 200))
       if delay > 0 then
@@ -66,6 +70,10 @@ for i = 0, nres - 1 do
     end
   end
 end
+
+count_metrics(now, 'completed', counts.completed)
+count_metrics(now, 'failed', counts.failed)
+count_metrics(now, 'retried', counts.retried)
 
 for _, tk in ipairs(trim_order) do
   local t = trims[tk]

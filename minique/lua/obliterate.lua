@@ -28,6 +28,8 @@ if removed < batch then
   removed = removed + #sids
 end
 if removed == 0 then
-  redis.call('DEL', K.meta, K.idc, K.ready, K.events, K.wake, K.window, K.pause_until)
+  local base = string.sub(K.meta, 1, #K.meta - 5)
+  redis.call('DEL', K.meta, K.idc, K.ready, K.events, K.wake, K.window, K.pause_until,
+             base .. ':metrics:totals')
 end
 return removed

@@ -27,5 +27,7 @@ for _, id in ipairs(ids) do
     end
   end
 end
+count_metrics(now, 'stalled', #ids)
+count_metrics(now, 'failed', failed)
 if failed > 0 then trim_finished(K.failed, tonumber(ARGV[4]), tonumber(ARGV[5]), now, 100) end
 return #ids

@@ -75,3 +75,13 @@ end
 local function delete_job_keys(id)
   redis.call('DEL', JP .. id, JP .. id .. ':logs')
 end
+
+-- Per-minute counters for the throughput chart, one small hash per minute that expires on
+-- its own (so the history is bounded without any cleanup), plus running totals.
+local function count_metrics(now, field, n)
+  if n <= 0 then return end
+  local mk = string.sub(K.meta, 1, #K.meta - 5) .. ':metrics:' .. math.floor(now / 60000)
+  redis.call('HINCRBY', mk, field, n)
+  redis.call('EXPIRE', mk, 7200)
+  redis.call('HINCRBY', string.sub(K.meta, 1, #K.meta - 5) .. ':metrics:totals', field, n)
+end
