@@ -1,0 +1,140 @@
+"""Random sequences of add, fetch, complete, fail, retry, promote, remove, pause and stall
+against a real Redis; after every step each job is in exactly one structure, that structure
+agrees with the job's recorded state, and the counts match."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+from driver import complete, fail, fetch, finish, retry
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from minique import InvalidJobState, Queue, scripts
+
+_runs = itertools.count()
+
+
+class QueueMachine(RuleBasedStateMachine):
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.q = Queue(f"sm{next(_runs)}", url=url)
+        self.active: dict[str, str] = {}  # id -> token, as a worker would hold them
+        self.known: set[str] = set()
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    @initialize()
+    def clean(self) -> None:
+        self.run(self.q.obliterate(force=True))
+
+    @rule(n=st.integers(1, 4), priority=st.sampled_from([0, 0, 1, 3]),
+          delay=st.sampled_from([0.0, 0.0, 30.0]))
+    def add(self, n: int, priority: int, delay: float) -> None:
+        jobs = self.run(self.q.add_bulk([("j", i, {"priority": priority, "delay": delay})
+                                         for i in range(n)]))
+        self.known.update(j.id for j in jobs)
+
+    @rule(n=st.integers(1, 3), lease_ms=st.sampled_from([30000, 1]))
+    def take(self, n: int, lease_ms: int) -> None:
+        for job_id, token in self.run(fetch(self.q, n, lease_ms=lease_ms)):
+            assert job_id not in self.active
+            self.active[job_id] = token
+
+    @precondition(lambda self: bool(self.active))
+    @rule(data=st.data(), outcome=st.sampled_from(["complete", "fail", "retry", "retry-later"]))
+    def finish_one(self, data: Any, outcome: str) -> None:
+        job_id = data.draw(st.sampled_from(sorted(self.active)))
+        token = self.active.pop(job_id)
+        result = {"complete": complete(job_id, token), "fail": fail(job_id, token),
+                  "retry": retry(job_id, token), "retry-later": retry(job_id, token, 30000)}[outcome]
+        statuses, _, _ = self.run(finish(self.q, [result]))
+        # 0 only if the lease expired and a stalled sweep took the job back meanwhile.
+        assert statuses in ([1], [0])
+
+    @rule()
+    def stall_sweep(self) -> None:
+        self.run(asyncio.sleep(0.003))
+        self.run(scripts.run(self.q.redis, "stalled", self.q.keys.vector,
+                             [self.q.keys.job_prefix, 2, 100, -1, -1]))
+        # Jobs whose lease expired now belong to nobody; their tokens are dead.
+        for job_id in list(self.active):
+            st_ = self.run(self.q.get_state(job_id))
+            if st_ != "active":
+                del self.active[job_id]
+
+    @rule(state=st.sampled_from(["failed", "completed"]))
+    def retry_all(self, state: str) -> None:
+        self.run(self.q.retry_jobs(state))
+
+    @rule()
+    def promote_all(self) -> None:
+        self.run(self.q.promote_jobs())
+
+    @precondition(lambda self: bool(self.known))
+    @rule(data=st.data())
+    def remove_one(self, data: Any) -> None:
+        job_id = data.draw(st.sampled_from(sorted(self.known)))
+        try:
+            if self.run(self.q.remove_job(job_id)):
+                self.known.discard(job_id)
+        except InvalidJobState:
+            assert job_id in self.active or self.run(self.q.get_state(job_id)) == "active"
+
+    @rule(paused=st.booleans())
+    def pause(self, paused: bool) -> None:
+        self.run(self.q.pause() if paused else self.q.resume())
+
+    @invariant()
+    def each_job_in_exactly_one_structure(self) -> None:
+        k, r = self.q.keys, self.q.redis
+
+        async def snapshot() -> dict[str, list[str]]:
+            entries = await r.xrange(k.ready)
+            out = {"waiting": [f[b"i"].decode() for _, f in entries]}
+            out["waiting"] += [x.decode() for x in await r.zrange(k.pri, 0, -1)]
+            for name, key in (("delayed", k.delayed), ("active", k.active),
+                              ("completed", k.completed), ("failed", k.failed)):
+                out[name] = [x.decode() for x in await r.zrange(key, 0, -1)]
+            return out
+
+        where = self.run(snapshot())
+        seen: dict[str, str] = {}
+        for state, ids in where.items():
+            for job_id in ids:
+                assert job_id not in seen, f"job {job_id} is in {seen[job_id]} and {state}"
+                seen[job_id] = state
+        assert set(seen) == self.known, f"lost {self.known - set(seen)}, stray {set(seen) - self.known}"
+        for job_id, state in seen.items():
+            recorded = self.run(r.hget(k.job(job_id), "st"))
+            assert recorded == state.encode(), f"job {job_id} in {state} but says {recorded}"
+        stats = self.run(self.q.get_stats())
+        assert stats["total"] == len(self.known)
+        for state, ids in where.items():
+            assert stats[state] == len(ids)
+        assert set(self.active) <= set(where["active"])
+
+    def teardown(self) -> None:
+        self.run(self.q.obliterate(force=True))
+        self.run(self.q.close())
+        self.loop.close()
+
+
+def test_random_operation_sequences_keep_the_invariants(redis_url: str) -> None:
+    run_state_machine_as_test(
+        lambda: QueueMachine(redis_url),
+        settings=settings(max_examples=60, stateful_step_count=30, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow]),
+    )
