@@ -57,7 +57,7 @@ async def process(url: str, n: int, concurrency: int, client: Any) -> None:
     before = await commandstats(client)
     start = time.perf_counter()
     task = asyncio.create_task(worker.run())
-    while (await q.get_stats())["completed"] < n:  # noqa: ASYNC110 - polling Redis, not a local flag
+    while (await q.get_stats())["completed"] < n:
         await asyncio.sleep(0.005)
     elapsed = time.perf_counter() - start
     await worker.close()

@@ -129,6 +129,7 @@ class Worker:
         self._closing = False
         self._closed = asyncio.Event()
         self._stop = asyncio.Event()
+        self._next_lease_expiry: float | None = None
         self._started = False
         self._threads: ThreadPoolExecutor | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -497,25 +498,37 @@ class Worker:
     async def _maintenance_loop(self) -> None:
         last_sweep = 0.0
         while not self._stop.is_set():
+            wait = self.stalled_interval
             try:
                 await self.check_stalled()
+                if self._next_lease_expiry is not None:
+                    # Check again as soon as a lease can expire (never later than the
+                    # interval), so a killed worker's job comes back a lease after its
+                    # last renewal rather than up to a whole interval later.
+                    wait = min(wait, max(0.05, self._next_lease_expiry + 0.01))
                 if time.monotonic() - last_sweep >= self.sweep_interval:
                     last_sweep = time.monotonic()
                     await self.queue.sweep()
             except Exception as exc:
                 log.error("queue %s: maintenance failed (%s: %s)", self.queue_name,
                           type(exc).__name__, exc)
-            await self._pause(self.stalled_interval)
+            await self._pause(wait)
 
     async def check_stalled(self, batch: int = 1000) -> int:
         """Takes back jobs whose lease has expired; returns how many."""
         keep = self.queue._default_resolved.stored.keep_failed
         total = 0
         while True:
-            n = int(await scripts.run(self.redis, "stalled", self.keys.vector, [
-                self.keys.job_prefix, self.max_stalled_count, batch, keep.count, _age_ms(keep)]))
-            total += n
-            if n < batch:
+            n, next_deadline, now_ms = await scripts.run(
+                self.redis, "stalled", self.keys.vector,
+                [self.keys.job_prefix, self.max_stalled_count, batch, keep.count, _age_ms(keep)])
+            total += int(n)
+            self._next_lease_expiry = (None if int(next_deadline) < 0
+                                       else (int(next_deadline) - int(now_ms)) / 1000.0)
+            if int(n) < batch:
+                if total:
+                    log.warning("queue %s: took back %d job(s) whose lease expired", self.queue_name,
+                                total)
                 return total
 
     # ----- heartbeats, cancel requests, rate limits, eviction ---------------------------

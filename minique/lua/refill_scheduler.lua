@@ -26,9 +26,10 @@ redis.call('HSET', sk, 'exhausted', ARGV[4])
 h.exhausted = ARGV[4]
 redis.call('ZREM', SCH_REFILL, sid)
 if h.nid == '' and h.ended ~= '1' then
-  -- Starved (the list ran dry before this refill): resume after the last run, so with
-  -- catch_up="once" a missed fire time still yields its one catch-up firing.
-  local after = sch_num(h.last, -1)
+  -- Starved (the list ran dry before this refill): resume where the schedule stood (after
+  -- the last run, or after the catch-up's "now"), so with catch_up="once" a fire time missed
+  -- meanwhile yields one catch-up firing, never two.
+  local after = math.max(sch_num(h.last, -1), sch_num(h.safter, -1))
   if after < 0 then after = now - 1 end
   sch_advance(sk, tk, sid, h, after, now)
 end

@@ -28,12 +28,13 @@ local out = {repaired, now}
 for _, sid in ipairs(redis.call('ZRANGE', SCH_REFILL, 0, batch - 1)) do
   local sk = sch_hash_key(sid)
   local f = redis.call('HMGET', sk, 'gen', 'kind', 'cron', 'tz', 'last', 'nxt', 'start', 'end',
-                       'exhausted')
+                       'exhausted', 'safter')
   if not f[1] or f[2] ~= 'cron' or f[9] == '1' then
     redis.call('ZREM', SCH_REFILL, sid)
   else
     local tail = redis.call('ZRANGE', sch_times_key(sid), -1, -1)
-    local after = math.max(sch_num(tail[1], -1), sch_num(f[5], -1), sch_num(f[6], -1))
+    local after = math.max(sch_num(tail[1], -1), sch_num(f[5], -1), sch_num(f[6], -1),
+                           sch_num(f[10], -1))
     out[#out + 1] = sid; out[#out + 1] = f[1]; out[#out + 1] = f[3]; out[#out + 1] = f[4]
     out[#out + 1] = string.format('%d', after); out[#out + 1] = f[7]; out[#out + 1] = f[8]
   end

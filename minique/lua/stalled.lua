@@ -1,6 +1,7 @@
 -- Takes back jobs whose lease expired (worker killed, frozen or cut off): back to waiting,
 -- or failed once they stalled more than max_stalled times.
 -- ARGV: JP, max_stalled, batch, failed_keep_count, failed_keep_age_ms
+-- Returns {taken back, earliest remaining lease deadline (ms, -1 if none), now (ms)}.
 --@include base
 --@include retention
 local now = now_ms()
@@ -30,4 +31,6 @@ end
 count_metrics(now, 'stalled', #ids)
 count_metrics(now, 'failed', failed)
 if failed > 0 then trim_finished(K.failed, tonumber(ARGV[4]), tonumber(ARGV[5]), now, 100) end
-return #ids
+-- The earliest lease still running tells the caller when the next check can find something.
+local nxt = redis.call('ZRANGE', K.active, 0, 0, 'WITHSCORES')
+return {#ids, nxt[2] and math.floor(tonumber(nxt[2])) or -1, now}

@@ -20,7 +20,7 @@ local function sch_hash_key(sid) return SCH_BASE .. ':sch:h:' .. sid end
 local function sch_times_key(sid) return SCH_BASE .. ':sch:t:' .. sid end
 
 local SCH_FIELDS = {'nid', 'nxt', 'kind', 'every', 'anchor', 'start', 'end', 'limit', 'catch',
-                    'ic', 'gen', 'last', 'n', 'd', 'o', 'p', 'exhausted', 'ended'}
+                    'ic', 'gen', 'last', 'n', 'd', 'o', 'p', 'exhausted', 'ended', 'safter'}
 
 local function sch_load(sk)
   local v = redis.call('HMGET', sk, unpack(SCH_FIELDS))
@@ -94,9 +94,12 @@ local function sch_advance(sk, tk, sid, h, after, now)
     redis.call('ZADD', SCH_REFILL, 'NX', now, sid)
   end
   if not fire then
-    -- A cron list that ran dry is not the end unless the end date has passed.
+    -- A cron list that ran dry is not the end unless the end date has passed. 'safter'
+    -- remembers where the schedule stood, so a refill resumes from there: after a catch-up
+    -- run (after = now) it must not make a second one for the same downtime.
     local stop = sch_num(h['end'], -1)
     local ended = h.kind == 'every' or (stop >= 0 and after >= stop) or h.exhausted == '1'
+    redis.call('HSET', sk, 'safter', string.format('%d', after))
     sch_idle(sk, sid, h, ended)
     return ''
   end

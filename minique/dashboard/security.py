@@ -1,0 +1,242 @@
+"""Authentication, CSRF protection and the bind check.
+
+* No credentials configured: every request is let in. That is only allowed while the server
+  binds to a loopback address (``check_bind`` refuses anything else).
+* A token (``MINIQUE_DASHBOARD_TOKEN``): ``Authorization: Bearer <token>``; a browser opens
+  ``/?token=<token>`` once and gets an HttpOnly cookie instead.
+* Basic auth (``MINIQUE_DASHBOARD_USERNAME`` and ``MINIQUE_DASHBOARD_PASSWORD``).
+
+Mutating requests (POST, PUT, PATCH, DELETE) must carry the ``X-CSRF-Token`` header equal to
+the ``minique_csrf`` cookie (double submit), and a cross-site ``Origin`` is refused. Requests
+that authenticate with a Bearer header are exempt: a browser never adds that header by itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import secrets
+from base64 import b64decode
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+CSRF_COOKIE = "minique_csrf"
+CSRF_HEADER = "x-csrf-token"
+AUTH_COOKIE = "minique_auth"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ENV_TOKEN = "MINIQUE_DASHBOARD_TOKEN"
+ENV_USERNAME = "MINIQUE_DASHBOARD_USERNAME"
+ENV_PASSWORD = "MINIQUE_DASHBOARD_PASSWORD"
+
+
+class ConfigError(Exception):
+    """The dashboard's configuration is unsafe or incomplete (e.g. public bind, no auth)."""
+
+
+@dataclass(frozen=True)
+class Auth:
+    """Credentials the dashboard asks for: a bearer ``token``, or ``username``+``password``."""
+
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.token is not None and len(self.token) < 16:
+            raise ConfigError("the dashboard token must be at least 16 characters")
+        if (self.username is None) != (self.password is None):
+            raise ConfigError("basic auth needs both a username and a password")
+        if self.password is not None and not self.password:
+            raise ConfigError("the basic-auth password must not be empty")
+        if self.token is None and self.username is None:
+            raise ConfigError("Auth needs a token or a username and password")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Auth | None:
+        """Reads the ``MINIQUE_DASHBOARD_*`` variables; None when none is set."""
+        env = os.environ if env is None else env
+        token = env.get(ENV_TOKEN) or None
+        username = env.get(ENV_USERNAME) or None
+        password = env.get(ENV_PASSWORD) or None
+        if token is None and username is None and password is None:
+            return None
+        return cls(token=token, username=username, password=password)
+
+    def cookie_value(self) -> str:
+        """What the auth cookie holds: a digest of the token, never the token itself."""
+        return hashlib.sha256(b"minique-dashboard:" + (self.token or "").encode()).hexdigest()
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, auth: Auth | None) -> None:
+    """Refuses to serve on a non-loopback address without credentials."""
+    if auth is None and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to bind the dashboard to {host} without authentication: set "
+            f"{ENV_TOKEN}, or {ENV_USERNAME} and {ENV_PASSWORD} (or bind to 127.0.0.1)")
+
+
+def _eq(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def _cookies(headers: Mapping[str, str]) -> dict[str, str]:
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(headers.get("cookie", ""))
+    except Exception:
+        return {}
+    return {k: m.value for k, m in jar.items()}
+
+
+class SecurityMiddleware:
+    """Pure ASGI middleware: records the mount path, checks auth and CSRF, sets the cookies."""
+
+    def __init__(self, app: ASGIApp, auth: Auth | None, exempt_prefixes: tuple[str, ...] = ("/static/",)):
+        self.app = app
+        self.auth = auth
+        self.exempt = exempt_prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        base = scope.get("root_path", "").rstrip("/")
+        scope["minique.base"] = base
+        path = scope["path"]
+        local = path[len(base):] if base and path.startswith(base) else path
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        cookies = _cookies(headers)
+        method = scope["method"].upper()
+        api = local.startswith("/api/") or local == "/metrics"
+        new_cookies: list[str] = []
+        cookie_path = base or "/"
+
+        if self.auth is not None and not local.startswith(self.exempt):
+            verdict = self._authenticate(headers, cookies)
+            if verdict is None and self.auth.token is not None and method == "GET":
+                query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+                given = query.pop("token", None)
+                if given is not None and _eq(given, self.auth.token):
+                    # A browser's first visit: trade the token in the URL for a cookie.
+                    location = base + local + (("?" + urlencode(query)) if query else "")
+                    await self._send(send, 303, b"", "text/plain", [
+                        ("location", location or "/"),
+                        ("set-cookie", f"{AUTH_COOKIE}={self.auth.cookie_value()}; Path={cookie_path}; "
+                                       "HttpOnly; SameSite=Strict"),
+                    ])
+                    return
+            if verdict is None:
+                await self._unauthorized(send, api)
+                return
+            scope["minique.auth"] = verdict
+        else:
+            scope["minique.auth"] = "none"
+
+        csrf = cookies.get(CSRF_COOKIE, "")
+        if method not in SAFE_METHODS:
+            problem = self._csrf_problem(headers, csrf, scope.get("minique.auth") == "bearer")
+            if problem:
+                await self._send(send, 403, json.dumps(
+                    {"error": {"code": "csrf", "message": problem}}).encode(), "application/json")
+                return
+        if not csrf or len(csrf) < 32:
+            csrf = secrets.token_urlsafe(32)
+            new_cookies.append(f"{CSRF_COOKIE}={csrf}; Path={cookie_path}; SameSite=Strict")
+        scope["minique.csrf"] = csrf
+
+        async def send_with_cookies(message: Message) -> None:
+            if message["type"] == "http.response.start" and new_cookies:
+                extra = [(b"set-cookie", c.encode("latin-1")) for c in new_cookies]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookies)
+
+    def _authenticate(self, headers: Mapping[str, str], cookies: Mapping[str, str]) -> str | None:
+        auth = self.auth
+        assert auth is not None
+        header = headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        scheme = scheme.lower()
+        if auth.token is not None:
+            if scheme == "bearer" and _eq(value.strip(), auth.token):
+                return "bearer"
+            if AUTH_COOKIE in cookies and _eq(cookies[AUTH_COOKIE], auth.cookie_value()):
+                return "cookie"
+        if auth.username is not None and auth.password is not None and scheme == "basic":
+            try:
+                user, _, password = b64decode(value.strip(), validate=True).decode().partition(":")
+            except Exception:
+                return None
+            # Both compared, always, so the timing says nothing about which one was wrong.
+            ok_user = _eq(user, auth.username)
+            ok_password = _eq(password, auth.password)
+            if ok_user and ok_password:
+                return "basic"
+        return None
+
+    @staticmethod
+    def _csrf_problem(headers: Mapping[str, str], cookie: str, bearer: bool) -> str | None:
+        origin = headers.get("origin")
+        if origin and origin != "null":
+            if urlsplit(origin).netloc.lower() != headers.get("host", "").lower():
+                return f"cross-origin request from {origin} refused"
+        elif origin == "null":
+            return "requests from an opaque origin are refused"
+        if headers.get("sec-fetch-site") == "cross-site":
+            return "cross-site request refused"
+        if bearer:
+            return None
+        sent = headers.get(CSRF_HEADER, "")
+        if not cookie or not sent or not _eq(sent, cookie):
+            return (f"missing or wrong {CSRF_HEADER} header: send the value of the {CSRF_COOKIE} "
+                    "cookie (GET /api/csrf sets it and returns it)")
+        return None
+
+    async def _unauthorized(self, send: Send, api: bool) -> None:
+        auth = self.auth
+        assert auth is not None
+        headers: list[tuple[str, str]] = []
+        if auth.username is not None:
+            headers.append(("www-authenticate", 'Basic realm="minique dashboard", charset="UTF-8"'))
+        elif auth.token is not None:
+            headers.append(("www-authenticate", 'Bearer realm="minique dashboard"'))
+        if api:
+            body = json.dumps({"error": {"code": "unauthorized",
+                                         "message": "authentication required"}}).encode()
+            await self._send(send, 401, body, "application/json", headers)
+            return
+        hint = ("Open this page with <code>?token=&lt;your token&gt;</code> once; a cookie keeps "
+                "you signed in." if auth.token is not None else "Sign in with your username and password.")
+        form = ("<form method='get'><input type='password' name='token' placeholder='token' "
+                "autofocus> <button>Sign in</button></form>" if auth.token is not None else "")
+        body = ("<!doctype html><meta charset='utf-8'><title>Sign in · minique</title>"
+                "<body style='font-family:system-ui;max-width:30rem;margin:4rem auto'>"
+                f"<h1>minique dashboard</h1><p>Authentication required.</p><p>{hint}</p>{form}"
+                "</body>").encode()
+        await self._send(send, 401, body, "text/html; charset=utf-8", headers)
+
+    @staticmethod
+    async def _send(send: Send, status: int, body: bytes, media: str,
+                    headers: list[tuple[str, str]] | None = None) -> None:
+        raw: list[Any] = [(b"content-type", media.encode()), (b"content-length", str(len(body)).encode())]
+        raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or [])]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,485 @@
+"""What the dashboard knows and does: one place that both the JSON API and the pages call.
+
+Every function returns plain JSON-ready values (dicts, lists, str, numbers). Bad input raises
+``ApiError`` (a 4xx with a stable ``code``); minique's own errors are mapped in ``api.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ..errors import InvalidJobState, JobCorrupted, JobNotFound
+from ..job import Job
+from ..keys import DEFAULT_PREFIX, validate_name
+from ..queue import STATES, Queue
+
+MAX_STRING = 2000  # characters of one string field shown before it is cut
+MAX_ITEMS = 100  # items of one list or dict shown before it is cut
+MAX_DEPTH = 8
+SEARCH_SCAN = 2000  # jobs of one state scanned by a name search
+DEAD_SCAN = 2000  # newest failed jobs that the dead-letter view groups
+DISCOVERY_COUNT = 1000  # SCAN COUNT per call when discovering queues
+DISCOVERY_CALLS = 200  # at most this many SCAN calls (so at most ~200k keys looked at)
+DISCOVERY_TTL = 5.0  # seconds a discovery result is reused
+MAX_QUEUES = 500
+MAX_IDS = 1000  # ids per bulk action request
+CLEAN_STATES = ("completed", "failed", "waiting", "delayed")
+
+
+class ApiError(Exception):
+    """A client error: ``status`` (4xx), a short machine-readable ``code`` and a message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+# ----- making values JSON-ready, with large fields cut ---------------------------------------
+
+
+def jsonable(value: Any, *, cut: bool = True, depth: int = 0) -> Any:
+    """A JSON-ready copy of a decoded payload; long strings, lists and dicts are cut when
+    ``cut`` (the cut is said in the value itself, e.g. ``"… (12,000 more characters)"``)."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        if cut and len(value) > MAX_STRING:
+            return value[:MAX_STRING] + f"… ({len(value) - MAX_STRING:,} more characters)"
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        shown = raw[:64].hex()
+        return f"<{len(raw):,} bytes: {shown}{'…' if len(raw) > 64 else ''}>"
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if cut and depth >= MAX_DEPTH:
+        return "…"
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for i, (k, v) in enumerate(value.items()):
+            if cut and i >= MAX_ITEMS:
+                out["…"] = f"{len(value) - MAX_ITEMS:,} more keys"
+                break
+            out[str(k)] = jsonable(v, cut=cut, depth=depth + 1)
+        return out
+    if isinstance(value, list | tuple | set | frozenset):
+        items = list(value)
+        shown_items = items[:MAX_ITEMS] if cut else items
+        result = [jsonable(v, cut=cut, depth=depth + 1) for v in shown_items]
+        if cut and len(items) > MAX_ITEMS:
+            result.append(f"… {len(items) - MAX_ITEMS:,} more items")
+        return result
+    return jsonable(repr(value), cut=cut, depth=depth)
+
+
+def _decoded(getter: Any, *, cut: bool) -> Any:
+    try:
+        return jsonable(getter(), cut=cut)
+    except JobCorrupted as exc:
+        return f"<cannot be decoded: {exc}>"
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    """The fields a job list shows (no payload)."""
+    return {
+        "id": job.id,
+        "name": job.name,
+        "state": job.state,
+        "priority": job.priority,
+        "attempts_made": job.attempts_made,
+        "attempts": job.opts.attempts,
+        "timestamp": job.timestamp,
+        "processed_on": job.processed_on,
+        "finished_on": job.finished_on,
+        "delay_until": job.delay_until,
+        "failed_reason": jsonable(job.failed_reason) if job.failed_reason else None,
+        "progress": _decoded(lambda: job.progress, cut=True),
+    }
+
+
+def job_options(job: Job) -> dict[str, Any]:
+    o = job.opts
+    return {
+        "attempts": o.attempts,
+        "backoff": None if o.backoff is None else {
+            "type": o.backoff.type, "delay": o.backoff.delay, "jitter": o.backoff.jitter,
+            "max_delay": o.backoff.max_delay},
+        "timeout": o.timeout,
+        "priority": job.priority,
+        "remove_on_complete": {"count": o.keep_completed.count, "age": o.keep_completed.age},
+        "remove_on_fail": {"count": o.keep_failed.count, "age": o.keep_failed.age},
+        "keep_logs": o.keep_logs,
+    }
+
+
+# ----- the service -------------------------------------------------------------------------
+
+
+class Dashboard:
+    """The dashboard's view of one Redis: its queues, their jobs, and the actions on them."""
+
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        queues: Sequence[str] | None = None,
+        hidden_data_queues: Iterable[str] = (),
+    ) -> None:
+        self.redis = redis
+        self.prefix = validate_name("prefix", prefix)
+        self.fixed_queues = None if queues is None else [validate_name("queue name", q)
+                                                          for q in queues]
+        self.hidden = frozenset(hidden_data_queues)
+        self._queues: dict[str, Queue] = {}
+        self._discovered: list[str] = []
+        self._discovered_at = -1e9
+        self._discovery_lock = asyncio.Lock()
+        escaped = re.sub(r"([*?\[\]\\])", r"\\\1", self.prefix)
+        self._match = "{" + escaped + ":*}:[mir]*"
+        self._key_re = re.compile(r"^\{" + re.escape(self.prefix) + r":([^{}\s]+)\}:(meta|id|ready)$")
+
+    # ----- queues --------------------------------------------------------------------------
+
+    async def queue_names(self, *, fresh: bool = False) -> list[str]:
+        """The configured queues, or those found by a bounded SCAN of the queues' keys."""
+        if self.fixed_queues is not None:
+            return list(self.fixed_queues)
+        async with self._discovery_lock:
+            if fresh or time.monotonic() - self._discovered_at > DISCOVERY_TTL:
+                self._discovered = await self._discover()
+                self._discovered_at = time.monotonic()
+            return list(self._discovered)
+
+    async def _discover(self) -> list[str]:
+        # A queue has a ':meta' hash once anything but a plain add touched it, an ':id'
+        # counter once a job got a generated id, and a ':ready' stream while jobs wait:
+        # one pattern catches all three (and the per-minute ':metrics:*' keys, skipped).
+        found: set[str] = set()
+        cursor: Any = 0
+        for _ in range(DISCOVERY_CALLS):
+            cursor, keys = await self.redis.scan(cursor, match=self._match, count=DISCOVERY_COUNT)
+            for raw in keys:
+                key = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+                m = self._key_re.match(key)
+                if m:
+                    found.add(m.group(1))
+            if int(cursor) == 0 or len(found) >= MAX_QUEUES:
+                break
+        return sorted(found)[:MAX_QUEUES]
+
+    async def queue(self, name: str) -> Queue:
+        """The queue named ``name``; ApiError 404 if the dashboard does not know it."""
+        names = await self.queue_names()
+        if name not in names and self.fixed_queues is None:
+            names = await self.queue_names(fresh=True)
+        if name not in names:
+            raise ApiError(404, "queue_not_found", f"no queue named {name!r}")
+        q = self._queues.get(name)
+        if q is None:
+            q = self._queues[name] = Queue(name, connection=self.redis, prefix=self.prefix)
+        return q
+
+    def data_hidden(self, queue: str) -> bool:
+        return queue in self.hidden
+
+    async def queue_info(self, name: str, *, minutes: int = 0) -> dict[str, Any]:
+        q = await self.queue(name)
+        stats, paused, workers, metrics = await asyncio.gather(
+            q.get_stats(), q.is_paused(), q.get_workers(), q.get_metrics(max(1, minutes)))
+        info: dict[str, Any] = {
+            "name": name,
+            "paused": paused,
+            "counts": stats,
+            "workers": len(workers),
+            "totals": metrics["totals"],
+            "data_hidden": self.data_hidden(name),
+        }
+        if minutes:
+            info["throughput"] = {k: metrics[k] for k in ("minutes", "completed", "failed")}
+        return info
+
+    async def queues(self) -> list[dict[str, Any]]:
+        names = await self.queue_names()
+        return list(await asyncio.gather(*(self.queue_info(n) for n in names)))
+
+    async def throughput(self, names: Sequence[str], minutes: int) -> dict[str, Any]:
+        check_int("minutes", minutes, 1, 120)
+        first_minute = int(time.time() // 60) - minutes + 1
+        out = {"minutes": [(first_minute + i) * 60 for i in range(minutes)],
+               "completed": [0] * minutes, "failed": [0] * minutes}
+        queues = [await self.queue(n) for n in names]
+        for m in await asyncio.gather(*(q.get_metrics(minutes) for q in queues)):
+            # Metrics of each queue may straddle a minute boundary; align on the minute.
+            for i, minute in enumerate(m["minutes"]):
+                j = minute // 60 - first_minute
+                if 0 <= j < minutes:
+                    out["completed"][j] += m["completed"][i]
+                    out["failed"][j] += m["failed"][i]
+        return out
+
+    async def workers(self, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Live workers of the queues, one entry per worker (a worker may serve several)."""
+        if names is None:
+            names = await self.queue_names()
+        queues = [await self.queue(n) for n in names]
+        merged: dict[str, dict[str, Any]] = {}
+        for infos in await asyncio.gather(*(q.get_workers() for q in queues)):
+            for w in infos:
+                entry = merged.get(w.name)
+                if entry is None:
+                    merged[w.name] = {
+                        "name": w.name, "host": w.host, "pid": w.pid, "queues": list(w.queues),
+                        "started_at": w.started_at, "last_seen": w.last_seen,
+                        "jobs_done": w.jobs_done, "jobs_failed": w.jobs_failed,
+                        "concurrency": w.concurrency, "running": list(w.running),
+                    }
+                else:
+                    entry["queues"] = sorted({*entry["queues"], *w.queues})
+                    entry["running"] = sorted({*entry["running"], *w.running})
+                    entry["last_seen"] = max(entry["last_seen"], w.last_seen)
+        return sorted(merged.values(), key=lambda w: (w["host"], w["pid"], w["name"]))
+
+    async def overview(self, minutes: int = 60) -> dict[str, Any]:
+        names = await self.queue_names()
+        queues, throughput, workers = await asyncio.gather(
+            asyncio.gather(*(self.queue_info(n) for n in names)),
+            self.throughput(names, minutes),
+            self.workers(names),
+        )
+        totals = {s: 0 for s in (*STATES, "total")}
+        for q in queues:
+            for s in totals:
+                totals[s] += q["counts"][s]
+        return {"queues": list(queues), "counts": totals, "throughput": throughput,
+                "workers": workers, "generated_at": time.time()}
+
+    # ----- jobs ----------------------------------------------------------------------------
+
+    async def jobs(self, name: str, state: str, *, page: int = 1, page_size: int = 25,
+                   search: str = "") -> dict[str, Any]:
+        """One page of the jobs of ``state``; ``search`` matches an exact id or part of a name."""
+        if state not in STATES:
+            raise ApiError(400, "bad_state", f"state must be one of {', '.join(STATES)}, got {state!r}")
+        check_int("page", page, 1, 1_000_000)
+        check_int("page_size", page_size, 1, 200)
+        q = await self.queue(name)
+        counts = await q.get_stats()
+        start = (page - 1) * page_size
+        search = search.strip()
+        truncated = False
+        if not search:
+            jobs = await q.get_jobs(state, start, start + page_size - 1) if start < counts[state] else []
+            total = counts[state]
+        else:
+            matches: list[Job] = []
+            seen: set[str] = set()
+            exact = await q.get_job(search) if len(search) <= 512 else None
+            if exact is not None and exact.state == state:
+                matches.append(exact)
+                seen.add(exact.id)
+            needle = search.lower()
+            scanned = 0
+            while scanned < min(counts[state], SEARCH_SCAN):
+                batch = await q.get_jobs(state, scanned, scanned + 499)
+                if not batch:
+                    break
+                scanned += 500
+                matches.extend(j for j in batch if j.id not in seen and needle in j.name.lower())
+            truncated = counts[state] > SEARCH_SCAN
+            total = len(matches)
+            jobs = matches[start:start + page_size]
+        return {
+            "queue": name, "state": state, "page": page, "page_size": page_size, "total": total,
+            "pages": max(1, -(-total // page_size)), "search": search, "truncated": truncated,
+            "counts": counts, "jobs": [job_summary(j) for j in jobs],
+        }
+
+    async def _job(self, name: str, job_id: str) -> tuple[Queue, Job]:
+        q = await self.queue(name)
+        if not job_id or len(job_id) > 512:
+            raise ApiError(400, "bad_job_id", "job ids are 1 to 512 characters")
+        try:
+            job = await q.get_job(job_id)
+        except JobCorrupted as exc:
+            raise ApiError(422, "job_corrupted", str(exc)) from exc
+        if job is None:
+            raise ApiError(404, "job_not_found", f"queue {name!r} has no job {job_id!r}")
+        return q, job
+
+    async def job(self, name: str, job_id: str, *, full: bool = False) -> dict[str, Any]:
+        q, job = await self._job(name, job_id)
+        state = await q.get_state(job_id)
+        hidden = self.data_hidden(name)
+        logs = await q.get_job_logs(job_id, -200, -1)
+        return {
+            **job_summary(job),
+            "queue": name,
+            "state": state,
+            "attempts_started": job.attempts_started,
+            "stalled_count": job.stalled_count,
+            "options": job_options(job),
+            "data_hidden": hidden,
+            "data": None if hidden else _decoded(lambda: job.data, cut=not full),
+            "return_value": None if hidden else _decoded(lambda: job.return_value, cut=not full),
+            "failed_reason": job.failed_reason,
+            "stacktrace": job.stacktrace,
+            "logs": [jsonable(line, cut=not full) for line in logs],
+            "actions": allowed_actions(state),
+        }
+
+    async def job_logs(self, name: str, job_id: str, start: int = 0, end: int = -1) -> dict[str, Any]:
+        q, _ = await self._job(name, job_id)
+        return {"queue": name, "id": job_id, "logs": await q.get_job_logs(job_id, start, end)}
+
+    async def job_action(self, name: str, job_id: str, action: str) -> dict[str, Any]:
+        q, _ = await self._job(name, job_id)
+        if action == "retry":
+            await q.retry_job(job_id)
+        elif action == "promote":
+            await q.promote_job(job_id)
+        elif action == "remove":
+            if not await q.remove_job(job_id):
+                raise ApiError(404, "job_not_found", f"queue {name!r} has no job {job_id!r}")
+        elif action == "cancel":
+            if not await q.cancel(job_id):
+                raise ApiError(409, "invalid_state", f"job {job_id} is not active, so it cannot be "
+                               "cancelled")
+        else:
+            raise ApiError(404, "unknown_action", f"no job action {action!r}")
+        return {"ok": True, "queue": name, "id": job_id, "action": action,
+                "state": await q.get_state(job_id)}
+
+    # ----- queue actions -------------------------------------------------------------------
+
+    async def pause(self, name: str, paused: bool) -> dict[str, Any]:
+        q = await self.queue(name)
+        await (q.pause() if paused else q.resume())
+        return {"ok": True, "queue": name, "paused": await q.is_paused()}
+
+    async def drain(self, name: str, delayed: bool) -> dict[str, Any]:
+        q = await self.queue(name)
+        return {"ok": True, "queue": name, "removed": await q.drain(delayed=delayed)}
+
+    async def clean(self, name: str, state: str, grace: float, limit: int) -> dict[str, Any]:
+        if state not in CLEAN_STATES:
+            raise ApiError(400, "bad_state", f"clean takes state {', '.join(CLEAN_STATES)}, got {state!r}")
+        if not 0 <= grace <= 10 * 365 * 86400:
+            raise ApiError(400, "bad_parameter", f"grace must be seconds >= 0, got {grace}")
+        check_int("limit", limit, 1, 100_000)
+        q = await self.queue(name)
+        removed = await q.clean(grace, state=state, limit=limit)
+        return {"ok": True, "queue": name, "state": state, "removed": len(removed),
+                "ids": removed[:100]}
+
+    async def retry_all(self, name: str, state: str) -> dict[str, Any]:
+        if state not in ("failed", "completed"):
+            raise ApiError(400, "bad_state", f"retry takes state 'failed' or 'completed', got {state!r}")
+        q = await self.queue(name)
+        return {"ok": True, "queue": name, "retried": await q.retry_jobs(state=state)}
+
+    async def promote_all(self, name: str) -> dict[str, Any]:
+        q = await self.queue(name)
+        return {"ok": True, "queue": name, "promoted": await q.promote_jobs()}
+
+    # ----- dead letters --------------------------------------------------------------------
+
+    async def _dead_jobs(self, q: Queue, include_all: bool) -> tuple[list[Job], int, bool]:
+        total = await q.redis.zcard(q.keys.failed)
+        jobs: list[Job] = []
+        for start in range(0, min(total, DEAD_SCAN), 500):
+            batch = await q.get_jobs("failed", start, min(start + 499, DEAD_SCAN - 1))
+            jobs.extend(j for j in batch if include_all or j.attempts_made >= j.opts.attempts)
+        return jobs, min(total, DEAD_SCAN), total > DEAD_SCAN
+
+    async def dead_letters(self, name: str, *, include_all: bool = False,
+                           per_group: int = 50) -> dict[str, Any]:
+        """Failed jobs that used up their attempts (every failed job with ``include_all``),
+        newest first, grouped by error."""
+        check_int("per_group", per_group, 1, 1000)
+        q = await self.queue(name)
+        jobs, scanned, truncated = await self._dead_jobs(q, include_all)
+        groups: dict[str, dict[str, Any]] = {}
+        for job in jobs:
+            reason = job.failed_reason or "(no reason)"
+            key = group_key(reason)
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = {"key": key, "reason": jsonable(reason), "count": 0, "names": {},
+                                   "latest": job.finished_on, "jobs": []}
+            g["count"] += 1
+            g["names"][job.name] = g["names"].get(job.name, 0) + 1
+            if len(g["jobs"]) < per_group:
+                g["jobs"].append(job_summary(job))
+        ordered = sorted(groups.values(), key=lambda g: (-g["count"], g["reason"]))
+        return {"queue": name, "include_all": include_all, "total": len(jobs), "scanned": scanned,
+                "truncated": truncated, "groups": ordered}
+
+    async def _dead_ids(self, q: Queue, ids: Sequence[str] | None, group: str | None,
+                        include_all: bool) -> list[str]:
+        if bool(ids) == bool(group):
+            raise ApiError(400, "bad_parameter", "give either 'ids' (a list of job ids) or 'group'")
+        if ids:
+            if len(ids) > MAX_IDS:
+                raise ApiError(400, "bad_parameter", f"at most {MAX_IDS} ids per request")
+            return list(dict.fromkeys(ids))
+        jobs, _, _ = await self._dead_jobs(q, include_all)
+        picked = [j.id for j in jobs if group_key(j.failed_reason or "(no reason)") == group]
+        if not picked:
+            raise ApiError(404, "group_not_found", f"no dead-letter group {group!r}")
+        return picked[:MAX_IDS]
+
+    async def dead_letter_action(self, name: str, action: str, *, ids: Sequence[str] | None = None,
+                                 group: str | None = None, include_all: bool = False) -> dict[str, Any]:
+        if action not in ("requeue", "delete"):
+            raise ApiError(404, "unknown_action", f"no dead-letter action {action!r}")
+        q = await self.queue(name)
+        targets = await self._dead_ids(q, ids, group, include_all)
+        done: list[str] = []
+        skipped: list[dict[str, str]] = []
+        for job_id in targets:
+            try:
+                if action == "requeue":
+                    state = await q.get_state(job_id)
+                    if state != "failed":
+                        raise InvalidJobState(f"job {job_id} is {state}, not failed")
+                    await q.retry_job(job_id)
+                else:
+                    state = await q.get_state(job_id)
+                    if state != "failed":
+                        raise InvalidJobState(f"job {job_id} is {state}, not failed")
+                    await q.remove_job(job_id)
+                done.append(job_id)
+            except (InvalidJobState, JobNotFound) as exc:
+                skipped.append({"id": job_id, "error": str(exc)})
+        key = "requeued" if action == "requeue" else "deleted"
+        return {"ok": True, "queue": name, key: len(done), "ids": done, "skipped": skipped}
+
+
+def group_key(reason: str) -> str:
+    return hashlib.sha1(reason.encode(errors="replace")).hexdigest()[:12]
+
+
+def allowed_actions(state: str) -> list[str]:
+    return {
+        "waiting": ["remove"],
+        "paused": ["remove"],
+        "delayed": ["promote", "remove"],
+        "active": ["cancel"],
+        "completed": ["retry", "remove"],
+        "failed": ["retry", "remove"],
+    }.get(state, [])
+
+
+def check_int(name: str, value: int, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ApiError(400, "bad_parameter", f"{name} must be an integer from {low} to {high}, got {value!r}")
+    return value
