@@ -15,6 +15,7 @@ from .events import Event, QueueEvents
 from .job import Job
 from .queue import Queue
 from .registry import Registry
+from .scheduler import JobScheduler
 from .sync import SyncQueue
 from .worker import Worker
 
@@ -25,6 +26,7 @@ __all__ = [
     "JobCorrupted",
     "JobFailed",
     "JobNotFound",
+    "JobScheduler",
     "LockLost",
     "MiniqueError",
     "PayloadError",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError
 
@@ -14,6 +14,9 @@ from .errors import JobNotFound
 from .job import Job
 from .keys import DEFAULT_PREFIX, QueueKeys, validate_name
 from .options import MAX_PRIORITY, StoredOptions, check_option_names, encode_stored, resolve
+
+if TYPE_CHECKING:
+    from .scheduler import JobScheduler
 
 STATES = ("waiting", "active", "completed", "failed", "delayed")
 BULK_CHUNK = 500  # jobs per add script call: bounded work per call, big enough to amortise
@@ -342,6 +345,9 @@ class Queue:
         """Deletes the queue and every job in it, in bounded batches."""
         while int(await self._run("obliterate", [BATCH, "1" if force else "0"])) > 0:
             pass
+        from . import scheduler
+
+        await scheduler.remove_all_job_schedulers(self)
 
     async def sweep(self, completed: StoredOptions | None = None, budget: int = 1000) -> int:
         """Applies retention now (workers also do it periodically). Returns jobs removed."""
@@ -385,13 +391,13 @@ class Queue:
 
     # ----- job schedulers (minique/scheduler.py) ----------------------------------------
 
-    async def upsert_job_scheduler(self, scheduler_id: str, **options: Any) -> Any:
+    async def upsert_job_scheduler(self, scheduler_id: str, **options: Any) -> JobScheduler:
         """Creates or updates a recurring job (cron or every-N); see minique/scheduler.py."""
         from . import scheduler
 
         return await scheduler.upsert_job_scheduler(self, scheduler_id, **options)
 
-    async def get_job_schedulers(self) -> list[Any]:
+    async def get_job_schedulers(self) -> list[JobScheduler]:
         from . import scheduler
 
         return await scheduler.get_job_schedulers(self)

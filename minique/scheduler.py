@@ -397,6 +397,18 @@ async def remove_job_scheduler(queue: Queue, scheduler_id: str) -> bool:
                                  _keys(queue, scheduler_id)))
 
 
+async def remove_all_job_schedulers(queue: Queue, batch: int = 100) -> int:
+    """Removes every scheduler of the queue (each one with its own bounded script call), e.g.
+    as part of ``Queue.obliterate``. Returns how many were removed."""
+    total = 0
+    while True:
+        ids = [x.decode() for x in await queue.redis.zrange(queue.keys.schedulers, 0, batch - 1)]
+        if not ids:
+            return total
+        for sid in ids:  # the script drops the index entry even if the hash is gone
+            total += await remove_job_scheduler(queue, sid)
+
+
 async def refill_due(queue: Queue, batch: int = 50, grace: float = 5.0) -> int:
     """Scheduler upkeep for a worker's maintenance loop: tops up cron time lists that ran
     low and repairs schedulers whose pending firing was deleted by hand. One script call when
@@ -431,6 +443,7 @@ __all__ = [
     "get_job_schedulers",
     "next_fire_time",
     "refill_due",
+    "remove_all_job_schedulers",
     "remove_job_scheduler",
     "upsert_job_scheduler",
 ]

@@ -27,7 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import codec, scripts
+from . import codec, scheduler, scripts
 from .backoff import BackoffStrategy, retry_delay
 from .connection import connect
 from .errors import PayloadError, RateLimited, UnrecoverableError
@@ -501,6 +501,7 @@ class Worker:
             wait = self.stalled_interval
             try:
                 await self.check_stalled()
+                await scheduler.refill_due(self.queue)
                 if self._next_lease_expiry is not None:
                     # Check again as soon as a lease can expire (never later than the
                     # interval), so a killed worker's job comes back a lease after its

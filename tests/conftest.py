@@ -18,6 +18,8 @@ _names = itertools.count()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="run the long (chaos/soak) tests")
+    parser.addoption("--chaos-long", action="store_true",
+                     help="run the chaos tests in their long mode (the published figures)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -3,8 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_worker(url: str, queue: str, *args: str, target: str = "tests.procs:registry",
+                 stderr: IO[Any] | None = None) -> subprocess.Popen[bytes]:
+    """A real ``minique worker`` process (the entrypoint people deploy)."""
+    cmd = [sys.executable, "-m", "minique", "--log-level", "WARNING", "worker", target,
+           "--queue", queue, "--url", url, *args]
+    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stderr=stderr)
 
 
 async def wait_until(

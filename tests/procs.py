@@ -26,3 +26,8 @@ async def effect(job: Any) -> str:
 async def stamp(job: Any) -> None:
     """Records the server-side start time, for the rate-limit test."""
     await job.queue.redis.rpush(f"{job.queue.keys.base}:starts", repr(job.processed_on))
+
+
+@registry.processor("procs", name="stamp_noop")
+async def stamp_noop(job: Any) -> None:
+    """Does nothing: the memory test is about what Redis keeps, not about the work."""

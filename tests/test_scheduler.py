@@ -20,6 +20,7 @@ from minique.scheduler import (
     get_job_scheduler,
     next_fire_time,
     refill_due,
+    remove_all_job_schedulers,
 )
 
 # ----- next-run computation (pure; the clock is an argument) ------------------------------
@@ -185,6 +186,16 @@ async def test_remove_then_upsert_again_creates_a_new_firing(queue: Queue, clien
     assert await _delayed_ids(queue) == [again.pending_job_id]
 
 
+async def test_remove_all_leaves_no_scheduler_keys(queue: Queue, client: Any) -> None:
+    await queue.upsert_job_scheduler("a", every=60.0, start_date=time.time() + 60)
+    await queue.upsert_job_scheduler("b", cron="0 3 * * *", tz="Europe/Berlin")
+    assert len(await _delayed_ids(queue)) == 2
+    assert await remove_all_job_schedulers(queue, batch=1) == 2
+    assert await _delayed_ids(queue) == []
+    assert await client.keys(queue.keys.base + ":sch*") == []
+    assert await queue.get_job_schedulers() == []
+
+
 # ----- the fetch hook, driven by the real fetch script ------------------------------------
 
 
@@ -265,6 +276,29 @@ async def test_cron_list_is_refilled_when_low_and_after_running_dry(
     assert await refill_due(queue) == 0  # and a second refill has nothing to do
 
 
+async def test_cron_downtime_longer_than_the_stored_times_catches_up_once(
+        queue: Queue, client: Any) -> None:
+    s = await queue.upsert_job_scheduler("c", cron="* * * * *")
+    pending = s.pending_job_id or ""
+    times_key = queue.keys.base + ":sch:t:c"
+    # Rewind: the pending firing was due 5 minutes ago, and every stored time has passed
+    # too (a downtime longer than the list), so taking it leaves the list dry.
+    now_ms = round(time.time() * 1000) // 60000 * 60000
+    past = [now_ms - 60000 * k for k in range(5, 0, -1)]
+    await client.hset(queue.keys.job(pending), "sft", past[0])
+    await client.delete(times_key)
+    await client.zadd(times_key, {str(t): t for t in past})
+    await queue.promote_job(pending)
+    assert await _take(queue) == [pending]  # the one catch-up run
+    dry = await get_job_scheduler(queue, "c")
+    assert dry is not None and dry.pending_job_id is None and dry.iterations == 1
+    assert await refill_due(queue) == 1
+    fed = await get_job_scheduler(queue, "c")
+    # Resumes at the next minute after now: no second catch-up for the same downtime.
+    assert fed is not None and (fed.next_run or 0) * 1000 > now_ms
+    assert (fed.next_run or 0) % 60 == 0
+
+
 async def test_missed_fire_times_once_runs_one_catch_up_then_resumes(queue: Queue) -> None:
     s = await queue.upsert_job_scheduler("e", every=0.1)  # first firing due at once
     anchor = s.next_run or 0
@@ -306,6 +340,20 @@ async def test_missed_firing_is_dropped_with_skip_when_the_hook_may_drop(queue: 
     final = await get_job_scheduler(queue, "e")
     assert final is not None and final.skipped == (2 if hook_may_drop else 1)
     assert (await queue.get_job(late) is None) == hook_may_drop
+
+
+async def test_raising_the_limit_resumes_and_lowering_it_ends(queue: Queue) -> None:
+    s = await queue.upsert_job_scheduler("e", every=0.05, limit=1)
+    assert await _take(queue) == [s.pending_job_id]  # the first firing is due at once
+    done = await get_job_scheduler(queue, "e")
+    assert done is not None and done.ended and done.iterations == 1
+    assert await _delayed_ids(queue) == []
+    more = await queue.upsert_job_scheduler("e", every=0.05, limit=2)
+    assert not more.ended and more.pending_job_id is not None
+    assert (more.next_run or 0) > (done.last_run or 0)  # the schedule goes on, not repeats
+    less = await queue.upsert_job_scheduler("e", every=0.05, limit=1)
+    assert less.ended and less.pending_job_id is None
+    assert await queue.get_job(more.pending_job_id) is None
 
 
 async def test_a_pending_firing_deleted_by_hand_is_repaired(queue: Queue) -> None:

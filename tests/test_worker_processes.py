@@ -6,24 +6,14 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import wait_until
+from helpers import start_worker, wait_until
 
 from minique import Queue
 from minique.server import RedisServer
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def start_worker(url: str, queue: str, *args: str) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "minique", "--log-level", "WARNING", "worker", "tests.procs:registry",
-           "--queue", queue, "--url", url, *args]
-    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 @pytest.fixture

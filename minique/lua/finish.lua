@@ -62,7 +62,7 @@ for i = 0, nres - 1 do
       end
     else
       redis.call('HSET', jk, 'tok', '')
-      enqueue_ready(jk, id, job_priority(jk))
+      enqueue_front(jk, id)
       emit('ev', 'waiting', 'id', id, 'reason', value)
       if delay > 0 and redis.call('PTTL', K.pause_until) < delay then
         redis.call('SET', K.pause_until, '1', 'PX', delay)

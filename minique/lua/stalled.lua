@@ -23,7 +23,7 @@ for _, id in ipairs(ids) do
       emit('ev', 'failed', 'id', id, 'reason', reason)
       failed = failed + 1
     else
-      enqueue_ready(jk, id, job_priority(jk))
+      enqueue_front(jk, id)
       emit('ev', 'waiting', 'id', id)
     end
   end

@@ -49,6 +49,16 @@ local function enqueue_ready(jk, id, prio)
   end
 end
 
+-- Back to the head of the line: for a job that had already reached a worker (taken back
+-- from a dead worker, rate limited, or returned at shutdown), so it does not queue again
+-- behind everything added since. Scores below 2^32 sort before every priority band.
+local function enqueue_front(jk, id)
+  local seq = redis.call('HINCRBY', K.meta, 'fc', 1) % PRIO_SHIFT
+  redis.call('ZADD', K.pri, seq, id)
+  redis.call('HSET', jk, 'st', 'waiting', 'sid', '')
+  wake()
+end
+
 local function enqueue_delayed(jk, id, due)
   local seq = redis.call('HINCRBY', K.meta, 'ds', 1) % DELAY_SHIFT
   redis.call('ZADD', K.delayed, due * DELAY_SHIFT + seq, id)
