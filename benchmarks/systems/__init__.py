@@ -1,0 +1,1 @@
+"""One adapter module per benchmarked system; see ``_runner.py`` for the protocol."""
