@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,9 @@ class Queue:
         self._default_resolved = resolve(self.default_job_options, {})
         self._default_opts_blob = encode_stored(self._default_resolved.stored)
         self._events_max_len = events_max_len
+        self._add_inflight = False
+        self._pending_adds: list[tuple[list[Any], asyncio.Future[tuple[bytes, int, int]]]] = []
+        self._flusher: asyncio.Future[None] | None = None
         # Job name -> msgspec Struct: payloads are checked at add, so a bad one never queues.
         self.payload_types = dict(payload_types or {})
         self._meta_written = events_max_len is None
@@ -98,14 +102,55 @@ class Queue:
         remove_on_complete, remove_on_fail, timeout, keep_logs. Unknown options raise TypeError.
         """
         args, resolved = self._prepare(name, data, options)
-        reply = await self._run("add", [1, *args])
-        job_id, dup = reply[0].decode(), reply[1]
+        raw_id, dup, now_ms = await self._submit_add(args)
+        job_id = raw_id.decode()
         if dup:
             existing = await self.get_job(job_id)
             if existing is None:  # removed in between: the add did nothing, say so
                 raise JobNotFound(f"job {job_id} was a duplicate and has since been removed")
             return existing
-        return self._made(job_id, name, data, args[2], resolved, reply[-1])
+        return self._made(job_id, name, data, args[2], resolved, now_ms)
+
+    async def _submit_add(self, args: list[Any]) -> tuple[bytes, int, int]:
+        """Sends one job's add. While an add is in flight, others wait and then go together
+        in one script call, so many concurrent producers cost few round trips."""
+        if self._add_inflight:
+            future: asyncio.Future[tuple[bytes, int, int]] = (
+                asyncio.get_running_loop().create_future())
+            self._pending_adds.append((args, future))
+            return await future
+        self._add_inflight = True
+        try:
+            reply = await self._run("add", [1, *args])
+        finally:
+            self._add_inflight = False
+            if self._pending_adds:
+                self._add_inflight = True
+                self._flusher = asyncio.ensure_future(self._flush_adds())
+        return reply[0], reply[1], reply[-1]
+
+    async def _flush_adds(self) -> None:
+        try:
+            while self._pending_adds:
+                batch = self._pending_adds[:BULK_CHUNK]
+                del self._pending_adds[:BULK_CHUNK]
+                flat: list[Any] = [len(batch)]
+                for args, _ in batch:
+                    flat.extend(args)
+                try:
+                    reply = await self._run("add", flat)
+                except BaseException as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for i, (_, future) in enumerate(batch):
+                    if not future.done():
+                        future.set_result((reply[2 * i], reply[2 * i + 1], reply[-1]))
+        finally:
+            self._add_inflight = False
 
     async def add_bulk(self, jobs: Iterable[BulkItem]) -> list[Job]:
         """Adds many jobs, ``BULK_CHUNK`` per script call, all chunks in one pipeline.

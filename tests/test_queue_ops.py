@@ -199,3 +199,22 @@ async def test_stalled_too_often_fails(queue: Queue) -> None:
 async def test_wait_for_condition_helper_fails_on_timeout() -> None:
     with pytest.raises(AssertionError, match="never not reached within"):
         await wait_until(lambda: False, timeout=0.05, message="never")
+
+
+async def test_concurrent_adds_are_batched_and_keep_their_own_results(queue: Queue) -> None:
+    calls_before = await _evalsha_calls(queue)
+    jobs = await asyncio.gather(*(queue.add("c", {"i": i}, priority=i % 3) for i in range(200)))
+    calls = await _evalsha_calls(queue) - calls_before
+    assert len({j.id for j in jobs}) == 200
+    assert [j.data for j in jobs] == [{"i": i} for i in range(200)]
+    for job in jobs[:5]:
+        stored = await queue.get_job(job.id)
+        assert stored is not None and stored.data == job.data and stored.priority == job.priority
+    assert calls < 50  # far fewer script calls than jobs
+    dup = await asyncio.gather(queue.add("d", 1, job_id="same"), queue.add("d", 2, job_id="same"))
+    assert dup[0].id == dup[1].id == "same" and dup[1].data == 1
+
+
+async def _evalsha_calls(queue: Queue) -> int:
+    stats = await queue.redis.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
