@@ -190,6 +190,11 @@ class Queue:
         sha = scripts.script("add").sha
         pending = list(range(len(chunks)))
         results: list[Any] = [None] * len(chunks)
+        if getattr(self.redis, "connection_pool", None) is None:
+            # Redis Cluster clients refuse scripts in pipelines; the chunks go concurrently.
+            return list(await asyncio.gather(*(
+                self._run("add", [len(chunk), *[a for args, _, _ in chunk for a in args]])
+                for chunk in chunks)))
         for _attempt in range(2):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for i in pending:
@@ -431,7 +436,10 @@ class Queue:
         names = await self.redis.zrange(self.keys.workers, 0, -1)
         if not names:
             return []
-        raw = await self.redis.mget([f"{self.keys.base}:worker:{n.decode()}" for n in names])
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for n in names:
+                pipe.get(f"{self.keys.base}:worker:{n.decode()}")
+            raw = await pipe.execute()
         return [msgspec.msgpack.decode(r, type=WorkerInfo) for r in raw if r]
 
     # ----- job schedulers (minique/scheduler.py) ----------------------------------------

