@@ -10,6 +10,7 @@ import msgspec
 
 MAX_PRIORITY = 2**21
 DAY = 86400.0
+MAX_SECONDS = 10 * 365 * DAY
 
 
 class Backoff(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
@@ -88,6 +89,9 @@ def _number(name: str, value: Any, *, minimum: float = 0.0) -> float:
         raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if value > MAX_SECONDS:
+        # Times become milliseconds in scores that must stay exact integers in a double.
+        raise ValueError(f"{name} must be at most {MAX_SECONDS:.0f} s (10 years), got {value!r}")
     return float(value)
 
 

@@ -14,7 +14,7 @@ from .connection import connect
 from .errors import JobNotFound
 from .job import Job
 from .keys import DEFAULT_PREFIX, QueueKeys, validate_name
-from .options import MAX_PRIORITY, StoredOptions, check_option_names, encode_stored, resolve
+from .options import MAX_PRIORITY, MAX_SECONDS, StoredOptions, check_option_names, encode_stored, resolve
 
 if TYPE_CHECKING:
     from .scheduler import JobScheduler
@@ -24,6 +24,15 @@ BULK_CHUNK = 500  # jobs per add script call: bounded work per call, big enough 
 BATCH = 1000  # jobs per call for bulk operations (drain, retry_jobs, obliterate...)
 
 BulkItem = tuple[str, Any] | tuple[str, Any, Mapping[str, Any]]
+
+
+def _seconds(label: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+        0 <= value <= MAX_SECONDS
+    ):
+        raise ValueError(f"{label} must be a number of seconds from 0 to {MAX_SECONDS:.0f}, "
+                         f"got {value!r}")
+    return float(value)
 
 
 class Queue:
@@ -258,8 +267,12 @@ class Queue:
         """Ids of jobs in ``state``; finished jobs newest first, others in run order."""
         if state not in STATES:
             raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
-        if start < 0 or end < start:
-            raise ValueError(f"need 0 <= start <= end, got start={start} end={end}")
+        for label, value in (("start", start), ("end", end)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{label} must be an integer, got {value!r}")
+        if start < 0 or end < start or end - start > 100_000:
+            raise ValueError(f"need 0 <= start <= end and at most 100000 jobs per page, "
+                             f"got start={start} end={end}")
         k, r = self.keys, self.redis
         if state in ("completed", "failed"):
             raw = await r.zrevrange(k.completed if state == "completed" else k.failed, start, end)
@@ -356,8 +369,11 @@ class Queue:
 
     async def clean(self, grace: float, state: str = "completed", limit: int = 1000) -> list[str]:
         """Removes up to ``limit`` jobs of ``state`` older than ``grace`` seconds."""
-        if grace < 0 or limit < 1:
-            raise ValueError("clean needs grace >= 0 and limit >= 1")
+        if state not in ("completed", "failed", "waiting", "delayed"):
+            raise ValueError(f"clean takes state completed, failed, waiting or delayed, got {state!r}")
+        _seconds("grace", grace)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"clean needs limit >= 1, got {limit!r}")
         cutoff = int((time.time() - grace) * 1000)
         removed: list[str] = []
         while len(removed) < limit:
@@ -371,7 +387,9 @@ class Queue:
     async def retry_jobs(self, state: str = "failed", count: int | None = None) -> int:
         """Sends failed (or completed) jobs back to waiting with fresh attempts."""
         if state not in ("failed", "completed"):
-            raise ValueError("retry_jobs takes state 'failed' or 'completed'")
+            raise ValueError(f"retry_jobs takes state 'failed' or 'completed', got {state!r}")
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+            raise ValueError(f"count must be None or an integer >= 1, got {count!r}")
         total = 0
         while count is None or total < count:
             batch = BATCH if count is None else min(BATCH, count - total)
@@ -410,6 +428,7 @@ class Queue:
 
     async def rate_limit(self, delay: float) -> None:
         """Stops every worker of the queue taking jobs for ``delay`` seconds."""
+        _seconds("rate_limit delay", delay)
         if delay <= 0:
             raise ValueError(f"rate_limit delay must be > 0, got {delay}")
         await self.redis.set(self.keys.pause_until, "1", px=max(1, round(delay * 1000)))

@@ -33,8 +33,8 @@ class LocalCluster:
     def __init__(self, masters: int = 3) -> None:
         from conftest import server_binary
 
-        self.nodes = [RedisServer(cluster_port(), binary=server_binary(), extra_args=["--cluster-enabled", "yes",
-                                              "--cluster-node-timeout", "2000"])
+        args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]
+        self.nodes = [RedisServer(cluster_port(), binary=server_binary(), extra_args=list(args))
                       for _ in range(masters)]
 
     @property

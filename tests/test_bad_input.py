@@ -33,6 +33,7 @@ async def test_unencodable_payload_names_the_field(queue: Queue) -> None:
         ({"atempts": 3}, TypeError, "unknown job option"),
         ({"delay": -1}, ValueError, "delay must be >= 0"),
         ({"delay": float("nan")}, ValueError, "finite"),
+        ({"delay": 1e300}, ValueError, "at most"),
         ({"attempts": 0}, ValueError, "attempts must be an integer >= 1"),
         ({"attempts": 1.5}, ValueError, "attempts"),
         ({"priority": -1}, ValueError, "priority must be an integer from 0"),
