@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import click
 
 from .connection import DEFAULT_URL
+from .dashboard import dashboard_command
 from .queue import Queue
 from .registry import Registry
 from .worker import Worker
@@ -89,10 +90,14 @@ def main(log_level: str) -> None:
 @click.option("--block-timeout", default=5.0, show_default=True)
 @click.option("--limiter-max", default=0, show_default=True, help="Rate limit: jobs per window.")
 @click.option("--limiter-duration", default=1.0, show_default=True, help="Rate limit window (s).")
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve Prometheus metrics on this port (worker k of --processes: port + k).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
 def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurrency: int,
            processes: int, cpu_processes: int, lock_duration: float, stalled_interval: float,
            max_stalled_count: int, shutdown_timeout: float, block_timeout: float,
-           limiter_max: int, limiter_duration: float) -> None:
+           limiter_max: int, limiter_duration: float, metrics_port: int | None,
+           metrics_host: str) -> None:
     """Run workers for TARGET, a Registry or processor given as MODULE:ATTR."""
     if processes > 1:
         sys.exit(supervise(processes))
@@ -117,6 +122,14 @@ def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurre
                           stalled_interval=stalled_interval, max_stalled_count=max_stalled_count,
                           shutdown_timeout=shutdown_timeout, block_timeout=block_timeout,
                           processes=cpu_processes) for name in names]
+        if metrics_port is not None:
+            from .metrics import WorkerMetrics, start_metrics_server
+
+            worker_metrics = WorkerMetrics()
+            for w in workers:
+                worker_metrics.attach(w)
+            slot = int(os.environ.get("MINIQUE_WORKER_SLOT", "0"))
+            start_metrics_server(metrics_port + slot, metrics_host)
         _install_signals(workers)
         await asyncio.gather(*(w.run() for w in workers))
 
@@ -150,7 +163,7 @@ def supervise(count: int) -> int:
     stopping = False
 
     def spawn(slot: int) -> None:
-        children[slot] = subprocess.Popen(cmd)
+        children[slot] = subprocess.Popen(cmd, env={**os.environ, "MINIQUE_WORKER_SLOT": str(slot)})
         log.info("supervisor: started worker %d (pid %d)", slot, children[slot].pid)
 
     def forward(signum: int, _frame: Any) -> None:
@@ -296,6 +309,7 @@ _queue_action("pause", "Stop every worker taking jobs from a queue.", lambda q: 
 _queue_action("resume", "Let workers take jobs from a paused queue again.", lambda q: q.resume())
 _queue_action("drain", "Remove every waiting job of a queue.", lambda q: q.drain())
 
+main.add_command(dashboard_command)
 
 if __name__ == "__main__":
     main()

@@ -18,7 +18,7 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -42,6 +42,7 @@ log = logging.getLogger("minique.worker")
 
 JOB_FIELDS = 11  # per job in a fetch reply: see lua/includes/take.lua
 HEADER = 5  # status, info, next_due, wake_id, now
+_OUTCOMES = {"c": "completed", "f": "failed", "r": "retried", "w": "requeued"}
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, OSError)
 
 
@@ -87,6 +88,7 @@ class Worker:
         default_job_options: Mapping[str, Any] | None = None,
         processes: int = 0,
         heartbeat_interval: float = 5.0,
+        observers: Sequence[Any] = (),
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
@@ -135,6 +137,10 @@ class Worker:
         self._background: list[asyncio.Task[None]] = []
         self._close_task: asyncio.Future[None] | None = None
         self.heartbeat_interval = heartbeat_interval
+        # Objects with job_started(queue, job) / job_finished(queue, job, outcome, seconds),
+        # e.g. minique.metrics.WorkerMetrics; called on the event loop, errors only logged.
+        self.observers: list[Any] = list(observers)
+        self._started_at: dict[str, float] = {}
         self.started_at = time.time()
         self._processes = ProcessRunner(processes) if processes > 0 else None
 
@@ -388,6 +394,9 @@ class Worker:
         job.processed_on = int(f[10]) / 1000.0
         running = _Running(job)
         self._running[job_id] = running
+        if self.observers:
+            self._started_at[job_id] = time.monotonic()
+            self._observe("job_started", job)
         handler = self.registry.resolve(self.queue_name, name)
         running.task = asyncio.create_task(self._process(running, handler, bad_opts))
 
@@ -476,6 +485,17 @@ class Worker:
               keep: Keep) -> None:
         self._results.append((job.id, job.token, kind, value, stack, delay_ms, keep.count,
                               _age_ms(keep)))
+        started = self._started_at.pop(job.id, None)
+        if started is not None:
+            self._observe("job_finished", job, _OUTCOMES.get(kind, kind), time.monotonic() - started)
+
+    def _observe(self, method: str, job: Job, *args: Any) -> None:
+        for observer in self.observers:
+            try:
+                getattr(observer, method)(self.queue_name, job, *args)
+            except Exception:
+                log.exception("queue %s: observer %r failed in %s", self.queue_name, observer,
+                              method)
 
     # ----- leases, stalled jobs, retention ----------------------------------------------
 

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -141,12 +142,20 @@ async def read_body(request: Request) -> dict[str, Any]:
         raise ApiError(413, "body_too_large", f"request bodies are at most {MAX_BODY} bytes")
     if not raw.strip():
         return {}
-    if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.form()
-        out: dict[str, Any] = {k: form.get(k) for k in form}
-        if "ids" in form:
-            out["ids"] = [str(v) for v in form.getlist("ids")]
+    if ctype == "application/x-www-form-urlencoded":
+        try:
+            pairs = parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError:
+            raise ApiError(400, "bad_form", "the form body is not UTF-8") from None
+        out: dict[str, Any] = {}
+        for k, v in pairs:
+            if k == "ids":
+                out.setdefault("ids", []).append(v)
+            else:
+                out[k] = v
         return out
+    if ctype.startswith("multipart/"):
+        raise ApiError(415, "unsupported_media_type", "send JSON or a url-encoded form")
     try:
         body = json.loads(raw)
     except ValueError as exc:

@@ -56,7 +56,7 @@ async def render(dashboard: Dashboard) -> bytes:
     names = await dashboard.queue_names()
     rows = list(await asyncio.gather(*(dashboard.queue_info(n) for n in names)))
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(rows))  # type: ignore[arg-type]
+    registry.register(_Snapshot(rows))
     return generate_latest(registry)
 
 

@@ -23,14 +23,17 @@ from base64 import b64decode
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+if TYPE_CHECKING:  # this module is imported by the CLI, which must not need starlette
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSRF_COOKIE = "minique_csrf"
 CSRF_HEADER = "x-csrf-token"
 AUTH_COOKIE = "minique_auth"
+SECURITY_HEADERS = [(b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"same-origin")]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ENV_TOKEN = "MINIQUE_DASHBOARD_TOKEN"
 ENV_USERNAME = "MINIQUE_DASHBOARD_USERNAME"
@@ -108,10 +111,12 @@ def _cookies(headers: Mapping[str, str]) -> dict[str, str]:
 class SecurityMiddleware:
     """Pure ASGI middleware: records the mount path, checks auth and CSRF, sets the cookies."""
 
-    def __init__(self, app: ASGIApp, auth: Auth | None, exempt_prefixes: tuple[str, ...] = ("/static/",)):
+    def __init__(self, app: ASGIApp, auth: Auth | None, exempt_prefixes: tuple[str, ...] = ("/static/",),
+                 trusted_origins: tuple[str, ...] = ()):
         self.app = app
         self.auth = auth
         self.exempt = exempt_prefixes
+        self.trusted = frozenset(o.rstrip("/").lower() for o in trusted_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -127,6 +132,7 @@ class SecurityMiddleware:
         api = local.startswith("/api/") or local == "/metrics"
         new_cookies: list[str] = []
         cookie_path = base or "/"
+        secure = "; Secure" if scope.get("scheme") == "https" else ""
 
         if self.auth is not None and not local.startswith(self.exempt):
             verdict = self._authenticate(headers, cookies)
@@ -135,11 +141,12 @@ class SecurityMiddleware:
                 given = query.pop("token", None)
                 if given is not None and _eq(given, self.auth.token):
                     # A browser's first visit: trade the token in the URL for a cookie.
-                    location = base + local + (("?" + urlencode(query)) if query else "")
+                    # One leading slash only: "//host/..." would leave the site.
+                    location = "/" + (base + local).lstrip("/") + (("?" + urlencode(query)) if query else "")
                     await self._send(send, 303, b"", "text/plain", [
-                        ("location", location or "/"),
+                        ("location", location),
                         ("set-cookie", f"{AUTH_COOKIE}={self.auth.cookie_value()}; Path={cookie_path}; "
-                                       "HttpOnly; SameSite=Strict"),
+                                       f"HttpOnly; SameSite=Strict{secure}"),
                     ])
                     return
             if verdict is None:
@@ -151,20 +158,21 @@ class SecurityMiddleware:
 
         csrf = cookies.get(CSRF_COOKIE, "")
         if method not in SAFE_METHODS:
-            problem = self._csrf_problem(headers, csrf, scope.get("minique.auth") == "bearer")
+            problem = self._csrf_problem(headers, csrf, scope.get("minique.auth") == "bearer",
+                                         self.trusted)
             if problem:
                 await self._send(send, 403, json.dumps(
                     {"error": {"code": "csrf", "message": problem}}).encode(), "application/json")
                 return
         if not csrf or len(csrf) < 32:
             csrf = secrets.token_urlsafe(32)
-            new_cookies.append(f"{CSRF_COOKIE}={csrf}; Path={cookie_path}; SameSite=Strict")
+            new_cookies.append(f"{CSRF_COOKIE}={csrf}; Path={cookie_path}; SameSite=Strict{secure}")
         scope["minique.csrf"] = csrf
 
         async def send_with_cookies(message: Message) -> None:
-            if message["type"] == "http.response.start" and new_cookies:
+            if message["type"] == "http.response.start":
                 extra = [(b"set-cookie", c.encode("latin-1")) for c in new_cookies]
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
+                message = {**message, "headers": [*message.get("headers", []), *extra, *SECURITY_HEADERS]}
             await send(message)
 
         await self.app(scope, receive, send_with_cookies)
@@ -193,10 +201,12 @@ class SecurityMiddleware:
         return None
 
     @staticmethod
-    def _csrf_problem(headers: Mapping[str, str], cookie: str, bearer: bool) -> str | None:
+    def _csrf_problem(headers: Mapping[str, str], cookie: str, bearer: bool,
+                      trusted: frozenset[str] = frozenset()) -> str | None:
         origin = headers.get("origin")
         if origin and origin != "null":
-            if urlsplit(origin).netloc.lower() != headers.get("host", "").lower():
+            same_host = urlsplit(origin).netloc.lower() == headers.get("host", "").lower()
+            if not same_host and origin.rstrip("/").lower() not in trusted:
                 return f"cross-origin request from {origin} refused"
         elif origin == "null":
             return "requests from an opaque origin are refused"

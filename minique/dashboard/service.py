@@ -29,6 +29,7 @@ DISCOVERY_CALLS = 200  # at most this many SCAN calls (so at most ~200k keys loo
 DISCOVERY_TTL = 5.0  # seconds a discovery result is reused
 MAX_QUEUES = 500
 MAX_IDS = 1000  # ids per bulk action request
+MAX_WAITING_OFFSET = 100_000
 CLEAN_STATES = ("completed", "failed", "waiting", "delayed")
 
 
@@ -102,6 +103,7 @@ def job_summary(job: Job) -> dict[str, Any]:
         "delay_until": job.delay_until,
         "failed_reason": jsonable(job.failed_reason) if job.failed_reason else None,
         "progress": _decoded(lambda: job.progress, cut=True),
+        "actions": allowed_actions(job.state or ""),
     }
 
 
@@ -274,6 +276,10 @@ class Dashboard:
         q = await self.queue(name)
         counts = await q.get_stats()
         start = (page - 1) * page_size
+        if state == "waiting" and start > MAX_WAITING_OFFSET:
+            # Waiting jobs are read from the stream from its start: deep pages cost O(offset).
+            raise ApiError(400, "bad_parameter", f"waiting jobs can be paged up to offset "
+                           f"{MAX_WAITING_OFFSET:,}; search by id instead")
         search = search.strip()
         truncated = False
         if not search:

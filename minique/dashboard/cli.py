@@ -1,0 +1,51 @@
+"""``minique dashboard``: serve the dashboard with uvicorn.
+
+Register it on the main command group with ``main.add_command(dashboard_command)``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from ..connection import DEFAULT_URL
+from .security import Auth, ConfigError, check_bind
+
+
+@click.command("dashboard")
+@click.option("--url", envvar="MINIQUE_REDIS_URL", default=DEFAULT_URL, show_default=True,
+              help="Redis URL (also $MINIQUE_REDIS_URL).")
+@click.option("--prefix", default="minique", show_default=True, help="Key prefix.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. Anything but loopback requires credentials: "
+                   "$MINIQUE_DASHBOARD_TOKEN, or $MINIQUE_DASHBOARD_USERNAME and "
+                   "$MINIQUE_DASHBOARD_PASSWORD.")
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--queue", "queues", multiple=True,
+              help="Queue to show (repeatable). Default: discover every queue.")
+@click.option("--hide-data", "hidden", multiple=True, envvar="MINIQUE_DASHBOARD_HIDE_DATA",
+              help="Queue whose job data and return values are never shown (repeatable).")
+@click.option("--root-path", default="", help="Path prefix, when served behind a proxy under one.")
+def dashboard_command(url: str, prefix: str, host: str, port: int, queues: tuple[str, ...],
+                      hidden: tuple[str, ...], root_path: str) -> None:
+    """Serve the web dashboard, its JSON API (/api) and Prometheus /metrics."""
+    try:
+        auth = Auth.from_env(os.environ)
+        check_bind(host, auth)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        import uvicorn
+
+        from .app import create_app
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the dashboard needs its extra: pip install 'minique-queue[dashboard]' ({exc})") from exc
+
+    app = create_app(url, queues=list(queues) or None, prefix=prefix, auth=auth,
+                     hidden_data_queues=hidden)
+    where = "" if auth is None else (" (token auth)" if auth.token else " (basic auth)")
+    click.echo(f"minique dashboard on http://{host}:{port}{root_path}/{where}")
+    uvicorn.run(app, host=host, port=port, root_path=root_path, log_level="info",
+                proxy_headers=False)
