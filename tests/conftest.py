@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -72,3 +73,14 @@ async def queue(redis_url: str, qname: str) -> AsyncIterator[Queue]:
     yield q
     await q.obliterate(force=True)
     await q.close()
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Worker processes a test starts; killed at the end whatever happened."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+            p.wait(5)

@@ -5,25 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from helpers import start_worker, wait_until
 
 from minique import Queue
 from minique.server import RedisServer
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-            p.wait(5)
 
 
 async def effects(q: Queue) -> dict[str, int]:

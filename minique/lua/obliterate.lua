@@ -9,23 +9,11 @@ end
 local removed = 0
 for _, set_key in ipairs({K.pri, K.delayed, K.completed, K.failed, K.active}) do
   if removed < batch then
-    local ids = redis.call('ZRANGE', set_key, 0, batch - removed - 1)
-    if #ids > 0 then
-      for _, id in ipairs(ids) do delete_job_keys(id) end
-      redis.call('ZREM', set_key, unpack(ids))
-      removed = removed + #ids
-    end
+    removed = removed + delete_set_members(set_key, batch - removed)
   end
 end
 if removed < batch then
-  local entries = redis.call('XRANGE', K.ready, '-', '+', 'COUNT', batch - removed)
-  local sids = {}
-  for i, e in ipairs(entries) do
-    sids[i] = e[1]
-    delete_job_keys(e[2][2])
-  end
-  if #sids > 0 then redis.call('XDEL', K.ready, unpack(sids)) end
-  removed = removed + #sids
+  removed = removed + delete_ready_entries(batch - removed)
 end
 if removed == 0 then
   local base = string.sub(K.meta, 1, #K.meta - 5)

@@ -10,12 +10,10 @@ import asyncio
 import contextlib
 import random
 import signal
-import subprocess
 import tempfile
 import time
 from typing import Any
 
-import pytest
 from helpers import start_worker, wait_until
 from proxy import ChaosProxy
 
@@ -25,14 +23,6 @@ from minique.server import RedisServer
 FAST = ("--lock-duration", "1", "--stalled-interval", "1", "--block-timeout", "1")
 
 
-@pytest.fixture
-def procs() -> Any:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-            p.wait(5)
 
 
 async def effects(q: Queue) -> dict[str, int]:

@@ -86,6 +86,27 @@ local function delete_job_keys(id)
   redis.call('DEL', JP .. id, JP .. id .. ':logs')
 end
 
+-- Deletes up to `count` jobs from the head of a sorted set; returns how many.
+local function delete_set_members(set_key, count)
+  local ids = redis.call('ZRANGE', set_key, 0, count - 1)
+  if #ids == 0 then return 0 end
+  for _, id in ipairs(ids) do delete_job_keys(id) end
+  redis.call('ZREM', set_key, unpack(ids))
+  return #ids
+end
+
+-- Deletes up to `count` waiting jobs from the head of the ready stream; returns how many.
+local function delete_ready_entries(count)
+  local entries = redis.call('XRANGE', K.ready, '-', '+', 'COUNT', count)
+  local sids = {}
+  for i, e in ipairs(entries) do
+    sids[i] = e[1]
+    delete_job_keys(e[2][2])
+  end
+  if #sids > 0 then redis.call('XDEL', K.ready, unpack(sids)) end
+  return #sids
+end
+
 -- Per-minute counters for the throughput chart, one small hash per minute that expires on
 -- its own (so the history is bounded without any cleanup), plus running totals.
 local function count_metrics(now, field, n)
