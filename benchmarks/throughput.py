@@ -91,7 +91,21 @@ async def run(url: str, n: int) -> None:
     await q.close()
     await process(url, min(n, 5000), 1, client)
     await process(url, n, 50, client)
+    await memory_per_waiting_job(url, client)
     await client.aclose()
+
+
+async def memory_per_waiting_job(url: str, client: Any, n: int = 100_000) -> None:
+    q = Queue("bench-mem", url=url)
+    await q.obliterate(force=True)
+    before = int((await client.info("memory"))["used_memory"])
+    for start in range(0, n, 10_000):
+        await q.add_bulk([("noop", {"i": i}) for i in range(start, start + 10_000)])
+    after = int((await client.info("memory"))["used_memory"])
+    print(f"{'memory per waiting job':<34} {(after - before) / n:>10,.0f} bytes "
+          f"(payload {{'i': n}}, {n:,} jobs; includes the capped events stream)")
+    await q.obliterate(force=True)
+    await q.close()
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ import socket
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -51,11 +52,12 @@ def _age_ms(keep: Keep) -> int:
 
 
 class _Running:
-    __slots__ = ("cancel_reason", "job", "task")
+    __slots__ = ("bad_opts", "cancel_reason", "job", "task")
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, bad_opts: bool = False) -> None:
         self.job = job
-        self.task: asyncio.Task[None] | None = None
+        self.bad_opts = bad_opts
+        self.task: asyncio.Task[None] | None = None  # None while buffered (not started)
         self.cancel_reason: str | None = None
 
 
@@ -120,7 +122,10 @@ class Worker:
         self.lim_max, self.lim_window_ms = self._limiter(limiter)
         self.jobs_done = 0
         self.jobs_failed = 0
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, _Running] = {}  # every job this worker holds, incl. buffered
+        self._buffered: deque[_Running] = deque()  # fetched ahead, not started yet
+        self._executing = 0
+        self._avg_duration: float | None = None
         self._results: list[tuple[Any, ...]] = []
         self._wakeup = asyncio.Event()
         self._queue_empty = False
@@ -222,6 +227,7 @@ class Worker:
         self._wakeup.set()
         if not self._started:
             return
+        self._return_buffered("worker shut down")
         tasks = [r.task for r in self._running.values() if r.task]
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
@@ -257,7 +263,8 @@ class Worker:
             if self._closing and not self._running and not self._results:
                 return
             results, self._results = self._results, []
-            want = 0 if self._closing else self.concurrency - len(self._running)
+            want = 0 if self._closing else (
+                self.concurrency + self._prefetch() - len(self._running))
             limited = self._limited_until > time.monotonic()
             if not results and (want == 0 or self._queue_empty or limited):
                 self._wakeup.clear()
@@ -392,13 +399,30 @@ class Worker:
                   attempts_started=int(f[6]), stalled_count=int(f[9]), state="active",
                   token=f[1].decode())
         job.processed_on = int(f[10]) / 1000.0
-        running = _Running(job)
+        running = _Running(job, bad_opts)
         self._running[job_id] = running
+        if self._executing < self.concurrency:
+            self._launch(running)
+        else:
+            self._buffered.append(running)
+
+    def _prefetch(self) -> int:
+        """How many jobs to hold beyond ``concurrency``, so the next job starts the moment one
+        finishes instead of a round trip later. Only while jobs are short: a long job waiting
+        in a local buffer would sit idle while another worker could run it. Never with a rate
+        limiter, which counts a job as started when it is fetched."""
+        if self.lim_max or self._avg_duration is None or self._avg_duration > 0.005:
+            return 0
+        return self.concurrency
+
+    def _launch(self, running: _Running) -> None:
+        job = running.job
+        self._executing += 1
         if self.observers:
-            self._started_at[job_id] = time.monotonic()
+            self._started_at[job.id] = time.monotonic()
             self._observe("job_started", job)
-        handler = self.registry.resolve(self.queue_name, name)
-        running.task = asyncio.create_task(self._process(running, handler, bad_opts))
+        handler = self.registry.resolve(self.queue_name, job.name)
+        running.task = asyncio.create_task(self._process(running, handler, running.bad_opts))
 
     async def _process(self, running: _Running, handler: Handler | None, bad_opts: bool) -> None:
         job = running.job
@@ -437,6 +461,12 @@ class Worker:
             self._on_error(job, exc, started)
         finally:
             self._running.pop(job.id, None)
+            self._executing -= 1
+            took = time.monotonic() - started
+            avg = self._avg_duration
+            self._avg_duration = took if avg is None else avg * 0.9 + took * 0.1
+            if self._buffered and not self._closing:
+                self._launch(self._buffered.popleft())
             self._wakeup.set()
 
     async def _call(self, handler: Handler, job: Job) -> Any:
@@ -525,9 +555,22 @@ class Worker:
             for raw in cancel:
                 self._cancel_local(raw.decode(), "cancelled")
 
+    def _return_buffered(self, reason: str) -> None:
+        """Hands back jobs fetched ahead but never started, without using an attempt."""
+        while self._buffered:
+            running = self._buffered.popleft()
+            self._running.pop(running.job.id, None)
+            self._push(running.job, "w", reason, "", 0, running.job.opts.keep_failed)
+        self._wakeup.set()
+
     def _cancel_local(self, job_id: str, reason: str) -> None:
         running = self._running.get(job_id)
-        if running and running.task and not running.task.done():
+        if running and running.task is None:
+            self._buffered.remove(running)
+            self._running.pop(job_id, None)
+            self._fail(running.job, reason, "", final=True, started=time.monotonic())
+            self._wakeup.set()
+        elif running and running.task and not running.task.done():
             running.cancel_reason = reason
             running.task.cancel()
 

@@ -211,3 +211,45 @@ async def test_queue_checks_payload_types_at_add(redis_url: str, qname: str) -> 
     await q.add("other", {"anything": True})  # no type declared for this name
     await q.obliterate(force=True)
     await q.close()
+
+
+async def test_prefetched_jobs_go_back_at_shutdown_without_using_attempts(
+        queue: Queue, redis_url: str) -> None:
+    done = 0
+
+    async def quick(job: Any) -> None:
+        nonlocal done
+        done += 1
+
+    await queue.add_bulk([("q", i, {"remove_on_complete": False}) for i in range(400)])
+    worker = Worker(queue.name, quick, url=redis_url, concurrency=1)
+    task = await running(worker)
+    await wait_until(lambda: done >= 50, message="50 quick jobs done")
+    assert worker._prefetch() == 1  # short jobs: one held ahead
+    await stop(worker, task)
+    stats = await queue.get_stats()
+    assert stats["active"] == 0 and stats["completed"] + stats["waiting"] == 400
+    for job in await queue.get_jobs("waiting", 0, 5):
+        assert job.attempts_made == 0
+    worker = Worker(queue.name, quick, url=redis_url, concurrency=1)
+    task = await running(worker)
+    await wait_until(lambda: _completed(queue, 400), message="the rest done")
+    await stop(worker, task)
+
+
+async def _completed(queue: Queue, n: int) -> bool:
+    return (await queue.get_stats())["completed"] >= n
+
+
+async def test_long_jobs_are_not_held_ahead(queue: Queue, redis_url: str) -> None:
+    async def slow(job: Any) -> None:
+        await asyncio.sleep(0.1)
+
+    await queue.add_bulk([("s", i) for i in range(3)])
+    worker = Worker(queue.name, slow, url=redis_url, concurrency=1)
+    task = await running(worker)
+    await wait_until(lambda: _completed(queue, 1), message="first slow job done")
+    assert worker._prefetch() == 0
+    await asyncio.sleep(0.02)
+    assert (await queue.get_stats())["active"] == 1  # only the running one, nothing held
+    await stop(worker, task)
