@@ -14,7 +14,7 @@ from .connection import connect
 from .errors import JobNotFound
 from .job import Job
 from .keys import DEFAULT_PREFIX, QueueKeys, validate_name
-from .options import MAX_PRIORITY, MAX_SECONDS, StoredOptions, check_option_names, encode_stored, resolve
+from .options import MAX_PRIORITY, MAX_SECONDS, check_option_names, encode_stored, resolve
 
 if TYPE_CHECKING:
     from .scheduler import JobScheduler
@@ -417,14 +417,10 @@ class Queue:
 
         await scheduler.remove_all_job_schedulers(self)
 
-    async def sweep(self, completed: StoredOptions | None = None, budget: int = 1000) -> int:
-        """Applies retention now (workers also do it periodically). Returns jobs removed."""
-        opts = completed or self._default_resolved.stored
-        kc, kf = opts.keep_completed, opts.keep_failed
-        return int(await self._run("sweep", [
-            kc.count, -1 if kc.age < 0 else int(kc.age * 1000),
-            kf.count, -1 if kf.age < 0 else int(kf.age * 1000), budget,
-        ]))
+    async def sweep(self, budget: int = 1000) -> int:
+        """Applies retention now, with the policy that finishing jobs last applied (workers
+        also do this periodically, for queues that have gone quiet). Returns jobs removed."""
+        return int(await self._run("sweep", [budget]))
 
     async def rate_limit(self, delay: float) -> None:
         """Stops every worker of the queue taking jobs for ``delay`` seconds."""

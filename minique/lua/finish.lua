@@ -78,6 +78,8 @@ count_metrics(now, 'retried', counts.retried)
 for _, tk in ipairs(trim_order) do
   local t = trims[tk]
   trim_finished(t[1], t[2], t[3], now, 100 + nres)
+  -- The sweep of a queue gone quiet continues with the policy finishes last applied.
+  redis.call('HSET', K.meta, 'keep:' .. t[1], t[2] .. ':' .. t[3])
 end
 
 local taken = take_jobs(now, tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]),

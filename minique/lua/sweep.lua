@@ -1,8 +1,18 @@
--- Applies retention to queues that have gone quiet (finishing jobs trims lazily otherwise).
--- ARGV: JP, completed_keep_count, completed_keep_age_ms, failed_keep_count, failed_keep_age_ms, budget
+-- Applies retention to queues that have gone quiet (finishing jobs trims lazily otherwise),
+-- with the policy that finishing jobs last applied to each set (none recorded: no trimming).
+-- ARGV: JP, budget
 --@include base
 --@include retention
 local now = now_ms()
-local budget = tonumber(ARGV[6])
-local n = trim_finished(K.completed, tonumber(ARGV[2]), tonumber(ARGV[3]), now, budget)
-return n + trim_finished(K.failed, tonumber(ARGV[4]), tonumber(ARGV[5]), now, budget)
+local budget = tonumber(ARGV[2])
+local removed = 0
+for _, set_key in ipairs({K.completed, K.failed}) do
+  local policy = redis.call('HGET', K.meta, 'keep:' .. set_key)
+  if policy then
+    local kc, ka = string.match(policy, '^(-?%d+):(-?%d+)$')
+    if kc then
+      removed = removed + trim_finished(set_key, tonumber(kc), tonumber(ka), now, budget)
+    end
+  end
+end
+return removed

@@ -77,7 +77,11 @@ async def test_kill_9_storm(redis_url: str, procs: list[Any], long_mode: bool) -
         procs.append(fresh)
         if owned:
             watchers.append(asyncio.create_task(_recovery(q, owned, killed_at, recoveries)))
-    await wait_until(lambda: completed(q, n), timeout=120, message=f"all {n} jobs completed")
+    try:
+        await wait_until(lambda: completed(q, n), timeout=120, message=f"all {n} jobs completed")
+    except AssertionError:
+        print("CHAOS kill9 stuck:", await q.get_stats(), await q.get_workers())
+        raise
     await asyncio.gather(*watchers)
     seen = await effects(q)
     lost = {j.id for j in jobs} - set(seen)
