@@ -1,0 +1,131 @@
+"""reports, alerts and webhooks through real Workers; numbers checked against the fake's seed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from amazon.expected import day_totals, expected_alerts
+from app_support import App, running_app
+from helpers import wait_until
+
+from minique import JobFailed
+from processors import webhooks
+from processors.queues import QueueName, get_queue_stats
+from processors.storage import schema
+from processors.sync_logic import make_event
+from processors.webhook_receiver import WebhookReceiver
+
+SECRET = "whsec-test"
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver(SECRET) as running:
+        yield running
+
+
+@pytest.fixture
+async def app(redis_url: str, tmp_path: Path, receiver: WebhookReceiver) -> AsyncIterator[App]:
+    async with running_app(redis_url, tmp_path, webhook_urls=[receiver.url],
+                           webhook_secret=SECRET, webhook_on_jobs=True) as running:
+        yield running
+
+
+async def webhooks_drained(app: App) -> bool:
+    stats = await get_queue_stats(QueueName.WEBHOOKS)
+    return stats["waiting"] + stats["active"] + stats["delayed"] == 0
+
+
+def _read(*paths: str) -> list[str]:
+    return [Path(p).read_text() for p in paths]
+
+
+async def test_report_totals_equal_the_seed_sums(app: App) -> None:
+    await app.run(QueueName.DATA_SYNC, {"amazon_account_id": "acct-0"})
+    today = app.fake.clock.now().date()
+    earlier = today - timedelta(days=20)
+    for day, payload in ((today - timedelta(days=1), {}), (earlier, {"day": earlier.isoformat()})):
+        job, result = await app.run(QueueName.REPORTS, {"amazon_account_id": "acct-0", **payload})
+        want = day_totals(app.fake.data[0], day)
+        assert result["day"] == day.isoformat()
+        assert (result["orders"], result["units"]) == (want["orders"], want["units"])
+        for key in ("revenue", "fees", "refunds", "ad_spend"):
+            assert Decimal(result[key]) == want[key], key
+        assert Decimal(result["net_proceeds"]) == want["revenue"] - want["fees"] - want["refunds"] - want[
+            "ad_spend"]
+        assert result["acos"] == pytest.approx(float(want["ad_spend"] / want["ad_sales7d"]))  # type: ignore[operator]
+        csv_text, html = await asyncio.to_thread(_read, result["csv_path"], result["html_path"])
+        assert csv_text.splitlines()[-1].startswith(day.isoformat())
+        assert "<svg" in html
+        assert job.progress == 100
+    assert app.storage.count(schema.reports, "acct-0") == 2
+
+
+async def test_alerts_are_raised_once_and_sent_as_verified_webhooks(
+        app: App, receiver: WebhookReceiver) -> None:
+    await app.run(QueueName.DATA_SYNC, {"amazon_account_id": "acct-0"})
+    _, first = await app.run(QueueName.ALERTS, {"amazon_account_id": "acct-0"})
+    now = app.fake.clock.now()
+    want = expected_alerts(app.fake.data[0], now.date(), low_stock_days=14, acos_target=0.30,
+                           min_spend=Decimal("10.00"))
+    assert {(a["kind"], a["subject"]) for a in first["raised"]} == want
+    assert len(first["webhook_jobs"]) == len(want)
+    await wait_until(lambda: len(receiver.events("alert.raised")) == len(want), timeout=15,
+                     message="every alert webhook delivered")
+    sent = receiver.events("alert.raised")
+    assert all(r.verified for r in sent)
+    assert {(r.body["data"]["kind"], r.body["data"]["subject"]) for r in sent} == want
+    # The same conditions on the same day: nothing new is raised or sent.
+    _, second = await app.run(QueueName.ALERTS, {"amazon_account_id": "acct-0"})
+    assert second["raised"] == [] and second["webhook_jobs"] == []
+    assert app.storage.count(schema.alerts, "acct-0") == len(want)
+    await wait_until(lambda: webhooks_drained(app), timeout=15, message="webhooks queue drained")
+    assert len(receiver.events("alert.raised")) == len(want)
+
+
+async def test_job_outcomes_are_sent_when_configured(app: App, receiver: WebhookReceiver) -> None:
+    job, _ = await app.run(QueueName.MANUAL_SYNC, {"amazon_account_id": "acct-0", "user_id": "u1",
+                                                   "sync_type": "listings"})
+    app.fake.revoke(1)
+    failed = await app.queue(QueueName.DATA_SYNC).add("data-sync", {"amazon_account_id": "acct-1"})
+    with pytest.raises(JobFailed):
+        await failed.wait_until_finished(timeout=15)
+    await wait_until(lambda: len(receiver.events()) >= 2, timeout=15, message="outcome webhooks")
+    by_type = {r.event_type: r for r in receiver.events()}
+    done = by_type["job.completed"].body["data"]
+    assert (done["queue"], done["job_id"], done["result"]["user_id"]) == ("manual-sync", job.id, "u1")
+    bad = by_type["job.failed"].body["data"]
+    assert bad["job_id"] == failed.id and "account disconnected" in bad["reason"]
+    assert all(r.verified for r in receiver.events())
+
+
+async def test_signature_checks_at_the_receiver(app: App, receiver: WebhookReceiver) -> None:
+    """A receiver that holds another secret refuses the POST (401): no retry, the job fails."""
+    with WebhookReceiver("another-secret") as stranger:
+        queue = app.queue(QueueName.WEBHOOKS)
+        body = json.dumps({"id": "e1", "type": "test", "data": {}})
+        job = await queue.add("webhooks", {"url": stranger.url, "event_type": "test", "event_id": "e1",
+                                           "body": body})
+        with pytest.raises(JobFailed, match="rejected with 401"):
+            await job.wait_until_finished(timeout=15)
+        assert (await job.refresh()).attempts_made == 1
+        assert len(stranger.events()) == 1 and not stranger.events()[0].verified
+        good = await queue.add("webhooks", {"url": receiver.url, "event_type": "test", "event_id": "e2",
+                                            "body": body})
+        assert (await good.wait_until_finished(timeout=15))["status"] == 204
+    assert receiver.events("test")[0].verified
+
+
+async def test_the_same_event_is_queued_once_per_receiver(app: App, receiver: WebhookReceiver) -> None:
+    event = make_event("alert.raised", {"subject": "SKU with spaces {and braces}"})
+    first = await webhooks.send_event(event, "http://127.0.0.1:9/other")
+    assert len(first) == 2  # the configured receiver and the account's own URL
+    assert await webhooks.send_event(event, "http://127.0.0.1:9/other") == first
+    stats = await get_queue_stats(QueueName.WEBHOOKS)
+    assert stats["total"] == 2
