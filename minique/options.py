@@ -11,6 +11,7 @@ import msgspec
 MAX_PRIORITY = 2**21
 DAY = 86400.0
 MAX_SECONDS = 10 * 365 * DAY
+MAX_COUNT = 2**53  # counts travel through Lua, whose numbers are doubles
 
 
 class Backoff(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
@@ -101,8 +102,8 @@ def _keep(name: str, value: Any) -> Keep:
     if value is False or value is None:
         return Keep()
     if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError(f"{name} count must be >= 0, got {value}")
+        if not 0 <= value <= MAX_COUNT:
+            raise ValueError(f"{name} count must be from 0 to 2**53, got {value}")
         return Keep(count=value)
     if isinstance(value, Keep):
         return value
@@ -111,8 +112,8 @@ def _keep(name: str, value: Any) -> Keep:
         if extra:
             raise TypeError(f"{name}: unknown key(s) {sorted(extra)}; use 'age' and 'count'")
         count = value.get("count", -1)
-        if isinstance(count, bool) or not isinstance(count, int) or count < -1:
-            raise ValueError(f"{name}.count must be an integer >= 0, got {count!r}")
+        if isinstance(count, bool) or not isinstance(count, int) or not -1 <= count <= MAX_COUNT:
+            raise ValueError(f"{name}.count must be an integer from 0 to 2**53, got {count!r}")
         age = value.get("age")
         return Keep(count=count, age=-1.0 if age is None else _number(f"{name}.age", age))
     raise TypeError(f"{name} must be a bool, an int or {{'age': s, 'count': n}}, got {value!r}")
@@ -161,7 +162,7 @@ def resolve(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> Resolv
     merged = {**defaults, **overrides}
     check_option_names(merged, "add")
     attempts = merged.get("attempts", 1)
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= MAX_COUNT:
         raise ValueError(f"attempts must be an integer >= 1, got {attempts!r}")
     priority = merged.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int) or not (
@@ -170,7 +171,9 @@ def resolve(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> Resolv
         raise ValueError(f"priority must be an integer from 0 to {MAX_PRIORITY}, got {priority!r}")
     timeout = merged.get("timeout")
     keep_logs = merged.get("keep_logs", 1000)
-    if isinstance(keep_logs, bool) or not isinstance(keep_logs, int) or keep_logs < 0:
+    if isinstance(keep_logs, bool) or not isinstance(keep_logs, int) or not (
+        0 <= keep_logs <= MAX_COUNT
+    ):
         raise ValueError(f"keep_logs must be an integer >= 0, got {keep_logs!r}")
     stored = StoredOptions(
         attempts=attempts,

@@ -44,6 +44,8 @@ async def test_unencodable_payload_names_the_field(queue: Queue) -> None:
         ({"backoff": {"kind": "fixed"}}, TypeError, "backoff: unknown"),
         ({"remove_on_complete": {"age": 10, "cnt": 1}}, TypeError, "remove_on_complete"),
         ({"timeout": 0}, ValueError, "timeout"),
+        ({"remove_on_complete": 2**70}, ValueError, "2\\*\\*53"),
+        ({"attempts": 2**70}, ValueError, "attempts"),
     ],
 )
 async def test_bad_options_rejected(queue: Queue, options: dict[str, Any], error: type,

@@ -236,3 +236,12 @@ def test_random_operations_with_concurrent_workers(redis_url: str, qname: str) -
 
 async def test_wait_until_helper_is_used(queue: Queue) -> None:
     await wait_until(lambda: True)
+
+
+async def test_a_fetch_that_finds_only_unrunnable_ids_still_lets_the_worker_block(
+        queue: Queue) -> None:
+    from driver import finish
+
+    await queue.redis.xadd(queue.keys.ready, {"i": "ghost"})
+    _, taken, header = await finish(queue, [], 5)
+    assert taken == [] and header[3] not in (b"", "")  # a valid wake id to block on

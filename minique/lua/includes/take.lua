@@ -53,6 +53,16 @@ local function limiter_allowance(now, max, window_ms, want)
   return math.min(allowed, want), 0
 end
 
+-- When nothing is handed out, the caller blocks: it needs the next due time of a delayed job
+-- and the wake stream's last id.
+local function with_wait_info(out)
+  local nd = redis.call('ZRANGE', K.delayed, 0, 0, 'WITHSCORES')
+  if nd[2] then out[3] = math.floor(tonumber(nd[2]) / DELAY_SHIFT) end
+  local last = redis.call('XREVRANGE', K.wake, '+', '-', 'COUNT', 1)
+  out[4] = last[1] and last[1][1] or '0-0'
+  return out
+end
+
 -- Returns {status, info, next_due, wake_id, now, jobs...}; each job is 11 fields.
 -- status: 0 ok, 1 paused, 2 rate limited (info = ms to wait).
 local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, promote_limit)
@@ -88,13 +98,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       for _, id in ipairs(read_stream(count - #ids)) do ids[#ids + 1] = id end
     end
   end
-  if #ids == 0 then
-    local nd = redis.call('ZRANGE', K.delayed, 0, 0, 'WITHSCORES')
-    if nd[2] then out[3] = math.floor(tonumber(nd[2]) / DELAY_SHIFT) end
-    local last = redis.call('XREVRANGE', K.wake, '+', '-', 'COUNT', 1)
-    out[4] = last[1] and last[1][1] or '0-0'
-    return out
-  end
+  if #ids == 0 then return with_wait_info(out) end
   local fence = redis.call('HINCRBY', K.meta, 'fence', #ids) - #ids
   local deadline = now + lease_ms
   for i, id in ipairs(ids) do
@@ -118,5 +122,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       emit('ev', 'error', 'id', id, 'reason', 'job hash missing at fetch')
     end
   end
+  -- Every id taken may have turned out unrunnable (a dropped firing, a vanished hash).
+  if #out == 5 then return with_wait_info(out) end
   return out
 end
