@@ -112,16 +112,35 @@ def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurre
         names = list(queues)
     else:
         raise click.BadParameter(f"{target} is neither a Registry nor a callable")
-    limiter = {"max": limiter_max, "duration": limiter_duration} if limiter_max > 0 else None
+    limiter: dict[str, float] | None = (
+        {"max": limiter_max, "duration": limiter_duration} if limiter_max > 0 else None)
+    extra: dict[str, Any] = {}
+    if isinstance(obj, Registry) and obj.worker_options:
+        # The registry's defaults fill in every flag left at its default.
+        ctx = click.get_current_context()
+        given = {name for name in ctx.params
+                 if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
+        opts = obj.worker_options
+        concurrency = concurrency if "concurrency" in given else opts.get("concurrency", concurrency)
+        if "limiter_max" not in given and "limiter" in opts:
+            limiter = dict(opts["limiter"])
+        for name in ("lock_duration", "stalled_interval", "max_stalled_count",
+                     "shutdown_timeout", "block_timeout"):
+            if name not in given and name in opts:
+                extra[name] = opts[name]
+        if "default_job_options" in opts:
+            extra["default_job_options"] = opts["default_job_options"]
 
     async def run_all() -> None:
         for hook in obj.startup_hooks if isinstance(obj, Registry) else []:
             await hook(url)
+        settings: dict[str, Any] = {
+            "lock_duration": lock_duration, "stalled_interval": stalled_interval,
+            "max_stalled_count": max_stalled_count, "shutdown_timeout": shutdown_timeout,
+            "block_timeout": block_timeout, **extra}
         workers = [Worker(name, obj, url=url, prefix=prefix, concurrency=concurrency,
-                          limiter=limiter, lock_duration=lock_duration,
-                          stalled_interval=stalled_interval, max_stalled_count=max_stalled_count,
-                          shutdown_timeout=shutdown_timeout, block_timeout=block_timeout,
-                          processes=cpu_processes) for name in names]
+                          limiter=limiter, processes=cpu_processes, **settings)
+                   for name in names]
         if metrics_port is not None:
             from .metrics import WorkerMetrics, start_metrics_server
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -37,8 +37,20 @@ class Registry:
     ... async def daily_report(job): ...
     """
 
-    def __init__(self) -> None:
+    WORKER_OPTION_NAMES = frozenset({
+        "concurrency", "limiter", "lock_duration", "stalled_interval", "max_stalled_count",
+        "shutdown_timeout", "block_timeout", "default_job_options"})
+
+    def __init__(self, *, worker_options: Mapping[str, Any] | None = None) -> None:
+        """``worker_options`` are the defaults ``minique worker`` uses for this registry's
+        workers (e.g. ``{"concurrency": 5, "limiter": {"max": 10, "duration": 1.0}}``);
+        flags given on the command line win."""
         self._handlers: dict[str, dict[str | None, Handler]] = {}
+        self.worker_options = dict(worker_options or {})
+        unknown = set(self.worker_options) - self.WORKER_OPTION_NAMES
+        if unknown:
+            raise TypeError(f"unknown worker option(s) {sorted(unknown)}; valid: "
+                            f"{sorted(self.WORKER_OPTION_NAMES)}")
         self.startup_hooks: list[Callable[[str], Awaitable[None]]] = []
 
     def on_startup(self, fn: Callable[[str], Awaitable[None]]) -> Callable[[str], Awaitable[None]]:

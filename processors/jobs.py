@@ -1,6 +1,6 @@
 """The registry: which function runs each job, and the payload each queue accepts.
 
-    minique worker processors.jobs:registry --limiter-max 10     # every queue of the app
+    minique worker processors.jobs:registry     # every queue of the app, 5 at once, 10 jobs/s
 
 Errors keep the core's meaning: ``AmazonRateLimited`` is a ``RateLimited`` (the job goes
 back to waiting without using an attempt, and the queue pauses for the delay); transient
@@ -25,7 +25,7 @@ from processors.payloads import (
     ReportPayload,
     WebhookPayload,
 )
-from processors.queues import JOB_NAMES, QueueName
+from processors.queues import DEFAULT_JOB_OPTIONS, JOB_NAMES, WORKER_OPTIONS, QueueName
 from processors.storage import AccountRecord
 from processors.sync_logic import (
     SyncContext,
@@ -38,7 +38,8 @@ from processors.sync_logic import (
 )
 
 log = logging.getLogger("processors.jobs")
-registry = Registry()
+# The seed's worker settings travel with the registry, so the plain command applies them.
+registry = Registry(worker_options={**WORKER_OPTIONS, "default_job_options": DEFAULT_JOB_OPTIONS})
 
 Processor = Callable[[Job], Awaitable[dict[str, Any]]]
 

@@ -1,6 +1,6 @@
 """Workers for the app's queues inside one process (the demo, the tests).
 
-In production run ``minique worker processors.jobs:registry --limiter-max 10`` instead.
+In production run ``minique worker processors.jobs:registry`` instead.
 """
 
 from __future__ import annotations

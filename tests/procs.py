@@ -31,3 +31,9 @@ async def stamp(job: Any) -> None:
 @registry.processor("procs", name="stamp_noop")
 async def stamp_noop(job: Any) -> None:
     """Does nothing: the memory test is about what Redis keeps, not about the work."""
+
+
+# A registry that carries its own worker settings: `minique worker` applies them unless a
+# flag says otherwise.
+limited = Registry(worker_options={"limiter": {"max": 5, "duration": 0.5}, "concurrency": 7})
+limited.add("procs", stamp, name="stamp")

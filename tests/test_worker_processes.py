@@ -151,3 +151,21 @@ async def _new_pid(q: Queue, old: int) -> bool:
     pids = {w.pid for w in await q.get_workers() if w.last_seen}
     # The dead child's heartbeat lingers until its TTL; wait for a third pid to appear.
     return len(pids - {old}) >= 2
+
+
+async def test_worker_command_applies_the_registry_worker_options(redis_url: str,
+                                                                 procs: list[Any]) -> None:
+    q = Queue("procs", url=redis_url, prefix="regopts")
+    await q.obliterate(force=True)
+    await q.add_bulk([("stamp", None) for _ in range(15)])
+    procs.append(start_worker(redis_url, "procs", "--prefix", "regopts",
+                              target="tests.procs:limited"))
+    await wait_until(lambda: _completed(q, 15), timeout=30, message="15 jobs done")
+    starts = sorted(float(x) for x in await q.redis.lrange(f"{q.keys.base}:starts", 0, -1))
+    for i, s in enumerate(starts):
+        assert len([t for t in starts[i:] if t < s + 0.5]) <= 5
+    assert starts[-1] - starts[0] >= 1.0  # the registry's 5 per 0.5 s limiter was applied
+    [info] = await q.get_workers()
+    assert info.concurrency == 7
+    await q.obliterate(force=True)
+    await q.close()
