@@ -42,6 +42,7 @@ class StoredOptions(msgspec.Struct, frozen=True, array_like=True, omit_defaults=
     keep_completed: Keep = Keep(count=1000, age=DAY)
     keep_failed: Keep = Keep(count=10000, age=7 * DAY)
     keep_logs: int = 1000
+    trace: dict[str, str] | None = None  # the adder's OpenTelemetry context (minique.telemetry)
 
 
 class ResolvedOptions(msgspec.Struct, frozen=True):

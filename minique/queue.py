@@ -7,9 +7,10 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from redis.exceptions import NoScriptError
 
-from . import codec, scripts
+from . import codec, scripts, telemetry
 from .connection import connect
 from .errors import JobNotFound
 from .job import Job
@@ -95,6 +96,11 @@ class Queue:
                     else encode_stored(resolved.stored))
         else:
             resolved, blob = self._default_resolved, self._default_opts_blob
+        carrier = telemetry.current_context()
+        if carrier:
+            resolved = msgspec.structs.replace(
+                resolved, stored=msgspec.structs.replace(resolved.stored, trace=carrier))
+            blob = encode_stored(resolved.stored)
         if name in self.payload_types:
             codec.check(data, self.payload_types[name], f"payload of job {name!r}")
         raw = codec.encode(data, f"payload of job {name!r}")

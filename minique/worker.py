@@ -28,7 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import codec, scheduler, scripts
+from . import codec, scheduler, scripts, telemetry
 from .backoff import BackoffStrategy, retry_delay
 from .connection import connect
 from .errors import PayloadError, RateLimited, UnrecoverableError
@@ -439,7 +439,8 @@ class Worker:
                 except msgspec.DecodeError as exc:
                     expected = handler.payload.__name__ if handler.payload else "payload"
                     raise UnrecoverableError(f"payload does not match {expected}: {exc}") from exc
-            value = await self._call(handler, job)
+            with telemetry.processing_span(self.queue_name, job):
+                value = await self._call(handler, job)
             raw = codec.encode(value, "return value")
             self._push(job, "c", raw, "", 0, job.opts.keep_completed)
             self.jobs_done += 1

@@ -1,0 +1,52 @@
+"""OpenTelemetry, when it is installed (``pip install 'minique-queue[otel]'``): the trace
+context of the code that adds a job travels with the job, and processing it is a span that
+continues that trace. Without OpenTelemetry, or without a configured tracer provider, this
+costs nothing per job."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+try:
+    from opentelemetry import propagate, trace
+    from opentelemetry.trace import SpanKind
+except ImportError:  # pragma: no cover - the optional extra is not installed
+    trace = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from .job import Job
+
+
+def current_context() -> dict[str, str] | None:
+    """The caller's trace context as a carrier dict, or None outside any span."""
+    if trace is None or not trace.get_current_span().get_span_context().is_valid:
+        return None
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier or None
+
+
+def _enabled() -> bool:
+    # The API's default provider is a proxy until the application configures a real one.
+    return trace is not None and not isinstance(trace.get_tracer_provider(),
+                                                trace.ProxyTracerProvider)
+
+
+@contextlib.contextmanager
+def processing_span(queue: str, job: Job) -> Iterator[Any]:
+    """A CONSUMER span around the processor, child of the trace the job was added in."""
+    if not _enabled():
+        yield None
+        return
+    parent = propagate.extract(job.opts.trace) if job.opts.trace else None
+    tracer = trace.get_tracer("minique")
+    attributes: dict[str, str | int] = {"messaging.system": "minique", "messaging.destination.name": queue,
+                  "messaging.message.id": job.id, "minique.job.name": job.name,
+                  "minique.job.attempt": job.attempts_made + 1}
+    with tracer.start_as_current_span(f"process {queue}", context=parent, kind=SpanKind.CONSUMER,
+                                      attributes=attributes, record_exception=True,
+                                      set_status_on_exception=True) as span:
+        yield span
+
