@@ -253,3 +253,15 @@ async def test_long_jobs_are_not_held_ahead(queue: Queue, redis_url: str) -> Non
     await asyncio.sleep(0.02)
     assert (await queue.get_stats())["active"] == 1  # only the running one, nothing held
     await stop(worker, task)
+
+
+async def test_warns_loudly_when_redis_may_evict_jobs(queue: Queue, redis_url: str,
+                                                      caplog: Any) -> None:
+    await queue.redis.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        worker = Worker(queue.name, lambda j: None, url=redis_url)
+        task = await running(worker)
+        await wait_until(lambda: "not 'noeviction'" in caplog.text, message="eviction warning")
+        await stop(worker, task)
+    finally:
+        await queue.redis.config_set("maxmemory-policy", "noeviction")
