@@ -689,13 +689,17 @@ class Worker:
 
     async def _check_eviction_policy(self) -> None:
         try:
-            policy = (await self.redis.config_get("maxmemory-policy")).get(b"maxmemory-policy")
+            reply = await self.redis.config_get("maxmemory-policy")
         except Exception:  # managed Redis may forbid CONFIG; nothing to check then
             return
-        if policy is not None and policy != b"noeviction":
+        # Keys and values come back as str or bytes depending on the client's settings.
+        values = {(k.decode() if isinstance(k, bytes) else str(k)):
+                  (v.decode() if isinstance(v, bytes) else str(v)) for k, v in reply.items()}
+        policy = values.get("maxmemory-policy")
+        if policy is not None and policy != "noeviction":
             log.warning("Redis maxmemory-policy is %r, not 'noeviction': under memory pressure "
                         "Redis will silently evict jobs and leases. Set maxmemory-policy "
-                        "noeviction on the queue's Redis.", policy.decode())
+                        "noeviction on the queue's Redis.", policy)
 
 
 class WorkerInfo(msgspec.Struct):
