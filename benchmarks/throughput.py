@@ -44,11 +44,13 @@ def report(label: str, n: int, seconds: float, cmds: dict[str, int]) -> None:
           f"   (commands inside scripts/job {inner / n:5.1f})")
 
 
-async def process(url: str, n: int, concurrency: int, client: Any) -> None:
+async def process(url: str, n: int, concurrency: int, client: Any, priority: bool = False) -> None:
     # Keep every finished job, so the count of completed jobs proves that all N ran.
     q = Queue("bench", url=url, default_job_options={"remove_on_complete": False})
     await q.obliterate(force=True)
-    await q.add_bulk([("noop", {"i": i}) for i in range(n)])
+    # With priority, every job goes through the prioritized sorted set instead of the stream.
+    await q.add_bulk([("noop", {"i": i}, {"priority": 1 + i % 10} if priority else {})
+                      for i in range(n)])
 
     async def noop(job: Any) -> None:
         return None
@@ -64,7 +66,8 @@ async def process(url: str, n: int, concurrency: int, client: Any) -> None:
     await task
     stats = await q.get_stats()
     assert stats["completed"] == n and stats["failed"] == 0, stats
-    report(f"process, concurrency {concurrency}", n, elapsed,
+    label = f"process, concurrency {concurrency}" + (", prioritized" if priority else "")
+    report(label, n, elapsed,
            delta(before, await commandstats(client)))
     await q.obliterate(force=True)
     await q.close()
@@ -91,6 +94,7 @@ async def run(url: str, n: int) -> None:
     await q.close()
     await process(url, min(n, 5000), 1, client)
     await process(url, n, 50, client)
+    await process(url, n, 50, client, priority=True)
     await memory_per_waiting_job(url, client)
     await client.aclose()
 

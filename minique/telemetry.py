@@ -6,6 +6,7 @@ costs nothing per job."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -28,16 +29,33 @@ def current_context() -> dict[str, str] | None:
     return carrier or None
 
 
-def _enabled() -> bool:
-    # The API's default provider is a proxy until the application configures a real one.
-    return trace is not None and not isinstance(trace.get_tracer_provider(),
-                                                trace.ProxyTracerProvider)
+_checked_at = -1.0
+_enabled_cache = False
+
+
+def refresh() -> None:
+    """Forgets the cached answer of :func:`enabled` (after configuring a provider late)."""
+    global _checked_at
+    _checked_at = -1.0
+
+
+def enabled() -> bool:
+    """Whether a real tracer provider is configured. Looking it up reads the environment,
+    too slow for every job, so the answer is kept for a second."""
+    global _checked_at, _enabled_cache
+    now = time.monotonic()
+    if now - _checked_at > 1.0:
+        _checked_at = now
+        # The API's default provider is a proxy until the application configures one.
+        _enabled_cache = trace is not None and not isinstance(trace.get_tracer_provider(),
+                                                              trace.ProxyTracerProvider)
+    return _enabled_cache
 
 
 @contextlib.contextmanager
 def processing_span(queue: str, job: Job) -> Iterator[Any]:
     """A CONSUMER span around the processor, child of the trace the job was added in."""
-    if not _enabled():
+    if not enabled():
         yield None
         return
     parent = propagate.extract(job.opts.trace) if job.opts.trace else None

@@ -47,6 +47,22 @@ _OUTCOMES = {"c": "completed", "f": "failed", "r": "retried", "w": "requeued"}
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, OSError)
 
 
+def encode_results(results: list[tuple[Any, ...]]) -> list[Any]:
+    """finish.lua's argument layout for results ``(id, token, kind, value, stack, delay_ms,
+    keep_count, keep_age_ms)``: the distinct retention policies once, then per job one
+    "id|token|kind|delay|policy" string, the value, and the stack unless it completed."""
+    policies: dict[tuple[int, int], int] = {}
+    args: list[Any] = [""]
+    for job_id, token, kind, value, stack, delay_ms, keep_count, keep_age in results:
+        index = policies.setdefault((keep_count, keep_age), len(policies))
+        args.append(f"{job_id}|{token}|{kind}|{delay_ms}|{index}")
+        args.append(value)
+        if kind != "c":
+            args.append(stack)
+    args[0] = ",".join(f"{c}:{a}" for c, a in policies)
+    return args
+
+
 def _age_ms(keep: Keep) -> int:
     return -1 if keep.age < 0 else int(keep.age * 1000)
 
@@ -291,9 +307,7 @@ class Worker:
 
     async def _finish_and_fetch(self, results: list[tuple[Any, ...]], want: int) -> Any:
         args: list[Any] = [self.keys.job_prefix, want, self.lock_ms, self.name, self.lim_max,
-                           self.lim_window_ms, 1000, len(results)]
-        for r in results:
-            args.extend(r)
+                           self.lim_window_ms, 1000, len(results), *encode_results(results)]
         return await scripts.run(self.redis, "finish", self.keys.vector, args)
 
     def _handle_reply(self, results: list[tuple[Any, ...]], reply: list[Any], want: int) -> None:
@@ -439,7 +453,10 @@ class Worker:
                 except msgspec.DecodeError as exc:
                     expected = handler.payload.__name__ if handler.payload else "payload"
                     raise UnrecoverableError(f"payload does not match {expected}: {exc}") from exc
-            with telemetry.processing_span(self.queue_name, job):
+            if telemetry.enabled():
+                with telemetry.processing_span(self.queue_name, job):
+                    value = await self._call(handler, job)
+            else:
                 value = await self._call(handler, job)
             raw = codec.encode(value, "return value")
             self._push(job, "c", raw, "", 0, job.opts.keep_completed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from minique import Queue, scripts
+from minique.worker import encode_results
 
 JOB_FIELDS, HEADER = 11, 5
 
@@ -14,9 +15,7 @@ async def finish(q: Queue, results: list[tuple[Any, ...]] = (), want: int = 0,  
                  limiter: tuple[int, int] = (0, 0)) -> tuple[list[int], list[tuple[str, str]], list[Any]]:
     """Reports ``results`` and fetches up to ``want`` jobs: (statuses, [(id, token)], header)."""
     args: list[Any] = [q.keys.job_prefix, want, lease_ms, worker, limiter[0], limiter[1], 1000,
-                       len(results)]
-    for r in results:
-        args.extend(r)
+                       len(results), *encode_results(list(results))]
     reply = await scripts.run(q.redis, "finish", q.keys.vector, args)
     n = len(results)
     header = reply[n:n + HEADER]

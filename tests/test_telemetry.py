@@ -25,6 +25,9 @@ def tracer_provider() -> Any:
     provider = otel.TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
     trace.set_tracer_provider(provider)  # global: once per process
+    from minique import telemetry
+
+    telemetry.refresh()
     return provider
 
 

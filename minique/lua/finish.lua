@@ -2,7 +2,9 @@
 -- same call, fetches the worker's next jobs. Each result is fenced by the job's token: a
 -- worker whose lease expired cannot finish a job that is no longer its own.
 -- ARGV: JP, count, lease_ms, worker, limiter_max, limiter_window_ms, promote_limit, nres,
---       then per result: id, token, kind, value, stack, delay_ms, keep_count, keep_age_ms
+--       policies ("count:age_ms,..." retention policies, referred to by index), then per
+--       result "id|token|kind|delay_ms|policy index" and the value, plus the stack trace
+--       unless kind is c. (Few arguments per job: packing them is the client's hot spot.)
 --   kind: c = completed (value = return value), f = failed (value = reason),
 --         r = retry after delay_ms (value = reason), w = back to waiting without using an
 --         attempt; delay_ms > 0 then also stops the queue taking jobs for that long.
@@ -23,30 +25,36 @@ local function note_trim(set_key, kc, ka)
   end
 end
 
-for i = 0, nres - 1 do
-  local b = 9 + i * 8
-  local id, tok, kind = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+local policies = {}
+for kc, ka in string.gmatch(ARGV[9], '(-?%d+):(-?%d+)') do policies[#policies + 1] = {kc, ka} end
+local b = 10
+for _ = 1, nres do
+  -- The id may contain '|', so the fixed fields are matched from the right.
+  local id, tok, kind, delay_s, pi = string.match(ARGV[b], '^(.*)|([^|]*)|(%a)|(%d+)|(%d+)$')
+  local value, stack = ARGV[b + 1], ''
+  if kind == 'c' then b = b + 2 else stack = ARGV[b + 2]; b = b + 3 end
+  local policy = policies[tonumber(pi) + 1]
   local jk = JP .. id
   if redis.call('HGET', jk, 'tok') ~= tok or not redis.call('ZSCORE', K.active, id) then
     statuses[#statuses + 1] = 0
   else
     statuses[#statuses + 1] = 1
     redis.call('ZREM', K.active, id)
-    local value, stack, delay = ARGV[b + 3], ARGV[b + 4], tonumber(ARGV[b + 5])
+    local delay = tonumber(delay_s)
     if kind == 'c' then
       redis.call('HSET', jk, 'st', 'completed', 'rv', value, 'fon', now, 'tok', '')
       redis.call('HINCRBY', jk, 'atm', 1)
       redis.call('ZADD', K.completed, now, id)
       emit('ev', 'completed', 'id', id)
       counts.completed = counts.completed + 1
-      note_trim(K.completed, ARGV[b + 6], ARGV[b + 7])
+      note_trim(K.completed, policy[1], policy[2])
     elseif kind == 'f' then
       redis.call('HSET', jk, 'st', 'failed', 'fr', value, 'stk', stack, 'fon', now, 'tok', '')
       redis.call('HINCRBY', jk, 'atm', 1)
       redis.call('ZADD', K.failed, now, id)
       emit('ev', 'failed', 'id', id, 'reason', string.sub(value, 1, 200))
       counts.failed = counts.failed + 1
-      note_trim(K.failed, ARGV[b + 6], ARGV[b + 7])
+      note_trim(K.failed, policy[1], policy[2])
     elseif kind == 'r' then
       redis.call('HSET', jk, 'fr', value, 'stk', stack, 'tok', '')
       local atm = redis.call('HINCRBY', jk, 'atm', 1)
