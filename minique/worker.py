@@ -276,6 +276,8 @@ class Worker:
     async def _dispatch_loop(self) -> None:
         failures = 0
         while True:
+            if self._closing and self._buffered:
+                self._return_buffered("worker shut down")
             if self._closing and not self._running and not self._results:
                 return
             results, self._results = self._results, []
@@ -414,6 +416,10 @@ class Worker:
                   token=f[1].decode())
         job.processed_on = int(f[10]) / 1000.0
         running = _Running(job, bad_opts)
+        if self._closing:
+            # Fetched by a call that was in flight when close() began: hand it straight back.
+            self._push(job, "w", "worker shut down", "", 0, job.opts.keep_failed)
+            return
         self._running[job_id] = running
         if self._executing < self.concurrency:
             self._launch(running)
