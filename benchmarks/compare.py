@@ -100,6 +100,15 @@ SYSTEMS: list[System] = [
     ),
 ]
 EXTRA_SYSTEMS: list[System] = [
+    # `minique worker` runs on uvloop when it is installed; this shows what that adds.
+    System(
+        "minique-uvloop",
+        "minique (worker on uvloop)",
+        _py(MAIN_PY),
+        "benchmarks.systems.minique_system",
+        10000,
+        variant="uvloop",
+    ),
     System(
         "arq-default",
         "arq (default poll 0.5 s)",

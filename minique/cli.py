@@ -90,14 +90,21 @@ def main(log_level: str) -> None:
 @click.option("--block-timeout", default=5.0, show_default=True)
 @click.option("--limiter-max", default=0, show_default=True, help="Rate limit: jobs per window.")
 @click.option("--limiter-duration", default=1.0, show_default=True, help="Rate limit window (s).")
+@click.option("--lock-renew-time", type=float, default=None,
+              help="How often leases are renewed (s). Default: lock duration / 2.")
+@click.option("--heartbeat-interval", default=5.0, show_default=True)
+@click.option("--sweep-interval", default=60.0, show_default=True,
+              help="How often retention is applied to quiet queues (s).")
+@click.option("--name", "worker_name", default=None, help="Worker name (default host:pid:random).")
 @click.option("--metrics-port", type=int, default=None,
               help="Serve Prometheus metrics on this port (worker k of --processes: port + k).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
 def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurrency: int,
            processes: int, cpu_processes: int, lock_duration: float, stalled_interval: float,
            max_stalled_count: int, shutdown_timeout: float, block_timeout: float,
-           limiter_max: int, limiter_duration: float, metrics_port: int | None,
-           metrics_host: str) -> None:
+           limiter_max: int, limiter_duration: float, lock_renew_time: float | None,
+           heartbeat_interval: float, sweep_interval: float, worker_name: str | None,
+           metrics_port: int | None, metrics_host: str) -> None:
     """Run workers for TARGET, a Registry or processor given as MODULE:ATTR."""
     if processes > 1:
         sys.exit(supervise(processes))
@@ -137,9 +144,12 @@ def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurre
         settings: dict[str, Any] = {
             "lock_duration": lock_duration, "stalled_interval": stalled_interval,
             "max_stalled_count": max_stalled_count, "shutdown_timeout": shutdown_timeout,
-            "block_timeout": block_timeout, **extra}
+            "block_timeout": block_timeout, "lock_renew_time": lock_renew_time,
+            "heartbeat_interval": heartbeat_interval, "sweep_interval": sweep_interval, **extra}
         workers = [Worker(name, obj, url=url, prefix=prefix, concurrency=concurrency,
-                          limiter=limiter, processes=cpu_processes, **settings)
+                          limiter=limiter, processes=cpu_processes,
+                          name=f"{worker_name}:{name}" if worker_name and len(names) > 1
+                          else worker_name, **settings)
                    for name in names]
         if metrics_port is not None:
             from .metrics import WorkerMetrics, start_metrics_server

@@ -468,8 +468,10 @@ class Worker:
             self._push(job, "c", raw, "", 0, job.opts.keep_completed)
             self.jobs_done += 1
             if log.isEnabledFor(logging.DEBUG):
+                took = time.monotonic() - started
                 log.debug("queue %s job %s (%s) attempt %d completed in %.3fs", self.queue_name,
-                          job.id, job.name, job.attempts_started, time.monotonic() - started)
+                          job.id, job.name, job.attempts_started, took,
+                          extra=self._log_fields(job, took, "completed"))
         except asyncio.CancelledError:
             if running.cancel_reason == "shutdown":
                 self._push(job, "w", "worker shut down", "", 0, job.opts.keep_failed)
@@ -523,17 +525,26 @@ class Worker:
                 reason, delay = f"{reason} (and {lookup})", None
             if delay is not None:
                 self._push(job, "r", reason, stack, int(delay * 1000), job.opts.keep_failed)
-                log.info("queue %s job %s (%s) attempt %d failed: %s; retry in %.3fs",
-                         self.queue_name, job.id, job.name, attempts_made, reason, delay)
+                took = time.monotonic() - started
+                log.info("queue %s job %s (%s) attempt %d failed after %.3fs: %s; retry in %.3fs",
+                         self.queue_name, job.id, job.name, attempts_made, took, reason, delay,
+                         extra=self._log_fields(job, took, "retrying"))
                 return
         self._fail(job, reason, stack, final=True, started=started)
 
     def _fail(self, job: Job, reason: str, stack: str, *, final: bool, started: float) -> None:
         self._push(job, "f", reason, stack, 0, job.opts.keep_failed)
         self.jobs_failed += 1
+        took = time.monotonic() - started
         log.warning("queue %s job %s (%s) attempt %d failed for good after %.3fs: %s",
-                    self.queue_name, job.id, job.name, job.attempts_made + 1,
-                    time.monotonic() - started, reason)
+                    self.queue_name, job.id, job.name, job.attempts_made + 1, took, reason,
+                    extra=self._log_fields(job, took, "failed"))
+
+    def _log_fields(self, job: Job, took: float, outcome: str) -> dict[str, Any]:
+        """Fields for structured (e.g. JSON) log formatters; never payloads or secrets."""
+        return {"queue": self.queue_name, "job_id": job.id, "job_name": job.name,
+                "attempt": job.attempts_made + 1, "duration": round(took, 6),
+                "outcome": outcome, "worker": self.name}
 
     def _push(self, job: Job, kind: str, value: Any, stack: str, delay_ms: int,
               keep: Keep) -> None:

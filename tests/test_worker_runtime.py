@@ -265,3 +265,26 @@ async def test_warns_loudly_when_redis_may_evict_jobs(queue: Queue, redis_url: s
         await stop(worker, task)
     finally:
         await queue.redis.config_set("maxmemory-policy", "noeviction")
+
+
+async def test_job_log_lines_carry_structured_fields(queue: Queue, redis_url: str,
+                                                     caplog: Any) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="minique.worker")
+
+    async def boom(job: Any) -> None:
+        raise RuntimeError("secret-free failure")
+
+    job = await queue.add("b", {"password": "hunter2"}, attempts=2, backoff=0.01)
+    worker = Worker(queue.name, boom, url=redis_url)
+    task = await running(worker)
+    with pytest.raises(JobFailed):
+        await job.wait_until_finished(timeout=5)
+    await stop(worker, task)
+    records = [r for r in caplog.records if getattr(r, "job_id", None) == job.id]
+    assert [r.outcome for r in records] == ["retrying", "failed"]  # type: ignore[attr-defined]
+    for r in records:
+        assert r.queue == queue.name and r.job_name == "b"  # type: ignore[attr-defined]
+        assert r.duration >= 0 and r.attempt in (1, 2)  # type: ignore[attr-defined]
+    assert "hunter2" not in caplog.text  # payloads never reach the logs

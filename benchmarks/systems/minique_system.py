@@ -100,7 +100,12 @@ class Minique(Adapter):
                 loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.close()))
             await worker.run()
 
-        asyncio.run(serve())
+        if self.variant == "uvloop":
+            import uvloop  # as `minique worker` does when uvloop is installed
+
+            uvloop.run(serve())
+        else:
+            asyncio.run(serve())
 
 
 if __name__ == "__main__":
