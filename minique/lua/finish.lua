@@ -35,22 +35,25 @@ for _ = 1, nres do
   if kind == 'c' then b = b + 2 else stack = ARGV[b + 2]; b = b + 3 end
   local policy = policies[tonumber(pi) + 1]
   local jk = JP .. id
-  if redis.call('HGET', jk, 'tok') ~= tok or not redis.call('ZSCORE', K.active, id) then
+  -- Every way out of active clears the token, so a matching token means the job is still
+  -- active and still this worker's.
+  local cur = redis.call('HMGET', jk, 'tok', 'atm')
+  if cur[1] ~= tok then
     statuses[#statuses + 1] = 0
   else
     statuses[#statuses + 1] = 1
     redis.call('ZREM', K.active, id)
     local delay = tonumber(delay_s)
     if kind == 'c' then
-      redis.call('HSET', jk, 'st', 'completed', 'rv', value, 'fon', now, 'tok', '')
-      redis.call('HINCRBY', jk, 'atm', 1)
+      redis.call('HSET', jk, 'st', 'completed', 'rv', value, 'fon', now, 'tok', '',
+                 'atm', (tonumber(cur[2]) or 0) + 1)
       redis.call('ZADD', K.completed, now, id)
       emit('ev', 'completed', 'id', id)
       counts.completed = counts.completed + 1
       note_trim(K.completed, policy[1], policy[2])
     elseif kind == 'f' then
-      redis.call('HSET', jk, 'st', 'failed', 'fr', value, 'stk', stack, 'fon', now, 'tok', '')
-      redis.call('HINCRBY', jk, 'atm', 1)
+      redis.call('HSET', jk, 'st', 'failed', 'fr', value, 'stk', stack, 'fon', now, 'tok', '',
+                 'atm', (tonumber(cur[2]) or 0) + 1)
       redis.call('ZADD', K.failed, now, id)
       emit('ev', 'failed', 'id', id, 'reason', string.sub(value, 1, 200))
       counts.failed = counts.failed + 1

@@ -104,12 +104,13 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   for i, id in ipairs(ids) do
     local jk = JP .. id
     local tok = tostring(fence + i)
-    local f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch')
+    local f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats')
     if f[1] and f[8] and scheduler_on_take(jk, id, now, true, f[8]) then
       -- A missed firing of a catch_up="skip" scheduler: the hook deleted it; nothing to run.
     elseif f[1] then
-      local ats = redis.call('HINCRBY', jk, 'ats', 1)
-      redis.call('HSET', jk, 'st', 'active', 'tok', tok, 'pon', now, 'w', worker)
+      -- One write per job: the counter is bumped from the value just read.
+      local ats = (tonumber(f[9]) or 0) + 1
+      redis.call('HSET', jk, 'st', 'active', 'tok', tok, 'pon', now, 'w', worker, 'ats', ats)
       redis.call('ZADD', K.active, deadline, id)
       if lim_max > 0 then redis.call('ZADD', K.window, now, tok) end
       emit('ev', 'active', 'id', id)
