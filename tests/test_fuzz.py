@@ -8,7 +8,6 @@ import math
 from typing import Any
 
 import pytest
-from helpers import wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
@@ -232,10 +231,6 @@ def test_random_operations_with_concurrent_workers(redis_url: str, qname: str) -
         settings=settings(max_examples=15, stateful_step_count=25, deadline=None,
                           suppress_health_check=list(HealthCheck)),
     )
-
-
-async def test_wait_until_helper_is_used(queue: Queue) -> None:
-    await wait_until(lambda: True)
 
 
 async def test_a_fetch_that_finds_only_unrunnable_ids_still_lets_the_worker_block(
