@@ -10,15 +10,7 @@ local sid, sk, tk = ARGV[2], KEYS[13], KEYS[14]
 local now = now_ms()
 local h = sch_load(sk)
 if h.gen ~= ARGV[3] or h.kind ~= 'cron' then return 0 end
-local n = tonumber(ARGV[5])
-if n > 0 then
-  local args = {}
-  for i = 1, n do
-    args[#args + 1] = ARGV[5 + i]
-    args[#args + 1] = ARGV[5 + i]
-  end
-  redis.call('ZADD', tk, unpack(args))
-end
+sch_store_times(tk, 5, tonumber(ARGV[5]))
 -- Times already fired can never be used again; the pending one (nxt) stays at the head.
 redis.call('ZREMRANGEBYSCORE', tk, '-inf', math.max(sch_num(h.last, -1), sch_num(h.nxt, 0) - 1))
 redis.call('ZREMRANGEBYRANK', tk, 256, -1)  -- bounded size whatever the callers do

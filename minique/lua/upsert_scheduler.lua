@@ -38,15 +38,7 @@ if old[1] ~= sig then
     redis.call('HSET', sk, 'ic', 0, 'skipped', 0, 'last', '', 'lrun', '', 'created', now)
   end
   redis.call('DEL', tk)
-  local ntimes = tonumber(ARGV[18])
-  if ntimes > 0 then
-    local args = {}
-    for i = 1, ntimes do
-      args[#args + 1] = ARGV[18 + i]
-      args[#args + 1] = ARGV[18 + i]
-    end
-    redis.call('ZADD', tk, unpack(args))
-  end
+  sch_store_times(tk, 18, tonumber(ARGV[18]))
   redis.call('ZREM', SCH_REFILL, sid)
   local h = sch_load(sk)
   sch_advance(sk, tk, sid, h, math.max(now - 1, sch_num(h.last, -1)), now)

@@ -30,6 +30,17 @@ local function sch_load(sk)
   return h
 end
 
+-- Stores `n` cron fire times (ARGV[first + 1 .. first + n]) in a scheduler's time list.
+local function sch_store_times(tk, first, n)
+  if n <= 0 then return end
+  local args = {}
+  for i = 1, n do
+    args[#args + 1] = ARGV[first + i]
+    args[#args + 1] = ARGV[first + i]
+  end
+  redis.call('ZADD', tk, unpack(args))
+end
+
 local function sch_num(v, default)
   local n = tonumber(v)
   if n == nil then return default end
