@@ -282,8 +282,10 @@ class Queue:
         k, r = self.keys, self.redis
         if state in ("completed", "failed"):
             raw = await r.zrevrange(k.completed if state == "completed" else k.failed, start, end)
-        elif state in ("active", "delayed"):
-            raw = await r.zrange(k.active if state == "active" else k.delayed, start, end)
+        elif state == "active":  # scored by negated lease deadline (lua/includes/base.lua)
+            raw = await r.zrevrange(k.active, start, end)
+        elif state == "delayed":
+            raw = await r.zrange(k.delayed, start, end)
         else:
             raw = await r.zrange(k.pri, start, end)
             if len(raw) < end - start + 1:

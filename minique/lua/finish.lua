@@ -12,10 +12,13 @@
 --@include retention
 --@include take
 local now = now_ms()
+local now_s = int_str(now)
 local nres = tonumber(ARGV[8])
 local statuses = {}
 local trims, trim_order = {}, {}
 local counts = {completed = 0, failed = 0, retried = 0}
+-- Set updates are gathered and sent once per call (see call_batched).
+local left_active, to_completed, to_failed = {}, {}, {}
 
 local function note_trim(set_key, kc, ka)
   local tk = set_key .. '|' .. kc .. '|' .. ka
@@ -42,19 +45,21 @@ for _ = 1, nres do
     statuses[#statuses + 1] = 0
   else
     statuses[#statuses + 1] = 1
-    redis.call('ZREM', K.active, id)
+    left_active[#left_active + 1] = id
     local delay = tonumber(delay_s)
     if kind == 'c' then
-      redis.call('HSET', jk, 'st', 'completed', 'rv', value, 'fon', now, 'tok', '',
-                 'atm', (tonumber(cur[2]) or 0) + 1)
-      redis.call('ZADD', K.completed, now, id)
+      redis.call('HSET', jk, 'st', 'completed', 'rv', value, 'fon', now_s, 'tok', '',
+                 'atm', int_str((tonumber(cur[2]) or 0) + 1))
+      to_completed[#to_completed + 1] = now_s
+      to_completed[#to_completed + 1] = id
       emit('ev', 'completed', 'id', id)
       counts.completed = counts.completed + 1
       note_trim(K.completed, policy[1], policy[2])
     elseif kind == 'f' then
-      redis.call('HSET', jk, 'st', 'failed', 'fr', value, 'stk', stack, 'fon', now, 'tok', '',
-                 'atm', (tonumber(cur[2]) or 0) + 1)
-      redis.call('ZADD', K.failed, now, id)
+      redis.call('HSET', jk, 'st', 'failed', 'fr', value, 'stk', stack, 'fon', now_s, 'tok', '',
+                 'atm', int_str((tonumber(cur[2]) or 0) + 1))
+      to_failed[#to_failed + 1] = now_s
+      to_failed[#to_failed + 1] = id
       emit('ev', 'failed', 'id', id, 'reason', string.sub(value, 1, 200))
       counts.failed = counts.failed + 1
       note_trim(K.failed, policy[1], policy[2])
@@ -82,6 +87,9 @@ for _ = 1, nres do
   end
 end
 
+call_batched('ZREM', K.active, left_active)
+call_batched('ZADD', K.completed, to_completed)
+call_batched('ZADD', K.failed, to_failed)
 count_metrics(now, 'completed', counts.completed)
 count_metrics(now, 'failed', counts.failed)
 count_metrics(now, 'retried', counts.retried)

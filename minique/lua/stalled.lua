@@ -6,7 +6,8 @@
 --@include retention
 local now = now_ms()
 local max_stalled = tonumber(ARGV[2])
-local ids = redis.call('ZRANGEBYSCORE', K.active, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local ids = redis.call('ZREVRANGEBYSCORE', K.active, '+inf', expired_from(now), 'LIMIT', 0,
+                       tonumber(ARGV[3]))
 local failed = 0
 for _, id in ipairs(ids) do
   local jk = JP .. id
@@ -32,5 +33,5 @@ count_metrics(now, 'stalled', #ids)
 count_metrics(now, 'failed', failed)
 if failed > 0 then trim_finished(K.failed, tonumber(ARGV[4]), tonumber(ARGV[5]), now, 100) end
 -- The earliest lease still running tells the caller when the next check can find something.
-local nxt = redis.call('ZRANGE', K.active, 0, 0, 'WITHSCORES')
-return {#ids, nxt[2] and math.floor(tonumber(nxt[2])) or -1, now}
+local nxt = redis.call('ZRANGE', K.active, -1, -1, 'WITHSCORES')
+return {#ids, nxt[2] and lease_deadline(nxt[2]) or -1, now}

@@ -16,25 +16,28 @@ local function promote_due(now, limit)
 end
 
 local function read_stream(count)
-  local res = redis.pcall('XREADGROUP', 'GROUP', 'g', 'w', 'COUNT', count, 'STREAMS', K.ready, '>')
+  -- NOACK: the active set (with its lease) takes over from the stream at once, so the
+  -- group's pending list would only cost an insert now and an XACK later.
+  local res = redis.pcall('XREADGROUP', 'GROUP', 'g', 'w', 'COUNT', count, 'NOACK',
+                          'STREAMS', K.ready, '>')
   if type(res) == 'table' and res.err then
     if not string.find(res.err, 'NOGROUP') then error(res.err) end
     if redis.call('EXISTS', K.ready) == 0 then return {} end
     -- The stream was created by an add (or re-created after a drain); '0' reads it all.
     redis.call('XGROUP', 'CREATE', K.ready, 'g', '0')
-    res = redis.call('XREADGROUP', 'GROUP', 'g', 'w', 'COUNT', count, 'STREAMS', K.ready, '>')
+    res = redis.call('XREADGROUP', 'GROUP', 'g', 'w', 'COUNT', count, 'NOACK',
+                     'STREAMS', K.ready, '>')
   end
   if not res then return {} end
   local entries = res[1][2]
-  local ids, sids = {}, {}
-  for i, e in ipairs(entries) do
-    sids[i] = e[1]
-    ids[i] = e[2][2]
-  end
-  if #sids > 0 then
-    -- The active set (with its lease) takes over from here; the entry is not needed.
-    redis.call('XACK', K.ready, 'g', unpack(sids))
-    redis.call('XDEL', K.ready, unpack(sids))
+  local ids = {}
+  for i, e in ipairs(entries) do ids[i] = e[2][2] end
+  if #entries > 0 then
+    -- Entries are read in id order and every older one was read (and trimmed) before, so
+    -- trimming below the next id drops exactly what was just read: one ordered pass over a
+    -- node, where XDEL would search the node once per id.
+    local ms, seq = string.match(entries[#entries][1], '^(%d+)-(%d+)$')
+    redis.call('XTRIM', K.ready, 'MINID', ms .. '-' .. (tonumber(seq) + 1))
   end
   return ids
 end
@@ -101,18 +104,21 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   if #ids == 0 then return with_wait_info(out) end
   local fence = redis.call('HINCRBY', K.meta, 'fence', #ids) - #ids
   local deadline = now + lease_ms
+  local now_s = int_str(now)
+  local leases = {}
   for i, id in ipairs(ids) do
     local jk = JP .. id
-    local tok = tostring(fence + i)
+    local tok = int_str(fence + i)
     local f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats')
     if f[1] and f[8] and scheduler_on_take(jk, id, now, true, f[8]) then
       -- A missed firing of a catch_up="skip" scheduler: the hook deleted it; nothing to run.
     elseif f[1] then
       -- One write per job: the counter is bumped from the value just read.
       local ats = (tonumber(f[9]) or 0) + 1
-      redis.call('HSET', jk, 'st', 'active', 'tok', tok, 'pon', now, 'w', worker, 'ats', ats)
-      redis.call('ZADD', K.active, deadline, id)
-      if lim_max > 0 then redis.call('ZADD', K.window, now, tok) end
+      redis.call('HSET', jk, 'st', 'active', 'tok', tok, 'pon', now_s, 'w', worker, 'ats', int_str(ats))
+      leases[#leases + 1] = lease_score(deadline, i)
+      leases[#leases + 1] = id
+      if lim_max > 0 then redis.call('ZADD', K.window, now_s, tok) end
       emit('ev', 'active', 'id', id)
       local n = #out
       out[n + 1] = id; out[n + 2] = tok; out[n + 3] = f[1]; out[n + 4] = f[2]
@@ -123,6 +129,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       emit('ev', 'error', 'id', id, 'reason', 'job hash missing at fetch')
     end
   end
+  call_batched('ZADD', K.active, leases)
   -- Every id taken may have turned out unrunnable (a dropped firing, a vanished hash).
   if #out == 5 then return with_wait_info(out) end
   return out
