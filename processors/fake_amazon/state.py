@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import threading
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from processors.fake_amazon.clock import FakeClock
@@ -58,6 +59,8 @@ class FakeAmazon:
     transactions_page_size: int = 100
     clock: FakeClock = field(default_factory=FakeClock)
     data: list[SellerData] = field(init=False)
+    # The UTC day ``data`` was built on: its history is the ``days`` full days before it.
+    data_day: date = field(init=False)
     plans: UsagePlans = field(init=False)
     faults: FaultBook = field(default_factory=FaultBook)
     page_tokens: PageTokens = field(default_factory=PageTokens.random)
@@ -69,10 +72,13 @@ class FakeAmazon:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.data = build_dataset(
-            self.seed, sellers=self.seller_count, days=self.days, generated_at=self.clock.now()
-        )
+        self._build_data()
         self.plans = UsagePlans(self.clock)
+
+    def _build_data(self) -> None:
+        now = self.clock.now()
+        self.data = build_dataset(self.seed, sellers=self.seller_count, days=self.days, generated_at=now)
+        self.data_day = now.date()
 
     # -- looking things up -------------------------------------------------
 
@@ -153,6 +159,11 @@ class FakeAmazon:
         self.plans.reset()
         self.plans.enabled = True
         self.clock.reset()
+        # Unless a UTC midnight has passed since it was built (a session running past
+        # midnight): a first sync now starts a day later than the data's first day (it reaches
+        # back whole days from today), and would miss that day's orders, transactions and ads.
+        if self.clock.now().date() != self.data_day:
+            self._build_data()
         defaults = FakeAmazon.__dataclass_fields__
         for name in (
             "token_ttl",

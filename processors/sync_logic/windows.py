@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from processors.storage.records import SyncState
@@ -29,5 +29,18 @@ def resume_window(state: SyncState, end: datetime, lookback_days: int, overlap: 
             str(cursor["token"]),
         )
     watermark = state.watermark
-    start = end - timedelta(days=lookback_days) if watermark is None else watermark - overlap
+    start = initial_start(end, lookback_days) if watermark is None else watermark - overlap
     return Window(min(start, end), end)
+
+
+def initial_start(end: datetime, lookback_days: int) -> datetime:
+    """Where an account's first sync starts: midnight UTC, ``lookback_days`` days before ``end``.
+
+    Not ``end - lookback_days`` to the second: that starts mid-day at the time of day the first
+    sync happens to run, and since later runs only move forward from the watermark, the
+    transactions and orders of that first day's earlier hours would never be fetched, and the
+    oldest day's totals would stay short. Whole UTC days also match the PPC sync and the daily
+    reports, which count in UTC days.
+    """
+    first_day = end.astimezone(UTC).date() - timedelta(days=lookback_days)
+    return datetime.combine(first_day, time(0), UTC)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import httpx
 
@@ -65,6 +66,19 @@ def test_seeded_data_is_deterministic_and_realistic() -> None:
     assert any(t["transactionType"] == "Refund" for t in data.transactions)
     assert any(s["low_stock"] for s in data.skus)
 
+
+
+def test_reset_rebuilds_data_built_before_midnight() -> None:
+    """A session running past midnight UTC: a first sync then reaches back whole days from the
+    new day, so data still ending the day before yesterday would come up a day short."""
+    fake = FakeAmazon(seed=3)
+    fake.data_day -= timedelta(days=1)
+    stale = fake.data
+    fake.reset()
+    assert fake.data is not stale and fake.data_day == fake.clock.now().date()
+    fresh = fake.data
+    fake.reset()
+    assert fake.data is fresh  # same day: kept (it is costly to build)
 
 def test_lwa_rejects_unknown_refresh_token(fake_server: FakeAmazonServer) -> None:
     seller = fake_server.fake.sellers[0]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from minique.errors import UnrecoverableError
 from processors.amazon import (
@@ -14,18 +15,25 @@ from processors.amazon import (
     AmazonRateLimited,
     AmazonServerError,
     AmazonTransientError,
+    RedisQuota,
 )
-from processors.fake_amazon import FakeAmazon
+from processors.fake_amazon import FakeAmazon, FakeAmazonServer, build_dataset
+from processors.fake_amazon.clock import FakeClock
 from processors.storage import Storage, schema
+from processors.storage.records import SyncState
 from processors.sync_logic import (
     SYNC_KINDS,
     SyncContext,
+    SyncSettings,
     UnknownSyncKind,
     no_progress,
     sync_account,
 )
+from processors.sync_logic.sync_finances import SAFETY as FINANCES_SAFETY
+from processors.sync_logic.sync_orders import SAFETY as ORDERS_SAFETY
+from processors.sync_logic.windows import resume_window
 
-from .helpers import make_ctx
+from .helpers import make_ctx, settings_for
 
 ALL_TABLES = [
     schema.orders,
@@ -153,3 +161,50 @@ async def test_expired_inventory_checkpoint_restarts_the_pass(ctx: SyncContext, 
     ctx.storage.save_sync_state("acct-0", "inventory", None, {"token": "stale.token", "saved_at": 0})
     await sync_account(ctx, "acct-0", ["inventory"], no_progress)
     assert ctx.storage.count(schema.inventory_snapshots, "acct-0") == len(fake.data[0].inventory)
+
+
+# Times of day around the first sync's start boundary: just after midnight (the window's end,
+# three minutes earlier, is still on the previous day), 04:00 (a transaction was posted at 03:16
+# on the data's first day: a lookback of exactly 90 * 24 h from 03:57 skipped it), and late.
+PINNED = [
+    datetime(2026, 11, 29, 0, 0, 0, tzinfo=UTC),
+    datetime(2026, 11, 29, 0, 2, 59, tzinfo=UTC),
+    datetime(2026, 11, 29, 0, 3, 1, tzinfo=UTC),
+    datetime(2026, 11, 29, 4, 0, 0, tzinfo=UTC),
+    datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC),
+    datetime(2026, 11, 29, 23, 59, 59, tzinfo=UTC),
+]
+
+
+@pytest.mark.parametrize("now", PINNED, ids=lambda moment: moment.strftime("%H:%M:%S"))
+def test_first_window_covers_the_fakes_whole_history(now: datetime) -> None:
+    """The fake's history is 90 whole UTC days; a first sync at any time of day asks for all of
+    it (postedAfter inclusive, postedBefore exclusive, as listTransactions documents)."""
+    lookback = SyncSettings().initial_lookback_days
+    for data in build_dataset(7, days=lookback, generated_at=now):
+        for stream, overlap, safety, records, key in (
+            ("transactions", SyncSettings().finances_overlap, FINANCES_SAFETY, data.transactions,
+             "postedDate"),
+            ("orders", SyncSettings().orders_overlap, ORDERS_SAFETY, data.orders, "lastUpdatedTime"),
+        ):
+            window = resume_window(SyncState(None, None), now - safety, lookback, overlap)
+            outside = [
+                r[key] for r in records
+                if not window.start <= datetime.fromisoformat(r[key].replace("Z", "+00:00")) < window.end
+            ]
+            assert not outside, f"{stream} outside {window}"
+
+
+@pytest.mark.parametrize("now", [PINNED[2], PINNED[3], PINNED[5]], ids=["00:03", "04:00", "23:59"])
+async def test_full_sync_at_a_pinned_time_of_day_stores_everything(
+    now: datetime, redis_client: aioredis.Redis, sqlite_storage: Storage, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    clock.advance(now.timestamp() - clock.time())
+    fake = FakeAmazon(seed=7, clock=clock)
+    with FakeAmazonServer(fake) as server:
+        async with AmazonClient(settings_for(server.url), quota=RedisQuota(redis_client)) as client:
+            ctx = make_ctx(client, sqlite_storage, fake, tmp_path)
+            written = await sync_account(ctx, "acct-0", ["orders", "fees"], no_progress)
+    data = fake.data[0]
+    assert written == {"orders": len(data.orders), "transactions": len(data.transactions)}
