@@ -4,6 +4,7 @@
 --@include base
 local n = tonumber(ARGV[2])
 local now = now_ms()
+local now_s = int_str(now)
 local out = {}
 for i = 0, n - 1 do
   local b = 3 + i * 6
@@ -11,25 +12,25 @@ for i = 0, n - 1 do
   local prio, delay = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
   local dup = 0
   if id == '' then
-    id = tostring(redis.call('INCR', K.idc))
+    id = int_str(redis.call('INCR', K.idc))
   elseif redis.call('EXISTS', JP .. id) == 1 then
     dup = 1
     emit('ev', 'duplicated', 'id', id)
   end
   if dup == 0 then
     local jk = JP .. id
-    redis.call('HSET', jk, 'n', ARGV[b + 1], 'd', ARGV[b + 2], 'o', ARGV[b + 3], 'p', prio,
-               'ts', now, 'atm', 0, 'ats', 0)
+    local fields = {'n', ARGV[b + 1], 'd', ARGV[b + 2], 'o', ARGV[b + 3], 'p', ARGV[b + 4],
+                    'ts', now_s, 'atm', '0', 'ats', '0'}
     emit('ev', 'added', 'id', id, 'name', ARGV[b + 1])
     if delay > 0 then
       -- Blocked workers sleep until the earliest due time they know of; a job due sooner
       -- must rouse them so they shorten their sleep.
       local first = redis.call('ZRANGE', K.delayed, 0, 0, 'WITHSCORES')
       if not first[2] or (now + delay) * DELAY_SHIFT < tonumber(first[2]) then wake() end
-      enqueue_delayed(jk, id, now + delay)
-      emit('ev', 'delayed', 'id', id, 'delay', delay)
+      enqueue_delayed(jk, id, now + delay, fields)
+      emit('ev', 'delayed', 'id', id, 'delay', ARGV[b + 5])
     else
-      enqueue_ready(jk, id, prio)
+      enqueue_ready(jk, id, prio, fields)
       emit('ev', 'waiting', 'id', id)
     end
   end
