@@ -43,6 +43,8 @@ log = logging.getLogger("minique.worker")
 
 JOB_FIELDS = 11  # per job in a fetch reply: see lua/includes/take.lua
 HEADER = 5  # status, info, next_due, wake_id, now
+PREFETCH_WORK = 0.005  # seconds of work a worker may hold per slot beyond what it runs
+PREFETCH_MAX = 200  # jobs held ahead at most (see Worker._prefetch)
 _OUTCOMES = {"c": "completed", "f": "failed", "r": "retried", "w": "requeued"}
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, OSError)
 
@@ -73,7 +75,7 @@ class _Running:
     def __init__(self, job: Job, bad_opts: bool = False) -> None:
         self.job = job
         self.bad_opts = bad_opts
-        self.task: asyncio.Task[None] | None = None  # None while buffered (not started)
+        self.task: asyncio.Task[None] | None = None  # the runner running it; None while held
         self.cancel_reason: str | None = None
 
 
@@ -139,8 +141,15 @@ class Worker:
         self.jobs_done = 0
         self.jobs_failed = 0
         self._running: dict[str, _Running] = {}  # every job this worker holds, incl. buffered
-        self._buffered: deque[_Running] = deque()  # fetched ahead, not started yet
+        self._buffered: deque[_Running] = deque()  # fetched, waiting for a runner
         self._executing = 0
+        # Jobs run in a pool of long-lived runner tasks (at most `concurrency`), not a task
+        # per job: a runner whose job finishes without suspending takes the next one at
+        # once, so a batch of short jobs costs no task creation and no loop turns.
+        self._runners: list[asyncio.Task[None]] = []
+        self._idle_runners: deque[asyncio.Future[None]] = deque()
+        self._waking = 0  # runners told to look at the buffer that have not yet
+        self._all_done: asyncio.Event | None = None  # set when nothing executes (close())
         self._avg_duration: float | None = None
         self._results: list[tuple[Any, ...]] = []
         self._wakeup = asyncio.Event()
@@ -204,6 +213,8 @@ class Worker:
             # redis-py may turn a cancellation inside a command into a ConnectionError, which
             # a loop's error handler would swallow; the stop event ends the loops regardless.
             self._stop.set()
+            for idle in self._idle_runners:
+                idle.cancel()  # a runner still inside a job is left to finish it
             for task in self._background:
                 task.cancel()
             # Bounded: a read blocked inside the client must not hold up shutdown.
@@ -244,9 +255,11 @@ class Worker:
         if not self._started:
             return
         self._return_buffered("worker shut down")
-        tasks = [r.task for r in self._running.values() if r.task]
-        if tasks:
-            await asyncio.wait(tasks, timeout=grace)
+        if self._executing:
+            self._all_done = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self._all_done.wait()
         for running in list(self._running.values()):
             if running.task and not running.task.done():
                 running.cancel_reason = "shutdown"
@@ -289,8 +302,10 @@ class Worker:
                 wait = self.block_timeout
                 if limited:
                     wait = min(wait, self._limited_until - time.monotonic())
+                # asyncio.timeout rather than wait_for: no task per wait.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), max(wait, 0.001))
+                    async with asyncio.timeout(max(wait, 0.001)):
+                        await self._wakeup.wait()
                 if limited and self._limited_until <= time.monotonic():
                     self._queue_empty = False
                 continue
@@ -421,28 +436,68 @@ class Worker:
             self._push(job, "w", "worker shut down", "", 0, job.opts.keep_failed)
             return
         self._running[job_id] = running
-        if self._executing < self.concurrency:
-            self._launch(running)
-        else:
-            self._buffered.append(running)
+        self._buffered.append(running)
+        self._rouse()
 
     def _prefetch(self) -> int:
         """How many jobs to hold beyond ``concurrency``, so the next job starts the moment one
-        finishes instead of a round trip later. Only while jobs are short: a long job waiting
-        in a local buffer would sit idle while another worker could run it. Never with a rate
-        limiter, which counts a job as started when it is fetched."""
-        if self.lim_max or self._avg_duration is None or self._avg_duration > 0.005:
-            return 0
-        return self.concurrency
+        finishes instead of a round trip later, and one script call serves many jobs.
 
-    def _launch(self, running: _Running) -> None:
+        Bounded by time, like a prefetch multiplier sized by the jobs' measured duration:
+        what is held ahead is at most PREFETCH_WORK seconds of work per slot (so a held job
+        waits at most that long while another worker might have run it), at least one job
+        per slot and at most PREFETCH_MAX jobs. Nothing while jobs are long or unmeasured,
+        and never with a rate limiter, which counts a job as started when it is fetched."""
+        avg = self._avg_duration
+        if self.lim_max or avg is None or avg > PREFETCH_WORK:
+            return 0
+        per_slot = PREFETCH_WORK / max(avg, 1e-6)
+        return int(min(PREFETCH_MAX, max(self.concurrency, self.concurrency * per_slot)))
+
+    def _rouse(self) -> None:
+        """Gets a runner to look at the buffer, one at a time: when a runner goes through
+        the buffer without suspending (short jobs), the others are not woken for nothing;
+        when it suspends, the runner roused here takes the next job and rouses another."""
+        if self._waking or not self._buffered:
+            return
+        while self._idle_runners:
+            idle = self._idle_runners.popleft()
+            if not idle.done():
+                self._waking += 1
+                idle.set_result(None)
+                return
+        if len(self._runners) < self.concurrency:
+            self._waking += 1
+            self._runners.append(asyncio.create_task(
+                self._runner(), name=f"minique-runner-{len(self._runners)}"))
+
+    async def _runner(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            self._waking -= 1
+            while self._buffered:
+                running = self._buffered.popleft()
+                self._rouse()  # should this job suspend, another runner takes the next one
+                await self._execute(running, task)
+            idle: asyncio.Future[None] = loop.create_future()
+            self._idle_runners.append(idle)
+            await idle
+
+    async def _execute(self, running: _Running, task: asyncio.Task[None]) -> None:
         job = running.job
         self._executing += 1
+        running.task = task
         if self.observers:
             self._started_at[job.id] = time.monotonic()
             self._observe("job_started", job)
         handler = self.registry.resolve(self.queue_name, job.name)
-        running.task = asyncio.create_task(self._process(running, handler, running.bad_opts))
+        await self._process(running, handler, running.bad_opts)
+        # A cancel meant this job (cancel(), shutdown) was handled by _process; the runner
+        # goes on, so its cancellation count must not leak into the next job.
+        while task.cancelling():
+            task.uncancel()
 
     async def _process(self, running: _Running, handler: Handler | None, bad_opts: bool) -> None:
         job = running.job
@@ -491,8 +546,8 @@ class Worker:
             took = time.monotonic() - started
             avg = self._avg_duration
             self._avg_duration = took if avg is None else avg * 0.9 + took * 0.1
-            if self._buffered and not self._closing:
-                self._launch(self._buffered.popleft())
+            if not self._executing and self._all_done is not None:
+                self._all_done.set()
             self._wakeup.set()
 
     async def _call(self, handler: Handler, job: Job) -> Any:
