@@ -11,6 +11,8 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .packing import connection_class_for
+
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 # Scripts do bounded work, so a reply that takes this long means the link is broken.
 COMMAND_TIMEOUT = 15.0
@@ -36,4 +38,5 @@ def connect(url: str | None = None, *, socket_timeout: float = COMMAND_TIMEOUT, 
 
         common.pop("retry_on_error", None)
         return RedisCluster.from_url(url.replace("+cluster", "", 1), **common)
+    common.setdefault("connection_class", connection_class_for(url))
     return Redis.from_url(url, health_check_interval=15, **common)
