@@ -6,13 +6,20 @@ local n = tonumber(ARGV[2])
 local now = now_ms()
 local now_s = int_str(now)
 local out = {}
+-- Automatic ids for the whole batch come from one INCRBY.
+local auto = 0
+for i = 0, n - 1 do
+  if ARGV[3 + i * 6] == '' then auto = auto + 1 end
+end
+local next_id = auto > 0 and redis.call('INCRBY', K.idc, auto) - auto or 0
 for i = 0, n - 1 do
   local b = 3 + i * 6
   local id = ARGV[b]
   local prio, delay = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
   local dup = 0
   if id == '' then
-    id = int_str(redis.call('INCR', K.idc))
+    next_id = next_id + 1
+    id = int_str(next_id)
   elseif redis.call('EXISTS', JP .. id) == 1 then
     dup = 1
     emit('ev', 'duplicated', 'id', id)
