@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 
 
 def current_context() -> dict[str, str] | None:
-    """The caller's trace context as a carrier dict, or None outside any span."""
-    if trace is None or not trace.get_current_span().get_span_context().is_valid:
+    """The caller's trace context as a carrier dict, or None outside any span (and without
+    a configured tracer provider, checked first: the span lookup costs about 1 µs per job)."""
+    if not enabled() or not trace.get_current_span().get_span_context().is_valid:
         return None
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
