@@ -146,7 +146,14 @@ class Queue:
 
     async def _flush_adds(self) -> None:
         try:
-            while self._pending_adds:
+            while True:
+                if not self._pending_adds:
+                    # One loop turn before giving up the flush: producers whose adds the
+                    # last call answered add their next job now and go together, rather
+                    # than the first of them alone and the rest in the call after.
+                    await asyncio.sleep(0)
+                    if not self._pending_adds:
+                        break
                 batch = self._pending_adds[:BULK_CHUNK]
                 del self._pending_adds[:BULK_CHUNK]
                 flat: list[Any] = [len(batch)]

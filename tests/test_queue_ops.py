@@ -22,6 +22,29 @@ async def test_add_bulk_keeps_order_and_options(queue: Queue) -> None:
     assert first is not None and first.data == {"i": 0} and first.name == "a"
 
 
+async def test_concurrent_adds_go_together_in_few_script_calls(queue: Queue) -> None:
+    async def evalsha_calls() -> int:
+        stats = await queue.redis.info("commandstats")
+        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+    await queue.add("warm", None)  # loads the script and writes the queue's meta first
+    before = await evalsha_calls()
+
+    async def producer(k: int) -> list[str]:
+        return [(await queue.add("p", {"k": k, "i": i}, priority=i)).id for i in range(3)]
+
+    ids = [job_id for batch in await asyncio.gather(*(producer(k) for k in range(50)))
+           for job_id in batch]
+    calls = await evalsha_calls() - before
+    assert len(set(ids)) == 150
+    # 150 adds from 50 producers: the first add alone, then its 49 followers, then one
+    # call per wave of 50 (a producer answered adds its next job to the next call).
+    assert calls <= 4, calls
+    job = await queue.get_job(ids[-1])
+    assert job is not None and job.data == {"k": 49, "i": 2} and job.priority == 2
+    assert (await queue.get_stats())["waiting"] == 151
+
+
 async def test_duplicate_job_id_returns_existing_unchanged(queue: Queue) -> None:
     first = await queue.add("x", {"v": 1}, job_id="order-7")
     again = await queue.add("x", {"v": 2}, job_id="order-7", priority=3)
