@@ -45,6 +45,7 @@ JOB_FIELDS = 11  # per job in a fetch reply: see lua/includes/take.lua
 HEADER = 5  # status, info, next_due, wake_id, now
 PREFETCH_WORK = 0.005  # seconds of work a worker may hold per slot beyond what it runs
 PREFETCH_MAX = 200  # jobs held ahead at most (see Worker._prefetch)
+RUNNER_SLICE = 0.01  # seconds a runner goes through jobs before yielding to the loop
 _OUTCOMES = {"c": "completed", "f": "failed", "r": "retried", "w": "requeued"}
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, OSError)
 
@@ -148,7 +149,8 @@ class Worker:
         # once, so a batch of short jobs costs no task creation and no loop turns.
         self._runners: list[asyncio.Task[None]] = []
         self._idle_runners: deque[asyncio.Future[None]] = deque()
-        self._waking = 0  # runners told to look at the buffer that have not yet
+        self._waking = 0  # runners told to look at the buffer that have not run yet
+        self._owe_turn = False  # a runner ran RUNNER_SLICE: all yield until the next pass
         self._all_done: asyncio.Event | None = None  # set when nothing executes (close())
         self._avg_duration: float | None = None
         self._results: list[tuple[Any, ...]] = []
@@ -477,13 +479,33 @@ class Worker:
         loop = asyncio.get_running_loop()
         while True:
             self._waking -= 1
+            streak = loop.time()
             while self._buffered:
+                if self._owe_turn:
+                    # Another runner used up the loop's turn: wait for the next one.
+                    await asyncio.sleep(0)
+                    streak = loop.time()
+                    continue
                 running = self._buffered.popleft()
                 self._rouse()  # should this job suspend, another runner takes the next one
                 await self._execute(running, task)
+                if loop.time() - streak > RUNNER_SLICE:
+                    # Jobs that never suspend would keep the loop to the runners; lease
+                    # renewal, replies and cancels get a turn about this often. Every
+                    # runner waits until the loop has polled for I/O again (_turn_paid).
+                    if not self._owe_turn:
+                        self._owe_turn = True
+                        loop.call_soon(self._turn_paid)
+                    await asyncio.sleep(0)
+                    streak = loop.time()
             idle: asyncio.Future[None] = loop.create_future()
             self._idle_runners.append(idle)
             await idle
+
+    def _turn_paid(self) -> None:
+        # Scheduled while the loop runs its ready callbacks, so it runs in the next pass,
+        # after the loop has polled for I/O and fired its timers.
+        self._owe_turn = False
 
     async def _execute(self, running: _Running, task: asyncio.Task[None]) -> None:
         job = running.job

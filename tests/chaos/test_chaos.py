@@ -71,6 +71,9 @@ async def test_kill_9_storm(redis_url: str, procs: list[Any], long_mode: bool) -
         victim.send_signal(signal.SIGKILL)
         killed_at = time.time()
         kills += 1
+        # The victim may have taken jobs between the listing above and its death; they
+        # stay active until their lease expires, so a listing now catches them.
+        in_flight.update(await q.get_job_ids("active", 0, 10000))
         live.remove(victim)
         fresh = start_worker(redis_url, "procs", *args)
         live.append(fresh)
