@@ -42,7 +42,7 @@ from .registry import Handler, Registry
 log = logging.getLogger("minique.worker")
 
 JOB_FIELDS = 11  # per job in a fetch reply: see lua/includes/take.lua
-HEADER = 5  # status, info, next_due, wake_id, now
+HEADER = 6  # status, info, next_due, wake_id, now, global concurrency limit
 PREFETCH_WORK = 0.005  # seconds of work a worker may hold per slot beyond what it runs
 PREFETCH_MAX = 200  # jobs held ahead at most (see Worker._prefetch)
 RUNNER_SLICE = 0.01  # seconds a runner goes through jobs before yielding to the loop
@@ -153,6 +153,7 @@ class Worker:
         self._owe_turn = False  # a runner ran RUNNER_SLICE: all yield until the next pass
         self._all_done: asyncio.Event | None = None  # set when nothing executes (close())
         self._avg_duration: float | None = None
+        self._global_limit = 0  # the queue's global concurrency, as the last call saw it
         self._results: list[tuple[Any, ...]] = []
         self._wakeup = asyncio.Event()
         self._queue_empty = False
@@ -336,7 +337,8 @@ class Worker:
                 log.error("queue %s job %s: lease lost before the result was saved; another "
                           "worker owns the job now, so this result (%s) was discarded",
                           self.queue_name, result[0], result[2])
-        status, info, next_due, wake_id, now_ms = reply[n:n + HEADER]
+        status, info, next_due, wake_id, now_ms, global_limit = reply[n:n + HEADER]
+        self._global_limit = int(global_limit)
         body = reply[n + HEADER:]
         for i in range(0, len(body), JOB_FIELDS):
             self._start(body[i:i + JOB_FIELDS])
@@ -449,9 +451,11 @@ class Worker:
         what is held ahead is at most PREFETCH_WORK seconds of work per slot (so a held job
         waits at most that long while another worker might have run it), at least one job
         per slot and at most PREFETCH_MAX jobs. Nothing while jobs are long or unmeasured,
-        and never with a rate limiter, which counts a job as started when it is fetched."""
+        never with a rate limiter, which counts a job as started when it is fetched, and
+        never under a global concurrency limit, whose allowance a worker would otherwise
+        hold while other workers' slots stand idle."""
         avg = self._avg_duration
-        if self.lim_max or avg is None or avg > PREFETCH_WORK:
+        if self.lim_max or self._global_limit or avg is None or avg > PREFETCH_WORK:
             return 0
         per_slot = PREFETCH_WORK / max(avg, 1e-6)
         return int(min(PREFETCH_MAX, max(self.concurrency, self.concurrency * per_slot)))

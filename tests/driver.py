@@ -7,7 +7,7 @@ from typing import Any
 from minique import Queue, scripts
 from minique.worker import encode_results
 
-JOB_FIELDS, HEADER = 11, 5
+JOB_FIELDS, HEADER = 11, 6
 
 
 async def finish(q: Queue, results: list[tuple[Any, ...]] = (), want: int = 0,  # type: ignore[assignment]

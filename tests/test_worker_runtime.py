@@ -158,6 +158,26 @@ async def test_global_concurrency_caps_active_jobs(queue: Queue, redis_url: str)
         await stop(w, t)
 
 
+async def test_no_jobs_held_ahead_under_a_global_concurrency_limit(
+        queue: Queue, redis_url: str) -> None:
+    await queue.set_global_concurrency(4)
+    most_active = 0
+
+    async def quick(job: Any) -> None:
+        nonlocal most_active
+        most_active = max(most_active, (await queue.get_stats())["active"])
+
+    jobs = await queue.add_bulk([("q", i) for i in range(200)])
+    # Short jobs would make this worker hold jobs ahead of its 2 slots, taking the whole
+    # allowance of 4 while another worker's slots would stand idle.
+    worker = Worker(queue.name, quick, url=redis_url, concurrency=2)
+    task = await running(worker)
+    await jobs[-1].wait_until_finished(timeout=20)
+    assert worker._prefetch() == 0
+    assert most_active <= 2
+    await stop(worker, task)
+
+
 def cpu_bound(job: Any) -> int:
     import os
 

@@ -66,11 +66,13 @@ local function with_wait_info(out)
   return out
 end
 
--- Returns {status, info, next_due, wake_id, now, jobs...}; each job is 11 fields.
+-- Returns {status, info, next_due, wake_id, now, global concurrency limit (0 = none),
+-- jobs...}; each job is 11 fields. The limit tells the worker not to hold jobs ahead.
 -- status: 0 ok, 1 paused, 2 rate limited (info = ms to wait).
 local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, promote_limit)
   promote_due(now, promote_limit)
-  local out = {0, 0, -1, '', now}
+  local gconc = tonumber(redis.call('HGET', K.meta, 'gconc'))
+  local out = {0, 0, -1, '', now, gconc or 0}
   if count <= 0 then return out end
   if redis.call('HGET', K.meta, 'paused') then
     out[1] = 1
@@ -81,7 +83,6 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
     else
       local allowed, wait = limiter_allowance(now, lim_max, lim_window, count)
       -- Global concurrency: at most 'gconc' jobs active across every worker of the queue.
-      local gconc = tonumber(redis.call('HGET', K.meta, 'gconc'))
       if gconc and allowed > 0 then
         allowed = math.min(allowed, gconc - redis.call('ZCARD', K.active))
         if allowed <= 0 then allowed = 0; wait = 100 end
@@ -131,6 +132,6 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   end
   call_batched('ZADD', K.active, leases)
   -- Every id taken may have turned out unrunnable (a dropped firing, a vanished hash).
-  if #out == 5 then return with_wait_info(out) end
+  if #out == 6 then return with_wait_info(out) end
   return out
 end
