@@ -1,6 +1,7 @@
 """minique: a Redis job queue with one atomic Lua script per state change."""
 
 from .errors import (
+    Delayed,
     InvalidJobState,
     JobCorrupted,
     JobFailed,
@@ -20,6 +21,7 @@ from .sync import SyncQueue
 from .worker import Worker
 
 __all__ = [
+    "Delayed",
     "Event",
     "InvalidJobState",
     "Job",

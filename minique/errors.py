@@ -25,6 +25,21 @@ class RateLimited(MiniqueError):
         self.delay = delay
 
 
+class Delayed(MiniqueError):
+    """Raised by a processor: run this job again in ``delay`` seconds.
+
+    The job moves to delayed without using up an attempt (BullMQ's ``DelayedError``).
+    Unlike ``RateLimited``, the queue goes on taking other jobs: the wait is this job's
+    alone, e.g. one account's quota among many.
+    """
+
+    def __init__(self, delay: float, message: str = "delayed") -> None:
+        if not delay >= 0:
+            raise ValueError(f"Delayed delay must be >= 0, got {delay!r}")
+        super().__init__(f"{message} (again in {delay:.3f}s)")
+        self.delay = delay
+
+
 class PayloadError(TypeError, MiniqueError):
     """A payload or return value that cannot be encoded; names the offending field."""
 

@@ -31,7 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import codec, scheduler, scripts, telemetry
 from .backoff import BackoffStrategy, retry_delay
 from .connection import connect
-from .errors import PayloadError, RateLimited, UnrecoverableError
+from .errors import Delayed, PayloadError, RateLimited, UnrecoverableError
 from .job import Job
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .options import Keep, StoredOptions, decode_stored
@@ -46,7 +46,7 @@ HEADER = 6  # status, info, next_due, wake_id, now, global concurrency limit
 PREFETCH_WORK = 0.005  # seconds of work a worker may hold per slot beyond what it runs
 PREFETCH_MAX = 200  # jobs held ahead at most (see Worker._prefetch)
 RUNNER_SLICE = 0.01  # seconds a runner goes through jobs before yielding to the loop
-_OUTCOMES = {"c": "completed", "f": "failed", "r": "retried", "w": "requeued"}
+_OUTCOMES = {"c": "completed", "f": "failed", "r": "retried", "w": "requeued", "d": "delayed"}
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, OSError)
 
 
@@ -558,6 +558,8 @@ class Worker:
                 self._push(job, "w", "worker shut down", "", 0, job.opts.keep_failed)
             else:
                 self._fail(job, "cancelled", "", final=True, started=started)
+        except Delayed as exc:
+            self._push(job, "d", str(exc), "", int(exc.delay * 1000), job.opts.keep_failed)
         except RateLimited as exc:
             self._push(job, "w", "rate limited", "", int(exc.delay * 1000), job.opts.keep_failed)
         except PayloadError as exc:

@@ -2,10 +2,11 @@
 
     minique worker processors.jobs:registry     # every queue of the app, 5 at once, 10 jobs/s
 
-Errors keep the core's meaning: ``AmazonRateLimited`` is a ``RateLimited`` (the job goes
-back to waiting without using an attempt, and the queue pauses for the delay); transient
-Amazon errors are plain exceptions, retried with the queue's backoff; ``AccountDisconnected``
-is an ``UnrecoverableError`` (failed at once).
+Errors keep the core's meaning. ``AmazonRateLimited`` (a 429, or an empty quota bucket)
+becomes a ``Delayed``: Amazon's quotas are per selling account and operation, so only that
+job waits, in the delayed set and without using an attempt, while the queue goes on with
+other accounts' jobs. Transient Amazon errors are plain exceptions, retried with the queue's
+backoff; ``AccountDisconnected`` is an ``UnrecoverableError`` (failed at once).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from typing import Any
 
-from minique import Job, RateLimited, Registry, UnrecoverableError
+from minique import Delayed, Job, RateLimited, Registry, UnrecoverableError
 from processors import runtime, schedules, webhooks
+from processors.amazon import AmazonRateLimited
 from processors.payloads import (
     AlertsPayload,
     DataSyncPayload,
@@ -57,14 +59,17 @@ def notifies(fn: Processor) -> Processor:
     """Sends ``job.completed`` / ``job.failed`` webhooks (when configured) around ``fn``.
 
     A failure is reported only when it is the last attempt: an unrecoverable error, or the
-    final one of ``attempts``. A rate-limited job has not failed.
+    final one of ``attempts``. A throttled job has not failed: it waits alone (``Delayed``),
+    since one seller's quota says nothing about the others'.
     """
 
     @functools.wraps(fn)
     async def run(job: Job) -> dict[str, Any]:
         try:
             result = await fn(job)
-        except RateLimited:
+        except AmazonRateLimited as exc:
+            raise Delayed(exc.delay, str(exc)) from exc
+        except (RateLimited, Delayed):
             raise
         except Exception as exc:
             if isinstance(exc, UnrecoverableError) or job.attempts_made + 1 >= job.opts.attempts:

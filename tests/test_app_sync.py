@@ -56,17 +56,18 @@ async def test_manual_sync_runs_one_type_and_records_the_user(app: App) -> None:
     assert job.progress == 100
 
 
-async def test_429_storm_requeues_without_burning_attempts(app: App) -> None:
-    """Each 429 puts the job back to waiting (the worker holds nothing while the queue waits
-    out the delay) and the sync resumes from its saved page token."""
+async def test_429_storm_delays_the_job_without_burning_attempts(app: App) -> None:
+    """Each 429 delays the job (the worker holds nothing while it waits out the delay) and
+    the sync resumes from its saved page token."""
     app.fake.inventory_page_size = 3
     app.fake.inject("getInventorySummaries", "throttle", times=3, skip=1)
     job, _ = await app.run(QueueName.DATA_SYNC, {"amazon_account_id": "acct-0",
                                                  "sync_types": ["inventory"]})
     assert app.storage.count(schema.inventory_snapshots, "acct-0") == len(app.fake.data[0].inventory)
     events = await app.events(QueueName.DATA_SYNC, job.id)
-    requeued = [e for e in events if e.name == "waiting" and e.fields.get("reason") == "rate limited"]
-    assert len(requeued) == 3
+    throttled = [e for e in events if e.name in ("delayed", "waiting")
+                 and "getInventorySummaries throttled for account acct-0" in e.fields.get("reason", "")]
+    assert len(throttled) == 3
     assert not [e for e in events if e.name in ("retrying", "failed")]
     assert job.attempts_made == 1  # only the run that completed counts
     pages = -(-len(app.fake.data[0].inventory) // 3)
@@ -105,18 +106,24 @@ async def test_unknown_account_fails_without_retry(app: App) -> None:
     assert (await job.refresh()).attempts_made == 1
 
 
-async def test_ads_retry_after_parks_the_job_in_the_queue_not_in_a_worker(app: App) -> None:
-    """During the Retry-After delay the job waits in Redis (no worker holds it or sleeps on
-    it) and the queue takes no jobs; then the PPC sync completes with every row."""
-    app.fake.inject("createAdsReport", "throttle", retry_after=2)
+async def test_ads_retry_after_parks_the_job_and_other_accounts_go_on(app: App) -> None:
+    """During the Retry-After delay the throttled account's job waits in Redis (no worker
+    holds it or sleeps on it); another account's job runs meanwhile, since the queue is not
+    paused for one seller's quota. Then the PPC sync completes with every row."""
+    app.fake.inject("createAdsReport", "throttle", retry_after=3, times=1)
     queue = app.queue(QueueName.DATA_SYNC)
     job = await queue.add("data-sync", {"amazon_account_id": "acct-0", "sync_types": ["ppc"]})
 
     async def parked() -> bool:
-        return await job.get_state() == "waiting" and 0 < await queue.get_rate_limit_ttl() <= 2
+        return await job.get_state() == "delayed"
 
-    await wait_until(parked, timeout=10, message="job back in the queue during Retry-After")
+    await wait_until(parked, timeout=10, message="job delayed during Retry-After")
     assert (await queue.get_stats())["active"] == 0
+    assert await queue.get_rate_limit_ttl() == 0
+    other = await queue.add("data-sync", {"amazon_account_id": "acct-1", "sync_types": ["ppc"]})
+    await other.wait_until_finished(timeout=10)
+    assert await job.get_state() == "delayed"  # acct-1 finished inside acct-0's wait
     await job.wait_until_finished(timeout=20)
     assert (await job.refresh()).attempts_made == 1
     assert app.storage.count(schema.ad_performance, "acct-0") == len(app.fake.data[0].ad_rows)
+    assert app.storage.count(schema.ad_performance, "acct-1") == len(app.fake.data[1].ad_rows)

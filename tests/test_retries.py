@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from helpers import wait_until
 
-from minique import JobFailed, Queue, Worker
+from minique import Delayed, JobFailed, Queue, Worker
 from minique.backoff import retry_delay
+from minique.events import parse_event
 from minique.options import Backoff
 
 
@@ -105,3 +106,49 @@ def test_backoff_math_with_jitter_and_cap() -> None:
     with pytest.raises(LookupError, match="not registered"):
         retry_delay(Backoff("nope", 1.0), 1, RuntimeError(), job, {})
     assert retry_delay(Backoff("stop"), 1, RuntimeError(), job, {"stop": lambda *a: None}) is None
+
+
+async def test_delayed_runs_the_job_later_without_an_attempt_or_a_queue_pause(
+        queue: Queue, redis_url: str) -> None:
+    ran: list[str] = []
+
+    async def proc(job: Any) -> str:
+        ran.append(job.data)
+        if job.data == "later" and ran.count("later") == 1:
+            raise Delayed(0.5, "quota of account 1")
+        return job.data
+
+    later = await queue.add("p", "later", attempts=1)
+    worker = Worker(queue.name, proc, url=redis_url, concurrency=1)
+    task = asyncio.create_task(worker.run())
+    await wait_until(lambda: _state(queue, later.id, "delayed"), message="job delayed")
+    assert await queue.get_rate_limit_ttl() == 0  # the queue itself is not paused
+    other = await queue.add("p", "other")
+    assert await other.wait_until_finished(timeout=5) == "other"  # runs during the delay
+    assert await later.wait_until_finished(timeout=5) == "later"
+    assert ran == ["later", "other", "later"]
+    done = await later.refresh()
+    assert done.attempts_made == 1  # with attempts=1, a counted attempt would have failed it
+    events = [e async for e in _events_of(queue, later.id)]
+    delayed = [e for e in events if e.name == "delayed" and "quota of account 1" in
+               e.fields.get("reason", "")]
+    assert len(delayed) == 1 and delayed[0].fields["delay"] == "500"
+    await worker.close()
+    await task
+
+
+def test_delayed_rejects_a_negative_delay() -> None:
+    with pytest.raises(ValueError, match="must be >= 0"):
+        Delayed(-1)
+
+
+async def _state(queue: Queue, job_id: str, state: str) -> bool:
+    job = await queue.get_job(job_id)
+    return job is not None and await job.get_state() == state
+
+
+async def _events_of(queue: Queue, job_id: str) -> Any:
+    for eid, raw in await queue.redis.xrange(queue.keys.events):
+        event = parse_event(eid, raw)
+        if event.job_id == job_id:
+            yield event

@@ -7,7 +7,8 @@
 --       unless kind is c. (Few arguments per job: packing them is the client's hot spot.)
 --   kind: c = completed (value = return value), f = failed (value = reason),
 --         r = retry after delay_ms (value = reason), w = back to waiting without using an
---         attempt; delay_ms > 0 then also stops the queue taking jobs for that long.
+--         attempt; delay_ms > 0 then also stops the queue taking jobs for that long,
+--         d = delayed by delay_ms without using an attempt (value = reason).
 --@include base
 --@include retention
 --@include take
@@ -75,6 +76,17 @@ for _ = 1, nres do
       else
         enqueue_ready(jk, id, job_priority(jk))
         emit('ev', 'waiting', 'id', id)
+      end
+    elseif kind == 'd' then
+      -- The processor asked to run again later (Delayed): no attempt used, and unlike a
+      -- rate limit the queue goes on taking other jobs.
+      redis.call('HSET', jk, 'tok', '')
+      if delay > 0 then
+        enqueue_delayed(jk, id, now + delay)
+        emit('ev', 'delayed', 'id', id, 'delay', delay_s, 'reason', string.sub(value, 1, 200))
+      else
+        enqueue_front(jk, id)
+        emit('ev', 'waiting', 'id', id, 'reason', string.sub(value, 1, 200))
       end
     else
       redis.call('HSET', jk, 'tok', '')
