@@ -140,7 +140,7 @@ def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurre
 
     async def run_all() -> None:
         for hook in obj.startup_hooks if isinstance(obj, Registry) else []:
-            await hook(url)
+            await hook(url, prefix)
         settings: dict[str, Any] = {
             "lock_duration": lock_duration, "stalled_interval": stalled_interval,
             "max_stalled_count": max_stalled_count, "shutdown_timeout": shutdown_timeout,

@@ -13,6 +13,9 @@ from .keys import validate_name
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# async def hook(redis_url, prefix): see Registry.on_startup
+StartupHook = Callable[[str, str], Awaitable[None]]
+
 class Handler:
     """A registered processor, with the payload type its data is decoded into (if any)."""
 
@@ -51,11 +54,12 @@ class Registry:
         if unknown:
             raise TypeError(f"unknown worker option(s) {sorted(unknown)}; valid: "
                             f"{sorted(self.WORKER_OPTION_NAMES)}")
-        self.startup_hooks: list[Callable[[str], Awaitable[None]]] = []
+        self.startup_hooks: list[StartupHook] = []
 
-    def on_startup(self, fn: Callable[[str], Awaitable[None]]) -> Callable[[str], Awaitable[None]]:
-        """Registers ``async def hook(redis_url)``, awaited by ``minique worker`` before any
-        worker starts (e.g. to apply the app's job schedulers idempotently)."""
+    def on_startup(self, fn: StartupHook) -> StartupHook:
+        """Registers ``async def hook(redis_url, prefix)``, awaited by ``minique worker``
+        before any worker starts with the command's ``--url`` and ``--prefix`` (e.g. to apply
+        the app's job schedulers idempotently, in the same queues the workers serve)."""
         self.startup_hooks.append(fn)
         return fn
 

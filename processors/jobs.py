@@ -193,11 +193,11 @@ async def webhook(job: Job) -> dict[str, Any]:
 
 
 @registry.on_startup
-async def apply_schedules(redis_url: str) -> None:
+async def apply_schedules(redis_url: str, prefix: str) -> None:
     """``minique worker processors.jobs:registry`` applies the schedules before it starts
-    (idempotent, so every worker process may do it)."""
+    (idempotent, so every worker process may do it), in the queues its workers serve."""
     from processors import queues
 
-    queues.configure(url=redis_url)
+    queues.configure(url=redis_url, prefix=prefix)
     applied = await schedules.apply_for_connected_accounts(runtime.current().storage)
     log.info("job schedulers applied: %s", {q: len(ids) for q, ids in applied.items()})

@@ -57,7 +57,7 @@ async def test_startup_hook_schedules_connected_accounts(app: App) -> None:
     app.storage.save_account(AccountRecord(
         id="no-secrets", name="n", region="NA", marketplace_ids=("X",), seller_id="S", lwa_client_id="c"))
     assert len(registry.startup_hooks) == 1
-    await registry.startup_hooks[0](app.redis_url)
+    await registry.startup_hooks[0](app.redis_url, app.prefix)
     ids = sorted(await _schedulers())
     assert "data-sync:acct-0" in ids and "data-sync:acct-1" in ids
     assert not [i for i in ids if "no-secrets" in i]  # no credentials: not connected
@@ -69,7 +69,10 @@ async def test_startup_hook_schedules_connected_accounts(app: App) -> None:
 async def test_minique_worker_command_runs_the_registry(app: App) -> None:
     """``minique worker processors.jobs:registry`` in its own process: the hook applies the
     schedules, and a manual sync added here is processed there."""
-    env = {**os.environ, "MINIQUE_REDIS_URL": app.redis_url, "MINIQUE_PREFIX": app.prefix,
+    # No MINIQUE_PREFIX: --prefix alone must reach the startup hook (else the schedules
+    # would land in the default prefix's queues).
+    env = {**{k: v for k, v in os.environ.items() if k != "MINIQUE_PREFIX"},
+           "MINIQUE_REDIS_URL": app.redis_url,
            "MINIQUE_AMAZON_DATABASE_URL": app.settings.database_url,
            "AMAZON_SPAPI_ENDPOINT": app.fake_url, "AMAZON_ADS_ENDPOINT": app.fake_url,
            "AMAZON_LWA_TOKEN_URL": app.fake_url + "/auth/o2/token",
