@@ -121,7 +121,7 @@ async def test_delayed_runs_the_job_later_without_an_attempt_or_a_queue_pause(
     later = await queue.add("p", "later", attempts=1)
     worker = Worker(queue.name, proc, url=redis_url, concurrency=1)
     task = asyncio.create_task(worker.run())
-    await wait_until(lambda: _state(queue, later.id, "delayed"), message="job delayed")
+    await wait_until(lambda: _state_is(later, "delayed"), message="job delayed")
     assert await queue.get_rate_limit_ttl() == 0  # the queue itself is not paused
     other = await queue.add("p", "other")
     assert await other.wait_until_finished(timeout=5) == "other"  # runs during the delay
@@ -129,9 +129,9 @@ async def test_delayed_runs_the_job_later_without_an_attempt_or_a_queue_pause(
     assert ran == ["later", "other", "later"]
     done = await later.refresh()
     assert done.attempts_made == 1  # with attempts=1, a counted attempt would have failed it
-    events = [e async for e in _events_of(queue, later.id)]
-    delayed = [e for e in events if e.name == "delayed" and "quota of account 1" in
-               e.fields.get("reason", "")]
+    events = [parse_event(eid, raw) for eid, raw in await queue.redis.xrange(queue.keys.events)]
+    delayed = [e for e in events if e.job_id == later.id and e.name == "delayed"
+               and "quota of account 1" in e.fields.get("reason", "")]
     assert len(delayed) == 1 and delayed[0].fields["delay"] == "500"
     await worker.close()
     await task
@@ -140,15 +140,3 @@ async def test_delayed_runs_the_job_later_without_an_attempt_or_a_queue_pause(
 def test_delayed_rejects_a_negative_delay() -> None:
     with pytest.raises(ValueError, match="must be >= 0"):
         Delayed(-1)
-
-
-async def _state(queue: Queue, job_id: str, state: str) -> bool:
-    job = await queue.get_job(job_id)
-    return job is not None and await job.get_state() == state
-
-
-async def _events_of(queue: Queue, job_id: str) -> Any:
-    for eid, raw in await queue.redis.xrange(queue.keys.events):
-        event = parse_event(eid, raw)
-        if event.job_id == job_id:
-            yield event
