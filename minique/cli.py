@@ -159,28 +159,10 @@ def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurre
                 worker_metrics.attach(w)
             slot = int(os.environ.get("MINIQUE_WORKER_SLOT", "0"))
             start_metrics_server(metrics_port + slot, metrics_host)
-        _install_signals(workers)
-        await asyncio.gather(*(w.run() for w in workers))
+        # The workers share one SIGTERM/SIGINT handler (minique/signals.py).
+        await asyncio.gather(*(w.run(handle_signals=True) for w in workers))
 
     _run(run_all())
-
-
-def _install_signals(workers: list[Worker]) -> None:
-    loop = asyncio.get_running_loop()
-    count = 0
-    tasks: list[asyncio.Task[None]] = []
-
-    def on_signal(name: str) -> None:
-        nonlocal count
-        count += 1
-        if count > 1:
-            log.warning("second %s: exiting now; leases will return the running jobs", name)
-            os._exit(1)
-        log.warning("%s: finishing running jobs, then stopping", name)
-        tasks.extend(loop.create_task(w.close()) for w in workers)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig.name)
 
 
 def supervise(count: int) -> int:

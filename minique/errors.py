@@ -70,3 +70,15 @@ class JobFailed(MiniqueError):
 
 class InvalidJobState(MiniqueError):
     """An operation that the job's current state does not allow (e.g. remove an active job)."""
+
+
+class AddOutcomeUnknown(ConnectionError, MiniqueError):
+    """Redis never answered an add, so whether the jobs were added is unknown.
+
+    ``job_ids`` are the ids the add gave them (chosen before the first send): look them up
+    with ``Queue.get_job``. Adding again with the same ``job_id`` is always safe.
+    """
+
+    def __init__(self, message: str, job_ids: list[str]) -> None:
+        super().__init__(message)
+        self.job_ids = job_ids

@@ -23,6 +23,11 @@ def _ms_to_s(raw: Any) -> float | None:
     return int(raw) / 1000.0
 
 
+def public_state(stored: str) -> str:
+    """The state users see: a job a worker holds ahead (stored "held") is waiting."""
+    return "waiting" if stored == "held" else stored
+
+
 def _text(raw: Any) -> str | None:
     if raw is None:
         return None
@@ -139,7 +144,7 @@ class Job:
                 attempts_made=int(h.get(b"atm", 0)),
                 attempts_started=int(h.get(b"ats", 0)),
                 stalled_count=int(h.get(b"stc", 0)),
-                state=_text(h.get(b"st")),
+                state=public_state(_text(h.get(b"st")) or "") or None,
                 token=_text(h.get(b"tok")) or None,
             )
         except ValueError as exc:

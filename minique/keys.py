@@ -25,9 +25,11 @@ class QueueKeys:
         "active",
         "base",
         "completed",
+        "control",
         "delayed",
         "events",
         "failed",
+        "held",
         "idc",
         "job_prefix",
         "meta",
@@ -52,6 +54,12 @@ class QueueKeys:
         self.pri = b + ":prioritized"
         self.delayed = b + ":delayed"
         self.active = b + ":active"
+        # Jobs a worker holds ahead of a free slot (prefetch): waiting to everyone else,
+        # leased like active ones, started only within the hold the worker was granted.
+        self.held = b + ":held"
+        # Pub/sub channel on which workers learn that a control changed (pause, drain,
+        # rate limit, global concurrency, a higher priority): they hand held jobs back.
+        self.control = b + ":control"
         self.completed = b + ":completed"
         self.failed = b + ":failed"
         self.events = b + ":events"
@@ -64,6 +72,7 @@ class QueueKeys:
         self.vector: tuple[str, ...] = (
             self.meta, self.idc, self.ready, self.pri, self.delayed, self.active,
             self.completed, self.failed, self.events, self.wake, self.window, self.pause_until,
+            self.held,
         )
 
     def job(self, job_id: str) -> str:

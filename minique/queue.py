@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import codec, scripts, telemetry
 from .connection import connect
-from .errors import JobNotFound
-from .job import Job
+from .errors import AddOutcomeUnknown, JobNotFound
+from .job import Job, public_state
 from .keys import DEFAULT_PREFIX, QueueKeys, validate_name
 from .options import MAX_PRIORITY, MAX_SECONDS, check_option_names, encode_stored, resolve
 
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
 STATES = ("waiting", "active", "completed", "failed", "delayed")
 BULK_CHUNK = 500  # jobs per add script call: bounded work per call, big enough to amortise
 BATCH = 1000  # jobs per call for bulk operations (drain, retry_jobs, obliterate...)
+ID_BLOCK = 100  # automatic ids a producer reserves at a time (see Queue._assign_ids)
 
 BulkItem = tuple[str, Any] | tuple[str, Any, Mapping[str, Any]]
 
@@ -71,6 +75,16 @@ class Queue:
         # Job name -> msgspec Struct: payloads are checked at add, so a bad one never queues.
         self.payload_types = dict(payload_types or {})
         self._meta_written = events_max_len is None
+        # Every add call carries this producer's id and next sequence number, so a call
+        # that redis-py re-sends after a timeout is recognised and changes nothing twice
+        # (lua/add.lua). The lock keeps this producer's calls one at a time, in order.
+        self._producer = uuid.uuid4().hex[:16]
+        self._add_seq = 0
+        self._add_lock = asyncio.Lock()
+        # Automatic ids come from blocks reserved with INCRBY, so an add knows its ids
+        # before the first send (a re-send must not take fresh ones).
+        self._id_next = 0
+        self._id_end = 0
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} {self.keys.base}>"
@@ -115,16 +129,87 @@ class Queue:
     async def add(self, name: str, data: Any = None, **options: Any) -> Job:
         """Adds one job. Options: attempts, backoff, delay, priority, job_id,
         remove_on_complete, remove_on_fail, timeout, keep_logs. Unknown options raise TypeError.
+
+        Raises ``AddOutcomeUnknown`` (naming the job id) when Redis never answered, so it is
+        unknown whether the job was added; a client retry of the same call never adds twice.
         """
         args, resolved = self._prepare(name, data, options)
         raw_id, dup, now_ms = await self._submit_add(args)
-        job_id = raw_id.decode()
+        job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
         if dup:
             existing = await self.get_job(job_id)
             if existing is None:  # removed in between: the add did nothing, say so
                 raise JobNotFound(f"job {job_id} was a duplicate and has since been removed")
             return existing
         return self._made(job_id, name, data, args[2], resolved, now_ms)
+
+    async def _assign_ids(self, batch: Sequence[list[Any]]) -> None:
+        """Gives every job of ``batch`` without an id an automatic one (numeric, from
+        blocks reserved on the queue's id counter: a lost block only leaves a gap)."""
+        missing = [args for args in batch if not args[0]]
+        if not missing:
+            return
+        if self._id_end - self._id_next < len(missing):
+            block = max(len(missing), ID_BLOCK)
+            end = int(await self.redis.incrby(self.keys.idc, block))
+            self._id_next, self._id_end = end - block, end
+        for args in missing:
+            self._id_next += 1
+            args[0] = str(self._id_next)
+
+    async def _send_adds(self, chunks: Sequence[Sequence[list[Any]]]) -> list[list[Any]]:
+        """Sends chunks of prepared adds, one producer call at a time; returns per chunk
+        the (id, duplicate) pairs and the server time. A call the server saw already (a
+        re-send) comes back as the ids sent, none of them a duplicate: the first send's
+        duplicates were told then."""
+        async with self._add_lock:
+            for chunk in chunks:
+                await self._assign_ids(chunk)
+            await self._write_meta()
+            calls: list[list[Any]] = []
+            for chunk in chunks:
+                self._add_seq += 1
+                flat: list[Any] = [len(chunk), self._producer, self._add_seq]
+                for args in chunk:
+                    flat.extend(args)
+                calls.append(flat)
+            try:
+                replies = await self._call_adds(calls)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                ids = [args[0] for chunk in chunks for args in chunk]
+                shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+                raise AddOutcomeUnknown(
+                    f"Redis did not answer ({type(exc).__name__}: {exc}); whether job(s) {shown} "
+                    f"were added is unknown: look them up with get_job()", ids) from exc
+        out: list[list[Any]] = []
+        for chunk, reply in zip(chunks, replies, strict=True):
+            if int(reply[0]) == 1:
+                out.append([*[x for args in chunk for x in (args[0].encode(), 0)], reply[-1]])
+            else:
+                out.append(reply[1:])
+        return out
+
+    async def _call_adds(self, calls: list[list[Any]]) -> list[Any]:
+        if len(calls) == 1:
+            return [await self._run("add", calls[0])]
+        if getattr(self.redis, "connection_pool", None) is None:
+            # Redis Cluster clients refuse scripts in pipelines; in order, one at a time.
+            return [await self._run("add", call) for call in calls]
+        sha = scripts.script("add").sha
+        for _attempt in range(2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    pipe.evalsha(sha, len(self.keys.vector), *self.keys.vector,
+                                 self.keys.job_prefix, *call)
+                replies = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(r, NoScriptError) for r in replies):
+                for r in replies:
+                    if isinstance(r, Exception):
+                        raise r
+                return list(replies)
+            # Calls after a NOSCRIPT did not run; the ones before are re-sends now.
+            await scripts.load_all(self.redis)
+        raise RuntimeError("Redis keeps answering NOSCRIPT after the scripts were loaded")
 
     async def _submit_add(self, args: list[Any]) -> tuple[bytes, int, int]:
         """Sends one job's add. While an add is in flight, others wait and then go together
@@ -136,7 +221,7 @@ class Queue:
             return await future
         self._add_inflight = True
         try:
-            reply = await self._run("add", [1, *args])
+            reply = (await self._send_adds([[args]]))[0]
         finally:
             self._add_inflight = False
             if self._pending_adds:
@@ -156,11 +241,8 @@ class Queue:
                         break
                 batch = self._pending_adds[:BULK_CHUNK]
                 del self._pending_adds[:BULK_CHUNK]
-                flat: list[Any] = [len(batch)]
-                for args, _ in batch:
-                    flat.extend(args)
                 try:
-                    reply = await self._run("add", flat)
+                    reply = (await self._send_adds([[args for args, _ in batch]]))[0]
                 except BaseException as exc:
                     for _, future in batch:
                         if not future.done():
@@ -191,13 +273,14 @@ class Queue:
         if not prepared:
             return []
         chunks = [prepared[i:i + BULK_CHUNK] for i in range(0, len(prepared), BULK_CHUNK)]
-        replies = await self._pipeline_add(chunks)
+        replies = await self._send_adds([[args for args, _, _ in chunk] for chunk in chunks])
         out: list[Job] = []
         dup_ids: list[tuple[int, str]] = []
         for chunk, reply in zip(chunks, replies, strict=True):
             now_ms = reply[-1]
             for j, (args, resolved, data) in enumerate(chunk):
-                job_id = reply[2 * j].decode()
+                raw = reply[2 * j]
+                job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
                 if reply[2 * j + 1]:
                     dup_ids.append((len(out), job_id))
                 out.append(self._made(job_id, args[1], data, args[2], resolved, now_ms))
@@ -206,38 +289,6 @@ class Queue:
             if existing is not None:
                 out[index] = existing
         return out
-
-    async def _pipeline_add(self, chunks: list[list[tuple[list[Any], Any, Any]]]) -> list[Any]:
-        await self._write_meta()
-        sha = scripts.script("add").sha
-        pending = list(range(len(chunks)))
-        results: list[Any] = [None] * len(chunks)
-        if getattr(self.redis, "connection_pool", None) is None:
-            # Redis Cluster clients refuse scripts in pipelines; the chunks go concurrently.
-            return list(await asyncio.gather(*(
-                self._run("add", [len(chunk), *[a for args, _, _ in chunk for a in args]])
-                for chunk in chunks)))
-        for _attempt in range(2):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for i in pending:
-                    flat: list[Any] = [self.keys.job_prefix, len(chunks[i])]
-                    for args, _, _ in chunks[i]:
-                        flat.extend(args)
-                    pipe.evalsha(sha, len(self.keys.vector), *self.keys.vector, *flat)
-                replies = await pipe.execute(raise_on_error=False)
-            retry = []
-            for i, reply in zip(pending, replies, strict=True):
-                if isinstance(reply, NoScriptError):
-                    retry.append(i)
-                elif isinstance(reply, Exception):
-                    raise reply
-                else:
-                    results[i] = reply
-            if not retry:
-                return results
-            await scripts.load_all(self.redis)
-            pending = retry
-        raise RuntimeError("Redis keeps answering NOSCRIPT after the scripts were loaded")
 
     # ----- reading -----------------------------------------------------------------------
 
@@ -254,7 +305,7 @@ class Queue:
             st, paused = await pipe.execute()
         if st is None:
             return "unknown"
-        state: str = st.decode()
+        state: str = public_state(st.decode())
         return "paused" if state == "waiting" and paused else state
 
     async def get_stats(self) -> dict[str, int]:
@@ -267,8 +318,10 @@ class Queue:
             pipe.zcard(k.completed)
             pipe.zcard(k.failed)
             pipe.zcard(k.delayed)
-            ready, pri, active, completed, failed, delayed = await pipe.execute()
-        stats = {"waiting": ready + pri, "active": active, "completed": completed,
+            pipe.zcard(k.held)
+            ready, pri, active, completed, failed, delayed, held = await pipe.execute()
+        # Held jobs (a worker's prefetch) have not started: they are waiting.
+        stats = {"waiting": ready + pri + held, "active": active, "completed": completed,
                  "failed": failed, "delayed": delayed}
         stats["total"] = sum(stats.values())
         return stats
@@ -294,9 +347,14 @@ class Queue:
         elif state == "delayed":
             raw = await r.zrange(k.delayed, start, end)
         else:
-            raw = await r.zrange(k.pri, start, end)
+            # Held jobs first (they start next), then the priority set, then the stream.
+            held = await r.zrevrange(k.held, 0, -1)
+            raw = held[start:end + 1]
             if len(raw) < end - start + 1:
-                skip = max(0, start - await r.zcard(k.pri))
+                offset = max(0, start - len(held))
+                raw = raw + await r.zrange(k.pri, offset, offset + end - start - len(raw))
+            if len(raw) < end - start + 1:
+                skip = max(0, start - len(held) - await r.zcard(k.pri))
                 want = end - start + 1 - len(raw)
                 entries = await r.xrange(k.ready, count=skip + want)
                 raw = raw + [fields[b"i"] for _, fields in entries[skip:skip + want]]
@@ -367,19 +425,38 @@ class Queue:
 
     # ----- acting on the queue ----------------------------------------------------------
 
+    async def _wait_out_holds(self, ms: Any) -> None:
+        """Sleeps until the longest hold a worker was granted has run out (the script that
+        changed a control returned how long that is, by the Redis clock): from then on no
+        job held before the change starts. Bounded by the hold a worker may ask for."""
+        if int(ms) > 0:
+            await asyncio.sleep(int(ms) / 1000.0 + 0.001)
+
     async def pause(self) -> None:
-        await self._run("set_paused", ["1"])
+        """Stops every worker taking jobs. When it returns, no worker starts another job:
+        jobs held ahead by workers have been handed back (or their hold has run out)."""
+        await self._wait_out_holds(await self._run("set_paused", ["1"]))
 
     async def resume(self) -> None:
         await self._run("set_paused", ["0"])
 
     async def drain(self, delayed: bool = False) -> int:
-        """Removes every waiting job (and delayed ones if asked); returns how many."""
+        """Removes every waiting job (and delayed ones if asked); returns how many. Jobs
+        that workers hold ahead count as waiting: they are removed too, and none of them
+        starts after drain() returns."""
         total = 0
         while True:
-            n = int(await self._run("drain", ["1" if delayed else "0", BATCH]))
-            total += n
-            if n < BATCH:
+            n, _ = await self._run("drain", ["1" if delayed else "0", BATCH, ""])
+            total += int(n)
+            if int(n) < BATCH:
+                break
+        offset = 0
+        while True:
+            n, wait = await self._run("drain", ["0", BATCH, offset])
+            total += int(n)
+            offset += BATCH
+            if int(wait) >= 0:
+                await self._wait_out_holds(wait)
                 return total
 
     async def clean(self, grace: float, state: str = "completed", limit: int = 1000) -> list[str]:
@@ -442,7 +519,8 @@ class Queue:
         _seconds("rate_limit delay", delay)
         if delay <= 0:
             raise ValueError(f"rate_limit delay must be > 0, got {delay}")
-        await self.redis.set(self.keys.pause_until, "1", px=max(1, round(delay * 1000)))
+        await self._wait_out_holds(
+            await self._run("rate_limit", [max(1, round(delay * 1000))]))
 
     async def get_rate_limit_ttl(self) -> float:
         """Seconds until the queue takes jobs again after ``rate_limit`` (0 if it does)."""
@@ -450,12 +528,10 @@ class Queue:
 
     async def set_global_concurrency(self, limit: int | None) -> None:
         """At most ``limit`` jobs of this queue active at once, across every worker."""
-        if limit is None:
-            await self.redis.hdel(self.keys.meta, "gconc")
-            return
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise ValueError(f"global concurrency must be an integer >= 1, got {limit!r}")
-        await self.redis.hset(self.keys.meta, "gconc", limit)
+        await self._wait_out_holds(
+            await self._run("set_global_concurrency", ["" if limit is None else limit]))
 
     async def get_workers(self) -> list[Any]:
         """The live workers of this queue (from their heartbeats), as WorkerInfo structs."""

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import time
 import traceback
@@ -28,12 +27,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import codec, scheduler, scripts, telemetry
+from . import codec, scheduler, scripts, signals, telemetry
 from .backoff import BackoffStrategy, retry_delay
 from .connection import connect
 from .errors import Delayed, PayloadError, RateLimited, UnrecoverableError
 from .job import Job
 from .keys import DEFAULT_PREFIX, QueueKeys
+from .link_monitor import LinkMonitor
 from .options import Keep, StoredOptions, decode_stored
 from .pool import ProcessRunner
 from .queue import Queue
@@ -42,25 +42,32 @@ from .registry import Handler, Registry
 log = logging.getLogger("minique.worker")
 
 JOB_FIELDS = 11  # per job in a fetch reply: see lua/includes/take.lua
-HEADER = 6  # status, info, next_due, wake_id, now, global concurrency limit
+HEADER = 8  # status, info, next_due, wake_id, now, global limit, control version, hold granted
 PREFETCH_WORK = 0.005  # seconds of work a worker may hold per slot beyond what it runs
 PREFETCH_MAX = 200  # jobs held ahead at most (see Worker._prefetch)
+# How long a held job may wait for a runner (renewed by every reply while the queue's
+# controls stay as they were). It bounds how long pause() and drain() wait for workers.
+HOLD_TIME = 0.05
+SLOW_CALL = 5.0  # seconds without an answer from Redis before the worker says so
 RUNNER_SLICE = 0.01  # seconds a runner goes through jobs before yielding to the loop
-_OUTCOMES = {"c": "completed", "f": "failed", "r": "retried", "w": "requeued", "d": "delayed"}
+_OUTCOMES = {"c": "completed", "f": "failed", "r": "retried", "w": "requeued", "d": "delayed",
+             "h": "returned"}
+_SHORT_KINDS = frozenset("csh")  # result kinds sent without a stack trace
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, OSError)
 
 
 def encode_results(results: list[tuple[Any, ...]]) -> list[Any]:
     """finish.lua's argument layout for results ``(id, token, kind, value, stack, delay_ms,
-    keep_count, keep_age_ms)``: the distinct retention policies once, then per job one
-    "id|token|kind|delay|policy" string, the value, and the stack unless it completed."""
+    keep_count, keep_age_ms, started_ms)``: the distinct retention policies once, then per
+    job one "id|token|kind|delay|policy|started" string, the value, and the stack unless
+    the kind is c, s or h. started_ms is "" except for jobs taken as held."""
     policies: dict[tuple[int, int], int] = {}
     args: list[Any] = [""]
-    for job_id, token, kind, value, stack, delay_ms, keep_count, keep_age in results:
+    for job_id, token, kind, value, stack, delay_ms, keep_count, keep_age, started in results:
         index = policies.setdefault((keep_count, keep_age), len(policies))
-        args.append(f"{job_id}|{token}|{kind}|{delay_ms}|{index}")
+        args.append(f"{job_id}|{token}|{kind}|{delay_ms}|{index}|{started}")
         args.append(value)
-        if kind != "c":
+        if kind not in _SHORT_KINDS:
             args.append(stack)
     args[0] = ",".join(f"{c}:{a}" for c, a in policies)
     return args
@@ -71,13 +78,26 @@ def _age_ms(keep: Keep) -> int:
 
 
 class _Running:
-    __slots__ = ("bad_opts", "cancel_reason", "job", "task")
+    __slots__ = ("bad_opts", "cancel_reason", "cv", "held", "job", "started", "started_ms",
+                 "task")
 
-    def __init__(self, job: Job, bad_opts: bool = False) -> None:
+    def __init__(self, job: Job, bad_opts: bool = False, held: bool = False,
+                 cv: bytes = b"") -> None:
         self.job = job
         self.bad_opts = bad_opts
-        self.task: asyncio.Task[None] | None = None  # the runner running it; None while held
+        self.task: asyncio.Task[None] | None = None  # the runner running it; None while buffered
         self.cancel_reason: str | None = None
+        # Held: taken ahead of a free slot; Redis counts it as waiting until the worker
+        # reports its start (with the next call, or with its result).
+        self.held = held
+        self.cv = cv  # the queue's control version when it was taken
+        self.started = 0.0  # loop time it started at
+        self.started_ms = 0  # the same, by the Redis clock (reported for held jobs)
+
+
+# A finish call: its arguments, the results and start notes it carries, the jobs it asked
+# for, the loop time it was first sent at, and the control changes known then.
+_Call = tuple[list[Any], list[tuple[Any, ...]], list[_Running], int, float, int]
 
 
 class Worker:
@@ -155,6 +175,20 @@ class Worker:
         self._avg_duration: float | None = None
         self._global_limit = 0  # the queue's global concurrency, as the last call saw it
         self._results: list[tuple[Any, ...]] = []
+        # Held jobs: runners start them only before _hold_until (loop time), the hold the
+        # last reply granted; a control change (pause, drain, limits, priority) ends it.
+        self._hold_until = 0.0
+        self._hold_timer: asyncio.TimerHandle | None = None
+        self._cv: bytes | None = None  # the queue's control version, as the last reply saw it
+        self._start_notes: dict[str, _Running] = {}  # held jobs started, start not yet sent
+        self._held_started: dict[str, int] = {}  # id -> start (Redis ms) of jobs taken held
+        self._clock_offset_ms = 0.0  # Redis clock minus loop clock, in ms (last reply)
+        # Every finish call carries an id; a call that failed in transit is re-sent with the
+        # same id and arguments, and Redis answers a re-send with the first answer.
+        self._call_seq = 0
+        self._unsent: _Call | None = None
+        self._monitor = LinkMonitor(f"queue {queue_name}", self._probe)
+        self._controls = 0  # control changes this worker learnt of (pub/sub, its own limit)
         self._wakeup = asyncio.Event()
         self._queue_empty = False
         self._limited_until = 0.0
@@ -191,13 +225,22 @@ class Worker:
 
     # ----- lifecycle ---------------------------------------------------------------------
 
-    async def run(self, *, handle_signals: bool = False) -> None:
-        """Processes jobs until ``close()`` (or SIGTERM/SIGINT with ``handle_signals``)."""
+    async def run(self, *, handle_signals: bool | None = None) -> None:
+        """Processes jobs until ``close()``, or until SIGTERM/SIGINT, which close gracefully
+        (a second signal exits at once).
+
+        ``handle_signals``: None (the default) handles the signals when the worker runs in
+        the main thread and nothing else has claimed SIGTERM, as arq does; workers of one
+        event loop share the handler. False leaves signals to the application that embeds
+        the worker; True always installs the handler (main thread only).
+        """
         if self._started:
             raise RuntimeError("a Worker runs once; create a new one")
         self._started = True
+        if handle_signals is None:
+            handle_signals = signals.may_handle()
         if handle_signals:
-            self._install_signal_handlers()
+            signals.join(self)
         await self._check_eviction_policy()
         if getattr(self._blocking, "connection_pool", None) is None:
             await self._blocking.initialize()  # Redis Cluster: learn the slot map first
@@ -207,6 +250,7 @@ class Worker:
             asyncio.create_task(self._maintenance_loop(), name="minique-maintenance"),
             asyncio.create_task(self._heartbeat_loop(), name="minique-heartbeat"),
             asyncio.create_task(self._cancel_listener(pubsub), name="minique-cancel"),
+            asyncio.create_task(self._monitor.run(self._stop), name="minique-link-monitor"),
         ]
         log.info("worker %s started on queue %s (concurrency %d)", self.name, self.queue_name,
                  self.concurrency)
@@ -234,6 +278,8 @@ class Worker:
             if self._own:
                 await self.redis.aclose()
                 await self._blocking.aclose()
+            if handle_signals:
+                signals.leave(self)
             self._closed.set()
             log.info("worker %s stopped (%d done, %d failed)", self.name, self.jobs_done,
                      self.jobs_failed)
@@ -270,23 +316,6 @@ class Worker:
         self._wakeup.set()
         await self._closed.wait()
 
-    def _install_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        state = {"count": 0}
-
-        def on_signal(signame: str) -> None:
-            state["count"] += 1
-            if state["count"] == 1:
-                log.warning("%s received: finishing running jobs (grace %.0fs)", signame,
-                            self.shutdown_timeout)
-                self._close_task = asyncio.ensure_future(self.close())
-            else:
-                log.warning("second %s: exiting now; leases will return running jobs", signame)
-                os._exit(1)
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal, sig.name)
-
     # ----- the dispatcher ----------------------------------------------------------------
 
     async def _dispatch_loop(self) -> None:
@@ -294,67 +323,199 @@ class Worker:
         while True:
             if self._closing and self._buffered:
                 self._return_buffered("worker shut down")
-            if self._closing and not self._running and not self._results:
+            if (self._closing and not self._running and not self._results
+                    and self._unsent is None):
                 return
-            results, self._results = self._results, []
-            want = 0 if self._closing else (
-                self.concurrency + self._prefetch() - len(self._running))
-            limited = self._limited_until > time.monotonic()
-            if not results and (want == 0 or self._queue_empty or limited):
-                self._wakeup.clear()
-                wait = self.block_timeout
-                if limited:
-                    wait = min(wait, self._limited_until - time.monotonic())
-                # asyncio.timeout rather than wait_for: no task per wait.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max(wait, 0.001)):
-                        await self._wakeup.wait()
-                if limited and self._limited_until <= time.monotonic():
-                    self._queue_empty = False
-                continue
+            if self._unsent is not None:
+                call = self._unsent
+            else:
+                results, self._results = self._results, []
+                notes = self._take_start_notes(results)
+                want, hold = (0, 0) if self._closing else self._wanted()
+                limited = self._limited_until > time.monotonic()
+                if not results and not notes and (
+                        want + hold == 0 or self._queue_empty or limited):
+                    self._wakeup.clear()
+                    wait = self.block_timeout
+                    if limited:
+                        wait = min(wait, self._limited_until - time.monotonic())
+                    # asyncio.timeout rather than wait_for: no task per wait.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(max(wait, 0.001)):
+                            await self._wakeup.wait()
+                    if limited and self._limited_until <= time.monotonic():
+                        self._queue_empty = False
+                    continue
+                call = self._build_call(results, notes, want, hold)
             try:
-                reply = await self._finish_and_fetch(results, want)
-                failures = 0
+                reply = await self._send_call(call[0])
             except (*TRANSIENT, RedisError) as exc:
-                self._results = results + self._results
+                # The same call goes again, unchanged: if the first send ran, Redis knows
+                # its id and answers with the first answer (lua/finish.lua).
+                self._unsent = call
                 failures += 1
                 delay = min(5.0, 0.1 * 2 ** min(failures, 6))
-                log.error("queue %s: Redis call failed (%s: %s); retrying in %.1fs",
+                log.error("queue %s: Redis call failed (%s: %s); sending it again in %.1fs",
                           self.queue_name, type(exc).__name__, exc, delay)
                 await asyncio.sleep(delay)
                 continue
-            self._handle_reply(results, reply, want)
+            if failures:
+                log.warning("queue %s: Redis answers again", self.queue_name)
+            failures = 0
+            self._unsent = None
+            self._handle_reply(call, reply)
 
-    async def _finish_and_fetch(self, results: list[tuple[Any, ...]], want: int) -> Any:
+    def _build_call(self, results: list[tuple[Any, ...]], notes: list[_Running], want: int,
+                    hold: int) -> _Call:
+        self._call_seq += 1
+        hold_ms = int(HOLD_TIME * 1000) if (hold or self._holding()) else 0
+        for running in notes:
+            results.append((running.job.id, running.job.token, "s", "", "", 0, 0, -1,
+                            running.started_ms))
         args: list[Any] = [self.keys.job_prefix, want, self.lock_ms, self.name, self.lim_max,
-                           self.lim_window_ms, 1000, len(results), *encode_results(results)]
-        return await scripts.run(self.redis, "finish", self.keys.vector, args)
+                           self.lim_window_ms, 1000, hold, hold_ms, self._call_seq, len(results),
+                           *encode_results(results)]
+        return args, results, notes, want, asyncio.get_running_loop().time(), self._controls
 
-    def _handle_reply(self, results: list[tuple[Any, ...]], reply: list[Any], want: int) -> None:
+    async def _send_call(self, args: list[Any]) -> Any:
+        """One finish call. A call Redis leaves unanswered is aborted by the link monitor
+        once Redis answers again (it is then re-sent): the socket timeout alone could keep
+        the worker waiting on a dead connection long after the link healed."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(None) as scope:
+                self._monitor.begin("finish call", lambda: scope.reschedule(loop.time()))
+                return await scripts.run(self.redis, "finish", self.keys.vector, args)
+        finally:
+            self._monitor.end("finish call")
+
+    def _wanted(self) -> tuple[int, int]:
+        """(jobs to take for free slots, jobs to take as held). Never negative."""
+        buffered_active = 0
+        held = 0
+        for r in self._buffered:
+            if r.held:
+                held += 1
+            else:
+                buffered_active += 1
+        free = max(0, self.concurrency - self._executing - buffered_active)
+        return free, max(0, self._prefetch() - held)
+
+    def _holding(self) -> bool:
+        return any(r.held for r in self._buffered)
+
+    def _take_start_notes(self, results: list[tuple[Any, ...]]) -> list[_Running]:
+        """Held jobs that started since the last call and whose result is not in this one
+        (a result carries its job's start itself)."""
+        if not self._start_notes:
+            return []
+        if results:
+            for result in results:
+                self._start_notes.pop(result[0], None)
+        notes = list(self._start_notes.values())
+        self._start_notes.clear()
+        return notes
+
+    def _handle_reply(self, call: _Call, reply: list[Any]) -> None:
+        _args, results, notes, want, sent_at, controls = call
         n = len(results)
         for result, status in zip(results, reply[:n], strict=True):
-            if status == 0:
+            kind = result[2]
+            if status == 1 or kind == "h":
+                continue
+            if kind == "s":
+                continue  # a held job that was drained or removed: its result will say so
+            if status == 2:
+                log.info("queue %s job %s: removed while this worker had it; its result (%s) "
+                         "was dropped", self.queue_name, result[0], _OUTCOMES.get(kind, kind))
+            else:
                 log.error("queue %s job %s: lease lost before the result was saved; another "
                           "worker owns the job now, so this result (%s) was discarded",
-                          self.queue_name, result[0], result[2])
-        status, info, next_due, wake_id, now_ms, global_limit = reply[n:n + HEADER]
+                          self.queue_name, result[0], kind)
+        for running, status in zip(notes, reply[n - len(notes):n], strict=True):
+            if status == 1:
+                running.held = False
+        (status, info, next_due, wake_id, now_ms, global_limit, cv,
+         hold_granted) = reply[n:n + HEADER]
+        loop = asyncio.get_running_loop()
+        self._clock_offset_ms = int(now_ms) - loop.time() * 1000.0
         self._global_limit = int(global_limit)
+        if cv != self._cv:
+            # A control changed since the jobs held now were taken: they go back.
+            self._cv = cv
+            self._return_held()
+        stale = controls != self._controls  # a control changed while the call was out
+        if int(status) != 0 or stale:
+            self._return_held(everything=True)  # paused or rate limited: nothing starts
+        elif self._global_limit:
+            self._return_held()
+        elif int(hold_granted):
+            # Redis granted until its own now + HOLD_TIME; the call left no later than
+            # sent_at, so sent_at + HOLD_TIME ends no later than the grant.
+            self._hold_until = sent_at + HOLD_TIME
+            self._arm_hold_timer()
         body = reply[n + HEADER:]
+        active_n = int(info) if int(status) == 0 else 0
         for i in range(0, len(body), JOB_FIELDS):
-            self._start(body[i:i + JOB_FIELDS])
-        if want == 0 or body:
-            if body:
-                self._queue_empty = False
+            self._start(body[i:i + JOB_FIELDS], held=i // JOB_FIELDS >= active_n, cv=cv,
+                        back=stale)
+        if body:
+            self._queue_empty = False
             return
-        if status == 2:
+        if want + int(_args[7]) == 0:
+            return  # nothing was asked for: that says nothing about the queue
+        if int(status) == 2:
             self._limited_until = time.monotonic() + int(info) / 1000.0
             return
         self._queue_empty = True
-        if status == 0 and int(next_due) >= 0:
+        if int(status) == 0 and int(next_due) >= 0:
             self._schedule_due((int(next_due) - int(now_ms)) / 1000.0)
         if self._waiter is None or self._waiter.done():
             self._waiter = asyncio.create_task(
-                self._wait_for_work(wake_id, status == 1, self.block_timeout))
+                self._wait_for_work(wake_id, int(status) == 1, self.block_timeout))
+
+    # ----- held jobs ---------------------------------------------------------------------
+
+    def _arm_hold_timer(self) -> None:
+        if self._hold_timer is None:
+            self._hold_timer = asyncio.get_running_loop().call_at(self._hold_until,
+                                                                  self._on_hold_timer)
+
+    def _on_hold_timer(self) -> None:
+        self._hold_timer = None
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._hold_until:
+            # Nothing renewed the hold (no reply since: the slots are busy with long jobs):
+            # what is held goes back, for an idle worker elsewhere to take.
+            self._return_held()
+        elif self._holding():
+            self._hold_timer = loop.call_at(self._hold_until, self._on_hold_timer)
+
+    def _return_held(self, everything: bool = False) -> None:
+        """Hands back every held job that has not started (with ``everything``, every job
+        not started, held or not): at its old place in the queue, no attempt used."""
+        if not self._buffered:
+            return
+        kept: deque[_Running] = deque()
+        returned = False
+        for running in self._buffered:
+            if running.held or everything:
+                self._running.pop(running.job.id, None)
+                self._push(running.job, "h", "", "", 0, running.job.opts.keep_failed)
+                returned = True
+            else:
+                kept.append(running)
+        if returned:
+            self._buffered = kept
+            self._wakeup.set()
+
+    def _on_control(self, what: str) -> None:
+        """A control of the queue changed (pause, drain, rate limit, global concurrency, a
+        higher-priority job, a removal): held jobs stop starting now and go back, and so do
+        the jobs of a reply to a call sent before this (see _handle_reply)."""
+        self._controls += 1
+        self._hold_until = 0.0
+        self._return_held(everything=True)
 
     async def _acquire_blocking_connection(self) -> tuple[Any, Callable[[Any], Awaitable[None]]]:
         """A raw connection to the node that holds the queue (any node of a plain Redis)."""
@@ -401,6 +562,7 @@ class Worker:
             self._blocking_conn = conn
             if self._closing:
                 return
+            self._monitor.begin("blocking wait", self._cut_wait, grace=timeout + 1.0)
             await conn.send_command("XREAD", "COUNT", 1, "BLOCK", block_ms, "STREAMS", *names, *ids)
             await conn.read_response(timeout=timeout + 5.0)
         except asyncio.CancelledError:
@@ -411,15 +573,37 @@ class Worker:
                             type(exc).__name__, exc)
                 await self._pause(0.5)
         finally:
+            self._monitor.end("blocking wait")
             self._blocking_conn = None
             if conn is not None:
                 await release(conn)
             self._queue_empty = False
             self._wakeup.set()
 
+    def _cut_wait(self) -> None:
+        """Aborts a blocking wait stuck on a dead connection (the link monitor saw Redis
+        answer on another): the read is cancelled (redis-py then drops the connection) and
+        the dispatcher asks again."""
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.cancel()
+
+    async def _probe(self) -> None:
+        """PING on a fresh connection (not one a stuck call holds), for the link monitor."""
+        pool = getattr(self.redis, "connection_pool", None)
+        if pool is None:  # Redis Cluster: the node that holds the queue
+            await self.redis.get_node_from_key(self.keys.meta).execute_command("PING")
+            return
+        conn = pool.make_connection()
+        try:
+            await conn.connect()
+            await conn.send_command("PING")
+            await conn.read_response(timeout=2.0)
+        finally:
+            await conn.disconnect(nowait=True)
+
     # ----- running one job ---------------------------------------------------------------
 
-    def _start(self, f: list[Any]) -> None:
+    def _start(self, f: list[Any], held: bool = False, cv: bytes = b"", back: bool = False) -> None:
         job_id = f[0].decode()
         name = f[2].decode(errors="replace")
         try:
@@ -434,10 +618,12 @@ class Worker:
                   attempts_started=int(f[6]), stalled_count=int(f[9]), state="active",
                   token=f[1].decode())
         job.processed_on = int(f[10]) / 1000.0
-        running = _Running(job, bad_opts)
-        if self._closing:
-            # Fetched by a call that was in flight when close() began: hand it straight back.
-            self._push(job, "w", "worker shut down", "", 0, job.opts.keep_failed)
+        running = _Running(job, bad_opts, held, cv)
+        if back or self._closing or (
+                held and asyncio.get_running_loop().time() >= self._hold_until):
+            # Fetched by a call that was in flight when close() began or a control changed,
+            # or held without a hold to start it in: hand it straight back.
+            self._push(job, "h", "", "", 0, job.opts.keep_failed)
             return
         self._running[job_id] = running
         self._buffered.append(running)
@@ -457,8 +643,17 @@ class Worker:
         avg = self._avg_duration
         if self.lim_max or self._global_limit or avg is None or avg > PREFETCH_WORK:
             return 0
+        # A slot whose job has run past the budget may stay busy for long: nothing is held
+        # for it, so held jobs never wait behind a long job.
+        now = asyncio.get_running_loop().time()
+        slots = self.concurrency
+        for r in self._running.values():
+            if r.task is not None and now - r.started > 2 * PREFETCH_WORK:
+                slots -= 1
+        if slots <= 0:
+            return 0
         per_slot = PREFETCH_WORK / max(avg, 1e-6)
-        return int(min(PREFETCH_MAX, max(self.concurrency, self.concurrency * per_slot)))
+        return int(min(PREFETCH_MAX, max(slots, slots * per_slot)))
 
     def _rouse(self) -> None:
         """Gets a runner to look at the buffer, one at a time: when a runner goes through
@@ -491,6 +686,11 @@ class Worker:
                     streak = loop.time()
                     continue
                 running = self._buffered.popleft()
+                if running.held and loop.time() >= self._hold_until:
+                    # Its hold ran out or a control ended it: it goes back, not ahead.
+                    self._buffered.appendleft(running)
+                    self._return_held()
+                    continue
                 self._rouse()  # should this job suspend, another runner takes the next one
                 await self._execute(running, task)
                 if loop.time() - streak > RUNNER_SLICE:
@@ -515,6 +715,14 @@ class Worker:
         job = running.job
         self._executing += 1
         running.task = task
+        running.started = asyncio.get_running_loop().time()
+        if running.held:
+            # Redis learns of the start with the next call (or with the result).
+            running.started_ms = int(running.started * 1000.0 + self._clock_offset_ms)
+            job.processed_on = running.started_ms / 1000.0
+            self._held_started[job.id] = running.started_ms
+            self._start_notes[job.id] = running
+            self._wakeup.set()
         if self.observers:
             self._started_at[job.id] = time.monotonic()
             self._observe("job_started", job)
@@ -562,6 +770,10 @@ class Worker:
             self._push(job, "d", str(exc), "", int(exc.delay * 1000), job.opts.keep_failed)
         except RateLimited as exc:
             self._push(job, "w", "rate limited", "", int(exc.delay * 1000), job.opts.keep_failed)
+            # This worker knows first: nothing it holds starts, and it takes nothing until
+            # the reply to this result confirms the limit (other workers hear of it then).
+            self._limited_until = time.monotonic() + exc.delay
+            self._on_control("limit")
         except PayloadError as exc:
             self._fail(job, str(exc), "", final=True, started=started)
         except BaseException as exc:
@@ -631,8 +843,9 @@ class Worker:
 
     def _push(self, job: Job, kind: str, value: Any, stack: str, delay_ms: int,
               keep: Keep) -> None:
+        held_start: int | str = self._held_started.pop(job.id, "") if self._held_started else ""
         self._results.append((job.id, job.token, kind, value, stack, delay_ms, keep.count,
-                              _age_ms(keep)))
+                              _age_ms(keep), held_start))
         started = self._started_at.pop(job.id, None)
         if started is not None:
             self._observe("job_finished", job, _OUTCOMES.get(kind, kind), time.monotonic() - started)
@@ -658,27 +871,35 @@ class Worker:
             if not self._running:
                 continue
             args: list[Any] = [self.keys.job_prefix, self.lock_ms]
-            snapshot = list(self._running.values())
-            for r in snapshot:
+            snapshot = dict(self._running)
+            for r in snapshot.values():
                 args += [r.job.id, r.job.token or ""]
             try:
+                self._monitor.begin("lease renewal")
                 lost, cancel = await scripts.run(self.redis, "extend", self.keys.vector, args)
             except Exception as exc:
                 log.error("queue %s: lease renewal failed (%s: %s)", self.queue_name,
                           type(exc).__name__, exc)
                 continue
+            finally:
+                self._monitor.end("lease renewal")
             for raw in lost:
-                log.warning("queue %s job %s: lease lost (expired or taken over)",
-                            self.queue_name, raw.decode())
+                job_id = raw.decode()
+                # Renewal and results travel on different connections: a job that finished
+                # (or went back) while the renewal was on its way is no loss.
+                if self._running.get(job_id) is snapshot.get(job_id):
+                    log.warning("queue %s job %s: lease lost (expired or taken over)",
+                                self.queue_name, job_id)
             for raw in cancel:
                 self._cancel_local(raw.decode(), "cancelled")
 
     def _return_buffered(self, reason: str) -> None:
-        """Hands back jobs fetched ahead but never started, without using an attempt."""
+        """Hands back jobs fetched (or held) but never started, to their place in the
+        queue, without using an attempt."""
         while self._buffered:
             running = self._buffered.popleft()
             self._running.pop(running.job.id, None)
-            self._push(running.job, "w", reason, "", 0, running.job.opts.keep_failed)
+            self._push(running.job, "h", reason, "", 0, running.job.opts.keep_failed)
         self._wakeup.set()
 
     def _cancel_local(self, job_id: str, reason: str) -> None:
@@ -717,9 +938,10 @@ class Worker:
         keep = self.queue._default_resolved.stored.keep_failed
         total = 0
         while True:
-            n, next_deadline, now_ms = await scripts.run(
+            n, next_deadline, now_ms, _examined = await scripts.run(
                 self.redis, "stalled", self.keys.vector,
-                [self.keys.job_prefix, self.max_stalled_count, batch, keep.count, _age_ms(keep)])
+                [self.keys.job_prefix, self.max_stalled_count, batch, keep.count, _age_ms(keep),
+                 self.name])
             total += int(n)
             self._next_lease_expiry = (None if int(next_deadline) < 0
                                        else (int(next_deadline) - int(now_ms)) / 1000.0)
@@ -737,10 +959,13 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         while not self._stop.is_set():
             try:
+                self._monitor.begin("heartbeat")
                 await self.heartbeat()
             except Exception as exc:
                 log.warning("queue %s: heartbeat failed (%s: %s)", self.queue_name,
                             type(exc).__name__, exc)
+            finally:
+                self._monitor.end("heartbeat")
             await self._pause(self.heartbeat_interval)
 
     async def heartbeat(self) -> None:
@@ -763,13 +988,14 @@ class Worker:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(self._heartbeat_key())
             pipe.zrem(self.keys.workers, self.name)
+            pipe.hdel(f"{self.keys.base}:calls", self.name)  # its last call's record
             await pipe.execute()
 
     async def _subscribe_cancels(self) -> Any:
         """Subscribes before the first job is taken, so no cancel request can slip by."""
         pubsub = self._blocking.pubsub()
         try:
-            await pubsub.subscribe(self.keys.meta + ":cancel")
+            await pubsub.subscribe(self.keys.meta + ":cancel", self.keys.control)
         except Exception as exc:
             log.warning("queue %s: cannot subscribe to cancel requests yet (%s: %s)",
                         self.queue_name, type(exc).__name__, exc)
@@ -781,11 +1007,18 @@ class Worker:
         while not self._stop.is_set():
             try:
                 if not pubsub.subscribed:
-                    await pubsub.subscribe(self.keys.meta + ":cancel")
+                    await pubsub.subscribe(self.keys.meta + ":cancel", self.keys.control)
+                    # Messages sent while unsubscribed are lost: whatever is held now may
+                    # predate a control change, so it goes back.
+                    self._on_control("resubscribed")
+                control = self.keys.control.encode()
                 while not self._stop.is_set():
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
                     if message and message.get("type") == "message":
-                        self._cancel_local(message["data"].decode(), "cancelled")
+                        if message.get("channel") == control:
+                            self._on_control(message["data"].decode())
+                        else:
+                            self._cancel_local(message["data"].decode(), "cancelled")
             except asyncio.CancelledError:
                 break
             except Exception as exc:

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from minique import Queue, scripts
 from minique.worker import encode_results
 
-JOB_FIELDS, HEADER = 11, 6
+JOB_FIELDS, HEADER = 11, 8
+_calls = itertools.count(1)
 
 
 async def finish(q: Queue, results: list[tuple[Any, ...]] = (), want: int = 0,  # type: ignore[assignment]
                  lease_ms: int = 30000, worker: str = "driver",
-                 limiter: tuple[int, int] = (0, 0)) -> tuple[list[int], list[tuple[str, str]], list[Any]]:
+                 limiter: tuple[int, int] = (0, 0), hold: int = 0,
+                 hold_ms: int = 0) -> tuple[list[int], list[tuple[str, str]], list[Any]]:
     """Reports ``results`` and fetches up to ``want`` jobs: (statuses, [(id, token)], header)."""
+    results = [(*r, "") if len(r) == 8 else r for r in results]
     args: list[Any] = [q.keys.job_prefix, want, lease_ms, worker, limiter[0], limiter[1], 1000,
-                       len(results), *encode_results(list(results))]
+                       hold, hold_ms, next(_calls), len(results), *encode_results(list(results))]
     reply = await scripts.run(q.redis, "finish", q.keys.vector, args)
     n = len(results)
     header = reply[n:n + HEADER]

@@ -192,24 +192,28 @@ class ConcurrentMachine(RuleBasedStateMachine):
         async def atomic() -> list[Any]:
             async with self.q.redis.pipeline(transaction=True) as pipe:
                 pipe.xrange(k.ready)
-                for key in (k.pri, k.delayed, k.active, k.completed, k.failed):
+                for key in (k.pri, k.delayed, k.active, k.completed, k.failed, k.held):
                     pipe.zrange(key, 0, -1)
                 for job_id in sorted(self.known):
                     pipe.hget(k.job(job_id), "st")
                 return list(await pipe.execute())
 
         reply = self.run(atomic())
+        # Held jobs that remove() marked are deleted when their worker hands them back.
+        removed_held = {raw for raw in reply[6]
+                        if self.run(self.q.redis.hexists(k.job(raw.decode()), "rm"))}
         where: dict[str, str] = {}
         structures = [("waiting", [f[b"i"] for _, f in reply[0]]), ("waiting", reply[1]),
                       ("delayed", reply[2]), ("active", reply[3]), ("completed", reply[4]),
-                      ("failed", reply[5])]
+                      ("failed", reply[5]),
+                      ("held", [raw for raw in reply[6] if raw not in removed_held])]
         for state, ids in structures:
             for raw in ids:
                 job_id = raw.decode()
                 assert job_id not in where, f"job {job_id} in {where[job_id]} and {state}"
                 where[job_id] = state
         assert set(where) == self.known, f"lost {self.known - set(where)}"
-        for job_id, st_ in zip(sorted(self.known), reply[6:], strict=True):
+        for job_id, st_ in zip(sorted(self.known), reply[7:], strict=True):
             assert st_ == where[job_id].encode(), f"job {job_id}: {st_} vs {where[job_id]}"
 
     def teardown(self) -> None:

@@ -202,7 +202,7 @@ async def test_remove_all_leaves_no_scheduler_keys(queue: Queue, client: Any) ->
 
 async def _take_with_tokens(queue: Queue, count: int = 10) -> list[tuple[str, str]]:
     reply = await queue._run("fetch", [count, 30000, "test-worker", 0, 0, 1000])
-    body = reply[6:]  # after the header (see lua/includes/take.lua)
+    body = reply[8:]  # after the header (see lua/includes/take.lua)
     return [(body[i].decode(), body[i + 1].decode()) for i in range(0, len(body), 11)]
 
 
@@ -224,8 +224,8 @@ async def test_cron_firing_is_taken_and_the_next_one_made_in_the_same_script(
     assert after.next_run == (s.next_run or 0) + 60
     assert await _delayed_ids(queue) == [after.pending_job_id]
     # The firing fails and is retried at once: taking it again must not advance the schedule.
-    retry = (first, token, "r", "boom", "", 0, -1, -1)
-    reply = await queue._run("finish", [0, 30000, "test-worker", 0, 0, 1000, 1,
+    retry = (first, token, "r", "boom", "", 0, -1, -1, "")
+    reply = await queue._run("finish", [0, 30000, "test-worker", 0, 0, 1000, 0, 0, "c1", 1,
                                         *encode_results([retry])])
     assert reply[0] == 1
     assert await _take(queue) == [first]

@@ -1,26 +1,32 @@
 -- Adds a batch of jobs (add() sends one, add_bulk() a chunk), each to waiting,
 -- prioritized or delayed. A custom id that exists already is left untouched.
--- ARGV: JP, n, then per job: id ('' = auto), name, data, opts, priority, delay_ms
+-- ARGV: JP, n, producer, seq, then per job: id, name, data, opts, priority, delay_ms.
+-- Every id is chosen by the client (automatic ones from blocks it reserves with INCRBY on
+-- the id counter), and every call carries the producer's next sequence number: a call
+-- whose number the producer's record has seen already is a re-send (a client retry after a
+-- timeout, when the first send may have run), and changes nothing. A producer sends its
+-- calls one at a time, so the numbers arrive in order.
+-- Returns {0, id, duplicate (0/1), ..., now}, or {1, now} for a re-send.
 --@include base
 local n = tonumber(ARGV[2])
+local producer, seq = ARGV[3], tonumber(ARGV[4])
 local now = now_ms()
 local now_s = int_str(now)
-local out = {}
--- Automatic ids for the whole batch come from one INCRBY.
-local auto = 0
-for i = 0, n - 1 do
-  if ARGV[3 + i * 6] == '' then auto = auto + 1 end
+-- Producers' last sequence numbers live in one hash ("seq|ms" per producer); the sweep
+-- drops those of producers gone quiet (sweep.lua).
+local producers_key = QB .. ':producers'
+if producer ~= '' then
+  local last = redis.call('HGET', producers_key, producer)
+  if last and seq <= tonumber(string.match(last, '^(%d+)')) then return {1, now} end
 end
-local next_id = auto > 0 and redis.call('INCRBY', K.idc, auto) - auto or 0
+local out = {0}
+local told = false
 for i = 0, n - 1 do
-  local b = 3 + i * 6
+  local b = 5 + i * 6
   local id = ARGV[b]
   local prio, delay = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
   local dup = 0
-  if id == '' then
-    next_id = next_id + 1
-    id = int_str(next_id)
-  elseif redis.call('EXISTS', JP .. id) == 1 then
+  if redis.call('EXISTS', JP .. id) == 1 then
     dup = 1
     emit('ev', 'duplicated', 'id', id)
   end
@@ -39,10 +45,16 @@ for i = 0, n - 1 do
     else
       enqueue_ready(jk, id, prio, fields)
       emit('ev', 'waiting', 'id', id)
+      -- A prioritized job must not wait behind jobs that workers hold: they hand them back.
+      if prio > 0 and not told and redis.call('EXISTS', K.held) == 1 then
+        told = true
+        control_changed('priority')
+      end
     end
   end
   out[#out + 1] = id
   out[#out + 1] = dup
 end
+if producer ~= '' then redis.call('HSET', producers_key, producer, ARGV[4] .. '|' .. now_s) end
 out[#out + 1] = now
 return out

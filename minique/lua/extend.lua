@@ -1,14 +1,17 @@
--- Renews the leases of a worker's active jobs in one call.
+-- Renews the leases of a worker's jobs (active and held) in one call.
 -- ARGV: JP, lease_ms, then pairs id, token. Returns {lost ids, ids whose cancel was asked}.
 --@include base
 local deadline = now_ms() + tonumber(ARGV[2])
 local lost, cancel = {}, {}
 for i = 3, #ARGV, 2 do
   local id, tok = ARGV[i], ARGV[i + 1]
-  local f = redis.call('HMGET', JP .. id, 'tok', 'cx')
-  if f[1] == tok and redis.call('ZSCORE', K.active, id) then
-    redis.call('ZADD', K.active, 'XX', lease_score(deadline, i), id)
+  local f = redis.call('HMGET', JP .. id, 'tok', 'cx', 'st')
+  local set_key = (f[3] == 'held') and K.held or K.active
+  -- XX: a job no longer in the set (taken back, finished) is never put back.
+  if f[1] == tok and redis.call('ZADD', set_key, 'XX', 'CH', lease_score(deadline, i), id) == 1 then
     if f[2] then cancel[#cancel + 1] = id end
+  elseif f[1] == tok and redis.call('ZSCORE', set_key, id) then
+    if f[2] then cancel[#cancel + 1] = id end  -- the same score: renewed twice this ms
   else
     lost[#lost + 1] = id
   end

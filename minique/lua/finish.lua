@@ -1,25 +1,76 @@
--- Finishes a batch of active jobs (complete, fail, retry, or back to waiting) and, in the
--- same call, fetches the worker's next jobs. Each result is fenced by the job's token: a
--- worker whose lease expired cannot finish a job that is no longer its own.
--- ARGV: JP, count, lease_ms, worker, limiter_max, limiter_window_ms, promote_limit, nres,
---       policies ("count:age_ms,..." retention policies, referred to by index), then per
---       result "id|token|kind|delay_ms|policy index" and the value, plus the stack trace
---       unless kind is c. (Few arguments per job: packing them is the client's hot spot.)
+-- Finishes a batch of a worker's jobs (complete, fail, retry, back to waiting, started,
+-- handed back) and, in the same call, fetches its next jobs. Each result is fenced by the
+-- job's token: a worker whose lease expired cannot finish a job that is no longer its own.
+-- ARGV: JP, count, lease_ms, worker, limiter_max, limiter_window_ms, promote_limit, hold,
+--       hold_ms, call id, nres, policies ("count:age_ms,..." retention policies, referred
+--       to by index), then per result "id|token|kind|delay_ms|policy index|started_ms" and
+--       the value, plus the stack trace for kinds f, r, d and w. (Few arguments per job:
+--       packing them is the client's hot spot.)
 --   kind: c = completed (value = return value), f = failed (value = reason),
 --         r = retry after delay_ms (value = reason), w = back to waiting without using an
 --         attempt; delay_ms > 0 then also stops the queue taking jobs for that long,
---         d = delayed by delay_ms without using an attempt (value = reason).
+--         d = delayed by delay_ms without using an attempt (value = reason),
+--         s = a held job started at started_ms (it becomes active), h = a job handed back
+--         before it started (it returns to the place it was taken from).
+--   started_ms is set for jobs the worker took as held; it counts only while Redis still
+--   has the job held (the 's' note may have gone in an earlier call).
+-- Returns a status per result (1 applied, 0 the job is another owner's now, 2 the job is
+-- gone: removed, drained or deleted) and then take_jobs' reply.
+--
+-- The call id makes a re-sent call (a client retry after a timeout, when the first send
+-- may have run) change nothing twice: the worker's last call is recorded with the ids it
+-- took, and the same id again gets the first answer back, rebuilt from the jobs.
 --@include base
 --@include retention
 --@include take
 local now = now_ms()
 local now_s = int_str(now)
-local nres = tonumber(ARGV[8])
+local lease_ms = tonumber(ARGV[3])
+local worker = ARGV[4]
+local call_id = ARGV[10]
+local nres = tonumber(ARGV[11])
+-- Workers' last calls live in one hash, a field per worker; the worker deletes its own
+-- when it stops, and the sweep drops those of workers gone (sweep.lua).
+local calls_key = QB .. ':calls'
+
+local record = redis.call('HGET', calls_key, worker)
+if record then
+  local r = cmsgpack.unpack(record)
+  if r[1] == call_id then
+    -- A re-send: the first answer, with the jobs it handed out that are still this call's.
+    local out = r[2]
+    local header = #out + 1
+    for _, v in ipairs({0, 0, -1, '0-0', now, 0, '0', 0}) do out[#out + 1] = v end
+    local active_n = 0
+    for part = 3, 4 do
+      local list = r[part]
+      for i = 1, #list, 2 do
+        local id, tok = list[i], list[i + 1]
+        local f = redis.call('HMGET', JP .. id, 'tok', 'n', 'd', 'o', 'atm', 'ats', 'ts', 'p',
+                             'stc', 'pon')
+        if f[1] == tok then
+          if part == 3 then active_n = active_n + 1 end
+          local ats = tonumber(f[6]) or 0
+          if part == 4 then ats = ats + 1 end
+          local n = #out
+          out[n + 1] = id; out[n + 2] = tok; out[n + 3] = f[2]; out[n + 4] = f[3]
+          out[n + 5] = f[4] or ''; out[n + 6] = f[5] or '0'; out[n + 7] = ats
+          out[n + 8] = f[7] or '0'; out[n + 9] = f[8] or '0'; out[n + 10] = f[9] or '0'
+          out[n + 11] = tonumber(f[10]) or now
+        end
+      end
+    end
+    out[header + 1] = active_n
+    return out
+  end
+end
+
 local statuses = {}
 local trims, trim_order = {}, {}
 local counts = {completed = 0, failed = 0, retried = 0}
 -- Set updates are gathered and sent once per call (see call_batched).
-local left_active, to_completed, to_failed = {}, {}, {}
+local left_active, left_held, to_completed, to_failed = {}, {}, {}, {}
+local starts = {}
 
 local function note_trim(set_key, kc, ka)
   local tk = set_key .. '|' .. kc .. '|' .. ka
@@ -30,43 +81,81 @@ local function note_trim(set_key, kc, ka)
 end
 
 local policies = {}
-for kc, ka in string.gmatch(ARGV[9], '(-?%d+):(-?%d+)') do policies[#policies + 1] = {kc, ka} end
-local b = 10
-for _ = 1, nres do
+for kc, ka in string.gmatch(ARGV[12], '(-?%d+):(-?%d+)') do policies[#policies + 1] = {kc, ka} end
+local b = 13
+for i = 1, nres do
   -- The id may contain '|', so the fixed fields are matched from the right.
-  local id, tok, kind, delay_s, pi = string.match(ARGV[b], '^(.*)|([^|]*)|(%a)|(%d+)|(%d+)$')
+  local id, tok, kind, delay_s, pi, started =
+    string.match(ARGV[b], '^(.*)|([^|]*)|(%a)|(%d+)|(%d+)|(%d*)$')
   local value, stack = ARGV[b + 1], ''
-  if kind == 'c' then b = b + 2 else stack = ARGV[b + 2]; b = b + 3 end
+  if kind == 'c' or kind == 's' or kind == 'h' then b = b + 2 else stack = ARGV[b + 2]; b = b + 3 end
   local policy = policies[tonumber(pi) + 1]
   local jk = JP .. id
-  -- Every way out of active clears the token, so a matching token means the job is still
-  -- active and still this worker's.
-  local cur = redis.call('HMGET', jk, 'tok', 'atm')
+  -- Every way out of active (and held) clears the token, so a matching token means the
+  -- job is still this worker's.
+  local cur = redis.call('HMGET', jk, 'tok', 'atm', 'st', 'ats', 'rm', 'ps')
+  local held = cur[3] == 'held'
   if cur[1] ~= tok then
-    statuses[#statuses + 1] = 0
+    statuses[#statuses + 1] = cur[3] and 0 or 2
+  elseif cur[5] then
+    -- Removed (remove() or drain()) while a worker held it: it goes now, whatever ran.
+    statuses[#statuses + 1] = 2
+    if held then left_held[#left_held + 1] = id else left_active[#left_active + 1] = id end
+    delete_job_keys(id)
+    emit('ev', 'removed', 'id', id, 'prev', 'waiting')
+  elseif kind == 'h' then
+    statuses[#statuses + 1] = 1
+    if held then
+      left_held[#left_held + 1] = id
+    else
+      -- Taken for a free slot but never started: the start it was counted for is undone.
+      left_active[#left_active + 1] = id
+      redis.call('HSET', jk, 'ats', int_str(math.max(0, (tonumber(cur[4]) or 1) - 1)))
+      emit('ev', 'waiting', 'id', id)
+    end
+    enqueue_return(jk, id, cur[6])
+  elseif kind == 's' then
+    statuses[#statuses + 1] = 1
+    if held then
+      left_held[#left_held + 1] = id
+      starts[#starts + 1] = lease_score(now + lease_ms, i)
+      starts[#starts + 1] = id
+      redis.call('HSET', jk, 'st', 'active', 'pon', started ~= '' and started or now_s,
+                 'ats', int_str((tonumber(cur[4]) or 0) + 1))
+      emit('ev', 'active', 'id', id)
+    end
   else
     statuses[#statuses + 1] = 1
-    left_active[#left_active + 1] = id
+    -- A held job that started and ended between two calls: its start is written with its end.
+    local start_fields = nil
+    if held then
+      left_held[#left_held + 1] = id
+      start_fields = {'pon', started ~= '' and started or now_s,
+                      'ats', int_str((tonumber(cur[4]) or 0) + 1)}
+      emit('ev', 'active', 'id', id)
+    else
+      left_active[#left_active + 1] = id
+    end
     local delay = tonumber(delay_s)
     if kind == 'c' then
-      redis.call('HSET', jk, 'st', 'completed', 'rv', value, 'fon', now_s, 'tok', '',
-                 'atm', int_str((tonumber(cur[2]) or 0) + 1))
+      write_job(jk, start_fields, 'st', 'completed', 'rv', value, 'fon', now_s, 'tok', '',
+                'atm', int_str((tonumber(cur[2]) or 0) + 1))
       to_completed[#to_completed + 1] = now_s
       to_completed[#to_completed + 1] = id
       emit('ev', 'completed', 'id', id)
       counts.completed = counts.completed + 1
       note_trim(K.completed, policy[1], policy[2])
     elseif kind == 'f' then
-      redis.call('HSET', jk, 'st', 'failed', 'fr', value, 'stk', stack, 'fon', now_s, 'tok', '',
-                 'atm', int_str((tonumber(cur[2]) or 0) + 1))
+      write_job(jk, start_fields, 'st', 'failed', 'fr', value, 'stk', stack, 'fon', now_s,
+                'tok', '', 'atm', int_str((tonumber(cur[2]) or 0) + 1))
       to_failed[#to_failed + 1] = now_s
       to_failed[#to_failed + 1] = id
       emit('ev', 'failed', 'id', id, 'reason', string.sub(value, 1, 200))
       counts.failed = counts.failed + 1
       note_trim(K.failed, policy[1], policy[2])
     elseif kind == 'r' then
-      redis.call('HSET', jk, 'fr', value, 'stk', stack, 'tok', '')
-      local atm = redis.call('HINCRBY', jk, 'atm', 1)
+      local atm = (tonumber(cur[2]) or 0) + 1
+      write_job(jk, start_fields, 'fr', value, 'stk', stack, 'tok', '', 'atm', int_str(atm))
       counts.retried = counts.retried + 1
       emit('ev', 'retrying', 'id', id, 'attempt', atm, 'delay', delay,
            'reason', string.sub(value, 1, 200))
@@ -80,7 +169,7 @@ for _ = 1, nres do
     elseif kind == 'd' then
       -- The processor asked to run again later (Delayed): no attempt used, and unlike a
       -- rate limit the queue goes on taking other jobs.
-      redis.call('HSET', jk, 'tok', '')
+      write_job(jk, start_fields, 'tok', '')
       if delay > 0 then
         enqueue_delayed(jk, id, now + delay)
         emit('ev', 'delayed', 'id', id, 'delay', delay_s, 'reason', string.sub(value, 1, 200))
@@ -89,17 +178,21 @@ for _ = 1, nres do
         emit('ev', 'waiting', 'id', id, 'reason', string.sub(value, 1, 200))
       end
     else
-      redis.call('HSET', jk, 'tok', '')
+      write_job(jk, start_fields, 'tok', '')
       enqueue_front(jk, id)
       emit('ev', 'waiting', 'id', id, 'reason', value)
       if delay > 0 and redis.call('PTTL', K.pause_until) < delay then
         redis.call('SET', K.pause_until, '1', 'PX', delay)
+        -- Other workers hand back what they hold: the queue takes nothing for a while.
+        control_changed('limit')
       end
     end
   end
 end
 
 call_batched('ZREM', K.active, left_active)
+call_batched('ZREM', K.held, left_held)
+call_batched('ZADD', K.active, starts)
 call_batched('ZADD', K.completed, to_completed)
 call_batched('ZADD', K.failed, to_failed)
 count_metrics(now, 'completed', counts.completed)
@@ -113,7 +206,19 @@ for _, tk in ipairs(trim_order) do
   redis.call('HSET', K.meta, 'keep:' .. t[1], t[2] .. ':' .. t[3])
 end
 
-local taken = take_jobs(now, tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]),
-                        tonumber(ARGV[6]), tonumber(ARGV[7]))
+local taken = take_jobs(now, tonumber(ARGV[2]), lease_ms, worker, tonumber(ARGV[5]),
+                        tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]),
+                        tonumber(ARGV[9]))
+-- The record of this call: its statuses and the ids (with tokens) it handed out.
+local active_ids, held_ids = {}, {}
+if taken[1] == 0 then
+  local active_n = taken[2]
+  for j = HEADER_LEN + 1, #taken, 11 do
+    local list = (j - HEADER_LEN - 1) / 11 < active_n and active_ids or held_ids
+    list[#list + 1] = taken[j]
+    list[#list + 1] = taken[j + 1]
+  end
+end
+redis.call('HSET', calls_key, worker, cmsgpack.pack({call_id, statuses, active_ids, held_ids, now}))
 for _, v in ipairs(taken) do statuses[#statuses + 1] = v end
 return statuses

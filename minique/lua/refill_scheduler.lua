@@ -6,7 +6,7 @@
 -- Returns 1 if applied, 0 if stale.
 --@include base
 --@include scheduler
-local sid, sk, tk = ARGV[2], KEYS[13], KEYS[14]
+local sid, sk, tk = ARGV[2], KEYS[NK + 1], KEYS[NK + 2]
 local now = now_ms()
 local h = sch_load(sk)
 if h.gen ~= ARGV[3] or h.kind ~= 'cron' then return 0 end

@@ -11,6 +11,15 @@ end
 if st == 'active' then
   return redis.error_reply('INVALIDSTATE job ' .. id .. ' is active; cancel it first')
 end
+if st == 'held' then
+  -- Waiting, to the user, but in a worker's hands: it is deleted when the worker hands it
+  -- back, which the control message asks for at once.
+  if redis.call('HSETNX', jk, 'rm', '1') == 1 then
+    emit('ev', 'removed', 'id', id, 'prev', 'waiting')
+    control_changed('remove')
+  end
+  return 1
+end
 unlink_job(jk, id)
 delete_job_keys(id)
 emit('ev', 'removed', 'id', id, 'prev', st)

@@ -1,37 +1,62 @@
--- Takes back jobs whose lease expired (worker killed, frozen or cut off): back to waiting,
--- or failed once they stalled more than max_stalled times.
--- ARGV: JP, max_stalled, batch, failed_keep_count, failed_keep_age_ms
--- Returns {taken back, earliest remaining lease deadline (ms, -1 if none), now (ms)}.
+-- Takes back jobs whose lease expired (worker killed, frozen or cut off). An active job
+-- goes back to waiting, or to failed once it stalled more than max_stalled times; a held
+-- job (never started) goes back to its place without counting a stall. The calling
+-- worker's own jobs are left alone: it is alive, and it holds their results or runs them
+-- (its renewals resume as soon as Redis answers again).
+-- ARGV: JP, max_stalled, batch, failed_keep_count, failed_keep_age_ms, worker
+-- Returns {taken back, earliest remaining lease deadline (ms, -1 if none), now (ms),
+--          ids examined}.
 --@include base
 --@include retention
 local now = now_ms()
 local max_stalled = tonumber(ARGV[2])
-local ids = redis.call('ZREVRANGEBYSCORE', K.active, '+inf', expired_from(now), 'LIMIT', 0,
-                       tonumber(ARGV[3]))
-local failed = 0
-for _, id in ipairs(ids) do
-  local jk = JP .. id
-  redis.call('ZREM', K.active, id)
-  if redis.call('EXISTS', jk) == 1 then
-    local stc = redis.call('HINCRBY', jk, 'stc', 1)
-    redis.call('HSET', jk, 'tok', '')
-    emit('ev', 'stalled', 'id', id, 'count', stc)
-    if stc > max_stalled then
-      local reason = 'job stalled more than allowable limit (' .. max_stalled .. ')'
-      redis.call('HSET', jk, 'st', 'failed', 'fr', reason, 'stk', '', 'fon', now)
-      redis.call('HINCRBY', jk, 'atm', 1)
-      redis.call('ZADD', K.failed, now, id)
-      emit('ev', 'failed', 'id', id, 'reason', reason)
-      failed = failed + 1
-    else
-      enqueue_front(jk, id)
-      emit('ev', 'waiting', 'id', id)
+local batch = tonumber(ARGV[3])
+local me = ARGV[6] or ''
+local failed, taken, examined, stalled = 0, 0, 0, 0
+for _, set_key in ipairs({K.active, K.held}) do
+  local ids = redis.call('ZREVRANGEBYSCORE', set_key, '+inf', expired_from(now), 'LIMIT', 0,
+                         batch - examined)
+  examined = examined + #ids
+  for _, id in ipairs(ids) do
+    local jk = JP .. id
+    local f = redis.call('HMGET', jk, 'w', 'rm', 'ps', 'st')
+    if f[1] ~= me or me == '' then
+      taken = taken + 1
+      redis.call('ZREM', set_key, id)
+      if not f[4] then
+        -- The hash is gone: nothing to take back.
+      elseif f[2] then
+        delete_job_keys(id)  -- removed while held
+      elseif set_key == K.held then
+        enqueue_return(jk, id, f[3])
+      else
+        stalled = stalled + 1
+        local stc = redis.call('HINCRBY', jk, 'stc', 1)
+        redis.call('HSET', jk, 'tok', '')
+        emit('ev', 'stalled', 'id', id, 'count', stc)
+        if stc > max_stalled then
+          local reason = 'job stalled more than allowable limit (' .. max_stalled .. ')'
+          redis.call('HSET', jk, 'st', 'failed', 'fr', reason, 'stk', '', 'fon', int_str(now))
+          redis.call('HINCRBY', jk, 'atm', 1)
+          redis.call('ZADD', K.failed, int_str(now), id)
+          emit('ev', 'failed', 'id', id, 'reason', reason)
+          failed = failed + 1
+        else
+          enqueue_front(jk, id)
+          emit('ev', 'waiting', 'id', id)
+        end
+      end
     end
   end
 end
-count_metrics(now, 'stalled', #ids)
+count_metrics(now, 'stalled', stalled)
 count_metrics(now, 'failed', failed)
 if failed > 0 then trim_finished(K.failed, tonumber(ARGV[4]), tonumber(ARGV[5]), now, 100) end
 -- The earliest lease still running tells the caller when the next check can find something.
 local nxt = redis.call('ZRANGE', K.active, -1, -1, 'WITHSCORES')
-return {#ids, nxt[2] and lease_deadline(nxt[2]) or -1, now}
+local nxt_held = redis.call('ZRANGE', K.held, -1, -1, 'WITHSCORES')
+local deadline = nxt[2] and lease_deadline(nxt[2]) or -1
+if nxt_held[2] and (deadline < 0 or lease_deadline(nxt_held[2]) < deadline) then
+  deadline = lease_deadline(nxt_held[2])
+end
+return {taken, deadline, now, examined}

@@ -15,4 +15,20 @@ for _, set_key in ipairs({K.completed, K.failed}) do
     end
   end
 end
+-- Idempotency records of producers and workers that have gone quiet (lua/add.lua,
+-- lua/finish.lua): a re-send comes within seconds, so a record ten minutes old is spent.
+-- A random sample per call keeps the work bounded and still empties both in time.
+local stale = now - 600000
+local producers = redis.call('HRANDFIELD', QB .. ':producers', 50, 'WITHVALUES')
+for i = 1, #producers, 2 do
+  local ms = tonumber(string.match(producers[i + 1], '|(%d+)$'))
+  if not ms or ms < stale then redis.call('HDEL', QB .. ':producers', producers[i]) end
+end
+local calls = redis.call('HRANDFIELD', QB .. ':calls', 50, 'WITHVALUES')
+for i = 1, #calls, 2 do
+  local ok, r = pcall(cmsgpack.unpack, calls[i + 1])
+  if not ok or type(r) ~= 'table' or not tonumber(r[5]) or tonumber(r[5]) < stale then
+    redis.call('HDEL', QB .. ':calls', calls[i])
+  end
+end
 return removed

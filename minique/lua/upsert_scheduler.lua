@@ -10,7 +10,7 @@
 --@include base
 --@include scheduler
 local sid, sig = ARGV[2], ARGV[3]
-local sk, tk = KEYS[13], KEYS[14]
+local sk, tk = KEYS[NK + 1], KEYS[NK + 2]
 local now = now_ms()
 local old = redis.call('HMGET', sk, 'sig', 'n', 'd', 'o', 'p', 'jo', 'end', 'limit', 'catch', 'nid')
 local template_same = old[2] == ARGV[12] and old[3] == ARGV[13] and old[4] == ARGV[14]

@@ -15,6 +15,12 @@ class ChaosProxy:
         self.upstream_port = upstream_port
         self.latency = 0.0
         self.blackhole = False
+        # Replies (Redis -> client) are held back while set: the commands run, the client
+        # times out waiting and re-sends, as after a stalled network.
+        self.hold_replies = False
+        # Everything sent while set is swallowed for good: a request or reply lost on a
+        # link that went dead, which only a timeout or a re-send gets past.
+        self.swallow = False
         self._server: asyncio.base_events.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -36,16 +42,19 @@ class ChaosProxy:
             writer.close()
             return
         self._writers.update((writer, up_writer))
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(src, dst))
+        for src, dst, replies in ((reader, up_writer, False), (up_reader, writer, True)):
+            task = asyncio.create_task(self._pipe(src, dst, replies))
             self._pipes.add(task)
             task.add_done_callback(self._pipes.discard)
 
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                    replies: bool) -> None:
         try:
             while data := await src.read(65536):
-                while self.blackhole:  # swallow nothing, deliver nothing: the link is dead
-                    await asyncio.sleep(0.05)
+                if self.swallow:
+                    continue
+                while self.blackhole or (replies and self.hold_replies):
+                    await asyncio.sleep(0.05)  # deliver nothing for now: the link is stalled
                 if self.latency:
                     await asyncio.sleep(self.latency)
                 dst.write(data)

@@ -3,8 +3,12 @@
 local K = {
   meta = KEYS[1], idc = KEYS[2], ready = KEYS[3], pri = KEYS[4], delayed = KEYS[5],
   active = KEYS[6], completed = KEYS[7], failed = KEYS[8], events = KEYS[9],
-  wake = KEYS[10], window = KEYS[11], pause_until = KEYS[12],
+  wake = KEYS[10], window = KEYS[11], pause_until = KEYS[12], held = KEYS[13],
 }
+-- How many keys the vector has: scripts that take keys of their own read them after it.
+local NK = 13
+-- The queue's key base "{p:q}", for keys and channels named after it (minique/keys.py).
+local QB = string.sub(KEYS[1], 1, #KEYS[1] - 5)
 local JP = ARGV[1]
 -- Priority score = priority * 2^32 + sequence, so FIFO holds within one priority.
 local PRIO_SHIFT = 4294967296
@@ -102,6 +106,34 @@ local function enqueue_front(jk, id)
   wake()
 end
 
+-- A held job handed back before it started goes back to the very place it was taken from:
+-- `ps` is the priority-set score it was popped with, or '' for a job read from the stream,
+-- which goes to the return band (after every priority, before the stream, in the order
+-- they come back: RETURN_BAND + 4 * seq is exact in a double, whose step there is 4).
+local RETURN_BAND = 18014398509481984  -- 2^54
+local function enqueue_return(jk, id, ps)
+  local score = ps
+  if not ps or ps == '' then
+    local seq = redis.call('HINCRBY', K.meta, 'rs', 1) % 1099511627776
+    score = int_str(RETURN_BAND + 4 * seq)
+  end
+  redis.call('ZADD', K.pri, score, id)
+  redis.call('HSET', jk, 'st', 'waiting', 'sid', '', 'tok', '')
+  wake()
+end
+
+-- A control changed (pause, drain, rate limit, global concurrency, a higher priority):
+-- workers hand back the jobs they hold. They learn it from this message at once, from the
+-- control version in their next reply, or when their hold runs out, whichever is first.
+-- Returns how many ms are left of the longest hold granted: after that no held job starts.
+local function control_changed(what)
+  redis.call('HINCRBY', K.meta, 'cv', 1)
+  redis.call('PUBLISH', QB .. ':control', what)
+  local hu = tonumber(redis.call('HGET', K.meta, 'hu'))
+  if not hu then return 0 end
+  return math.max(0, hu - now_ms())
+end
+
 local function enqueue_delayed(jk, id, due, fields)
   local seq = redis.call('HINCRBY', K.meta, 'ds', 1) % DELAY_SHIFT
   redis.call('ZADD', K.delayed, int_str(due * DELAY_SHIFT + seq), id)
@@ -121,6 +153,7 @@ local function unlink_job(jk, id)
   elseif st == 'completed' then redis.call('ZREM', K.completed, id)
   elseif st == 'failed' then redis.call('ZREM', K.failed, id)
   elseif st == 'active' then redis.call('ZREM', K.active, id)
+  elseif st == 'held' then redis.call('ZREM', K.held, id)
   end
   return st
 end

@@ -2,6 +2,8 @@
 -- Fetch path shared by fetch.lua and finish.lua: promote due delayed jobs, honour pause and
 -- rate limits, then move up to `count` ready jobs to active with a fresh fencing token.
 
+local HEADER_LEN = 8
+
 local function promote_due(now, limit)
   local ids = redis.call('ZRANGEBYSCORE', K.delayed, '-inf', now * DELAY_SHIFT + DELAY_SHIFT - 1,
                          'LIMIT', 0, limit)
@@ -67,20 +69,28 @@ local function with_wait_info(out)
 end
 
 -- Returns {status, info, next_due, wake_id, now, global concurrency limit (0 = none),
--- jobs...}; each job is 11 fields. The limit tells the worker not to hold jobs ahead.
--- status: 0 ok, 1 paused, 2 rate limited (info = ms to wait).
-local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, promote_limit)
+-- control version, hold granted (1/0), jobs...}; each job is 11 fields, the first `count`
+-- of them active, the rest held. status: 0 ok, 1 paused, 2 rate limited (info = ms to wait).
+--
+-- Holding: a worker whose jobs are short asks for `hold` jobs beyond its free slots. They
+-- go to the held set (waiting, to everyone else) with a lease, and the worker may start
+-- them only until now + hold_ms; the same grant renews the hold of the jobs it already
+-- holds. No hold is granted while the queue is paused, rate limited, or under a global
+-- concurrency limit (held jobs would sit on its allowance). The longest grant is kept in
+-- meta 'hu', so a control change (includes/base.lua control_changed) can wait it out.
+local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, promote_limit,
+                         hold, hold_ms)
   promote_due(now, promote_limit)
-  local gconc = tonumber(redis.call('HGET', K.meta, 'gconc'))
-  local out = {0, 0, -1, '', now, gconc or 0}
-  if count <= 0 then return out end
-  if redis.call('HGET', K.meta, 'paused') then
+  local m = redis.call('HMGET', K.meta, 'gconc', 'cv', 'paused', 'hu')
+  local gconc = tonumber(m[1])
+  local out = {0, 0, -1, '', now, gconc or 0, m[2] or '0', 0}
+  if m[3] then
     out[1] = 1
   else
     local pttl = redis.call('PTTL', K.pause_until)
     if pttl > 0 then
       out[1] = 2; out[2] = pttl
-    else
+    elseif count > 0 then
       local allowed, wait = limiter_allowance(now, lim_max, lim_window, count)
       -- Global concurrency: at most 'gconc' jobs active across every worker of the queue.
       if gconc and allowed > 0 then
@@ -94,19 +104,29 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       end
     end
   end
-  local ids = {}
-  if out[1] == 0 then
-    local popped = redis.call('ZPOPMIN', K.pri, count)
-    for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
-    if #ids < count then
-      for _, id in ipairs(read_stream(count - #ids)) do ids[#ids + 1] = id end
+  if out[1] ~= 0 or gconc or lim_max > 0 then hold = 0
+  elseif hold_ms > 0 then
+    out[8] = 1
+    local until_ms = now + hold_ms
+    if not tonumber(m[4]) or tonumber(m[4]) < until_ms then
+      redis.call('HSET', K.meta, 'hu', int_str(until_ms))
     end
+  end
+  if out[1] ~= 0 then count = 0 end
+  local want = count + hold
+  if want <= 0 then return with_wait_info(out) end
+  local ids, scores = {}, {}
+  local popped = redis.call('ZPOPMIN', K.pri, want)
+  for i = 1, #popped, 2 do ids[#ids + 1] = popped[i]; scores[#ids] = popped[i + 1] end
+  if #ids < want then
+    for _, id in ipairs(read_stream(want - #ids)) do ids[#ids + 1] = id end
   end
   if #ids == 0 then return with_wait_info(out) end
   local fence = redis.call('HINCRBY', K.meta, 'fence', #ids) - #ids
   local deadline = now + lease_ms
   local now_s = int_str(now)
-  local leases = {}
+  local leases, holds = {}, {}
+  local active_n = 0
   for i, id in ipairs(ids) do
     local jk = JP .. id
     local tok = int_str(fence + i)
@@ -114,13 +134,23 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
     if f[1] and f[8] and scheduler_on_take(jk, id, now, true, f[8]) then
       -- A missed firing of a catch_up="skip" scheduler: the hook deleted it; nothing to run.
     elseif f[1] then
-      -- One write per job: the counter is bumped from the value just read.
       local ats = (tonumber(f[9]) or 0) + 1
-      redis.call('HSET', jk, 'st', 'active', 'tok', tok, 'pon', now_s, 'w', worker, 'ats', int_str(ats))
-      leases[#leases + 1] = lease_score(deadline, i)
-      leases[#leases + 1] = id
-      if lim_max > 0 then redis.call('ZADD', K.window, now_s, tok) end
-      emit('ev', 'active', 'id', id)
+      local ps = scores[i] or ''
+      if active_n < count then
+        active_n = active_n + 1
+        -- One write per job: the counter is bumped from the value just read.
+        redis.call('HSET', jk, 'st', 'active', 'tok', tok, 'pon', now_s, 'w', worker,
+                   'ats', int_str(ats), 'ps', ps)
+        leases[#leases + 1] = lease_score(deadline, i)
+        leases[#leases + 1] = id
+        if lim_max > 0 then redis.call('ZADD', K.window, now_s, tok) end
+        emit('ev', 'active', 'id', id)
+      else
+        -- Held: started (and counted as started) only when the worker starts it.
+        redis.call('HSET', jk, 'st', 'held', 'tok', tok, 'w', worker, 'ps', ps)
+        holds[#holds + 1] = lease_score(deadline, i)
+        holds[#holds + 1] = id
+      end
       local n = #out
       out[n + 1] = id; out[n + 2] = tok; out[n + 3] = f[1]; out[n + 4] = f[2]
       out[n + 5] = f[3] or ''; out[n + 6] = f[4] or '0'; out[n + 7] = ats; out[n + 8] = f[5] or '0'
@@ -131,7 +161,9 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
     end
   end
   call_batched('ZADD', K.active, leases)
+  call_batched('ZADD', K.held, holds)
+  out[2] = (out[1] == 0) and active_n or out[2]
   -- Every id taken may have turned out unrunnable (a dropped firing, a vanished hash).
-  if #out == 6 then return with_wait_info(out) end
+  if #out == HEADER_LEN then return with_wait_info(out) end
   return out
 end
