@@ -45,45 +45,50 @@ class ThreadRunner:
         has not started yet is withdrawn at once instead).
         """
         loop = asyncio.get_running_loop()
-        began: asyncio.Future[float] = loop.create_future()
+        # Only a timeout needs to know when the call began: one wake-up less per job without.
+        began: asyncio.Future[float] | None = None if timeout is None else loop.create_future()
 
         def call() -> Any:
-            loop.call_soon_threadsafe(_settle, began, time.monotonic())
+            if began is not None:
+                loop.call_soon_threadsafe(_settle, began, time.monotonic())
             return fn(job)
 
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._threads, "minique-job")
         work: Future[Any] = self._pool.submit(call)
-        done = asyncio.wrap_future(work, loop=loop)
-        cancelled = timed_out = False
         self.busy.add(job.id)
         try:
-            while not done.done():
-                remaining: float | None = None
-                if timeout is not None and began.done() and not timed_out:
-                    remaining = began.result() + timeout - time.monotonic()
-                    if remaining <= 0:
-                        timed_out, remaining = True, None
-                        log.warning("queue %s job %s: timed out after %ss, but a thread cannot "
-                                    "be stopped: the job keeps its slot and lease until its "
-                                    "processor returns", job.queue.name, job.id, timeout)
-                waiting: set[asyncio.Future[Any]] = {done} if began.done() else {done, began}
+            deadline: asyncio.Timeout | None = None
+            try:
+                if began is None or timeout is None:
+                    return await asyncio.wrap_future(work)
+                await began  # the wait for a free thread is not the job's time
+                async with asyncio.timeout(began.result() + timeout - time.monotonic()) as deadline:
+                    return await asyncio.wrap_future(work)
+            except asyncio.CancelledError:
+                # Cancelling the awaited future withdrew the call if it had not started.
+                if work.cancelled() or work.cancel():
+                    raise
+                outcome: BaseException = asyncio.CancelledError()
+            except TimeoutError:
+                if deadline is None or not deadline.expired():
+                    raise  # the processor's own
+                log.warning("queue %s job %s: timed out after %ss, but a thread cannot be "
+                            "stopped: the job keeps its slot and lease until its processor "
+                            "returns", job.queue.name, job.id, timeout)
+                outcome = TimeoutError(f"job timed out after {timeout}s")
+            # The code still runs: wait it out, whatever else is cancelled meanwhile.
+            rest = asyncio.wrap_future(work)
+            while not rest.done():
                 try:
-                    await asyncio.wait(waiting, timeout=remaining,
-                                       return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait([rest])
                 except asyncio.CancelledError:
-                    if work.cancel():  # not started yet: nothing runs, nothing to wait for
-                        raise
-                    cancelled = True
+                    outcome = asyncio.CancelledError()  # a cancel outranks the timeout
+            if not rest.cancelled():
+                rest.exception()  # its own outcome no longer counts: mark it seen
+            raise outcome
         finally:
             self.busy.discard(job.id)
-        if (cancelled or timed_out) and not done.cancelled():
-            done.exception()  # the call's own outcome no longer counts: mark it seen
-        if cancelled:
-            raise asyncio.CancelledError
-        if timed_out:
-            raise TimeoutError(f"job timed out after {timeout}s")
-        return done.result()
 
     def shutdown(self) -> None:
         """Drops calls not started yet; threads still running finish on their own."""

@@ -6,7 +6,9 @@ children are killed. Real worker processes where the scenario is about deploymen
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +17,9 @@ from helpers import start_worker, wait_until
 from procs import sync_outcome, sync_run
 
 from minique import JobFailed, Queue, Worker
+from minique.job import Job
+from minique.options import StoredOptions
+from minique.sync_runner import ThreadRunner
 
 
 @pytest.fixture
@@ -192,8 +197,6 @@ async def test_sigterm_with_processes_kills_the_child_after_the_grace(
 
 
 def _alive(pid: int) -> bool:
-    import os
-
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -236,3 +239,54 @@ async def test_kill_9_of_the_worker_takes_its_job_processes_along(
     pid = int((await trace(q, "o"))[0][3])
     proc.send_signal(signal.SIGKILL)
     await wait_until(lambda: not _alive(pid), timeout=10, message="the job's process gone")
+
+
+# ----- the thread runner on its own ---------------------------------------------------------
+
+
+async def test_thread_runner_times_only_the_call_and_withdraws_what_never_started(
+        queue: Queue) -> None:
+    def job(job_id: str) -> Job:
+        return Job(queue, job_id, "x", None, StoredOptions())
+
+    release = threading.Event()
+    ran: list[str] = []
+
+    def hold(j: Job) -> str:
+        ran.append(j.id)
+        release.wait(10)
+        return j.id
+
+    def own_timeout(j: Job) -> None:
+        raise TimeoutError("upstream")
+
+    runner = ThreadRunner(1)
+    first = asyncio.create_task(runner.run(hold, job("a"), None))
+    await wait_until(lambda: ran == ["a"], message="the one thread busy")
+    # Queued behind "a" far longer than its own timeout: the wait does not count.
+    queued = asyncio.create_task(runner.run(lambda j: j.id, job("b"), 0.05))
+    never = asyncio.create_task(runner.run(hold, job("c"), None))
+    await asyncio.sleep(0)
+    never.cancel()  # not started: withdrawn at once, never runs
+    with pytest.raises(asyncio.CancelledError):
+        await never
+    await asyncio.sleep(0.1)  # "b" waits past its timeout for the thread
+    release.set()
+    assert await first == "a" and await queued == "b" and ran == ["a"]
+    with pytest.raises(TimeoutError, match=r"^upstream$"):  # the processor's own, not ours
+        await runner.run(own_timeout, job("d"), 5.0)
+    runner.shutdown()
+
+
+async def test_an_async_processors_own_timeout_error_is_not_taken_for_the_jobs(
+        queue: Queue, redis_url: str) -> None:
+    async def upstream(job: Any) -> None:
+        raise TimeoutError("upstream")
+
+    job = await queue.add("x", None, timeout=5, attempts=1)
+    w = Worker(queue.name, upstream, url=redis_url)
+    task = asyncio.create_task(w.run())
+    with pytest.raises(JobFailed, match="TimeoutError: upstream"):
+        await job.wait_until_finished(timeout=10)
+    await w.close()
+    await task
