@@ -103,8 +103,12 @@ class ProcessRunner:
             try:
                 child.conn.send((fn, snapshot))
             except BaseException:
-                # Pickling fails before anything is written: the child is still fine.
-                self._idle.append(child)
+                # Pickling fails before anything is written: the child is still fine (unless
+                # it had died while idle, which a broken pipe tells).
+                if child.process.is_alive():
+                    self._idle.append(child)
+                else:
+                    self._forget(child)
                 raise
             deadline: asyncio.Timeout | None = None
             try:
