@@ -80,7 +80,8 @@ def main(log_level: str) -> None:
 @click.option("--processes", default=1, show_default=True,
               help="Worker processes under one supervisor that restarts any that dies.")
 @click.option("--cpu-processes", default=0, show_default=True,
-              help="Run sync processors in a pool of this many processes (CPU-bound jobs).")
+              help="Run sync processors in this many child processes (CPU-bound jobs); a "
+                   "timeout, cancel or shutdown kills the job's process.")
 @click.option("--lock-duration", default=30.0, show_default=True, help="Lease of an active job (s).")
 @click.option("--stalled-interval", default=30.0, show_default=True,
               help="How often expired leases are taken back (s).")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MiniqueError(Exception):
     """Base class of every error minique raises on purpose."""
@@ -23,6 +25,11 @@ class RateLimited(MiniqueError):
             raise ValueError("RateLimited delay must be >= 0")
         super().__init__(f"{message} (retry in {delay:.3f}s)")
         self.delay = delay
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its own arguments, so it crosses back from a processes=N child.
+        return type(self), (self.delay, self.message)
 
 
 class Delayed(MiniqueError):
@@ -38,6 +45,10 @@ class Delayed(MiniqueError):
             raise ValueError(f"Delayed delay must be >= 0, got {delay!r}")
         super().__init__(f"{message} (again in {delay:.3f}s)")
         self.delay = delay
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.delay, self.message)
 
 
 class PayloadError(TypeError, MiniqueError):

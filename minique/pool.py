@@ -1,17 +1,36 @@
-"""Runs CPU-bound sync processors in worker processes, so they cannot hold the GIL and
-starve the event loop (and with it the lease renewals) of the worker."""
+"""Runs sync processors in child processes (``Worker(processes=N)``) that can be killed.
+
+CPU-bound code there cannot hold the worker's GIL and starve the event loop (and with it
+lease renewal). And unlike a thread, a child can be stopped: at a job's timeout, at a
+cancel and past the shutdown grace, the child running the job is killed, and the attempt
+is reported only once the child is dead and reaped, so a retry never runs beside it. A
+fresh child takes the next job.
+
+Hand-rolled on multiprocessing: ProcessPoolExecutor cannot stop one task, and pebble's pool
+resolves a timed-out or cancelled task before its process is gone.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import signal
+import threading
+import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnContext, SpawnProcess
 from typing import Any
 
 import msgspec
 
 from .job import Job
+
+_STARTED = "started"
 
 
 class JobSnapshot(msgspec.Struct, frozen=True):
@@ -25,18 +44,225 @@ class JobSnapshot(msgspec.Struct, frozen=True):
     token: str | None
 
 
-def _run(fn: Callable[[JobSnapshot], Any], snapshot: JobSnapshot) -> Any:
-    return fn(snapshot)
+class ProcessDied(RuntimeError):
+    """The child process running a job exited without reporting (crash, OOM kill, os._exit)."""
+
+
+class ProcessorError(Exception):
+    """Stands for a processor's exception that cannot be pickled back from its process."""
+
+
+class _RemoteTraceback(Exception):
+    """Carries the child's traceback as the ``__cause__`` of the exception it raised."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class _Child:
+    __slots__ = ("conn", "process")
+
+    def __init__(self, context: SpawnContext) -> None:
+        self.conn, theirs = context.Pipe()
+        self.process: SpawnProcess = context.Process(target=_serve, args=(theirs,),
+                                                     name="minique-cpu")
+        self.process.start()
+        theirs.close()
 
 
 class ProcessRunner:
+    """At most ``processes`` child processes for sync processors, started on demand."""
+
     def __init__(self, processes: int) -> None:
         # "spawn" keeps the children free of the parent's event loop and sockets.
-        self._pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+        self._context = multiprocessing.get_context("spawn")
+        self._size = processes
+        self._slots: asyncio.Semaphore | None = None
+        self._idle: list[_Child] = []
+        self._children: set[_Child] = set()
 
-    async def run(self, fn: Callable[..., Any], job: Job) -> Any:
-        snapshot = JobSnapshot(job.id, job.name, job.data, job.attempts_made, job.token)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, _run, fn, snapshot)
+    async def run(self, fn: Callable[..., Any], job: Job, timeout: float | None) -> Any:
+        """Returns ``fn(JobSnapshot)``'s value or raises its exception, run in a child.
+
+        ``timeout`` (seconds, or None for none) counts from the moment the child starts the
+        call, never the wait for a free child or for one to start up. Past it the child is
+        killed and ``TimeoutError("job timed out after {timeout}s")`` is raised; when the
+        awaiting task is cancelled, the child is killed and ``asyncio.CancelledError``
+        raised; either only once the child is dead. ``ProcessDied`` if the child exits on
+        its own; ``ProcessorError`` for an exception that cannot be pickled back.
+        """
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._size)
+        async with self._slots:
+            child = self._take()
+            snapshot = JobSnapshot(job.id, job.name, job.data, job.attempts_made, job.token)
+            try:
+                child.conn.send((fn, snapshot))
+            except BaseException:
+                # Pickling fails before anything is written: the child is still fine (unless
+                # it had died while idle, which a broken pipe tells).
+                if child.process.is_alive():
+                    self._idle.append(child)
+                else:
+                    self._forget(child)
+                raise
+            deadline: asyncio.Timeout | None = None
+            try:
+                await _receive(child.conn)  # _STARTED: not timed, the child may be starting up
+                async with asyncio.timeout(timeout) as deadline:
+                    ok, value = await _receive(child.conn)
+            except BaseException as exc:
+                code = child.process.exitcode  # None while it runs: we are about to kill it
+                await self._kill(child)
+                if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
+                    raise TimeoutError(f"job timed out after {timeout}s") from None
+                if isinstance(exc, EOFError | OSError):  # the pipe closed: the child exited
+                    raise ProcessDied(f"the process running the job died (exit code "
+                                      f"{child.process.exitcode if code is None else code})"
+                                      ) from None
+                raise
+            self._idle.append(child)
+        if ok:
+            return value
+        raise _rebuild(*value)
+
+    def _take(self) -> _Child:
+        while self._idle:
+            child = self._idle.pop()
+            if child.process.is_alive():
+                return child
+            self._forget(child)  # died while idle (e.g. the OOM killer)
+        child = _Child(self._context)
+        self._children.add(child)
+        return child
+
+    async def _kill(self, child: _Child) -> None:
+        """Kills the child and returns once it is dead and reaped, whatever cancels meanwhile
+        (a cancel that arrives then is raised afterwards)."""
+        child.process.kill()
+        loop = asyncio.get_running_loop()
+        gone: asyncio.Future[None] = loop.create_future()
+        sentinel = child.process.sentinel  # readable once the process has exited
+        loop.add_reader(sentinel, _settle, gone)
+        cancelled = False
+        try:
+            while not gone.done():
+                try:
+                    await asyncio.shield(gone)
+                except asyncio.CancelledError:
+                    cancelled = True
+        finally:
+            loop.remove_reader(sentinel)
+        self._forget(child)
+        if cancelled:
+            raise asyncio.CancelledError
+
+    def _forget(self, child: _Child) -> None:
+        child.process.join()
+        child.conn.close()
+        self._children.discard(child)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stops every child: an idle one exits when told, a busy one (left only when the
+        worker stopped abnormally) is killed."""
+        for child in self._children:
+            with contextlib.suppress(OSError):  # a pipe already closed: it has exited
+                if child in self._idle:
+                    child.conn.send(None)
+                else:
+                    child.process.kill()
+        for child in list(self._children):
+            child.process.join(2.0)
+            if child.process.is_alive():
+                child.process.kill()
+            self._forget(child)
+        self._idle.clear()
+
+
+async def _receive(conn: Connection) -> Any:
+    """The next message from a child (EOFError once it has exited). A message is read
+    whole once its first bytes arrive: a child writes each one in a single send."""
+    if not conn.poll():
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(conn.fileno(), _settle, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(conn.fileno())
+    return conn.recv()
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+# ----- in the child ---------------------------------------------------------------------
+
+
+def _serve(conn: Connection) -> None:
+    """A child's loop: runs one (fn, snapshot) at a time until told None or orphaned."""
+    # The worker decides when a job's code stops (it kills the child): a Ctrl-C or SIGTERM
+    # sent to the whole process group must not end a job the shutdown grace lets finish.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        # A worker killed with -9 cannot kill its children: they go too, or a job's code
+        # would run on beside the attempt another worker starts when the lease expires.
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+    while True:
+        try:
+            raw = conn.recv_bytes()
+        except EOFError:
+            return
+        try:
+            # Before _STARTED: importing the processor's module is not the job's own time.
+            message = pickle.loads(raw)
+        except BaseException as exc:
+            conn.send(_STARTED)
+            conn.send((False, _portable(exc)))
+            continue
+        if message is None:
+            return
+        conn.send(_STARTED)
+        fn, snapshot = message
+        try:
+            outcome: tuple[bool, Any] = (True, fn(snapshot))
+        except BaseException as exc:
+            outcome = (False, _portable(exc))
+        try:
+            conn.send(outcome)
+        except Exception as exc:  # a return value that cannot be pickled
+            conn.send((False, _portable(exc)))
+
+
+def _exit_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
+
+
+def _portable(exc: BaseException) -> tuple[bytes | None, str, str]:
+    """The exception pickled (if it survives the trip), its summary and its traceback."""
+    text = "".join(traceback.format_exception(exc))
+    raw: bytes | None
+    try:
+        raw = pickle.dumps(exc)
+        pickle.loads(raw)
+    except Exception:
+        raw = None
+    return raw, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, text
+
+
+def _rebuild(raw: bytes | None, summary: str, text: str) -> BaseException:
+    exc: BaseException = ProcessorError(summary)
+    if raw is not None:
+        with contextlib.suppress(Exception):  # its class may not unpickle here
+            exc = pickle.loads(raw)
+    exc.__cause__ = _RemoteTraceback(text)
+    return exc

@@ -19,7 +19,6 @@ import traceback
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import msgspec
@@ -38,6 +37,7 @@ from .options import Keep, StoredOptions, decode_stored
 from .pool import ProcessRunner
 from .queue import Queue
 from .registry import Handler, Registry
+from .sync_runner import ThreadRunner
 
 log = logging.getLogger("minique.worker")
 
@@ -200,7 +200,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._next_lease_expiry: float | None = None
         self._started = False
-        self._threads: ThreadPoolExecutor | None = None
+        self._threads = ThreadRunner(concurrency)
         self._background: list[asyncio.Task[None]] = []
         self._close_task: asyncio.Future[None] | None = None
         self.heartbeat_interval = heartbeat_interval
@@ -269,8 +269,7 @@ class Worker:
             if self._due_timer is not None:
                 self._due_timer.cancel()
             await self._stop_waiter()
-            if self._threads:
-                self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads.shutdown()
             if self._processes:
                 self._processes.shutdown()
             with contextlib.suppress(Exception):
@@ -297,7 +296,9 @@ class Worker:
 
     async def close(self, timeout: float | None = None) -> None:
         """Stops fetching; running jobs get ``timeout`` seconds (default shutdown_timeout),
-        then are cancelled and put back to waiting without using an attempt."""
+        then are cancelled and put back to waiting without using an attempt. A sync
+        processor running in a thread cannot be stopped: close() waits for it (the job keeps
+        its lease) and records its real outcome; with ``processes=N`` its process is killed."""
         grace = self.shutdown_timeout if timeout is None else timeout
         self._closing = True
         self._wakeup.set()
@@ -310,7 +311,12 @@ class Worker:
                 async with asyncio.timeout(grace):
                     await self._all_done.wait()
         for running in list(self._running.values()):
-            if running.task and not running.task.done():
+            if running.job.id in self._threads.busy:
+                log.warning("queue %s job %s: still running in a thread after the %.1fs "
+                            "shutdown grace; waiting for it (a second signal exits at once, "
+                            "and the lease then returns the job)", self.queue_name,
+                            running.job.id, grace)
+            elif running.task and not running.task.done():
                 running.cancel_reason = "shutdown"
                 running.task.cancel()
         self._wakeup.set()
@@ -791,21 +797,21 @@ class Worker:
             self._wakeup.set()
 
     async def _call(self, handler: Handler, job: Job) -> Any:
-        if handler.is_async:
-            coro = handler.fn(job)
-        elif self._processes is not None:
-            coro = self._processes.run(handler.fn, job)
-        else:
-            if self._threads is None:
-                self._threads = ThreadPoolExecutor(self.concurrency, "minique-job")
-            coro = asyncio.get_running_loop().run_in_executor(self._threads, handler.fn, job)
         timeout = job.opts.timeout
+        if not handler.is_async:
+            # Each counts the timeout from the call's own start, and returns only once the
+            # code has stopped: no retry can overlap it (see sync_runner.py, pool.py).
+            runner = self._processes if self._processes is not None else self._threads
+            return await runner.run(handler.fn, job, timeout)
         if timeout is None:
-            return await coro
+            return await handler.fn(job)
         try:
-            return await asyncio.wait_for(coro, timeout)
+            async with asyncio.timeout(timeout) as deadline:
+                return await handler.fn(job)
         except TimeoutError:
-            raise TimeoutError(f"job timed out after {timeout}s") from None
+            if deadline.expired():  # not a TimeoutError of the processor's own
+                raise TimeoutError(f"job timed out after {timeout}s") from None
+            raise
 
     def _on_error(self, job: Job, exc: BaseException, started: float) -> None:
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

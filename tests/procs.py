@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from typing import Any
 
-from minique import Registry
+import redis
+
+from minique import Delayed, Registry, UnrecoverableError
 
 registry = Registry()
 
@@ -37,3 +41,68 @@ async def stamp_noop(job: Any) -> None:
 # flag says otherwise.
 limited = Registry(worker_options={"limiter": {"max": 5, "duration": 0.5}, "concurrency": 7})
 limited.add("procs", stamp, name="stamp")
+
+
+def sync_run(job: Any) -> str:
+    """A plain ``def`` processor that leaves a trace of each attempt in Redis, for the sync
+    processor tests (it may run in a thread or in a child process: it gets only job.data).
+
+    data: url, key, sleep (seconds, first attempt only unless ``every`` is true). It counts
+    how many attempts of this job run at once (``key:running``), logs "start <attempt>
+    <running> <pid> <previous attempt's process alive>" and "end <attempt>" (``key:log``),
+    and keeps the highest number of these bodies that ever ran at once (``gauge:max``)."""
+    data = job.data
+    key = data["key"]
+    r = redis.Redis.from_url(data["url"])
+    try:
+        running = r.incr(f"{key}:running")
+        busy = r.incr(f"{data['gauge']}:now")
+        _raise_max(r, data["gauge"], busy)
+        previous = r.getset(f"{key}:pid", os.getpid())
+        r.rpush(f"{key}:log", f"start {job.attempts_made} {running} {os.getpid()} "
+                              f"{_alive(int(previous)) if previous else '-'}")
+        if job.attempts_made == 0 or data.get("every"):
+            time.sleep(data["sleep"])
+        r.rpush(f"{key}:log", f"end {job.attempts_made}")
+        r.decr(f"{key}:running")
+        r.decr(f"{data['gauge']}:now")
+    finally:
+        r.close()
+    return "slept"
+
+
+def _raise_max(r: redis.Redis, gauge: str, value: int) -> None:
+    r.eval("if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then "
+           "redis.call('SET', KEYS[1], ARGV[1]) end", 1, f"{gauge}:max", value)
+
+
+def _alive(pid: int) -> str:
+    if pid == os.getpid():
+        return "self"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "dead"
+    return "alive"
+
+
+registry.add("procs", sync_run, name="sync_run")
+
+
+def sync_outcome(job: Any) -> str:
+    """Ends its first run the way data["first"] says ("exit": the process exits with code 3;
+    "unrecoverable"; "delayed": Delayed(0.05)), then returns "ok"."""
+    r = redis.Redis.from_url(job.data["url"])
+    try:
+        runs = r.incr(job.data["key"])
+    finally:
+        r.close()
+    if runs == 1:
+        first = job.data["first"]
+        if first == "exit":
+            os._exit(3)
+        if first == "unrecoverable":
+            raise UnrecoverableError("bad input")
+        if first == "delayed":
+            raise Delayed(0.05, "quota")
+    return "ok"
