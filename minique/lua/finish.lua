@@ -12,6 +12,7 @@
 --@include base
 --@include retention
 --@include take
+--@include attempts
 local now = now_ms()
 local now_s = int_str(now)
 local nres = tonumber(ARGV[8])
@@ -57,15 +58,17 @@ for _ = 1, nres do
       counts.completed = counts.completed + 1
       note_trim(K.completed, policy[1], policy[2])
     elseif kind == 'f' then
+      local hf, hv = attempt_entry(jk, 'failed', now, value)
       redis.call('HSET', jk, 'st', 'failed', 'fr', value, 'stk', stack, 'fon', now_s, 'tok', '',
-                 'atm', int_str((tonumber(cur[2]) or 0) + 1))
+                 'atm', int_str((tonumber(cur[2]) or 0) + 1), hf, hv)
       to_failed[#to_failed + 1] = now_s
       to_failed[#to_failed + 1] = id
       emit('ev', 'failed', 'id', id, 'reason', string.sub(value, 1, 200))
       counts.failed = counts.failed + 1
       note_trim(K.failed, policy[1], policy[2])
     elseif kind == 'r' then
-      redis.call('HSET', jk, 'fr', value, 'stk', stack, 'tok', '')
+      local hf, hv = attempt_entry(jk, 'retried', now, value)
+      redis.call('HSET', jk, 'fr', value, 'stk', stack, 'tok', '', hf, hv)
       local atm = redis.call('HINCRBY', jk, 'atm', 1)
       counts.retried = counts.retried + 1
       emit('ev', 'retrying', 'id', id, 'attempt', atm, 'delay', delay,

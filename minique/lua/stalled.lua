@@ -4,6 +4,7 @@
 -- Returns {taken back, earliest remaining lease deadline (ms, -1 if none), now (ms)}.
 --@include base
 --@include retention
+--@include attempts
 local now = now_ms()
 local max_stalled = tonumber(ARGV[2])
 local ids = redis.call('ZREVRANGEBYSCORE', K.active, '+inf', expired_from(now), 'LIMIT', 0,
@@ -14,7 +15,8 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', K.active, id)
   if redis.call('EXISTS', jk) == 1 then
     local stc = redis.call('HINCRBY', jk, 'stc', 1)
-    redis.call('HSET', jk, 'tok', '')
+    local hf, hv = attempt_entry(jk, 'stalled', now, 'lease expired (worker lost)')
+    redis.call('HSET', jk, 'tok', '', hf, hv)
     emit('ev', 'stalled', 'id', id, 'count', stc)
     if stc > max_stalled then
       local reason = 'job stalled more than allowable limit (' .. max_stalled .. ')'
