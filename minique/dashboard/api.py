@@ -218,13 +218,18 @@ async def get_throughput(request: Request) -> Any:
     return await d.throughput([name], q_int(request, "minutes", 60))
 
 
+async def only_queue(request: Request) -> list[str] | None:
+    """The ``?queue=`` filter as a list of one known queue; None (every queue) without it."""
+    name = request.query_params.get("queue")
+    if not name:
+        return None
+    await dashboard(request).queue(name)
+    return [name]
+
+
 @api_endpoint
 async def list_workers(request: Request) -> Any:
-    d = dashboard(request)
-    name = request.query_params.get("queue")
-    if name:
-        await d.queue(name)
-    return {"workers": await d.workers([name] if name else None)}
+    return {"workers": await dashboard(request).workers(await only_queue(request))}
 
 
 @api_endpoint
@@ -289,11 +294,7 @@ async def get_worker(request: Request) -> Any:
 
 @api_endpoint
 async def list_schedulers(request: Request) -> Any:
-    d = dashboard(request)
-    name = request.query_params.get("queue")
-    if name:
-        await d.queue(name)
-    return await d.schedulers([name] if name else None)
+    return await dashboard(request).schedulers(await only_queue(request))
 
 
 @api_endpoint

@@ -165,8 +165,9 @@ class Dashboard:
         self._discovered_at = -1e9
         self._discovery_lock = asyncio.Lock()
         escaped = re.sub(r"([*?\[\]\\])", r"\\\1", self.prefix)
-        self._match = "{" + escaped + ":*}:[mir]*"
-        self._key_re = re.compile(r"^\{" + re.escape(self.prefix) + r":([^{}\s]+)\}:(meta|id|ready)$")
+        self._match = "{" + escaped + ":*}:[mirsw]*"
+        self._key_re = re.compile(r"^\{" + re.escape(self.prefix) +
+                                  r":([^{}\s]+)\}:(meta|id|ready|workers|schedulers)$")
 
     # ----- queues --------------------------------------------------------------------------
 
@@ -182,8 +183,9 @@ class Dashboard:
 
     async def _discover(self) -> list[str]:
         # A queue has a ':meta' hash once anything but a plain add touched it, an ':id'
-        # counter once a job got a generated id, and a ':ready' stream while jobs wait:
-        # one pattern catches all three (and the per-minute ':metrics:*' keys, skipped).
+        # counter once a job got a generated id, a ':ready' stream while jobs wait, a
+        # ':workers' set while workers serve it and a ':schedulers' index while it has
+        # schedulers: one pattern catches all five (other keys it matches are skipped).
         found: set[str] = set()
         cursor: Any = 0
         for _ in range(DISCOVERY_CALLS):
@@ -356,7 +358,7 @@ class Dashboard:
         return {
             "queue": name, "state": state, "page": page, "page_size": page_size, "total": total,
             "pages": max(1, -(-total // page_size)), "search": search, "truncated": truncated,
-            "counts": counts, "jobs": [job_summary(j) for j in jobs],
+            "counts": counts, "jobs": [job_summary(j, self.data_hidden(name)) for j in jobs],
         }
 
     async def _job(self, name: str, job_id: str) -> tuple[Queue, Job]:
