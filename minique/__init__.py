@@ -17,7 +17,7 @@ from .job import Job
 from .queue import Queue
 from .registry import Registry
 from .scheduler import JobScheduler
-from .sync import SyncQueue
+from .sync import SyncJob, SyncQueue
 from .worker import Worker
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "QueueEvents",
     "RateLimited",
     "Registry",
+    "SyncJob",
     "SyncQueue",
     "UnrecoverableError",
     "Worker",
