@@ -14,6 +14,7 @@ from .errors import (
 )
 from .events import Event, QueueEvents
 from .job import Job
+from .observers import WorkerObserver
 from .queue import Queue
 from .registry import Registry
 from .scheduler import JobScheduler
@@ -40,5 +41,6 @@ __all__ = [
     "SyncQueue",
     "UnrecoverableError",
     "Worker",
+    "WorkerObserver",
 ]
 __version__ = "0.1.0"
