@@ -14,10 +14,11 @@ from .errors import (
 )
 from .events import Event, QueueEvents
 from .job import Job
+from .observers import WorkerObserver
 from .queue import Queue
 from .registry import Registry
 from .scheduler import JobScheduler
-from .sync import SyncQueue
+from .sync import SyncJob, SyncQueue
 from .worker import Worker
 
 __all__ = [
@@ -36,8 +37,10 @@ __all__ = [
     "QueueEvents",
     "RateLimited",
     "Registry",
+    "SyncJob",
     "SyncQueue",
     "UnrecoverableError",
     "Worker",
+    "WorkerObserver",
 ]
 __version__ = "0.1.0"

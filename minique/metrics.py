@@ -45,6 +45,9 @@ class JobObserver(Protocol):
 
     def job_started(self, queue: str, job: Job) -> None: ...
 
+    def job_failed(self, queue: str, job: Job, reason: str, stacktrace: str, final: bool) -> None:
+        """Failures are counted by outcome in ``job_finished``; nothing more to record here."""
+
     def job_finished(self, queue: str, job: Job, outcome: str, seconds: float) -> None: ...
 
 
@@ -75,6 +78,9 @@ class WorkerMetrics:
         self.active.labels(queue).inc()
         if job.attempts_started <= 1 and job.processed_on and job.timestamp:
             self.wait.labels(queue).observe(max(0.0, job.processed_on - job.timestamp))
+
+    def job_failed(self, queue: str, job: Job, reason: str, stacktrace: str, final: bool) -> None:
+        """Failures are counted by outcome in ``job_finished``; nothing more to record here."""
 
     def job_finished(self, queue: str, job: Job, outcome: str, seconds: float) -> None:
         self.active.labels(queue).dec()

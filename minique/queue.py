@@ -14,6 +14,7 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import codec, scripts, telemetry
+from .attempts import Attempt, attempts_from_hash
 from .connection import connect
 from .errors import AddOutcomeUnknown, JobNotFound
 from .job import Job, public_state
@@ -297,6 +298,12 @@ class Queue:
         if not h:
             return None
         return Job.from_hash(self, job_id, h)
+
+    async def get_job_attempts(self, job_id: str) -> list[Attempt]:
+        """The job's attempts, oldest first: the last ten that failed, were retried or
+        stalled, plus the running or completed one (see ``minique.attempts``). Empty for a
+        job that does not exist or never started."""
+        return attempts_from_hash(await self.redis.hgetall(self.keys.job(job_id)))
 
     async def get_state(self, job_id: str) -> str:
         async with self.redis.pipeline(transaction=False) as pipe:

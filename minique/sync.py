@@ -1,7 +1,9 @@
-"""A blocking facade over Queue for code that is not async (Django, Flask, scripts).
+"""A blocking facade over Queue and Job for code that is not async (Django, Flask, scripts).
 
 Each SyncQueue runs its own event loop in a daemon thread and hands calls to it, so it is
-safe to use from any thread of a sync program.
+safe to use from any thread of a sync program. It offers every ``Queue`` method that does
+not stream, without ``await``; jobs come back as ``SyncJob`` handles whose methods block too.
+``QueueEvents`` (a stream) has no sync form.
 """
 
 from __future__ import annotations
@@ -9,16 +11,110 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .job import Job
 from .queue import BulkItem, Queue
 
+if TYPE_CHECKING:
+    from .attempts import Attempt
+    from .scheduler import JobScheduler
+
 T = TypeVar("T")
 
 
+class SyncJob:
+    """A job, as ``SyncQueue`` returns it: the fields of ``Job`` as they were read, and its
+    actions as blocking calls (``get_state``, ``wait_until_finished``, ``retry``...).
+
+    Fields (``id``, ``name``, ``data``, ``state``, ``progress``, ``attempts_made``,
+    ``return_value``, ``failed_reason``, ``stacktrace``, ``timestamp``, ``processed_on``,
+    ``finished_on``, ...) are those of the snapshot; ``refresh()`` reads them again.
+    """
+
+    def __init__(self, owner: SyncQueue, job: Job) -> None:
+        self._owner = owner
+        self.job = job  # the async snapshot underneath
+
+    def __repr__(self) -> str:
+        return f"<SyncJob {self.job.id} {self.job.name!r} state={self.job.state}>"
+
+    def __getattr__(self, name: str) -> Any:
+        # Only plain fields pass through: an async method of Job would hand out a coroutine.
+        value = getattr(self.job, name)
+        if asyncio.iscoroutinefunction(value):
+            raise AttributeError(f"SyncJob has no {name!r}; use the blocking method of SyncJob")
+        return value
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+    @property
+    def name(self) -> str:
+        return self.job.name
+
+    @property
+    def data(self) -> Any:
+        return self.job.data
+
+    @property
+    def progress(self) -> Any:
+        return self.job.progress
+
+    @property
+    def return_value(self) -> Any:
+        return self.job.return_value
+
+    def get_state(self) -> str:
+        """"waiting", "paused", "delayed", "active", "completed", "failed", or "unknown"."""
+        return self._owner._call(self.job.get_state())
+
+    def update_progress(self, value: int | float | dict[str, Any]) -> None:
+        self._owner._call(self.job.update_progress(value))
+
+    def log(self, line: str) -> int:
+        """Appends a line to the job's log; returns the number of lines kept."""
+        return self._owner._call(self.job.log(line))
+
+    def retry(self) -> None:
+        """Sends a finished job back to waiting with fresh attempts (InvalidJobState if not)."""
+        self._owner._call(self.job.retry())
+
+    def promote(self) -> None:
+        """Runs a delayed job now (InvalidJobState if it is not delayed)."""
+        self._owner._call(self.job.promote())
+
+    def remove(self) -> bool:
+        """Removes the job and its keys; False if it was gone (InvalidJobState if active)."""
+        return self._owner._call(self.job.remove())
+
+    def cancel(self) -> bool:
+        """Asks the worker running the job to cancel it; False if the job is not active."""
+        return self._owner._call(self.job.queue.cancel(self.job.id))
+
+    def get_attempts(self) -> list[Attempt]:
+        return self._owner._call(self.job.queue.get_job_attempts(self.job.id))
+
+    def get_logs(self, start: int = 0, end: int = -1) -> list[str]:
+        return self._owner._call(self.job.queue.get_job_logs(self.job.id, start, end))
+
+    def refresh(self) -> SyncJob:
+        """The job as stored now (JobNotFound if it was removed)."""
+        return SyncJob(self._owner, self._owner._call(self.job.refresh()))
+
+    def wait_until_finished(self, timeout: float | None = None) -> Any:
+        """Blocks until the job finishes: its return value, or JobFailed with the reason;
+        TimeoutError after ``timeout`` seconds (None: wait as long as it takes)."""
+        return self._owner._wait(self.job.wait_until_finished(timeout),
+                                 None if timeout is None else timeout + self._owner._timeout)
+
+
 class SyncQueue:
-    """``SyncQueue("reports", url=...)`` offers the Queue methods without ``await``."""
+    """``SyncQueue("reports", url=...)`` offers the Queue methods without ``await``.
+
+    ``timeout`` (seconds) bounds each call; keyword arguments go to ``Queue``.
+    """
 
     def __init__(self, name: str, *, url: str | None = None, timeout: float = 30.0,
                  **queue_kwargs: Any) -> None:
@@ -34,20 +130,34 @@ class SyncQueue:
         return Queue(name, url=url, **kwargs)
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self._timeout)
+        return self._wait(coro, self._timeout)
+
+    def _wait(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def _job(self, job: Job) -> SyncJob:
+        return SyncJob(self, job)
 
     @property
     def name(self) -> str:
         return self._queue.name
 
-    def add(self, name: str, data: Any = None, **options: Any) -> Job:
-        return self._call(self._queue.add(name, data, **options))
+    @property
+    def queue(self) -> Queue:
+        """The async Queue underneath (its methods must run on this facade's loop)."""
+        return self._queue
 
-    def add_bulk(self, jobs: Iterable[BulkItem]) -> list[Job]:
-        return self._call(self._queue.add_bulk(list(jobs)))
+    # ----- adding and reading jobs -----------------------------------------------------------
 
-    def get_job(self, job_id: str) -> Job | None:
-        return self._call(self._queue.get_job(job_id))
+    def add(self, name: str, data: Any = None, **options: Any) -> SyncJob:
+        return self._job(self._call(self._queue.add(name, data, **options)))
+
+    def add_bulk(self, jobs: Iterable[BulkItem]) -> list[SyncJob]:
+        return [self._job(j) for j in self._call(self._queue.add_bulk(list(jobs)))]
+
+    def get_job(self, job_id: str) -> SyncJob | None:
+        job = self._call(self._queue.get_job(job_id))
+        return None if job is None else self._job(job)
 
     def get_state(self, job_id: str) -> str:
         return self._call(self._queue.get_state(job_id))
@@ -55,8 +165,51 @@ class SyncQueue:
     def get_stats(self) -> dict[str, int]:
         return self._call(self._queue.get_stats())
 
-    def get_jobs(self, state: str, start: int = 0, end: int = 49) -> list[Job]:
-        return self._call(self._queue.get_jobs(state, start, end))
+    def get_job_ids(self, state: str, start: int = 0, end: int = 49) -> list[str]:
+        return self._call(self._queue.get_job_ids(state, start, end))
+
+    def get_jobs(self, state: str, start: int = 0, end: int = 49) -> list[SyncJob]:
+        return [self._job(j) for j in self._call(self._queue.get_jobs(state, start, end))]
+
+    def get_job_logs(self, job_id: str, start: int = 0, end: int = -1) -> list[str]:
+        return self._call(self._queue.get_job_logs(job_id, start, end))
+
+    def get_job_attempts(self, job_id: str) -> list[Attempt]:
+        return self._call(self._queue.get_job_attempts(job_id))
+
+    def get_metrics(self, minutes: int = 60) -> dict[str, Any]:
+        return self._call(self._queue.get_metrics(minutes))
+
+    def get_workers(self) -> list[Any]:
+        return self._call(self._queue.get_workers())
+
+    def is_paused(self) -> bool:
+        return self._call(self._queue.is_paused())
+
+    def get_rate_limit_ttl(self) -> float:
+        return self._call(self._queue.get_rate_limit_ttl())
+
+    # ----- acting on one job -----------------------------------------------------------------
+
+    def update_progress(self, job_id: str, value: int | float | dict[str, Any]) -> None:
+        self._call(self._queue.update_progress(job_id, value))
+
+    def add_log(self, job_id: str, line: str, keep: int = 1000) -> int:
+        return self._call(self._queue.add_log(job_id, line, keep))
+
+    def retry_job(self, job_id: str) -> None:
+        self._call(self._queue.retry_job(job_id))
+
+    def promote_job(self, job_id: str) -> None:
+        self._call(self._queue.promote_job(job_id))
+
+    def remove_job(self, job_id: str) -> bool:
+        return self._call(self._queue.remove_job(job_id))
+
+    def cancel(self, job_id: str) -> bool:
+        return self._call(self._queue.cancel(job_id))
+
+    # ----- acting on the queue ---------------------------------------------------------------
 
     def pause(self) -> None:
         self._call(self._queue.pause())
@@ -64,14 +217,42 @@ class SyncQueue:
     def resume(self) -> None:
         self._call(self._queue.resume())
 
-    def is_paused(self) -> bool:
-        return self._call(self._queue.is_paused())
+    def drain(self, delayed: bool = False) -> int:
+        return self._call(self._queue.drain(delayed))
 
-    def retry_jobs(self, state: str = "failed") -> int:
-        return self._call(self._queue.retry_jobs(state))
+    def clean(self, grace: float, state: str = "completed", limit: int = 1000) -> list[str]:
+        return self._call(self._queue.clean(grace, state, limit))
 
-    def remove_job(self, job_id: str) -> bool:
-        return self._call(self._queue.remove_job(job_id))
+    def retry_jobs(self, state: str = "failed", count: int | None = None) -> int:
+        return self._call(self._queue.retry_jobs(state, count))
+
+    def promote_jobs(self, count: int | None = None) -> int:
+        return self._call(self._queue.promote_jobs(count))
+
+    def obliterate(self, force: bool = False) -> None:
+        self._call(self._queue.obliterate(force))
+
+    def sweep(self, budget: int = 1000) -> int:
+        return self._call(self._queue.sweep(budget))
+
+    def rate_limit(self, delay: float) -> None:
+        self._call(self._queue.rate_limit(delay))
+
+    def set_global_concurrency(self, limit: int | None) -> None:
+        self._call(self._queue.set_global_concurrency(limit))
+
+    # ----- job schedulers --------------------------------------------------------------------
+
+    def upsert_job_scheduler(self, scheduler_id: str, **options: Any) -> JobScheduler:
+        return self._call(self._queue.upsert_job_scheduler(scheduler_id, **options))
+
+    def get_job_schedulers(self) -> list[JobScheduler]:
+        return self._call(self._queue.get_job_schedulers())
+
+    def remove_job_scheduler(self, scheduler_id: str) -> bool:
+        return self._call(self._queue.remove_job_scheduler(scheduler_id))
+
+    # ----- closing ---------------------------------------------------------------------------
 
     def close(self) -> None:
         if self._loop.is_closed():

@@ -33,6 +33,7 @@ from .errors import Delayed, PayloadError, RateLimited, UnrecoverableError
 from .job import Job
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .link_monitor import LinkMonitor
+from .observers import WorkerObserver
 from .options import Keep, StoredOptions, decode_stored
 from .pool import ProcessRunner
 from .queue import Queue
@@ -129,7 +130,7 @@ class Worker:
         default_job_options: Mapping[str, Any] | None = None,
         processes: int = 0,
         heartbeat_interval: float = 5.0,
-        observers: Sequence[Any] = (),
+        observers: Sequence[WorkerObserver] = (),
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
@@ -206,7 +207,7 @@ class Worker:
         self.heartbeat_interval = heartbeat_interval
         # Objects with job_started(queue, job) / job_finished(queue, job, outcome, seconds),
         # e.g. minique.metrics.WorkerMetrics; called on the event loop, errors only logged.
-        self.observers: list[Any] = list(observers)
+        self.observers: list[WorkerObserver] = list(observers)
         self._started_at: dict[str, float] = {}
         self.started_at = time.time()
         self._processes = ProcessRunner(processes) if processes > 0 else None
@@ -854,12 +855,17 @@ class Worker:
                               _age_ms(keep), held_start))
         started = self._started_at.pop(job.id, None)
         if started is not None:
+            if kind in ("f", "r"):
+                self._observe("job_failed", job, value, stack, kind == "f")
             self._observe("job_finished", job, _OUTCOMES.get(kind, kind), time.monotonic() - started)
 
     def _observe(self, method: str, job: Job, *args: Any) -> None:
         for observer in self.observers:
             try:
-                getattr(observer, method)(self.queue_name, job, *args)
+                # getattr with a default: observers written before a hook existed lack it.
+                hook = getattr(observer, method, None)
+                if hook is not None:
+                    hook(self.queue_name, job, *args)
             except Exception:
                 log.exception("queue %s: observer %r failed in %s", self.queue_name, observer,
                               method)

@@ -63,15 +63,26 @@ async def test_bearer_token_works_without_csrf(token_client: httpx.AsyncClient, 
     assert r.status_code == 403 and await queue.is_paused()
 
 
-async def test_token_in_url_becomes_a_cookie(token_client: httpx.AsyncClient, queue: Queue) -> None:
+async def test_sign_in_posts_the_token_and_never_takes_it_from_a_url(
+        token_client: httpx.AsyncClient, queue: Queue) -> None:
     c = token_client
-    assert (await c.get(f"/?token=wrong-{TOKEN}")).status_code == 401
-    sneaky = await c.get(f"http://dash.test//evil.example/x?token={TOKEN}")
-    assert sneaky.status_code == 303 and sneaky.headers["location"] == "/evil.example/x"
+    # A token in the URL is not a way in (it would be written to access logs).
+    r = await c.get(f"/queues/{queue.name}?token={TOKEN}")
+    assert r.status_code == 401 and "set-cookie" not in r.headers
+    assert "method='post'" in r.text and TOKEN not in r.text
+    wrong = await c.post("/_signin", data={"token": "wrong-" + TOKEN, "next": "/"})
+    assert wrong.status_code == 401 and "not right" in wrong.text
+    cross = await c.post("/_signin", data={"token": TOKEN, "next": "/"},
+                         headers={"origin": "https://evil.example"})
+    assert cross.status_code == 401
+    sneaky = await c.post("/_signin", data={"token": TOKEN, "next": "//evil.example/x"})
+    assert sneaky.status_code == 303 and sneaky.headers["location"] == "/"
     c.cookies.clear()
-    r = await c.get(f"/queues/{queue.name}?state=waiting&token={TOKEN}")
-    assert r.status_code == 303 and r.headers["location"] == f"/queues/{queue.name}?state=waiting"
+    target = f"/queues/{queue.name}?state=waiting"
+    r = await c.post("/_signin", data={"token": TOKEN, "next": target})
+    assert r.status_code == 303 and r.headers["location"] == target
     assert "HttpOnly" in r.headers["set-cookie"] and TOKEN not in r.headers["set-cookie"]
+    assert TOKEN not in r.headers["location"]
     assert (await c.get(r.headers["location"])).status_code == 200
     # The cookie authenticates, so the CSRF check applies.
     assert (await c.post(f"/api/queues/{queue.name}/pause")).status_code == 403
@@ -208,3 +219,38 @@ async def test_mounted_under_a_path_prefix(redis_url: str, queue: Queue) -> None
         metrics = await c.get("/admin/queues/metrics")
         assert "minique_queue_jobs" in metrics.text
     await dash.state.dashboard.redis.aclose()
+
+
+def test_a_token_in_a_url_never_reaches_the_access_log(redis_url: str) -> None:
+    """The real command, with uvicorn's access log: someone pastes ?token=... anyway."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from helpers import ROOT
+
+    from minique.server import free_port
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MINIQUE_DASHBOARD_TOKEN": TOKEN}
+    proc = subprocess.Popen([sys.executable, "-m", "minique", "dashboard", "--url", redis_url,
+                             "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/api/queues?token={TOKEN}&x=1", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None, "dashboard did not start"
+                time.sleep(0.05)
+        assert r.status_code == 401
+        httpx.get(f"http://127.0.0.1:{port}/queues/q?state=failed&token={TOKEN}", timeout=2)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=15)
+    text = out.decode(errors="replace")
+    assert "token=***" in text, text  # the request was logged...
+    assert TOKEN not in text  # ...without the credential

@@ -3,6 +3,12 @@
 Errors are JSON ``{"error": {"code": ..., "message": ...}}`` with a 4xx status: 400 for a
 bad parameter, 404 for an unknown queue, job or group, 409 for an action the job's state does
 not allow, 422 for a job whose stored fields cannot be decoded, 503 when Redis is down.
+
+Ids in paths (jobs, schedulers, workers) are written as they are when they hold only letters,
+digits and ``. _ : @ -``; any other id is ``~`` + the unpadded base64url of its UTF-8 bytes
+(``acme/2024/report`` is ``~YWNtZS8yMDI0L3JlcG9ydA``), so an id with ``/`` is reachable too.
+In a queue whose data is hidden, job data, return values, error messages, stack traces and
+logs are never sent: an error shows only its exception type.
 """
 
 from __future__ import annotations
@@ -25,11 +31,20 @@ from starlette.routing import Route
 from .. import __version__
 from ..errors import InvalidJobState, JobCorrupted, JobNotFound
 from ..queue import STATES
+from .ids import decode_id
 from .service import CLEAN_STATES, ApiError, Dashboard
 
 log = logging.getLogger("minique.dashboard")
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_BODY = 256 * 1024
+
+
+def path_id(request: Request, name: str) -> str:
+    """A job, scheduler or worker id from the path, in either form of ``ids.py``."""
+    try:
+        return decode_id(request.path_params[name])
+    except ValueError as exc:
+        raise ApiError(400, "bad_id", str(exc)) from None
 
 
 def dashboard(request: Request) -> Dashboard:
@@ -203,13 +218,18 @@ async def get_throughput(request: Request) -> Any:
     return await d.throughput([name], q_int(request, "minutes", 60))
 
 
+async def only_queue(request: Request) -> list[str] | None:
+    """The ``?queue=`` filter as a list of one known queue; None (every queue) without it."""
+    name = request.query_params.get("queue")
+    if not name:
+        return None
+    await dashboard(request).queue(name)
+    return [name]
+
+
 @api_endpoint
 async def list_workers(request: Request) -> Any:
-    d = dashboard(request)
-    name = request.query_params.get("queue")
-    if name:
-        await d.queue(name)
-    return {"workers": await d.workers([name] if name else None)}
+    return {"workers": await dashboard(request).workers(await only_queue(request))}
 
 
 @api_endpoint
@@ -222,14 +242,14 @@ async def list_jobs(request: Request) -> Any:
 
 @api_endpoint
 async def get_job(request: Request) -> Any:
-    return await dashboard(request).job(request.path_params["queue"], request.path_params["job_id"],
+    return await dashboard(request).job(request.path_params["queue"], path_id(request, "job_id"),
                                         full=q_bool(request, "full"))
 
 
 @api_endpoint
 async def get_job_logs(request: Request) -> Any:
     return await dashboard(request).job_logs(
-        request.path_params["queue"], request.path_params["job_id"],
+        request.path_params["queue"], path_id(request, "job_id"),
         q_int(request, "start", 0), q_int(request, "end", -1))
 
 
@@ -237,13 +257,13 @@ async def get_job_logs(request: Request) -> Any:
 async def job_action(request: Request) -> Any:
     await read_body(request)
     return await dashboard(request).job_action(
-        request.path_params["queue"], request.path_params["job_id"], request.path_params["action"])
+        request.path_params["queue"], path_id(request, "job_id"), request.path_params["action"])
 
 
 @api_endpoint
 async def delete_job(request: Request) -> Any:
     return await dashboard(request).job_action(
-        request.path_params["queue"], request.path_params["job_id"], "remove")
+        request.path_params["queue"], path_id(request, "job_id"), "remove")
 
 
 @api_endpoint
@@ -265,6 +285,31 @@ async def queue_action(request: Request) -> Any:
     if action == "promote":
         return await d.promote_all(name)
     raise ApiError(404, "unknown_action", f"no queue action {action!r}")
+
+
+@api_endpoint
+async def get_worker(request: Request) -> Any:
+    return await dashboard(request).worker(path_id(request, "worker_id"))
+
+
+@api_endpoint
+async def list_schedulers(request: Request) -> Any:
+    return await dashboard(request).schedulers(await only_queue(request))
+
+
+@api_endpoint
+async def queue_schedulers(request: Request) -> Any:
+    d = dashboard(request)
+    name = request.path_params["queue"]
+    await d.queue(name)
+    return await d.schedulers([name])
+
+
+@api_endpoint
+async def scheduler_action(request: Request) -> Any:
+    await read_body(request)
+    return await dashboard(request).scheduler_action(
+        request.path_params["queue"], path_id(request, "scheduler_id"), request.path_params["action"])
 
 
 @api_endpoint
@@ -326,6 +371,19 @@ OPS: list[Op] = [
        "Completed and failed jobs per minute", [Q, MINUTES]),
     Op("GET", "/api/workers", list_workers, "Live workers (host, pid, queues, running jobs, last seen)",
        [("queue", "query", "string", "only the workers of this queue")], tag="workers"),
+    Op("GET", "/api/workers/{worker_id}", get_worker, "One live worker process (host:pid, or a "
+       "worker's name): its queues, counters, and the jobs it runs now",
+       [("worker_id", "path", "string", "host:pid or a worker name (see ids below)")], tag="workers"),
+    Op("GET", "/api/schedulers", list_schedulers, "Every job scheduler: pattern or interval, time "
+       "zone, next and last run, iterations, the pending firing",
+       [("queue", "query", "string", "only the schedulers of this queue")], tag="schedulers"),
+    Op("GET", "/api/queues/{queue}/schedulers", queue_schedulers, "The job schedulers of a queue",
+       [Q], tag="schedulers"),
+    Op("POST", "/api/queues/{queue}/schedulers/{scheduler_id}/{action}", scheduler_action,
+       "A scheduler action: run (add one job now from its template; the schedule is unchanged) "
+       "or remove (the scheduler and its pending firing)",
+       [Q, ("scheduler_id", "path", "string", "scheduler id"),
+        ("action", "path", "string", "run or remove")], tag="schedulers"),
     Op("GET", "/api/queues/{queue}/jobs", list_jobs, "A page of the jobs of one state", [
         Q, ("state", "query", "string", "waiting, active, completed, failed or delayed"),
         ("page", "query", "integer", "page number from 1"),

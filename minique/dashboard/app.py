@@ -15,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 from ..connection import connect
 from ..keys import DEFAULT_PREFIX
 from .api import api_routes
+from .live import stream_endpoint
 from .pages import page_routes
 from .prom import metrics_endpoint
 from .security import Auth, SecurityMiddleware
@@ -61,6 +62,7 @@ def create_app(
 
     routes = [
         *page_routes(),
+        Route("/api/stream", stream_endpoint, methods=["GET"]),
         *api_routes(),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static"),

@@ -5,7 +5,9 @@ Register it on the main command group with ``main.add_command(dashboard_command)
 
 from __future__ import annotations
 
+import copy
 import os
+from typing import Any
 
 import click
 
@@ -48,4 +50,16 @@ def dashboard_command(url: str, prefix: str, host: str, port: int, queues: tuple
     where = "" if auth is None else (" (token auth)" if auth.token else " (basic auth)")
     click.echo(f"minique dashboard on http://{host}:{port}{root_path}/{where}")
     uvicorn.run(app, host=host, port=port, root_path=root_path, log_level="info",
-                proxy_headers=False)
+                proxy_headers=False, log_config=redacting_log_config())
+
+
+def redacting_log_config() -> dict[str, Any]:
+    """uvicorn's logging set-up with ``RedactCredentials`` on every handler, so no access or
+    error line ever shows a ``?token=`` (or password, api_key...) value."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact"] = {"()": "minique.dashboard.security.RedactCredentials"}
+    for handler in config["handlers"].values():
+        handler["filters"] = [*handler.get("filters", []), "redact"]
+    return config

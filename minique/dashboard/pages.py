@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from ..queue import STATES
-from .api import as_bool, as_int, dashboard, map_error
+from .api import as_bool, as_int, dashboard, map_error, path_id
+from .ids import encode_id
+from .live import stream_url
 from .service import CLEAN_STATES
 
 HERE = Path(__file__).parent
@@ -133,14 +136,41 @@ def _nice(peak: int) -> int:
     return int(10 * mag)
 
 
+_CHAIN = re.compile(r"\n(The above exception was the direct cause of the following exception:|"
+                    r"During handling of the above exception, another exception occurred:)\n")
+
+
+def trace_parts(stacktrace: str | None) -> list[dict[str, str]]:
+    """A Python traceback split at its chained exceptions, the last exception first.
+
+    Each part: ``exception`` (its last line, e.g. ``ValueError: bad row``), ``text`` and
+    ``link``: how it relates to the part shown before it ("" for the first, "caused it" for
+    an explicit ``raise ... from``, "was being handled" for an implicit chain).
+    """
+    if not stacktrace:
+        return []
+    pieces = _CHAIN.split(stacktrace.strip("\n"))
+    texts, links = pieces[0::2], pieces[1::2]
+    parts = []
+    for i, text in enumerate(texts):
+        lines = [ln for ln in text.strip("\n").splitlines() if ln.strip()]
+        link = ""
+        if i < len(links):  # the relation of this part to the one after it (shown before it)
+            link = "caused it" if links[i].startswith("The above") else "was being handled"
+        parts.append({"exception": lines[-1].strip() if lines else "", "text": text.strip("\n"),
+                      "link": link})
+    parts.reverse()
+    return parts
+
+
 def qs(**params: Any) -> str:
     return urlencode({k: v for k, v in params.items() if v not in (None, "")})
 
 
 templates.env.filters.update(ago=ago, iso=iso, pretty=pretty, seconds=seconds, urlq=quote,
-                             duration=duration)
+                             duration=duration, jid=encode_id)
 templates.env.globals.update(chart=chart, qs=qs, progress_pct=progress_pct, STATES=STATES,
-                             CLEAN_STATES=CLEAN_STATES)
+                             CLEAN_STATES=CLEAN_STATES, trace_parts=trace_parts)
 
 
 def render(request: Request, name: str, status: int = 200, **context: Any) -> Response:
@@ -148,7 +178,9 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> Re
     self_url = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     poll = float(getattr(request.app.state, "poll_interval", 3.0))
     context.update(base=base, self_url=self_url, csrf=request.scope.get("minique.csrf", ""),
-                   poll=f"{poll:g}s")
+                   poll=f"{poll:g}s",
+                   stream_url=stream_url(base, request.path_params.get("queue")
+                                         or request.query_params.get("queue")))
     return templates.TemplateResponse(request, name, context, status_code=status)
 
 
@@ -190,10 +222,10 @@ async def queue_page(request: Request) -> Response:
 
 async def job_page(request: Request) -> Response:
     name = request.path_params["queue"]
-    job_id = request.path_params["job_id"]
 
     async def build() -> dict[str, Any]:
         d = dashboard(request)
+        job_id = path_id(request, "job_id")
         return {"job": await d.job(name, job_id), "queue": name, "page": "job",
                 "paused": await (await d.queue(name)).is_paused()}
 
@@ -212,12 +244,36 @@ async def dead_letter_page(request: Request) -> Response:
     return await page(request, "dead_letter.html", build)
 
 
+async def schedulers_page(request: Request) -> Response:
+    only = request.query_params.get("queue") or None
+
+    async def build() -> dict[str, Any]:
+        d = dashboard(request)
+        if only:
+            await d.queue(only)
+        listing = await d.schedulers([only] if only else None)
+        return {"schedulers": listing["schedulers"], "only": only, "page": "schedulers"}
+
+    return await page(request, "schedulers.html", build)
+
+
+async def worker_page(request: Request) -> Response:
+    async def build() -> dict[str, Any]:
+        return {"w": await dashboard(request).worker(path_id(request, "worker_id")),
+                "page": "worker"}
+
+    return await page(request, "worker.html", build)
+
+
 def page_routes() -> list[Route]:
     return [
         Route("/", overview, methods=["GET"], name="overview"),
+        Route("/schedulers", schedulers_page, methods=["GET"], name="schedulers"),
+        Route("/workers/{worker_id}", worker_page, methods=["GET"], name="worker"),
         Route("/queues/{queue}", queue_page, methods=["GET"], name="queue"),
         Route("/queues/{queue}/dead-letter", dead_letter_page, methods=["GET"], name="dead_letter"),
-        Route("/queues/{queue}/jobs/{job_id}", job_page, methods=["GET"], name="job"),
+        # ":path", so that /jobs/a/b typed by hand finds job "a/b" too (links use ids.py).
+        Route("/queues/{queue}/jobs/{job_id:path}", job_page, methods=["GET"], name="job"),
     ]
 
 

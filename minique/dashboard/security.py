@@ -2,8 +2,10 @@
 
 * No credentials configured: every request is let in. That is only allowed while the server
   binds to a loopback address (``check_bind`` refuses anything else).
-* A token (``MINIQUE_DASHBOARD_TOKEN``): ``Authorization: Bearer <token>``; a browser opens
-  ``/?token=<token>`` once and gets an HttpOnly cookie instead.
+* A token (``MINIQUE_DASHBOARD_TOKEN``): ``Authorization: Bearer <token>``; a browser signs in
+  once with a form that POSTs the token to ``/_signin`` and gets an HttpOnly cookie instead.
+  The token never travels in a URL (URLs end up in access logs, proxies and browser history);
+  ``?token=`` is not accepted, and ``RedactCredentials`` masks it in log lines all the same.
 * Basic auth (``MINIQUE_DASHBOARD_USERNAME`` and ``MINIQUE_DASHBOARD_PASSWORD``).
 
 Mutating requests (POST, PUT, PATCH, DELETE) must carry the ``X-CSRF-Token`` header equal to
@@ -15,16 +17,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import ipaddress
 import json
+import logging
 import os
+import re
 import secrets
 from base64 import b64decode
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 if TYPE_CHECKING:  # this module is imported by the CLI, which must not need starlette
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,6 +43,29 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ENV_TOKEN = "MINIQUE_DASHBOARD_TOKEN"
 ENV_USERNAME = "MINIQUE_DASHBOARD_USERNAME"
 ENV_PASSWORD = "MINIQUE_DASHBOARD_PASSWORD"
+SIGNIN_PATH = "/_signin"
+MAX_SIGNIN_BODY = 4096
+_CREDENTIAL_PARAM = re.compile(
+    r"(?i)([?&;](?:token|access_token|auth|password|passwd|secret|api_key|apikey)=)[^&;#\s\"']*")
+
+
+def redact(text: str) -> str:
+    """``text`` with the values of credential-like query parameters replaced by ``***``."""
+    return _CREDENTIAL_PARAM.sub(r"\1***", text)
+
+
+class RedactCredentials(logging.Filter):
+    """A logging filter that masks credential query parameters (``?token=...``) in every
+    record it sees, message and arguments alike; install it on uvicorn's loggers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        return True
 
 
 class ConfigError(Exception):
@@ -135,20 +163,10 @@ class SecurityMiddleware:
         secure = "; Secure" if scope.get("scheme") == "https" else ""
 
         if self.auth is not None and not local.startswith(self.exempt):
+            if local == SIGNIN_PATH and method == "POST" and self.auth.token is not None:
+                await self._sign_in(scope, receive, send, headers, base, cookie_path, secure)
+                return
             verdict = self._authenticate(headers, cookies)
-            if verdict is None and self.auth.token is not None and method == "GET":
-                query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-                given = query.pop("token", None)
-                if given is not None and _eq(given, self.auth.token):
-                    # A browser's first visit: trade the token in the URL for a cookie.
-                    # One leading slash only: "//host/..." would leave the site.
-                    location = "/" + (base + local).lstrip("/") + (("?" + urlencode(query)) if query else "")
-                    await self._send(send, 303, b"", "text/plain", [
-                        ("location", location),
-                        ("set-cookie", f"{AUTH_COOKIE}={self.auth.cookie_value()}; Path={cookie_path}; "
-                                       f"HttpOnly; SameSite=Strict{secure}"),
-                    ])
-                    return
             if verdict is None:
                 await self._unauthorized(send, api)
                 return
@@ -220,7 +238,36 @@ class SecurityMiddleware:
                     "cookie (GET /api/csrf sets it and returns it)")
         return None
 
-    async def _unauthorized(self, send: Send, api: bool) -> None:
+    async def _sign_in(self, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str],
+                       base: str, cookie_path: str, secure: str) -> None:
+        """The sign-in form's POST: the token in the body, never in the URL."""
+        assert self.auth is not None and self.auth.token is not None
+        body = b""
+        more = True
+        while more and len(body) <= MAX_SIGNIN_BODY:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        problem = self._csrf_problem(headers, "", bearer=True, trusted=self.trusted)
+        form = dict(parse_qsl(body[:MAX_SIGNIN_BODY].decode("latin-1")))
+        given = form.get("token", "")
+        if problem or len(body) > MAX_SIGNIN_BODY or not _eq(given, self.auth.token):
+            await self._unauthorized(send, False, failed=True, next_path=form.get("next", ""),
+                                     base=base)
+            return
+        # Back to the page the form was on; one leading slash only ("//host" would leave).
+        target = form.get("next", "")
+        if not target.startswith("/") or target.startswith("//") or "\\" in target:
+            target = "/"
+        location = base + target if not target.startswith(base + "/") else target
+        await self._send(send, 303, b"", "text/plain", [
+            ("location", location),
+            ("set-cookie", f"{AUTH_COOKIE}={self.auth.cookie_value()}; Path={cookie_path}; "
+                           f"HttpOnly; SameSite=Strict{secure}"),
+        ])
+
+    async def _unauthorized(self, send: Send, api: bool, *, failed: bool = False,
+                            next_path: str = "", base: str = "") -> None:
         auth = self.auth
         assert auth is not None
         headers: list[tuple[str, str]] = []
@@ -233,10 +280,19 @@ class SecurityMiddleware:
                                          "message": "authentication required"}}).encode()
             await self._send(send, 401, body, "application/json", headers)
             return
-        hint = ("Open this page with <code>?token=&lt;your token&gt;</code> once; a cookie keeps "
-                "you signed in." if auth.token is not None else "Sign in with your username and password.")
-        form = ("<form method='get'><input type='password' name='token' placeholder='token' "
-                "autofocus> <button>Sign in</button></form>" if auth.token is not None else "")
+        hint = ("Enter the dashboard token once; a cookie keeps you signed in." if auth.token is not None
+                else "Sign in with your username and password.")
+        if failed:
+            hint = "That token is not right. " + hint
+        form = ("<form method='post' action='" + html.escape(base + SIGNIN_PATH, quote=True) + "'>"
+                "<input type='password' name='token' placeholder='token' autocomplete='current-password' "
+                "aria-label='dashboard token' autofocus> "
+                "<input type='hidden' name='next' id='next' value='" + html.escape(next_path, quote=True) +
+                "'><button>Sign in</button></form>"
+                # The page to return to, taken from the browser's address bar, not from a log-able URL.
+                "<script>var n=document.getElementById('next');if(!n.value)"
+                "n.value=location.pathname.slice(" + str(len(base)) + ")+location.search;</script>"
+                if auth.token is not None else "")
         body = ("<!doctype html><meta charset='utf-8'><title>Sign in · minique</title>"
                 "<body style='font-family:system-ui;max-width:30rem;margin:4rem auto'>"
                 f"<h1>minique dashboard</h1><p>Authentication required.</p><p>{hint}</p>{form}"

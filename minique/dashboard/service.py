@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,6 +17,8 @@ from ..errors import InvalidJobState, JobCorrupted, JobNotFound
 from ..job import Job
 from ..keys import DEFAULT_PREFIX, validate_name
 from ..queue import STATES, Queue
+from ..scheduler import get_job_scheduler
+from .fingerprint import fingerprint
 
 MAX_STRING = 2000  # characters of one string field shown before it is cut
 MAX_ITEMS = 100  # items of one list or dict shown before it is cut
@@ -88,8 +89,26 @@ def _decoded(getter: Any, *, cut: bool) -> Any:
         return f"<cannot be decoded: {exc}>"
 
 
-def job_summary(job: Job) -> dict[str, Any]:
-    """The fields a job list shows (no payload)."""
+def shown_reason(reason: str | None, hidden: bool) -> str | None:
+    """The failure reason as shown: in a queue whose data is hidden, only the exception type
+    (a reason's message often quotes the payload: an address, an amount, a URL)."""
+    if not reason:
+        return None
+    if hidden:
+        kind = fingerprint(reason).type
+        return f"{kind}: (message hidden)" if kind else "(message hidden)"
+    return str(jsonable(reason))
+
+
+def shown_progress(job: Job, hidden: bool) -> Any:
+    progress = _decoded(lambda: job.progress, cut=True)
+    if hidden and not isinstance(progress, int | float):
+        return "(hidden)"  # a dict of progress may carry content; a number carries none
+    return progress
+
+
+def job_summary(job: Job, hidden: bool = False) -> dict[str, Any]:
+    """The fields a job list shows (no payload; no error message when ``hidden``)."""
     return {
         "id": job.id,
         "name": job.name,
@@ -101,8 +120,8 @@ def job_summary(job: Job) -> dict[str, Any]:
         "processed_on": job.processed_on,
         "finished_on": job.finished_on,
         "delay_until": job.delay_until,
-        "failed_reason": jsonable(job.failed_reason) if job.failed_reason else None,
-        "progress": _decoded(lambda: job.progress, cut=True),
+        "failed_reason": shown_reason(job.failed_reason, hidden),
+        "progress": shown_progress(job, hidden),
         "actions": allowed_actions(job.state or ""),
     }
 
@@ -146,8 +165,9 @@ class Dashboard:
         self._discovered_at = -1e9
         self._discovery_lock = asyncio.Lock()
         escaped = re.sub(r"([*?\[\]\\])", r"\\\1", self.prefix)
-        self._match = "{" + escaped + ":*}:[mir]*"
-        self._key_re = re.compile(r"^\{" + re.escape(self.prefix) + r":([^{}\s]+)\}:(meta|id|ready)$")
+        self._match = "{" + escaped + ":*}:[mirsw]*"
+        self._key_re = re.compile(r"^\{" + re.escape(self.prefix) +
+                                  r":([^{}\s]+)\}:(meta|id|ready|workers|schedulers)$")
 
     # ----- queues --------------------------------------------------------------------------
 
@@ -163,8 +183,9 @@ class Dashboard:
 
     async def _discover(self) -> list[str]:
         # A queue has a ':meta' hash once anything but a plain add touched it, an ':id'
-        # counter once a job got a generated id, and a ':ready' stream while jobs wait:
-        # one pattern catches all three (and the per-minute ':metrics:*' keys, skipped).
+        # counter once a job got a generated id, a ':ready' stream while jobs wait, a
+        # ':workers' set while workers serve it and a ':schedulers' index while it has
+        # schedulers: one pattern catches all five (other keys it matches are skipped).
         found: set[str] = set()
         cursor: Any = 0
         for _ in range(DISCOVERY_CALLS):
@@ -229,26 +250,57 @@ class Dashboard:
         return out
 
     async def workers(self, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """Live workers of the queues, one entry per worker (a worker may serve several)."""
+        """Live worker processes of the queues. A process that serves several queues (one
+        ``Worker`` per queue, as ``minique worker --queue a --queue b`` runs them) is one
+        entry with every queue, its counters summed; ``id`` is ``host:pid``."""
         if names is None:
             names = await self.queue_names()
         queues = [await self.queue(n) for n in names]
         merged: dict[str, dict[str, Any]] = {}
         for infos in await asyncio.gather(*(q.get_workers() for q in queues)):
             for w in infos:
-                entry = merged.get(w.name)
+                pid_key = f"{w.host}:{w.pid}"
+                entry = merged.get(pid_key)
                 if entry is None:
-                    merged[w.name] = {
-                        "name": w.name, "host": w.host, "pid": w.pid, "queues": list(w.queues),
-                        "started_at": w.started_at, "last_seen": w.last_seen,
-                        "jobs_done": w.jobs_done, "jobs_failed": w.jobs_failed,
-                        "concurrency": w.concurrency, "running": list(w.running),
+                    entry = merged[pid_key] = {
+                        "id": pid_key, "name": w.name, "names": [], "host": w.host, "pid": w.pid,
+                        "queues": [], "started_at": w.started_at, "last_seen": w.last_seen,
+                        "jobs_done": 0, "jobs_failed": 0, "concurrency": 0, "running": [],
+                        "running_jobs": [], "_seen": set(),
                     }
-                else:
+                # The same worker is listed by each queue it serves: count it once.
+                if w.name not in entry["_seen"]:
+                    entry["_seen"].add(w.name)
+                    entry["names"].append(w.name)
+                    entry["jobs_done"] += w.jobs_done
+                    entry["jobs_failed"] += w.jobs_failed
+                    entry["concurrency"] += w.concurrency
+                    entry["started_at"] = min(entry["started_at"], w.started_at)
                     entry["queues"] = sorted({*entry["queues"], *w.queues})
                     entry["running"] = sorted({*entry["running"], *w.running})
-                    entry["last_seen"] = max(entry["last_seen"], w.last_seen)
-        return sorted(merged.values(), key=lambda w: (w["host"], w["pid"], w["name"]))
+                    entry["running_jobs"].extend(
+                        {"queue": qn, "id": j} for qn in w.queues[:1] for j in w.running)
+                entry["last_seen"] = max(entry["last_seen"], w.last_seen)
+        for entry in merged.values():
+            del entry["_seen"]
+            entry["names"].sort()
+            entry["name"] = entry["names"][0] if len(entry["names"]) == 1 else entry["id"]
+        return sorted(merged.values(), key=lambda w: (w["host"], w["pid"]))
+
+    async def worker(self, worker_id: str) -> dict[str, Any]:
+        """One worker process (``host:pid``, or a worker's name) and the jobs it runs now."""
+        for w in await self.workers():
+            if worker_id == w["id"] or worker_id in w["names"]:
+                running = []
+                for ref in w["running_jobs"][:200]:
+                    q = await self.queue(ref["queue"])
+                    job = await q.get_job(ref["id"])
+                    if job is not None:
+                        running.append({**job_summary(job, self.data_hidden(ref["queue"])),
+                                        "queue": ref["queue"]})
+                return {**w, "running_detail": running}
+        raise ApiError(404, "worker_not_found", f"no live worker {worker_id!r} (workers that "
+                       "stopped sending heartbeats are forgotten)")
 
     async def overview(self, minutes: int = 60) -> dict[str, Any]:
         names = await self.queue_names()
@@ -306,7 +358,7 @@ class Dashboard:
         return {
             "queue": name, "state": state, "page": page, "page_size": page_size, "total": total,
             "pages": max(1, -(-total // page_size)), "search": search, "truncated": truncated,
-            "counts": counts, "jobs": [job_summary(j) for j in jobs],
+            "counts": counts, "jobs": [job_summary(j, self.data_hidden(name)) for j in jobs],
         }
 
     async def _job(self, name: str, job_id: str) -> tuple[Queue, Job]:
@@ -325,9 +377,14 @@ class Dashboard:
         q, job = await self._job(name, job_id)
         state = await q.get_state(job_id)
         hidden = self.data_hidden(name)
-        logs = await q.get_job_logs(job_id, -200, -1)
+        logs = [] if hidden else await q.get_job_logs(job_id, -200, -1)
+        attempts = [
+            {"number": a.number, "outcome": a.outcome, "worker": a.worker,
+             "started_at": a.started_at, "ended_at": a.ended_at, "duration": a.duration,
+             "error": shown_reason(a.error, hidden)}
+            for a in await q.get_job_attempts(job_id)]
         return {
-            **job_summary(job),
+            **job_summary(job, hidden),
             "queue": name,
             "state": state,
             "attempts_started": job.attempts_started,
@@ -336,14 +393,17 @@ class Dashboard:
             "data_hidden": hidden,
             "data": None if hidden else _decoded(lambda: job.data, cut=not full),
             "return_value": None if hidden else _decoded(lambda: job.return_value, cut=not full),
-            "failed_reason": job.failed_reason,
-            "stacktrace": job.stacktrace,
+            "failed_reason": shown_reason(job.failed_reason, hidden) if hidden else job.failed_reason,
+            "stacktrace": None if hidden else job.stacktrace,
             "logs": [jsonable(line, cut=not full) for line in logs],
+            "attempt_history": attempts,
             "actions": allowed_actions(state),
         }
 
     async def job_logs(self, name: str, job_id: str, start: int = 0, end: int = -1) -> dict[str, Any]:
         q, _ = await self._job(name, job_id)
+        if self.data_hidden(name):
+            return {"queue": name, "id": job_id, "logs": [], "data_hidden": True}
         return {"queue": name, "id": job_id, "logs": await q.get_job_logs(job_id, start, end)}
 
     async def job_action(self, name: str, job_id: str, action: str) -> dict[str, Any]:
@@ -396,6 +456,46 @@ class Dashboard:
         q = await self.queue(name)
         return {"ok": True, "queue": name, "promoted": await q.promote_jobs()}
 
+    # ----- job schedulers ------------------------------------------------------------------
+
+    async def schedulers(self, names: Sequence[str] | None = None) -> dict[str, Any]:
+        """The job schedulers of the queues (every queue by default), with each one's
+        pending firing and its state."""
+        if names is None:
+            names = await self.queue_names()
+        out: list[dict[str, Any]] = []
+        for name in names:
+            q = await self.queue(name)
+            hidden = self.data_hidden(name)
+            for s in await q.get_job_schedulers():
+                pending = await q.get_state(s.pending_job_id) if s.pending_job_id else None
+                out.append({
+                    "queue": name, "id": s.id, "job_name": s.job_name, "cron": s.cron,
+                    "every": s.every, "tz": s.tz, "next_run": s.next_run, "last_run": s.last_run,
+                    "iterations": s.iterations, "skipped": s.skipped, "limit": s.limit,
+                    "start_date": s.start_date, "end_date": s.end_date, "catch_up": s.catch_up,
+                    "ended": s.ended, "pending_job_id": s.pending_job_id, "pending_state": pending,
+                    "data_hidden": hidden,
+                    "data": None if hidden else jsonable(s.data),
+                    "job_options": None if hidden else jsonable(s.job_options),
+                })
+        return {"schedulers": out}
+
+    async def scheduler_action(self, name: str, scheduler_id: str, action: str) -> dict[str, Any]:
+        """``run`` adds one job now from the scheduler's template (its schedule is unchanged);
+        ``remove`` deletes the scheduler and its pending firing."""
+        q = await self.queue(name)
+        s = await get_job_scheduler(q, scheduler_id)
+        if s is None:
+            raise ApiError(404, "scheduler_not_found", f"queue {name!r} has no scheduler {scheduler_id!r}")
+        if action == "run":
+            job = await q.add(s.job_name, s.data, **s.job_options)
+            return {"ok": True, "queue": name, "id": scheduler_id, "action": action, "job_id": job.id}
+        if action == "remove":
+            await q.remove_job_scheduler(scheduler_id)
+            return {"ok": True, "queue": name, "id": scheduler_id, "action": action}
+        raise ApiError(404, "unknown_action", f"no scheduler action {action!r}")
+
     # ----- dead letters --------------------------------------------------------------------
 
     async def _dead_jobs(self, q: Queue, include_all: bool) -> tuple[list[Job], int, bool]:
@@ -413,21 +513,26 @@ class Dashboard:
         check_int("per_group", per_group, 1, 1000)
         q = await self.queue(name)
         jobs, scanned, truncated = await self._dead_jobs(q, include_all)
+        hidden = self.data_hidden(name)
         groups: dict[str, dict[str, Any]] = {}
-        for job in jobs:
-            reason = job.failed_reason or "(no reason)"
-            key = group_key(reason)
-            g = groups.get(key)
+        for job in jobs:  # newest first, so a group's first job is its latest failure
+            fp = fingerprint(job.failed_reason)
+            g = groups.get(fp.key)
             if g is None:
-                g = groups[key] = {"key": key, "reason": jsonable(reason), "count": 0, "names": {},
-                                   "latest": job.finished_on, "jobs": []}
+                g = groups[fp.key] = {
+                    "key": fp.key, "type": fp.type,
+                    "fingerprint": None if hidden else fp.template,
+                    "reason": shown_reason(job.failed_reason or "(no reason)", hidden),
+                    "count": 0, "names": {}, "latest": job.finished_on, "jobs": []}
             g["count"] += 1
+            g["latest"] = max(g["latest"] or 0.0, job.finished_on or 0.0)
             g["names"][job.name] = g["names"].get(job.name, 0) + 1
             if len(g["jobs"]) < per_group:
-                g["jobs"].append(job_summary(job))
-        ordered = sorted(groups.values(), key=lambda g: (-g["count"], g["reason"]))
+                g["jobs"].append(job_summary(job, hidden))
+        # The biggest group first; among equals, the one that failed most recently.
+        ordered = sorted(groups.values(), key=lambda g: (-g["count"], -(g["latest"] or 0.0)))
         return {"queue": name, "include_all": include_all, "total": len(jobs), "scanned": scanned,
-                "truncated": truncated, "groups": ordered}
+                "truncated": truncated, "data_hidden": hidden, "groups": ordered}
 
     async def _dead_ids(self, q: Queue, ids: Sequence[str] | None, group: str | None,
                         include_all: bool) -> list[str]:
@@ -438,7 +543,7 @@ class Dashboard:
                 raise ApiError(400, "bad_parameter", f"at most {MAX_IDS} ids per request")
             return list(dict.fromkeys(ids))
         jobs, _, _ = await self._dead_jobs(q, include_all)
-        picked = [j.id for j in jobs if group_key(j.failed_reason or "(no reason)") == group]
+        picked = [j.id for j in jobs if group_key(j.failed_reason) == group]
         if not picked:
             raise ApiError(404, "group_not_found", f"no dead-letter group {group!r}")
         return picked[:MAX_IDS]
@@ -470,8 +575,9 @@ class Dashboard:
         return {"ok": True, "queue": name, key: len(done), "ids": done, "skipped": skipped}
 
 
-def group_key(reason: str) -> str:
-    return hashlib.sha1(reason.encode(errors="replace")).hexdigest()[:12]
+def group_key(reason: str | None) -> str:
+    """The dead-letter group of a failure reason: its fingerprint's key."""
+    return fingerprint(reason).key
 
 
 def allowed_actions(state: str) -> list[str]:

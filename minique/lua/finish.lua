@@ -23,6 +23,7 @@
 --@include base
 --@include retention
 --@include take
+--@include attempts
 local now = now_ms()
 local now_s = int_str(now)
 local lease_ms = tonumber(ARGV[3])
@@ -146,8 +147,9 @@ for i = 1, nres do
       counts.completed = counts.completed + 1
       note_trim(K.completed, policy[1], policy[2])
     elseif kind == 'f' then
+      local hf, hv = attempt_entry(jk, 'failed', now, value)
       write_job(jk, start_fields, 'st', 'failed', 'fr', value, 'stk', stack, 'fon', now_s,
-                'tok', '', 'atm', int_str((tonumber(cur[2]) or 0) + 1))
+                'tok', '', 'atm', int_str((tonumber(cur[2]) or 0) + 1), hf, hv)
       to_failed[#to_failed + 1] = now_s
       to_failed[#to_failed + 1] = id
       emit('ev', 'failed', 'id', id, 'reason', string.sub(value, 1, 200))
@@ -155,7 +157,8 @@ for i = 1, nres do
       note_trim(K.failed, policy[1], policy[2])
     elseif kind == 'r' then
       local atm = (tonumber(cur[2]) or 0) + 1
-      write_job(jk, start_fields, 'fr', value, 'stk', stack, 'tok', '', 'atm', int_str(atm))
+      local hf, hv = attempt_entry(jk, 'retried', now, value)
+      write_job(jk, start_fields, 'fr', value, 'stk', stack, 'tok', '', 'atm', int_str(atm), hf, hv)
       counts.retried = counts.retried + 1
       emit('ev', 'retrying', 'id', id, 'attempt', atm, 'delay', delay,
            'reason', string.sub(value, 1, 200))

@@ -8,6 +8,7 @@
 --          ids examined}.
 --@include base
 --@include retention
+--@include attempts
 local now = now_ms()
 local max_stalled = tonumber(ARGV[2])
 local batch = tonumber(ARGV[3])
@@ -32,7 +33,8 @@ for _, set_key in ipairs({K.active, K.held}) do
       else
         stalled = stalled + 1
         local stc = redis.call('HINCRBY', jk, 'stc', 1)
-        redis.call('HSET', jk, 'tok', '')
+        local hf, hv = attempt_entry(jk, 'stalled', now, 'lease expired (worker lost)')
+        redis.call('HSET', jk, 'tok', '', hf, hv)
         emit('ev', 'stalled', 'id', id, 'count', stc)
         if stc > max_stalled then
           local reason = 'job stalled more than allowable limit (' .. max_stalled .. ')'

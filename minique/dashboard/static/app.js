@@ -62,13 +62,74 @@
     }
   });
 
-  // A polled page that fails to load (server restarting) says so once, quietly.
+  // The live dot: green while updates arrive, red when the server or Redis is gone.
+  function setOnline(ok, why) {
+    document.body.classList.toggle("offline", !ok);
+    var box = document.getElementById("live-status");
+    if (!box) return;
+    var text = box.querySelector(".live-text");
+    if (text) text.textContent = ok ? "live" : "offline";
+    box.title = ok ? "Live: this page updates itself" : why;
+  }
+
+  // Server-sent events say when to refresh; polling (in the live macro) is the fallback
+  // and runs only while no stream is connected.
+  window.miniqueLive = false;
+  var streamUrl = document.body.getAttribute("data-stream");
+  if (streamUrl && window.EventSource) {
+    var es = new EventSource(streamUrl);
+    es.addEventListener("status", function (e) {
+      if (e.data === "ok") {
+        window.miniqueLive = true;
+        setOnline(true, "");
+        htmx.trigger(document.body, "live-change");
+      } else {
+        setOnline(false, "Redis is unreachable; retrying");
+      }
+    });
+    es.addEventListener("change", function () { htmx.trigger(document.body, "live-change"); });
+    es.onerror = function () {
+      window.miniqueLive = false;  // polling takes over until the stream is back
+      setOnline(false, "The dashboard server is unreachable; retrying");
+    };
+  }
+
+  // A polled page that fails to load (server restarting, Redis down) says so, quietly.
   document.addEventListener("htmx:sendError", function () {
-    document.body.classList.add("offline");
+    setOnline(false, "The dashboard server is unreachable; retrying");
+  });
+  document.addEventListener("htmx:responseError", function (e) {
+    var xhr = e.detail.xhr;
+    if (xhr && xhr.status >= 500) setOnline(false, "Redis is unreachable; retrying");
   });
   document.addEventListener("htmx:afterSwap", function () {
-    document.body.classList.remove("offline");
+    if (!streamUrl || window.miniqueLive || !window.EventSource) setOnline(true, "");
   });
+
+  // "Copy trace": the whole trace as stored, whatever is folded on the page.
+  document.addEventListener("click", function (e) {
+    var btn = e.target.closest ? e.target.closest("[data-copy]") : null;
+    if (!btn) return;
+    var src = document.querySelector(btn.getAttribute("data-copy"));
+    if (!src) return;
+    var text = src.value !== undefined ? src.value : src.textContent;
+    function done() { toast("Copied to the clipboard", "ok"); btn.setAttribute("data-copied", "1"); }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () { fallbackCopy(src, done); });
+    } else {
+      fallbackCopy(src, done);
+    }
+  });
+
+  function fallbackCopy(src, done) {
+    // Plain http on another host has no clipboard API: select the hidden textarea and copy.
+    src.classList.add("copying");
+    src.select();
+    var ok = false;
+    try { ok = document.execCommand("copy"); } catch (_) { ok = false; }
+    src.classList.remove("copying");
+    if (ok) done(); else toast("Copy failed: select the trace and copy it by hand", "error");
+  }
 
   // "Select group" checkboxes tick every job of their group.
   document.addEventListener("change", function (e) {
