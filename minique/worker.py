@@ -652,11 +652,12 @@ class Worker:
             return 0
         # A slot whose job has run past the budget may stay busy for long: nothing is held
         # for it, so held jobs never wait behind a long job.
-        now = asyncio.get_running_loop().time()
         slots = self.concurrency
-        for r in self._running.values():
-            if r.task is not None and now - r.started > 2 * PREFETCH_WORK:
-                slots -= 1
+        if self._executing:
+            now = asyncio.get_running_loop().time()
+            for r in self._running.values():
+                if r.task is not None and now - r.started > 2 * PREFETCH_WORK:
+                    slots -= 1
         if slots <= 0:
             return 0
         per_slot = PREFETCH_WORK / max(avg, 1e-6)

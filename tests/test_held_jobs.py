@@ -209,3 +209,25 @@ async def test_control_changes_wait_out_the_longest_hold(queue: Queue) -> None:
     # A paused queue grants no hold.
     _, taken, header = await finish(queue, [], 0, hold=5, hold_ms=300)
     assert taken == [] and int(header[7]) == 0
+
+
+async def test_a_shrinking_prefetch_never_asks_for_a_negative_count(
+        queue: Queue, redis_url: str, caplog: Any) -> None:
+    import logging
+
+    async def work(job: Any) -> None:
+        if job.data["slow"]:
+            await asyncio.sleep(0.03)
+
+    caplog.set_level(logging.WARNING, logger="minique.worker")
+    await queue.add_bulk([("x", {"slow": False}) for _ in range(30)]
+                         + [("x", {"slow": True}) for _ in range(30)])
+    worker = Worker(queue.name, work, url=redis_url, concurrency=1)
+    task = asyncio.create_task(worker.run(handle_signals=False))
+    try:
+        await wait_until(lambda: completed(queue, 60), timeout=20, message="60 done")
+    finally:
+        await worker.close()
+        await task
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not errors, errors

@@ -1,6 +1,7 @@
-"""Random sequences of add, fetch, complete, fail, retry, promote, remove, pause and stall
-against a real Redis; after every step each job is in exactly one structure, that structure
-agrees with the job's recorded state, and the counts match."""
+"""Random sequences of add, fetch, hold, start, hand back, complete, fail, retry, promote,
+remove, pause, drain and stall against a real Redis; after every step each job is in
+exactly one structure, that structure agrees with the job's recorded state, and the counts
+match (a held job counts as waiting)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ class QueueMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.q = Queue(f"sm{next(_runs)}", url=url)
         self.active: dict[str, str] = {}  # id -> token, as a worker would hold them
+        self.held: dict[str, str] = {}  # id -> token: taken ahead, not started
+        self.doomed: set[str] = set()  # held jobs that drain/remove marked for deletion
         self.known: set[str] = set()
 
     def run(self, coro: Any) -> Any:
@@ -53,6 +56,42 @@ class QueueMachine(RuleBasedStateMachine):
             assert job_id not in self.active
             self.active[job_id] = token
 
+    @rule(n=st.integers(0, 2), hold=st.integers(1, 4))
+    def take_with_hold(self, n: int, hold: int) -> None:
+        statuses, taken, header = self.run(finish(self.q, [], n, hold=hold, hold_ms=20))
+        active_n = int(header[1]) if int(header[0]) == 0 else 0
+        for i, (job_id, token) in enumerate(taken):
+            assert job_id not in self.active and job_id not in self.held
+            (self.active if i < active_n else self.held)[job_id] = token
+
+    @precondition(lambda self: bool(self.held))
+    @rule(data=st.data(), action=st.sampled_from(["start", "hand-back", "complete"]))
+    def held_one(self, data: Any, action: str) -> None:
+        job_id = data.draw(st.sampled_from(sorted(self.held)))
+        token = self.held.pop(job_id)
+        kind = {"start": "s", "hand-back": "h", "complete": "c"}[action]
+        value = b"\xc0" if kind == "c" else ""
+        statuses, _, _ = self.run(finish(self.q, [(job_id, token, kind, value, "", 0, -1, -1,
+                                                   "1")]))
+        if job_id in self.doomed:
+            assert statuses == [2]  # drained or removed while held: deleted now
+            self.doomed.discard(job_id)
+            self.known.discard(job_id)
+            return
+        assert statuses == [1]
+        if kind == "s":
+            self.active[job_id] = token
+
+    @rule()
+    def drain(self) -> None:
+        self.run(self.q.drain())
+        left = set()
+        for job_id in self.known:
+            if self.run(self.q.redis.exists(self.q.keys.job(job_id))):
+                left.add(job_id)
+        self.known = left
+        self.doomed |= set(self.held) & self.known
+
     @precondition(lambda self: bool(self.active))
     @rule(data=st.data(), outcome=st.sampled_from(["complete", "fail", "retry", "retry-later"]))
     def finish_one(self, data: Any, outcome: str) -> None:
@@ -68,12 +107,18 @@ class QueueMachine(RuleBasedStateMachine):
     def stall_sweep(self) -> None:
         self.run(asyncio.sleep(0.003))
         self.run(scripts.run(self.q.redis, "stalled", self.q.keys.vector,
-                             [self.q.keys.job_prefix, 2, 100, -1, -1]))
+                             [self.q.keys.job_prefix, 2, 100, -1, -1, "sweeper"]))
         # Jobs whose lease expired now belong to nobody; their tokens are dead.
         for job_id in list(self.active):
             st_ = self.run(self.q.get_state(job_id))
             if st_ != "active":
                 del self.active[job_id]
+        for job_id, token in list(self.held.items()):
+            if self.run(self.q.redis.hget(self.q.keys.job(job_id), "tok")) != token.encode():
+                del self.held[job_id]
+                if job_id in self.doomed:
+                    self.doomed.discard(job_id)
+                    self.known.discard(job_id)
 
     @rule(state=st.sampled_from(["failed", "completed"]))
     def retry_all(self, state: str) -> None:
@@ -89,7 +134,10 @@ class QueueMachine(RuleBasedStateMachine):
         job_id = data.draw(st.sampled_from(sorted(self.known)))
         try:
             if self.run(self.q.remove_job(job_id)):
-                self.known.discard(job_id)
+                if job_id in self.held:
+                    self.doomed.add(job_id)  # deleted when handed back
+                else:
+                    self.known.discard(job_id)
         except InvalidJobState:
             assert job_id in self.active or self.run(self.q.get_state(job_id)) == "active"
 
@@ -106,7 +154,8 @@ class QueueMachine(RuleBasedStateMachine):
             out = {"waiting": [f[b"i"].decode() for _, f in entries]}
             out["waiting"] += [x.decode() for x in await r.zrange(k.pri, 0, -1)]
             for name, key in (("delayed", k.delayed), ("active", k.active),
-                              ("completed", k.completed), ("failed", k.failed)):
+                              ("completed", k.completed), ("failed", k.failed),
+                              ("held", k.held)):
                 out[name] = [x.decode() for x in await r.zrange(key, 0, -1)]
             return out
 
@@ -123,8 +172,12 @@ class QueueMachine(RuleBasedStateMachine):
         stats = self.run(self.q.get_stats())
         assert stats["total"] == len(self.known)
         for state, ids in where.items():
-            assert stats[state] == len(ids)
+            if state == "waiting":
+                assert stats[state] == len(ids) + len(where["held"])  # held counts as waiting
+            elif state != "held":
+                assert stats[state] == len(ids)
         assert set(self.active) <= set(where["active"])
+        assert set(self.held) <= set(where["held"])
 
     def teardown(self) -> None:
         self.run(self.q.obliterate(force=True))

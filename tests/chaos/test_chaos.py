@@ -267,3 +267,55 @@ async def test_memory_stays_bounded_with_default_retention(redis_url: str, procs
 async def _finished(q: Queue, n: int) -> bool:
     totals = (await q.get_metrics(minutes=1))["totals"]
     return bool(totals["completed"] + totals["failed"] >= n)
+
+
+async def test_kill_9_storm_with_default_options_counts_only_started_jobs_as_stalled(
+        redis_url: str, procs: list[Any]) -> None:
+    """The defaults (max_stalled_count 1), with a worker killed every second and a 2 s
+    lease. A stall counts only against a job that had started: jobs held ahead by a killed
+    worker go back without one. A job that was running at two kills fails, by design (the
+    lease cannot tell a killed worker from a job that kills its worker; see the docs)."""
+    n, workers, seconds = 1000, 3, 6
+    q = Queue("procs", url=redis_url, prefix="storm-defaults",
+              default_job_options={"remove_on_complete": False, "remove_on_fail": False})
+    await q.obliterate(force=True)
+    jobs = await q.add_bulk([("effect", {"sleep": 0.02}) for _ in range(n)])
+    args = ("--prefix", "storm-defaults", "--concurrency", "10", "--lock-duration", "2",
+            "--block-timeout", "1")
+    live = [start_worker(redis_url, "procs", *args) for _ in range(workers)]
+    procs.extend(live)
+    kills = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        victim = random.choice(live)
+        victim.send_signal(signal.SIGKILL)
+        kills += 1
+        live.remove(victim)
+        fresh = start_worker(redis_url, "procs", *args)
+        live.append(fresh)
+        procs.append(fresh)
+
+    async def settled() -> bool:
+        stats = await q.get_stats()
+        return stats["completed"] + stats["failed"] >= n
+
+    await wait_until(settled, timeout=120, message=f"all {n} jobs settled")
+    seen = await effects(q)
+    lost = {j.id for j in jobs} - set(seen)
+    stalled_unstarted = []
+    failed = 0
+    for job in jobs:
+        fresh_job = await q.get_job(job.id)
+        assert fresh_job is not None
+        if fresh_job.stalled_count > fresh_job.attempts_started:
+            stalled_unstarted.append(job.id)
+        if fresh_job.state == "failed":
+            failed += 1
+            assert fresh_job.stalled_count >= 2 and seen.get(job.id, 0) >= 2
+    report("kill9-defaults", jobs=n, kills=kills, lost=len(lost), failed=failed,
+           stalled_without_start=len(stalled_unstarted))
+    assert not lost
+    assert not stalled_unstarted
+    await q.obliterate(force=True)
+    await q.close()
