@@ -100,6 +100,15 @@ SYSTEMS: list[System] = [
     ),
 ]
 EXTRA_SYSTEMS: list[System] = [
+    # The same worker without prefetch: one fetch per free slot, nothing held ahead.
+    System(
+        "minique-noprefetch",
+        "minique (no prefetch)",
+        _py(MAIN_PY),
+        "benchmarks.systems.minique_system",
+        10000,
+        variant="noprefetch",
+    ),
     # `minique worker` runs on uvloop when it is installed; this shows what that adds.
     System(
         "minique-uvloop",

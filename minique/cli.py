@@ -89,6 +89,8 @@ def main(log_level: str) -> None:
 @click.option("--shutdown-timeout", default=30.0, show_default=True,
               help="Grace for running jobs at SIGTERM (s).")
 @click.option("--block-timeout", default=5.0, show_default=True)
+@click.option("--prefetch/--no-prefetch", default=True, show_default=True,
+              help="Hold short jobs ahead of free slots (held jobs obey every control).")
 @click.option("--limiter-max", default=0, show_default=True, help="Rate limit: jobs per window.")
 @click.option("--limiter-duration", default=1.0, show_default=True, help="Rate limit window (s).")
 @click.option("--lock-renew-time", type=float, default=None,
@@ -105,7 +107,7 @@ def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurre
            max_stalled_count: int, shutdown_timeout: float, block_timeout: float,
            limiter_max: int, limiter_duration: float, lock_renew_time: float | None,
            heartbeat_interval: float, sweep_interval: float, worker_name: str | None,
-           metrics_port: int | None, metrics_host: str) -> None:
+           metrics_port: int | None, metrics_host: str, prefetch: bool) -> None:
     """Run workers for TARGET, a Registry or processor given as MODULE:ATTR."""
     if processes > 1:
         sys.exit(supervise(processes))
@@ -146,7 +148,8 @@ def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurre
             "lock_duration": lock_duration, "stalled_interval": stalled_interval,
             "max_stalled_count": max_stalled_count, "shutdown_timeout": shutdown_timeout,
             "block_timeout": block_timeout, "lock_renew_time": lock_renew_time,
-            "heartbeat_interval": heartbeat_interval, "sweep_interval": sweep_interval, **extra}
+            "heartbeat_interval": heartbeat_interval, "sweep_interval": sweep_interval,
+            "prefetch": prefetch, **extra}
         workers = [Worker(name, obj, url=url, prefix=prefix, concurrency=concurrency,
                           limiter=limiter, processes=cpu_processes,
                           name=f"{worker_name}:{name}" if worker_name and len(names) > 1

@@ -131,6 +131,7 @@ class Worker:
         processes: int = 0,
         heartbeat_interval: float = 5.0,
         observers: Sequence[WorkerObserver] = (),
+        prefetch: bool = True,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
@@ -211,6 +212,7 @@ class Worker:
         self._started_at: dict[str, float] = {}
         self.started_at = time.time()
         self._processes = ProcessRunner(processes) if processes > 0 else None
+        self.prefetch = prefetch  # False: take jobs for free slots only, never hold ahead
 
     @staticmethod
     def _limiter(limiter: Mapping[str, float] | None) -> tuple[int, int]:
@@ -648,7 +650,8 @@ class Worker:
         never under a global concurrency limit, whose allowance a worker would otherwise
         hold while other workers' slots stand idle."""
         avg = self._avg_duration
-        if self.lim_max or self._global_limit or avg is None or avg > PREFETCH_WORK:
+        if (not self.prefetch or self.lim_max or self._global_limit or avg is None
+                or avg > PREFETCH_WORK):
             return 0
         # A slot whose job has run past the budget may stay busy for long: nothing is held
         # for it, so held jobs never wait behind a long job.

@@ -94,11 +94,12 @@ class Minique(Adapter):
             await rec.handle(job.data)
 
         async def serve() -> None:
-            worker = Worker(QUEUE, noop, url=url, concurrency=concurrency)
+            worker = Worker(QUEUE, noop, url=url, concurrency=concurrency,
+                            prefetch=self.variant != "noprefetch")
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.close()))
-            await worker.run()
+            await worker.run(handle_signals=False)
 
         if self.variant == "uvloop":
             import uvloop  # as `minique worker` does when uvloop is installed

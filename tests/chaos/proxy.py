@@ -21,6 +21,8 @@ class ChaosProxy:
         # Everything sent while set is swallowed for good: a request or reply lost on a
         # link that went dead, which only a timeout or a re-send gets past.
         self.swallow = False
+        # New connections are closed at once, as while Redis is down (connection refused).
+        self.refuse = False
         self._server: asyncio.base_events.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -36,6 +38,9 @@ class ChaosProxy:
         return f"redis://127.0.0.1:{self.port}/0"
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refuse:
+            writer.close()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:

@@ -144,3 +144,43 @@ async def test_a_dead_link_is_reported_and_the_worker_resumes_soon_after_it_heal
         await proxy.close()
         await q.obliterate(force=True)
         await q.close()
+
+
+async def test_after_an_outage_longer_than_the_lease_a_worker_keeps_its_own_jobs(
+        redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    """A single worker, a 1 s lease, and 3 s without Redis: its leases run out meanwhile,
+    but it holds those jobs' results (or still runs them). Its own stalled sweep must not
+    take them back, or they would run twice and be counted twice."""
+    proxy = await ChaosProxy(redis_server.port).start()
+    q = Queue("outage-lease", url=redis_server.url,
+              default_job_options={"remove_on_complete": False})
+    await q.obliterate(force=True)
+    runs: dict[str, int] = {}
+
+    async def work(job: Any) -> None:
+        runs[job.id] = runs.get(job.id, 0) + 1
+        await asyncio.sleep(0.01)
+
+    await q.add_bulk([("x", i) for i in range(600)])
+    worker = Worker("outage-lease", work, url=proxy.url, concurrency=5, lock_duration=1,
+                    stalled_interval=0.5)
+    task = asyncio.create_task(worker.run(handle_signals=False))
+    caplog.set_level(logging.INFO, logger="minique.worker")
+    try:
+        await wait_until(lambda: len(runs) >= 100, timeout=20, message="100 jobs ran")
+        # Redis "down" for 3 s: every connection cut, new ones refused.
+        proxy.refuse = True
+        proxy.drop_all()
+        await asyncio.sleep(3.0)
+        proxy.refuse = False
+        await wait_until(lambda: _completed(q, 600), timeout=40, message="all 600 completed")
+        assert len(runs) == 600 and max(runs.values()) == 1, {k: v for k, v in runs.items() if v > 1}
+        assert worker.jobs_done == 600
+        messages = [r.getMessage() for r in caplog.records]
+        assert not [m for m in messages if "discarded" in m], messages
+    finally:
+        await worker.close(timeout=2)
+        await task
+        await proxy.close()
+        await q.obliterate(force=True)
+        await q.close()
