@@ -58,7 +58,7 @@ class QueueMachine(RuleBasedStateMachine):
 
     @rule(n=st.integers(0, 2), hold=st.integers(1, 4))
     def take_with_hold(self, n: int, hold: int) -> None:
-        statuses, taken, header = self.run(finish(self.q, [], n, hold=hold, hold_ms=20))
+        _, taken, header = self.run(finish(self.q, [], n, hold=hold, hold_ms=20))
         active_n = int(header[1]) if int(header[0]) == 0 else 0
         for i, (job_id, token) in enumerate(taken):
             assert job_id not in self.active and job_id not in self.held
