@@ -164,8 +164,7 @@ class Queue:
         re-send) comes back as the ids sent, none of them a duplicate: the first send's
         duplicates were told then."""
         async with self._add_lock:
-            for chunk in chunks:
-                await self._assign_ids(chunk)
+            await self._assign_ids([args for chunk in chunks for args in chunk])
             await self._write_meta()
             calls: list[list[Any]] = []
             for chunk in chunks:

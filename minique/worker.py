@@ -159,6 +159,9 @@ class Worker:
         self.block_timeout = block_timeout
         self.sweep_interval = sweep_interval
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        # The identity this worker's jobs, leases and call records carry in Redis: unique
+        # even when several workers are given one name (--name with --processes N).
+        self.ident = self.name if name is None else f"{name}#{uuid.uuid4().hex[:8]}"
         self.backoff_strategies = dict(backoff_strategies or {})
         self.lim_max, self.lim_window_ms = self._limiter(limiter)
         self.jobs_done = 0
@@ -381,7 +384,7 @@ class Worker:
         for running in notes:
             results.append((running.job.id, running.job.token, "s", "", "", 0, 0, -1,
                             running.started_ms))
-        args: list[Any] = [self.keys.job_prefix, want, self.lock_ms, self.name, self.lim_max,
+        args: list[Any] = [self.keys.job_prefix, want, self.lock_ms, self.ident, self.lim_max,
                            self.lim_window_ms, 1000, hold, hold_ms, self._call_seq, len(results),
                            *encode_results(results)]
         return args, results, notes, want, asyncio.get_running_loop().time(), self._controls
@@ -957,7 +960,7 @@ class Worker:
             n, next_deadline, now_ms, _examined = await scripts.run(
                 self.redis, "stalled", self.keys.vector,
                 [self.keys.job_prefix, self.max_stalled_count, batch, keep.count, _age_ms(keep),
-                 self.name])
+                 self.ident])
             total += int(n)
             self._next_lease_expiry = (None if int(next_deadline) < 0
                                        else (int(next_deadline) - int(now_ms)) / 1000.0)
@@ -1004,7 +1007,7 @@ class Worker:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(self._heartbeat_key())
             pipe.zrem(self.keys.workers, self.name)
-            pipe.hdel(f"{self.keys.base}:calls", self.name)  # its last call's record
+            pipe.hdel(f"{self.keys.base}:calls", self.ident)  # its last call's record
             await pipe.execute()
 
     async def _subscribe_cancels(self) -> Any:
