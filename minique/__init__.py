@@ -19,6 +19,7 @@ from .registry import Registry
 from .scheduler import JobScheduler
 from .sync import SyncQueue
 from .worker import Worker
+from .worker_info import WorkerInfo
 
 __all__ = [
     "Delayed",
@@ -39,5 +40,6 @@ __all__ = [
     "SyncQueue",
     "UnrecoverableError",
     "Worker",
+    "WorkerInfo",
 ]
 __version__ = "0.1.0"

@@ -16,6 +16,7 @@ from .errors import JobNotFound
 from .job import Job
 from .keys import DEFAULT_PREFIX, QueueKeys, validate_name
 from .options import MAX_PRIORITY, MAX_SECONDS, check_option_names, encode_stored, resolve
+from .worker_info import WorkerInfo
 
 if TYPE_CHECKING:
     from .scheduler import JobScheduler
@@ -457,12 +458,8 @@ class Queue:
             raise ValueError(f"global concurrency must be an integer >= 1, got {limit!r}")
         await self.redis.hset(self.keys.meta, "gconc", limit)
 
-    async def get_workers(self) -> list[Any]:
+    async def get_workers(self) -> list[WorkerInfo]:
         """The live workers of this queue (from their heartbeats), as WorkerInfo structs."""
-        import msgspec
-
-        from .worker import WorkerInfo
-
         names = await self.redis.zrange(self.keys.workers, 0, -1)
         if not names:
             return []

@@ -38,6 +38,7 @@ from .options import Keep, StoredOptions, decode_stored
 from .pool import ProcessRunner
 from .queue import Queue
 from .registry import Handler, Registry
+from .worker_info import WorkerInfo
 
 log = logging.getLogger("minique.worker")
 
@@ -818,17 +819,3 @@ class Worker:
                         "Redis will silently evict jobs and leases. Set maxmemory-policy "
                         "noeviction on the queue's Redis.", policy)
 
-
-class WorkerInfo(msgspec.Struct):
-    """A live worker, as its heartbeat describes it."""
-
-    name: str
-    host: str
-    pid: int
-    queues: list[str]
-    started_at: float
-    last_seen: float
-    jobs_done: int
-    jobs_failed: int
-    concurrency: int
-    running: list[str]
