@@ -352,9 +352,14 @@ class Queue:
             raise TypeError(f"log lines are strings, got {type(line).__name__}")
         return int(await self._run("log", [job_id, line, keep]))
 
-    async def retry_job(self, job_id: str) -> None:
-        if not await self._run("requeue", ["", job_id, 1]):
-            raise JobNotFound(f"job {job_id} not found")
+    async def retry_job(self, job_id: str, state: str | None = None) -> None:
+        """Sends a finished job back to waiting with fresh attempts. JobNotFound if it does
+        not exist; InvalidJobState if it is not finished, or not in ``state`` ("failed" or
+        "completed") when one is given."""
+        if state not in (None, "failed", "completed"):
+            raise ValueError(f"retry_job takes state 'failed', 'completed' or None, got {state!r}")
+        if not await self._run("requeue", [state or "", job_id, 1]):
+            raise JobNotFound(f"job {job_id} does not exist")
 
     async def promote_job(self, job_id: str) -> None:
         await self._run("promote", [job_id, 1])
