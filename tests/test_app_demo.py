@@ -96,7 +96,7 @@ def test_demo_on_a_shared_redis_removes_its_keys(redis_url: str, shared_redis: r
     out = run_demo(redis_url, tmp_path)
     assert out.splitlines()[0] == (f"redis: the Redis at {redis_url} ($MINIQUE_REDIS_URL); shared, "
                                    f"so the demo keeps to the prefix {PREFIX}")
-    assert f"removed the demo's " in out and "--keep leaves them" in out
+    assert "removed the demo's " in out and "--keep leaves them" in out
     assert demo_keys(shared_redis) == []
     assert shared_redis.get("someone-else:key") == b"kept"
     shared_redis.delete("someone-else:key")
