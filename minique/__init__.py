@@ -20,6 +20,7 @@ from .registry import Registry
 from .scheduler import JobScheduler
 from .sync import SyncJob, SyncQueue
 from .worker import Worker
+from .worker_info import WorkerInfo
 
 __all__ = [
     "Delayed",
@@ -41,6 +42,7 @@ __all__ = [
     "SyncQueue",
     "UnrecoverableError",
     "Worker",
+    "WorkerInfo",
     "WorkerObserver",
 ]
 __version__ = "0.1.0"

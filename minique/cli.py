@@ -1,49 +1,42 @@
 """The ``minique`` command: run workers, and inspect or act on queues.
 
     minique worker app.jobs:registry --queue reports --concurrency 5
+    minique worker app.jobs:registry --burst      # run what is waiting, then exit
+    minique queues                                # every queue, with its counts
     minique stats --queue reports
     minique jobs --queue reports --state failed
-    minique retry --queue reports            # every failed job; or give job ids
+    minique retry --queue reports                 # every failed job; or give job ids
     minique pause --queue reports / minique resume --queue reports
+
+Every Redis or URL problem is one line on stderr (``error: ...``) and a non-zero exit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
-import json
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from .connection import DEFAULT_URL
+from . import __version__
+from .cli_common import CliError, prefix_option, run, url_option
+from .cli_queues import COMMANDS
+from .connection import connect
 from .dashboard import dashboard_command
-from .queue import Queue
+from .redis_problems import wait_until_reachable
 from .registry import Registry
 from .worker import Worker
 
-T = TypeVar("T")
 log = logging.getLogger("minique.cli")
 
-url_option = click.option("--url", envvar="MINIQUE_REDIS_URL", default=DEFAULT_URL, show_default=True,
-                          help="Redis URL (also $MINIQUE_REDIS_URL).")
-prefix_option = click.option("--prefix", default="minique", show_default=True, help="Key prefix.")
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        import uvloop
-
-        return uvloop.run(coro)
-    except ImportError:
-        return asyncio.run(coro)
+positive = click.FloatRange(min=0, min_open=True)
 
 
 def load_target(spec: str) -> Any:
@@ -63,7 +56,9 @@ def load_target(spec: str) -> Any:
 
 
 @click.group()
-@click.option("--log-level", default=os.environ.get("MINIQUE_LOG_LEVEL", "INFO"), show_default=True)
+@click.version_option(__version__, "--version", prog_name="minique")
+@click.option("--log-level", default=os.environ.get("MINIQUE_LOG_LEVEL", "INFO"), show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False))
 def main(log_level: str) -> None:
     """minique: a Redis job queue."""
     logging.basicConfig(level=log_level.upper(),
@@ -76,52 +71,70 @@ def main(log_level: str) -> None:
               "Default: every queue of the registry.")
 @url_option
 @prefix_option
-@click.option("--concurrency", default=5, show_default=True, help="Jobs at once per queue.")
-@click.option("--processes", default=1, show_default=True,
+@click.option("--concurrency", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Jobs at once per queue.")
+@click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1),
               help="Worker processes under one supervisor that restarts any that dies.")
-@click.option("--cpu-processes", default=0, show_default=True,
+@click.option("--cpu-processes", default=0, show_default=True, type=click.IntRange(min=0),
               help="Run sync processors in this many child processes (CPU-bound jobs); a "
                    "timeout, cancel or shutdown kills the job's process.")
-@click.option("--lock-duration", default=30.0, show_default=True, help="Lease of an active job (s).")
-@click.option("--stalled-interval", default=30.0, show_default=True,
+@click.option("--lock-duration", default=30.0, show_default=True, type=positive,
+              help="Lease of an active job (s).")
+@click.option("--stalled-interval", default=30.0, show_default=True, type=positive,
               help="How often expired leases are taken back (s).")
-@click.option("--max-stalled-count", default=1, show_default=True)
-@click.option("--shutdown-timeout", default=30.0, show_default=True,
+@click.option("--max-stalled-count", default=1, show_default=True, type=click.IntRange(min=0))
+@click.option("--shutdown-timeout", default=30.0, show_default=True, type=positive,
               help="Grace for running jobs at SIGTERM (s).")
-@click.option("--block-timeout", default=5.0, show_default=True)
+@click.option("--block-timeout", default=5.0, show_default=True, type=positive)
 @click.option("--prefetch/--no-prefetch", default=True, show_default=True,
               help="Hold short jobs ahead of free slots (held jobs obey every control).")
-@click.option("--limiter-max", default=0, show_default=True, help="Rate limit: jobs per window.")
-@click.option("--limiter-duration", default=1.0, show_default=True, help="Rate limit window (s).")
-@click.option("--lock-renew-time", type=float, default=None,
+@click.option("--limiter-max", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Rate limit: jobs per window (0: none).")
+@click.option("--limiter-duration", default=1.0, show_default=True, type=positive,
+              help="Rate limit window (s).")
+@click.option("--lock-renew-time", type=positive, default=None,
               help="How often leases are renewed (s). Default: lock duration / 2.")
-@click.option("--heartbeat-interval", default=5.0, show_default=True)
-@click.option("--sweep-interval", default=60.0, show_default=True,
+@click.option("--heartbeat-interval", default=5.0, show_default=True, type=positive)
+@click.option("--sweep-interval", default=60.0, show_default=True, type=positive,
               help="How often retention is applied to quiet queues (s).")
 @click.option("--name", "worker_name", default=None, help="Worker name (default host:pid:random).")
-@click.option("--metrics-port", type=int, default=None,
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
               help="Serve Prometheus metrics on this port (worker k of --processes: port + k).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@click.option("--burst", is_flag=True,
+              help="Run until nothing is waiting or due and nothing runs, then exit (scripts, CI).")
+@click.option("--fail-fast", is_flag=True,
+              help="Exit at once if Redis cannot be reached at start-up (default: retry with backoff).")
 def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurrency: int,
            processes: int, cpu_processes: int, lock_duration: float, stalled_interval: float,
            max_stalled_count: int, shutdown_timeout: float, block_timeout: float,
            limiter_max: int, limiter_duration: float, lock_renew_time: float | None,
            heartbeat_interval: float, sweep_interval: float, worker_name: str | None,
-           metrics_port: int | None, metrics_host: str, prefetch: bool) -> None:
+           metrics_port: int | None, metrics_host: str, burst: bool, fail_fast: bool,
+           prefetch: bool) -> None:
     """Run workers for TARGET, a Registry or processor given as MODULE:ATTR."""
-    if processes > 1:
-        sys.exit(supervise(processes))
     obj = load_target(target)
     if isinstance(obj, Registry):
-        names = list(queues) or obj.queues()
+        served = obj.queues()
+        names = list(queues) or served
         if not names:
             raise click.UsageError(f"{target} has no processors")
+        unknown = [n for n in names if n not in served]
+        if unknown:
+            # Its jobs would all fail with "no processor": refuse rather than eat the queue.
+            raise click.BadParameter(
+                f"{target} has no processor for queue(s) {', '.join(map(repr, unknown))}; "
+                f"it serves: {', '.join(served)}", param_hint="'--queue'")
     elif callable(obj):
         if not queues:
             raise click.UsageError("a single processor needs --queue")
         names = list(queues)
     else:
         raise click.BadParameter(f"{target} is neither a Registry nor a callable")
+    if processes > 1:
+        if fail_fast:
+            run(_reachable_or_fail(url), url)
+        sys.exit(supervise(processes, burst=burst))
     limiter: dict[str, float] | None = (
         {"max": limiter_max, "duration": limiter_duration} if limiter_max > 0 else None)
     extra: dict[str, Any] = {}
@@ -140,21 +153,36 @@ def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurre
                 extra[name] = opts[name]
         if "default_job_options" in opts:
             extra["default_job_options"] = opts["default_job_options"]
+    settings: dict[str, Any] = {
+        "lock_duration": lock_duration, "stalled_interval": stalled_interval,
+        "max_stalled_count": max_stalled_count, "shutdown_timeout": shutdown_timeout,
+        "block_timeout": block_timeout, "lock_renew_time": lock_renew_time,
+        "heartbeat_interval": heartbeat_interval, "sweep_interval": sweep_interval,
+        "prefetch": prefetch, **extra}
 
     async def run_all() -> None:
+        try:
+            workers = [Worker(name, obj, url=url, prefix=prefix, concurrency=concurrency,
+                              limiter=limiter, processes=cpu_processes, fail_fast=fail_fast,
+                              burst=burst,
+                              name=f"{worker_name}:{name}" if worker_name and len(names) > 1
+                              else worker_name, **settings)
+                       for name in names]
+        except (ValueError, TypeError) as exc:  # e.g. a registry's worker_options
+            raise CliError(f"cannot start the worker: {exc}") from None
+        _install_signals(workers)
+        # One wait for the whole command, before the start-up hooks need Redis: a single
+        # line per attempt rather than one per queue.
+        probe = connect(url)
+        try:
+            if not await wait_until_reachable(probe, url, fail_fast=fail_fast, log=log,
+                                              what="minique worker",
+                                              stopped=lambda: any(w._closing for w in workers)):
+                return
+        finally:
+            await probe.aclose()
         for hook in obj.startup_hooks if isinstance(obj, Registry) else []:
             await hook(url, prefix)
-        settings: dict[str, Any] = {
-            "lock_duration": lock_duration, "stalled_interval": stalled_interval,
-            "max_stalled_count": max_stalled_count, "shutdown_timeout": shutdown_timeout,
-            "block_timeout": block_timeout, "lock_renew_time": lock_renew_time,
-            "heartbeat_interval": heartbeat_interval, "sweep_interval": sweep_interval,
-            "prefetch": prefetch, **extra}
-        workers = [Worker(name, obj, url=url, prefix=prefix, concurrency=concurrency,
-                          limiter=limiter, processes=cpu_processes,
-                          name=f"{worker_name}:{name}" if worker_name and len(names) > 1
-                          else worker_name, **settings)
-                   for name in names]
         if metrics_port is not None:
             from .metrics import WorkerMetrics, start_metrics_server
 
@@ -163,14 +191,44 @@ def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurre
                 worker_metrics.attach(w)
             slot = int(os.environ.get("MINIQUE_WORKER_SLOT", "0"))
             start_metrics_server(metrics_port + slot, metrics_host)
-        # The workers share one SIGTERM/SIGINT handler (minique/signals.py).
-        await asyncio.gather(*(w.run(handle_signals=True) for w in workers))
+        # The command's own handler (installed above) closes them all.
+        await asyncio.gather(*(w.run(handle_signals=False) for w in workers))
+        if burst:
+            click.echo(f"burst: {sum(w.jobs_done for w in workers)} job(s) done, "
+                       f"{sum(w.jobs_failed for w in workers)} failed")
 
-    _run(run_all())
+    run(run_all(), url)
 
 
-def supervise(count: int) -> int:
-    """Runs ``count`` copies of this worker command and restarts any that dies."""
+async def _reachable_or_fail(url: str) -> None:
+    probe = connect(url)
+    try:
+        await wait_until_reachable(probe, url, fail_fast=True, log=log, what="minique worker")
+    finally:
+        await probe.aclose()
+
+
+def _install_signals(workers: list[Worker]) -> None:
+    loop = asyncio.get_running_loop()
+    count = 0
+    tasks: list[asyncio.Task[None]] = []
+
+    def on_signal(name: str) -> None:
+        nonlocal count
+        count += 1
+        if count > 1:
+            log.warning("second %s: exiting now; leases will return the running jobs", name)
+            os._exit(1)
+        log.warning("%s: finishing running jobs, then stopping", name)
+        tasks.extend(loop.create_task(w.close()) for w in workers)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+
+
+def supervise(count: int, *, burst: bool = False) -> int:
+    """Runs ``count`` copies of this worker command and restarts any that dies (in burst
+    mode, one that exits with status 0 is done and stays down)."""
     argv = [a for a in sys.argv[1:]]
     child_args = _strip_processes(argv)
     cmd = [sys.executable, "-m", "minique", *child_args]
@@ -199,6 +257,8 @@ def supervise(count: int) -> int:
             code = child.poll()
             if code is None:
                 alive = True
+            elif burst and code == 0:
+                del children[slot]
             elif not stopping:
                 # Back off a child that keeps dying at once, so a broken import cannot spin.
                 wait = 1.0 if time.monotonic() - restarts.get(slot, 0.0) < 5 else 0.0
@@ -208,7 +268,7 @@ def supervise(count: int) -> int:
                 restarts[slot] = time.monotonic()
                 spawn(slot)
                 alive = True
-        if stopping and not alive:
+        if (stopping or burst) and not alive:
             return 0
         time.sleep(0.2)
 
@@ -229,101 +289,8 @@ def _strip_processes(argv: list[str]) -> list[str]:
     return out
 
 
-def _queue(name: str, url: str, prefix: str) -> Queue:
-    return Queue(name, url=url, prefix=prefix)
-
-
-@main.command()
-@click.option("--queue", "queues", multiple=True, required=True)
-@url_option
-@prefix_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def stats(queues: tuple[str, ...], url: str, prefix: str, as_json: bool) -> None:
-    """Counts by state for each queue."""
-
-    async def go() -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for name in queues:
-            q = _queue(name, url, prefix)
-            out[name] = {**await q.get_stats(), "paused": await q.is_paused()}
-            await q.close()
-        return out
-
-    result = _run(go())
-    if as_json:
-        click.echo(json.dumps(result))
-        return
-    cols = ["waiting", "active", "completed", "failed", "delayed", "total", "paused"]
-    click.echo(f"{'queue':<20}" + "".join(f"{c:>11}" for c in cols))
-    for name, row in result.items():
-        click.echo(f"{name:<20}" + "".join(f"{row[c]!s:>11}" for c in cols))
-
-
-@main.command()
-@click.option("--queue", required=True)
-@click.option("--state", default="failed", show_default=True,
-              type=click.Choice(["waiting", "active", "completed", "failed", "delayed"]))
-@click.option("--start", default=0, show_default=True)
-@click.option("--end", default=49, show_default=True)
-@url_option
-@prefix_option
-def jobs(queue: str, state: str, start: int, end: int, url: str, prefix: str) -> None:
-    """List the jobs of one state."""
-
-    async def go() -> None:
-        q = _queue(queue, url, prefix)
-        for job in await q.get_jobs(state, start, end):
-            reason = f"  {job.failed_reason}" if job.failed_reason else ""
-            click.echo(f"{job.id}\t{job.name}\tattempts={job.attempts_made}{reason}")
-        await q.close()
-
-    _run(go())
-
-
-@main.command()
-@click.option("--queue", required=True)
-@click.option("--state", default="failed", show_default=True, type=click.Choice(["failed", "completed"]))
-@click.argument("job_ids", nargs=-1)
-@url_option
-@prefix_option
-def retry(queue: str, state: str, job_ids: tuple[str, ...], url: str, prefix: str) -> None:
-    """Send failed jobs (all, or the given ids) back to waiting."""
-
-    async def go() -> int:
-        q = _queue(queue, url, prefix)
-        try:
-            if not job_ids:
-                return await q.retry_jobs(state)
-            for job_id in job_ids:
-                await q.retry_job(job_id)
-            return len(job_ids)
-        finally:
-            await q.close()
-
-    click.echo(f"retried {_run(go())} job(s)")
-
-
-def _queue_action(name: str, doc: str, action: Callable[[Queue], Awaitable[Any]]) -> None:
-    @main.command(name=name, help=doc)
-    @click.option("--queue", required=True)
-    @url_option
-    @prefix_option
-    def command(queue: str, url: str, prefix: str) -> None:
-        async def go() -> Any:
-            q = _queue(queue, url, prefix)
-            try:
-                return await action(q)
-            finally:
-                await q.close()
-
-        result = _run(go())
-        click.echo(f"{name}: {queue}" + (f" ({result})" if result is not None else ""))
-
-
-_queue_action("pause", "Stop every worker taking jobs from a queue.", lambda q: q.pause())
-_queue_action("resume", "Let workers take jobs from a paused queue again.", lambda q: q.resume())
-_queue_action("drain", "Remove every waiting job of a queue.", lambda q: q.drain())
-
+for command in COMMANDS:
+    main.add_command(command)
 main.add_command(dashboard_command)
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from .errors import AddOutcomeUnknown, JobNotFound
 from .job import Job, public_state
 from .keys import DEFAULT_PREFIX, QueueKeys, validate_name
 from .options import MAX_PRIORITY, MAX_SECONDS, check_option_names, encode_stored, resolve
+from .worker_info import WorkerInfo
 
 if TYPE_CHECKING:
     from .scheduler import JobScheduler
@@ -415,9 +416,14 @@ class Queue:
             raise TypeError(f"log lines are strings, got {type(line).__name__}")
         return int(await self._run("log", [job_id, line, keep]))
 
-    async def retry_job(self, job_id: str) -> None:
-        if not await self._run("requeue", ["", job_id, 1]):
-            raise JobNotFound(f"job {job_id} not found")
+    async def retry_job(self, job_id: str, state: str | None = None) -> None:
+        """Sends a finished job back to waiting with fresh attempts. JobNotFound if it does
+        not exist; InvalidJobState if it is not finished, or not in ``state`` ("failed" or
+        "completed") when one is given."""
+        if state not in (None, "failed", "completed"):
+            raise ValueError(f"retry_job takes state 'failed', 'completed' or None, got {state!r}")
+        if not await self._run("requeue", [state or "", job_id, 1]):
+            raise JobNotFound(f"job {job_id} does not exist")
 
     async def promote_job(self, job_id: str) -> None:
         await self._run("promote", [job_id, 1])
@@ -539,12 +545,8 @@ class Queue:
         await self._wait_out_holds(
             await self._run("set_global_concurrency", ["" if limit is None else limit]))
 
-    async def get_workers(self) -> list[Any]:
+    async def get_workers(self) -> list[WorkerInfo]:
         """The live workers of this queue (from their heartbeats), as WorkerInfo structs."""
-        import msgspec
-
-        from .worker import WorkerInfo
-
         names = await self.redis.zrange(self.keys.workers, 0, -1)
         if not names:
             return []

@@ -28,7 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import codec, scheduler, scripts, signals, telemetry
 from .backoff import BackoffStrategy, retry_delay
-from .connection import connect
+from .connection import connect, resolve_url
 from .errors import Delayed, PayloadError, RateLimited, UnrecoverableError
 from .job import Job
 from .keys import DEFAULT_PREFIX, QueueKeys
@@ -37,8 +37,10 @@ from .observers import WorkerObserver
 from .options import Keep, StoredOptions, decode_stored
 from .pool import ProcessRunner
 from .queue import Queue
+from .redis_problems import url_of, wait_until_reachable
 from .registry import Handler, Registry
 from .sync_runner import ThreadRunner
+from .worker_info import WorkerInfo
 
 log = logging.getLogger("minique.worker")
 
@@ -54,6 +56,7 @@ RUNNER_SLICE = 0.01  # seconds a runner goes through jobs before yielding to the
 _OUTCOMES = {"c": "completed", "f": "failed", "r": "retried", "w": "requeued", "d": "delayed",
              "h": "returned"}
 _SHORT_KINDS = frozenset("csh")  # result kinds sent without a stack trace
+CANCEL_RETRY_MAX = 30.0  # seconds between the cancel listener's attempts at most
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, OSError)
 
 
@@ -132,7 +135,13 @@ class Worker:
         heartbeat_interval: float = 5.0,
         observers: Sequence[WorkerObserver] = (),
         prefetch: bool = True,
+        fail_fast: bool = False,
+        burst: bool = False,
     ) -> None:
+        """``fail_fast``: if Redis cannot be reached when ``run()`` starts, raise
+        ``RedisUnavailable`` instead of retrying with backoff (a wrong password or DB index
+        raises it either way). ``burst``: stop once nothing is waiting or due in the queue
+        and nothing runs here (for scripts and CI, like RQ's and arq's burst mode)."""
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
         for label, value in (("lock_duration", lock_duration), ("stalled_interval", stalled_interval),
@@ -216,6 +225,9 @@ class Worker:
         self.started_at = time.time()
         self._processes = ProcessRunner(processes) if processes > 0 else None
         self.prefetch = prefetch  # False: take jobs for free slots only, never hold ahead
+        self.fail_fast = fail_fast
+        self.burst = burst
+        self._url = resolve_url(url) if connection is None else url_of(connection)
 
     @staticmethod
     def _limiter(limiter: Mapping[str, float] | None) -> tuple[int, int]:
@@ -247,6 +259,10 @@ class Worker:
             handle_signals = signals.may_handle()
         if handle_signals:
             signals.join(self)
+        if not await self._wait_for_redis():
+            if handle_signals:
+                signals.leave(self)
+            return
         await self._check_eviction_policy()
         if getattr(self._blocking, "connection_pool", None) is None:
             await self._blocking.initialize()  # Redis Cluster: learn the slot map first
@@ -288,6 +304,22 @@ class Worker:
             self._closed.set()
             log.info("worker %s stopped (%d done, %d failed)", self.name, self.jobs_done,
                      self.jobs_failed)
+
+    async def _wait_for_redis(self) -> bool:
+        """Start-up on a Redis that does not answer: one line per attempt, with backoff
+        (minique/redis_problems.py), nothing else running yet. False if closed meanwhile."""
+        reachable = False
+        try:
+            reachable = await wait_until_reachable(
+                self.redis, self._url, fail_fast=self.fail_fast, log=log,
+                what=f"worker {self.name} (queue {self.queue_name})", stopped=lambda: self._closing)
+        finally:
+            if not reachable:
+                self._closed.set()
+                if self._own:
+                    await self.redis.aclose()
+                    await self._blocking.aclose()
+        return reachable
 
     async def _stop_waiter(self) -> None:
         # A blocked read does not always yield to cancellation at once, so the socket is cut
@@ -480,6 +512,15 @@ class Worker:
             self._limited_until = time.monotonic() + int(info) / 1000.0
             return
         self._queue_empty = True
+        if self.burst and not self._running and not self._results and not self._closing and (
+                int(next_due) < 0 or int(next_due) > int(now_ms)):
+            # Burst mode: nothing waiting (or the queue is paused), nothing due, nothing
+            # running or left to report here. Jobs delayed into the future stay for others.
+            log.info("queue %s: burst worker %s is done (%s)", self.queue_name, self.name,
+                     "queue paused" if int(status) == 1 else "nothing waiting or due")
+            self._closing = True
+            self._wakeup.set()
+            return
         if int(status) == 0 and int(next_due) >= 0:
             self._schedule_due((int(next_due) - int(now_ms)) / 1000.0)
         if self._waiter is None or self._waiter.done():
@@ -1022,7 +1063,9 @@ class Worker:
 
     async def _cancel_listener(self, pubsub: Any) -> None:
         """Cancels running jobs as soon as ``Queue.cancel`` asks; a missed message is still
-        caught by the next lease renewal, which reads the job's cancel flag."""
+        caught by the next lease renewal, which reads the job's cancel flag. While Redis is
+        away it retries after 1 s, doubling up to CANCEL_RETRY_MAX."""
+        failures = 0
         while not self._stop.is_set():
             try:
                 if not pubsub.subscribed:
@@ -1033,6 +1076,7 @@ class Worker:
                 control = self.keys.control.encode()
                 while not self._stop.is_set():
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+                    failures = 0
                     if message and message.get("type") == "message":
                         if message.get("channel") == control:
                             self._on_control(message["data"].decode())
@@ -1041,10 +1085,12 @@ class Worker:
             except asyncio.CancelledError:
                 break
             except Exception as exc:
+                delay = min(CANCEL_RETRY_MAX, 2.0 ** failures)
+                failures += 1
                 if not self._stop.is_set():
-                    log.warning("queue %s: cancel listener reconnecting (%s: %s)",
-                                self.queue_name, type(exc).__name__, exc)
-                await self._pause(1.0)
+                    log.warning("queue %s: cancel listener reconnecting in %.0fs (%s: %s)",
+                                self.queue_name, delay, type(exc).__name__, exc)
+                await self._pause(delay)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(pubsub.aclose(), 1.0)
                 pubsub = self._blocking.pubsub()
@@ -1070,17 +1116,3 @@ class Worker:
                         "Redis will silently evict jobs and leases. Set maxmemory-policy "
                         "noeviction on the queue's Redis.", policy)
 
-
-class WorkerInfo(msgspec.Struct):
-    """A live worker, as its heartbeat describes it."""
-
-    name: str
-    host: str
-    pid: int
-    queues: list[str]
-    started_at: float
-    last_seen: float
-    jobs_done: int
-    jobs_failed: int
-    concurrency: int
-    running: list[str]

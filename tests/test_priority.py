@@ -49,6 +49,6 @@ async def test_prioritized_job_wakes_a_blocked_worker(queue: Queue, redis_url: s
     task = asyncio.create_task(worker.run())
     await asyncio.sleep(0.1)
     job = await queue.add("p", None, priority=1)
-    assert await job.wait_until_finished(timeout=3) == "ok"
+    assert await job.wait_until_finished(timeout=15) == "ok"  # half the block timeout
     await worker.close()
     await task

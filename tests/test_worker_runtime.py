@@ -50,14 +50,14 @@ async def test_cancel_reaches_the_running_job(queue: Queue, redis_url: str) -> N
         await asyncio.sleep(60)
 
     job = await queue.add("forever", None, attempts=3)
-    worker = Worker(queue.name, forever, url=redis_url)
+    # Leases renewed every 5 min: a cancel seen within the deadline below came by pub/sub,
+    # not by the renewal's cancel flag (no timing of the machine involved).
+    worker = Worker(queue.name, forever, url=redis_url, lock_duration=600)
     task = await running(worker)
     await asyncio.wait_for(started.wait(), 5)
-    t0 = time.monotonic()
     assert await queue.cancel(job.id)
     with pytest.raises(JobFailed, match="cancelled"):
-        await job.wait_until_finished(timeout=5)
-    assert time.monotonic() - t0 < 2.0  # pub/sub, not the 15 s renewal
+        await job.wait_until_finished(timeout=60)
     assert not await queue.cancel(job.id)  # no longer active
     await stop(worker, task)
 
@@ -83,14 +83,14 @@ async def test_rate_limited_does_not_burn_attempts_and_pauses_the_queue(
 
 
 async def test_manual_rate_limit_pauses_taking(queue: Queue, redis_url: str) -> None:
+    t0 = time.time()  # before the limit is set, so a slow test cannot shorten the gap
     await queue.rate_limit(0.5)
     assert 0 < await queue.get_rate_limit_ttl() <= 0.5
     job = await queue.add("x", None)
     worker = Worker(queue.name, lambda j: time.time(), url=redis_url)
-    t0 = time.time()
     task = await running(worker)
     ran_at = await job.wait_until_finished(timeout=5)
-    assert ran_at - t0 >= 0.4
+    assert ran_at - t0 >= 0.5 - 0.01  # the key expires in whole ms
     await stop(worker, task)
 
 

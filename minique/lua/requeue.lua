@@ -1,5 +1,6 @@
 -- Sends finished jobs back to waiting with fresh attempts: one job (ARGV[3] = id) or the
--- oldest ARGV[4] of the state set (failed or completed).
+-- oldest ARGV[4] of the state set (failed or completed). With an id, a state given in
+-- ARGV[2] must be the job's ('' takes either finished state).
 -- ARGV: JP, state, id, batch
 --@include base
 local state = ARGV[2]
@@ -7,6 +8,12 @@ local set_key = (state == 'failed') and K.failed or K.completed
 local ids
 if ARGV[3] ~= '' then
   local st = redis.call('HGET', JP .. ARGV[3], 'st')
+  if not st then
+    return redis.error_reply('NOTFOUND job ' .. ARGV[3] .. ' does not exist')
+  end
+  if state ~= '' and st ~= state and (st == 'failed' or st == 'completed') then
+    return redis.error_reply('INVALIDSTATE job ' .. ARGV[3] .. ' is ' .. st .. ', not ' .. state)
+  end
   if st ~= 'failed' and st ~= 'completed' then
     return redis.error_reply('INVALIDSTATE job ' .. ARGV[3] .. ' is ' .. tostring(st) ..
                              ', only finished jobs can be retried')

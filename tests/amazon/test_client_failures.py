@@ -22,6 +22,7 @@ from processors.amazon import (
     AmazonTransientError,
     RedisQuota,
 )
+from processors.amazon.usage_plans import plan_for
 from processors.fake_amazon import FakeAmazon, FakeAmazonServer
 
 from .helpers import settings_for
@@ -153,12 +154,17 @@ async def test_secrets_stay_out_of_reprs_errors_and_logs(
 async def test_empty_shared_bucket_raises_before_calling_amazon(
     fake_server: FakeAmazonServer, account: AmazonAccount, redis_client: aioredis.Redis
 ) -> None:
-    quota = RedisQuota(redis_client)
-    async with AmazonClient(settings_for(fake_server.url), quota=quota) as amazon:
-        for _ in range(15):  # getMarketplaceParticipations: burst 15
-            await amazon.sp.get_marketplace_participations(account)
-        calls = fake_server.fake.calls("getMarketplaceParticipations")
+    # Another worker uses the shared bucket up: its whole burst, taken straight from Redis,
+    # so no HTTP round trip (slow on a loaded machine) stands between the takes.
+    operation = "getMarketplaceParticipations"
+    rate, burst = plan_for(operation)
+    other_worker = RedisQuota(redis_client)
+    taken = [await other_worker.acquire(account.id, operation, rate, burst) for _ in range(burst)]
+    assert taken == [0.0] * burst
+    calls = fake_server.fake.calls(operation)
+    async with AmazonClient(settings_for(fake_server.url), quota=RedisQuota(redis_client)) as amazon:
         with pytest.raises(AmazonRateLimited) as caught:
             await amazon.sp.get_marketplace_participations(account)
+    # One token comes back every 1 / rate = 62.5 s: the wait is most of that.
     assert caught.value.delay > 1.0
-    assert fake_server.fake.calls("getMarketplaceParticipations") == calls
+    assert fake_server.fake.calls(operation) == calls

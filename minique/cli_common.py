@@ -1,0 +1,74 @@
+"""What every ``minique`` command shares: the --url and --prefix options, one-line errors,
+running a coroutine, and plain-text tables."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from .connection import DEFAULT_URL
+from .errors import MiniqueError
+from .keys import DEFAULT_PREFIX, validate_name
+from .redis_problems import PROBLEMS, BadRedisURL, check_url, describe
+
+T = TypeVar("T")
+
+
+class CliError(click.ClickException):
+    """Printed as one line, ``error: <message>``, on stderr; exit status 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+def _url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        return check_url(value)
+    except BadRedisURL as exc:
+        raise CliError(str(exc)) from None
+
+
+def _prefix(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        return validate_name("prefix", value)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+url_option = click.option(
+    "--url", envvar="MINIQUE_REDIS_URL", default=DEFAULT_URL, show_default=True, callback=_url,
+    help="Redis URL: redis://, rediss://, unix:// or redis+cluster:// (also $MINIQUE_REDIS_URL).")
+prefix_option = click.option("--prefix", default=DEFAULT_PREFIX, show_default=True,
+                             callback=_prefix, help="Key prefix.")
+
+
+def run(coro: Coroutine[Any, Any, T], url: str) -> T:
+    """Runs ``coro`` (on uvloop when installed); a Redis problem becomes one CliError line."""
+    try:
+        try:
+            import uvloop
+
+            return uvloop.run(coro)
+        except ImportError:
+            return asyncio.run(coro)
+    except PROBLEMS as exc:
+        raise CliError(describe(exc, url)) from None
+    except MiniqueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Columns as wide as their widest cell; the first column left-aligned, numbers right."""
+    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    numeric = [all(isinstance(row[i], int | float) and not isinstance(row[i], bool) for row in rows)
+               and bool(rows) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        parts = [cell.rjust(w) if num else cell.ljust(w)
+                 for cell, w, num in zip(row, widths, numeric, strict=True)]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,255 @@
+"""The operator commands of ``minique``: look at queues and act on them.
+
+    minique queues                              # every queue under the prefix, with counts
+    minique stats --queue reports               # counts by state (--json)
+    minique jobs --queue reports --state failed # id, name, state, attempts, times, reason/value
+    minique retry --queue reports [ID...]       # failed jobs back to waiting
+    minique pause|resume|drain --queue reports
+
+A queue name that does not exist under the prefix (no jobs, no workers, no schedulers) is
+refused with the list of the queues that do, and nothing is written: a misspelling never
+creates a phantom queue. Reading commands never write at all.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import click
+
+from .cli_common import CliError, prefix_option, run, table, url_option
+from .connection import connect
+from .discovery import known_queues, queue_exists
+from .errors import InvalidJobState, JobNotFound
+from .job import Job
+from .queue import Queue
+
+COUNTS = ("waiting", "active", "completed", "failed", "delayed")
+VALUE_WIDTH = 100  # characters of a reason or return value shown per job
+
+
+async def _missing_queue(redis: Any, name: str, prefix: str) -> CliError:
+    names = (await known_queues(redis, prefix)).get(prefix, [])
+    head = f"no queue {name!r} under prefix {prefix!r} (no jobs, no workers, no schedulers)"
+    if names:
+        return CliError(f"{head}; known queues: {', '.join(names)}")
+    return CliError(f"{head}; {await _no_queues_hint(redis, prefix)}")
+
+
+async def _no_queues_hint(redis: Any, prefix: str) -> str:
+    """``there are no queues under prefix 'x'``, plus the prefixes that do have queues."""
+    others = [p for p in await known_queues(redis, None) if p != prefix]
+    hint = f"there are no queues under prefix {prefix!r}"
+    if others:
+        hint += " (queues exist under " + ", ".join(f"--prefix {p}" for p in others) + ")"
+    return hint
+
+
+async def open_queue(name: str, url: str, prefix: str) -> Queue:
+    """The queue ``name``, or CliError naming the known queues if it does not exist."""
+    try:
+        q = Queue(name, url=url, prefix=prefix)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        if not await queue_exists(q.redis, q.keys):
+            raise await _missing_queue(q.redis, name, prefix)
+    except BaseException:
+        await q.close()
+        raise
+    return q
+
+
+def _when(seconds: float | None) -> str:
+    return "" if seconds is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= VALUE_WIDTH else text[:VALUE_WIDTH - 1] + "…"
+
+
+def _outcome(job: Job) -> str:
+    """The failure reason, the return value (as JSON), or what the job waits for."""
+    if job.failed_reason:
+        return job.failed_reason
+    if job.state == "completed":
+        try:
+            return json.dumps(job.return_value, default=str)
+        except Exception as exc:  # a value that does not decode still gets a row
+            return f"<return value does not decode: {exc}>"
+    if job.state == "delayed" and job.delay_until:
+        return f"due {_when(job.delay_until)}"
+    return ""
+
+
+def _job_row(job: Job) -> dict[str, Any]:
+    return {"id": job.id, "name": job.name, "state": job.state, "attempts": job.attempts_made,
+            "created": job.timestamp or None, "started": job.processed_on,
+            "finished": job.finished_on, "result": _outcome(job)}
+
+
+@click.command()
+@url_option
+@prefix_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def queues(url: str, prefix: str, as_json: bool) -> None:
+    """Every queue under the prefix, with its counts, workers and schedulers."""
+
+    async def go() -> list[dict[str, Any]]:
+        redis = connect(url)
+        try:
+            names = (await known_queues(redis, prefix)).get(prefix, [])
+            if not names and not as_json:
+                click.echo(await _no_queues_hint(redis, prefix), err=True)
+            out = []
+            for name in names:
+                q = Queue(name, connection=redis, prefix=prefix)
+                stats = await q.get_stats()
+                out.append({"queue": name, **{c: stats[c] for c in COUNTS},
+                            "paused": await q.is_paused(), "workers": len(await q.get_workers()),
+                            "schedulers": int(await redis.zcard(q.keys.schedulers))})
+            return out
+        finally:
+            await redis.aclose()
+
+    rows = run(go(), url)
+    if as_json:
+        click.echo(json.dumps(rows))
+    elif rows:
+        headers = list(rows[0])
+        click.echo(table(headers, [[r[h] for h in headers] for r in rows]))
+
+
+@click.command()
+@click.option("--queue", "names", multiple=True, required=True, help="Queue (repeatable).")
+@url_option
+@prefix_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def stats(names: tuple[str, ...], url: str, prefix: str, as_json: bool) -> None:
+    """Counts by state for each queue."""
+
+    async def go() -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for name in names:
+            q = await open_queue(name, url, prefix)
+            try:
+                out[name] = {**await q.get_stats(), "paused": await q.is_paused()}
+            finally:
+                await q.close()
+        return out
+
+    result = run(go(), url)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    cols = [*COUNTS, "total", "paused"]
+    click.echo(table(["queue", *cols], [[name, *(row[c] for c in cols)] for name, row in result.items()]))
+
+
+@click.command()
+@click.option("--queue", required=True)
+@click.option("--state", default="failed", show_default=True, type=click.Choice(COUNTS))
+@click.option("--start", default=0, show_default=True, type=click.IntRange(min=0),
+              help="First job (0 = newest finished, or next to run).")
+@click.option("--end", default=49, show_default=True, type=click.IntRange(min=0),
+              help="Last job, inclusive.")
+@url_option
+@prefix_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (times as Unix seconds).")
+def jobs(queue: str, state: str, start: int, end: int, url: str, prefix: str, as_json: bool) -> None:
+    """List the jobs of one state: id, name, state, attempts, created/started/finished (local
+    time), and the failure reason or return value."""
+    if end < start:
+        raise click.BadParameter(f"--end ({end}) must not be before --start ({start})",
+                                 param_hint="'--end'")
+
+    async def go() -> list[dict[str, Any]]:
+        q = await open_queue(queue, url, prefix)
+        try:
+            return [_job_row(job) for job in await q.get_jobs(state, start, end)]
+        finally:
+            await q.close()
+
+    rows = run(go(), url)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        click.echo(f"no {state} jobs in queue {queue!r}", err=True)
+        return
+    headers = ["id", "name", "state", "attempts", "created", "started", "finished",
+               "reason" if state == "failed" else "value" if state == "completed" else "info"]
+    click.echo(table(headers, [
+        [r["id"], r["name"], r["state"], r["attempts"], _when(r["created"]), _when(r["started"]),
+         _when(r["finished"]), _short(r["result"])] for r in rows]))
+
+
+@click.command()
+@click.option("--queue", required=True)
+@click.option("--state", default="failed", show_default=True, type=click.Choice(["failed", "completed"]),
+              help="Which finished jobs to retry; given ids must be in this state.")
+@click.argument("job_ids", nargs=-1)
+@url_option
+@prefix_option
+def retry(queue: str, state: str, job_ids: tuple[str, ...], url: str, prefix: str) -> None:
+    """Send finished jobs back to waiting with fresh attempts: every job of --state, or the
+    given ids (each must exist and be in --state; if one is not, none is retried)."""
+
+    async def go() -> int:
+        q = await open_queue(queue, url, prefix)
+        try:
+            if not job_ids:
+                return await q.retry_jobs(state)
+            problems = []
+            for job_id in job_ids:
+                actual = await q.get_state(job_id)
+                if actual == "unknown":
+                    problems.append(f"job {job_id} does not exist")
+                elif actual != state:
+                    hint = " (use --state completed)" if actual == "completed" else ""
+                    problems.append(f"job {job_id} is {actual}, not {state}{hint}")
+            if problems:
+                raise CliError(f"nothing retried in queue {queue!r}: {'; '.join(problems)}")
+            for job_id in job_ids:
+                try:
+                    await q.retry_job(job_id, state)
+                except (JobNotFound, InvalidJobState) as exc:  # changed since the check
+                    raise CliError(f"queue {queue!r}: {exc}") from None
+            return len(job_ids)
+        finally:
+            await q.close()
+
+    click.echo(f"retried {run(go(), url)} {state} job(s) in queue {queue!r}")
+
+
+def _queue_action(name: str, doc: str, action: Callable[[Queue], Awaitable[Any]],
+                  said: Callable[[Any], str]) -> click.Command:
+    @click.command(name=name, help=doc)
+    @click.option("--queue", required=True)
+    @url_option
+    @prefix_option
+    def command(queue: str, url: str, prefix: str) -> None:
+        async def go() -> Any:
+            q = await open_queue(queue, url, prefix)
+            try:
+                return await action(q)
+            finally:
+                await q.close()
+
+        click.echo(f"{name}: queue {queue!r} {said(run(go(), url))}")
+
+    return command
+
+
+pause = _queue_action("pause", "Stop every worker taking jobs from a queue.", lambda q: q.pause(),
+                      lambda _: "paused")
+resume = _queue_action("resume", "Let workers take jobs from a paused queue again.",
+                       lambda q: q.resume(), lambda _: "resumed")
+drain = _queue_action("drain", "Remove every waiting job of a queue.", lambda q: q.drain(),
+                      lambda n: f"drained ({n} waiting job(s) removed)")
+
+COMMANDS = (queues, stats, jobs, retry, pause, resume, drain)

@@ -1,0 +1,260 @@
+"""`minique worker` and the Worker behind it: refusing what cannot work (a queue without a
+processor, bad options), start-up on a Redis that is not there (one line per attempt with
+backoff, or --fail-fast), the cancel listener's backoff, and --burst. Real worker processes
+where the command line is the point."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from helpers import ROOT, wait_until
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from minique import Queue, Worker
+from minique.cli import main
+from minique.redis_problems import RedisUnavailable
+from minique.server import RedisServer, free_port
+
+
+def worker_command(url: str, *args: str, log_level: str = "INFO") -> list[str]:
+    return [sys.executable, "-m", "minique", "--log-level", log_level, "worker",
+            "tests.procs:registry", "--queue", "procs", "--url", url, "--block-timeout", "1", *args]
+
+
+def spawn(cmd: list[str], procs: list[Any], stderr: Path | None = None) -> subprocess.Popen[bytes]:
+    err = stderr.open("wb") if stderr else subprocess.PIPE
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=err)
+    procs.append(proc)
+    return proc
+
+
+def finish(proc: subprocess.Popen[bytes], timeout: float = 60) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out.decode(), (err or b"").decode()
+
+
+# ----- refusing what cannot work ------------------------------------------------------------
+
+def test_worker_refuses_a_queue_its_registry_has_no_processor_for(redis_url: str) -> None:
+    result = CliRunner().invoke(main, ["worker", "tests.procs:registry", "--queue", "procs",
+                                       "--queue", "other", "--url", redis_url])
+    assert result.exit_code == 2
+    assert ("Invalid value for '--queue': tests.procs:registry has no processor for queue(s) "
+            "'other'; it serves: procs") in result.stderr
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("--concurrency", "0"), ("--processes", "0"), ("--cpu-processes", "-1"), ("--lock-duration", "0"),
+    ("--stalled-interval", "-1"), ("--shutdown-timeout", "0"), ("--block-timeout", "0"),
+    ("--limiter-max", "-1"), ("--limiter-duration", "0"), ("--lock-renew-time", "0"),
+    ("--heartbeat-interval", "0"), ("--sweep-interval", "0"), ("--metrics-port", "0"),
+    ("--max-stalled-count", "-1"), ("--concurrency", "many")])
+def test_worker_options_out_of_range_are_option_errors(redis_url: str, option: str, value: str) -> None:
+    result = CliRunner().invoke(main, ["worker", "tests.procs:registry", option, value,
+                                       "--url", redis_url])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.stderr
+    assert "Traceback" not in result.output
+
+
+# ----- start-up when Redis is not there -----------------------------------------------------
+
+async def test_worker_waits_for_redis_with_backoff_then_runs(tmp_path: Path, procs: list[Any]) -> None:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    log = tmp_path / "worker.log"
+    worker = spawn(worker_command(url, "--prefix", "late"), procs, stderr=log)
+    refused = f"minique worker: cannot connect to Redis at 127.0.0.1:{port} (connection refused)"
+    await wait_until(lambda: f"{refused}; retrying in 2s" in log.read_text(), timeout=30,
+                     message="two attempts logged")
+    with RedisServer(port=port) as server:
+        q = Queue("procs", url=server.url, prefix="late")
+        job = await q.add("stamp_noop")
+        await wait_until(lambda: _completed(q, job.id), timeout=60, message="job completed")
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(worker.wait, 30) == 0
+        await q.close()
+    lines = log.read_text().splitlines()
+    answered = next(i for i, line in enumerate(lines) if "answers now" in line)
+    before = lines[:answered]
+    # Only the one kind of line while waiting, each naming its next wait, which grows.
+    assert before and all(refused in line for line in before), before
+    waits = [line.rsplit("retrying in ", 1)[1] for line in before]
+    assert waits[:2] == ["1s", "2s"]
+    assert not any("started on queue" in line for line in before)
+    assert any("started on queue procs" in line for line in lines[answered:])
+
+
+async def _completed(q: Queue, job_id: str) -> bool:
+    job = await q.get_job(job_id)
+    return job is not None and job.state == "completed"
+
+
+def test_fail_fast_exits_with_one_line(procs: list[Any]) -> None:
+    port = free_port()
+    code, out, err = finish(spawn(worker_command(f"redis://127.0.0.1:{port}/0", "--fail-fast"), procs))
+    assert code == 1 and out == ""
+    assert err == f"error: cannot connect to Redis at 127.0.0.1:{port} (connection refused)\n"
+
+
+def test_a_db_that_does_not_exist_stops_the_worker_at_once(redis_url: str, procs: list[Any]) -> None:
+    url = redis_url.rsplit("/", 1)[0] + "/99"
+    code, _, err = finish(spawn(worker_command(url), procs))
+    assert code == 1
+    assert err.splitlines() == [f"error: cannot use Redis at {url.split('//')[1]}: DB 99 does not "
+                                "exist on that server (DB index is out of range)"]
+
+
+def test_a_bad_url_stops_the_worker_with_one_line(procs: list[Any]) -> None:
+    code, _, err = finish(spawn(worker_command("http://127.0.0.1:6379"), procs))
+    assert code == 1 and err.startswith("error: invalid Redis URL") and err.count("\n") == 1
+
+
+async def test_sigint_while_waiting_for_redis_exits_cleanly(tmp_path: Path, procs: list[Any]) -> None:
+    log = tmp_path / "worker.log"
+    worker = spawn(worker_command(f"redis://127.0.0.1:{free_port()}/0"), procs, stderr=log)
+    await wait_until(lambda: "retrying in" in log.read_text(), timeout=30, message="waiting")
+    worker.send_signal(signal.SIGINT)
+    assert await asyncio.to_thread(worker.wait, 30) == 0
+    assert "Traceback" not in log.read_text()
+
+
+async def test_worker_fail_fast_raises_redis_unavailable() -> None:
+    worker = Worker("q", lambda job: None, url=f"redis://127.0.0.1:{free_port()}/0", fail_fast=True)
+    with pytest.raises(RedisUnavailable, match="connection refused"):
+        await worker.run()
+
+
+async def test_worker_closed_while_waiting_for_redis_returns(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, "minique.worker")
+    worker = Worker("q", lambda job: None, url=f"redis://127.0.0.1:{free_port()}/0")
+    task = asyncio.create_task(worker.run())
+    await wait_until(lambda: "cannot connect to Redis" in caplog.text, timeout=30, message="waiting")
+    await asyncio.wait_for(worker.close(), 10)
+    await asyncio.wait_for(task, 10)
+
+
+class _FlakyPubSub:
+    """Subscribing fails while ``broken`` is true; reading raises once ``read_fails`` says."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+        self.subscribed = False
+
+    async def subscribe(self, _channel: str) -> None:
+        if self.state["broken"]:
+            raise RedisConnectionError("Connection refused")
+        self.subscribed = True
+
+    async def get_message(self, **_kw: Any) -> None:
+        self.state["reads"] += 1
+        if self.state["reads"] > 1:
+            raise RedisConnectionError("Connection reset by peer")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_cancel_listener_backs_off_while_redis_is_away(redis_url: str) -> None:
+    worker = Worker("q", lambda job: None, url=redis_url)
+    state: dict[str, Any] = {"broken": True, "reads": 0}
+    pauses: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 7:
+            state["broken"] = False  # Redis is back: one good read resets the backoff
+        if len(pauses) == 8:
+            worker._stop.set()
+
+    real_blocking = worker._blocking
+    worker._pause = pause  # type: ignore[method-assign]
+    worker._blocking = type("B", (), {"pubsub": lambda self: _FlakyPubSub(state)})()
+    try:
+        await asyncio.wait_for(worker._cancel_listener(_FlakyPubSub(state)), 10)
+    finally:
+        await worker.redis.aclose()
+        await real_blocking.aclose()
+    assert pauses == [1, 2, 4, 8, 16, 30, 30, 1]
+
+
+# ----- --burst ------------------------------------------------------------------------------
+
+@contextlib.asynccontextmanager
+async def procs_queue(url: str, prefix: str) -> AsyncIterator[Queue]:
+    """The registry's queue under a prefix of the test's own, empty before and after."""
+    q = Queue("procs", url=url, prefix=prefix)
+    await q.obliterate(force=True)
+    try:
+        yield q
+    finally:
+        await q.obliterate(force=True)
+        await q.close()
+
+
+async def test_burst_runs_what_is_waiting_and_exits(redis_url: str, procs: list[Any]) -> None:
+    async with procs_queue(redis_url, "burst") as q:
+        await q.add_bulk([("stamp_noop", i) for i in range(20)])
+        later = await q.add("stamp_noop", delay=3600)  # not due: a burst worker leaves it
+        code, out, _ = await asyncio.to_thread(
+            finish, spawn(worker_command(redis_url, "--prefix", "burst", "--burst"), procs))
+        assert code == 0 and out == "burst: 20 job(s) done, 0 failed\n"
+        stats = await q.get_stats()
+        assert (stats["waiting"], stats["active"], stats["completed"], stats["delayed"]) == (0, 0, 20, 1)
+        assert await q.get_state(later.id) == "delayed"
+
+
+async def test_burst_on_a_paused_queue_exits_without_taking_jobs(redis_url: str, procs: list[Any]) -> None:
+    async with procs_queue(redis_url, "burst-paused") as q:
+        await q.add("stamp_noop")
+        await q.pause()
+        code, out, _ = await asyncio.to_thread(
+            finish, spawn(worker_command(redis_url, "--prefix", "burst-paused", "--burst"), procs))
+        assert code == 0 and out == "burst: 0 job(s) done, 0 failed\n"
+        assert (await q.get_stats())["waiting"] == 1
+
+
+async def test_burst_with_several_processes_exits_when_all_are_done(
+        redis_url: str, procs: list[Any]) -> None:
+    async with procs_queue(redis_url, "burst-sup") as q:
+        await q.add_bulk([("stamp_noop", i) for i in range(50)])
+        code, _, _ = await asyncio.to_thread(
+            finish, spawn(worker_command(redis_url, "--prefix", "burst-sup", "--burst", "--processes", "2",
+                                         log_level="WARNING"), procs), 120)
+        assert code == 0
+        assert (await q.get_stats())["completed"] == 50
+
+
+async def test_burst_worker_waits_for_a_running_job_and_its_retry(queue: Queue, redis_url: str) -> None:
+    attempts = 0
+
+    async def flaky(job: Any) -> str:
+        nonlocal attempts
+        attempts += 1
+        await asyncio.sleep(0.3)  # other slots find the queue empty meanwhile
+        if attempts == 1:
+            raise RuntimeError("first attempt fails")
+        return "ok"
+
+    job = await queue.add("x", 1, attempts=2, backoff=0)
+    worker = Worker(queue.name, flaky, url=redis_url, concurrency=5, burst=True, block_timeout=1.0)
+    await asyncio.wait_for(worker.run(), 30)
+    assert await queue.get_state(job.id) == "completed" and attempts == 2
+
+
+async def test_burst_worker_on_an_empty_queue_returns(queue: Queue, redis_url: str) -> None:
+    worker = Worker(queue.name, lambda job: None, url=redis_url, burst=True, block_timeout=1.0)
+    await asyncio.wait_for(worker.run(), 30)
+    assert worker.jobs_done == 0
