@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 import msgspec
 
+from .worker_info import worker_label
+
 ATTEMPT_RING = 10  # entries kept per job; the same number as in includes/attempts.lua
 
 
@@ -58,7 +60,8 @@ def parse_entry(raw: bytes) -> Attempt | None:
     except ValueError:
         return None
     return Attempt(number=number, outcome=outcome.decode(errors="replace"),
-                   worker=rest[:worker_len].decode(errors="replace"), started_at=_ms(start),
+                   worker=worker_label(rest[:worker_len].decode(errors="replace")),
+                   started_at=_ms(start),
                    ended_at=_ms(end), error=rest[worker_len:].decode(errors="replace"))
 
 
@@ -68,7 +71,7 @@ def attempts_from_hash(h: Mapping[bytes, bytes]) -> list[Attempt]:
     found.sort(key=lambda a: (a.number, a.ended_at or 0.0))
     state = h.get(b"st", b"").decode(errors="replace")
     started = int(h.get(b"ats", b"0") or 0)
-    worker = h.get(b"w", b"").decode(errors="replace")
+    worker = worker_label(h.get(b"w", b"").decode(errors="replace"))
     recorded = {a.number for a in found}
     if state == "active" and started not in recorded:
         found.append(Attempt(number=started, outcome="running", worker=worker,

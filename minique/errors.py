@@ -87,7 +87,8 @@ class AddOutcomeUnknown(ConnectionError, MiniqueError):
     """Redis never answered an add, so whether the jobs were added is unknown.
 
     ``job_ids`` are the ids the add gave them (chosen before the first send): look them up
-    with ``Queue.get_job``. Adding again with the same ``job_id`` is always safe.
+    with ``Queue.get_job``. Adding again with the same ``job_id`` adds nothing while that job
+    exists (a job that ran and was removed by retention would be added anew).
     """
 
     def __init__(self, message: str, job_ids: list[str]) -> None:

@@ -24,8 +24,11 @@ def _ms_to_s(raw: Any) -> float | None:
 
 
 def public_state(stored: str) -> str:
-    """The state users see: a job a worker holds ahead (stored "held") is waiting."""
-    return "waiting" if stored == "held" else stored
+    """The state users see: a job a worker holds ahead (stored "held") is waiting; one
+    removed while held (stored "removed", deleted when handed back) is gone."""
+    if stored == "held":
+        return "waiting"
+    return "unknown" if stored == "removed" else stored
 
 
 def _text(raw: Any) -> str | None:

@@ -30,6 +30,7 @@ class QueueKeys:
         "events",
         "failed",
         "held",
+        "held_removed",
         "idc",
         "job_prefix",
         "meta",
@@ -60,6 +61,9 @@ class QueueKeys:
         # Pub/sub channel on which workers learn that a control changed (pause, drain,
         # rate limit, global concurrency, a higher priority): they hand held jobs back.
         self.control = b + ":control"
+        # Held jobs that remove() or drain() reached before their worker handed them back:
+        # no longer waiting; deleted when handed back (or run, if they had started).
+        self.held_removed = b + ":held-removed"
         self.completed = b + ":completed"
         self.failed = b + ":failed"
         self.events = b + ":events"
@@ -72,7 +76,7 @@ class QueueKeys:
         self.vector: tuple[str, ...] = (
             self.meta, self.idc, self.ready, self.pri, self.delayed, self.active,
             self.completed, self.failed, self.events, self.wake, self.window, self.pause_until,
-            self.held,
+            self.held, self.held_removed,
         )
 
     def job(self, job_id: str) -> str:

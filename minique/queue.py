@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,7 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import codec, scripts, telemetry
 from .attempts import Attempt, attempts_from_hash
 from .connection import connect
-from .errors import AddOutcomeUnknown, JobNotFound
+from .errors import AddOutcomeUnknown, InvalidJobState, JobNotFound
 from .job import Job, public_state
 from .keys import DEFAULT_PREFIX, QueueKeys, validate_name
 from .options import MAX_PRIORITY, MAX_SECONDS, check_option_names, encode_stored, resolve
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 STATES = ("waiting", "active", "completed", "failed", "delayed")
 BULK_CHUNK = 500  # jobs per add script call: bounded work per call, big enough to amortise
 BATCH = 1000  # jobs per call for bulk operations (drain, retry_jobs, obliterate...)
+HELD_REMOVE_WAIT = 1.0  # s remove() waits for a holding worker's answer beyond its hold
 ID_BLOCK = 100  # automatic ids a producer reserves at a time (see Queue._assign_ids)
 
 BulkItem = tuple[str, Any] | tuple[str, Any, Mapping[str, Any]]
@@ -81,6 +83,7 @@ class Queue:
         # that redis-py re-sends after a timeout is recognised and changes nothing twice
         # (lua/add.lua). The lock keeps this producer's calls one at a time, in order.
         self._producer = uuid.uuid4().hex[:16]
+        self._producer_pid = os.getpid()
         self._add_seq = 0
         self._add_lock = asyncio.Lock()
         # Automatic ids come from blocks reserved with INCRBY, so an add knows its ids
@@ -164,6 +167,12 @@ class Queue:
         the (id, duplicate) pairs and the server time. A call the server saw already (a
         re-send) comes back as the ids sent, none of them a duplicate: the first send's
         duplicates were told then."""
+        if os.getpid() != self._producer_pid:
+            # A forked child (gunicorn --preload, multiprocessing) is a producer of its own:
+            # sharing the parent's id and numbers, its adds would pass for re-sends.
+            self._producer, self._producer_pid = uuid.uuid4().hex[:16], os.getpid()
+            self._add_seq = self._id_next = self._id_end = 0
+            self._add_lock = asyncio.Lock()
         async with self._add_lock:
             await self._assign_ids([args for chunk in chunks for args in chunk])
             await self._write_meta()
@@ -429,7 +438,29 @@ class Queue:
         await self._run("promote", [job_id, 1])
 
     async def remove_job(self, job_id: str) -> bool:
-        return bool(await self._run("remove", [job_id]))
+        """Removes a job that is not active; False if there is no such job.
+
+        A job a worker holds ahead (waiting, to everyone else) is handed back and deleted:
+        remove() waits for that answer (about a round trip). If the worker had started it
+        already, it raises ``InvalidJobState`` and the job runs on: a removed job never runs.
+        """
+        reply = await self._run("remove", [job_id])
+        if not isinstance(reply, list):
+            return bool(reply)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + int(reply[1]) / 1000.0 + HELD_REMOVE_WAIT
+        while True:
+            st = await self.redis.hget(self.keys.job(job_id), "st")
+            if st is None:
+                return True  # handed back and deleted
+            if st != b"removed":
+                raise InvalidJobState(f"job {job_id} had started before remove() reached its "
+                                      f"worker; it was not removed")
+            if loop.time() >= deadline:
+                # Its worker does not answer (frozen or gone): its hold has run out, so it
+                # cannot start the job; it is deleted when handed back or taken back.
+                return True
+            await asyncio.sleep(0.005)
 
     async def cancel(self, job_id: str) -> bool:
         """Asks the worker running ``job_id`` to cancel it; False if it is not active."""
@@ -462,11 +493,9 @@ class Queue:
             total += int(n)
             if int(n) < BATCH:
                 break
-        offset = 0
         while True:
-            n, wait = await self._run("drain", ["0", BATCH, offset])
+            n, wait = await self._run("drain", ["0", BATCH, "held"])
             total += int(n)
-            offset += BATCH
             if int(wait) >= 0:
                 await self._wait_out_holds(wait)
                 return total

@@ -197,8 +197,8 @@ class SyncQueue:
     def add_log(self, job_id: str, line: str, keep: int = 1000) -> int:
         return self._call(self._queue.add_log(job_id, line, keep))
 
-    def retry_job(self, job_id: str) -> None:
-        self._call(self._queue.retry_job(job_id))
+    def retry_job(self, job_id: str, state: str | None = None) -> None:
+        self._call(self._queue.retry_job(job_id, state))
 
     def promote_job(self, job_id: str) -> None:
         self._call(self._queue.promote_job(job_id))

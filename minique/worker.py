@@ -170,6 +170,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         # The identity this worker's jobs, leases and call records carry in Redis: unique
         # even when several workers are given one name (--name with --processes N).
+        # (minique.worker_info.worker_label gives the name back.)
         self.ident = self.name if name is None else f"{name}#{uuid.uuid4().hex[:8]}"
         self.backoff_strategies = dict(backoff_strategies or {})
         self.lim_max, self.lim_window_ms = self._limiter(limiter)

@@ -4,7 +4,18 @@ never imports the worker."""
 
 from __future__ import annotations
 
+import re
+
 import msgspec
+
+# A worker given a name (which several processes may share) carries it in Redis with a
+# suffix of its own, "name#1a2b3c4d", so its jobs and records are its alone.
+_IDENT_SUFFIX = re.compile(r"#[0-9a-f]{8}$")
+
+
+def worker_label(ident: str) -> str:
+    """The name a worker was given, from the identity its jobs carry in Redis."""
+    return _IDENT_SUFFIX.sub("", ident)
 
 
 class WorkerInfo(msgspec.Struct):

@@ -153,7 +153,7 @@ class _FlakyPubSub:
         self.state = state
         self.subscribed = False
 
-    async def subscribe(self, _channel: str) -> None:
+    async def subscribe(self, *_channels: str) -> None:
         if self.state["broken"]:
             raise RedisConnectionError("Connection refused")
         self.subscribed = True

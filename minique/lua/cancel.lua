@@ -5,7 +5,7 @@
 local jk = JP .. ARGV[2]
 local st = redis.call('HGET', jk, 'st')
 -- A held job may have started already (its worker reports starts with its next call).
-if st ~= 'active' and st ~= 'held' then return 0 end
+if st ~= 'active' and st ~= 'held' and st ~= 'removed' then return 0 end
 redis.call('HSET', jk, 'cx', '1')
 emit('ev', 'cancel', 'id', ARGV[2])
 -- Workers subscribe to this channel for a prompt cancel; one that misses the message

@@ -1,10 +1,11 @@
 -- Removes up to ARGV[3] waiting (and, if ARGV[2] = '1', delayed) jobs. Call again until it
--- returns less than the batch; then call with ARGV[4] = offset into the held set, page by
--- page: held jobs (waiting, to the user, but in a worker's hands) are marked removed, and
--- their worker deletes them when it hands them back (or runs them if it already started
--- them). The last page tells the workers (control_changed) and returns how long their
--- longest hold lasts, which drain() waits out: after that no drained job starts.
--- ARGV: JP, delayed, batch, held offset ('' = the waiting phase)
+-- returns less than the batch; then call with ARGV[4] = 'held' until it returns less than
+-- the batch: held jobs (waiting, to the user, but in a worker's hands) move to
+-- held_removed, and their worker deletes them when it hands them back (one that had
+-- started already runs on). The last call tells the workers (control_changed) and returns
+-- how long their longest hold lasts, which drain() waits out: after that no drained job
+-- starts.
+-- ARGV: JP, delayed, batch, phase ('' = waiting jobs, 'held')
 -- Returns {removed, ms to wait (-1 until the last page)}.
 --@include base
 local batch = tonumber(ARGV[3])
@@ -19,10 +20,9 @@ if ARGV[4] == '' then
   end
   return {removed, -1}
 end
-local offset = tonumber(ARGV[4])
-local ids = redis.call('ZRANGE', K.held, offset, offset + batch - 1)
+local ids = redis.call('ZRANGE', K.held, 0, batch - 1)
 for _, id in ipairs(ids) do
-  removed = removed + redis.call('HSETNX', JP .. id, 'rm', '1')
+  removed = removed + mark_held_removed(JP .. id, id)
 end
 if #ids < batch then
   emit('ev', 'drained')

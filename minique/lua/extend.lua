@@ -6,7 +6,7 @@ local lost, cancel = {}, {}
 for i = 3, #ARGV, 2 do
   local id, tok = ARGV[i], ARGV[i + 1]
   local f = redis.call('HMGET', JP .. id, 'tok', 'cx', 'st')
-  local set_key = (f[3] == 'held') and K.held or K.active
+  local set_key = lease_set(f[3])
   -- XX: a job no longer in the set (taken back, finished) is never put back.
   if f[1] == tok and redis.call('ZADD', set_key, 'XX', 'CH', lease_score(deadline, i), id) == 1 then
     if f[2] then cancel[#cancel + 1] = id end

@@ -70,7 +70,7 @@ local statuses = {}
 local trims, trim_order = {}, {}
 local counts = {completed = 0, failed = 0, retried = 0}
 -- Set updates are gathered and sent once per call (see call_batched).
-local left_active, left_held, to_completed, to_failed = {}, {}, {}, {}
+local left_active, left_held, left_removed, to_completed, to_failed = {}, {}, {}, {}, {}
 local starts = {}
 
 local function note_trim(set_key, kc, ka)
@@ -94,16 +94,19 @@ for i = 1, nres do
   local jk = JP .. id
   -- Every way out of active (and held) clears the token, so a matching token means the
   -- job is still this worker's.
-  local cur = redis.call('HMGET', jk, 'tok', 'atm', 'st', 'ats', 'rm', 'ps')
-  local held = cur[3] == 'held'
+  local cur = redis.call('HMGET', jk, 'tok', 'atm', 'st', 'ats', 'ps')
+  -- Held: taken ahead, not started as far as Redis knows; 'removed' is a held job that
+  -- remove() or drain() reached before its worker handed it back.
+  local held = cur[3] == 'held' or cur[3] == 'removed'
+  local left = (cur[3] == 'held' and left_held) or (cur[3] == 'removed' and left_removed)
+               or left_active
   if cur[1] ~= tok then
     statuses[#statuses + 1] = cur[3] and 0 or 2
-  elseif cur[5] then
-    -- Removed (remove() or drain()) while a worker held it: it goes now, whatever ran.
+  elseif cur[3] == 'removed' and kind == 'h' then
+    -- Handed back never started: the removal completes now.
     statuses[#statuses + 1] = 2
-    if held then left_held[#left_held + 1] = id else left_active[#left_active + 1] = id end
+    left[#left + 1] = id
     delete_job_keys(id)
-    emit('ev', 'removed', 'id', id, 'prev', 'waiting')
   elseif kind == 'h' then
     statuses[#statuses + 1] = 1
     if held then
@@ -114,11 +117,12 @@ for i = 1, nres do
       redis.call('HSET', jk, 'ats', int_str(math.max(0, (tonumber(cur[4]) or 1) - 1)))
       emit('ev', 'waiting', 'id', id)
     end
-    enqueue_return(jk, id, cur[6])
+    enqueue_return(jk, id, cur[5])
   elseif kind == 's' then
+    -- A held job started before its worker heard of any removal: it runs on.
     statuses[#statuses + 1] = 1
     if held then
-      left_held[#left_held + 1] = id
+      left[#left + 1] = id
       starts[#starts + 1] = lease_score(now + lease_ms, i)
       starts[#starts + 1] = id
       redis.call('HSET', jk, 'st', 'active', 'pon', started ~= '' and started or now_s,
@@ -130,7 +134,7 @@ for i = 1, nres do
     -- A held job that started and ended between two calls: its start is written with its end.
     local start_fields = nil
     if held then
-      left_held[#left_held + 1] = id
+      left[#left + 1] = id
       start_fields = {'pon', started ~= '' and started or now_s,
                       'ats', int_str((tonumber(cur[4]) or 0) + 1)}
       emit('ev', 'active', 'id', id)
@@ -195,6 +199,7 @@ end
 
 call_batched('ZREM', K.active, left_active)
 call_batched('ZREM', K.held, left_held)
+call_batched('ZREM', K.held_removed, left_removed)
 call_batched('ZADD', K.active, starts)
 call_batched('ZADD', K.completed, to_completed)
 call_batched('ZADD', K.failed, to_failed)

@@ -1,5 +1,5 @@
 -- Removes one job and all its keys. An active job cannot be removed: its worker owns it.
--- ARGV: JP, id
+-- ARGV: JP, id. Returns 1 (removed), 0 (no such job) or {2, ms} for a held job (see below).
 --@include base
 local id = ARGV[2]
 local jk = JP .. id
@@ -11,14 +11,12 @@ end
 if st == 'active' then
   return redis.error_reply('INVALIDSTATE job ' .. id .. ' is active; cancel it first')
 end
-if st == 'held' then
+if st == 'held' or st == 'removed' then
   -- Waiting, to the user, but in a worker's hands: it is deleted when the worker hands it
-  -- back, which the control message asks for at once.
-  if redis.call('HSETNX', jk, 'rm', '1') == 1 then
-    emit('ev', 'removed', 'id', id, 'prev', 'waiting')
-    control_changed('remove')
-  end
-  return 1
+  -- back, which the control message asks for at once. remove() then waits for the answer
+  -- (returned: the ms to wait at least): a job that had started already is not removed.
+  if mark_held_removed(jk, id) == 1 then emit('ev', 'removed', 'id', id, 'prev', 'waiting') end
+  return {2, control_changed('remove')}
 end
 unlink_job(jk, id)
 delete_job_keys(id)

@@ -14,22 +14,22 @@ local max_stalled = tonumber(ARGV[2])
 local batch = tonumber(ARGV[3])
 local me = ARGV[6] or ''
 local failed, taken, examined, stalled = 0, 0, 0, 0
-for _, set_key in ipairs({K.active, K.held}) do
+for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
   local ids = redis.call('ZREVRANGEBYSCORE', set_key, '+inf', expired_from(now), 'LIMIT', 0,
                          batch - examined)
   examined = examined + #ids
   for _, id in ipairs(ids) do
     local jk = JP .. id
-    local f = redis.call('HMGET', jk, 'w', 'rm', 'ps', 'st')
+    local f = redis.call('HMGET', jk, 'w', 'ps', 'st')
     if f[1] ~= me or me == '' then
       taken = taken + 1
       redis.call('ZREM', set_key, id)
-      if not f[4] then
+      if not f[3] then
         -- The hash is gone: nothing to take back.
-      elseif f[2] then
-        delete_job_keys(id)  -- removed while held
+      elseif set_key == K.held_removed then
+        delete_job_keys(id)  -- removed while held, and its worker is gone
       elseif set_key == K.held then
-        enqueue_return(jk, id, f[3])
+        enqueue_return(jk, id, f[2])
       else
         stalled = stalled + 1
         local stc = redis.call('HINCRBY', jk, 'stc', 1)
@@ -56,9 +56,11 @@ count_metrics(now, 'failed', failed)
 if failed > 0 then trim_finished(K.failed, tonumber(ARGV[4]), tonumber(ARGV[5]), now, 100) end
 -- The earliest lease still running tells the caller when the next check can find something.
 local nxt = redis.call('ZRANGE', K.active, -1, -1, 'WITHSCORES')
-local nxt_held = redis.call('ZRANGE', K.held, -1, -1, 'WITHSCORES')
 local deadline = nxt[2] and lease_deadline(nxt[2]) or -1
-if nxt_held[2] and (deadline < 0 or lease_deadline(nxt_held[2]) < deadline) then
-  deadline = lease_deadline(nxt_held[2])
+for _, set_key in ipairs({K.held, K.held_removed}) do
+  local first = redis.call('ZRANGE', set_key, -1, -1, 'WITHSCORES')
+  if first[2] and (deadline < 0 or lease_deadline(first[2]) < deadline) then
+    deadline = lease_deadline(first[2])
+  end
 end
 return {taken, deadline, now, examined}

@@ -4,9 +4,10 @@ local K = {
   meta = KEYS[1], idc = KEYS[2], ready = KEYS[3], pri = KEYS[4], delayed = KEYS[5],
   active = KEYS[6], completed = KEYS[7], failed = KEYS[8], events = KEYS[9],
   wake = KEYS[10], window = KEYS[11], pause_until = KEYS[12], held = KEYS[13],
+  held_removed = KEYS[14],
 }
 -- How many keys the vector has: scripts that take keys of their own read them after it.
-local NK = 13
+local NK = 14
 -- The queue's key base "{p:q}", for keys and channels named after it (minique/keys.py).
 local QB = string.sub(KEYS[1], 1, #KEYS[1] - 5)
 local JP = ARGV[1]
@@ -132,6 +133,25 @@ local function control_changed(what)
   local hu = tonumber(redis.call('HGET', K.meta, 'hu'))
   if not hu then return 0 end
   return math.max(0, hu - now_ms())
+end
+
+-- A held job that remove() or drain() reached: out of the held set (it is no longer
+-- waiting) into held_removed, with the same lease. Its worker deletes it when it hands it
+-- back; if it had started already, its start or result takes it out and it runs on.
+local function mark_held_removed(jk, id)
+  local score = redis.call('ZSCORE', K.held, id)
+  if not score then return 0 end
+  redis.call('ZREM', K.held, id)
+  redis.call('ZADD', K.held_removed, score, id)
+  redis.call('HSET', jk, 'st', 'removed')
+  return 1
+end
+
+-- The set a taken job's lease lives in, by its stored state.
+local function lease_set(st)
+  if st == 'held' then return K.held end
+  if st == 'removed' then return K.held_removed end
+  return K.active
 end
 
 local function enqueue_delayed(jk, id, due, fields)
