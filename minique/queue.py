@@ -425,12 +425,18 @@ class Queue:
         return total
 
     async def obliterate(self, force: bool = False) -> None:
-        """Deletes the queue and every job in it, in bounded batches."""
-        while int(await self._run("obliterate", [BATCH, "1" if force else "0"])) > 0:
-            pass
+        """Deletes the queue and every job in it, in bounded batches, and leaves no key of
+        the queue behind. Raises InvalidJobState while jobs are active, unless ``force``."""
         from . import scheduler
 
-        await scheduler.remove_all_job_schedulers(self)
+        flag = "1" if force else "0"
+        while int(await self._run("obliterate", [BATCH, flag])) > 0:
+            pass
+        # Removing the schedulers writes events and may meet a firing made meanwhile: the
+        # last pass deletes what they left.
+        if await scheduler.remove_all_job_schedulers(self):
+            while int(await self._run("obliterate", [BATCH, flag])) > 0:
+                pass
 
     async def sweep(self, budget: int = 1000) -> int:
         """Applies retention now, with the policy that finishing jobs last applied (workers

@@ -16,8 +16,20 @@ if removed < batch then
   removed = removed + delete_ready_entries(batch - removed)
 end
 if removed == 0 then
-  local base = string.sub(K.meta, 1, #K.meta - 5)
-  redis.call('DEL', K.meta, K.idc, K.ready, K.events, K.wake, K.window, K.pause_until,
-             base .. ':metrics:totals')
+  local workers = BASE .. ':workers'
+  local keys = {K.meta, K.idc, K.ready, K.events, K.wake, K.window, K.pause_until, workers,
+                BASE .. ':metrics:totals'}
+  -- Heartbeats of workers that stopped without removing theirs (a live worker writes its
+  -- own again at its next beat).
+  for _, name in ipairs(redis.call('ZRANGE', workers, 0, -1)) do
+    keys[#keys + 1] = BASE .. ':worker:' .. name
+  end
+  -- Every per-minute metrics key that can still exist: each expires METRICS_KEEP_S after
+  -- its minute's last count (count_metrics).
+  local minute = math.floor(now_ms() / 60000)
+  for m = minute - METRICS_KEEP_S / 60 - 2, minute + 1 do
+    keys[#keys + 1] = BASE .. ':metrics:' .. m
+  end
+  redis.call('DEL', unpack(keys))
 end
 return removed

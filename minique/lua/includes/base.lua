@@ -6,6 +6,11 @@ local K = {
   wake = KEYS[10], window = KEYS[11], pause_until = KEYS[12],
 }
 local JP = ARGV[1]
+-- The queue's hash tag "{p:q}", for the keys the vector does not carry.
+local BASE = string.sub(K.meta, 1, #K.meta - 5)
+-- Job log lists have a key space of their own ("{p:q}:logs:<id>"), as job hashes do
+-- ("{p:q}:j:<id>"): no job id, whatever its characters, can name another job's keys.
+local LP = BASE .. ':logs:'
 -- Priority score = priority * 2^32 + sequence, so FIFO holds within one priority.
 local PRIO_SHIFT = 4294967296
 -- Delayed score = due_ms * 4096 + sequence: FIFO among jobs due in the same millisecond,
@@ -126,7 +131,7 @@ local function unlink_job(jk, id)
 end
 
 local function delete_job_keys(id)
-  redis.call('DEL', JP .. id, JP .. id .. ':logs')
+  redis.call('DEL', JP .. id, LP .. id)
 end
 
 -- Deletes up to `count` jobs from the head of a sorted set; returns how many.
@@ -152,10 +157,11 @@ end
 
 -- Per-minute counters for the throughput chart, one small hash per minute that expires on
 -- its own (so the history is bounded without any cleanup), plus running totals.
+local METRICS_KEEP_S = 7200
 local function count_metrics(now, field, n)
   if n <= 0 then return end
   local mk = string.sub(K.meta, 1, #K.meta - 5) .. ':metrics:' .. math.floor(now / 60000)
   redis.call('HINCRBY', mk, field, n)
-  redis.call('EXPIRE', mk, 7200)
+  redis.call('EXPIRE', mk, METRICS_KEEP_S)
   redis.call('HINCRBY', string.sub(K.meta, 1, #K.meta - 5) .. ':metrics:totals', field, n)
 end
