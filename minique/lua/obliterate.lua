@@ -18,7 +18,8 @@ end
 if removed == 0 then
   local workers = BASE .. ':workers'
   local keys = {K.meta, K.idc, K.ready, K.events, K.wake, K.window, K.pause_until, workers,
-                BASE .. ':metrics:totals'}
+                BASE .. ':metrics:totals', by_age(K.completed), by_count(K.completed),
+                by_age(K.failed), by_count(K.failed)}
   -- Heartbeats of workers that stopped without removing theirs (a live worker writes its
   -- own again at its next beat).
   for _, name in ipairs(redis.call('ZRANGE', workers, 0, -1)) do

@@ -18,7 +18,7 @@ else
 end
 for _, id in ipairs(ids) do
   local jk = JP .. id
-  redis.call('ZREM', set_key, id)
+  unlist_finished(set_key, id)
   redis.call('HSET', jk, 'atm', 0, 'ats', 0, 'stc', 0)
   redis.call('HDEL', jk, 'fr', 'stk', 'rv', 'fon', 'tok', 'cx')
   enqueue_ready(jk, id, job_priority(jk))

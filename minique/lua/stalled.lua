@@ -9,6 +9,7 @@ local max_stalled = tonumber(ARGV[2])
 local ids = redis.call('ZREVRANGEBYSCORE', K.active, '+inf', expired_from(now), 'LIMIT', 0,
                        tonumber(ARGV[3]))
 local failed = 0
+local done_f = retention_batch(K.failed)
 for _, id in ipairs(ids) do
   local jk = JP .. id
   redis.call('ZREM', K.active, id)
@@ -18,9 +19,12 @@ for _, id in ipairs(ids) do
     emit('ev', 'stalled', 'id', id, 'count', stc)
     if stc > max_stalled then
       local reason = 'job stalled more than allowable limit (' .. max_stalled .. ')'
-      redis.call('HSET', jk, 'st', 'failed', 'fr', reason, 'stk', '', 'fon', now)
-      redis.call('HINCRBY', jk, 'atm', 1)
-      redis.call('ZADD', K.failed, now, id)
+      if retain(done_f, id, int_str(now), now, tonumber(ARGV[4]), tonumber(ARGV[5])) then
+        redis.call('HSET', jk, 'st', 'failed', 'fr', reason, 'stk', '', 'fon', now)
+        redis.call('HINCRBY', jk, 'atm', 1)
+      else
+        delete_job_keys(id)
+      end
       emit('ev', 'failed', 'id', id, 'reason', reason)
       failed = failed + 1
     else
@@ -31,7 +35,7 @@ for _, id in ipairs(ids) do
 end
 count_metrics(now, 'stalled', #ids)
 count_metrics(now, 'failed', failed)
-if failed > 0 then trim_finished(K.failed, tonumber(ARGV[4]), tonumber(ARGV[5]), now, 100) end
+retention_flush(done_f, now, 100)
 -- The earliest lease still running tells the caller when the next check can find something.
 local nxt = redis.call('ZRANGE', K.active, -1, -1, 'WITHSCORES')
 return {#ids, nxt[2] and lease_deadline(nxt[2]) or -1, now}

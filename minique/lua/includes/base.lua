@@ -49,6 +49,9 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- The largest return value or failure reason that a completed or failed event carries.
+local EVENT_VALUE_MAX = 16384
+
 local emax = nil
 local emitted = 0
 -- Every 100th event of a script call trims the stream (MAXLEN ~); the others are plain
@@ -117,14 +120,25 @@ local function job_priority(jk)
   return tonumber(redis.call('HGET', jk, 'p')) or 0
 end
 
+-- The retention deadline indexes of a finished state's set (includes/retention.lua).
+local function by_age(set_key) return set_key .. ':by-age' end
+local function by_count(set_key) return set_key .. ':by-count' end
+
+-- Takes a job out of a finished state's set and its retention indexes.
+local function unlist_finished(set_key, id)
+  redis.call('ZREM', set_key, id)
+  redis.call('ZREM', by_age(set_key), id)
+  redis.call('ZREM', by_count(set_key), id)
+end
+
 -- Removes a job from whatever structure holds it. Returns the state it was in.
 local function unlink_job(jk, id)
   local st, sid = unpack(redis.call('HMGET', jk, 'st', 'sid'))
   if st == 'waiting' then
     if sid and sid ~= '' then redis.call('XDEL', K.ready, sid) else redis.call('ZREM', K.pri, id) end
   elseif st == 'delayed' then redis.call('ZREM', K.delayed, id)
-  elseif st == 'completed' then redis.call('ZREM', K.completed, id)
-  elseif st == 'failed' then redis.call('ZREM', K.failed, id)
+  elseif st == 'completed' then unlist_finished(K.completed, id)
+  elseif st == 'failed' then unlist_finished(K.failed, id)
   elseif st == 'active' then redis.call('ZREM', K.active, id)
   end
   return st
