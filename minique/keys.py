@@ -29,9 +29,11 @@ class QueueKeys:
         "active",
         "base",
         "completed",
+        "completed_groups",
         "delayed",
         "events",
         "failed",
+        "failed_groups",
         "idc",
         "job_prefix",
         "logs_prefix",
@@ -59,6 +61,10 @@ class QueueKeys:
         self.active = b + ":active"
         self.completed = b + ":completed"
         self.failed = b + ":failed"
+        # Finished jobs whose retention setting differs from the state's shared one live in
+        # a set per setting, listed in these (lua/includes/retention.lua).
+        self.completed_groups = self.completed + ":keeps"
+        self.failed_groups = self.failed + ":keeps"
         self.events = b + ":events"
         self.wake = b + ":wake"
         self.window = b + ":limiter"

@@ -54,7 +54,7 @@ async def test_obliterate_leaves_no_key_after_every_feature(
     before = await queue_keys(q)
     base = q.keys.base
     for kind in (":j:", ":logs:", ":sch:h:", ":sch:t:", ":worker:", ":metrics:", ":limiter",
-                 ":rate-limited", ":completed:by-age", ":events", ":wake", ":schedulers"):
+                 ":rate-limited", ":completed:keep:", ":completed:keeps", ":events", ":wake", ":schedulers"):
         assert any(k.startswith(base + kind) for k in before), f"no {kind} key to delete"
     await q.obliterate(force=True)
     assert await queue_keys(q) == []

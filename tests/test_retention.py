@@ -99,13 +99,15 @@ async def test_keep_forever_is_not_trimmed_by_other_jobs_counts(queue: Queue) ->
     assert await queue.get_job(counted[0]) is None
 
 
-async def test_a_larger_count_outlives_the_smaller_counts_around_it(queue: Queue) -> None:
-    """Count N: a job goes once N later jobs were stored in its state, whatever theirs is."""
-    generous = await finish_one(queue, keep=(8, -1))
-    counted = [await finish_one(queue, keep=(2, -1)) for _ in range(7)]
-    assert await finished_ids(queue) == {generous, *counted[-2:]}
-    await finish_one(queue, keep=(2, -1))  # the 8th job after it
-    assert generous not in await finished_ids(queue)
+async def test_counts_apply_among_the_jobs_that_share_the_setting(queue: Queue) -> None:
+    """Count n: at most the n newest jobs with that same setting, whatever the others'."""
+    generous = [await finish_one(queue, keep=(3, -1)) for _ in range(2)]
+    tight = [await finish_one(queue, keep=(1, -1)) for _ in range(5)]
+    assert await finished_ids(queue) == {*generous, tight[-1]}
+    more = [await finish_one(queue, keep=(3, -1)) for _ in range(2)]
+    assert await finished_ids(queue) == {generous[-1], *more, tight[-1]}
+    assert (await queue.get_stats())["completed"] == 4
+    assert await queue.get_job_ids("completed", 0, 1) == [more[-1], more[-2]]  # newest first
 
 
 async def test_each_job_has_its_own_age(queue: Queue) -> None:
@@ -180,3 +182,26 @@ async def test_keep_forever_survives_the_default_count_in_worker_processes(
         assert stored is not None and stored.state in ("completed", "failed")
     await q.obliterate(force=True)
     await q.close()
+
+
+async def test_every_group_is_listed_counted_removed_retried_cleaned_and_swept(
+        queue: Queue) -> None:
+    shared = [await finish_one(queue, keep=(100, -1)) for _ in range(2)]  # sets the shared one
+    forever = [await finish_one(queue, keep=(-1, -1)) for _ in range(2)]
+    aging = [await finish_one(queue, keep=(-1, 100)) for _ in range(2)]
+    ids = [*shared, *forever, *aging]
+    assert await queue.get_job_ids("completed", 0, 10) == ids[::-1]  # newest first, merged
+    assert await queue.get_job_ids("completed", 1, 2) == ids[::-1][1:3]
+    assert (await queue.get_stats())["completed"] == 6
+    assert await queue.remove_job(forever[0])
+    assert (await queue.get_stats())["completed"] == 5
+    await asyncio.sleep(0.15)
+    assert await queue.sweep() == 2  # the aging group, by its own age
+    assert await finished_ids(queue) == {*shared, forever[1]}
+    groups = queue.keys.completed_groups
+    assert len(await queue.redis.smembers(groups)) == 1  # the emptied group is forgotten
+    assert await queue.retry_jobs("completed") == 3  # from every group
+    assert (await queue.get_stats())["waiting"] == 3
+    again = await finish_all(queue, 3, keep=(-1, -1))
+    assert len(await queue.clean(0, "completed")) == 3  # from every group
+    assert await finished_ids(queue) == set() and sorted(again) == sorted([*shared, forever[1]])

@@ -37,11 +37,11 @@ async def _absent(q: Queue, job_id: str) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def busy(q: Queue, every: float = 0.1) -> AsyncIterator[None]:
-    """Adds a job every ``every`` seconds while the block runs."""
+async def busy(q: Queue, every: float = 0.1, **options: Any) -> AsyncIterator[None]:
+    """Adds a job (with ``options``) every ``every`` seconds while the block runs."""
     async def feed() -> None:
         while True:
-            await q.add("echo", {"value": 0})
+            await q.add("echo", {"value": 0}, **options)
             await asyncio.sleep(every)
 
     task = asyncio.create_task(feed())
@@ -80,8 +80,8 @@ async def test_failure_removed_at_once_raises_the_real_reason(wq: Queue) -> None
 
 
 async def test_removed_by_count_while_waiting_and_before(wq: Queue) -> None:
-    """Count 1: the job goes as soon as the next one finishes, on a busy queue."""
-    async with busy(wq, every=0.02):
+    """Count 1: the job goes as soon as the next one with that setting finishes."""
+    async with busy(wq, every=0.02, remove_on_complete={"count": 1}):
         first = await wq.add("echo", {"value": "first", "sleep": 0.3},
                              remove_on_complete={"count": 1})
         assert await first.wait_until_finished(timeout=15) == "first"
@@ -94,7 +94,7 @@ async def test_removed_by_count_while_waiting_and_before(wq: Queue) -> None:
 
 async def test_removed_by_age_answers_later(wq: Queue) -> None:
     job = await wq.add("echo", {"value": "aged"}, remove_on_complete={"age": 0.05})
-    async with busy(wq):  # later finishes apply the age
+    async with busy(wq, remove_on_complete={"age": 0.05}):  # later finishes apply the age
         await gone(wq, job)
     assert await job.wait_until_finished(timeout=5) == "aged"
 

@@ -45,7 +45,7 @@ for _ = 1, nres do
     if kind == 'c' then
       -- The event carries the return value, so a waiter has it even once retention has
       -- removed the job; a large one only if no job is left to read it from.
-      if retain(done_c, id, now_s, now, policy[1], policy[2]) then
+      if retain(done_c, id, now_s, policy[1], policy[2]) then
         redis.call('HSET', jk, 'st', 'completed', 'rv', value, 'fon', now_s, 'tok', '',
                    'atm', int_str((tonumber(cur[2]) or 0) + 1))
         if #value <= EVENT_VALUE_MAX then
@@ -59,7 +59,7 @@ for _ = 1, nres do
       end
       counts.completed = counts.completed + 1
     elseif kind == 'f' then
-      if retain(done_f, id, now_s, now, policy[1], policy[2]) then
+      if retain(done_f, id, now_s, policy[1], policy[2]) then
         redis.call('HSET', jk, 'st', 'failed', 'fr', value, 'stk', stack, 'fon', now_s,
                    'tok', '', 'atm', int_str((tonumber(cur[2]) or 0) + 1))
       else

@@ -7,7 +7,11 @@ if ARGV[3] ~= '1' and redis.call('ZCARD', K.active) > 0 then
   return redis.error_reply('INVALIDSTATE queue has active jobs; pass force=True')
 end
 local removed = 0
-for _, set_key in ipairs({K.pri, K.delayed, K.completed, K.failed, K.active}) do
+local sets = {K.pri, K.delayed, K.active}
+for _, state_set in ipairs({K.completed, K.failed}) do
+  for _, key in ipairs(finished_sets(state_set)) do sets[#sets + 1] = key end
+end
+for _, set_key in ipairs(sets) do
   if removed < batch then
     removed = removed + delete_set_members(set_key, batch - removed)
   end
@@ -18,8 +22,7 @@ end
 if removed == 0 then
   local workers = BASE .. ':workers'
   local keys = {K.meta, K.idc, K.ready, K.events, K.wake, K.window, K.pause_until, workers,
-                BASE .. ':metrics:totals', by_age(K.completed), by_count(K.completed),
-                by_age(K.failed), by_count(K.failed)}
+                BASE .. ':metrics:totals', groups_of(K.completed), groups_of(K.failed)}
   -- Heartbeats of workers that stopped without removing theirs (a live worker writes its
   -- own again at its next beat).
   for _, name in ipairs(redis.call('ZRANGE', workers, 0, -1)) do

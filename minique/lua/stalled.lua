@@ -19,7 +19,7 @@ for _, id in ipairs(ids) do
     emit('ev', 'stalled', 'id', id, 'count', stc)
     if stc > max_stalled then
       local reason = 'job stalled more than allowable limit (' .. max_stalled .. ')'
-      if retain(done_f, id, int_str(now), now, tonumber(ARGV[4]), tonumber(ARGV[5])) then
+      if retain(done_f, id, int_str(now), tonumber(ARGV[4]), tonumber(ARGV[5])) then
         redis.call('HSET', jk, 'st', 'failed', 'fr', reason, 'stk', '', 'fon', now)
         redis.call('HINCRBY', jk, 'atm', 1)
       else

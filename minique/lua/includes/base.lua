@@ -120,15 +120,28 @@ local function job_priority(jk)
   return tonumber(redis.call('HGET', jk, 'p')) or 0
 end
 
--- The retention deadline indexes of a finished state's set (includes/retention.lua).
-local function by_age(set_key) return set_key .. ':by-age' end
-local function by_count(set_key) return set_key .. ':by-count' end
+-- A finished state keeps its jobs grouped by retention setting (includes/retention.lua):
+-- the group of the state's shared setting in the state's set itself, every other group
+-- in a set of its own, listed in the state's registry of groups.
+local function group_set(set_key, keep_count, keep_age)
+  return set_key .. ':keep:' .. int_str(keep_count) .. ':' .. int_str(keep_age)
+end
+local function groups_of(set_key) return set_key .. ':keeps' end
 
--- Takes a job out of a finished state's set and its retention indexes.
+-- Every set that holds jobs of a finished state: its own first, then its groups'.
+local function finished_sets(set_key)
+  local sets = redis.call('SMEMBERS', groups_of(set_key))
+  table.insert(sets, 1, set_key)
+  return sets
+end
+
+-- Takes a job out of a finished state (whichever of its sets holds it).
 local function unlist_finished(set_key, id)
-  redis.call('ZREM', set_key, id)
-  redis.call('ZREM', by_age(set_key), id)
-  redis.call('ZREM', by_count(set_key), id)
+  if redis.call('ZREM', set_key, id) == 0 then
+    for _, key in ipairs(redis.call('SMEMBERS', groups_of(set_key))) do
+      if redis.call('ZREM', key, id) == 1 then return end
+    end
+  end
 end
 
 -- Removes a job from whatever structure holds it. Returns the state it was in.

@@ -1,80 +1,105 @@
 -- Retention of finished jobs. Each job keeps its own setting (count, age; -1 = no limit),
--- whatever the settings of the jobs around it:
---   age A ms:  the job is removed A ms after it finished;
---   count N:   the job is removed once N later jobs have been stored in the same state, so
---              a queue whose jobs share one setting lists at most the last N;
---   0 for either: the job is removed as it finishes and never stored;
---   neither:   the job stays until it is removed by hand.
--- Beside each state's listing set (scored by finish time), two deadline indexes hold only
--- the jobs with a limit, so one job's limit never reaches another job:
---   <set>:by-age    ZSET  id -> removal time (ms)
---   <set>:by-count  ZSET  id -> the state's sequence number at which it goes
--- and the meta field 'seq:<state>' counts the jobs stored in that state.
+-- whatever the settings of the jobs around it: finished jobs are grouped by setting, and
+-- each group is trimmed by its own setting alone.
+--   0 for either: removed as it finishes, never stored;
+--   count n: at most the n newest jobs of the group are kept;
+--   age a ms: removed a ms after it finished; neither: kept until removed by hand.
+-- The group of the state's shared setting (meta 'keep:<set>', taken from the first job
+-- stored while the state is empty) lives in the state's set itself: a queue whose jobs
+-- share one setting pays nothing for the others. Every other group has a set of its own,
+-- '<set>:keep:<count>:<age>', listed in '<set>:keeps' (base.lua: group_set, groups_of).
 
-local function seq_field(set_key) return 'seq:' .. string.sub(set_key, #BASE + 2) end
-
--- The jobs entering one state in one script call; retention_flush writes them.
-local function retention_batch(set_key)
-  return {set = set_key, listed = {}, ages = {}, counts = {}}
+-- Removes the jobs of one group beyond its setting; `budget` bounds the work of one call
+-- (later calls and the sweep remove the rest).
+local function trim_group(set_key, keep_count, keep_age_ms, now, budget)
+  local removed = 0
+  if keep_age_ms >= 0 then
+    local ids = redis.call('ZRANGEBYSCORE', set_key, '-inf', now - keep_age_ms, 'LIMIT', 0, budget)
+    if #ids > 0 then
+      for _, id in ipairs(ids) do delete_job_keys(id) end
+      redis.call('ZREM', set_key, unpack(ids))
+      removed = #ids
+    end
+  end
+  if keep_count >= 0 and removed < budget then
+    local excess = redis.call('ZCARD', set_key) - keep_count
+    if excess > 0 then
+      local n = math.min(excess, budget - removed)
+      local ids = redis.call('ZRANGE', set_key, 0, n - 1)
+      for _, id in ipairs(ids) do delete_job_keys(id) end
+      redis.call('ZREMRANGEBYRANK', set_key, 0, n - 1)
+      removed = removed + n
+    end
+  end
+  return removed
 end
 
--- Notes a job that finished into the batch's state. Returns false if its setting removes it
--- at once: the caller then deletes it instead of storing it.
-local function retain(rb, id, now_s, now, keep_count, keep_age)
+local function parse_setting(text)
+  local kc, ka = string.match(text or '', '^(-?%d+):(-?%d+)$')
+  if not kc then return nil end
+  return {tonumber(kc), tonumber(ka)}
+end
+
+-- Applies retention to every group of a state (the sweep of a queue that went quiet).
+local function trim_finished(set_key, now, budget)
+  local removed = 0
+  local shared = parse_setting(redis.call('HGET', K.meta, 'keep:' .. set_key))
+  if shared then removed = trim_group(set_key, shared[1], shared[2], now, budget) end
+  local groups = groups_of(set_key)
+  for _, key in ipairs(redis.call('SMEMBERS', groups)) do
+    if removed >= budget then break end
+    local setting = parse_setting(string.sub(key, #set_key + 7))  -- after ':keep:'
+    if setting then removed = removed + trim_group(key, setting[1], setting[2], now, budget - removed) end
+    if redis.call('EXISTS', key) == 0 then redis.call('SREM', groups, key) end
+  end
+  return removed
+end
+
+-- The jobs finishing into one state in one script call; retention_flush stores them.
+local function retention_batch(set_key)
+  return {set = set_key, shared = nil, adopt = false, empty = nil, by_set = {}, order = {}}
+end
+
+-- Notes a job that finished into the batch's state. Returns false if its setting removes
+-- it at once: the caller then deletes it instead of storing it.
+local function retain(rb, id, now_s, keep_count, keep_age)
   if keep_count == 0 or keep_age == 0 then return false end
-  local listed = rb.listed
-  listed[#listed + 1] = now_s
-  listed[#listed + 1] = id
-  if keep_age > 0 then
-    rb.ages[#rb.ages + 1] = int_str(now + keep_age)
-    rb.ages[#rb.ages + 1] = id
+  if rb.shared == nil then
+    rb.shared = parse_setting(redis.call('HGET', K.meta, 'keep:' .. rb.set)) or false
   end
-  if keep_count > 0 then
-    -- The deadline is known once the batch's first sequence number is (retention_flush).
-    rb.counts[#rb.counts + 1] = #listed / 2 + keep_count
-    rb.counts[#rb.counts + 1] = id
+  local key
+  local shared = rb.shared
+  if shared and shared[1] == keep_count and shared[2] == keep_age then
+    key = rb.set
+  else
+    key = group_set(rb.set, keep_count, keep_age)
+    -- The first job stored in an empty state sets the state's shared setting.
+    if rb.empty == nil then rb.empty = redis.call('EXISTS', rb.set) == 0 end
+    if rb.empty and not rb.by_set[rb.set] and redis.call('EXISTS', key) == 0 then
+      rb.shared, rb.adopt, key = {keep_count, keep_age}, true, rb.set
+    end
   end
+  local entries = rb.by_set[key]
+  if not entries then
+    entries = {}
+    rb.by_set[key] = entries
+    rb.order[#rb.order + 1] = {key, keep_count, keep_age}
+  end
+  entries[#entries + 1] = now_s
+  entries[#entries + 1] = id
   return true
 end
 
--- Removes the jobs of a state whose deadline has passed, at most `budget` per call (later
--- calls and the sweep remove the rest). `seq` is the state's sequence number (nil: read it).
--- Only a job still listed in the state is deleted: an index entry that outlived its job's
--- stay in the state (retried, removed) must never delete a later job of the same id.
-local function trim_finished(set_key, now, seq, budget)
-  local ages, counts = by_age(set_key), by_count(set_key)
-  local due = redis.call('ZRANGEBYSCORE', ages, '-inf', int_str(now), 'LIMIT', 0, budget)
-  if #due < budget then
-    seq = seq or tonumber(redis.call('HGET', K.meta, seq_field(set_key))) or 0
-    local more = redis.call('ZRANGEBYSCORE', counts, '-inf', int_str(seq), 'LIMIT', 0,
-                            budget - #due)
-    for _, id in ipairs(more) do due[#due + 1] = id end
-  end
-  if #due == 0 then return 0 end
-  local listed = redis.call('ZMSCORE', set_key, unpack(due))
-  local gone, seen = {}, {}
-  for i, id in ipairs(due) do
-    if listed[i] and not seen[id] then  -- an id due by age and by count is deleted once
-      seen[id] = true
-      gone[#gone + 1] = id
-      delete_job_keys(id)
-    end
-  end
-  call_batched('ZREM', set_key, gone)
-  call_batched('ZREM', ages, due)
-  call_batched('ZREM', counts, due)
-  return #gone
-end
-
--- Stores the batch's jobs in their state and indexes, then applies retention to the state.
+-- Stores the batch's jobs in their groups, then trims the groups they joined.
 local function retention_flush(rb, now, budget)
-  local n = #rb.listed / 2
-  if n == 0 then return 0 end
-  local seq = redis.call('HINCRBY', K.meta, seq_field(rb.set), n)
-  call_batched('ZADD', rb.set, rb.listed)
-  call_batched('ZADD', by_age(rb.set), rb.ages)
-  local counts = rb.counts
-  for i = 1, #counts, 2 do counts[i] = int_str(seq - n + counts[i]) end
-  call_batched('ZADD', by_count(rb.set), counts)
-  return trim_finished(rb.set, now, seq, budget)
+  if rb.adopt then
+    redis.call('HSET', K.meta, 'keep:' .. rb.set,
+               int_str(rb.shared[1]) .. ':' .. int_str(rb.shared[2]))
+  end
+  for _, g in ipairs(rb.order) do
+    local key = g[1]
+    call_batched('ZADD', key, rb.by_set[key])
+    if key ~= rb.set then redis.call('SADD', groups_of(rb.set), key) end
+    trim_group(key, g[2], g[3], now, budget)
+  end
 end
