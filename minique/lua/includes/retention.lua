@@ -49,7 +49,9 @@ local function trim_finished(set_key, now, budget)
   for _, key in ipairs(redis.call('SMEMBERS', groups)) do
     if removed >= budget then break end
     local setting = parse_setting(string.sub(key, #set_key + 7))  -- after ':keep:'
-    if setting then removed = removed + trim_group(key, setting[1], setting[2], now, budget - removed) end
+    if setting then
+      removed = removed + trim_group(key, setting[1], setting[2], now, budget - removed)
+    end
     if redis.call('EXISTS', key) == 0 then redis.call('SREM', groups, key) end
   end
   return removed
