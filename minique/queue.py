@@ -456,7 +456,8 @@ class Queue:
 
     async def obliterate(self, force: bool = False) -> None:
         """Deletes the queue and every job in it, in bounded batches, and leaves no key of
-        the queue behind. Raises InvalidJobState while jobs are active, unless ``force``."""
+        the queue behind (workers still running write their heartbeat again at their next
+        beat). Raises InvalidJobState while jobs are active, unless ``force``."""
         from . import scheduler
 
         flag = "1" if force else "0"
