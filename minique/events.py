@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from . import codec
 from .connection import connect
 from .keys import DEFAULT_PREFIX, QueueKeys
 
@@ -18,20 +19,39 @@ EVENT_NAMES = frozenset(
 
 
 class Event(msgspec.Struct, frozen=True):
-    """One entry of the events stream. ``fields`` holds the small extras (reason, delay, ...)."""
+    """One entry of the events stream. ``fields`` holds the small extras (reason, delay, ...).
+
+    ``value`` is the MessagePack return value that a ``completed`` event carries (see
+    ``return_value``); None on other events, and on a completed event whose value was over
+    16 KiB and stayed with the job instead.
+    """
 
     event_id: str
     name: str
     job_id: str | None
     fields: dict[str, str]
+    value: bytes | None = None
+
+    @property
+    def return_value(self) -> Any:
+        """The decoded return value of a ``completed`` event that carries it, else None.
+        Raises JobCorrupted if it cannot be decoded."""
+        return None if not self.value else codec.decode(self.value, self.job_id or "?",
+                                                        "return value")
+
+    @property
+    def time(self) -> float:
+        """When the event happened: seconds since the epoch, by the Redis server's clock."""
+        return int(self.event_id.split("-", 1)[0]) / 1000.0
 
 
 def parse_event(event_id: bytes | str, raw: dict[bytes, bytes]) -> Event:
+    value = raw.pop(b"rv", None)
     fields = {k.decode(): v.decode(errors="replace") for k, v in raw.items()}
     name = fields.pop("ev", "")
     job_id = fields.pop("id", None)
     eid = event_id.decode() if isinstance(event_id, bytes) else event_id
-    return Event(eid, name, job_id, fields)
+    return Event(eid, name, job_id, fields, value)
 
 
 async def last_event_id(client: Any, keys: QueueKeys) -> str:
@@ -47,6 +67,13 @@ async def read_events(
     if not reply:
         return []
     return [parse_event(eid, raw) for eid, raw in reply[0][1]]
+
+
+async def read_events_back(client: Any, keys: QueueKeys, before: str, count: int) -> list[Event]:
+    """Up to ``count`` events older than ``before`` ("+" = from the newest), newest first."""
+    start = before if before == "+" else "(" + before
+    return [parse_event(eid, raw) for eid, raw in
+            await client.xrevrange(keys.events, start, "-", count=count)]
 
 
 class QueueEvents:

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
-from . import codec
-from .errors import JobCorrupted, JobFailed, JobNotFound
-from .events import last_event_id, read_events
+from . import codec, waiter
+from .errors import JobCorrupted, JobNotFound
 from .options import StoredOptions, decode_stored
 
 if TYPE_CHECKING:
     from .queue import Queue
 
-FINISHED = ("completed", "failed")
 _UNSET: Any = object()
 
 
@@ -192,32 +189,10 @@ class Job:
         return fresh
 
     async def wait_until_finished(self, timeout: float | None = None) -> Any:
-        """Returns the return value, or raises JobFailed with the reason.
+        """Returns the return value, or raises JobFailed with the reason; JobNotFound if
+        the job was removed (by hand) or never existed; TimeoutError after ``timeout`` s.
 
-        The events cursor is taken before the state is read, so a job that finishes in
-        between is still seen; the state is read again after every quiet second in case
-        the capped events stream dropped the entry.
+        A job that retention removes (at once, by count or by age) still answers while it
+        is waited for, and shortly after: see minique/waiter.py.
         """
-        q = self.queue
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        cursor = await last_event_id(q.redis, q.keys)
-        while True:
-            # Only the fields needed: a job whose other fields are corrupt still reports.
-            state, rv, reason = await q.redis.hmget(q.keys.job(self.id), "st", "rv", "fr")
-            if state is None:
-                raise JobNotFound(f"job {self.id} does not exist")
-            if state == b"completed":
-                return None if not rv else codec.decode(rv, self.id, "return value")
-            if state == b"failed":
-                raise JobFailed(self.id, _text(reason) or "unknown reason")
-            while True:
-                remaining = 1.0 if deadline is None else min(1.0, deadline - loop.time())
-                if remaining <= 0:
-                    raise TimeoutError(f"job {self.id} did not finish within {timeout}s")
-                events = await read_events(q.redis, q.keys, cursor, remaining)
-                if not events:
-                    break
-                cursor = events[-1].event_id
-                if any(e.job_id == self.id and e.name in FINISHED for e in events):
-                    break
+        return await waiter.wait_until_finished(self.queue, self.id, self.timestamp, timeout)

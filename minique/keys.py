@@ -8,6 +8,10 @@ from __future__ import annotations
 
 DEFAULT_PREFIX = "minique"
 _FORBIDDEN = set("{}")
+# Job ids the queue makes itself: plain integers (automatic ids) and scheduler firings,
+# "sched:<scheduler id>:<generation>:<fire time ms>" (minique/scheduler.py). A custom id
+# may take neither form (options.py refuses them at add).
+FIRING_ID_PREFIX = "sched:"
 
 
 def validate_name(kind: str, value: str) -> str:
@@ -25,14 +29,17 @@ class QueueKeys:
         "active",
         "base",
         "completed",
+        "completed_groups",
         "control",
         "delayed",
         "events",
         "failed",
+        "failed_groups",
         "held",
         "held_removed",
         "idc",
         "job_prefix",
+        "logs_prefix",
         "meta",
         "pause_until",
         "pri",
@@ -66,13 +73,20 @@ class QueueKeys:
         self.held_removed = b + ":held-removed"
         self.completed = b + ":completed"
         self.failed = b + ":failed"
+        # Finished jobs whose retention setting differs from the state's shared one live in
+        # a set per setting, listed in these (lua/includes/retention.lua).
+        self.completed_groups = self.completed + ":keeps"
+        self.failed_groups = self.failed + ":keeps"
         self.events = b + ":events"
         self.wake = b + ":wake"
         self.window = b + ":limiter"
         self.pause_until = b + ":rate-limited"
         self.workers = b + ":workers"
         self.schedulers = b + ":schedulers"
+        # Each key a job owns lives in a key space of its own, "{p:q}:<kind>:<job id>", so
+        # any string is a safe job id: no id can name another job's keys or a queue key.
         self.job_prefix = b + ":j:"
+        self.logs_prefix = b + ":logs:"
         self.vector: tuple[str, ...] = (
             self.meta, self.idc, self.ready, self.pri, self.delayed, self.active,
             self.completed, self.failed, self.events, self.wake, self.window, self.pause_until,
@@ -83,4 +97,4 @@ class QueueKeys:
         return self.job_prefix + job_id
 
     def logs(self, job_id: str) -> str:
-        return self.job_prefix + job_id + ":logs"
+        return self.logs_prefix + job_id

@@ -8,6 +8,8 @@ from typing import Any
 
 import msgspec
 
+from .keys import FIRING_ID_PREFIX
+
 MAX_PRIORITY = 2**21
 DAY = 86400.0
 MAX_SECONDS = 10 * 365 * DAY
@@ -155,6 +157,9 @@ def _job_id(value: Any) -> str | None:
     if value.isdigit():
         # Plain integers are the auto-generated ids; a custom one could collide with them.
         raise ValueError(f"job_id {value!r} must not be a plain integer")
+    if value.startswith(FIRING_ID_PREFIX):
+        raise ValueError(f"job_id {value!r} must not start with {FIRING_ID_PREFIX!r}: "
+                         "that prefix is reserved for the ids of job scheduler firings")
     return value
 
 

@@ -335,7 +335,17 @@ class Queue:
             pipe.zcard(k.failed)
             pipe.zcard(k.delayed)
             pipe.zcard(k.held)
-            ready, pri, active, completed, failed, delayed, held = await pipe.execute()
+            pipe.smembers(k.completed_groups)
+            pipe.smembers(k.failed_groups)
+            ready, pri, active, completed, failed, delayed, held, c_groups, f_groups = (
+                await pipe.execute())
+        if c_groups or f_groups:  # jobs with a retention setting of their own
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in (*c_groups, *f_groups):
+                    pipe.zcard(key)
+                sizes = await pipe.execute()
+            completed += sum(sizes[:len(c_groups)])
+            failed += sum(sizes[len(c_groups):])
         # Held jobs (a worker's prefetch) have not started: they are waiting.
         stats = {"waiting": ready + pri + held, "active": active, "completed": completed,
                  "failed": failed, "delayed": delayed}
@@ -357,7 +367,7 @@ class Queue:
                              f"got start={start} end={end}")
         k, r = self.keys, self.redis
         if state in ("completed", "failed"):
-            raw = await r.zrevrange(k.completed if state == "completed" else k.failed, start, end)
+            raw = await self._finished_ids(state, start, end)
         elif state == "active":  # scored by negated lease deadline (lua/includes/base.lua)
             raw = await r.zrevrange(k.active, start, end)
         elif state == "delayed":
@@ -375,6 +385,26 @@ class Queue:
                 entries = await r.xrange(k.ready, count=skip + want)
                 raw = raw + [fields[b"i"] for _, fields in entries[skip:skip + want]]
         return [x.decode() for x in raw]
+
+    async def _finished_ids(self, state: str, start: int, end: int) -> list[bytes]:
+        """Newest first across the state's sets (one per retention setting)."""
+        k = self.keys
+        main, registry = (k.completed, k.completed_groups) if state == "completed" else (
+            k.failed, k.failed_groups)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.smembers(registry)
+            pipe.zrevrange(main, start, end)
+            groups, page = await pipe.execute()
+        if not groups:
+            return list(page)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in (main, *groups):
+                pipe.zrevrange(key, 0, end, withscores=True)
+            pages = await pipe.execute()
+        # Ordered as one sorted set would be: by score, then by member.
+        merged = sorted((pair for part in pages for pair in part), key=lambda p: (p[1], p[0]),
+                        reverse=True)
+        return [member for member, _ in merged[start:end + 1]]
 
     async def get_jobs(self, state: str, start: int = 0, end: int = 49) -> list[Job]:
         ids = await self.get_job_ids(state, start, end)
@@ -543,12 +573,19 @@ class Queue:
         return total
 
     async def obliterate(self, force: bool = False) -> None:
-        """Deletes the queue and every job in it, in bounded batches."""
-        while int(await self._run("obliterate", [BATCH, "1" if force else "0"])) > 0:
-            pass
+        """Deletes the queue and every job in it, in bounded batches, and leaves no key of
+        the queue behind (workers still running write their heartbeat again at their next
+        beat). Raises InvalidJobState while jobs are active, unless ``force``."""
         from . import scheduler
 
-        await scheduler.remove_all_job_schedulers(self)
+        flag = "1" if force else "0"
+        while int(await self._run("obliterate", [BATCH, flag])) > 0:
+            pass
+        # Removing the schedulers writes events and may meet a firing made meanwhile: the
+        # last pass deletes what they left.
+        if await scheduler.remove_all_job_schedulers(self):
+            while int(await self._run("obliterate", [BATCH, flag])) > 0:
+                pass
 
     async def sweep(self, budget: int = 1000) -> int:
         """Applies retention now, with the policy that finishing jobs last applied (workers

@@ -29,7 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import codec, scheduler, scripts, signals, telemetry
 from .backoff import BackoffStrategy, retry_delay
 from .connection import connect, resolve_url
-from .errors import Delayed, PayloadError, RateLimited, UnrecoverableError
+from .errors import Delayed, JobCorrupted, PayloadError, RateLimited, UnrecoverableError
 from .job import Job
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .link_monitor import LinkMonitor
@@ -804,6 +804,13 @@ class Worker:
                 except msgspec.DecodeError as exc:
                     expected = handler.payload.__name__ if handler.payload else "payload"
                     raise UnrecoverableError(f"payload does not match {expected}: {exc}") from exc
+            else:
+                # Decoded now rather than on first access, so a payload that cannot be decoded
+                # fails the job at once, like an unknown name: no attempt can go better.
+                try:
+                    _ = job.data
+                except JobCorrupted as exc:
+                    raise UnrecoverableError(str(exc)) from exc
             if telemetry.enabled():
                 with telemetry.processing_span(self.queue_name, job):
                     value = await self._call(handler, job)

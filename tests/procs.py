@@ -37,6 +37,15 @@ async def stamp_noop(job: Any) -> None:
     """Does nothing: the memory test is about what Redis keeps, not about the work."""
 
 
+@registry.processor("procs", name="echo")
+async def echo(job: Any) -> Any:
+    """Returns its payload's "value" after its "sleep" seconds, or fails with its "error"."""
+    await asyncio.sleep(job.data.get("sleep", 0))
+    if "error" in job.data:
+        raise ValueError(job.data["error"])
+    return job.data.get("value")
+
+
 # A registry that carries its own worker settings: `minique worker` applies them unless a
 # flag says otherwise.
 limited = Registry(worker_options={"limiter": {"max": 5, "duration": 0.5}, "concurrency": 7})

@@ -71,13 +71,15 @@ async def test_bad_names_and_defaults(redis_url: str, queue: Queue) -> None:
 
 async def test_corrupted_job_data_is_a_clear_error_and_the_worker_carries_on(
         queue: Queue, redis_url: str) -> None:
-    bad = await queue.add("x", {"fine": True})
+    bad = await queue.add("x", {"fine": True}, attempts=3)
     good = await queue.add("x", {"fine": True})
     await queue.redis.hset(queue.keys.job(bad.id), "d", b"\xc1\xff garbage")
     with pytest.raises(JobCorrupted, match=f"job {bad.id}: stored data cannot be decoded"):
         _ = (await queue.get_job(bad.id)).data  # type: ignore[union-attr]
+    ran: list[str] = []
 
     async def proc(job: Any) -> Any:
+        ran.append(job.id)
         return job.data
 
     worker = Worker(queue.name, proc, url=redis_url)
@@ -85,6 +87,10 @@ async def test_corrupted_job_data_is_a_clear_error_and_the_worker_carries_on(
     with pytest.raises(JobFailed, match="stored data cannot be decoded"):
         await bad.wait_until_finished(timeout=5)
     assert await good.wait_until_finished(timeout=5) == {"fine": True}
+    # Failed at once, like an unknown job name: no retry, and the processor never ran.
+    failed = await queue.get_job(bad.id)
+    assert failed is not None and failed.attempts_made == 1 and failed.attempts_started == 1
+    assert ran == [good.id]
     await worker.close()
     await task
 

@@ -32,7 +32,8 @@ async def test_queues_on_different_slots_run_the_full_lifecycle(cluster: LocalCl
         await job.log("ran")
         return job.data["n"] * 2
 
-    workers = [Worker(n, proc, url=cluster.url, concurrency=5, lock_duration=5) for n in names]
+    workers = [Worker(n, proc, url=cluster.url, concurrency=5, lock_duration=5,
+                      heartbeat_interval=0.5) for n in names]
     tasks = [asyncio.create_task(w.run()) for w in workers]
     try:
         for q in queues:
@@ -52,7 +53,11 @@ async def test_queues_on_different_slots_run_the_full_lifecycle(cluster: LocalCl
             assert await q.is_paused()
             await q.resume()
             assert await q.retry_jobs("failed") == 1
-        assert [len(await q.get_workers()) for q in queues] == [1] * len(queues)
+        # obliterate() removed the heartbeats too: each worker writes its own again.
+        async def each_worker_seen() -> bool:
+            return [len(await q.get_workers()) for q in queues] == [1] * len(queues)
+
+        await wait_until(each_worker_seen, timeout=10, message="a heartbeat from every worker")
     finally:
         for w, t in zip(workers, tasks, strict=True):
             await w.close()

@@ -160,6 +160,35 @@ async def test_retry_jobs_and_job_retry_reset_attempts(queue: Queue) -> None:
         await again.retry()
 
 
+async def test_manual_retries_start_counting_attempts_again(queue: Queue, redis_url: str) -> None:
+    """After job.retry() or retry_jobs() the runs see attempts_started 1, 2 again, not 3, 4."""
+    seen: dict[str, list[int]] = {}
+
+    async def proc(job: Any) -> None:
+        seen.setdefault(job.id, []).append(job.attempts_started)
+        raise ValueError("always")
+
+    one, two = await queue.add_bulk([("x", 1, {"attempts": 2}), ("x", 2, {"attempts": 2})])
+    worker = Worker(queue.name, proc, url=redis_url)
+    task = asyncio.create_task(worker.run())
+
+    async def failed(n: int) -> bool:
+        return (await queue.get_stats())["failed"] == n
+
+    await wait_until(lambda: failed(2), message="both jobs failed")
+    await one.retry()
+    await wait_until(lambda: failed(2) if len(seen[one.id]) == 4 else False,
+                     message="job.retry() ran twice more")
+    assert await queue.retry_jobs("failed") == 2
+    await wait_until(lambda: failed(2) if len(seen[two.id]) == 4 else False,
+                     message="retry_jobs() ran twice more")
+    await worker.close()
+    await task
+    assert seen == {one.id: [1, 2, 1, 2, 1, 2], two.id: [1, 2, 1, 2]}
+    again = await queue.get_job(two.id)
+    assert again is not None and again.attempts_started == 2 and again.attempts_made == 2
+
+
 async def test_promote_moves_delayed_to_waiting(queue: Queue) -> None:
     job = await queue.add("x", 1, delay=60)
     await job.promote()

@@ -499,7 +499,7 @@ class Dashboard:
     # ----- dead letters --------------------------------------------------------------------
 
     async def _dead_jobs(self, q: Queue, include_all: bool) -> tuple[list[Job], int, bool]:
-        total = await q.redis.zcard(q.keys.failed)
+        total = (await q.get_stats())["failed"]
         jobs: list[Job] = []
         for start in range(0, min(total, DEAD_SCAN), 500):
             batch = await q.get_jobs("failed", start, min(start + 499, DEAD_SCAN - 1))

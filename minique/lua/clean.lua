@@ -12,8 +12,13 @@ local function drop(id, jk)
 end
 if state == 'completed' or state == 'failed' then
   local set_key = (state == 'completed') and K.completed or K.failed
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', set_key, '-inf', cutoff, 'LIMIT', 0, limit)) do
-    drop(id, JP .. id)
+  for _, key in ipairs(finished_sets(set_key)) do
+    if #removed < limit then
+      for _, id in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', cutoff, 'LIMIT', 0,
+                                     limit - #removed)) do
+        drop(id, JP .. id)
+      end
+    end
   end
 elseif state == 'waiting' then
   -- Stream ids start with the time they were added at, so the range is the age filter.

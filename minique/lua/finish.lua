@@ -67,22 +67,16 @@ if record then
 end
 
 local statuses = {}
-local trims, trim_order = {}, {}
 local counts = {completed = 0, failed = 0, retried = 0}
 -- Set updates are gathered and sent once per call (see call_batched).
-local left_active, left_held, left_removed, to_completed, to_failed = {}, {}, {}, {}, {}
+local left_active, left_held, left_removed = {}, {}, {}
 local starts = {}
-
-local function note_trim(set_key, kc, ka)
-  local tk = set_key .. '|' .. kc .. '|' .. ka
-  if not trims[tk] then
-    trims[tk] = {set_key, tonumber(kc), tonumber(ka)}
-    trim_order[#trim_order + 1] = tk
-  end
-end
+local done_c, done_f = retention_batch(K.completed), retention_batch(K.failed)
 
 local policies = {}
-for kc, ka in string.gmatch(ARGV[12], '(-?%d+):(-?%d+)') do policies[#policies + 1] = {kc, ka} end
+for kc, ka in string.gmatch(ARGV[12], '(-?%d+):(-?%d+)') do
+  policies[#policies + 1] = {tonumber(kc), tonumber(ka)}
+end
 local b = 13
 for i = 1, nres do
   -- The id may contain '|', so the fixed fields are matched from the right.
@@ -143,22 +137,31 @@ for i = 1, nres do
     end
     local delay = tonumber(delay_s)
     if kind == 'c' then
-      write_job(jk, start_fields, 'st', 'completed', 'rv', value, 'fon', now_s, 'tok', '',
-                'atm', int_str((tonumber(cur[2]) or 0) + 1))
-      to_completed[#to_completed + 1] = now_s
-      to_completed[#to_completed + 1] = id
-      emit('ev', 'completed', 'id', id)
+      -- The event carries the return value, so a waiter has it even once retention has
+      -- removed the job; a large one only if no job is left to read it from.
+      if retain(done_c, id, now_s, policy[1], policy[2]) then
+        write_job(jk, start_fields, 'st', 'completed', 'rv', value, 'fon', now_s, 'tok', '',
+                  'atm', int_str((tonumber(cur[2]) or 0) + 1))
+        if #value <= EVENT_VALUE_MAX then
+          emit('ev', 'completed', 'id', id, 'rv', value)
+        else
+          emit('ev', 'completed', 'id', id)
+        end
+      else
+        delete_job_keys(id)
+        emit('ev', 'completed', 'id', id, 'rv', value)
+      end
       counts.completed = counts.completed + 1
-      note_trim(K.completed, policy[1], policy[2])
     elseif kind == 'f' then
-      local hf, hv = attempt_entry(jk, 'failed', now, value)
-      write_job(jk, start_fields, 'st', 'failed', 'fr', value, 'stk', stack, 'fon', now_s,
-                'tok', '', 'atm', int_str((tonumber(cur[2]) or 0) + 1), hf, hv)
-      to_failed[#to_failed + 1] = now_s
-      to_failed[#to_failed + 1] = id
-      emit('ev', 'failed', 'id', id, 'reason', string.sub(value, 1, 200))
+      if retain(done_f, id, now_s, policy[1], policy[2]) then
+        local hf, hv = attempt_entry(jk, 'failed', now, value)
+        write_job(jk, start_fields, 'st', 'failed', 'fr', value, 'stk', stack, 'fon', now_s,
+                  'tok', '', 'atm', int_str((tonumber(cur[2]) or 0) + 1), hf, hv)
+      else
+        delete_job_keys(id)
+      end
+      emit('ev', 'failed', 'id', id, 'reason', string.sub(value, 1, EVENT_VALUE_MAX))
       counts.failed = counts.failed + 1
-      note_trim(K.failed, policy[1], policy[2])
     elseif kind == 'r' then
       local atm = (tonumber(cur[2]) or 0) + 1
       local hf, hv = attempt_entry(jk, 'retried', now, value)
@@ -201,18 +204,11 @@ call_batched('ZREM', K.active, left_active)
 call_batched('ZREM', K.held, left_held)
 call_batched('ZREM', K.held_removed, left_removed)
 call_batched('ZADD', K.active, starts)
-call_batched('ZADD', K.completed, to_completed)
-call_batched('ZADD', K.failed, to_failed)
+retention_flush(done_c, now, 100 + nres)
+retention_flush(done_f, now, 100 + nres)
 count_metrics(now, 'completed', counts.completed)
 count_metrics(now, 'failed', counts.failed)
 count_metrics(now, 'retried', counts.retried)
-
-for _, tk in ipairs(trim_order) do
-  local t = trims[tk]
-  trim_finished(t[1], t[2], t[3], now, 100 + nres)
-  -- The sweep of a queue gone quiet continues with the policy finishes last applied.
-  redis.call('HSET', K.meta, 'keep:' .. t[1], t[2] .. ':' .. t[3])
-end
 
 local taken = take_jobs(now, tonumber(ARGV[2]), lease_ms, worker, tonumber(ARGV[5]),
                         tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]),

@@ -3,7 +3,8 @@
 --@include base
 local jk = JP .. ARGV[2]
 if redis.call('EXISTS', jk) == 0 then return redis.error_reply('NOTFOUND job ' .. ARGV[2]) end
-local n = redis.call('RPUSH', jk .. ':logs', ARGV[3])
+local lk = LP .. ARGV[2]
+local n = redis.call('RPUSH', lk, ARGV[3])
 local keep = tonumber(ARGV[4])
-if keep > 0 and n > keep then redis.call('LTRIM', jk .. ':logs', -keep, -1) end
+if keep > 0 and n > keep then redis.call('LTRIM', lk, -keep, -1) end
 return math.min(n, keep > 0 and keep or n)

@@ -1,5 +1,6 @@
 -- Deletes the queue, ARGV[2] jobs per call; returns how many it removed, and 0 once every
--- job is gone and the queue keys are deleted. Refuses while jobs are active, unless forced.
+-- job is gone and the queue keys are deleted. Refuses while jobs are active (or held),
+-- unless forced.
 -- ARGV: JP, batch, force
 --@include base
 local batch = tonumber(ARGV[2])
@@ -8,8 +9,11 @@ if ARGV[3] ~= '1' and redis.call('ZCARD', K.active) + redis.call('ZCARD', K.held
   return redis.error_reply('INVALIDSTATE queue has active jobs; pass force=True')
 end
 local removed = 0
-for _, set_key in ipairs({K.pri, K.delayed, K.completed, K.failed, K.active, K.held,
-                                 K.held_removed}) do
+local sets = {K.pri, K.delayed, K.active, K.held, K.held_removed}
+for _, state_set in ipairs({K.completed, K.failed}) do
+  for _, key in ipairs(finished_sets(state_set)) do sets[#sets + 1] = key end
+end
+for _, set_key in ipairs(sets) do
   if removed < batch then
     removed = removed + delete_set_members(set_key, batch - removed)
   end
@@ -18,9 +22,21 @@ if removed < batch then
   removed = removed + delete_ready_entries(batch - removed)
 end
 if removed == 0 then
-  local base = string.sub(K.meta, 1, #K.meta - 5)
-  redis.call('DEL', K.meta, K.idc, K.ready, K.events, K.wake, K.window, K.pause_until, K.held, K.held_removed,
-             QB .. ':producers', QB .. ':calls',
-             base .. ':metrics:totals')
+  local workers = BASE .. ':workers'
+  local keys = {K.meta, K.idc, K.ready, K.events, K.wake, K.window, K.pause_until, workers,
+                BASE .. ':metrics:totals', groups_of(K.completed), groups_of(K.failed),
+                BASE .. ':producers', BASE .. ':calls'}
+  -- Heartbeats of workers that stopped without removing theirs (a live worker writes its
+  -- own again at its next beat).
+  for _, name in ipairs(redis.call('ZRANGE', workers, 0, -1)) do
+    keys[#keys + 1] = BASE .. ':worker:' .. name
+  end
+  -- Every per-minute metrics key that can still exist: each expires METRICS_KEEP_S after
+  -- its minute's last count (count_metrics).
+  local minute = math.floor(now_ms() / 60000)
+  for m = minute - METRICS_KEEP_S / 60 - 2, minute + 1 do
+    keys[#keys + 1] = BASE .. ':metrics:' .. m
+  end
+  redis.call('DEL', unpack(keys))
 end
 return removed

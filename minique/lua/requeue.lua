@@ -21,12 +21,18 @@ if ARGV[3] ~= '' then
   set_key = (st == 'failed') and K.failed or K.completed
   ids = {ARGV[3]}
 else
-  ids = redis.call('ZRANGE', set_key, 0, tonumber(ARGV[4]) - 1)
+  local batch = tonumber(ARGV[4])
+  ids = {}
+  for _, key in ipairs(finished_sets(set_key)) do
+    if #ids < batch then
+      for _, id in ipairs(redis.call('ZRANGE', key, 0, batch - #ids - 1)) do ids[#ids + 1] = id end
+    end
+  end
 end
 for _, id in ipairs(ids) do
   local jk = JP .. id
-  redis.call('ZREM', set_key, id)
-  redis.call('HSET', jk, 'atm', 0, 'stc', 0)
+  unlist_finished(set_key, id)
+  redis.call('HSET', jk, 'atm', 0, 'ats', 0, 'stc', 0)
   redis.call('HDEL', jk, 'fr', 'stk', 'rv', 'fon', 'tok', 'cx')
   enqueue_ready(jk, id, job_priority(jk))
   emit('ev', 'waiting', 'id', id)

@@ -14,6 +14,7 @@ local max_stalled = tonumber(ARGV[2])
 local batch = tonumber(ARGV[3])
 local me = ARGV[6] or ''
 local failed, taken, examined, stalled = 0, 0, 0, 0
+local done_f = retention_batch(K.failed)
 for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
   local ids = redis.call('ZREVRANGEBYSCORE', set_key, '+inf', expired_from(now), 'LIMIT', 0,
                          batch - examined)
@@ -38,9 +39,12 @@ for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
         emit('ev', 'stalled', 'id', id, 'count', stc)
         if stc > max_stalled then
           local reason = 'job stalled more than allowable limit (' .. max_stalled .. ')'
-          redis.call('HSET', jk, 'st', 'failed', 'fr', reason, 'stk', '', 'fon', int_str(now))
-          redis.call('HINCRBY', jk, 'atm', 1)
-          redis.call('ZADD', K.failed, int_str(now), id)
+          if retain(done_f, id, int_str(now), tonumber(ARGV[4]), tonumber(ARGV[5])) then
+            redis.call('HSET', jk, 'st', 'failed', 'fr', reason, 'stk', '', 'fon', int_str(now))
+            redis.call('HINCRBY', jk, 'atm', 1)
+          else
+            delete_job_keys(id)
+          end
           emit('ev', 'failed', 'id', id, 'reason', reason)
           failed = failed + 1
         else
@@ -53,7 +57,7 @@ for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
 end
 count_metrics(now, 'stalled', stalled)
 count_metrics(now, 'failed', failed)
-if failed > 0 then trim_finished(K.failed, tonumber(ARGV[4]), tonumber(ARGV[5]), now, 100) end
+retention_flush(done_f, now, 100)
 -- The earliest lease still running tells the caller when the next check can find something.
 local nxt = redis.call('ZRANGE', K.active, -1, -1, 'WITHSCORES')
 local deadline = nxt[2] and lease_deadline(nxt[2]) or -1

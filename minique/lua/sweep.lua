@@ -1,19 +1,13 @@
--- Applies retention to queues that have gone quiet (finishing jobs trims lazily otherwise),
--- with the policy that finishing jobs last applied to each set (none recorded: no trimming).
+-- Applies retention to queues that have gone quiet (finishing jobs applies it otherwise,
+-- see includes/retention.lua). Returns how many jobs it removed.
 -- ARGV: JP, budget
 --@include base
 --@include retention
 local now = now_ms()
 local budget = tonumber(ARGV[2])
-local removed = 0
-for _, set_key in ipairs({K.completed, K.failed}) do
-  local policy = redis.call('HGET', K.meta, 'keep:' .. set_key)
-  if policy then
-    local kc, ka = string.match(policy, '^(-?%d+):(-?%d+)$')
-    if kc then
-      removed = removed + trim_finished(set_key, tonumber(kc), tonumber(ka), now, budget)
-    end
-  end
+local removed = trim_finished(K.completed, now, budget)
+if removed < budget then
+  removed = removed + trim_finished(K.failed, now, budget - removed)
 end
 -- Idempotency records of producers and workers that have gone quiet (lua/add.lua,
 -- lua/finish.lua): a re-send comes within seconds, so a record ten minutes old is spent.

@@ -11,6 +11,11 @@ local NK = 14
 -- The queue's key base "{p:q}", for keys and channels named after it (minique/keys.py).
 local QB = string.sub(KEYS[1], 1, #KEYS[1] - 5)
 local JP = ARGV[1]
+-- The queue's hash tag "{p:q}", for the keys the vector does not carry.
+local BASE = string.sub(K.meta, 1, #K.meta - 5)
+-- Job log lists have a key space of their own ("{p:q}:logs:<id>"), as job hashes do
+-- ("{p:q}:j:<id>"): no job id, whatever its characters, can name another job's keys.
+local LP = BASE .. ':logs:'
 -- Priority score = priority * 2^32 + sequence, so FIFO holds within one priority.
 local PRIO_SHIFT = 4294967296
 -- Delayed score = due_ms * 4096 + sequence: FIFO among jobs due in the same millisecond,
@@ -48,6 +53,9 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+
+-- The largest return value or failure reason that a completed or failed event carries.
+local EVENT_VALUE_MAX = 16384
 
 local emax = nil
 local emitted = 0
@@ -164,14 +172,38 @@ local function job_priority(jk)
   return tonumber(redis.call('HGET', jk, 'p')) or 0
 end
 
+-- A finished state keeps its jobs grouped by retention setting (includes/retention.lua):
+-- the group of the state's shared setting in the state's set itself, every other group
+-- in a set of its own, listed in the state's registry of groups.
+local function group_set(set_key, keep_count, keep_age)
+  return set_key .. ':keep:' .. int_str(keep_count) .. ':' .. int_str(keep_age)
+end
+local function groups_of(set_key) return set_key .. ':keeps' end
+
+-- Every set that holds jobs of a finished state: its own first, then its groups'.
+local function finished_sets(set_key)
+  local sets = redis.call('SMEMBERS', groups_of(set_key))
+  table.insert(sets, 1, set_key)
+  return sets
+end
+
+-- Takes a job out of a finished state (whichever of its sets holds it).
+local function unlist_finished(set_key, id)
+  if redis.call('ZREM', set_key, id) == 0 then
+    for _, key in ipairs(redis.call('SMEMBERS', groups_of(set_key))) do
+      if redis.call('ZREM', key, id) == 1 then return end
+    end
+  end
+end
+
 -- Removes a job from whatever structure holds it. Returns the state it was in.
 local function unlink_job(jk, id)
   local st, sid = unpack(redis.call('HMGET', jk, 'st', 'sid'))
   if st == 'waiting' then
     if sid and sid ~= '' then redis.call('XDEL', K.ready, sid) else redis.call('ZREM', K.pri, id) end
   elseif st == 'delayed' then redis.call('ZREM', K.delayed, id)
-  elseif st == 'completed' then redis.call('ZREM', K.completed, id)
-  elseif st == 'failed' then redis.call('ZREM', K.failed, id)
+  elseif st == 'completed' then unlist_finished(K.completed, id)
+  elseif st == 'failed' then unlist_finished(K.failed, id)
   elseif st == 'active' then redis.call('ZREM', K.active, id)
   elseif st == 'held' then redis.call('ZREM', K.held, id)
   end
@@ -179,7 +211,7 @@ local function unlink_job(jk, id)
 end
 
 local function delete_job_keys(id)
-  redis.call('DEL', JP .. id, JP .. id .. ':logs')
+  redis.call('DEL', JP .. id, LP .. id)
 end
 
 -- Deletes up to `count` jobs from the head of a sorted set; returns how many.
@@ -205,10 +237,11 @@ end
 
 -- Per-minute counters for the throughput chart, one small hash per minute that expires on
 -- its own (so the history is bounded without any cleanup), plus running totals.
+local METRICS_KEEP_S = 7200
 local function count_metrics(now, field, n)
   if n <= 0 then return end
   local mk = string.sub(K.meta, 1, #K.meta - 5) .. ':metrics:' .. math.floor(now / 60000)
   redis.call('HINCRBY', mk, field, n)
-  redis.call('EXPIRE', mk, 7200)
+  redis.call('EXPIRE', mk, METRICS_KEEP_S)
   redis.call('HINCRBY', string.sub(K.meta, 1, #K.meta - 5) .. ':metrics:totals', field, n)
 end

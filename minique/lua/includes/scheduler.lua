@@ -5,7 +5,8 @@
 --   {p:q}:schedulers:refill   ZSET  sid -> ms when its cron time list ran low (Python refills it)
 --   {p:q}:sch:h:<sid>         HASH  spec, template and state (see SCH_FIELDS)
 --   {p:q}:sch:t:<sid>         ZSET  precomputed cron fire times (ms), member = score
--- A firing is an ordinary job with id "sched:<sid>:<gen>:<fire_ms>" and fields
+-- A firing is an ordinary job with id "sched:<sid>:<gen>:<fire_ms>" (a form custom ids may not
+-- take: keys.FIRING_ID_PREFIX) and fields
 -- sch = sid, sft = fire ms. The hash's 'nid' names the one firing that is pending (created,
 -- not yet taken); only taking exactly that job advances the schedule, so retries, stale
 -- generations and firings of removed schedulers never produce a second next job.
