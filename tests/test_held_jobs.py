@@ -154,8 +154,9 @@ async def test_after_drain_returns_no_drained_job_starts(redis_url: str, procs: 
     # heard of the drain counts in both (it ran before drain() returned).
     assert 300 <= ran + removed <= 305, (ran, removed)
     assert len({s[0] for s in await starts(q)}) == ran  # none ran twice
-    # A job that both ran and was drained is gone, not completed.
-    assert stats["completed"] == 60 + ran - (ran + removed - 300)
+    # Every job that ran completed: a held job that had started before its worker heard
+    # of the drain runs on (drain() counted it, so ran + removed may pass 300 by that).
+    assert stats["completed"] == 60 + ran
     await q.obliterate(force=True)
     await q.close()
 
