@@ -2,11 +2,8 @@
 
     minique worker processors.jobs:registry     # every queue of the app, 5 at once, 10 jobs/s
 
-Errors keep the core's meaning. ``AmazonRateLimited`` (a 429, or an empty quota bucket)
-becomes a ``Delayed``: Amazon's quotas are per selling account and operation, so only that
-job waits, in the delayed set and without using an attempt, while the queue goes on with
-other accounts' jobs. Transient Amazon errors are plain exceptions, retried with the queue's
-backoff; ``AccountDisconnected`` is an ``UnrecoverableError`` (failed at once).
+Errors become job outcomes in ``processors.outcomes``: a 429 delays that job alone (no
+attempt used), a disconnected account fails at once, transient errors retry with backoff.
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ from typing import Any
 
 from minique import Delayed, Job, RateLimited, Registry, UnrecoverableError
 from processors import runtime, schedules, webhooks
-from processors.amazon import AmazonRateLimited
+from processors.outcomes import maps_outcomes
 from processors.payloads import (
     AlertsPayload,
     DataSyncPayload,
@@ -27,9 +24,16 @@ from processors.payloads import (
     ReportPayload,
     WebhookPayload,
 )
-from processors.queues import DEFAULT_JOB_OPTIONS, JOB_NAMES, WORKER_OPTIONS, QueueName
+from processors.queue_config import (
+    DEFAULT_JOB_OPTIONS,
+    JOB_NAMES,
+    PAYLOAD_TYPES,
+    WORKER_OPTIONS,
+    QueueName,
+)
 from processors.storage import AccountRecord
 from processors.sync_logic import (
+    AccountUnavailable,
     SyncContext,
     WebhookEvent,
     alert_event,
@@ -46,9 +50,17 @@ registry = Registry(worker_options={**WORKER_OPTIONS, "default_job_options": DEF
 Processor = Callable[[Job], Awaitable[dict[str, Any]]]
 
 
-def _job(queue: QueueName) -> tuple[str, str]:
-    """(queue, job name): each queue has one kind of job, named like the queue."""
-    return queue.value, JOB_NAMES[queue]
+def _processor(queue: QueueName, *, notify: bool = True) -> Callable[[Processor], Processor]:
+    """Registers ``fn`` for ``queue``'s job: its errors mapped to queue outcomes, then (with
+    ``notify``) its final outcome sent as a webhook."""
+
+    def register(fn: Processor) -> Processor:
+        wrapped = maps_outcomes(fn)
+        registry.add(queue.value, notifies(wrapped) if notify else wrapped, name=JOB_NAMES[queue],
+                     payload=PAYLOAD_TYPES[queue])
+        return fn
+
+    return register
 
 
 def _account_of(job: Job) -> str | None:
@@ -67,8 +79,6 @@ def notifies(fn: Processor) -> Processor:
     async def run(job: Job) -> dict[str, Any]:
         try:
             result = await fn(job)
-        except AmazonRateLimited as exc:
-            raise Delayed(exc.delay, str(exc)) from exc
         except (RateLimited, Delayed):
             raise
         except Exception as exc:
@@ -88,11 +98,10 @@ async def _account(ctx: SyncContext, account_id: str) -> AccountRecord:
         return await ctx.db(ctx.storage.get_account, account_id)
     except KeyError:
         # Retrying cannot make an account appear: it was removed, or the id is wrong.
-        raise UnrecoverableError(f"no Amazon account {account_id!r}") from None
+        raise AccountUnavailable(f"no Amazon account {account_id!r}") from None
 
 
-@registry.processor(*_job(QueueName.DATA_SYNC), payload=DataSyncPayload)
-@notifies
+@_processor(QueueName.DATA_SYNC)
 async def data_sync(job: Job) -> dict[str, Any]:
     """The hourly sync of one account: orders, fees, PPC, inventory, listings, refunds."""
     payload: DataSyncPayload = job.payload
@@ -102,8 +111,7 @@ async def data_sync(job: Job) -> dict[str, Any]:
     return {"amazon_account_id": payload.amazon_account_id, "written": written}
 
 
-@registry.processor(*_job(QueueName.MANUAL_SYNC), payload=ManualSyncPayload)
-@notifies
+@_processor(QueueName.MANUAL_SYNC)
 async def manual_sync(job: Job) -> dict[str, Any]:
     """One ``sync_type`` for one account, started by a user (recorded for audit)."""
     payload: ManualSyncPayload = job.payload
@@ -119,8 +127,7 @@ async def manual_sync(job: Job) -> dict[str, Any]:
             "sync_type": payload.sync_type, "written": written}
 
 
-@registry.processor(*_job(QueueName.REPORTS), payload=ReportPayload)
-@notifies
+@_processor(QueueName.REPORTS)
 async def daily_report(job: Job) -> dict[str, Any]:
     """One account's report for one UTC day (yesterday by default), as CSV and HTML."""
     payload: ReportPayload = job.payload
@@ -153,8 +160,7 @@ async def daily_report(job: Job) -> dict[str, Any]:
     }
 
 
-@registry.processor(*_job(QueueName.ALERTS), payload=AlertsPayload)
-@notifies
+@_processor(QueueName.ALERTS)
 async def alerts(job: Job) -> dict[str, Any]:
     """Low stock, high ACOS and spend without sales; each new alert is sent as a webhook."""
     payload: AlertsPayload = job.payload
@@ -179,7 +185,7 @@ async def alerts(job: Job) -> dict[str, Any]:
     }
 
 
-@registry.processor(*_job(QueueName.WEBHOOKS), payload=WebhookPayload)
+@_processor(QueueName.WEBHOOKS, notify=False)
 async def webhook(job: Job) -> dict[str, Any]:
     """One signed POST. 5xx, 429 and network errors retry; other 4xx fail at once."""
     payload: WebhookPayload = job.payload

@@ -3,7 +3,12 @@
 ``ctx`` is a ``SyncContext(client, storage, settings)``; ``progress`` is ``async def (pct: int)``.
 """
 
-from processors.sync_logic.accounts import add_account, resolve_account, secret_env_name
+from processors.sync_logic.accounts import (
+    AccountUnavailable,
+    add_account,
+    resolve_account,
+    secret_env_name,
+)
 from processors.sync_logic.alerts import HIGH_ACOS, LOW_STOCK, SPEND_NO_SALES, Alert, check_alerts
 from processors.sync_logic.context import Progress, SyncContext, SyncSettings, no_progress
 from processors.sync_logic.daily_report import DailyReport, build_daily_report
@@ -27,6 +32,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "SPEND_NO_SALES",
     "SYNC_KINDS",
+    "AccountUnavailable",
     "Alert",
     "DailyReport",
     "Progress",

@@ -13,6 +13,10 @@ from processors.storage.records import AccountRecord
 from processors.storage.store import Storage
 
 
+class AccountUnavailable(Exception):
+    """The account was removed or disabled: no job can run for it until it is back."""
+
+
 def secret_env_name(account_id: str, what: str) -> str:
     """E.g. ``AMAZON_ACCOUNT_ACME_US_REFRESH_TOKEN`` for account ``acme-us``."""
     return f"AMAZON_ACCOUNT_{re.sub(r'[^A-Z0-9]', '_', account_id.upper())}_{what}"
