@@ -9,10 +9,11 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, RowMapping, Table, and_, func, select
-from sqlalchemy.schema import CreateSchema, DropSchema
+from sqlalchemy.schema import DropSchema
 
 from processors.storage import schema
 from processors.storage.engine import make_engine
+from processors.storage.migrate import upgrade
 from processors.storage.records import AccountRecord, DailyTotals, SyncState
 from processors.storage.upsert import insert_if_absent, upsert
 
@@ -37,10 +38,8 @@ class Storage:
         return storage
 
     def create_all(self) -> None:
-        if self.schema_name is not None:
-            with self.engine.begin() as conn:
-                conn.execute(CreateSchema(self.schema_name, if_not_exists=True))
-        schema.metadata.create_all(self.engine)
+        """Creates or migrates the tables; safe when several processes start at once."""
+        upgrade(self.engine, self.schema_name)
 
     def drop_schema(self) -> None:
         if self.schema_name is None:
