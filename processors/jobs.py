@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from minique import Delayed, Job, RateLimited, Registry, UnrecoverableError
@@ -34,12 +34,15 @@ from processors.queue_config import (
 from processors.storage import AccountRecord
 from processors.sync_logic import (
     AccountUnavailable,
+    Alert,
+    DailyReport,
     SyncContext,
     WebhookEvent,
     alert_event,
     build_daily_report,
     check_alerts,
     deliver_webhook,
+    incomplete_report_alerts,
     sync_account,
 )
 
@@ -95,10 +98,13 @@ def notifies(fn: Processor) -> Processor:
 
 async def _account(ctx: SyncContext, account_id: str) -> AccountRecord:
     try:
-        return await ctx.db(ctx.storage.get_account, account_id)
+        record = await ctx.db(ctx.storage.get_account, account_id)
     except KeyError:
         # Retrying cannot make an account appear: it was removed, or the id is wrong.
         raise AccountUnavailable(f"no Amazon account {account_id!r}") from None
+    if not record.enabled:
+        raise AccountUnavailable(f"account {account_id!r} is disabled")
+    return record
 
 
 @_processor(QueueName.DATA_SYNC)
@@ -107,7 +113,9 @@ async def data_sync(job: Job) -> dict[str, Any]:
     payload: DataSyncPayload = job.payload
     ctx = runtime.current().sync
     await _account(ctx, payload.amazon_account_id)
-    written = await sync_account(ctx, payload.amazon_account_id, payload.sync_types, job.update_progress)
+    # The job's id names the run: after a 429 or an error it resumes where it stopped.
+    written = await sync_account(ctx, payload.amazon_account_id, payload.sync_types, job.update_progress,
+                                 run_id=job.id)
     return {"amazon_account_id": payload.amazon_account_id, "written": written}
 
 
@@ -122,52 +130,69 @@ async def manual_sync(job: Job) -> dict[str, Any]:
                   f"requested by user {payload.user_id}")
     log.info("manual-sync job %s: %s of %s for user %s", job.id, payload.sync_type,
              payload.amazon_account_id, payload.user_id)
-    written = await sync_account(ctx, payload.amazon_account_id, [payload.sync_type], job.update_progress)
+    written = await sync_account(ctx, payload.amazon_account_id, [payload.sync_type], job.update_progress,
+                                 run_id=job.id)
     return {"amazon_account_id": payload.amazon_account_id, "user_id": payload.user_id,
             "sync_type": payload.sync_type, "written": written}
 
 
 @_processor(QueueName.REPORTS)
 async def daily_report(job: Job) -> dict[str, Any]:
-    """One account's report for one UTC day (yesterday by default), as CSV and HTML."""
+    """One account's report for one day per marketplace (each one's yesterday by default), as
+    CSV and HTML; a report built on incomplete data also raises a "data incomplete" alert.
+
+    Returns ``{"amazon_account_id", "reports": [{marketplace_id, country, currency, timezone,
+    day, orders, units, revenue, fees, service_fees, refunds, ad_spend, ad_sales, net_proceeds,
+    acos, tacos, complete, missing, csv_path, html_path}], "raised", "webhook_jobs"}``, money
+    as decimal strings.
+    """
     payload: ReportPayload = job.payload
     ctx = runtime.current().sync
-    await _account(ctx, payload.amazon_account_id)
+    record = await _account(ctx, payload.amazon_account_id)
     try:
-        day = (date.fromisoformat(payload.day) if payload.day
-               else ctx.settings.clock().date() - timedelta(days=1))
+        day = date.fromisoformat(payload.day) if payload.day else None
     except ValueError as exc:
         raise UnrecoverableError(f"day must be an ISO date (YYYY-MM-DD): {exc}") from None
     await job.update_progress(10)
-    report = await build_daily_report(ctx, payload.amazon_account_id, day)
+    try:
+        reports = await build_daily_report(ctx, payload.amazon_account_id, day, payload.marketplace_id)
+    except ValueError as exc:  # a marketplace the account does not sell in
+        raise UnrecoverableError(str(exc)) from None
+    await job.update_progress(80)
+    raised = await incomplete_report_alerts(ctx, reports, ctx.settings.clock())
+    sent = await _send_alerts(raised, record)
     await job.update_progress(100)
     return {
-        "amazon_account_id": report.account_id,
-        "day": report.day.isoformat(),
-        "csv_path": str(report.csv_path),
-        "html_path": str(report.html_path),
-        "currency": report.currency,
-        "orders": report.orders,
-        "units": report.units,
-        # Money as strings: exact decimals, whatever reads the return value.
-        "revenue": str(report.revenue),
-        "fees": str(report.fees),
-        "refunds": str(report.refunds),
-        "ad_spend": str(report.ad_spend),
-        "net_proceeds": str(report.net_proceeds),
-        "acos": report.acos,
-        "tacos": report.tacos,
+        "amazon_account_id": payload.amazon_account_id,
+        "reports": [_report_summary(r) for r in reports],
+        "raised": [{"kind": a.kind, "subject": a.subject, "severity": a.severity} for a in raised],
+        "webhook_jobs": sent,
     }
 
 
-@_processor(QueueName.ALERTS)
-async def alerts(job: Job) -> dict[str, Any]:
-    """Low stock, high ACOS and spend without sales; each new alert is sent as a webhook."""
-    payload: AlertsPayload = job.payload
-    ctx = runtime.current().sync
-    record = await _account(ctx, payload.amazon_account_id)
-    raised = await check_alerts(ctx, payload.amazon_account_id, ctx.settings.clock())
-    await job.update_progress(50)
+def _report_summary(report: DailyReport) -> dict[str, Any]:
+    money = ("revenue", "fees", "service_fees", "refunds", "ad_spend", "ad_sales", "net_proceeds")
+    return {
+        "marketplace_id": report.marketplace_id,
+        "country": report.country,
+        "currency": report.currency,
+        "timezone": report.timezone,
+        "day": report.day.isoformat(),
+        "orders": report.orders,
+        "units": report.units,
+        # Money as strings: exact decimals, whatever reads the return value.
+        **{name: str(getattr(report, name)) for name in money},
+        "acos": report.acos,
+        "tacos": report.tacos,
+        "complete": report.complete,
+        "missing": report.missing,
+        "csv_path": str(report.csv_path),
+        "html_path": str(report.html_path),
+    }
+
+
+async def _send_alerts(raised: list[Alert], record: AccountRecord) -> list[str]:
+    """Queues a webhook per new alert; returns the webhook job ids."""
     sent: list[str] = []
     for alert in raised:
         event = alert_event(alert)
@@ -177,6 +202,19 @@ async def alerts(job: Job) -> dict[str, Any]:
             WebhookEvent(id=event_id, type=event.type, created_at=event.created_at, data=event.data),
             record.webhook_url,
         )
+    return sent
+
+
+@_processor(QueueName.ALERTS)
+async def alerts(job: Job) -> dict[str, Any]:
+    """Low stock, high ACOS (campaigns and account) and spend without sales; each new alert is
+    sent as a webhook."""
+    payload: AlertsPayload = job.payload
+    ctx = runtime.current().sync
+    record = await _account(ctx, payload.amazon_account_id)
+    raised = await check_alerts(ctx, payload.amazon_account_id, ctx.settings.clock())
+    await job.update_progress(50)
+    sent = await _send_alerts(raised, record)
     await job.update_progress(100)
     return {
         "amazon_account_id": payload.amazon_account_id,

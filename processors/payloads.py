@@ -34,8 +34,10 @@ class ManualSyncPayload(_Payload, frozen=True):
 
 class ReportPayload(_Payload, frozen=True):
     amazon_account_id: str
-    # ISO date (UTC); None means yesterday, the last complete day.
+    # ISO date, a day of each marketplace (in its time zone); None: each one's yesterday.
     day: str | None = None
+    # One marketplace of the account; None: every one.
+    marketplace_id: str | None = None
 
 
 class AlertsPayload(_Payload, frozen=True):

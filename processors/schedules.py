@@ -23,7 +23,7 @@ from processors.amazon import AccountDisconnected
 from processors.payloads import AlertsPayload, DataSyncPayload, ReportPayload
 from processors.queues import JOB_NAMES, QueueName
 from processors.storage import Storage
-from processors.sync_logic import resolve_account
+from processors.sync_logic import AccountUnavailable, resolve_account
 
 TIMEZONE = "UTC"
 SCHEDULES: dict[QueueName, str] = {
@@ -43,12 +43,12 @@ def scheduler_id(queue: QueueName, account_id: str) -> str:
 
 
 def connected_accounts(storage: Storage, env: Mapping[str, str] | None = None) -> list[str]:
-    """Accounts whose credentials are at hand (stored, or in the environment)."""
+    """Enabled accounts whose credentials are at hand (stored, or in the environment)."""
     ids = []
     for record in storage.list_accounts():
         try:
             resolve_account(record, env)
-        except AccountDisconnected:
+        except (AccountDisconnected, AccountUnavailable):
             continue
         ids.append(record.id)
     return ids

@@ -33,7 +33,7 @@ _fake: FakeAmazonServer | None = None
 _ids = itertools.count()
 ACCOUNTS = ("acct-0", "acct-1")
 SYNC_TABLES = (schema.orders, schema.order_items, schema.financial_transactions,
-               schema.inventory_snapshots, schema.listings, schema.ad_performance)
+               schema.inventory_snapshots, schema.listings, schema.ad_performance, schema.ad_products)
 
 
 def shared_fake() -> FakeAmazonServer:
@@ -95,9 +95,9 @@ def add_fake_accounts(storage: Storage, fake: FakeAmazon, webhook_url: str | Non
     for seller in fake.sellers:
         add_seller_account(
             storage, id=f"acct-{seller.index}", name=seller.name, region="NA",
-            marketplace_ids=[seller.marketplace_id], seller_id=seller.seller_id,
+            marketplace_ids=list(seller.marketplace_ids), seller_id=seller.seller_id,
             lwa_client_id=seller.client_id, lwa_client_secret=seller.client_secret,
-            refresh_token=seller.refresh_token, ads_profile_id=str(seller.profile_id),
+            refresh_token=seller.refresh_token, ads_refresh_token=seller.ads_refresh_token,
             acos_target=0.30, low_stock_days=14, webhook_url=webhook_url)
 
 
@@ -124,7 +124,7 @@ async def running_app(
     client_settings = ClientSettings(endpoints=AmazonEndpoints.single_host(server.url),
                                      timeout=httpx.Timeout(5.0, connect=2.0))
     sync_settings = SyncSettings(report_dir=settings.report_dir, ads_poll_interval=0.01,
-                                 ads_poll_timeout=5.0, env={}, clock=server.fake.clock.now)
+                                 ads_poll_timeout=30.0, env={}, clock=server.fake.clock.now)
     runtime.install(runtime.build_runtime(settings, client_settings=client_settings,
                                           sync_settings=sync_settings, storage=storage,
                                           quota_tag=f"{{{prefix}:quota}}"))

@@ -75,7 +75,7 @@ class ClientSettings:
     download_timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(120.0, connect=5.0))
     token_refresh_margin: float = 60.0
     # Waiting this long for the shared bucket is cheaper than a re-enqueue; beyond it we raise.
-    max_inline_quota_wait: float = 1.0
+    max_inline_quota_wait: float = 2.0
     user_agent: str = "minique-processors/0.1 (Language=Python)"
 
     def endpoints_for(self, region: str) -> AmazonEndpoints:

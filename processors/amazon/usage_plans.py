@@ -11,10 +11,11 @@ USAGE_PLANS: dict[str, tuple[float, int]] = {
     "getReport": (2.0, 15),
     "getReportDocument": (0.0167, 15),
     "getMarketplaceParticipations": (0.016, 15),
-    # The Ads API's limits are dynamic and unpublished; these keep us polite.
+    # The Ads API's limits are dynamic and unpublished (a 429 says how long to wait); these
+    # keep us polite while letting a first sync ask for its ~12 reports per profile at once.
     "listProfiles": (1.0, 5),
-    "createAdsReport": (1.0, 5),
-    "getAdsReport": (2.0, 10),
+    "createAdsReport": (1.0, 20),
+    "getAdsReport": (5.0, 40),
 }
 
 FALLBACK_PLAN = (1.0, 1)

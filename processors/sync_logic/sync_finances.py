@@ -18,9 +18,10 @@ SAFETY = timedelta(minutes=3)
 
 async def sync_transactions(ctx: SyncContext, account: AmazonAccount, now: datetime) -> int:
     async def fetch(window: Window, token: str | None) -> TransactionsPayload:
+        # No marketplaceId: every marketplace of the account at once (Amazon also documents
+        # that US MFN orders only come without it); rows keep their own marketplace.
         return await ctx.client.sp.list_transactions(
-            account, posted_after=window.start, posted_before=window.end,
-            marketplace_id=account.marketplace_id, next_token=token)
+            account, posted_after=window.start, posted_before=window.end, next_token=token)
 
     def store(page: TransactionsPayload) -> int:
         rows = [transaction_row(account.id, tx) for tx in page.transactions]

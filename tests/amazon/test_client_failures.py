@@ -22,6 +22,7 @@ from processors.amazon import (
     AmazonTransientError,
     RedisQuota,
 )
+from processors.amazon.usage_plans import plan_for
 from processors.fake_amazon import FakeAmazon, FakeAmazonServer
 
 from .helpers import settings_for
@@ -152,11 +153,14 @@ async def test_empty_shared_bucket_raises_before_calling_amazon(
     fake_server: FakeAmazonServer, account: AmazonAccount, redis_client: aioredis.Redis
 ) -> None:
     quota = RedisQuota(redis_client)
+    operation = "getMarketplaceParticipations"
     async with AmazonClient(settings_for(fake_server.url), quota=quota) as amazon:
-        for _ in range(15):  # getMarketplaceParticipations: burst 15
-            await amazon.sp.get_marketplace_participations(account)
-        calls = fake_server.fake.calls("getMarketplaceParticipations")
+        await amazon.sp.get_marketplace_participations(account)
+        # Other workers spent the rest (drained directly: no timing involved).
+        await quota.drain(account.id, operation, *plan_for(operation))
+        calls = fake_server.fake.calls(operation)
         with pytest.raises(AmazonRateLimited) as caught:
             await amazon.sp.get_marketplace_participations(account)
+    # One token takes 1/rate seconds to come back: about 69 s for this operation.
     assert caught.value.delay > 1.0
     assert fake_server.fake.calls("getMarketplaceParticipations") == calls
