@@ -129,3 +129,25 @@ async def test_the_same_event_is_queued_once_per_receiver(app: App, receiver: We
     assert await webhooks.send_event(event, "http://127.0.0.1:9/other") == first
     stats = await get_queue_stats(QueueName.WEBHOOKS)
     assert stats["total"] == 2
+
+
+async def test_a_report_on_incomplete_data_raises_a_data_incomplete_webhook(
+        app: App, receiver: WebhookReceiver) -> None:
+    # The Ads sync has not run (say it was throttled): the report says so, and alerts.
+    await app.run(QueueName.DATA_SYNC, {"amazon_account_id": "acct-0", "sync_types": ["orders", "fees"]})
+    _, result = await app.run(QueueName.REPORTS, {"amazon_account_id": "acct-0"})
+    [report] = result["reports"]
+    assert (report["complete"], report["missing"], report["ad_spend"]) == (False, ["ads-profiles"], "0.00")
+    assert result["raised"] == [
+        {"kind": "data_incomplete", "subject": "ATVPDKIKX0DER", "severity": "warning"}]
+    await wait_until(lambda: len(receiver.events("alert.raised")) == 1, timeout=15,
+                     message="the data-incomplete webhook")
+    data = receiver.events("alert.raised")[0].body["data"]
+    assert (data["kind"], data["day"]) == ("data_incomplete", report["day"])
+    assert "ads-profiles" in data["message"]
+    # After the Ads sync, the rebuilt report has the full figures and raises nothing new.
+    await app.run(QueueName.DATA_SYNC, {"amazon_account_id": "acct-0", "sync_types": ["ppc"]})
+    _, rebuilt = await app.run(QueueName.REPORTS, {"amazon_account_id": "acct-0"})
+    [full] = rebuilt["reports"]
+    assert full["complete"] and full["missing"] == [] and Decimal(full["ad_spend"]) > 0
+    assert full["revenue"] == report["revenue"] and rebuilt["raised"] == []

@@ -129,7 +129,7 @@ class AmazonCaller:
     async def _take_quota(self, account: AmazonAccount, operation: str, resume_token: str | None) -> None:
         if self.quota is None:
             return
-        rate, burst = plan_for(operation)
+        rate, burst = plan_for(operation, self.settings.quota_scale)
         deadline = time.monotonic() + self.settings.max_inline_quota_wait
         while True:
             wait = await self.quota.acquire(account.id, operation, rate, burst)
@@ -148,7 +148,7 @@ class AmazonCaller:
         response: httpx.Response,
         resume_token: str | None,
     ) -> AmazonRateLimited:
-        rate, burst = plan_for(operation)
+        rate, burst = plan_for(operation, self.settings.quota_scale)
         if self.quota is not None:
             await self.quota.drain(account.id, operation, rate, burst)
         delay = retry_after(response)

@@ -77,6 +77,9 @@ class ClientSettings:
     # Waiting this long for the shared bucket is cheaper than a re-enqueue; beyond it we raise.
     max_inline_quota_wait: float = 2.0
     user_agent: str = "minique-processors/0.1 (Language=Python)"
+    # Multiplies every usage plan's rate (e.g. a seller whose x-amzn-RateLimit-Limit is higher,
+    # or a test against a fake whose quotas are scaled the same way).
+    quota_scale: float = 1.0
 
     def endpoints_for(self, region: str) -> AmazonEndpoints:
         return self.endpoints or AmazonEndpoints.for_region(region)

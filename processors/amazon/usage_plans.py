@@ -25,6 +25,8 @@ FALLBACK_PLAN = (1.0, 1)
 HEADROOM = 0.9
 
 
-def plan_for(operation: str) -> tuple[float, int]:
+def plan_for(operation: str, scale: float = 1.0) -> tuple[float, int]:
+    """(tokens per second, burst) of our shared bucket for ``operation``. ``scale`` multiplies
+    the rate: a seller with a higher plan, or a test's fast clock."""
     rate, burst = USAGE_PLANS.get(operation, FALLBACK_PLAN)
-    return rate * HEADROOM, burst
+    return rate * HEADROOM * scale, burst

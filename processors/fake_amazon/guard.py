@@ -40,7 +40,13 @@ def guarded(fake: FakeAmazon, operation: str, auth: Auth, handler: Handler) -> E
 
     async def endpoint(request: Request) -> Response:
         seller = _authenticate(fake, auth, request)
-        fake.record(request.method, request.url.path, operation, seller if isinstance(seller, int) else None)
+        entry = fake.record(request.method, request.url.path, operation,
+                            seller if isinstance(seller, int) else None)
+        response = await answer(request, seller)
+        entry.status = response.status_code
+        return response
+
+    async def answer(request: Request, seller: int | Response) -> Response:
         if isinstance(seller, Response):
             return seller
         fault = fake.faults.take(operation, seller)

@@ -44,6 +44,8 @@ class LoggedRequest:
     operation: str
     seller: int | None
     at: float
+    # The status answered (set once the answer is made; 0 until then).
+    status: int = 0
 
 
 @dataclass
@@ -145,9 +147,11 @@ class FakeAmazon:
             self.reports[report_id] = job
         return job
 
-    def record(self, method: str, path: str, operation: str, seller: int | None) -> None:
+    def record(self, method: str, path: str, operation: str, seller: int | None) -> LoggedRequest:
+        entry = LoggedRequest(method, path, operation, seller, self.clock.time())
         with self._lock:
-            self.log.append(LoggedRequest(method, path, operation, seller, self.clock.time()))
+            self.log.append(entry)
+        return entry
 
     # -- knobs for tests ---------------------------------------------------
 

@@ -22,6 +22,8 @@ from processors.amazon import (
     AmazonTransientError,
     RedisQuota,
 )
+from processors.amazon.models.ads import SP_CAMPAIGNS
+from processors.amazon.redact import redact_url
 from processors.amazon.usage_plans import plan_for
 from processors.fake_amazon import FakeAmazon, FakeAmazonServer
 
@@ -164,3 +166,23 @@ async def test_empty_shared_bucket_raises_before_calling_amazon(
     # One token takes 1/rate seconds to come back: about 69 s for this operation.
     assert caught.value.delay > 1.0
     assert fake_server.fake.calls("getMarketplaceParticipations") == calls
+
+
+async def test_presigned_report_urls_are_redacted_from_logs(
+    client: AmazonClient, account: AmazonAccount, fake: FakeAmazon, caplog: pytest.LogCaptureFixture
+) -> None:
+    """httpx logs each request's URL at INFO; a presigned URL's signature is a credential."""
+    caplog.set_level(logging.INFO)
+    profile = str(fake.sellers[0].profile_id)
+    end = fake.clock.now().date() - timedelta(days=2)
+    report = await client.ads.create_report(account, profile, SP_CAMPAIGNS, start=end, end=end)
+    while report.status != "COMPLETED":
+        report = await client.ads.get_report(account, report.report_id, profile)
+    assert report.url is not None
+    signature = httpx.URL(report.url).params["X-Amz-Signature"]
+    credential = httpx.URL(report.url).params["X-Amz-Credential"]
+    assert await client.ads.download_report(report, SP_CAMPAIGNS)
+    downloads = [r.getMessage() for r in caplog.records if "__s3" in r.getMessage()]
+    assert downloads and all("X-Amz-Signature=REDACTED" in m for m in downloads)
+    assert signature not in caplog.text and credential not in caplog.text
+    assert redact_url(report.url).count("REDACTED") == 2

@@ -100,6 +100,14 @@ def sp_campaign(profile: int, day: date, campaign_id: int, cost: str, sales7d: s
             "purchases14d": 3, "sales14d": float(sales7d)}
 
 
+def sp_product(profile: int, day: date, ad_id: int, sku: str, cost: str, sales7d: str) -> Json:
+    """An spAdvertisedProduct row (reporting v3 columns)."""
+    return {"_report": "spAdvertisedProduct", "_profile": profile, "date": day.isoformat(), "campaignId": 1,
+            "adGroupId": 2, "adId": ad_id, "advertisedSku": sku, "advertisedAsin": "B0TEST0000",
+            "impressions": 500, "clicks": 20, "cost": float(cost), "spend": float(cost), "purchases7d": 1,
+            "sales7d": float(sales7d), "unitsSoldClicks7d": 1}
+
+
 def only_these_on(fake: FakeAmazon, day: date, *, orders: list[Json] = (),  # type: ignore[assignment]
                   transactions: list[Json] = (), ad_rows: list[Json] = ()) -> None:  # type: ignore[assignment]
     """Seller 0's ``day`` holds exactly these records (the seeded ones are taken out)."""
@@ -266,3 +274,53 @@ async def test_a_report_on_incomplete_data_says_so_and_a_rebuild_gives_the_full_
     assert full.revenue == partial.revenue
     [stored] = ctx.storage.rows(schema.reports, "acct-0")
     assert stored["complete"] is True and stored["ad_spend"] == full.ad_spend
+
+
+async def test_a_day_is_the_marketplaces_day(ctx: SyncContext, fake: FakeAmazon) -> None:
+    """An order placed at 23:30 in Los Angeles is that day's sale, though it is the next day
+    in UTC; the same for a transaction posted then."""
+    day = a_past_day(fake)
+    late = order("111-0000004-0000001", day, "SHIPPED", [(1, "30.00")])
+    late["createdTime"] = late["lastUpdatedTime"] = at(day, 23).replace(":00:00Z", ":30:00Z")
+    fee = transaction("T-LATE", "Shipment", day, "25.50", [
+        breakdown("Sales", "30.00"), breakdown("Expenses", "-4.50", breakdown("Commission", "-4.50"))],
+        "111-0000004-0000001")
+    fee["postedDate"] = late["createdTime"]
+    assert fee["postedDate"][:10] == (day + timedelta(days=1)).isoformat()  # UTC: the next day
+    only_these_on(fake, day, orders=[late], transactions=[fee])
+    await sync_account(ctx, "acct-0", ["orders", "fees"], no_progress)
+    [report] = await build_daily_report(ctx, "acct-0", day)
+    assert (report.orders, report.units, report.revenue, report.fees) == (1, 1, Decimal("30.00"),
+                                                                          Decimal("4.50"))
+    assert report.timezone == "America/Los_Angeles"
+
+
+async def test_the_html_report_has_two_axes_and_marks_what_is_over_target(
+    ctx: SyncContext, fake: FakeAmazon
+) -> None:
+    day = a_past_day(fake)
+    profile = fake.sellers[0].profile_id
+    only_these_on(
+        fake, day,
+        orders=[order("111-0000005-0000001", day, "SHIPPED", [(2, "400.00")])],
+        transactions=[transaction("T-SHIP", "Shipment", day, "633.76", SHIPMENT, "111-0000005-0000001"),
+                      transaction("T-SUB", "ServiceFee", day, "-39.99", SUBSCRIPTION)],
+        # ACOS 60.7 % against 30 %; one SKU over target, one under.
+        ad_rows=[sp_campaign(profile, day, 1, "60.70", "100.00"),
+                 sp_product(profile, day, 11, "SKU-HOT", "50.00", "60.00"),
+                 sp_product(profile, day, 12, "SKU-OK", "10.70", "40.00")],
+    )
+    await sync_account(ctx, "acct-0", ["orders", "fees", "ppc"], no_progress)
+    [report] = await build_daily_report(ctx, "acct-0", day)
+    html = report.html_path.read_text()
+    assert 'Revenue (USD)</text>' in html and 'Ad spend (USD)</text>' in html  # a second axis
+    assert 'aria-label="ACOS against target"' in html and "target 30.0 %" in html
+    assert '<td class="over">60.7 % over target</td>' in html
+    assert html.count('class="over"><title>' + day.isoformat()) == 1  # the day's dot, in red
+    assert "<th>Service fees</th><td>39.99 USD</td>" in html
+    assert "Data complete" in html
+    # Per-SKU Sponsored Products for the day (from spAdvertisedProduct), by spend.
+    assert [s["sku"] for s in report.top_skus] == ["SKU-HOT", "SKU-OK"]
+    assert "<th>SKU-HOT</th><td>B0TEST0000</td><td>50.00 USD</td><td>60.00 USD</td>" \
+           '<td class="over">83.3 %</td>' in html
+    assert '<td>26.8 %</td>' in html

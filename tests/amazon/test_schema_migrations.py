@@ -8,12 +8,13 @@ import subprocess
 import sys
 import time
 import uuid
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
 
-from processors.storage import AccountRecord, Storage
+from processors.storage import AccountRecord, Storage, schema
 from processors.storage.migrate import current, head, upgrade
 from processors.storage.schema import metadata
 
@@ -122,5 +123,57 @@ def test_upgrade_is_a_no_op_at_head(tmp_path: Path) -> None:
     try:
         upgrade(storage.engine)
         assert current(storage.engine) == head()
+    finally:
+        storage.dispose()
+
+
+def test_migration_0002_moves_the_old_rows_to_the_new_shapes(tmp_path: Path) -> None:
+    """Service fees and ad billing leave ``fees``; SP campaign rows and old reports are copied."""
+    from alembic import command
+
+    from processors.storage.migrate import _config
+
+    url = f"sqlite:///{tmp_path / 'v1.db'}"
+    old = Storage.from_url(url, create=False)
+    try:
+        with old.engine.begin() as conn:
+            command.upgrade(_config(conn), "0001")
+            conn.execute(text(
+                "INSERT INTO amazon_accounts (id, name, region, marketplace_ids, seller_id,"
+                " lwa_client_id, acos_target, low_stock_days, created_at) VALUES ('a', 'A', 'NA',"
+                " '[\"ATVPDKIKX0DER\"]', 'S', 'c', 0.3, 14, '2026-01-01 00:00:00')"))
+            for tx_id, kind, fees in (("T1", "Shipment", -1624), ("T2", "ServiceFee", -3999),
+                                      ("T3", "ProductAdsPayment", -35673)):
+                conn.execute(text(
+                    "INSERT INTO amazon_financial_transactions (account_id, transaction_id, transaction_type,"
+                    " posted_date, currency, total, sales, fees, refund) VALUES ('a', :id, :kind,"
+                    " '2026-01-02 12:00:00', 'USD', 0, 0, :fees, 0)"),
+                    {"id": tx_id, "kind": kind, "fees": fees})
+            conn.execute(text(
+                "INSERT INTO amazon_ad_performance (account_id, profile_id, campaign_id, date, impressions,"
+                " clicks, cost, purchases7d, sales7d, purchases14d, sales14d) VALUES ('a', 'p', 7,"
+                " '2026-01-02', 100, 4, 500, 1, 2000, 1, 2100)"))
+            conn.execute(text(
+                "INSERT INTO amazon_daily_reports (account_id, day, currency, orders, units, revenue, fees,"
+                " refunds, ad_spend, ad_sales7d, net_proceeds, generated_at) VALUES ('a', '2026-01-02',"
+                " 'USD', 1, 2, 10000, 1624, 0, 500, 2000, 7876, '2026-01-03 02:00:00')"))
+    finally:
+        old.dispose()
+    storage = Storage.from_url(url)
+    try:
+        txs = {r["transaction_id"]: r for r in storage.rows(schema.financial_transactions, "a")}
+        assert (txs["T1"]["fees"], txs["T1"]["service_fees"], txs["T1"]["ad_billing"]) == (
+            Decimal("-16.24"), Decimal("0.00"), Decimal("0.00"))
+        assert (txs["T2"]["fees"], txs["T2"]["service_fees"]) == (Decimal("0.00"), Decimal("-39.99"))
+        assert (txs["T3"]["fees"], txs["T3"]["ad_billing"]) == (Decimal("0.00"), Decimal("-356.73"))
+        [ad] = storage.rows(schema.ad_performance, "a")
+        assert (ad["ad_product"], ad["cost"], ad["attributed_sales"], ad["attribution_days"]) == (
+            "SPONSORED_PRODUCTS", Decimal("5.00"), Decimal("20.00"), 7)
+        [report] = storage.rows(schema.reports, "a")
+        assert (report["marketplace_id"], report["revenue"], report["complete"], report["missing"]) == (
+            "ATVPDKIKX0DER", Decimal("100.00"), False, ["rebuild"])
+        record = storage.get_account("a")
+        assert (record.enabled, record.acos_window_days, record.no_sales_min_spend) == (
+            True, 7, Decimal("10.00"))
     finally:
         storage.dispose()
