@@ -113,9 +113,13 @@ async def data_sync(job: Job) -> dict[str, Any]:
     payload: DataSyncPayload = job.payload
     ctx = runtime.current().sync
     await _account(ctx, payload.amazon_account_id)
+    try:
+        since = date.fromisoformat(payload.since) if payload.since else None
+    except ValueError as exc:
+        raise UnrecoverableError(f"since must be an ISO date (YYYY-MM-DD): {exc}") from None
     # The job's id names the run: after a 429 or an error it resumes where it stopped.
     written = await sync_account(ctx, payload.amazon_account_id, payload.sync_types, job.update_progress,
-                                 run_id=job.id)
+                                 run_id=job.id, since=since)
     return {"amazon_account_id": payload.amazon_account_id, "written": written}
 
 

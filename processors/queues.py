@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from minique import Queue
 from minique.connection import resolve_url
@@ -34,6 +36,7 @@ __all__ = [
     "QueueName",
     "close_queues",
     "configure",
+    "configured",
     "get_queue",
     "get_queue_stats",
     "make_queue",
@@ -58,6 +61,17 @@ def configure(*, url: str | None = None, prefix: str | None = None) -> None:
 def reset_configuration() -> None:
     """Back to the environment's values."""
     _override["url"] = _override["prefix"] = None
+
+
+@contextmanager
+def configured(*, url: str | None = None, prefix: str | None = None) -> Iterator[None]:
+    """``configure`` for a block; the previous values come back after it."""
+    saved = dict(_override)
+    configure(url=url, prefix=prefix)
+    try:
+        yield
+    finally:
+        _override.update(saved)
 
 
 def redis_url() -> str:

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from processors.accounts import add_seller_account, list_accounts
-from processors.accounts_cli import main
+from processors.cli import main
 from processors.storage import Storage
 
 US = "ATVPDKIKX0DER"

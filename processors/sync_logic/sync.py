@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
+from datetime import date, datetime
 
 from processors.amazon.account import AmazonAccount
 from processors.sync_logic.accounts import resolve_account
@@ -29,11 +29,11 @@ _STREAMS: dict[str, str] = {
     "ppc": "ads",
 }
 _ORDER = ("orders", "transactions", "inventory", "listings", "ads")
-_SINGLE: dict[str, Stream] = {
+_SINGLE: dict[str, Stream] = {"inventory": sync_inventory, "listings": sync_listings}
+# Streams dated by Amazon's timestamps, which a back-fill can re-pull from a given day.
+_DATED: dict[str, Callable[[SyncContext, AmazonAccount, datetime, date | None], Awaitable[int]]] = {
     "orders": sync_orders,
     "transactions": sync_transactions,
-    "inventory": sync_inventory,
-    "listings": sync_listings,
 }
 
 
@@ -59,15 +59,18 @@ async def sync_account(
     kinds: Iterable[str],
     progress: Progress,
     run_id: str | None = None,
+    since: date | None = None,
 ) -> dict[str, int]:
     """Sync the given kinds for one account; returns rows written per stream ("orders",
     "transactions", "inventory", "listings", "ads").
 
     ``run_id`` (the job's id) makes the run resumable: the streams it finished are not synced
     again when it comes back after a 429 or an error, and the others continue from their
-    checkpoints. Raises AmazonRateLimited (resume state is already checkpointed),
-    AmazonTransientError, AmazonReportNotReady, AccountDisconnected, AccountUnavailable or
-    UnknownSyncKind.
+    checkpoints. ``since`` (a back-fill) re-pulls orders, transactions and ads from that day
+    on, even where the watermarks have passed it.
+
+    Raises AmazonRateLimited (resume state is already checkpointed), AmazonTransientError,
+    AmazonReportNotReady, AccountDisconnected, AccountUnavailable or UnknownSyncKind.
     """
     wanted = validate_kinds(kinds)
     record = await ctx.db(ctx.storage.get_account, account_id)
@@ -78,12 +81,15 @@ async def sync_account(
     written: dict[str, int] = {}
     for done, name in enumerate(names, start=1):
         if name == "ads":
-            written[name] = await sync_ads(ctx, account, now, run_id)
+            written[name] = await sync_ads(ctx, account, now, run_id, since)
         else:
             state = await ctx.db(ctx.storage.sync_state, account.id, name)
             count = finished_in(state, run_id)
             if count is None:
-                count = await _SINGLE[name](ctx, account, now)
+                if name in ("orders", "transactions"):
+                    count = await _DATED[name](ctx, account, now, since)
+                else:
+                    count = await _SINGLE[name](ctx, account, now)
                 await mark_finished(ctx, account.id, name, run_id, count)
             written[name] = count
         await progress(min(99, done * 100 // len(names)) if done < len(names) else 100)

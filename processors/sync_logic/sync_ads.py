@@ -38,8 +38,12 @@ def ads_stream(spec: AdsReportSpec, profile_id: str) -> str:
     return f"ads:{spec.report_type_id}:{profile_id}"
 
 
-async def sync_ads(ctx: SyncContext, account: AmazonAccount, now: datetime, run_id: str | None = None) -> int:
-    """Syncs every ad report type of every profile; returns the rows written.
+async def sync_ads(
+    ctx: SyncContext, account: AmazonAccount, now: datetime, run_id: str | None = None,
+    since: date | None = None,
+) -> int:
+    """Syncs every ad report type of every profile; returns the rows written. ``since`` (a
+    back-fill) re-pulls from that day too (within each report type's retention).
 
     Raises ``AmazonReportNotReady`` (report ids kept) when Amazon is still generating a
     report after ``ads_poll_timeout`` seconds, ``AmazonReportFailed`` when one failed (it is
@@ -60,7 +64,7 @@ async def sync_ads(ctx: SyncContext, account: AmazonAccount, now: datetime, run_
                 written += done
                 continue
             cursor = state.cursor if state.cursor and "chunks" in state.cursor else None
-            stream = _Stream(ctx, account, profile, spec, name, zone, state.watermark, cursor, now)
+            stream = _Stream(ctx, account, profile, spec, name, zone, state.watermark, cursor, now, since)
             await stream.save()
             streams.append(stream)
     for stream in streams:
@@ -106,12 +110,12 @@ class _Stream:
 
     def __init__(self, ctx: SyncContext, account: AmazonAccount, profile: AdsProfileRecord,
                  spec: AdsReportSpec, name: str, zone: ZoneInfo, watermark: datetime | None,
-                 cursor: dict[str, Any] | None, now: datetime) -> None:
+                 cursor: dict[str, Any] | None, now: datetime, since: date | None) -> None:
         self.ctx, self.account, self.profile, self.spec = ctx, account, profile, spec
         self.name, self.zone, self.watermark = name, zone, watermark
-        self.cursor = cursor or self._plan(now)
+        self.cursor = cursor or self._plan(now, since)
 
-    def _plan(self, now: datetime) -> dict[str, Any]:
+    def _plan(self, now: datetime, since: date | None) -> dict[str, Any]:
         settings = self.ctx.settings
         today = now.astimezone(self.zone).date()
         last = today - timedelta(days=1)
@@ -120,6 +124,8 @@ class _Stream:
         else:
             synced_to = self.watermark.astimezone(self.zone).date()
             start = min(synced_to, last + timedelta(days=1)) - timedelta(days=settings.ads_trailing_days)
+        if since is not None:
+            start = min(start, since)
         start = max(start, today - timedelta(days=self.spec.retention_days - 1))
         chunks = []
         while start <= last:
