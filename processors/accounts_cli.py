@@ -137,6 +137,17 @@ def _reconcile_schedules(storage: Storage, redis_url: str | None, prefix: str | 
     click.echo(f"schedules: {len(applied[next(iter(applied))])} account(s) scheduled")
 
 
+def _switch(account_id: str, enabled: bool, database_url: str | None, redis_url: str | None,
+            prefix: str | None) -> None:
+    with opened_storage(database_url) as storage:
+        try:
+            set_enabled(storage, account_id, enabled)
+        except KeyError as exc:
+            raise not_found(exc) from None
+        click.echo(f"account {account_id} {'enabled' if enabled else 'disabled'}")
+        _reconcile_schedules(storage, redis_url, prefix)
+
+
 @accounts.command("disable")
 @click.argument("account_id")
 @database_option
@@ -144,13 +155,7 @@ def _reconcile_schedules(storage: Storage, redis_url: str | None, prefix: str | 
 @prefix_option
 def disable(account_id: str, database_url: str | None, redis_url: str | None, prefix: str | None) -> None:
     """Stop syncing an account (its data stays; its jobs fail at once until enabled)."""
-    with opened_storage(database_url) as storage:
-        try:
-            set_enabled(storage, account_id, False)
-        except KeyError as exc:
-            raise not_found(exc) from None
-        click.echo(f"account {account_id} disabled")
-        _reconcile_schedules(storage, redis_url, prefix)
+    _switch(account_id, False, database_url, redis_url, prefix)
 
 
 @accounts.command("enable")
@@ -160,13 +165,7 @@ def disable(account_id: str, database_url: str | None, redis_url: str | None, pr
 @prefix_option
 def enable(account_id: str, database_url: str | None, redis_url: str | None, prefix: str | None) -> None:
     """Sync a disabled account again."""
-    with opened_storage(database_url) as storage:
-        try:
-            set_enabled(storage, account_id, True)
-        except KeyError as exc:
-            raise not_found(exc) from None
-        click.echo(f"account {account_id} enabled")
-        _reconcile_schedules(storage, redis_url, prefix)
+    _switch(account_id, True, database_url, redis_url, prefix)
 
 
 def _secret_option(flag: str, what: str) -> Callable[[F], F]:

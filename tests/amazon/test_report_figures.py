@@ -134,6 +134,13 @@ SHIPMENT = [
 ]
 AD_BILL = [breakdown("Expenses", "-356.73", breakdown("Advertising", "-356.73",
                                                       breakdown("CostOfAdvertising", "-356.73")))]
+def sold_800(day: date, order_id: str, *more: Json) -> dict[str, list[Json]]:
+    """A shipped order of 2 x 400.00 with its Shipment transaction (fees 166.24), and ``more``
+    transactions that day."""
+    return {"orders": [order(order_id, day, "SHIPPED", [(2, "400.00")])],
+            "transactions": [transaction("T-SHIP", "Shipment", day, "633.76", SHIPMENT, order_id), *more]}
+
+
 SUBSCRIPTION = [breakdown("Expenses", "-39.99", breakdown("AmazonFees", "-39.99",
                                                           breakdown("Subscription", "-39.99")))]
 
@@ -143,15 +150,9 @@ async def test_ad_billing_is_not_a_fee_and_ad_spend_is_deducted_once(
 ) -> None:
     day = a_past_day(fake)
     profile = fake.sellers[0].profile_id
-    only_these_on(
-        fake, day,
-        orders=[order("111-0000001-0000001", day, "SHIPPED", [(2, "400.00")])],
-        transactions=[
-            transaction("T-SHIP", "Shipment", day, "633.76", SHIPMENT, "111-0000001-0000001"),
-            transaction("T-ADS", "ProductAdsPayment", day, "-356.73", AD_BILL),
-        ],
-        ad_rows=[sp_campaign(profile, day, 1, "50.00", "200.00")],
-    )
+    only_these_on(fake, day, **sold_800(day, "111-0000001-0000001",
+                                        transaction("T-ADS", "ProductAdsPayment", day, "-356.73", AD_BILL)),
+                  ad_rows=[sp_campaign(profile, day, 1, "50.00", "200.00")])
     await sync_account(ctx, "acct-0", ["orders", "fees", "ppc"], no_progress)
     [report] = await build_daily_report(ctx, "acct-0", day)
     assert (report.revenue, report.fees, report.ad_spend) == (Decimal("800.00"), Decimal("166.24"),
@@ -165,14 +166,8 @@ async def test_service_fees_are_their_own_line_and_come_off_net_proceeds(
     ctx: SyncContext, fake: FakeAmazon
 ) -> None:
     day = a_past_day(fake)
-    only_these_on(
-        fake, day,
-        orders=[order("111-0000002-0000001", day, "SHIPPED", [(2, "400.00")])],
-        transactions=[
-            transaction("T-SHIP", "Shipment", day, "633.76", SHIPMENT, "111-0000002-0000001"),
-            transaction("T-SUB", "ServiceFee", day, "-39.99", SUBSCRIPTION),
-        ],
-    )
+    only_these_on(fake, day, **sold_800(day, "111-0000002-0000001",
+                                        transaction("T-SUB", "ServiceFee", day, "-39.99", SUBSCRIPTION)))
     await sync_account(ctx, "acct-0", ["orders", "fees", "ppc"], no_progress)
     [report] = await build_daily_report(ctx, "acct-0", day)
     assert (report.fees, report.service_fees, report.ad_spend) == (Decimal("166.24"), Decimal("39.99"),
@@ -300,16 +295,12 @@ async def test_the_html_report_has_two_axes_and_marks_what_is_over_target(
 ) -> None:
     day = a_past_day(fake)
     profile = fake.sellers[0].profile_id
-    only_these_on(
-        fake, day,
-        orders=[order("111-0000005-0000001", day, "SHIPPED", [(2, "400.00")])],
-        transactions=[transaction("T-SHIP", "Shipment", day, "633.76", SHIPMENT, "111-0000005-0000001"),
-                      transaction("T-SUB", "ServiceFee", day, "-39.99", SUBSCRIPTION)],
-        # ACOS 60.7 % against 30 %; one SKU over target, one under.
-        ad_rows=[sp_campaign(profile, day, 1, "60.70", "100.00"),
-                 sp_product(profile, day, 11, "SKU-HOT", "50.00", "60.00"),
-                 sp_product(profile, day, 12, "SKU-OK", "10.70", "40.00")],
-    )
+    only_these_on(fake, day, **sold_800(day, "111-0000005-0000001",
+                                        transaction("T-SUB", "ServiceFee", day, "-39.99", SUBSCRIPTION)),
+                  # ACOS 60.7 % against 30 %; one SKU over target, one under.
+                  ad_rows=[sp_campaign(profile, day, 1, "60.70", "100.00"),
+                           sp_product(profile, day, 11, "SKU-HOT", "50.00", "60.00"),
+                           sp_product(profile, day, 12, "SKU-OK", "10.70", "40.00")])
     await sync_account(ctx, "acct-0", ["orders", "fees", "ppc"], no_progress)
     [report] = await build_daily_report(ctx, "acct-0", day)
     html = report.html_path.read_text()
