@@ -142,7 +142,7 @@ async def run(args: argparse.Namespace, setup: Setup) -> int:
 async def _show(args: argparse.Namespace, accounts: list[str], receiver: WebhookReceiver,
                 directory: Path) -> int:
     print(f"accounts: {', '.join(accounts)} (fake Amazon, {len(accounts)} sellers)")
-    applied = await schedules.apply_schedules(accounts)
+    applied = await schedules.apply_for_connected_accounts(runtime.current().storage)
     for queue_name, ids in applied.items():
         cron = schedules.SCHEDULES[QueueName(queue_name)]
         print(f"schedule {queue_name:<10} {cron:<13} {', '.join(ids)}")
@@ -170,7 +170,7 @@ async def _show(args: argparse.Namespace, accounts: list[str], receiver: Webhook
     await _summary(board, receiver, directory)
     if args.keep_running:
         print("\nrunning with the schedules live (data-sync hourly, alerts every 15 min, "
-              "reports at 02:00 UTC); Ctrl-C to stop")
+              "reports at 02:00 in each marketplace's time zone); Ctrl-C to stop")
         watchers = [asyncio.create_task(_print_outcomes(name)) for name in QueueName]
         await _until_signal()
         for task in watchers:
