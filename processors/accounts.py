@@ -116,7 +116,7 @@ class AccountSummary:
     ads_profile_id: str | None
     acos_target: float
     low_stock_days: int
-    credentials: str  # "stored", "environment", "missing (set AMAZON_ACCOUNT_..._*)" or "disabled"
+    credentials: str  # "stored", "environment" or "missing (set AMAZON_ACCOUNT_..._*)"
     enabled: bool = True
     ads: str = "not connected"  # "own grant", "SP-API grant (pinned profile)" or "not connected"
 

@@ -56,6 +56,11 @@ def upgrade(engine: Engine, schema_name: str | None = None) -> None:
             return  # the common case, without taking the lock
     except SQLAlchemyError:
         pass  # e.g. a PostgreSQL schema that does not exist yet: the locked path creates it
+    if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
+        # A memory database lives in one connection pool of one process: nothing to race.
+        with engine.begin() as conn:
+            _upgrade(conn)
+        return
     if engine.dialect.name == "sqlite":
         locked = make_engine(engine.url.render_as_string(hide_password=False), exclusive=True)
         try:
