@@ -11,7 +11,8 @@ from typing import Any
 
 from mkdocs.structure.files import File, Files
 
-REPORTS = ("RESULTS.md", "RESULTS-uvloop.md", "PROFILE.md", "RELIABILITY.md", "ratios.png")
+REPORTS = ("RESULTS.md", "RESULTS-uvloop.md", "RESULTS-prefetch.md", "PROFILE.md", "RELIABILITY.md",
+           "ratios.png", "ratios-prefetch.png")
 
 
 def on_files(files: Files, config: Any) -> Files:
