@@ -200,3 +200,19 @@ async def test_a_shrinking_prefetch_never_asks_for_a_negative_count(
         await task
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert not errors, errors
+
+
+async def test_a_held_job_cancelled_before_it_starts_fails_without_a_start(queue: Queue) -> None:
+    from driver import finish
+
+    await queue.add_bulk([("x", i) for i in range(3)])
+    _, taken, _ = await finish(queue, [], 1, hold=2, hold_ms=int(HOLD_TIME * 1000))
+    held_id, token = taken[-1]
+    assert await queue.get_state(held_id) == "waiting"
+    assert await queue.cancel(held_id)  # reaches the worker that holds it
+    # The worker fails it as it would a running job, but it never started: no start time.
+    statuses, _, _ = await finish(queue, [(held_id, token, "f", "cancelled", "", 0, -1, -1, "")])
+    assert statuses == [1]
+    job = await queue.get_job(held_id)
+    assert job is not None and job.state == "failed" and job.failed_reason == "cancelled"
+    assert job.attempts_started == 0 and job.processed_on is None

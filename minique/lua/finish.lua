@@ -129,9 +129,11 @@ for i = 1, nres do
     local start_fields = nil
     if held then
       left[#left + 1] = id
-      start_fields = {'pon', started ~= '' and started or now_s,
-                      'ats', int_str((tonumber(cur[4]) or 0) + 1)}
-      emit('ev', 'active', 'id', id)
+      -- Without a start time it never started (e.g. cancelled while held): no start.
+      if started ~= '' then
+        start_fields = {'pon', started, 'ats', int_str((tonumber(cur[4]) or 0) + 1)}
+        emit('ev', 'active', 'id', id)
+      end
     else
       left_active[#left_active + 1] = id
     end
