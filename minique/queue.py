@@ -325,9 +325,14 @@ class Queue:
         return "paused" if state == "waiting" and paused else state
 
     async def get_stats(self) -> dict[str, int]:
-        """``{waiting, active, completed, failed, delayed, total}``; total is their sum."""
+        """``{waiting, active, completed, failed, delayed, total}``; total is their sum.
+
+        One snapshot (MULTI/EXEC; the queue's keys share a slot): read one by one, a job a
+        script moves between the reads (delayed -> active, held -> waiting) would be
+        counted nowhere, and an idle-looking queue could still have work."""
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
+        atomic = getattr(self.redis, "connection_pool", None) is not None  # not on Cluster
+        async with self.redis.pipeline(transaction=atomic) as pipe:
             pipe.xlen(k.ready)
             pipe.zcard(k.pri)
             pipe.zcard(k.active)

@@ -435,15 +435,13 @@ class Worker:
             self._monitor.end("finish call")
 
     def _wanted(self) -> tuple[int, int]:
-        """(jobs to take for free slots, jobs to take as held). Never negative."""
-        buffered_active = 0
-        held = 0
-        for r in self._buffered:
-            if r.held:
-                held += 1
-            else:
-                buffered_active += 1
-        free = max(0, self.concurrency - self._executing - buffered_active)
+        """(jobs to take for free slots, jobs to take as held). Never negative.
+
+        A slot counts as free only when nothing is buffered for it, held jobs included: a
+        job taken as active for a slot that a runner then fills with a held job would sit
+        "active" in Redis without running."""
+        held = sum(1 for r in self._buffered if r.held)
+        free = max(0, self.concurrency - self._executing - len(self._buffered))
         return free, max(0, self._prefetch() - held)
 
     def _holding(self) -> bool:

@@ -216,3 +216,28 @@ async def test_a_held_job_cancelled_before_it_starts_fails_without_a_start(queue
     job = await queue.get_job(held_id)
     assert job is not None and job.state == "failed" and job.failed_reason == "cancelled"
     assert job.attempts_started == 0 and job.processed_on is None
+
+
+async def test_active_never_counts_more_than_concurrency_jobs(queue: Queue, redis_url: str) -> None:
+    """Held jobs count as waiting; a job is active from its start: with prefetch on,
+    get_stats()["active"] stays within the worker's concurrency (it read up to twice that,
+    counting jobs taken for a slot that a held job had filled)."""
+    async def work(job: Any) -> None:
+        await asyncio.sleep(0)
+
+    await queue.add_bulk([("x", i) for i in range(3000)])
+    worker = Worker(queue.name, work, url=redis_url, concurrency=1)
+    task = asyncio.create_task(worker.run(handle_signals=False))
+    seen: list[int] = []
+    try:
+        while True:
+            stats = await queue.get_stats()
+            seen.append(stats["active"])
+            if stats["waiting"] == 0 and stats["active"] == 0:
+                break
+            await asyncio.sleep(0.001)
+    finally:
+        await worker.close()
+        await task
+    assert len(seen) > 20, "too few samples to mean anything"
+    assert max(seen) <= 1, f"active read {max(seen)} in {sum(a > 1 for a in seen)} samples"
