@@ -2,6 +2,7 @@
 
 from .errors import (
     Delayed,
+    GroupRateLimited,
     InvalidJobState,
     JobCorrupted,
     JobFailed,
@@ -13,6 +14,7 @@ from .errors import (
     UnrecoverableError,
 )
 from .events import Event, QueueEvents
+from .groups import GroupInfo, GroupLimiter
 from .job import Job
 from .observers import WorkerObserver
 from .queue import Queue
@@ -25,6 +27,9 @@ from .worker_info import WorkerInfo
 __all__ = [
     "Delayed",
     "Event",
+    "GroupInfo",
+    "GroupLimiter",
+    "GroupRateLimited",
     "InvalidJobState",
     "Job",
     "JobCorrupted",

@@ -54,7 +54,7 @@ HOLD_TIME = 0.05
 SLOW_CALL = 5.0  # seconds without an answer from Redis before the worker says so
 RUNNER_SLICE = 0.01  # seconds a runner goes through jobs before yielding to the loop
 _OUTCOMES = {"c": "completed", "f": "failed", "r": "retried", "w": "requeued", "d": "delayed",
-             "h": "returned"}
+             "h": "returned", "g": "group throttled"}
 _SHORT_KINDS = frozenset("csh")  # result kinds sent without a stack trace
 CANCEL_RETRY_MAX = 30.0  # seconds between the cancel listener's attempts at most
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, OSError)
@@ -832,6 +832,10 @@ class Worker:
         except Delayed as exc:
             self._push(job, "d", str(exc), "", int(exc.delay * 1000), job.opts.keep_failed)
         except RateLimited as exc:
+            if exc.group:
+                # Only the job's group sleeps (lua/includes/groups.lua); others go on.
+                self._push(job, "g", exc.message, "", int(exc.delay * 1000), job.opts.keep_failed)
+                return
             self._push(job, "w", "rate limited", "", int(exc.delay * 1000), job.opts.keep_failed)
             # This worker knows first: nothing it holds starts, and it takes nothing until
             # the reply to this result confirms the limit (other workers hear of it then).
