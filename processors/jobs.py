@@ -3,10 +3,12 @@
     minique worker processors.jobs:registry     # every queue of the app, 5 at once, 10 jobs/s
 
 Errors keep the core's meaning. ``AmazonRateLimited`` (a 429, or an empty quota bucket)
-becomes a ``Delayed``: Amazon's quotas are per selling account and operation, so only that
-job waits, in the delayed set and without using an attempt, while the queue goes on with
-other accounts' jobs. Transient Amazon errors are plain exceptions, retried with the queue's
-backoff; ``AccountDisconnected`` is an ``UnrecoverableError`` (failed at once).
+becomes a ``GroupRateLimited``: Amazon's quotas are per selling account, and the sync jobs
+are grouped by account (processors/queues.py), so that account's group sleeps for the delay,
+without using an attempt, while the queue goes on with other accounts' jobs. A job without
+a group (added without ``account_group``) waits alone, as a ``Delayed``. Transient Amazon
+errors are plain exceptions, retried with the queue's backoff; ``AccountDisconnected`` is an
+``UnrecoverableError`` (failed at once).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from typing import Any
 
-from minique import Delayed, Job, RateLimited, Registry, UnrecoverableError
+from minique import Delayed, GroupRateLimited, Job, RateLimited, Registry, UnrecoverableError
 from processors import runtime, schedules, webhooks
 from processors.amazon import AmazonRateLimited
 from processors.payloads import (
@@ -59,8 +61,9 @@ def notifies(fn: Processor) -> Processor:
     """Sends ``job.completed`` / ``job.failed`` webhooks (when configured) around ``fn``.
 
     A failure is reported only when it is the last attempt: an unrecoverable error, or the
-    final one of ``attempts``. A throttled job has not failed: it waits alone (``Delayed``),
-    since one seller's quota says nothing about the others'.
+    final one of ``attempts``. A throttled job has not failed: its account's group sleeps
+    (``GroupRateLimited``; a job without a group waits alone), since one seller's quota
+    says nothing about the others'.
     """
 
     @functools.wraps(fn)
@@ -68,7 +71,7 @@ def notifies(fn: Processor) -> Processor:
         try:
             result = await fn(job)
         except AmazonRateLimited as exc:
-            raise Delayed(exc.delay, str(exc)) from exc
+            raise GroupRateLimited(exc.delay, str(exc)) from exc
         except (RateLimited, Delayed):
             raise
         except Exception as exc:
@@ -199,5 +202,6 @@ async def apply_schedules(redis_url: str, prefix: str) -> None:
     from processors import queues
 
     queues.configure(url=redis_url, prefix=prefix)
+    await queues.apply_group_defaults()
     applied = await schedules.apply_for_connected_accounts(runtime.current().storage)
     log.info("job schedulers applied: %s", {q: len(ids) for q, ids in applied.items()})

@@ -68,8 +68,9 @@ async def apply_schedules(account_ids: Iterable[str]) -> dict[str, list[str]]:
             data: dict[str, Any] = {"amazon_account_id": account_id}
             # The scheduler stores the data as given; check it as Queue.add would.
             msgspec.convert(data, _PAYLOADS[queue_name])
-            await queue.upsert_job_scheduler(sid, cron=cron, tz=TIMEZONE,
-                                             job_name=JOB_NAMES[queue_name], data=data)
+            await queue.upsert_job_scheduler(
+                sid, cron=cron, tz=TIMEZONE, job_name=JOB_NAMES[queue_name], data=data,
+                job_options=queues.account_group(queue_name, account_id))
         existing: list[JobScheduler] = await queue.get_job_schedulers()
         for scheduler in existing:
             if scheduler.id.startswith(queue_name.value + ":") and scheduler.id not in wanted:

@@ -193,3 +193,14 @@ async def test_group_defaults_apply_to_groups_without_settings(queue: Queue) -> 
     taken = await fetch(queue, 10)
     assert len(taken) == 4
     assert HEADER == 8
+
+
+async def test_scheduler_firings_join_the_group_of_their_job_options(queue: Queue) -> None:
+    await queue.set_group_options("acct", concurrency=1)
+    await queue.upsert_job_scheduler("s", every=60.0, job_name="j",
+                                     job_options={"group": "acct"})
+    await queue.add("j", None, group="acct")
+    taken = await fetch(queue, 5)
+    assert len(taken) == 1  # the firing and the job share the group's one slot
+    info = {gi.id: gi for gi in await queue.get_groups()}
+    assert info["acct"].active == 1 and info["acct"].waiting == 1

@@ -149,9 +149,11 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
     local jk = JP .. id
     local tok = int_str(fence + i)
     local f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats')
+    local handed = false
     if f[1] and f[8] and scheduler_on_take(jk, id, now, true, f[8]) then
       -- A missed firing of a catch_up="skip" scheduler: the hook deleted it; nothing to run.
     elseif f[1] then
+      handed = true
       local ats = (tonumber(f[9]) or 0) + 1
       local ps = scores[i] or ''
       if active_n < count then
@@ -178,7 +180,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       emit('ev', 'error', 'id', id, 'reason', 'job hash missing at fetch')
     end
     -- A grouped job that turned out unrunnable gives its slot back at once.
-    if gids[i] and not f[1] then group_release(gids[i]) end
+    if gids[i] and not handed then group_release(gids[i]) end
   end
   call_batched('ZADD', K.active, leases)
   call_batched('ZADD', K.held, holds)
