@@ -80,7 +80,7 @@ async def set_group_options(queue: Queue, group: str, *, concurrency: int | None
     validate_group(group)
     conc = _concurrency(concurrency)
     lm, ld = _limiter(limiter)
-    await queue._run("set_group", ["options", group, conc, lm, ld])
+    await queue._wait_out_holds(await queue._run("set_group", ["options", group, conc, lm, ld]))
 
 
 async def set_group_defaults(queue: Queue, *, concurrency: int | None = None,
@@ -88,12 +88,14 @@ async def set_group_defaults(queue: Queue, *, concurrency: int | None = None,
     """Limits of every group of the queue without settings of its own (None: no limit)."""
     conc = _concurrency(concurrency)
     lm, ld = _limiter(limiter)
-    await queue._run("set_group", ["defaults", "", conc, lm, ld])
+    await queue._wait_out_holds(await queue._run("set_group", ["defaults", "", conc, lm, ld]))
 
 
 async def pause_group(queue: Queue, group: str) -> None:
-    """The group starts no job until resumed; its running jobs run on."""
-    await queue._run("set_group", ["pause", validate_group(group), "", "", ""])
+    """The group starts no job until resumed; its running jobs run on. When it returns, no
+    worker starts another job of the group (held ones were handed back or ran out)."""
+    await queue._wait_out_holds(
+        await queue._run("set_group", ["pause", validate_group(group), "", "", ""]))
 
 
 async def resume_group(queue: Queue, group: str) -> None:

@@ -204,3 +204,25 @@ async def test_scheduler_firings_join_the_group_of_their_job_options(queue: Queu
     assert len(taken) == 1  # the firing and the job share the group's one slot
     info = {gi.id: gi for gi in await queue.get_groups()}
     assert info["acct"].active == 1 and info["acct"].waiting == 1
+
+
+async def test_only_jobs_of_groups_without_limits_are_held(queue: Queue) -> None:
+    await queue.set_group_options("lim", concurrency=3)
+    await queue.add_bulk([("j", None, {"group": "lim"}) for _ in range(5)])
+    _, taken, header = await finish(queue, [], 1, hold=4, hold_ms=50)
+    assert len(taken) == 1 and int(header[7]) == 1  # held nothing of the limited group
+    await queue.add_bulk([("j", None, {"group": "free"}) for _ in range(5)])
+    _, taken, header = await finish(queue, [], 0, hold=4, hold_ms=50)
+    assert await groups_of(queue, taken) == ["free"] * 4
+    assert (await queue.get_stats())["waiting"] == 4 + 4 + 1  # held ones count as waiting
+    # Started, a held job takes its group's slot; its result gives it back.
+    (jid, tok) = taken[0]
+    await finish(queue, [(jid, tok, "s", "", "", 0, -1, -1, "1")])
+    assert await group_active(queue, "free") == 1
+    await finish(queue, [complete(jid, tok)])
+    assert await group_active(queue, "free") == 0
+    # A change of a group's settings makes workers hand held jobs back (control version).
+    cv = header[6]
+    await queue.set_group_options("free", concurrency=1)
+    _, _, header = await finish(queue, [], 0)
+    assert header[6] != cv

@@ -126,6 +126,7 @@ for i = 1, nres do
       starts[#starts + 1] = id
       redis.call('HSET', jk, 'st', 'active', 'pon', started ~= '' and started or now_s,
                  'ats', int_str((tonumber(cur[4]) or 0) + 1))
+      if cur[6] then group_start(cur[6]) end
       emit('ev', 'active', 'id', id)
     end
   else
@@ -140,7 +141,8 @@ for i = 1, nres do
     else
       left_active[#left_active + 1] = id
     end
-    if cur[6] then released[#released + 1] = cur[6] end
+    -- A held job that started and ended between two calls never took a slot.
+    if cur[6] and not held then released[#released + 1] = cur[6] end
     local delay = tonumber(delay_s)
     if kind == 'g' and not cur[6] then kind = 'd' end
     if kind == 'c' then
@@ -186,6 +188,8 @@ for i = 1, nres do
     elseif kind == 'g' then
       write_job(jk, start_fields, 'tok', '')
       group_throttle(cur[6], now + delay)
+      -- Jobs of the group that workers hold must not start now: they hand them back.
+      control_changed('group')
       enqueue_front(jk, id)
       emit('ev', 'waiting', 'id', id, 'reason', string.sub(value, 1, 200))
     elseif kind == 'd' then

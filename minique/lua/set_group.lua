@@ -3,7 +3,9 @@
 --   op: 'options' (the group's own settings; '' falls back to the defaults),
 --       'defaults' (for every group without settings of its own; group is ''),
 --       'pause', 'resume' (the group starts no job while paused; jobs running run on).
--- Grouped jobs are never held, so no worker has to hand anything back.
+-- Returns the ms left of the longest hold granted (the caller waits it out). Every change
+-- makes workers hand back the jobs they hold (held grouped jobs come only from
+-- groups without limits: includes/groups.lua).
 --@include base
 local op, g = ARGV[2], ARGV[3]
 local conc, max, window = ARGV[4], ARGV[5], ARGV[6]
@@ -16,7 +18,7 @@ if op == 'defaults' then
   end
   -- A group held back by the old defaults is scheduled again at its next release (it has
   -- a job active) or wake (it sleeps): nothing to visit here.
-  return 1
+  return control_changed('group')
 end
 local gk = gkey(g)
 if op == 'options' then
@@ -37,4 +39,4 @@ else
   return redis.error_reply('ERR unknown group operation ' .. op)
 end
 group_schedule(g)
-return 1
+return control_changed('group')

@@ -17,7 +17,10 @@
 -- without settings of their own; meta 'gwn' counts every group's waiting jobs.
 -- Every way a job leaves active calls group_release (finish.lua, stalled.lua), so 'a'
 -- always equals the group's jobs in the active set (tests/test_state_machine.py).
--- Held (prefetched) jobs are never grouped jobs: a grouped job goes straight to active.
+-- Held (prefetched) grouped jobs come only from groups without any limit (their own or a
+-- default): a held job counts against nothing until it starts, as for the queue's global
+-- concurrency. It counts in 'a' from its start ('s' in finish.lua), and every change of a
+-- group's settings, a group pause and a throttle make workers hand held jobs back.
 local GQ = BASE .. ':gready'
 local GS = BASE .. ':gsleep'
 local GI = BASE .. ':groups'
@@ -95,6 +98,11 @@ local function group_release(g)
   end
 end
 
+-- A held job of the group started: it takes a slot now (released like any active job).
+local function group_start(g)
+  redis.call('HINCRBY', gkey(g), 'a', 1)
+end
+
 -- The processor said the group is throttled (GroupRateLimited): it starts nothing until
 -- `until_ms`; a longer throttle in force is kept.
 local function group_throttle(g, until_ms)
@@ -123,10 +131,12 @@ local function groups_next_wake()
 end
 
 -- Takes up to `n` grouped jobs, one per group per turn of the round-robin, into ids /
--- scores / gids (appended). Every group popped is either given a job (and goes to the
--- tail if it may start another), put to sleep (rate limit) or dropped (paused, at its
--- concurrency, empty): at most 2n + 16 pops per call.
-local function take_grouped(now, n, ids, scores, gids)
+-- scores / gids (appended; gids only for jobs that take a slot). Every group popped is
+-- either given a job (and goes to the tail if it may start another), put to sleep (rate
+-- limit) or dropped (paused, at its concurrency, empty): at most 2n + 16 pops per call.
+-- `to_hold`: jobs to hold, taken only from groups without limits (the others go to the
+-- tail untouched).
+local function take_grouped(now, n, ids, scores, gids, to_hold)
   local taken, pops = 0, 0
   while taken < n and pops < 2 * n + 16 do
     pops = pops + 1
@@ -138,7 +148,9 @@ local function take_grouped(now, n, ids, scores, gids)
     local conc, max, window = group_limits(h[2], h[5], h[6])
     local sleep_until = nil
     local wk = gwin(g)
-    if not h[3] and not (conc and a >= conc) then
+    if to_hold and not h[3] and (conc or (max and max > 0)) then
+      redis.call('RPUSH', GQ, g)
+    elseif not h[3] and not (conc and a >= conc) then
       local rl = tonumber(h[4])
       if rl and rl > now then
         sleep_until = rl
@@ -156,15 +168,18 @@ local function take_grouped(now, n, ids, scores, gids)
         local popped = redis.call('ZPOPMIN', gwait(g))
         if popped[1] then
           taken = taken + 1
-          ids[#ids + 1] = popped[1]; scores[#ids] = popped[2]; gids[#ids] = g
-          a = a + 1
-          redis.call('HSET', gk, 'a', int_str(a))
-          redis.call('ZINCRBY', GI, -1, g)
+          ids[#ids + 1] = popped[1]; scores[#ids] = popped[2]
+          if not to_hold then
+            gids[#ids] = g
+            a = a + 1
+            redis.call('HSET', gk, 'a', int_str(a))
+          end
+          local left = tonumber(redis.call('ZINCRBY', GI, -1, g))
           if max and max > 0 then
             redis.call('ZADD', wk, int_str(now), popped[1] .. '|' .. int_str(now))
             redis.call('PEXPIRE', wk, int_str(window))
           end
-          if redis.call('EXISTS', gwait(g)) == 1 and not (conc and a >= conc) then
+          if left > 0 and not (conc and a >= conc) then
             redis.call('RPUSH', GQ, g)
           else
             redis.call('HDEL', gk, 'q')
@@ -179,5 +194,5 @@ local function take_grouped(now, n, ids, scores, gids)
   end
   if taken > 0 then redis.call('HINCRBY', K.meta, 'gwn', -taken) end
   -- Stale entries (paused or full groups) can fill the pops: others wait behind them.
-  if taken < n and pops >= 2 * n + 16 then wake() end
+  if taken < n and pops >= 2 * n + 16 and not to_hold then wake() end
 end

@@ -120,18 +120,15 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   if want <= 0 then return with_wait_info(out) end
   local ids, scores, gids = {}, {}, {}
   -- Grouped jobs (includes/groups.lua) take turns with ungrouped ones: half the free slots
-  -- each while both wait, the rest to whichever has jobs. Grouped jobs are never held.
-  local grouped = count > 0
-  if grouped then
-    groups_wake_due(now)
-    grouped = redis.call('LLEN', GQ) > 0
-    if grouped then
-      local share = count
-      if redis.call('ZCARD', K.pri) + redis.call('XLEN', K.ready) > 0 then
-        share = math.ceil(count / 2)
-      end
-      take_grouped(now, share, ids, scores, gids)
+  -- each while both wait, the rest to whichever has jobs; held ones after the ungrouped.
+  groups_wake_due(now)
+  local grouped = redis.call('LLEN', GQ) > 0
+  if grouped and count > 0 then
+    local share = count
+    if redis.call('ZCARD', K.pri) + redis.call('XLEN', K.ready) > 0 then
+      share = math.ceil(count / 2)
     end
+    take_grouped(now, share, ids, scores, gids)
   end
   local popped = want > #ids and redis.call('ZPOPMIN', K.pri, want - #ids) or {}
   for i = 1, #popped, 2 do ids[#ids + 1] = popped[i]; scores[#ids] = popped[i + 1] end
@@ -139,6 +136,9 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
     for _, id in ipairs(read_stream(want - #ids)) do ids[#ids + 1] = id end
   end
   if grouped and #ids < count then take_grouped(now, count - #ids, ids, scores, gids) end
+  if grouped and hold > 0 and #ids < want and #ids >= count then
+    take_grouped(now, want - #ids, ids, scores, gids, true)
+  end
   if #ids == 0 then return with_wait_info(out) end
   local fence = redis.call('HINCRBY', K.meta, 'fence', #ids) - #ids
   local deadline = now + lease_ms
