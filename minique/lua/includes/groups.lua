@@ -41,10 +41,11 @@ end
 
 -- Puts a group in the round-robin if it has waiting jobs and may start one now, or to
 -- sleep until it may; does nothing for a paused group, one at its concurrency (its next
--- release schedules it) or one already scheduled.
-local function group_schedule(g)
+-- release schedules it) or one already scheduled. `h` is the group's a, c, p, q, rl when
+-- the caller has read them.
+local function group_schedule(g, h)
   local gk = gkey(g)
-  local h = redis.call('HMGET', gk, 'a', 'c', 'p', 'q', 'rl')
+  h = h or redis.call('HMGET', gk, 'a', 'c', 'p', 'q', 'rl')
   if h[3] or h[4] then return end
   if redis.call('EXISTS', gwait(g)) == 0 then return end
   local conc = group_limits(h[2])
@@ -83,15 +84,16 @@ local function group_unlink(g, id)
 end
 
 -- A job of the group left active: its slot comes back. An idle group without settings
--- of its own is forgotten.
+-- of its own is forgotten. (Two calls when the group is scheduled already, the common case.)
 local function group_release(g)
   local gk = gkey(g)
   local a = redis.call('HINCRBY', gk, 'a', -1)
   if a < 0 then redis.call('HSET', gk, 'a', '0'); a = 0 end
-  group_schedule(g)
-  if a == 0 and redis.call('EXISTS', gwait(g)) == 0 then
-    local h = redis.call('HMGET', gk, 'c', 'lm', 'p', 'q', 'rl')
-    if not (h[1] or h[2] or h[3] or h[4]) and (tonumber(h[5]) or 0) <= now_ms() then
+  local h = redis.call('HMGET', gk, 'a', 'c', 'p', 'q', 'rl', 'lm')
+  group_schedule(g, h)
+  if a == 0 and not (h[2] or h[3] or h[6]) and redis.call('EXISTS', gwait(g)) == 0 then
+    local q = redis.call('HGET', gk, 'q')
+    if not q and (tonumber(h[5]) or 0) <= now_ms() then
       redis.call('DEL', gk)
       redis.call('ZREM', GI, g)
     end
