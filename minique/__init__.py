@@ -1,5 +1,6 @@
 """minique: a Redis job queue with one atomic Lua script per state change."""
 
+from .batch import Batch
 from .errors import (
     Delayed,
     GroupRateLimited,
@@ -25,6 +26,7 @@ from .worker import Worker
 from .worker_info import WorkerInfo
 
 __all__ = [
+    "Batch",
     "Delayed",
     "Event",
     "GroupInfo",
