@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 from typing import Any
 
 from minique import Batch, Queue, Registry, Worker
-from minique.server import RedisServer
+
+from .support import redis_url, seconds_to_complete
 
 
 async def run(url: str, n: int, batch: bool) -> float:
@@ -31,13 +31,7 @@ async def run(url: str, n: int, batch: bool) -> float:
         async def one(job: Any) -> None:
             return None
     worker = Worker("bench-batches", registry, url=url, concurrency=50)
-    start = time.perf_counter()
-    task = asyncio.create_task(worker.run())
-    while (await q.get_stats())["completed"] < n:
-        await asyncio.sleep(0.02)
-    took = time.perf_counter() - start
-    await worker.close()
-    await task
+    took = await seconds_to_complete(q, worker, n)
     await q.obliterate(force=True)
     await q.close()
     return n / took
@@ -49,13 +43,7 @@ async def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--url")
     args = parser.parse_args()
-    server = None
-    url = args.url
-    if url is None:
-        server = RedisServer()
-        server.start()
-        url = server.url
-    try:
+    with redis_url(args.url) as url:
         single = batched = 0.0
         for _ in range(args.repeat):
             single = max(single, await run(url, args.n, False))
@@ -63,9 +51,6 @@ async def main() -> None:
         print(f"{args.n} no-op jobs, one worker, concurrency 50")
         print(f"  one job per call        {single:>10,.0f} jobs/s")
         print(f"  batches of 50           {batched:>10,.0f} jobs/s   ({batched / single:.2f}x)")
-    finally:
-        if server is not None:
-            server.stop()
 
 
 if __name__ == "__main__":

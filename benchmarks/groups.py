@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 from typing import Any
 
 from minique import Queue, Worker
-from minique.server import RedisServer
+
+from .support import redis_url, seconds_to_complete
 
 
 async def run(url: str, groups: int, per_group: int, grouped: bool, concurrency: int,
@@ -30,13 +30,7 @@ async def run(url: str, groups: int, per_group: int, grouped: bool, concurrency:
         return None
 
     worker = Worker("bench-groups", noop, url=url, concurrency=concurrency, prefetch=prefetch)
-    start = time.perf_counter()
-    task = asyncio.create_task(worker.run())
-    while (await q.get_stats())["completed"] < n:
-        await asyncio.sleep(0.02)
-    took = time.perf_counter() - start
-    await worker.close()
-    await task
+    took = await seconds_to_complete(q, worker, n)
     await q.obliterate(force=True)
     await q.close()
     return n / took
@@ -51,13 +45,7 @@ async def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--url")
     args = parser.parse_args()
-    server = None
-    url = args.url
-    if url is None:
-        server = RedisServer()
-        server.start()
-        url = server.url
-    try:
+    with redis_url(args.url) as url:
         prefetch = not args.no_prefetch
         # Alternated and the best of each kept: other load on the machine only slows runs down.
         plain = grouped = 0.0
@@ -70,9 +58,6 @@ async def main() -> None:
         print(f"  no groups                   {plain:>10,.0f} jobs/s")
         print(f"  {args.groups} groups of {args.per_group:<10} {grouped:>10,.0f} jobs/s"
               f"   ({grouped / plain:.2f}x)")
-    finally:
-        if server is not None:
-            server.stop()
 
 
 if __name__ == "__main__":

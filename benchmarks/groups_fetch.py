@@ -15,7 +15,8 @@ import statistics
 import time
 
 from minique import Queue, scripts
-from minique.server import RedisServer
+
+from .support import redis_url
 
 
 async def fetch_latency(q: Queue, calls: int) -> float:
@@ -34,21 +35,12 @@ async def main() -> None:
     parser.add_argument("--idle", type=int, default=100_000)
     parser.add_argument("--url")
     args = parser.parse_args()
-    server = None
-    url = args.url
-    if url is None:
-        server = RedisServer()
-        server.start()
-        url = server.url
-    try:
+    with redis_url(args.url) as url:
         alone = await measure(url, 0)
         with_idle = await measure(url, args.idle)
         print("fetch of one job of the busy group, median of 1000 calls:")
         print(f"  busy group alone                       {alone:.3f} ms")
         print(f"  beside {args.idle} groups at their limit {with_idle:.3f} ms")
-    finally:
-        if server is not None:
-            server.stop()
 
 
 async def measure(url: str, idle: int) -> float:
