@@ -32,7 +32,9 @@ class RateLimited(MiniqueError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuilt from its own arguments, so it crosses back from a processes=N child.
-        return RateLimited, (self.delay, self.message, self.group)
+        if self.group:
+            return RateLimited, (self.delay, self.message, True)
+        return type(self), (self.delay, self.message)
 
 
 class GroupRateLimited(RateLimited):

@@ -226,3 +226,14 @@ async def test_only_jobs_of_groups_without_limits_are_held(queue: Queue) -> None
     await queue.set_group_options("free", concurrency=1)
     _, _, header = await finish(queue, [], 0)
     assert header[6] != cv
+
+
+def test_group_throttles_cross_a_process_boundary() -> None:
+    import pickle
+
+    from minique import GroupRateLimited, RateLimited
+
+    for exc in (GroupRateLimited(1.5), RateLimited(2.0, "slow", group=True)):
+        back = pickle.loads(pickle.dumps(exc))
+        assert isinstance(back, RateLimited) and back.group and back.delay == exc.delay
+    assert not pickle.loads(pickle.dumps(RateLimited(1.0))).group
