@@ -1,7 +1,9 @@
 """minique: a Redis job queue with one atomic Lua script per state change."""
 
+from .batch import Batch
 from .errors import (
     Delayed,
+    GroupRateLimited,
     InvalidJobState,
     JobCorrupted,
     JobFailed,
@@ -13,6 +15,7 @@ from .errors import (
     UnrecoverableError,
 )
 from .events import Event, QueueEvents
+from .groups import GroupInfo, GroupLimiter
 from .job import Job
 from .observers import WorkerObserver
 from .queue import Queue
@@ -23,8 +26,12 @@ from .worker import Worker
 from .worker_info import WorkerInfo
 
 __all__ = [
+    "Batch",
     "Delayed",
     "Event",
+    "GroupInfo",
+    "GroupLimiter",
+    "GroupRateLimited",
     "InvalidJobState",
     "Job",
     "JobCorrupted",

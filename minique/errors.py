@@ -17,19 +17,38 @@ class RateLimited(MiniqueError):
     """Raised by a processor when an upstream says "slow down" (HTTP 429).
 
     The job goes back to waiting without using up an attempt, and the queue
-    takes no new jobs for ``delay`` seconds.
+    takes no new jobs for ``delay`` seconds. With ``group=True`` only the job's group
+    (docs/guide/groups.md) sleeps for ``delay`` and every other group goes on; for a job
+    without a group that is a ``Delayed(delay)`` of this job alone.
     """
 
-    def __init__(self, delay: float, message: str = "rate limited") -> None:
-        if delay < 0:
-            raise ValueError("RateLimited delay must be >= 0")
+    def __init__(self, delay: float, message: str = "rate limited", group: bool = False) -> None:
+        if not delay >= 0:
+            raise ValueError(f"RateLimited delay must be >= 0, got {delay!r}")
         super().__init__(f"{message} (retry in {delay:.3f}s)")
         self.delay = delay
         self.message = message
+        self.group = group
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuilt from its own arguments, so it crosses back from a processes=N child.
+        if self.group:
+            return RateLimited, (self.delay, self.message, True)
         return type(self), (self.delay, self.message)
+
+
+class GroupRateLimited(RateLimited):
+    """Raised by a processor: the job's group takes no jobs for ``delay`` seconds.
+
+    ``RateLimited(delay, group=True)``: the job goes back to the front of its group
+    without using an attempt; other groups go on.
+    """
+
+    def __init__(self, delay: float, message: str = "group rate limited") -> None:
+        super().__init__(delay, message, group=True)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return GroupRateLimited, (self.delay, self.message)
 
 
 class Delayed(MiniqueError):

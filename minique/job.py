@@ -49,6 +49,7 @@ class Job:
         "delay_until",
         "failed_reason",
         "finished_on",
+        "group",
         "id",
         "name",
         "opts",
@@ -98,6 +99,7 @@ class Job:
         self.failed_reason: str | None = None
         self.stacktrace: str | None = None
         self.delay_until: float | None = None
+        self.group: str | None = None  # its group (docs/guide/groups.md); None: no group
         self._rv_raw: bytes | None = None
         self._rv: Any = _UNSET
         self._progress_raw: bytes | None = None
@@ -156,6 +158,7 @@ class Job:
         job.delay_until = _ms_to_s(h.get(b"due")) if job.state == "delayed" else None
         job._rv_raw = h.get(b"rv")
         job._progress_raw = h.get(b"pg")
+        job.group = _text(h.get(b"g"))
         return job
 
     # ----- actions -----------------------------------------------------------------------

@@ -52,11 +52,12 @@ class ResolvedOptions(msgspec.Struct, frozen=True):
     delay: float = 0.0
     priority: int = 0
     job_id: str | None = None
+    group: str | None = None
 
 
 OPTION_NAMES = frozenset(
     {"attempts", "backoff", "delay", "priority", "job_id", "remove_on_complete",
-     "remove_on_fail", "timeout", "keep_logs"}
+     "remove_on_fail", "timeout", "keep_logs", "group"}
 )
 
 _stored_encoder = msgspec.msgpack.Encoder()
@@ -163,6 +164,17 @@ def _job_id(value: Any) -> str | None:
     return value
 
 
+MAX_GROUP_LEN = 512
+
+
+def validate_group(value: Any) -> str:
+    """A group id: a non-empty string of at most 512 characters (any characters)."""
+    if not isinstance(value, str) or not value or len(value) > MAX_GROUP_LEN:
+        raise ValueError(f"group must be a non-empty string of at most {MAX_GROUP_LEN} "
+                         f"chars, got {value!r}")
+    return value
+
+
 def resolve(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> ResolvedOptions:
     """Merges queue defaults with per-job options and validates the result."""
     merged = {**defaults, **overrides}
@@ -196,4 +208,5 @@ def resolve(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> Resolv
         delay=_number("delay", merged.get("delay", 0.0)),
         priority=priority,
         job_id=_job_id(merged.get("job_id")),
+        group=None if merged.get("group") is None else validate_group(merged["group"]),
     )

@@ -24,6 +24,7 @@ from .options import MAX_PRIORITY, MAX_SECONDS, check_option_names, encode_store
 from .worker_info import WorkerInfo
 
 if TYPE_CHECKING:
+    from .groups import GroupInfo
     from .scheduler import JobScheduler
 
 STATES = ("waiting", "active", "completed", "failed", "delayed")
@@ -124,16 +125,20 @@ class Queue:
             codec.check(data, self.payload_types[name], f"payload of job {name!r}")
         raw = codec.encode(data, f"payload of job {name!r}")
         args = [resolved.job_id or "", name, raw, blob, resolved.priority,
-                round(resolved.delay * 1000)]
+                round(resolved.delay * 1000), resolved.group or ""]
         return args, resolved
 
     def _made(self, job_id: str, name: str, data: Any, raw: bytes, resolved: Any, now_ms: int) -> Job:
-        return Job(self, job_id, name, raw, resolved.stored, data=data, priority=resolved.priority,
+        job = Job(self, job_id, name, raw, resolved.stored, data=data, priority=resolved.priority,
                   timestamp=now_ms / 1000.0, state="delayed" if resolved.delay > 0 else "waiting")
+        job.group = resolved.group
+        return job
 
     async def add(self, name: str, data: Any = None, **options: Any) -> Job:
         """Adds one job. Options: attempts, backoff, delay, priority, job_id,
-        remove_on_complete, remove_on_fail, timeout, keep_logs. Unknown options raise TypeError.
+        remove_on_complete, remove_on_fail, timeout, keep_logs, group (a non-empty string:
+        the job takes turns with other groups' jobs, under the group's limits; see
+        docs/guide/groups.md). Unknown options raise TypeError.
 
         Raises ``AddOutcomeUnknown`` (naming the job id) when Redis never answered, so it is
         unknown whether the job was added; a client retry of the same call never adds twice.
@@ -342,8 +347,9 @@ class Queue:
             pipe.zcard(k.held)
             pipe.smembers(k.completed_groups)
             pipe.smembers(k.failed_groups)
-            ready, pri, active, completed, failed, delayed, held, c_groups, f_groups = (
-                await pipe.execute())
+            pipe.hget(k.meta, "gwn")
+            (ready, pri, active, completed, failed, delayed, held, c_groups, f_groups,
+             grouped) = await pipe.execute()
         if c_groups or f_groups:  # jobs with a retention setting of their own
             async with self.redis.pipeline(transaction=False) as pipe:
                 for key in (*c_groups, *f_groups):
@@ -352,7 +358,8 @@ class Queue:
             completed += sum(sizes[:len(c_groups)])
             failed += sum(sizes[len(c_groups):])
         # Held jobs (a worker's prefetch) have not started: they are waiting.
-        stats = {"waiting": ready + pri + held, "active": active, "completed": completed,
+        # Grouped jobs wait in their groups (lua/includes/groups.lua), counted in meta 'gwn'.
+        stats = {"waiting": ready + pri + held + int(grouped or 0), "active": active, "completed": completed,
                  "failed": failed, "delayed": delayed}
         stats["total"] = sum(stats.values())
         return stats
@@ -626,6 +633,41 @@ class Queue:
                 pipe.get(f"{self.keys.base}:worker:{n.decode()}")
             raw = await pipe.execute()
         return [msgspec.msgpack.decode(r, type=WorkerInfo) for r in raw if r]
+
+    # ----- groups (minique/groups.py) ---------------------------------------------------
+
+    async def set_group_options(self, group: str, *, concurrency: int | None = None,
+                                limiter: Mapping[str, Any] | None = None) -> None:
+        """The group's own limits: at most ``concurrency`` jobs active, at most
+        ``limiter["max"]`` starts per ``limiter["duration"]`` s (sliding window), across
+        every worker. None falls back to the group defaults. ValueError/TypeError on bad input."""
+        from . import groups
+
+        await groups.set_group_options(self, group, concurrency=concurrency, limiter=limiter)
+
+    async def set_group_defaults(self, *, concurrency: int | None = None,
+                                 limiter: Mapping[str, Any] | None = None) -> None:
+        """Limits of every group without settings of its own (None: no limit)."""
+        from . import groups
+
+        await groups.set_group_defaults(self, concurrency=concurrency, limiter=limiter)
+
+    async def pause_group(self, group: str) -> None:
+        """The group starts no job until ``resume_group``; other groups go on."""
+        from . import groups
+
+        await groups.pause_group(self, group)
+
+    async def resume_group(self, group: str) -> None:
+        from . import groups
+
+        await groups.resume_group(self, group)
+
+    async def get_groups(self, start: int = 0, end: int = 99) -> list[GroupInfo]:
+        """A page of the queue's groups (GroupInfo), the most waiting jobs first."""
+        from . import groups
+
+        return await groups.get_groups(self, start, end)
 
     # ----- job schedulers (minique/scheduler.py) ----------------------------------------
 

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from .batch import BatchOptions, parse_batch
 from .keys import validate_name
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -19,15 +20,16 @@ StartupHook = Callable[[str, str], Awaitable[None]]
 class Handler:
     """A registered processor, with the payload type its data is decoded into (if any)."""
 
-    __slots__ = ("decoder", "fn", "is_async", "name", "payload", "queue")
+    __slots__ = ("batch", "decoder", "fn", "is_async", "name", "payload", "queue")
 
     def __init__(self, queue: str, name: str | None, fn: Callable[..., Any],
-                 payload: type | None) -> None:
+                 payload: type | None, batch: BatchOptions | None = None) -> None:
         self.queue = queue
         self.name = name
         self.fn = fn
         self.is_async = inspect.iscoroutinefunction(fn)
         self.payload = payload
+        self.batch = batch  # a batch processor (minique/batch.py): called with a Batch
         self.decoder: msgspec.msgpack.Decoder[Any] | None = (
             msgspec.msgpack.Decoder(payload) if payload is not None else None)
 
@@ -69,16 +71,22 @@ class Registry:
                 if name is not None and h.payload is not None}
 
     def processor(self, queue: str, name: str | None = None, *,
-                  payload: type | None = None) -> Callable[[F], F]:
+                  payload: type | None = None,
+                  batch: Mapping[str, Any] | None = None) -> Callable[[F], F]:
+        """``batch={"size": n, "timeout": s}`` makes it a batch processor (minique/batch.py):
+        an async function called with a ``Batch`` of up to ``size`` jobs."""
         def register(fn: F) -> F:
-            self.add(queue, fn, name=name, payload=payload)
+            self.add(queue, fn, name=name, payload=payload, batch=batch)
             return fn
 
         return register
 
     def add(self, queue: str, fn: Callable[..., Any], *, name: str | None = None,
-            payload: type | None = None) -> Handler:
+            payload: type | None = None, batch: Mapping[str, Any] | None = None) -> Handler:
         validate_name("queue name", queue)
+        batch_options = parse_batch(batch)
+        if batch_options is not None and not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"batch processor for {queue!r}/{name!r} must be an async function")
         if not callable(fn):
             raise TypeError(f"processor for {queue!r}/{name!r} is not callable: {fn!r}")
         if payload is not None and not (isinstance(payload, type) and
@@ -87,7 +95,7 @@ class Registry:
         by_name = self._handlers.setdefault(queue, {})
         if name in by_name:
             raise ValueError(f"a processor for queue {queue!r} and job {name!r} exists already")
-        handler = Handler(queue, name, fn, payload)
+        handler = Handler(queue, name, fn, payload, batch_options)
         by_name[name] = handler
         return handler
 
@@ -99,6 +107,11 @@ class Registry:
 
     def queues(self) -> list[str]:
         return sorted(self._handlers)
+
+    def batch_size(self, queue: str) -> int:
+        """The largest batch size of the queue's batch processors (0: none)."""
+        return max((h.batch.size for h in self._handlers.get(queue, {}).values()
+                    if h.batch is not None), default=0)
 
     def names(self, queue: str) -> list[str | None]:
         return list(self._handlers.get(queue, {}))

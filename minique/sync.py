@@ -18,6 +18,7 @@ from .queue import BulkItem, Queue
 
 if TYPE_CHECKING:
     from .attempts import Attempt
+    from .groups import GroupInfo
     from .scheduler import JobScheduler
 
 T = TypeVar("T")
@@ -240,6 +241,25 @@ class SyncQueue:
 
     def set_global_concurrency(self, limit: int | None) -> None:
         self._call(self._queue.set_global_concurrency(limit))
+
+    # ----- groups (minique/groups.py) --------------------------------------------------------
+
+    def set_group_options(self, group: str, *, concurrency: int | None = None,
+                          limiter: Mapping[str, Any] | None = None) -> None:
+        self._call(self._queue.set_group_options(group, concurrency=concurrency, limiter=limiter))
+
+    def set_group_defaults(self, *, concurrency: int | None = None,
+                           limiter: Mapping[str, Any] | None = None) -> None:
+        self._call(self._queue.set_group_defaults(concurrency=concurrency, limiter=limiter))
+
+    def pause_group(self, group: str) -> None:
+        self._call(self._queue.pause_group(group))
+
+    def resume_group(self, group: str) -> None:
+        self._call(self._queue.resume_group(group))
+
+    def get_groups(self, start: int = 0, end: int = 99) -> list[GroupInfo]:
+        return self._call(self._queue.get_groups(start, end))
 
     # ----- job schedulers --------------------------------------------------------------------
 

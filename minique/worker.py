@@ -28,6 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import codec, scheduler, scripts, signals, telemetry
 from .backoff import BackoffStrategy, retry_delay
+from .batch import Batch, JobFailedInBatch
 from .connection import connect, resolve_url
 from .errors import Delayed, JobCorrupted, PayloadError, RateLimited, UnrecoverableError
 from .job import Job
@@ -54,7 +55,7 @@ HOLD_TIME = 0.05
 SLOW_CALL = 5.0  # seconds without an answer from Redis before the worker says so
 RUNNER_SLICE = 0.01  # seconds a runner goes through jobs before yielding to the loop
 _OUTCOMES = {"c": "completed", "f": "failed", "r": "retried", "w": "requeued", "d": "delayed",
-             "h": "returned"}
+             "h": "returned", "g": "group throttled"}
 _SHORT_KINDS = frozenset("csh")  # result kinds sent without a stack trace
 CANCEL_RETRY_MAX = 30.0  # seconds between the cancel listener's attempts at most
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, OSError)
@@ -159,7 +160,9 @@ class Worker:
                                if connection is None else connection)
         self.queue = Queue(queue_name, connection=self.redis, prefix=prefix,
                            default_job_options=default_job_options)
-        self.concurrency = concurrency
+        # A batch processor's jobs each take a slot: room for one full batch at least.
+        self._batch_size = self.registry.batch_size(queue_name)
+        self.concurrency = max(concurrency, self._batch_size)
         self.lock_ms = int(lock_duration * 1000)
         self.renew_interval = lock_renew_time if lock_renew_time else lock_duration / 2
         self.stalled_interval = stalled_interval
@@ -225,7 +228,11 @@ class Worker:
         self._started_at: dict[str, float] = {}
         self.started_at = time.time()
         self._processes = ProcessRunner(processes) if processes > 0 else None
-        self.prefetch = prefetch  # False: take jobs for free slots only, never hold ahead
+        # False: take jobs for free slots only, never hold ahead. Batch processors gather
+        # what is taken for free slots; they hold nothing ahead.
+        self.prefetch = prefetch and not self._batch_size
+        self._arrived = asyncio.Event()  # a job was buffered (batch processors wait for it)
+        self._collecting: dict[int, list[_Running]] = {}  # id(handler) -> batch being gathered
         self.fail_fast = fail_fast
         self.burst = burst
         self._url = resolve_url(url) if connection is None else url_of(connection)
@@ -679,6 +686,7 @@ class Worker:
             return
         self._running[job_id] = running
         self._buffered.append(running)
+        self._arrived.set()
         self._rouse()
 
     def _prefetch(self) -> int:
@@ -781,11 +789,109 @@ class Worker:
             self._started_at[job.id] = time.monotonic()
             self._observe("job_started", job)
         handler = self.registry.resolve(self.queue_name, job.name)
-        await self._process(running, handler, running.bad_opts)
+        if handler is not None and handler.batch is not None and not running.bad_opts:
+            gathering = self._collecting.get(id(handler))
+            if gathering is not None and len(gathering) < handler.batch.size:
+                gathering.append(running)  # joins the batch another runner gathers
+                return
+            await self._run_batch(running, handler, task)
+        else:
+            await self._process(running, handler, running.bad_opts)
         # A cancel meant this job (cancel(), shutdown) was handled by _process; the runner
         # goes on, so its cancellation count must not leak into the next job.
         while task.cancelling():
             task.uncancel()
+
+    def _pull_batch_jobs(self, handler: Handler, members: list[_Running], size: int,
+                         task: asyncio.Task[None]) -> None:
+        """Moves buffered jobs of ``handler`` into the batch being gathered."""
+        if not self._buffered:
+            return
+        kept: deque[_Running] = deque()
+        now = asyncio.get_running_loop().time()
+        for r in self._buffered:
+            if (len(members) < size and not r.held and not r.bad_opts
+                    and self.registry.resolve(self.queue_name, r.job.name) is handler):
+                self._executing += 1
+                r.task, r.started = task, now
+                members.append(r)
+            else:
+                kept.append(r)
+        self._buffered = kept
+
+    async def _run_batch(self, first: _Running, handler: Handler, task: asyncio.Task[None]) -> None:
+        """Gathers up to the batch size (or what came within the timeout) and calls the
+        batch processor once; each job then gets its own result (minique/batch.py)."""
+        assert handler.batch is not None
+        loop = asyncio.get_running_loop()
+        size = handler.batch.size
+        members = [first]
+        deadline = loop.time() + handler.batch.timeout
+        self._collecting[id(handler)] = members
+        try:
+            self._pull_batch_jobs(handler, members, size, task)
+            while len(members) < size and not self._closing and loop.time() < deadline:
+                self._arrived.clear()
+                self._wakeup.set()  # the dispatcher takes jobs for the slots still free
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(deadline - loop.time()):
+                        await self._arrived.wait()
+                self._pull_batch_jobs(handler, members, size, task)
+        except asyncio.CancelledError:
+            pass  # shutdown while gathering: what was gathered goes back below
+        finally:
+            del self._collecting[id(handler)]
+        started = time.monotonic()
+        jobs: list[Job] = []
+        for r in members:
+            r.task = task
+            try:
+                if handler.decoder is not None:
+                    r.job.payload = handler.decoder.decode(r.job._data_raw or b"")
+                else:
+                    _ = r.job.data
+            except (msgspec.DecodeError, JobCorrupted) as exc:
+                self._fail(r.job, f"payload cannot be decoded: {exc}", "", final=True,
+                           started=started)
+            else:
+                jobs.append(r.job)
+        batch = Batch(jobs)
+        try:
+            if jobs and not self._closing:
+                await handler.fn(batch)
+            elif jobs:
+                raise asyncio.CancelledError
+        except asyncio.CancelledError:
+            cancelled = {r.job.id for r in members if r.cancel_reason not in (None, "shutdown")}
+            for job in jobs:
+                if job.id in cancelled:
+                    self._fail(job, "cancelled", "", final=True, started=started)
+                else:
+                    self._push(job, "w", "worker shut down", "", 0, job.opts.keep_failed)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            for job in jobs:
+                self._on_error(job, exc, started)
+        else:
+            raw = codec.encode(None, "return value")
+            for job in jobs:
+                reason = batch.failed.get(job.id)
+                if reason is None:
+                    self._push(job, "c", raw, "", 0, job.opts.keep_completed)
+                    self.jobs_done += 1
+                else:
+                    self._on_error(job, JobFailedInBatch(reason), started)
+        finally:
+            took = (time.monotonic() - started) / max(1, len(members))
+            for r in members:
+                self._running.pop(r.job.id, None)
+                self._executing -= 1
+                avg = self._avg_duration
+                self._avg_duration = took if avg is None else avg * 0.9 + took * 0.1
+            if not self._executing and self._all_done is not None:
+                self._all_done.set()
+            self._wakeup.set()
 
     async def _process(self, running: _Running, handler: Handler | None, bad_opts: bool) -> None:
         job = running.job
@@ -830,6 +936,10 @@ class Worker:
         except Delayed as exc:
             self._push(job, "d", str(exc), "", int(exc.delay * 1000), job.opts.keep_failed)
         except RateLimited as exc:
+            if exc.group:
+                # Only the job's group sleeps (lua/includes/groups.lua); others go on.
+                self._push(job, "g", exc.message, "", int(exc.delay * 1000), job.opts.keep_failed)
+                return
             self._push(job, "w", "rate limited", "", int(exc.delay * 1000), job.opts.keep_failed)
             # This worker knows first: nothing it holds starts, and it takes nothing until
             # the reply to this result confirms the limit (other workers hear of it then).

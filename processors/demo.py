@@ -45,7 +45,7 @@ from processors.amazon.config import (
 from processors.demo_dashboard import DashboardServer
 from processors.demo_progress import ProgressBoard
 from processors.fake_amazon import FakeAmazon, FakeAmazonServer
-from processors.queues import QueueName, get_queue, get_queue_stats
+from processors.queues import QueueName, account_group, get_queue, get_queue_stats
 from processors.settings import AppSettings
 from processors.storage import Storage
 from processors.sync_logic import SyncSettings
@@ -280,11 +280,14 @@ async def _show(args: argparse.Namespace, setup: Setup) -> int:
     board = ProgressBoard()
     print("\nsyncing (orders, fees, ppc, inventory, listings, refunds):")
     for account in accounts:
-        job = await get_queue(QueueName.DATA_SYNC).add("data-sync", {"amazon_account_id": account})
+        job = await get_queue(QueueName.DATA_SYNC).add(
+            "data-sync", {"amazon_account_id": account},
+            **account_group(QueueName.DATA_SYNC, account))
         board.track(f"data-sync   {account}", job)
     # The seed's manual job, exactly as a web request would add it.
     job = await get_queue(QueueName.MANUAL_SYNC).add(
-        "manual-sync", {"amazon_account_id": accounts[0], "user_id": DEMO_USER, "sync_type": "inventory"})
+        "manual-sync", {"amazon_account_id": accounts[0], "user_id": DEMO_USER, "sync_type": "inventory"},
+        **account_group(QueueName.MANUAL_SYNC, accounts[0]))
     board.track(f"manual-sync {accounts[0]} (inventory)", job)
     if not await board.follow(timeout=120) or board.failed:
         return _failed(board)

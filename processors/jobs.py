@@ -74,8 +74,9 @@ def notifies(fn: Processor) -> Processor:
     """Sends ``job.completed`` / ``job.failed`` webhooks (when configured) around ``fn``.
 
     A failure is reported only when it is the last attempt: an unrecoverable error, or the
-    final one of ``attempts``. A throttled job has not failed: it waits alone (``Delayed``),
-    since one seller's quota says nothing about the others'.
+    final one of ``attempts``. A throttled job has not failed: its account's group sleeps
+    (``GroupRateLimited``; a job without a group waits alone), since one seller's quota
+    says nothing about the others'.
     """
 
     @functools.wraps(fn)
@@ -247,5 +248,6 @@ async def apply_schedules(redis_url: str, prefix: str) -> None:
     from processors import queues
 
     queues.configure(url=redis_url, prefix=prefix)
+    await queues.apply_group_defaults()
     applied = await schedules.apply_for_connected_accounts(runtime.current().storage)
     log.info("job schedulers applied: %s", {q: len(ids) for q, ids in applied.items()})

@@ -3,9 +3,11 @@
 The Amazon client and the business logic know nothing of queues; this is the one place
 that decides, for each of their errors, what the worker does with the job:
 
-* ``AmazonRateLimited`` (a 429, or our shared quota bucket is empty) -> ``Delayed``: that
-  job alone waits out the quota, without using an attempt. Amazon's quotas are per selling
-  account and operation, so the queue goes on with other accounts' jobs meanwhile.
+* ``AmazonRateLimited`` (a 429, or our shared quota bucket is empty) -> ``GroupRateLimited``:
+  Amazon's quotas are per selling account, and the sync jobs are grouped by account
+  (``processors/queues.py``), so that account's group sleeps for the delay without using an
+  attempt while the queue goes on with other accounts' jobs. A job without a group waits
+  alone, as with ``Delayed``.
 * ``AmazonReportNotReady`` (Amazon is still generating a report) -> ``Delayed`` by the poll
   interval: waiting for Amazon is not a failure.
 * ``AccountDisconnected``, ``AmazonClientError`` (a 4xx that retrying cannot fix),
@@ -14,8 +16,8 @@ that decides, for each of their errors, what the worker does with the job:
 * Anything else (5xx, timeouts, undecodable bodies, failed reports) is raised unchanged and
   retried with the queue's backoff.
 
-Queue groups (per-account concurrency and rate limits, another issue) will plug in where
-jobs are added (``processors/schedules.py``, ``processors/cli.py``): one group per account.
+Queue groups: one group per account for data-sync and manual-sync, at concurrency 1
+(``processors/queues.py``), given where jobs are added and by the schedulers.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from minique import Delayed, Job, UnrecoverableError
+from minique import Delayed, GroupRateLimited, Job, UnrecoverableError
 from processors.amazon import (
     AccountDisconnected,
     AmazonClientError,
@@ -41,7 +43,7 @@ _UNRECOVERABLE = (AccountDisconnected, AmazonClientError, AccountUnavailable, We
 def queue_outcome(exc: BaseException) -> BaseException | None:
     """The minique exception to raise instead of ``exc``; None keeps ``exc`` (retried)."""
     if isinstance(exc, AmazonRateLimited):
-        return Delayed(exc.delay, str(exc))
+        return GroupRateLimited(exc.delay, str(exc))
     if isinstance(exc, AmazonReportNotReady):
         return Delayed(exc.poll_after, f"waiting for Amazon: {exc}")
     if isinstance(exc, _UNRECOVERABLE):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator
+from typing import Any
 from contextlib import contextmanager
 
 from minique import Queue
@@ -41,6 +42,26 @@ __all__ = [
     "get_queue_stats",
     "make_queue",
 ]
+
+
+# Amazon's quotas are per selling account, so the sync queues group their jobs by account
+# (docs/guide/groups.md): accounts take turns (one seller's backlog does not hold up the
+# others), one job per account runs at a time (two syncs of one account never overlap), and
+# an Amazon 429 throttles that account's group alone (processors/jobs.py).
+ACCOUNT_GROUPED_QUEUES = frozenset({QueueName.DATA_SYNC, QueueName.MANUAL_SYNC})
+ACCOUNT_GROUP_DEFAULTS: dict[str, Any] = {"concurrency": 1}
+
+
+def account_group(name: QueueName | str, account_id: str) -> dict[str, Any]:
+    """Job options that put a job of queue ``name`` in its account's group ({} for queues
+    that are not grouped): ``queue.add(name, data, **account_group(name, account_id))``."""
+    return {"group": account_id} if QueueName(name) in ACCOUNT_GROUPED_QUEUES else {}
+
+
+async def apply_group_defaults() -> None:
+    """Stores the account groups' limits in Redis (idempotent; the worker start applies it)."""
+    for name in sorted(ACCOUNT_GROUPED_QUEUES):
+        await get_queue(name).set_group_defaults(**ACCOUNT_GROUP_DEFAULTS)
 
 
 _override: dict[str, str | None] = {"url": None, "prefix": None}

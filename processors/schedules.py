@@ -80,7 +80,9 @@ async def apply_schedules(
             # The scheduler stores the data as given; check it as Queue.add would.
             msgspec.convert(data, _PAYLOADS[queue_name])
             tz = zones.get(account_id, TIMEZONE) if queue_name is QueueName.REPORTS else TIMEZONE
-            await queue.upsert_job_scheduler(sid, cron=cron, tz=tz, job_name=JOB_NAMES[queue_name], data=data)
+            await queue.upsert_job_scheduler(
+                sid, cron=cron, tz=tz, job_name=JOB_NAMES[queue_name], data=data,
+                job_options=queues.account_group(queue_name, account_id))
         existing: list[JobScheduler] = await queue.get_job_schedulers()
         for scheduler in existing:
             if scheduler.id.startswith(queue_name.value + ":") and scheduler.id not in wanted:

@@ -131,3 +131,37 @@ async def test_ads_retry_after_parks_the_job_and_other_accounts_go_on(app: App) 
     assert app.storage.count(schema.ad_performance, "acct-0") == len(campaign_rows(data))
     assert app.storage.count(schema.ad_products, "acct-0") == len(product_rows(data))
     assert app.storage.count(schema.listings, "acct-1") == len(app.fake.data[1].listings)
+
+
+async def test_an_account_group_runs_one_sync_at_a_time_and_a_429_throttles_it_alone(
+        app: App) -> None:
+    """data-sync jobs are grouped by account (processors/queues.py): two syncs of acct-0
+    never overlap, and Amazon's Retry-After for acct-0 puts acct-0's group to sleep, without
+    using an attempt, while acct-1's sync runs."""
+    from processors.queues import account_group, apply_group_defaults
+
+    await apply_group_defaults()
+    app.fake.inject("createAdsReport", "throttle", retry_after=8, times=1)
+    queue = app.queue(QueueName.DATA_SYNC)
+    data = {"amazon_account_id": "acct-0", "sync_types": ["ppc"]}
+    first = await queue.add("data-sync", data, **account_group(QueueName.DATA_SYNC, "acct-0"))
+    second = await queue.add("data-sync", data, **account_group(QueueName.DATA_SYNC, "acct-0"))
+
+    async def throttled() -> bool:
+        groups = {g.id: g for g in await queue.get_groups()}
+        return "acct-0" in groups and groups["acct-0"].rate_limited_until is not None
+
+    await wait_until(throttled, timeout=10, message="acct-0's group throttled")
+    assert await second.get_state() == "waiting"  # concurrency 1: it never ran beside first
+    other = await queue.add("data-sync", {"amazon_account_id": "acct-1", "sync_types": ["ppc"]},
+                            **account_group(QueueName.DATA_SYNC, "acct-1"))
+    await other.wait_until_finished(timeout=20)
+    await first.wait_until_finished(timeout=30)
+    await second.wait_until_finished(timeout=30)
+    first, second, other = await first.refresh(), await second.refresh(), await other.refresh()
+    # acct-1's sync went through while acct-0's group slept (the throttle outlasts it).
+    assert other.finished_on is not None and first.finished_on is not None
+    assert other.finished_on < first.finished_on
+    assert first.attempts_made == 1
+    assert first.processed_on is not None and first.finished_on is not None
+    assert second.processed_on is not None and second.processed_on >= first.finished_on

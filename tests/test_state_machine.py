@@ -1,7 +1,8 @@
 """Random sequences of add, fetch, hold, start, hand back, complete, fail, retry, promote,
-remove, pause, drain and stall against a real Redis; after every step each job is in
-exactly one structure, that structure agrees with the job's recorded state, and the counts
-match (a held job counts as waiting)."""
+remove, pause, drain and stall against a real Redis, with jobs in groups and without;
+after every step each job is in exactly one structure, that structure agrees with the job's
+recorded state, and the counts match (a held job counts as waiting); each group's active
+counter equals its jobs in the active set (every way out of active gives the slot back)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from minique import InvalidJobState, Queue, scripts
 from minique import queue as queue_module
 
 _runs = itertools.count()
+GROUPS = ("ga", "gb")
 
 
 class QueueMachine(RuleBasedStateMachine):
@@ -47,10 +49,12 @@ class QueueMachine(RuleBasedStateMachine):
         queue_module.HELD_REMOVE_WAIT = 0.0
 
     @rule(n=st.integers(1, 4), priority=st.sampled_from([0, 0, 1, 3]),
-          delay=st.sampled_from([0.0, 0.0, 30.0]))
-    def add(self, n: int, priority: int, delay: float) -> None:
-        jobs = self.run(self.q.add_bulk([("j", i, {"priority": priority, "delay": delay})
-                                         for i in range(n)]))
+          delay=st.sampled_from([0.0, 0.0, 30.0]), group=st.sampled_from([None, None, *GROUPS]))
+    def add(self, n: int, priority: int, delay: float, group: str | None) -> None:
+        options: dict[str, Any] = {"priority": priority, "delay": delay}
+        if group is not None:
+            options["group"] = group
+        jobs = self.run(self.q.add_bulk([("j", i, options) for i in range(n)]))
         self.known.update(j.id for j in jobs)
 
     @rule(n=st.integers(1, 3), lease_ms=st.sampled_from([30000, 1]))
@@ -145,6 +149,24 @@ class QueueMachine(RuleBasedStateMachine):
         except InvalidJobState:
             assert job_id in self.active or self.run(self.q.get_state(job_id)) == "active"
 
+    @rule(group=st.sampled_from(GROUPS), concurrency=st.sampled_from([None, 1, 2]),
+          limit=st.booleans())
+    def group_options(self, group: str, concurrency: int | None, limit: bool) -> None:
+        self.run(self.q.set_group_options(group, concurrency=concurrency,
+                                          limiter={"max": 3, "duration": 0.05} if limit else None))
+
+    @rule(group=st.sampled_from(GROUPS), paused=st.booleans())
+    def pause_group(self, group: str, paused: bool) -> None:
+        self.run(self.q.pause_group(group) if paused else self.q.resume_group(group))
+
+    @precondition(lambda self: bool(self.active))
+    @rule(data=st.data())
+    def throttle_group(self, data: Any) -> None:
+        job_id = data.draw(st.sampled_from(sorted(self.active)))
+        token = self.active.pop(job_id)
+        statuses, _, _ = self.run(finish(self.q, [(job_id, token, "g", "429", "", 5, -1, -1)]))
+        assert statuses in ([1], [0])
+
     @rule(paused=st.booleans())
     def pause(self, paused: bool) -> None:
         self.run(self.q.pause() if paused else self.q.resume())
@@ -157,6 +179,9 @@ class QueueMachine(RuleBasedStateMachine):
             entries = await r.xrange(k.ready)
             out = {"waiting": [f[b"i"].decode() for _, f in entries]}
             out["waiting"] += [x.decode() for x in await r.zrange(k.pri, 0, -1)]
+            for group in GROUPS:
+                out["waiting"] += [x.decode() for x in
+                                   await r.zrange(f"{k.base}:gw:{group}", 0, -1)]
             for name, key in (("delayed", k.delayed), ("active", k.active),
                               ("completed", k.completed), ("failed", k.failed),
                               ("held", k.held), ("removed", k.held_removed)):
@@ -181,6 +206,12 @@ class QueueMachine(RuleBasedStateMachine):
             elif state not in ("held", "removed"):
                 assert stats[state] == len(ids)
         assert set(self.active) <= set(where["active"])
+        # Each group's slot counter equals its jobs in the active set.
+        for group in GROUPS:
+            running = sum(1 for job_id in where["active"]
+                          if self.run(r.hget(k.job(job_id), "g")) == group.encode())
+            counter = int(self.run(r.hget(f"{k.base}:g:{group}", "a")) or 0)
+            assert counter == running, f"group {group}: counter {counter}, active {running}"
         assert set(self.held) <= set(where["held"]) | set(where["removed"])
 
     def teardown(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -125,3 +126,19 @@ def test_a_sync_job_hands_out_no_coroutine(sync_queue: SyncQueue) -> None:
     sync_queue.upsert_job_scheduler("every-minute", every=60.0, job_name="x")
     assert [s.id for s in sync_queue.get_job_schedulers()] == ["every-minute"]
     assert sync_queue.remove_job_scheduler("every-minute") is True
+
+
+def test_groups_through_the_blocking_facade(redis_url: str) -> None:
+    q = SyncQueue(f"sync-groups-{uuid.uuid4().hex[:6]}", url=redis_url)
+    try:
+        q.set_group_defaults(concurrency=2)
+        q.set_group_options("acct", limiter={"max": 5, "duration": 1.0})
+        q.add("j", None, group="acct")
+        q.pause_group("acct")
+        info, = q.get_groups()
+        assert info.id == "acct" and info.waiting == 1 and info.paused
+        q.resume_group("acct")
+        assert not q.get_groups()[0].paused
+    finally:
+        q.obliterate(force=True)
+        q.close()

@@ -1,6 +1,7 @@
 -- Adds a batch of jobs (add() sends one, add_bulk() a chunk), each to waiting,
 -- prioritized or delayed. A custom id that exists already is left untouched.
--- ARGV: JP, n, producer, seq, then per job: id, name, data, opts, priority, delay_ms.
+-- ARGV: JP, n, producer, seq, then per job: id, name, data, opts, priority, delay_ms,
+-- group ('' for none: see includes/groups.lua).
 -- Every id is chosen by the client (automatic ones from blocks it reserves with INCRBY on
 -- the id counter), and every call carries the producer's next sequence number: a call
 -- whose number the producer's record has seen already is a re-send (a client retry after a
@@ -22,7 +23,7 @@ end
 local out = {0}
 local told = false
 for i = 0, n - 1 do
-  local b = 5 + i * 6
+  local b = 5 + i * 7
   local id = ARGV[b]
   local prio, delay = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
   local dup = 0
@@ -34,6 +35,10 @@ for i = 0, n - 1 do
     local jk = JP .. id
     local fields = {'n', ARGV[b + 1], 'd', ARGV[b + 2], 'o', ARGV[b + 3], 'p', ARGV[b + 4],
                     'ts', now_s, 'atm', '0', 'ats', '0'}
+    if ARGV[b + 6] ~= '' then
+      fields[#fields + 1] = 'g'; fields[#fields + 1] = ARGV[b + 6]
+      fields.group = ARGV[b + 6]
+    end
     emit('ev', 'added', 'id', id, 'name', ARGV[b + 1])
     if delay > 0 then
       -- Blocked workers sleep until the earliest due time they know of; a job due sooner

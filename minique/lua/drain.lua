@@ -15,6 +15,17 @@ if ARGV[4] == '' then
   if removed < batch then
     removed = removed + delete_ready_entries(batch - removed)
   end
+  if removed < batch then
+    -- Grouped waiting jobs (includes/groups.lua): the groups that have some come first in
+    -- the index.
+    for _, g in ipairs(redis.call('ZREVRANGEBYSCORE', GI, '+inf', 1, 'LIMIT', 0, batch - removed)) do
+      if removed >= batch then break end
+      local n = delete_set_members(gwait(g), batch - removed)
+      redis.call('ZINCRBY', GI, -n, g)
+      redis.call('HINCRBY', K.meta, 'gwn', -n)
+      removed = removed + n
+    end
+  end
   if removed < batch and ARGV[2] == '1' then
     removed = removed + delete_set_members(K.delayed, batch - removed)
   end

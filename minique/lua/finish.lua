@@ -11,7 +11,9 @@
 --         attempt; delay_ms > 0 then also stops the queue taking jobs for that long,
 --         d = delayed by delay_ms without using an attempt (value = reason),
 --         s = a held job started at started_ms (it becomes active), h = a job handed back
---         before it started (it returns to the place it was taken from).
+--         before it started (it returns to the place it was taken from),
+--         g = back to the front of its group without using an attempt, and the group
+--         takes no jobs for delay_ms (GroupRateLimited); for a job without a group, as d.
 --   started_ms is set for jobs the worker took as held; it counts only while Redis still
 --   has the job held (the 's' note may have gone in an earlier call).
 -- Returns a status per result (1 applied, 0 the job is another owner's now, 2 the job is
@@ -71,6 +73,8 @@ local counts = {completed = 0, failed = 0, retried = 0}
 -- Set updates are gathered and sent once per call (see call_batched).
 local left_active, left_held, left_removed = {}, {}, {}
 local starts = {}
+-- Groups whose jobs left active: their slots come back once the results are written.
+local released = {}
 local done_c, done_f = retention_batch(K.completed), retention_batch(K.failed)
 
 local policies = {}
@@ -88,7 +92,7 @@ for i = 1, nres do
   local jk = JP .. id
   -- Every way out of active (and held) clears the token, so a matching token means the
   -- job is still this worker's.
-  local cur = redis.call('HMGET', jk, 'tok', 'atm', 'st', 'ats', 'ps')
+  local cur = redis.call('HMGET', jk, 'tok', 'atm', 'st', 'ats', 'ps', 'g')
   -- Held: taken ahead, not started as far as Redis knows; 'removed' is a held job that
   -- remove() or drain() reached before its worker handed it back.
   local held = cur[3] == 'held' or cur[3] == 'removed'
@@ -108,6 +112,7 @@ for i = 1, nres do
     else
       -- Taken for a free slot but never started: the start it was counted for is undone.
       left_active[#left_active + 1] = id
+      if cur[6] then released[#released + 1] = cur[6] end
       redis.call('HSET', jk, 'ats', int_str(math.max(0, (tonumber(cur[4]) or 1) - 1)))
       emit('ev', 'waiting', 'id', id)
     end
@@ -121,6 +126,7 @@ for i = 1, nres do
       starts[#starts + 1] = id
       redis.call('HSET', jk, 'st', 'active', 'pon', started ~= '' and started or now_s,
                  'ats', int_str((tonumber(cur[4]) or 0) + 1))
+      if cur[6] then group_start(cur[6]) end
       emit('ev', 'active', 'id', id)
     end
   else
@@ -137,7 +143,10 @@ for i = 1, nres do
     else
       left_active[#left_active + 1] = id
     end
+    -- A held job that started and ended between two calls never took a slot.
+    if cur[6] and not held then released[#released + 1] = cur[6] end
     local delay = tonumber(delay_s)
+    if kind == 'g' and not cur[6] then kind = 'd' end
     if kind == 'c' then
       -- The event carries the return value, so a waiter has it even once retention has
       -- removed the job; a large one only if no job is left to read it from.
@@ -178,6 +187,13 @@ for i = 1, nres do
         enqueue_ready(jk, id, job_priority(jk))
         emit('ev', 'waiting', 'id', id)
       end
+    elseif kind == 'g' then
+      write_job(jk, start_fields, 'tok', '')
+      group_throttle(cur[6], now + delay)
+      -- Jobs of the group that workers hold must not start now: they hand them back.
+      control_changed('group')
+      enqueue_front(jk, id)
+      emit('ev', 'waiting', 'id', id, 'reason', string.sub(value, 1, 200))
     elseif kind == 'd' then
       -- The processor asked to run again later (Delayed): no attempt used, and unlike a
       -- rate limit the queue goes on taking other jobs.
@@ -206,6 +222,7 @@ call_batched('ZREM', K.active, left_active)
 call_batched('ZREM', K.held, left_held)
 call_batched('ZREM', K.held_removed, left_removed)
 call_batched('ZADD', K.active, starts)
+for _, g in ipairs(released) do group_release(g) end
 retention_flush(done_c, now, 100 + nres)
 retention_flush(done_f, now, 100 + nres)
 count_metrics(now, 'completed', counts.completed)

@@ -21,11 +21,22 @@ end
 if removed < batch then
   removed = removed + delete_ready_entries(batch - removed)
 end
+-- Groups (includes/groups.lua): their waiting jobs, then their own keys.
+for _, g in ipairs(redis.call('ZRANGE', GI, 0, batch - 1)) do
+  if removed >= batch then break end
+  local n = delete_set_members(gwait(g), batch - removed)
+  removed = removed + n
+  if redis.call('EXISTS', gwait(g)) == 0 then
+    redis.call('DEL', gkey(g), gwin(g))
+    redis.call('ZREM', GI, g)
+    removed = removed + 1
+  end
+end
 if removed == 0 then
   local workers = BASE .. ':workers'
   local keys = {K.meta, K.idc, K.ready, K.events, K.wake, K.window, K.pause_until, workers,
                 BASE .. ':metrics:totals', groups_of(K.completed), groups_of(K.failed),
-                BASE .. ':producers', BASE .. ':calls'}
+                BASE .. ':producers', BASE .. ':calls', GQ, GS, GI}
   -- Heartbeats of workers that stopped without removing theirs (a live worker writes its
   -- own again at its next beat).
   for _, name in ipairs(redis.call('ZRANGE', workers, 0, -1)) do

@@ -21,7 +21,7 @@ for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
   examined = examined + #ids
   for _, id in ipairs(ids) do
     local jk = JP .. id
-    local f = redis.call('HMGET', jk, 'w', 'ps', 'st')
+    local f = redis.call('HMGET', jk, 'w', 'ps', 'st', 'g')
     if f[1] ~= me or me == '' then
       taken = taken + 1
       redis.call('ZREM', set_key, id)
@@ -51,6 +51,7 @@ for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
           enqueue_front(jk, id)
           emit('ev', 'waiting', 'id', id)
         end
+        if f[4] then group_release(f[4]) end
       end
     end
   end

@@ -91,10 +91,28 @@ local function write_job(jk, fields, ...)
   redis.call('HSET', jk, unpack(args))
 end
 
+--@include groups
+
+-- A job's group: a new job's fields carry it as fields.group (not an array entry, so not
+-- written twice), a stored job has it in its hash.
+local function job_group(jk, fields)
+  if fields then return fields.group end
+  return redis.call('HGET', jk, 'g')
+end
+
 -- The single place where a job becomes ready: prioritized jobs go to the sorted set,
--- others to the stream. Every transition to "waiting" goes through here.
+-- others to the stream, grouped jobs to their group. Every transition to "waiting" goes
+-- through here.
 local function enqueue_ready(jk, id, prio, fields)
-  if prio > 0 then
+  local g = job_group(jk, fields)
+  if g then
+    if prio > 0 then
+      local seq = redis.call('HINCRBY', K.meta, 'pc', 1) % PRIO_SHIFT
+      group_enqueue(g, jk, id, int_str(prio * PRIO_SHIFT + seq), fields)
+    else
+      group_enqueue(g, jk, id, nil, fields)
+    end
+  elseif prio > 0 then
     local seq = redis.call('HINCRBY', K.meta, 'pc', 1) % PRIO_SHIFT
     redis.call('ZADD', K.pri, int_str(prio * PRIO_SHIFT + seq), id)
     write_job(jk, fields, 'st', 'waiting', 'sid', '')
@@ -110,6 +128,8 @@ end
 -- behind everything added since. Scores below 2^32 sort before every priority band.
 local function enqueue_front(jk, id)
   local seq = redis.call('HINCRBY', K.meta, 'fc', 1) % PRIO_SHIFT
+  local g = job_group(jk)
+  if g then return group_enqueue(g, jk, id, int_str(seq)) end
   redis.call('ZADD', K.pri, seq, id)
   redis.call('HSET', jk, 'st', 'waiting', 'sid', '')
   wake()
@@ -125,6 +145,11 @@ local function enqueue_return(jk, id, ps)
   if not ps or ps == '' then
     local seq = redis.call('HINCRBY', K.meta, 'rs', 1) % 1099511627776
     score = int_str(RETURN_BAND + 4 * seq)
+  end
+  local g = job_group(jk)
+  if g then
+    redis.call('HSET', jk, 'tok', '')
+    return group_enqueue(g, jk, id, score)
   end
   redis.call('ZADD', K.pri, score, id)
   redis.call('HSET', jk, 'st', 'waiting', 'sid', '', 'tok', '')
@@ -198,9 +223,10 @@ end
 
 -- Removes a job from whatever structure holds it. Returns the state it was in.
 local function unlink_job(jk, id)
-  local st, sid = unpack(redis.call('HMGET', jk, 'st', 'sid'))
+  local st, sid, g = unpack(redis.call('HMGET', jk, 'st', 'sid', 'g'))
   if st == 'waiting' then
-    if sid and sid ~= '' then redis.call('XDEL', K.ready, sid) else redis.call('ZREM', K.pri, id) end
+    if g then group_unlink(g, id)
+    elseif sid and sid ~= '' then redis.call('XDEL', K.ready, sid) else redis.call('ZREM', K.pri, id) end
   elseif st == 'delayed' then redis.call('ZREM', K.delayed, id)
   elseif st == 'completed' then unlist_finished(K.completed, id)
   elseif st == 'failed' then unlist_finished(K.failed, id)

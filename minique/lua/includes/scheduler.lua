@@ -21,7 +21,7 @@ local function sch_hash_key(sid) return SCH_BASE .. ':sch:h:' .. sid end
 local function sch_times_key(sid) return SCH_BASE .. ':sch:t:' .. sid end
 
 local SCH_FIELDS = {'nid', 'nxt', 'kind', 'every', 'anchor', 'start', 'end', 'limit', 'catch',
-                    'ic', 'gen', 'last', 'n', 'd', 'o', 'p', 'exhausted', 'ended', 'safter'}
+                    'ic', 'gen', 'last', 'n', 'd', 'o', 'p', 'exhausted', 'ended', 'safter', 'jo'}
 
 local function sch_load(sk)
   local v = redis.call('HMGET', sk, unpack(SCH_FIELDS))
@@ -122,6 +122,13 @@ local function sch_advance(sk, tk, sid, h, after, now)
     local prio = sch_num(h.p, 0)
     redis.call('HSET', jk, 'n', h.n, 'd', h.d, 'o', h.o, 'p', prio, 'ts', now, 'atm', 0,
                'ats', 0, 'sch', sid, 'sft', fire)
+    -- job_options={"group": ...}: the firing joins that group (includes/groups.lua).
+    if h.jo ~= '' then
+      local ok, jo = pcall(cmsgpack.unpack, h.jo)
+      if ok and type(jo) == 'table' and type(jo.group) == 'string' then
+        redis.call('HSET', jk, 'g', jo.group)
+      end
+    end
     emit('ev', 'added', 'id', id, 'name', h.n, 'scheduler', sid)
     if fire <= now then
       enqueue_ready(jk, id, prio)

@@ -63,6 +63,9 @@ end
 local function with_wait_info(out)
   local nd = redis.call('ZRANGE', K.delayed, 0, 0, 'WITHSCORES')
   if nd[2] then out[3] = math.floor(tonumber(nd[2]) / DELAY_SHIFT) end
+  -- A sleeping group (rate limited, throttled) is due like a delayed job.
+  local gw = groups_next_wake()
+  if gw and (out[3] < 0 or gw < out[3]) then out[3] = gw end
   local last = redis.call('XREVRANGE', K.wake, '+', '-', 'COUNT', 1)
   out[4] = last[1] and last[1][1] or '0-0'
   return out
@@ -115,11 +118,26 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   if out[1] ~= 0 then count = 0 end
   local want = count + hold
   if want <= 0 then return with_wait_info(out) end
-  local ids, scores = {}, {}
-  local popped = redis.call('ZPOPMIN', K.pri, want)
+  local ids, scores, gids = {}, {}, {}
+  -- Grouped jobs (includes/groups.lua) take turns with ungrouped ones: half the free slots
+  -- each while both wait, the rest to whichever has jobs; held ones after the ungrouped.
+  groups_wake_due(now)
+  local grouped = redis.call('LLEN', GQ) > 0
+  if grouped and count > 0 then
+    local share = count
+    if redis.call('ZCARD', K.pri) + redis.call('XLEN', K.ready) > 0 then
+      share = math.ceil(count / 2)
+    end
+    take_grouped(now, share, ids, scores, gids)
+  end
+  local popped = want > #ids and redis.call('ZPOPMIN', K.pri, want - #ids) or {}
   for i = 1, #popped, 2 do ids[#ids + 1] = popped[i]; scores[#ids] = popped[i + 1] end
   if #ids < want then
     for _, id in ipairs(read_stream(want - #ids)) do ids[#ids + 1] = id end
+  end
+  if grouped and #ids < count then take_grouped(now, count - #ids, ids, scores, gids) end
+  if grouped and hold > 0 and #ids < want and #ids >= count then
+    take_grouped(now, want - #ids, ids, scores, gids, true)
   end
   if #ids == 0 then return with_wait_info(out) end
   local fence = redis.call('HINCRBY', K.meta, 'fence', #ids) - #ids
@@ -131,9 +149,11 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
     local jk = JP .. id
     local tok = int_str(fence + i)
     local f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats')
+    local handed = false
     if f[1] and f[8] and scheduler_on_take(jk, id, now, true, f[8]) then
       -- A missed firing of a catch_up="skip" scheduler: the hook deleted it; nothing to run.
     elseif f[1] then
+      handed = true
       local ats = (tonumber(f[9]) or 0) + 1
       local ps = scores[i] or ''
       if active_n < count then
@@ -159,6 +179,8 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       -- The job hash vanished (deleted behind our back): nothing to run, say so.
       emit('ev', 'error', 'id', id, 'reason', 'job hash missing at fetch')
     end
+    -- A grouped job that turned out unrunnable gives its slot back at once.
+    if gids[i] and not handed then group_release(gids[i]) end
   end
   call_batched('ZADD', K.active, leases)
   call_batched('ZADD', K.held, holds)

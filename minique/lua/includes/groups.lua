@@ -1,0 +1,200 @@
+-- Groups (docs/guide/groups.md): jobs added with a group wait in the group's own sorted set
+-- instead of the queue's ready stream or priority set, and workers take them round-robin
+-- across the groups that may start a job now, with a concurrency and a sliding-window rate
+-- limit per group. Included by base.lua (its enqueue functions route grouped jobs here).
+--
+-- Keys, all under the queue's hash tag:
+--   {p:q}:gready     list of groups that may start a job now (the round-robin), each once
+--   {p:q}:gsleep     zset group -> ms when it may start again (rate limit, throttle)
+--   {p:q}:groups     zset group -> waiting jobs (the index get_groups pages, busiest first)
+--   {p:q}:g:<g>      hash: a (active jobs), c (concurrency), lm/ld (limiter max / window
+--                    ms), p (paused), rl (throttled until ms), q (scheduled: 'r' in gready,
+--                    's' in gsleep; a group is in at most one of them, at most once)
+--   {p:q}:gw:<g>     zset of the group's waiting jobs, scored like the queue's priority set
+--                    (front band < 2^32 < priorities < return band 2^54 < FIFO band 2^55)
+--   {p:q}:gl:<g>     zset of the group's starts in its limiter window
+-- meta 'gdc', 'gdm', 'gdd' are the defaults (concurrency, limiter max, window ms) of groups
+-- without settings of their own; meta 'gwn' counts every group's waiting jobs.
+-- Every way a job leaves active calls group_release (finish.lua, stalled.lua), so 'a'
+-- always equals the group's jobs in the active set (tests/test_state_machine.py).
+-- Held (prefetched) grouped jobs come only from groups without any limit (their own or a
+-- default): a held job counts against nothing until it starts, as for the queue's global
+-- concurrency. It counts in 'a' from its start ('s' in finish.lua), and every change of a
+-- group's settings, a group pause and a throttle make workers hand held jobs back.
+local GQ = BASE .. ':gready'
+local GS = BASE .. ':gsleep'
+local GI = BASE .. ':groups'
+local GFIFO_BAND = 36028797018963968  -- 2^55; steps of 8 are exact there
+local function gkey(g) return BASE .. ':g:' .. g end
+local function gwait(g) return BASE .. ':gw:' .. g end
+local function gwin(g) return BASE .. ':gl:' .. g end
+
+local gdefaults = nil
+-- A group's limits: its own settings, else the queue's group defaults (nil = no limit).
+local function group_limits(c, lm, ld)
+  if not gdefaults then gdefaults = redis.call('HMGET', K.meta, 'gdc', 'gdm', 'gdd') end
+  local conc = tonumber(c) or tonumber(gdefaults[1])
+  local max, window = tonumber(lm), tonumber(ld)
+  if not max then max, window = tonumber(gdefaults[2]), tonumber(gdefaults[3]) end
+  return conc, max, window
+end
+
+-- Puts a group in the round-robin if it has waiting jobs and may start one now, or to
+-- sleep until it may; does nothing for a paused group, one at its concurrency (its next
+-- release schedules it) or one already scheduled. `h` is the group's a, c, p, q, rl when
+-- the caller has read them.
+local function group_schedule(g, h)
+  local gk = gkey(g)
+  h = h or redis.call('HMGET', gk, 'a', 'c', 'p', 'q', 'rl')
+  if h[3] or h[4] then return end
+  if redis.call('EXISTS', gwait(g)) == 0 then return end
+  local conc = group_limits(h[2])
+  if conc and (tonumber(h[1]) or 0) >= conc then return end
+  local rl = tonumber(h[5])
+  if rl and rl > now_ms() then
+    redis.call('ZADD', GS, int_str(rl), g)
+    redis.call('HSET', gk, 'q', 's')
+    return
+  end
+  redis.call('RPUSH', GQ, g)
+  redis.call('HSET', gk, 'q', 'r')
+  wake()
+end
+
+-- A grouped job becomes waiting in its group at `score` (see the bands above; nil = the
+-- FIFO band).
+local function group_enqueue(g, jk, id, score, fields)
+  if not score then
+    local seq = redis.call('HINCRBY', K.meta, 'gs', 1) % 1099511627776
+    score = int_str(GFIFO_BAND + 8 * seq)
+  end
+  redis.call('ZADD', gwait(g), score, id)
+  redis.call('ZINCRBY', GI, 1, g)
+  redis.call('HINCRBY', K.meta, 'gwn', 1)
+  write_job(jk, fields, 'st', 'waiting', 'sid', '')
+  group_schedule(g)
+end
+
+-- A waiting grouped job leaves its group's set (removed, drained). Returns 1 if it was there.
+local function group_unlink(g, id)
+  if redis.call('ZREM', gwait(g), id) == 0 then return 0 end
+  redis.call('ZINCRBY', GI, -1, g)
+  redis.call('HINCRBY', K.meta, 'gwn', -1)
+  return 1
+end
+
+-- A job of the group left active: its slot comes back. An idle group without settings
+-- of its own is forgotten. (Two calls when the group is scheduled already, the common case.)
+local function group_release(g)
+  local gk = gkey(g)
+  local a = redis.call('HINCRBY', gk, 'a', -1)
+  if a < 0 then redis.call('HSET', gk, 'a', '0'); a = 0 end
+  local h = redis.call('HMGET', gk, 'a', 'c', 'p', 'q', 'rl', 'lm')
+  group_schedule(g, h)
+  if a == 0 and not (h[2] or h[3] or h[6]) and redis.call('EXISTS', gwait(g)) == 0 then
+    local q = redis.call('HGET', gk, 'q')
+    if not q and (tonumber(h[5]) or 0) <= now_ms() then
+      redis.call('DEL', gk)
+      redis.call('ZREM', GI, g)
+    end
+  end
+end
+
+-- A held job of the group started: it takes a slot now (released like any active job).
+local function group_start(g)
+  redis.call('HINCRBY', gkey(g), 'a', 1)
+end
+
+-- The processor said the group is throttled (GroupRateLimited): it starts nothing until
+-- `until_ms`; a longer throttle in force is kept.
+local function group_throttle(g, until_ms)
+  local gk = gkey(g)
+  local h = redis.call('HMGET', gk, 'rl', 'q')
+  if (tonumber(h[1]) or 0) >= until_ms then return end
+  redis.call('HSET', gk, 'rl', int_str(until_ms))
+  if h[2] == 's' then redis.call('ZADD', GS, int_str(until_ms), g) end
+end
+
+-- Groups whose sleep is over go back to the round-robin (at most 100 per call).
+local function groups_wake_due(now)
+  local due = redis.call('ZRANGEBYSCORE', GS, '-inf', now, 'LIMIT', 0, 100)
+  if #due == 0 then return end
+  redis.call('ZREM', GS, unpack(due))
+  for _, g in ipairs(due) do
+    redis.call('HDEL', gkey(g), 'q')
+    group_schedule(g)
+  end
+end
+
+-- The earliest time a sleeping group may start a job (ms), or nil.
+local function groups_next_wake()
+  local first = redis.call('ZRANGE', GS, 0, 0, 'WITHSCORES')
+  return first[2] and tonumber(first[2]) or nil
+end
+
+-- Takes up to `n` grouped jobs, one per group per turn of the round-robin, into ids /
+-- scores / gids (appended; gids only for jobs that take a slot). Every group popped is
+-- either given a job (and goes to the tail if it may start another), put to sleep (rate
+-- limit) or dropped (paused, at its concurrency, empty): at most 2n + 16 pops per call.
+-- `to_hold`: jobs to hold, taken only from groups without limits (the others go to the
+-- tail untouched).
+local function take_grouped(now, n, ids, scores, gids, to_hold)
+  local taken, pops = 0, 0
+  while taken < n and pops < 2 * n + 16 do
+    pops = pops + 1
+    local g = redis.call('LPOP', GQ)
+    if not g then break end
+    local gk = gkey(g)
+    local h = redis.call('HMGET', gk, 'a', 'c', 'p', 'rl', 'lm', 'ld')
+    local a = tonumber(h[1]) or 0
+    local conc, max, window = group_limits(h[2], h[5], h[6])
+    local sleep_until = nil
+    local wk = gwin(g)
+    if to_hold and not h[3] and (conc or (max and max > 0)) then
+      redis.call('RPUSH', GQ, g)
+    elseif not h[3] and not (conc and a >= conc) then
+      local rl = tonumber(h[4])
+      if rl and rl > now then
+        sleep_until = rl
+      elseif max and max > 0 then
+        redis.call('ZREMRANGEBYSCORE', wk, '-inf', now - window)
+        if redis.call('ZCARD', wk) >= max then
+          local oldest = redis.call('ZRANGE', wk, 0, 0, 'WITHSCORES')
+          sleep_until = math.max(now + 1, tonumber(oldest[2]) + window)
+        end
+      end
+      if sleep_until then
+        redis.call('ZADD', GS, int_str(sleep_until), g)
+        redis.call('HSET', gk, 'q', 's')
+      else
+        local popped = redis.call('ZPOPMIN', gwait(g))
+        if popped[1] then
+          taken = taken + 1
+          ids[#ids + 1] = popped[1]; scores[#ids] = popped[2]
+          if not to_hold then
+            gids[#ids] = g
+            a = a + 1
+            redis.call('HSET', gk, 'a', int_str(a))
+          end
+          local left = tonumber(redis.call('ZINCRBY', GI, -1, g))
+          if max and max > 0 then
+            redis.call('ZADD', wk, int_str(now), popped[1] .. '|' .. int_str(now))
+            redis.call('PEXPIRE', wk, int_str(window))
+          end
+          if left > 0 and not (conc and a >= conc) then
+            redis.call('RPUSH', GQ, g)
+          else
+            redis.call('HDEL', gk, 'q')
+          end
+        else
+          redis.call('HDEL', gk, 'q')
+        end
+      end
+    else
+      redis.call('HDEL', gk, 'q')
+    end
+  end
+  if taken > 0 then redis.call('HINCRBY', K.meta, 'gwn', -taken) end
+  -- Stale entries (paused or full groups) can fill the pops: others wait behind them.
+  if taken < n and pops >= 2 * n + 16 and not to_hold then wake() end
+end

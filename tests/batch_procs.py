@@ -1,0 +1,25 @@
+"""A batch processor for the batch tests with real worker processes: it records each call
+(its job ids and process) and sleeps for as long as a job of the batch asks, once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+from minique import Batch, Registry
+
+registry = Registry()
+
+
+@registry.processor("batches", batch={"size": 5, "timeout": 0.2})
+async def handle(batch: Batch) -> None:
+    queue = batch.jobs[0].queue
+    ids = [job.id for job in batch]
+    await queue.redis.rpush(f"{queue.keys.base}:batch-calls", json.dumps({"ids": ids, "pid": os.getpid()}))
+    for job in batch:
+        data = job.data or {}
+        if data.get("sleep_once") and await queue.redis.set(f"{queue.keys.base}:slept", 1, nx=True):
+            await asyncio.sleep(float(data["sleep_once"]))
+        if data.get("fail"):
+            batch.fail(job, "refused")
