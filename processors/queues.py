@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator
-from typing import Any
 from contextlib import contextmanager
+from typing import Any
 
 from minique import Queue
 from minique.connection import resolve_url
