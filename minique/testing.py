@@ -127,7 +127,9 @@ class MiniqueTesting:
                 return False
             if stats["delayed"]:
                 first = await q.get_jobs("delayed", 0, 0)
-                if first and first[0].delay_until is not None and first[0].delay_until * 1000 <= due_by_ms:
+                if not first:
+                    return False  # it fell due and was taken between the two reads
+                if first[0].delay_until is None or first[0].delay_until * 1000 <= due_by_ms:
                     return False
         return True
 
