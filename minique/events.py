@@ -14,7 +14,8 @@ from .keys import DEFAULT_PREFIX, QueueKeys
 
 EVENT_NAMES = frozenset(
     {"added", "waiting", "delayed", "active", "progress", "completed", "failed", "retrying",
-     "stalled", "removed", "duplicated", "paused", "resumed", "drained", "cancel", "error"}
+     "stalled", "removed", "duplicated", "deduplicated", "debounced", "paused", "resumed",
+     "drained", "cancel", "error"}
 )
 
 

@@ -124,7 +124,7 @@ class Queue:
             codec.check(data, self.payload_types[name], f"payload of job {name!r}")
         raw = codec.encode(data, f"payload of job {name!r}")
         args = [resolved.job_id or "", name, raw, blob, resolved.priority,
-                round(resolved.delay * 1000)]
+                round(resolved.delay * 1000), resolved.dedup]
         return args, resolved
 
     def _made(self, job_id: str, name: str, data: Any, raw: bytes, resolved: Any, now_ms: int) -> Job:
@@ -133,7 +133,14 @@ class Queue:
 
     async def add(self, name: str, data: Any = None, **options: Any) -> Job:
         """Adds one job. Options: attempts, backoff, delay, priority, job_id,
-        remove_on_complete, remove_on_fail, timeout, keep_logs. Unknown options raise TypeError.
+        remove_on_complete, remove_on_fail, timeout, keep_logs, dedup. Unknown options raise
+        TypeError.
+
+        ``dedup={"id": str, "ttl": s, "replace": bool, "extend": bool}``: while the id is
+        taken (by an unfinished job; with ``ttl``, for ``ttl`` seconds) an add returns the
+        job that took it, emits ``deduplicated`` and adds nothing. ``replace`` (debounce)
+        also replaces that job's data while it is delayed and restarts its delay with this
+        add's ``delay``; ``extend`` restarts the ttl. ValueError/TypeError for a bad spec.
 
         Raises ``AddOutcomeUnknown`` (naming the job id) when Redis never answered, so it is
         unknown whether the job was added; a client retry of the same call never adds twice.
@@ -143,6 +150,9 @@ class Queue:
         job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
         if dup:
             existing = await self.get_job(job_id)
+            if existing is None and resolved.dedup:
+                # A dedup id with a ttl outlives its job: the add still did nothing.
+                return Job(self, job_id, name, None, resolved.stored, state="unknown")
             if existing is None:  # removed in between: the add did nothing, say so
                 raise JobNotFound(f"job {job_id} was a duplicate and has since been removed")
             return existing

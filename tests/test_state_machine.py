@@ -53,6 +53,12 @@ class QueueMachine(RuleBasedStateMachine):
                                          for i in range(n)]))
         self.known.update(j.id for j in jobs)
 
+    @rule(dedup_id=st.sampled_from(["a", "b"]), delay=st.sampled_from([0.0, 30.0]))
+    def add_dedup(self, dedup_id: str, delay: float) -> None:
+        job = self.run(self.q.add("j", 0, dedup={"id": dedup_id}, delay=delay))
+        if job.state != "unknown":
+            self.known.add(job.id)
+
     @rule(n=st.integers(1, 3), lease_ms=st.sampled_from([30000, 1]))
     def take(self, n: int, lease_ms: int) -> None:
         for job_id, token in self.run(fetch(self.q, n, lease_ms=lease_ms)):
@@ -182,6 +188,20 @@ class QueueMachine(RuleBasedStateMachine):
                 assert stats[state] == len(ids)
         assert set(self.active) <= set(where["active"])
         assert set(self.held) <= set(where["held"]) | set(where["removed"])
+
+    @invariant()
+    def dedup_ids_never_leak(self) -> None:
+        # A dedup id without a ttl is held only by a job that exists and has not finished
+        # (or was removed while held: freed when its worker hands it back).
+        k, r = self.q.keys, self.q.redis
+        listed = self.run(r.zrange(k.base + ":dedups", 0, -1, withscores=True))
+        keys = self.run(r.keys(k.base + ":dedup:*"))
+        assert {k.base.encode() + b":dedup:" + did for did, _ in listed} == set(keys)
+        for did, _ in listed:
+            holder = self.run(r.get(k.base.encode() + b":dedup:" + did))
+            st_ = self.run(r.hget(k.job(holder.decode()), "st"))
+            assert st_ in (b"waiting", b"delayed", b"active", b"held", b"removed"), (did, st_)
+            assert self.run(r.hget(k.job(holder.decode()), "dd")) == did
 
     def teardown(self) -> None:
         self.run(self.q.obliterate(force=True))

@@ -1,6 +1,8 @@
 -- Adds a batch of jobs (add() sends one, add_bulk() a chunk), each to waiting,
 -- prioritized or delayed. A custom id that exists already is left untouched.
--- ARGV: JP, n, producer, seq, then per job: id, name, data, opts, priority, delay_ms.
+-- ARGV: JP, n, producer, seq, then per job: id, name, data, opts, priority, delay_ms,
+-- dedup ("ttl_ms|flags|dedup id" or "": a job whose dedup id is taken is not added; the
+-- existing job's id comes back as a duplicate, see includes/dedup.lua).
 -- Every id is chosen by the client (automatic ones from blocks it reserves with INCRBY on
 -- the id counter), and every call carries the producer's next sequence number: a call
 -- whose number the producer's record has seen already is a re-send (a client retry after a
@@ -8,6 +10,7 @@
 -- calls one at a time, so the numbers arrive in order.
 -- Returns {0, id, duplicate (0/1), ..., now}, or {1, now} for a re-send.
 --@include base
+--@include dedup
 local n = tonumber(ARGV[2])
 local producer, seq = ARGV[3], tonumber(ARGV[4])
 local now = now_ms()
@@ -22,18 +25,24 @@ end
 local out = {0}
 local told = false
 for i = 0, n - 1 do
-  local b = 5 + i * 6
+  local b = 5 + i * 7
   local id = ARGV[b]
   local prio, delay = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
   local dup = 0
+  local dd_field = nil
   if redis.call('EXISTS', JP .. id) == 1 then
     dup = 1
     emit('ev', 'duplicated', 'id', id)
+  elseif ARGV[b + 6] ~= '' then
+    local existing
+    existing, dd_field = dedup_claim(ARGV[b + 6], id, now, delay, ARGV[b + 2])
+    if existing then dup, id = 1, existing end
   end
   if dup == 0 then
     local jk = JP .. id
     local fields = {'n', ARGV[b + 1], 'd', ARGV[b + 2], 'o', ARGV[b + 3], 'p', ARGV[b + 4],
                     'ts', now_s, 'atm', '0', 'ats', '0'}
+    if dd_field then fields[#fields + 1] = 'dd'; fields[#fields + 1] = dd_field end
     emit('ev', 'added', 'id', id, 'name', ARGV[b + 1])
     if delay > 0 then
       -- Blocked workers sleep until the earliest due time they know of; a job due sooner

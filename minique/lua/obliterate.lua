@@ -21,6 +21,13 @@ end
 if removed < batch then
   removed = removed + delete_ready_entries(batch - removed)
 end
+if removed < batch then
+  -- Dedup keys outlive their jobs (a ttl), so they go by their listing.
+  local dids = redis.call('ZRANGE', DEDUPS, 0, batch - removed - 1)
+  for _, did in ipairs(dids) do redis.call('DEL', DEDUP_PREFIX .. did) end
+  if #dids > 0 then redis.call('ZREM', DEDUPS, unpack(dids)) end
+  removed = removed + #dids
+end
 if removed == 0 then
   local workers = BASE .. ':workers'
   local keys = {K.meta, K.idc, K.ready, K.events, K.wake, K.window, K.pause_until, workers,

@@ -210,7 +210,28 @@ local function unlink_job(jk, id)
   return st
 end
 
+-- Dedup keys ("{p:q}:dedup:<dedup id>" -> job id), listed in DEDUPS by expiry (ms, +inf
+-- for those without a ttl) so that obliterate finds them: includes/dedup.lua.
+local DEDUPS = BASE .. ':dedups'
+local DEDUP_PREFIX = BASE .. ':dedup:'
+-- Frees a dedup id that job `id` holds without a ttl (it finished or is deleted).
+local function release_dedup(did, id)
+  local dk = DEDUP_PREFIX .. did
+  if redis.call('GET', dk) == id then
+    redis.call('DEL', dk)
+    redis.call('ZREM', DEDUPS, did)
+  end
+end
+
+local dedup_live = nil
 local function delete_job_keys(id)
+  -- A job deleted unfinished (removed, drained, cleaned) frees its dedup id; a queue
+  -- without dedup ids pays one EXISTS per script call for this.
+  if dedup_live == nil then dedup_live = redis.call('EXISTS', DEDUPS) == 1 end
+  if dedup_live then
+    local did = redis.call('HGET', JP .. id, 'dd')
+    if did then release_dedup(did, id) end
+  end
   redis.call('DEL', JP .. id, LP .. id)
 end
 
