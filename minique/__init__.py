@@ -13,6 +13,7 @@ from .errors import (
     UnrecoverableError,
 )
 from .events import Event, QueueEvents
+from .flows import FlowError, FlowNode, FlowProducer
 from .job import Job
 from .observers import WorkerObserver
 from .queue import Queue
@@ -25,6 +26,9 @@ from .worker_info import WorkerInfo
 __all__ = [
     "Delayed",
     "Event",
+    "FlowError",
+    "FlowNode",
+    "FlowProducer",
     "InvalidJobState",
     "Job",
     "JobCorrupted",

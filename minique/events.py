@@ -14,7 +14,8 @@ from .keys import DEFAULT_PREFIX, QueueKeys
 
 EVENT_NAMES = frozenset(
     {"added", "waiting", "delayed", "active", "progress", "completed", "failed", "retrying",
-     "stalled", "removed", "duplicated", "deduplicated", "debounced", "paused", "resumed",
+     "stalled", "removed", "duplicated", "deduplicated", "debounced",
+     "waiting-children", "paused", "resumed",
      "drained", "cancel", "error"}
 )
 

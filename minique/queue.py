@@ -26,7 +26,7 @@ from .worker_info import WorkerInfo
 if TYPE_CHECKING:
     from .scheduler import JobScheduler
 
-STATES = ("waiting", "active", "completed", "failed", "delayed")
+STATES = ("waiting", "active", "completed", "failed", "delayed", "waiting-children")
 BULK_CHUNK = 500  # jobs per add script call: bounded work per call, big enough to amortise
 BATCH = 1000  # jobs per call for bulk operations (drain, retry_jobs, obliterate...)
 HELD_REMOVE_WAIT = 1.0  # s remove() waits for a holding worker's answer beyond its hold
@@ -133,8 +133,9 @@ class Queue:
 
     async def add(self, name: str, data: Any = None, **options: Any) -> Job:
         """Adds one job. Options: attempts, backoff, delay, priority, job_id,
-        remove_on_complete, remove_on_fail, timeout, keep_logs, dedup. Unknown options raise
-        TypeError.
+        remove_on_complete, remove_on_fail, timeout, keep_logs, dedup; ``parent`` (a Job or
+        ``{"id": ..., "queue": ...}``) and ``on_failure`` make it a child of an existing
+        parent (see minique/flows.py). Unknown options raise TypeError.
 
         ``dedup={"id": str, "ttl": s, "replace": bool, "extend": bool}``: while the id is
         taken (by an unfinished job; with ``ttl``, for ``ttl`` seconds) an add returns the
@@ -145,6 +146,11 @@ class Queue:
         Raises ``AddOutcomeUnknown`` (naming the job id) when Redis never answered, so it is
         unknown whether the job was added; a client retry of the same call never adds twice.
         """
+        parent, on_failure = options.pop("parent", None), options.pop("on_failure", None)
+        if parent is not None:
+            return await self._add_child(name, data, options, parent, on_failure)
+        if on_failure is not None:
+            raise TypeError("on_failure applies only to a job added with a parent")
         args, resolved = self._prepare(name, data, options)
         raw_id, dup, now_ms = await self._submit_add(args)
         job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
@@ -157,6 +163,20 @@ class Queue:
                 raise JobNotFound(f"job {job_id} was a duplicate and has since been removed")
             return existing
         return self._made(job_id, name, data, args[2], resolved, now_ms)
+
+    async def _add_child(self, name: str, data: Any, options: dict[str, Any], parent: Any,
+                         on_failure: Any) -> Job:
+        """A child of an existing parent (minique/flows.py): the parent, if waiting or
+        delayed, waits in "waiting-children" until this child is done."""
+        from . import flows
+
+        pkey = flows.parent_key(parent, self.prefix)
+        node = flows.prepare_child(self, name, data, options, pkey,
+                                   flows.policy_code(on_failure or "fail_parent"))
+        if node.args[0] and self.keys.job(node.args[0]) == pkey:
+            raise flows.FlowError(f"job {node.args[0]!r} cannot be its own parent")
+        now_ms = await flows.submit(self.redis, [node])
+        return self._made(node.args[0], name, data, node.args[2], node.resolved, now_ms)
 
     async def _assign_ids(self, batch: Sequence[list[Any]]) -> None:
         """Gives every job of ``batch`` without an id an automatic one (numeric, from
@@ -335,7 +355,8 @@ class Queue:
         return "paused" if state == "waiting" and paused else state
 
     async def get_stats(self) -> dict[str, int]:
-        """``{waiting, active, completed, failed, delayed, total}``; total is their sum."""
+        """``{waiting, active, completed, failed, delayed, waiting-children, total}``; total
+        is their sum."""
         k = self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xlen(k.ready)
@@ -347,7 +368,8 @@ class Queue:
             pipe.zcard(k.held)
             pipe.smembers(k.completed_groups)
             pipe.smembers(k.failed_groups)
-            ready, pri, active, completed, failed, delayed, held, c_groups, f_groups = (
+            pipe.zcard(k.waiting_children)
+            ready, pri, active, completed, failed, delayed, held, c_groups, f_groups, wc = (
                 await pipe.execute())
         if c_groups or f_groups:  # jobs with a retention setting of their own
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -358,7 +380,7 @@ class Queue:
             failed += sum(sizes[len(c_groups):])
         # Held jobs (a worker's prefetch) have not started: they are waiting.
         stats = {"waiting": ready + pri + held, "active": active, "completed": completed,
-                 "failed": failed, "delayed": delayed}
+                 "failed": failed, "delayed": delayed, "waiting-children": wc}
         stats["total"] = sum(stats.values())
         return stats
 
@@ -382,6 +404,8 @@ class Queue:
             raw = await r.zrevrange(k.active, start, end)
         elif state == "delayed":
             raw = await r.zrange(k.delayed, start, end)
+        elif state == "waiting-children":
+            raw = await r.zrange(k.waiting_children, start, end)
         else:
             # Held jobs first (they start next), then the priority set, then the stream.
             held = await r.zrevrange(k.held, 0, -1)

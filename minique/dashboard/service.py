@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import InvalidJobState, JobCorrupted, JobNotFound
 from ..job import Job
-from ..keys import DEFAULT_PREFIX, validate_name
+from ..keys import DEFAULT_PREFIX, validate_name, validate_prefix
 from ..queue import STATES, Queue
 from ..scheduler import get_job_scheduler
 from .fingerprint import fingerprint
@@ -156,7 +156,7 @@ class Dashboard:
         hidden_data_queues: Iterable[str] = (),
     ) -> None:
         self.redis = redis
-        self.prefix = validate_name("prefix", prefix)
+        self.prefix = validate_prefix(prefix)
         self.fixed_queues = None if queues is None else [validate_name("queue name", q)
                                                           for q in queues]
         self.hidden = frozenset(hidden_data_queues)

@@ -9,7 +9,7 @@ if ARGV[3] ~= '1' and redis.call('ZCARD', K.active) + redis.call('ZCARD', K.held
   return redis.error_reply('INVALIDSTATE queue has active jobs; pass force=True')
 end
 local removed = 0
-local sets = {K.pri, K.delayed, K.active, K.held, K.held_removed}
+local sets = {K.pri, K.delayed, K.active, K.held, K.held_removed, BASE .. ':waiting-children'}
 for _, state_set in ipairs({K.completed, K.failed}) do
   for _, key in ipairs(finished_sets(state_set)) do sets[#sets + 1] = key end
 end

@@ -21,7 +21,7 @@ for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
   examined = examined + #ids
   for _, id in ipairs(ids) do
     local jk = JP .. id
-    local f = redis.call('HMGET', jk, 'w', 'ps', 'st', 'dd')
+    local f = redis.call('HMGET', jk, 'w', 'ps', 'st', 'dd', 'par', 'pol')
     if f[1] ~= me or me == '' then
       taken = taken + 1
       redis.call('ZREM', set_key, id)
@@ -40,6 +40,7 @@ for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
         if stc > max_stalled then
           local reason = 'job stalled more than allowable limit (' .. max_stalled .. ')'
           if f[4] then release_dedup(f[4], id) end
+          flow_finished(jk, f[5], f[6], 'f', reason)
           if retain(done_f, id, int_str(now), tonumber(ARGV[4]), tonumber(ARGV[5])) then
             redis.call('HSET', jk, 'st', 'failed', 'fr', reason, 'stk', '', 'fon', int_str(now))
             redis.call('HINCRBY', jk, 'atm', 1)

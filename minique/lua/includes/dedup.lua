@@ -49,5 +49,6 @@ local function dedup_claim(spec, id, now, delay, data)
   end
   redis.call('SET', dk, id)
   redis.call('ZADD', DEDUPS, '+inf', did)
+  redis.call('HSET', K.meta, 'xr', '1')
   return nil, did
 end
