@@ -284,3 +284,25 @@ async def test_kill_9_of_a_childs_worker_completes_the_parent_once(
 
 async def _active(queue: Queue) -> bool:
     return (await queue.get_stats())["active"] > 0
+
+
+async def test_the_cli_shows_waiting_children(flow: FlowProducer, redis_url: str) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from minique.cli import main
+
+    node = await flow.add({"name": "p", "queue": "reports", "children": [
+        {"name": "c", "queue": "syncs"}]})
+    common = ["--url", redis_url, "--prefix", flow.prefix, "--json"]
+    # The CLI runs its own event loop: in a thread of its own here.
+    stats = await asyncio.to_thread(CliRunner().invoke, main,
+                                    ["stats", "--queue", "reports", *common])
+    assert stats.exit_code == 0, stats.output
+    assert json.loads(stats.stdout)["reports"]["waiting-children"] == 1
+    jobs = await asyncio.to_thread(CliRunner().invoke, main, [
+        "jobs", "--queue", "reports", "--state", "waiting-children", *common])
+    assert jobs.exit_code == 0, jobs.output
+    assert [(r["id"], r["state"]) for r in json.loads(jobs.stdout)] == [
+        (node.job.id, "waiting-children")]
