@@ -1,5 +1,5 @@
-"""``python -m processors``: see processors/accounts_cli.py."""
+"""``python -m processors``: see processors/cli.py."""
 
-from processors.accounts_cli import main
+from processors.cli import main
 
 main(prog_name="python -m processors")

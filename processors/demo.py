@@ -111,9 +111,9 @@ def add_demo_accounts(storage: Storage, fake: FakeAmazon) -> list[str]:
         account_id = f"demo-{seller.index + 1}"
         add_seller_account(
             storage, id=account_id, name=seller.name, region="NA",
-            marketplace_ids=[seller.marketplace_id], seller_id=seller.seller_id,
+            marketplace_ids=list(seller.marketplace_ids), seller_id=seller.seller_id,
             lwa_client_id=seller.client_id, lwa_client_secret=seller.client_secret,
-            refresh_token=seller.refresh_token, ads_profile_id=str(seller.profile_id),
+            refresh_token=seller.refresh_token, ads_refresh_token=seller.ads_refresh_token,
             acos_target=0.30, low_stock_days=14)
         ids.append(account_id)
     return ids
@@ -273,7 +273,7 @@ def _print_dashboard_hint(args: argparse.Namespace, setup: Setup) -> None:
 async def _show(args: argparse.Namespace, setup: Setup) -> int:
     accounts, receiver, directory = setup.accounts, setup.receiver, setup.directory
     print(f"accounts: {', '.join(accounts)} (fake Amazon, {len(accounts)} sellers)")
-    applied = await schedules.apply_schedules(accounts)
+    applied = await schedules.apply_for_connected_accounts(runtime.current().storage)
     for queue_name, ids in applied.items():
         cron = schedules.SCHEDULES[QueueName(queue_name)]
         print(f"schedule {queue_name:<10} {cron:<13} {', '.join(ids)}")
@@ -312,7 +312,7 @@ async def _stay_up(args: argparse.Namespace, setup: Setup, stop: Stop) -> None:
             await stop.requested.wait()
         return
     print("\nrunning with the schedules live (data-sync hourly, alerts every 15 min, "
-          "reports at 02:00 UTC); in another terminal:\n  "
+          "reports at 02:00 in each marketplace's time zone); in another terminal:\n  "
           f"{dashboard_command(setup.url)}\nCtrl-C to stop", flush=True)
     watchers = [asyncio.create_task(_print_outcomes(name)) for name in QueueName]
     await stop.requested.wait()
@@ -354,10 +354,12 @@ async def _summary(board: ProgressBoard, receiver: WebhookReceiver, directory: P
     for row in board.rows:
         if row.job.name == "reports":
             result = await row.job.wait_until_finished(timeout=5)
-            print(f"  {result['amazon_account_id']} {result['day']}: revenue {result['revenue']} "
-                  f"{result['currency']}, ad spend {result['ad_spend']}, net {result['net_proceeds']}")
-            print(f"    {result['html_path']}")
-            print(f"    {result['csv_path']}")
+            for report in result["reports"]:  # one per marketplace, each in its own currency
+                print(f"  {result['amazon_account_id']} {report['country']} {report['day']}: revenue "
+                      f"{report['revenue']} {report['currency']}, ad spend {report['ad_spend']}, "
+                      f"net {report['net_proceeds']}" + ("" if report["complete"] else " (incomplete)"))
+                print(f"    {report['html_path']}")
+                print(f"    {report['csv_path']}")
     events = receiver.events()
     verified = sum(1 for e in events if e.verified)
     kinds = sorted({e.event_type for e in events})

@@ -2,11 +2,8 @@
 
     minique worker processors.jobs:registry     # every queue of the app, 5 at once, 10 jobs/s
 
-Errors keep the core's meaning. ``AmazonRateLimited`` (a 429, or an empty quota bucket)
-becomes a ``Delayed``: Amazon's quotas are per selling account and operation, so only that
-job waits, in the delayed set and without using an attempt, while the queue goes on with
-other accounts' jobs. Transient Amazon errors are plain exceptions, retried with the queue's
-backoff; ``AccountDisconnected`` is an ``UnrecoverableError`` (failed at once).
+Errors become job outcomes in ``processors.outcomes``: a 429 delays that job alone (no
+attempt used), a disconnected account fails at once, transient errors retry with backoff.
 """
 
 from __future__ import annotations
@@ -14,12 +11,12 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from minique import Delayed, Job, RateLimited, Registry, UnrecoverableError
 from processors import runtime, schedules, webhooks
-from processors.amazon import AmazonRateLimited
+from processors.outcomes import maps_outcomes
 from processors.payloads import (
     AlertsPayload,
     DataSyncPayload,
@@ -27,15 +24,25 @@ from processors.payloads import (
     ReportPayload,
     WebhookPayload,
 )
-from processors.queues import DEFAULT_JOB_OPTIONS, JOB_NAMES, WORKER_OPTIONS, QueueName
+from processors.queue_config import (
+    DEFAULT_JOB_OPTIONS,
+    JOB_NAMES,
+    PAYLOAD_TYPES,
+    WORKER_OPTIONS,
+    QueueName,
+)
 from processors.storage import AccountRecord
 from processors.sync_logic import (
+    AccountUnavailable,
+    Alert,
+    DailyReport,
     SyncContext,
     WebhookEvent,
     alert_event,
     build_daily_report,
     check_alerts,
     deliver_webhook,
+    incomplete_report_alerts,
     sync_account,
 )
 
@@ -46,9 +53,17 @@ registry = Registry(worker_options={**WORKER_OPTIONS, "default_job_options": DEF
 Processor = Callable[[Job], Awaitable[dict[str, Any]]]
 
 
-def _job(queue: QueueName) -> tuple[str, str]:
-    """(queue, job name): each queue has one kind of job, named like the queue."""
-    return queue.value, JOB_NAMES[queue]
+def _processor(queue: QueueName, *, notify: bool = True) -> Callable[[Processor], Processor]:
+    """Registers ``fn`` for ``queue``'s job: its errors mapped to queue outcomes, then (with
+    ``notify``) its final outcome sent as a webhook."""
+
+    def register(fn: Processor) -> Processor:
+        wrapped = maps_outcomes(fn)
+        registry.add(queue.value, notifies(wrapped) if notify else wrapped, name=JOB_NAMES[queue],
+                     payload=PAYLOAD_TYPES[queue])
+        return fn
+
+    return register
 
 
 def _account_of(job: Job) -> str | None:
@@ -67,8 +82,6 @@ def notifies(fn: Processor) -> Processor:
     async def run(job: Job) -> dict[str, Any]:
         try:
             result = await fn(job)
-        except AmazonRateLimited as exc:
-            raise Delayed(exc.delay, str(exc)) from exc
         except (RateLimited, Delayed):
             raise
         except Exception as exc:
@@ -85,25 +98,32 @@ def notifies(fn: Processor) -> Processor:
 
 async def _account(ctx: SyncContext, account_id: str) -> AccountRecord:
     try:
-        return await ctx.db(ctx.storage.get_account, account_id)
+        record = await ctx.db(ctx.storage.get_account, account_id)
     except KeyError:
         # Retrying cannot make an account appear: it was removed, or the id is wrong.
-        raise UnrecoverableError(f"no Amazon account {account_id!r}") from None
+        raise AccountUnavailable(f"no Amazon account {account_id!r}") from None
+    if not record.enabled:
+        raise AccountUnavailable(f"account {account_id!r} is disabled")
+    return record
 
 
-@registry.processor(*_job(QueueName.DATA_SYNC), payload=DataSyncPayload)
-@notifies
+@_processor(QueueName.DATA_SYNC)
 async def data_sync(job: Job) -> dict[str, Any]:
     """The hourly sync of one account: orders, fees, PPC, inventory, listings, refunds."""
     payload: DataSyncPayload = job.payload
     ctx = runtime.current().sync
     await _account(ctx, payload.amazon_account_id)
-    written = await sync_account(ctx, payload.amazon_account_id, payload.sync_types, job.update_progress)
+    try:
+        since = date.fromisoformat(payload.since) if payload.since else None
+    except ValueError as exc:
+        raise UnrecoverableError(f"since must be an ISO date (YYYY-MM-DD): {exc}") from None
+    # The job's id names the run: after a 429 or an error it resumes where it stopped.
+    written = await sync_account(ctx, payload.amazon_account_id, payload.sync_types, job.update_progress,
+                                 run_id=job.id, since=since)
     return {"amazon_account_id": payload.amazon_account_id, "written": written}
 
 
-@registry.processor(*_job(QueueName.MANUAL_SYNC), payload=ManualSyncPayload)
-@notifies
+@_processor(QueueName.MANUAL_SYNC)
 async def manual_sync(job: Job) -> dict[str, Any]:
     """One ``sync_type`` for one account, started by a user (recorded for audit)."""
     payload: ManualSyncPayload = job.payload
@@ -114,54 +134,69 @@ async def manual_sync(job: Job) -> dict[str, Any]:
                   f"requested by user {payload.user_id}")
     log.info("manual-sync job %s: %s of %s for user %s", job.id, payload.sync_type,
              payload.amazon_account_id, payload.user_id)
-    written = await sync_account(ctx, payload.amazon_account_id, [payload.sync_type], job.update_progress)
+    written = await sync_account(ctx, payload.amazon_account_id, [payload.sync_type], job.update_progress,
+                                 run_id=job.id)
     return {"amazon_account_id": payload.amazon_account_id, "user_id": payload.user_id,
             "sync_type": payload.sync_type, "written": written}
 
 
-@registry.processor(*_job(QueueName.REPORTS), payload=ReportPayload)
-@notifies
+@_processor(QueueName.REPORTS)
 async def daily_report(job: Job) -> dict[str, Any]:
-    """One account's report for one UTC day (yesterday by default), as CSV and HTML."""
+    """One account's report for one day per marketplace (each one's yesterday by default), as
+    CSV and HTML; a report built on incomplete data also raises a "data incomplete" alert.
+
+    Returns ``{"amazon_account_id", "reports": [{marketplace_id, country, currency, timezone,
+    day, orders, units, revenue, fees, service_fees, refunds, ad_spend, ad_sales, net_proceeds,
+    acos, tacos, complete, missing, csv_path, html_path}], "raised", "webhook_jobs"}``, money
+    as decimal strings.
+    """
     payload: ReportPayload = job.payload
     ctx = runtime.current().sync
-    await _account(ctx, payload.amazon_account_id)
+    record = await _account(ctx, payload.amazon_account_id)
     try:
-        day = (date.fromisoformat(payload.day) if payload.day
-               else ctx.settings.clock().date() - timedelta(days=1))
+        day = date.fromisoformat(payload.day) if payload.day else None
     except ValueError as exc:
         raise UnrecoverableError(f"day must be an ISO date (YYYY-MM-DD): {exc}") from None
     await job.update_progress(10)
-    report = await build_daily_report(ctx, payload.amazon_account_id, day)
+    try:
+        reports = await build_daily_report(ctx, payload.amazon_account_id, day, payload.marketplace_id)
+    except ValueError as exc:  # a marketplace the account does not sell in
+        raise UnrecoverableError(str(exc)) from None
+    await job.update_progress(80)
+    raised = await incomplete_report_alerts(ctx, reports, ctx.settings.clock())
+    sent = await _send_alerts(raised, record)
     await job.update_progress(100)
     return {
-        "amazon_account_id": report.account_id,
-        "day": report.day.isoformat(),
-        "csv_path": str(report.csv_path),
-        "html_path": str(report.html_path),
-        "currency": report.currency,
-        "orders": report.orders,
-        "units": report.units,
-        # Money as strings: exact decimals, whatever reads the return value.
-        "revenue": str(report.revenue),
-        "fees": str(report.fees),
-        "refunds": str(report.refunds),
-        "ad_spend": str(report.ad_spend),
-        "net_proceeds": str(report.net_proceeds),
-        "acos": report.acos,
-        "tacos": report.tacos,
+        "amazon_account_id": payload.amazon_account_id,
+        "reports": [_report_summary(r) for r in reports],
+        "raised": [{"kind": a.kind, "subject": a.subject, "severity": a.severity} for a in raised],
+        "webhook_jobs": sent,
     }
 
 
-@registry.processor(*_job(QueueName.ALERTS), payload=AlertsPayload)
-@notifies
-async def alerts(job: Job) -> dict[str, Any]:
-    """Low stock, high ACOS and spend without sales; each new alert is sent as a webhook."""
-    payload: AlertsPayload = job.payload
-    ctx = runtime.current().sync
-    record = await _account(ctx, payload.amazon_account_id)
-    raised = await check_alerts(ctx, payload.amazon_account_id, ctx.settings.clock())
-    await job.update_progress(50)
+def _report_summary(report: DailyReport) -> dict[str, Any]:
+    money = ("revenue", "fees", "service_fees", "refunds", "ad_spend", "ad_sales", "net_proceeds")
+    return {
+        "marketplace_id": report.marketplace_id,
+        "country": report.country,
+        "currency": report.currency,
+        "timezone": report.timezone,
+        "day": report.day.isoformat(),
+        "orders": report.orders,
+        "units": report.units,
+        # Money as strings: exact decimals, whatever reads the return value.
+        **{name: str(getattr(report, name)) for name in money},
+        "acos": report.acos,
+        "tacos": report.tacos,
+        "complete": report.complete,
+        "missing": report.missing,
+        "csv_path": str(report.csv_path),
+        "html_path": str(report.html_path),
+    }
+
+
+async def _send_alerts(raised: list[Alert], record: AccountRecord) -> list[str]:
+    """Queues a webhook per new alert; returns the webhook job ids."""
     sent: list[str] = []
     for alert in raised:
         event = alert_event(alert)
@@ -171,6 +206,19 @@ async def alerts(job: Job) -> dict[str, Any]:
             WebhookEvent(id=event_id, type=event.type, created_at=event.created_at, data=event.data),
             record.webhook_url,
         )
+    return sent
+
+
+@_processor(QueueName.ALERTS)
+async def alerts(job: Job) -> dict[str, Any]:
+    """Low stock, high ACOS (campaigns and account) and spend without sales; each new alert is
+    sent as a webhook."""
+    payload: AlertsPayload = job.payload
+    ctx = runtime.current().sync
+    record = await _account(ctx, payload.amazon_account_id)
+    raised = await check_alerts(ctx, payload.amazon_account_id, ctx.settings.clock())
+    await job.update_progress(50)
+    sent = await _send_alerts(raised, record)
     await job.update_progress(100)
     return {
         "amazon_account_id": payload.amazon_account_id,
@@ -179,7 +227,7 @@ async def alerts(job: Job) -> dict[str, Any]:
     }
 
 
-@registry.processor(*_job(QueueName.WEBHOOKS), payload=WebhookPayload)
+@_processor(QueueName.WEBHOOKS, notify=False)
 async def webhook(job: Job) -> dict[str, Any]:
     """One signed POST. 5xx, 429 and network errors retry; other 4xx fail at once."""
     payload: WebhookPayload = job.payload

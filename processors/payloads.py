@@ -24,6 +24,8 @@ class _Payload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class DataSyncPayload(_Payload, frozen=True):
     amazon_account_id: str
     sync_types: list[SyncType] = msgspec.field(default_factory=lambda: list(ALL_SYNC_TYPES))
+    # ISO date: a back-fill re-pulls orders, transactions and ads from this day on.
+    since: str | None = None
 
 
 class ManualSyncPayload(_Payload, frozen=True):
@@ -34,8 +36,10 @@ class ManualSyncPayload(_Payload, frozen=True):
 
 class ReportPayload(_Payload, frozen=True):
     amazon_account_id: str
-    # ISO date (UTC); None means yesterday, the last complete day.
+    # ISO date, a day of each marketplace (in its time zone); None: each one's yesterday.
     day: str | None = None
+    # One marketplace of the account; None: every one.
+    marketplace_id: str | None = None
 
 
 class AlertsPayload(_Payload, frozen=True):

@@ -10,46 +10,38 @@ from __future__ import annotations
 
 import asyncio
 import os
-from enum import StrEnum
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from minique import Queue
 from minique.connection import resolve_url
+
+# Re-exported: the app's code and its users import these from here.
+from processors.queue_config import (
+    DEFAULT_JOB_OPTIONS,
+    JOB_NAMES,
+    PAYLOAD_TYPES,
+    WEBHOOK_JOB_OPTIONS,
+    WORKER_OPTIONS,
+    QueueName,
+    job_options,
+)
 from processors.settings import ENV_QUEUE_PREFIX
 
+__all__ = [
+    "DEFAULT_JOB_OPTIONS",
+    "JOB_NAMES",
+    "WEBHOOK_JOB_OPTIONS",
+    "WORKER_OPTIONS",
+    "QueueName",
+    "close_queues",
+    "configure",
+    "configured",
+    "get_queue",
+    "get_queue_stats",
+    "make_queue",
+]
 
-class QueueName(StrEnum):
-    DATA_SYNC = "data-sync"
-    REPORTS = "reports"
-    ALERTS = "alerts"
-    MANUAL_SYNC = "manual-sync"
-    # Webhook delivery is a job of its own, so a slow receiver never holds up a sync.
-    WEBHOOKS = "webhooks"
-
-
-# Job names: one per queue, the same as the queue's name (the seed's "manual-sync").
-JOB_NAMES: dict[QueueName, str] = {name: name.value for name in QueueName}
-
-# The seed's defaults: 3 attempts, exponential backoff from 2 s, failed jobs kept 7 days,
-# completed jobs 24 h and at most the last 1000.
-DEFAULT_JOB_OPTIONS: dict[str, Any] = {
-    "attempts": 3,
-    "backoff": {"type": "exponential", "delay": 2.0},
-    "remove_on_complete": {"age": 24 * 3600, "count": 1000},
-    "remove_on_fail": {"age": 7 * 24 * 3600},
-}
-
-# A receiver that is down for a while should still get its events: more, longer retries.
-WEBHOOK_JOB_OPTIONS: dict[str, Any] = {
-    "attempts": 8,
-    "backoff": {"type": "exponential", "delay": 2.0, "jitter": 0.2, "max_delay": 600.0},
-}
-
-# Per worker and queue: 5 jobs at once, and at most 10 jobs started per second.
-WORKER_OPTIONS: dict[str, Any] = {
-    "concurrency": 5,
-    "limiter": {"max": 10, "duration": 1.0},
-}
 
 _override: dict[str, str | None] = {"url": None, "prefix": None}
 # (id(loop), queue name) -> (loop, url, prefix, Queue). A Queue's connection belongs to the
@@ -71,6 +63,17 @@ def reset_configuration() -> None:
     _override["url"] = _override["prefix"] = None
 
 
+@contextmanager
+def configured(*, url: str | None = None, prefix: str | None = None) -> Iterator[None]:
+    """``configure`` for a block; the previous values come back after it."""
+    saved = dict(_override)
+    configure(url=url, prefix=prefix)
+    try:
+        yield
+    finally:
+        _override.update(saved)
+
+
 def redis_url() -> str:
     return _override["url"] or resolve_url(None)
 
@@ -81,15 +84,13 @@ def queue_prefix() -> str:
 
 def make_queue(name: QueueName | str, *, url: str | None = None, prefix: str | None = None) -> Queue:
     """A new Queue with the app's defaults and payload checks (the caller closes it)."""
-    from processors.jobs import registry  # the registry's processors import this module
-
-    queue_name = QueueName(name).value
+    queue = QueueName(name)
     return Queue(
-        queue_name,
+        queue.value,
         url=url or redis_url(),
         prefix=prefix or queue_prefix(),
-        default_job_options=WEBHOOK_JOB_OPTIONS if queue_name == QueueName.WEBHOOKS else DEFAULT_JOB_OPTIONS,
-        payload_types=registry.payload_types(queue_name),
+        default_job_options=job_options(queue),
+        payload_types={JOB_NAMES[queue]: PAYLOAD_TYPES[queue]},
     )
 
 

@@ -33,7 +33,7 @@ _fake: FakeAmazonServer | None = None
 _ids = itertools.count()
 ACCOUNTS = ("acct-0", "acct-1")
 SYNC_TABLES = (schema.orders, schema.order_items, schema.financial_transactions,
-               schema.inventory_snapshots, schema.listings, schema.ad_performance)
+               schema.inventory_snapshots, schema.listings, schema.ad_performance, schema.ad_products)
 
 
 def shared_fake() -> FakeAmazonServer:
@@ -73,6 +73,12 @@ class App:
         return [e for e in found if job_id is None or e.job_id == job_id]
 
 
+    async def forget_quota(self) -> None:
+        """Empties our shared quota buckets (as if every bucket had refilled)."""
+        redis = runtime.current().redis
+        async for key in redis.scan_iter(match=f"{{{self.prefix}:quota}}*"):
+            await redis.delete(key)
+
     async def progress_steps(self, name: QueueName, job_id: str) -> list[Any]:
         """The progress values the job reported, in order (from the events stream)."""
         queue = self.queue(name)
@@ -95,9 +101,9 @@ def add_fake_accounts(storage: Storage, fake: FakeAmazon, webhook_url: str | Non
     for seller in fake.sellers:
         add_seller_account(
             storage, id=f"acct-{seller.index}", name=seller.name, region="NA",
-            marketplace_ids=[seller.marketplace_id], seller_id=seller.seller_id,
+            marketplace_ids=list(seller.marketplace_ids), seller_id=seller.seller_id,
             lwa_client_id=seller.client_id, lwa_client_secret=seller.client_secret,
-            refresh_token=seller.refresh_token, ads_profile_id=str(seller.profile_id),
+            refresh_token=seller.refresh_token, ads_refresh_token=seller.ads_refresh_token,
             acos_target=0.30, low_stock_days=14, webhook_url=webhook_url)
 
 
@@ -110,9 +116,14 @@ async def running_app(
     webhook_urls: Sequence[str] = (),
     webhook_secret: str | None = None,
     webhook_on_jobs: bool = False,
+    quota_scale: float = 1.0,
 ) -> AsyncIterator[App]:
-    """The app with its own key prefix, quota buckets and database; workers for ``workers``."""
+    """The app with its own key prefix, quota buckets and database; workers for ``workers``.
+
+    ``quota_scale`` multiplies every usage plan's rate, the fake's and the client's alike: a
+    fast clock for Amazon's quotas."""
     server = shared_fake()
+    server.fake.quota_scale = quota_scale
     prefix = f"app{next(_ids)}-{uuid.uuid4().hex[:6]}"
     queues.configure(url=redis_url, prefix=prefix)
     db_url = f"sqlite:///{tmp_path / 'app.db'}"
@@ -122,9 +133,9 @@ async def running_app(
                            report_dir=tmp_path / "reports", webhook_urls=tuple(webhook_urls),
                            webhook_secret=webhook_secret, webhook_on_jobs=webhook_on_jobs)
     client_settings = ClientSettings(endpoints=AmazonEndpoints.single_host(server.url),
-                                     timeout=httpx.Timeout(5.0, connect=2.0))
+                                     timeout=httpx.Timeout(5.0, connect=2.0), quota_scale=quota_scale)
     sync_settings = SyncSettings(report_dir=settings.report_dir, ads_poll_interval=0.01,
-                                 ads_poll_timeout=5.0, env={}, clock=server.fake.clock.now)
+                                 ads_poll_timeout=30.0, env={}, clock=server.fake.clock.now)
     runtime.install(runtime.build_runtime(settings, client_settings=client_settings,
                                           sync_settings=sync_settings, storage=storage,
                                           quota_tag=f"{{{prefix}:quota}}"))

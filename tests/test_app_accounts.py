@@ -8,9 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from processors.accounts import add_seller_account, list_accounts
-from processors.accounts_cli import main
+from processors.cli import main
 from processors.storage import Storage
 
+US = "ATVPDKIKX0DER"
 OPTIONS = {"--id": "acme-us", "--name": "Acme US", "--region": "NA", "--marketplace": "ATVPDKIKX0DER",
            "--seller-id": "A1SELLER", "--lwa-client-id": "amzn1.client", "--ads-profile-id": "123",
            "--acos-target": "0.25", "--low-stock-days": "10"}
@@ -56,10 +57,13 @@ def test_cli_refuses_bad_input(tmp_path: Path) -> None:
 def test_python_function_and_env_secrets(tmp_path: Path) -> None:
     storage = Storage.from_url(f"sqlite:///{tmp_path / 'a.db'}")
     try:
-        add_seller_account(storage, id="acme-us", name="Acme", region="na", marketplace_ids=["M"],
+        add_seller_account(storage, id="acme-us", name="Acme", region="na", marketplace_ids=[US],
                            seller_id="S", lwa_client_id="c")
         with pytest.raises(ValueError, match="account id"):
-            add_seller_account(storage, id="has space", name="x", region="NA", marketplace_ids=["M"],
+            add_seller_account(storage, id="has space", name="x", region="NA", marketplace_ids=[US],
+                               seller_id="S", lwa_client_id="c")
+        with pytest.raises(ValueError, match="unknown marketplace id 'M'"):
+            add_seller_account(storage, id="x", name="x", region="NA", marketplace_ids=["M"],
                                seller_id="S", lwa_client_id="c")
         assert [s.credentials.split()[0] for s in list_accounts(storage, env={})] == ["missing"]
         env = {"AMAZON_ACCOUNT_ACME_US_LWA_CLIENT_SECRET": "s", "AMAZON_ACCOUNT_ACME_US_REFRESH_TOKEN": "r"}

@@ -13,6 +13,7 @@ from app_support import App, running_app
 from minique import JobFailed, PayloadError, Queue
 from processors.jobs import registry
 from processors.payloads import ALL_SYNC_TYPES, ManualSyncPayload, SyncType
+from processors.queue_config import JOB_NAMES, PAYLOAD_TYPES
 from processors.queues import (
     DEFAULT_JOB_OPTIONS,
     WORKER_OPTIONS,
@@ -38,6 +39,9 @@ def test_names_and_defaults_follow_the_seed() -> None:
     assert WORKER_OPTIONS == {"concurrency": 5, "limiter": {"max": 10, "duration": 1.0}}
     assert get_args(SyncType) == ALL_SYNC_TYPES == SYNC_KINDS
     assert set(registry.queues()) == {q.value for q in QueueName}
+    # The queues check payloads with the same types the registry decodes them into.
+    for name in QueueName:
+        assert registry.payload_types(name.value) == {JOB_NAMES[name]: PAYLOAD_TYPES[name]}
 
 
 async def test_get_queue_is_shared_per_loop_and_carries_the_defaults(app: App) -> None:

@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from amazon.expected import day_totals, expected_alerts
+from amazon.expected import day_totals, expected_alerts, net, zone_of
 from app_support import App, running_app
 from helpers import wait_until
 
@@ -48,22 +48,23 @@ def _read(*paths: str) -> list[str]:
 
 async def test_report_totals_equal_the_seed_sums(app: App) -> None:
     await app.run(QueueName.DATA_SYNC, {"amazon_account_id": "acct-0"})
-    today = app.fake.clock.now().date()
+    today = app.fake.clock.now().astimezone(zone_of("ATVPDKIKX0DER")).date()
     earlier = today - timedelta(days=20)
     for day, payload in ((today - timedelta(days=1), {}), (earlier, {"day": earlier.isoformat()})):
         job, result = await app.run(QueueName.REPORTS, {"amazon_account_id": "acct-0", **payload})
+        [report] = result["reports"]
         want = day_totals(app.fake.data[0], day)
-        assert result["day"] == day.isoformat()
-        assert (result["orders"], result["units"]) == (want["orders"], want["units"])
-        for key in ("revenue", "fees", "refunds", "ad_spend"):
-            assert Decimal(result[key]) == want[key], key
-        assert Decimal(result["net_proceeds"]) == want["revenue"] - want["fees"] - want["refunds"] - want[
-            "ad_spend"]
-        assert result["acos"] == pytest.approx(float(want["ad_spend"] / want["ad_sales7d"]))  # type: ignore[operator]
-        csv_text, html = await asyncio.to_thread(_read, result["csv_path"], result["html_path"])
+        assert (report["day"], report["currency"], report["complete"]) == (day.isoformat(), "USD", True)
+        assert (report["orders"], report["units"]) == (want["orders"], want["units"])
+        for key in ("revenue", "fees", "service_fees", "refunds", "ad_spend", "ad_sales"):
+            assert Decimal(report[key]) == want[key], key
+        assert Decimal(report["net_proceeds"]) == net(want)
+        assert report["acos"] == pytest.approx(float(want["ad_spend"] / want["ad_sales"]))  # type: ignore[operator]
+        csv_text, html = await asyncio.to_thread(_read, report["csv_path"], report["html_path"])
         assert csv_text.splitlines()[-1].startswith(day.isoformat())
         assert "<svg" in html
         assert job.progress == 100
+        assert result["raised"] == []  # complete data: no "data incomplete" alert
     assert app.storage.count(schema.reports, "acct-0") == 2
 
 
@@ -72,8 +73,7 @@ async def test_alerts_are_raised_once_and_sent_as_verified_webhooks(
     await app.run(QueueName.DATA_SYNC, {"amazon_account_id": "acct-0"})
     _, first = await app.run(QueueName.ALERTS, {"amazon_account_id": "acct-0"})
     now = app.fake.clock.now()
-    want = expected_alerts(app.fake.data[0], now.date(), low_stock_days=14, acos_target=0.30,
-                           min_spend=Decimal("10.00"))
+    want = expected_alerts(app.fake.data[0], now)
     assert {(a["kind"], a["subject"]) for a in first["raised"]} == want
     assert len(first["webhook_jobs"]) == len(want)
     await wait_until(lambda: len(receiver.events("alert.raised")) == len(want), timeout=15,
@@ -129,3 +129,25 @@ async def test_the_same_event_is_queued_once_per_receiver(app: App, receiver: We
     assert await webhooks.send_event(event, "http://127.0.0.1:9/other") == first
     stats = await get_queue_stats(QueueName.WEBHOOKS)
     assert stats["total"] == 2
+
+
+async def test_a_report_on_incomplete_data_raises_a_data_incomplete_webhook(
+        app: App, receiver: WebhookReceiver) -> None:
+    # The Ads sync has not run (say it was throttled): the report says so, and alerts.
+    await app.run(QueueName.DATA_SYNC, {"amazon_account_id": "acct-0", "sync_types": ["orders", "fees"]})
+    _, result = await app.run(QueueName.REPORTS, {"amazon_account_id": "acct-0"})
+    [report] = result["reports"]
+    assert (report["complete"], report["missing"], report["ad_spend"]) == (False, ["ads-profiles"], "0.00")
+    assert result["raised"] == [
+        {"kind": "data_incomplete", "subject": "ATVPDKIKX0DER", "severity": "warning"}]
+    await wait_until(lambda: len(receiver.events("alert.raised")) == 1, timeout=15,
+                     message="the data-incomplete webhook")
+    data = receiver.events("alert.raised")[0].body["data"]
+    assert (data["kind"], data["day"]) == ("data_incomplete", report["day"])
+    assert "ads-profiles" in data["message"]
+    # After the Ads sync, the rebuilt report has the full figures and raises nothing new.
+    await app.run(QueueName.DATA_SYNC, {"amazon_account_id": "acct-0", "sync_types": ["ppc"]})
+    _, rebuilt = await app.run(QueueName.REPORTS, {"amazon_account_id": "acct-0"})
+    [full] = rebuilt["reports"]
+    assert full["complete"] and full["missing"] == [] and Decimal(full["ad_spend"]) > 0
+    assert full["revenue"] == report["revenue"] and rebuilt["raised"] == []

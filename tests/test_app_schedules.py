@@ -60,6 +60,9 @@ async def test_startup_hook_schedules_connected_accounts(app: App) -> None:
     await registry.startup_hooks[0](app.redis_url, app.prefix)
     ids = sorted(await _schedulers())
     assert "data-sync:acct-0" in ids and "data-sync:acct-1" in ids
+    # The daily report runs at 02:00 of the seller's day (the US marketplace's time zone).
+    zones = {s.id: s.tz for name in schedules.SCHEDULES for s in await get_queue(name).get_job_schedulers()}
+    assert (zones["reports:acct-0"], zones["data-sync:acct-0"]) == ("America/Los_Angeles", "UTC")
     assert not [i for i in ids if "no-secrets" in i]  # no credentials: not connected
     assert schedules.connected_accounts(app.storage, {secret_env_name("no-secrets", "LWA_CLIENT_SECRET"): "s",
                                                       secret_env_name("no-secrets", "REFRESH_TOKEN"): "r"}

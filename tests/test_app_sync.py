@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from amazon.expected import campaign_rows, product_rows
 from app_support import App, running_app, snapshot
 from helpers import wait_until
 
@@ -30,7 +31,8 @@ async def test_data_sync_stores_every_stream_and_reports_progress(app: App) -> N
     assert count(schema.financial_transactions, "acct-0") == len(data.transactions)
     assert count(schema.inventory_snapshots, "acct-0") == len(data.inventory)
     assert count(schema.listings, "acct-0") == len(data.listings)
-    assert count(schema.ad_performance, "acct-0") == len(data.ad_rows)
+    assert count(schema.ad_performance, "acct-0") == len(campaign_rows(data))
+    assert count(schema.ad_products, "acct-0") == len(product_rows(data))
     assert count(schema.orders, "acct-1") == 0
     assert job.progress == 100 and job.attempts_made == 1
     steps = await app.progress_steps(QueueName.DATA_SYNC, job.id)
@@ -120,10 +122,12 @@ async def test_ads_retry_after_parks_the_job_and_other_accounts_go_on(app: App) 
     await wait_until(parked, timeout=10, message="job delayed during Retry-After")
     assert (await queue.get_stats())["active"] == 0
     assert await queue.get_rate_limit_ttl() == 0
-    other = await queue.add("data-sync", {"amazon_account_id": "acct-1", "sync_types": ["ppc"]})
+    other = await queue.add("data-sync", {"amazon_account_id": "acct-1", "sync_types": ["listings"]})
     await other.wait_until_finished(timeout=10)
     assert await job.get_state() == "delayed"  # acct-1 finished inside acct-0's wait
     await job.wait_until_finished(timeout=20)
     assert (await job.refresh()).attempts_made == 1
-    assert app.storage.count(schema.ad_performance, "acct-0") == len(app.fake.data[0].ad_rows)
-    assert app.storage.count(schema.ad_performance, "acct-1") == len(app.fake.data[1].ad_rows)
+    data = app.fake.data[0]
+    assert app.storage.count(schema.ad_performance, "acct-0") == len(campaign_rows(data))
+    assert app.storage.count(schema.ad_products, "acct-0") == len(product_rows(data))
+    assert app.storage.count(schema.listings, "acct-1") == len(app.fake.data[1].listings)

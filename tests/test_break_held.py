@@ -4,29 +4,27 @@ promise of docs/guide/workers.md or docs/design/leases.md."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 from typing import Any
 
+from held_support import (
+    completed,
+    fresh_prefix,
+    redis_ms,
+    started,
+    started_at_least,
+    starts,
+    warm_worker,
+)
 from helpers import start_worker, wait_until
 
 from minique import Queue, Worker
-
-_prefixes = itertools.count()
-
-
-def _prefix() -> str:
-    return f"brk{next(_prefixes)}"
-
-
-async def _completed(q: Queue, n: int) -> bool:
-    return (await q.get_stats())["completed"] >= n
 
 
 async def test_two_workers_given_the_same_name_never_run_a_job_twice(
         redis_url: str) -> None:
     """A worker name is a label people reuse (one per service, or `--name` with
     `--processes N`, which gives every child the same name)."""
-    prefix = _prefix()
+    prefix = fresh_prefix("brk")
     q = Queue("same-name", url=redis_url, prefix=prefix,
               default_job_options={"remove_on_complete": False})
     runs: dict[str, int] = {}
@@ -40,7 +38,7 @@ async def test_two_workers_given_the_same_name_never_run_a_job_twice(
                       concurrency=5, name="emailer") for _ in range(2)]
     tasks = [asyncio.create_task(w.run(handle_signals=False)) for w in workers]
     try:
-        await wait_until(lambda: _completed(q, 2000), timeout=30, message="2000 completed")
+        await wait_until(lambda: completed(q, 2000), timeout=30, message="2000 completed")
     finally:
         for w in workers:
             await w.close(timeout=2)
@@ -53,29 +51,10 @@ async def test_two_workers_given_the_same_name_never_run_a_job_twice(
     await q.close()
 
 
-async def _starts(q: Queue) -> list[tuple[str, int, int]]:
-    raw = await q.redis.lrange(f"{q.keys.base}:starts", 0, -1)
-    out = []
-    for item in raw:
-        job_id, ms, pid = item.decode().rsplit("|", 2)
-        out.append((job_id, int(ms), int(pid)))
-    return out
 
 
-async def _started(q: Queue, job_id: str) -> bool:
-    return any(s[0] == job_id for s in await _starts(q))
 
 
-async def _warm_worker(redis_url: str, procs: list[Any], q: Queue, prefix: str,
-                       concurrency: int, *args: str) -> Any:
-    """A worker process that has measured its jobs as short, so it holds jobs ahead."""
-    worker = start_worker(redis_url, "held", "--prefix", prefix, "--concurrency",
-                          str(concurrency), *args, target="tests.held_procs:registry")
-    procs.append(worker)
-    await q.add_bulk([("tick", {}) for _ in range(60)])
-    await wait_until(lambda: _completed(q, 60), timeout=20, message="warm-up jobs done")
-    await q.redis.delete(f"{q.keys.base}:starts")
-    return worker
 
 
 async def test_after_drain_returns_no_job_held_by_a_frozen_worker_counts_as_waiting(
@@ -85,11 +64,11 @@ async def test_after_drain_returns_no_job_held_by_a_frozen_worker_counts_as_wait
     import os
     import signal
 
-    prefix = _prefix()
+    prefix = fresh_prefix("brk")
     q = Queue("held", url=redis_url, prefix=prefix)
-    frozen = await _warm_worker(redis_url, procs, q, prefix, 1)
+    frozen = await warm_worker(redis_url, procs, q, prefix, 1)
     await q.add_bulk([("tick", {"sleep": 0.001}) for _ in range(3000)])
-    await wait_until(lambda: _count_starts(q, 20), timeout=20, message="jobs running")
+    await wait_until(lambda: started_at_least(q, 20), timeout=20, message="jobs running")
     os.kill(frozen.pid, signal.SIGSTOP)  # a GC pause, a slow host: it answers nothing
     try:
         held = await q.redis.zrange(f"{q.keys.base}:held", 0, -1)
@@ -105,30 +84,28 @@ async def test_after_drain_returns_no_job_held_by_a_frozen_worker_counts_as_wait
     await q.close()
 
 
-async def _count_starts(q: Queue, n: int) -> bool:
-    return int(await q.redis.llen(f"{q.keys.base}:starts")) >= n
 
 
 async def test_a_held_job_removed_never_runs(redis_url: str, procs: list[Any]) -> None:
     """remove_job() of a waiting job means it never runs; held jobs are waiting jobs."""
-    prefix = _prefix()
+    prefix = fresh_prefix("brk")
     q = Queue("held", url=redis_url, prefix=prefix)
-    await _warm_worker(redis_url, procs, q, prefix, 1)
+    await warm_worker(redis_url, procs, q, prefix, 1)
     removed: dict[str, int] = {}  # job id -> Redis ms when remove_job() was called
     refused = 0
     for _ in range(20):
         await q.add_bulk([("tick", {}) for _ in range(500)])
-        await wait_until(lambda: _count_starts(q, 5), timeout=20, message="jobs running")
+        await wait_until(lambda: started_at_least(q, 5), timeout=20, message="jobs running")
         for raw in await q.redis.zrange(f"{q.keys.base}:held", 0, -1):
             job_id = raw.decode()
-            called = await _redis_ms(q)
+            called = await redis_ms(q)
             try:
                 if await q.remove_job(job_id):
                     removed[job_id] = called
             except Exception:
                 refused += 1  # it started meanwhile: an active job cannot be removed
         await wait_until(lambda: _drained(q), timeout=20, message="the rest ran")
-    ran = {s[0]: s[1] for s in await _starts(q)}
+    ran = {s[0]: s[1] for s in await starts(q)}
     assert removed, "nothing held was removed; the test proves nothing"
     # A job that ran to its end before remove_job() was called is a finished job, and
     # removing it is fine. One that started once the call was made must not say True.
@@ -141,9 +118,6 @@ async def test_a_held_job_removed_never_runs(redis_url: str, procs: list[Any]) -
     await q.close()
 
 
-async def _redis_ms(q: Queue) -> int:
-    sec, usec = await q.redis.time()
-    return int(sec) * 1000 + int(usec) // 1000
 
 
 async def _drained(q: Queue) -> bool:
@@ -165,7 +139,7 @@ async def test_producers_forked_from_one_queue_object_lose_no_job(redis_url: str
     multiprocessing): every child's adds must land."""
     import multiprocessing
 
-    prefix = _prefix()
+    prefix = fresh_prefix("brk")
     q = Queue("forked", url=redis_url, prefix=prefix)
     ctx = multiprocessing.get_context("fork")
     children = [ctx.Process(target=_add_in_child, args=(q, 20)) for _ in range(2)]
@@ -182,7 +156,7 @@ async def test_producers_forked_from_one_queue_object_lose_no_job(redis_url: str
 
 async def test_a_job_id_ending_in_logs_is_its_own_job(redis_url: str) -> None:
     """Issue #12 section 4, still open: `<id>:logs` is another job's log list."""
-    q = Queue("ids", url=redis_url, prefix=_prefix())
+    q = Queue("ids", url=redis_url, prefix=fresh_prefix("brk"))
     await q.add("x", 1, job_id="acct:logs")
     await q.add("x", 2, job_id="acct")
     assert await q.remove_job("acct")
@@ -198,14 +172,14 @@ async def test_a_worker_restarted_under_the_same_name_takes_back_its_predecessor
         redis_url: str, procs: list[Any]) -> None:
     """A stable `--name` (a pod or systemd unit name) outlives the process: after kill -9
     and a restart, the dead process's job must run again once its lease expires."""
-    prefix = _prefix()
+    prefix = fresh_prefix("brk")
     q = Queue("held", url=redis_url, prefix=prefix)
     args = ("--prefix", prefix, "--lock-duration", "1", "--stalled-interval", "0.5",
             "--name", "sync-worker-0")
     first = start_worker(redis_url, "held", *args, target="tests.held_procs:registry")
     procs.append(first)
     job = await q.add("tick", {"sleep": 60})
-    await wait_until(lambda: _started(q, job.id), timeout=20, message="the job started")
+    await wait_until(lambda: started(q, job.id), timeout=20, message="the job started")
     first.kill()
     first.wait(5)
     procs.append(start_worker(redis_url, "held", *args, target="tests.held_procs:registry"))
@@ -217,4 +191,4 @@ async def test_a_worker_restarted_under_the_same_name_takes_back_its_predecessor
 
 
 async def _started_twice(q: Queue, job_id: str) -> bool:
-    return sum(s[0] == job_id for s in await _starts(q)) >= 2
+    return sum(s[0] == job_id for s in await starts(q)) >= 2

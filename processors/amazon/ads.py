@@ -1,11 +1,11 @@
-"""Amazon Ads API: profiles and Sponsored Products reporting v3."""
+"""Amazon Ads API: profiles and sponsored ads reporting v3 (SP, SB, SD)."""
 
 from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 import msgspec
 
@@ -14,9 +14,10 @@ from processors.amazon.caller import AmazonCaller
 from processors.amazon.errors import AmazonDecodeError
 from processors.amazon.http import decode
 from processors.amazon.models.ads import (
-    CAMPAIGN_DAY_COLUMNS,
+    SP_CAMPAIGNS,
     AdsReport,
     AdsReportConfiguration,
+    AdsReportSpec,
     CampaignDay,
     CreateAdsReportRequest,
     Profile,
@@ -31,29 +32,26 @@ class AdsApi:
         self._caller = caller
 
     async def list_profiles(self, account: AmazonAccount) -> list[Profile]:
+        """Every profile (one per marketplace) the account's Ads grant can see in its region."""
         response = await self._caller.call(
             account, api="ads_profiles", operation="listProfiles", method="GET", path="/v2/profiles"
         )
         return decode(response, list[Profile], "listProfiles")
 
-    async def create_campaign_report(
-        self,
-        account: AmazonAccount,
-        *,
-        start: date,
-        end: date,
-        columns: Sequence[str] = CAMPAIGN_DAY_COLUMNS,
+    async def create_report(
+        self, account: AmazonAccount, profile_id: str, spec: AdsReportSpec, *, start: date, end: date
     ) -> AdsReport:
-        """A DAILY spCampaigns report. An identical pending request (425) yields that report."""
+        """A DAILY report of ``spec`` for ``start..end`` (inclusive, the profile's days). An
+        identical request still pending (425) yields that report."""
         body = CreateAdsReportRequest(
-            name=f"sp-campaigns-{start.isoformat()}-{end.isoformat()}",
+            name=f"{spec.report_type_id}-{start.isoformat()}-{end.isoformat()}",
             start_date=start,
             end_date=end,
             configuration=AdsReportConfiguration(
-                ad_product="SPONSORED_PRODUCTS",
-                report_type_id="spCampaigns",
-                group_by=["campaign"],
-                columns=list(columns),
+                ad_product=spec.ad_product,
+                report_type_id=spec.report_type_id,
+                group_by=list(spec.group_by),
+                columns=list(spec.columns),
                 time_unit="DAILY",
                 format="GZIP_JSON",
             ),
@@ -61,6 +59,7 @@ class AdsApi:
         response = await self._caller.call(
             account,
             api="ads",
+            profile_id=profile_id,
             operation="createAdsReport",
             method="POST",
             path="/reporting/reports",
@@ -75,17 +74,30 @@ class AdsApi:
             return AdsReport(report_id=match.group(1), status="PENDING")
         return decode(response, AdsReport, "createAdsReport")
 
-    async def get_report(self, account: AmazonAccount, report_id: str) -> AdsReport:
+    async def create_campaign_report(
+        self, account: AmazonAccount, *, start: date, end: date, profile_id: str | None = None
+    ) -> AdsReport:
+        """A DAILY spCampaigns report (the account's pinned profile unless one is given)."""
+        profile = profile_id or account.ads_profile_id
+        if not profile:
+            raise ValueError(f"account {account.id} has no Ads profile id; pass profile_id")
+        return await self.create_report(account, profile, SP_CAMPAIGNS, start=start, end=end)
+
+    async def get_report(
+        self, account: AmazonAccount, report_id: str, profile_id: str | None = None
+    ) -> AdsReport:
         response = await self._caller.call(
             account,
             api="ads",
+            profile_id=profile_id or account.ads_profile_id,
             operation="getAdsReport",
             method="GET",
             path=f"/reporting/reports/{report_id}",
         )
         return decode(response, AdsReport, "getAdsReport")
 
-    async def download_campaign_report(self, report: AdsReport) -> list[CampaignDay]:
+    async def download_report(self, report: AdsReport, spec: AdsReportSpec) -> list[Any]:
+        """The report's rows, decoded as ``spec.row``; the URL is presigned (no auth headers)."""
         if not report.url:
             raise AmazonDecodeError("downloadAdsReport", 200, f"report {report.report_id} has no url yet")
         raw = await self._caller.download(report.url, "downloadAdsReport")
@@ -94,6 +106,11 @@ class AdsApi:
         except (OSError, EOFError) as exc:
             raise AmazonDecodeError("downloadAdsReport", 200, f"bad gzip: {exc}") from None
         try:
-            return msgspec.json.decode(body, type=list[CampaignDay])
+            rows: list[Any] = msgspec.json.decode(body, type=list[spec.row])  # type: ignore[name-defined]
         except msgspec.MsgspecError as exc:
             raise AmazonDecodeError("downloadAdsReport", 200, str(exc)) from None
+        return rows
+
+    async def download_campaign_report(self, report: AdsReport) -> list[CampaignDay]:
+        rows: list[CampaignDay] = await self.download_report(report, SP_CAMPAIGNS)
+        return rows

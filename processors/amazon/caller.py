@@ -9,7 +9,7 @@ from typing import Literal
 
 import httpx
 
-from processors.amazon.account import AmazonAccount
+from processors.amazon.account import AmazonAccount, Grant
 from processors.amazon.config import ClientSettings
 from processors.amazon.errors import (
     AccountDisconnected,
@@ -54,27 +54,35 @@ class AmazonCaller:
         content_type: str = "application/json",
         resume_token: str | None = None,
         accept: frozenset[int] = frozenset(),
+        profile_id: str | None = None,
     ) -> httpx.Response:
-        """A 2xx response, or one whose status is in ``accept``; otherwise a classified error."""
+        """A 2xx response, or one whose status is in ``accept``; otherwise a classified error.
+
+        ``profile_id``: the Ads profile (``Amazon-Advertising-API-Scope``), for ``api="ads"``.
+        """
         endpoints = self.settings.endpoints_for(account.region)
         base, token_url = (
             (endpoints.spapi, endpoints.lwa_token_url)
             if api == "sp"
             else (endpoints.ads, endpoints.ads_token_url)
         )
+        grant: Grant = "sp" if api == "sp" else "ads"
+        if api == "ads" and not profile_id:
+            raise ValueError(f"{operation} needs an Ads profile id (the API's scope)")
         await self._take_quota(account, operation, resume_token)
         for attempt in range(2):
-            token = await self.tokens.access_token(account, token_url)
+            token = await self.tokens.access_token(account, token_url, grant)
             request = self.http.build_request(
                 method,
                 base + path,
                 params=params,
                 content=content,
-                headers=self._headers(account, api, token, content_type if content is not None else None),
+                headers=self._headers(account, api, token, content_type if content is not None else None,
+                                      profile_id),
             )
             response = await exchange(self.http, request, operation=operation, timeout=self.settings.timeout)
             if response.status_code in (401, 403):
-                self.tokens.invalidate(account, token_url)
+                self.tokens.invalidate(account, token_url, grant)
                 if attempt == 0:
                     continue
                 code, _ = error_summary(response)
@@ -102,7 +110,8 @@ class AmazonCaller:
         return response.content
 
     def _headers(
-        self, account: AmazonAccount, api: Api, token: str, content_type: str | None
+        self, account: AmazonAccount, api: Api, token: str, content_type: str | None,
+        profile_id: str | None,
     ) -> dict[str, str]:
         headers = {"user-agent": self.settings.user_agent, "accept": "application/json"}
         if content_type:
@@ -113,16 +122,14 @@ class AmazonCaller:
             return headers
         headers["authorization"] = "Bearer " + token
         headers["amazon-advertising-api-clientid"] = account.lwa_client_id
-        if api == "ads":
-            if not account.ads_profile_id:
-                raise AmazonClientError("ads", 0, "NoProfile", f"account {account.id} has no Ads profile id")
-            headers["amazon-advertising-api-scope"] = account.ads_profile_id
+        if api == "ads" and profile_id:
+            headers["amazon-advertising-api-scope"] = profile_id
         return headers
 
     async def _take_quota(self, account: AmazonAccount, operation: str, resume_token: str | None) -> None:
         if self.quota is None:
             return
-        rate, burst = plan_for(operation)
+        rate, burst = plan_for(operation, self.settings.quota_scale)
         deadline = time.monotonic() + self.settings.max_inline_quota_wait
         while True:
             wait = await self.quota.acquire(account.id, operation, rate, burst)
@@ -141,7 +148,7 @@ class AmazonCaller:
         response: httpx.Response,
         resume_token: str | None,
     ) -> AmazonRateLimited:
-        rate, burst = plan_for(operation)
+        rate, burst = plan_for(operation, self.settings.quota_scale)
         if self.quota is not None:
             await self.quota.drain(account.id, operation, rate, burst)
         delay = retry_after(response)

@@ -8,6 +8,7 @@ from processors.amazon.ads import AdsApi
 from processors.amazon.caller import AmazonCaller
 from processors.amazon.config import ClientSettings
 from processors.amazon.quota import RedisQuota
+from processors.amazon.redact import install_log_redaction
 from processors.amazon.spapi import SellingPartnerApi
 from processors.amazon.tokens import TokenProvider
 
@@ -29,6 +30,8 @@ class AmazonClient:
         http: httpx.AsyncClient | None = None,
     ) -> None:
         self.settings = settings or ClientSettings()
+        # httpx logs each URL at INFO, presigned report URLs (a credential) included.
+        install_log_redaction()
         self._owns_http = http is None
         # No client-level default timeout: every request carries its own explicit one.
         self.http = http or httpx.AsyncClient(timeout=self.settings.timeout, follow_redirects=False)

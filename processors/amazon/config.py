@@ -75,8 +75,11 @@ class ClientSettings:
     download_timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(120.0, connect=5.0))
     token_refresh_margin: float = 60.0
     # Waiting this long for the shared bucket is cheaper than a re-enqueue; beyond it we raise.
-    max_inline_quota_wait: float = 1.0
+    max_inline_quota_wait: float = 2.0
     user_agent: str = "minique-processors/0.1 (Language=Python)"
+    # Multiplies every usage plan's rate (e.g. a seller whose x-amzn-RateLimit-Limit is higher,
+    # or a test against a fake whose quotas are scaled the same way).
+    quota_scale: float = 1.0
 
     def endpoints_for(self, region: str) -> AmazonEndpoints:
         return self.endpoints or AmazonEndpoints.for_region(region)

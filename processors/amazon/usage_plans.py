@@ -11,10 +11,11 @@ USAGE_PLANS: dict[str, tuple[float, int]] = {
     "getReport": (2.0, 15),
     "getReportDocument": (0.0167, 15),
     "getMarketplaceParticipations": (0.016, 15),
-    # The Ads API's limits are dynamic and unpublished; these keep us polite.
+    # The Ads API's limits are dynamic and unpublished (a 429 says how long to wait); these
+    # keep us polite while letting a first sync ask for its ~12 reports per profile at once.
     "listProfiles": (1.0, 5),
-    "createAdsReport": (1.0, 5),
-    "getAdsReport": (2.0, 10),
+    "createAdsReport": (1.0, 20),
+    "getAdsReport": (5.0, 40),
 }
 
 FALLBACK_PLAN = (1.0, 1)
@@ -24,6 +25,8 @@ FALLBACK_PLAN = (1.0, 1)
 HEADROOM = 0.9
 
 
-def plan_for(operation: str) -> tuple[float, int]:
+def plan_for(operation: str, scale: float = 1.0) -> tuple[float, int]:
+    """(tokens per second, burst) of our shared bucket for ``operation``. ``scale`` multiplies
+    the rate: a seller with a higher plan, or a test's fast clock."""
     rate, burst = USAGE_PLANS.get(operation, FALLBACK_PLAN)
-    return rate * HEADROOM, burst
+    return rate * HEADROOM * scale, burst

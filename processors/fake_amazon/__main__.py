@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 
 from processors.fake_amazon.server import bind_socket, make_server
 from processors.fake_amazon.state import FakeAmazon
@@ -23,19 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     host, port = sock.getsockname()[:2]
     print(f"http://{host}:{port}", flush=True)
     if args.print_sellers:
-        sellers = [
-            {
-                "seller_id": s.seller_id,
-                "name": s.name,
-                "client_id": s.client_id,
-                "client_secret": s.client_secret,
-                "refresh_token": s.refresh_token,
-                "marketplace_id": s.marketplace_id,
-                "profile_id": s.profile_id,
-            }
-            for s in fake.sellers
-        ]
-        print(json.dumps(sellers), flush=True)
+        print(json.dumps([asdict(s) for s in fake.sellers]), flush=True)
     make_server(fake, log_level="info").run(sockets=[sock])
     return 0
 

@@ -2,6 +2,13 @@
 
 Everything here is derived from one integer seed so that tests can recompute any
 total independently of the client and the storage layer.
+
+Seller 0 sells in the US; seller 1 in the US and in Canada (in CAD), so that reports must
+keep marketplaces and currencies apart. Order statuses cover the documented set (pending
+orders carry no price, as Amazon sends none before payment is authorised). Finances hold
+shipments, refunds, monthly service fees (subscription, storage) and weekly ad billing
+(``ProductAdsPayment``). Ads hold Sponsored Products (campaigns and advertised products),
+Sponsored Brands and Sponsored Display, dated in the profile's time zone.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 Json = dict[str, Any]
 
@@ -18,6 +26,15 @@ MARKETPLACE_ID = "ATVPDKIKX0DER"
 MARKETPLACE_NAME = "Amazon.com"
 CURRENCY = "USD"
 CENT = Decimal("0.01")
+# (marketplace id, name, country, currency, price factor, profile time zone)
+MARKETPLACES: dict[str, tuple[str, str, str, Decimal, str]] = {
+    "ATVPDKIKX0DER": ("Amazon.com", "US", "USD", Decimal(1), "America/Los_Angeles"),
+    "A2EUQ1WTGCTBG2": ("Amazon.ca", "CA", "CAD", Decimal("1.35"), "America/Los_Angeles"),
+}
+# Amazon keeps this many days of each ad report (v3 "Data retention").
+AD_RETENTION_DAYS = {"spCampaigns": 95, "spAdvertisedProduct": 95, "sbCampaigns": 60, "sdCampaigns": 65}
+# Counted in units and revenue: the orders a buyer has paid for and that are not cancelled.
+SOLD_STATUSES = ("SHIPPED", "PARTIALLY_SHIPPED", "UNSHIPPED")
 
 _PRODUCTS = [
     "Bamboo Cutting Board",
@@ -41,19 +58,24 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _amount(value: Decimal) -> Json:
+def _amount(value: Decimal, currency: str = CURRENCY) -> Json:
     """Money in Orders 2026 / Listings: amount is a decimal *string*."""
-    return {"amount": str(money(value)), "currencyCode": CURRENCY}
+    return {"amount": str(money(value)), "currencyCode": currency}
 
 
-def _currency(value: Decimal) -> Json:
+def _currency(value: Decimal, currency: str = CURRENCY) -> Json:
     """Money in Finances 2024-06-19: currencyAmount is a JSON *number*."""
-    return {"currencyCode": CURRENCY, "currencyAmount": float(money(value))}
+    return {"currencyCode": currency, "currencyAmount": float(money(value))}
 
 
 @dataclass(frozen=True)
 class FakeSeller:
-    """The credentials and identifiers one fake seller answers to."""
+    """The credentials and identifiers one fake seller answers to.
+
+    ``refresh_token`` is the SP-API grant; ``ads_refresh_token`` the separate Amazon Ads
+    grant (advertising scope). ``profile_ids`` are the Ads profiles, one per marketplace in
+    ``marketplace_ids``' order.
+    """
 
     index: int
     seller_id: str
@@ -61,8 +83,17 @@ class FakeSeller:
     client_id: str
     client_secret: str
     refresh_token: str
-    marketplace_id: str
-    profile_id: int
+    ads_refresh_token: str
+    marketplace_ids: tuple[str, ...]
+    profile_ids: tuple[int, ...]
+
+    @property
+    def marketplace_id(self) -> str:
+        return self.marketplace_ids[0]
+
+    @property
+    def profile_id(self) -> int:
+        return self.profile_ids[0]
 
 
 @dataclass
@@ -74,20 +105,27 @@ class SellerData:
     inventory: list[Json] = field(default_factory=list)
     listings: list[Json] = field(default_factory=list)
     campaigns: list[Json] = field(default_factory=list)
+    # Rows of every Ads report: "_profile" and "_report" (e.g. "sbCampaigns") say which one.
     ad_rows: list[Json] = field(default_factory=list)
     participations: list[Json] = field(default_factory=list)
+
+    def ad_report_rows(self, report_type: str, profile_id: int | None = None) -> list[Json]:
+        return [r for r in self.ad_rows if r["_report"] == report_type
+                and (profile_id is None or r["_profile"] == profile_id)]
 
 
 def build_dataset(
     seed: int, *, sellers: int = 2, days: int = 90, generated_at: datetime | None = None
 ) -> list[SellerData]:
-    """Sellers with ``days`` full days of history ending yesterday (UTC) of ``generated_at``."""
+    """Sellers with ``days`` full days of history ending yesterday (UTC) of ``generated_at``;
+    Ads data ends yesterday in the profile's time zone."""
     now = generated_at or datetime.now(UTC)
     return [_build_seller(seed, index, days, now) for index in range(sellers)]
 
 
 def _build_seller(seed: int, index: int, days: int, now: datetime) -> SellerData:
     rng = random.Random(seed * 1000 + index)
+    marketplaces = ("ATVPDKIKX0DER", "A2EUQ1WTGCTBG2") if index % 2 else ("ATVPDKIKX0DER",)
     seller = FakeSeller(
         index=index,
         seller_id=f"A{seed % 100:02d}FAKESELLER{index:03d}",
@@ -95,19 +133,26 @@ def _build_seller(seed: int, index: int, days: int, now: datetime) -> SellerData
         client_id=f"amzn1.application-oa2-client.fake{seed}x{index}",
         client_secret=f"fake-client-secret-{seed}-{index}",
         refresh_token=f"Atzr|fake-refresh-{seed}-{index}-{rng.getrandbits(64):016x}",
-        marketplace_id=MARKETPLACE_ID,
-        profile_id=3_000_000_000_000 + seed * 100 + index,
+        ads_refresh_token=f"Atzr|fake-ads-refresh-{seed}-{index}-{rng.getrandbits(64):016x}",
+        marketplace_ids=marketplaces,
+        profile_ids=tuple(3_000_000_000_000 + seed * 100 + index * 10 + n for n in range(len(marketplaces))),
     )
     data = SellerData(seller=seller)
     data.skus = _skus(rng, index)
     first_day = now.date() - timedelta(days=days)
-    _orders_and_transactions(rng, data, first_day, days, now)
-    _service_fees(data, first_day, days)
+    for n, marketplace_id in enumerate(marketplaces):
+        # The home marketplace sells most; the others less.
+        _orders_and_transactions(rng, data, marketplace_id, first_day, days, now, busy=n == 0)
+        _service_fees(data, marketplace_id, first_day, days, subscription=n == 0)
     data.inventory = [_inventory_summary(rng, sku, now) for sku in data.skus]
     data.listings = [_listing(sku, now) for sku in data.skus]
     data.campaigns = _campaigns(rng, index)
-    data.ad_rows = _ad_rows(rng, data, first_day, days)
-    data.participations = [_participation(seller)]
+    for marketplace_id, profile_id in zip(marketplaces, seller.profile_ids, strict=True):
+        rows = _ad_rows(rng, data, marketplace_id, profile_id, first_day, now)
+        data.ad_rows.extend(rows)
+        _ad_billing(data, marketplace_id, profile_id, rows, now)
+    data.transactions.sort(key=lambda t: (t["postedDate"], t["transactionId"]))
+    data.participations = [_participation(seller, m) for m in marketplaces]
     return data
 
 
@@ -134,22 +179,40 @@ def _order_id(rng: random.Random) -> str:
     return f"11{rng.randrange(1, 10)}-{rng.randrange(10**6, 10**7)}-{rng.randrange(10**6, 10**7)}"
 
 
+def _status(rng: random.Random, created: datetime, now: datetime) -> str:
+    roll = rng.random()
+    if roll < 0.04:
+        return "CANCELLED"
+    if roll < 0.06:
+        return "UNFULFILLABLE"
+    # Orders that are not shipped yet are recent ones.
+    if now - created < timedelta(days=3):
+        if roll < 0.19:
+            return "PENDING"
+        if roll < 0.27:
+            return "UNSHIPPED"
+        if roll < 0.32:
+            return "PARTIALLY_SHIPPED"
+    return "SHIPPED"
+
+
 def _orders_and_transactions(
-    rng: random.Random, data: SellerData, first_day: date, days: int, now: datetime
+    rng: random.Random, data: SellerData, marketplace_id: str, first_day: date, days: int,
+    now: datetime, *, busy: bool,
 ) -> None:
     weights = [sku["popularity"] for sku in data.skus]
     for offset in range(days):
         day = first_day + timedelta(days=offset)
         day_start = datetime.combine(day, time(0), UTC)
-        for _ in range(rng.randint(4, 10)):
+        for _ in range(rng.randint(4, 10) if busy else rng.randint(1, 3)):
             created = day_start + timedelta(seconds=rng.randrange(0, 86_000))
             picked = {id(s): s for s in rng.choices(data.skus, weights=weights, k=rng.randint(1, 2))}
             lines = [(sku, rng.choice([1, 1, 1, 2, 3])) for sku in picked.values()]
-            cancelled = rng.random() < 0.04
-            order = _order(rng, data.seller, created, lines, cancelled, now)
+            status = _status(rng, created, now)
+            order = _order(rng, data.seller, marketplace_id, created, lines, status, now)
             data.orders.append(order)
-            if cancelled:
-                continue
+            if status not in ("SHIPPED", "PARTIALLY_SHIPPED"):
+                continue  # Amazon pays (and charges fees) when it ships.
             # Same UTC day as the order, and never within minutes of "now" (Amazon's lag).
             posted = min(
                 created + timedelta(minutes=rng.randint(5, 90)),
@@ -166,37 +229,42 @@ def _orders_and_transactions(
 def _order(
     rng: random.Random,
     seller: FakeSeller,
+    marketplace_id: str,
     created: datetime,
     lines: list[tuple[Json, int]],
-    cancelled: bool,
+    status: str,
     now: datetime,
 ) -> Json:
+    name, _, currency, factor, _ = MARKETPLACES[marketplace_id]
     order_id = _order_id(rng)
     updated = min(created + timedelta(minutes=rng.randint(1, 600)), now - timedelta(minutes=5))
+    # Amazon sends no price (and no proceeds) until the buyer's payment is authorised.
+    priced = status != "PENDING"
     items = []
     total = Decimal(0)
     for n, (sku, qty) in enumerate(lines):
-        line_total = sku["price"] * qty
+        price = money(sku["price"] * factor)
+        line_total = price * qty
         total += line_total
+        shipped = qty if status == "SHIPPED" else (qty if n == 0 and status == "PARTIALLY_SHIPPED" else 0)
+        product: Json = {
+            "asin": sku["asin"],
+            "title": sku["title"],
+            "sellerSku": sku["sku"],
+            "condition": {"conditionType": "NEW", "conditionSubtype": "NEW"},
+        }
+        if priced:
+            product["price"] = {"unitPrice": _amount(price, currency)}
         item: Json = {
             "orderItemId": f"{order_id.replace('-', '')[:12]}{n:02d}",
             "quantityOrdered": qty,
-            "product": {
-                "asin": sku["asin"],
-                "title": sku["title"],
-                "sellerSku": sku["sku"],
-                "condition": {"conditionType": "NEW", "conditionSubtype": "NEW"},
-                "price": {"unitPrice": _amount(sku["price"])},
-            },
-            "fulfillment": {
-                "quantityFulfilled": 0 if cancelled else qty,
-                "quantityUnfulfilled": qty if cancelled else 0,
-            },
+            "product": product,
+            "fulfillment": {"quantityFulfilled": shipped, "quantityUnfulfilled": qty - shipped},
         }
-        if not cancelled:
+        if priced and status != "CANCELLED":
             item["proceeds"] = {
-                "proceedsTotal": _amount(line_total),
-                "breakdowns": [{"type": "ITEM", "subtotal": _amount(line_total)}],
+                "proceedsTotal": _amount(line_total, currency),
+                "breakdowns": [{"type": "ITEM", "subtotal": _amount(line_total, currency)}],
             }
         items.append(item)
     order: Json = {
@@ -206,18 +274,18 @@ def _order(
         "programs": [],
         "salesChannel": {
             "channelName": "AMAZON",
-            "marketplaceId": seller.marketplace_id,
-            "marketplaceName": MARKETPLACE_NAME,
+            "marketplaceId": marketplace_id,
+            "marketplaceName": name,
         },
         "fulfillment": {
-            "fulfillmentStatus": "CANCELLED" if cancelled else "SHIPPED",
+            "fulfillmentStatus": status,
             "fulfilledBy": "AMAZON",
             "fulfillmentServiceLevel": "STANDARD",
         },
         "orderItems": items,
     }
-    if not cancelled:
-        order["proceeds"] = {"grandTotal": _amount(total)}
+    if priced and status != "CANCELLED":
+        order["proceeds"] = {"grandTotal": _amount(total, currency)}
     return order
 
 
@@ -227,11 +295,52 @@ def _fees_for(price: Decimal, qty: int) -> tuple[Decimal, Decimal]:
     return commission, fba
 
 
-def _breakdown(kind: str, amount: Decimal, children: list[Json] | None = None) -> Json:
-    node: Json = {"breakdownType": kind, "breakdownAmount": _currency(amount)}
+def _breakdown(kind: str, amount: Decimal, currency: str, children: list[Json] | None = None) -> Json:
+    node: Json = {"breakdownType": kind, "breakdownAmount": _currency(amount, currency)}
     if children:
         node["breakdowns"] = children
     return node
+
+
+def _transaction(
+    seller: FakeSeller, marketplace_id: str, *, transaction_id: str, kind: str, description: str,
+    posted: datetime, total: Decimal, breakdowns: list[Json], order_id: str | None = None,
+    items: list[Json] | None = None,
+) -> Json:
+    name, _, currency, _, _ = MARKETPLACES[marketplace_id]
+    return {
+        "sellingPartnerMetadata": {
+            "sellingPartnerId": seller.seller_id,
+            "accountType": "Standard Orders",
+            "marketplaceId": marketplace_id,
+        },
+        "transactionId": transaction_id,
+        "transactionType": kind,
+        "transactionStatus": "RELEASED",
+        "description": description,
+        "postedDate": iso(posted),
+        "totalAmount": _currency(total, currency),
+        "marketplaceDetails": {"marketplaceId": marketplace_id, "marketplaceName": name},
+        "relatedIdentifiers": (
+            [{"relatedIdentifierName": "ORDER_ID", "relatedIdentifierValue": order_id}] if order_id else []
+        ),
+        "breakdowns": breakdowns,
+        "items": items or [],
+    }
+
+
+def _product_context(line: Json) -> Json:
+    return {
+        "contextType": "ProductContext",
+        "asin": line["product"]["asin"],
+        "sku": line["product"]["sellerSku"],
+        "quantityShipped": line["quantityOrdered"],
+    }
+
+
+def _unit_price(line: Json) -> tuple[Decimal, str]:
+    unit = line["product"]["price"]["unitPrice"]
+    return Decimal(unit["amount"]), unit["currencyCode"]
 
 
 def _shipment_transaction(seller: FakeSeller, order: Json, posted: datetime) -> Json:
@@ -239,9 +348,10 @@ def _shipment_transaction(seller: FakeSeller, order: Json, posted: datetime) -> 
     sales_total = Decimal(0)
     commission_total = Decimal(0)
     fba_total = Decimal(0)
+    currency = CURRENCY
     for line in order["orderItems"]:
         qty = line["quantityOrdered"]
-        price = Decimal(line["product"]["price"]["unitPrice"]["amount"])
+        price, currency = _unit_price(line)
         commission, fba = _fees_for(price, qty)
         sales = price * qty
         sales_total += sales
@@ -250,61 +360,40 @@ def _shipment_transaction(seller: FakeSeller, order: Json, posted: datetime) -> 
         items.append(
             {
                 "description": line["product"]["title"],
-                "totalAmount": _currency(sales - commission - fba),
+                "totalAmount": _currency(sales - commission - fba, currency),
                 "relatedIdentifiers": [
                     {
                         "itemRelatedIdentifierName": "ORDER_ADJUSTMENT_ITEM_ID",
                         "itemRelatedIdentifierValue": line["orderItemId"],
                     }
                 ],
-                "breakdowns": _shipment_breakdowns(sales, commission, fba),
-                "contexts": [
-                    {
-                        "contextType": "ProductContext",
-                        "asin": line["product"]["asin"],
-                        "sku": line["product"]["sellerSku"],
-                        "quantityShipped": qty,
-                    }
-                ],
+                "breakdowns": _shipment_breakdowns(sales, commission, fba, currency),
+                "contexts": [_product_context(line)],
             }
         )
-    return {
-        "sellingPartnerMetadata": {
-            "sellingPartnerId": seller.seller_id,
-            "accountType": "Standard Orders",
-            "marketplaceId": seller.marketplace_id,
-        },
-        "transactionId": f"TXN-S-{order['orderId']}",
-        "transactionType": "Shipment",
-        "transactionStatus": "RELEASED",
-        "description": "Order Payment",
-        "postedDate": iso(posted),
-        "totalAmount": _currency(sales_total - commission_total - fba_total),
-        "marketplaceDetails": {
-            "marketplaceId": seller.marketplace_id,
-            "marketplaceName": MARKETPLACE_NAME,
-        },
-        "relatedIdentifiers": [
-            {"relatedIdentifierName": "ORDER_ID", "relatedIdentifierValue": order["orderId"]}
-        ],
-        "breakdowns": _shipment_breakdowns(sales_total, commission_total, fba_total),
-        "items": items,
-    }
+    return _transaction(
+        seller, order["salesChannel"]["marketplaceId"], transaction_id=f"TXN-S-{order['orderId']}",
+        kind="Shipment", description="Order Payment", posted=posted,
+        total=sales_total - commission_total - fba_total, order_id=order["orderId"],
+        breakdowns=_shipment_breakdowns(sales_total, commission_total, fba_total, currency), items=items,
+    )
 
 
-def _shipment_breakdowns(sales: Decimal, commission: Decimal, fba: Decimal) -> list[Json]:
+def _shipment_breakdowns(sales: Decimal, commission: Decimal, fba: Decimal, currency: str) -> list[Json]:
     return [
-        _breakdown("Sales", sales, [_breakdown("ProductCharges", sales)]),
+        _breakdown("Sales", sales, currency, [_breakdown("ProductCharges", sales, currency)]),
         _breakdown(
             "Expenses",
             -(commission + fba),
+            currency,
             [
                 _breakdown(
                     "AmazonFees",
                     -(commission + fba),
+                    currency,
                     [
-                        _breakdown("Commission", -commission),
-                        _breakdown("FBAPerUnitFulfillmentFee", -fba),
+                        _breakdown("Commission", -commission, currency),
+                        _breakdown("FBAPerUnitFulfillmentFee", -fba, currency),
                     ],
                 )
             ],
@@ -315,96 +404,91 @@ def _shipment_breakdowns(sales: Decimal, commission: Decimal, fba: Decimal) -> l
 def _refund_transaction(seller: FakeSeller, order: Json, posted: datetime) -> Json:
     line = order["orderItems"][0]
     qty = line["quantityOrdered"]
-    price = Decimal(line["product"]["price"]["unitPrice"]["amount"])
+    price, currency = _unit_price(line)
     commission, _ = _fees_for(price, qty)
     refunded = price * qty
     # Amazon returns the commission but keeps a refund administration fee (20 %, max $5).
     admin_fee = min(money(commission * Decimal("0.2")), Decimal("5.00"))
     fees_back = commission - admin_fee
     breakdowns = [
-        _breakdown("Sales", -refunded, [_breakdown("ProductCharges", -refunded)]),
+        _breakdown("Sales", -refunded, currency, [_breakdown("ProductCharges", -refunded, currency)]),
         _breakdown(
             "Expenses",
             fees_back,
+            currency,
             [
                 _breakdown(
                     "AmazonFees",
                     fees_back,
+                    currency,
                     [
-                        _breakdown("Commission", commission),
-                        _breakdown("RefundCommission", -admin_fee),
+                        _breakdown("Commission", commission, currency),
+                        _breakdown("RefundCommission", -admin_fee, currency),
                     ],
                 )
             ],
         ),
     ]
-    return {
-        "sellingPartnerMetadata": {
-            "sellingPartnerId": seller.seller_id,
-            "accountType": "Standard Orders",
-            "marketplaceId": seller.marketplace_id,
-        },
-        "transactionId": f"TXN-R-{order['orderId']}",
-        "transactionType": "Refund",
-        "transactionStatus": "RELEASED",
-        "description": "Refund",
-        "postedDate": iso(posted),
-        "totalAmount": _currency(fees_back - refunded),
-        "marketplaceDetails": {
-            "marketplaceId": seller.marketplace_id,
-            "marketplaceName": MARKETPLACE_NAME,
-        },
-        "relatedIdentifiers": [
-            {"relatedIdentifierName": "ORDER_ID", "relatedIdentifierValue": order["orderId"]}
-        ],
+    item = {
+        "description": line["product"]["title"],
+        "totalAmount": _currency(fees_back - refunded, currency),
         "breakdowns": breakdowns,
-        "items": [
-            {
-                "description": line["product"]["title"],
-                "totalAmount": _currency(fees_back - refunded),
-                "breakdowns": breakdowns,
-                "contexts": [
-                    {
-                        "contextType": "ProductContext",
-                        "asin": line["product"]["asin"],
-                        "sku": line["product"]["sellerSku"],
-                        "quantityShipped": qty,
-                    }
-                ],
-            }
-        ],
+        "contexts": [_product_context(line)],
     }
+    return _transaction(
+        seller, order["salesChannel"]["marketplaceId"], transaction_id=f"TXN-R-{order['orderId']}",
+        kind="Refund", description="Refund", posted=posted, total=fees_back - refunded,
+        order_id=order["orderId"], breakdowns=breakdowns, items=[item],
+    )
 
 
-def _service_fees(data: SellerData, first_day: date, days: int) -> None:
-    """The monthly Professional selling plan subscription."""
-    for offset in range(0, days, 30):
-        posted = datetime.combine(first_day + timedelta(days=offset), time(6), UTC)
-        fee = Decimal("39.99")
-        data.transactions.append(
-            {
-                "transactionId": f"TXN-F-{data.seller.index}-{offset}",
-                "transactionType": "ServiceFee",
-                "transactionStatus": "RELEASED",
-                "description": "Subscription Fee",
-                "postedDate": iso(posted),
-                "totalAmount": _currency(-fee),
-                "marketplaceDetails": {
-                    "marketplaceId": data.seller.marketplace_id,
-                    "marketplaceName": MARKETPLACE_NAME,
-                },
-                "relatedIdentifiers": [],
-                "breakdowns": [
-                    _breakdown(
-                        "Expenses",
-                        -fee,
-                        [_breakdown("AmazonFees", -fee, [_breakdown("Subscription", -fee)])],
-                    )
-                ],
-                "items": [],
-            }
-        )
-    data.transactions.sort(key=lambda t: (t["postedDate"], t["transactionId"]))
+def _service_fees(data: SellerData, marketplace_id: str, first_day: date, days: int, *,
+                  subscription: bool) -> None:
+    """Account-level charges (``ServiceFee``): the monthly Professional selling plan (once per
+    region, on the home marketplace) and the monthly FBA storage fee of each marketplace."""
+    currency = MARKETPLACES[marketplace_id][2]
+    charges = [("FBAStorageFee", "FBA Inventory Storage Fee", 15, 9)]
+    if subscription:
+        charges.insert(0, ("Subscription", "Subscription Fee", 0, 6))
+    for fee_type, description, day_offset, hour in charges:
+        for offset in range(day_offset, days, 30):
+            posted = datetime.combine(first_day + timedelta(days=offset), time(hour), UTC)
+            if fee_type == "Subscription":
+                fee = Decimal("39.99")
+            else:  # a storage bill that varies with the stock held
+                fee = money(Decimal(20 + (offset * 7 + data.seller.index * 13) % 60) + Decimal("0.37"))
+            data.transactions.append(_transaction(
+                data.seller, marketplace_id,
+                transaction_id=f"TXN-F-{data.seller.index}-{marketplace_id}-{fee_type}-{offset}",
+                kind="ServiceFee", description=description, posted=posted, total=-fee,
+                breakdowns=[_breakdown("Expenses", -fee, currency,
+                                       [_breakdown("AmazonFees", -fee, currency,
+                                                   [_breakdown(fee_type, -fee, currency)])])],
+            ))
+
+
+def _ad_billing(data: SellerData, marketplace_id: str, profile_id: int, rows: list[Json],
+                now: datetime) -> None:
+    """Amazon bills the seller for ads weekly, through Finances (``ProductAdsPayment``,
+    ``Expenses -> Advertising -> CostOfAdvertising``): the same money as the Ads reports'
+    cost, which a report must not count twice."""
+    currency = MARKETPLACES[marketplace_id][2]
+    by_day: dict[str, Decimal] = {}
+    for row in rows:
+        by_day[row["date"]] = by_day.get(row["date"], Decimal(0)) + Decimal(str(row["cost"]))
+    days = sorted(by_day)
+    for end in range(6, len(days), 7):
+        billed = money(sum((by_day[d] for d in days[end - 6 : end + 1]), Decimal(0)))
+        posted = datetime.combine(date.fromisoformat(days[end]) + timedelta(days=1), time(14), UTC)
+        if posted > now - timedelta(hours=1):
+            continue
+        data.transactions.append(_transaction(
+            data.seller, marketplace_id, transaction_id=f"TXN-A-{profile_id}-{days[end]}",
+            kind="ProductAdsPayment", description="Cost of Advertising", posted=posted, total=-billed,
+            breakdowns=[_breakdown("Expenses", -billed, currency,
+                                   [_breakdown("Advertising", -billed, currency,
+                                               [_breakdown("CostOfAdvertising", -billed, currency)])])],
+        ))
 
 
 def _inventory_summary(rng: random.Random, sku: Json, now: datetime) -> Json:
@@ -498,48 +582,132 @@ def _campaigns(rng: random.Random, index: int) -> list[Json]:
     ]
 
 
-def _ad_rows(rng: random.Random, data: SellerData, first_day: date, days: int) -> list[Json]:
-    rows = []
-    avg_price = sum((s["price"] for s in data.skus), Decimal(0)) / len(data.skus)
-    for offset in range(days):
-        day = first_day + timedelta(days=offset)
+def ads_last_day(marketplace_id: str, now: datetime) -> date:
+    """The last complete day of Ads data: yesterday in the profile's time zone."""
+    return now.astimezone(ZoneInfo(MARKETPLACES[marketplace_id][4])).date() - timedelta(days=1)
+
+
+def _ad_rows(rng: random.Random, data: SellerData, marketplace_id: str, profile_id: int,
+             first_day: date, now: datetime) -> list[Json]:
+    rows: list[Json] = []
+    factor = MARKETPLACES[marketplace_id][3]
+    avg_price = sum((s["price"] for s in data.skus), Decimal(0)) / len(data.skus) * factor
+    last = ads_last_day(marketplace_id, now)
+    offset = 0 if profile_id == data.seller.profile_id else 1_000
+    brand = {"campaignId": 160_000_000_000_000 + profile_id % 1000 * 10, "acos": 0.28,
+             "campaignName": "Brand - Headline", "campaignStatus": "ENABLED", "cpc": Decimal("1.10")}
+    display = {"campaignId": 170_000_000_000_000 + profile_id % 1000 * 10, "acos": 0.45,
+               "campaignName": "Display - Retarget", "campaignStatus": "ENABLED", "cpc": Decimal("0.60")}
+    day = first_day
+    while day <= last:
         for campaign in data.campaigns:
-            impressions = rng.randint(300, 3000)
-            clicks = rng.randint(2, max(3, impressions // 100))
-            cost = money(campaign["cpc"] * clicks)
-            if campaign["acos"] == 0.0:
-                sales7d = Decimal(0)
-            else:
-                jitter = Decimal(str(round(rng.uniform(0.8, 1.2), 3)))
-                sales7d = money(cost / Decimal(str(campaign["acos"])) * jitter)
-            purchases7d = int(sales7d / avg_price)
-            rows.append(
-                {
-                    "date": day.isoformat(),
-                    "campaignId": campaign["campaignId"],
-                    "campaignName": campaign["campaignName"],
-                    "campaignStatus": campaign["campaignStatus"],
-                    "impressions": impressions,
-                    "clicks": clicks,
-                    "cost": float(cost),
-                    "purchases7d": purchases7d,
-                    "sales7d": float(sales7d),
-                    "purchases14d": purchases7d,
-                    "sales14d": float(money(sales7d * Decimal("1.08"))),
-                }
-            )
+            rows += _sp_rows(rng, data, dict(campaign, campaignId=campaign["campaignId"] + offset),
+                             day, profile_id, avg_price)
+        for report, campaign, retention in (("sbCampaigns", brand, 55), ("sdCampaigns", display, 60)):
+            if (last - day).days < retention:
+                rows.append(_sb_sd_row(rng, campaign, day, profile_id, report, avg_price))
+        day += timedelta(days=1)
     return rows
 
 
-def _participation(seller: FakeSeller) -> Json:
+def _clicks_and_cost(rng: random.Random, cpc: Decimal) -> tuple[int, int, Decimal]:
+    impressions = rng.randint(300, 3000)
+    clicks = rng.randint(2, max(3, impressions // 100))
+    return impressions, clicks, money(cpc * clicks)
+
+
+def _attributed(rng: random.Random, cost: Decimal, acos: float) -> Decimal:
+    if acos == 0.0:
+        return Decimal(0)
+    jitter = Decimal(str(round(rng.uniform(0.8, 1.2), 3)))
+    return money(cost / Decimal(str(acos)) * jitter)
+
+
+def _sp_rows(rng: random.Random, data: SellerData, campaign: Json, day: date, profile_id: int,
+             avg_price: Decimal) -> list[Json]:
+    """One spCampaigns row and its spAdvertisedProduct rows (whose sums are the campaign's)."""
+    impressions, clicks, cost = _clicks_and_cost(rng, campaign["cpc"])
+    sales7d = _attributed(rng, cost, campaign["acos"])
+    purchases7d = int(sales7d / avg_price)
+    row = {
+        "_report": "spCampaigns",
+        "_profile": profile_id,
+        "date": day.isoformat(),
+        "campaignId": campaign["campaignId"],
+        "campaignName": campaign["campaignName"],
+        "campaignStatus": campaign["campaignStatus"],
+        "impressions": impressions,
+        "clicks": clicks,
+        "cost": float(cost),
+        "purchases7d": purchases7d,
+        "sales7d": float(sales7d),
+        "purchases14d": purchases7d,
+        "sales14d": float(money(sales7d * Decimal("1.08"))),
+    }
+    # Two advertised SKUs per campaign, splitting its numbers.
+    first, second = data.skus[campaign["campaignId"] % 4], data.skus[4 + campaign["campaignId"] % 4]
+    share = Decimal(rng.randrange(30, 71)) / 100
+    cost_a, sales_a = money(cost * share), money(sales7d * share)
+    clicks_a, impressions_a, purchases_a = clicks // 2, impressions // 2, purchases7d // 2
+    products = []
+    for n, (sku, part_cost, part_sales, part_clicks, part_impressions, part_purchases) in enumerate((
+        (first, cost_a, sales_a, clicks_a, impressions_a, purchases_a),
+        (second, cost - cost_a, sales7d - sales_a, clicks - clicks_a, impressions - impressions_a,
+         purchases7d - purchases_a),
+    )):
+        products.append({
+            "_report": "spAdvertisedProduct",
+            "_profile": profile_id,
+            "date": day.isoformat(),
+            "campaignId": campaign["campaignId"],
+            "adGroupId": campaign["campaignId"] + 1,
+            "adId": campaign["campaignId"] * 10 + n,
+            "advertisedSku": sku["sku"],
+            "advertisedAsin": sku["asin"],
+            "impressions": part_impressions,
+            "clicks": part_clicks,
+            "cost": float(part_cost),
+            "spend": float(part_cost),
+            "purchases7d": part_purchases,
+            "sales7d": float(part_sales),
+            "unitsSoldClicks7d": part_purchases,
+        })
+    return [row, *products]
+
+
+def _sb_sd_row(rng: random.Random, campaign: Json, day: date, profile_id: int, report: str,
+               avg_price: Decimal) -> Json:
+    """Sponsored Brands / Display: ``sales`` and ``purchases`` are 14-day, clicks and views."""
+    impressions, clicks, cost = _clicks_and_cost(rng, campaign["cpc"])
+    sales = _attributed(rng, cost, campaign["acos"])
+    purchases = int(sales / avg_price)
+    return {
+        "_report": report,
+        "_profile": profile_id,
+        "date": day.isoformat(),
+        "campaignId": campaign["campaignId"],
+        "campaignName": campaign["campaignName"],
+        "campaignStatus": campaign["campaignStatus"],
+        "impressions": impressions,
+        "clicks": clicks,
+        "cost": float(cost),
+        "purchases": purchases,
+        "sales": float(sales),
+        "salesClicks": float(money(sales * Decimal("0.9"))),
+        "unitsSold": purchases,
+    }
+
+
+def _participation(seller: FakeSeller, marketplace_id: str) -> Json:
+    name, country, currency, _, _ = MARKETPLACES[marketplace_id]
     return {
         "marketplace": {
-            "id": seller.marketplace_id,
-            "name": MARKETPLACE_NAME,
-            "countryCode": "US",
-            "defaultCurrencyCode": CURRENCY,
-            "defaultLanguageCode": "en_US",
-            "domainName": "www.amazon.com",
+            "id": marketplace_id,
+            "name": name,
+            "countryCode": country,
+            "defaultCurrencyCode": currency,
+            "defaultLanguageCode": "en_US" if country == "US" else "en_CA",
+            "domainName": "www." + name.lower(),
         },
         "participation": {"isParticipating": True, "hasSuspendedListings": False},
         "storeName": seller.name,

@@ -40,7 +40,13 @@ def guarded(fake: FakeAmazon, operation: str, auth: Auth, handler: Handler) -> E
 
     async def endpoint(request: Request) -> Response:
         seller = _authenticate(fake, auth, request)
-        fake.record(request.method, request.url.path, operation, seller if isinstance(seller, int) else None)
+        entry = fake.record(request.method, request.url.path, operation,
+                            seller if isinstance(seller, int) else None)
+        response = await answer(request, seller)
+        entry.status = response.status_code
+        return response
+
+    async def answer(request: Request, seller: int | Response) -> Response:
         if isinstance(seller, Response):
             return seller
         fault = fake.faults.take(operation, seller)
@@ -61,7 +67,7 @@ def guarded(fake: FakeAmazon, operation: str, auth: Auth, handler: Handler) -> E
             return responses.sp_invalid(str(exc))
         plan = fake.plans.plan(operation)
         if plan is not None and not is_ads and response.status_code < 300:
-            response.headers["x-amzn-RateLimit-Limit"] = f"{plan[0]:g}"
+            response.headers["x-amzn-RateLimit-Limit"] = f"{plan[0] * fake.quota_scale:g}"
         return response
 
     return endpoint
@@ -76,8 +82,9 @@ def _authenticate(fake: FakeAmazon, auth: Auth, request: Request) -> int | Respo
             return responses.sp_unauthorized()
         return seller
     header = request.headers.get("authorization", "")
+    # Only a token from the Amazon Ads grant (advertising scope) is accepted here.
     seller = fake.seller_for_token(
-        header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
+        header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None, grant="ads"
     )
     if seller is None:
         return responses.ads_error(401, "UNAUTHORIZED", "Not authorized to access this advertiser")

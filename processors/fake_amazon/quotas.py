@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from processors.fake_amazon.clock import FakeClock
@@ -22,8 +23,8 @@ SP_API_USAGE_PLANS: dict[str, tuple[float, int]] = {
 # The Ads API's limits are dynamic; these stand-ins are generous but finite.
 ADS_USAGE_PLANS: dict[str, tuple[float, int]] = {
     "listProfiles": (2.0, 10),
-    "createAdsReport": (1.0, 10),
-    "getAdsReport": (5.0, 20),
+    "createAdsReport": (1.0, 20),
+    "getAdsReport": (5.0, 40),
 }
 
 
@@ -36,8 +37,9 @@ class _Bucket:
 class UsagePlans:
     """Token buckets keyed by (seller, operation) on the fake clock."""
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, clock: FakeClock, scale: Callable[[], float] = lambda: 1.0) -> None:
         self._clock = clock
+        self._scale = scale
         self._buckets: dict[tuple[int, str], _Bucket] = {}
         self._lock = threading.Lock()
         self.enabled = True
@@ -52,6 +54,7 @@ class UsagePlans:
         if plan is None or not self.enabled:
             return 0.0
         rate, burst = plan
+        rate *= self._scale()
         now = self._clock.time()
         with self._lock:
             bucket = self._buckets.setdefault((seller, operation), _Bucket(float(burst), now))

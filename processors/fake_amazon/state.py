@@ -19,6 +19,8 @@ from processors.fake_amazon.quotas import UsagePlans
 class IssuedToken:
     seller: int
     expires_at: float
+    # "sp" (the SP-API grant) or "ads" (the Amazon Ads grant): each API takes its own.
+    grant: str = "sp"
 
 
 @dataclass
@@ -42,6 +44,8 @@ class LoggedRequest:
     operation: str
     seller: int | None
     at: float
+    # The status answered (set once the answer is made; 0 until then).
+    status: int = 0
 
 
 @dataclass
@@ -52,7 +56,7 @@ class FakeAmazon:
     seller_count: int = 2
     days: int = 90
     token_ttl: int = 3600
-    polls_until_done: int = 2
+    polls_until_done: int = 1
     inventory_token_ttl: float = 30.0
     orders_token_ttl: float = 24 * 3600.0
     inventory_page_size: int = 50
@@ -69,16 +73,20 @@ class FakeAmazon:
     reports: dict[str, ReportJob] = field(default_factory=dict)
     log: list[LoggedRequest] = field(default_factory=list)
     lwa_calls: int = 0
+    # Multiplies every usage plan's rate: a fast clock for throttling tests.
+    quota_scale: float = 1.0
+    _modified: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self._build_data()
-        self.plans = UsagePlans(self.clock)
+        self.plans = UsagePlans(self.clock, lambda: self.quota_scale)
 
     def _build_data(self) -> None:
         now = self.clock.now()
         self.data = build_dataset(self.seed, sellers=self.seller_count, days=self.days, generated_at=now)
         self.data_day = now.date()
+        self._modified = False
 
     # -- looking things up -------------------------------------------------
 
@@ -86,39 +94,50 @@ class FakeAmazon:
     def sellers(self) -> list[FakeSeller]:
         return [d.seller for d in self.data]
 
-    def seller_for_token(self, token: str | None) -> int | None:
+    def seller_for_token(self, token: str | None, grant: str = "sp") -> int | None:
+        """The seller an access token acts for, if it is live and was issued for ``grant``."""
         if not token:
             return None
         with self._lock:
             issued = self.tokens.get(token)
         if issued is None or issued.expires_at <= self.clock.time() or issued.seller in self.revoked:
             return None
-        return issued.seller
+        return issued.seller if issued.grant == grant else None
 
-    def seller_for_refresh_token(self, client_id: str, client_secret: str, refresh_token: str) -> int | None:
+    def seller_for_refresh_token(
+        self, client_id: str, client_secret: str, refresh_token: str
+    ) -> tuple[int, str] | None:
+        """(seller, grant) for a refresh token of either grant."""
         for data in self.data:
             s = data.seller
-            if (s.client_id, s.client_secret, s.refresh_token) == (
-                client_id,
-                client_secret,
-                refresh_token,
-            ):
-                return s.index
+            if (s.client_id, s.client_secret) != (client_id, client_secret):
+                continue
+            if refresh_token == s.refresh_token:
+                return s.index, "sp"
+            if refresh_token == s.ads_refresh_token:
+                return s.index, "ads"
         return None
 
     def seller_for_profile(self, profile_id: str) -> int | None:
         for data in self.data:
-            if str(data.seller.profile_id) == profile_id:
+            if profile_id in {str(p) for p in data.seller.profile_ids}:
                 return data.seller.index
         return None
 
+    def set_records(self, seller: int, **records: list[dict[str, Any]]) -> None:
+        """Replaces a seller's wire-shaped records (``orders=[...]``, ``transactions=[...]``,
+        ``ad_rows=[...]``); ``reset`` rebuilds the seeded data afterwards."""
+        for name, items in records.items():
+            setattr(self.data[seller], name, list(items))
+        self._modified = True
+
     # -- state changes made by routes --------------------------------------
 
-    def issue_token(self, seller: int) -> str:
+    def issue_token(self, seller: int, grant: str = "sp") -> str:
         token = "Atza|" + secrets.token_urlsafe(24)
         with self._lock:
             self.lwa_calls += 1
-            self.tokens[token] = IssuedToken(seller, self.clock.time() + self.token_ttl)
+            self.tokens[token] = IssuedToken(seller, self.clock.time() + self.token_ttl, grant)
         return token
 
     def add_report(self, seller: int, kind: str, request: dict[str, Any]) -> ReportJob:
@@ -128,9 +147,11 @@ class FakeAmazon:
             self.reports[report_id] = job
         return job
 
-    def record(self, method: str, path: str, operation: str, seller: int | None) -> None:
+    def record(self, method: str, path: str, operation: str, seller: int | None) -> LoggedRequest:
+        entry = LoggedRequest(method, path, operation, seller, self.clock.time())
         with self._lock:
-            self.log.append(LoggedRequest(method, path, operation, seller, self.clock.time()))
+            self.log.append(entry)
+        return entry
 
     # -- knobs for tests ---------------------------------------------------
 
@@ -162,7 +183,7 @@ class FakeAmazon:
         # Unless a UTC midnight has passed since it was built (a session running past
         # midnight): a first sync now starts a day later than the data's first day (it reaches
         # back whole days from today), and would miss that day's orders, transactions and ads.
-        if self.clock.now().date() != self.data_day:
+        if self.clock.now().date() != self.data_day or self._modified:
             self._build_data()
         defaults = FakeAmazon.__dataclass_fields__
         for name in (
@@ -170,6 +191,7 @@ class FakeAmazon:
             "polls_until_done",
             "inventory_page_size",
             "transactions_page_size",
+            "quota_scale",
         ):
             setattr(self, name, defaults[name].default)
         with self._lock:

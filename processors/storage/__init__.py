@@ -7,13 +7,14 @@ from processors.storage.engine import (
     database_url,
     make_engine,
 )
-from processors.storage.records import AccountRecord, DailyTotals, SyncState
+from processors.storage.records import AccountRecord, AdsProfileRecord, DailyTotals, SyncState
 from processors.storage.store import Storage
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "ENV_DATABASE_URL",
     "AccountRecord",
+    "AdsProfileRecord",
     "DailyTotals",
     "Storage",
     "SyncState",

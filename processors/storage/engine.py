@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.pool import NullPool
 
 ENV_DATABASE_URL = "MINIQUE_AMAZON_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///minique-amazon.db"
@@ -15,8 +16,13 @@ def database_url(env: dict[str, str] | None = None) -> str:
     return (env if env is not None else os.environ).get(ENV_DATABASE_URL, DEFAULT_DATABASE_URL)
 
 
-def make_engine(url: str, *, schema: str | None = None) -> Engine:
-    """``schema`` (PostgreSQL only) places every table in that schema, e.g. for test isolation."""
+def make_engine(url: str, *, schema: str | None = None, exclusive: bool = False) -> Engine:
+    """``schema`` (PostgreSQL only) places every table in that schema, e.g. for test isolation:
+    it becomes the connections' ``search_path``, so migrations see it as the default schema.
+
+    ``exclusive`` (SQLite): every transaction starts with ``BEGIN EXCLUSIVE``, so DDL runs in
+    one transaction that other processes wait for (SQLite's own lock serialises migrations).
+    """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     options: dict[str, Any] = {"future": True}
@@ -25,18 +31,45 @@ def make_engine(url: str, *, schema: str | None = None) -> Engine:
         options["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
         options["pool_pre_ping"] = True
+    if exclusive:
+        options["poolclass"] = NullPool
     engine = create_engine(url, **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    if schema is not None:
-        engine = engine.execution_options(schema_translate_map={None: schema})
+        if exclusive:
+            event.listen(engine, "connect", _sqlite_manual_transactions)
+            event.listen(engine, "begin", _sqlite_begin_exclusive)
+    elif schema is not None:
+        event.listen(engine, "connect", _search_path(schema))
     return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers proceed while a worker writes; NORMAL sync is safe with WAL.
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_manual_transactions(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite would otherwise begin transactions on its own, and never before DDL.
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin_exclusive(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN EXCLUSIVE")
+
+
+def _search_path(schema: str) -> Any:
+    quoted = '"' + schema.replace('"', '""') + '"'
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET search_path TO {quoted}")
+        cursor.close()
+        # psycopg opens a transaction for the SET; end it so the pool gets a clean connection.
+        dbapi_connection.commit()
+
+    return on_connect

@@ -1,10 +1,14 @@
-"""Tables for the synced seller data. Every table has a natural key so writes can upsert."""
+"""Tables for the synced seller data. Every table has a natural key so writes can upsert.
+
+Changes go through a migration in ``processors/storage/migrations/versions`` as well.
+"""
 
 from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Date,
     Float,
@@ -14,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    true,
 )
 
 from processors.storage.types import Money, UtcDateTime
@@ -32,11 +37,35 @@ accounts = Table(
     # Secrets may instead come from the environment (see processors.sync_logic.accounts).
     Column("lwa_client_secret", Text),
     Column("refresh_token", Text),
+    # The Amazon Ads grant's refresh token, when it is not the SP-API one (may come from env too).
+    Column("ads_refresh_token", Text),
+    # Pins one Ads profile; NULL: the profiles listProfiles shows for the seller.
     Column("ads_profile_id", String(32)),
     Column("acos_target", Float, nullable=False),
     Column("low_stock_days", Integer, nullable=False),
     Column("webhook_url", Text),
     Column("created_at", UtcDateTime, nullable=False),
+    # A disabled account keeps its data but gets no schedules, and its jobs fail at once.
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    # Alert settings: ACOS over this many days, units sold over this many days (low stock),
+    # and the spend with no attributed sales that raises an alert.
+    Column("acos_window_days", Integer, nullable=False, server_default="7"),
+    Column("sales_window_days", Integer, nullable=False, server_default="14"),
+    Column("no_sales_min_spend", Money, nullable=False, server_default="1000"),
+)
+
+ads_profiles = Table(
+    "amazon_ads_profiles",
+    metadata,
+    # One per marketplace the account advertises in, as listProfiles shows them.
+    Column("account_id", String(64), primary_key=True),
+    Column("profile_id", String(32), primary_key=True),
+    Column("marketplace_id", String(32), nullable=False),
+    Column("country_code", String(4)),
+    Column("currency", String(3), nullable=False),
+    # Ads reports' dates are days in this zone.
+    Column("timezone", String(64), nullable=False),
+    Column("discovered_at", UtcDateTime, nullable=False),
 )
 
 orders = Table(
@@ -85,11 +114,17 @@ financial_transactions = Table(
     Column("description", Text),
     Column("currency", String(3)),
     Column("total", Money, nullable=False),
-    # Signed as Amazon reports them: sales positive, fees negative (credits positive).
+    # Signed as Amazon reports them: sales positive, charges negative (credits positive).
     Column("sales", Money, nullable=False),
+    # Amazon's fees on orders (commission, fulfilment...), not the two kinds below.
     Column("fees", Money, nullable=False),
     # Amount given back to buyers (positive), non-zero only for refunds.
     Column("refund", Money, nullable=False),
+    # Account-level charges (ServiceFee: subscription, storage...).
+    Column("service_fees", Money, nullable=False, server_default="0"),
+    # Amazon billing the seller for ads (ProductAdsPayment): the Ads reports' cost again, so
+    # never added to fees or deducted a second time.
+    Column("ad_billing", Money, nullable=False, server_default="0"),
     Index("ix_amazon_transactions_posted", "account_id", "posted_date"),
 )
 
@@ -125,39 +160,70 @@ listings = Table(
 )
 
 ad_performance = Table(
-    "amazon_ad_performance",
+    "amazon_ad_campaign_days",
     metadata,
+    # One campaign's day, for every ad product (SPONSORED_PRODUCTS, _BRANDS, _DISPLAY).
     Column("account_id", String(64), primary_key=True),
     Column("profile_id", String(32), primary_key=True),
+    Column("ad_product", String(32), primary_key=True),
     Column("campaign_id", BigInteger, primary_key=True),
+    # The profile's day (its time zone), as the Ads reports date it.
     Column("date", Date, primary_key=True),
     Column("campaign_name", Text),
     Column("campaign_status", String(32)),
     Column("impressions", Integer, nullable=False),
     Column("clicks", Integer, nullable=False),
     Column("cost", Money, nullable=False),
+    # The sales ACOS divides by: 7-day click attribution for SP, 14-day click-or-view for SB/SD.
+    Column("attributed_sales", Money, nullable=False),
+    Column("attributed_purchases", Integer, nullable=False),
+    Column("attribution_days", Integer, nullable=False),
+    # Sponsored Products also reports the other window.
+    Column("sales14d", Money),
+)
+
+ad_products = Table(
+    "amazon_ad_products",
+    metadata,
+    # Sponsored Products per advertised SKU (spAdvertisedProduct): one ad's day.
+    Column("account_id", String(64), primary_key=True),
+    Column("profile_id", String(32), primary_key=True),
+    Column("ad_id", BigInteger, primary_key=True),
+    Column("date", Date, primary_key=True),
+    Column("campaign_id", BigInteger, nullable=False),
+    Column("ad_group_id", BigInteger, nullable=False),
+    Column("sku", String(100)),
+    Column("asin", String(20)),
+    Column("impressions", Integer, nullable=False),
+    Column("clicks", Integer, nullable=False),
+    Column("cost", Money, nullable=False),
     Column("purchases7d", Integer, nullable=False),
     Column("sales7d", Money, nullable=False),
-    Column("purchases14d", Integer, nullable=False),
-    Column("sales14d", Money, nullable=False),
 )
 
 reports = Table(
-    "amazon_daily_reports",
+    "amazon_marketplace_reports",
     metadata,
+    # One account's day in one marketplace, in its currency and time zone.
     Column("account_id", String(64), primary_key=True),
+    Column("marketplace_id", String(32), primary_key=True),
     Column("day", Date, primary_key=True),
-    Column("currency", String(3)),
+    Column("currency", String(3), nullable=False),
+    Column("timezone", String(64), nullable=False),
     Column("orders", Integer, nullable=False),
     Column("units", Integer, nullable=False),
     Column("revenue", Money, nullable=False),
     Column("fees", Money, nullable=False),
+    Column("service_fees", Money, nullable=False),
     Column("refunds", Money, nullable=False),
     Column("ad_spend", Money, nullable=False),
-    Column("ad_sales7d", Money, nullable=False),
+    Column("ad_sales", Money, nullable=False),
     Column("acos", Float),
     Column("tacos", Float),
     Column("net_proceeds", Money, nullable=False),
+    # Whether every data set was synced through the end of the day; "missing" names the others.
+    Column("complete", Boolean, nullable=False),
+    Column("missing", JSON, nullable=False),
     Column("csv_path", Text),
     Column("html_path", Text),
     Column("generated_at", UtcDateTime, nullable=False),
@@ -182,10 +248,11 @@ sync_watermarks = Table(
     "amazon_sync_watermarks",
     metadata,
     Column("account_id", String(64), primary_key=True),
-    Column("stream", String(32), primary_key=True),
+    # "orders", "transactions", "ads:<reportTypeId>:<profile id>", ...
+    Column("stream", String(100), primary_key=True),
     # Data up to here is synced; the next run starts from it.
     Column("watermark", UtcDateTime),
-    # A half-finished run's resume point (page token, report id), as JSON.
+    # A half-finished run's resume point (page token, report ids), or the run that finished it.
     Column("cursor", JSON),
     Column("updated_at", UtcDateTime, nullable=False),
 )

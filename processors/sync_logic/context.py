@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -28,14 +27,15 @@ class SyncSettings:
     report_dir: Path = Path("reports")
     # How far back the first sync of an account reaches.
     initial_lookback_days: int = 90
-    # Amazon restates Sponsored Products attribution for up to 14 days.
-    ppc_trailing_days: int = 14
-    # Ads keeps 95 days of campaign data and allows 31 days per spCampaigns report.
-    ads_retention_days: int = 95
-    ads_max_report_days: int = 31
+    # Amazon restates attributed sales for up to 14 days: each run re-pulls these.
+    ads_trailing_days: int = 14
     ads_poll_interval: float = 5.0
-    # Past this, raise AmazonReportNotReady; the cursor keeps the report id for the retry.
+    # Past this (seconds, per run), raise AmazonReportNotReady: the job waits
+    # ``ads_not_ready_delay`` seconds (without using an attempt) and polls the same reports.
     ads_poll_timeout: float = 60.0
+    ads_not_ready_delay: float = 60.0
+    # Amazon generates a report within about 3 h; one pending longer is asked for again.
+    ads_report_max_age: float = 3 * 3600.0
     orders_page_size: int = 100
     listings_page_size: int = 20
     # Re-read a little before each watermark: Amazon's indexes are eventually consistent.
@@ -44,9 +44,6 @@ class SyncSettings:
     finances_overlap: timedelta = timedelta(hours=48)
     # Inventory page tokens live 30 s; older checkpoints are useless.
     inventory_token_max_age: float = 25.0
-    low_stock_sales_window_days: int = 14
-    acos_window_days: int = 7
-    no_sales_min_spend: Decimal = Decimal("10.00")
     # Where account secrets may come from instead of the database (None: os.environ).
     env: Mapping[str, str] | None = None
     clock: Callable[[], datetime] = field(default=utc_now)

@@ -7,7 +7,12 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from processors.amazon.models.ads import CampaignDay
+from processors.amazon.models.ads import (
+    AdsReportSpec,
+    AdvertisedProductDay,
+    BrandOrDisplayCampaignDay,
+    CampaignDay,
+)
 from processors.amazon.models.finances import Transaction
 from processors.amazon.models.inventory import InventorySummary
 from processors.amazon.models.listings import ListingItem
@@ -53,9 +58,23 @@ def order_rows(account_id: str, order: Order) -> tuple[Row, list[Row]]:
     return order_row, items
 
 
+# Account-level charges (subscription, storage, ...): reported apart from the fees on orders.
+SERVICE_FEE = "ServiceFee"
+# Amazon billing the seller for ads: the Ads reports' cost, never a fee and never deducted twice.
+AD_BILLING = "ProductAdsPayment"
+
+
 def transaction_row(account_id: str, tx: Transaction) -> Row:
+    """A transaction with its charges split three ways, each signed as Amazon reports it:
+    ``fees`` (on orders), ``service_fees`` (``ServiceFee`` transactions) and ``ad_billing``
+    (``Expenses -> Advertising``, or a whole ``ProductAdsPayment``)."""
     sales = tx.breakdown_total("Sales")
-    fees = tx.breakdown_total("Expenses")
+    expenses = tx.breakdown_total("Expenses")
+    advertising = tx.nested_total("Expenses", "Advertising")
+    if tx.transaction_type == AD_BILLING and not advertising:
+        advertising = expenses
+    other = expenses - advertising
+    service_fees = other if tx.transaction_type == SERVICE_FEE else ZERO
     return {
         "account_id": account_id,
         "transaction_id": tx.transaction_id or _synthetic_id(tx),
@@ -63,13 +82,15 @@ def transaction_row(account_id: str, tx: Transaction) -> Row:
         "status": tx.transaction_status,
         "posted_date": tx.posted_date,
         "order_id": tx.related("ORDER_ID"),
-        "marketplace_id": tx.marketplace_details.marketplace_id if tx.marketplace_details else None,
+        "marketplace_id": tx.marketplace_id,
         "description": tx.description,
         "currency": tx.total_amount.currency_code,
         "total": tx.total_amount.currency_amount,
         "sales": sales,
-        "fees": fees,
+        "fees": other - service_fees,
         "refund": -sales if tx.transaction_type == "Refund" else ZERO,
+        "service_fees": service_fees,
+        "ad_billing": advertising,
     }
 
 
@@ -126,10 +147,19 @@ def listing_rows(account_id: str, item: ListingItem) -> list[Row]:
     return rows
 
 
-def ad_row(account_id: str, profile_id: str, day: CampaignDay) -> Row:
-    return {
+def ad_rows(account_id: str, profile_id: str, spec: AdsReportSpec, rows: list[Any]) -> list[Row]:
+    """Rows of one Ads report, for ``ad_performance`` or (advertised products) ``ad_products``."""
+    if spec.row is AdvertisedProductDay:
+        return [product_row(account_id, profile_id, r) for r in rows]
+    return [campaign_row(account_id, profile_id, spec.ad_product, r) for r in rows]
+
+
+def campaign_row(account_id: str, profile_id: str, ad_product: str,
+                 day: CampaignDay | BrandOrDisplayCampaignDay) -> Row:
+    row = {
         "account_id": account_id,
         "profile_id": profile_id,
+        "ad_product": ad_product,
         "campaign_id": day.campaign_id,
         "date": day.date,
         "campaign_name": day.campaign_name,
@@ -137,8 +167,28 @@ def ad_row(account_id: str, profile_id: str, day: CampaignDay) -> Row:
         "impressions": day.impressions,
         "clicks": day.clicks,
         "cost": day.cost,
+    }
+    if isinstance(day, CampaignDay):
+        # Sellers' Sponsored Products attribution in Seller Central: 7 days after a click.
+        return {**row, "attributed_sales": day.sales7d, "attributed_purchases": day.purchases7d,
+                "attribution_days": 7, "sales14d": day.sales14d}
+    return {**row, "attributed_sales": day.sales, "attributed_purchases": day.purchases,
+            "attribution_days": 14, "sales14d": day.sales}
+
+
+def product_row(account_id: str, profile_id: str, day: AdvertisedProductDay) -> Row:
+    return {
+        "account_id": account_id,
+        "profile_id": profile_id,
+        "ad_id": day.ad_id,
+        "date": day.date,
+        "campaign_id": day.campaign_id,
+        "ad_group_id": day.ad_group_id,
+        "sku": day.advertised_sku,
+        "asin": day.advertised_asin,
+        "impressions": day.impressions,
+        "clicks": day.clicks,
+        "cost": day.cost,
         "purchases7d": day.purchases7d,
         "sales7d": day.sales7d,
-        "purchases14d": day.purchases14d,
-        "sales14d": day.sales14d,
     }

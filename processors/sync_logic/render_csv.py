@@ -1,4 +1,4 @@
-"""The daily report as CSV: the trailing days, the report day last."""
+"""The daily report as CSV: the trailing days, the report day last, each with its completeness."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ if TYPE_CHECKING:
     from processors.sync_logic.daily_report import DailyReport
 
 COLUMNS = [
-    "day", "orders", "units", "revenue", "amazon_fees", "refunds", "ad_spend",
-    "ad_sales_7d", "acos", "tacos", "net_proceeds",
+    "day", "marketplace", "currency", "orders", "units", "revenue", "amazon_fees", "service_fees",
+    "refunds", "ad_spend", "ad_sales", "acos", "tacos", "net_proceeds", "complete", "missing",
 ]  # fmt: skip
 
 
@@ -22,23 +22,30 @@ def _pct(value: float | None) -> str:
 
 
 def render_csv(report: DailyReport) -> str:
+    """Money as exact decimals in ``currency``; ``acos``/``tacos`` as ratios; ``missing``
+    lists the data sets not synced through that day (";"-separated), empty when complete."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
-    for day in report.history:
+    for day, missing in zip(report.history, report.history_missing, strict=True):
         writer.writerow(
             [
                 day.day.isoformat(),
+                report.marketplace_id,
+                report.currency,
                 day.orders,
                 day.units,
                 day.revenue,
                 day.fees,
+                day.service_fees,
                 day.refunds,
                 day.ad_spend,
-                day.ad_sales7d,
-                _pct(ratio(day.ad_spend, day.ad_sales7d)),
+                day.ad_sales,
+                _pct(ratio(day.ad_spend, day.ad_sales)),
                 _pct(ratio(day.ad_spend, day.revenue)),
-                day.revenue - day.fees - day.refunds - day.ad_spend,
+                day.net_proceeds,
+                "yes" if not missing else "no",
+                ";".join(missing),
             ]
         )
     return out.getvalue()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from processors.amazon.account import AmazonAccount
 from processors.amazon.models.finances import TransactionsPayload
@@ -16,11 +16,14 @@ STREAM = "transactions"
 SAFETY = timedelta(minutes=3)
 
 
-async def sync_transactions(ctx: SyncContext, account: AmazonAccount, now: datetime) -> int:
+async def sync_transactions(
+    ctx: SyncContext, account: AmazonAccount, now: datetime, since: date | None = None
+) -> int:
     async def fetch(window: Window, token: str | None) -> TransactionsPayload:
+        # No marketplaceId: every marketplace of the account at once (Amazon also documents
+        # that US MFN orders only come without it); rows keep their own marketplace.
         return await ctx.client.sp.list_transactions(
-            account, posted_after=window.start, posted_before=window.end,
-            marketplace_id=account.marketplace_id, next_token=token)
+            account, posted_after=window.start, posted_before=window.end, next_token=token)
 
     def store(page: TransactionsPayload) -> int:
         rows = [transaction_row(account.id, tx) for tx in page.transactions]
@@ -28,4 +31,4 @@ async def sync_transactions(ctx: SyncContext, account: AmazonAccount, now: datet
         return len(rows)
 
     return await sync_window(ctx, account, STREAM, now - SAFETY, ctx.settings.finances_overlap,
-                             fetch, store)
+                             fetch, store, since)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from processors.amazon.account import AmazonAccount
 from processors.amazon.models.orders import SearchOrdersResponse
@@ -17,7 +17,9 @@ STREAM = "orders"
 SAFETY = timedelta(minutes=3)
 
 
-async def sync_orders(ctx: SyncContext, account: AmazonAccount, now: datetime) -> int:
+async def sync_orders(
+    ctx: SyncContext, account: AmazonAccount, now: datetime, since: date | None = None
+) -> int:
     async def fetch(window: Window, token: str | None) -> SearchOrdersResponse:
         return await ctx.client.sp.search_orders(
             account, last_updated_after=window.start, last_updated_before=window.end,
@@ -34,4 +36,4 @@ async def sync_orders(ctx: SyncContext, account: AmazonAccount, now: datetime) -
         return len(orders)
 
     return await sync_window(ctx, account, STREAM, now - SAFETY, ctx.settings.orders_overlap,
-                             fetch, store)
+                             fetch, store, since)

@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import msgspec
 
-from minique.errors import UnrecoverableError
 from processors.sync_logic.alerts import Alert
 
 SIGNATURE_HEADER = "X-Minique-Signature"
@@ -34,8 +33,8 @@ class WebhookDeliveryError(Exception):
     """Transient: the receiver timed out, was unreachable or answered 5xx/429. Retry."""
 
 
-class WebhookRejected(UnrecoverableError):
-    """The receiver answered 4xx: retrying the same body will not help."""
+class WebhookRejected(Exception):
+    """The receiver answered 4xx: retrying the same body will not help (the job fails at once)."""
 
 
 def make_event(event_type: str, data: dict[str, Any]) -> WebhookEvent:

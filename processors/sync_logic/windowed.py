@@ -8,7 +8,7 @@ window's end only once the last page is stored.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Protocol, TypeVar
 
 from processors.amazon.account import AmazonAccount
@@ -32,11 +32,12 @@ async def sync_window(
     overlap: timedelta,
     fetch: Callable[[Window, str | None], Awaitable[P]],
     store: Callable[[P], int],
+    since: date | None = None,
 ) -> int:
     """Fetches pages of ``stream`` over the window ending at ``end``; ``store`` (run on the
     database thread) writes one page and returns how many records it held."""
     state = await ctx.db(ctx.storage.sync_state, account.id, stream)
-    window = resume_window(state, end, ctx.settings.initial_lookback_days, overlap)
+    window = resume_window(state, end, ctx.settings.initial_lookback_days, overlap, since)
     synced = 0
     token = window.token
     while True:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from processors.storage.records import SyncState
@@ -19,8 +19,14 @@ class Window:
         return {"start": self.start.isoformat(), "end": self.end.isoformat(), "token": token}
 
 
-def resume_window(state: SyncState, end: datetime, lookback_days: int, overlap: timedelta) -> Window:
-    """Continue a half-finished window from its checkpoint, or start one at the watermark."""
+def resume_window(
+    state: SyncState, end: datetime, lookback_days: int, overlap: timedelta, since: date | None = None
+) -> Window:
+    """Continue a half-finished window from its checkpoint, or start one at the watermark.
+
+    ``since`` (a back-fill) starts the window at that day instead, if that is earlier: at
+    midnight UTC the day before, so the day is whole in every marketplace's time zone.
+    """
     cursor = state.cursor
     if cursor and cursor.get("token"):
         return Window(
@@ -30,6 +36,8 @@ def resume_window(state: SyncState, end: datetime, lookback_days: int, overlap: 
         )
     watermark = state.watermark
     start = initial_start(end, lookback_days) if watermark is None else watermark - overlap
+    if since is not None:
+        start = min(start, datetime.combine(since - timedelta(days=1), time(0), UTC))
     return Window(min(start, end), end)
 
 

@@ -98,16 +98,31 @@ async def client(fake_server: FakeAmazonServer, redis_client: aioredis.Redis) ->
         yield amazon
 
 
-def _postgres_storage() -> Storage | None:
+def postgres_url() -> str | None:
+    """The test PostgreSQL's URL, or None when none answers on 127.0.0.1:5432."""
+    try:
+        with contextlib.closing(socket.create_connection(("127.0.0.1", 5432), timeout=1)):
+            pass
+    except OSError:
+        return None
     for user in ("root", "postgres"):
         url = POSTGRES_URL.format(user=user)
         try:
-            with contextlib.closing(socket.create_connection(("127.0.0.1", 5432), timeout=1)):
+            probe = Storage.from_url(url, create=False)
+            with probe.engine.connect():
                 pass
-            return Storage.from_url(url, schema_name=f"t_{uuid.uuid4().hex[:12]}")
+            probe.dispose()
+            return url
         except Exception:
             continue
     return None
+
+
+def _postgres_storage() -> Storage | None:
+    url = postgres_url()
+    if url is None:
+        return None
+    return Storage.from_url(url, schema_name=f"t_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -36,12 +36,12 @@ def account_for(seller: FakeSeller) -> AmazonAccount:
     return AmazonAccount(
         id=f"acct-{seller.index}",
         region="NA",
-        marketplace_ids=(seller.marketplace_id,),
+        marketplace_ids=seller.marketplace_ids,
         seller_id=seller.seller_id,
         lwa_client_id=seller.client_id,
         lwa_client_secret=Secret(seller.client_secret),
         refresh_token=Secret(seller.refresh_token),
-        ads_profile_id=str(seller.profile_id),
+        ads_refresh_token=Secret(seller.ads_refresh_token),
     )
 
 
@@ -50,12 +50,12 @@ def record_for(seller: FakeSeller) -> AccountRecord:
         id=f"acct-{seller.index}",
         name=seller.name,
         region="NA",
-        marketplace_ids=(seller.marketplace_id,),
+        marketplace_ids=seller.marketplace_ids,
         seller_id=seller.seller_id,
         lwa_client_id=seller.client_id,
         lwa_client_secret=seller.client_secret,
         refresh_token=seller.refresh_token,
-        ads_profile_id=str(seller.profile_id),
+        ads_refresh_token=seller.ads_refresh_token,
         acos_target=0.30,
         low_stock_days=14,
     )
@@ -75,7 +75,7 @@ def make_ctx(client: AmazonClient, storage: Storage, fake: FakeAmazon, tmp_path:
     settings = SyncSettings(
         report_dir=tmp_path / "reports",
         ads_poll_interval=0.01,
-        ads_poll_timeout=5.0,
+        ads_poll_timeout=30.0,
         env={},
         clock=fake.clock.now,
     )

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import date, timedelta
 from decimal import Decimal
 
 import httpx
+import pytest
 
-from processors.amazon import AmazonAccount, AmazonClient
-from processors.amazon.models.ads import CAMPAIGN_DAY_COLUMNS
+from processors.amazon import AccountDisconnected, AmazonAccount, AmazonClient
+from processors.amazon.models.ads import CAMPAIGN_DAY_COLUMNS, REPORT_SPECS, AdsReportSpec
 from processors.amazon.report_documents import parse_tsv
 from processors.amazon.tokens import TokenProvider
 from processors.fake_amazon import FakeAmazon, FakeAmazonServer
@@ -142,20 +144,53 @@ async def test_ads_profiles_and_campaign_report(
     client: AmazonClient, account: AmazonAccount, fake: FakeAmazon
 ) -> None:
     profiles = await client.ads.list_profiles(account)
-    assert str(profiles[0].profile_id) == account.ads_profile_id
-    end = fake.clock.now().date() - timedelta(days=1)
+    assert [p.profile_id for p in profiles] == list(fake.sellers[0].profile_ids)
+    assert (profiles[0].timezone, profiles[0].currency_code) == ("America/Los_Angeles", "USD")
+    profile = str(profiles[0].profile_id)
+    end = fake.clock.now().date() - timedelta(days=2)
     start = end - timedelta(days=6)
-    report = await client.ads.create_campaign_report(account, start=start, end=end)
-    duplicate = await client.ads.create_campaign_report(account, start=start, end=end)
+    report = await client.ads.create_campaign_report(account, start=start, end=end, profile_id=profile)
+    duplicate = await client.ads.create_campaign_report(account, start=start, end=end, profile_id=profile)
     assert duplicate.report_id == report.report_id
     while report.status != "COMPLETED":
-        report = await client.ads.get_report(account, report.report_id)
+        report = await client.ads.get_report(account, report.report_id, profile)
     rows = await client.ads.download_campaign_report(report)
-    expected = [r for r in fake.data[0].ad_rows if start.isoformat() <= r["date"] <= end.isoformat()]
+    expected = [r for r in fake.data[0].ad_report_rows("spCampaigns")
+                if start.isoformat() <= r["date"] <= end.isoformat()]
     assert len(rows) == len(expected)
     assert sum(r.cost for r in rows) == sum(Decimal(str(r["cost"])) for r in expected)
     assert all(isinstance(r.date, date) for r in rows)
     assert len(CAMPAIGN_DAY_COLUMNS) == 11
+
+
+@pytest.mark.parametrize("spec", REPORT_SPECS, ids=lambda s: s.report_type_id)
+async def test_every_ads_report_type_decodes_amazons_documented_rows(
+    client: AmazonClient, account: AmazonAccount, fake: FakeAmazon, spec: AdsReportSpec
+) -> None:
+    profile = str(fake.sellers[0].profile_id)
+    end = fake.clock.now().date() - timedelta(days=2)
+    start = end - timedelta(days=2)
+    report = await client.ads.create_report(account, profile, spec, start=start, end=end)
+    while report.status != "COMPLETED":
+        report = await client.ads.get_report(account, report.report_id, profile)
+    rows = await client.ads.download_report(report, spec)
+    expected = [r for r in fake.data[0].ad_report_rows(spec.report_type_id, int(profile))
+                if start.isoformat() <= r["date"] <= end.isoformat()]
+    assert len(rows) == len(expected) > 0
+    assert all(isinstance(r, spec.row) for r in rows)
+    assert sum(r.cost for r in rows) == sum(Decimal(str(r["cost"])) for r in expected)
+
+
+async def test_ads_calls_use_the_ads_grant_and_sp_calls_the_sp_one(
+    client: AmazonClient, account: AmazonAccount, fake: FakeAmazon
+) -> None:
+    await client.sp.get_marketplace_participations(account)
+    await client.ads.list_profiles(account)
+    assert fake.lwa_calls == 2  # one token per grant
+    # An account whose one refresh token is the SP-API grant cannot read Ads.
+    sp_only = dataclasses.replace(account, ads_refresh_token=None)
+    with pytest.raises(AccountDisconnected, match="after a refresh"):
+        await client.ads.list_profiles(sp_only)
 
 
 async def test_token_is_cached_and_fetched_single_flight(

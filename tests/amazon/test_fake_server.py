@@ -16,7 +16,7 @@ INVENTORY = "/fba/inventory/v1/summaries"
 MP = "ATVPDKIKX0DER"
 
 
-def token_for(server: FakeAmazonServer, index: int = 0) -> str:
+def token_for(server: FakeAmazonServer, index: int = 0, grant: str = "sp") -> str:
     seller = server.fake.sellers[index]
     reply = httpx.post(
         server.url + "/auth/o2/token",
@@ -24,7 +24,7 @@ def token_for(server: FakeAmazonServer, index: int = 0) -> str:
             "grant_type": "refresh_token",
             "client_id": seller.client_id,
             "client_secret": seller.client_secret,
-            "refresh_token": seller.refresh_token,
+            "refresh_token": seller.ads_refresh_token if grant == "ads" else seller.refresh_token,
         },
     )
     assert reply.status_code == 200
@@ -181,15 +181,44 @@ def test_ads_throttle_carries_retry_after(fake_server: FakeAmazonServer) -> None
     fake = fake_server.fake
     seller = fake.sellers[0]
     fake.inject("listProfiles", "throttle", retry_after=7)
-    reply = httpx.get(
-        fake_server.url + "/v2/profiles",
-        headers={
-            "Authorization": "Bearer " + token_for(fake_server),
-            "Amazon-Advertising-API-ClientId": seller.client_id,
-        },
-    )
+    headers = {"Authorization": "Bearer " + token_for(fake_server, grant="ads"),
+               "Amazon-Advertising-API-ClientId": seller.client_id}
+    reply = httpx.get(fake_server.url + "/v2/profiles", headers=headers)
     assert reply.status_code == 429
     assert reply.headers["retry-after"] == "7"
+    assert httpx.get(fake_server.url + "/v2/profiles", headers=headers).status_code == 200
+
+
+def test_ads_refuses_the_sp_api_grant_and_sp_refuses_the_ads_grant(fake_server: FakeAmazonServer) -> None:
+    """The Ads API needs its own grant (a refresh token with the advertising scope)."""
+    seller = fake_server.fake.sellers[0]
+    profiles = httpx.get(fake_server.url + "/v2/profiles", headers={
+        "Authorization": "Bearer " + token_for(fake_server),
+        "Amazon-Advertising-API-ClientId": seller.client_id})
+    assert profiles.status_code == 401
+    participations = httpx.get(fake_server.url + "/sellers/v1/marketplaceParticipations",
+                               headers={"x-amz-access-token": token_for(fake_server, grant="ads")})
+    assert participations.status_code == 403
+
+
+def test_report_documents_need_their_presigned_signature(fake_server: FakeAmazonServer) -> None:
+    fake = fake_server.fake
+    headers = {"x-amz-access-token": token_for(fake_server)}
+    created = httpx.post(fake_server.url + "/reports/2021-06-30/reports", headers=headers,
+                         json={"reportType": "GET_MERCHANT_LISTINGS_ALL_DATA",
+                               "marketplaceIds": [fake.sellers[0].marketplace_id]}).json()
+    for _ in range(5):
+        report = httpx.get(f"{fake_server.url}/reports/2021-06-30/reports/{created['reportId']}",
+                           headers=headers).json()
+    document = httpx.get(f"{fake_server.url}/reports/2021-06-30/documents/{report['reportDocumentId']}",
+                         headers=headers).json()
+    url = httpx.URL(document["url"])
+    assert url.params["X-Amz-Signature"] and url.params["X-Amz-Credential"]
+    assert httpx.get(url).status_code == 200
+    forged = url.copy_set_param("X-Amz-Signature", "0" * 64)
+    assert httpx.get(forged).status_code == 403
+    fake.clock.advance(3 * 3600)
+    assert httpx.get(url).status_code == 403  # expired
 
 
 def test_html_5xx_fault(fake_server: FakeAmazonServer) -> None:

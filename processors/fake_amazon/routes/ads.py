@@ -1,4 +1,10 @@
-"""Amazon Ads API: /v2/profiles and Sponsored Products reporting v3."""
+"""Amazon Ads API: /v2/profiles and sponsored ads reporting v3.
+
+Report types, as documented (guides/reporting/v3/report-types): ``spCampaigns`` and
+``spAdvertisedProduct`` (Sponsored Products), ``sbCampaigns`` (Sponsored Brands) and
+``sdCampaigns`` (Sponsored Display); at most 31 days per report, and each type's data
+retention (95, 95, 60 and 65 days).
+"""
 
 from __future__ import annotations
 
@@ -11,17 +17,27 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from processors.fake_amazon import responses
-from processors.fake_amazon.dataset import CURRENCY, Json, iso
+from processors.fake_amazon.dataset import AD_RETENTION_DAYS, MARKETPLACES, Json, ads_last_day, iso
 from processors.fake_amazon.guard import guarded
 from processors.fake_amazon.params import BadParam, own_base_url
+from processors.fake_amazon.presign import presign, refused
 from processors.fake_amazon.routes.reports import status_for
 from processors.fake_amazon.state import FakeAmazon
 
 CREATE_CONTENT_TYPE = "application/vnd.createasyncreportrequest.v3+json"
-_CAMPAIGN_COLUMNS = {
-    "date", "startDate", "endDate", "campaignId", "campaignName", "campaignStatus", "impressions",
-    "clicks", "cost", "spend", "purchases1d", "purchases7d", "purchases14d", "sales1d", "sales7d",
-    "sales14d", "unitsSoldClicks7d", "campaignBudgetAmount",
+_COMMON = {"date", "startDate", "endDate", "impressions", "clicks", "cost", "campaignId", "campaignName"}
+# reportTypeId -> (adProduct, groupBy allowed, columns served)
+_REPORTS: dict[str, tuple[str, set[str], set[str]]] = {
+    "spCampaigns": ("SPONSORED_PRODUCTS", {"campaign", "adGroup", "campaignPlacement"}, _COMMON | {
+        "campaignStatus", "spend", "purchases1d", "purchases7d", "purchases14d", "sales1d", "sales7d",
+        "sales14d", "unitsSoldClicks7d", "campaignBudgetAmount"}),
+    "spAdvertisedProduct": ("SPONSORED_PRODUCTS", {"advertiser"}, _COMMON | {
+        "adGroupId", "adId", "advertisedSku", "advertisedAsin", "spend", "purchases7d", "sales7d",
+        "unitsSoldClicks7d", "acosClicks7d"}),
+    "sbCampaigns": ("SPONSORED_BRANDS", {"campaign"}, _COMMON | {
+        "campaignStatus", "purchases", "sales", "salesClicks", "unitsSold"}),
+    "sdCampaigns": ("SPONSORED_DISPLAY", {"campaign", "matchedTarget"}, _COMMON | {
+        "campaignStatus", "purchases", "sales", "salesClicks", "unitsSold"}),
 }  # fmt: skip
 
 
@@ -31,19 +47,20 @@ def routes(fake: FakeAmazon) -> list[Route]:
         return JSONResponse(
             [
                 {
-                    "profileId": s.profile_id,
-                    "countryCode": "US",
-                    "currencyCode": CURRENCY,
+                    "profileId": profile_id,
+                    "countryCode": MARKETPLACES[marketplace_id][1],
+                    "currencyCode": MARKETPLACES[marketplace_id][2],
                     "dailyBudget": 999999999.0,
-                    "timezone": "America/Los_Angeles",
+                    "timezone": MARKETPLACES[marketplace_id][4],
                     "accountInfo": {
-                        "marketplaceStringId": s.marketplace_id,
+                        "marketplaceStringId": marketplace_id,
                         "id": s.seller_id,
                         "type": "seller",
                         "name": s.name,
                         "validPaymentMethod": True,
                     },
                 }
+                for marketplace_id, profile_id in zip(s.marketplace_ids, s.profile_ids, strict=True)
             ]
         )
 
@@ -56,7 +73,9 @@ def routes(fake: FakeAmazon) -> list[Route]:
             start, end = date.fromisoformat(body["startDate"]), date.fromisoformat(body["endDate"])
         except (ValueError, KeyError, TypeError) as exc:
             raise BadParam(f"Invalid report request: {exc}") from exc
-        _validate(config, start, end)
+        profile = int(request.headers["amazon-advertising-api-scope"])
+        _validate(config, start, end, _profile_today(fake, seller, profile))
+        body["_profile"] = profile
         canonical = json.dumps(body, sort_keys=True)
         for job in fake.reports.values():
             pending = job.kind == "ads" and job.polls <= fake.polls_until_done
@@ -76,6 +95,9 @@ def routes(fake: FakeAmazon) -> list[Route]:
         return JSONResponse(_report_body(fake, job.report_id, request, advance=True))
 
     async def download(request: Request) -> Response:
+        denied = refused(fake, request)
+        if denied is not None:
+            return denied
         job = fake.reports.get(request.path_params["report_id"])
         if job is None or not job.document:
             return Response(b"<Error><Code>NoSuchKey</Code></Error>", 404, media_type="application/xml")
@@ -93,23 +115,36 @@ def routes(fake: FakeAmazon) -> list[Route]:
     ]
 
 
-def _validate(config: Json, start: date, end: date) -> None:
-    if config.get("adProduct") != "SPONSORED_PRODUCTS" or config.get("reportTypeId") != "spCampaigns":
-        raise BadParam("This fake serves SPONSORED_PRODUCTS spCampaigns reports only.")
+def _profile_today(fake: FakeAmazon, seller: int, profile: int) -> date:
+    s = fake.data[seller].seller
+    marketplace = s.marketplace_ids[s.profile_ids.index(profile)]
+    return ads_last_day(marketplace, fake.clock.now()) + timedelta(days=1)
+
+
+def _validate(config: Json, start: date, end: date, today: date) -> None:
+    report_type = config.get("reportTypeId")
+    if report_type not in _REPORTS:
+        raise BadParam(f"Unsupported reportTypeId {report_type!r}; this fake serves {sorted(_REPORTS)}.")
+    ad_product, group_by, allowed = _REPORTS[report_type]
+    if config.get("adProduct") != ad_product:
+        raise BadParam(f"{report_type} requires adProduct {ad_product}.")
     if config.get("format") != "GZIP_JSON":
         raise BadParam("format must be GZIP_JSON")
     if end < start:
         raise BadParam("endDate must not be before startDate")
     if (end - start).days + 1 > 31:
-        raise BadParam("The date range of a spCampaigns report cannot exceed 31 days.")
+        raise BadParam(f"The date range of a {report_type} report cannot exceed 31 days.")
+    if (today - start).days > AD_RETENTION_DAYS[report_type]:
+        raise BadParam(f"startDate is beyond the {AD_RETENTION_DAYS[report_type]}-day retention of "
+                       f"{report_type}.")
     columns = config.get("columns") or []
-    unknown = set(columns) - _CAMPAIGN_COLUMNS
+    unknown = set(columns) - allowed
     if unknown:
-        raise BadParam("Invalid columns for spCampaigns: " + ",".join(sorted(unknown)))
+        raise BadParam(f"Invalid columns for {report_type}: " + ",".join(sorted(unknown)))
     if config.get("timeUnit") == "DAILY" and "date" not in columns:
         raise BadParam("The date column is required when timeUnit is DAILY.")
-    if not set(config.get("groupBy") or []) <= {"campaign", "adGroup", "campaignPlacement"}:
-        raise BadParam("Invalid groupBy for spCampaigns.")
+    if not set(config.get("groupBy") or []) <= group_by:
+        raise BadParam(f"Invalid groupBy for {report_type}.")
 
 
 def _report_body(fake: FakeAmazon, report_id: str, request: Request, *, advance: bool) -> Json:
@@ -135,7 +170,7 @@ def _report_body(fake: FakeAmazon, report_id: str, request: Request, *, advance:
     if status == "COMPLETED":
         if not job.document:
             job.document = gzip.compress(_rows_json(fake, job.seller, job.request))
-        body["url"] = f"{own_base_url(request)}/__s3/ads/{job.report_id}.json.gz"
+        body["url"] = presign(fake, own_base_url(request), f"/__s3/ads/{job.report_id}.json.gz")
         body["urlExpiresAt"] = iso(fake.clock.now() + timedelta(hours=1))
         body["fileSize"] = len(job.document)
     return body
@@ -145,7 +180,8 @@ def _rows_json(fake: FakeAmazon, seller: int, request: Json) -> bytes:
     start, end = request["startDate"], request["endDate"]
     columns = request["configuration"]["columns"]
     rows = []
-    for row in fake.data[seller].ad_rows:
+    report_type = request["configuration"]["reportTypeId"]
+    for row in fake.data[seller].ad_report_rows(report_type, request["_profile"]):
         if start <= row["date"] <= end:
             full = {**row, "spend": row["cost"]}
             rows.append({c: full[c] for c in columns if c in full})

@@ -27,16 +27,16 @@ def routes(fake: FakeAmazon) -> list[Route]:
             return responses.lwa_error(400, "invalid_request", "Missing parameter: " + missing[0])
         if not any(d.seller.client_id == fields["client_id"] for d in fake.data):
             return responses.lwa_error(401, "invalid_client", "Client authentication failed")
-        seller = fake.seller_for_refresh_token(
+        found = fake.seller_for_refresh_token(
             fields["client_id"], fields["client_secret"], fields["refresh_token"]
         )
-        if seller is None or seller in fake.revoked:
+        if found is None or found[0] in fake.revoked:
             return responses.lwa_error(
                 400, "invalid_grant", "The request has an invalid grant parameter : refresh_token"
             )
         return JSONResponse(
             {
-                "access_token": fake.issue_token(seller),
+                "access_token": fake.issue_token(*found),
                 "refresh_token": fields["refresh_token"],
                 "token_type": "bearer",
                 "expires_in": fake.token_ttl,

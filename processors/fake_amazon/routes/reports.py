@@ -14,6 +14,7 @@ from processors.fake_amazon import responses
 from processors.fake_amazon.dataset import Json, iso
 from processors.fake_amazon.guard import guarded
 from processors.fake_amazon.params import BadParam, own_base_url
+from processors.fake_amazon.presign import presign, refused
 from processors.fake_amazon.state import FakeAmazon, ReportJob
 
 SUPPORTED = {"GET_MERCHANT_LISTINGS_ALL_DATA"}
@@ -70,12 +71,15 @@ def routes(fake: FakeAmazon) -> list[Route]:
         return responses.sp_json(
             {
                 "reportDocumentId": doc_id,
-                "url": f"{own_base_url(request)}/__s3/reports/{job.report_id}",
+                "url": presign(fake, own_base_url(request), f"/__s3/reports/{job.report_id}"),
                 "compressionAlgorithm": "GZIP",
             }
         )
 
     async def download(request: Request) -> Response:
+        denied = refused(fake, request)
+        if denied is not None:
+            return denied
         job = fake.reports.get(request.path_params["report_id"])
         if job is None or not job.document:
             return Response(b"<Error><Code>NoSuchKey</Code></Error>", 404, media_type="application/xml")

@@ -1,0 +1,68 @@
+"""What both the queues and the registry need to know: names, default options, payload types.
+
+A module of its own so that the arrows stay one-way: ``processors.queues`` (the producer
+side) and ``processors.jobs`` (the registry) both import it, and neither imports the other.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+from processors.payloads import (
+    AlertsPayload,
+    DataSyncPayload,
+    ManualSyncPayload,
+    ReportPayload,
+    WebhookPayload,
+)
+
+
+class QueueName(StrEnum):
+    DATA_SYNC = "data-sync"
+    REPORTS = "reports"
+    ALERTS = "alerts"
+    MANUAL_SYNC = "manual-sync"
+    # Webhook delivery is a job of its own, so a slow receiver never holds up a sync.
+    WEBHOOKS = "webhooks"
+
+
+# Job names: one per queue, the same as the queue's name (the seed's "manual-sync").
+JOB_NAMES: dict[QueueName, str] = {name: name.value for name in QueueName}
+
+# The payload each queue's one job accepts; ``Queue.add`` checks it before anything is queued.
+PAYLOAD_TYPES: dict[QueueName, type[msgspec.Struct]] = {
+    QueueName.DATA_SYNC: DataSyncPayload,
+    QueueName.REPORTS: ReportPayload,
+    QueueName.ALERTS: AlertsPayload,
+    QueueName.MANUAL_SYNC: ManualSyncPayload,
+    QueueName.WEBHOOKS: WebhookPayload,
+}
+
+# The seed's defaults: 3 attempts, exponential backoff from 2 s, failed jobs kept 7 days,
+# completed jobs 24 h and at most the last 1000.
+DEFAULT_JOB_OPTIONS: dict[str, Any] = {
+    "attempts": 3,
+    "backoff": {"type": "exponential", "delay": 2.0},
+    "remove_on_complete": {"age": 24 * 3600, "count": 1000},
+    "remove_on_fail": {"age": 7 * 24 * 3600},
+}
+
+# A receiver that is down for a while should still get its events: more, longer retries.
+WEBHOOK_JOB_OPTIONS: dict[str, Any] = {
+    "attempts": 8,
+    "backoff": {"type": "exponential", "delay": 2.0, "jitter": 0.2, "max_delay": 600.0},
+}
+
+# Per worker and queue: 5 jobs at once, and at most 10 jobs started per second.
+WORKER_OPTIONS: dict[str, Any] = {
+    "concurrency": 5,
+    "limiter": {"max": 10, "duration": 1.0},
+}
+
+
+def job_options(queue: QueueName) -> dict[str, Any]:
+    """The default job options of ``queue``."""
+    return WEBHOOK_JOB_OPTIONS if queue is QueueName.WEBHOOKS else DEFAULT_JOB_OPTIONS
