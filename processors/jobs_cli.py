@@ -21,6 +21,7 @@ import click
 from minique import JobFailed
 from processors.cli_options import prefix_option, redis_option, run_with_queues
 from processors.payloads import ALL_SYNC_TYPES
+from processors.queue_config import manual_sync_options
 from processors.queues import QueueName, get_queue
 
 DEFAULT_TIMEOUT = 600.0
@@ -65,7 +66,8 @@ def sync(account_id: str, kinds: tuple[str, ...], user_id: str, wait: bool, time
         if kinds:
             queue = get_queue(QueueName.MANUAL_SYNC)
             jobs = [await queue.add("manual-sync", {"amazon_account_id": account_id, "user_id": user_id,
-                                                    "sync_type": kind}) for kind in kinds]
+                                                    "sync_type": kind},
+                                    **manual_sync_options(account_id, kind)) for kind in kinds]
         else:
             jobs = [await get_queue(QueueName.DATA_SYNC).add("data-sync", {"amazon_account_id": account_id})]
         for job in jobs:

@@ -63,6 +63,13 @@ WORKER_OPTIONS: dict[str, Any] = {
 }
 
 
+def manual_sync_options(account_id: str, sync_type: str) -> dict[str, Any]:
+    """Job options of a manual sync: one per account and sync type at a time. A user who
+    clicks "sync now" ten times gets the job already queued or running back (minique's
+    dedup; the id is free again once that job completes or fails)."""
+    return {"dedup": {"id": f"manual-sync:{account_id}:{sync_type}"}}
+
+
 def job_options(queue: QueueName) -> dict[str, Any]:
     """The default job options of ``queue``."""
     return WEBHOOK_JOB_OPTIONS if queue is QueueName.WEBHOOKS else DEFAULT_JOB_OPTIONS
