@@ -306,3 +306,27 @@ async def test_the_cli_shows_waiting_children(flow: FlowProducer, redis_url: str
     assert jobs.exit_code == 0, jobs.output
     assert [(r["id"], r["state"]) for r in json.loads(jobs.stdout)] == [
         (node.job.id, "waiting-children")]
+
+
+async def test_a_retried_child_tells_its_parent_once(flow: FlowProducer, redis_url: str) -> None:
+    tries: list[int] = []
+    parent_runs: list[Any] = []
+
+    async def child(job: Any) -> str:
+        tries.append(job.attempts_made)
+        if job.attempts_made < 2:
+            raise RuntimeError("flaky")
+        return "ok"
+
+    async def parent(job: Any) -> None:
+        parent_runs.append(await job.get_children_values())
+
+    node = await flow.add({"name": "p", "queue": "reports", "children": [
+        {"name": "c", "queue": "syncs", "opts": {"attempts": 3}}]})
+    workers = await run_workers(flow, redis_url, {"syncs": child, "reports": parent})
+    try:
+        await node.job.wait_until_finished(timeout=10)
+    finally:
+        await stop(workers)
+    assert tries == [0, 1, 2]
+    assert parent_runs == [{q(flow, "syncs").keys.job(node.children[0].job.id): "ok"}]
