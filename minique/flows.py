@@ -27,6 +27,9 @@ is written. See docs/guide/flows.md.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -86,11 +89,12 @@ def check_same_slot(client: Any, queues: Sequence[Queue]) -> None:
             "prefix='{flows}', or keep the flow in one queue")
 
 
-async def submit(client: Any, nodes: Sequence[_Prepared]) -> int:
+async def submit(client: Any, nodes: Sequence[_Prepared], producer: str, seq: int) -> int:
     """Writes the nodes in one ``add_flow`` call (which gives nodes without an id their
-    queue's next automatic id, only once every check passed); returns now (ms)."""
+    queue's next automatic id, only once every check passed); returns now (ms). ``producer``
+    and ``seq`` (its next number; calls one at a time) make a re-send change nothing."""
     check_same_slot(client, [n.queue for n in nodes])
-    flat: list[Any] = [len(nodes)]
+    flat: list[Any] = [len(nodes), producer, seq]
     for node in nodes:
         a = node.args
         flat.extend([node.queue.keys.base, a[0], a[1], a[2], a[3], a[4], a[5], node.parent,
@@ -156,6 +160,9 @@ class FlowProducer:
         self._own = connection is None
         self.redis: Any = connection if connection is not None else connect(url)
         self._queues: dict[str, Queue] = {}
+        # As Queue's: each call carries this producer's id and next number (lua/add_flow.lua).
+        self._producer, self._pid, self._seq = uuid.uuid4().hex[:16], os.getpid(), 0
+        self._lock = asyncio.Lock()
 
     def _queue(self, name: Any) -> Queue:
         from .queue import Queue
@@ -212,7 +219,12 @@ class FlowProducer:
         bad tree, ``InvalidJobState`` if one of its custom ids exists already: then nothing
         was written."""
         nodes, children = self._flatten(tree)
-        now_ms = await submit(self.redis, nodes)
+        if os.getpid() != self._pid:  # a forked child is a producer of its own
+            self._producer, self._pid, self._seq = uuid.uuid4().hex[:16], os.getpid(), 0
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            self._seq += 1
+            now_ms = await submit(self.redis, nodes, self._producer, self._seq)
         built = [FlowNode(_made(n, now_ms, bool(children[i]))) for i, n in enumerate(nodes)]
         for i, kids in enumerate(children):
             built[i].children = [built[k] for k in kids]

@@ -175,7 +175,9 @@ class Queue:
                                    flows.policy_code(on_failure or "fail_parent"))
         if node.args[0] and self.keys.job(node.args[0]) == pkey:
             raise flows.FlowError(f"job {node.args[0]!r} cannot be its own parent")
-        now_ms = await flows.submit(self.redis, [node])
+        async with self._add_lock:  # this producer's numbers, shared with add.lua's calls
+            self._add_seq += 1
+            now_ms = await flows.submit(self.redis, [node], self._producer, self._add_seq)
         return self._made(node.args[0], name, data, node.args[2], node.resolved, now_ms)
 
     async def _assign_ids(self, batch: Sequence[list[Any]]) -> None:

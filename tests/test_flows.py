@@ -330,3 +330,16 @@ async def test_a_retried_child_tells_its_parent_once(flow: FlowProducer, redis_u
         await stop(workers)
     assert tries == [0, 1, 2]
     assert parent_runs == [{q(flow, "syncs").keys.job(node.children[0].job.id): "ok"}]
+
+
+async def test_a_resent_flow_add_changes_nothing(flow: FlowProducer) -> None:
+    from minique import flows
+
+    nodes, _ = flow._flatten({"name": "p", "queue": "reports", "children": [
+        {"name": "c", "queue": "syncs"}]})
+    first = await flows.submit(flow.redis, nodes, "producer-r", 1)
+    ids = [n.args[0] for n in nodes]
+    again = await flows.submit(flow.redis, nodes, "producer-r", 1)  # redis-py's retry
+    assert again == first and [n.args[0] for n in nodes] == ids
+    assert (await q(flow, "syncs").get_stats())["total"] == 1
+    assert (await q(flow, "reports").get_stats())["waiting-children"] == 1

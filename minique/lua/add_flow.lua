@@ -1,16 +1,29 @@
 -- Adds a tree of jobs (a flow) or children of an existing parent, all or nothing: every
 -- check runs before the first write. A node with children waits in 'waiting-children'
 -- (includes/flows.lua); the others go to waiting or delayed. Nodes come parent first.
--- ARGV: JP (unused), n, then per node: queue base "{p:q}", id ('' = the next automatic
+-- ARGV: JP (unused), n, producer, seq, then per node: queue base "{p:q}", id ('' = the next automatic
 --       id of its queue, taken once every check passed), name, data, opts, priority,
 --       delay_ms, parent ('' = none, '#k' = node k of this call, else an existing parent's
 --       job key "{p:q}:j:<id>"), policy (f, i or r).
+-- The producer's id and sequence number make a re-sent call (a client retry after a
+-- timeout, when the first send may have run) change nothing: as in add.lua, the producer's
+-- record in '{p:q}:producers' (this first queue's) says which number it saw last, here
+-- with the reply ("seq|reply|ms"), which a re-send gets back.
 -- Returns {now (ms), id of each node}. Errors: INVALIDSTATE (a job exists already, a parent that started or
 -- finished), NOTFOUND (an unknown parent).
 --@include base
 local n = tonumber(ARGV[2])
+local producer, seq = ARGV[3], tonumber(ARGV[4])
 local STRIDE = 9
-local function arg(i, k) return ARGV[3 + (i - 1) * STRIDE + k] end
+local function arg(i, k) return ARGV[5 + (i - 1) * STRIDE + k] end
+local producers_key = QB .. ':producers'
+if producer ~= '' then
+  local last = redis.call('HGET', producers_key, producer)
+  if last then
+    local last_seq, reply = string.match(last, '^(%d+)|(.*)|%d+$')
+    if last_seq and seq <= tonumber(last_seq) then return cmsgpack.unpack(reply) end
+  end
+end
 
 local pend = {}
 for i = 1, n do
@@ -89,5 +102,8 @@ for i = 1, n do
       if prio > 0 and redis.call('EXISTS', K.held) == 1 then control_changed('priority') end
     end
   end)
+end
+if producer ~= '' then
+  redis.call('HSET', producers_key, producer, ARGV[4] .. '|' .. cmsgpack.pack(out) .. '|' .. now_s)
 end
 return out
