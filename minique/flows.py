@@ -97,8 +97,9 @@ async def submit(client: Any, nodes: Sequence[_Prepared], producer: str, seq: in
     flat: list[Any] = [len(nodes), producer, seq]
     for node in nodes:
         a = node.args
+        keep = node.resolved.stored.keep_failed
         flat.extend([node.queue.keys.base, a[0], a[1], a[2], a[3], a[4], a[5], node.parent,
-                     node.policy])
+                     node.policy, f"{keep.count}:{-1 if keep.age < 0 else int(keep.age * 1000)}"])
     first = nodes[0].queue
     reply = await scripts.run(client, "add_flow", first.keys.vector,
                               (first.keys.job_prefix, *flat))

@@ -21,7 +21,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from minique import InvalidJobState, Queue, scripts
+from minique import FlowProducer, InvalidJobState, Queue, scripts
 from minique import queue as queue_module
 
 _runs = itertools.count()
@@ -32,6 +32,7 @@ class QueueMachine(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.q = Queue(f"sm{next(_runs)}", url=url)
+        self.flow = FlowProducer(connection=self.q.redis)
         self.active: dict[str, str] = {}  # id -> token, as a worker would hold them
         self.held: dict[str, str] = {}  # id -> token: taken ahead, not started
         self.doomed: set[str] = set()  # held jobs that drain/remove marked for deletion
@@ -58,6 +59,23 @@ class QueueMachine(RuleBasedStateMachine):
         job = self.run(self.q.add("j", 0, dedup={"id": dedup_id}, delay=delay))
         if job.state != "unknown":
             self.known.add(job.id)
+
+    @rule(policies=st.lists(st.sampled_from(["fail_parent", "ignore", "remove_dependency"]),
+                            min_size=1, max_size=3), delay=st.sampled_from([0.0, 30.0]))
+    def add_flow(self, policies: list[str], delay: float) -> None:
+        # Children in the same queue: the machine's structures see every job of the flow.
+        # Kept when failed, as the machine's failures are (one retention group: one set).
+        node = self.run(self.flow.add({"name": "p", "queue": self.q.name,
+                                       "opts": {"delay": delay, "remove_on_fail": False},
+                                       "children": [{"name": "c", "queue": self.q.name,
+                                                     "opts": {"on_failure": p}}
+                                                    for p in policies]}))
+        self.known.update([node.job.id, *(c.job.id for c in node.children)])
+
+    def forget_deleted(self) -> None:
+        """Jobs deleted along with others (a removed parent's pending children)."""
+        self.known = {j for j in self.known
+                      if self.run(self.q.redis.exists(self.q.keys.job(j))) or j in self.doomed}
 
     @rule(n=st.integers(1, 3), lease_ms=st.sampled_from([30000, 1]))
     def take(self, n: int, lease_ms: int) -> None:
@@ -148,6 +166,7 @@ class QueueMachine(RuleBasedStateMachine):
                     self.doomed.add(job_id)  # deleted when handed back
                 else:
                     self.known.discard(job_id)
+            self.forget_deleted()
         except InvalidJobState:
             assert job_id in self.active or self.run(self.q.get_state(job_id)) == "active"
 
@@ -165,7 +184,8 @@ class QueueMachine(RuleBasedStateMachine):
             out["waiting"] += [x.decode() for x in await r.zrange(k.pri, 0, -1)]
             for name, key in (("delayed", k.delayed), ("active", k.active),
                               ("completed", k.completed), ("failed", k.failed),
-                              ("held", k.held), ("removed", k.held_removed)):
+                              ("held", k.held), ("removed", k.held_removed),
+                              ("waiting-children", k.waiting_children)):
                 out[name] = [x.decode() for x in await r.zrange(key, 0, -1)]
             return out
 
@@ -188,6 +208,21 @@ class QueueMachine(RuleBasedStateMachine):
                 assert stats[state] == len(ids)
         assert set(self.active) <= set(where["active"])
         assert set(self.held) <= set(where["held"]) | set(where["removed"])
+
+    @invariant()
+    def each_parent_waits_for_exactly_its_pending_children(self) -> None:
+        # A parent waits while it has pending children, and each of them is unfinished and
+        # points back at it: no child tells its parent twice, none is forgotten.
+        k, r = self.q.keys, self.q.redis
+        for parent in self.run(r.zrange(k.waiting_children, 0, -1)):
+            pkey = k.job(parent.decode())
+            kids = self.run(r.hgetall(f"{k.base}:kids:{parent.decode()}"))
+            pending = [c for c, v in kids.items() if v == b""]
+            assert int(self.run(r.hget(pkey, "pend"))) == len(pending) > 0, (parent, kids)
+            for child in pending:
+                st_, par = self.run(r.hmget(child, "st", "par"))
+                assert par == pkey.encode(), (child, par)
+                assert st_ not in (None, b"completed", b"failed"), (child, st_)
 
     @invariant()
     def dedup_ids_never_leak(self) -> None:

@@ -4,7 +4,8 @@
 -- ARGV: JP (unused), n, producer, seq, then per node: queue base "{p:q}", id ('' = the next automatic
 --       id of its queue, taken once every check passed), name, data, opts, priority,
 --       delay_ms, parent ('' = none, '#k' = node k of this call, else an existing parent's
---       job key "{p:q}:j:<id>"), policy (f, i or r).
+--       job key "{p:q}:j:<id>"), policy (f, i or r), failed retention ("count:age_ms",
+--       kept by a parent for when a child fails it).
 -- The producer's id and sequence number make a re-sent call (a client retry after a
 -- timeout, when the first send may have run) change nothing: as in add.lua, the producer's
 -- record in '{p:q}:producers' (this first queue's) says which number it saw last, here
@@ -14,7 +15,7 @@
 --@include base
 local n = tonumber(ARGV[2])
 local producer, seq = ARGV[3], tonumber(ARGV[4])
-local STRIDE = 9
+local STRIDE = 10
 local function arg(i, k) return ARGV[5 + (i - 1) * STRIDE + k] end
 local producers_key = QB .. ':producers'
 if producer ~= '' then
@@ -89,6 +90,7 @@ for i = 1, n do
     if pend[i] then
       fields[#fields + 1] = 'pend'; fields[#fields + 1] = int_str(pend[i])
       fields[#fields + 1] = 'fdl'; fields[#fields + 1] = arg(i, 6)
+      fields[#fields + 1] = 'kf'; fields[#fields + 1] = arg(i, 9)
       write_job(jk, fields, 'st', 'waiting-children')
       redis.call('ZADD', waiting_children_set(), now_s, id)
       emit('ev', 'waiting-children', 'id', id)

@@ -66,14 +66,40 @@ local function flow_release(jk, id)
   end
 end
 
+-- A parent failed by its child is stored like any failed job, by its own retention
+-- setting ('kf' "count:age_ms", written at add; none: kept): in the state's set when that
+-- is the shared setting (or the state is empty and has none yet), else in its group's set
+-- (includes/retention.lua; trimmed by the next finish or the sweep). Keeping nothing
+-- deletes it. Returns whether it was stored.
+local function flow_store_failed(jk, id, now_s)
+  local kc, ka = string.match(redis.call('HGET', jk, 'kf') or '', '^(-?%d+):(-?%d+)$')
+  kc, ka = tonumber(kc) or -1, tonumber(ka) or -1
+  if kc == 0 or ka == 0 then
+    delete_job_keys(id)
+    return false
+  end
+  local field, mine = 'keep:' .. K.failed, int_str(kc) .. ':' .. int_str(ka)
+  local shared = redis.call('HGET', K.meta, field)
+  local key = K.failed
+  if not shared and redis.call('EXISTS', K.failed) == 0 then
+    redis.call('HSET', K.meta, field, mine)
+  elseif shared ~= mine then
+    key = group_set(K.failed, kc, ka)
+    redis.call('SADD', groups_of(K.failed), key)
+  end
+  redis.call('ZADD', key, now_s, id)
+  return true
+end
+
 -- A child failed under 'fail_parent': the waiting parent (of the current queue) fails.
 local function flow_fail_parent(jk, id, reason)
   local now = now_ms()
   redis.call('ZREM', waiting_children_set(), id)
   local dd = redis.call('HGET', jk, 'dd')
   if dd then release_dedup(dd, id) end
-  redis.call('HSET', jk, 'st', 'failed', 'fr', reason, 'stk', '', 'fon', int_str(now))
-  redis.call('ZADD', K.failed, int_str(now), id)
+  if flow_store_failed(jk, id, int_str(now)) then
+    redis.call('HSET', jk, 'st', 'failed', 'fr', reason, 'stk', '', 'fon', int_str(now))
+  end
   emit('ev', 'failed', 'id', id, 'reason', string.sub(reason, 1, EVENT_VALUE_MAX))
   count_metrics(now, 'failed', 1)
 end
