@@ -10,11 +10,10 @@ id (every add is deduplicated); prints the best round's adds per second of each.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 
+from benchmarks.local_redis import run_on_redis
 from minique import Queue
-from minique.server import RedisServer
 
 
 async def rate(q: Queue, jobs: int, dedup: str | None) -> float:
@@ -47,11 +46,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--url")
     args = parser.parse_args()
-    if args.url:
-        asyncio.run(run(args.url, args.jobs, args.rounds))
-        return
-    with RedisServer() as server:
-        asyncio.run(run(server.url, args.jobs, args.rounds))
+    run_on_redis(args.url, lambda url: run(url, args.jobs, args.rounds))
 
 
 if __name__ == "__main__":
