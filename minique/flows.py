@@ -151,6 +151,43 @@ async def children_values(queue: Queue, job_id: str) -> tuple[dict[str, Any], di
     return values, failures
 
 
+FLOW_LINKS_MAX = 200  # children a job's page lists
+
+
+def _queue_of(base: str, prefix: str) -> str:
+    """"{prefix:queue}" -> "queue" (the prefix may be a tag itself: "{{t}:queue}")."""
+    return base[len(prefix) + 2:-1]
+
+
+async def flow_links(queue: Queue, job_id: str) -> dict[str, Any]:
+    """A job's place in its flow, for the dashboard: ``{"parent": {queue, id, state} | None,
+    "children": [{queue, id, state, outcome}], "more": children not listed}``; outcome is
+    "pending", "completed" or "failed" (failed or removed, under "ignore")."""
+    r, prefix = queue.redis, queue.prefix
+    async with r.pipeline(transaction=False) as pipe:
+        pipe.hget(queue.keys.job(job_id), "par")
+        pipe.hgetall(f"{queue.keys.base}:kids:{job_id}")
+        par, kids = await pipe.execute()
+    refs = [] if par is None else [par]
+    listed = sorted(kids.items())[:FLOW_LINKS_MAX]
+    refs += [k for k, _ in listed]
+    async with r.pipeline(transaction=False) as pipe:
+        for ref in refs:
+            pipe.hget(ref, "st")
+        states = await pipe.execute()
+
+    def node(ref: bytes, st: bytes | None) -> dict[str, Any]:
+        base, _, node_id = ref.decode().partition(":j:")
+        return {"queue": _queue_of(base, prefix), "id": node_id,
+                "state": "unknown" if st is None else st.decode()}
+
+    parent = node(par, states[0]) if par is not None else None
+    outcome = {b"": "pending", b"c": "completed", b"f": "failed"}
+    children = [{**node(ref, st), "outcome": outcome.get(v[:1], "failed")}
+                for (ref, v), st in zip(listed, states[len(refs) - len(listed):], strict=True)]
+    return {"parent": parent, "children": children, "more": max(0, len(kids) - len(listed))}
+
+
 class FlowProducer:
     """Adds trees of jobs. ``FlowProducer(url=...)`` or ``FlowProducer(connection=...)``;
     queues are named in the tree and share ``prefix``."""

@@ -343,3 +343,25 @@ async def test_a_resent_flow_add_changes_nothing(flow: FlowProducer) -> None:
     assert again == first and [n.args[0] for n in nodes] == ids
     assert (await q(flow, "syncs").get_stats())["total"] == 1
     assert (await q(flow, "reports").get_stats())["waiting-children"] == 1
+
+
+async def test_the_dashboard_job_page_shows_the_tree(flow: FlowProducer, redis_url: str) -> None:
+    import httpx
+
+    from minique.dashboard import create_app
+
+    node = await flow.add(tree3())
+    middle, leaf = node.children[0], node.children[0].children[0]
+    app = create_app(redis_url, prefix=flow.prefix)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as web:
+        page = await web.get(f"/queues/accounts/jobs/{middle.job.id}")
+        api = await web.get(f"/api/queues/accounts/jobs/{middle.job.id}")
+    await app.state.dashboard.redis.aclose()
+    assert page.status_code == 200
+    assert f'href="/queues/reports/jobs/{node.job.id}"' in page.text  # its parent
+    assert f'href="/queues/syncs/jobs/{leaf.job.id}"' in page.text  # its children
+    assert 'class="badge s-waiting-children"' in page.text
+    links = api.json()["flow"]
+    assert links["parent"] == {"queue": "reports", "id": node.job.id, "state": "waiting-children"}
+    assert [(c["queue"], c["state"], c["outcome"]) for c in links["children"]] == [
+        ("syncs", "waiting", "pending")] * 2

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import InvalidJobState, JobCorrupted, JobNotFound
+from ..flows import flow_links
 from ..job import Job
 from ..keys import DEFAULT_PREFIX, validate_name, validate_prefix
 from ..queue import STATES, Queue
@@ -398,6 +399,7 @@ class Dashboard:
             "logs": [jsonable(line, cut=not full) for line in logs],
             "attempt_history": attempts,
             "actions": allowed_actions(state),
+            "flow": await flow_links(q, job_id),
         }
 
     async def job_logs(self, name: str, job_id: str, start: int = 0, end: int = -1) -> dict[str, Any]:
