@@ -226,10 +226,20 @@ class Queue:
         out: list[list[Any]] = []
         for chunk, reply in zip(chunks, replies, strict=True):
             if int(reply[0]) == 1:
-                out.append([*[x for args in chunk for x in (args[0].encode(), 0)], reply[-1]])
+                out.append([*[x for args in chunk for x in await self._resent_outcome(args)],
+                            reply[-1]])
             else:
                 out.append(reply[1:])
         return out
+
+    async def _resent_outcome(self, args: list[Any]) -> tuple[bytes, int]:
+        """(id, duplicate) of one job of a re-sent call: the id sent, or, for an add with a
+        dedup id that the first send found taken, the job holding it (lua/add.lua)."""
+        if args[6]:
+            holder = await self.redis.get(f"{self.keys.base}:dedup:{args[6].split('|', 2)[2]}")
+            if holder is not None and holder.decode() != args[0]:
+                return holder, 1
+        return args[0].encode(), 0
 
     async def _call_adds(self, calls: list[list[Any]]) -> list[Any]:
         if len(calls) == 1:

@@ -136,3 +136,14 @@ async def test_a_resent_add_with_a_dedup_id_changes_nothing(queue: Queue) -> Non
     resent = await scripts.run(queue.redis, "add", queue.keys.vector, call)
     assert first[1] == b"custom-r" and int(resent[0]) == 1
     assert (await queue.get_stats())["total"] == 1
+
+
+async def test_a_resent_duplicate_add_returns_the_job_holding_the_id(queue: Queue) -> None:
+    first = await queue.add("sync", 1, dedup={"id": "rs"})
+    args, _ = queue._prepare("sync", 2, {"dedup": {"id": "rs"}})
+    await queue._assign_ids([args])
+    # The producer's record already has this number: the call counts as a re-send.
+    queue._add_seq -= 1
+    [reply] = await queue._send_adds([[args]])
+    assert (reply[0], reply[1]) == (first.id.encode(), 1)
+    assert (await queue.get_stats())["total"] == 1
