@@ -15,6 +15,7 @@ from .errors import (
     UnrecoverableError,
 )
 from .events import Event, QueueEvents
+from .flows import FlowError, FlowNode, FlowProducer
 from .groups import GroupInfo, GroupLimiter
 from .job import Job
 from .observers import WorkerObserver
@@ -29,6 +30,9 @@ __all__ = [
     "Batch",
     "Delayed",
     "Event",
+    "FlowError",
+    "FlowNode",
+    "FlowProducer",
     "GroupInfo",
     "GroupLimiter",
     "GroupRateLimited",

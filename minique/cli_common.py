@@ -11,7 +11,7 @@ import click
 
 from .connection import DEFAULT_URL
 from .errors import MiniqueError
-from .keys import DEFAULT_PREFIX, validate_name
+from .keys import DEFAULT_PREFIX, validate_prefix
 from .redis_problems import PROBLEMS, BadRedisURL, check_url, describe
 
 T = TypeVar("T")
@@ -33,7 +33,7 @@ def _url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 
 def _prefix(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     try:
-        return validate_name("prefix", value)
+        return validate_prefix(value)
     except ValueError as exc:
         raise CliError(str(exc)) from None
 

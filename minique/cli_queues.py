@@ -27,7 +27,7 @@ from .errors import InvalidJobState, JobNotFound
 from .job import Job
 from .queue import Queue
 
-COUNTS = ("waiting", "active", "completed", "failed", "delayed")
+COUNTS = ("waiting", "active", "completed", "failed", "delayed", "waiting-children")
 VALUE_WIDTH = 100  # characters of a reason or return value shown per job
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .keys import QueueKeys, validate_name
+from .keys import QueueKeys, validate_prefix
 
 # Suffixes of the keys that make a queue exist (see minique/keys.py); job hashes (":j:"),
 # events, wake-ups and metrics do not count on their own.
@@ -43,7 +43,7 @@ async def known_queues(redis: Any, prefix: str | None) -> dict[str, list[str]]:
         match = "{*:*}:[^j]*"
         key_re = re.compile(r"^\{([^{}:\s]+):([^{}\s]+)\}:(?:" + _SUFFIX + r")$")
     else:
-        validate_name("prefix", prefix)
+        validate_prefix(prefix)
         match = "{" + _escape_glob(prefix) + ":*}:[^j]*"
         key_re = re.compile(r"^\{(" + re.escape(prefix) + r"):([^{}\s]+)\}:(?:" + _SUFFIX + r")$")
     found: dict[str, set[str]] = {}

@@ -14,7 +14,9 @@ from .keys import DEFAULT_PREFIX, QueueKeys
 
 EVENT_NAMES = frozenset(
     {"added", "waiting", "delayed", "active", "progress", "completed", "failed", "retrying",
-     "stalled", "removed", "duplicated", "paused", "resumed", "drained", "cancel", "error"}
+     "stalled", "removed", "duplicated", "deduplicated", "debounced",
+     "waiting-children", "paused", "resumed",
+     "drained", "cancel", "error"}
 )
 
 

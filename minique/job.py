@@ -163,6 +163,20 @@ class Job:
 
     # ----- actions -----------------------------------------------------------------------
 
+    async def get_children_values(self) -> dict[str, Any]:
+        """``{child job key "{p:q}:j:<id>": return value}`` of this flow parent's completed
+        children (minique/flows.py); empty for a job without children."""
+        from .flows import children_values
+
+        return (await children_values(self.queue, self.id))[0]
+
+    async def get_children_failures(self) -> dict[str, str]:
+        """``{child job key: failure reason}`` of children that failed (or were removed)
+        under the "ignore" policy."""
+        from .flows import children_values
+
+        return (await children_values(self.queue, self.id))[1]
+
     async def get_state(self) -> str:
         """"waiting", "paused", "delayed", "active", "completed", "failed", or "unknown"."""
         state = await self.queue.get_state(self.id)

@@ -22,6 +22,16 @@ def validate_name(kind: str, value: str) -> str:
     return value
 
 
+def validate_prefix(value: str) -> str:
+    """A prefix is a name, or a name in braces: ``"{flows}"`` makes every key of every queue
+    with that prefix hash to one Redis Cluster slot (their hash tag is then ``{flows``), as
+    flows across queues need there (minique/flows.py)."""
+    if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
+        validate_name("prefix", value[1:-1])
+        return value
+    return validate_name("prefix", value)
+
+
 class QueueKeys:
     """The queue's key vector, in the order every Lua script expects (includes/base.lua)."""
 
@@ -46,6 +56,7 @@ class QueueKeys:
         "ready",
         "schedulers",
         "vector",
+        "waiting_children",
         "wake",
         "window",
         "workers",
@@ -53,7 +64,7 @@ class QueueKeys:
 
     def __init__(self, name: str, prefix: str = DEFAULT_PREFIX) -> None:
         validate_name("queue name", name)
-        validate_name("prefix", prefix)
+        validate_prefix(prefix)
         self.base = "{" + prefix + ":" + name + "}"
         b = self.base
         self.meta = b + ":meta"
@@ -71,6 +82,8 @@ class QueueKeys:
         # Held jobs that remove() or drain() reached before their worker handed them back:
         # no longer waiting; deleted when handed back (or run, if they had started).
         self.held_removed = b + ":held-removed"
+        # Flow parents waiting for their children (lua/includes/flows.lua).
+        self.waiting_children = b + ":waiting-children"
         self.completed = b + ":completed"
         self.failed = b + ":failed"
         # Finished jobs whose retention setting differs from the state's shared one live in

@@ -53,11 +53,13 @@ class ResolvedOptions(msgspec.Struct, frozen=True):
     priority: int = 0
     job_id: str | None = None
     group: str | None = None
+    # "ttl_ms|flags|dedup id" for add.lua (flags: r = replace, e = extend), or "".
+    dedup: str = ""
 
 
 OPTION_NAMES = frozenset(
     {"attempts", "backoff", "delay", "priority", "job_id", "remove_on_complete",
-     "remove_on_fail", "timeout", "keep_logs", "group"}
+     "remove_on_fail", "timeout", "keep_logs", "group", "dedup"}
 )
 
 _stored_encoder = msgspec.msgpack.Encoder()
@@ -175,6 +177,36 @@ def validate_group(value: Any) -> str:
     return value
 
 
+def _dedup(value: Any) -> str:
+    """``{"id": str, "ttl": s > 0, "replace": bool, "extend": bool}`` -> add.lua's spec."""
+    if value is None:
+        return ""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"dedup must be a dict like {{'id': 'acct-42:orders'}}, got {value!r}")
+    extra = set(value) - {"id", "ttl", "replace", "extend"}
+    if extra:
+        raise TypeError(f"dedup: unknown key(s) {sorted(extra)}; use id, ttl, replace, extend")
+    dedup_id = value.get("id")
+    if not isinstance(dedup_id, str) or not dedup_id or len(dedup_id) > 512:
+        raise ValueError(f"dedup id must be a non-empty string of at most 512 chars, "
+                         f"got {dedup_id!r}")
+    ttl = value.get("ttl")
+    ttl_ms = 0
+    if ttl is not None:
+        ttl_ms = round(_number("dedup ttl", ttl, minimum=-math.inf) * 1000)
+        if ttl_ms <= 0:
+            raise ValueError(f"dedup ttl must be > 0 seconds (at least 1 ms), got {ttl!r}")
+    flags = ""
+    for key, flag in (("replace", "r"), ("extend", "e")):
+        on = value.get(key, False)
+        if not isinstance(on, bool):
+            raise TypeError(f"dedup {key} must be a bool, got {on!r}")
+        flags += flag if on else ""
+    if "e" in flags and not ttl_ms:
+        raise ValueError("dedup extend needs a ttl: it restarts the ttl on each duplicate")
+    return f"{ttl_ms}|{flags}|{dedup_id}"
+
+
 def resolve(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> ResolvedOptions:
     """Merges queue defaults with per-job options and validates the result."""
     merged = {**defaults, **overrides}
@@ -209,4 +241,5 @@ def resolve(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> Resolv
         priority=priority,
         job_id=_job_id(merged.get("job_id")),
         group=None if merged.get("group") is None else validate_group(merged["group"]),
+        dedup=_dedup(merged.get("dedup")),
     )

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .groups import GroupInfo
     from .scheduler import JobScheduler
 
-STATES = ("waiting", "active", "completed", "failed", "delayed")
+STATES = ("waiting", "active", "completed", "failed", "delayed", "waiting-children")
 BULK_CHUNK = 500  # jobs per add script call: bounded work per call, big enough to amortise
 BATCH = 1000  # jobs per call for bulk operations (drain, retry_jobs, obliterate...)
 HELD_REMOVE_WAIT = 1.0  # s remove() waits for a holding worker's answer beyond its hold
@@ -125,7 +125,7 @@ class Queue:
             codec.check(data, self.payload_types[name], f"payload of job {name!r}")
         raw = codec.encode(data, f"payload of job {name!r}")
         args = [resolved.job_id or "", name, raw, blob, resolved.priority,
-                round(resolved.delay * 1000), resolved.group or ""]
+                round(resolved.delay * 1000), resolved.group or "", resolved.dedup]
         return args, resolved
 
     def _made(self, job_id: str, name: str, data: Any, raw: bytes, resolved: Any, now_ms: int) -> Job:
@@ -138,20 +138,52 @@ class Queue:
         """Adds one job. Options: attempts, backoff, delay, priority, job_id,
         remove_on_complete, remove_on_fail, timeout, keep_logs, group (a non-empty string:
         the job takes turns with other groups' jobs, under the group's limits; see
-        docs/guide/groups.md). Unknown options raise TypeError.
+        docs/guide/groups.md), dedup; ``parent`` (a Job or ``{"id": ..., "queue": ...}``)
+        and ``on_failure`` make it a child of an existing parent (see minique/flows.py).
+        Unknown options raise TypeError.
+
+        ``dedup={"id": str, "ttl": s, "replace": bool, "extend": bool}``: while the id is
+        taken (by an unfinished job; with ``ttl``, for ``ttl`` seconds) an add returns the
+        job that took it, emits ``deduplicated`` and adds nothing. ``replace`` (debounce)
+        also replaces that job's data while it is delayed and restarts its delay with this
+        add's ``delay``; ``extend`` restarts the ttl. ValueError/TypeError for a bad spec.
 
         Raises ``AddOutcomeUnknown`` (naming the job id) when Redis never answered, so it is
         unknown whether the job was added; a client retry of the same call never adds twice.
         """
+        parent, on_failure = options.pop("parent", None), options.pop("on_failure", None)
+        if parent is not None:
+            return await self._add_child(name, data, options, parent, on_failure)
+        if on_failure is not None:
+            raise TypeError("on_failure applies only to a job added with a parent")
         args, resolved = self._prepare(name, data, options)
         raw_id, dup, now_ms = await self._submit_add(args)
         job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
         if dup:
             existing = await self.get_job(job_id)
+            if existing is None and resolved.dedup:
+                # A dedup id with a ttl outlives its job: the add still did nothing.
+                return Job(self, job_id, name, None, resolved.stored, state="unknown")
             if existing is None:  # removed in between: the add did nothing, say so
                 raise JobNotFound(f"job {job_id} was a duplicate and has since been removed")
             return existing
         return self._made(job_id, name, data, args[2], resolved, now_ms)
+
+    async def _add_child(self, name: str, data: Any, options: dict[str, Any], parent: Any,
+                         on_failure: Any) -> Job:
+        """A child of an existing parent (minique/flows.py): the parent, if waiting or
+        delayed, waits in "waiting-children" until this child is done."""
+        from . import flows
+
+        pkey = flows.parent_key(parent, self.prefix)
+        node = flows.prepare_child(self, name, data, options, pkey,
+                                   flows.policy_code(on_failure or "fail_parent"))
+        if node.args[0] and self.keys.job(node.args[0]) == pkey:
+            raise flows.FlowError(f"job {node.args[0]!r} cannot be its own parent")
+        async with self._add_lock:  # this producer's numbers, shared with add.lua's calls
+            self._add_seq += 1
+            now_ms = await flows.submit(self.redis, [node], self._producer, self._add_seq)
+        return self._made(node.args[0], name, data, node.args[2], node.resolved, now_ms)
 
     async def _assign_ids(self, batch: Sequence[list[Any]]) -> None:
         """Gives every job of ``batch`` without an id an automatic one (numeric, from
@@ -199,10 +231,20 @@ class Queue:
         out: list[list[Any]] = []
         for chunk, reply in zip(chunks, replies, strict=True):
             if int(reply[0]) == 1:
-                out.append([*[x for args in chunk for x in (args[0].encode(), 0)], reply[-1]])
+                out.append([*[x for args in chunk for x in await self._resent_outcome(args)],
+                            reply[-1]])
             else:
                 out.append(reply[1:])
         return out
+
+    async def _resent_outcome(self, args: list[Any]) -> tuple[bytes, int]:
+        """(id, duplicate) of one job of a re-sent call: the id sent, or, for an add with a
+        dedup id that the first send found taken, the job holding it (lua/add.lua)."""
+        if args[7]:
+            holder = await self.redis.get(f"{self.keys.base}:dedup:{args[7].split('|', 2)[2]}")
+            if holder is not None and holder.decode() != args[0]:
+                return holder, 1
+        return args[0].encode(), 0
 
     async def _call_adds(self, calls: list[list[Any]]) -> list[Any]:
         if len(calls) == 1:
@@ -330,7 +372,8 @@ class Queue:
         return "paused" if state == "waiting" and paused else state
 
     async def get_stats(self) -> dict[str, int]:
-        """``{waiting, active, completed, failed, delayed, total}``; total is their sum.
+        """``{waiting, active, completed, failed, delayed, waiting-children, total}``; total
+        is their sum.
 
         One snapshot (MULTI/EXEC; the queue's keys share a slot): read one by one, a job a
         script moves between the reads (delayed -> active, held -> waiting) would be
@@ -348,8 +391,9 @@ class Queue:
             pipe.smembers(k.completed_groups)
             pipe.smembers(k.failed_groups)
             pipe.hget(k.meta, "gwn")
+            pipe.zcard(k.waiting_children)
             (ready, pri, active, completed, failed, delayed, held, c_groups, f_groups,
-             grouped) = await pipe.execute()
+             grouped, wc) = await pipe.execute()
         if c_groups or f_groups:  # jobs with a retention setting of their own
             async with self.redis.pipeline(transaction=False) as pipe:
                 for key in (*c_groups, *f_groups):
@@ -359,8 +403,9 @@ class Queue:
             failed += sum(sizes[len(c_groups):])
         # Held jobs (a worker's prefetch) have not started: they are waiting.
         # Grouped jobs wait in their groups (lua/includes/groups.lua), counted in meta 'gwn'.
-        stats = {"waiting": ready + pri + held + int(grouped or 0), "active": active, "completed": completed,
-                 "failed": failed, "delayed": delayed}
+        stats = {"waiting": ready + pri + held + int(grouped or 0), "active": active,
+                 "completed": completed, "failed": failed, "delayed": delayed,
+                 "waiting-children": wc}
         stats["total"] = sum(stats.values())
         return stats
 
@@ -384,6 +429,8 @@ class Queue:
             raw = await r.zrevrange(k.active, start, end)
         elif state == "delayed":
             raw = await r.zrange(k.delayed, start, end)
+        elif state == "waiting-children":
+            raw = await r.zrange(k.waiting_children, start, end)
         else:
             # Held jobs first (they start next), then the priority set, then the stream.
             held = await r.zrevrange(k.held, 0, -1)

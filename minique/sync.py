@@ -78,6 +78,14 @@ class SyncJob:
         """Appends a line to the job's log; returns the number of lines kept."""
         return self._owner._call(self.job.log(line))
 
+    def get_children_values(self) -> dict[str, Any]:
+        """``{child job key: return value}`` of a flow parent's completed children."""
+        return self._owner._call(self.job.get_children_values())
+
+    def get_children_failures(self) -> dict[str, str]:
+        """``{child job key: reason}`` of children that failed under "ignore"."""
+        return self._owner._call(self.job.get_children_failures())
+
     def retry(self) -> None:
         """Sends a finished job back to waiting with fresh attempts (InvalidJobState if not)."""
         self._owner._call(self.job.retry())

@@ -45,6 +45,7 @@ from processors.amazon.config import (
 from processors.demo_dashboard import DashboardServer
 from processors.demo_progress import ProgressBoard
 from processors.fake_amazon import FakeAmazon, FakeAmazonServer
+from processors.queue_config import manual_sync_options
 from processors.queues import QueueName, account_group, get_queue, get_queue_stats
 from processors.settings import AppSettings
 from processors.storage import Storage
@@ -287,7 +288,8 @@ async def _show(args: argparse.Namespace, setup: Setup) -> int:
     # The seed's manual job, exactly as a web request would add it.
     job = await get_queue(QueueName.MANUAL_SYNC).add(
         "manual-sync", {"amazon_account_id": accounts[0], "user_id": DEMO_USER, "sync_type": "inventory"},
-        **account_group(QueueName.MANUAL_SYNC, accounts[0]))
+        **account_group(QueueName.MANUAL_SYNC, accounts[0]),
+        **manual_sync_options(accounts[0], "inventory"))
     board.track(f"manual-sync {accounts[0]} (inventory)", job)
     if not await board.follow(timeout=120) or board.failed:
         return _failed(board)

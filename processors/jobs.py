@@ -14,7 +14,16 @@ from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any
 
-from minique import Delayed, Job, RateLimited, Registry, UnrecoverableError
+from minique import (
+    Delayed,
+    FlowProducer,
+    InvalidJobState,
+    Job,
+    RateLimited,
+    Registry,
+    UnrecoverableError,
+)
+from minique.keys import FIRING_ID_PREFIX
 from processors import runtime, schedules, webhooks
 from processors.outcomes import maps_outcomes
 from processors.payloads import (
@@ -30,6 +39,7 @@ from processors.queue_config import (
     PAYLOAD_TYPES,
     WORKER_OPTIONS,
     QueueName,
+    daily_report_flow,
 )
 from processors.storage import AccountRecord
 from processors.sync_logic import (
@@ -152,6 +162,8 @@ async def daily_report(job: Job) -> dict[str, Any]:
     as decimal strings.
     """
     payload: ReportPayload = job.payload
+    if job.id.startswith(FIRING_ID_PREFIX):
+        return await _start_daily_flow(job, payload)
     ctx = runtime.current().sync
     record = await _account(ctx, payload.amazon_account_id)
     try:
@@ -173,6 +185,18 @@ async def daily_report(job: Job) -> dict[str, Any]:
         "raised": [{"kind": a.kind, "subject": a.subject, "severity": a.severity} for a in raised],
         "webhook_jobs": sent,
     }
+
+
+async def _start_daily_flow(job: Job, payload: ReportPayload) -> dict[str, Any]:
+    """The 02:00 firing: the day's report becomes the parent of a fresh sync of the account
+    (``queue_config.daily_report_flow``). Returns ``{"amazon_account_id", "report_job"}``."""
+    tree = daily_report_flow(payload.amazon_account_id, job.id)
+    flow = FlowProducer(connection=job.queue.redis, prefix=job.queue.prefix)
+    try:
+        report_id = (await flow.add(tree)).job.id
+    except InvalidJobState:  # a retry of this firing: its flow was added already
+        report_id = tree["opts"]["job_id"]
+    return {"amazon_account_id": payload.amazon_account_id, "report_job": report_id}
 
 
 def _report_summary(report: DailyReport) -> dict[str, Any]:

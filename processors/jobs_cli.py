@@ -21,7 +21,8 @@ import click
 from minique import JobFailed
 from processors.cli_options import prefix_option, redis_option, run_with_queues
 from processors.payloads import ALL_SYNC_TYPES
-from processors.queues import QueueName, get_queue
+from processors.queue_config import manual_sync_options
+from processors.queues import QueueName, account_group, get_queue
 
 DEFAULT_TIMEOUT = 600.0
 timeout_option = click.option("--timeout", default=DEFAULT_TIMEOUT, show_default=True, type=float,
@@ -65,9 +66,13 @@ def sync(account_id: str, kinds: tuple[str, ...], user_id: str, wait: bool, time
         if kinds:
             queue = get_queue(QueueName.MANUAL_SYNC)
             jobs = [await queue.add("manual-sync", {"amazon_account_id": account_id, "user_id": user_id,
-                                                    "sync_type": kind}) for kind in kinds]
+                                                    "sync_type": kind},
+                                    **account_group(QueueName.MANUAL_SYNC, account_id),
+                                    **manual_sync_options(account_id, kind)) for kind in kinds]
         else:
-            jobs = [await get_queue(QueueName.DATA_SYNC).add("data-sync", {"amazon_account_id": account_id})]
+            jobs = [await get_queue(QueueName.DATA_SYNC).add(
+                "data-sync", {"amazon_account_id": account_id},
+                **account_group(QueueName.DATA_SYNC, account_id))]
         for job in jobs:
             click.echo(f"queued {job.name} job {job.id}")
         if wait:

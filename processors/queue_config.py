@@ -63,6 +63,29 @@ WORKER_OPTIONS: dict[str, Any] = {
 }
 
 
+def manual_sync_options(account_id: str, sync_type: str) -> dict[str, Any]:
+    """Job options of a manual sync: one per account and sync type at a time. A user who
+    clicks "sync now" ten times gets the job already queued or running back (minique's
+    dedup; the id is free again once that job completes or fails)."""
+    return {"dedup": {"id": f"manual-sync:{account_id}:{sync_type}"}}
+
+
 def job_options(queue: QueueName) -> dict[str, Any]:
     """The default job options of ``queue``."""
     return WEBHOOK_JOB_OPTIONS if queue is QueueName.WEBHOOKS else DEFAULT_JOB_OPTIONS
+
+
+def daily_report_flow(account_id: str, firing_id: str) -> dict[str, Any]:
+    """The day's flow that a report scheduler's firing starts (a ``FlowProducer`` tree): the
+    account's report, as the parent of a fresh sync of that account. The report runs once the
+    sync is done; a sync that fails for good does not stop it (``on_failure: ignore``): the
+    report is built on the data at hand and, being incomplete, flagged and alerted like any
+    report on incomplete data. The report's id comes from the firing's, so a retried firing
+    finds its flow instead of adding a second one."""
+    data = {"amazon_account_id": account_id}
+    return {
+        "name": JOB_NAMES[QueueName.REPORTS], "queue": QueueName.REPORTS.value, "data": data,
+        "opts": {**DEFAULT_JOB_OPTIONS, "job_id": "daily:" + firing_id.split(":", 1)[-1]},
+        "children": [{"name": JOB_NAMES[QueueName.DATA_SYNC], "queue": QueueName.DATA_SYNC.value,
+                      "data": data, "opts": {**DEFAULT_JOB_OPTIONS, "on_failure": "ignore"}}],
+    }

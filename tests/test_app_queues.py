@@ -51,7 +51,8 @@ async def test_get_queue_is_shared_per_loop_and_carries_the_defaults(app: App) -
     assert queue.default_job_options == DEFAULT_JOB_OPTIONS
     assert queue.prefix == app.prefix
     assert await get_queue_stats(QueueName.MANUAL_SYNC) == {
-        "waiting": 0, "active": 0, "completed": 0, "failed": 0, "delayed": 0, "total": 0}
+        "waiting": 0, "active": 0, "completed": 0, "failed": 0, "delayed": 0,
+        "waiting-children": 0, "total": 0}
     with pytest.raises(ValueError):
         get_queue("no-such-queue")
     # Another event loop (another thread here) gets a Queue of its own: connections are per loop.

@@ -227,13 +227,14 @@ def test_queues_lists_every_queue_with_its_counts(redis_url: str, prefix: str) -
     add(redis_url, prefix, "reports", 1, delay=3600)
     assert cli("pause", "--queue", "reports", "--url", redis_url, "--prefix", prefix).exit_code == 0
     out = cli("queues", "--url", redis_url, "--prefix", prefix).stdout.splitlines()
-    assert out[0].split() == ["queue", "waiting", "active", "completed", "failed", "delayed", "paused",
-                              "workers", "schedulers"]
-    assert out[1].split() == ["emails", "0", "0", "1", "1", "0", "False", "0", "0"]
-    assert out[2].split() == ["reports", "3", "0", "0", "0", "1", "True", "0", "0"]
+    assert out[0].split() == ["queue", "waiting", "active", "completed", "failed", "delayed",
+                              "waiting-children", "paused", "workers", "schedulers"]
+    assert out[1].split() == ["emails", "0", "0", "1", "1", "0", "0", "False", "0", "0"]
+    assert out[2].split() == ["reports", "3", "0", "0", "0", "1", "0", "True", "0", "0"]
     rows = json.loads(cli("queues", "--json", "--url", redis_url, "--prefix", prefix).stdout)
     assert rows[1] == {"queue": "reports", "waiting": 3, "active": 0, "completed": 0, "failed": 0,
-                       "delayed": 1, "paused": True, "workers": 0, "schedulers": 0}
+                       "delayed": 1, "waiting-children": 0, "paused": True, "workers": 0,
+                       "schedulers": 0}
 
 
 def test_jobs_shows_a_header_the_state_the_times_and_the_reason_or_value(

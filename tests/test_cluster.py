@@ -129,3 +129,47 @@ async def test_kill_9_round_on_cluster(cluster: LocalCluster) -> None:
 
 async def _effects_at_least(q: Queue, n: int) -> bool:
     return int(await q.redis.hlen(f"{q.keys.base}:effects")) >= n
+
+
+async def test_a_flow_across_queues_on_cluster(cluster: LocalCluster) -> None:
+    from minique import FlowError, FlowProducer
+
+    names = ("c-reports", "c-accounts", "c-syncs")
+    # The default prefix spreads the queues over slots: the flow is refused, nothing written.
+    plain = FlowProducer(url=cluster.url)
+    assert len({plain.redis.keyslot(Queue(n, connection=plain.redis).keys.meta)
+                for n in names}) > 1
+    with pytest.raises(FlowError, match="one hash slot"):
+        await plain.add({"name": "r", "queue": "c-reports", "children": [
+            {"name": "a", "queue": "c-accounts", "children": [{"name": "s", "queue": "c-syncs"}]}]})
+    for n in names:
+        assert await Queue(n, connection=plain.redis).get_stats() == {
+            "waiting": 0, "active": 0, "completed": 0, "failed": 0, "delayed": 0,
+            "waiting-children": 0, "total": 0}
+    await plain.close()
+
+    # A hash-tag prefix puts them in one slot: the tree runs bottom up on the cluster.
+    flow = FlowProducer(url=cluster.url, prefix="{cflow}")
+
+    async def proc(job: Any) -> Any:
+        values = await job.get_children_values()
+        return job.data if not values else sum(values.values()) + job.data
+
+    workers = [Worker(n, proc, url=cluster.url, prefix="{cflow}", concurrency=5,
+                      lock_duration=5) for n in names]
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        node = await flow.add({"name": "r", "queue": "c-reports", "data": 100, "children": [
+            {"name": "a", "queue": "c-accounts", "data": 10, "children": [
+                {"name": "s", "queue": "c-syncs", "data": 1},
+                {"name": "s", "queue": "c-syncs", "data": 2}]},
+            {"name": "s", "queue": "c-syncs", "data": 3}]})
+        assert node.job.state == "waiting-children"
+        assert await node.job.wait_until_finished(timeout=15) == 116
+    finally:
+        for w, t in zip(workers, tasks, strict=True):
+            await w.close()
+            await t
+        for n in names:
+            await Queue(n, connection=flow.redis, prefix="{cflow}").obliterate(force=True)
+        await flow.close()

@@ -65,7 +65,8 @@ async def test_stats_add_up_across_states(queue: Queue) -> None:
     statuses, _, _ = await finish(queue, [complete(*taken[0]), fail(*taken[1])])
     assert statuses == [1, 1]
     stats = await queue.get_stats()
-    assert stats == {"waiting": 1, "active": 2, "completed": 1, "failed": 1, "delayed": 1, "total": 6}
+    assert stats == {"waiting": 1, "active": 2, "completed": 1, "failed": 1, "delayed": 1,
+                     "waiting-children": 0, "total": 6}
     assert stats["total"] == sum(v for k, v in stats.items() if k != "total")
 
 
@@ -128,7 +129,7 @@ async def test_clean_by_state_and_age(queue: Queue) -> None:
     await queue.add("w", 1)
     assert await queue.clean(grace=0, state="waiting") == ["5"]
     assert (await queue.get_stats()) == {"waiting": 0, "active": 1, "completed": 0, "failed": 0,
-                                         "delayed": 0, "total": 1}
+                                         "delayed": 0, "waiting-children": 0, "total": 1}
 
 
 async def test_obliterate_refuses_active_then_removes_every_key(queue: Queue) -> None:

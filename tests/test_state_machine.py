@@ -22,7 +22,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from minique import InvalidJobState, Queue, scripts
+from minique import FlowProducer, InvalidJobState, Queue, scripts
 from minique import queue as queue_module
 
 _runs = itertools.count()
@@ -34,6 +34,7 @@ class QueueMachine(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.q = Queue(f"sm{next(_runs)}", url=url)
+        self.flow = FlowProducer(connection=self.q.redis)
         self.active: dict[str, str] = {}  # id -> token, as a worker would hold them
         self.held: dict[str, str] = {}  # id -> token: taken ahead, not started
         self.doomed: set[str] = set()  # held jobs that drain/remove marked for deletion
@@ -56,6 +57,29 @@ class QueueMachine(RuleBasedStateMachine):
             options["group"] = group
         jobs = self.run(self.q.add_bulk([("j", i, options) for i in range(n)]))
         self.known.update(j.id for j in jobs)
+
+    @rule(dedup_id=st.sampled_from(["a", "b"]), delay=st.sampled_from([0.0, 30.0]))
+    def add_dedup(self, dedup_id: str, delay: float) -> None:
+        job = self.run(self.q.add("j", 0, dedup={"id": dedup_id}, delay=delay))
+        if job.state != "unknown":
+            self.known.add(job.id)
+
+    @rule(policies=st.lists(st.sampled_from(["fail_parent", "ignore", "remove_dependency"]),
+                            min_size=1, max_size=3), delay=st.sampled_from([0.0, 30.0]))
+    def add_flow(self, policies: list[str], delay: float) -> None:
+        # Children in the same queue: the machine's structures see every job of the flow.
+        # Kept when failed, as the machine's failures are (one retention group: one set).
+        node = self.run(self.flow.add({"name": "p", "queue": self.q.name,
+                                       "opts": {"delay": delay, "remove_on_fail": False},
+                                       "children": [{"name": "c", "queue": self.q.name,
+                                                     "opts": {"on_failure": p}}
+                                                    for p in policies]}))
+        self.known.update([node.job.id, *(c.job.id for c in node.children)])
+
+    def forget_deleted(self) -> None:
+        """Jobs deleted along with others (a removed parent's pending children)."""
+        self.known = {j for j in self.known
+                      if self.run(self.q.redis.exists(self.q.keys.job(j))) or j in self.doomed}
 
     @rule(n=st.integers(1, 3), lease_ms=st.sampled_from([30000, 1]))
     def take(self, n: int, lease_ms: int) -> None:
@@ -146,6 +170,7 @@ class QueueMachine(RuleBasedStateMachine):
                     self.doomed.add(job_id)  # deleted when handed back
                 else:
                     self.known.discard(job_id)
+            self.forget_deleted()
         except InvalidJobState:
             assert job_id in self.active or self.run(self.q.get_state(job_id)) == "active"
 
@@ -184,7 +209,8 @@ class QueueMachine(RuleBasedStateMachine):
                                    await r.zrange(f"{k.base}:gw:{group}", 0, -1)]
             for name, key in (("delayed", k.delayed), ("active", k.active),
                               ("completed", k.completed), ("failed", k.failed),
-                              ("held", k.held), ("removed", k.held_removed)):
+                              ("held", k.held), ("removed", k.held_removed),
+                              ("waiting-children", k.waiting_children)):
                 out[name] = [x.decode() for x in await r.zrange(key, 0, -1)]
             return out
 
@@ -213,6 +239,35 @@ class QueueMachine(RuleBasedStateMachine):
             counter = int(self.run(r.hget(f"{k.base}:g:{group}", "a")) or 0)
             assert counter == running, f"group {group}: counter {counter}, active {running}"
         assert set(self.held) <= set(where["held"]) | set(where["removed"])
+
+    @invariant()
+    def each_parent_waits_for_exactly_its_pending_children(self) -> None:
+        # A parent waits while it has pending children, and each of them is unfinished and
+        # points back at it: no child tells its parent twice, none is forgotten.
+        k, r = self.q.keys, self.q.redis
+        for parent in self.run(r.zrange(k.waiting_children, 0, -1)):
+            pkey = k.job(parent.decode())
+            kids = self.run(r.hgetall(f"{k.base}:kids:{parent.decode()}"))
+            pending = [c for c, v in kids.items() if v == b""]
+            assert int(self.run(r.hget(pkey, "pend"))) == len(pending) > 0, (parent, kids)
+            for child in pending:
+                st_, par = self.run(r.hmget(child, "st", "par"))
+                assert par == pkey.encode(), (child, par)
+                assert st_ not in (None, b"completed", b"failed"), (child, st_)
+
+    @invariant()
+    def dedup_ids_never_leak(self) -> None:
+        # A dedup id without a ttl is held only by a job that exists and has not finished
+        # (or was removed while held: freed when its worker hands it back).
+        k, r = self.q.keys, self.q.redis
+        listed = self.run(r.zrange(k.base + ":dedups", 0, -1, withscores=True))
+        keys = self.run(r.keys(k.base + ":dedup:*"))
+        assert {k.base.encode() + b":dedup:" + did for did, _ in listed} == set(keys)
+        for did, _ in listed:
+            holder = self.run(r.get(k.base.encode() + b":dedup:" + did))
+            st_ = self.run(r.hget(k.job(holder.decode()), "st"))
+            assert st_ in (b"waiting", b"delayed", b"active", b"held", b"removed"), (did, st_)
+            assert self.run(r.hget(k.job(holder.decode()), "dd")) == did
 
     def teardown(self) -> None:
         self.run(self.q.obliterate(force=True))

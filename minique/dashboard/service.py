@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import InvalidJobState, JobCorrupted, JobNotFound
+from ..flows import flow_links
 from ..job import Job
-from ..keys import DEFAULT_PREFIX, validate_name
+from ..keys import DEFAULT_PREFIX, validate_name, validate_prefix
 from ..queue import STATES, Queue
 from ..scheduler import get_job_scheduler
 from .fingerprint import fingerprint
@@ -156,7 +157,7 @@ class Dashboard:
         hidden_data_queues: Iterable[str] = (),
     ) -> None:
         self.redis = redis
-        self.prefix = validate_name("prefix", prefix)
+        self.prefix = validate_prefix(prefix)
         self.fixed_queues = None if queues is None else [validate_name("queue name", q)
                                                           for q in queues]
         self.hidden = frozenset(hidden_data_queues)
@@ -398,6 +399,7 @@ class Dashboard:
             "logs": [jsonable(line, cut=not full) for line in logs],
             "attempt_history": attempts,
             "actions": allowed_actions(state),
+            "flow": await flow_links(q, job_id),
         }
 
     async def job_logs(self, name: str, job_id: str, start: int = 0, end: int = -1) -> dict[str, Any]:

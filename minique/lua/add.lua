@@ -1,7 +1,9 @@
 -- Adds a batch of jobs (add() sends one, add_bulk() a chunk), each to waiting,
 -- prioritized or delayed. A custom id that exists already is left untouched.
 -- ARGV: JP, n, producer, seq, then per job: id, name, data, opts, priority, delay_ms,
--- group ('' for none: see includes/groups.lua).
+-- group ('' for none: see includes/groups.lua), dedup ("ttl_ms|flags|dedup id" or "": a
+-- job whose dedup id is taken is not added; the existing job's id comes back as a
+-- duplicate, see includes/dedup.lua).
 -- Every id is chosen by the client (automatic ones from blocks it reserves with INCRBY on
 -- the id counter), and every call carries the producer's next sequence number: a call
 -- whose number the producer's record has seen already is a re-send (a client retry after a
@@ -9,6 +11,7 @@
 -- calls one at a time, so the numbers arrive in order.
 -- Returns {0, id, duplicate (0/1), ..., now}, or {1, now} for a re-send.
 --@include base
+--@include dedup
 local n = tonumber(ARGV[2])
 local producer, seq = ARGV[3], tonumber(ARGV[4])
 local now = now_ms()
@@ -23,13 +26,18 @@ end
 local out = {0}
 local told = false
 for i = 0, n - 1 do
-  local b = 5 + i * 7
+  local b = 5 + i * 8
   local id = ARGV[b]
   local prio, delay = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
   local dup = 0
+  local dd_field = nil
   if redis.call('EXISTS', JP .. id) == 1 then
     dup = 1
     emit('ev', 'duplicated', 'id', id)
+  elseif ARGV[b + 7] ~= '' then
+    local existing
+    existing, dd_field = dedup_claim(ARGV[b + 7], id, now, delay, ARGV[b + 2])
+    if existing then dup, id = 1, existing end
   end
   if dup == 0 then
     local jk = JP .. id
@@ -39,6 +47,7 @@ for i = 0, n - 1 do
       fields[#fields + 1] = 'g'; fields[#fields + 1] = ARGV[b + 6]
       fields.group = ARGV[b + 6]
     end
+    if dd_field then fields[#fields + 1] = 'dd'; fields[#fields + 1] = dd_field end
     emit('ev', 'added', 'id', id, 'name', ARGV[b + 1])
     if delay > 0 then
       -- Blocked workers sleep until the earliest due time they know of; a job due sooner

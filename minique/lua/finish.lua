@@ -92,7 +92,7 @@ for i = 1, nres do
   local jk = JP .. id
   -- Every way out of active (and held) clears the token, so a matching token means the
   -- job is still this worker's.
-  local cur = redis.call('HMGET', jk, 'tok', 'atm', 'st', 'ats', 'ps', 'g')
+  local cur = redis.call('HMGET', jk, 'tok', 'atm', 'st', 'ats', 'ps', 'g', 'dd', 'par', 'pol')
   -- Held: taken ahead, not started as far as Redis knows; 'removed' is a held job that
   -- remove() or drain() reached before its worker handed it back.
   local held = cur[3] == 'held' or cur[3] == 'removed'
@@ -147,6 +147,8 @@ for i = 1, nres do
     if cur[6] and not held then released[#released + 1] = cur[6] end
     local delay = tonumber(delay_s)
     if kind == 'g' and not cur[6] then kind = 'd' end
+    if cur[7] and (kind == 'c' or kind == 'f') then release_dedup(cur[7], id) end
+    if cur[8] and (kind == 'c' or kind == 'f') then flow_finished(jk, cur[8], cur[9], kind, value) end
     if kind == 'c' then
       -- The event carries the return value, so a waiter has it even once retention has
       -- removed the job; a large one only if no job is left to read it from.

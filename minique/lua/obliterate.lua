@@ -9,7 +9,7 @@ if ARGV[3] ~= '1' and redis.call('ZCARD', K.active) + redis.call('ZCARD', K.held
   return redis.error_reply('INVALIDSTATE queue has active jobs; pass force=True')
 end
 local removed = 0
-local sets = {K.pri, K.delayed, K.active, K.held, K.held_removed}
+local sets = {K.pri, K.delayed, K.active, K.held, K.held_removed, BASE .. ':waiting-children'}
 for _, state_set in ipairs({K.completed, K.failed}) do
   for _, key in ipairs(finished_sets(state_set)) do sets[#sets + 1] = key end
 end
@@ -31,6 +31,13 @@ for _, g in ipairs(redis.call('ZRANGE', GI, 0, batch - 1)) do
     redis.call('ZREM', GI, g)
     removed = removed + 1
   end
+end
+if removed < batch then
+  -- Dedup keys outlive their jobs (a ttl), so they go by their listing.
+  local dids = redis.call('ZRANGE', DEDUPS, 0, batch - removed - 1)
+  for _, did in ipairs(dids) do redis.call('DEL', DEDUP_PREFIX .. did) end
+  if #dids > 0 then redis.call('ZREM', DEDUPS, unpack(dids)) end
+  removed = removed + #dids
 end
 if removed == 0 then
   local workers = BASE .. ':workers'

@@ -21,7 +21,7 @@ for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
   examined = examined + #ids
   for _, id in ipairs(ids) do
     local jk = JP .. id
-    local f = redis.call('HMGET', jk, 'w', 'ps', 'st', 'g')
+    local f = redis.call('HMGET', jk, 'w', 'ps', 'st', 'g', 'dd', 'par', 'pol')
     if f[1] ~= me or me == '' then
       taken = taken + 1
       redis.call('ZREM', set_key, id)
@@ -39,6 +39,8 @@ for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
         emit('ev', 'stalled', 'id', id, 'count', stc)
         if stc > max_stalled then
           local reason = 'job stalled more than allowable limit (' .. max_stalled .. ')'
+          if f[5] then release_dedup(f[5], id) end
+          flow_finished(jk, f[6], f[7], 'f', reason)
           if retain(done_f, id, int_str(now), tonumber(ARGV[4]), tonumber(ARGV[5])) then
             redis.call('HSET', jk, 'st', 'failed', 'fr', reason, 'stk', '', 'fon', int_str(now))
             redis.call('HINCRBY', jk, 'atm', 1)

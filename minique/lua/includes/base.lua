@@ -232,12 +232,37 @@ local function unlink_job(jk, id)
   elseif st == 'failed' then unlist_finished(K.failed, id)
   elseif st == 'active' then redis.call('ZREM', K.active, id)
   elseif st == 'held' then redis.call('ZREM', K.held, id)
+  elseif st == 'waiting-children' then redis.call('ZREM', BASE .. ':waiting-children', id)
   end
   return st
 end
 
+-- Dedup keys ("{p:q}:dedup:<dedup id>" -> job id), listed in DEDUPS by expiry (ms, +inf
+-- for those without a ttl) so that obliterate finds them: includes/dedup.lua.
+local DEDUPS = BASE .. ':dedups'
+local DEDUP_PREFIX = BASE .. ':dedup:'
+-- Frees a dedup id that job `id` holds without a ttl (it finished or is deleted).
+local function release_dedup(did, id)
+  local dk = DEDUP_PREFIX .. did
+  if redis.call('GET', dk) == id then
+    redis.call('DEL', dk)
+    redis.call('ZREM', DEDUPS, did)
+  end
+end
+
+-- Meta 'xr' is set once a job of the queue has a dedup id, a parent or children: then a
+-- deleted job (removed, drained, cleaned, trimmed) frees its dedup id and updates its
+-- flow (includes/flows.lua); other queues pay one HEXISTS per script call for this.
+local extra_live = nil
+local flow_on_delete  -- includes/flows.lua
 local function delete_job_keys(id)
-  redis.call('DEL', JP .. id, LP .. id)
+  if extra_live == nil then extra_live = redis.call('HEXISTS', K.meta, 'xr') == 1 end
+  if extra_live then
+    local f = redis.call('HMGET', JP .. id, 'dd', 'par', 'pol', 'pend')
+    if f[1] then release_dedup(f[1], id) end
+    if f[2] or f[4] then flow_on_delete(JP .. id, f[2], f[3], f[4]) end
+  end
+  redis.call('DEL', JP .. id, LP .. id, BASE .. ':kids:' .. id)
 end
 
 -- Deletes up to `count` jobs from the head of a sorted set; returns how many.
@@ -271,3 +296,5 @@ local function count_metrics(now, field, n)
   redis.call('EXPIRE', mk, METRICS_KEEP_S)
   redis.call('HINCRBY', string.sub(K.meta, 1, #K.meta - 5) .. ':metrics:totals', field, n)
 end
+
+--@include flows

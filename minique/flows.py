@@ -1,0 +1,281 @@
+"""Flows: trees of jobs across queues, where a parent runs once its children are done.
+
+```python
+flow = FlowProducer(url="redis://...")
+node = await flow.add({"name": "daily-report", "queue": "reports", "data": {...},
+                       "children": [{"name": "sync-orders", "queue": "data-sync", "data": {...},
+                                     "opts": {"on_failure": "ignore"}}]})
+node.job            # the parent Job, state "waiting-children"
+node.children       # [FlowNode, ...]
+```
+
+A node is ``{"name": str, "queue": str, "data": Any, "opts": {...}, "children": [...]}``;
+``opts`` takes the job options of ``Queue.add`` (not ``dedup``) plus ``on_failure``, which
+says what the child's failure (or removal) does to its parent:
+
+- ``"fail_parent"`` (default): the parent fails, its reason naming the child;
+- ``"ignore"``: the parent still runs; ``get_children_failures()`` shows the failure;
+- ``"remove_dependency"``: the parent stops waiting for that child.
+
+The whole tree is written by one script call (``lua/add_flow.lua``): all of it or nothing,
+and a child tells its parent in the same script call that finishes it. On Redis Cluster
+that needs every queue of the flow in one hash slot: give those queues a prefix that is a
+hash tag, e.g. ``prefix="{flows}"`` (for the producer, the queues and their workers alike);
+a flow whose queues fall in different slots is refused with ``FlowError`` before anything
+is written. See docs/guide/flows.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from redis.crc import key_slot
+
+from . import codec, scripts
+from .connection import connect
+from .errors import MiniqueError
+from .keys import DEFAULT_PREFIX
+
+if TYPE_CHECKING:
+    from .job import Job
+    from .queue import Queue
+
+POLICIES = {"fail_parent": "f", "ignore": "i", "remove_dependency": "r"}
+NODE_KEYS = frozenset({"name", "queue", "data", "opts", "children"})
+MAX_NODES = 10_000  # one script call writes the whole tree: bounded, and atomic
+
+
+class FlowError(MiniqueError, ValueError):
+    """A flow that cannot be added as given (bad shape, a repeated job, slots on Cluster)."""
+
+
+class FlowNode(msgspec.Struct):
+    """A job of an added flow and its children's nodes, in the order given."""
+
+    job: Any
+    children: list[FlowNode] = msgspec.field(default_factory=list)
+
+
+def policy_code(value: Any) -> str:
+    if value not in POLICIES:
+        raise ValueError(f"on_failure must be one of {', '.join(POLICIES)}, got {value!r}")
+    return POLICIES[value]
+
+
+class _Prepared(msgspec.Struct):
+    queue: Any
+    args: list[Any]  # Queue._prepare's: id, name, data, opts, priority, delay_ms, group, dedup
+    resolved: Any
+    data: Any
+    parent: str  # '' | '#k' | parent job key
+    policy: str
+
+
+def check_same_slot(client: Any, queues: Sequence[Queue]) -> None:
+    """On Redis Cluster a flow's script touches every queue of the flow: one slot only."""
+    if getattr(client, "connection_pool", None) is not None:
+        return  # a single Redis: any queues
+    slots = {key_slot(q.keys.base.encode()) for q in queues}
+    if len(slots) > 1:
+        raise FlowError(
+            "on Redis Cluster every queue of a flow must live in one hash slot; queues "
+            f"{', '.join(sorted({q.name for q in queues}))} are in different slots. Give the "
+            "flow's queues (and their workers) a prefix that is a hash tag, e.g. "
+            "prefix='{flows}', or keep the flow in one queue")
+
+
+async def submit(client: Any, nodes: Sequence[_Prepared], producer: str, seq: int) -> int:
+    """Writes the nodes in one ``add_flow`` call (which gives nodes without an id their
+    queue's next automatic id, only once every check passed); returns now (ms). ``producer``
+    and ``seq`` (its next number; calls one at a time) make a re-send change nothing."""
+    check_same_slot(client, [n.queue for n in nodes])
+    flat: list[Any] = [len(nodes), producer, seq]
+    for node in nodes:
+        a = node.args
+        keep = node.resolved.stored.keep_failed
+        flat.extend([node.queue.keys.base, a[0], a[1], a[2], a[3], a[4], a[5], node.parent,
+                     node.policy, f"{keep.count}:{-1 if keep.age < 0 else int(keep.age * 1000)}"])
+    first = nodes[0].queue
+    reply = await scripts.run(client, "add_flow", first.keys.vector,
+                              (first.keys.job_prefix, *flat))
+    for node, job_id in zip(nodes, reply[1:], strict=True):
+        node.args[0] = job_id.decode() if isinstance(job_id, bytes) else str(job_id)
+    return int(reply[0])
+
+
+def _made(node: _Prepared, now_ms: int, waits: bool) -> Job:
+    job: Job = node.queue._made(node.args[0], node.args[1], node.data, node.args[2],
+                                node.resolved, now_ms)
+    if waits:
+        job.state = "waiting-children"
+    return job
+
+
+def prepare_child(queue: Queue, name: str, data: Any, options: dict[str, Any],
+                  parent_key: str, policy: str) -> _Prepared:
+    if options.get("dedup") is not None:
+        raise FlowError("dedup is not supported for a job with a parent")
+    if options.get("group") is not None:
+        raise FlowError("group is not supported for a job of a flow yet")
+    args, resolved = queue._prepare(name, data, options)
+    return _Prepared(queue, args, resolved, data, parent_key, policy)
+
+
+def parent_key(parent: Any, prefix: str) -> str:
+    """A parent given as a Job or as {"id": ..., "queue": ...} -> its job key."""
+    from .job import Job
+    from .keys import QueueKeys
+
+    if isinstance(parent, Job):
+        return parent.queue.keys.job(parent.id)
+    if isinstance(parent, Mapping) and set(parent) == {"id", "queue"} and isinstance(
+            parent["id"], str) and parent["id"]:
+        return QueueKeys(parent["queue"], prefix).job(parent["id"])
+    raise TypeError(f"parent must be a Job or {{'id': str, 'queue': str}}, got {parent!r}")
+
+
+async def children_values(queue: Queue, job_id: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """({child job key: return value}, {child job key: failure reason}) of done children."""
+    raw = await queue.redis.hgetall(f"{queue.keys.base}:kids:{job_id}")
+    values: dict[str, Any] = {}
+    failures: dict[str, str] = {}
+    for k, v in raw.items():
+        key = k.decode()
+        if v[:1] == b"c":
+            values[key] = codec.decode(v[1:], key, "return value") if len(v) > 1 else None
+        elif v[:1] == b"f":
+            failures[key] = v[1:].decode(errors="replace")
+    return values, failures
+
+
+FLOW_LINKS_MAX = 200  # children a job's page lists
+
+
+def _queue_of(base: str, prefix: str) -> str:
+    """"{prefix:queue}" -> "queue" (the prefix may be a tag itself: "{{t}:queue}")."""
+    return base[len(prefix) + 2:-1]
+
+
+async def flow_links(queue: Queue, job_id: str) -> dict[str, Any]:
+    """A job's place in its flow, for the dashboard: ``{"parent": {queue, id, state} | None,
+    "children": [{queue, id, state, outcome}], "more": children not listed}``; outcome is
+    "pending", "completed" or "failed" (failed or removed, under "ignore")."""
+    r, prefix = queue.redis, queue.prefix
+    async with r.pipeline(transaction=False) as pipe:
+        pipe.hget(queue.keys.job(job_id), "par")
+        pipe.hgetall(f"{queue.keys.base}:kids:{job_id}")
+        par, kids = await pipe.execute()
+    refs = [] if par is None else [par]
+    listed = sorted(kids.items())[:FLOW_LINKS_MAX]
+    refs += [k for k, _ in listed]
+    async with r.pipeline(transaction=False) as pipe:
+        for ref in refs:
+            pipe.hget(ref, "st")
+        states = await pipe.execute()
+
+    def node(ref: bytes, st: bytes | None) -> dict[str, Any]:
+        base, _, node_id = ref.decode().partition(":j:")
+        return {"queue": _queue_of(base, prefix), "id": node_id,
+                "state": "unknown" if st is None else st.decode()}
+
+    parent = node(par, states[0]) if par is not None else None
+    outcome = {b"": "pending", b"c": "completed", b"f": "failed"}
+    children = [{**node(ref, st), "outcome": outcome.get(v[:1], "failed")}
+                for (ref, v), st in zip(listed, states[len(refs) - len(listed):], strict=True)]
+    return {"parent": parent, "children": children, "more": max(0, len(kids) - len(listed))}
+
+
+class FlowProducer:
+    """Adds trees of jobs. ``FlowProducer(url=...)`` or ``FlowProducer(connection=...)``;
+    queues are named in the tree and share ``prefix``."""
+
+    def __init__(self, *, url: str | None = None, connection: Any = None,
+                 prefix: str = DEFAULT_PREFIX) -> None:
+        self.prefix = prefix
+        self._own = connection is None
+        self.redis: Any = connection if connection is not None else connect(url)
+        self._queues: dict[str, Queue] = {}
+        # As Queue's: each call carries this producer's id and next number (lua/add_flow.lua).
+        self._producer, self._pid, self._seq = uuid.uuid4().hex[:16], os.getpid(), 0
+        self._lock = asyncio.Lock()
+
+    def _queue(self, name: Any) -> Queue:
+        from .queue import Queue
+
+        if not isinstance(name, str):
+            raise FlowError(f"a node's queue must be a queue name, got {name!r}")
+        if name not in self._queues:
+            self._queues[name] = Queue(name, connection=self.redis, prefix=self.prefix)
+        return self._queues[name]
+
+    def _flatten(self, tree: Any) -> tuple[list[_Prepared], list[list[int]]]:
+        nodes: list[_Prepared] = []
+        children: list[list[int]] = []
+        seen: set[tuple[str, str]] = set()
+        stack: list[tuple[Any, str]] = [(tree, "")]
+        while stack:
+            node, parent = stack.pop()
+            where = f"flow node {len(nodes) + 1}"
+            if not isinstance(node, Mapping):
+                raise FlowError(f"{where} must be a dict with name and queue, got {node!r}")
+            extra = set(node) - NODE_KEYS
+            if extra:
+                raise FlowError(f"{where}: unknown key(s) {sorted(extra)}; "
+                                f"use {', '.join(sorted(NODE_KEYS))}")
+            opts = dict(node.get("opts") or {})
+            own_policy = policy_code(opts.pop("on_failure", "fail_parent"))
+            if not parent and own_policy != "f":
+                raise FlowError(f"{where}: on_failure applies to children only")
+            queue = self._queue(node.get("queue"))
+            prepared = prepare_child(queue, node.get("name", ""), node.get("data"), opts,
+                                     parent, own_policy)
+            if prepared.args[0]:
+                ident = (queue.keys.base, prepared.args[0])
+                if ident in seen:
+                    raise FlowError(f"job {prepared.args[0]!r} of queue {queue.name!r} appears "
+                                    "twice in the flow (a job cannot be its own ancestor)")
+                seen.add(ident)
+            nodes.append(prepared)
+            children.append([])
+            index = len(nodes)
+            if parent:
+                children[int(parent[1:]) - 1].append(index - 1)
+            kids = node.get("children") or []
+            if not isinstance(kids, list | tuple):
+                raise FlowError(f"{where}: children must be a list, got {kids!r}")
+            for kid in reversed(kids):
+                stack.append((kid, f"#{index}"))
+            if len(nodes) > MAX_NODES:
+                raise FlowError(f"a flow has at most {MAX_NODES} jobs")
+        return nodes, children
+
+    async def add(self, tree: Mapping[str, Any]) -> FlowNode:
+        """Adds the tree atomically; returns its nodes. FlowError/ValueError/TypeError for a
+        bad tree, ``InvalidJobState`` if one of its custom ids exists already: then nothing
+        was written."""
+        nodes, children = self._flatten(tree)
+        if os.getpid() != self._pid:  # a forked child is a producer of its own
+            self._producer, self._pid, self._seq = uuid.uuid4().hex[:16], os.getpid(), 0
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            self._seq += 1
+            now_ms = await submit(self.redis, nodes, self._producer, self._seq)
+        built = [FlowNode(_made(n, now_ms, bool(children[i]))) for i, n in enumerate(nodes)]
+        for i, kids in enumerate(children):
+            built[i].children = [built[k] for k in kids]
+        return built[0]
+
+    async def close(self) -> None:
+        if self._own:
+            await self.redis.aclose()
+
+    async def __aenter__(self) -> FlowProducer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

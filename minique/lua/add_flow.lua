@@ -1,0 +1,111 @@
+-- Adds a tree of jobs (a flow) or children of an existing parent, all or nothing: every
+-- check runs before the first write. A node with children waits in 'waiting-children'
+-- (includes/flows.lua); the others go to waiting or delayed. Nodes come parent first.
+-- ARGV: JP (unused), n, producer, seq, then per node: queue base "{p:q}", id ('' = the next automatic
+--       id of its queue, taken once every check passed), name, data, opts, priority,
+--       delay_ms, parent ('' = none, '#k' = node k of this call, else an existing parent's
+--       job key "{p:q}:j:<id>"), policy (f, i or r), failed retention ("count:age_ms",
+--       kept by a parent for when a child fails it).
+-- The producer's id and sequence number make a re-sent call (a client retry after a
+-- timeout, when the first send may have run) change nothing: as in add.lua, the producer's
+-- record in '{p:q}:producers' (this first queue's) says which number it saw last, here
+-- with the reply ("seq|reply|ms"), which a re-send gets back.
+-- Returns {now (ms), id of each node}. Errors: INVALIDSTATE (a job exists already, a parent that started or
+-- finished), NOTFOUND (an unknown parent).
+--@include base
+local n = tonumber(ARGV[2])
+local producer, seq = ARGV[3], tonumber(ARGV[4])
+local STRIDE = 10
+local function arg(i, k) return ARGV[5 + (i - 1) * STRIDE + k] end
+local producers_key = QB .. ':producers'
+if producer ~= '' then
+  local last = redis.call('HGET', producers_key, producer)
+  if last then
+    local last_seq, reply = string.match(last, '^(%d+)|(.*)|%d+$')
+    if last_seq and seq <= tonumber(last_seq) then return cmsgpack.unpack(reply) end
+  end
+end
+
+local pend = {}
+for i = 1, n do
+  local jk = arg(i, 0) .. ':j:' .. arg(i, 1)
+  if arg(i, 1) ~= '' and redis.call('EXISTS', jk) == 1 then
+    return redis.error_reply('INVALIDSTATE job ' .. jk .. ' exists already: a flow adds new jobs only')
+  end
+  local par = arg(i, 7)
+  if string.sub(par, 1, 1) == '#' then
+    local k = tonumber(string.sub(par, 2))
+    pend[k] = (pend[k] or 0) + 1
+  elseif par ~= '' then
+    local st = redis.call('HGET', par, 'st')
+    if not st then return redis.error_reply('NOTFOUND parent job ' .. par .. ' does not exist') end
+    if st ~= 'waiting-children' and st ~= 'waiting' and st ~= 'delayed' then
+      return redis.error_reply('INVALIDSTATE parent job ' .. par .. ' is ' .. st ..
+                               ': children can be added only to a parent that has not started')
+    end
+  end
+end
+
+-- An existing parent that was waiting or delayed waits for its new children first (a
+-- delayed one keeps the rest of its delay for when they are done).
+local function hold_parent(jk, id, now)
+  local f = redis.call('HMGET', jk, 'st', 'due')
+  if f[1] == 'waiting-children' then return end
+  unlink_job(jk, id)
+  local left = f[1] == 'delayed' and math.max(0, (tonumber(f[2]) or now) - now) or 0
+  redis.call('HSET', jk, 'st', 'waiting-children', 'fdl', int_str(left), 'sid', '')
+  redis.call('ZADD', waiting_children_set(), int_str(now), id)
+  redis.call('HSET', K.meta, 'xr', '1')
+  emit('ev', 'waiting-children', 'id', id)
+end
+
+local now = now_ms()
+local now_s = int_str(now)
+local keys = {}
+local out = {now}
+for i = 1, n do
+  local base, id, par = arg(i, 0), arg(i, 1), arg(i, 7)
+  if id == '' then id = int_str(redis.call('INCR', base .. ':id')) end
+  out[#out + 1] = id
+  local jk = base .. ':j:' .. id
+  keys[i] = jk
+  local prio, delay = tonumber(arg(i, 5)), tonumber(arg(i, 6))
+  local fields = {'n', arg(i, 2), 'd', arg(i, 3), 'o', arg(i, 4), 'p', arg(i, 5), 'ts', now_s,
+                  'atm', '0', 'ats', '0'}
+  if par ~= '' then
+    local pk = par
+    if string.sub(par, 1, 1) == '#' then pk = keys[tonumber(string.sub(par, 2))] end
+    fields[#fields + 1] = 'par'; fields[#fields + 1] = pk
+    fields[#fields + 1] = 'pol'; fields[#fields + 1] = arg(i, 8)
+    local pbase, pid = split_job_key(pk)
+    redis.call('HSET', pbase .. ':kids:' .. pid, jk, '')
+    if pk == par then
+      redis.call('HINCRBY', pk, 'pend', 1)
+      in_queue(pbase, hold_parent, pk, pid, now)
+    end
+  end
+  in_queue(base, function()
+    if par ~= '' or pend[i] then redis.call('HSET', K.meta, 'xr', '1') end
+    emit('ev', 'added', 'id', id, 'name', arg(i, 2))
+    if pend[i] then
+      fields[#fields + 1] = 'pend'; fields[#fields + 1] = int_str(pend[i])
+      fields[#fields + 1] = 'fdl'; fields[#fields + 1] = arg(i, 6)
+      fields[#fields + 1] = 'kf'; fields[#fields + 1] = arg(i, 9)
+      write_job(jk, fields, 'st', 'waiting-children')
+      redis.call('ZADD', waiting_children_set(), now_s, id)
+      emit('ev', 'waiting-children', 'id', id)
+    elseif delay > 0 then
+      enqueue_delayed(jk, id, now + delay, fields)
+      wake()
+      emit('ev', 'delayed', 'id', id, 'delay', arg(i, 6))
+    else
+      enqueue_ready(jk, id, prio, fields)
+      emit('ev', 'waiting', 'id', id)
+      if prio > 0 and redis.call('EXISTS', K.held) == 1 then control_changed('priority') end
+    end
+  end)
+end
+if producer ~= '' then
+  redis.call('HSET', producers_key, producer, ARGV[4] .. '|' .. cmsgpack.pack(out) .. '|' .. now_s)
+end
+return out

@@ -1,0 +1,54 @@
+-- Deduplication: a dedup id names at most one job at a time. Its key DEDUP_PREFIX .. id
+-- (base.lua) holds the job's id.
+--   Without a ttl the job carries the dedup id ('dd') and frees it when it completes or
+--   fails (finish.lua, stalled.lua) or is deleted unfinished (base.lua delete_job_keys).
+--   With a ttl the key expires on its own, whatever the job does (throttling).
+-- A duplicate writes nothing but its event; with 'replace' it also replaces the data of
+-- the job while that is delayed and restarts its delay (debounce), with 'extend' it
+-- restarts the ttl.
+
+-- Claims dedup `spec` ("ttl_ms|flags|dedup id") for new job `id`. Returns the id of the
+-- job that holds it already (nothing is added then), else nil and the 'dd' field value
+-- for the new job (nil with a ttl).
+local dedups_trimmed = false
+local function dedup_claim(spec, id, now, delay, data)
+  local ttl_s, flags, did = string.match(spec, '^(%d+)|(%a*)|(.*)$')
+  local ttl = tonumber(ttl_s)
+  if not dedups_trimmed then
+    -- Keys with a ttl leave the listing once expired (bounded by the adds that made them).
+    dedups_trimmed = true
+    redis.call('ZREMRANGEBYSCORE', DEDUPS, '-inf', int_str(now))
+  end
+  local dk = DEDUP_PREFIX .. did
+  local cur = redis.call('GET', dk)
+  if cur and ttl == 0 then
+    -- Without a ttl only an unfinished job holds the id (guards a release never made).
+    local st = redis.call('HGET', JP .. cur, 'st')
+    -- 'removed': removed while a worker held it, deleted when handed back.
+    if not st or st == 'completed' or st == 'failed' or st == 'removed' then cur = nil end
+  end
+  if cur then
+    local jk = JP .. cur
+    if string.find(flags, 'r', 1, true) and redis.call('HGET', jk, 'st') == 'delayed' then
+      -- Debounce: the last data wins and the delay starts again; never an active job.
+      redis.call('HSET', jk, 'd', data)
+      if delay > 0 then enqueue_delayed(jk, cur, now + delay) end
+      emit('ev', 'debounced', 'id', cur, 'dup', id)
+    end
+    if string.find(flags, 'e', 1, true) then
+      redis.call('PEXPIRE', dk, ttl)
+      redis.call('ZADD', DEDUPS, int_str(now + ttl), did)
+    end
+    emit('ev', 'deduplicated', 'id', cur, 'dup', id, 'dedup', did)
+    return cur, nil
+  end
+  if ttl > 0 then
+    redis.call('SET', dk, id, 'PX', ttl)
+    redis.call('ZADD', DEDUPS, int_str(now + ttl), did)
+    return nil, nil
+  end
+  redis.call('SET', dk, id)
+  redis.call('ZADD', DEDUPS, '+inf', did)
+  redis.call('HSET', K.meta, 'xr', '1')
+  return nil, did
+end

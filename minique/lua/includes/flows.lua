@@ -1,0 +1,173 @@
+-- Flows: a parent job waits in 'waiting-children' (listed in '{p:q}:waiting-children',
+-- scored by when it began waiting) until each of its children is done, then goes to
+-- waiting (or delayed by its own delay, 'fdl' ms) and runs.
+--   Parent: 'pend' = children not done yet; '{p:q}:kids:<id>' = child job key -> '' while
+--   pending, 'c' .. return value once completed, 'f' .. reason once failed (or removed)
+--   under the 'ignore' policy.
+--   Child: 'par' = the parent's job key "{p:q}:j:<id>", 'pol' = what its failure does:
+--   f = fail the parent (default), i = ignore (the parent runs and sees it), r = remove the
+--   dependency (the parent stops waiting for it).
+-- A child tells its parent once: only while its entry is '' (so retries, stalls and
+-- re-sends never tell it twice). Children may live in other queues: the functions below
+-- switch the shared helpers to another queue's keys (in_queue). This needs every queue of
+-- a flow in one slot on Redis Cluster: queues whose prefix is a tag ("{flows}") share one;
+-- the client refuses a flow across slots (flows.py).
+-- Included by base.lua, so that every script that deletes jobs also cleans up flows.
+
+local QUEUE_KEY_SUFFIXES = {
+  meta = ':meta', idc = ':id', ready = ':ready', pri = ':prioritized', delayed = ':delayed',
+  active = ':active', completed = ':completed', failed = ':failed', events = ':events',
+  wake = ':wake', window = ':limiter', pause_until = ':rate-limited', held = ':held',
+  held_removed = ':held-removed',
+}
+
+-- "{p:q}:j:<id>" -> "{p:q}", "<id>"; the prefix may be a tag itself, "{{t}:q}" (keys.py:
+-- validate_prefix). Names hold no braces; ids may hold anything.
+local function split_job_key(jk)
+  local base, id = string.match(jk, '^({{[^{}]*}:[^{}]*}):j:(.*)$')
+  if base then return base, id end
+  return string.match(jk, '^({[^{}]*}):j:(.*)$')
+end
+
+-- Runs fn(...) with K, JP, LP, BASE, QB and the per-call caches pointing at queue `base`.
+local function in_queue(base, fn, ...)
+  if base == BASE then return fn(...) end
+  local saved_k = {}
+  for name, key in pairs(K) do saved_k[name] = key end
+  local saved = {JP, LP, BASE, QB, DEDUPS, DEDUP_PREFIX, woken, emax, emitted, extra_live}
+  for name, suffix in pairs(QUEUE_KEY_SUFFIXES) do K[name] = base .. suffix end
+  JP, LP, BASE, QB = base .. ':j:', base .. ':logs:', base, base
+  DEDUPS, DEDUP_PREFIX = base .. ':dedups', base .. ':dedup:'
+  woken, emax, emitted, extra_live = false, nil, 0, nil
+  local out = fn(...)
+  for name, key in pairs(saved_k) do K[name] = key end
+  JP, LP, BASE, QB, DEDUPS, DEDUP_PREFIX = saved[1], saved[2], saved[3], saved[4], saved[5], saved[6]
+  woken, emax, emitted, extra_live = saved[7], saved[8], saved[9], saved[10]
+  return out
+end
+
+local function waiting_children_set() return BASE .. ':waiting-children' end
+
+-- Every child is done: the parent (of the current queue) goes to waiting or delayed.
+local function flow_release(jk, id)
+  local now = now_ms()
+  redis.call('ZREM', waiting_children_set(), id)
+  local f = redis.call('HMGET', jk, 'p', 'fdl')
+  local delay = tonumber(f[2]) or 0
+  if delay > 0 then
+    enqueue_delayed(jk, id, now + delay)
+    wake()
+    emit('ev', 'delayed', 'id', id, 'delay', int_str(delay))
+  else
+    local prio = tonumber(f[1]) or 0
+    enqueue_ready(jk, id, prio)
+    emit('ev', 'waiting', 'id', id)
+    if prio > 0 and redis.call('EXISTS', K.held) == 1 then control_changed('priority') end
+  end
+end
+
+-- A parent failed by its child is stored like any failed job, by its own retention
+-- setting ('kf' "count:age_ms", written at add; none: kept): in the state's set when that
+-- is the shared setting (or the state is empty and has none yet), else in its group's set
+-- (includes/retention.lua; trimmed by the next finish or the sweep). Keeping nothing
+-- deletes it. Returns whether it was stored.
+local function flow_store_failed(jk, id, now_s)
+  local kc, ka = string.match(redis.call('HGET', jk, 'kf') or '', '^(-?%d+):(-?%d+)$')
+  kc, ka = tonumber(kc) or -1, tonumber(ka) or -1
+  if kc == 0 or ka == 0 then
+    delete_job_keys(id)
+    return false
+  end
+  local field, mine = 'keep:' .. K.failed, int_str(kc) .. ':' .. int_str(ka)
+  local shared = redis.call('HGET', K.meta, field)
+  local key = K.failed
+  if not shared and redis.call('EXISTS', K.failed) == 0 then
+    redis.call('HSET', K.meta, field, mine)
+  elseif shared ~= mine then
+    key = group_set(K.failed, kc, ka)
+    redis.call('SADD', groups_of(K.failed), key)
+  end
+  redis.call('ZADD', key, now_s, id)
+  return true
+end
+
+-- A child failed under 'fail_parent': the waiting parent (of the current queue) fails.
+local function flow_fail_parent(jk, id, reason)
+  local now = now_ms()
+  redis.call('ZREM', waiting_children_set(), id)
+  local dd = redis.call('HGET', jk, 'dd')
+  if dd then release_dedup(dd, id) end
+  if flow_store_failed(jk, id, int_str(now)) then
+    redis.call('HSET', jk, 'st', 'failed', 'fr', reason, 'stk', '', 'fon', int_str(now))
+  end
+  emit('ev', 'failed', 'id', id, 'reason', string.sub(reason, 1, EVENT_VALUE_MAX))
+  count_metrics(now, 'failed', 1)
+end
+
+-- Child `ckey` is done: outcome 'c' (value = return value), 'f' (value = reason) or 'x'
+-- (removed). Tells its parent, and a parent that fails in turn tells its own, up the tree.
+local function flow_child_done(ckey, pref, pol, outcome, value)
+  for _ = 1, 1000 do
+    if not pref or pref == '' then return end
+    local pbase, pid = split_job_key(pref)
+    if not pbase then return end
+    local kids = pbase .. ':kids:' .. pid
+    -- Not pending: told already, or the parent is gone.
+    if redis.call('HGET', kids, ckey) ~= '' then return end
+    local fails_parent = outcome ~= 'c' and pol ~= 'i' and pol ~= 'r'
+    if outcome == 'c' then
+      redis.call('HSET', kids, ckey, 'c' .. value)
+    elseif pol == 'r' then
+      redis.call('HDEL', kids, ckey)
+    else
+      redis.call('HSET', kids, ckey, 'f' .. value)
+    end
+    local left = redis.call('HINCRBY', pref, 'pend', -1)
+    local p = redis.call('HMGET', pref, 'st', 'par', 'pol')
+    if p[1] ~= 'waiting-children' then return end
+    if not fails_parent then
+      if left <= 0 then in_queue(pbase, flow_release, pref, pid) end
+      return
+    end
+    local reason = 'child ' .. ckey .. (outcome == 'x' and ' was removed' or ' failed: ' .. value)
+    in_queue(pbase, flow_fail_parent, pref, pid, reason)
+    ckey, pref, pol, outcome, value = pref, p[2], p[3], 'f', reason
+  end
+end
+
+-- A parent is deleted: its pending children go with it (those a worker has started run
+-- on, detached from it).
+local function flow_remove_children(jk)
+  local base, id = split_job_key(jk)
+  local kids = base .. ':kids:' .. id
+  local all = redis.call('HGETALL', kids)
+  for i = 1, #all, 2 do
+    if all[i + 1] == '' then
+      local ck = all[i]
+      local cbase, cid = split_job_key(ck)
+      -- Detached first, so that its own deletion does not report to this parent.
+      redis.call('HDEL', kids, ck)
+      local st = redis.call('HGET', ck, 'st')
+      if st == 'active' or st == 'held' or st == 'removed' then
+        redis.call('HDEL', ck, 'par', 'pol')
+      elseif st and cbase then
+        in_queue(cbase, function()
+          unlink_job(ck, cid)
+          delete_job_keys(cid)
+          emit('ev', 'removed', 'id', cid, 'prev', st)
+        end)
+      end
+    end
+  end
+end
+
+-- Called by delete_job_keys (base.lua) for a job that has children or a parent.
+flow_on_delete = function(jk, par, pol, pend)
+  if pend then flow_remove_children(jk) end
+  if par and par ~= '' then flow_child_done(jk, par, pol, 'x', 'removed') end
+end
+
+-- Finish hooks (finish.lua, stalled.lua): a child reached a final state.
+local function flow_finished(jk, par, pol, outcome, value)
+  if par and par ~= '' then flow_child_done(jk, par, pol, outcome, value) end
+end
