@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from minique import Delayed, UnrecoverableError
+from minique import Delayed, GroupRateLimited, UnrecoverableError
 from processors.amazon import (
     AccountDisconnected,
     AmazonClientError,
@@ -49,7 +49,8 @@ def test_queues_and_registry_do_not_import_each_other() -> None:
 
 def test_errors_map_to_queue_outcomes() -> None:
     throttled = queue_outcome(AmazonRateLimited(12.5, operation="searchOrders", account_id="a"))
-    assert isinstance(throttled, Delayed) and throttled.delay == 12.5
+    # The account's group sleeps (a job without a group waits alone, as with Delayed).
+    assert isinstance(throttled, GroupRateLimited) and throttled.delay == 12.5
     assert "searchOrders throttled for account a" in str(throttled)
     waiting = queue_outcome(AmazonReportNotReady("r1", "PENDING", poll_after=30))
     assert isinstance(waiting, Delayed) and waiting.delay == 30
