@@ -18,7 +18,7 @@ local now = now_ms()
 local now_s = int_str(now)
 -- Producers' last sequence numbers live in one hash ("seq|ms" per producer); the sweep
 -- drops those of producers gone quiet (sweep.lua).
-local producers_key = QB .. ':producers'
+local producers_key = BASE .. ':producers'
 if producer ~= '' then
   local last = redis.call('HGET', producers_key, producer)
   if last and seq <= tonumber(string.match(last, '^(%d+)')) then return {1, now} end

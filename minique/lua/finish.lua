@@ -34,7 +34,7 @@ local call_id = ARGV[10]
 local nres = tonumber(ARGV[11])
 -- Workers' last calls live in one hash, a field per worker; the worker deletes its own
 -- when it stops, and the sweep drops those of workers gone (sweep.lua).
-local calls_key = QB .. ':calls'
+local calls_key = BASE .. ':calls'
 
 local record = redis.call('HGET', calls_key, worker)
 if record then

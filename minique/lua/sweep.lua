@@ -13,16 +13,16 @@ end
 -- lua/finish.lua): a re-send comes within seconds, so a record ten minutes old is spent.
 -- A random sample per call keeps the work bounded and still empties both in time.
 local stale = now - 600000
-local producers = redis.call('HRANDFIELD', QB .. ':producers', 50, 'WITHVALUES')
+local producers = redis.call('HRANDFIELD', BASE .. ':producers', 50, 'WITHVALUES')
 for i = 1, #producers, 2 do
   local ms = tonumber(string.match(producers[i + 1], '|(%d+)$'))
-  if not ms or ms < stale then redis.call('HDEL', QB .. ':producers', producers[i]) end
+  if not ms or ms < stale then redis.call('HDEL', BASE .. ':producers', producers[i]) end
 end
-local calls = redis.call('HRANDFIELD', QB .. ':calls', 50, 'WITHVALUES')
+local calls = redis.call('HRANDFIELD', BASE .. ':calls', 50, 'WITHVALUES')
 for i = 1, #calls, 2 do
   local ok, r = pcall(cmsgpack.unpack, calls[i + 1])
   if not ok or type(r) ~= 'table' or not tonumber(r[5]) or tonumber(r[5]) < stale then
-    redis.call('HDEL', QB .. ':calls', calls[i])
+    redis.call('HDEL', BASE .. ':calls', calls[i])
   end
 end
 return removed

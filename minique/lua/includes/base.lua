@@ -8,10 +8,8 @@ local K = {
 }
 -- How many keys the vector has: scripts that take keys of their own read them after it.
 local NK = 14
--- The queue's key base "{p:q}", for keys and channels named after it (minique/keys.py).
-local QB = string.sub(KEYS[1], 1, #KEYS[1] - 5)
 local JP = ARGV[1]
--- The queue's hash tag "{p:q}", for the keys the vector does not carry.
+-- The queue's hash tag "{p:q}", for the keys and channels the vector does not carry.
 local BASE = string.sub(K.meta, 1, #K.meta - 5)
 -- Job log lists have a key space of their own ("{p:q}:logs:<id>"), as job hashes do
 -- ("{p:q}:j:<id>"): no job id, whatever its characters, can name another job's keys.
@@ -162,7 +160,7 @@ end
 -- Returns how many ms are left of the longest hold granted: after that no held job starts.
 local function control_changed(what)
   redis.call('HINCRBY', K.meta, 'cv', 1)
-  redis.call('PUBLISH', QB .. ':control', what)
+  redis.call('PUBLISH', BASE .. ':control', what)
   local hu = tonumber(redis.call('HGET', K.meta, 'hu'))
   if not hu then return 0 end
   return math.max(0, hu - now_ms())
@@ -291,7 +289,7 @@ end
 local METRICS_KEEP_S = 7200
 local function count_metrics(now, field, n)
   if n <= 0 then return end
-  local mk = string.sub(K.meta, 1, #K.meta - 5) .. ':metrics:' .. math.floor(now / 60000)
+  local mk = BASE .. ':metrics:' .. math.floor(now / 60000)
   redis.call('HINCRBY', mk, field, n)
   redis.call('EXPIRE', mk, METRICS_KEEP_S)
   redis.call('HINCRBY', string.sub(K.meta, 1, #K.meta - 5) .. ':metrics:totals', field, n)
