@@ -292,7 +292,7 @@ local function count_metrics(now, field, n)
   local mk = BASE .. ':metrics:' .. math.floor(now / 60000)
   redis.call('HINCRBY', mk, field, n)
   redis.call('EXPIRE', mk, METRICS_KEEP_S)
-  redis.call('HINCRBY', string.sub(K.meta, 1, #K.meta - 5) .. ':metrics:totals', field, n)
+  redis.call('HINCRBY', BASE .. ':metrics:totals', field, n)
 end
 
 --@include flows
