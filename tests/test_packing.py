@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from minique.connection import connect
 from minique.packing import (
@@ -49,3 +52,65 @@ async def test_real_server_round_trip_and_bad_input(redis_url: str) -> None:
     finally:
         await client.delete("packing:k")
         await client.aclose()
+
+
+# Sending: written without redis-py's per-call Task, the same outcomes (minique/packing.py).
+
+
+async def test_a_command_larger_than_the_socket_buffer_is_sent_whole(redis_url: str) -> None:
+    client = connect(redis_url)
+    try:
+        big = b"x" * (32 * 1024 * 1024)  # far beyond what the socket takes at once
+        await client.set("packing:big", big)
+        assert await client.strlen("packing:big") == len(big)
+    finally:
+        await client.delete("packing:big")
+        await client.aclose()
+
+
+async def test_a_killed_connection_is_reconnected_by_the_retry(redis_url: str) -> None:
+    client = connect(redis_url)
+    admin = connect(redis_url)
+    try:
+        await client.set("packing:k", "1")
+        my_id = await client.client_id()
+        assert await admin.client_kill_filter(_id=my_id) == 1
+        assert await client.get("packing:k") == b"1"  # written on a new connection
+        assert await client.client_id() != my_id
+    finally:
+        await client.delete("packing:k")
+        await client.aclose()
+        await admin.aclose()
+
+
+async def test_a_peer_that_stops_reading_times_the_write_out() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+    handshaken = asyncio.Event()
+
+    async def never_read(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        accepted.append(w)
+        # The connection handshake (HELLO, CLIENT SETINFO...) gets "+OK" per command; after
+        # that nothing is read, so the socket buffers fill up.
+        while not handshaken.is_set():
+            try:
+                chunk = await asyncio.wait_for(r.read(65536), 0.05)
+            except TimeoutError:
+                continue
+            w.write(b"+OK\r\n" * sum(1 for line in chunk.split(b"\r\n") if line[:1] == b"*"))
+
+    server = await asyncio.start_server(never_read, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conn = PackedConnection(host="127.0.0.1", port=port, socket_timeout=0.3)
+    try:
+        await conn.connect()
+        handshaken.set()
+        await asyncio.sleep(0.1)  # the server's reader is done
+        with pytest.raises(RedisTimeoutError, match="writing"):
+            await conn.send_packed_command(conn.pack_command("SET", "k", b"x" * 64_000_000))
+        assert not conn.is_connected  # a half-written command: the connection is dropped
+    finally:
+        await conn.disconnect()
+        for w in accepted:
+            w.close()
+        server.close()
+        await server.wait_closed()
