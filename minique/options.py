@@ -67,7 +67,14 @@ _stored_decoder = msgspec.msgpack.Decoder(StoredOptions)
 _decoded_cache: dict[bytes, StoredOptions] = {}
 
 
+_DEFAULT_STORED = StoredOptions()
+
+
 def encode_stored(stored: StoredOptions) -> bytes:
+    """The options as stored with a job; b"" for the defaults, which are then not stored
+    at all (lua/includes/job_fields.lua): 37 bytes less per job, and a smaller hash."""
+    if stored == _DEFAULT_STORED:
+        return b""
     return _stored_encoder.encode(stored)
 
 

@@ -12,6 +12,7 @@
 -- Returns {0, id, duplicate (0/1), ..., now}, or {1, now} for a re-send.
 --@include base
 --@include dedup
+--@include job_fields
 local n = tonumber(ARGV[2])
 local producer, seq = ARGV[3], tonumber(ARGV[4])
 local now = now_ms()
@@ -41,8 +42,7 @@ for i = 0, n - 1 do
   end
   if dup == 0 then
     local jk = JP .. id
-    local fields = {'n', ARGV[b + 1], 'd', ARGV[b + 2], 'o', ARGV[b + 3], 'p', ARGV[b + 4],
-                    'ts', now_s, 'atm', '0', 'ats', '0'}
+    local fields = job_fields(ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], now_s)
     if ARGV[b + 6] ~= '' then
       fields[#fields + 1] = 'g'; fields[#fields + 1] = ARGV[b + 6]
       fields.group = ARGV[b + 6]

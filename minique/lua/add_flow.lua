@@ -13,6 +13,7 @@
 -- Returns {now (ms), id of each node}. Errors: INVALIDSTATE (a job exists already, a parent that started or
 -- finished), NOTFOUND (an unknown parent).
 --@include base
+--@include job_fields
 local n = tonumber(ARGV[2])
 local producer, seq = ARGV[3], tonumber(ARGV[4])
 local STRIDE = 10
@@ -70,8 +71,7 @@ for i = 1, n do
   local jk = base .. ':j:' .. id
   keys[i] = jk
   local prio, delay = tonumber(arg(i, 5)), tonumber(arg(i, 6))
-  local fields = {'n', arg(i, 2), 'd', arg(i, 3), 'o', arg(i, 4), 'p', arg(i, 5), 'ts', now_s,
-                  'atm', '0', 'ats', '0'}
+  local fields = job_fields(arg(i, 2), arg(i, 3), arg(i, 4), arg(i, 5), now_s)
   if par ~= '' then
     local pk = par
     if string.sub(par, 1, 1) == '#' then pk = keys[tonumber(string.sub(par, 2))] end

@@ -1,0 +1,68 @@
+"""A new job's hash holds no field at its default (lua/includes/job_fields.lua): readers
+take a missing field as the default, so a plain job stays small and reads back the same."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from minique import Queue, Worker
+from minique.options import Keep, StoredOptions
+
+DEFAULT_FIELDS = {b"o", b"p", b"atm", b"ats"}
+
+
+async def test_a_plain_job_stores_no_defaults_and_reads_them_back(queue: Queue, client: Any) -> None:
+    job = await queue.add("plain", {"i": 1})
+    h = await client.hgetall(queue.keys.job(job.id))
+    assert not DEFAULT_FIELDS & set(h), h
+    assert await client.object("encoding", queue.keys.job(job.id)) == b"listpack"
+    got = await queue.get_job(job.id)
+    assert got is not None
+    assert got.opts == StoredOptions() and got.priority == 0
+    assert got.attempts_made == 0 and got.attempts_started == 0
+    assert got.state == "waiting" and got.data == {"i": 1}
+
+
+async def test_options_and_priority_that_differ_from_the_defaults_are_stored(
+        queue: Queue, client: Any) -> None:
+    job = await queue.add("custom", None, attempts=3, priority=7, remove_on_complete=5)
+    h = await client.hgetall(queue.keys.job(job.id))
+    assert h[b"p"] == b"7" and b"o" in h
+    got = await queue.get_job(job.id)
+    assert got is not None and got.priority == 7
+    assert got.opts.attempts == 3 and got.opts.keep_completed == Keep(count=5)
+
+
+async def test_queue_defaults_are_stored_when_they_are_not_the_library_defaults(
+        redis_url: str, qname: str, client: Any) -> None:
+    q = Queue(qname, url=redis_url, default_job_options={"attempts": 2})
+    try:
+        job = await q.add("x", None)
+        assert b"o" in await client.hgetall(q.keys.job(job.id))
+        got = await q.get_job(job.id)
+        assert got is not None and got.opts.attempts == 2
+    finally:
+        await q.obliterate(force=True)
+        await q.close()
+
+
+async def test_jobs_without_default_fields_run_retry_and_finish(queue: Queue, redis_url: str) -> None:
+    async def flaky(job: Any) -> str:
+        if job.name == "retried" and job.attempts_made == 0:
+            raise RuntimeError("first attempt fails")
+        return "ok"
+
+    plain = await queue.add("plain", None)
+    retried = await queue.add("retried", None, attempts=2)
+    worker = Worker(queue.name, flaky, url=redis_url, concurrency=1)
+    task = asyncio.create_task(worker.run())
+    try:
+        assert await plain.wait_until_finished(timeout=10) == "ok"
+        assert await retried.wait_until_finished(timeout=10) == "ok"
+    finally:
+        await worker.close()
+        await task
+    done = await queue.get_job(retried.id)
+    assert done is not None and done.state == "completed"
+    assert done.attempts_made == 2 and done.attempts_started == 2
