@@ -21,6 +21,7 @@ from .errors import AddOutcomeUnknown, InvalidJobState, JobNotFound
 from .job import Job, public_state
 from .keys import DEFAULT_PREFIX, QueueKeys, validate_name
 from .options import MAX_PRIORITY, MAX_SECONDS, check_option_names, encode_stored, resolve
+from .own_link import OwnLink, own_link
 from .worker_info import WorkerInfo
 
 if TYPE_CHECKING:
@@ -87,6 +88,9 @@ class Queue:
         self._producer_pid = os.getpid()
         self._add_seq = 0
         self._add_lock = asyncio.Lock()
+        # Add calls (one at a time, under the lock) keep a connection of their own and skip
+        # redis-py's per-command machinery (minique/own_link.py); None: through the client.
+        self._link: OwnLink | None = own_link(self.redis)
         # Automatic ids come from blocks reserved with INCRBY, so an add knows its ids
         # before the first send (a re-send must not take fresh ones).
         self._id_next = 0
@@ -248,7 +252,9 @@ class Queue:
 
     async def _call_adds(self, calls: list[list[Any]]) -> list[Any]:
         if len(calls) == 1:
-            return [await self._run("add", calls[0])]
+            await self._write_meta()
+            return [await scripts.run(self._link or self.redis, "add", self.keys.vector,
+                                      (self.keys.job_prefix, *calls[0]))]
         if getattr(self.redis, "connection_pool", None) is None:
             # Redis Cluster clients refuse scripts in pipelines; in order, one at a time.
             return [await self._run("add", call) for call in calls]
@@ -735,6 +741,8 @@ class Queue:
         return await scheduler.remove_job_scheduler(self, scheduler_id)
 
     async def close(self) -> None:
+        if self._link is not None:
+            await self._link.release()
         if self._own:
             await self.redis.aclose()
 
