@@ -2,17 +2,22 @@
 
 Each command sent through a redis-py client goes through the client's machinery: a
 connection taken from the pool and given back, the retry wrapper, redis-py's own metrics
-hooks, response callbacks. For one awaited ``add`` that was about 40 µs of CPU and 60 µs of
-wall time per call on this 2-core machine, a third of a bare EVALSHA's client cost. A
-producer's adds go one at a time anyway (``Queue._add_lock``, for the order of their
-sequence numbers), so they can keep one pooled connection for themselves and write to it
-directly.
+hooks, then a read through asyncio's StreamReader under a timeout context. For one awaited
+``add`` the machinery cost more client CPU than the call itself: a bare EVALSHA took about
+85 µs of CPU through a redis-py connection and 40 µs through a plain asyncio Protocol that
+feeds hiredis (this 2-core machine, loaded). A producer's adds go one at a time anyway
+(``Queue._add_lock``, for the order of their sequence numbers), so they keep one pooled
+connection for themselves: redis-py opens it (AUTH, SELECT, TLS, HELLO: whatever the
+client is configured with), then the link takes its transport over with a small protocol
+of its own that parses replies with hiredis as they arrive.
 
-What is kept: the client's retry policy (its ``Retry`` on the connection: the same errors,
-attempts and backoff; a failed attempt drops the connection, the next one reconnects), the
-client's timeouts, its periodic health check, and redis-py's reply parser (errors come back
-as the same exceptions). A call cancelled mid-way drops the connection (redis-py's read
-and minique's send both do), so no reply is ever read by the wrong call.
+What is kept: the client's retry policy (its ``Retry``: the same errors, attempts and
+backoff; a failed attempt drops the connection, the next one reconnects), its socket
+timeout (a reply that does not come in time drops the connection and raises redis-py's
+``TimeoutError``), and redis-py's error classes (``NoScriptError``, ``ResponseError``...).
+A call cancelled or timed out drops the connection, so no reply is ever read by the wrong
+call. The connection goes back to the pool closed (``release``), since redis-py's reader no
+longer sees its bytes.
 
 Only for clients on a plain ``ConnectionPool`` (what ``minique.connection.connect`` builds):
 a ``BlockingConnectionPool`` of a few connections could starve if one were kept, and
@@ -22,48 +27,152 @@ the client itself.
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections import deque
 from typing import Any
 
+from redis._parsers.base import BaseParser
 from redis.asyncio.connection import ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import InvalidResponse, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .packing import _packed
+
+try:
+    import hiredis
+
+    HAVE_HIREDIS = True
+except ImportError:  # pragma: no cover - hiredis is a dependency; without it, no own link
+    HAVE_HIREDIS = False
+
+
+class _Replies(asyncio.Protocol):
+    """Replies, parsed by hiredis as bytes arrive, handed to the calls in order."""
+
+    def __init__(self, encoding: str | None, replaced: asyncio.BaseProtocol) -> None:
+        # redis-py's protocol, still told when the connection closes: its close waits
+        # (``disconnect()``, a client's ``aclose()``) listen there.
+        self._replaced = replaced
+        kwargs: dict[str, Any] = {"protocolError": InvalidResponse,
+                                  "replyError": BaseParser.parse_error}
+        if encoding:
+            kwargs["encoding"] = encoding
+        self._reader = hiredis.Reader(**kwargs)
+        self._push = getattr(hiredis, "PushNotification", None)
+        self.waiters: deque[asyncio.Future[Any]] = deque()
+        self.lost: Exception | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        while True:
+            try:
+                reply = self._reader.gets()
+            except InvalidResponse as exc:  # the stream cannot be trusted any more
+                self.connection_lost(exc)
+                return
+            if reply is False:
+                return
+            if self._push is not None and isinstance(reply, self._push):
+                continue  # RESP3 push messages answer no call
+            if self.waiters:
+                waiter = self.waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.lost is None:
+            self.lost = RedisConnectionError(f"Connection closed by server ({exc or 'EOF'})")
+            self._replaced.connection_lost(exc)
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(self.lost)
 
 
 class OwnLink:
     """Duck-types the two client methods ``minique.scripts.run`` uses (``evalsha`` and
     ``script_load``) over one connection. Not for concurrent use: callers serialise."""
 
-    __slots__ = ("_client", "_conn", "_pid", "_pool")
+    __slots__ = ("_client", "_conn", "_pid", "_pool", "_proto")
 
     def __init__(self, client: Any, pool: ConnectionPool) -> None:
         self._client = client
         self._pool: Any = pool
         self._conn: Any = None
+        self._proto: _Replies | None = None
         self._pid = os.getpid()
 
-    async def _connection(self) -> Any:
+    async def _ready(self) -> tuple[Any, _Replies]:
         if self._pid != os.getpid():  # forked: the parent's socket is not ours to use
-            self._conn, self._pid = None, os.getpid()
+            self._conn = self._proto = None
+            self._pid = os.getpid()
         if self._conn is None:
             try:
                 self._conn = await self._pool.get_connection()
             except TypeError:  # pragma: no cover - redis-py < 5.3 wants a command name
                 self._conn = await self._pool.get_connection("EVALSHA")
-        return self._conn
+        conn, proto = self._conn, self._proto
+        if proto is not None and proto.lost is None and conn.is_connected:
+            return conn, proto
+        if conn.is_connected and proto is not None:
+            await conn.disconnect(nowait=True)
+        await conn.connect()  # redis-py's handshake: AUTH, SELECT, HELLO, TLS...
+        transport = conn._writer.transport
+        if conn._reader is not None and len(getattr(conn._reader, "_buffer", b"")):
+            await conn.disconnect(nowait=True)
+            raise RedisConnectionError("unexpected bytes after the connection handshake")
+        encoder = conn.encoder
+        proto = _Replies(encoder.encoding if encoder.decode_responses else None,
+                         transport.get_protocol())
+        transport.set_protocol(proto)
+        self._proto = proto
+        return conn, proto
+
+    async def _drop(self) -> None:
+        conn, self._proto = self._conn, None
+        if conn is not None:
+            await conn.disconnect(nowait=True)
 
     async def execute(self, *args: Any) -> Any:
-        """Sends one command and returns redis-py's parsed reply (a raw reply: minique's
-        clients do not decode, and script replies have no callbacks)."""
-        conn = await self._connection()
-        packed = conn.pack_command(*args)
+        """Sends one command and returns its raw reply (minique's clients do not decode,
+        and script replies have no response callbacks); an error reply is raised as
+        redis-py's exception for it."""
+        packed = _packed(args)
+        loop = asyncio.get_running_loop()
 
         async def call() -> Any:
-            await conn.send_packed_command(packed)
-            return await conn.read_response()
+            conn, proto = await self._ready()
+            waiter: asyncio.Future[Any] = loop.create_future()
+            proto.waiters.append(waiter)
+            timeout = conn.socket_timeout
+            timer = loop.call_later(timeout, _expire, waiter) if timeout else None
+            try:
+                conn._writer.transport.writelines(packed or conn.pack_command(*args))
+                reply = await waiter
+            except BaseException:
+                # Timed out, lost or cancelled: an answer may still come; nobody must read it.
+                await self._drop()
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            if isinstance(reply, ResponseError):
+                raise reply
+            return reply
 
         async def failed(_error: Exception) -> None:
-            await conn.disconnect()
+            await self._drop()
 
-        return await conn.retry.call_with_retry(call, failed)
+        return await self._retry().call_with_retry(call, failed)
+
+    def _retry(self) -> Any:
+        """The client's retry policy (redis-py keeps it in the pool's connection kwargs)."""
+        retry = self._pool.connection_kwargs.get("retry")
+        return retry if retry is not None else Retry(NoBackoff(), 0)
 
     async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
         return await self.execute("EVALSHA", sha, numkeys, *keys_and_args)
@@ -72,20 +181,28 @@ class OwnLink:
         return await self._client.script_load(source)
 
     async def release(self) -> None:
-        """Gives the connection back to the pool (``Queue.close``)."""
-        conn, self._conn = self._conn, None
+        """Closes the connection and gives it back to the pool (``Queue.close``): the
+        pool reconnects it with redis-py's own reader when it hands it out again."""
+        conn, self._conn, self._proto = self._conn, None, None
         if conn is not None and self._pid == os.getpid():
+            # nowait: redis-py's wait for the close listens on its own protocol, not ours.
+            await conn.disconnect(nowait=True)
             await self._pool.release(conn)
+
+
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_exception(RedisTimeoutError("Timeout reading from the add connection"))
 
 
 def own_link(client: Any) -> OwnLink | None:
     """An ``OwnLink`` over ``client``'s pool, or None when the client does not qualify
     (see the module docstring)."""
     pool = getattr(client, "connection_pool", None)
-    if type(pool) is not ConnectionPool or getattr(client, "single_connection_client", False):
+    if (not HAVE_HIREDIS or type(pool) is not ConnectionPool
+            or getattr(client, "single_connection_client", False)):
         return None
     return OwnLink(client, pool)
 
 
 __all__ = ["OwnLink", "own_link"]
-

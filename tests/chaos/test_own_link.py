@@ -118,3 +118,34 @@ async def test_clients_that_do_not_qualify_add_through_the_client(redis_server: 
         await q.obliterate(force=True)
         await q.close()
         await client.aclose()
+
+
+async def test_closing_the_client_under_a_queue_that_holds_its_link_does_not_hang(
+        redis_server: RedisServer) -> None:
+    client = connect(redis_server.url)
+    q = Queue("own-link-close", connection=client)
+    await q.obliterate(force=True)
+    await q.add("x", 1)
+    # The application closes its client without closing the queue first.
+    await asyncio.wait_for(client.aclose(), 2.0)
+    direct = Queue("own-link-close", url=redis_server.url)
+    await direct.obliterate(force=True)
+    await direct.close()
+
+
+async def test_the_link_goes_back_to_the_pool_usable(redis_server: RedisServer) -> None:
+    client = connect(redis_server.url, max_connections=2)
+    q = Queue("own-link-back", connection=client)
+    try:
+        await q.obliterate(force=True)
+        await q.add("x", 1)
+        await q.close()  # the link's connection is back in the pool, closed
+        # Both pooled connections serve the client's own commands again.
+        assert await asyncio.gather(client.ping(), client.echo("a")) == [True, b"a"]
+        q2 = Queue("own-link-back", connection=client)
+        await q2.add("y", 2)
+        assert (await q2.get_stats())["waiting"] == 2
+        await q2.obliterate(force=True)
+        await q2.close()
+    finally:
+        await client.aclose()
