@@ -33,6 +33,7 @@ BULK_CHUNK = 500  # jobs per add script call: bounded work per call, big enough 
 BATCH = 1000  # jobs per call for bulk operations (drain, retry_jobs, obliterate...)
 HELD_REMOVE_WAIT = 1.0  # s remove() waits for a holding worker's answer beyond its hold
 ID_BLOCK = 100  # automatic ids a producer reserves at a time (see Queue._assign_ids)
+ID_BLOCK_MAX = 5000  # ... and at most, when bulk adds reserve ahead for the next ones
 
 BulkItem = tuple[str, Any] | tuple[str, Any, Mapping[str, Any]]
 
@@ -196,8 +197,13 @@ class Queue:
         if not missing:
             return
         if self._id_end - self._id_next < len(missing):
-            block = max(len(missing), ID_BLOCK)
-            end = int(await self.redis.incrby(self.keys.idc, block))
+            # Bulk adds reserve for the next few bulks too: one INCRBY round trip per
+            # chunk of 500 had been ~5% of add_bulk's time.
+            block = max(len(missing), min(4 * len(missing), ID_BLOCK_MAX), ID_BLOCK)
+            if self._link is not None:
+                end = int(await self._link.execute("INCRBY", self.keys.idc, block))
+            else:
+                end = int(await self.redis.incrby(self.keys.idc, block))
             self._id_next, self._id_end = end - block, end
         for args in missing:
             self._id_next += 1

@@ -66,3 +66,30 @@ async def test_jobs_without_default_fields_run_retry_and_finish(queue: Queue, re
     done = await queue.get_job(retried.id)
     assert done is not None and done.state == "completed"
     assert done.attempts_made == 2 and done.attempts_started == 2
+
+
+async def test_an_id_repeated_within_one_bulk_call_is_added_once(queue: Queue, client: Any) -> None:
+    # None of the ids exists before the call, so the script checks them all with one
+    # EXISTS; the repeat is caught within the call (lua/add.lua `added`).
+    jobs = await queue.add_bulk([("x", 1, {"job_id": "twice"}), ("y", 2),
+                                 ("x", 3, {"job_id": "twice"})])
+    assert jobs[0].id == jobs[2].id == "twice"
+    assert jobs[2].data == 1  # the duplicate is the job the first item added
+    assert (await queue.get_stats())["waiting"] == 2
+    entries = await client.xrange(queue.keys.events)
+    kinds = [(f[b"ev"], f[b"id"]) for _, f in entries]
+    assert kinds.count((b"duplicated", b"twice")) == 1
+    # An id that exists before the call: found by the per-job check.
+    again = await queue.add_bulk([("z", 4), ("x", 5, {"job_id": "twice"})])
+    assert again[1].data == 1
+    assert (await queue.get_stats())["waiting"] == 3
+
+
+async def test_bulk_adds_reserve_ids_ahead_and_keep_them_increasing(queue: Queue, client: Any) -> None:
+    ids: list[int] = []
+    for start in range(0, 2000, 500):
+        jobs = await queue.add_bulk([("x", i) for i in range(start, start + 500)])
+        ids.extend(int(j.id) for j in jobs)
+    assert ids == sorted(ids) and len(set(ids)) == 2000
+    # One reservation of 2000 ids served the four calls.
+    assert int(await client.get(queue.keys.idc)) == 2000

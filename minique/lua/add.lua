@@ -26,13 +26,25 @@ if producer ~= '' then
 end
 local out = {0}
 local told = false
+-- One EXISTS over every id of the call rather than one per job (a redis.call costs more
+-- than the lookup): when none exists, as automatic ids never do, only an id repeated
+-- within the call can be a duplicate, and `added` catches that.
+local check_each = false
+if n > 0 then
+  local jks = {}
+  for i = 0, n - 1 do jks[i + 1] = JP .. ARGV[5 + i * 8] end
+  for i = 1, n, 4000 do
+    if redis.call('EXISTS', unpack(jks, i, math.min(i + 3999, n))) > 0 then check_each = true end
+  end
+end
+local added = {}
 for i = 0, n - 1 do
   local b = 5 + i * 8
   local id = ARGV[b]
   local prio, delay = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
   local dup = 0
   local dd_field = nil
-  if redis.call('EXISTS', JP .. id) == 1 then
+  if added[id] or (check_each and redis.call('EXISTS', JP .. id) == 1) then
     dup = 1
     emit('ev', 'duplicated', 'id', id)
   elseif ARGV[b + 7] ~= '' then
@@ -41,6 +53,7 @@ for i = 0, n - 1 do
     if existing then dup, id = 1, existing end
   end
   if dup == 0 then
+    added[id] = true
     local jk = JP .. id
     local fields = job_fields(ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], now_s)
     if ARGV[b + 6] ~= '' then
