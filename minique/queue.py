@@ -232,6 +232,9 @@ class Queue:
                 calls.append(flat)
             try:
                 replies = await self._call_adds(calls)
+                if any(int(reply[0]) == 2 for reply in replies):
+                    # The id counter was reset (lua/add.lua): the rest of the block is void.
+                    self._id_next = self._id_end = 0
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 ids = [args[0] for chunk in chunks for args in chunk]
                 shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
@@ -649,6 +652,7 @@ class Queue:
         beat). Raises InvalidJobState while jobs are active, unless ``force``."""
         from . import scheduler
 
+        self._id_next = self._id_end = 0  # the id counter goes: ids reserved are void
         flag = "1" if force else "0"
         while int(await self._run("obliterate", [BATCH, flag])) > 0:
             pass

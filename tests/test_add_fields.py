@@ -93,3 +93,29 @@ async def test_bulk_adds_reserve_ids_ahead_and_keep_them_increasing(queue: Queue
     assert ids == sorted(ids) and len(set(ids)) == 2000
     # One reservation of 2000 ids served the four calls.
     assert int(await client.get(queue.keys.idc)) == 2000
+
+
+async def test_adds_after_the_queue_was_obliterated_elsewhere_are_never_lost(
+        redis_url: str, qname: str) -> None:
+    """A producer's reserved ids outlive an obliterate done by another process (the id
+    counter restarts): its next adds must still add their own jobs, not report another
+    producer's job with the same number as a duplicate."""
+    first, other, admin = (Queue(qname, url=redis_url) for _ in range(3))
+    try:
+        await first.add("a", 0)  # reserves ids 1-100, uses 1
+        await admin.obliterate(force=True)  # the counter restarts
+        theirs = await other.add_bulk([("b", i) for i in range(150)])  # ids from 1 again
+        mine = [await first.add("a", i) for i in range(1, 4)]
+        for job in mine:
+            got = await admin.get_job(job.id)
+            assert got is not None and got.name == "a" and got.data == job.data
+        assert (await admin.get_stats())["waiting"] == 153
+        assert not {j.id for j in mine} & {j.id for j in theirs}
+        # Later reservations start past every id handed out.
+        more = await other.add_bulk([("b", i) for i in range(600)])
+        assert (await admin.get_stats())["waiting"] == 753
+        assert len({j.id for j in [*theirs, *mine, *more]}) == 753
+    finally:
+        await admin.obliterate(force=True)
+        for q in (first, other, admin):
+            await q.close()

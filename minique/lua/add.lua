@@ -9,7 +9,8 @@
 -- whose number the producer's record has seen already is a re-send (a client retry after a
 -- timeout, when the first send may have run), and changes nothing. A producer sends its
 -- calls one at a time, so the numbers arrive in order.
--- Returns {0, id, duplicate (0/1), ..., now}, or {1, now} for a re-send.
+-- Returns {0, id, duplicate (0/1), ..., now}, {1, now} for a re-send, or {2, id, ...} as
+-- 0 when the producer must reserve automatic ids afresh (see below).
 --@include base
 --@include dedup
 --@include job_fields
@@ -20,11 +21,22 @@ local now_s = int_str(now)
 -- Producers' last sequence numbers live in one hash ("seq|ms" per producer); the sweep
 -- drops those of producers gone quiet (sweep.lua).
 local producers_key = BASE .. ':producers'
+local out = {0}
 if producer ~= '' then
   local last = redis.call('HGET', producers_key, producer)
   if last and seq <= tonumber(string.match(last, '^(%d+)')) then return {1, now} end
+  if not last and seq > 1 then
+    -- The producer has called before, yet its record is gone: the queue was obliterated
+    -- (the id counter with it) or the sweep dropped a quiet producer. Ids the producer
+    -- reserved before may then be handed out again: the counter is moved past this call's
+    -- automatic ids, and the reply (2) tells the producer to reserve afresh. Ids taken
+    -- meanwhile by others show up as existing (check_each below).
+    local top = 0
+    for i = 0, n - 1 do top = math.max(top, tonumber(string.match(ARGV[5 + i * 8], '^%d+$')) or 0) end
+    if (tonumber(redis.call('GET', K.idc)) or 0) < top then redis.call('SET', K.idc, int_str(top)) end
+    out[1] = 2
+  end
 end
-local out = {0}
 local told = false
 -- One EXISTS over every id of the call rather than one per job (a redis.call costs more
 -- than the lookup): when none exists, as automatic ids never do, only an id repeated
@@ -44,6 +56,15 @@ for i = 0, n - 1 do
   local prio, delay = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
   local dup = 0
   local dd_field = nil
+  if check_each and not added[id] and string.match(id, '^%d+$')
+      and redis.call('EXISTS', JP .. id) == 1 then
+    -- An automatic id that exists was handed out twice (the counter was reset under a
+    -- producer's reserved block): it is no duplicate; the job takes a fresh id instead.
+    for _ = 1, 10 do
+      id = int_str(redis.call('INCR', K.idc))
+      if redis.call('EXISTS', JP .. id) == 0 then break end
+    end
+  end
   if added[id] or (check_each and redis.call('EXISTS', JP .. id) == 1) then
     dup = 1
     emit('ev', 'duplicated', 'id', id)
