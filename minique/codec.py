@@ -11,6 +11,9 @@ from .errors import JobCorrupted, PayloadError
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
 decode_any = _decoder.decode
+# The bare encoder, for hot loops that call ``encode`` again only on failure (to name the
+# field): ``encode``'s message argument is an f-string built per call otherwise.
+encode_fast = _encoder.encode
 
 
 def encode(value: Any, what: str = "payload") -> bytes:

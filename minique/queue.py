@@ -36,6 +36,7 @@ ID_BLOCK = 100  # automatic ids a producer reserves at a time (see Queue._assign
 ID_BLOCK_MAX = 5000  # ... and at most, when bulk adds reserve ahead for the next ones
 
 BulkItem = tuple[str, Any] | tuple[str, Any, Mapping[str, Any]]
+_NO_OPTIONS: dict[str, Any] = {}  # never modified: resolve() reads options, never writes
 
 
 def _seconds(label: str, value: Any) -> float:
@@ -75,6 +76,9 @@ class Queue:
         # Validate the defaults now, so a bad default fails at construction, not at add.
         self._default_resolved = resolve(self.default_job_options, {})
         self._default_opts_blob = encode_stored(self._default_resolved.stored)
+        d = self._default_resolved
+        self._default_tail = (self._default_opts_blob, d.priority, round(d.delay * 1000),
+                              d.group or "", d.dedup)
         self._events_max_len = events_max_len
         self._add_inflight = False
         self._pending_adds: list[tuple[list[Any], asyncio.Future[tuple[bytes, int, int]]]] = []
@@ -112,8 +116,11 @@ class Queue:
 
     # ----- adding ------------------------------------------------------------------------
 
-    def _prepare(self, name: str, data: Any, options: Mapping[str, Any]) -> tuple[list[Any], Any]:
-        if not isinstance(name, str) or not name:
+    def _prepare(self, name: str, data: Any, options: Mapping[str, Any],
+                 carrier: dict[str, str] | bool | None = False) -> tuple[list[Any], Any]:
+        """``carrier``: the caller's trace context (telemetry.current_context()), when the
+        caller looked it up once for many jobs; False: look it up here."""
+        if (type(name) is not str and not isinstance(name, str)) or not name:
             raise ValueError(f"job name must be a non-empty string, got {name!r}")
         if options:
             resolved = resolve(self.default_job_options, options)
@@ -121,23 +128,28 @@ class Queue:
                     else encode_stored(resolved.stored))
         else:
             resolved, blob = self._default_resolved, self._default_opts_blob
-        carrier = telemetry.current_context()
+        if carrier is False:
+            carrier = telemetry.current_context()
         if carrier:
             resolved = msgspec.structs.replace(
                 resolved, stored=msgspec.structs.replace(resolved.stored, trace=carrier))
             blob = encode_stored(resolved.stored)
         if name in self.payload_types:
             codec.check(data, self.payload_types[name], f"payload of job {name!r}")
-        raw = codec.encode(data, f"payload of job {name!r}")
+        try:
+            raw = codec.encode_fast(data)
+        except Exception:  # again, for the error that names the field
+            raw = codec.encode(data, f"payload of job {name!r}")
+        if resolved is self._default_resolved:  # the common case: the tail is always the same
+            return [resolved.job_id or "", name, raw, *self._default_tail], resolved
         args = [resolved.job_id or "", name, raw, blob, resolved.priority,
                 round(resolved.delay * 1000), resolved.group or "", resolved.dedup]
         return args, resolved
 
     def _made(self, job_id: str, name: str, data: Any, raw: bytes, resolved: Any, now_ms: int) -> Job:
-        job = Job(self, job_id, name, raw, resolved.stored, data=data, priority=resolved.priority,
-                  timestamp=now_ms / 1000.0, state="delayed" if resolved.delay > 0 else "waiting")
-        job.group = resolved.group
-        return job
+        return Job.added(self, job_id, name, raw, resolved.stored, data, resolved.priority,
+                         now_ms / 1000.0, "delayed" if resolved.delay > 0 else "waiting",
+                         resolved.group)
 
     async def add(self, name: str, data: Any = None, **options: Any) -> Job:
         """Adds one job. Options: attempts, backoff, delay, priority, job_id,
@@ -334,13 +346,15 @@ class Queue:
         Every item is validated and encoded before anything is written.
         """
         prepared: list[tuple[list[Any], Any, Any]] = []
+        carrier = telemetry.current_context()  # one trace context for the whole call
+        prepare = self._prepare
         for i, item in enumerate(jobs):
-            if not isinstance(item, tuple | list) or len(item) not in (2, 3):
+            if (type(item) is not tuple and not isinstance(item, tuple | list)) or len(item) not in (2, 3):
                 raise TypeError(f"add_bulk item {i} must be (name, data) or (name, data, options)")
-            options = item[2] if len(item) == 3 else {}
-            if not isinstance(options, Mapping):
+            options = item[2] if len(item) == 3 else _NO_OPTIONS
+            if type(options) is not dict and not isinstance(options, Mapping):
                 raise TypeError(f"add_bulk item {i}: options must be a dict, got {options!r}")
-            args, resolved = self._prepare(item[0], item[1], options)
+            args, resolved = prepare(item[0], item[1], options, carrier)
             prepared.append((args, resolved, item[1]))
         if not prepared:
             return []

@@ -119,3 +119,15 @@ async def test_adds_after_the_queue_was_obliterated_elsewhere_are_never_lost(
         await admin.obliterate(force=True)
         for q in (first, other, admin):
             await q.close()
+
+
+def test_job_added_builds_what_init_builds() -> None:
+    from minique.job import Job
+
+    opts = StoredOptions(attempts=2)
+    fast = Job.added(None, "7", "n", b"raw", opts, {"d": 1}, 3, 1.5, "waiting", "g")  # type: ignore[arg-type]
+    slow = Job(None, "7", "n", b"raw", opts, data={"d": 1}, priority=3, timestamp=1.5,
+               state="waiting")
+    slow.group = "g"
+    for slot in Job.__slots__:
+        assert getattr(fast, slot) == getattr(slow, slot), slot
