@@ -39,6 +39,25 @@ BulkItem = tuple[str, Any] | tuple[str, Any, Mapping[str, Any]]
 _NO_OPTIONS: dict[str, Any] = {}  # never modified: resolve() reads options, never writes
 
 
+def _add_call_args(chunk: Sequence[list[Any]], producer: str, seq: int) -> list[Any]:
+    """add.lua's arguments for ``chunk`` (each job as ``Queue._prepare`` made it: id, name,
+    data, then its 5 option fields): the distinct option tails once, then per job its id,
+    name, data and the number of its tail."""
+    tails: dict[tuple[Any, ...], int] = {}
+    jobs: list[Any] = []
+    for args in chunk:
+        tail = (args[3], args[4], args[5], args[6], args[7])
+        number = tails.get(tail)
+        if number is None:
+            number = tails[tail] = len(tails) + 1
+        jobs += (args[0], args[1], args[2], number)
+    flat: list[Any] = [len(chunk), producer, seq, len(tails)]
+    for tail in tails:
+        flat += tail
+    flat += jobs
+    return flat
+
+
 def _seconds(label: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not (
         0 <= value <= MAX_SECONDS
@@ -238,10 +257,7 @@ class Queue:
             calls: list[list[Any]] = []
             for chunk in chunks:
                 self._add_seq += 1
-                flat: list[Any] = [len(chunk), self._producer, self._add_seq]
-                for args in chunk:
-                    flat.extend(args)
-                calls.append(flat)
+                calls.append(_add_call_args(chunk, self._producer, self._add_seq))
             try:
                 replies = await self._call_adds(calls)
                 if any(int(reply[0]) == 2 for reply in replies):

@@ -131,3 +131,14 @@ def test_job_added_builds_what_init_builds() -> None:
     slow.group = "g"
     for slot in Job.__slots__:
         assert getattr(fast, slot) == getattr(slow, slot), slot
+
+
+def test_jobs_with_the_same_options_share_one_tail_of_script_arguments() -> None:
+    from minique.queue import _add_call_args
+
+    plain = ["", "n", b"d", b"", 0, 0, "", ""]
+    other = ["", "n", b"e", b"\x91\x03", 2, 0, "g", ""]
+    flat = _add_call_args([["1", *plain[1:]], ["2", *other[1:]], ["3", *plain[1:]]], "p", 7)
+    assert flat[:4] == [3, "p", 7, 2]  # 3 jobs, producer, sequence number, 2 distinct tails
+    assert flat[4:14] == [b"", 0, 0, "", "", b"\x91\x03", 2, 0, "g", ""]
+    assert flat[14:] == ["1", "n", b"d", 1, "2", "n", b"e", 2, "3", "n", b"d", 1]

@@ -131,7 +131,9 @@ async def test_a_resent_add_with_a_dedup_id_changes_nothing(queue: Queue) -> Non
 
     args, _ = queue._prepare("sync", 1, {"dedup": {"id": "r"}})
     args[0] = "custom-r"
-    call = [queue.keys.job_prefix, 1, "producer-x", 1, *args]
+    from minique.queue import _add_call_args
+
+    call = [queue.keys.job_prefix, *_add_call_args([args], "producer-x", 1)]
     first = await scripts.run(queue.redis, "add", queue.keys.vector, call)
     resent = await scripts.run(queue.redis, "add", queue.keys.vector, call)
     assert first[1] == b"custom-r" and int(resent[0]) == 1

@@ -1,9 +1,11 @@
 -- Adds a batch of jobs (add() sends one, add_bulk() a chunk), each to waiting,
 -- prioritized or delayed. A custom id that exists already is left untouched.
--- ARGV: JP, n, producer, seq, then per job: id, name, data, opts, priority, delay_ms,
+-- ARGV: JP, n, producer, seq, nt, then nt option tails of 5: opts, priority, delay_ms,
 -- group ('' for none: see includes/groups.lua), dedup ("ttl_ms|flags|dedup id" or "": a
 -- job whose dedup id is taken is not added; the existing job's id comes back as a
--- duplicate, see includes/dedup.lua).
+-- duplicate, see includes/dedup.lua); then per job: id, name, data, the number (from 1)
+-- of its tail. Jobs added with the same options share a tail, so a bulk of plain jobs
+-- sends 4 arguments a job rather than 9 (each costs the server a parse and a Lua string).
 -- Every id is chosen by the client (automatic ones from blocks it reserves with INCRBY on
 -- the id counter), and every call carries the producer's next sequence number: a call
 -- whose number the producer's record has seen already is a re-send (a client retry after a
@@ -15,6 +17,7 @@
 --@include dedup
 --@include job_fields
 local n = tonumber(ARGV[2])
+local JB = 6 + tonumber(ARGV[5]) * 5  -- the first job's arguments
 local producer, seq = ARGV[3], tonumber(ARGV[4])
 local now = now_ms()
 local now_s = int_str(now)
@@ -32,7 +35,7 @@ if producer ~= '' then
     -- automatic ids, and the reply (2) tells the producer to reserve afresh. Ids taken
     -- meanwhile by others show up as existing (check_each below).
     local top = 0
-    for i = 0, n - 1 do top = math.max(top, tonumber(string.match(ARGV[5 + i * 8], '^%d+$')) or 0) end
+    for i = 0, n - 1 do top = math.max(top, tonumber(string.match(ARGV[JB + i * 4], '^%d+$')) or 0) end
     if (tonumber(redis.call('GET', K.idc)) or 0) < top then redis.call('SET', K.idc, int_str(top)) end
     out[1] = 2
   end
@@ -44,16 +47,19 @@ local told = false
 local check_each = false
 if n > 0 then
   local jks = {}
-  for i = 0, n - 1 do jks[i + 1] = JP .. ARGV[5 + i * 8] end
+  for i = 0, n - 1 do jks[i + 1] = JP .. ARGV[JB + i * 4] end
   for i = 1, n, 4000 do
     if redis.call('EXISTS', unpack(jks, i, math.min(i + 3999, n))) > 0 then check_each = true end
   end
 end
 local added = {}
 for i = 0, n - 1 do
-  local b = 5 + i * 8
-  local id = ARGV[b]
-  local prio, delay = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
+  local b = JB + i * 4
+  local id, name, data = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+  local t = 6 + (tonumber(ARGV[b + 3]) - 1) * 5
+  local opts, prio_s, delay_s, group, dedup = ARGV[t], ARGV[t + 1], ARGV[t + 2], ARGV[t + 3],
+                                              ARGV[t + 4]
+  local prio, delay = tonumber(prio_s), tonumber(delay_s)
   local dup = 0
   local dd_field = nil
   if check_each and not added[id] and string.match(id, '^%d+$')
@@ -68,28 +74,28 @@ for i = 0, n - 1 do
   if added[id] or (check_each and redis.call('EXISTS', JP .. id) == 1) then
     dup = 1
     emit('ev', 'duplicated', 'id', id)
-  elseif ARGV[b + 7] ~= '' then
+  elseif dedup ~= '' then
     local existing
-    existing, dd_field = dedup_claim(ARGV[b + 7], id, now, delay, ARGV[b + 2])
+    existing, dd_field = dedup_claim(dedup, id, now, delay, data)
     if existing then dup, id = 1, existing end
   end
   if dup == 0 then
     added[id] = true
     local jk = JP .. id
-    local fields = job_fields(ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], now_s)
-    if ARGV[b + 6] ~= '' then
-      fields[#fields + 1] = 'g'; fields[#fields + 1] = ARGV[b + 6]
-      fields.group = ARGV[b + 6]
+    local fields = job_fields(name, data, opts, prio_s, now_s)
+    if group ~= '' then
+      fields[#fields + 1] = 'g'; fields[#fields + 1] = group
+      fields.group = group
     end
     if dd_field then fields[#fields + 1] = 'dd'; fields[#fields + 1] = dd_field end
-    emit('ev', 'added', 'id', id, 'name', ARGV[b + 1])
+    emit('ev', 'added', 'id', id, 'name', name)
     if delay > 0 then
       -- Blocked workers sleep until the earliest due time they know of; a job due sooner
       -- must rouse them so they shorten their sleep.
       local first = redis.call('ZRANGE', K.delayed, 0, 0, 'WITHSCORES')
       if not first[2] or (now + delay) * DELAY_SHIFT < tonumber(first[2]) then wake() end
       enqueue_delayed(jk, id, now + delay, fields)
-      emit('ev', 'delayed', 'id', id, 'delay', ARGV[b + 5])
+      emit('ev', 'delayed', 'id', id, 'delay', delay_s)
     else
       enqueue_ready(jk, id, prio, fields)
       emit('ev', 'waiting', 'id', id)
