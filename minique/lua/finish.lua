@@ -77,6 +77,13 @@ local starts = {}
 local released = {}
 local done_c, done_f = retention_batch(K.completed), retention_batch(K.failed)
 
+-- Fields absent from a hash cost a scan of all of it each, so the finish reads a job's
+-- group only in a queue that has had grouped jobs (meta 'gwn' exists from the first one
+-- on, and is never deleted but with the queue), and its dedup id and flow links only in
+-- one that has had such jobs (meta 'xr', as delete_job_keys).
+local marks = redis.call('HMGET', K.meta, 'gwn', 'xr')
+local read_group, read_extra = marks[1] ~= false, marks[2] ~= false
+
 local policies = {}
 for kc, ka in string.gmatch(ARGV[12], '(-?%d+):(-?%d+)') do
   policies[#policies + 1] = {tonumber(kc), tonumber(ka)}
@@ -92,7 +99,14 @@ for i = 1, nres do
   local jk = JP .. id
   -- Every way out of active (and held) clears the token, so a matching token means the
   -- job is still this worker's.
-  local cur = redis.call('HMGET', jk, 'tok', 'atm', 'st', 'ats', 'ps', 'g', 'dd', 'par', 'pol')
+  local cur
+  if read_extra then
+    cur = redis.call('HMGET', jk, 'tok', 'atm', 'st', 'ats', 'ps', 'g', 'dd', 'par', 'pol')
+  elseif read_group then
+    cur = redis.call('HMGET', jk, 'tok', 'atm', 'st', 'ats', 'ps', 'g')
+  else
+    cur = redis.call('HMGET', jk, 'tok', 'atm', 'st', 'ats', 'ps')
+  end
   -- Held: taken ahead, not started as far as Redis knows; 'removed' is a held job that
   -- remove() or drain() reached before its worker handed it back.
   local held = cur[3] == 'held' or cur[3] == 'removed'
@@ -127,7 +141,7 @@ for i = 1, nres do
       redis.call('HSET', jk, 'st', 'active', 'pon', started ~= '' and started or now_s,
                  'ats', int_str((tonumber(cur[4]) or 0) + 1))
       if cur[6] then group_start(cur[6]) end
-      emit('ev', 'active', 'id', id)
+      emit_batched('active', id)
     end
   else
     statuses[#statuses + 1] = 1
@@ -138,7 +152,7 @@ for i = 1, nres do
       -- Without a start time it never started (e.g. cancelled while held): no start.
       if started ~= '' then
         start_fields = {'pon', started, 'ats', int_str((tonumber(cur[4]) or 0) + 1)}
-        emit('ev', 'active', 'id', id)
+        emit_batched('active', id)
       end
     else
       left_active[#left_active + 1] = id
@@ -155,14 +169,10 @@ for i = 1, nres do
       if retain(done_c, id, now_s, policy[1], policy[2]) then
         write_job(jk, start_fields, 'st', 'completed', 'rv', value, 'fon', now_s, 'tok', '',
                   'atm', int_str((tonumber(cur[2]) or 0) + 1))
-        if #value <= EVENT_VALUE_MAX then
-          emit('ev', 'completed', 'id', id, 'rv', value)
-        else
-          emit('ev', 'completed', 'id', id)
-        end
+        emit_batched('completed', id, #value <= EVENT_VALUE_MAX and value or nil)
       else
         delete_job_keys(id)
-        emit('ev', 'completed', 'id', id, 'rv', value)
+        emit_batched('completed', id, value)
       end
       counts.completed = counts.completed + 1
     elseif kind == 'f' then
@@ -220,6 +230,7 @@ for i = 1, nres do
   end
 end
 
+flush_events()
 call_batched('ZREM', K.active, left_active)
 call_batched('ZREM', K.held, left_held)
 call_batched('ZREM', K.held_removed, left_removed)

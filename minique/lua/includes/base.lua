@@ -60,7 +60,7 @@ local emitted = 0
 -- Every 100th event of a script call trims the stream (MAXLEN ~); the others are plain
 -- appends: a trim on every append cost about a third of an XADD, and this way the stream
 -- exceeds its cap by at most 100 entries plus the node that MAXLEN ~ keeps.
-local function emit(...)
+local function append_event(...)
   if emitted % 100 == 0 then
     -- Kept as the string stored (see int_str on why numbers are avoided as arguments).
     emax = emax or redis.call('HGET', K.meta, 'emax') or '10000'
@@ -69,6 +69,73 @@ local function emit(...)
     redis.call('XADD', K.events, '*', ...)
   end
   emitted = emitted + 1
+end
+
+-- Events that a script call emits for many jobs at once ('active' at fetch, 'completed'
+-- at finish) share one stream entry per kind: 'ev' <name> 'ids' <list>, plus 'rvs' <list>
+-- of return values for 'completed' ('' where a value stays with its job). A list is
+-- length-prefixed ("<bytes>:<bytes of the item>" per item), so that any id or value fits.
+-- One entry instead of one per job saves an XADD and a stream entry per job; an event of
+-- one job alone keeps the one-job form ('id', and 'rv'). minique/events.py reads both.
+-- Order: a job's 'active' comes before its 'completed' (a held job may start and finish
+-- within one call), and every event emitted one by one first writes what is gathered.
+-- Size: an entry is written once its values reach EVENT_VALUE_MAX, so that no entry is
+-- much larger than a one-job event could be, and the stream's cap (in entries) still
+-- bounds its memory as before.
+local BATCHED_NAMES = {'active', 'completed'}
+local batched, pending = {}, false
+local flush_events
+local function emit_batched(name, id, rv)
+  local b = batched[name]
+  if not b then
+    b = {ids = {}, rvs = {}, n = 0, bytes = 0}
+    batched[name] = b
+  end
+  pending = true
+  b.n = b.n + 1
+  b.ids[b.n] = id
+  rv = rv or ''
+  b.rvs[b.n] = rv
+  b.bytes = b.bytes + #rv + #id
+  if b.bytes >= EVENT_VALUE_MAX then flush_events() end
+end
+
+local function length_prefixed(items, n)
+  local parts = {}
+  for i = 1, n do
+    parts[2 * i - 1] = #items[i] .. ':'
+    parts[2 * i] = items[i]
+  end
+  return table.concat(parts)
+end
+
+-- Writes what emit_batched gathered, one entry per event name.
+function flush_events()
+  if not pending then return end
+  for _, name in ipairs(BATCHED_NAMES) do
+    local b = batched[name]
+    local with_rv = name == 'completed'
+    if not b then
+    elseif b.n == 1 then
+      if with_rv and b.rvs[1] ~= '' then
+        append_event('ev', name, 'id', b.ids[1], 'rv', b.rvs[1])
+      else
+        append_event('ev', name, 'id', b.ids[1])
+      end
+    elseif with_rv then
+      append_event('ev', name, 'ids', length_prefixed(b.ids, b.n), 'rvs',
+                   length_prefixed(b.rvs, b.n))
+    else
+      append_event('ev', name, 'ids', length_prefixed(b.ids, b.n))
+    end
+  end
+  batched, pending = {}, false
+end
+
+-- One event, after whatever emit_batched gathered before it.
+local function emit(...)
+  flush_events()
+  append_event(...)
 end
 
 local woken = false

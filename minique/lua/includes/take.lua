@@ -141,6 +141,10 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   end
   if #ids == 0 then return with_wait_info(out) end
   local fence = redis.call('HINCRBY', K.meta, 'fence', #ids) - #ids
+  -- Fields absent from a hash cost a scan of all of it each: the stalled count is only
+  -- read once a job of the queue has stalled (meta 'xs'), a scheduler's id only for its
+  -- firings, whose ids start with "sched:" (custom ids cannot).
+  local read_stc = redis.call('HEXISTS', K.meta, 'xs') == 1
   local deadline = now + lease_ms
   local now_s = int_str(now)
   local leases, holds = {}, {}
@@ -148,7 +152,18 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   for i, id in ipairs(ids) do
     local jk = JP .. id
     local tok = int_str(fence + i)
-    local f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats')
+    local f
+    if string.sub(id, 1, 6) == 'sched:' then
+      f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats')
+    else
+      -- Same places as above: 7 stalled count, 8 scheduler, 9 attempts started.
+      if read_stc then
+        f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'stc')
+      else
+        f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats')
+      end
+      f[9] = f[7]; f[7] = f[8]; f[8] = nil
+    end
     local handed = false
     if f[1] and f[8] and scheduler_on_take(jk, id, now, true, f[8]) then
       -- A missed firing of a catch_up="skip" scheduler: the hook deleted it; nothing to run.
@@ -164,7 +179,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
         leases[#leases + 1] = lease_score(deadline, i)
         leases[#leases + 1] = id
         if lim_max > 0 then redis.call('ZADD', K.window, now_s, tok) end
-        emit('ev', 'active', 'id', id)
+        emit_batched('active', id)
       else
         -- Held: started (and counted as started) only when the worker starts it.
         redis.call('HSET', jk, 'st', 'held', 'tok', tok, 'w', worker, 'ps', ps)
@@ -184,6 +199,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   end
   call_batched('ZADD', K.active, leases)
   call_batched('ZADD', K.held, holds)
+  flush_events()
   out[2] = (out[1] == 0) and active_n or out[2]
   -- Every id taken may have turned out unrunnable (a dropped firing, a vanished hash).
   if #out == HEADER_LEN then return with_wait_info(out) end
