@@ -262,6 +262,7 @@ async def soak(cfg: SoakConfig) -> tuple[int, dict[str, Any]]:
             await _stop(workers)
             for r in readers:
                 r.cancel()
+            record["redis_commands"] = await _commandstats(queue)
             await queue.close()
     samples = record["samples"]
     judgements = judge(samples) if samples else []
@@ -275,6 +276,17 @@ async def soak(cfg: SoakConfig) -> tuple[int, dict[str, Any]]:
     record["verdict"] = line if status != 2 else "soak verdict: BROKEN: " + " | ".join(record["errors"])
     record["status"] = status
     return status, record
+
+
+async def _commandstats(queue: Any) -> list[dict[str, Any]]:
+    """Redis time by command over the whole run (INFO commandstats), most first."""
+    try:
+        stats = await queue.redis.info("commandstats")
+    except Exception:
+        return []
+    rows = [{"command": k.removeprefix("cmdstat_"), "calls": int(v["calls"]), "usec": int(v["usec"])}
+            for k, v in stats.items() if isinstance(v, dict) and "usec" in v]
+    return sorted(rows, key=lambda r: -r["usec"])[:12]
 
 
 async def _stop(children: list[Child]) -> None:
@@ -292,6 +304,10 @@ async def _stop(children: list[Child]) -> None:
 def run(cfg: SoakConfig) -> int:
     """Runs the soak and writes its outputs; returns the exit status."""
     status, record = asyncio.run(soak(cfg))
+    for key in ("out", "plot", "results"):  # paths in the repository, as the repository names them
+        path = Path(record["config"][key]).resolve()
+        if record["config"][key] and path.is_relative_to(BENCH.parent):
+            record["config"][key] = str(path.relative_to(BENCH.parent))
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1, default=str))

@@ -149,6 +149,15 @@ def section(record: dict[str, Any], plot: Path, results: Path, plot_note: str = 
     failed = sum(s["failed_attempts"] for s in samples)
     add(f"| jobs completed / attempts failed, whole run | {total:,} / {failed:,} | |")
     add("")
+    commands = record.get("redis_commands") or []
+    busy = sum(c["usec"] for c in commands)
+    if busy and total:
+        add("Redis commands over the whole run (INFO commandstats: calls and µs per completed "
+            "job; µs are wall time inside the command, a script's include the calls it makes, "
+            "and a loaded machine inflates them, so read the calls): " + ", ".join(
+                f"{c['command']} {c['usec'] / busy:.0%} ({c['calls'] / total:.2f} calls, "
+                f"{c['usec'] / total:.0f} µs)" for c in commands[:6]) + ".")
+        add("")
     add(f"**{record['verdict']}**")
     add("")
     add("The verdict compares the medians of the middle and last thirds of the run (the first "
