@@ -13,7 +13,8 @@ library's defaults, so the finished sets reach their caps and stop there.
 Pickup latency is the time from the moment a job became ready to the moment its processor
 started (both wall-clock ms on this machine; Redis runs on the same host):
 
-- a job added without delay: ready at its ``timestamp`` (the add, by the Redis clock);
+- a job added without delay: ready at its ``timestamp`` (the add, by the Redis clock; the
+  add call's start, carried in its data, if the worker's Job has no timestamp);
 - a job added with a delay: ``timestamp`` + the delay it was given (in its data);
 - a scheduler firing: the fire time in its id (``sched:<id>:<generation>:<fire ms>``);
 - a retry: the ``due`` time its failed attempt was given (read from the job hash, one HGET
@@ -105,6 +106,7 @@ async def produce(url: str, rate: float, report_every: float, seed: int) -> None
         due = int((time.monotonic() - start) * rate)
         while sent < due:
             data, options = job_spec(rng, sent)
+            data["t"] = round(time.time() * 1000.0, 2)  # the add call's start, epoch ms
             task = asyncio.create_task(queue.add(JOB, data, **options))
             pending.add(task)
             task.add_done_callback(done)
@@ -151,7 +153,9 @@ async def ready_ms(job: Any, side: Queue) -> tuple[str, float | None]:
         return "retry", float(raw) if raw else None
     data = job.data or {}
     delay = data.get("delay_ms", 0)
-    return ("delayed" if delay else "fresh"), job.timestamp * 1000.0 + delay
+    # The add by the Redis clock; if a future fetch reply stops carrying it, the add call's start.
+    added = job.timestamp * 1000.0 if job.timestamp else data.get("t")
+    return ("delayed" if delay else "fresh"), None if added is None else added + delay
 
 
 async def serve(url: str, concurrency: int, report_every: float, seed: int) -> None:
