@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import soak, soak_report
-from benchmarks.redis_server import RedisServer
+from benchmarks.redis_server import RedisServer, RespClient, parse_info
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
@@ -306,17 +306,33 @@ def run_one(cell: Cell, n: int, redis: RedisServer, mode: Mode) -> dict[str, Any
         str(mode.timeout_s),
     ]
     redis.flushall()
+    cpu_before = redis_cpu_seconds(redis)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=mode.timeout_s + 60, cwd=ROOT)
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": "harness timeout"}
+    cpu_used = redis_cpu_seconds(redis) - cpu_before
     lines = proc.stdout.strip().splitlines()
     try:
         result: dict[str, Any] = json.loads(lines[-1])
     except (ValueError, IndexError):
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         result = {"ok": False, "error": f"exit {proc.returncode}: {tail[0][:300]}"}
+    if result.get("ok") and result.get("n"):
+        # The whole measurement's server CPU: for processing scenarios the enqueue (in bulk
+        # where the library has it) is included, for every system alike.
+        result["redis_cpu_us"] = cpu_used * 1e6 / float(result["n"])
     return result
+
+
+def redis_cpu_seconds(redis: RedisServer) -> float:
+    """The server's CPU time so far (INFO cpu: user + system, main thread and all)."""
+    client = RespClient.from_url(redis.url)
+    try:
+        info = parse_info(client.call("INFO", "cpu"))  # type: ignore[arg-type]
+    finally:
+        client.close()
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def describe(result: dict[str, Any]) -> str:
@@ -588,6 +604,7 @@ def write_results(
                     f"{n_txt} | {runs} |"
                 )
         add("")
+    lines += redis_cpu_lines(cells, systems, args)
     add("## Reproduce")
     add("")
     add("```")
@@ -600,6 +617,44 @@ def write_results(
     if kept:
         lines += [kept, ""]
     path.write_text("\n".join(lines))
+
+
+def redis_cpu_lines(cells: dict[tuple[str, str], Cell], systems: list[System],
+                    args: argparse.Namespace) -> list[str]:
+    """A table of the Redis server's CPU per job (µs, median of the runs) for each
+    throughput scenario, and its ratio to BullMQ-Node's in the same run."""
+    out = ["## Redis CPU per job", "",
+           "The server's CPU time (`INFO cpu`, user + system) over the whole measurement, "
+           "divided by N: what decides how far one Redis goes. Processing scenarios include "
+           "the enqueue (in bulk where the library has it), so the processing cost alone is "
+           "the processing row less the bulk-add row. Lower is better; the ratio is to "
+           f"{BASELINE} in the same run.", "",
+           "| scenario | " + " | ".join(s.label for s in systems) + " |",
+           "|---|" + "---:|" * len(systems)]
+    for sc in SCENARIOS:
+        if sc.latency or (args.scenarios and sc.key not in args.scenarios):
+            continue
+        meds: dict[str, float] = {}
+        for s in systems:
+            cell = cells.get((s.key, sc.key))
+            vals = [r["redis_cpu_us"] for r in (cell.ok() if cell else []) if "redis_cpu_us" in r]
+            if vals:
+                meds[s.key] = med(vals)
+        if not meds:
+            continue
+        base = meds.get(BASELINE)
+        row = []
+        for s in systems:
+            v = meds.get(s.key)
+            if v is None:
+                row.append("-")
+            elif base and s.key != BASELINE:
+                row.append(f"{v:.1f} ({v / base:.2f}x)")
+            else:
+                row.append(f"{v:.1f}")
+        out.append(f"| {sc.title} | " + " | ".join(row) + " |")
+    out.append("")
+    return out
 
 
 def print_summary(cells: dict[tuple[str, str], Cell], systems: list[System]) -> None:
@@ -621,6 +676,26 @@ def print_summary(cells: dict[tuple[str, str], Cell], systems: list[System]) -> 
                            + (f" {fmt_ratio(r)}" if r is not None and s.key != BASELINE else ""))
         if any(x != "-" for x in row):
             print(f"{sc.key:<15}" + "".join(f"{x:>22}" for x in row), flush=True)
+    print("\nRedis CPU per job (µs, enqueue included; ratio to the baseline)", flush=True)
+    for sc in SCENARIOS:
+        if sc.latency:
+            continue
+        vals = {}
+        for s in systems:
+            cell = cells.get((s.key, sc.key))
+            got = [r["redis_cpu_us"] for r in (cell.ok() if cell else []) if "redis_cpu_us" in r]
+            if got:
+                vals[s.key] = med(got)
+        if vals:
+            base = vals.get(BASELINE)
+            cols = []
+            for s in systems:
+                v = vals.get(s.key)
+                text = "-" if v is None else f"{v:.1f}"
+                if v is not None and base and s.key != BASELINE:
+                    text += f" {v / base:.2f}x"
+                cols.append(f"{text:>22}")
+            print(f"{sc.key:<15}" + "".join(cols), flush=True)
 
 
 # ------------------------------------------------------------------------------------ main

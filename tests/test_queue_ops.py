@@ -221,11 +221,13 @@ async def test_remove_from_every_state_but_active(queue: Queue) -> None:
 async def test_stalled_active_job_is_taken_back(queue: Queue, redis_url: str) -> None:
     await queue.add("x", 1)
     [(job_id, token)] = await fetch(queue, 1, lease_ms=50)
-    worker = Worker(queue.name, lambda j: "redone", url=redis_url, stalled_interval=0.05)
+    # The worker's Job carries the stalled count (the fetch reads it once a job stalled).
+    worker = Worker(queue.name, lambda j: f"redone {j.stalled_count}", url=redis_url,
+                    stalled_interval=0.05)
     task = asyncio.create_task(worker.run())
     job = await queue.get_job(job_id)
     assert job is not None
-    assert await job.wait_until_finished(timeout=5) == "redone"
+    assert await job.wait_until_finished(timeout=5) == "redone 1"
     redone = await queue.get_job(job_id)
     assert redone is not None and redone.stalled_count == 1
     # The first owner's token is fenced out: its late result is refused.
