@@ -37,10 +37,14 @@ class GroupLimiter(msgspec.Struct, frozen=True):
 
 
 class GroupInfo(msgspec.Struct, frozen=True):
-    """One group as ``Queue.get_groups`` reports it.
+    """One group as ``Queue.get_groups`` and ``Queue.get_group`` report it.
 
-    ``concurrency`` and ``limiter`` are the group's own settings (None: the queue's group
-    defaults apply); ``rate_limited_until`` is a Unix time in seconds, or None.
+    ``waiting`` and ``active``: its waiting and running jobs. ``concurrency`` and
+    ``limiter`` are the group's own settings (None: the queue's group defaults apply).
+    ``rate_limited_until``: Unix time (s) until which a processor throttled it, or None.
+    ``sleeping_until``: Unix time (s) before which it starts none of its waiting jobs
+    (throttled, or its limiter window is full), or None. ``window_starts``: its starts in
+    the current limiter window (its own limiter or the default; 0 without one).
     """
 
     id: str
@@ -50,10 +54,8 @@ class GroupInfo(msgspec.Struct, frozen=True):
     limiter: GroupLimiter | None
     paused: bool
     rate_limited_until: float | None
-    # Unix time (s) before which the group starts none of its waiting jobs: throttled
-    # (rate_limited_until) or its limiter window is full. None: it may start one now.
+    # Defaults, so that code building a GroupInfo of the seven first fields keeps working.
     sleeping_until: float | None = None
-    # Starts in the limiter's current window (0 without a limiter of its own or by default).
     window_starts: int = 0
 
 
