@@ -8,6 +8,7 @@ import time
 
 import pytest
 from driver import complete, fetch, finish
+from helpers import wait_until
 
 from minique import GroupCounts, GroupDefaults, Queue, scripts
 from minique.sync import SyncQueue
@@ -199,3 +200,20 @@ def test_sync_queue_mirrors_the_group_views(redis_url: str, qname: str) -> None:
             assert sorted(q.clean(0, "waiting")) == sorted(ids)
         finally:
             q.obliterate(force=True)
+
+
+async def test_a_group_emptied_while_asleep_is_forgotten_when_it_wakes(queue: Queue) -> None:
+    await queue.set_group_defaults(limiter={"max": 1, "duration": 0.05})
+    jobs = await queue.add_bulk([("j", i, {"group": "g"}) for i in range(2)])
+    taken = await fetch(queue, 2)  # one start, then g sleeps for its window
+    assert len(taken) == 1 and (await queue.get_group_counts()).throttled == 1
+    await queue.remove_job(jobs[1].id)
+    await finish(queue, [complete(*taken[0])], 0)
+    await queue.set_group_defaults()
+
+    async def forgotten() -> bool:
+        await fetch(queue, 1)  # a fetch wakes the groups whose sleep is over
+        return await queue.redis.zcard(f"{queue.keys.base}:groups") == 0
+
+    await wait_until(forgotten, timeout=5, message="the idle group forgotten")
+    assert await queue.redis.exists(f"{queue.keys.base}:g:g") == 0

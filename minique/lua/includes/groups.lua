@@ -147,6 +147,8 @@ local function groups_wake_due(now)
   for _, g in ipairs(due) do
     redis.call('HDEL', gkey(g), 'q')
     group_schedule(g)
+    -- Its jobs were removed while it slept: nothing keeps it.
+    group_forget_if_idle(g)
   end
 end
 
