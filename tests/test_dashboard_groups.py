@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from driver import fetch
 from test_dashboard_api import Api, api
+from test_dashboard_metrics import samples
 
 from minique import Queue
 from minique.dashboard.ids import encode_id
@@ -124,3 +125,16 @@ async def test_a_queue_name_with_a_slash_is_one_segment_in_every_link(
     finally:
         await q.obliterate(force=True)
         await q.close()
+
+
+async def test_metrics_count_groups_by_kind_not_one_series_per_group(api: Api, queue: Queue) -> None:
+    await queue.add_bulk([("sync", i, {"group": f"acct-{i}"}) for i in range(4)])
+    await queue.pause_group("acct-0")
+    await fetch(queue, 2)  # acct-1 and acct-2 start one job each (acct-0 is paused)
+    text = (await api.c.get("/metrics")).text
+    got = samples(text)
+    q = queue.name
+    assert {kind: got[("minique_queue_groups", (("kind", kind), ("queue", q)))]
+            for kind in ("groups", "active", "paused", "throttled")} == {
+        "groups": 4, "active": 2, "paused": 1, "throttled": 0}
+    assert "acct-1" not in text
