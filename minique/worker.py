@@ -45,7 +45,7 @@ from .worker_info import WorkerInfo
 
 log = logging.getLogger("minique.worker")
 
-JOB_FIELDS = 11  # per job in a fetch reply: see lua/includes/take.lua
+JOB_FIELDS = 12  # per job in a fetch reply: see lua/includes/take.lua
 HEADER = 8  # status, info, next_due, wake_id, now, global limit, control version, hold granted
 PREFETCH_WORK = 0.005  # seconds of work a worker may hold per slot beyond what it runs
 PREFETCH_MAX = 200  # jobs held ahead at most (see Worker._prefetch)
@@ -677,6 +677,7 @@ class Worker:
                   attempts_started=int(f[6]), stalled_count=int(f[9]), state="active",
                   token=f[1].decode())
         job.processed_on = int(f[10]) / 1000.0
+        job.group = f[11].decode() if f[11] else None
         running = _Running(job, bad_opts, held, cv)
         if back or self._closing or (
                 held and asyncio.get_running_loop().time() >= self._hold_until):

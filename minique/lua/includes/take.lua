@@ -3,6 +3,7 @@
 -- rate limits, then move up to `count` ready jobs to active with a fresh fencing token.
 
 local HEADER_LEN = 8
+local JOB_FIELDS = 12  -- per job in the reply (minique/worker.py JOB_FIELDS)
 
 local function promote_due(now, limit)
   local ids = redis.call('ZRANGEBYSCORE', K.delayed, '-inf', now * DELAY_SHIFT + DELAY_SHIFT - 1,
@@ -72,7 +73,7 @@ local function with_wait_info(out)
 end
 
 -- Returns {status, info, next_due, wake_id, now, global concurrency limit (0 = none),
--- control version, hold granted (1/0), jobs...}; each job is 11 fields, the first `count`
+-- control version, hold granted (1/0), jobs...}; each job is 12 fields, the first `count`
 -- of them active, the rest held. status: 0 ok, 1 paused, 2 rate limited (info = ms to wait).
 --
 -- Holding: a worker whose jobs are short asks for `hold` jobs beyond its free slots. They
@@ -148,7 +149,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   for i, id in ipairs(ids) do
     local jk = JP .. id
     local tok = int_str(fence + i)
-    local f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats')
+    local f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats', 'g')
     local handed = false
     if f[1] and f[8] and scheduler_on_take(jk, id, now, true, f[8]) then
       -- A missed firing of a catch_up="skip" scheduler: the hook deleted it; nothing to run.
@@ -175,6 +176,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       out[n + 1] = id; out[n + 2] = tok; out[n + 3] = f[1]; out[n + 4] = f[2]
       out[n + 5] = f[3] or ''; out[n + 6] = f[4] or '0'; out[n + 7] = ats; out[n + 8] = f[5] or '0'
       out[n + 9] = f[6] or '0'; out[n + 10] = f[7] or '0'; out[n + 11] = now
+      out[n + 12] = f[10] or ''  -- the group ('' = none)
     else
       -- The job hash vanished (deleted behind our back): nothing to run, say so.
       emit('ev', 'error', 'id', id, 'reason', 'job hash missing at fetch')
