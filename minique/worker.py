@@ -952,6 +952,22 @@ class Worker:
             for job in jobs:
                 self._push(job, "w", "worker shut down", "", 0, job.opts.keep_failed)
             return
+        except Delayed as exc:
+            for job in jobs:  # each job as if it had raised it alone
+                self._push(job, "d", str(exc), "", int(exc.delay * 1000), job.opts.keep_failed)
+            return
+        except RateLimited as exc:
+            delay_ms = int(exc.delay * 1000)
+            if exc.group:
+                # The groups of the batch's jobs sleep (one group with group="same").
+                for job in jobs:
+                    self._push(job, "g", exc.message, "", delay_ms, job.opts.keep_failed)
+                return
+            for job in jobs:
+                self._push(job, "w", "rate limited", "", delay_ms, job.opts.keep_failed)
+            self._limited_until = time.monotonic() + exc.delay
+            self._on_control("limit")
+            return
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise

@@ -9,7 +9,7 @@ from typing import Any
 
 from helpers import wait_until
 
-from minique import Batch, Queue, Registry, UnrecoverableError, Worker
+from minique import Batch, GroupRateLimited, Queue, Registry, UnrecoverableError, Worker
 
 
 async def run_worker(redis_url: str, q: Queue, registry: Registry, **kw: Any) -> tuple[Worker, Any]:
@@ -245,3 +245,25 @@ async def test_batches_stop_gathering_when_every_slot_holds_a_gathered_job(
     finally:
         await stop(worker, task)
     assert await queue.get_state(third.id) == "waiting"  # handed back at shutdown
+
+
+async def test_group_rate_limited_from_a_batch_puts_its_jobs_back_without_an_attempt(
+        redis_url: str, queue: Queue) -> None:
+    calls: list[list[str | None]] = []
+    registry = Registry()
+
+    @registry.processor(queue.name, batch={"size": 3, "timeout": 0.2, "group": "same"})
+    async def handle(batch: Batch) -> None:
+        calls.append([job.group for job in batch])
+        if len(calls) == 1:
+            raise GroupRateLimited(0.2)  # the endpoint said 429
+
+    jobs = await queue.add_bulk([("j", i, {"group": "endpoint", "attempts": 1})
+                                 for i in range(3)])
+    worker, task = await run_worker(redis_url, queue, registry)
+    await wait_until(lambda: all_in(queue, [j.id for j in jobs]), timeout=20, message="done")
+    await stop(worker, task)
+    assert calls[0] == ["endpoint"] * 3 and sum(len(c) for c in calls) == 6
+    for job in jobs:
+        got = await queue.get_job(job.id)
+        assert got is not None and got.state == "completed" and got.attempts_made == 1
