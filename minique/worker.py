@@ -512,10 +512,15 @@ class Worker:
         self._clock_offset_ms = int(now_ms) - loop.time() * 1000.0
         self._global_limit = int(global_limit)
         if cv != self._cv:
-            # A control changed since the jobs held now were taken: they go back.
+            # A control changed since the jobs held now were taken: they go back, and
+            # batches being gathered run now (in case the control message was missed).
+            if self._cv is not None:
+                self._cut_gathering()
             self._cv = cv
             self._return_held()
         stale = controls != self._controls  # a control changed while the call was out
+        if int(status) == 1:
+            self._cut_gathering()  # paused: nothing more will come
         if int(status) != 0 or stale:
             self._return_held(everything=True)  # paused or rate limited: nothing starts
         elif self._global_limit:
@@ -596,9 +601,12 @@ class Worker:
         self._controls += 1
         self._hold_until = 0.0
         self._return_held(everything=True)
+        self._cut_gathering()
+
+    def _cut_gathering(self) -> None:
+        """Batches being gathered stop gathering and run now: their jobs were taken for
+        free slots before a control changed, like jobs a runner has started."""
         if self._collecting:
-            # Jobs gathered into a batch were taken for free slots before the change, like
-            # jobs a runner has started: they run now, with no more waiting for others.
             for gathering in self._collecting.values():
                 gathering.cut = True
             self._arrived.set()
@@ -894,9 +902,7 @@ class Worker:
                 if self._gathering_stuck():
                     # Every batch being gathered runs now (not this one alone: the slot it
                     # frees would let the others wait on for jobs no slot could take).
-                    for other in self._collecting.values():
-                        other.cut = True
-                    self._arrived.set()
+                    self._cut_gathering()
                     break
                 self._arrived.clear()
                 self._wakeup.set()  # the dispatcher takes jobs for the slots still free
