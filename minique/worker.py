@@ -855,10 +855,12 @@ class Worker:
         kept: deque[_Running] = deque()
         now = asyncio.get_running_loop().time()
         members = gathering.members
+        group = key[1]
+        any_group = group == ""  # group="any" (see _batch_key)
         for r in self._buffered:
             if (len(members) < size and not r.held and not r.bad_opts
-                    and self.registry.resolve(self.queue_name, r.job.name) is handler
-                    and self._batch_key(handler, r.job) == key):
+                    and (any_group or r.job.group == group)
+                    and self.registry.resolve(self.queue_name, r.job.name) is handler):
                 self._executing += 1
                 r.task, r.started, r.batch = task, now, gathering
                 members.append(r)
