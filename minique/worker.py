@@ -957,8 +957,12 @@ class Worker:
             await handler.fn(batch)
         except asyncio.CancelledError:
             # Shutdown past its grace (a cancel() of one job never interrupts the call).
+            asked = {r.job.id for r in members if r.cancel_reason not in (None, "shutdown")}
             for job in jobs:
-                self._push(job, "w", "worker shut down", "", 0, job.opts.keep_failed)
+                if job.id in asked:
+                    self._fail(job, "cancelled", "", final=True, started=started)
+                else:
+                    self._push(job, "w", "worker shut down", "", 0, job.opts.keep_failed)
             return
         except Delayed as exc:
             for job in jobs:  # each job as if it had raised it alone
