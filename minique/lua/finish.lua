@@ -50,7 +50,7 @@ if record then
       for i = 1, #list, 2 do
         local id, tok = list[i], list[i + 1]
         local f = redis.call('HMGET', JP .. id, 'tok', 'n', 'd', 'o', 'atm', 'ats', 'ts', 'p',
-                             'stc', 'pon')
+                             'stc', 'pon', 'g')
         if f[1] == tok then
           if part == 3 then active_n = active_n + 1 end
           local ats = tonumber(f[6]) or 0
@@ -60,6 +60,7 @@ if record then
           out[n + 5] = f[4] or ''; out[n + 6] = f[5] or '0'; out[n + 7] = ats
           out[n + 8] = f[7] or '0'; out[n + 9] = f[8] or '0'; out[n + 10] = f[9] or '0'
           out[n + 11] = tonumber(f[10]) or now
+          out[n + 12] = f[11] or ''
         end
       end
     end
@@ -249,8 +250,8 @@ local taken = take_jobs(now, tonumber(ARGV[2]), lease_ms, worker, tonumber(ARGV[
 local active_ids, held_ids = {}, {}
 if taken[1] == 0 then
   local active_n = taken[2]
-  for j = HEADER_LEN + 1, #taken, 11 do
-    local list = (j - HEADER_LEN - 1) / 11 < active_n and active_ids or held_ids
+  for j = HEADER_LEN + 1, #taken, JOB_FIELDS do
+    local list = (j - HEADER_LEN - 1) / JOB_FIELDS < active_n and active_ids or held_ids
     list[#list + 1] = taken[j]
     list[#list + 1] = taken[j + 1]
   end

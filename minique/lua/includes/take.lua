@@ -3,6 +3,7 @@
 -- rate limits, then move up to `count` ready jobs to active with a fresh fencing token.
 
 local HEADER_LEN = 8
+local JOB_FIELDS = 12  -- per job in the reply (minique/worker.py JOB_FIELDS)
 
 local function promote_due(now, limit)
   local ids = redis.call('ZRANGEBYSCORE', K.delayed, '-inf', now * DELAY_SHIFT + DELAY_SHIFT - 1,
@@ -72,7 +73,7 @@ local function with_wait_info(out)
 end
 
 -- Returns {status, info, next_due, wake_id, now, global concurrency limit (0 = none),
--- control version, hold granted (1/0), jobs...}; each job is 11 fields, the first `count`
+-- control version, hold granted (1/0), jobs...}; each job is 12 fields, the first `count`
 -- of them active, the rest held. status: 0 ok, 1 paused, 2 rate limited (info = ms to wait).
 --
 -- Holding: a worker whose jobs are short asks for `hold` jobs beyond its free slots. They
@@ -142,9 +143,11 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   if #ids == 0 then return with_wait_info(out) end
   local fence = redis.call('HINCRBY', K.meta, 'fence', #ids) - #ids
   -- Fields absent from a hash cost a scan of all of it each: the stalled count is only
-  -- read once a job of the queue has stalled (meta 'xs'), a scheduler's id only for its
+  -- read once a job of the queue has stalled (meta 'xs'), the group once the queue has had
+  -- grouped jobs (meta 'gwn', kept from the first one on), a scheduler's id only for its
   -- firings, whose ids start with "sched:" (custom ids cannot).
-  local read_stc = redis.call('HEXISTS', K.meta, 'xs') == 1
+  local marks = redis.call('HMGET', K.meta, 'xs', 'gwn')
+  local read_stc, read_group = marks[1] ~= false, marks[2] ~= false
   local deadline = now + lease_ms
   local now_s = int_str(now)
   local leases, holds = {}, {}
@@ -154,11 +157,16 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
     local tok = int_str(fence + i)
     local f
     if string.sub(id, 1, 6) == 'sched:' then
-      f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats')
+      f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats', 'g')
     else
-      -- Same places as above: 7 stalled count, 8 scheduler, 9 attempts started.
+      -- Same places as above: 7 stalled count, 8 scheduler, 9 attempts started, 10 group
+      -- (absent fields are read only where the queue can have them).
       if read_stc then
-        f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'stc')
+        f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'stc', 'g')
+        f[10] = f[9]
+      elseif read_group then
+        f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'g')
+        f[10] = f[8]; f[8] = nil
       else
         f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats')
       end
@@ -190,6 +198,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       out[n + 1] = id; out[n + 2] = tok; out[n + 3] = f[1]; out[n + 4] = f[2]
       out[n + 5] = f[3] or ''; out[n + 6] = f[4] or '0'; out[n + 7] = ats; out[n + 8] = f[5] or '0'
       out[n + 9] = f[6] or '0'; out[n + 10] = f[7] or '0'; out[n + 11] = now
+      out[n + 12] = f[10] or ''  -- the group ('' = none)
     else
       -- The job hash vanished (deleted behind our back): nothing to run, say so.
       emit('ev', 'error', 'id', id, 'reason', 'job hash missing at fetch')
