@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import codec, scripts, telemetry
@@ -252,21 +251,20 @@ class Queue:
         if getattr(self.redis, "connection_pool", None) is None:
             # Redis Cluster clients refuse scripts in pipelines; in order, one at a time.
             return [await self._run("add", call) for call in calls]
-        sha = scripts.script("add").sha
         for _attempt in range(2):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for call in calls:
-                    pipe.evalsha(sha, len(self.keys.vector), *self.keys.vector,
-                                 self.keys.job_prefix, *call)
+                    scripts.queue_call(pipe, "add", self.keys.vector,
+                                       [self.keys.job_prefix, *call])
                 replies = await pipe.execute(raise_on_error=False)
-            if not any(isinstance(r, NoScriptError) for r in replies):
+            if not any(scripts.missing_code(r) for r in replies):
                 for r in replies:
                     if isinstance(r, Exception):
                         raise r
                 return list(replies)
-            # Calls after a NOSCRIPT did not run; the ones before are re-sends now.
+            # Calls after the missing code did not run; the ones before are re-sends now.
             await scripts.load_all(self.redis)
-        raise RuntimeError("Redis keeps answering NOSCRIPT after the scripts were loaded")
+        raise RuntimeError("Redis keeps missing minique's functions after they were loaded")
 
     async def _submit_add(self, args: list[Any]) -> tuple[bytes, int, int]:
         """Sends one job's add. While an add is in flight, others wait and then go together

@@ -1,13 +1,28 @@
-"""Loads the Lua scripts in ``lua/`` once and calls them by SHA.
+"""The Lua transitions in ``lua/``: loaded once into Redis as one function library, each
+called by name with ``FCALL``.
 
-``--@include name`` lines are replaced by ``lua/includes/name.lua``, so shared pieces
-(the key vector, events, enqueueing) are written once. After ``NOSCRIPT`` (a restarted or
-flushed Redis) the script is loaded again and the call repeated.
+``--@include name`` lines are replaced by ``lua/includes/name.lua``, so shared pieces (the
+key vector, events, enqueueing) are written once. The library holds every include once,
+then one function per transition file (``lua/finish.lua`` is the function ``finish``),
+whose body starts with ``begin_call(KEYS, ARGV)`` (``includes/call.lua``).
+
+Why functions rather than ``EVALSHA``: an ``EVAL`` script runs its whole text on every
+call, so every ``local function`` of the includes (about 150 of them) was created again on
+each call, and collected later: about 75 µs of server time per call, more than a whole
+one-job call needs otherwise. A library's code runs once, at ``FUNCTION LOAD``.
+
+The library's name and its functions' names carry a hash of its text
+(``minique_<hash>``, ``mq<hash>_finish``), so processes of two versions of minique can share
+one Redis. After ``Function not found`` (a restarted or flushed Redis) the library is
+loaded again and the call repeated. A server without functions (Redis before 7) gets each
+transition as an ``EVAL`` script of the same code instead (``MINIQUE_SCRIPT_MODE=eval``
+forces that mode).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Sequence
 from functools import cache
@@ -20,11 +35,41 @@ from .errors import InvalidJobState, JobNotFound
 
 LUA_DIR = Path(__file__).with_name("lua")
 _INCLUDE = re.compile(r"^--@include (\w+)\s*$", re.MULTILINE)
+# Every include, in an order where each comes after what it uses; call.lua comes last,
+# since begin_call resets the state of all of them.
+_LIBRARY_INCLUDES = ("base", "dedup", "retention", "scheduler", "take", "attempts", "call")
 
 Arg = str | bytes | int | float
 
 
+class Library:
+    """The library's text, its hash-tagged name, and each transition's function name."""
+
+    __slots__ = ("eval_sources", "name", "prelude", "source", "tag")
+
+    def __init__(self, prelude: str, bodies: dict[str, str]) -> None:
+        self.prelude = prelude
+        digest = hashlib.sha1(prelude.encode())
+        for name in sorted(bodies):
+            digest.update(name.encode() + b"\0" + bodies[name].encode())
+        self.tag = digest.hexdigest()[:12]
+        self.name = f"minique_{self.tag}"
+        registrations = "".join(
+            f"redis.register_function('{self.function(name)}', function(KEYS, ARGV)\n"
+            f"begin_call(KEYS, ARGV)\n{body}\nend)\n"
+            for name, body in sorted(bodies.items()))
+        self.source = f"#!lua name={self.name}\n{prelude}\n{registrations}"
+        # The same code as plain scripts, for servers without functions.
+        self.eval_sources = {name: f"{prelude}\nbegin_call(KEYS, ARGV)\n{body}\n"
+                             for name, body in bodies.items()}
+
+    def function(self, name: str) -> str:
+        return f"mq{self.tag}_{name}"
+
+
 class Script:
+    """One transition as an ``EVAL`` script (the fallback mode)."""
+
     __slots__ = ("name", "sha", "source")
 
     def __init__(self, name: str, source: str) -> None:
@@ -33,19 +78,39 @@ class Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
 
-def _expand(source: str, seen: tuple[str, ...] = ()) -> str:
+def _expand(source: str, done: list[str]) -> str:
+    """Replaces each include line by the include's text, each include once."""
     def include(match: re.Match[str]) -> str:
         name = match.group(1)
-        if name in seen:
-            raise ValueError(f"circular Lua include: {' -> '.join((*seen, name))}")
-        return _expand((LUA_DIR / "includes" / f"{name}.lua").read_text(), (*seen, name))
+        if name in done:
+            return ""
+        done.append(name)
+        return _expand((LUA_DIR / "includes" / f"{name}.lua").read_text(), done)
 
     return _INCLUDE.sub(include, source)
 
 
 @cache
+def library() -> Library:
+    done: list[str] = []
+    prelude = _expand("".join(f"--@include {name}\n" for name in _LIBRARY_INCLUDES), done)
+    missing = sorted({p.stem for p in (LUA_DIR / "includes").glob("*.lua")} - set(done))
+    if missing:
+        raise RuntimeError(f"Lua includes not in the library: {missing}")
+    bodies = {name: _INCLUDE.sub("", (LUA_DIR / f"{name}.lua").read_text())
+              for name in all_script_names()}
+    return Library(prelude, bodies)
+
+
+def eval_source(body: str) -> str:
+    """An ``EVAL`` script of ``body`` with the library's includes and begin_call before it
+    (for tests and one-off tools)."""
+    return f"{library().prelude}\nbegin_call(KEYS, ARGV)\n{body}\n"
+
+
+@cache
 def script(name: str) -> Script:
-    return Script(name, _expand((LUA_DIR / f"{name}.lua").read_text()))
+    return Script(name, library().eval_sources[name])
 
 
 def all_script_names() -> list[str]:
@@ -62,9 +127,44 @@ def translate_error(exc: ResponseError) -> Exception:
     return exc
 
 
+# True: FCALL; False: EVALSHA (a server without functions, or MINIQUE_SCRIPT_MODE=eval).
+_use_functions = os.environ.get("MINIQUE_SCRIPT_MODE", "function") != "eval"
+
+
+def uses_functions() -> bool:
+    """Whether transitions are called as functions (FCALL) rather than scripts (EVALSHA)."""
+    return _use_functions
+
+
+def _no_functions(exc: ResponseError) -> bool:
+    text = str(exc).lower()
+    return "unknown command" in text and ("fcall" in text or "function" in text)
+
+
+def _function_missing(exc: ResponseError) -> bool:
+    return "function not found" in str(exc).lower()
+
+
 async def run(client: Any, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-    s = script(name)
+    """Calls transition ``name``; loads the library (or the script) first if Redis lacks it.
+    Errors the transition raises on purpose come back as minique exceptions."""
+    global _use_functions
     try:
+        if _use_functions:
+            lib = library()
+            try:
+                try:
+                    return await client.fcall(lib.function(name), len(keys), *keys, *args)
+                except ResponseError as exc:
+                    if not _function_missing(exc):
+                        raise
+                await load_library(client)
+                return await client.fcall(lib.function(name), len(keys), *keys, *args)
+            except ResponseError as exc:
+                if not _no_functions(exc):
+                    raise
+                _use_functions = False  # Redis before 7: the same code as scripts
+        s = script(name)
         try:
             return await client.evalsha(s.sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -76,7 +176,41 @@ async def run(client: Any, name: str, keys: Sequence[str], args: Sequence[Arg]) 
         raise translate_error(exc) from exc
 
 
+def queue_call(pipe: Any, name: str, keys: Sequence[str], args: Sequence[Arg]) -> None:
+    """Queues a call of transition ``name`` on a pipeline (call ``load_all`` first: a
+    pipeline cannot load what is missing halfway)."""
+    if _use_functions:
+        pipe.fcall(library().function(name), len(keys), *keys, *args)
+    else:
+        pipe.evalsha(script(name).sha, len(keys), *keys, *args)
+
+
+def missing_code(exc: BaseException) -> bool:
+    """Whether a pipeline failed because Redis lacks the library or a script."""
+    return isinstance(exc, NoScriptError) or (
+        isinstance(exc, ResponseError) and _function_missing(exc))
+
+
+async def load_library(client: Any) -> None:
+    """Loads the library unless Redis has it already (by its hash-tagged name)."""
+    try:
+        await client.function_load(library().source)
+    except ResponseError as exc:
+        if "already exists" not in str(exc):
+            raise
+
+
 async def load_all(client: Any) -> None:
-    """Loads every script; pipelines fail on NOSCRIPT as a whole, so they call this first."""
+    """Loads the library (or every script); pipelines fail as a whole on missing code, so
+    they call this first."""
+    global _use_functions
+    if _use_functions:
+        try:
+            await load_library(client)
+            return
+        except ResponseError as exc:
+            if not _no_functions(exc):
+                raise
+            _use_functions = False
     for name in all_script_names():
         await client.script_load(script(name).source)

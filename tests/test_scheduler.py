@@ -321,8 +321,7 @@ async def test_missed_firing_is_dropped_with_skip_when_the_hook_may_drop(queue: 
     anchor = s.next_run or 0
     await wait_until(lambda: time.time() > anchor + 0.35, timeout=5, message="downtime")
     # What take_jobs does with the proposed hook call (`can_drop`): pop, then ask the hook.
-    source = scripts._expand(
-        "--@include base\n--@include scheduler\n"
+    source = scripts.eval_source(
         "local id = ARGV[2]; local jk = JP .. id\n"
         "unlink_job(jk, id)\n"
         "return scheduler_on_take(jk, id, now_ms(), true) and 1 or 0\n")

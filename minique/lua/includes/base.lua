@@ -1,19 +1,21 @@
--- Shared by every script. KEYS always start with the queue's key vector, in this
+-- Shared by every transition. KEYS always start with the queue's key vector, in this
 -- order (minique/keys.py builds it); ARGV[1] is the job key prefix "{p:q}:j:".
-local K = {
-  meta = KEYS[1], idc = KEYS[2], ready = KEYS[3], pri = KEYS[4], delayed = KEYS[5],
-  active = KEYS[6], completed = KEYS[7], failed = KEYS[8], events = KEYS[9],
-  wake = KEYS[10], window = KEYS[11], pause_until = KEYS[12], held = KEYS[13],
-  held_removed = KEYS[14],
-}
+-- The library is loaded once (minique/scripts.py) and its functions are called many
+-- times, so what depends on the call is set by begin_call (includes/call.lua): the key
+-- table K, the prefixes below, and every per-call cache.
+local K = {}
+local KEY_ORDER = {'meta', 'idc', 'ready', 'pri', 'delayed', 'active', 'completed', 'failed',
+                   'events', 'wake', 'window', 'pause_until', 'held', 'held_removed'}
 -- How many keys the vector has: scripts that take keys of their own read them after it.
 local NK = 14
-local JP = ARGV[1]
+-- The call's ARGV, for includes that read arguments beyond the first.
+local CALL_ARGV
+local JP
 -- The queue's hash tag "{p:q}", for the keys and channels the vector does not carry.
-local BASE = string.sub(K.meta, 1, #K.meta - 5)
+local BASE
 -- Job log lists have a key space of their own ("{p:q}:logs:<id>"), as job hashes do
 -- ("{p:q}:j:<id>"): no job id, whatever its characters, can name another job's keys.
-local LP = BASE .. ':logs:'
+local LP
 -- Priority score = priority * 2^32 + sequence, so FIFO holds within one priority.
 local PRIO_SHIFT = 4294967296
 -- Delayed score = due_ms * 4096 + sequence: FIFO among jobs due in the same millisecond,
@@ -304,8 +306,7 @@ end
 
 -- Dedup keys ("{p:q}:dedup:<dedup id>" -> job id), listed in DEDUPS by expiry (ms, +inf
 -- for those without a ttl) so that obliterate finds them: includes/dedup.lua.
-local DEDUPS = BASE .. ':dedups'
-local DEDUP_PREFIX = BASE .. ':dedup:'
+local DEDUPS, DEDUP_PREFIX  -- BASE .. ':dedups', BASE .. ':dedup:' (begin_call)
 -- Frees a dedup id that job `id` holds without a ttl (it finished or is deleted).
 local function release_dedup(did, id)
   local dk = DEDUP_PREFIX .. did

@@ -23,11 +23,8 @@
 -- default): a held job counts against nothing until it starts, as for the queue's global
 -- concurrency. It counts in 'a' from its start ('s' in finish.lua), and every change of a
 -- group's settings, a group pause and a throttle make workers hand held jobs back.
-local GQ = BASE .. ':gready'
-local GS = BASE .. ':gsleep'
-local GI = BASE .. ':groups'
-local GA = BASE .. ':gactive'
-local GP = BASE .. ':gpaused'
+-- BASE .. ':gready', ':gsleep', ':groups', ':gactive', ':gpaused' (set by begin_call).
+local GQ, GS, GI, GA, GP
 local GFIFO_BAND = 36028797018963968  -- 2^55; steps of 8 are exact there
 local function gkey(g) return BASE .. ':g:' .. g end
 local function gwait(g) return BASE .. ':gw:' .. g end
