@@ -1,8 +1,16 @@
 """Run every scenario for every system against one private redis-server; write RESULTS.md.
 
     python -m benchmarks.compare                 # full run, 3 repetitions, <= 20 min
-    python -m benchmarks.compare --quick         # about 2 minutes, 1 repetition
+    python -m benchmarks.compare --quick         # before a hot-path change: 1-2 minutes
     python -m benchmarks.compare --systems minique,bullmq-node --n 50000
+    python -m benchmarks.compare --soak          # 10 minutes of mixed load (benchmarks/soak.py)
+
+``--quick`` runs minique and BullMQ-Node (when benchmarks/node/node_modules exists) once per
+scenario, prints the ratios, and writes its report to benchmarks/.quick/ (not committed), so
+the published RESULTS.md and chart stay as the full run left them. Run it on main and on
+your branch, and compare the ratio column: a quick run is one sample each, so a change
+within about 20% is noise here; confirm a real one with ``--systems minique,bullmq-node``
+(3 alternated repetitions).
 
 Each measurement is a fresh subprocess of the system's own runtime (node, the peers' venv,
 the arq venv, or the main venv for minique) so that no system's pins or event loop leak into
@@ -26,15 +34,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.redis_server import RedisServer
+from benchmarks import soak, soak_report
+from benchmarks.redis_server import RedisServer, RespClient, parse_info
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 PEERS_PY = BENCH / ".venv-peers" / "bin" / "python"
 ARQ_PY = BENCH / ".venv-peers-arq" / "bin" / "python"
+# The repository's venv; in a git worktree without one, the venv running the harness.
 MAIN_PY = ROOT / ".venv" / "bin" / "python"
+if not MAIN_PY.exists():
+    MAIN_PY = Path(sys.executable)
 NODE_SCRIPT = BENCH / "node" / "bench.mjs"
 BASELINE = "bullmq-node"
+QUICK_SYSTEMS = ("minique", BASELINE)
+QUICK_DIR = BENCH / ".quick"
 
 ADD_SCENARIOS = frozenset({"add_one", "add_bulk", "add_concurrent"})
 
@@ -292,17 +306,33 @@ def run_one(cell: Cell, n: int, redis: RedisServer, mode: Mode) -> dict[str, Any
         str(mode.timeout_s),
     ]
     redis.flushall()
+    cpu_before = redis_cpu_seconds(redis)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=mode.timeout_s + 60, cwd=ROOT)
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": "harness timeout"}
+    cpu_used = redis_cpu_seconds(redis) - cpu_before
     lines = proc.stdout.strip().splitlines()
     try:
         result: dict[str, Any] = json.loads(lines[-1])
     except (ValueError, IndexError):
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         result = {"ok": False, "error": f"exit {proc.returncode}: {tail[0][:300]}"}
+    if result.get("ok") and result.get("n"):
+        # The whole measurement's server CPU: for processing scenarios the enqueue (in bulk
+        # where the library has it) is included, for every system alike.
+        result["redis_cpu_us"] = cpu_used * 1e6 / float(result["n"])
     return result
+
+
+def redis_cpu_seconds(redis: RedisServer) -> float:
+    """The server's CPU time so far (INFO cpu: user + system, main thread and all)."""
+    client = RespClient.from_url(redis.url)
+    try:
+        info = parse_info(client.call("INFO", "cpu"))  # type: ignore[arg-type]
+    finally:
+        client.close()
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def describe(result: dict[str, Any]) -> str:
@@ -574,6 +604,7 @@ def write_results(
                     f"{n_txt} | {runs} |"
                 )
         add("")
+    lines += redis_cpu_lines(cells, systems, args)
     add("## Reproduce")
     add("")
     add("```")
@@ -581,7 +612,90 @@ def write_results(
     add(command)
     add("```")
     add("")
+    # The soak writes its own section (benchmarks/soak.py): keep it across a rewrite.
+    kept = soak_report.kept_section(path.read_text()) if path.exists() else ""
+    if kept:
+        lines += [kept, ""]
     path.write_text("\n".join(lines))
+
+
+def redis_cpu_lines(cells: dict[tuple[str, str], Cell], systems: list[System],
+                    args: argparse.Namespace) -> list[str]:
+    """A table of the Redis server's CPU per job (µs, median of the runs) for each
+    throughput scenario, and its ratio to BullMQ-Node's in the same run."""
+    out = ["## Redis CPU per job", "",
+           "The server's CPU time (`INFO cpu`, user + system) over the whole measurement, "
+           "divided by N: what decides how far one Redis goes. Processing scenarios include "
+           "the enqueue (in bulk where the library has it), so the processing cost alone is "
+           "the processing row less the bulk-add row. Lower is better; the ratio is to "
+           f"{BASELINE} in the same run.", "",
+           "| scenario | " + " | ".join(s.label for s in systems) + " |",
+           "|---|" + "---:|" * len(systems)]
+    for sc in SCENARIOS:
+        if sc.latency or (args.scenarios and sc.key not in args.scenarios):
+            continue
+        meds: dict[str, float] = {}
+        for s in systems:
+            cell = cells.get((s.key, sc.key))
+            vals = [r["redis_cpu_us"] for r in (cell.ok() if cell else []) if "redis_cpu_us" in r]
+            if vals:
+                meds[s.key] = med(vals)
+        if not meds:
+            continue
+        base = meds.get(BASELINE)
+        row = []
+        for s in systems:
+            v = meds.get(s.key)
+            if v is None:
+                row.append("-")
+            elif base and s.key != BASELINE:
+                row.append(f"{v:.1f} ({v / base:.2f}x)")
+            else:
+                row.append(f"{v:.1f}")
+        out.append(f"| {sc.title} | " + " | ".join(row) + " |")
+    out.append("")
+    return out
+
+
+def print_summary(cells: dict[tuple[str, str], Cell], systems: list[System]) -> None:
+    """The medians and ratios on stdout (what a contributor compares before and after)."""
+    rat = ratios(cells, systems)
+    print(f"\n{'scenario':<15}" + "".join(f"{s.key:>22}" for s in systems), flush=True)
+    for sc in SCENARIOS:
+        row = []
+        for s in systems:
+            cell = cells.get((s.key, sc.key))
+            ok = cell.ok() if cell else []
+            if not ok:
+                row.append("-")
+            elif sc.latency:
+                row.append(f"p99 {med([r['p99_ms'] for r in ok]):.2f} ms")
+            else:
+                r = rat.get((s.key, sc.key))
+                row.append(f"{fmt_rate(med([r['rate'] for r in ok]))}/s"
+                           + (f" {fmt_ratio(r)}" if r is not None and s.key != BASELINE else ""))
+        if any(x != "-" for x in row):
+            print(f"{sc.key:<15}" + "".join(f"{x:>22}" for x in row), flush=True)
+    print("\nRedis CPU per job (µs, enqueue included; ratio to the baseline)", flush=True)
+    for sc in SCENARIOS:
+        if sc.latency:
+            continue
+        vals = {}
+        for s in systems:
+            cell = cells.get((s.key, sc.key))
+            got = [r["redis_cpu_us"] for r in (cell.ok() if cell else []) if "redis_cpu_us" in r]
+            if got:
+                vals[s.key] = med(got)
+        if vals:
+            base = vals.get(BASELINE)
+            cols = []
+            for s in systems:
+                v = vals.get(s.key)
+                text = "-" if v is None else f"{v:.1f}"
+                if v is not None and base and s.key != BASELINE:
+                    text += f" {v / base:.2f}x"
+                cols.append(f"{text:>22}")
+            print(f"{sc.key:<15}" + "".join(cols), flush=True)
 
 
 # ------------------------------------------------------------------------------------ main
@@ -605,10 +719,21 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=0, help="upper bound on N per measurement")
     parser.add_argument("--reps", type=int, default=0, help="counted repetitions (default 3, quick 1)")
     parser.add_argument("--redis-server", default="redis-server", help="redis-server binary")
-    parser.add_argument("--out", default=str(BENCH / "RESULTS.md"))
-    parser.add_argument("--chart", default=str(BENCH / "ratios.png"))
+    parser.add_argument("--out", default="", help="report (default benchmarks/RESULTS.md; "
+                        "with --quick benchmarks/.quick/RESULTS.md)")
+    parser.add_argument("--chart", default="", help="chart (default next to the report)")
+    parser.add_argument("--soak", action="store_true",
+                        help="run the soak instead (benchmarks/soak.py; --soak-* options)")
+    soak.add_arguments(parser)
     args = parser.parse_args()
+    command = " ".join(["python -m benchmarks.compare", *(shlex.quote(a) for a in sys.argv[1:])])
+    if args.soak:
+        sys.exit(soak.run(soak.config_from(args, command)))
     args.scenarios = [s for s in args.scenarios.split(",") if s]
+    if not args.out:
+        args.out = str(QUICK_DIR / "RESULTS.md" if args.quick else BENCH / "RESULTS.md")
+    if not args.chart:
+        args.chart = str(Path(args.out).with_name("ratios.png"))
 
     if args.quick:
         mode = Mode(
@@ -645,13 +770,14 @@ def main() -> None:
         wanted = [catalogue[k] for k in args.systems.split(",")]
         if BASELINE not in args.systems.split(","):
             print(f"note: {BASELINE} not selected, so no ratios", flush=True)
+    elif args.quick:
+        wanted = [catalogue[k] for k in QUICK_SYSTEMS]
     else:
         wanted = list(SYSTEMS)
     unknown_sc = [k for k in args.scenarios if k not in {s.key for s in SCENARIOS}]
     if unknown_sc:
         parser.error(f"unknown scenarios: {unknown_sc}")
 
-    command = " ".join(["python -m benchmarks.compare", *(shlex.quote(a) for a in sys.argv[1:])])
     started = time.monotonic()
     with RedisServer(args.redis_server) as redis:
         machine = machine_info(redis)
@@ -681,7 +807,9 @@ def main() -> None:
     elapsed = time.monotonic() - started
     machine["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
 
+    print_summary(cells, systems)
     chart = Path(args.chart)
+    chart.parent.mkdir(parents=True, exist_ok=True)
     chart_note = write_chart(chart, systems, ratios(cells, systems))
     out = Path(args.out)
     write_results(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import time
 from typing import Any
 
@@ -25,8 +26,15 @@ except ImportError:  # pragma: no cover - optional speed-up
 
 
 async def commandstats(client: Any) -> dict[str, int]:
+    """Calls per command, plus "~redis_cpu_us" (the server's CPU time, user + system) and
+    "~client_cpu_us" (this process's), so that a delta gives both costs per job."""
     info = await client.info("commandstats")
-    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
+    calls = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
+    cpu = await client.info("cpu")
+    calls["~redis_cpu_us"] = int((float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])) * 1e6)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    calls["~client_cpu_us"] = int((own.ru_utime + own.ru_stime) * 1e6)
+    return calls
 
 
 def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -35,13 +43,21 @@ def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 
 
 CLIENT_CALLS = {"evalsha", "eval", "xread", "ping", "script|load", "info", "hgetall"}
+DETAIL = False
 
 
 def report(label: str, n: int, seconds: float, cmds: dict[str, int]) -> None:
+    redis_us = cmds.pop("~redis_cpu_us", 0) / n
+    client_us = cmds.pop("~client_cpu_us", 0) / n
     outer = sum(v for k, v in cmds.items() if k in CLIENT_CALLS)
     inner = sum(v for k, v in cmds.items() if k not in CLIENT_CALLS)
     print(f"{label:<34} {n / seconds:>10,.0f} jobs/s   round-trip commands/job {outer / n:5.2f}"
-          f"   (commands inside scripts/job {inner / n:5.1f})")
+          f"   (commands inside scripts/job {inner / n:5.1f})"
+          f"   CPU/job: Redis {redis_us:5.1f} us, this process {client_us:5.1f} us")
+    if DETAIL:
+        for k, v in sorted(cmds.items(), key=lambda kv: -kv[1]):
+            if k not in CLIENT_CALLS and v / n >= 0.01:
+                print(f"{'':<36}{k:<16} {v / n:6.2f}/job")
 
 
 async def process(url: str, n: int, concurrency: int, client: Any, priority: bool = False) -> None:
@@ -73,8 +89,13 @@ async def process(url: str, n: int, concurrency: int, client: Any, priority: boo
     await q.close()
 
 
-async def run(url: str, n: int) -> None:
+async def run(url: str, n: int, only: str = "") -> None:
     client = aioredis.Redis.from_url(url)
+    if only:
+        concurrency = {"c1": 1, "c50": 50}[only]
+        await process(url, n, concurrency, client)
+        await client.aclose()
+        return
     q = Queue("bench", url=url, default_job_options={"remove_on_complete": {"count": 1000}})
     await q.obliterate(force=True)
     single = min(n, 5000)
@@ -117,13 +138,19 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--url", default=None)
     parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument("--only", choices=["c1", "c50"], default="",
+                        help="one processing scenario alone")
+    parser.add_argument("--detail", action="store_true",
+                        help="also list the commands run inside scripts, per job")
     args = parser.parse_args()
+    global DETAIL
+    DETAIL = args.detail
     runner = asyncio.run if args.no_uvloop or uvloop is None else uvloop.run
     if args.url:
-        runner(run(args.url, args.n))
+        runner(run(args.url, args.n, args.only))
         return
     with RedisServer() as server:
-        runner(run(server.url, args.n))
+        runner(run(server.url, args.n, args.only))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from .errors import (
 )
 from .events import Event, QueueEvents
 from .flows import FlowError, FlowNode, FlowProducer
-from .groups import GroupInfo, GroupLimiter
+from .groups import GroupCounts, GroupDefaults, GroupInfo, GroupLimiter
 from .job import Job
 from .observers import WorkerObserver
 from .queue import Queue
@@ -33,6 +33,8 @@ __all__ = [
     "FlowError",
     "FlowNode",
     "FlowProducer",
+    "GroupCounts",
+    "GroupDefaults",
     "GroupInfo",
     "GroupLimiter",
     "GroupRateLimited",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,11 +22,14 @@ EVENT_NAMES = frozenset(
 
 
 class Event(msgspec.Struct, frozen=True):
-    """One entry of the events stream. ``fields`` holds the small extras (reason, delay, ...).
+    """One event of one job. ``fields`` holds the small extras (reason, delay, ...).
 
-    ``value`` is the MessagePack return value that a ``completed`` event carries (see
-    ``return_value``); None on other events, and on a completed event whose value was over
-    16 KiB and stayed with the job instead.
+    ``event_id`` is the id of the stream entry that carries the event. The ``active`` and
+    ``completed`` events that one script call emits for several jobs share one entry (so
+    they share its id), and ``index`` is the event's place in it (0 for an entry of one
+    event). ``value`` is the MessagePack return value that a ``completed`` event carries
+    (see ``return_value``); None on other events, and on a completed event whose value was
+    over 16 KiB and stayed with the job instead.
     """
 
     event_id: str
@@ -33,6 +37,7 @@ class Event(msgspec.Struct, frozen=True):
     job_id: str | None
     fields: dict[str, str]
     value: bytes | None = None
+    index: int = 0
 
     @property
     def return_value(self) -> Any:
@@ -48,12 +53,53 @@ class Event(msgspec.Struct, frozen=True):
 
 
 def parse_event(event_id: bytes | str, raw: dict[bytes, bytes]) -> Event:
-    value = raw.pop(b"rv", None)
-    fields = {k.decode(): v.decode(errors="replace") for k, v in raw.items()}
-    name = fields.pop("ev", "")
-    job_id = fields.pop("id", None)
+    """The first event of a stream entry (the only one, but for entries that carry several
+    jobs: see ``parse_entry``)."""
+    return parse_entry(event_id, raw)[0]
+
+
+def split_length_prefixed(blob: bytes) -> list[bytes]:
+    """``b"3:abc2:de"`` -> ``[b"abc", b"de"]``: the list form of a many-jobs entry (written
+    by lua/includes/base.lua). Raises ValueError on a malformed list."""
+    items: list[bytes] = []
+    pos, end = 0, len(blob)
+    while pos < end:
+        colon = blob.index(b":", pos)
+        start = colon + 1
+        stop = start + int(blob[pos:colon])
+        if stop > end:
+            raise ValueError("length-prefixed list cut short")
+        items.append(blob[start:stop])
+        pos = stop
+    return items
+
+
+def parse_entry(event_id: bytes | str, raw: dict[bytes, bytes]) -> list[Event]:
+    """The events of one stream entry, in order.
+
+    Format (version 2): an entry is ``ev`` <name> and ``id`` <job id> plus the event's
+    fields (``rv``, the return value of a completed job; ``reason``, ``delay``, ...), or,
+    for the ``active`` and ``completed`` events of several jobs that one script call
+    emitted, ``ev`` <name> ``ids`` <list> [``rvs`` <list>], where a list is length-prefixed
+    (``<n>:<n bytes>`` per item) and an empty return value means the value stayed with the
+    job. Version 1 streams (one entry per event) read the same way."""
     eid = event_id.decode() if isinstance(event_id, bytes) else event_id
-    return Event(eid, name, job_id, fields, value)
+    packed_ids = raw.get(b"ids")
+    if packed_ids is None:
+        raw = dict(raw)
+        value = raw.pop(b"rv", None)
+        fields = {k.decode(): v.decode(errors="replace") for k, v in raw.items()}
+        name = fields.pop("ev", "")
+        job_id = fields.pop("id", None)
+        return [Event(eid, name, job_id, fields, value)]
+    name = raw.get(b"ev", b"").decode(errors="replace")
+    ids = split_length_prefixed(packed_ids)
+    packed_rvs = raw.get(b"rvs")
+    values: list[bytes | None] = (
+        [v or None for v in split_length_prefixed(packed_rvs)] if packed_rvs is not None
+        else [None] * len(ids))
+    return [Event(eid, name, job_id.decode(errors="replace"), {}, value, index)
+            for index, (job_id, value) in enumerate(zip(ids, values, strict=True))]
 
 
 async def last_event_id(client: Any, keys: QueueKeys) -> str:
@@ -68,20 +114,23 @@ async def read_events(
     reply = await client.xread({keys.events: after}, count=count, block=max(1, int(block * 1000)))
     if not reply:
         return []
-    return [parse_event(eid, raw) for eid, raw in reply[0][1]]
+    return [event for eid, raw in reply[0][1] for event in parse_entry(eid, raw)]
 
 
 async def read_events_back(client: Any, keys: QueueKeys, before: str, count: int) -> list[Event]:
-    """Up to ``count`` events older than ``before`` ("+" = from the newest), newest first."""
+    """The events of up to ``count`` entries older than ``before`` ("+" = from the newest),
+    newest first."""
     start = before if before == "+" else "(" + before
-    return [parse_event(eid, raw) for eid, raw in
-            await client.xrevrange(keys.events, start, "-", count=count)]
+    return [event for eid, raw in await client.xrevrange(keys.events, start, "-", count=count)
+            for event in reversed(parse_entry(eid, raw))]
 
 
 class QueueEvents:
     """Async iterator over a queue's events.
 
     ``last_id`` resumes after an event id; the default "$" starts with new events only.
+    Iterating again (or calling ``next``) after leaving a loop part way through an entry
+    that carries several events goes on with the rest of that entry.
     """
 
     def __init__(
@@ -100,6 +149,9 @@ class QueueEvents:
         self.last_id = last_id
         self._block = block
         self._closed = False
+        # Events of the entry last_id names that were not handed out yet (an entry may
+        # carry several; last_id moves on when its first one is handed out).
+        self._rest: deque[Event] = deque()
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iterate()
@@ -108,7 +160,11 @@ class QueueEvents:
         if self.last_id == "$":
             self.last_id = await last_event_id(self._client, self.keys)
         while not self._closed:
-            for event in await read_events(self._client, self.keys, self.last_id, self._block):
+            if not self._rest:
+                self._rest.extend(await read_events(self._client, self.keys, self.last_id,
+                                                    self._block))
+            while self._rest:
+                event = self._rest.popleft()
                 self.last_id = event.event_id
                 yield event
 
@@ -118,15 +174,15 @@ class QueueEvents:
             self.last_id = await last_event_id(self._client, self.keys)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
+        while not self._rest:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
-            events = await read_events(self._client, self.keys, self.last_id,
-                                       min(remaining, self._block), count=1)
-            if events:
-                self.last_id = events[0].event_id
-                return events[0]
+            self._rest.extend(await read_events(self._client, self.keys, self.last_id,
+                                                min(remaining, self._block), count=1))
+        event = self._rest.popleft()
+        self.last_id = event.event_id
+        return event
 
     async def close(self) -> None:
         self._closed = True

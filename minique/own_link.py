@@ -94,8 +94,9 @@ class _Replies(asyncio.Protocol):
 
 
 class OwnLink:
-    """Duck-types the two client methods ``minique.scripts.run`` uses (``evalsha`` and
-    ``script_load``) over one connection. Not for concurrent use: callers serialise."""
+    """Duck-types the client methods ``minique.scripts.run`` uses (``fcall``, ``evalsha``,
+    ``function_load``, ``script_load``) over one connection. Not for concurrent use:
+    callers serialise."""
 
     __slots__ = ("_client", "_conn", "_pid", "_pool", "_proto")
 
@@ -174,8 +175,15 @@ class OwnLink:
         retry = self._pool.connection_kwargs.get("retry")
         return retry if retry is not None else Retry(NoBackoff(), 0)
 
+    async def fcall(self, function: str, numkeys: int, *keys_and_args: Any) -> Any:
+        return await self.execute("FCALL", function, numkeys, *keys_and_args)
+
     async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
         return await self.execute("EVALSHA", sha, numkeys, *keys_and_args)
+
+    # Loading code is rare: through the client.
+    async def function_load(self, source: str) -> Any:
+        return await self._client.function_load(source)
 
     async def script_load(self, source: str) -> Any:
         return await self._client.script_load(source)

@@ -42,6 +42,7 @@ class JobSnapshot(msgspec.Struct, frozen=True):
     data: Any
     attempts_made: int
     token: str | None
+    group: str | None = None  # the job's group (docs/guide/groups.md); None: no group
 
 
 class ProcessDied(RuntimeError):
@@ -99,7 +100,8 @@ class ProcessRunner:
             self._slots = asyncio.Semaphore(self._size)
         async with self._slots:
             child = self._take()
-            snapshot = JobSnapshot(job.id, job.name, job.data, job.attempts_made, job.token)
+            snapshot = JobSnapshot(job.id, job.name, job.data, job.attempts_made, job.token,
+                                   job.group)
             try:
                 child.conn.send((fn, snapshot))
             except BaseException:

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import codec, scripts, telemetry
@@ -25,7 +24,7 @@ from .own_link import OwnLink, own_link
 from .worker_info import WorkerInfo
 
 if TYPE_CHECKING:
-    from .groups import GroupInfo
+    from .groups import GroupCounts, GroupDefaults, GroupInfo
     from .scheduler import JobScheduler
 
 STATES = ("waiting", "active", "completed", "failed", "delayed", "waiting-children")
@@ -295,21 +294,20 @@ class Queue:
         if getattr(self.redis, "connection_pool", None) is None:
             # Redis Cluster clients refuse scripts in pipelines; in order, one at a time.
             return [await self._run("add", call) for call in calls]
-        sha = scripts.script("add").sha
         for _attempt in range(2):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for call in calls:
-                    pipe.evalsha(sha, len(self.keys.vector), *self.keys.vector,
-                                 self.keys.job_prefix, *call)
+                    scripts.queue_call(pipe, "add", self.keys.vector,
+                                       [self.keys.job_prefix, *call])
                 replies = await pipe.execute(raise_on_error=False)
-            if not any(isinstance(r, NoScriptError) for r in replies):
+            if not any(scripts.missing_code(r) for r in replies):
                 for r in replies:
                     if isinstance(r, Exception):
                         raise r
                 return list(replies)
-            # Calls after a NOSCRIPT did not run; the ones before are re-sends now.
+            # Calls after the missing code did not run; the ones before are re-sends now.
             await scripts.load_all(self.redis)
-        raise RuntimeError("Redis keeps answering NOSCRIPT after the scripts were loaded")
+        raise RuntimeError("Redis keeps missing minique's functions after they were loaded")
 
     async def _submit_add(self, args: list[Any]) -> tuple[bytes, int, int]:
         """Sends one job's add. While an add is in flight, others wait and then go together
@@ -458,7 +456,9 @@ class Queue:
         return bool(await self.redis.hexists(self.keys.meta, "paused"))
 
     async def get_job_ids(self, state: str, start: int = 0, end: int = 49) -> list[str]:
-        """Ids of jobs in ``state``; finished jobs newest first, others in run order."""
+        """Ids of jobs in ``state`` (ranks ``start`` to ``end``, at most 100,001); finished
+        jobs newest first, others in run order; waiting jobs in groups come after the
+        others, group by group (see ``_waiting_ids``). ValueError/TypeError on bad input."""
         if state not in STATES:
             raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
         for label, value in (("start", start), ("end", end)):
@@ -468,6 +468,7 @@ class Queue:
             raise ValueError(f"need 0 <= start <= end and at most 100000 jobs per page, "
                              f"got start={start} end={end}")
         k, r = self.keys, self.redis
+        raw: Sequence[bytes | str]
         if state in ("completed", "failed"):
             raw = await self._finished_ids(state, start, end)
         elif state == "active":  # scored by negated lease deadline (lua/includes/base.lua)
@@ -477,18 +478,33 @@ class Queue:
         elif state == "waiting-children":
             raw = await r.zrange(k.waiting_children, start, end)
         else:
-            # Held jobs first (they start next), then the priority set, then the stream.
-            held = await r.zrevrange(k.held, 0, -1)
-            raw = held[start:end + 1]
-            if len(raw) < end - start + 1:
-                offset = max(0, start - len(held))
-                raw = raw + await r.zrange(k.pri, offset, offset + end - start - len(raw))
-            if len(raw) < end - start + 1:
-                skip = max(0, start - len(held) - await r.zcard(k.pri))
-                want = end - start + 1 - len(raw)
-                entries = await r.xrange(k.ready, count=skip + want)
-                raw = raw + [fields[b"i"] for _, fields in entries[skip:skip + want]]
-        return [x.decode() for x in raw]
+            raw = await self._waiting_ids(start, end)
+        return [x.decode() if isinstance(x, bytes) else x for x in raw]
+
+    async def _waiting_ids(self, start: int, end: int) -> list[bytes | str]:
+        """Held jobs first (they start next), then the priority set, then the stream, then
+        the jobs waiting in groups (minique/groups.py: group by group, busiest first; the
+        round-robin interleaves the groups when it runs them)."""
+        from . import groups
+
+        k, r = self.keys, self.redis
+        held = await r.zrevrange(k.held, 0, -1)
+        raw: list[bytes | str] = list(held[start:end + 1])
+        want = end - start + 1
+        if len(raw) < want:
+            offset = max(0, start - len(held))
+            raw += await r.zrange(k.pri, offset, offset + want - len(raw) - 1)
+        if len(raw) < want:
+            n_pri = await r.zcard(k.pri)
+            skip = max(0, start - len(held) - n_pri)
+            n_ready = await r.xlen(k.ready)
+            if skip < n_ready:
+                entries = await r.xrange(k.ready, count=skip + want - len(raw))
+                raw += [fields[b"i"] for _, fields in entries[skip:skip + want - len(raw)]]
+            if len(raw) < want:
+                skip = max(0, start - len(held) - n_pri - n_ready)
+                raw += await groups.grouped_waiting_ids(self, skip, want - len(raw))
+        return raw
 
     async def _finished_ids(self, state: str, start: int, end: int) -> list[bytes]:
         """Newest first across the state's sets (one per retention setting)."""
@@ -511,7 +527,10 @@ class Queue:
         return [member for member, _ in merged[start:end + 1]]
 
     async def get_jobs(self, state: str, start: int = 0, end: int = 49) -> list[Job]:
-        ids = await self.get_job_ids(state, start, end)
+        """Jobs in ``state`` (Job objects), in the order of ``get_job_ids``."""
+        return await self._jobs_of(await self.get_job_ids(state, start, end))
+
+    async def _jobs_of(self, ids: Sequence[str]) -> list[Job]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(self.keys.job(job_id))
@@ -635,7 +654,9 @@ class Queue:
                 return total
 
     async def clean(self, grace: float, state: str = "completed", limit: int = 1000) -> list[str]:
-        """Removes up to ``limit`` jobs of ``state`` older than ``grace`` seconds."""
+        """Removes up to ``limit`` jobs of ``state`` older than ``grace`` seconds (finished
+        before, or for waiting and delayed jobs created before); returns their ids. Waiting
+        jobs include those waiting in groups. Every script call does bounded work."""
         if state not in ("completed", "failed", "waiting", "delayed"):
             raise ValueError(f"clean takes state completed, failed, waiting or delayed, got {state!r}")
         _seconds("grace", grace)
@@ -649,6 +670,10 @@ class Queue:
             removed.extend(x.decode() for x in ids)
             if len(ids) < batch:
                 break
+        if state == "waiting" and len(removed) < limit:
+            from . import groups
+
+            removed += await groups.clean_grouped(self, cutoff, limit - len(removed))
         return removed
 
     async def retry_jobs(self, state: str = "failed", count: int | None = None) -> int:
@@ -756,11 +781,46 @@ class Queue:
 
         await groups.resume_group(self, group)
 
-    async def get_groups(self, start: int = 0, end: int = 99) -> list[GroupInfo]:
-        """A page of the queue's groups (GroupInfo), the most waiting jobs first."""
+    async def get_groups(self, start: int = 0, end: int = 99, *,
+                         by: str = "waiting") -> list[GroupInfo]:
+        """A page of the queue's groups (GroupInfo): ``by="waiting"`` (every group, most
+        waiting jobs first), ``"active"`` (most running jobs first), ``"paused"`` (latest
+        paused first) or ``"throttled"`` (asleep until a time, latest to wake first). At
+        most 10,000 per page; ValueError/TypeError on bad input."""
         from . import groups
 
-        return await groups.get_groups(self, start, end)
+        return await groups.get_groups(self, start, end, by=by)
+
+    async def get_group(self, group: str) -> GroupInfo | None:
+        """One group's GroupInfo, or None if the queue does not know the group."""
+        from . import groups
+
+        return await groups.get_group(self, group)
+
+    async def get_group_counts(self) -> GroupCounts:
+        """How many groups there are in all, running jobs, paused, throttled, ready."""
+        from . import groups
+
+        return await groups.get_group_counts(self)
+
+    async def get_group_defaults(self) -> GroupDefaults:
+        """The limits set by ``set_group_defaults`` (None: no limit)."""
+        from . import groups
+
+        return await groups.get_group_defaults(self)
+
+    async def get_group_job_ids(self, group: str, start: int = 0, end: int = 49) -> list[str]:
+        """Ids of the group's waiting jobs, in the order the group starts them."""
+        from . import groups
+
+        return await groups.get_group_job_ids(self, group, start, end)
+
+    async def get_group_jobs(self, group: str, start: int = 0, end: int = 49) -> list[Job]:
+        """The group's waiting jobs (ranks ``start`` to ``end``, at most 100,000), in the
+        order the group starts them; its running jobs are among ``get_jobs("active")``."""
+        from . import groups
+
+        return await groups.get_group_jobs(self, group, start, end)
 
     # ----- job schedulers (minique/scheduler.py) ----------------------------------------
 

@@ -73,8 +73,10 @@ class Registry:
     def processor(self, queue: str, name: str | None = None, *,
                   payload: type | None = None,
                   batch: Mapping[str, Any] | None = None) -> Callable[[F], F]:
-        """``batch={"size": n, "timeout": s}`` makes it a batch processor (minique/batch.py):
-        an async function called with a ``Batch`` of up to ``size`` jobs."""
+        """``batch={"size": n, "timeout": s, "group": "any" | "same"}`` makes it a batch
+        processor (minique/batch.py, docs/guide/batches.md): an async function called with
+        a ``Batch`` of up to ``size`` jobs; with ``"group": "same"`` each batch holds jobs
+        of one group only. TypeError/ValueError at registration on bad options."""
         def register(fn: F) -> F:
             self.add(queue, fn, name=name, payload=payload, batch=batch)
             return fn

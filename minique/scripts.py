@@ -1,19 +1,28 @@
-"""Loads the Lua scripts in ``lua/`` once and calls them by SHA.
+"""The Lua transitions in ``lua/``: loaded once into Redis as one function library, each
+called by name with ``FCALL``.
 
-``--@include name`` lines are replaced by ``lua/includes/name.lua``, so shared pieces
-(the key vector, events, enqueueing) are written once. After ``NOSCRIPT`` (a restarted or
-flushed Redis) the script is loaded again and the call repeated.
+``--@include name`` lines are replaced by ``lua/includes/name.lua``, so shared pieces (the
+key vector, events, enqueueing) are written once. The library holds every include once,
+then one function per transition file (``lua/finish.lua`` is the function ``finish``),
+whose body starts with ``begin_call(KEYS, ARGV)`` (``includes/call.lua``).
 
-A script's whole body runs on every EVALSHA, so each ``local function`` of every include
-is created again per call: a closure with its upvalues, about 0.3-0.5 µs of server time
-each here, and add.lua alone pulled in 51 of them (~60 µs of a ~100 µs add). Top-level
-functions that the expanded script never uses are dropped before the script is loaded
-(``_shake``), so each script pays only for what it calls.
+Why functions rather than ``EVALSHA``: an ``EVAL`` script runs its whole text on every
+call, so every ``local function`` of the includes (about 150 of them) was created again on
+each call, and collected later: about 75 µs of server time per call, more than a whole
+one-job call needs otherwise. A library's code runs once, at ``FUNCTION LOAD``.
+
+The library's name and its functions' names carry a hash of its text
+(``minique_<hash>``, ``mq<hash>_finish``), so processes of two versions of minique can share
+one Redis. After ``Function not found`` (a restarted or flushed Redis) the library is
+loaded again and the call repeated. A server without functions (Redis before 7) gets each
+transition as an ``EVAL`` script of the same code instead (``MINIQUE_SCRIPT_MODE=eval``
+forces that mode).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Sequence
 from functools import cache
@@ -26,11 +35,42 @@ from .errors import InvalidJobState, JobNotFound
 
 LUA_DIR = Path(__file__).with_name("lua")
 _INCLUDE = re.compile(r"^--@include (\w+)\s*$", re.MULTILINE)
+# Every include, in an order where each comes after what it uses; call.lua comes last,
+# since begin_call resets the state of all of them.
+_LIBRARY_INCLUDES = ("base", "dedup", "job_fields", "retention", "scheduler", "take", "attempts",
+                     "call")
 
 Arg = str | bytes | int | float
 
 
+class Library:
+    """The library's text, its hash-tagged name, and each transition's function name."""
+
+    __slots__ = ("eval_sources", "name", "prelude", "source", "tag")
+
+    def __init__(self, prelude: str, bodies: dict[str, str]) -> None:
+        self.prelude = prelude
+        digest = hashlib.sha1(prelude.encode())
+        for name in sorted(bodies):
+            digest.update(name.encode() + b"\0" + bodies[name].encode())
+        self.tag = digest.hexdigest()[:12]
+        self.name = f"minique_{self.tag}"
+        registrations = "".join(
+            f"redis.register_function('{self.function(name)}', function(KEYS, ARGV)\n"
+            f"begin_call(KEYS, ARGV)\n{body}\nend)\n"
+            for name, body in sorted(bodies.items()))
+        self.source = f"#!lua name={self.name}\n{prelude}\n{registrations}"
+        # The same code as plain scripts, for servers without functions.
+        self.eval_sources = {name: f"{prelude}\nbegin_call(KEYS, ARGV)\n{body}\n"
+                             for name, body in bodies.items()}
+
+    def function(self, name: str) -> str:
+        return f"mq{self.tag}_{name}"
+
+
 class Script:
+    """One transition as an ``EVAL`` script (the fallback mode)."""
+
     __slots__ = ("name", "sha", "source")
 
     def __init__(self, name: str, source: str) -> None:
@@ -39,92 +79,39 @@ class Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
 
-def _expand(source: str, seen: tuple[str, ...] = ()) -> str:
+def _expand(source: str, done: list[str]) -> str:
+    """Replaces each include line by the include's text, each include once."""
     def include(match: re.Match[str]) -> str:
         name = match.group(1)
-        if name in seen:
-            raise ValueError(f"circular Lua include: {' -> '.join((*seen, name))}")
-        return _expand((LUA_DIR / "includes" / f"{name}.lua").read_text(), (*seen, name))
+        if name in done:
+            return ""
+        done.append(name)
+        return _expand((LUA_DIR / "includes" / f"{name}.lua").read_text(), done)
 
     return _INCLUDE.sub(include, source)
 
 
-# Lua tokens that matter for finding where a function ends and which names are used:
-# long strings/comments, line comments, quoted strings, names, anything else.
-_TOKEN = re.compile(r"""
-    --\[(?P<lc>=*)\[.*?\](?P=lc)\]      # long comment
-  | --[^\n]*                            # line comment
-  | \[(?P<ls>=*)\[.*?\](?P=ls)\]        # long string
-  | "(?:\\.|[^"\\\n])*"                   # double-quoted string
-  | '(?:\\.|[^'\\\n])*'                   # single-quoted string
-  | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
-  | \S
-""", re.VERBOSE | re.DOTALL)
-_OPENS = frozenset({"function", "if", "do", "repeat"})
-_CLOSES = frozenset({"end", "until"})
-# A top-level function definition: "local function f(" or "f = function(" (for a name
-# declared earlier with "local f", so that functions defined later can call it).
-_TOP_DEF = re.compile(r"^(?:local function (\w+)\s*\(|(\w+) = function\s*\()", re.MULTILINE)
+@cache
+def library() -> Library:
+    done: list[str] = []
+    prelude = _expand("".join(f"--@include {name}\n" for name in _LIBRARY_INCLUDES), done)
+    missing = sorted({p.stem for p in (LUA_DIR / "includes").glob("*.lua")} - set(done))
+    if missing:
+        raise RuntimeError(f"Lua includes not in the library: {missing}")
+    bodies = {name: _INCLUDE.sub("", (LUA_DIR / f"{name}.lua").read_text())
+              for name in all_script_names()}
+    return Library(prelude, bodies)
 
 
-def _definitions(source: str) -> list[tuple[str, int, int]]:
-    """(name, start, end) of every top-level function definition in ``source``."""
-    found = []
-    for m in _TOP_DEF.finditer(source):
-        depth = 0
-        for tok in _TOKEN.finditer(source, m.start()):
-            word = tok.group("name")
-            if word in _OPENS:
-                depth += 1
-            elif word in _CLOSES:
-                depth -= 1
-                if depth == 0:
-                    found.append((m.group(1) or m.group(2), m.start(), tok.end()))
-                    break
-        else:  # pragma: no cover - Redis would refuse the script anyway
-            raise ValueError(f"no end found for Lua function {m.group(1) or m.group(2)}")
-    return found
-
-
-def _shake(source: str) -> str:
-    """``source`` without the top-level functions that its main body cannot reach: those
-    named nowhere outside function definitions, and whatever only they refer to. Names in
-    comments and strings do not count; a name used as a field (``t.name``) counts, which
-    only ever keeps a function that could have gone."""
-    defs = _definitions(source)
-    names = {name for name, _, _ in defs}
-    # "local f" that declares a function defined later with "f = function" is no use.
-    declared = {m.start(1) for m in re.finditer(r"^local (\w+)\s*(?:--[^\n]*)?$", source,
-                                                 re.MULTILINE)}
-    refs: dict[str, set[str]] = {name: set() for name in names}
-    roots: set[str] = set()
-    spans = sorted((start, end, name) for name, start, end in defs)
-    i = 0
-    for tok in _TOKEN.finditer(source):
-        word = tok.group("name")
-        if word not in names or tok.start() in declared:
-            continue
-        while i < len(spans) and spans[i][1] <= tok.start():
-            i += 1
-        if i < len(spans) and spans[i][0] <= tok.start():
-            if spans[i][2] != word:
-                refs[spans[i][2]].add(word)
-        else:
-            roots.add(word)
-    live, todo = set(roots), list(roots)
-    while todo:
-        for word in refs[todo.pop()] - live:
-            live.add(word)
-            todo.append(word)
-    for start, end, name in reversed(spans):
-        if name not in live:
-            source = source[:start] + source[end:]
-    return source
+def eval_source(body: str) -> str:
+    """An ``EVAL`` script of ``body`` with the library's includes and begin_call before it
+    (for tests and one-off tools)."""
+    return f"{library().prelude}\nbegin_call(KEYS, ARGV)\n{body}\n"
 
 
 @cache
 def script(name: str) -> Script:
-    return Script(name, _shake(_expand((LUA_DIR / f"{name}.lua").read_text())))
+    return Script(name, library().eval_sources[name])
 
 
 def all_script_names() -> list[str]:
@@ -141,9 +128,44 @@ def translate_error(exc: ResponseError) -> Exception:
     return exc
 
 
+# True: FCALL; False: EVALSHA (a server without functions, or MINIQUE_SCRIPT_MODE=eval).
+_use_functions = os.environ.get("MINIQUE_SCRIPT_MODE", "function") != "eval"
+
+
+def uses_functions() -> bool:
+    """Whether transitions are called as functions (FCALL) rather than scripts (EVALSHA)."""
+    return _use_functions
+
+
+def _no_functions(exc: ResponseError) -> bool:
+    text = str(exc).lower()
+    return "unknown command" in text and ("fcall" in text or "function" in text)
+
+
+def _function_missing(exc: ResponseError) -> bool:
+    return "function not found" in str(exc).lower()
+
+
 async def run(client: Any, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-    s = script(name)
+    """Calls transition ``name``; loads the library (or the script) first if Redis lacks it.
+    Errors the transition raises on purpose come back as minique exceptions."""
+    global _use_functions
     try:
+        if _use_functions:
+            lib = library()
+            try:
+                try:
+                    return await client.fcall(lib.function(name), len(keys), *keys, *args)
+                except ResponseError as exc:
+                    if not _function_missing(exc):
+                        raise
+                await load_library(client)
+                return await client.fcall(lib.function(name), len(keys), *keys, *args)
+            except ResponseError as exc:
+                if not _no_functions(exc):
+                    raise
+                _use_functions = False  # Redis before 7: the same code as scripts
+        s = script(name)
         try:
             return await client.evalsha(s.sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -155,7 +177,41 @@ async def run(client: Any, name: str, keys: Sequence[str], args: Sequence[Arg]) 
         raise translate_error(exc) from exc
 
 
+def queue_call(pipe: Any, name: str, keys: Sequence[str], args: Sequence[Arg]) -> None:
+    """Queues a call of transition ``name`` on a pipeline (call ``load_all`` first: a
+    pipeline cannot load what is missing halfway)."""
+    if _use_functions:
+        pipe.fcall(library().function(name), len(keys), *keys, *args)
+    else:
+        pipe.evalsha(script(name).sha, len(keys), *keys, *args)
+
+
+def missing_code(exc: BaseException) -> bool:
+    """Whether a pipeline failed because Redis lacks the library or a script."""
+    return isinstance(exc, NoScriptError) or (
+        isinstance(exc, ResponseError) and _function_missing(exc))
+
+
+async def load_library(client: Any) -> None:
+    """Loads the library unless Redis has it already (by its hash-tagged name)."""
+    try:
+        await client.function_load(library().source)
+    except ResponseError as exc:
+        if "already exists" not in str(exc):
+            raise
+
+
 async def load_all(client: Any) -> None:
-    """Loads every script; pipelines fail on NOSCRIPT as a whole, so they call this first."""
+    """Loads the library (or every script); pipelines fail as a whole on missing code, so
+    they call this first."""
+    global _use_functions
+    if _use_functions:
+        try:
+            await load_library(client)
+            return
+        except ResponseError as exc:
+            if not _no_functions(exc):
+                raise
+            _use_functions = False
     for name in all_script_names():
         await client.script_load(script(name).source)

@@ -18,7 +18,7 @@ from .queue import BulkItem, Queue
 
 if TYPE_CHECKING:
     from .attempts import Attempt
-    from .groups import GroupInfo
+    from .groups import GroupCounts, GroupDefaults, GroupInfo
     from .scheduler import JobScheduler
 
 T = TypeVar("T")
@@ -266,8 +266,23 @@ class SyncQueue:
     def resume_group(self, group: str) -> None:
         self._call(self._queue.resume_group(group))
 
-    def get_groups(self, start: int = 0, end: int = 99) -> list[GroupInfo]:
-        return self._call(self._queue.get_groups(start, end))
+    def get_groups(self, start: int = 0, end: int = 99, *, by: str = "waiting") -> list[GroupInfo]:
+        return self._call(self._queue.get_groups(start, end, by=by))
+
+    def get_group(self, group: str) -> GroupInfo | None:
+        return self._call(self._queue.get_group(group))
+
+    def get_group_counts(self) -> GroupCounts:
+        return self._call(self._queue.get_group_counts())
+
+    def get_group_defaults(self) -> GroupDefaults:
+        return self._call(self._queue.get_group_defaults())
+
+    def get_group_job_ids(self, group: str, start: int = 0, end: int = 49) -> list[str]:
+        return self._call(self._queue.get_group_job_ids(group, start, end))
+
+    def get_group_jobs(self, group: str, start: int = 0, end: int = 49) -> list[SyncJob]:
+        return [self._job(j) for j in self._call(self._queue.get_group_jobs(group, start, end))]
 
     # ----- job schedulers --------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import codec, scheduler, scripts, signals, telemetry
 from .backoff import BackoffStrategy, retry_delay
-from .batch import Batch, JobFailedInBatch
+from .batch import Batch
 from .connection import connect, resolve_url
 from .errors import Delayed, JobCorrupted, PayloadError, RateLimited, UnrecoverableError
 from .job import Job
@@ -45,7 +45,7 @@ from .worker_info import WorkerInfo
 
 log = logging.getLogger("minique.worker")
 
-JOB_FIELDS = 11  # per job in a fetch reply: see lua/includes/take.lua
+JOB_FIELDS = 12  # per job in a fetch reply: see lua/includes/take.lua
 HEADER = 8  # status, info, next_due, wake_id, now, global limit, control version, hold granted
 PREFETCH_WORK = 0.005  # seconds of work a worker may hold per slot beyond what it runs
 PREFETCH_MAX = 200  # jobs held ahead at most (see Worker._prefetch)
@@ -53,6 +53,9 @@ PREFETCH_MAX = 200  # jobs held ahead at most (see Worker._prefetch)
 # controls stay as they were). It bounds how long pause() and drain() wait for workers.
 HOLD_TIME = 0.05
 SLOW_CALL = 5.0  # seconds without an answer from Redis before the worker says so
+# Results a runner lets the dispatcher report early (while half of the buffer is left) at
+# least: fewer would buy overlap with calls too small to be worth their round trip.
+EARLY_SEND = 16
 RUNNER_SLICE = 0.01  # seconds a runner goes through jobs before yielding to the loop
 _OUTCOMES = {"c": "completed", "f": "failed", "r": "retried", "w": "requeued", "d": "delayed",
              "h": "returned", "g": "group throttled"}
@@ -83,8 +86,8 @@ def _age_ms(keep: Keep) -> int:
 
 
 class _Running:
-    __slots__ = ("bad_opts", "cancel_reason", "cv", "held", "job", "started", "started_ms",
-                 "task")
+    __slots__ = ("bad_opts", "batch", "cancel_reason", "cv", "held", "job", "started",
+                 "started_ms", "task")
 
     def __init__(self, job: Job, bad_opts: bool = False, held: bool = False,
                  cv: bytes = b"") -> None:
@@ -98,6 +101,25 @@ class _Running:
         self.cv = cv  # the queue's control version when it was taken
         self.started = 0.0  # loop time it started at
         self.started_ms = 0  # the same, by the Redis clock (reported for held jobs)
+        self.batch: _Gathering | None = None  # the batch it is part of (batch processors)
+
+
+# A batch being gathered is keyed by its processor and, for group="same", the jobs' group
+# ("" for group="any": group ids are never empty).
+_BatchKey = tuple[int, str | None]
+
+
+class _Gathering:
+    """A batch of a batch processor: its jobs (active in Redis, not yet given to the
+    processor while ``called`` is False) and whether it must stop gathering now (``cut``:
+    a control of the queue changed)."""
+
+    __slots__ = ("called", "cut", "members")
+
+    def __init__(self, first: _Running) -> None:
+        self.members = [first]
+        self.called = False
+        self.cut = False
 
 
 # A finish call: its arguments, the results and start notes it carries, the jobs it asked
@@ -205,6 +227,7 @@ class Worker:
         # same id and arguments, and Redis answers a re-send with the first answer.
         self._call_seq = 0
         self._unsent: _Call | None = None
+        self._in_call = False  # a finish call is out: Redis works while the runners do
         self._monitor = LinkMonitor(f"queue {queue_name}", self._probe)
         self._controls = 0  # control changes this worker learnt of (pub/sub, its own limit)
         self._wakeup = asyncio.Event()
@@ -231,8 +254,9 @@ class Worker:
         # False: take jobs for free slots only, never hold ahead. Batch processors gather
         # what is taken for free slots; they hold nothing ahead.
         self.prefetch = prefetch and not self._batch_size
-        self._arrived = asyncio.Event()  # a job was buffered (batch processors wait for it)
-        self._collecting: dict[int, list[_Running]] = {}  # id(handler) -> batch being gathered
+        # A job was buffered, a batch grew or must stop gathering (gathering batches wait on it).
+        self._arrived = asyncio.Event()
+        self._collecting: dict[_BatchKey, _Gathering] = {}  # the batches being gathered
         self.fail_fast = fail_fast
         self.burst = burst
         self._url = resolve_url(url) if connection is None else url_of(connection)
@@ -348,6 +372,7 @@ class Worker:
         grace = self.shutdown_timeout if timeout is None else timeout
         self._closing = True
         self._wakeup.set()
+        self._arrived.set()  # batches being gathered stop and hand their jobs back
         if not self._started:
             return
         self._return_buffered("worker shut down")
@@ -399,6 +424,7 @@ class Worker:
                         self._queue_empty = False
                     continue
                 call = self._build_call(results, notes, want, hold)
+            self._in_call = True
             try:
                 reply = await self._send_call(call[0])
             except (*TRANSIENT, RedisError) as exc:
@@ -411,6 +437,8 @@ class Worker:
                           self.queue_name, type(exc).__name__, exc, delay)
                 await asyncio.sleep(delay)
                 continue
+            finally:
+                self._in_call = False
             if failures:
                 log.warning("queue %s: Redis answers again", self.queue_name)
             failures = 0
@@ -491,10 +519,15 @@ class Worker:
         self._clock_offset_ms = int(now_ms) - loop.time() * 1000.0
         self._global_limit = int(global_limit)
         if cv != self._cv:
-            # A control changed since the jobs held now were taken: they go back.
+            # A control changed since the jobs held now were taken: they go back, and
+            # batches being gathered run now (in case the control message was missed).
+            if self._cv is not None:
+                self._cut_gathering()
             self._cv = cv
             self._return_held()
         stale = controls != self._controls  # a control changed while the call was out
+        if int(status) == 1:
+            self._cut_gathering()  # paused: nothing more will come
         if int(status) != 0 or stale:
             self._return_held(everything=True)  # paused or rate limited: nothing starts
         elif self._global_limit:
@@ -575,6 +608,15 @@ class Worker:
         self._controls += 1
         self._hold_until = 0.0
         self._return_held(everything=True)
+        self._cut_gathering()
+
+    def _cut_gathering(self) -> None:
+        """Batches being gathered stop gathering and run now: their jobs were taken for
+        free slots before a control changed, like jobs a runner has started."""
+        if self._collecting:
+            for gathering in self._collecting.values():
+                gathering.cut = True
+            self._arrived.set()
 
     async def _acquire_blocking_connection(self) -> tuple[Any, Callable[[Any], Awaitable[None]]]:
         """A raw connection to the node that holds the queue (any node of a plain Redis)."""
@@ -677,6 +719,7 @@ class Worker:
                   attempts_started=int(f[6]), stalled_count=int(f[9]), state="active",
                   token=f[1].decode())
         job.processed_on = int(f[10]) / 1000.0
+        job.group = f[11].decode() if f[11] else None
         running = _Running(job, bad_opts, held, cv)
         if back or self._closing or (
                 held and asyncio.get_running_loop().time() >= self._hold_until):
@@ -755,7 +798,15 @@ class Worker:
                     continue
                 self._rouse()  # should this job suspend, another runner takes the next one
                 await self._execute(running, task)
-                if loop.time() - streak > RUNNER_SLICE:
+                if (not self._in_call and len(self._results) >= EARLY_SEND
+                        and len(self._results) >= len(self._buffered)):
+                    # Half of what was buffered is done and no call is out: let the
+                    # dispatcher report it and fetch more now, so Redis works on that call
+                    # while the runners go through the other half, instead of the two
+                    # taking turns with one waiting on the other.
+                    await asyncio.sleep(0)
+                    streak = loop.time()
+                elif loop.time() - streak > RUNNER_SLICE:
                     # Jobs that never suspend would keep the loop to the runners; lease
                     # renewal, replies and cancels get a turn about this often. Every
                     # runner waits until the loop has polled for I/O again (_turn_paid).
@@ -790,11 +841,14 @@ class Worker:
             self._observe("job_started", job)
         handler = self.registry.resolve(self.queue_name, job.name)
         if handler is not None and handler.batch is not None and not running.bad_opts:
-            gathering = self._collecting.get(id(handler))
-            if gathering is not None and len(gathering) < handler.batch.size:
-                gathering.append(running)  # joins the batch another runner gathers
+            key = self._batch_key(handler, job)
+            gathering = self._collecting.get(key)
+            if gathering is not None and len(gathering.members) < handler.batch.size:
+                gathering.members.append(running)  # joins the batch another runner gathers
+                running.batch = gathering
+                self._arrived.set()
                 return
-            await self._run_batch(running, handler, task)
+            await self._run_batch(running, handler, key, task)
         else:
             await self._process(running, handler, running.bad_opts)
         # A cancel meant this job (cancel(), shutdown) was handled by _process; the runner
@@ -802,86 +856,104 @@ class Worker:
         while task.cancelling():
             task.uncancel()
 
-    def _pull_batch_jobs(self, handler: Handler, members: list[_Running], size: int,
-                         task: asyncio.Task[None]) -> None:
-        """Moves buffered jobs of ``handler`` into the batch being gathered."""
+    @staticmethod
+    def _batch_key(handler: Handler, job: Job) -> _BatchKey:
+        assert handler.batch is not None
+        return id(handler), (job.group if handler.batch.group == "same" else "")
+
+    def _pull_batch_jobs(self, handler: Handler, key: _BatchKey, gathering: _Gathering,
+                         size: int, task: asyncio.Task[None]) -> None:
+        """Moves buffered jobs of ``handler`` (and, for group="same", of the batch's group)
+        into the batch being gathered."""
         if not self._buffered:
             return
         kept: deque[_Running] = deque()
         now = asyncio.get_running_loop().time()
+        members = gathering.members
+        group = key[1]
+        any_group = group == ""  # group="any" (see _batch_key)
         for r in self._buffered:
             if (len(members) < size and not r.held and not r.bad_opts
+                    and (any_group or r.job.group == group)
                     and self.registry.resolve(self.queue_name, r.job.name) is handler):
                 self._executing += 1
-                r.task, r.started = task, now
+                r.task, r.started, r.batch = task, now, gathering
                 members.append(r)
+                if self.observers:
+                    self._started_at[r.job.id] = time.monotonic()
+                    self._observe("job_started", r.job)
             else:
                 kept.append(r)
         self._buffered = kept
 
-    async def _run_batch(self, first: _Running, handler: Handler, task: asyncio.Task[None]) -> None:
+    def _gathering_stuck(self) -> bool:
+        """True when every slot of the worker holds a job of a batch being gathered: no
+        job can be taken, so waiting out the timeout cannot make any batch larger. (Jobs
+        still buffered are placed first: each may start a batch, and it is asked again.)"""
+        if self._buffered or self._executing < self.concurrency:
+            return False
+        return self._executing == sum(len(g.members) for g in self._collecting.values()
+                                      if not g.called)
+
+    async def _run_batch(self, first: _Running, handler: Handler, key: _BatchKey,
+                         task: asyncio.Task[None]) -> None:
         """Gathers up to the batch size (or what came within the timeout) and calls the
-        batch processor once; each job then gets its own result (minique/batch.py)."""
+        batch processor once; each job then gets its own result (minique/batch.py).
+
+        Gathering stops early when a control of the queue changes (the jobs run at once,
+        as started jobs do) or when every slot holds a gathered job; at shutdown the
+        gathered jobs go back unstarted, without using an attempt (kind 'h')."""
         assert handler.batch is not None
         loop = asyncio.get_running_loop()
         size = handler.batch.size
-        members = [first]
+        gathering = _Gathering(first)
+        first.batch = gathering
+        members = gathering.members
         deadline = loop.time() + handler.batch.timeout
-        self._collecting[id(handler)] = members
+        self._collecting[key] = gathering
+        self._arrived.set()  # a batch more: others may now see every slot taken
         try:
-            self._pull_batch_jobs(handler, members, size, task)
-            while len(members) < size and not self._closing and loop.time() < deadline:
+            self._pull_batch_jobs(handler, key, gathering, size, task)
+            while (len(members) < size and not self._closing and not gathering.cut
+                   and loop.time() < deadline):
+                if self._gathering_stuck():
+                    # Every batch being gathered runs now (not this one alone: the slot it
+                    # frees would let the others wait on for jobs no slot could take).
+                    self._cut_gathering()
+                    break
                 self._arrived.clear()
                 self._wakeup.set()  # the dispatcher takes jobs for the slots still free
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(deadline - loop.time()):
                         await self._arrived.wait()
-                self._pull_batch_jobs(handler, members, size, task)
+                self._pull_batch_jobs(handler, key, gathering, size, task)
         except asyncio.CancelledError:
-            pass  # shutdown while gathering: what was gathered goes back below
+            pass  # not expected while gathering (cancels reach members one by one)
         finally:
-            del self._collecting[id(handler)]
+            del self._collecting[key]
+            gathering.called = True
         started = time.monotonic()
         jobs: list[Job] = []
-        for r in members:
-            r.task = task
-            try:
-                if handler.decoder is not None:
-                    r.job.payload = handler.decoder.decode(r.job._data_raw or b"")
-                else:
-                    _ = r.job.data
-            except (msgspec.DecodeError, JobCorrupted) as exc:
-                self._fail(r.job, f"payload cannot be decoded: {exc}", "", final=True,
-                           started=started)
-            else:
-                jobs.append(r.job)
-        batch = Batch(jobs)
         try:
-            if jobs and not self._closing:
-                await handler.fn(batch)
-            elif jobs:
-                raise asyncio.CancelledError
-        except asyncio.CancelledError:
-            cancelled = {r.job.id for r in members if r.cancel_reason not in (None, "shutdown")}
-            for job in jobs:
-                if job.id in cancelled:
-                    self._fail(job, "cancelled", "", final=True, started=started)
+            if self._closing:
+                # Never started: back to their places, no attempt used (as buffered jobs).
+                for r in members:
+                    self._push(r.job, "h", "worker shut down", "", 0, r.job.opts.keep_failed)
+                return
+            for r in members:
+                r.task = task
+                try:
+                    if handler.decoder is not None:
+                        r.job.payload = handler.decoder.decode(r.job._data_raw or b"")
+                    else:
+                        _ = r.job.data
+                except (msgspec.DecodeError, JobCorrupted) as exc:
+                    self._fail(r.job, f"payload cannot be decoded: {exc}", "", final=True,
+                               started=started)
                 else:
-                    self._push(job, "w", "worker shut down", "", 0, job.opts.keep_failed)
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
-            for job in jobs:
-                self._on_error(job, exc, started)
-        else:
-            raw = codec.encode(None, "return value")
-            for job in jobs:
-                reason = batch.failed.get(job.id)
-                if reason is None:
-                    self._push(job, "c", raw, "", 0, job.opts.keep_completed)
-                    self.jobs_done += 1
-                else:
-                    self._on_error(job, JobFailedInBatch(reason), started)
+                    jobs.append(r.job)
+            if jobs:
+                await self._call_batch(handler, members, jobs, started)
         finally:
             took = (time.monotonic() - started) / max(1, len(members))
             for r in members:
@@ -892,6 +964,67 @@ class Worker:
             if not self._executing and self._all_done is not None:
                 self._all_done.set()
             self._wakeup.set()
+
+    async def _call_batch(self, handler: Handler, members: list[_Running], jobs: list[Job],
+                          started: float) -> None:
+        batch = Batch(jobs)
+        try:
+            await handler.fn(batch)
+        except asyncio.CancelledError:
+            # Shutdown past its grace (a cancel() of one job never interrupts the call).
+            asked = {r.job.id for r in members if r.cancel_reason not in (None, "shutdown")}
+            for job in jobs:
+                if job.id in asked:
+                    self._fail(job, "cancelled", "", final=True, started=started)
+                else:
+                    self._push(job, "w", "worker shut down", "", 0, job.opts.keep_failed)
+            return
+        except Delayed as exc:
+            for job in jobs:  # each job as if it had raised it alone
+                self._push(job, "d", str(exc), "", int(exc.delay * 1000), job.opts.keep_failed)
+            return
+        except RateLimited as exc:
+            delay_ms = int(exc.delay * 1000)
+            if exc.group:
+                # The groups of the batch's jobs sleep (one group with group="same").
+                for job in jobs:
+                    self._push(job, "g", exc.message, "", delay_ms, job.opts.keep_failed)
+                return
+            for job in jobs:
+                self._push(job, "w", "rate limited", "", delay_ms, job.opts.keep_failed)
+            self._limited_until = time.monotonic() + exc.delay
+            self._on_control("limit")
+            return
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            for job in jobs:
+                self._on_error(job, exc, started)
+            return
+        cancelled = {r.job.id: r.cancel_reason for r in members
+                     if r.cancel_reason not in (None, "shutdown")}
+        none_raw: bytes | None = None
+        for job in jobs:
+            reason = cancelled.get(job.id)
+            if reason is not None:
+                self._fail(job, reason, "", final=True, started=started)
+                continue
+            error = batch.failed.get(job.id)
+            if error is not None:
+                self._on_error(job, error, started)
+                continue
+            if job.id in batch.values:
+                try:
+                    raw = codec.encode(batch.values[job.id], "return value")
+                except PayloadError as exc:
+                    self._fail(job, str(exc), "", final=True, started=started)
+                    continue
+            else:
+                if none_raw is None:
+                    none_raw = codec.encode(None, "return value")
+                raw = none_raw
+            self._push(job, "c", raw, "", 0, job.opts.keep_completed)
+            self.jobs_done += 1
 
     async def _process(self, running: _Running, handler: Handler | None, bad_opts: bool) -> None:
         job = running.job
@@ -1080,6 +1213,23 @@ class Worker:
 
     def _cancel_local(self, job_id: str, reason: str) -> None:
         running = self._running.get(job_id)
+        if running and running.batch is not None:
+            gathering = running.batch
+            if not gathering.called and running in gathering.members:
+                # Not given to the processor yet: it leaves the batch and fails now, as a
+                # fetched job that has not started.
+                gathering.members.remove(running)
+                self._running.pop(job_id, None)
+                self._executing -= 1
+                self._fail(running.job, reason, "", final=True, started=time.monotonic())
+                if not self._executing and self._all_done is not None:
+                    self._all_done.set()
+                self._wakeup.set()
+            else:
+                # Inside the processor's call: the others' work must not be cut short, so
+                # the call runs on and this job fails as cancelled when it returns.
+                running.cancel_reason = reason
+            return
         if running and running.task is None:
             self._buffered.remove(running)
             self._running.pop(job_id, None)

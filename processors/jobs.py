@@ -15,6 +15,7 @@ from datetime import date
 from typing import Any
 
 from minique import (
+    Batch,
     Delayed,
     FlowProducer,
     InvalidJobState,
@@ -25,7 +26,7 @@ from minique import (
 )
 from minique.keys import FIRING_ID_PREFIX
 from processors import runtime, schedules, webhooks
-from processors.outcomes import maps_outcomes
+from processors.outcomes import maps_outcomes, queue_outcome
 from processors.payloads import (
     AlertsPayload,
     DataSyncPayload,
@@ -37,6 +38,7 @@ from processors.queue_config import (
     DEFAULT_JOB_OPTIONS,
     JOB_NAMES,
     PAYLOAD_TYPES,
+    WEBHOOK_BATCH,
     WORKER_OPTIONS,
     QueueName,
     daily_report_flow,
@@ -252,17 +254,34 @@ async def alerts(job: Job) -> dict[str, Any]:
     }
 
 
-@_processor(QueueName.WEBHOOKS, notify=False)
-async def webhook(job: Job) -> dict[str, Any]:
-    """One signed POST. 5xx, 429 and network errors retry; other 4xx fail at once."""
-    payload: WebhookPayload = job.payload
+@registry.processor(QueueName.WEBHOOKS.value, name=JOB_NAMES[QueueName.WEBHOOKS],
+                    payload=WebhookPayload, batch=WEBHOOK_BATCH)
+async def webhook(batch: Batch) -> None:
+    """The webhooks of one receiver (the batch's group), each its own signed POST, one after
+    another and in order on one pooled connection. A job's return value is
+    ``{"event_id", "status"}``. A 4xx other than 429 fails that job at once and the next is
+    sent; a 5xx, a 429 or a network error fails it (retried with backoff) and the rest of
+    the batch with it, untried: a receiver that is down is not called once per event."""
     rt = runtime.current()
     secret = rt.settings.webhook_secret
-    if not secret:
-        raise UnrecoverableError("MINIQUE_WEBHOOK_SECRET is not set on this worker")
-    status = await deliver_webhook(rt.webhook_http, payload.url, payload.body.encode(), secret,
-                                   event_type=payload.event_type)
-    return {"event_id": payload.event_id, "status": status}
+    for i, job in enumerate(batch):
+        payload: WebhookPayload = job.payload
+        if not secret:
+            batch.fail(job, UnrecoverableError("MINIQUE_WEBHOOK_SECRET is not set on this worker"))
+            continue
+        try:
+            status = await deliver_webhook(rt.webhook_http, payload.url, payload.body.encode(),
+                                           secret, event_type=payload.event_type)
+        except Exception as exc:
+            outcome = queue_outcome(exc)
+            if isinstance(outcome, UnrecoverableError):
+                batch.fail(job, outcome)  # this event was refused; the receiver is up
+                continue
+            batch.fail(job, exc)
+            for rest in batch.jobs[i + 1:]:
+                batch.fail(rest, f"not tried: the receiver failed ({exc})")
+            return
+        batch.complete(job, {"event_id": payload.event_id, "status": status})
 
 
 @registry.on_startup

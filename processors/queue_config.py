@@ -56,6 +56,10 @@ WEBHOOK_JOB_OPTIONS: dict[str, Any] = {
     "backoff": {"type": "exponential", "delay": 2.0, "jitter": 0.2, "max_delay": 600.0},
 }
 
+# Webhooks are delivered in batches per receiver (their group is the receiver,
+# processors/webhooks.py): up to 10 at once, after at most 0.2 s of gathering.
+WEBHOOK_BATCH: dict[str, Any] = {"size": 10, "timeout": 0.2, "group": "same"}
+
 # Per worker and queue: 5 jobs at once, and at most 10 jobs started per second.
 WORKER_OPTIONS: dict[str, Any] = {
     "concurrency": 5,

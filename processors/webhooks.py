@@ -1,7 +1,10 @@
 """Sending webhooks through the "webhooks" queue, so that delivery has its own retries.
 
 An event becomes one job per receiver. The job id is derived from the event id and the URL,
-so enqueueing the same event again (a retried job) adds nothing twice.
+so enqueueing the same event again (a retried job) adds nothing twice. The job's group is
+its receiver (``endpoint_group``): the worker delivers a receiver's webhooks in batches
+(``processors/jobs.py``), and a receiver that is down costs one failed POST per batch, not
+one per event.
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ def targets(account_webhook_url: str | None = None) -> list[str]:
     return urls
 
 
+def endpoint_group(url: str) -> str:
+    """The queue group of the webhooks to ``url``: a hash, since URLs may hold tokens and
+    groups are listed in the dashboard."""
+    return "endpoint:" + hashlib.sha256(url.encode()).hexdigest()[:24]
+
+
 async def send_event(event: WebhookEvent, account_webhook_url: str | None = None) -> list[str]:
     """Queues ``event`` for every configured receiver; returns the webhook job ids."""
     urls = targets(account_webhook_url)
@@ -46,6 +55,7 @@ async def send_event(event: WebhookEvent, account_webhook_url: str | None = None
             JOB_NAMES[QueueName.WEBHOOKS],
             {"url": url, "event_type": event.type, "event_id": event.id, "body": body},
             job_id=f"wh:{digest}",
+            group=endpoint_group(url),
         )
         ids.append(job.id)
     return ids

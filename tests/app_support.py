@@ -17,7 +17,7 @@ import httpx
 import msgspec
 
 from minique import Job, Queue
-from minique.events import Event, parse_event
+from minique.events import Event, parse_entry
 from processors import queues, runtime
 from processors.accounts import add_seller_account
 from processors.amazon import AmazonEndpoints, ClientSettings
@@ -69,7 +69,7 @@ class App:
     async def events(self, name: QueueName, job_id: str | None = None) -> list[Event]:
         queue = self.queue(name)
         raw = await queue.redis.xrange(queue.keys.events)
-        found = [parse_event(i, f) for i, f in raw]
+        found = [e for i, f in raw for e in parse_entry(i, f)]
         return [e for e in found if job_id is None or e.job_id == job_id]
 
 

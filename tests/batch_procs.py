@@ -7,7 +7,7 @@ import asyncio
 import json
 import os
 
-from minique import Batch, Registry
+from minique import Batch, Registry, UnrecoverableError
 
 registry = Registry()
 
@@ -23,3 +23,20 @@ async def handle(batch: Batch) -> None:
             await asyncio.sleep(float(data["sleep_once"]))
         if data.get("fail"):
             batch.fail(job, "refused")
+
+
+@registry.processor("batches-groups", batch={"size": 4, "timeout": 0.3, "group": "same"})
+async def deliver(batch: Batch) -> None:
+    """One group per batch (an endpoint); per-job outcomes as each job's data asks."""
+    queue = batch.jobs[0].queue
+    await queue.redis.rpush(f"{queue.keys.base}:batch-calls", json.dumps(
+        {"ids": [job.id for job in batch], "groups": [job.group for job in batch],
+         "pid": os.getpid()}))
+    for job in batch:
+        outcome = (job.data or {}).get("outcome")
+        if outcome == "retry":
+            batch.fail(job, "endpoint said 500")
+        elif outcome == "fatal":
+            batch.fail(job, UnrecoverableError("endpoint gone"))
+        else:
+            batch.complete(job, {"delivered": job.id})

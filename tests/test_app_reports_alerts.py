@@ -151,3 +151,44 @@ async def test_a_report_on_incomplete_data_raises_a_data_incomplete_webhook(
     [full] = rebuilt["reports"]
     assert full["complete"] and full["missing"] == [] and Decimal(full["ad_spend"]) > 0
     assert full["revenue"] == report["revenue"] and rebuilt["raised"] == []
+
+
+async def test_webhooks_are_delivered_in_batches_per_receiver(
+        app: App, receiver: WebhookReceiver) -> None:
+    """Each receiver is a group of the webhooks queue; a receiver's webhooks go in batches,
+    in order, and a receiver that is down is called once per batch, not once per event."""
+    down = "http://127.0.0.1:9/hooks"  # nothing listens on port 9: connection refused
+    queue = app.queue(QueueName.WEBHOOKS)
+    await queue.pause()  # so that the worker takes every job at once when resumed
+    ids = []
+    for i in range(3):
+        ids += await webhooks.send_event(make_event("alert.raised", {"n": i}), down)
+    await queue.resume()
+    assert len(ids) == 6
+    jobs = [await queue.get_job(i) for i in ids]
+    groups = {job.data["url"]: job.group for job in jobs if job is not None}
+    assert groups == {receiver.url: webhooks.endpoint_group(receiver.url),
+                      down: webhooks.endpoint_group(down)}
+    await wait_until(lambda: len(receiver.events("alert.raised")) == 3, timeout=15,
+                     message="the receiver's webhooks delivered")
+    assert [r.body["data"]["n"] for r in receiver.events("alert.raised")] == [0, 1, 2]
+    assert all(r.verified for r in receiver.events("alert.raised"))
+
+    async def down_tried_once() -> bool:
+        found = [await queue.get_job(i) for i in ids]
+        return sum(1 for j in found if j is not None and j.data["url"] == down
+                   and j.attempts_made >= 1) == 3
+
+    await wait_until(down_tried_once, timeout=15, message="the down receiver's batch failed")
+    reasons = []
+    for job_id in ids:
+        got = await queue.get_job(job_id)
+        assert got is not None
+        if got.data["url"] == down:
+            reasons.append(got.failed_reason or "")
+    assert sum("not tried" in r for r in reasons) == 2, reasons  # one POST for the batch
+    for job in jobs:
+        if job is not None and job.data["url"] == receiver.url:
+            done = await queue.get_job(job.id)
+            assert done is not None and done.state == "completed"
+            assert done.return_value == {"event_id": job.data["event_id"], "status": 204}

@@ -7,9 +7,10 @@ import datetime
 from typing import Any
 
 import pytest
-from redis.exceptions import NoScriptError
+from redis.exceptions import ResponseError
 
 from minique import JobCorrupted, JobFailed, PayloadError, Queue, Worker, scripts
+from minique.own_link import OwnLink
 
 
 async def nothing_written(queue: Queue) -> None:
@@ -109,14 +110,49 @@ async def test_corrupted_options_fail_the_job_not_the_worker(queue: Queue, redis
 
 
 async def test_scripts_reload_after_noscript(queue: Queue) -> None:
+    """A restarted or flushed Redis lacks the library (or the scripts): it is loaded
+    again and the call goes on, for single calls and for pipelines."""
     await queue.add("x", 1)
+    await queue.redis.function_flush()
     await queue.redis.script_flush()
-    with pytest.raises(NoScriptError):
-        await queue.redis.evalsha(scripts.script("add").sha, 0)
+    with pytest.raises(ResponseError, match="Function not found"):
+        await queue.redis.fcall(scripts.library().function("add"), 0)
     await queue.add("y", 2)  # reloads and goes on
-    await queue.redis.script_flush()
+    assert scripts.library().name.encode() in str(await queue.redis.function_list()).encode()
+    await queue.redis.function_flush()
     await queue.add_bulk([("z", i) for i in range(3)])  # the pipelined path too
     assert (await queue.get_stats())["waiting"] == 5
+
+
+async def test_scripts_mode_where_redis_has_no_functions(
+        queue: Queue, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before Redis 7 there is no FCALL: the same transitions run as EVAL scripts."""
+    real_fcall = queue.redis.fcall
+    refused: list[str] = []
+
+    async def no_fcall(name: str, *args: object) -> object:
+        refused.append(name)
+        raise ResponseError("unknown command 'FCALL', with args beginning with: ")
+
+    async def link_no_fcall(_link: object, name: str, *args: object) -> object:
+        return await no_fcall(name, *args)
+
+    monkeypatch.setattr(queue.redis, "fcall", no_fcall)
+    # Adds go through the queue's own connection (minique/own_link.py).
+    monkeypatch.setattr(OwnLink, "fcall", link_no_fcall)
+    monkeypatch.setattr(scripts, "_use_functions", True)
+    job = await queue.add("x", 21)
+    assert refused and not scripts.uses_functions()
+    await queue.redis.script_flush()
+    await queue.add_bulk([("x", i) for i in range(3)])  # pipelines take the script path
+    worker = Worker(queue.name, lambda j: j.data * 2, url=redis_url)
+    task = asyncio.create_task(worker.run())
+    assert await job.wait_until_finished(timeout=10) == 42
+    await worker.close()
+    await task
+    stats = await queue.redis.info("commandstats")
+    assert int(stats["cmdstat_evalsha"]["calls"]) > 0
+    assert real_fcall is not None
 
 
 async def test_unreachable_redis_is_a_clear_error() -> None:

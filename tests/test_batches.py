@@ -125,7 +125,9 @@ async def test_kill_9_during_a_batch_gives_every_job_back(redis_url: str, procs:
 @pytest.mark.parametrize(("batch", "exc"), [
     ({"size": -1, "timeout": 1.0}, ValueError), ({"size": 0}, ValueError),
     ({"size": 5, "timeout": 0}, ValueError), ({"timeout": 1.0}, TypeError),
-    ({"size": 5, "group": "one"}, TypeError), (5, TypeError)])
+    ({"size": 5, "group": "one"}, ValueError), ({"size": 5, "group": None}, ValueError),
+    ({"group": "same"}, TypeError), ({"size": 5, "groups": "same"}, TypeError),
+    (5, TypeError)])
 def test_bad_batch_options(batch: Any, exc: type[Exception]) -> None:
     registry = Registry()
 

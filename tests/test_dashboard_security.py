@@ -254,3 +254,51 @@ def test_a_token_in_a_url_never_reaches_the_access_log(redis_url: str) -> None:
     text = out.decode(errors="replace")
     assert "token=***" in text, text  # the request was logged...
     assert TOKEN not in text  # ...without the credential
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--url", "http://user:hunter2@127.0.0.1:6379/0"], "must start with redis://"),
+    (["--url", "127.0.0.1:6379"], "no scheme"),
+    (["--url", "redis://127.0.0.1:6379/x"], "DB number"),
+    (["--prefix", "a b"], "whitespace"),
+    (["--queue", "{bad}"], "braces"),
+])
+def test_cli_checks_url_prefix_and_queues_like_every_command(
+        monkeypatch: pytest.MonkeyPatch, args: list[str], expected: str) -> None:
+    import uvicorn
+
+    calls: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    monkeypatch.delenv("MINIQUE_REDIS_URL", raising=False)
+    result = CliRunner().invoke(dashboard_command, args)
+    assert result.exit_code == 1 and calls == []
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    assert "hunter2" not in result.output
+
+
+async def test_a_post_without_origin_needs_the_token_and_a_same_origin_referer(
+        redis_url: str, queue: Queue) -> None:
+    """Without an Origin header (a client that sends none), a POST is accepted only with
+    the CSRF token, and a Referer, when sent, must be the dashboard's own origin."""
+    await queue.add("x", None)
+    app = create_app(redis_url, queues=[queue.name])
+    pause = f"/api/queues/{queue.name}/pause"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://dash.test") as c:
+        await c.get("/")
+        token = c.cookies["minique_csrf"]
+        for headers in ({}, {"referer": "http://dash.test/"},  # no token
+                        {"x-csrf-token": token, "referer": "https://evil.example/page"},
+                        {"x-csrf-token": token, "referer": "http://dash.test.evil.example/"},
+                        {"x-csrf-token": token, "sec-fetch-site": "same-site"}):
+            r = await c.post(pause, headers=headers)
+            assert r.status_code == 403 and r.json()["error"]["code"] == "csrf", headers
+        assert not await queue.is_paused()
+        ok = await c.post(pause, headers={"x-csrf-token": token,
+                                          "referer": f"http://dash.test/queues/{queue.name}",
+                                          "sec-fetch-site": "same-origin"})
+        assert ok.status_code == 200 and await queue.is_paused()
+        ok = await c.post(f"/api/queues/{queue.name}/resume", headers={"x-csrf-token": token})
+        assert ok.status_code == 200 and not await queue.is_paused()
+    await app.state.dashboard.redis.aclose()

@@ -55,12 +55,16 @@ async def test_small_groups_are_not_stuck_behind_a_big_one(redis_url: str,
     await q.add_bulk([("work", {"g": g}, {"group": g}) for g in ("s1", "s2") for _ in range(10)])
     workers(redis_url, procs, q.prefix, 2, "--concurrency", "5")
     await wait_until(lambda: done(q, 1020), timeout=120, message="all jobs done")
-    order = [s.group for s in sorted(await stamps(q, "start"), key=lambda s: s.ms)]
-    last_small = max(i for i, g in enumerate(order) if g != "big")
-    # Round-robin: the 20 small jobs are done within ~3 x 10 starts (plus the jobs in
-    # flight), not after the 1,000 of the big group (FIFO would put them at 1,000+).
-    assert last_small < 60, last_small
-    assert len({s.pid for s in await stamps(q, "start")}) == 2
+    starts = sorted(await stamps(q, "start"), key=lambda s: s.ms)
+    assert len({s.pid for s in starts}) == 2
+    # Round-robin: the 20 small jobs are taken within ~3 x 10 takes, not after the 1,000
+    # of the big group (FIFO would put them at 1,000+). Counted in each worker's own start
+    # order, which is its take order: across the two, a worker slowed down by the machine
+    # would shift the global order without any unfairness in the queue.
+    for pid in {s.pid for s in starts}:
+        order = [s.group for s in starts if s.pid == pid]
+        smalls = [i for i, g in enumerate(order) if g != "big"]
+        assert not smalls or max(smalls) < 100, (pid, smalls)
     await q.close()
 
 
@@ -121,8 +125,13 @@ async def test_kill_9_at_group_concurrency_1_gives_the_slot_back_after_the_lease
     workers(redis_url, procs, q.prefix, 1, "--lock-duration", "1", "--stalled-interval", "0.3")
     await wait_until(lambda: done(q, 2), timeout=30, message="both jobs done")
     assert [s.id for s in await stamps(q, "start")] == [first.id, first.id, second.id]
-    info, = await q.get_groups()
-    assert info.active == 0 and info.waiting == 0
+
+    async def group_idle() -> bool:
+        # The end stamp comes before the worker reports the job: wait for the report.
+        infos = await q.get_groups()
+        return all(i.active == 0 and i.waiting == 0 for i in infos)
+
+    await wait_until(group_idle, timeout=10, message="the group's slot given back")
     await q.close()
 
 

@@ -4,12 +4,14 @@ out of active gives back. Real worker processes: tests/test_group_workers.py."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
-from driver import HEADER, complete, fail, fetch, finish, retry
+from driver import HEADER, JOB_FIELDS, complete, fail, fetch, finish, retry
+from helpers import wait_until
 
-from minique import Queue
+from minique import Queue, Worker, scripts
 
 
 def throttle(job_id: str, token: str, delay_ms: int) -> tuple[Any, ...]:
@@ -237,3 +239,31 @@ def test_group_throttles_cross_a_process_boundary() -> None:
         back = pickle.loads(pickle.dumps(exc))
         assert isinstance(back, RateLimited) and back.group and back.delay == exc.delay
     assert not pickle.loads(pickle.dumps(RateLimited(1.0))).group
+
+
+async def test_the_take_reply_carries_each_jobs_group_also_for_a_resent_call(queue: Queue) -> None:
+    await queue.add("j", 1, group="acct-1")
+    await queue.add("j", 2)
+    args = [queue.keys.job_prefix, 2, 30000, "w-resend", 0, 0, 1000, 0, 0, "call-1", 0, ""]
+    first = await scripts.run(queue.redis, "finish", queue.keys.vector, args)
+    again = await scripts.run(queue.redis, "finish", queue.keys.vector, args)  # a re-send
+    for reply in (first, again):
+        body = reply[HEADER:]
+        assert len(body) == 2 * JOB_FIELDS
+        groups = {body[i + JOB_FIELDS - 1] for i in range(0, len(body), JOB_FIELDS)}
+        assert groups == {b"acct-1", b""}
+
+
+async def test_a_workers_job_carries_its_group(queue: Queue) -> None:
+    seen: dict[Any, str | None] = {}
+
+    async def record(job: Any) -> None:
+        seen[job.data] = job.group
+
+    await queue.add_bulk([("j", 1, {"group": "acct-1"}), ("j", 2)])
+    worker = Worker(queue.name, record, connection=queue.redis)
+    task = asyncio.create_task(worker.run())
+    await wait_until(lambda: len(seen) == 2, timeout=10, message="both jobs ran")
+    await worker.close()
+    await task
+    assert seen == {1: "acct-1", 2: None}

@@ -24,8 +24,7 @@ async def test_add_bulk_keeps_order_and_options(queue: Queue) -> None:
 
 async def test_concurrent_adds_go_together_in_few_script_calls(queue: Queue) -> None:
     async def evalsha_calls() -> int:
-        stats = await queue.redis.info("commandstats")
-        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+        return await _evalsha_calls(queue)
 
     await queue.add("warm", None)  # loads the script and writes the queue's meta first
     before = await evalsha_calls()
@@ -39,7 +38,7 @@ async def test_concurrent_adds_go_together_in_few_script_calls(queue: Queue) -> 
     assert len(set(ids)) == 150
     # 150 adds from 50 producers: the first add alone, then its 49 followers, then one
     # call per wave of 50 (a producer answered adds its next job to the next call).
-    assert calls <= 4, calls
+    assert 1 <= calls <= 4, calls
     job = await queue.get_job(ids[-1])
     assert job is not None and job.data == {"k": 49, "i": 2} and job.priority == 2
     assert (await queue.get_stats())["waiting"] == 151
@@ -221,11 +220,13 @@ async def test_remove_from_every_state_but_active(queue: Queue) -> None:
 async def test_stalled_active_job_is_taken_back(queue: Queue, redis_url: str) -> None:
     await queue.add("x", 1)
     [(job_id, token)] = await fetch(queue, 1, lease_ms=50)
-    worker = Worker(queue.name, lambda j: "redone", url=redis_url, stalled_interval=0.05)
+    # The worker's Job carries the stalled count (the fetch reads it once a job stalled).
+    worker = Worker(queue.name, lambda j: f"redone {j.stalled_count}", url=redis_url,
+                    stalled_interval=0.05)
     task = asyncio.create_task(worker.run())
     job = await queue.get_job(job_id)
     assert job is not None
-    assert await job.wait_until_finished(timeout=5) == "redone"
+    assert await job.wait_until_finished(timeout=5) == "redone 1"
     redone = await queue.get_job(job_id)
     assert redone is not None and redone.stalled_count == 1
     # The first owner's token is fenced out: its late result is refused.
@@ -263,11 +264,12 @@ async def test_concurrent_adds_are_batched_and_keep_their_own_results(queue: Que
     for job in jobs[:5]:
         stored = await queue.get_job(job.id)
         assert stored is not None and stored.data == job.data and stored.priority == job.priority
-    assert calls < 50  # far fewer script calls than jobs
+    assert 1 <= calls < 50  # far fewer script calls than jobs
     dup = await asyncio.gather(queue.add("d", 1, job_id="same"), queue.add("d", 2, job_id="same"))
     assert dup[0].id == dup[1].id == "same" and dup[1].data == 1
 
 
 async def _evalsha_calls(queue: Queue) -> int:
+    """Calls of minique's transitions: FCALL (the function library) or EVALSHA (scripts)."""
     stats = await queue.redis.info("commandstats")
-    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+    return sum(int(stats.get(f"cmdstat_{cmd}", {}).get("calls", 0)) for cmd in ("evalsha", "fcall"))

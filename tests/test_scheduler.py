@@ -203,7 +203,7 @@ async def test_remove_all_leaves_no_scheduler_keys(queue: Queue, client: Any) ->
 async def _take_with_tokens(queue: Queue, count: int = 10) -> list[tuple[str, str]]:
     reply = await queue._run("fetch", [count, 30000, "test-worker", 0, 0, 1000])
     body = reply[8:]  # after the header (see lua/includes/take.lua)
-    return [(body[i].decode(), body[i + 1].decode()) for i in range(0, len(body), 11)]
+    return [(body[i].decode(), body[i + 1].decode()) for i in range(0, len(body), 12)]  # JOB_FIELDS
 
 
 async def _take(queue: Queue, count: int = 10) -> list[str]:
@@ -321,8 +321,7 @@ async def test_missed_firing_is_dropped_with_skip_when_the_hook_may_drop(queue: 
     anchor = s.next_run or 0
     await wait_until(lambda: time.time() > anchor + 0.35, timeout=5, message="downtime")
     # What take_jobs does with the proposed hook call (`can_drop`): pop, then ask the hook.
-    source = scripts._expand(
-        "--@include base\n--@include scheduler\n"
+    source = scripts.eval_source(
         "local id = ARGV[2]; local jk = JP .. id\n"
         "unlink_job(jk, id)\n"
         "return scheduler_on_take(jk, id, now_ms(), true) and 1 or 0\n")

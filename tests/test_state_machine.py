@@ -239,6 +239,21 @@ class QueueMachine(RuleBasedStateMachine):
             counter = int(self.run(r.hget(f"{k.base}:g:{group}", "a")) or 0)
             assert counter == running, f"group {group}: counter {counter}, active {running}"
         assert set(self.held) <= set(where["held"]) | set(where["removed"])
+        # The group indexes (get_groups by waiting, active, paused) agree with the groups,
+        # and the waiting listing reaches every waiting job, grouped ones too.
+        base = k.base
+        ga = dict(self.run(r.zrange(f"{base}:gactive", 0, -1, withscores=True)))
+        gi = dict(self.run(r.zrange(f"{base}:groups", 0, -1, withscores=True)))
+        gp = set(self.run(r.zrange(f"{base}:gpaused", 0, -1)))
+        for group in GROUPS:
+            a, p = self.run(r.hmget(f"{base}:g:{group}", "a", "p"))
+            assert int(ga.get(group.encode(), 0)) == int(a or 0), (group, ga, a)
+            assert (group.encode() in gp) == (p is not None), (group, gp, p)
+            waiting = self.run(r.zcard(f"{base}:gw:{group}"))
+            assert int(gi.get(group.encode(), 0)) == waiting, (group, gi, waiting)
+            assert not waiting or group.encode() in gi
+        listed = self.run(self.q.get_job_ids("waiting", 0, 100_000))
+        assert sorted(listed) == sorted(where["waiting"] + where["held"])
 
     @invariant()
     def each_parent_waits_for_exactly_its_pending_children(self) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from mkdocs.structure.files import File, Files
 
 REPORTS = ("RESULTS.md", "RESULTS-uvloop.md", "RESULTS-prefetch.md", "PROFILE.md", "RELIABILITY.md",
-           "ratios.png", "ratios-prefetch.png")
+           "ratios.png", "ratios-prefetch.png", "soak.png")
 
 
 def on_files(files: Files, config: Any) -> Files:

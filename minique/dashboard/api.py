@@ -4,9 +4,10 @@ Errors are JSON ``{"error": {"code": ..., "message": ...}}`` with a 4xx status: 
 bad parameter, 404 for an unknown queue, job or group, 409 for an action the job's state does
 not allow, 422 for a job whose stored fields cannot be decoded, 503 when Redis is down.
 
-Ids in paths (jobs, schedulers, workers) are written as they are when they hold only letters,
-digits and ``. _ : @ -``; any other id is ``~`` + the unpadded base64url of its UTF-8 bytes
-(``acme/2024/report`` is ``~YWNtZS8yMDI0L3JlcG9ydA``), so an id with ``/`` is reachable too.
+Queue names and ids in paths (jobs, groups, schedulers, workers) are written as they are
+when they hold only letters, digits and ``. _ : @ -``; any other is ``~`` + the unpadded
+base64url of its UTF-8 bytes (``acme/2024/report`` is ``~YWNtZS8yMDI0L3JlcG9ydA``), so a
+name or id with ``/`` is reachable too.
 In a queue whose data is hidden, job data, return values, error messages, stack traces and
 logs are never sent: an error shows only its exception type.
 """
@@ -30,9 +31,10 @@ from starlette.routing import Route
 
 from .. import __version__
 from ..errors import InvalidJobState, JobCorrupted, JobNotFound
+from ..options import validate_group
 from ..queue import STATES
 from .ids import decode_id
-from .service import CLEAN_STATES, ApiError, Dashboard
+from .service import CLEAN_STATES, GROUP_ORDERS, ApiError, Dashboard
 
 log = logging.getLogger("minique.dashboard")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -40,7 +42,8 @@ MAX_BODY = 256 * 1024
 
 
 def path_id(request: Request, name: str) -> str:
-    """A job, scheduler or worker id from the path, in either form of ``ids.py``."""
+    """A queue, job, group, scheduler or worker id from the path, in either form of
+    ``ids.py``."""
     try:
         return decode_id(request.path_params[name])
     except ValueError as exc:
@@ -203,7 +206,7 @@ async def list_queues(request: Request) -> Any:
 async def get_queue(request: Request) -> Any:
     d = dashboard(request)
     minutes = q_int(request, "minutes", 60)
-    name = request.path_params["queue"]
+    name = path_id(request, "queue")
     info = await d.queue_info(name, minutes=max(1, minutes))
     info["throughput"] = await d.throughput([name], minutes)
     info["worker_list"] = await d.workers([name])
@@ -213,7 +216,7 @@ async def get_queue(request: Request) -> Any:
 @api_endpoint
 async def get_throughput(request: Request) -> Any:
     d = dashboard(request)
-    name = request.path_params["queue"]
+    name = path_id(request, "queue")
     await d.queue(name)
     return await d.throughput([name], q_int(request, "minutes", 60))
 
@@ -235,21 +238,21 @@ async def list_workers(request: Request) -> Any:
 @api_endpoint
 async def list_jobs(request: Request) -> Any:
     return await dashboard(request).jobs(
-        request.path_params["queue"], request.query_params.get("state", "waiting"),
+        path_id(request, "queue"), request.query_params.get("state", "waiting"),
         page=q_int(request, "page", 1), page_size=q_int(request, "page_size", 25),
         search=request.query_params.get("q", ""))
 
 
 @api_endpoint
 async def get_job(request: Request) -> Any:
-    return await dashboard(request).job(request.path_params["queue"], path_id(request, "job_id"),
+    return await dashboard(request).job(path_id(request, "queue"), path_id(request, "job_id"),
                                         full=q_bool(request, "full"))
 
 
 @api_endpoint
 async def get_job_logs(request: Request) -> Any:
     return await dashboard(request).job_logs(
-        request.path_params["queue"], path_id(request, "job_id"),
+        path_id(request, "queue"), path_id(request, "job_id"),
         q_int(request, "start", 0), q_int(request, "end", -1))
 
 
@@ -257,19 +260,19 @@ async def get_job_logs(request: Request) -> Any:
 async def job_action(request: Request) -> Any:
     await read_body(request)
     return await dashboard(request).job_action(
-        request.path_params["queue"], path_id(request, "job_id"), request.path_params["action"])
+        path_id(request, "queue"), path_id(request, "job_id"), request.path_params["action"])
 
 
 @api_endpoint
 async def delete_job(request: Request) -> Any:
     return await dashboard(request).job_action(
-        request.path_params["queue"], path_id(request, "job_id"), "remove")
+        path_id(request, "queue"), path_id(request, "job_id"), "remove")
 
 
 @api_endpoint
 async def queue_action(request: Request) -> Any:
     d = dashboard(request)
-    name = request.path_params["queue"]
+    name = path_id(request, "queue")
     action = request.path_params["action"]
     body = await read_body(request)
     if action in ("pause", "resume"):
@@ -288,6 +291,35 @@ async def queue_action(request: Request) -> Any:
 
 
 @api_endpoint
+async def list_groups(request: Request) -> Any:
+    return await dashboard(request).groups(
+        path_id(request, "queue"), by=request.query_params.get("by", "waiting"),
+        page=q_int(request, "page", 1), page_size=q_int(request, "page_size", 50))
+
+
+@api_endpoint
+async def get_group(request: Request) -> Any:
+    return await dashboard(request).group(
+        path_id(request, "queue"), group_param(request), page=q_int(request, "page", 1),
+        page_size=q_int(request, "page_size", 25))
+
+
+@api_endpoint
+async def group_action(request: Request) -> Any:
+    await read_body(request)
+    return await dashboard(request).group_action(
+        path_id(request, "queue"), group_param(request), request.path_params["action"])
+
+
+def group_param(request: Request) -> str:
+    group = path_id(request, "group")
+    try:
+        return validate_group(group)
+    except (TypeError, ValueError) as exc:
+        raise ApiError(400, "bad_group", str(exc)) from None
+
+
+@api_endpoint
 async def get_worker(request: Request) -> Any:
     return await dashboard(request).worker(path_id(request, "worker_id"))
 
@@ -300,7 +332,7 @@ async def list_schedulers(request: Request) -> Any:
 @api_endpoint
 async def queue_schedulers(request: Request) -> Any:
     d = dashboard(request)
-    name = request.path_params["queue"]
+    name = path_id(request, "queue")
     await d.queue(name)
     return await d.schedulers([name])
 
@@ -309,13 +341,13 @@ async def queue_schedulers(request: Request) -> Any:
 async def scheduler_action(request: Request) -> Any:
     await read_body(request)
     return await dashboard(request).scheduler_action(
-        request.path_params["queue"], path_id(request, "scheduler_id"), request.path_params["action"])
+        path_id(request, "queue"), path_id(request, "scheduler_id"), request.path_params["action"])
 
 
 @api_endpoint
 async def get_dead_letters(request: Request) -> Any:
     return await dashboard(request).dead_letters(
-        request.path_params["queue"], include_all=q_bool(request, "all"),
+        path_id(request, "queue"), include_all=q_bool(request, "all"),
         per_group=q_int(request, "per_group", 50))
 
 
@@ -329,7 +361,7 @@ async def dead_letter_action(request: Request) -> Any:
     if group is not None and not isinstance(group, str):
         raise ApiError(400, "bad_parameter", "group must be a string")
     return await dashboard(request).dead_letter_action(
-        request.path_params["queue"], request.path_params["action"], ids=ids or None,
+        path_id(request, "queue"), request.path_params["action"], ids=ids or None,
         group=group or None, include_all=as_bool("all", body.get("all"), False))
 
 
@@ -357,6 +389,7 @@ class Op:
 
 Q = ("queue", "path", "string", "queue name")
 J = ("job_id", "path", "string", "job id")
+G = ("group", "path", "string", "group id (written like job ids: see above)")
 MINUTES = ("minutes", "query", "integer", "minutes of throughput, 1 to 120 (default 60)")
 STATE_ENUM = list(STATES)
 
@@ -409,6 +442,22 @@ OPS: list[Op] = [
                      "description": "clean: which state; retry: failed or completed"},
            "grace": {"type": "number", "description": "clean: only jobs older than this (s)"},
            "limit": {"type": "integer", "description": "clean: at most this many"}}}),
+    Op("GET", "/api/queues/{queue}/groups", list_groups,
+       "A page of the queue's groups in one ordering, with the counts of each ordering and the "
+       "group defaults", [
+           Q, ("by", "query", "string", "waiting (most waiting first, every group), active (most "
+               "running first), paused (latest paused first) or throttled (asleep until a time, "
+               "latest to wake first)"),
+           ("page", "query", "integer", "page number from 1"),
+           ("page_size", "query", "integer", "1 to 200 (default 50)")], tag="groups"),
+    Op("GET", "/api/queues/{queue}/groups/{group}", get_group,
+       "One group: waiting and running counts, limits, paused, throttled or asleep until; a page "
+       "of its waiting jobs in the order it starts them, and its running jobs",
+       [Q, G, ("page", "query", "integer", "page of waiting jobs, from 1"),
+        ("page_size", "query", "integer", "1 to 200 (default 25)")], tag="groups"),
+    Op("POST", "/api/queues/{queue}/groups/{group}/{action}", group_action,
+       "A group action: pause (it starts no job; running ones run on) or resume",
+       [Q, G, ("action", "path", "string", "pause or resume")], tag="groups"),
     Op("GET", "/api/queues/{queue}/dead-letter", get_dead_letters,
        "Failed jobs that used up their attempts, grouped by error",
        [Q, ("all", "query", "boolean", "every failed job, also those failed early"),
@@ -443,7 +492,8 @@ def openapi_schema(base: str = "") -> dict[str, Any]:
             "operationId": f"{op.method.lower()}_{op.endpoint.__name__}",
             "parameters": [
                 {"name": n, "in": where, "required": where == "path", "description": doc,
-                 "schema": {"type": typ, **({"enum": STATE_ENUM} if n == "state" else {})}}
+                 "schema": {"type": typ, **({"enum": STATE_ENUM} if n == "state" else {}),
+                            **({"enum": list(GROUP_ORDERS)} if n == "by" else {})}}
                 for n, where, typ, doc in op.params],
             "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
                 "type": "object"}}}}, "400": error, "404": error, "409": error, "503": error},

@@ -11,14 +11,13 @@ from typing import Any
 
 import click
 
-from ..connection import DEFAULT_URL
+from ..cli_common import CliError, prefix_option, url_option
 from .security import Auth, ConfigError, check_bind
 
 
 @click.command("dashboard")
-@click.option("--url", envvar="MINIQUE_REDIS_URL", default=DEFAULT_URL, show_default=True,
-              help="Redis URL (also $MINIQUE_REDIS_URL).")
-@click.option("--prefix", default="minique", show_default=True, help="Key prefix.")
+@url_option  # checked as every command checks it: a bad URL is one line, before serving
+@prefix_option
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind. Anything but loopback requires credentials: "
                    "$MINIQUE_DASHBOARD_TOKEN, or $MINIQUE_DASHBOARD_USERNAME and "
@@ -45,8 +44,11 @@ def dashboard_command(url: str, prefix: str, host: str, port: int, queues: tuple
         raise click.ClickException(
             f"the dashboard needs its extra: pip install 'minique-queue[dashboard]' ({exc})") from exc
 
-    app = create_app(url, queues=list(queues) or None, prefix=prefix, auth=auth,
-                     hidden_data_queues=hidden)
+    try:
+        app = create_app(url, queues=list(queues) or None, prefix=prefix, auth=auth,
+                         hidden_data_queues=hidden)
+    except ValueError as exc:  # a --queue name no queue can have
+        raise CliError(str(exc)) from None
     where = "" if auth is None else (" (token auth)" if auth.token else " (basic auth)")
     click.echo(f"minique dashboard on http://{host}:{port}{root_path}/{where}")
     uvicorn.run(app, host=host, port=port, root_path=root_path, log_level="info",

@@ -12,7 +12,7 @@ import re
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from markupsafe import Markup
 from starlette.requests import Request
@@ -21,10 +21,10 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from ..queue import STATES
-from .api import as_bool, as_int, dashboard, map_error, path_id
+from .api import as_bool, as_int, dashboard, group_param, map_error, path_id
 from .ids import encode_id
 from .live import stream_url
-from .service import CLEAN_STATES
+from .service import CLEAN_STATES, GROUP_ORDERS, ApiError
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -167,10 +167,23 @@ def qs(**params: Any) -> str:
     return urlencode({k: v for k, v in params.items() if v not in (None, "")})
 
 
-templates.env.filters.update(ago=ago, iso=iso, pretty=pretty, seconds=seconds, urlq=quote,
+# ``seg``: a queue name or group id as a URL path segment (ids.py: a name with "/" stays
+# one segment); ``jid`` the same for job, scheduler and worker ids.
+templates.env.filters.update(ago=ago, iso=iso, pretty=pretty, seconds=seconds, seg=encode_id,
                              duration=duration, jid=encode_id)
 templates.env.globals.update(chart=chart, qs=qs, progress_pct=progress_pct, STATES=STATES,
-                             CLEAN_STATES=CLEAN_STATES, trace_parts=trace_parts)
+                             CLEAN_STATES=CLEAN_STATES, GROUP_ORDERS=GROUP_ORDERS,
+                             trace_parts=trace_parts)
+
+
+def queue_of(request: Request) -> str | None:
+    """The page's queue: from the path (either form of ids.py) or ``?queue=``."""
+    if "queue" in request.path_params:
+        try:
+            return path_id(request, "queue")
+        except ApiError:
+            return None
+    return request.query_params.get("queue")
 
 
 def render(request: Request, name: str, status: int = 200, **context: Any) -> Response:
@@ -179,8 +192,7 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> Re
     poll = float(getattr(request.app.state, "poll_interval", 3.0))
     context.update(base=base, self_url=self_url, csrf=request.scope.get("minique.csrf", ""),
                    poll=f"{poll:g}s",
-                   stream_url=stream_url(base, request.path_params.get("queue")
-                                         or request.query_params.get("queue")))
+                   stream_url=stream_url(base, queue_of(request)))
     return templates.TemplateResponse(request, name, context, status_code=status)
 
 
@@ -205,7 +217,7 @@ async def overview(request: Request) -> Response:
 
 
 async def queue_page(request: Request) -> Response:
-    name = request.path_params["queue"]
+    name = path_id(request, "queue")
     state = request.query_params.get("state", "waiting")
     search = request.query_params.get("q", "")
 
@@ -221,7 +233,7 @@ async def queue_page(request: Request) -> Response:
 
 
 async def job_page(request: Request) -> Response:
-    name = request.path_params["queue"]
+    name = path_id(request, "queue")
 
     async def build() -> dict[str, Any]:
         d = dashboard(request)
@@ -233,7 +245,7 @@ async def job_page(request: Request) -> Response:
 
 
 async def dead_letter_page(request: Request) -> Response:
-    name = request.path_params["queue"]
+    name = path_id(request, "queue")
 
     async def build() -> dict[str, Any]:
         include_all = as_bool("all", request.query_params.get("all"), False)
@@ -257,6 +269,31 @@ async def schedulers_page(request: Request) -> Response:
     return await page(request, "schedulers.html", build)
 
 
+async def groups_page(request: Request) -> Response:
+    name = path_id(request, "queue")
+    by = request.query_params.get("by", "waiting")
+
+    async def build() -> dict[str, Any]:
+        d = dashboard(request)
+        page_no = as_int("page", request.query_params.get("page"), 1)
+        return {"g": await d.groups(name, by=by, page=page_no, page_size=50), "queue": name,
+                "by": by, "page": "groups"}
+
+    return await page(request, "groups.html", build)
+
+
+async def group_page(request: Request) -> Response:
+    name = path_id(request, "queue")
+
+    async def build() -> dict[str, Any]:
+        d = dashboard(request)
+        page_no = as_int("page", request.query_params.get("page"), 1)
+        return {"g": await d.group(name, group_param(request), page=page_no, page_size=25),
+                "queue": name, "page": "group"}
+
+    return await page(request, "group.html", build)
+
+
 async def worker_page(request: Request) -> Response:
     async def build() -> dict[str, Any]:
         return {"w": await dashboard(request).worker(path_id(request, "worker_id")),
@@ -272,6 +309,8 @@ def page_routes() -> list[Route]:
         Route("/workers/{worker_id}", worker_page, methods=["GET"], name="worker"),
         Route("/queues/{queue}", queue_page, methods=["GET"], name="queue"),
         Route("/queues/{queue}/dead-letter", dead_letter_page, methods=["GET"], name="dead_letter"),
+        Route("/queues/{queue}/groups", groups_page, methods=["GET"], name="groups"),
+        Route("/queues/{queue}/groups/{group}", group_page, methods=["GET"], name="group"),
         # ":path", so that /jobs/a/b typed by hand finds job "a/b" too (links use ids.py).
         Route("/queues/{queue}/jobs/{job_id:path}", job_page, methods=["GET"], name="job"),
     ]

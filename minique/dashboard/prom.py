@@ -1,8 +1,10 @@
 """The dashboard's Prometheus ``/metrics``: read from Redis at each scrape.
 
-Per queue: jobs by state, paused, live workers, and the completed / failed / retried /
-stalled totals that the Lua scripts count (``Queue.get_metrics()["totals"]``). Processing and
-wait time histograms come from the workers themselves (``minique.metrics``).
+Per queue: jobs by state, paused, live workers, groups (all, with jobs running, paused,
+throttled: never one series per group, which would be unbounded), and the completed /
+failed / retried / stalled totals that the Lua scripts count
+(``Queue.get_metrics()["totals"]``). Processing and wait time histograms come from the
+workers themselves (``minique.metrics``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .api import error_response, map_error
 from .service import Dashboard
 
 TOTALS = ("completed", "failed", "retried", "stalled")
+GROUP_KINDS = ("groups", "active", "paused", "throttled")
 
 
 class _Snapshot:
@@ -36,6 +39,10 @@ class _Snapshot:
         paused = GaugeMetricFamily("minique_queue_paused", "1 if the queue is paused", labels=["queue"])
         workers = GaugeMetricFamily("minique_queue_workers", "Live workers of the queue (heartbeats)",
                                     labels=["queue"])
+        groups = GaugeMetricFamily(
+            "minique_queue_groups", "Groups of the queue: kind=groups (every known group), "
+            "active (with jobs running), paused, throttled (asleep until a time)",
+            labels=["queue", "kind"])
         totals = {t: CounterMetricFamily(f"minique_jobs_{t}", f"Jobs {t}, since the queue was created",
                                          labels=["queue"]) for t in TOTALS}
         for row in self.rows:
@@ -46,15 +53,21 @@ class _Snapshot:
             workers.add_metric([name], row["workers"])
             for t in TOTALS:
                 totals[t].add_metric([name], row["totals"][t])
+            for kind in GROUP_KINDS:
+                groups.add_metric([name, kind], row["groups"][kind])
         yield jobs
         yield paused
         yield workers
+        yield groups
         yield from totals.values()
 
 
 async def render(dashboard: Dashboard) -> bytes:
     names = await dashboard.queue_names()
     rows = list(await asyncio.gather(*(dashboard.queue_info(n) for n in names)))
+    counts = await asyncio.gather(*[(await dashboard.queue(n)).get_group_counts() for n in names])
+    for row, c in zip(rows, counts, strict=True):
+        row["groups"] = {kind: getattr(c, kind) for kind in GROUP_KINDS}
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(rows))
     return generate_latest(registry)

@@ -9,8 +9,10 @@
 * Basic auth (``MINIQUE_DASHBOARD_USERNAME`` and ``MINIQUE_DASHBOARD_PASSWORD``).
 
 Mutating requests (POST, PUT, PATCH, DELETE) must carry the ``X-CSRF-Token`` header equal to
-the ``minique_csrf`` cookie (double submit), and a cross-site ``Origin`` is refused. Requests
-that authenticate with a Bearer header are exempt: a browser never adds that header by itself.
+the ``minique_csrf`` cookie (double submit), and a foreign ``Origin`` (or, without one, a
+foreign ``Referer``) or a cross-site or same-site ``Sec-Fetch-Site`` is refused. Requests
+that authenticate with a Bearer header need no token (a browser never adds that header by
+itself), but the origin checks apply to them too.
 """
 
 from __future__ import annotations
@@ -221,15 +223,32 @@ class SecurityMiddleware:
     @staticmethod
     def _csrf_problem(headers: Mapping[str, str], cookie: str, bearer: bool,
                       trusted: frozenset[str] = frozenset()) -> str | None:
+        """Why a mutating request is refused, or None. The request must come from the
+        dashboard's own origin: by ``Origin`` (or, when a client sends none, by ``Referer``
+        if it sends one), and by ``Sec-Fetch-Site`` when the browser sends it; and, unless
+        it authenticates with a Bearer header, it must carry the CSRF token. A request
+        without Origin and Referer is let through only with that token: a browser sends a
+        custom header cross-origin only after a CORS preflight, which this app never
+        grants, so such a request comes from the dashboard's own page or from a client
+        that is not a browser (and holds no victim's cookie)."""
         origin = headers.get("origin")
-        if origin and origin != "null":
-            same_host = urlsplit(origin).netloc.lower() == headers.get("host", "").lower()
-            if not same_host and origin.rstrip("/").lower() not in trusted:
-                return f"cross-origin request from {origin} refused"
-        elif origin == "null":
+        referer = headers.get("referer")
+        source = origin if origin is not None else referer
+        if source == "null":
             return "requests from an opaque origin are refused"
-        if headers.get("sec-fetch-site") == "cross-site":
+        if source:
+            parts = urlsplit(source)
+            claimed = f"{parts.scheme}://{parts.netloc}".lower()
+            same_host = parts.netloc.lower() == headers.get("host", "").lower()
+            if not same_host and claimed not in trusted:
+                what = "cross-origin request" if origin is not None else "request referred"
+                return f"{what} from {claimed} refused"
+        fetch_site = headers.get("sec-fetch-site")
+        if fetch_site == "cross-site":
             return "cross-site request refused"
+        if fetch_site == "same-site" and (not origin or origin.rstrip("/").lower() not in trusted):
+            # Another port or subdomain of the same site: not the dashboard's own page.
+            return "same-site request from another origin refused"
         if bearer:
             return None
         sent = headers.get(CSRF_HEADER, "")

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import InvalidJobState, JobCorrupted, JobNotFound
 from ..flows import flow_links
+from ..groups import GroupInfo, GroupLimiter
 from ..job import Job
 from ..keys import DEFAULT_PREFIX, validate_name, validate_prefix
 from ..queue import STATES, Queue
@@ -33,6 +34,8 @@ MAX_QUEUES = 500
 MAX_IDS = 1000  # ids per bulk action request
 MAX_WAITING_OFFSET = 100_000
 CLEAN_STATES = ("completed", "failed", "waiting", "delayed")
+GROUP_ORDERS = ("waiting", "active", "paused", "throttled")
+GROUP_ACTIVE_SCAN = 1000  # running jobs looked at to find one group's (bounded)
 
 
 class ApiError(Exception):
@@ -458,6 +461,75 @@ class Dashboard:
         q = await self.queue(name)
         return {"ok": True, "queue": name, "promoted": await q.promote_jobs()}
 
+    # ----- groups --------------------------------------------------------------------------
+
+    async def groups(self, name: str, *, by: str = "waiting", page: int = 1,
+                     page_size: int = 50) -> dict[str, Any]:
+        """One page of the queue's groups in one ordering (``GROUP_ORDERS``): the busiest by
+        waiting or running jobs, the paused ones, the throttled ones; with the counts of
+        each ordering and the group defaults."""
+        if by not in GROUP_ORDERS:
+            raise ApiError(400, "bad_parameter", f"by must be one of {', '.join(GROUP_ORDERS)}, "
+                           f"got {by!r}")
+        check_int("page", page, 1, 100_000)
+        check_int("page_size", page_size, 1, 200)
+        q = await self.queue(name)
+        counts, defaults = await asyncio.gather(q.get_group_counts(), q.get_group_defaults())
+        start = (page - 1) * page_size
+        infos = await q.get_groups(start, start + page_size - 1, by=by)
+        total = {"waiting": counts.groups, "active": counts.active, "paused": counts.paused,
+                 "throttled": counts.throttled}[by]
+        return {"queue": name, "by": by, "page": page, "page_size": page_size, "total": total,
+                "pages": max(1, -(-total // page_size)),
+                "counts": {"groups": counts.groups, "active": counts.active,
+                           "paused": counts.paused, "throttled": counts.throttled,
+                           "ready": counts.ready},
+                "defaults": {"concurrency": defaults.concurrency,
+                             "limiter": limiter_dict(defaults.limiter)},
+                "groups": [group_dict(g) for g in infos]}
+
+    async def group(self, name: str, group: str, *, page: int = 1,
+                    page_size: int = 25) -> dict[str, Any]:
+        """One group: its stats, a page of its waiting jobs in the order it starts them, and
+        its running jobs (found among the queue's first GROUP_ACTIVE_SCAN running ones)."""
+        check_int("page", page, 1, 100_000)
+        check_int("page_size", page_size, 1, 200)
+        q = await self.queue(name)
+        info = await q.get_group(group)
+        if info is None:
+            raise ApiError(404, "group_not_found", f"queue {name!r} has no group {group!r} (a "
+                           "group with nothing waiting or running and no settings is forgotten)")
+        start = (page - 1) * page_size
+        hidden = self.data_hidden(name)
+        waiting = await q.get_group_jobs(group, start, start + page_size - 1)
+        active_ids = await q.get_job_ids("active", 0, GROUP_ACTIVE_SCAN - 1)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in active_ids:
+                pipe.hget(q.keys.job(job_id), "g")
+            owners = await pipe.execute()
+        mine = [i for i, g in zip(active_ids, owners, strict=True) if g == group.encode()]
+        found = [await q.get_job(job_id) for job_id in mine[:200]]
+        running = [j for j in found if j is not None and j.state == "active"]
+        return {"queue": name, "group": group_dict(info), "page": page, "page_size": page_size,
+                "total": info.waiting, "pages": max(1, -(-info.waiting // page_size)),
+                "jobs": [job_summary(j, hidden) for j in waiting],
+                "running": [job_summary(j, hidden) for j in running],
+                "running_scanned": len(active_ids),
+                "paused_queue": await q.is_paused()}
+
+    async def group_action(self, name: str, group: str, action: str) -> dict[str, Any]:
+        """``pause`` or ``resume`` one group; other groups go on."""
+        q = await self.queue(name)
+        if action == "pause":
+            await q.pause_group(group)
+        elif action == "resume":
+            await q.resume_group(group)
+        else:
+            raise ApiError(404, "unknown_action", f"no group action {action!r}")
+        info = await q.get_group(group)
+        return {"ok": True, "queue": name, "group": group, "action": action,
+                "paused": bool(info and info.paused)}
+
     # ----- job schedulers ------------------------------------------------------------------
 
     async def schedulers(self, names: Sequence[str] | None = None) -> dict[str, Any]:
@@ -575,6 +647,18 @@ class Dashboard:
                 skipped.append({"id": job_id, "error": str(exc)})
         key = "requeued" if action == "requeue" else "deleted"
         return {"ok": True, "queue": name, key: len(done), "ids": done, "skipped": skipped}
+
+
+def limiter_dict(limiter: GroupLimiter | None) -> dict[str, Any] | None:
+    return None if limiter is None else {"max": limiter.max, "duration": limiter.duration}
+
+
+def group_dict(g: GroupInfo) -> dict[str, Any]:
+    """A GroupInfo as JSON (times are Unix seconds or None)."""
+    return {"id": g.id, "waiting": g.waiting, "active": g.active, "concurrency": g.concurrency,
+            "limiter": limiter_dict(g.limiter), "paused": g.paused,
+            "rate_limited_until": g.rate_limited_until, "sleeping_until": g.sleeping_until,
+            "window_starts": g.window_starts}
 
 
 def group_key(reason: str | None) -> str:

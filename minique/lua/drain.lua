@@ -21,8 +21,9 @@ if ARGV[4] == '' then
     for _, g in ipairs(redis.call('ZREVRANGEBYSCORE', GI, '+inf', 1, 'LIMIT', 0, batch - removed)) do
       if removed >= batch then break end
       local n = delete_set_members(gwait(g), batch - removed)
-      redis.call('ZINCRBY', GI, -n, g)
+      local left = tonumber(redis.call('ZINCRBY', GI, -n, g))
       redis.call('HINCRBY', K.meta, 'gwn', -n)
+      if left <= 0 then group_forget_if_idle(g) end
       removed = removed + n
     end
   end

@@ -50,7 +50,7 @@ if record then
       for i = 1, #list, 2 do
         local id, tok = list[i], list[i + 1]
         local f = redis.call('HMGET', JP .. id, 'tok', 'n', 'd', 'o', 'atm', 'ats', 'ts', 'p',
-                             'stc', 'pon')
+                             'stc', 'pon', 'g')
         if f[1] == tok then
           if part == 3 then active_n = active_n + 1 end
           local ats = tonumber(f[6]) or 0
@@ -60,6 +60,7 @@ if record then
           out[n + 5] = f[4] or ''; out[n + 6] = f[5] or '0'; out[n + 7] = ats
           out[n + 8] = f[7] or '0'; out[n + 9] = f[8] or '0'; out[n + 10] = f[9] or '0'
           out[n + 11] = tonumber(f[10]) or now
+          out[n + 12] = f[11] or ''
         end
       end
     end
@@ -77,6 +78,13 @@ local starts = {}
 local released = {}
 local done_c, done_f = retention_batch(K.completed), retention_batch(K.failed)
 
+-- Fields absent from a hash cost a scan of all of it each, so the finish reads a job's
+-- group only in a queue that has had grouped jobs (meta 'gwn' exists from the first one
+-- on, and is never deleted but with the queue), and its dedup id and flow links only in
+-- one that has had such jobs (meta 'xr', as delete_job_keys).
+local marks = redis.call('HMGET', K.meta, 'gwn', 'xr')
+local read_group, read_extra = marks[1] ~= false, marks[2] ~= false
+
 local policies = {}
 for kc, ka in string.gmatch(ARGV[12], '(-?%d+):(-?%d+)') do
   policies[#policies + 1] = {tonumber(kc), tonumber(ka)}
@@ -92,7 +100,14 @@ for i = 1, nres do
   local jk = JP .. id
   -- Every way out of active (and held) clears the token, so a matching token means the
   -- job is still this worker's.
-  local cur = redis.call('HMGET', jk, 'tok', 'atm', 'st', 'ats', 'ps', 'g', 'dd', 'par', 'pol')
+  local cur
+  if read_extra then
+    cur = redis.call('HMGET', jk, 'tok', 'atm', 'st', 'ats', 'ps', 'g', 'dd', 'par', 'pol')
+  elseif read_group then
+    cur = redis.call('HMGET', jk, 'tok', 'atm', 'st', 'ats', 'ps', 'g')
+  else
+    cur = redis.call('HMGET', jk, 'tok', 'atm', 'st', 'ats', 'ps')
+  end
   -- Held: taken ahead, not started as far as Redis knows; 'removed' is a held job that
   -- remove() or drain() reached before its worker handed it back.
   local held = cur[3] == 'held' or cur[3] == 'removed'
@@ -127,7 +142,7 @@ for i = 1, nres do
       redis.call('HSET', jk, 'st', 'active', 'pon', started ~= '' and started or now_s,
                  'ats', int_str((tonumber(cur[4]) or 0) + 1))
       if cur[6] then group_start(cur[6]) end
-      emit('ev', 'active', 'id', id)
+      emit_batched('active', id)
     end
   else
     statuses[#statuses + 1] = 1
@@ -138,7 +153,7 @@ for i = 1, nres do
       -- Without a start time it never started (e.g. cancelled while held): no start.
       if started ~= '' then
         start_fields = {'pon', started, 'ats', int_str((tonumber(cur[4]) or 0) + 1)}
-        emit('ev', 'active', 'id', id)
+        emit_batched('active', id)
       end
     else
       left_active[#left_active + 1] = id
@@ -155,14 +170,10 @@ for i = 1, nres do
       if retain(done_c, id, now_s, policy[1], policy[2]) then
         write_job(jk, start_fields, 'st', 'completed', 'rv', value, 'fon', now_s, 'tok', '',
                   'atm', int_str((tonumber(cur[2]) or 0) + 1))
-        if #value <= EVENT_VALUE_MAX then
-          emit('ev', 'completed', 'id', id, 'rv', value)
-        else
-          emit('ev', 'completed', 'id', id)
-        end
+        emit_batched('completed', id, #value <= EVENT_VALUE_MAX and value or nil)
       else
         delete_job_keys(id)
-        emit('ev', 'completed', 'id', id, 'rv', value)
+        emit_batched('completed', id, value)
       end
       counts.completed = counts.completed + 1
     elseif kind == 'f' then
@@ -220,6 +231,7 @@ for i = 1, nres do
   end
 end
 
+flush_events()
 call_batched('ZREM', K.active, left_active)
 call_batched('ZREM', K.held, left_held)
 call_batched('ZREM', K.held_removed, left_removed)
@@ -238,8 +250,8 @@ local taken = take_jobs(now, tonumber(ARGV[2]), lease_ms, worker, tonumber(ARGV[
 local active_ids, held_ids = {}, {}
 if taken[1] == 0 then
   local active_n = taken[2]
-  for j = HEADER_LEN + 1, #taken, 11 do
-    local list = (j - HEADER_LEN - 1) / 11 < active_n and active_ids or held_ids
+  for j = HEADER_LEN + 1, #taken, JOB_FIELDS do
+    local list = (j - HEADER_LEN - 1) / JOB_FIELDS < active_n and active_ids or held_ids
     list[#list + 1] = taken[j]
     list[#list + 1] = taken[j + 1]
   end

@@ -29,6 +29,8 @@ for _, g in ipairs(redis.call('ZRANGE', GI, 0, batch - 1)) do
   if redis.call('EXISTS', gwait(g)) == 0 then
     redis.call('DEL', gkey(g), gwin(g))
     redis.call('ZREM', GI, g)
+    redis.call('ZREM', GA, g)
+    redis.call('ZREM', GP, g)
     removed = removed + 1
   end
 end
@@ -43,7 +45,7 @@ if removed == 0 then
   local workers = BASE .. ':workers'
   local keys = {K.meta, K.idc, K.ready, K.events, K.wake, K.window, K.pause_until, workers,
                 BASE .. ':metrics:totals', groups_of(K.completed), groups_of(K.failed),
-                BASE .. ':producers', BASE .. ':calls', GQ, GS, GI}
+                BASE .. ':producers', BASE .. ':calls', GQ, GS, GI, GA, GP}
   -- Heartbeats of workers that stopped without removing theirs (a live worker writes its
   -- own again at its next beat).
   for _, name in ipairs(redis.call('ZRANGE', workers, 0, -1)) do

@@ -32,9 +32,11 @@ if op == 'options' then
 elseif op == 'pause' then
   redis.call('HSET', gk, 'p', '1')
   redis.call('ZINCRBY', GI, 0, g)
+  redis.call('ZADD', GP, 'NX', int_str(now_ms()), g)  -- the first pause counts
   emit('ev', 'group-paused', 'group', g)
 elseif op == 'resume' then
   if redis.call('HDEL', gk, 'p') == 1 then emit('ev', 'group-resumed', 'group', g) end
+  redis.call('ZREM', GP, g)
 else
   return redis.error_reply('ERR unknown group operation ' .. op)
 end

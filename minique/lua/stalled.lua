@@ -34,6 +34,8 @@ for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
       else
         stalled = stalled + 1
         local stc = redis.call('HINCRBY', jk, 'stc', 1)
+        -- From now on fetches read the stalled count (includes/take.lua job_fields).
+        if stc == 1 then redis.call('HSET', K.meta, 'xs', '1') end
         local hf, hv = attempt_entry(jk, 'stalled', now, 'lease expired (worker lost)')
         redis.call('HSET', jk, 'tok', '', hf, hv)
         emit('ev', 'stalled', 'id', id, 'count', stc)

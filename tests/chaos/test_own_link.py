@@ -42,10 +42,12 @@ async def test_a_killed_add_connection_is_reconnected_and_scripts_reloaded(
     try:
         await q.obliterate(force=True)
         await q.add("warm", 0)
-        for c in await admin.client_list():
-            if c["cmd"] == "evalsha":  # the adds' connection: its last command
-                await admin.client_kill_filter(_id=c["id"])
-        await admin.script_flush()  # and the next add meets NOSCRIPT too
+        assert q._link is not None
+        link_id = await q._link.execute("CLIENT", "ID")
+        assert await admin.client_kill_filter(_id=link_id) == 1
+        # And the next add finds its code gone too (a restarted or flushed Redis).
+        await admin.function_flush()
+        await admin.script_flush()
         job = await q.add("after", 1)
         got = await q.get_job(job.id)
         assert got is not None and got.data == 1

@@ -1,19 +1,21 @@
--- Shared by every script. KEYS always start with the queue's key vector, in this
+-- Shared by every transition. KEYS always start with the queue's key vector, in this
 -- order (minique/keys.py builds it); ARGV[1] is the job key prefix "{p:q}:j:".
-local K = {
-  meta = KEYS[1], idc = KEYS[2], ready = KEYS[3], pri = KEYS[4], delayed = KEYS[5],
-  active = KEYS[6], completed = KEYS[7], failed = KEYS[8], events = KEYS[9],
-  wake = KEYS[10], window = KEYS[11], pause_until = KEYS[12], held = KEYS[13],
-  held_removed = KEYS[14],
-}
+-- The library is loaded once (minique/scripts.py) and its functions are called many
+-- times, so what depends on the call is set by begin_call (includes/call.lua): the key
+-- table K, the prefixes below, and every per-call cache.
+local K = {}
+local KEY_ORDER = {'meta', 'idc', 'ready', 'pri', 'delayed', 'active', 'completed', 'failed',
+                   'events', 'wake', 'window', 'pause_until', 'held', 'held_removed'}
 -- How many keys the vector has: scripts that take keys of their own read them after it.
 local NK = 14
-local JP = ARGV[1]
+-- The call's ARGV, for includes that read arguments beyond the first.
+local CALL_ARGV
+local JP
 -- The queue's hash tag "{p:q}", for the keys and channels the vector does not carry.
-local BASE = string.sub(K.meta, 1, #K.meta - 5)
+local BASE
 -- Job log lists have a key space of their own ("{p:q}:logs:<id>"), as job hashes do
 -- ("{p:q}:j:<id>"): no job id, whatever its characters, can name another job's keys.
-local LP = BASE .. ':logs:'
+local LP
 -- Priority score = priority * 2^32 + sequence, so FIFO holds within one priority.
 local PRIO_SHIFT = 4294967296
 -- Delayed score = due_ms * 4096 + sequence: FIFO among jobs due in the same millisecond,
@@ -60,7 +62,7 @@ local emitted = 0
 -- Every 100th event of a script call trims the stream (MAXLEN ~); the others are plain
 -- appends: a trim on every append cost about a third of an XADD, and this way the stream
 -- exceeds its cap by at most 100 entries plus the node that MAXLEN ~ keeps.
-local function emit(...)
+local function append_event(...)
   if emitted % 100 == 0 then
     -- Kept as the string stored (see int_str on why numbers are avoided as arguments).
     emax = emax or redis.call('HGET', K.meta, 'emax') or '10000'
@@ -69,6 +71,73 @@ local function emit(...)
     redis.call('XADD', K.events, '*', ...)
   end
   emitted = emitted + 1
+end
+
+-- Events that a script call emits for many jobs at once ('active' at fetch, 'completed'
+-- at finish) share one stream entry per kind: 'ev' <name> 'ids' <list>, plus 'rvs' <list>
+-- of return values for 'completed' ('' where a value stays with its job). A list is
+-- length-prefixed ("<bytes>:<bytes of the item>" per item), so that any id or value fits.
+-- One entry instead of one per job saves an XADD and a stream entry per job; an event of
+-- one job alone keeps the one-job form ('id', and 'rv'). minique/events.py reads both.
+-- Order: a job's 'active' comes before its 'completed' (a held job may start and finish
+-- within one call), and every event emitted one by one first writes what is gathered.
+-- Size: an entry is written once its values reach EVENT_VALUE_MAX, so that no entry is
+-- much larger than a one-job event could be, and the stream's cap (in entries) still
+-- bounds its memory as before.
+local BATCHED_NAMES = {'active', 'completed'}
+local batched, pending = {}, false
+local flush_events
+local function emit_batched(name, id, rv)
+  local b = batched[name]
+  if not b then
+    b = {ids = {}, rvs = {}, n = 0, bytes = 0}
+    batched[name] = b
+  end
+  pending = true
+  b.n = b.n + 1
+  b.ids[b.n] = id
+  rv = rv or ''
+  b.rvs[b.n] = rv
+  b.bytes = b.bytes + #rv + #id
+  if b.bytes >= EVENT_VALUE_MAX then flush_events() end
+end
+
+local function length_prefixed(items, n)
+  local parts = {}
+  for i = 1, n do
+    parts[2 * i - 1] = #items[i] .. ':'
+    parts[2 * i] = items[i]
+  end
+  return table.concat(parts)
+end
+
+-- Writes what emit_batched gathered, one entry per event name.
+function flush_events()
+  if not pending then return end
+  for _, name in ipairs(BATCHED_NAMES) do
+    local b = batched[name]
+    local with_rv = name == 'completed'
+    if not b then
+    elseif b.n == 1 then
+      if with_rv and b.rvs[1] ~= '' then
+        append_event('ev', name, 'id', b.ids[1], 'rv', b.rvs[1])
+      else
+        append_event('ev', name, 'id', b.ids[1])
+      end
+    elseif with_rv then
+      append_event('ev', name, 'ids', length_prefixed(b.ids, b.n), 'rvs',
+                   length_prefixed(b.rvs, b.n))
+    else
+      append_event('ev', name, 'ids', length_prefixed(b.ids, b.n))
+    end
+  end
+  batched, pending = {}, false
+end
+
+-- One event, after whatever emit_batched gathered before it.
+local function emit(...)
+  flush_events()
+  append_event(...)
 end
 
 local woken = false
@@ -237,8 +306,7 @@ end
 
 -- Dedup keys ("{p:q}:dedup:<dedup id>" -> job id), listed in DEDUPS by expiry (ms, +inf
 -- for those without a ttl) so that obliterate finds them: includes/dedup.lua.
-local DEDUPS = BASE .. ':dedups'
-local DEDUP_PREFIX = BASE .. ':dedup:'
+local DEDUPS, DEDUP_PREFIX  -- BASE .. ':dedups', BASE .. ':dedup:' (begin_call)
 -- Frees a dedup id that job `id` holds without a ttl (it finished or is deleted).
 local function release_dedup(did, id)
   local dk = DEDUP_PREFIX .. did

@@ -29,20 +29,23 @@ local function split_job_key(jk)
   return string.match(jk, '^({[^{}]*}):j:(.*)$')
 end
 
--- Runs fn(...) with K, JP, LP, BASE, BASE and the per-call caches pointing at queue `base`.
+-- Runs fn(...) with K, JP, LP, BASE and the per-call caches pointing at queue `base`.
 local function in_queue(base, fn, ...)
   if base == BASE then return fn(...) end
+  -- Events gathered for this queue go to its own stream before the keys switch.
+  flush_events()
   local saved_k = {}
   for name, key in pairs(K) do saved_k[name] = key end
-  local saved = {JP, LP, BASE, BASE, DEDUPS, DEDUP_PREFIX, woken, emax, emitted, extra_live}
+  local saved = {JP, LP, BASE, DEDUPS, DEDUP_PREFIX, woken, emax, emitted, extra_live}
   for name, suffix in pairs(QUEUE_KEY_SUFFIXES) do K[name] = base .. suffix end
-  JP, LP, BASE, BASE = base .. ':j:', base .. ':logs:', base, base
+  JP, LP, BASE = base .. ':j:', base .. ':logs:', base
   DEDUPS, DEDUP_PREFIX = base .. ':dedups', base .. ':dedup:'
   woken, emax, emitted, extra_live = false, nil, 0, nil
   local out = fn(...)
+  flush_events()
   for name, key in pairs(saved_k) do K[name] = key end
-  JP, LP, BASE, BASE, DEDUPS, DEDUP_PREFIX = saved[1], saved[2], saved[3], saved[4], saved[5], saved[6]
-  woken, emax, emitted, extra_live = saved[7], saved[8], saved[9], saved[10]
+  JP, LP, BASE, DEDUPS, DEDUP_PREFIX = saved[1], saved[2], saved[3], saved[4], saved[5]
+  woken, emax, emitted, extra_live = saved[6], saved[7], saved[8], saved[9]
   return out
 end
 

@@ -7,6 +7,8 @@
 --   {p:q}:gready     list of groups that may start a job now (the round-robin), each once
 --   {p:q}:gsleep     zset group -> ms when it may start again (rate limit, throttle)
 --   {p:q}:groups     zset group -> waiting jobs (the index get_groups pages, busiest first)
+--   {p:q}:gactive    zset group -> active jobs (= its 'a'), only groups with some running
+--   {p:q}:gpaused    zset group -> ms it was paused at, only paused groups
 --   {p:q}:g:<g>      hash: a (active jobs), c (concurrency), lm/ld (limiter max / window
 --                    ms), p (paused), rl (throttled until ms), q (scheduled: 'r' in gready,
 --                    's' in gsleep; a group is in at most one of them, at most once)
@@ -21,13 +23,17 @@
 -- default): a held job counts against nothing until it starts, as for the queue's global
 -- concurrency. It counts in 'a' from its start ('s' in finish.lua), and every change of a
 -- group's settings, a group pause and a throttle make workers hand held jobs back.
-local GQ = BASE .. ':gready'
-local GS = BASE .. ':gsleep'
-local GI = BASE .. ':groups'
+-- BASE .. ':gready', ':gsleep', ':groups', ':gactive', ':gpaused' (set by begin_call).
+local GQ, GS, GI, GA, GP
 local GFIFO_BAND = 36028797018963968  -- 2^55; steps of 8 are exact there
 local function gkey(g) return BASE .. ':g:' .. g end
 local function gwait(g) return BASE .. ':gw:' .. g end
 local function gwin(g) return BASE .. ':gl:' .. g end
+
+-- Keeps the group's entry in the index of busy groups equal to its active count `a`.
+local function group_index_active(g, a)
+  if a > 0 then redis.call('ZADD', GA, a, g) else redis.call('ZREM', GA, g) end
+end
 
 local gdefaults = nil
 -- A group's limits: its own settings, else the queue's group defaults (nil = no limit).
@@ -75,11 +81,25 @@ local function group_enqueue(g, jk, id, score, fields)
   group_schedule(g)
 end
 
--- A waiting grouped job leaves its group's set (removed, drained). Returns 1 if it was there.
+-- A group with no job waiting or active, no settings, not paused, scheduled nowhere and
+-- not throttled is forgotten: it leaves the index (get_groups lists no empty groups).
+local function group_forget_if_idle(g)
+  local gk = gkey(g)
+  local h = redis.call('HMGET', gk, 'a', 'c', 'p', 'q', 'rl', 'lm')
+  if (tonumber(h[1]) or 0) > 0 or h[2] or h[3] or h[4] or h[6] then return end
+  if (tonumber(h[5]) or 0) > now_ms() or redis.call('EXISTS', gwait(g)) == 1 then return end
+  redis.call('DEL', gk)
+  redis.call('ZREM', GI, g)
+  redis.call('ZREM', GA, g)
+end
+
+-- A waiting grouped job leaves its group's set (removed, drained, cleaned). Returns 1 if
+-- it was there.
 local function group_unlink(g, id)
   if redis.call('ZREM', gwait(g), id) == 0 then return 0 end
-  redis.call('ZINCRBY', GI, -1, g)
+  local left = tonumber(redis.call('ZINCRBY', GI, -1, g))
   redis.call('HINCRBY', K.meta, 'gwn', -1)
+  if left <= 0 then group_forget_if_idle(g) end
   return 1
 end
 
@@ -89,6 +109,7 @@ local function group_release(g)
   local gk = gkey(g)
   local a = redis.call('HINCRBY', gk, 'a', -1)
   if a < 0 then redis.call('HSET', gk, 'a', '0'); a = 0 end
+  group_index_active(g, a)
   local h = redis.call('HMGET', gk, 'a', 'c', 'p', 'q', 'rl', 'lm')
   group_schedule(g, h)
   if a == 0 and not (h[2] or h[3] or h[6]) and redis.call('EXISTS', gwait(g)) == 0 then
@@ -102,7 +123,7 @@ end
 
 -- A held job of the group started: it takes a slot now (released like any active job).
 local function group_start(g)
-  redis.call('HINCRBY', gkey(g), 'a', 1)
+  group_index_active(g, redis.call('HINCRBY', gkey(g), 'a', 1))
 end
 
 -- The processor said the group is throttled (GroupRateLimited): it starts nothing until
@@ -123,6 +144,8 @@ local function groups_wake_due(now)
   for _, g in ipairs(due) do
     redis.call('HDEL', gkey(g), 'q')
     group_schedule(g)
+    -- Its jobs were removed while it slept: nothing keeps it.
+    group_forget_if_idle(g)
   end
 end
 
@@ -175,6 +198,7 @@ local function take_grouped(now, n, ids, scores, gids, to_hold)
             gids[#ids] = g
             a = a + 1
             redis.call('HSET', gk, 'a', int_str(a))
+            redis.call('ZADD', GA, a, g)
           end
           local left = tonumber(redis.call('ZINCRBY', GI, -1, g))
           if max and max > 0 then
@@ -188,6 +212,7 @@ local function take_grouped(now, n, ids, scores, gids, to_hold)
           end
         else
           redis.call('HDEL', gk, 'q')
+          group_forget_if_idle(g)
         end
       end
     else

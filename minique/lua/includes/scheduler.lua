@@ -11,9 +11,8 @@
 -- not yet taken); only taking exactly that job advances the schedule, so retries, stale
 -- generations and firings of removed schedulers never produce a second next job.
 
-local SCH_BASE = string.sub(K.meta, 1, #K.meta - 5)  -- strip ":meta"
-local SCH_INDEX = SCH_BASE .. ':schedulers'
-local SCH_REFILL = SCH_BASE .. ':schedulers:refill'
+-- BASE, BASE .. ':schedulers', BASE .. ':schedulers:refill' (set by begin_call).
+local SCH_BASE, SCH_INDEX, SCH_REFILL
 -- Refill a cron scheduler's time list once fewer than this many times are left.
 local SCH_LOW = 16
 
@@ -31,13 +30,14 @@ local function sch_load(sk)
   return h
 end
 
--- Stores `n` cron fire times (ARGV[first + 1 .. first + n]) in a scheduler's time list.
+-- Stores `n` cron fire times (the call's ARGV[first + 1 .. first + n]) in a scheduler's
+-- time list.
 local function sch_store_times(tk, first, n)
   if n <= 0 then return end
   local args = {}
   for i = 1, n do
-    args[#args + 1] = ARGV[first + i]
-    args[#args + 1] = ARGV[first + i]
+    args[#args + 1] = CALL_ARGV[first + i]
+    args[#args + 1] = CALL_ARGV[first + i]
   end
   redis.call('ZADD', tk, unpack(args))
 end

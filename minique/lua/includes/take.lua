@@ -3,6 +3,7 @@
 -- rate limits, then move up to `count` ready jobs to active with a fresh fencing token.
 
 local HEADER_LEN = 8
+local JOB_FIELDS = 12  -- per job in the reply (minique/worker.py JOB_FIELDS)
 
 local function promote_due(now, limit)
   local ids = redis.call('ZRANGEBYSCORE', K.delayed, '-inf', now * DELAY_SHIFT + DELAY_SHIFT - 1,
@@ -72,7 +73,7 @@ local function with_wait_info(out)
 end
 
 -- Returns {status, info, next_due, wake_id, now, global concurrency limit (0 = none),
--- control version, hold granted (1/0), jobs...}; each job is 11 fields, the first `count`
+-- control version, hold granted (1/0), jobs...}; each job is 12 fields, the first `count`
 -- of them active, the rest held. status: 0 ok, 1 paused, 2 rate limited (info = ms to wait).
 --
 -- Holding: a worker whose jobs are short asks for `hold` jobs beyond its free slots. They
@@ -141,6 +142,12 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   end
   if #ids == 0 then return with_wait_info(out) end
   local fence = redis.call('HINCRBY', K.meta, 'fence', #ids) - #ids
+  -- Fields absent from a hash cost a scan of all of it each: the stalled count is only
+  -- read once a job of the queue has stalled (meta 'xs'), the group once the queue has had
+  -- grouped jobs (meta 'gwn', kept from the first one on), a scheduler's id only for its
+  -- firings, whose ids start with "sched:" (custom ids cannot).
+  local marks = redis.call('HMGET', K.meta, 'xs', 'gwn')
+  local read_stc, read_group = marks[1] ~= false, marks[2] ~= false
   local deadline = now + lease_ms
   local now_s = int_str(now)
   local leases, holds = {}, {}
@@ -148,7 +155,23 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   for i, id in ipairs(ids) do
     local jk = JP .. id
     local tok = int_str(fence + i)
-    local f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats')
+    local f
+    if string.sub(id, 1, 6) == 'sched:' then
+      f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats', 'g')
+    else
+      -- Same places as above: 7 stalled count, 8 scheduler, 9 attempts started, 10 group
+      -- (absent fields are read only where the queue can have them).
+      if read_stc then
+        f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'stc', 'g')
+        f[10] = f[9]
+      elseif read_group then
+        f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'g')
+        f[10] = f[8]; f[8] = nil
+      else
+        f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats')
+      end
+      f[9] = f[7]; f[7] = f[8]; f[8] = nil
+    end
     local handed = false
     if f[1] and f[8] and scheduler_on_take(jk, id, now, true, f[8]) then
       -- A missed firing of a catch_up="skip" scheduler: the hook deleted it; nothing to run.
@@ -164,7 +187,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
         leases[#leases + 1] = lease_score(deadline, i)
         leases[#leases + 1] = id
         if lim_max > 0 then redis.call('ZADD', K.window, now_s, tok) end
-        emit('ev', 'active', 'id', id)
+        emit_batched('active', id)
       else
         -- Held: started (and counted as started) only when the worker starts it.
         redis.call('HSET', jk, 'st', 'held', 'tok', tok, 'w', worker, 'ps', ps)
@@ -175,6 +198,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       out[n + 1] = id; out[n + 2] = tok; out[n + 3] = f[1]; out[n + 4] = f[2]
       out[n + 5] = f[3] or ''; out[n + 6] = f[4] or '0'; out[n + 7] = ats; out[n + 8] = f[5] or '0'
       out[n + 9] = f[6] or '0'; out[n + 10] = f[7] or '0'; out[n + 11] = now
+      out[n + 12] = f[10] or ''  -- the group ('' = none)
     else
       -- The job hash vanished (deleted behind our back): nothing to run, say so.
       emit('ev', 'error', 'id', id, 'reason', 'job hash missing at fetch')
@@ -184,6 +208,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   end
   call_batched('ZADD', K.active, leases)
   call_batched('ZADD', K.held, holds)
+  flush_events()
   out[2] = (out[1] == 0) and active_n or out[2]
   -- Every id taken may have turned out unrunnable (a dropped firing, a vanished hash).
   if #out == HEADER_LEN then return with_wait_info(out) end

@@ -1,0 +1,111 @@
+"""Events of many jobs in one stream entry (format version 2): one Event per job, in
+order per job, values intact, and resumable part way through an entry."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from helpers import wait_until
+
+from minique import Queue, QueueEvents, Worker
+from minique.events import parse_entry, split_length_prefixed
+
+
+async def _run_all(queue: Queue, redis_url: str, n: int, proc: Any) -> None:
+    worker = Worker(queue.name, proc, url=redis_url, concurrency=50)
+    task = asyncio.create_task(worker.run())
+    try:
+        await wait_until(lambda: _completed(queue, n), timeout=60, message=f"{n} completed")
+    finally:
+        await worker.close()
+        await task
+
+
+async def _completed(queue: Queue, n: int) -> bool:
+    return (await queue.get_stats())["completed"] >= n
+
+
+async def test_a_busy_worker_shares_entries_and_every_job_gets_its_events(
+        queue: Queue, redis_url: str) -> None:
+    n = 600
+    # Ids with the characters the list format and the finish arguments use.
+    jobs = await queue.add_bulk([("x", i, {"job_id": f"o:{i}|5:x"}) for i in range(n)])
+
+    async def double(job: Any) -> Any:
+        return {"twice": job.data * 2, "id": job.id}
+
+    await _run_all(queue, redis_url, n, double)
+    raw = await queue.redis.xrange(queue.keys.events)
+    shared = [f for _, f in raw if b"ids" in f]
+    assert shared, "no entry carried several jobs"
+    assert len(raw) < 2 * n + n // 4  # added + waiting per job, and few for the rest
+    events = [e for eid, f in raw for e in parse_entry(eid, f)]
+    for job in jobs:
+        mine = [e for e in events if e.job_id == job.id]
+        assert [e.name for e in mine] == ["added", "waiting", "active", "completed"], mine
+        assert mine[-1].return_value == {"twice": job.data * 2, "id": job.id}
+    for eid, f in raw:
+        if b"ids" in f:
+            parts = parse_entry(eid, f)
+            assert [e.index for e in parts] == list(range(len(parts)))
+            assert len({e.event_id for e in parts}) == 1
+
+
+async def test_queue_events_yield_each_job_and_resume_inside_an_entry(
+        queue: Queue, redis_url: str) -> None:
+    n = 300
+    await queue.add_bulk([("x", i) for i in range(n)])
+    start = (await queue.redis.xrevrange(queue.keys.events, count=1))[0][0].decode()
+    await _run_all(queue, redis_url, n, lambda job: job.data)
+    events = QueueEvents(queue.name, url=redis_url, last_id=start)
+    seen: list[tuple[str, str | None]] = []
+    # Leave the loop after each event: the next loop must go on inside the same entry.
+    while len([1 for name, _ in seen if name == "completed"]) < n:
+        async for event in events:
+            seen.append((event.name, event.job_id))
+            break
+    await events.close()
+    completed = [j for name, j in seen if name == "completed"]
+    active = [j for name, j in seen if name == "active"]
+    assert len(completed) == len(set(completed)) == n
+    assert set(active) == set(completed)
+    for job_id in completed:
+        assert seen.index(("active", job_id)) < seen.index(("completed", job_id))
+
+
+async def test_next_hands_out_an_entry_one_event_at_a_time(queue: Queue, redis_url: str) -> None:
+    n = 200
+    await queue.add_bulk([("x", i) for i in range(n)])
+    start = (await queue.redis.xrevrange(queue.keys.events, count=1))[0][0].decode()
+    await _run_all(queue, redis_url, n, lambda job: None)
+    events = QueueEvents(queue.name, url=redis_url, last_id=start)
+    got: list[str | None] = []
+    while len(got) < n:
+        event = await events.next(timeout=5)
+        assert event is not None, f"stopped after {len(got)} completed events"
+        if event.name == "completed":
+            got.append(event.job_id)
+    await events.close()
+    assert len(set(got)) == n
+
+
+async def test_large_values_close_an_entry(queue: Queue, redis_url: str) -> None:
+    """An entry stops growing once its values reach 16 KiB: the stream's cap, which counts
+    entries, bounds its memory as it did with one entry per event."""
+    n = 100
+    await queue.add_bulk([("x", i) for i in range(n)])
+    await _run_all(queue, redis_url, n, lambda job: "v" * 4000)
+    for _, f in await queue.redis.xrange(queue.keys.events):
+        if f.get(b"ev") == b"completed":
+            assert len(f.get(b"rvs", b"") or f.get(b"rv", b"")) < 16384 + 8000
+
+
+def test_length_prefixed_lists() -> None:
+    assert split_length_prefixed(b"") == []
+    assert split_length_prefixed(b"3:a:b0:2:\x00\xff") == [b"a:b", b"", b"\x00\xff"]
+    with pytest.raises(ValueError):
+        split_length_prefixed(b"5:abc")
+    with pytest.raises(ValueError):
+        split_length_prefixed(b"abc")
