@@ -1,6 +1,6 @@
 """Batch processors: one call for up to ``size`` jobs of a queue (bulk writes, bulk HTTP).
 
-    @registry.processor("webhooks", batch={"size": 50, "timeout": 1.0, "group": "same"})
+    @registry.processor("deliveries", batch={"size": 50, "timeout": 1.0, "group": "same"})
     async def deliver(batch: Batch) -> None:
         for job in batch:
             ...
