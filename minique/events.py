@@ -78,11 +78,13 @@ def parse_entry(event_id: bytes | str, raw: dict[bytes, bytes]) -> list[Event]:
     """The events of one stream entry, in order.
 
     Format (version 2): an entry is ``ev`` <name> and ``id`` <job id> plus the event's
-    fields (``rv``, the return value of a completed job; ``reason``, ``delay``, ...), or,
-    for the ``active`` and ``completed`` events of several jobs that one script call
-    emitted, ``ev`` <name> ``ids`` <list> [``rvs`` <list>], where a list is length-prefixed
+    fields (``rv``, the return value of a completed job; ``name`` of an added one;
+    ``reason``, ``delay``, ...), or, for the ``added``, ``waiting``, ``active`` and
+    ``completed`` events of several jobs that one script call emitted, ``ev`` <name> ``ids``
+    <list> [``names`` <list> | ``rvs`` <list>], where a list is length-prefixed
     (``<n>:<n bytes>`` per item) and an empty return value means the value stayed with the
-    job. Version 1 streams (one entry per event) read the same way."""
+    job. Version 1 streams (one entry per event) read the same way. Raises ValueError on a
+    malformed entry."""
     eid = event_id.decode() if isinstance(event_id, bytes) else event_id
     packed_ids = raw.get(b"ids")
     if packed_ids is None:
@@ -98,7 +100,12 @@ def parse_entry(event_id: bytes | str, raw: dict[bytes, bytes]) -> list[Event]:
     values: list[bytes | None] = (
         [v or None for v in split_length_prefixed(packed_rvs)] if packed_rvs is not None
         else [None] * len(ids))
-    return [Event(eid, name, job_id.decode(errors="replace"), {}, value, index)
+    packed_names = raw.get(b"names")
+    names = (split_length_prefixed(packed_names) if packed_names is not None else [])
+    if names and len(names) != len(ids):
+        raise ValueError(f"event entry {eid}: {len(ids)} ids but {len(names)} names")
+    return [Event(eid, name, job_id.decode(errors="replace"),
+                  {"name": names[index].decode(errors="replace")} if names else {}, value, index)
             for index, (job_id, value) in enumerate(zip(ids, values, strict=True))]
 
 

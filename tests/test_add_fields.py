@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from minique import Queue, Worker
+from minique.events import parse_entry
 from minique.options import Keep, StoredOptions
 
 DEFAULT_FIELDS = {b"o", b"p", b"atm", b"ats"}
@@ -77,8 +78,9 @@ async def test_an_id_repeated_within_one_bulk_call_is_added_once(queue: Queue, c
     assert jobs[2].data == 1  # the duplicate is the job the first item added
     assert (await queue.get_stats())["waiting"] == 2
     entries = await client.xrange(queue.keys.events)
-    kinds = [(f[b"ev"], f[b"id"]) for _, f in entries]
-    assert kinds.count((b"duplicated", b"twice")) == 1
+    kinds = [(e.name, e.job_id) for i, f in entries for e in parse_entry(i, f)]
+    assert kinds.count(("duplicated", "twice")) == 1
+    assert kinds.count(("added", "twice")) == 1
     # An id that exists before the call: found by the per-job check.
     again = await queue.add_bulk([("z", 4), ("x", 5, {"job_id": "twice"})])
     assert again[1].data == 1

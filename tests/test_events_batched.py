@@ -109,3 +109,18 @@ def test_length_prefixed_lists() -> None:
         split_length_prefixed(b"5:abc")
     with pytest.raises(ValueError):
         split_length_prefixed(b"abc")
+
+
+async def test_a_bulk_add_shares_entries_and_keeps_each_jobs_name(queue: Queue) -> None:
+    jobs = await queue.add_bulk([(f"kind-{i % 7}", i) for i in range(300)])
+    raw = await queue.redis.xrange(queue.keys.events)
+    assert len(raw) <= 2 * 3 + 2  # added + waiting per call of at most 100 jobs
+    events = [e for eid, f in raw for e in parse_entry(eid, f)]
+    for i, job in enumerate(jobs):
+        mine = [e for e in events if e.job_id == job.id]
+        assert [e.name for e in mine] == ["added", "waiting"], mine
+        assert mine[0].fields == {"name": f"kind-{i % 7}"}
+    single = await queue.add("alone", 1)
+    last = [e for eid, f in await queue.redis.xrange(queue.keys.events) for e in parse_entry(eid, f)
+            if e.job_id == single.id]
+    assert [(e.name, e.fields) for e in last] == [("added", {"name": "alone"}), ("waiting", {})]

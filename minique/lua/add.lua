@@ -88,7 +88,7 @@ for i = 0, n - 1 do
       fields.group = group
     end
     if dd_field then fields[#fields + 1] = 'dd'; fields[#fields + 1] = dd_field end
-    emit('ev', 'added', 'id', id, 'name', name)
+    emit_batched('added', id, name)
     if delay > 0 then
       -- Blocked workers sleep until the earliest due time they know of; a job due sooner
       -- must rouse them so they shorten their sleep.
@@ -98,7 +98,7 @@ for i = 0, n - 1 do
       emit('ev', 'delayed', 'id', id, 'delay', delay_s)
     else
       enqueue_ready(jk, id, prio, fields)
-      emit('ev', 'waiting', 'id', id)
+      emit_batched('waiting', id)
       -- A prioritized job must not wait behind jobs that workers hold: they hand them back.
       if prio > 0 and not told and redis.call('EXISTS', K.held) == 1 then
         told = true
@@ -110,5 +110,6 @@ for i = 0, n - 1 do
   out[#out + 1] = dup
 end
 if producer ~= '' then redis.call('HSET', producers_key, producer, ARGV[4] .. '|' .. now_s) end
+flush_events()
 out[#out + 1] = now
 return out

@@ -73,9 +73,10 @@ local function append_event(...)
   emitted = emitted + 1
 end
 
--- Events that a script call emits for many jobs at once ('active' at fetch, 'completed'
--- at finish) share one stream entry per kind: 'ev' <name> 'ids' <list>, plus 'rvs' <list>
--- of return values for 'completed' ('' where a value stays with its job). A list is
+-- Events that a script call emits for many jobs at once ('added' and 'waiting' at add,
+-- 'active' at fetch, 'completed' at finish) share one stream entry per kind: 'ev' <name>
+-- 'ids' <list>, plus 'names' <list> of job names for 'added', and 'rvs' <list> of return
+-- values for 'completed' ('' where a value stays with its job). A list is
 -- length-prefixed ("<bytes>:<bytes of the item>" per item), so that any id or value fits.
 -- One entry instead of one per job saves an XADD and a stream entry per job; an event of
 -- one job alone keeps the one-job form ('id', and 'rv'). minique/events.py reads both.
@@ -84,7 +85,9 @@ end
 -- Size: an entry is written once its values reach EVENT_VALUE_MAX, so that no entry is
 -- much larger than a one-job event could be, and the stream's cap (in entries) still
 -- bounds its memory as before.
-local BATCHED_NAMES = {'active', 'completed'}
+local BATCHED_NAMES = {'added', 'waiting', 'active', 'completed'}
+-- The per-job value a kind carries: its field in a one-job entry, and in a shared one.
+local BATCHED_VALUE = {added = {'name', 'names'}, completed = {'rv', 'rvs'}}
 local batched, pending = {}, false
 local flush_events
 local function emit_batched(name, id, rv)
@@ -116,16 +119,16 @@ function flush_events()
   if not pending then return end
   for _, name in ipairs(BATCHED_NAMES) do
     local b = batched[name]
-    local with_rv = name == 'completed'
+    local value = BATCHED_VALUE[name]
     if not b then
     elseif b.n == 1 then
-      if with_rv and b.rvs[1] ~= '' then
-        append_event('ev', name, 'id', b.ids[1], 'rv', b.rvs[1])
+      if value and b.rvs[1] ~= '' then
+        append_event('ev', name, 'id', b.ids[1], value[1], b.rvs[1])
       else
         append_event('ev', name, 'id', b.ids[1])
       end
-    elseif with_rv then
-      append_event('ev', name, 'ids', length_prefixed(b.ids, b.n), 'rvs',
+    elseif value then
+      append_event('ev', name, 'ids', length_prefixed(b.ids, b.n), value[2],
                    length_prefixed(b.rvs, b.n))
     else
       append_event('ev', name, 'ids', length_prefixed(b.ids, b.n))
