@@ -91,6 +91,8 @@ class Queue:
         # before the first send (a re-send must not take fresh ones).
         self._id_next = 0
         self._id_end = 0
+        # The events reader shared by this Queue's waiters (minique/waiter.py _EventHub).
+        self._event_hub: Any = None
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} {self.keys.base}>"
@@ -797,6 +799,8 @@ class Queue:
         return await scheduler.remove_job_scheduler(self, scheduler_id)
 
     async def close(self) -> None:
+        if self._event_hub is not None:
+            await self._event_hub.stop()
         if self._own:
             await self.redis.aclose()
 
