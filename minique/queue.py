@@ -118,6 +118,8 @@ class Queue:
         # before the first send (a re-send must not take fresh ones).
         self._id_next = 0
         self._id_end = 0
+        # The events reader shared by this Queue's waiters (minique/waiter.py _EventHub).
+        self._event_hub: Any = None
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} {self.keys.base}>"
@@ -841,6 +843,8 @@ class Queue:
         return await scheduler.remove_job_scheduler(self, scheduler_id)
 
     async def close(self) -> None:
+        if self._event_hub is not None:
+            await self._event_hub.stop()
         if self._link is not None:
             await self._link.release()
         if self._own:

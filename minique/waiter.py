@@ -12,6 +12,7 @@ event passes, however busy the queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from . import codec
@@ -25,7 +26,123 @@ OUTCOMES = frozenset({"completed", "failed", "removed"})
 STATE_CHECK = 1.0  # seconds between reads of the job itself, in case an event was missed
 LOOKBACK = 20_000  # events read back at most for a job that is already gone
 PAGE = 500
+READS_AT_ONCE = 20
 _PENDING: Any = object()
+
+
+class _Watch:
+    """One waiter's interest in one job, fed by its queue's _EventHub."""
+
+    __slots__ = ("error", "job_id", "outcome", "poke", "recheck")
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.poke = asyncio.Event()
+        self.outcome: Event | None = None
+        self.recheck = False
+        self.error: BaseException | None = None
+
+
+class _EventHub:
+    """One reader of a queue's events stream for every waiter of that Queue object.
+
+    A reader per waiter held a connection each on a blocking XREAD: a few hundred waiters
+    (BullMQ's waitUntilFinished on each job of a batch) ran the Queue's connection pool dry
+    (MaxConnectionsError), and each read every event of the queue. The hub reads each
+    event once, with one connection, and hands outcomes to the waiters of their job. It
+    runs while someone waits, and takes its cursor before a new waiter reads its job, so
+    an outcome in between is never missed."""
+
+    def __init__(self, queue: Queue) -> None:
+        self._queue = queue
+        self._loop = asyncio.get_running_loop()
+        self._by_job: dict[str, set[_Watch]] = {}
+        self._count = 0
+        self._task: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
+        # Waiters' own reads of their jobs, at most this many at once, so that they leave
+        # connections of the Queue's pool (redis-py's holds 100, and raises when they are
+        # all taken) to everything else.
+        self.reads = asyncio.Semaphore(READS_AT_ONCE)
+
+    @staticmethod
+    def of(queue: Queue) -> _EventHub:
+        hub: _EventHub | None = getattr(queue, "_event_hub", None)
+        if hub is None or hub._loop is not asyncio.get_running_loop():
+            hub = _EventHub(queue)
+            queue._event_hub = hub
+        return hub
+
+    async def watch(self, job_id: str) -> _Watch:
+        """Registers a waiter; returns once the reader's cursor is taken. Raises the
+        reader's error if it could not take one."""
+        w = _Watch(job_id)
+        self._by_job.setdefault(job_id, set()).add(w)
+        self._count += 1
+        if self._task is None or self._task.done():
+            self._ready = self._loop.create_future()
+            self._task = asyncio.create_task(self._run(self._ready))
+        assert self._ready is not None
+        try:
+            await asyncio.shield(self._ready)
+        except BaseException:
+            self.unwatch(w)
+            raise
+        return w
+
+    def unwatch(self, w: _Watch) -> None:
+        mine = self._by_job.get(w.job_id)
+        if mine is not None and w in mine:
+            mine.discard(w)
+            self._count -= 1
+            if not mine:
+                del self._by_job[w.job_id]
+
+    async def stop(self) -> None:
+        """Stops the reader (Queue.close); its waiters raise ConnectionError."""
+        task = self._task
+        if task is None or task.done() or self._loop is not asyncio.get_running_loop():
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    def _everyone(self) -> list[_Watch]:
+        return [w for ws in self._by_job.values() for w in ws]
+
+    async def _run(self, ready: asyncio.Future[None]) -> None:
+        queue = self._queue
+        try:
+            cursor = await last_event_id(queue.redis, queue.keys)
+        except Exception as exc:
+            ready.set_exception(exc)
+            return
+        ready.set_result(None)
+        try:
+            while self._count > 0:
+                events = await read_events(queue.redis, queue.keys, cursor, STATE_CHECK,
+                                           count=PAGE)
+                for event in events:
+                    if event.name in OUTCOMES and event.job_id is not None:
+                        for w in self._by_job.get(event.job_id, ()):
+                            if w.outcome is None:
+                                w.outcome = event
+                                w.poke.set()
+                    elif event.name == "drained":
+                        # A drain removes waiting jobs without an event per job.
+                        for w in self._everyone():
+                            w.recheck = True
+                            w.poke.set()
+                if events:
+                    cursor = events[-1].event_id
+        except BaseException as exc:
+            # The waiters raise what the reader met (their own reads used to raise it).
+            for w in self._everyone():
+                w.error = exc if isinstance(exc, Exception) else ConnectionError(
+                    "the events reader was stopped")
+                w.poke.set()
+            if not isinstance(exc, Exception):
+                raise
 
 
 async def wait_until_finished(queue: Queue, job_id: str, added_at: float,
@@ -35,30 +152,37 @@ async def wait_until_finished(queue: Queue, job_id: str, added_at: float,
     ``added_at`` (seconds, 0 if unknown) bounds how far back the events are searched."""
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
-    # The cursor is taken before the job is read, so an outcome in between is still seen.
-    cursor = await last_event_id(queue.redis, queue.keys)
-    outcome = await _job_outcome(queue, job_id, added_at)
-    if outcome is not _PENDING:
-        return outcome
-    next_check = loop.time() + STATE_CHECK
-    while True:
-        remaining = STATE_CHECK if deadline is None else min(STATE_CHECK, deadline - loop.time())
-        if remaining <= 0:
-            raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
-        events = await read_events(queue.redis, queue.keys, cursor, remaining)
-        recheck = loop.time() >= next_check
-        for event in events:
-            if event.job_id == job_id and event.name in OUTCOMES:
-                return await _settle(queue, job_id, event)
-            # A drain removes waiting jobs without an event per job.
-            recheck = recheck or event.name == "drained"
-        if events:
-            cursor = events[-1].event_id
-        if recheck:
+    hub = _EventHub.of(queue)
+    # The hub's cursor is taken before the job is read, so an outcome in between is seen.
+    watch = await hub.watch(job_id)
+    try:
+        async with hub.reads:
             outcome = await _job_outcome(queue, job_id, added_at)
-            if outcome is not _PENDING:
-                return outcome
-            next_check = loop.time() + STATE_CHECK
+        if outcome is not _PENDING:
+            return outcome
+        next_check = loop.time() + STATE_CHECK
+        while True:
+            remaining = STATE_CHECK if deadline is None else min(STATE_CHECK,
+                                                                 deadline - loop.time())
+            if remaining <= 0:
+                raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(watch.poke.wait(), remaining)
+            watch.poke.clear()
+            if watch.error is not None:
+                raise watch.error
+            if watch.outcome is not None:
+                async with hub.reads:
+                    return await _settle(queue, job_id, watch.outcome)
+            if watch.recheck or loop.time() >= next_check:
+                watch.recheck = False
+                async with hub.reads:
+                    outcome = await _job_outcome(queue, job_id, added_at)
+                if outcome is not _PENDING:
+                    return outcome
+                next_check = loop.time() + STATE_CHECK
+    finally:
+        hub.unwatch(watch)
 
 
 async def _job_outcome(queue: Queue, job_id: str, added_at: float) -> Any:

@@ -60,6 +60,8 @@ RUNNER_SLICE = 0.01  # seconds a runner goes through jobs before yielding to the
 _OUTCOMES = {"c": "completed", "f": "failed", "r": "retried", "w": "requeued", "d": "delayed",
              "h": "returned", "g": "group throttled"}
 _SHORT_KINDS = frozenset("csh")  # result kinds sent without a stack trace
+EARLY_CANCELS_MAX = 1000  # cancels of unknown jobs remembered at most
+EARLY_CANCEL_S = 10.0  # seconds an unknown job's cancel is worth checking
 CANCEL_RETRY_MAX = 30.0  # seconds between the cancel listener's attempts at most
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, OSError)
 
@@ -202,6 +204,10 @@ class Worker:
         self.jobs_done = 0
         self.jobs_failed = 0
         self._running: dict[str, _Running] = {}  # every job this worker holds, incl. buffered
+        # Cancels heard for jobs this worker did not know (yet): the message can beat the
+        # reply that hands the job over. Job id -> monotonic time heard.
+        self._early_cancels: dict[str, float] = {}
+        self._side_tasks: set[asyncio.Task[None]] = set()  # checks started from callbacks
         self._buffered: deque[_Running] = deque()  # fetched, waiting for a runner
         self._executing = 0
         # Jobs run in a pool of long-lived runner tasks (at most `concurrency`), not a task
@@ -731,6 +737,11 @@ class Worker:
         self._buffered.append(running)
         self._arrived.set()
         self._rouse()
+        if self._early_cancels.pop(job_id, None) is not None:
+            # Kept until done: the loop holds only a weak reference to a task.
+            check = asyncio.get_running_loop().create_task(self._check_early_cancel(job))
+            self._side_tasks.add(check)
+            check.add_done_callback(self._side_tasks.discard)
 
     def _prefetch(self) -> int:
         """How many jobs to hold beyond ``concurrency``, so the next job starts the moment one
@@ -1211,8 +1222,24 @@ class Worker:
             self._push(running.job, "h", reason, "", 0, running.job.opts.keep_failed)
         self._wakeup.set()
 
+    async def _check_early_cancel(self, job: Job) -> None:
+        """A cancel was heard before this job arrived: it is this job's if its cancel flag
+        is set (the lease renewal would find it too, but up to lock_duration / 2 later)."""
+        with contextlib.suppress(Exception):
+            tok, cx = await self.redis.hmget(self.keys.job(job.id), "tok", "cx")
+            if cx and tok is not None and tok.decode() == job.token:
+                self._cancel_local(job.id, "cancelled")
+
     def _cancel_local(self, job_id: str, reason: str) -> None:
         running = self._running.get(job_id)
+        if running is None and reason == "cancelled":
+            now = time.monotonic()
+            if len(self._early_cancels) >= EARLY_CANCELS_MAX:
+                self._early_cancels = {k: t for k, t in self._early_cancels.items()
+                                       if now - t < EARLY_CANCEL_S}
+            if len(self._early_cancels) < EARLY_CANCELS_MAX:
+                self._early_cancels[job_id] = now
+            return
         if running and running.batch is not None:
             gathering = running.batch
             if not gathering.called and running in gathering.members:

@@ -37,15 +37,23 @@ local function in_queue(base, fn, ...)
   local saved_k = {}
   for name, key in pairs(K) do saved_k[name] = key end
   local saved = {JP, LP, BASE, DEDUPS, DEDUP_PREFIX, woken, emax, emitted, extra_live}
+  -- The groups' keys (includes/groups.lua) are computed once from BASE: switched too, or
+  -- a grouped parent released here would join the calling queue's round-robin.
+  local saved_g = {GQ, GS, GI, GA, GP, gdefaults}
   for name, suffix in pairs(QUEUE_KEY_SUFFIXES) do K[name] = base .. suffix end
   JP, LP, BASE = base .. ':j:', base .. ':logs:', base
   DEDUPS, DEDUP_PREFIX = base .. ':dedups', base .. ':dedup:'
   woken, emax, emitted, extra_live = false, nil, 0, nil
+  GQ, GS, GI, GA, GP = base .. ':gready', base .. ':gsleep', base .. ':groups',
+                       base .. ':gactive', base .. ':gpaused'
+  gdefaults = nil
   local out = fn(...)
   flush_events()
   for name, key in pairs(saved_k) do K[name] = key end
   JP, LP, BASE, DEDUPS, DEDUP_PREFIX = saved[1], saved[2], saved[3], saved[4], saved[5]
   woken, emax, emitted, extra_live = saved[6], saved[7], saved[8], saved[9]
+  GQ, GS, GI, GA, GP, gdefaults = saved_g[1], saved_g[2], saved_g[3], saved_g[4], saved_g[5],
+                                  saved_g[6]
   return out
 end
 
