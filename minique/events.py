@@ -24,12 +24,15 @@ EVENT_NAMES = frozenset(
 class Event(msgspec.Struct, frozen=True):
     """One event of one job. ``fields`` holds the small extras (reason, delay, ...).
 
-    ``event_id`` is the id of the stream entry that carries the event. The ``active`` and
-    ``completed`` events that one script call emits for several jobs share one entry (so
-    they share its id), and ``index`` is the event's place in it (0 for an entry of one
-    event). ``value`` is the MessagePack return value that a ``completed`` event carries
-    (see ``return_value``); None on other events, and on a completed event whose value was
-    over 16 KiB and stayed with the job instead.
+    ``event_id`` names the event, for ``QueueEvents(last_id=...)`` to resume after it: the
+    id of the stream entry that carries it. The ``added``, ``waiting``, ``active`` and
+    ``completed`` events that one script call emits for several jobs share one entry;
+    each of them but the last is named ``<entry id>/<index>`` (``index`` is its place in
+    the entry), so a consumer that stores the id of each event it handled resumes at the
+    very next event, as it would with one entry per event. ``value`` is the MessagePack
+    return value that a ``completed`` event carries (see ``return_value``); None on other
+    events, and on a completed event whose value was over 16 KiB and stayed with the job
+    instead.
     """
 
     event_id: str
@@ -50,6 +53,11 @@ class Event(msgspec.Struct, frozen=True):
     def time(self) -> float:
         """When the event happened: seconds since the epoch, by the Redis server's clock."""
         return int(self.event_id.split("-", 1)[0]) / 1000.0
+
+    @property
+    def entry_id(self) -> str:
+        """The id of the stream entry that carries the event."""
+        return self.event_id.partition("/")[0]
 
 
 def parse_event(event_id: bytes | str, raw: dict[bytes, bytes]) -> Event:
@@ -104,9 +112,18 @@ def parse_entry(event_id: bytes | str, raw: dict[bytes, bytes]) -> list[Event]:
     names = (split_length_prefixed(packed_names) if packed_names is not None else [])
     if names and len(names) != len(ids):
         raise ValueError(f"event entry {eid}: {len(ids)} ids but {len(names)} names")
-    return [Event(eid, name, job_id.decode(errors="replace"),
+    last = len(ids) - 1
+    return [Event(eid if index == last else f"{eid}/{index}", name,
+                  job_id.decode(errors="replace"),
                   {"name": names[index].decode(errors="replace")} if names else {}, value, index)
             for index, (job_id, value) in enumerate(zip(ids, values, strict=True))]
+
+
+def split_event_id(event_id: str) -> tuple[str, int]:
+    """``"<entry id>/<index>"`` -> (entry id, index); a plain entry id -> (it, -1): the
+    whole entry is behind it."""
+    entry, _, index = event_id.partition("/")
+    return entry, int(index) if index else -1
 
 
 async def last_event_id(client: Any, keys: QueueKeys) -> str:
@@ -118,6 +135,7 @@ async def read_events(
     client: Any, keys: QueueKeys, after: str, block: float, count: int = 500
 ) -> list[Event]:
     """Events after ``after``, waiting at most ``block`` seconds for the first one."""
+    after = after.partition("/")[0]
     reply = await client.xread({keys.events: after}, count=count, block=max(1, int(block * 1000)))
     if not reply:
         return []
@@ -127,7 +145,7 @@ async def read_events(
 async def read_events_back(client: Any, keys: QueueKeys, before: str, count: int) -> list[Event]:
     """The events of up to ``count`` entries older than ``before`` ("+" = from the newest),
     newest first."""
-    start = before if before == "+" else "(" + before
+    start = before if before == "+" else "(" + before.partition("/")[0]
     return [event for eid, raw in await client.xrevrange(keys.events, start, "-", count=count)
             for event in reversed(parse_entry(eid, raw))]
 
@@ -163,9 +181,22 @@ class QueueEvents:
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[Event]:
+    async def _start(self) -> None:
+        """Resolves "$", and a last_id that names an event inside a shared entry: the rest
+        of that entry comes first."""
         if self.last_id == "$":
             self.last_id = await last_event_id(self._client, self.keys)
+        entry, index = split_event_id(self.last_id)
+        if index >= 0 and not self._rest:
+            raw = await self._client.xrange(self.keys.events, entry, entry)
+            rest = [e for eid, f in raw for e in parse_entry(eid, f)][index + 1:]
+            if rest:
+                self._rest.extend(rest)
+            else:
+                self.last_id = entry  # trimmed away meanwhile, or nothing left of it
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        await self._start()
         while not self._closed:
             if not self._rest:
                 self._rest.extend(await read_events(self._client, self.keys, self.last_id,
@@ -177,8 +208,7 @@ class QueueEvents:
 
     async def next(self, timeout: float) -> Event | None:
         """The next event, or None after ``timeout`` seconds."""
-        if self.last_id == "$":
-            self.last_id = await last_event_id(self._client, self.keys)
+        await self._start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not self._rest:

@@ -95,12 +95,6 @@ async def test_hundreds_of_concurrent_waiters_on_one_queue(queue: Queue, redis_u
     assert results == [{"id": job.id, "twice": job.data * 2} for job in jobs]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "format v2 shares one stream entry (one event_id) among the active/completed events of "
-    "many jobs, and last_id names entries only: a consumer that persists event.event_id "
-    "after each event (BullMQ's lastEventId pattern) and restarts part way through an "
-    "entry loses the rest of that entry. Needs a cursor that names an event inside an "
-    "entry (e.g. '<entry id>:<index>' accepted by last_id) - an API decision."))
 async def test_resuming_from_a_persisted_event_id_loses_nothing(
         queue: Queue, redis_url: str) -> None:
     n = 200

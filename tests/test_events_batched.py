@@ -50,7 +50,10 @@ async def test_a_busy_worker_shares_entries_and_every_job_gets_its_events(
         if b"ids" in f:
             parts = parse_entry(eid, f)
             assert [e.index for e in parts] == list(range(len(parts)))
-            assert len({e.event_id for e in parts}) == 1
+            # Each names itself: the entry id, with its index for all but the last.
+            assert [e.event_id for e in parts] == [f"{eid.decode()}/{i}" for i in
+                                                  range(len(parts) - 1)] + [eid.decode()]
+            assert {e.entry_id for e in parts} == {eid.decode()}
 
 
 async def test_queue_events_yield_each_job_and_resume_inside_an_entry(
