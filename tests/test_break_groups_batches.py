@@ -1,0 +1,30 @@
+"""Hostile tests of groups and batches (issue 13): each test is a failure found by attacking
+the features the way users report bugs against BullMQ Pro, Celery and arq."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from minique import Delayed, GroupRateLimited, RateLimited
+
+
+@pytest.mark.parametrize("delay", [math.inf, 1e300, 10 * 365 * 86400.0 + 1])
+@pytest.mark.parametrize("make", [GroupRateLimited, RateLimited, Delayed,
+                                  lambda d: RateLimited(d, group=True)])
+def test_a_delay_beyond_ten_years_is_refused_where_it_is_raised(make: object,
+                                                                delay: float) -> None:
+    # Found: GroupRateLimited(inf) was accepted, then killed the worker's runner task with
+    # OverflowError (the job stayed active for good, the worker lost a slot); 1e300 wrapped
+    # in Lua and the throttle was silently ignored (the job ran again at once).
+    with pytest.raises(ValueError, match="delay"):
+        make(delay)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("delay", ["1", None, True])
+def test_a_delay_that_is_not_a_number_is_a_type_error(delay: object) -> None:
+    with pytest.raises(TypeError, match="delay"):
+        GroupRateLimited(delay)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="delay"):
+        Delayed(delay)  # type: ignore[arg-type]
