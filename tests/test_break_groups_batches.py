@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from minique import Delayed, GroupRateLimited, RateLimited
+from minique import Delayed, GroupRateLimited, Queue, RateLimited
 
 
 @pytest.mark.parametrize("delay", [math.inf, 1e300, 10 * 365 * 86400.0 + 1])
@@ -28,3 +28,25 @@ def test_a_delay_that_is_not_a_number_is_a_type_error(delay: object) -> None:
         GroupRateLimited(delay)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="delay"):
         Delayed(delay)  # type: ignore[arg-type]
+
+
+async def test_a_group_whose_settings_are_cleared_or_that_is_resumed_is_forgotten(
+        queue: Queue) -> None:
+    # Found: setting then clearing a group's options, or pausing then resuming a group with
+    # no jobs (the dashboard's buttons), left the group in the index for good:
+    # get_group_counts() said groups=3 while get_groups() listed none.
+    await queue.set_group_options("x", concurrency=1)
+    await queue.set_group_options("x")
+    await queue.pause_group("y")
+    await queue.resume_group("y")
+    await queue.set_group_options("z", limiter={"max": 1, "duration": 1.0})
+    await queue.set_group_options("z", concurrency=None, limiter=None)
+    assert await queue.get_groups() == []
+    assert (await queue.get_group_counts()).groups == 0
+    # A group that still has a reason to be known stays.
+    await queue.add("n", 1, group="w")
+    await queue.set_group_options("w", concurrency=2)
+    await queue.set_group_options("w")
+    await queue.pause_group("p")
+    assert [g.id for g in await queue.get_groups()] == ["w", "p"]
+    assert (await queue.get_group_counts()).groups == 2
