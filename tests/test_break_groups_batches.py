@@ -50,3 +50,15 @@ async def test_a_group_whose_settings_are_cleared_or_that_is_resumed_is_forgotte
     await queue.pause_group("p")
     assert [g.id for g in await queue.get_groups()] == ["w", "p"]
     assert (await queue.get_group_counts()).groups == 2
+
+
+async def test_a_group_id_that_is_not_utf8_text_is_a_clear_error(queue: Queue) -> None:
+    # Found: a lone surrogate reached the Redis client and came back as a bare
+    # UnicodeEncodeError that did not say which argument was wrong.
+    for call in (lambda: queue.add("n", 1, group="\ud800"),
+                 lambda: queue.add_bulk([("n", 1, {"group": "ok"}), ("n", 1, {"group": "\udfff"})]),
+                 lambda: queue.set_group_options("\ud800", concurrency=1),
+                 lambda: queue.pause_group("\ud800")):
+        with pytest.raises(ValueError, match="group must be text that encodes as UTF-8"):
+            await call()
+    assert (await queue.get_stats())["waiting"] == 0
