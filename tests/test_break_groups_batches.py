@@ -3,11 +3,14 @@ the features the way users report bugs against BullMQ Pro, Celery and arq."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+from typing import Any
 
 import pytest
+from helpers import wait_until
 
-from minique import Delayed, GroupRateLimited, Queue, RateLimited
+from minique import Batch, Delayed, GroupRateLimited, Queue, RateLimited, Registry, Worker
 
 
 @pytest.mark.parametrize("delay", [math.inf, 1e300, 10 * 365 * 86400.0 + 1])
@@ -62,3 +65,63 @@ async def test_a_group_id_that_is_not_utf8_text_is_a_clear_error(queue: Queue) -
         with pytest.raises(ValueError, match="group must be text that encodes as UTF-8"):
             await call()
     assert (await queue.get_stats())["waiting"] == 0
+
+
+async def _run(redis_url: str, q: Queue, registry: Registry, **kw: Any) -> tuple[Worker, Any]:
+    worker = Worker(q.name, registry, url=redis_url, shutdown_timeout=1.0, **kw)
+    return worker, asyncio.create_task(worker.run())
+
+
+async def _finished(q: Queue, job_id: str) -> bool:
+    return await q.get_state(job_id) in ("completed", "failed")
+
+
+async def test_a_job_timeout_holds_inside_a_batch(redis_url: str, queue: Queue) -> None:
+    # Found: add(..., timeout=0.2) was ignored when the job ran in a batch: a call of 1 s
+    # completed it, where alone it fails as timed out ("each job keeps its own life").
+    registry = Registry()
+    release = asyncio.Event()
+
+    @registry.processor(queue.name, batch={"size": 2, "timeout": 5.0})
+    async def handle(batch: Batch) -> None:
+        await release.wait()
+
+    short = await queue.add("j", 1, timeout=0.2)
+    free = await queue.add("j", 2)
+    worker, task = await _run(redis_url, queue, registry)
+    await wait_until(lambda: _active(queue, 2), timeout=10, message="batch running")
+    await asyncio.sleep(0.4)  # past the short job's timeout (what is tested: its outcome)
+    release.set()
+    for job in (short, free):
+        await wait_until(lambda j=job: _finished(queue, j.id), timeout=10, message="finished")
+    got = await queue.get_job(short.id)
+    assert got is not None and got.state == "failed"
+    assert "timed out after 0.2s" in (got.failed_reason or "")
+    assert await queue.get_state(free.id) == "completed"  # the call was not cut for it
+    await worker.close()
+    await task
+
+
+async def test_a_hung_batch_call_is_cut_once_every_job_timed_out(redis_url: str,
+                                                                  queue: Queue) -> None:
+    registry = Registry()
+
+    @registry.processor(queue.name, batch={"size": 2, "timeout": 5.0})
+    async def handle(batch: Batch) -> None:
+        await asyncio.Event().wait()  # hangs for good
+
+    jobs = [await queue.add("j", 1, timeout=0.2, attempts=2,
+                            backoff={"type": "fixed", "delay": 60.0}),
+            await queue.add("j", 2, timeout=0.3)]
+    worker, task = await _run(redis_url, queue, registry)
+    await wait_until(lambda: _finished(queue, jobs[1].id), timeout=10, message="cut")
+    retried = await queue.get_job(jobs[0].id)
+    assert retried is not None and retried.state == "delayed"  # its own attempts, backoff
+    failed = await queue.get_job(jobs[1].id)
+    assert failed is not None and "timed out after 0.3s" in (failed.failed_reason or "")
+    await worker.close()
+    await task
+
+
+async def _active(q: Queue, n: int) -> bool:
+    return (await q.get_stats())["active"] == n
