@@ -125,3 +125,43 @@ async def test_a_hung_batch_call_is_cut_once_every_job_timed_out(redis_url: str,
 
 async def _active(q: Queue, n: int) -> bool:
     return (await q.get_stats())["active"] == n
+
+
+@pytest.mark.parametrize("how", ["drain", "clean", "remove", "pause"])
+async def test_a_new_group_is_not_stuck_behind_groups_emptied_or_paused(
+        redis_url: str, queue: Queue, how: str) -> None:
+    # Found: after drain(), clean(0, "waiting"), removing jobs, or pausing many groups, the
+    # round-robin still named those groups. A fetch drops at most 2n + 16 of them per call
+    # and asked itself to fetch again, but reported the wake stream's id including that very
+    # wake-up, so the worker blocked for block_timeout: a job of a new group waited about
+    # (groups / 18) x block_timeout (6 s for 1,000 groups at the default 5 s; hours for
+    # 100,000).
+    registry = Registry()
+
+    @registry.processor(queue.name)
+    async def handle(job: Any) -> str:
+        return "done"
+
+    jobs = await queue.add_bulk([("j", i, {"group": f"g{i}"}) for i in range(300)])
+    if how == "drain":
+        assert await queue.drain() == 300
+    elif how == "clean":
+        assert len(await queue.clean(0, "waiting")) == 300
+    elif how == "remove":
+        for job in jobs:
+            assert await queue.remove_job(job.id)
+    else:
+        for i in range(300):
+            await queue.pause_group(f"g{i}")
+    worker, task = await _run(redis_url, queue, registry, concurrency=1, block_timeout=60.0)
+    await wait_until(lambda: _workers_up(queue), timeout=10, message="worker up")
+    new = await queue.add("j", "new", group="new")
+    assert await new.wait_until_finished(timeout=10) == "done"
+    if how != "pause":
+        assert (await queue.get_group_counts()).groups == 0
+    await worker.close()
+    await task
+
+
+async def _workers_up(q: Queue) -> bool:
+    return len(await q.get_workers()) == 1
