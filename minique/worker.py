@@ -1227,8 +1227,12 @@ class Worker:
                 # Renewal and results travel on different connections: a job that finished
                 # (or went back) while the renewal was on its way is no loss.
                 if self._running.get(job_id) is snapshot.get(job_id):
-                    log.warning("queue %s job %s: lease lost (expired or taken over)",
-                                self.queue_name, job_id)
+                    log.warning("queue %s job %s: lease lost (expired or taken over); its "
+                                "run here is given up", self.queue_name, job_id)
+                    # Another worker may run it now (a frozen worker, a long GC pause): run
+                    # on, and two runs of one job would overlap, beyond its group's
+                    # concurrency too. Its result would be discarded anyway (fenced).
+                    self._cancel_local(job_id, "lease lost")
             for raw in cancel:
                 self._cancel_local(raw.decode(), "cancelled")
 

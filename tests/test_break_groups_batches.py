@@ -4,13 +4,18 @@ the features the way users report bugs against BullMQ Pro, Celery and arq."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
+import signal
 from typing import Any
 
 import pytest
 from helpers import wait_until
+from test_group_workers import stamps, workers
 
 from minique import Batch, Delayed, GroupRateLimited, Queue, RateLimited, Registry, Worker
+
+_prefixes = itertools.count()
 
 
 @pytest.mark.parametrize("delay", [math.inf, 1e300, 10 * 365 * 86400.0 + 1])
@@ -165,3 +170,37 @@ async def test_a_new_group_is_not_stuck_behind_groups_emptied_or_paused(
 
 async def _workers_up(q: Queue) -> bool:
     return len(await q.get_workers()) == 1
+
+
+async def test_a_frozen_worker_gives_up_its_run_once_it_sees_the_lease_lost(
+        redis_url: str, procs: list[Any]) -> None:
+    # Found: a worker frozen (SIGSTOP: a VM pause, a GC stall) past its lease saw the lease
+    # lost when it woke ("lease lost" logged at every renewal) but ran the job to its end,
+    # beside the worker that had taken it back: two runs of one account's sync at group
+    # concurrency 1, the overlap groups exist to prevent. Its result was discarded anyway.
+    q = Queue("groups", url=redis_url, prefix=f"bgb{next(_prefixes)}")
+    await q.set_group_options("acct", concurrency=1)
+    fast = ("--lock-duration", "1", "--stalled-interval", "0.3")
+    victim, = workers(redis_url, procs, q.prefix, 1, *fast)
+    job = await q.add("work", {"g": "acct", "sleep_once": 20}, group="acct")
+    await wait_until(lambda: _stamped(q, "start", 1), timeout=20, message="first run")
+    victim.send_signal(signal.SIGSTOP)
+    try:
+        workers(redis_url, procs, q.prefix, 1, *fast)
+        await wait_until(lambda: _stamped(q, "end", 1), timeout=30, message="second run done")
+    finally:
+        victim.send_signal(signal.SIGCONT)
+    await wait_until(lambda: _stamped(q, "cancelled", 1), timeout=15,
+                     message="the frozen worker giving its run up")
+    ends = await stamps(q, "end")
+    assert [(s.id, s.pid) for s in ends] == [(job.id, ends[0].pid)] and ends[0].pid != victim.pid
+    assert await q.get_state(job.id) == "completed"
+    async def idle() -> bool:
+        info = await q.get_group("acct")
+        return info is not None and info.active == 0 and info.waiting == 0
+    await wait_until(idle, timeout=10, message="the group's slot given back")
+    await q.close()
+
+
+async def _stamped(q: Queue, what: str, n: int) -> bool:
+    return len(await stamps(q, what)) >= n
