@@ -1263,6 +1263,12 @@ class Worker:
                 # Inside the processor's call: the others' work must not be cut short, so
                 # the call runs on and this job fails as cancelled when it returns.
                 running.cancel_reason = reason
+                # Unless every job of the call lost its lease: other workers run them all
+                # now, there is no work left to lose, and running on would overlap them.
+                if (reason == "lease lost" and running.task is not None
+                        and not running.task.done()
+                        and all(r.cancel_reason == "lease lost" for r in gathering.members)):
+                    running.task.cancel()
             return
         if running and running.task is None:
             self._buffered.remove(running)

@@ -10,7 +10,7 @@ import signal
 from typing import Any
 
 import pytest
-from helpers import wait_until
+from helpers import start_worker, wait_until
 from test_group_workers import stamps, workers
 
 from minique import Batch, Delayed, GroupRateLimited, Queue, RateLimited, Registry, Worker
@@ -204,3 +204,34 @@ async def test_a_frozen_worker_gives_up_its_run_once_it_sees_the_lease_lost(
 
 async def _stamped(q: Queue, what: str, n: int) -> bool:
     return len(await stamps(q, what)) >= n
+
+
+async def test_a_frozen_batch_worker_gives_up_a_call_whose_every_lease_is_lost(
+        redis_url: str, procs: list[Any]) -> None:
+    # As above for a batch: every job of the call was taken back and run by another worker,
+    # so nothing is left to lose by cutting the call (one lost lease alone does not cut it).
+    q = Queue("batches", url=redis_url, prefix=f"bgb{next(_prefixes)}")
+    fast = ("--prefix", q.prefix, "--lock-duration", "1", "--stalled-interval", "0.3")
+    victim = start_worker(redis_url, "batches", *fast, target="tests.batch_procs:registry")
+    procs.append(victim)
+    jobs = await q.add_bulk([("b", {"sleep_once": 20}) for _ in range(3)])
+    key = f"{q.keys.base}:batch-calls"
+
+    async def calls(n: int) -> bool:
+        return int(await q.redis.llen(key)) >= n
+
+    await wait_until(lambda: calls(1), timeout=20, message="first call")
+    victim.send_signal(signal.SIGSTOP)
+    try:
+        procs.append(start_worker(redis_url, "batches", *fast, target="tests.batch_procs:registry"))
+        for job in jobs:
+            await wait_until(lambda j=job: _finished(q, j.id), timeout=30, message="taken back")
+    finally:
+        victim.send_signal(signal.SIGCONT)
+
+    async def gave_up() -> bool:
+        return victim.pid in [int(x) for x in await q.redis.lrange(f"{q.keys.base}:batch-cancelled", 0, -1)]
+
+    await wait_until(gave_up, timeout=15, message="the frozen worker giving its call up")
+    assert all([await q.get_state(j.id) == "completed" for j in jobs])
+    await q.close()
