@@ -108,7 +108,11 @@ class Batch:
     def fail(self, job: Job, error: str | BaseException) -> None:
         """Fails this one job; the others complete. It retries (with its backoff) while
         attempts remain, unless ``error`` is an ``UnrecoverableError``: then it fails at
-        once, as when a processor raises one. Undoes a ``complete``."""
+        once, as when a processor raises one. Undoes a ``complete``. TypeError if ``error``
+        is neither a string nor an exception."""
+        if not isinstance(error, str | BaseException):
+            # Checked here, at the call: later it would break the worker's report of the job.
+            raise TypeError(f"batch.fail needs a str or an exception, got {error!r}")
         self._check(job)
         self.values.pop(job.id, None)
         self.failed[job.id] = JobFailedInBatch(error) if isinstance(error, str) else error

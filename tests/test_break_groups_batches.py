@@ -13,7 +13,8 @@ import pytest
 from helpers import start_worker, wait_until
 from test_group_workers import stamps, workers
 
-from minique import Batch, Delayed, GroupRateLimited, Queue, RateLimited, Registry, Worker
+from minique import Batch, Delayed, GroupRateLimited, Job, Queue, RateLimited, Registry, Worker
+from minique.options import StoredOptions
 
 _prefixes = itertools.count()
 
@@ -235,3 +236,15 @@ async def test_a_frozen_batch_worker_gives_up_a_call_whose_every_lease_is_lost(
     await wait_until(gave_up, timeout=15, message="the frozen worker giving its call up")
     assert all([await q.get_state(j.id) == "completed" for j in jobs])
     await q.close()
+
+
+@pytest.mark.parametrize("error", [42, None, b"bytes"])
+def test_batch_fail_refuses_an_error_that_is_not_a_string_or_an_exception(error: Any) -> None:
+    # Found: batch.fail(job, 42) was accepted; the worker then crashed on it after the call
+    # (traceback.format_exception of an int): the runner task died and every job of the
+    # batch stayed active until its lease ran out. batch.fail(job, None) completed the job.
+    job = Job(None, "1", "n", None, StoredOptions())
+    batch = Batch([job])
+    with pytest.raises(TypeError, match=r"batch\.fail needs a str or an exception"):
+        batch.fail(job, error)
+    assert batch.failed == {}
