@@ -248,3 +248,26 @@ def test_batch_fail_refuses_an_error_that_is_not_a_string_or_an_exception(error:
     with pytest.raises(TypeError, match=r"batch\.fail needs a str or an exception"):
         batch.fail(job, error)
     assert batch.failed == {}
+
+
+async def test_a_processor_that_consumes_batch_jobs_leaves_every_job_an_outcome(
+        redis_url: str, queue: Queue) -> None:
+    # Found: Batch.jobs was the worker's own list; a processor that consumed it
+    # (`while batch.jobs: job = batch.jobs.pop()`) took the jobs out of the worker's hands:
+    # none got an outcome and all stayed active until their leases ran out.
+    registry = Registry()
+
+    @registry.processor(queue.name, batch={"size": 3, "timeout": 5.0})
+    async def handle(batch: Batch) -> None:
+        while batch.jobs:
+            job = batch.jobs.pop()
+            if job.data == 0:
+                batch.fail(job, "refused")  # still known to the batch once popped
+
+    jobs = await queue.add_bulk([("j", i) for i in range(3)])
+    worker, task = await _run(redis_url, queue, registry)
+    for job in jobs:
+        await wait_until(lambda j=job: _finished(queue, j.id), timeout=10, message="finished")
+    assert [await queue.get_state(j.id) for j in jobs] == ["failed", "completed", "completed"]
+    await worker.close()
+    await task
