@@ -86,17 +86,20 @@ class Batch:
     Every job the processor does not ``fail`` completes, with the value given to
     ``complete`` (None otherwise), once the processor returns."""
 
-    __slots__ = ("failed", "jobs", "values")
+    __slots__ = ("_ids", "failed", "jobs", "values")
 
     def __init__(self, jobs: list[Job]) -> None:
-        self.jobs = jobs
+        # A list of the batch's own: a processor that consumes it (``batch.jobs.pop()``)
+        # must not take jobs out of the worker's hands (they would get no outcome at all).
+        self.jobs = list(jobs)
+        self._ids = frozenset(j.id for j in jobs)
         # job id -> the error fail() was given (a str becomes a JobFailedInBatch)
         self.failed: dict[str, BaseException] = {}
         self.values: dict[str, Any] = {}  # job id -> the return value complete() was given
 
     def _check(self, job: Job) -> None:
-        if not any(j is job or j.id == job.id for j in self.jobs):
-            raise ValueError(f"job {job.id} is not in this batch")
+        if not isinstance(job, Job) or job.id not in self._ids:
+            raise ValueError(f"{job!r} is not a job of this batch")
 
     def complete(self, job: Job, value: Any = None) -> None:
         """Completes this job with ``value`` as its return value (msgpack-encodable, like a
@@ -108,7 +111,11 @@ class Batch:
     def fail(self, job: Job, error: str | BaseException) -> None:
         """Fails this one job; the others complete. It retries (with its backoff) while
         attempts remain, unless ``error`` is an ``UnrecoverableError``: then it fails at
-        once, as when a processor raises one. Undoes a ``complete``."""
+        once, as when a processor raises one. Undoes a ``complete``. TypeError if ``error``
+        is neither a string nor an exception."""
+        if not isinstance(error, str | BaseException):
+            # Checked here, at the call: later it would break the worker's report of the job.
+            raise TypeError(f"batch.fail needs a str or an exception, got {error!r}")
         self._check(job)
         self.values.pop(job.id, None)
         self.failed[job.id] = JobFailedInBatch(error) if isinstance(error, str) else error

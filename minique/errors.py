@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+# The longest delay a processor may ask for (10 years, as for every delay of minique):
+# the worker sends it to Lua in ms, where inf cannot be converted and a huge float wraps.
+_MAX_DELAY = 10 * 365 * 86400.0
+
+
+def _delay(kind: str, delay: Any) -> float:
+    if isinstance(delay, bool) or not isinstance(delay, int | float):
+        raise TypeError(f"{kind} delay must be a number of seconds, got {delay!r}")
+    if not 0 <= delay <= _MAX_DELAY:
+        raise ValueError(f"{kind} delay must be >= 0 and at most {_MAX_DELAY:.0f} s (10 years), "
+                         f"got {delay!r}")
+    return float(delay)
+
 
 class MiniqueError(Exception):
     """Base class of every error minique raises on purpose."""
@@ -20,11 +33,12 @@ class RateLimited(MiniqueError):
     takes no new jobs for ``delay`` seconds. With ``group=True`` only the job's group
     (docs/guide/groups.md) sleeps for ``delay`` and every other group goes on; for a job
     without a group that is a ``Delayed(delay)`` of this job alone.
+
+    ``delay`` is seconds from 0 to 10 years: ValueError outside, TypeError if not a number.
     """
 
     def __init__(self, delay: float, message: str = "rate limited", group: bool = False) -> None:
-        if not delay >= 0:
-            raise ValueError(f"RateLimited delay must be >= 0, got {delay!r}")
+        delay = _delay("RateLimited", delay)
         super().__init__(f"{message} (retry in {delay:.3f}s)")
         self.delay = delay
         self.message = message
@@ -56,12 +70,11 @@ class Delayed(MiniqueError):
 
     The job moves to delayed without using up an attempt (BullMQ's ``DelayedError``).
     Unlike ``RateLimited``, the queue goes on taking other jobs: the wait is this job's
-    alone, e.g. one account's quota among many.
+    alone, e.g. one account's quota among many. ``delay``: as for ``RateLimited``.
     """
 
     def __init__(self, delay: float, message: str = "delayed") -> None:
-        if not delay >= 0:
-            raise ValueError(f"Delayed delay must be >= 0, got {delay!r}")
+        delay = _delay("Delayed", delay)
         super().__init__(f"{message} (again in {delay:.3f}s)")
         self.delay = delay
         self.message = message

@@ -177,10 +177,16 @@ MAX_GROUP_LEN = 512
 
 
 def validate_group(value: Any) -> str:
-    """A group id: a non-empty string of at most 512 characters (any characters)."""
+    """A group id: a non-empty string of at most 512 characters (any characters that
+    encode as UTF-8); ValueError otherwise."""
     if not isinstance(value, str) or not value or len(value) > MAX_GROUP_LEN:
         raise ValueError(f"group must be a non-empty string of at most {MAX_GROUP_LEN} "
                          f"chars, got {value!r}")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate: Redis keys are UTF-8, so this group could not be stored.
+        raise ValueError(f"group must be text that encodes as UTF-8, got {value!r}") from None
     return value
 
 

@@ -979,8 +979,33 @@ class Worker:
     async def _call_batch(self, handler: Handler, members: list[_Running], jobs: list[Job],
                           started: float) -> None:
         batch = Batch(jobs)
+        # Each job's own timeout counts from the call's start, as for a job alone. The call
+        # is not cut for one job (the others' work would be lost): a job past its timeout
+        # fails as timed out when the call returns. Once every job is past its timeout,
+        # nothing is left to lose and the call is cut, as a hung call of one job would be.
+        timeouts = [job.opts.timeout for job in jobs]
+        cut_after = None if None in timeouts else max(t for t in timeouts if t is not None)
+        call_started = time.monotonic()
         try:
-            await handler.fn(batch)
+            if cut_after is None:
+                await handler.fn(batch)
+            else:
+                try:
+                    async with asyncio.timeout(cut_after) as deadline:
+                        await handler.fn(batch)
+                except TimeoutError:
+                    if not deadline.expired():  # a TimeoutError of the processor's own
+                        raise
+                    reasons = {r.job.id: r.cancel_reason for r in members
+                             if r.cancel_reason not in (None, "shutdown")}
+                    for job in jobs:
+                        reason = reasons.get(job.id)
+                        if reason is not None:
+                            self._fail(job, reason, "", final=True, started=started)
+                        else:
+                            self._on_error(job, TimeoutError(
+                                f"job timed out after {job.opts.timeout}s"), started)
+                    return
         except asyncio.CancelledError:
             # Shutdown past its grace (a cancel() of one job never interrupts the call).
             asked = {r.job.id for r in members if r.cancel_reason not in (None, "shutdown")}
@@ -1014,11 +1039,16 @@ class Worker:
             return
         cancelled = {r.job.id: r.cancel_reason for r in members
                      if r.cancel_reason not in (None, "shutdown")}
+        took = time.monotonic() - call_started
         none_raw: bytes | None = None
         for job in jobs:
             reason = cancelled.get(job.id)
             if reason is not None:
                 self._fail(job, reason, "", final=True, started=started)
+                continue
+            if job.opts.timeout is not None and took > job.opts.timeout:
+                self._on_error(job, TimeoutError(f"job timed out after {job.opts.timeout}s"),
+                               started)
                 continue
             error = batch.failed.get(job.id)
             if error is not None:
@@ -1208,8 +1238,12 @@ class Worker:
                 # Renewal and results travel on different connections: a job that finished
                 # (or went back) while the renewal was on its way is no loss.
                 if self._running.get(job_id) is snapshot.get(job_id):
-                    log.warning("queue %s job %s: lease lost (expired or taken over)",
-                                self.queue_name, job_id)
+                    log.warning("queue %s job %s: lease lost (expired or taken over); its "
+                                "run here is given up", self.queue_name, job_id)
+                    # Another worker may run it now (a frozen worker, a long GC pause): run
+                    # on, and two runs of one job would overlap, beyond its group's
+                    # concurrency too. Its result would be discarded anyway (fenced).
+                    self._cancel_local(job_id, "lease lost")
             for raw in cancel:
                 self._cancel_local(raw.decode(), "cancelled")
 
@@ -1256,6 +1290,12 @@ class Worker:
                 # Inside the processor's call: the others' work must not be cut short, so
                 # the call runs on and this job fails as cancelled when it returns.
                 running.cancel_reason = reason
+                # Unless every job of the call lost its lease: other workers run them all
+                # now, there is no work left to lose, and running on would overlap them.
+                if (reason == "lease lost" and running.task is not None
+                        and not running.task.done()
+                        and all(r.cancel_reason == "lease lost" for r in gathering.members)):
+                    running.task.cancel()
             return
         if running and running.task is None:
             self._buffered.remove(running)

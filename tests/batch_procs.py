@@ -20,7 +20,12 @@ async def handle(batch: Batch) -> None:
     for job in batch:
         data = job.data or {}
         if data.get("sleep_once") and await queue.redis.set(f"{queue.keys.base}:slept", 1, nx=True):
-            await asyncio.sleep(float(data["sleep_once"]))
+            try:
+                await asyncio.sleep(float(data["sleep_once"]))
+            except asyncio.CancelledError:
+                # The worker gave the call up (leases lost, shutdown past its grace).
+                await queue.redis.rpush(f"{queue.keys.base}:batch-cancelled", os.getpid())
+                raise
         if data.get("fail"):
             batch.fail(job, "refused")
 

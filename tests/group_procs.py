@@ -35,5 +35,9 @@ async def work(job: Any) -> None:
         raise GroupRateLimited(float(data["throttle"]))
     sleep = (data.get("sleep_once") if first_run else None) or data.get("sleep")
     if sleep:
-        await asyncio.sleep(float(sleep))
+        try:
+            await asyncio.sleep(float(sleep))
+        except asyncio.CancelledError:
+            await stamp(job, "cancelled")  # the worker gave the run up (lease lost, cancel)
+            raise
     await stamp(job, "end")

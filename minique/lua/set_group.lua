@@ -41,4 +41,7 @@ else
   return redis.error_reply('ERR unknown group operation ' .. op)
 end
 group_schedule(g)
+-- Settings cleared, or a resume of a group with nothing else to keep it: forgotten now
+-- (it is in no round-robin, so no turn of its would forget it).
+if op ~= 'pause' then group_forget_if_idle(g) end
 return control_changed('group')

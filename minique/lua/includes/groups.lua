@@ -26,6 +26,9 @@
 -- BASE .. ':gready', ':gsleep', ':groups', ':gactive', ':gpaused' (set by begin_call).
 local GQ, GS, GI, GA, GP
 local GFIFO_BAND = 36028797018963968  -- 2^55; steps of 8 are exact there
+-- Set when a take gave up on a round-robin still full of groups it could not take from
+-- (emptied by drain/clean/remove, paused, full): the caller must fetch again at once.
+local groups_stale_left = false
 local function gkey(g) return BASE .. ':g:' .. g end
 local function gwait(g) return BASE .. ':gw:' .. g end
 local function gwin(g) return BASE .. ':gl:' .. g end
@@ -221,5 +224,8 @@ local function take_grouped(now, n, ids, scores, gids, to_hold)
   end
   if taken > 0 then redis.call('HINCRBY', K.meta, 'gwn', -taken) end
   -- Stale entries (paused or full groups) can fill the pops: others wait behind them.
-  if taken < n and pops >= 2 * n + 16 and not to_hold then wake() end
+  if taken < n and pops >= 2 * n + 16 and not to_hold then
+    groups_stale_left = true
+    wake()
+  end
 end

@@ -67,6 +67,9 @@ local function with_wait_info(out)
   -- A sleeping group (rate limited, throttled) is due like a delayed job.
   local gw = groups_next_wake()
   if gw and (out[3] < 0 or gw < out[3]) then out[3] = gw end
+  -- The round-robin still names groups this call had no budget to pass: due now. (The
+  -- wake-up it posted is already before the id returned below, so it would not count.)
+  if groups_stale_left then out[3] = out[5] end
   local last = redis.call('XREVRANGE', K.wake, '+', '-', 'COUNT', 1)
   out[4] = last[1] and last[1][1] or '0-0'
   return out
