@@ -1,4 +1,5 @@
-"""Flow trees of one parent and 10 children per second, added and processed.
+"""Flow trees of one parent and 10 children per second, added and processed, and what a
+tree costs Redis against one plain job.
 
     python -m benchmarks.flows [--trees 300] [--concurrency 50] [--url redis://...]
 
@@ -6,6 +7,9 @@ Starts its own Redis unless --url is given. Adds ``--trees`` trees (parent in "f
 children in "fb-children") from one producer, then runs one in-process worker per queue
 until every parent has completed; prints trees added per second and trees processed per
 second (from the first add to the last parent's completion, workers running meanwhile).
+Then the same number of plain jobs, added one by one and processed the same way, and the
+ratio of the server's CPU time (``INFO cpu``) per tree to that per plain job (issue 17's
+aim: at most 12).
 """
 
 from __future__ import annotations
@@ -24,11 +28,40 @@ def tree(i: int) -> dict[str, Any]:
             "children": [{"name": "child", "queue": "fb-children", "data": j} for j in range(10)]}
 
 
+async def redis_cpu(q: Queue) -> float:
+    info = await q.redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def plain_jobs(url: str, n: int, concurrency: int) -> float:
+    """Redis CPU seconds for ``n`` plain jobs, added one by one and processed."""
+    q = Queue("fb-plain", url=url)
+    await q.obliterate(force=True)
+    before = await redis_cpu(q)
+    for i in range(n):
+        await q.add("plain", i)
+
+    async def plain(job: Any) -> Any:
+        return job.data
+
+    worker = Worker("fb-plain", plain, url=url, concurrency=concurrency)
+    task = asyncio.create_task(worker.run())
+    while (await q.get_stats())["completed"] < n:
+        await asyncio.sleep(0.05)
+    await worker.close()
+    await task
+    used = await redis_cpu(q) - before
+    await q.obliterate(force=True)
+    await q.close()
+    return used
+
+
 async def run(url: str, trees: int, concurrency: int) -> None:
     parents, children = Queue("fb-parents", url=url), Queue("fb-children", url=url)
     for q in (parents, children):
         await q.obliterate(force=True)
     flow = FlowProducer(url=url)
+    cpu_before = await redis_cpu(parents)
     start = time.perf_counter()
     for i in range(trees):
         await flow.add(tree(i))
@@ -47,6 +80,7 @@ async def run(url: str, trees: int, concurrency: int) -> None:
     while (await parents.get_stats())["completed"] < trees:
         await asyncio.sleep(0.05)
     processed = time.perf_counter() - processing
+    tree_cpu = await redis_cpu(parents) - cpu_before
     for w, t in zip(workers, tasks, strict=True):
         await w.close()
         await t
@@ -56,6 +90,9 @@ async def run(url: str, trees: int, concurrency: int) -> None:
     await flow.close()
     print(f"added:     {trees / added:8.0f} trees/s ({trees * 11 / added:.0f} jobs/s)")
     print(f"processed: {trees / processed:8.0f} trees/s ({trees * 11 / processed:.0f} jobs/s)")
+    plain_cpu = await plain_jobs(url, trees, concurrency)
+    print(f"Redis CPU: {tree_cpu * 1e6 / trees:8.0f} us per tree, {plain_cpu * 1e6 / trees:.0f} us "
+          f"per plain job: a tree costs {tree_cpu / plain_cpu:.1f}x a plain job (aim <= 12)")
 
 
 def main() -> None:

@@ -13,5 +13,5 @@ local function begin_call(keys, args)
   SCH_BASE, SCH_INDEX, SCH_REFILL = BASE, BASE .. ':schedulers', BASE .. ':schedulers:refill'
   emax, emitted, woken, extra_live = nil, 0, false, nil
   batched, pending = {}, false
-  gdefaults, dedups_trimmed = nil, false
+  gdefaults, dedups_trimmed, groups_stale_left = nil, false, false
 end
