@@ -131,6 +131,7 @@ async def _sync_both(app: App) -> tuple[dict[str, float], dict[str, Job]]:
     return dict(zip(jobs, times, strict=True)), jobs
 
 
+@pytest.mark.slow  # opt-in (--run-slow): the default run stays under 10 minutes
 async def test_storm_of_429s_recovers_in_the_time_the_quotas_force(app: App) -> None:
     app.fake.inventory_page_size = 3
     baseline, _ = await _sync_both(app)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers import ROOT, server_binary
 
 from benchmarks import soak_growth, soak_report
@@ -87,6 +88,7 @@ def test_a_new_soak_replaces_its_section(tmp_path: Path) -> None:
     assert soak_report.kept_section(text).endswith(soak_report.END)
 
 
+@pytest.mark.slow  # opt-in (--run-slow): the default run stays under 10 minutes
 def test_soak_runs_end_to_end(tmp_path: Path) -> None:
     server = server_binary()
     cmd = [sys.executable, "-m", "benchmarks.compare", "--soak", "--soak-seconds", "5",

@@ -11,8 +11,9 @@ from typing import Any
 
 from mkdocs.structure.files import File, Files
 
-REPORTS = ("RESULTS.md", "RESULTS-uvloop.md", "RESULTS-prefetch.md", "PROFILE.md", "RELIABILITY.md",
-           "ratios.png", "ratios-prefetch.png", "soak.png")
+REPORTS = ("RESULTS.md", "RESULTS-uvloop.md", "RESULTS-prefetch.md", "RESULTS-issue17.md",
+           "PROFILE.md", "RELIABILITY.md", "ratios.png", "ratios-prefetch.png",
+           "ratios-issue17.png", "soak.png")
 
 
 def on_files(files: Files, config: Any) -> Files:

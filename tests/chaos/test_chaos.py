@@ -14,6 +14,7 @@ import tempfile
 import time
 from typing import Any
 
+import pytest
 from helpers import start_worker, wait_until
 from proxy import ChaosProxy
 
@@ -40,6 +41,7 @@ def report(name: str, **figures: Any) -> None:
     print("CHAOS", name, " ".join(f"{k}={v}" for k, v in figures.items()))
 
 
+@pytest.mark.slow  # opt-in (--run-slow): the default run stays under 10 minutes
 async def test_kill_9_storm(redis_url: str, procs: list[Any], long_mode: bool) -> None:
     # Jobs take 0.1 s, so the run outlasts the storm: kills land while jobs are in flight.
     n, workers, seconds = (5000, 4, 20) if long_mode else (1000, 3, 5)
@@ -163,6 +165,7 @@ async def _all_done(q: Queue, ids: list[str]) -> bool:
     return all(s == b"completed" for s in states)
 
 
+@pytest.mark.slow  # opt-in (--run-slow): the default run stays under 10 minutes
 async def test_network_faults_never_hang_a_worker(redis_server: RedisServer, procs: list[Any],
                                                   long_mode: bool) -> None:
     proxy = await ChaosProxy(redis_server.port).start()

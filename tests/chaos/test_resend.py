@@ -102,6 +102,7 @@ async def _completed(q: Queue, n: int) -> bool:
     return (await q.get_stats())["completed"] >= n
 
 
+@pytest.mark.slow  # opt-in (--run-slow): the default run stays under 10 minutes
 async def test_a_dead_link_is_reported_and_the_worker_resumes_soon_after_it_heals(
         redis_server: RedisServer, caplog: pytest.LogCaptureFixture, long_mode: bool) -> None:
     proxy = await ChaosProxy(redis_server.port).start()
