@@ -4,6 +4,7 @@ queue name with '/' in every link."""
 
 from __future__ import annotations
 
+import html
 import re
 from urllib.parse import urlencode
 
@@ -138,3 +139,21 @@ async def test_metrics_count_groups_by_kind_not_one_series_per_group(api: Api, q
             for kind in ("groups", "active", "paused", "throttled")} == {
         "groups": 4, "active": 2, "paused": 1, "throttled": 0}
     assert "acct-1" not in text
+
+
+async def test_pages_link_to_their_neighbours_keeping_their_filters(api: Api, queue: Queue) -> None:
+    """The pager of the job list, the groups list and one group's jobs (macros.html pager):
+    each page links to the next and the previous, with the listing's own parameters."""
+    await queue.add_bulk([("sync", i, {"group": f"g{i}"}) for i in range(60)])
+    await queue.add_bulk([("sync", i, {"group": "big"}) for i in range(30)])
+    await queue.add_bulk([("plain", i) for i in range(30)])
+    seg = encode_id("big")
+    for url, query, more in (
+            (f"/queues/{queue.name}", {"state": "waiting"}, {"state": "waiting"}),
+            (f"/queues/{queue.name}/groups", {"by": "waiting"}, {"by": "waiting"}),
+            (f"/queues/{queue.name}/groups/{seg}", {}, {})):
+        first = html.unescape((await api.c.get(f"{url}?{urlencode(query)}")).text)
+        assert "page 1 of " in first, url
+        assert f'href="{url}?{urlencode({"page": 2, **more})}"' in first, url
+        second = html.unescape((await api.c.get(f"{url}?{urlencode({**query, 'page': 2})}")).text)
+        assert f'href="{url}?{urlencode({"page": 1, **more})}"' in second, url
