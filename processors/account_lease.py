@@ -1,10 +1,10 @@
 """One sync of an Amazon account at a time, whichever queue, host or flow it comes from.
 
 The account groups (concurrency 1, ``processors/queues.py``) keep the syncs of one account
-apart *within* a queue: a group's limits hold in its queue. But three kinds of job sync an
-account: the scheduled data-sync, a user's manual-sync (a queue of its own) and the daily
-report flow's data-sync child (a flow job takes no group). So every sync also holds the
-account's lease, a redis-py ``Lock`` on ``<prefix>:sync-lease:<account id>``:
+apart *within* a queue: a group's limits hold in its queue. But a user's manual-sync lives
+in a queue of its own, beside data-sync (the hourly syncs and the daily report flow's), and
+a job may be added without its group. So every sync also holds the account's lease, a
+redis-py ``Lock`` on ``<prefix>:sync-lease:<account id>``:
 
 * A sync that finds the lease taken raises ``AccountBusy``, which ``processors.outcomes``
   turns into ``GroupRateLimited``: the job goes back to its group, which sleeps for

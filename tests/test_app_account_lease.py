@@ -64,9 +64,10 @@ async def test_a_manual_sync_and_a_scheduled_sync_of_one_account_never_overlap(
     assert not await client.exists(lease_key(app.prefix, "acct-0"))
 
 
-async def test_the_daily_flows_sync_waits_for_a_running_manual_sync(
+async def test_an_ungrouped_sync_waits_for_a_running_manual_sync(
         app: App, client: aioredis.Redis) -> None:
-    """A flow's data-sync child has no group; it waits alone for the account's lease."""
+    """A data-sync job added without its group (as a user may) waits alone for the
+    account's lease."""
     app.fake.inject("searchListingsItems", "slow", delay=1.5, times=1, seller=0)
     manual = app.queue(QueueName.MANUAL_SYNC)
     clicked = await manual.add("manual-sync", {"amazon_account_id": "acct-0", "user_id": "u1",
