@@ -121,12 +121,14 @@ async def _account(ctx: SyncContext, account_id: str) -> AccountRecord:
     return record
 
 
-async def _exclusive_sync(account_id: str, sync: Callable[[], Awaitable[dict[str, int]]]) -> dict[str, int]:
+async def _exclusive_sync(job: Job, account_id: str,
+                          sync: Callable[[], Awaitable[dict[str, int]]]) -> dict[str, int]:
     """``sync()`` under the account's sync lease (``processors.account_lease``): a manual
     sync, a scheduled one and the daily flow's never overlap for one account, whichever
-    queue each comes from."""
+    queue each comes from, and a job turned away has the next turn."""
     rt = runtime.current()
-    return await sync_exclusively(rt.redis, rt.settings.prefix, account_id, sync)
+    return await sync_exclusively(rt.redis, rt.settings.prefix, account_id, sync,
+                                  waiter=f"{job.queue.name}:{job.id}")
 
 
 @_processor(QueueName.DATA_SYNC)
@@ -140,7 +142,7 @@ async def data_sync(job: Job) -> dict[str, Any]:
     except ValueError as exc:
         raise UnrecoverableError(f"since must be an ISO date (YYYY-MM-DD): {exc}") from None
     # The job's id names the run: after a 429 or an error it resumes where it stopped.
-    written = await _exclusive_sync(payload.amazon_account_id, lambda: sync_account(
+    written = await _exclusive_sync(job, payload.amazon_account_id, lambda: sync_account(
         ctx, payload.amazon_account_id, payload.sync_types, job.update_progress, run_id=job.id,
         since=since))
     return {"amazon_account_id": payload.amazon_account_id, "written": written}
@@ -157,7 +159,7 @@ async def manual_sync(job: Job) -> dict[str, Any]:
                   f"requested by user {payload.user_id}")
     log.info("manual-sync job %s: %s of %s for user %s", job.id, payload.sync_type,
              payload.amazon_account_id, payload.user_id)
-    written = await _exclusive_sync(payload.amazon_account_id, lambda: sync_account(
+    written = await _exclusive_sync(job, payload.amazon_account_id, lambda: sync_account(
         ctx, payload.amazon_account_id, [payload.sync_type], job.update_progress, run_id=job.id))
     return {"amazon_account_id": payload.amazon_account_id, "user_id": payload.user_id,
             "sync_type": payload.sync_type, "written": written}

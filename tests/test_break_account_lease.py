@@ -1,6 +1,6 @@
 """Attacks on the account sync lease (processors/account_lease.py) and its use by the app's
 sync processors: slow links, partitions, cancels mid-acquire, and a steady stream of syncs of
-one account. Tests marked xfail(strict=True) fail on the code they were written against."""
+one account. The first four failed on the code they were written against (fixed since)."""
 
 from __future__ import annotations
 
@@ -44,8 +44,6 @@ async def proxy(redis_url: str) -> AsyncIterator[ChaosProxy]:
 # --- the lease alone, with the app's Redis client (minique.connection.connect) -------------
 
 
-@pytest.mark.xfail(strict=True, reason="a cancel that lands while the acquire's reply is in "
-                   "flight leaves the lease taken for its full TTL (60 s in the app)")
 async def test_a_cancel_during_the_acquire_leaves_no_lease(
         client: aioredis.Redis, proxy: ChaosProxy) -> None:
     """A job's timeout, cancel or shutdown reaches a sync while its SET NX has run in Redis
@@ -85,9 +83,6 @@ async def test_a_cancel_during_the_acquire_leaves_no_lease(
         await holder.aclose()
 
 
-@pytest.mark.xfail(strict=True, reason="a renewal stuck on a dead link is not bounded by the "
-                   "time the lease has left: the sync runs on after its lease expired (up to "
-                   "4 x 15 s of redis-py timeouts and retries) while another sync holds it")
 async def test_a_holder_cut_off_from_redis_stops_before_its_lease_expires(
         client: aioredis.Redis, proxy: ChaosProxy) -> None:
     """The holder's link to Redis goes dead (a partition: packets dropped, no RST), while
@@ -132,9 +127,6 @@ async def test_a_holder_cut_off_from_redis_stops_before_its_lease_expires(
         await holder.aclose()
 
 
-@pytest.mark.xfail(strict=True, reason="the keeper decides to try once more when one interval "
-                   "is left, but not what that failing call costs (redis-py's 3 retries take "
-                   "~0.7 s against a refusing Redis): a 3.2 s lease is overrun by ~0.3 s")
 async def test_a_holder_whose_redis_refuses_connections_stops_before_its_lease_expires(
         client: aioredis.Redis, proxy: ChaosProxy) -> None:
     """Redis down (connections refused) rather than a dead link: every renewal fails in
@@ -267,9 +259,6 @@ async def test_many_syncs_of_one_account_from_every_side_never_overlap(
     assert not await client.exists(lease_key(app.prefix, "acct-0"))
 
 
-@pytest.mark.xfail(strict=True, reason="the lease is first come, first served with a 2 s "
-                   "retry: the queue whose next job starts in the few ms after a release always "
-                   "wins, so a waiting scheduled sync waits for every manual sync queued after it")
 async def test_a_stream_of_manual_syncs_does_not_starve_a_waiting_scheduled_sync(
         app: App, syncs: Syncs) -> None:
     """A scheduled data-sync of acct-0 arrives while a manual sync runs; then 16 more manual
