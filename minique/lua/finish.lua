@@ -82,8 +82,8 @@ local done_c, done_f = retention_batch(K.completed), retention_batch(K.failed)
 -- group only in a queue that has had grouped jobs (meta 'gwn' exists from the first one
 -- on, and is never deleted but with the queue), and its dedup id and flow links only in
 -- one that has had such jobs (meta 'xr', as delete_job_keys).
-local marks = redis.call('HMGET', K.meta, 'gwn', 'xr')
-local read_group, read_extra = marks[1] ~= false, marks[2] ~= false
+local marks = meta_marks()
+local read_group, read_extra = marks.gwn ~= false, marks.xr ~= false
 
 local policies = {}
 for kc, ka in string.gmatch(ARGV[12], '(-?%d+):(-?%d+)') do

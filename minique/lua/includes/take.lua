@@ -65,7 +65,7 @@ local function with_wait_info(out)
   local nd = redis.call('ZRANGE', K.delayed, 0, 0, 'WITHSCORES')
   if nd[2] then out[3] = math.floor(tonumber(nd[2]) / DELAY_SHIFT) end
   -- A sleeping group (rate limited, throttled) is due like a delayed job.
-  local gw = groups_next_wake()
+  local gw = meta_marks().gwn and groups_next_wake()
   if gw and (out[3] < 0 or gw < out[3]) then out[3] = gw end
   -- The round-robin still names groups this call had no budget to pass: due now. (The
   -- wake-up it posted is already before the id returned below, so it would not count.)
@@ -88,10 +88,10 @@ end
 local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, promote_limit,
                          hold, hold_ms)
   promote_due(now, promote_limit)
-  local m = redis.call('HMGET', K.meta, 'gconc', 'cv', 'paused', 'hu')
-  local gconc = tonumber(m[1])
-  local out = {0, 0, -1, '', now, gconc or 0, m[2] or '0', 0}
-  if m[3] then
+  local m = meta_marks()
+  local gconc = tonumber(m.gconc)
+  local out = {0, 0, -1, '', now, gconc or 0, m.cv or '0', 0}
+  if m.paused then
     out[1] = 1
   else
     local pttl = redis.call('PTTL', K.pause_until)
@@ -115,8 +115,10 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   elseif hold_ms > 0 then
     out[8] = 1
     local until_ms = now + hold_ms
-    if not tonumber(m[4]) or tonumber(m[4]) < until_ms then
-      redis.call('HSET', K.meta, 'hu', int_str(until_ms))
+    if not tonumber(m.hu) or tonumber(m.hu) < until_ms then
+      local hu = int_str(until_ms)
+      redis.call('HSET', K.meta, 'hu', hu)
+      meta_set('hu', hu)
     end
   end
   if out[1] ~= 0 then count = 0 end
@@ -125,8 +127,13 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   local ids, scores, gids = {}, {}, {}
   -- Grouped jobs (includes/groups.lua) take turns with ungrouped ones: half the free slots
   -- each while both wait, the rest to whichever has jobs; held ones after the ungrouped.
-  groups_wake_due(now)
-  local grouped = redis.call('LLEN', GQ) > 0
+  -- Groups exist only in a queue that has had grouped jobs (meta 'gwn', kept from the
+  -- first one on): the others skip their two reads.
+  local grouped = false
+  if m.gwn then
+    groups_wake_due(now)
+    grouped = redis.call('LLEN', GQ) > 0
+  end
   if grouped and count > 0 then
     local share = count
     if redis.call('ZCARD', K.pri) + redis.call('XLEN', K.ready) > 0 then
@@ -149,8 +156,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   -- read once a job of the queue has stalled (meta 'xs'), the group once the queue has had
   -- grouped jobs (meta 'gwn', kept from the first one on), a scheduler's id only for its
   -- firings, whose ids start with "sched:" (custom ids cannot).
-  local marks = redis.call('HMGET', K.meta, 'xs', 'gwn')
-  local read_stc, read_group = marks[1] ~= false, marks[2] ~= false
+  local read_stc, read_group = m.xs ~= false, m.gwn ~= false
   local deadline = now + lease_ms
   local now_s = int_str(now)
   local leases, holds = {}, {}
