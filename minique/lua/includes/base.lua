@@ -190,7 +190,8 @@ end
 -- Writes a job's state fields, plus `fields` (a new job's own fields, or nil) in the same
 -- HSET, so that adding a job writes its hash once.
 local function write_job(jk, fields, ...)
-  local args = fields or {}
+  if not fields then return redis.call('HSET', jk, ...) end
+  local args = fields
   for _, v in ipairs({...}) do args[#args + 1] = v end
   redis.call('HSET', jk, unpack(args))
 end
