@@ -98,12 +98,14 @@ for kc, ka in string.gmatch(ARGV[12], '(-?%d+):(-?%d+)') do
   policies[#policies + 1] = {tonumber(kc), tonumber(ka)}
 end
 local b = 13
+-- Locals for what the loop calls per job: a global is a table lookup on each use.
+local rcall, smatch, tonum = redis.call, string.match, tonumber
 for i = 1, nres do
   local tok, kind, delay_s, pi, started, id =
-    string.match(ARGV[b], '^([^|]*)|(%a)|(%d+)|(%d+)|(%d*)|(.*)$')
+    smatch(ARGV[b], '^([^|]*)|(%a)|(%d+)|(%d+)|(%d*)|(.*)$')
   local value, stack = ARGV[b + 1], ''
   if kind == 'c' or kind == 's' or kind == 'h' then b = b + 2 else stack = ARGV[b + 2]; b = b + 3 end
-  local policy = policies[tonumber(pi) + 1]
+  local policy = policies[tonum(pi) + 1]
   local jk = JP .. id
   -- Every way out of active (and held) clears the token, so a matching token means the
   -- job is still this worker's.
@@ -112,10 +114,10 @@ for i = 1, nres do
   local cur_tok, cur_atm, cur_st, cur_ats, cur_ps, cur_g, cur_dd, cur_par, cur_pol
   if kind == 's' or kind == 'h' or started ~= '' then
     cur_tok, cur_atm, cur_st, cur_ats, cur_ps, cur_g, cur_dd, cur_par, cur_pol =
-      unpack(redis.call('HMGET', jk, unpack(FIELDS_FULL, 1, n_full)))
+      unpack(rcall('HMGET', jk, unpack(FIELDS_FULL, 1, n_full)))
   else
     cur_tok, cur_atm, cur_st, cur_g, cur_dd, cur_par, cur_pol =
-      unpack(redis.call('HMGET', jk, unpack(FIELDS_SHORT, 1, n_short)))
+      unpack(rcall('HMGET', jk, unpack(FIELDS_SHORT, 1, n_short)))
   end
   -- Held: taken ahead, not started as far as Redis knows; 'removed' is a held job that
   -- remove() or drain() reached before its worker handed it back.
@@ -178,7 +180,7 @@ for i = 1, nres do
       -- removed the job; a large one only if no job is left to read it from.
       if retain(done_c, id, now_s, policy[1], policy[2]) then
         write_job(jk, start_fields, 'st', 'completed', 'rv', value, 'fon', now_s, 'tok', '',
-                  'atm', int_str((tonumber(cur_atm) or 0) + 1))
+                  'atm', int_str((tonum(cur_atm) or 0) + 1))
         emit_batched('completed', id, #value <= EVENT_VALUE_MAX and value or nil)
       else
         delete_job_keys(id)

@@ -33,8 +33,15 @@ end
 
 -- Integer to string: a Lua number passed to redis.call is formatted with "%.17g", a
 -- floating-point path that cost ~10% of the server's time in the hot scripts.
+-- Small counts (attempts) come from this table: string.format costs ~1.5k instructions.
+-- (Written out: the standard libraries are not there while the library loads.)
+local SMALL_INT_STR = {[0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '10', '11',
+  '12', '13', '14', '15', '16', '17', '18', '19', '20', '21', '22', '23', '24', '25', '26',
+  '27', '28', '29', '30', '31', '32', '33', '34', '35', '36', '37', '38', '39', '40', '41',
+  '42', '43', '44', '45', '46', '47', '48', '49', '50', '51', '52', '53', '54', '55', '56',
+  '57', '58', '59', '60', '61', '62', '63'}
 local function int_str(n)
-  return string.format('%d', n)
+  return SMALL_INT_STR[n] or string.format('%d', n)
 end
 
 -- The active set's score is the lease deadline, negated and in thousandths of a ms, minus
