@@ -39,7 +39,10 @@ local nres = tonumber(ARGV[11])
 local calls_key = BASE .. ':calls'
 
 local record = redis.call('HGET', calls_key, worker)
-if record then
+-- The record starts with its call id (a 5-item array, 0x95, then the id): a call that is
+-- no re-send, the usual case, is told apart without unpacking the previous call's ids.
+local id_prefix = '\149' .. cmsgpack.pack(call_id)
+if record and string.sub(record, 1, #id_prefix) == id_prefix then
   local r = cmsgpack.unpack(record)
   if r[1] == call_id then
     -- A re-send: the first answer, with the jobs it handed out that are still this call's.
@@ -93,19 +96,21 @@ local FIELDS_SHORT = {'tok', 'atm', 'st', 'g', 'dd', 'par', 'pol'}
 local n_full = read_extra and 9 or read_group and 6 or 5
 local n_short = n_full - 2
 
-local policies = {}
+-- Keyed by the index as the results send it (a string), so no result converts it.
+local policies, np = {}, 0
 for kc, ka in string.gmatch(ARGV[12], '(-?%d+):(-?%d+)') do
-  policies[#policies + 1] = {tonumber(kc), tonumber(ka)}
+  policies[int_str(np)] = {tonumber(kc), tonumber(ka)}
+  np = np + 1
 end
 local b = 13
 -- Locals for what the loop calls per job: a global is a table lookup on each use.
-local rcall, smatch, tonum = redis.call, string.match, tonumber
+local rcall, smatch = redis.call, string.match
 for i = 1, nres do
   local tok, kind, delay_s, pi, started, id =
     smatch(ARGV[b], '^([^|]*)|(%a)|(%d+)|(%d+)|(%d*)|(.*)$')
   local value, stack = ARGV[b + 1], ''
   if kind == 'c' or kind == 's' or kind == 'h' then b = b + 2 else stack = ARGV[b + 2]; b = b + 3 end
-  local policy = policies[tonum(pi) + 1]
+  local policy = policies[pi]
   local jk = JP .. id
   -- Every way out of active (and held) clears the token, so a matching token means the
   -- job is still this worker's.
@@ -139,7 +144,7 @@ for i = 1, nres do
       -- Taken for a free slot but never started: the start it was counted for is undone.
       left_active[#left_active + 1] = id
       if cur_g then released[#released + 1] = cur_g end
-      redis.call('HSET', jk, 'ats', int_str(math.max(0, (tonumber(cur_ats) or 1) - 1)))
+      redis.call('HSET', jk, 'ats', int_str(math.max(0, count_num(cur_ats, 1) - 1)))
       emit('ev', 'waiting', 'id', id)
     end
     enqueue_return(jk, id, cur_ps)
@@ -151,7 +156,7 @@ for i = 1, nres do
       starts[#starts + 1] = lease_score(now + lease_ms, i)
       starts[#starts + 1] = id
       redis.call('HSET', jk, 'st', 'active', 'pon', started ~= '' and started or now_s,
-                 'ats', int_str((tonumber(cur_ats) or 0) + 1))
+                 'ats', int_str(count_num(cur_ats, 0) + 1))
       if cur_g then group_start(cur_g) end
       emit_batched('active', id)
     end
@@ -163,7 +168,7 @@ for i = 1, nres do
       left[#left + 1] = id
       -- Without a start time it never started (e.g. cancelled while held): no start.
       if started ~= '' then
-        start_fields = {'pon', started, 'ats', int_str((tonumber(cur_ats) or 0) + 1)}
+        start_fields = {'pon', started, 'ats', int_str(count_num(cur_ats, 0) + 1)}
         emit_batched('active', id)
       end
     else
@@ -171,7 +176,7 @@ for i = 1, nres do
     end
     -- A held job that started and ended between two calls never took a slot.
     if cur_g and not held then released[#released + 1] = cur_g end
-    local delay = tonumber(delay_s)
+    local delay = delay_s == '0' and 0 or tonumber(delay_s)
     if kind == 'g' and not cur_g then kind = 'd' end
     if cur_dd and (kind == 'c' or kind == 'f') then release_dedup(cur_dd, id) end
     if cur_par and (kind == 'c' or kind == 'f') then flow_finished(jk, cur_par, cur_pol, kind, value) end
@@ -180,7 +185,7 @@ for i = 1, nres do
       -- removed the job; a large one only if no job is left to read it from.
       if retain(done_c, id, now_s, policy[1], policy[2]) then
         write_job(jk, start_fields, 'st', 'completed', 'rv', value, 'fon', now_s, 'tok', '',
-                  'atm', int_str((tonum(cur_atm) or 0) + 1))
+                  'atm', int_str(count_num(cur_atm, 0) + 1))
         emit_batched('completed', id, #value <= EVENT_VALUE_MAX and value or nil)
       else
         delete_job_keys(id)
@@ -191,14 +196,14 @@ for i = 1, nres do
       if retain(done_f, id, now_s, policy[1], policy[2]) then
         local hf, hv = attempt_entry(jk, 'failed', now, value)
         write_job(jk, start_fields, 'st', 'failed', 'fr', value, 'stk', stack, 'fon', now_s,
-                  'tok', '', 'atm', int_str((tonumber(cur_atm) or 0) + 1), hf, hv)
+                  'tok', '', 'atm', int_str(count_num(cur_atm, 0) + 1), hf, hv)
       else
         delete_job_keys(id)
       end
       emit('ev', 'failed', 'id', id, 'reason', string.sub(value, 1, EVENT_VALUE_MAX))
       counts.failed = counts.failed + 1
     elseif kind == 'r' then
-      local atm = (tonumber(cur_atm) or 0) + 1
+      local atm = count_num(cur_atm, 0) + 1
       local hf, hv = attempt_entry(jk, 'retried', now, value)
       write_job(jk, start_fields, 'fr', value, 'stk', stack, 'tok', '', 'atm', int_str(atm), hf, hv)
       counts.retried = counts.retried + 1

@@ -43,6 +43,13 @@ local SMALL_INT_STR = {[0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '
 local function int_str(n)
   return SMALL_INT_STR[n] or string.format('%d', n)
 end
+-- The other way, for the counts read from job hashes: tonumber() goes through strtod.
+local SMALL_INT_NUM = {}
+for i = 0, 63 do SMALL_INT_NUM[SMALL_INT_STR[i]] = i end
+-- A stored count (a string, or false/nil when absent) as a number, absent = `default`.
+local function count_num(s, default)
+  return SMALL_INT_NUM[s] or tonumber(s) or default
+end
 
 -- The active set's score is the lease deadline, negated and in thousandths of a ms, minus
 -- the job's place in its batch: the newest lease sorts first. A small sorted set is a

@@ -162,7 +162,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   local leases, holds = {}, {}
   local active_n = 0
   -- Locals for what the loop calls per job: a global is a table lookup on each use.
-  local rcall, sbyte, tonum = redis.call, string.byte, tonumber
+  local rcall, sbyte = redis.call, string.byte
   local on = #out
   for i, id in ipairs(ids) do
     local jk = JP .. id
@@ -189,7 +189,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       -- A missed firing of a catch_up="skip" scheduler: the hook deleted it; nothing to run.
     elseif f[1] then
       handed = true
-      local ats = (tonum(f[9]) or 0) + 1
+      local ats = count_num(f[9], 0) + 1
       local ps = scores[i] or ''
       if active_n < count then
         active_n = active_n + 1
