@@ -58,6 +58,12 @@ end
 local function lease_score(deadline, i)
   return int_str(-(deadline * 1000 + i % 1000))
 end
+-- The same for the jobs of one take, which share a deadline: '-' .. deadline formatted once
+-- (lease_prefix), then the place as three digits (string.format costs ~1.5k instructions).
+local PAD3 = {}
+for i = 0, 999 do PAD3[i] = (i < 10 and '00' or (i < 100 and '0' or '')) .. i end
+local function lease_prefix(deadline) return '-' .. int_str(deadline) end
+local function lease_score_at(prefix, i) return prefix .. PAD3[i % 1000] end
 
 -- Lowest score of an expired lease, and the deadline (ms) a score stands for.
 local function expired_from(now) return int_str(-(now * 1000 + 999)) end

@@ -157,7 +157,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   -- grouped jobs (meta 'gwn', kept from the first one on), a scheduler's id only for its
   -- firings, whose ids start with "sched:" (custom ids cannot).
   local read_stc, read_group = m.xs ~= false, m.gwn ~= false
-  local deadline = now + lease_ms
+  local lease_at = lease_prefix(now + lease_ms)
   local now_s = int_str(now)
   local leases, holds = {}, {}
   local active_n = 0
@@ -196,14 +196,14 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
         -- One write per job: the counter is bumped from the value just read.
         rcall('HSET', jk, 'st', 'active', 'tok', tok, 'pon', now_s, 'w', worker,
                    'ats', int_str(ats), 'ps', ps)
-        leases[#leases + 1] = lease_score(deadline, i)
+        leases[#leases + 1] = lease_score_at(lease_at, i)
         leases[#leases + 1] = id
         if lim_max > 0 then redis.call('ZADD', K.window, now_s, tok) end
         emit_batched('active', id)
       else
         -- Held: started (and counted as started) only when the worker starts it.
         rcall('HSET', jk, 'st', 'held', 'tok', tok, 'w', worker, 'ps', ps)
-        holds[#holds + 1] = lease_score(deadline, i)
+        holds[#holds + 1] = lease_score_at(lease_at, i)
         holds[#holds + 1] = id
       end
       local n = on
