@@ -69,13 +69,14 @@ TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutEr
 def encode_results(results: list[tuple[Any, ...]]) -> list[Any]:
     """finish.lua's argument layout for results ``(id, token, kind, value, stack, delay_ms,
     keep_count, keep_age_ms, started_ms)``: the distinct retention policies once, then per
-    job one "id|token|kind|delay|policy|started" string, the value, and the stack unless
-    the kind is c, s or h. started_ms is "" except for jobs taken as held."""
+    job one "token|kind|delay|policy|started|id" string, the value, and the stack unless
+    the kind is c, s or h. started_ms is "" except for jobs taken as held. The id (which
+    may contain "|") comes last, so that Lua matches the string without backtracking."""
     policies: dict[tuple[int, int], int] = {}
     args: list[Any] = [""]
     for job_id, token, kind, value, stack, delay_ms, keep_count, keep_age, started in results:
         index = policies.setdefault((keep_count, keep_age), len(policies))
-        args.append(f"{job_id}|{token}|{kind}|{delay_ms}|{index}|{started}")
+        args.append(f"{token}|{kind}|{delay_ms}|{index}|{started}|{job_id}")
         args.append(value)
         if kind not in _SHORT_KINDS:
             args.append(stack)

@@ -11,7 +11,7 @@ local function begin_call(keys, args)
   GQ, GS, GI = BASE .. ':gready', BASE .. ':gsleep', BASE .. ':groups'
   GA, GP = BASE .. ':gactive', BASE .. ':gpaused'
   SCH_BASE, SCH_INDEX, SCH_REFILL = BASE, BASE .. ':schedulers', BASE .. ':schedulers:refill'
-  emax, emitted, woken, extra_live = nil, 0, false, nil
+  emax, emitted, woken, extra_live, meta_cache = nil, 0, false, nil, nil
   batched, pending = {}, false
   gdefaults, dedups_trimmed, groups_stale_left = nil, false, false
 end
