@@ -307,20 +307,22 @@ async def test_kill_9_storm_with_default_options_counts_only_started_jobs_as_sta
     seen = await effects(q)
     lost = {j.id for j in jobs} - set(seen)
     stalled_unstarted = []
-    failed = 0
+    failed: set[str] = set()
     for job in jobs:
         fresh_job = await q.get_job(job.id)
         assert fresh_job is not None
         if fresh_job.stalled_count > fresh_job.attempts_started:
             stalled_unstarted.append(job.id)
         if fresh_job.state == "failed":
-            failed += 1
+            failed.add(job.id)
             # Failed by stalls: it was taken to run (started, or taken for a free slot it
             # had not begun yet) at two kills.
             assert fresh_job.stalled_count >= 2
-    report("kill9-defaults", jobs=n, kills=kills, lost=len(lost), failed=failed,
-           stalled_without_start=len(stalled_unstarted))
-    assert not lost
+    report("kill9-defaults", jobs=n, kills=kills, lost=len(lost - failed), failed=len(failed),
+           failed_without_effect=len(lost & failed), stalled_without_start=len(stalled_unstarted))
+    # A job failed by stalls may never have run its effect (taken for a free slot, not yet
+    # begun, at both kills): it is failed, not lost. Every other job ran.
+    assert not lost - failed
     assert not stalled_unstarted
     await q.obliterate(force=True)
     await q.close()
