@@ -1,13 +1,15 @@
 """Redis instructions (callgrind Ir) per processed job, for the worker's script calls.
 
     python -m benchmarks.callgrind_jobs [--n 5000] [--concurrency 50] [--no-prefetch] [--keep]
+                                        [--groups G]
 
 Starts a private redis-server under ``valgrind --tool=callgrind`` (instrumentation off until
 the jobs are queued), queues N no-op jobs with the default options (as benchmarks.compare
 does), zeroes the counters, processes them with one Worker and dumps. Instruction counts
 repeat from run to run, where the wall clock of this machine does not: the figure to
 compare between two versions of the scripts. ``--keep`` leaves the dump (its path is
-printed) for ``callgrind_annotate``.
+printed) for ``callgrind_annotate``. ``--groups G`` spreads the jobs over G groups, added
+group by group as in ``benchmarks.groups``.
 """
 
 from __future__ import annotations
@@ -59,11 +61,18 @@ def _callgrind_control(option: str, pid: int) -> None:
     subprocess.run(["callgrind_control", option, str(pid)], check=True, capture_output=True)
 
 
-async def _process(url: str, n: int, concurrency: int, pid: int, prefetch: bool) -> None:
+async def _process(url: str, n: int, concurrency: int, pid: int, prefetch: bool,
+                   groups: int) -> None:
     q = Queue("cg", url=url)
     await q.obliterate(force=True)
+    per_group = -(-n // groups) if groups else n
+
+    def options(i: int) -> dict[str, Any]:
+        return {"group": f"g{i // per_group}"} if groups else {}
+
     for start in range(0, n, 5000):
-        await q.add_bulk([("noop", {"i": i}, {}) for i in range(start, min(n, start + 5000))])
+        await q.add_bulk([("noop", {"i": i}, options(i))
+                          for i in range(start, min(n, start + 5000))])
 
     async def noop(job: Any) -> None:
         return None
@@ -101,6 +110,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--no-prefetch", action="store_true",
                     help="no held jobs: at concurrency 1, a script call per job")
+    ap.add_argument("--groups", type=int, default=0, help="spread the jobs over this many groups")
     args = ap.parse_args()
     out_dir = tempfile.mkdtemp(prefix="minique-cg-")
     port = free_port()
@@ -112,7 +122,7 @@ def main() -> None:
     try:
         _wait_ping(port, 120.0)
         asyncio.run(_process(f"redis://127.0.0.1:{port}/0", args.n, args.concurrency, proc.pid,
-                                not args.no_prefetch))
+                                not args.no_prefetch, args.groups))
     finally:
         proc.terminate()
         proc.wait(60)
@@ -120,7 +130,8 @@ def main() -> None:
     # The dump requested after the jobs ran ends in ".1" (the final one at exit has no suffix).
     dump = sorted(dumps)[0]
     ir = _total_ir(dump)
-    label = f"concurrency {args.concurrency}" + (" no prefetch" if args.no_prefetch else "")
+    label = (f"concurrency {args.concurrency}" + (" no prefetch" if args.no_prefetch else "")
+             + (f", {args.groups} groups" if args.groups else ""))
     print(f"{label}: {args.n} jobs, {ir:,} Ir, {ir / args.n:,.0f} Ir/job"
           + (f"  ({dump})" if args.keep else ""))
     if not args.keep:
