@@ -166,66 +166,68 @@ end
 -- `to_hold`: jobs to hold, taken only from groups without limits (the others go to the
 -- tail untouched).
 local function take_grouped(now, n, ids, scores, gids, to_hold)
+  local call, tonum, limits = redis.call, tonumber, group_limits
+  local prefix = BASE .. ':g:'
   local taken, pops = 0, 0
   while taken < n and pops < 2 * n + 16 do
     pops = pops + 1
     -- The head goes to the tail in one call (a group that may start another job stays in
     -- the round-robin, the common case); one that must leave is popped off the tail again
-    -- (leave()), where nothing else was pushed meanwhile.
-    local g = redis.call('LMOVE', GQ, GQ, 'LEFT', 'RIGHT')
+    -- (RPOP), where nothing else was pushed meanwhile.
+    local g = call('LMOVE', GQ, GQ, 'LEFT', 'RIGHT')
     if not g then break end
-    local gk = gkey(g)
-    local h = redis.call('HMGET', gk, 'a', 'c', 'p', 'rl', 'lm', 'ld')
-    local a = tonumber(h[1]) or 0
-    local conc, max, window = group_limits(h[2], h[5], h[6])
+    local gk = prefix .. g
+    local h = call('HMGET', gk, 'a', 'c', 'p', 'rl', 'lm', 'ld')
+    local a = tonum(h[1]) or 0
+    local conc, max, window = limits(h[2], h[5], h[6])
     local sleep_until = nil
-    local wk = gwin(g)
+    local wk = (max and max > 0) and gwin(g) or nil
     if to_hold and not h[3] and (conc or (max and max > 0)) then
       -- stays, untouched
     elseif not h[3] and not (conc and a >= conc) then
-      local rl = tonumber(h[4])
+      local rl = tonum(h[4])
       if rl and rl > now then
         sleep_until = rl
       elseif max and max > 0 then
-        redis.call('ZREMRANGEBYSCORE', wk, '-inf', now - window)
-        if redis.call('ZCARD', wk) >= max then
-          local oldest = redis.call('ZRANGE', wk, 0, 0, 'WITHSCORES')
-          sleep_until = math.max(now + 1, tonumber(oldest[2]) + window)
+        call('ZREMRANGEBYSCORE', wk, '-inf', now - window)
+        if call('ZCARD', wk) >= max then
+          local oldest = call('ZRANGE', wk, 0, 0, 'WITHSCORES')
+          sleep_until = math.max(now + 1, tonum(oldest[2]) + window)
         end
       end
       if sleep_until then
-        redis.call('RPOP', GQ)
-        redis.call('ZADD', GS, int_str(sleep_until), g)
-        redis.call('HSET', gk, 'q', 's')
+        call('RPOP', GQ)
+        call('ZADD', GS, int_str(sleep_until), g)
+        call('HSET', gk, 'q', 's')
       else
-        local popped = redis.call('ZPOPMIN', gwait(g))
+        local popped = call('ZPOPMIN', gwait(g))
         if popped[1] then
           taken = taken + 1
           ids[#ids + 1] = popped[1]; scores[#ids] = popped[2]
           if not to_hold then
             gids[#ids] = g
             a = a + 1
-            redis.call('HSET', gk, 'a', int_str(a))
-            redis.call('ZADD', GA, a, g)
+            call('HSET', gk, 'a', int_str(a))
+            call('ZADD', GA, a, g)
           end
-          local left = tonumber(redis.call('ZINCRBY', GI, -1, g))
+          local left = tonum(call('ZINCRBY', GI, -1, g))
           if max and max > 0 then
-            redis.call('ZADD', wk, int_str(now), popped[1] .. '|' .. int_str(now))
-            redis.call('PEXPIRE', wk, int_str(window))
+            call('ZADD', wk, int_str(now), popped[1] .. '|' .. int_str(now))
+            call('PEXPIRE', wk, int_str(window))
           end
           if left <= 0 or (conc and a >= conc) then
-            redis.call('RPOP', GQ)
-            redis.call('HDEL', gk, 'q')
+            call('RPOP', GQ)
+            call('HDEL', gk, 'q')
           end
         else
-          redis.call('RPOP', GQ)
-          redis.call('HDEL', gk, 'q')
+          call('RPOP', GQ)
+          call('HDEL', gk, 'q')
           group_forget_if_idle(g)
         end
       end
     else
-      redis.call('RPOP', GQ)
-      redis.call('HDEL', gk, 'q')
+      call('RPOP', GQ)
+      call('HDEL', gk, 'q')
     end
   end
   if taken > 0 then redis.call('HINCRBY', K.meta, 'gwn', -taken) end
