@@ -43,3 +43,15 @@ def test_upper_case_state_set_per_call_is_set_by_begin_call() -> None:
                 if not re.search(rf"\b{name}\b[^\n]*=", begin):
                     missing.append(f"{path.name}: {name}")
     assert not missing, f"declared per call but never set by begin_call: {missing}"
+
+
+def test_the_key_suffixes_begin_call_derives_are_those_of_the_key_vector() -> None:
+    """add sends the meta key alone; begin_call derives the rest from it."""
+    from minique.keys import QueueKeys
+
+    base = (scripts.LUA_DIR / "includes" / "base.lua").read_text()
+    block = re.search(r"local KEY_SUFFIX = \{(.*?)\}", base, re.S)
+    assert block is not None
+    suffixes = re.findall(r"'([^']*)'", block.group(1))
+    keys = QueueKeys("q", "p")
+    assert [keys.base + s for s in suffixes] == list(keys.vector)

@@ -4,8 +4,9 @@
 -- group ('' for none: see includes/groups.lua), dedup ("ttl_ms|flags|dedup id" or "": a
 -- job whose dedup id is taken is not added; the existing job's id comes back as a
 -- duplicate, see includes/dedup.lua); then per job: id, name, data, the number (from 1)
--- of its tail. Jobs added with the same options share a tail, so a bulk of plain jobs
--- sends 4 arguments a job rather than 9 (each costs the server a parse and a Lua string).
+-- of its tail, or 0 for the plain tail ('', 0, 0, '', ''), which is not sent. Jobs added
+-- with the same options share a tail, so a bulk of plain jobs sends 4 arguments a job
+-- rather than 9 (each costs the server a parse and a Lua string, ~1k instructions).
 -- Every id is chosen by the client (automatic ones from blocks it reserves with INCRBY on
 -- the id counter), and every call carries the producer's next sequence number: a call
 -- whose number the producer's record has seen already is a re-send (a client retry after a
@@ -26,6 +27,10 @@ local now_s = int_str(now)
 local producers_key = BASE .. ':producers'
 local out = {0}
 if producer ~= '' then
+  -- A producer's calls trim the events stream at its first and every 32nd: between them,
+  -- the stream outgrows its cap by at most 31 calls' entries per producer (a one-job add
+  -- writes one or two), and every other transition's call trims as before.
+  if seq % 32 ~= 1 then skip_first_trim() end
   local last = redis.call('HGET', producers_key, producer)
   if last and seq <= tonumber(string.match(last, '^(%d+)')) then return {1, now} end
   if not last and seq > 1 then
@@ -56,9 +61,13 @@ local added = {}
 for i = 0, n - 1 do
   local b = JB + i * 4
   local id, name, data = ARGV[b], ARGV[b + 1], ARGV[b + 2]
-  local t = 6 + (tonumber(ARGV[b + 3]) - 1) * 5
-  local opts, prio_s, delay_s, group, dedup = ARGV[t], ARGV[t + 1], ARGV[t + 2], ARGV[t + 3],
-                                              ARGV[t + 4]
+  local tail = ARGV[b + 3]
+  local opts, prio_s, delay_s, group, dedup = '', '0', '0', '', ''
+  if tail ~= '0' then
+    local t = 6 + (tonumber(tail) - 1) * 5
+    opts, prio_s, delay_s, group, dedup = ARGV[t], ARGV[t + 1], ARGV[t + 2], ARGV[t + 3],
+                                          ARGV[t + 4]
+  end
   local prio, delay = tonumber(prio_s), tonumber(delay_s)
   local dup = 0
   local dd_field = nil
