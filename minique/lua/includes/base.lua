@@ -102,19 +102,32 @@ end
 local BATCHED_NAMES = {'added', 'waiting', 'active', 'completed'}
 -- The per-job value a kind carries: its field in a one-job entry, and in a shared one.
 local BATCHED_VALUE = {added = {'name', 'names'}, completed = {'rv', 'rvs'}}
-local batched, pending = {}, false
+-- What emit_batched gathered, per kind. The lists are made once, with the library, and
+-- emptied by their count: new ones per call had cost a one-job add four tables (~1.4k
+-- instructions each, with their collection). Items past `n` are left from earlier calls
+-- and never read; they hold at most about EVENT_VALUE_MAX bytes per kind.
+local BATCHED = {}
+for i = 1, #BATCHED_NAMES do  -- (the library's load sees no globals, ipairs included)
+  BATCHED[BATCHED_NAMES[i]] = {ids = {}, rvs = {}, n = 0, bytes = 0}
+end
+local pending = false
+local function clear_batched()
+  for i = 1, #BATCHED_NAMES do
+    local b = BATCHED[BATCHED_NAMES[i]]
+    b.n, b.bytes = 0, 0
+  end
+  pending = false
+end
+
 local flush_events
 local function emit_batched(name, id, rv)
-  local b = batched[name]
-  if not b then
-    b = {ids = {}, rvs = {}, n = 0, bytes = 0}
-    batched[name] = b
-  end
+  local b = BATCHED[name]
   pending = true
-  b.n = b.n + 1
-  b.ids[b.n] = id
+  local n = b.n + 1
+  b.n = n
+  b.ids[n] = id
   rv = rv or ''
-  b.rvs[b.n] = rv
+  b.rvs[n] = rv
   b.bytes = b.bytes + #rv + #id
   if b.bytes >= EVENT_VALUE_MAX then flush_events() end
 end
@@ -131,12 +144,18 @@ end
 -- Whether the jobs of the gathered 'waiting' events are those of the 'added' ones, in order
 -- (add.lua's jobs that went to waiting, none delayed or a duplicate).
 local function all_added_waiting()
-  local a, w = batched.added, batched.waiting
-  if not a or not w or a.n ~= w.n then return false end
+  local a, w = BATCHED.added, BATCHED.waiting
+  if a.n == 0 or a.n ~= w.n then return false end
   for i = 1, a.n do
     if a.ids[i] ~= w.ids[i] then return false end
   end
   return true
+end
+
+-- One entry of gathered events; with `then_name`, the same jobs' events of that name
+-- follow in it (minique/events.py reads fields in any order).
+local function append_entry(then_name, ...)
+  if then_name then append_event('then', then_name, ...) else append_event(...) end
 end
 
 -- Writes what emit_batched gathered, one entry per event name; when every added job went
@@ -145,31 +164,26 @@ end
 function flush_events()
   if not pending then return end
   local merged = all_added_waiting()
-  for _, name in ipairs(BATCHED_NAMES) do
-    local b = batched[name]
-    local value = BATCHED_VALUE[name]
-    local entry
-    if not b or (merged and name == 'waiting') then
-    elseif b.n == 1 then
-      if value and b.rvs[1] ~= '' then
-        entry = {'ev', name, 'id', b.ids[1], value[1], b.rvs[1]}
+  for i = 1, #BATCHED_NAMES do
+    local name = BATCHED_NAMES[i]
+    local b, value = BATCHED[name], BATCHED_VALUE[name]
+    if b.n > 0 and not (merged and name == 'waiting') then
+      local then_name = (merged and name == 'added') and 'waiting' or nil
+      if b.n == 1 then
+        if value and b.rvs[1] ~= '' then
+          append_entry(then_name, 'ev', name, 'id', b.ids[1], value[1], b.rvs[1])
+        else
+          append_entry(then_name, 'ev', name, 'id', b.ids[1])
+        end
+      elseif value then
+        append_entry(then_name, 'ev', name, 'ids', length_prefixed(b.ids, b.n), value[2],
+                     length_prefixed(b.rvs, b.n))
       else
-        entry = {'ev', name, 'id', b.ids[1]}
+        append_entry(then_name, 'ev', name, 'ids', length_prefixed(b.ids, b.n))
       end
-    elseif value then
-      entry = {'ev', name, 'ids', length_prefixed(b.ids, b.n), value[2],
-               length_prefixed(b.rvs, b.n)}
-    else
-      entry = {'ev', name, 'ids', length_prefixed(b.ids, b.n)}
-    end
-    if entry then
-      if merged and name == 'added' then
-        entry[#entry + 1] = 'then'; entry[#entry + 1] = 'waiting'
-      end
-      append_event(unpack(entry))
     end
   end
-  batched, pending = {}, false
+  clear_batched()
 end
 
 -- One event, after whatever emit_batched gathered before it.
@@ -189,10 +203,16 @@ local function wake()
 end
 
 -- Writes a job's state fields, plus `fields` (a new job's own fields, or nil) in the same
--- HSET, so that adding a job writes its hash once.
+-- HSET, so that adding a job writes its hash once. The state fields end at the first nil.
+-- (No table of them: a table costs ~1.4k instructions, more than this loop.)
 local function write_job(jk, fields, ...)
   local args = fields or {}
-  for _, v in ipairs({...}) do args[#args + 1] = v end
+  local n = #args
+  for i = 1, select('#', ...) do
+    local v = select(i, ...)
+    if v == nil then break end
+    args[n + i] = v
+  end
   redis.call('HSET', jk, unpack(args))
 end
 

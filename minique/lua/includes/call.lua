@@ -29,6 +29,7 @@ local function begin_call(keys, args)
   end
   CALL_ARGV, JP = args, args[1]
   emax, emitted, woken, extra_live = nil, 0, false, nil
-  batched, pending = {}, false
+  clear_batched()
+  pending = false
   gdefaults, dedups_trimmed, groups_stale_left = nil, false, false
 end
