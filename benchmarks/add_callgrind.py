@@ -12,6 +12,8 @@ server's own work, which is what a change to the Lua or the call's arguments mov
 ``--src DIR`` imports minique from DIR (another worktree), for an A/B in one run.
 ``--bullmq`` measures BullMQ-Node's ``queue.add`` the same way (benchmarks/node, after
 ``npm ci``). ``--annotate`` prints callgrind_annotate's inclusive top functions.
+``--client`` counts the producer's own instructions per add instead (user space only: the
+socket calls' kernel time is not counted), with a plain redis-server.
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _control(flag: str, pid: int) -> None:
+    """callgrind_control -z (zero) or -d (dump) of process ``pid``."""
+    subprocess.run(["callgrind_control", flag, str(pid)], check=True, stdout=subprocess.DEVNULL)
+
+
 class Callgrind:
     """redis-server under callgrind on a free port."""
 
@@ -92,14 +99,12 @@ class Callgrind:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def zero(self) -> None:
-        subprocess.run(["callgrind_control", "-z", str(self.proc.pid)], check=True,
-                       stdout=subprocess.DEVNULL)
+        _control("-z", self.proc.pid)
 
     def dump(self) -> tuple[int, str]:
         """Dumps the counters; returns the total Ir and the dump's path."""
         before = set(glob.glob(f"{self.dir}/cg.*"))
-        subprocess.run(["callgrind_control", "-d", str(self.proc.pid)], check=True,
-                       stdout=subprocess.DEVNULL)
+        _control("-d", self.proc.pid)
         new = sorted(set(glob.glob(f"{self.dir}/cg.*")) - before, key=os.path.getmtime)
         path = new[-1]
         for line in Path(path).read_text().splitlines():
@@ -164,6 +169,49 @@ def _bullmq_adds(server: Callgrind, n: int) -> tuple[int, str, str]:
     return ir, path, cmds
 
 
+def _client_adds(n: int, src: str | None, keep: str | None) -> None:
+    """The producer's own instructions per add: this script again, under callgrind, with a
+    plain redis-server (the child zeroes and dumps its own counters around the adds)."""
+    with tempfile.TemporaryDirectory(prefix="add-callgrind-client-") as out:
+        port = _free_port()
+        server = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port",
+                                   str(port), "--save", "", "--appendonly", "no"],
+                                  stdout=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            child = [sys.executable, "-m", "benchmarks.add_callgrind", "--n", str(n),
+                     "--client-port", str(port), *(["--src", src] if src else [])]
+            subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p",
+                            *child], check=True, stderr=subprocess.DEVNULL,
+                           cwd=Path(__file__).resolve().parent.parent)
+            dumps = sorted(glob.glob(f"{out}/cg.*"), key=os.path.getmtime)
+            dump = next(d for d in dumps if d.endswith(".1"))
+            ir = next(int(line.split()[1]) for line in Path(dump).read_text().splitlines()
+                      if line.startswith(("summary:", "totals:")))
+            print(f"client: {ir / n:,.0f} Ir/add (the producer's process, user space)")
+            if keep:
+                shutil.copy(dump, keep)
+        finally:
+            server.terminate()
+            server.wait()
+
+
+async def _client_child(port: int, n: int) -> None:
+    from minique import Queue
+
+    q = Queue("bench", url=f"redis://127.0.0.1:{port}/0")
+    await q.obliterate(force=True)
+    for i in range(WARM):
+        await q.add("noop", _payload(i))
+    # Blocking on purpose: nothing else runs, and the counters must be zeroed (and dumped)
+    # exactly between the adds.
+    _control("-z", os.getpid())
+    for i in range(n):
+        await q.add("noop", _payload(i))
+    _control("-d", os.getpid())
+    await q.close()
+
+
 def _annotate(path: str) -> None:
     for inclusive in ("yes", "no"):
         out = subprocess.run(["callgrind_annotate", f"--inclusive={inclusive}", path],
@@ -181,9 +229,18 @@ def main() -> None:
     parser.add_argument("--bullmq", action="store_true", help="measure BullMQ-Node instead")
     parser.add_argument("--annotate", action="store_true")
     parser.add_argument("--keep", default=None, help="copy the dump to this path")
+    parser.add_argument("--client", action="store_true",
+                        help="count the producer's instructions instead of the server's")
+    parser.add_argument("--client-port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.src:
         sys.path.insert(0, os.path.abspath(args.src))
+    if args.client_port:
+        asyncio.run(_client_child(args.client_port, args.n))
+        return
+    if args.client:
+        _client_adds(args.n, args.src, args.keep)
+        return
     server = Callgrind()
     try:
         if args.bullmq:
