@@ -145,17 +145,22 @@ class OwnLink:
         if conn is not None:
             await conn.disconnect(nowait=True)
 
-    async def execute(self, *args: Any) -> Any:
+    def execute(self, *args: Any) -> Awaitable[Any]:
         """Sends one command and returns its raw reply (minique's clients do not decode,
         and script replies have no response callbacks); an error reply is raised as
-        redis-py's exception for it.
+        redis-py's exception for it."""
+        return self._run(_packed(args), args)
 
-        On an open connection the first attempt is made right here; only when it fails
+    def execute_packed(self, packed: bytes) -> Awaitable[Any]:
+        """``execute`` of a command the caller packed itself (minique/packing.py)."""
+        return self._run([packed], ())
+
+    async def _run(self, packed: list[bytes] | None, args: tuple[Any, ...]) -> Any:
+        """On an open connection the first attempt is made right here; only when it fails
         does the client's retry policy take over, counting it as its first failure. (Going
         through the policy's wrapper for every call, with a closure, a coroutine per layer
         and a timer handle each, had cost about a fifth of a one-job add's client
         instructions.)"""
-        packed = _packed(args)
         conn, proto = self._conn, self._proto
         if (proto is None or proto.lost is not None or self._pid != os.getpid()
                 or not conn.is_connected):

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import codec, scripts, telemetry
+from . import codec, packing, scripts, telemetry
 from .attempts import Attempt, attempts_from_hash
 from .connection import connect
 from .errors import AddOutcomeUnknown, InvalidJobState, JobNotFound
@@ -124,6 +125,8 @@ class Queue:
         # Add calls (one at a time, under the lock) keep a connection of their own and skip
         # redis-py's per-command machinery (minique/own_link.py); None: through the client.
         self._link: OwnLink | None = own_link(self.redis)
+        # (producer, packed head) of a plain one-job add call (_plain_add).
+        self._plain_head: tuple[str, bytes] = ("", b"")
         # Automatic ids come from blocks reserved with INCRBY, so an add knows its ids
         # before the first send (a re-send must not take fresh ones).
         self._id_next = 0
@@ -317,6 +320,15 @@ class Queue:
 
     async def _call_adds(self, calls: list[list[Any]]) -> list[Any]:
         if len(calls) == 1:
+            call = calls[0]
+            if (self._link is not None and call[0] == 1 and call[3] == 0
+                    and type(call[6]) is bytes and scripts.uses_functions()):
+                try:
+                    return [await self._link.execute_packed(self._plain_add(call))]
+                except ResponseError as exc:
+                    if not scripts.missing_code(exc):
+                        raise scripts.translate_error(exc) from exc
+                    # Nothing ran: scripts.run loads the library and calls again.
             return [await scripts.run(self._link or self.redis, "add", self._add_keys,
                                       (self.keys.job_prefix, *calls[0]))]
         if getattr(self.redis, "connection_pool", None) is None:
@@ -337,6 +349,17 @@ class Queue:
             # Calls after the missing code did not run; the ones before are re-sends now.
             await scripts.load_all(self.redis)
         raise RuntimeError("Redis keeps missing minique's functions after they were loaded")
+
+    def _plain_add(self, call: list[Any]) -> bytes:
+        """``call`` (one job, plain options: see _add_call_args) packed for the link; the
+        head is packed once per producer (a forked child is a producer of its own)."""
+        if self._plain_head[0] != self._producer:
+            head = packing.packed_head(("FCALL", scripts.library().function("add"), 1,
+                                        self.keys.meta, self.keys.job_prefix, 1,
+                                        self._producer))
+            self._plain_head = (self._producer, head)
+        _n, _producer, seq, _nt, job_id, name, data, _tail = call
+        return packing.plain_add(self._plain_head[1], seq, job_id, name, data)
 
     async def _submit_add(self, args: list[Any]) -> tuple[bytes, int, int]:
         """Sends one job's add. While an add is in flight, others wait and then go together
