@@ -22,9 +22,9 @@ local JB = 6 + tonumber(ARGV[5]) * 5  -- the first job's arguments
 local producer, seq = ARGV[3], tonumber(ARGV[4])
 local now = now_ms()
 local now_s = int_str(now)
--- Producers' last sequence numbers live in one hash ("seq|ms" per producer); the sweep
--- drops those of producers gone quiet (sweep.lua).
-local producers_key = BASE .. ':producers'
+-- Producers' last sequence numbers live in one hash (PRODUCERS, "seq|ms" per producer);
+-- the sweep drops those of producers gone quiet (sweep.lua).
+local producers_key = PRODUCERS
 local out = {0}
 if producer ~= '' then
   -- A producer's calls trim the events stream at its first and every 32nd: between them,
@@ -66,12 +66,13 @@ for i = 0, n - 1 do
   local id, name, data = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local tail = ARGV[b + 3]
   local opts, prio_s, delay_s, group, dedup = '', '0', '0', '', ''
+  local prio, delay = 0, 0
   if tail ~= '0' then
     local t = 6 + (tonumber(tail) - 1) * 5
     opts, prio_s, delay_s, group, dedup = ARGV[t], ARGV[t + 1], ARGV[t + 2], ARGV[t + 3],
                                           ARGV[t + 4]
+    prio, delay = tonumber(prio_s), tonumber(delay_s)
   end
-  local prio, delay = tonumber(prio_s), tonumber(delay_s)
   local dup = 0
   local dd_field = nil
   if check_each and not (added and added[id]) and string.match(id, '^%d+$')

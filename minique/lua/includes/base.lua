@@ -19,6 +19,8 @@ local CALL_ARGV
 local JP
 -- The queue's hash tag "{p:q}", for the keys and channels the vector does not carry.
 local BASE
+-- The producers' idempotency records (add.lua, add_flow.lua, sweep.lua).
+local PRODUCERS
 -- Job log lists have a key space of their own ("{p:q}:logs:<id>"), as job hashes do
 -- ("{p:q}:j:<id>"): no job id, whatever its characters, can name another job's keys.
 local LP

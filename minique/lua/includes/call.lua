@@ -15,7 +15,7 @@ local function begin_call(keys, args)
     DERIVED_FOR = meta
     BASE = string.sub(meta, 1, #meta - 5)
     for i = 1, NK do DERIVED_K[KEY_ORDER[i]] = BASE .. KEY_SUFFIX[i] end
-    LP = BASE .. ':logs:'
+    LP, PRODUCERS = BASE .. ':logs:', BASE .. ':producers'
     DEDUPS, DEDUP_PREFIX = BASE .. ':dedups', BASE .. ':dedup:'
     GQ, GS, GI = BASE .. ':gready', BASE .. ':gsleep', BASE .. ':groups'
     GA, GP = BASE .. ':gactive', BASE .. ':gpaused'
