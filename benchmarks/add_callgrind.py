@@ -12,6 +12,7 @@ server's own work, which is what a change to the Lua or the call's arguments mov
 ``--src DIR`` imports minique from DIR (another worktree), for an A/B in one run.
 ``--bullmq`` measures BullMQ-Node's ``queue.add`` the same way (benchmarks/node, after
 ``npm ci``). ``--annotate`` prints callgrind_annotate's inclusive top functions.
+``--bulk`` adds with ``add_bulk`` in chunks of 500 instead (Ir per job).
 ``--client`` counts the producer's own instructions per add instead (user space only: the
 socket calls' kernel time is not counted), with a plain redis-server.
 """
@@ -133,7 +134,7 @@ def _per(before: dict[str, int], after: dict[str, int], n: int) -> str:
     return ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(diff.items(), key=lambda kv: -kv[1]))
 
 
-async def _minique_adds(url: str, n: int, server: Callgrind) -> tuple[int, str, str]:
+async def _minique_adds(url: str, n: int, server: Callgrind, bulk: bool) -> tuple[int, str, str]:
     from minique import Queue
 
     q = Queue("bench", url=url)
@@ -142,7 +143,10 @@ async def _minique_adds(url: str, n: int, server: Callgrind) -> tuple[int, str, 
         await q.add("noop", _payload(i))
     before = _commands(server.port)
     server.zero()
-    for i in range(n):
+    if bulk:
+        for start in range(0, n, 500):
+            await q.add_bulk([("noop", _payload(i)) for i in range(start, min(n, start + 500))])
+    for i in range(0 if bulk else n):
         await q.add("noop", _payload(i))
     ir, path = server.dump()
     cmds = _per(before, _commands(server.port), n)
@@ -228,6 +232,7 @@ def main() -> None:
     parser.add_argument("--src", default=None, help="import minique from this directory")
     parser.add_argument("--bullmq", action="store_true", help="measure BullMQ-Node instead")
     parser.add_argument("--annotate", action="store_true")
+    parser.add_argument("--bulk", action="store_true", help="add_bulk in chunks of 500 instead")
     parser.add_argument("--keep", default=None, help="copy the dump to this path")
     parser.add_argument("--client", action="store_true",
                         help="count the producer's instructions instead of the server's")
@@ -250,7 +255,7 @@ def main() -> None:
             import minique
 
             label = f"minique ({Path(minique.__file__).resolve().parent.parent})"
-            ir, path, cmds = asyncio.run(_minique_adds(server.url, args.n, server))
+            ir, path, cmds = asyncio.run(_minique_adds(server.url, args.n, server, args.bulk))
         print(f"{label}: {ir / args.n:,.0f} Ir/add over {args.n} adds | {cmds}")
         if args.keep:
             shutil.copy(path, args.keep)

@@ -8,7 +8,8 @@ local KEY_ORDER = {'meta', 'idc', 'ready', 'pri', 'delayed', 'active', 'complete
                    'events', 'wake', 'window', 'pause_until', 'held', 'held_removed'}
 -- Each key of the vector is the queue's hash tag and its suffix (minique/keys.py). A call
 -- may send the meta key alone (add does): every key sent costs the server about as much
--- as a small command (~1.2k instructions), and begin_call derives the others from it.
+-- as a small command (~1.2k instructions), and begin_call derives the others from it
+-- (flows.lua's in_queue too, for another queue).
 local KEY_SUFFIX = {':meta', ':id', ':ready', ':prioritized', ':delayed', ':active',
                     ':completed', ':failed', ':events', ':wake', ':limiter', ':rate-limited',
                     ':held', ':held-removed'}
@@ -21,6 +22,11 @@ local JP
 local BASE
 -- The producers' idempotency records (add.lua, add_flow.lua, sweep.lua).
 local PRODUCERS
+-- The meta key of the queue whose keys and prefixes (BASE and the others begin_call sets)
+-- were derived last, or nil when they must be derived again: flows.lua's in_queue
+-- switches them to another queue for a while, and a call that fails in between leaves
+-- them switched.
+local DERIVED_FOR
 -- Job log lists have a key space of their own ("{p:q}:logs:<id>"), as job hashes do
 -- ("{p:q}:j:<id>"): no job id, whatever its characters, can name another job's keys.
 local LP

@@ -4,11 +4,11 @@
 -- state of every other include.
 --
 -- The keys and prefixes depend on the queue alone, so they are derived again only when the
--- meta key differs from the previous call's (DERIVED_FOR): building them, a dozen new
--- strings, had been about 15k instructions per call, most of a one-job add's Lua work.
--- Given the whole key vector, the call uses it as sent (GIVEN_K); given the meta key
--- alone, the vector derived from it (DERIVED_K).
-local DERIVED_FOR, DERIVED_K, GIVEN_K = nil, {}, K
+-- meta key differs from the one they were derived for (DERIVED_FOR, includes/base.lua):
+-- building them, a dozen new strings, had been about 8k instructions per call. Given the
+-- whole key vector, the call uses it as sent (GIVEN_K); given the meta key alone, the
+-- vector derived from it (DERIVED_K).
+local DERIVED_K, GIVEN_K = {}, K
 local function begin_call(keys, args)
   local meta = keys[1]
   if meta ~= DERIVED_FOR then
