@@ -326,9 +326,10 @@ class Queue:
                 try:
                     return [await self._link.execute_packed(self._plain_add(call))]
                 except ResponseError as exc:
-                    if not scripts.missing_code(exc):
+                    if not scripts.did_not_run(exc):
                         raise scripts.translate_error(exc) from exc
-                    # Nothing ran: scripts.run loads the library and calls again.
+                    # Nothing ran: scripts.run loads the library (or turns to scripts, on
+                    # a server without functions) and calls again.
             return [await scripts.run(self._link or self.redis, "add", self._add_keys,
                                       (self.keys.job_prefix, *calls[0]))]
         if getattr(self.redis, "connection_pool", None) is None:

@@ -188,6 +188,13 @@ def queue_call(pipe: Any, name: str, keys: Sequence[str], args: Sequence[Arg]) -
         pipe.evalsha(script(name).sha, len(keys), *keys, *args)
 
 
+def did_not_run(exc: BaseException) -> bool:
+    """Whether a call failed before running any code: the library or script is missing, or
+    the server has no functions (``run`` then loads, or switches to scripts, and calls
+    again)."""
+    return missing_code(exc) or (isinstance(exc, ResponseError) and _no_functions(exc))
+
+
 def missing_code(exc: BaseException) -> bool:
     """Whether a pipeline failed because Redis lacks the library or a script."""
     return isinstance(exc, NoScriptError) or (
