@@ -111,8 +111,10 @@ class Batch:
     def fail(self, job: Job, error: str | BaseException) -> None:
         """Fails this one job; the others complete. It retries (with its backoff) while
         attempts remain, unless ``error`` is an ``UnrecoverableError``: then it fails at
-        once, as when a processor raises one. Undoes a ``complete``. TypeError if ``error``
-        is neither a string nor an exception."""
+        once, as when a processor raises one. ``Delayed``, ``RateLimited`` or
+        ``GroupRateLimited`` put this one job back as if it had raised it alone, with no
+        attempt used. Undoes a ``complete``. TypeError if ``error`` is neither a string nor
+        an exception."""
         if not isinstance(error, str | BaseException):
             # Checked here, at the call: later it would break the worker's report of the job.
             raise TypeError(f"batch.fail needs a str or an exception, got {error!r}")

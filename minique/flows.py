@@ -99,7 +99,8 @@ async def submit(client: Any, nodes: Sequence[_Prepared], producer: str, seq: in
         a = node.args
         keep = node.resolved.stored.keep_failed
         flat.extend([node.queue.keys.base, a[0], a[1], a[2], a[3], a[4], a[5], node.parent,
-                     node.policy, f"{keep.count}:{-1 if keep.age < 0 else int(keep.age * 1000)}"])
+                     node.policy, f"{keep.count}:{-1 if keep.age < 0 else int(keep.age * 1000)}",
+                     a[6]])
     first = nodes[0].queue
     reply = await scripts.run(client, "add_flow", first.keys.vector,
                               (first.keys.job_prefix, *flat))
@@ -120,8 +121,6 @@ def prepare_child(queue: Queue, name: str, data: Any, options: dict[str, Any],
                   parent_key: str, policy: str) -> _Prepared:
     if options.get("dedup") is not None:
         raise FlowError("dedup is not supported for a job with a parent")
-    if options.get("group") is not None:
-        raise FlowError("group is not supported for a job of a flow yet")
     args, resolved = queue._prepare(name, data, options)
     return _Prepared(queue, args, resolved, data, parent_key, policy)
 

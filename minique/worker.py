@@ -69,13 +69,14 @@ TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutEr
 def encode_results(results: list[tuple[Any, ...]]) -> list[Any]:
     """finish.lua's argument layout for results ``(id, token, kind, value, stack, delay_ms,
     keep_count, keep_age_ms, started_ms)``: the distinct retention policies once, then per
-    job one "id|token|kind|delay|policy|started" string, the value, and the stack unless
-    the kind is c, s or h. started_ms is "" except for jobs taken as held."""
+    job one "token|kind|delay|policy|started|id" string, the value, and the stack unless
+    the kind is c, s or h. started_ms is "" except for jobs taken as held. The id (which
+    may contain "|") comes last, so that Lua matches the string without backtracking."""
     policies: dict[tuple[int, int], int] = {}
     args: list[Any] = [""]
     for job_id, token, kind, value, stack, delay_ms, keep_count, keep_age, started in results:
         index = policies.setdefault((keep_count, keep_age), len(policies))
-        args.append(f"{job_id}|{token}|{kind}|{delay_ms}|{index}|{started}")
+        args.append(f"{token}|{kind}|{delay_ms}|{index}|{started}|{job_id}")
         args.append(value)
         if kind not in _SHORT_KINDS:
             args.append(stack)
@@ -1015,21 +1016,11 @@ class Worker:
                 else:
                     self._push(job, "w", "worker shut down", "", 0, job.opts.keep_failed)
             return
-        except Delayed as exc:
-            for job in jobs:  # each job as if it had raised it alone
-                self._push(job, "d", str(exc), "", int(exc.delay * 1000), job.opts.keep_failed)
-            return
-        except RateLimited as exc:
-            delay_ms = int(exc.delay * 1000)
-            if exc.group:
-                # The groups of the batch's jobs sleep (one group with group="same").
-                for job in jobs:
-                    self._push(job, "g", exc.message, "", delay_ms, job.opts.keep_failed)
-                return
+        except (Delayed, RateLimited) as exc:
+            # Each job as if it had raised it alone: with a group limit, the groups of the
+            # batch's jobs sleep (one group with group="same").
             for job in jobs:
-                self._push(job, "w", "rate limited", "", delay_ms, job.opts.keep_failed)
-            self._limited_until = time.monotonic() + exc.delay
-            self._on_control("limit")
+                self._put_back(job, exc)
             return
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
@@ -1051,6 +1042,9 @@ class Worker:
                                started)
                 continue
             error = batch.failed.get(job.id)
+            if isinstance(error, Delayed | RateLimited):
+                self._put_back(job, error)  # batch.fail(job, Delayed(...)): no attempt used
+                continue
             if error is not None:
                 self._on_error(job, error, started)
                 continue
@@ -1107,18 +1101,8 @@ class Worker:
                 self._push(job, "w", "worker shut down", "", 0, job.opts.keep_failed)
             else:
                 self._fail(job, "cancelled", "", final=True, started=started)
-        except Delayed as exc:
-            self._push(job, "d", str(exc), "", int(exc.delay * 1000), job.opts.keep_failed)
-        except RateLimited as exc:
-            if exc.group:
-                # Only the job's group sleeps (lua/includes/groups.lua); others go on.
-                self._push(job, "g", exc.message, "", int(exc.delay * 1000), job.opts.keep_failed)
-                return
-            self._push(job, "w", "rate limited", "", int(exc.delay * 1000), job.opts.keep_failed)
-            # This worker knows first: nothing it holds starts, and it takes nothing until
-            # the reply to this result confirms the limit (other workers hear of it then).
-            self._limited_until = time.monotonic() + exc.delay
-            self._on_control("limit")
+        except (Delayed, RateLimited) as exc:
+            self._put_back(job, exc)
         except PayloadError as exc:
             self._fail(job, str(exc), "", final=True, started=started)
         except BaseException as exc:
@@ -1151,6 +1135,23 @@ class Worker:
             if deadline.expired():  # not a TimeoutError of the processor's own
                 raise TimeoutError(f"job timed out after {timeout}s") from None
             raise
+
+    def _put_back(self, job: Job, exc: Delayed | RateLimited) -> None:
+        """A processor's ``Delayed``, ``RateLimited`` or ``GroupRateLimited`` for ``job``: it
+        goes back without using an attempt (delayed alone, its group asleep, or the queue
+        limited)."""
+        delay_ms = int(exc.delay * 1000)
+        if isinstance(exc, Delayed):
+            self._push(job, "d", str(exc), "", delay_ms, job.opts.keep_failed)
+        elif exc.group:
+            # Only the job's group sleeps (lua/includes/groups.lua); others go on.
+            self._push(job, "g", exc.message, "", delay_ms, job.opts.keep_failed)
+        else:
+            self._push(job, "w", "rate limited", "", delay_ms, job.opts.keep_failed)
+            # This worker knows first: nothing it holds starts, and it takes nothing until
+            # the reply to this result confirms the limit (other workers hear of it then).
+            self._limited_until = time.monotonic() + exc.delay
+            self._on_control("limit")
 
     def _on_error(self, job: Job, exc: BaseException, started: float) -> None:
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

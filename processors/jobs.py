@@ -26,6 +26,7 @@ from minique import (
 )
 from minique.keys import FIRING_ID_PREFIX
 from processors import runtime, schedules, webhooks
+from processors.account_lease import sync_exclusively
 from processors.outcomes import maps_outcomes, queue_outcome
 from processors.payloads import (
     AlertsPayload,
@@ -120,6 +121,16 @@ async def _account(ctx: SyncContext, account_id: str) -> AccountRecord:
     return record
 
 
+async def _exclusive_sync(job: Job, account_id: str,
+                          sync: Callable[[], Awaitable[dict[str, int]]]) -> dict[str, int]:
+    """``sync()`` under the account's sync lease (``processors.account_lease``): a manual
+    sync, a scheduled one and the daily flow's never overlap for one account, whichever
+    queue each comes from, and a job turned away has the next turn."""
+    rt = runtime.current()
+    return await sync_exclusively(rt.redis, rt.settings.prefix, account_id, sync,
+                                  waiter=f"{job.queue.name}:{job.id}")
+
+
 @_processor(QueueName.DATA_SYNC)
 async def data_sync(job: Job) -> dict[str, Any]:
     """The hourly sync of one account: orders, fees, PPC, inventory, listings, refunds."""
@@ -131,8 +142,9 @@ async def data_sync(job: Job) -> dict[str, Any]:
     except ValueError as exc:
         raise UnrecoverableError(f"since must be an ISO date (YYYY-MM-DD): {exc}") from None
     # The job's id names the run: after a 429 or an error it resumes where it stopped.
-    written = await sync_account(ctx, payload.amazon_account_id, payload.sync_types, job.update_progress,
-                                 run_id=job.id, since=since)
+    written = await _exclusive_sync(job, payload.amazon_account_id, lambda: sync_account(
+        ctx, payload.amazon_account_id, payload.sync_types, job.update_progress, run_id=job.id,
+        since=since))
     return {"amazon_account_id": payload.amazon_account_id, "written": written}
 
 
@@ -147,8 +159,8 @@ async def manual_sync(job: Job) -> dict[str, Any]:
                   f"requested by user {payload.user_id}")
     log.info("manual-sync job %s: %s of %s for user %s", job.id, payload.sync_type,
              payload.amazon_account_id, payload.user_id)
-    written = await sync_account(ctx, payload.amazon_account_id, [payload.sync_type], job.update_progress,
-                                 run_id=job.id)
+    written = await _exclusive_sync(job, payload.amazon_account_id, lambda: sync_account(
+        ctx, payload.amazon_account_id, [payload.sync_type], job.update_progress, run_id=job.id))
     return {"amazon_account_id": payload.amazon_account_id, "user_id": payload.user_id,
             "sync_type": payload.sync_type, "written": written}
 

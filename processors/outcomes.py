@@ -8,6 +8,9 @@ that decides, for each of their errors, what the worker does with the job:
   (``processors/queues.py``), so that account's group sleeps for the delay without using an
   attempt while the queue goes on with other accounts' jobs. A job without a group waits
   alone, as with ``Delayed``.
+* ``AccountBusy`` (another job is syncing the account, ``processors.account_lease``) ->
+  ``GroupRateLimited`` too: the account's group sleeps briefly and tries again, no attempt
+  used.
 * ``AmazonReportNotReady`` (Amazon is still generating a report) -> ``Delayed`` by the poll
   interval: waiting for Amazon is not a failure.
 * ``AccountDisconnected``, ``AmazonClientError`` (a 4xx that retrying cannot fix),
@@ -27,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from minique import Delayed, GroupRateLimited, Job, UnrecoverableError
+from processors.account_lease import AccountBusy
 from processors.amazon import (
     AccountDisconnected,
     AmazonClientError,
@@ -43,6 +47,8 @@ _UNRECOVERABLE = (AccountDisconnected, AmazonClientError, AccountUnavailable, We
 def queue_outcome(exc: BaseException) -> BaseException | None:
     """The minique exception to raise instead of ``exc``; None keeps ``exc`` (retried)."""
     if isinstance(exc, AmazonRateLimited):
+        return GroupRateLimited(exc.delay, str(exc))
+    if isinstance(exc, AccountBusy):
         return GroupRateLimited(exc.delay, str(exc))
     if isinstance(exc, AmazonReportNotReady):
         return Delayed(exc.poll_after, f"waiting for Amazon: {exc}")

@@ -84,12 +84,15 @@ def daily_report_flow(account_id: str, firing_id: str) -> dict[str, Any]:
     account's report, as the parent of a fresh sync of that account. The report runs once the
     sync is done; a sync that fails for good does not stop it (``on_failure: ignore``): the
     report is built on the data at hand and, being incomplete, flagged and alerted like any
-    report on incomplete data. The report's id comes from the firing's, so a retried firing
+    report on incomplete data. The sync takes its account's group, like the hourly ones.
+    The report's id comes from the firing's, so a retried firing
     finds its flow instead of adding a second one."""
     data = {"amazon_account_id": account_id}
     return {
         "name": JOB_NAMES[QueueName.REPORTS], "queue": QueueName.REPORTS.value, "data": data,
         "opts": {**DEFAULT_JOB_OPTIONS, "job_id": "daily:" + firing_id.split(":", 1)[-1]},
         "children": [{"name": JOB_NAMES[QueueName.DATA_SYNC], "queue": QueueName.DATA_SYNC.value,
-                      "data": data, "opts": {**DEFAULT_JOB_OPTIONS, "on_failure": "ignore"}}],
+                      "data": data, "opts": {**DEFAULT_JOB_OPTIONS, "on_failure": "ignore",
+                                             # data-sync's account group (processors/queues.py)
+                                             "group": account_id}}],
     }

@@ -46,8 +46,9 @@ __all__ = [
 
 # Amazon's quotas are per selling account, so the sync queues group their jobs by account
 # (docs/guide/groups.md): accounts take turns (one seller's backlog does not hold up the
-# others), one job per account runs at a time (two syncs of one account never overlap), and
-# an Amazon 429 throttles that account's group alone (processors/jobs.py).
+# others), one job per account runs at a time in each queue, and an Amazon 429 throttles that
+# account's group alone (processors/jobs.py). Across queues the account's sync lease keeps
+# syncs apart: processors/account_lease.py.
 ACCOUNT_GROUPED_QUEUES = frozenset({QueueName.DATA_SYNC, QueueName.MANUAL_SYNC})
 ACCOUNT_GROUP_DEFAULTS: dict[str, Any] = {"concurrency": 1}
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from helpers import wait_until
 
-from minique import Batch, GroupRateLimited, Queue, Registry, UnrecoverableError, Worker
+from minique import Batch, Delayed, GroupRateLimited, Queue, Registry, UnrecoverableError, Worker
 
 
 async def run_worker(redis_url: str, q: Queue, registry: Registry, **kw: Any) -> tuple[Worker, Any]:
@@ -267,3 +267,32 @@ async def test_group_rate_limited_from_a_batch_puts_its_jobs_back_without_an_att
     for job in jobs:
         got = await queue.get_job(job.id)
         assert got is not None and got.state == "completed" and got.attempts_made == 1
+
+
+async def test_batch_fail_with_a_rate_limit_puts_that_job_back_without_an_attempt(
+        redis_url: str, queue: Queue) -> None:
+    """batch.fail(job, GroupRateLimited(...)) acts on that job as if it had raised it alone:
+    its group sleeps and it runs again later, with attempts=1 still completing; the other
+    jobs of the batch complete at once."""
+    seen: list[tuple[str, int]] = []
+    registry = Registry()
+
+    @registry.processor(queue.name, batch={"size": 3, "timeout": 0.2, "group": "any"})
+    async def handle(batch: Batch) -> None:
+        for job in batch:
+            seen.append((job.group or "", job.attempts_made))
+            if job.group == "throttled" and len([s for s in seen if s[0] == "throttled"]) == 1:
+                batch.fail(job, GroupRateLimited(0.3))
+            elif job.group == "later" and len([s for s in seen if s[0] == "later"]) == 1:
+                batch.fail(job, Delayed(0.3))
+
+    jobs = [await queue.add("j", i, group=g, attempts=1)
+            for i, g in enumerate(("throttled", "later", "fine"))]
+    worker, task = await run_worker(redis_url, queue, registry)
+    await wait_until(lambda: all_in(queue, [j.id for j in jobs]), timeout=20, message="done")
+    await stop(worker, task)
+    for job in jobs:
+        got = await queue.get_job(job.id)
+        assert got is not None and got.state == "completed", (job.group, got)
+        assert got.attempts_made == 1
+    assert sorted(g for g, _ in seen) == ["fine", "later", "later", "throttled", "throttled"]

@@ -365,3 +365,50 @@ async def test_the_dashboard_job_page_shows_the_tree(flow: FlowProducer, redis_u
     assert links["parent"] == {"queue": "reports", "id": node.job.id, "state": "waiting-children"}
     assert [(c["queue"], c["state"], c["outcome"]) for c in links["children"]] == [
         ("syncs", "waiting", "pending")] * 2
+
+
+async def test_grouped_nodes_take_their_groups_limits(flow: FlowProducer, redis_url: str) -> None:
+    """A flow's jobs may have a group: the children of one account run one at a time (the
+    group's concurrency 1) while another group's child runs beside them, and the grouped
+    parent joins its group when its children are done. Also add(parent=..., group=...)."""
+    running: dict[str, int] = {}
+    most: dict[str, int] = {}
+    release = asyncio.Event()
+
+    async def child(job: Any) -> str:
+        g = job.group or ""
+        running[g] = running.get(g, 0) + 1
+        most[g] = max(most.get(g, 0), running[g])
+        try:
+            await asyncio.wait_for(release.wait(), timeout=0.3)
+        except TimeoutError:
+            pass
+        finally:
+            running[g] -= 1
+        return g
+
+    async def parent(job: Any) -> Any:
+        return [job.group, sorted((await job.get_children_values()).values())]
+
+    syncs, reports = q(flow, "syncs"), q(flow, "reports")
+    await syncs.set_group_options("acct-1", concurrency=1)
+    node = await flow.add({"name": "report", "queue": "reports", "data": 0,
+                           "opts": {"group": "acct-1"}, "children": [
+                               {"name": "sync", "queue": "syncs", "data": i,
+                                "opts": {"group": "acct-1" if i < 3 else "acct-2"}}
+                               for i in range(4)]})
+    assert [c.job.group for c in node.children] == ["acct-1"] * 3 + ["acct-2"]
+    late = await syncs.add("sync", 9, parent=node.job, group="acct-2")
+    assert late.group == "acct-2"
+    assert {g.id for g in await syncs.get_groups()} == {"acct-1", "acct-2"}
+    workers = await run_workers(flow, redis_url, {"syncs": child, "reports": parent},
+                                concurrency=5)
+    try:
+        value = await node.job.wait_until_finished(timeout=20)
+    finally:
+        await stop(workers)
+    assert value == ["acct-1", ["acct-1"] * 3 + ["acct-2"] * 2]
+    assert most["acct-1"] == 1  # the group's limit held for the flow's children
+    got = await reports.get_job(node.job.id)
+    assert got is not None and got.group == "acct-1"
+    assert await reports.get_groups() == []  # the parent's group was released and forgotten

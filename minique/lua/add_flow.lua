@@ -5,7 +5,9 @@
 --       id of its queue, taken once every check passed), name, data, opts, priority,
 --       delay_ms, parent ('' = none, '#k' = node k of this call, else an existing parent's
 --       job key "{p:q}:j:<id>"), policy (f, i or r), failed retention ("count:age_ms",
---       kept by a parent for when a child fails it).
+--       kept by a parent for when a child fails it), group ('' = none; a grouped node
+--       joins its queue's group when it becomes ready: at once, when its delay ends, or
+--       when its children are done, includes/groups.lua).
 -- The producer's id and sequence number make a re-sent call (a client retry after a
 -- timeout, when the first send may have run) change nothing: as in add.lua, the producer's
 -- record in '{p:q}:producers' (this first queue's) says which number it saw last, here
@@ -16,7 +18,7 @@
 --@include job_fields
 local n = tonumber(ARGV[2])
 local producer, seq = ARGV[3], tonumber(ARGV[4])
-local STRIDE = 10
+local STRIDE = 11
 local function arg(i, k) return ARGV[5 + (i - 1) * STRIDE + k] end
 local producers_key = PRODUCERS
 if producer ~= '' then
@@ -72,6 +74,11 @@ for i = 1, n do
   keys[i] = jk
   local prio, delay = tonumber(arg(i, 5)), tonumber(arg(i, 6))
   local fields = job_fields(arg(i, 2), arg(i, 3), arg(i, 4), arg(i, 5), now_s)
+  local group = arg(i, 10)
+  if group ~= '' then
+    fields[#fields + 1] = 'g'; fields[#fields + 1] = group
+    fields.group = group
+  end
   if par ~= '' then
     local pk = par
     if string.sub(par, 1, 1) == '#' then pk = keys[tonumber(string.sub(par, 2))] end

@@ -3,9 +3,11 @@
 -- job's token: a worker whose lease expired cannot finish a job that is no longer its own.
 -- ARGV: JP, count, lease_ms, worker, limiter_max, limiter_window_ms, promote_limit, hold,
 --       hold_ms, call id, nres, policies ("count:age_ms,..." retention policies, referred
---       to by index), then per result "id|token|kind|delay_ms|policy index|started_ms" and
+--       to by index), then per result "token|kind|delay_ms|policy index|started_ms|id" and
 --       the value, plus the stack trace for kinds f, r, d and w. (Few arguments per job:
---       packing them is the client's hot spot.)
+--       packing them is the client's hot spot. The id, which may contain '|', comes last:
+--       matched from the left, the pattern never backtracks, where "id|..." matched from
+--       the right cost ~10k instructions a job.)
 --   kind: c = completed (value = return value), f = failed (value = reason),
 --         r = retry after delay_ms (value = reason), w = back to waiting without using an
 --         attempt; delay_ms > 0 then also stops the queue taking jobs for that long,
@@ -37,7 +39,10 @@ local nres = tonumber(ARGV[11])
 local calls_key = BASE .. ':calls'
 
 local record = redis.call('HGET', calls_key, worker)
-if record then
+-- The record starts with its call id (a 5-item array, 0x95, then the id): a call that is
+-- no re-send, the usual case, is told apart without unpacking the previous call's ids.
+local id_prefix = '\149' .. cmsgpack.pack(call_id)
+if record and string.sub(record, 1, #id_prefix) == id_prefix then
   local r = cmsgpack.unpack(record)
   if r[1] == call_id then
     -- A re-send: the first answer, with the jobs it handed out that are still this call's.
@@ -82,40 +87,51 @@ local done_c, done_f = retention_batch(K.completed), retention_batch(K.failed)
 -- group only in a queue that has had grouped jobs (meta 'gwn' exists from the first one
 -- on, and is never deleted but with the queue), and its dedup id and flow links only in
 -- one that has had such jobs (meta 'xr', as delete_job_keys).
-local marks = redis.call('HMGET', K.meta, 'gwn', 'xr')
-local read_group, read_extra = marks[1] ~= false, marks[2] ~= false
+local marks = meta_marks()
+local read_group, read_extra = marks.gwn ~= false, marks.xr ~= false
+-- A result's fields (cur_* below): 1 token, 2 attempts made, 3 state, 4 attempts started,
+-- 5 priority score it was taken with, 6 group, 7 dedup id, 8 parent, 9 parent policy.
+local FIELDS_FULL = {'tok', 'atm', 'st', 'ats', 'ps', 'g', 'dd', 'par', 'pol'}
+local FIELDS_SHORT = {'tok', 'atm', 'st', 'g', 'dd', 'par', 'pol'}
+local n_full = read_extra and 9 or read_group and 6 or 5
+local n_short = n_full - 2
 
-local policies = {}
+-- Keyed by the index as the results send it (a string), so no result converts it.
+local policies, np = {}, 0
 for kc, ka in string.gmatch(ARGV[12], '(-?%d+):(-?%d+)') do
-  policies[#policies + 1] = {tonumber(kc), tonumber(ka)}
+  policies[int_str(np)] = {tonumber(kc), tonumber(ka)}
+  np = np + 1
 end
 local b = 13
+-- Locals for what the loop calls per job: a global is a table lookup on each use.
+local rcall, smatch = redis.call, string.match
 for i = 1, nres do
-  -- The id may contain '|', so the fixed fields are matched from the right.
-  local id, tok, kind, delay_s, pi, started =
-    string.match(ARGV[b], '^(.*)|([^|]*)|(%a)|(%d+)|(%d+)|(%d*)$')
+  local tok, kind, delay_s, pi, started, id =
+    smatch(ARGV[b], '^([^|]*)|(%a)|(%d+)|(%d+)|(%d*)|(.*)$')
   local value, stack = ARGV[b + 1], ''
   if kind == 'c' or kind == 's' or kind == 'h' then b = b + 2 else stack = ARGV[b + 2]; b = b + 3 end
-  local policy = policies[tonumber(pi) + 1]
+  local policy = policies[pi]
   local jk = JP .. id
   -- Every way out of active (and held) clears the token, so a matching token means the
   -- job is still this worker's.
-  local cur
-  if read_extra then
-    cur = redis.call('HMGET', jk, 'tok', 'atm', 'st', 'ats', 'ps', 'g', 'dd', 'par', 'pol')
-  elseif read_group then
-    cur = redis.call('HMGET', jk, 'tok', 'atm', 'st', 'ats', 'ps', 'g')
+  -- The attempts started and the place it was taken from matter only to a start, a hand
+  -- back, or a held job's end (it carries its start time): the other results skip them.
+  local cur_tok, cur_atm, cur_st, cur_ats, cur_ps, cur_g, cur_dd, cur_par, cur_pol
+  if kind == 's' or kind == 'h' or started ~= '' then
+    cur_tok, cur_atm, cur_st, cur_ats, cur_ps, cur_g, cur_dd, cur_par, cur_pol =
+      unpack(rcall('HMGET', jk, unpack(FIELDS_FULL, 1, n_full)))
   else
-    cur = redis.call('HMGET', jk, 'tok', 'atm', 'st', 'ats', 'ps')
+    cur_tok, cur_atm, cur_st, cur_g, cur_dd, cur_par, cur_pol =
+      unpack(rcall('HMGET', jk, unpack(FIELDS_SHORT, 1, n_short)))
   end
   -- Held: taken ahead, not started as far as Redis knows; 'removed' is a held job that
   -- remove() or drain() reached before its worker handed it back.
-  local held = cur[3] == 'held' or cur[3] == 'removed'
-  local left = (cur[3] == 'held' and left_held) or (cur[3] == 'removed' and left_removed)
+  local held = cur_st == 'held' or cur_st == 'removed'
+  local left = (cur_st == 'held' and left_held) or (cur_st == 'removed' and left_removed)
                or left_active
-  if cur[1] ~= tok then
-    statuses[#statuses + 1] = cur[3] and 0 or 2
-  elseif cur[3] == 'removed' and kind == 'h' then
+  if cur_tok ~= tok then
+    statuses[#statuses + 1] = cur_st and 0 or 2
+  elseif cur_st == 'removed' and kind == 'h' then
     -- Handed back never started: the removal completes now.
     statuses[#statuses + 1] = 2
     left[#left + 1] = id
@@ -127,11 +143,11 @@ for i = 1, nres do
     else
       -- Taken for a free slot but never started: the start it was counted for is undone.
       left_active[#left_active + 1] = id
-      if cur[6] then released[#released + 1] = cur[6] end
-      redis.call('HSET', jk, 'ats', int_str(math.max(0, (tonumber(cur[4]) or 1) - 1)))
+      if cur_g then released[#released + 1] = cur_g end
+      redis.call('HSET', jk, 'ats', int_str(math.max(0, count_num(cur_ats, 1) - 1)))
       emit('ev', 'waiting', 'id', id)
     end
-    enqueue_return(jk, id, cur[5])
+    enqueue_return(jk, id, cur_ps)
   elseif kind == 's' then
     -- A held job started before its worker heard of any removal: it runs on.
     statuses[#statuses + 1] = 1
@@ -140,8 +156,8 @@ for i = 1, nres do
       starts[#starts + 1] = lease_score(now + lease_ms, i)
       starts[#starts + 1] = id
       redis.call('HSET', jk, 'st', 'active', 'pon', started ~= '' and started or now_s,
-                 'ats', int_str((tonumber(cur[4]) or 0) + 1))
-      if cur[6] then group_start(cur[6]) end
+                 'ats', int_str(count_num(cur_ats, 0) + 1))
+      if cur_g then group_start(cur_g) end
       emit_batched('active', id)
     end
   else
@@ -152,24 +168,24 @@ for i = 1, nres do
       left[#left + 1] = id
       -- Without a start time it never started (e.g. cancelled while held): no start.
       if started ~= '' then
-        start_fields = {'pon', started, 'ats', int_str((tonumber(cur[4]) or 0) + 1)}
+        start_fields = {'pon', started, 'ats', int_str(count_num(cur_ats, 0) + 1)}
         emit_batched('active', id)
       end
     else
       left_active[#left_active + 1] = id
     end
     -- A held job that started and ended between two calls never took a slot.
-    if cur[6] and not held then released[#released + 1] = cur[6] end
-    local delay = tonumber(delay_s)
-    if kind == 'g' and not cur[6] then kind = 'd' end
-    if cur[7] and (kind == 'c' or kind == 'f') then release_dedup(cur[7], id) end
-    if cur[8] and (kind == 'c' or kind == 'f') then flow_finished(jk, cur[8], cur[9], kind, value) end
+    if cur_g and not held then released[#released + 1] = cur_g end
+    local delay = delay_s == '0' and 0 or tonumber(delay_s)
+    if kind == 'g' and not cur_g then kind = 'd' end
+    if cur_dd and (kind == 'c' or kind == 'f') then release_dedup(cur_dd, id) end
+    if cur_par and (kind == 'c' or kind == 'f') then flow_finished(jk, cur_par, cur_pol, kind, value) end
     if kind == 'c' then
       -- The event carries the return value, so a waiter has it even once retention has
       -- removed the job; a large one only if no job is left to read it from.
       if retain(done_c, id, now_s, policy[1], policy[2]) then
         write_job(jk, start_fields, 'st', 'completed', 'rv', value, 'fon', now_s, 'tok', '',
-                  'atm', int_str((tonumber(cur[2]) or 0) + 1))
+                  'atm', int_str(count_num(cur_atm, 0) + 1))
         emit_batched('completed', id, #value <= EVENT_VALUE_MAX and value or nil)
       else
         delete_job_keys(id)
@@ -180,14 +196,14 @@ for i = 1, nres do
       if retain(done_f, id, now_s, policy[1], policy[2]) then
         local hf, hv = attempt_entry(jk, 'failed', now, value)
         write_job(jk, start_fields, 'st', 'failed', 'fr', value, 'stk', stack, 'fon', now_s,
-                  'tok', '', 'atm', int_str((tonumber(cur[2]) or 0) + 1), hf, hv)
+                  'tok', '', 'atm', int_str(count_num(cur_atm, 0) + 1), hf, hv)
       else
         delete_job_keys(id)
       end
       emit('ev', 'failed', 'id', id, 'reason', string.sub(value, 1, EVENT_VALUE_MAX))
       counts.failed = counts.failed + 1
     elseif kind == 'r' then
-      local atm = (tonumber(cur[2]) or 0) + 1
+      local atm = count_num(cur_atm, 0) + 1
       local hf, hv = attempt_entry(jk, 'retried', now, value)
       write_job(jk, start_fields, 'fr', value, 'stk', stack, 'tok', '', 'atm', int_str(atm), hf, hv)
       counts.retried = counts.retried + 1
@@ -202,7 +218,7 @@ for i = 1, nres do
       end
     elseif kind == 'g' then
       write_job(jk, start_fields, 'tok', '')
-      group_throttle(cur[6], now + delay)
+      group_throttle(cur_g, now + delay)
       -- Jobs of the group that workers hold must not start now: they hand them back.
       control_changed('group')
       enqueue_front(jk, id)
@@ -257,5 +273,6 @@ if taken[1] == 0 then
   end
 end
 redis.call('HSET', calls_key, worker, cmsgpack.pack({call_id, statuses, active_ids, held_ids, now}))
-for _, v in ipairs(taken) do statuses[#statuses + 1] = v end
+local ns = #statuses
+for j = 1, #taken do statuses[ns + j] = taken[j] end
 return statuses

@@ -14,6 +14,8 @@ local KEY_SUFFIX = {':meta', ':id', ':ready', ':prioritized', ':delayed', ':acti
                     ':completed', ':failed', ':events', ':wake', ':limiter', ':rate-limited',
                     ':held', ':held-removed'}
 -- How many keys the vector has: scripts that take keys of their own read them after it.
+-- (Helpers used by one function alone live in a do-block with it: EVAL mode compiles the
+-- includes and a transition as one chunk, and Lua allows 200 locals in one.)
 local NK = 14
 -- The call's ARGV, for includes that read arguments beyond the first.
 local CALL_ARGV
@@ -47,8 +49,22 @@ end
 
 -- Integer to string: a Lua number passed to redis.call is formatted with "%.17g", a
 -- floating-point path that cost ~10% of the server's time in the hot scripts.
+-- Small counts (attempts) come from this table: string.format costs ~1.5k instructions.
+-- (Written out: the standard libraries are not there while the library loads.)
+local SMALL_INT_STR = {[0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '10', '11',
+  '12', '13', '14', '15', '16', '17', '18', '19', '20', '21', '22', '23', '24', '25', '26',
+  '27', '28', '29', '30', '31', '32', '33', '34', '35', '36', '37', '38', '39', '40', '41',
+  '42', '43', '44', '45', '46', '47', '48', '49', '50', '51', '52', '53', '54', '55', '56',
+  '57', '58', '59', '60', '61', '62', '63'}
 local function int_str(n)
-  return string.format('%d', n)
+  return SMALL_INT_STR[n] or string.format('%d', n)
+end
+-- The other way, for the counts read from job hashes: tonumber() goes through strtod.
+local SMALL_INT_NUM = {}
+for i = 0, 63 do SMALL_INT_NUM[SMALL_INT_STR[i]] = i end
+-- A stored count (a string, or false/nil when absent) as a number, absent = `default`.
+local function count_num(s, default)
+  return SMALL_INT_NUM[s] or tonumber(s) or default
 end
 
 -- The active set's score is the lease deadline, negated and in thousandths of a ms, minus
@@ -58,6 +74,12 @@ end
 local function lease_score(deadline, i)
   return int_str(-(deadline * 1000 + i % 1000))
 end
+-- The same for the jobs of one take, which share a deadline: '-' .. deadline formatted once
+-- (lease_prefix), then the place as three digits (string.format costs ~1.5k instructions).
+local PAD3 = {}
+for i = 0, 999 do PAD3[i] = (i < 10 and '00' or (i < 100 and '0' or '')) .. i end
+local function lease_prefix(deadline) return '-' .. int_str(deadline) end
+local function lease_score_at(prefix, i) return prefix .. PAD3[i % 1000] end
 
 -- Lowest score of an expired lease, and the deadline (ms) a score stands for.
 local function expired_from(now) return int_str(-(now * 1000 + 999)) end
@@ -71,6 +93,27 @@ end
 -- The largest return value or failure reason that a completed or failed event carries.
 local EVENT_VALUE_MAX = 16384
 
+-- Meta fields that the worker's transitions read on every call (pause, limits, the marks
+-- of features a queue has used, the events cap, the finished states' retention), in one
+-- HMGET the first time one is needed: each was a redis.call of its own, and a call costs
+-- more than the lookup. A field the call itself writes is written here too (meta_set).
+-- Absent fields read as false.
+local meta_cache = nil
+local function meta_marks()
+  if not meta_cache then
+    local fields = {'gwn', 'xr', 'xs', 'gconc', 'cv', 'paused', 'hu', 'emax',
+                    'keep:' .. K.completed, 'keep:' .. K.failed}
+    local v = redis.call('HMGET', K.meta, unpack(fields))
+    meta_cache = {}
+    for i, f in ipairs(fields) do meta_cache[f] = v[i] end
+  end
+  return meta_cache
+end
+-- Keeps the snapshot in step with a write of the call's own (no-op before the first read).
+local function meta_set(field, value)
+  if meta_cache then meta_cache[field] = value end
+end
+
 local emax = nil
 local emitted = 0
 -- Every 100th event of a script call trims the stream (MAXLEN ~); the others are plain
@@ -79,7 +122,11 @@ local emitted = 0
 local function append_event(...)
   if emitted % 100 == 0 then
     -- Kept as the string stored (see int_str on why numbers are avoided as arguments).
-    emax = emax or redis.call('HGET', K.meta, 'emax') or '10000'
+    -- From the meta snapshot when the call has read it (not worth a read of its own).
+    if not emax then
+      if meta_cache then emax = meta_cache.emax else emax = redis.call('HGET', K.meta, 'emax') end
+      emax = emax or '10000'
+    end
     redis.call('XADD', K.events, 'MAXLEN', '~', emax, '*', ...)
   else
     redis.call('XADD', K.events, '*', ...)
@@ -142,56 +189,67 @@ end
 
 local function length_prefixed(items, n)
   local parts = {}
+  -- Lua turns a number into a string with "%.14g" (the floating-point printf, slow):
+  -- once per distinct length, most items of a list having the same few lengths.
+  local prefixes = {}
   for i = 1, n do
-    parts[2 * i - 1] = #items[i] .. ':'
+    local len = #items[i]
+    local prefix = prefixes[len]
+    if not prefix then
+      prefix = string.format('%d:', len)
+      prefixes[len] = prefix
+    end
+    parts[2 * i - 1] = prefix
     parts[2 * i] = items[i]
   end
   return table.concat(parts)
 end
 
--- Whether the jobs of the gathered 'waiting' events are those of the 'added' ones, in order
--- (add.lua's jobs that went to waiting, none delayed or a duplicate).
-local function all_added_waiting()
-  local a, w = BATCHED.added, BATCHED.waiting
-  if a.n == 0 or a.n ~= w.n then return false end
-  for i = 1, a.n do
-    if a.ids[i] ~= w.ids[i] then return false end
+do  -- (helpers of flush_events alone: a chunk holds at most 200 locals, see NK's note)
+  -- Whether the jobs of the gathered 'waiting' events are those of the 'added' ones, in order
+  -- (add.lua's jobs that went to waiting, none delayed or a duplicate).
+  local function all_added_waiting()
+    local a, w = BATCHED.added, BATCHED.waiting
+    if a.n == 0 or a.n ~= w.n then return false end
+    for i = 1, a.n do
+      if a.ids[i] ~= w.ids[i] then return false end
+    end
+    return true
   end
-  return true
-end
 
--- One entry of gathered events; with `then_name`, the same jobs' events of that name
--- follow in it (minique/events.py reads fields in any order).
-local function append_entry(then_name, ...)
-  if then_name then append_event('then', then_name, ...) else append_event(...) end
-end
+  -- One entry of gathered events; with `then_name`, the same jobs' events of that name
+  -- follow in it (minique/events.py reads fields in any order).
+  local function append_entry(then_name, ...)
+    if then_name then append_event('then', then_name, ...) else append_event(...) end
+  end
 
--- Writes what emit_batched gathered, one entry per event name; when every added job went
--- waiting, one entry carries both ('then' 'waiting': the same jobs' waiting events follow
--- their added ones), an XADD less per add call.
-function flush_events()
-  if not pending then return end
-  local merged = all_added_waiting()
-  for i = 1, #BATCHED_NAMES do
-    local name = BATCHED_NAMES[i]
-    local b, value = BATCHED[name], BATCHED_VALUE[name]
-    if b.n > 0 and not (merged and name == 'waiting') then
-      local then_name = (merged and name == 'added') and 'waiting' or nil
-      if b.n == 1 then
-        if value and b.rvs[1] ~= '' then
-          append_entry(then_name, 'ev', name, 'id', b.ids[1], value[1], b.rvs[1])
+  -- Writes what emit_batched gathered, one entry per event name; when every added job went
+  -- waiting, one entry carries both ('then' 'waiting': the same jobs' waiting events follow
+  -- their added ones), an XADD less per add call.
+  function flush_events()
+    if not pending then return end
+    local merged = all_added_waiting()
+    for i = 1, #BATCHED_NAMES do
+      local name = BATCHED_NAMES[i]
+      local b, value = BATCHED[name], BATCHED_VALUE[name]
+      if b.n > 0 and not (merged and name == 'waiting') then
+        local then_name = (merged and name == 'added') and 'waiting' or nil
+        if b.n == 1 then
+          if value and b.rvs[1] ~= '' then
+            append_entry(then_name, 'ev', name, 'id', b.ids[1], value[1], b.rvs[1])
+          else
+            append_entry(then_name, 'ev', name, 'id', b.ids[1])
+          end
+        elseif value then
+          append_entry(then_name, 'ev', name, 'ids', length_prefixed(b.ids, b.n), value[2],
+                       length_prefixed(b.rvs, b.n))
         else
-          append_entry(then_name, 'ev', name, 'id', b.ids[1])
+          append_entry(then_name, 'ev', name, 'ids', length_prefixed(b.ids, b.n))
         end
-      elseif value then
-        append_entry(then_name, 'ev', name, 'ids', length_prefixed(b.ids, b.n), value[2],
-                     length_prefixed(b.rvs, b.n))
-      else
-        append_entry(then_name, 'ev', name, 'ids', length_prefixed(b.ids, b.n))
       end
     end
+    clear_batched()
   end
-  clear_batched()
 end
 
 -- One event, after whatever emit_batched gathered before it.
@@ -214,7 +272,8 @@ end
 -- HSET, so that adding a job writes its hash once. The state fields end at the first nil.
 -- (No table of them: a table costs ~1.4k instructions, more than this loop.)
 local function write_job(jk, fields, ...)
-  local args = fields or {}
+  if not fields then return redis.call('HSET', jk, ...) end
+  local args = fields
   local n = #args
   for i = 1, select('#', ...) do
     local v = select(i, ...)
@@ -294,7 +353,7 @@ end
 -- control version in their next reply, or when their hold runs out, whichever is first.
 -- Returns how many ms are left of the longest hold granted: after that no held job starts.
 local function control_changed(what)
-  redis.call('HINCRBY', K.meta, 'cv', 1)
+  meta_set('cv', int_str(redis.call('HINCRBY', K.meta, 'cv', 1)))
   redis.call('PUBLISH', BASE .. ':control', what)
   local hu = tonumber(redis.call('HGET', K.meta, 'hu'))
   if not hu then return 0 end
@@ -387,9 +446,15 @@ end
 -- flow (includes/flows.lua); other queues pay one HEXISTS per script call for this.
 local extra_live = nil
 local flow_on_delete  -- includes/flows.lua
+local function extra_in_use()
+  if extra_live == nil then
+    if meta_cache then extra_live = meta_cache.xr ~= false
+    else extra_live = redis.call('HEXISTS', K.meta, 'xr') == 1 end
+  end
+  return extra_live
+end
 local function delete_job_keys(id)
-  if extra_live == nil then extra_live = redis.call('HEXISTS', K.meta, 'xr') == 1 end
-  if extra_live then
+  if extra_in_use() then
     local f = redis.call('HMGET', JP .. id, 'dd', 'par', 'pol', 'pend')
     if f[1] then release_dedup(f[1], id) end
     if f[2] or f[4] then flow_on_delete(JP .. id, f[2], f[3], f[4]) end
@@ -397,11 +462,26 @@ local function delete_job_keys(id)
   redis.call('DEL', JP .. id, LP .. id, BASE .. ':kids:' .. id)
 end
 
+-- delete_job_keys for many jobs: in a queue without dedup ids or flows, one DEL for all
+-- of them (retention trims a job per finished job: a DEL each was a redis.call per job).
+local function delete_jobs_keys(ids)
+  if extra_in_use() then
+    for _, id in ipairs(ids) do delete_job_keys(id) end
+    return
+  end
+  local keys, n = {}, 0
+  for _, id in ipairs(ids) do
+    keys[n + 1] = JP .. id; keys[n + 2] = LP .. id; keys[n + 3] = BASE .. ':kids:' .. id
+    n = n + 3
+  end
+  for i = 1, n, 3999 do redis.call('DEL', unpack(keys, i, math.min(i + 3998, n))) end
+end
+
 -- Deletes up to `count` jobs from the head of a sorted set; returns how many.
 local function delete_set_members(set_key, count)
   local ids = redis.call('ZRANGE', set_key, 0, count - 1)
   if #ids == 0 then return 0 end
-  for _, id in ipairs(ids) do delete_job_keys(id) end
+  delete_jobs_keys(ids)
   redis.call('ZREM', set_key, unpack(ids))
   return #ids
 end
@@ -423,9 +503,10 @@ end
 local METRICS_KEEP_S = 7200
 local function count_metrics(now, field, n)
   if n <= 0 then return end
-  local mk = BASE .. ':metrics:' .. math.floor(now / 60000)
-  redis.call('HINCRBY', mk, field, n)
-  redis.call('EXPIRE', mk, METRICS_KEEP_S)
+  local mk = BASE .. ':metrics:' .. int_str(math.floor(now / 60000))
+  -- The first count of a field in the minute (the hash may be new) sets the expiry; the
+  -- later ones need not (a redis.call each).
+  if redis.call('HINCRBY', mk, field, n) == n then redis.call('EXPIRE', mk, METRICS_KEEP_S) end
   redis.call('HINCRBY', BASE .. ':metrics:totals', field, n)
 end
 

@@ -90,6 +90,7 @@ local function flow_store_failed(jk, id, now_s)
   local key = K.failed
   if not shared and redis.call('EXISTS', K.failed) == 0 then
     redis.call('HSET', K.meta, field, mine)
+    meta_set(field, mine)
   elseif shared ~= mine then
     key = group_set(K.failed, kc, ka)
     redis.call('SADD', groups_of(K.failed), key)

@@ -107,20 +107,21 @@ local function group_unlink(g, id)
 end
 
 -- A job of the group left active: its slot comes back. An idle group without settings
--- of its own is forgotten. (Two calls when the group is scheduled already, the common case.)
+-- of its own is forgotten. (Three calls when the group is scheduled already, the common case.)
 local function group_release(g)
   local gk = gkey(g)
   local a = redis.call('HINCRBY', gk, 'a', -1)
   if a < 0 then redis.call('HSET', gk, 'a', '0'); a = 0 end
   group_index_active(g, a)
   local h = redis.call('HMGET', gk, 'a', 'c', 'p', 'q', 'rl', 'lm')
+  -- Scheduled already (the common case): its turn in the round-robin, or its wake-up,
+  -- schedules it again or forgets it when idle.
+  if h[4] then return end
   group_schedule(g, h)
-  if a == 0 and not (h[2] or h[3] or h[6]) and redis.call('EXISTS', gwait(g)) == 0 then
-    local q = redis.call('HGET', gk, 'q')
-    if not q and (tonumber(h[5]) or 0) <= now_ms() then
-      redis.call('DEL', gk)
-      redis.call('ZREM', GI, g)
-    end
+  if a == 0 and not (h[2] or h[3] or h[6]) and redis.call('EXISTS', gwait(g)) == 0
+      and (tonumber(h[5]) or 0) <= now_ms() then
+    redis.call('DEL', gk)
+    redis.call('ZREM', GI, g)
   end
 end
 
@@ -168,7 +169,10 @@ local function take_grouped(now, n, ids, scores, gids, to_hold)
   local taken, pops = 0, 0
   while taken < n and pops < 2 * n + 16 do
     pops = pops + 1
-    local g = redis.call('LPOP', GQ)
+    -- The head goes to the tail in one call (a group that may start another job stays in
+    -- the round-robin, the common case); one that must leave is popped off the tail again
+    -- (leave()), where nothing else was pushed meanwhile.
+    local g = redis.call('LMOVE', GQ, GQ, 'LEFT', 'RIGHT')
     if not g then break end
     local gk = gkey(g)
     local h = redis.call('HMGET', gk, 'a', 'c', 'p', 'rl', 'lm', 'ld')
@@ -177,7 +181,7 @@ local function take_grouped(now, n, ids, scores, gids, to_hold)
     local sleep_until = nil
     local wk = gwin(g)
     if to_hold and not h[3] and (conc or (max and max > 0)) then
-      redis.call('RPUSH', GQ, g)
+      -- stays, untouched
     elseif not h[3] and not (conc and a >= conc) then
       local rl = tonumber(h[4])
       if rl and rl > now then
@@ -190,6 +194,7 @@ local function take_grouped(now, n, ids, scores, gids, to_hold)
         end
       end
       if sleep_until then
+        redis.call('RPOP', GQ)
         redis.call('ZADD', GS, int_str(sleep_until), g)
         redis.call('HSET', gk, 'q', 's')
       else
@@ -208,17 +213,18 @@ local function take_grouped(now, n, ids, scores, gids, to_hold)
             redis.call('ZADD', wk, int_str(now), popped[1] .. '|' .. int_str(now))
             redis.call('PEXPIRE', wk, int_str(window))
           end
-          if left > 0 and not (conc and a >= conc) then
-            redis.call('RPUSH', GQ, g)
-          else
+          if left <= 0 or (conc and a >= conc) then
+            redis.call('RPOP', GQ)
             redis.call('HDEL', gk, 'q')
           end
         else
+          redis.call('RPOP', GQ)
           redis.call('HDEL', gk, 'q')
           group_forget_if_idle(g)
         end
       end
     else
+      redis.call('RPOP', GQ)
       redis.call('HDEL', gk, 'q')
     end
   end

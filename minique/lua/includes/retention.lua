@@ -16,7 +16,7 @@ local function trim_group(set_key, keep_count, keep_age_ms, now, budget)
   if keep_age_ms >= 0 then
     local ids = redis.call('ZRANGEBYSCORE', set_key, '-inf', now - keep_age_ms, 'LIMIT', 0, budget)
     if #ids > 0 then
-      for _, id in ipairs(ids) do delete_job_keys(id) end
+      delete_jobs_keys(ids)
       redis.call('ZREM', set_key, unpack(ids))
       removed = #ids
     end
@@ -26,7 +26,7 @@ local function trim_group(set_key, keep_count, keep_age_ms, now, budget)
     if excess > 0 then
       local n = math.min(excess, budget - removed)
       local ids = redis.call('ZRANGE', set_key, 0, n - 1)
-      for _, id in ipairs(ids) do delete_job_keys(id) end
+      delete_jobs_keys(ids)
       redis.call('ZREMRANGEBYRANK', set_key, 0, n - 1)
       removed = removed + n
     end
@@ -67,7 +67,7 @@ end
 local function retain(rb, id, now_s, keep_count, keep_age)
   if keep_count == 0 or keep_age == 0 then return false end
   if rb.shared == nil then
-    rb.shared = parse_setting(redis.call('HGET', K.meta, 'keep:' .. rb.set)) or false
+    rb.shared = parse_setting(meta_marks()['keep:' .. rb.set]) or false
   end
   local key
   local shared = rb.shared
@@ -95,8 +95,9 @@ end
 -- Stores the batch's jobs in their groups, then trims the groups they joined.
 local function retention_flush(rb, now, budget)
   if rb.adopt then
-    redis.call('HSET', K.meta, 'keep:' .. rb.set,
-               int_str(rb.shared[1]) .. ':' .. int_str(rb.shared[2]))
+    local setting = int_str(rb.shared[1]) .. ':' .. int_str(rb.shared[2])
+    redis.call('HSET', K.meta, 'keep:' .. rb.set, setting)
+    meta_set('keep:' .. rb.set, setting)
   end
   for _, g in ipairs(rb.order) do
     local key = g[1]

@@ -65,7 +65,7 @@ local function with_wait_info(out)
   local nd = redis.call('ZRANGE', K.delayed, 0, 0, 'WITHSCORES')
   if nd[2] then out[3] = math.floor(tonumber(nd[2]) / DELAY_SHIFT) end
   -- A sleeping group (rate limited, throttled) is due like a delayed job.
-  local gw = groups_next_wake()
+  local gw = meta_marks().gwn and groups_next_wake()
   if gw and (out[3] < 0 or gw < out[3]) then out[3] = gw end
   -- The round-robin still names groups this call had no budget to pass: due now. (The
   -- wake-up it posted is already before the id returned below, so it would not count.)
@@ -88,10 +88,10 @@ end
 local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, promote_limit,
                          hold, hold_ms)
   promote_due(now, promote_limit)
-  local m = redis.call('HMGET', K.meta, 'gconc', 'cv', 'paused', 'hu')
-  local gconc = tonumber(m[1])
-  local out = {0, 0, -1, '', now, gconc or 0, m[2] or '0', 0}
-  if m[3] then
+  local m = meta_marks()
+  local gconc = tonumber(m.gconc)
+  local out = {0, 0, -1, '', now, gconc or 0, m.cv or '0', 0}
+  if m.paused then
     out[1] = 1
   else
     local pttl = redis.call('PTTL', K.pause_until)
@@ -115,8 +115,10 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   elseif hold_ms > 0 then
     out[8] = 1
     local until_ms = now + hold_ms
-    if not tonumber(m[4]) or tonumber(m[4]) < until_ms then
-      redis.call('HSET', K.meta, 'hu', int_str(until_ms))
+    if not tonumber(m.hu) or tonumber(m.hu) < until_ms then
+      local hu = int_str(until_ms)
+      redis.call('HSET', K.meta, 'hu', hu)
+      meta_set('hu', hu)
     end
   end
   if out[1] ~= 0 then count = 0 end
@@ -125,8 +127,13 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   local ids, scores, gids = {}, {}, {}
   -- Grouped jobs (includes/groups.lua) take turns with ungrouped ones: half the free slots
   -- each while both wait, the rest to whichever has jobs; held ones after the ungrouped.
-  groups_wake_due(now)
-  local grouped = redis.call('LLEN', GQ) > 0
+  -- Groups exist only in a queue that has had grouped jobs (meta 'gwn', kept from the
+  -- first one on): the others skip their two reads.
+  local grouped = false
+  if m.gwn then
+    groups_wake_due(now)
+    grouped = redis.call('LLEN', GQ) > 0
+  end
   if grouped and count > 0 then
     local share = count
     if redis.call('ZCARD', K.pri) + redis.call('XLEN', K.ready) > 0 then
@@ -149,29 +156,31 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   -- read once a job of the queue has stalled (meta 'xs'), the group once the queue has had
   -- grouped jobs (meta 'gwn', kept from the first one on), a scheduler's id only for its
   -- firings, whose ids start with "sched:" (custom ids cannot).
-  local marks = redis.call('HMGET', K.meta, 'xs', 'gwn')
-  local read_stc, read_group = marks[1] ~= false, marks[2] ~= false
-  local deadline = now + lease_ms
+  local read_stc, read_group = m.xs ~= false, m.gwn ~= false
+  local lease_at = lease_prefix(now + lease_ms)
   local now_s = int_str(now)
   local leases, holds = {}, {}
   local active_n = 0
+  -- Locals for what the loop calls per job: a global is a table lookup on each use.
+  local rcall, sbyte = redis.call, string.byte
+  local on = #out
   for i, id in ipairs(ids) do
     local jk = JP .. id
     local tok = int_str(fence + i)
     local f
-    if string.sub(id, 1, 6) == 'sched:' then
-      f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats', 'g')
+    if sbyte(id, 1) == 115 and string.sub(id, 1, 6) == 'sched:' then  -- 115: 's'
+      f = rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats', 'g')
     else
       -- Same places as above: 7 stalled count, 8 scheduler, 9 attempts started, 10 group
       -- (absent fields are read only where the queue can have them).
       if read_stc then
-        f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'stc', 'g')
+        f = rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'stc', 'g')
         f[10] = f[9]
       elseif read_group then
-        f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'g')
+        f = rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'g')
         f[10] = f[8]; f[8] = nil
       else
-        f = redis.call('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats')
+        f = rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats')
       end
       f[9] = f[7]; f[7] = f[8]; f[8] = nil
     end
@@ -180,28 +189,29 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       -- A missed firing of a catch_up="skip" scheduler: the hook deleted it; nothing to run.
     elseif f[1] then
       handed = true
-      local ats = (tonumber(f[9]) or 0) + 1
+      local ats = count_num(f[9], 0) + 1
       local ps = scores[i] or ''
       if active_n < count then
         active_n = active_n + 1
         -- One write per job: the counter is bumped from the value just read.
-        redis.call('HSET', jk, 'st', 'active', 'tok', tok, 'pon', now_s, 'w', worker,
+        rcall('HSET', jk, 'st', 'active', 'tok', tok, 'pon', now_s, 'w', worker,
                    'ats', int_str(ats), 'ps', ps)
-        leases[#leases + 1] = lease_score(deadline, i)
+        leases[#leases + 1] = lease_score_at(lease_at, i)
         leases[#leases + 1] = id
         if lim_max > 0 then redis.call('ZADD', K.window, now_s, tok) end
         emit_batched('active', id)
       else
         -- Held: started (and counted as started) only when the worker starts it.
-        redis.call('HSET', jk, 'st', 'held', 'tok', tok, 'w', worker, 'ps', ps)
-        holds[#holds + 1] = lease_score(deadline, i)
+        rcall('HSET', jk, 'st', 'held', 'tok', tok, 'w', worker, 'ps', ps)
+        holds[#holds + 1] = lease_score_at(lease_at, i)
         holds[#holds + 1] = id
       end
-      local n = #out
+      local n = on
       out[n + 1] = id; out[n + 2] = tok; out[n + 3] = f[1]; out[n + 4] = f[2]
       out[n + 5] = f[3] or ''; out[n + 6] = f[4] or '0'; out[n + 7] = ats; out[n + 8] = f[5] or '0'
       out[n + 9] = f[6] or '0'; out[n + 10] = f[7] or '0'; out[n + 11] = now
       out[n + 12] = f[10] or ''  -- the group ('' = none)
+      on = n + 12
     else
       -- The job hash vanished (deleted behind our back): nothing to run, say so.
       emit('ev', 'error', 'id', id, 'reason', 'job hash missing at fetch')
