@@ -3,11 +3,12 @@
     python -m benchmarks.add_profile [--n 5000] [--bulk 50000] [--profile] [--memory]
 
 Starts a private Redis. For ``add`` one by one (awaited, one producer) and ``add_bulk``
-(chunks of 500) it prints jobs/s, the client's CPU per job (process time), Redis's CPU per
-job (INFO cpu, user+sys) and the commands run per job (INFO commandstats). ``--profile``
-adds a cProfile of the one-by-one adds; ``--memory`` the Redis memory per waiting job
-(hash + ready-stream entry + its share of the events stream), measured as in
+(chunks of 500) it prints jobs/s, the client's CPU per job (os.times), Redis's CPU per job
+(INFO cpu), each as user + system time, and the commands run per job (INFO commandstats).
+``--profile`` adds a cProfile of the one-by-one adds; ``--memory`` the Redis memory per
+waiting job (hash + ready-stream entry + its share of the events stream), measured as in
 ``benchmarks.throughput``, plus the encoding and MEMORY USAGE of one job hash.
+``benchmarks.add_callgrind`` counts the server's instructions per add (repeatable).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
 import pstats
 import time
 from typing import Any
@@ -25,9 +27,16 @@ from minique import Queue
 from minique.server import RedisServer
 
 
-async def _cpu(client: Any) -> float:
+async def _cpu(client: Any) -> tuple[float, float]:
+    """Redis's CPU time so far: (user, system)."""
     info = await client.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return float(info["used_cpu_user"]), float(info["used_cpu_sys"])
+
+
+def _own_cpu() -> tuple[float, float]:
+    """This process's CPU time so far: (user, system)."""
+    t = os.times()
+    return t.user, t.system
 
 
 async def _cmds(client: Any) -> dict[str, int]:
@@ -35,13 +44,23 @@ async def _cmds(client: Any) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
 
 
-def _line(label: str, n: int, wall: float, client_cpu: float, redis_cpu: float,
-          before: dict[str, int], after: dict[str, int]) -> None:
+def _line(label: str, n: int, wall: float, client: tuple[float, float],
+          redis: tuple[float, float], before: dict[str, int], after: dict[str, int]) -> None:
+    """``client`` and ``redis``: CPU time spent (user, system)."""
     diff = {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0)}
     diff.pop("info", None)
     per = ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(diff.items(), key=lambda kv: -kv[1]))
-    print(f"{label:<12} {n / wall:>9,.0f} jobs/s  client {client_cpu / n * 1e6:6.1f} µs/job  "
-          f"redis {redis_cpu / n * 1e6:6.1f} µs/job  | {per}")
+
+    def us(cpu: tuple[float, float]) -> str:
+        return (f"{sum(cpu) / n * 1e6:6.1f} µs/job ({cpu[0] / n * 1e6:.0f} user + "
+                f"{cpu[1] / n * 1e6:.0f} sys)")
+
+    print(f"{label:<12} {n / wall:>9,.0f} jobs/s  client {us(client)}  redis {us(redis)}  "
+          f"| {per}")
+
+
+def _spent(after: tuple[float, float], before: tuple[float, float]) -> tuple[float, float]:
+    return after[0] - before[0], after[1] - before[1]
 
 
 async def one_by_one(url: str, client: Any, n: int, profile: bool) -> None:
@@ -50,7 +69,7 @@ async def one_by_one(url: str, client: Any, n: int, profile: bool) -> None:
     for i in range(200):  # warm: scripts loaded, connection open
         await q.add("noop", {"i": i})
     await q.obliterate(force=True)
-    c0, r0, b0 = time.process_time(), await _cpu(client), await _cmds(client)
+    c0, r0, b0 = _own_cpu(), await _cpu(client), await _cmds(client)
     prof = cProfile.Profile() if profile else None
     t0 = time.perf_counter()
     if prof:
@@ -60,8 +79,8 @@ async def one_by_one(url: str, client: Any, n: int, profile: bool) -> None:
     if prof:
         prof.disable()
     wall = time.perf_counter() - t0
-    c1, r1, b1 = time.process_time(), await _cpu(client), await _cmds(client)
-    _line("add one", n, wall, c1 - c0, r1 - r0, b0, b1)
+    c1, r1, b1 = _own_cpu(), await _cpu(client), await _cmds(client)
+    _line("add one", n, wall, _spent(c1, c0), _spent(r1, r0), b0, b1)
     if prof:
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
     await q.obliterate(force=True)
@@ -74,13 +93,13 @@ async def bulk(url: str, client: Any, n: int) -> None:
     await q.add_bulk([("noop", {"i": i}, {}) for i in range(500)])
     await q.obliterate(force=True)
     items = [("noop", {"i": i}, {}) for i in range(n)]
-    c0, r0, b0 = time.process_time(), await _cpu(client), await _cmds(client)
+    c0, r0, b0 = _own_cpu(), await _cpu(client), await _cmds(client)
     t0 = time.perf_counter()
     for s in range(0, n, 500):
         await q.add_bulk(items[s:s + 500])
     wall = time.perf_counter() - t0
-    c1, r1, b1 = time.process_time(), await _cpu(client), await _cmds(client)
-    _line("add_bulk", n, wall, c1 - c0, r1 - r0, b0, b1)
+    c1, r1, b1 = _own_cpu(), await _cpu(client), await _cmds(client)
+    _line("add_bulk", n, wall, _spent(c1, c0), _spent(r1, r0), b0, b1)
     await q.obliterate(force=True)
     await q.close()
 

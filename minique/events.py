@@ -91,16 +91,25 @@ def parse_entry(event_id: bytes | str, raw: dict[bytes, bytes]) -> list[Event]:
     ``completed`` events of several jobs that one script call emitted, ``ev`` <name> ``ids``
     <list> [``names`` <list> | ``rvs`` <list>], where a list is length-prefixed
     (``<n>:<n bytes>`` per item) and an empty return value means the value stayed with the
-    job. Version 1 streams (one entry per event) read the same way. Raises ValueError on a
-    malformed entry."""
+    job. Either form may end with ``then`` <name>: the same jobs' events of that name
+    follow, without fields (add writes ``added`` ... ``then`` ``waiting`` when every job it
+    added went waiting: one entry rather than two). Version 1 streams (one entry per event)
+    read the same way. Raises ValueError on a malformed entry."""
     eid = event_id.decode() if isinstance(event_id, bytes) else event_id
     packed_ids = raw.get(b"ids")
+    then = raw.get(b"then")
+    if then is not None:
+        raw = dict(raw)
+        del raw[b"then"]
     if packed_ids is None:
         raw = dict(raw)
         value = raw.pop(b"rv", None)
         fields = {k.decode(): v.decode(errors="replace") for k, v in raw.items()}
         name = fields.pop("ev", "")
         job_id = fields.pop("id", None)
+        if then is not None:
+            return [Event(f"{eid}/0", name, job_id, fields, value),
+                    Event(eid, then.decode(errors="replace"), job_id, {}, None, 1)]
         return [Event(eid, name, job_id, fields, value)]
     name = raw.get(b"ev", b"").decode(errors="replace")
     ids = split_length_prefixed(packed_ids)
@@ -112,11 +121,18 @@ def parse_entry(event_id: bytes | str, raw: dict[bytes, bytes]) -> list[Event]:
     names = (split_length_prefixed(packed_names) if packed_names is not None else [])
     if names and len(names) != len(ids):
         raise ValueError(f"event entry {eid}: {len(ids)} ids but {len(names)} names")
-    last = len(ids) - 1
-    return [Event(eid if index == last else f"{eid}/{index}", name,
-                  job_id.decode(errors="replace"),
-                  {"name": names[index].decode(errors="replace")} if names else {}, value, index)
-            for index, (job_id, value) in enumerate(zip(ids, values, strict=True))]
+    last = len(ids) * (2 if then is not None else 1) - 1
+    events = [Event(eid if index == last else f"{eid}/{index}", name,
+                    job_id.decode(errors="replace"),
+                    {"name": names[index].decode(errors="replace")} if names else {}, value,
+                    index)
+              for index, (job_id, value) in enumerate(zip(ids, values, strict=True))]
+    if then is not None:
+        then_name, start = then.decode(errors="replace"), len(ids)
+        events += [Event(eid if start + i == last else f"{eid}/{start + i}", then_name,
+                         job_id.decode(errors="replace"), {}, None, start + i)
+                   for i, job_id in enumerate(ids)]
+    return events
 
 
 def split_event_id(event_id: str) -> tuple[str, int]:

@@ -43,6 +43,35 @@ def _packed(args: tuple[Any, ...]) -> list[bytes] | None:
         return None
 
 
+def packed_head(args: tuple[Any, ...]) -> bytes:
+    """The bulk strings of ``args`` without the array header: the fixed start of a command
+    whose other arguments ``plain_add`` packs."""
+    packed = _hiredis_pack(args) if _hiredis_pack is not None else _python_pack(args)
+    return packed[packed.index(b"\r\n") + 2:]
+
+
+def _python_pack(args: tuple[Any, ...]) -> bytes:
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        raw = a.encode() if isinstance(a, str) else b"%d" % a if isinstance(a, int) else a
+        out.append(b"$%d\r\n%b\r\n" % (len(raw), raw))
+    return b"".join(out)
+
+
+# add.lua's call for one job with the plain option tail: FCALL <function> 1 <meta> <job
+# prefix> 1 <producer> (the head, the same for every such call of a producer), then the
+# call's sequence number, 0 option tails, the job's id, name and data, and tail number 0.
+_PLAIN_ADD = b"*13\r\n%b$%d\r\n%b\r\n$1\r\n0\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$1\r\n0\r\n"
+
+
+def plain_add(head: bytes, seq: int, job_id: str, name: str, data: bytes) -> bytes:
+    """One plain job's add call, packed as ``hiredis.pack_command`` would (tested): one
+    bytes format instead of ~19k instructions of hiredis's per-argument packing, about a
+    tenth of a one-job add's client cost."""
+    s, i, n = b"%d" % seq, job_id.encode(), name.encode()
+    return _PLAIN_ADD % (head, len(s), s, len(i), i, len(n), n, len(data), data)
+
+
 async def _send(conn: Any, command: bytes | str | Iterable[bytes], check_health: bool) -> bool:
     """Writes ``command`` as redis-py's ``send_packed_command`` does, without its per-call
     Task. False (nothing written) when the connection is not open: redis-py's own path

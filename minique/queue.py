@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import codec, scripts, telemetry
+from . import codec, packing, scripts, telemetry
 from .attempts import Attempt, attempts_from_hash
 from .connection import connect
 from .errors import AddOutcomeUnknown, InvalidJobState, JobNotFound
@@ -38,18 +39,25 @@ BulkItem = tuple[str, Any] | tuple[str, Any, Mapping[str, Any]]
 _NO_OPTIONS: dict[str, Any] = {}  # never modified: resolve() reads options, never writes
 
 
+# The option tail of a job added with no options to a queue without defaults: add.lua knows
+# it, so it is sent as tail number 0 and not at all (each argument costs the server ~1k
+# instructions; a plain one-job add sent 5 more than it needed).
+PLAIN_TAIL = (b"", 0, 0, "", "")
+
+
 def _add_call_args(chunk: Sequence[list[Any]], producer: str, seq: int) -> list[Any]:
     """add.lua's arguments for ``chunk`` (each job as ``Queue._prepare`` made it: id, name,
     data, then its 5 option fields): the distinct option tails once, then per job its id,
-    name, data and the number of its tail."""
-    tails: dict[tuple[Any, ...], int] = {}
+    name, data and the number of its tail (0: ``PLAIN_TAIL``, not sent)."""
+    tails: dict[tuple[Any, ...], int] = {PLAIN_TAIL: 0}
     jobs: list[Any] = []
     for args in chunk:
         tail = (args[3], args[4], args[5], args[6], args[7])
         number = tails.get(tail)
         if number is None:
-            number = tails[tail] = len(tails) + 1
+            number = tails[tail] = len(tails)
         jobs += (args[0], args[1], args[2], number)
+    del tails[PLAIN_TAIL]
     flat: list[Any] = [len(chunk), producer, seq, len(tails)]
     for tail in tails:
         flat += tail
@@ -87,6 +95,9 @@ class Queue:
         self.name = validate_name("queue name", name)
         self.prefix = prefix
         self.keys = QueueKeys(name, prefix)
+        # add.lua gets the meta key alone and derives the rest (lua/includes/call.lua):
+        # each key sent costs the server about as much as a small command.
+        self._add_keys = (self.keys.meta,)
         self._own = connection is None
         self.redis: Any = connection if connection is not None else connect(url)
         self.default_job_options = dict(default_job_options or {})
@@ -114,6 +125,8 @@ class Queue:
         # Add calls (one at a time, under the lock) keep a connection of their own and skip
         # redis-py's per-command machinery (minique/own_link.py); None: through the client.
         self._link: OwnLink | None = own_link(self.redis)
+        # (producer, packed head) of a plain one-job add call (_plain_add).
+        self._plain_head: tuple[str, bytes] = ("", b"")
         # Automatic ids come from blocks reserved with INCRBY, so an add knows its ids
         # before the first send (a re-send must not take fresh ones).
         self._id_next = 0
@@ -222,6 +235,18 @@ class Queue:
             now_ms = await flows.submit(self.redis, [node], self._producer, self._add_seq)
         return self._made(node.args[0], name, data, node.args[2], node.resolved, now_ms)
 
+    def _take_ids(self, batch: Sequence[list[Any]]) -> bool:
+        """Gives every job of ``batch`` without an id an automatic one from the reserved
+        block, if it holds enough; else assigns none and says so (True: reserve first,
+        ``_assign_ids``)."""
+        missing = [args for args in batch if not args[0]]
+        if self._id_end - self._id_next < len(missing):
+            return True
+        for args in missing:
+            self._id_next += 1
+            args[0] = str(self._id_next)
+        return False
+
     async def _assign_ids(self, batch: Sequence[list[Any]]) -> None:
         """Gives every job of ``batch`` without an id an automatic one (numeric, from
         blocks reserved on the queue's id counter: a lost block only leaves a gap)."""
@@ -253,8 +278,13 @@ class Queue:
             self._add_seq = self._id_next = self._id_end = 0
             self._add_lock = asyncio.Lock()
         async with self._add_lock:
-            await self._assign_ids([args for chunk in chunks for args in chunk])
-            await self._write_meta()
+            # (Coroutines only when there is something to wait for: each costs a one-job
+            # add's client a few per cent.)
+            batch = [args for chunk in chunks for args in chunk]
+            if self._take_ids(batch):
+                await self._assign_ids(batch)
+            if not self._meta_written:
+                await self._write_meta()
             calls: list[list[Any]] = []
             for chunk in chunks:
                 self._add_seq += 1
@@ -290,16 +320,26 @@ class Queue:
 
     async def _call_adds(self, calls: list[list[Any]]) -> list[Any]:
         if len(calls) == 1:
-            await self._write_meta()
-            return [await scripts.run(self._link or self.redis, "add", self.keys.vector,
+            call = calls[0]
+            if (self._link is not None and call[0] == 1 and call[3] == 0
+                    and type(call[6]) is bytes and scripts.uses_functions()):
+                try:
+                    return [await self._link.execute_packed(self._plain_add(call))]
+                except ResponseError as exc:
+                    if not scripts.did_not_run(exc):
+                        raise scripts.translate_error(exc) from exc
+                    # Nothing ran: scripts.run loads the library (or turns to scripts, on
+                    # a server without functions) and calls again.
+            return [await scripts.run(self._link or self.redis, "add", self._add_keys,
                                       (self.keys.job_prefix, *calls[0]))]
         if getattr(self.redis, "connection_pool", None) is None:
             # Redis Cluster clients refuse scripts in pipelines; in order, one at a time.
-            return [await self._run("add", call) for call in calls]
+            return [await scripts.run(self.redis, "add", self._add_keys,
+                                      (self.keys.job_prefix, *call)) for call in calls]
         for _attempt in range(2):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for call in calls:
-                    scripts.queue_call(pipe, "add", self.keys.vector,
+                    scripts.queue_call(pipe, "add", self._add_keys,
                                        [self.keys.job_prefix, *call])
                 replies = await pipe.execute(raise_on_error=False)
             if not any(scripts.missing_code(r) for r in replies):
@@ -310,6 +350,17 @@ class Queue:
             # Calls after the missing code did not run; the ones before are re-sends now.
             await scripts.load_all(self.redis)
         raise RuntimeError("Redis keeps missing minique's functions after they were loaded")
+
+    def _plain_add(self, call: list[Any]) -> bytes:
+        """``call`` (one job, plain options: see _add_call_args) packed for the link; the
+        head is packed once per producer (a forked child is a producer of its own)."""
+        if self._plain_head[0] != self._producer:
+            head = packing.packed_head(("FCALL", scripts.library().function("add"), 1,
+                                        self.keys.meta, self.keys.job_prefix, 1,
+                                        self._producer))
+            self._plain_head = (self._producer, head)
+        _n, _producer, seq, _nt, job_id, name, data, _tail = call
+        return packing.plain_add(self._plain_head[1], seq, job_id, name, data)
 
     async def _submit_add(self, args: list[Any]) -> tuple[bytes, int, int]:
         """Sends one job's add. While an add is in flight, others wait and then go together

@@ -46,7 +46,7 @@ Arg = str | bytes | int | float
 class Library:
     """The library's text, its hash-tagged name, and each transition's function name."""
 
-    __slots__ = ("eval_sources", "name", "prelude", "source", "tag")
+    __slots__ = ("eval_sources", "functions", "name", "prelude", "source", "tag")
 
     def __init__(self, prelude: str, bodies: dict[str, str]) -> None:
         self.prelude = prelude
@@ -55,6 +55,8 @@ class Library:
             digest.update(name.encode() + b"\0" + bodies[name].encode())
         self.tag = digest.hexdigest()[:12]
         self.name = f"minique_{self.tag}"
+        # Each transition's function name, made once rather than per call.
+        self.functions = {name: f"mq{self.tag}_{name}" for name in bodies}
         registrations = "".join(
             f"redis.register_function('{self.function(name)}', function(KEYS, ARGV)\n"
             f"begin_call(KEYS, ARGV)\n{body}\nend)\n"
@@ -65,7 +67,7 @@ class Library:
                              for name, body in bodies.items()}
 
     def function(self, name: str) -> str:
-        return f"mq{self.tag}_{name}"
+        return self.functions.get(name) or f"mq{self.tag}_{name}"
 
 
 class Script:
@@ -184,6 +186,13 @@ def queue_call(pipe: Any, name: str, keys: Sequence[str], args: Sequence[Arg]) -
         pipe.fcall(library().function(name), len(keys), *keys, *args)
     else:
         pipe.evalsha(script(name).sha, len(keys), *keys, *args)
+
+
+def did_not_run(exc: BaseException) -> bool:
+    """Whether a call failed before running any code: the library or script is missing, or
+    the server has no functions (``run`` then loads, or switches to scripts, and calls
+    again)."""
+    return missing_code(exc) or (isinstance(exc, ResponseError) and _no_functions(exc))
 
 
 def missing_code(exc: BaseException) -> bool:

@@ -140,7 +140,31 @@ def test_jobs_with_the_same_options_share_one_tail_of_script_arguments() -> None
 
     plain = ["", "n", b"d", b"", 0, 0, "", ""]
     other = ["", "n", b"e", b"\x91\x03", 2, 0, "g", ""]
-    flat = _add_call_args([["1", *plain[1:]], ["2", *other[1:]], ["3", *plain[1:]]], "p", 7)
-    assert flat[:4] == [3, "p", 7, 2]  # 3 jobs, producer, sequence number, 2 distinct tails
-    assert flat[4:14] == [b"", 0, 0, "", "", b"\x91\x03", 2, 0, "g", ""]
-    assert flat[14:] == ["1", "n", b"d", 1, "2", "n", b"e", 2, "3", "n", b"d", 1]
+    third = ["", "n", b"f", b"", 0, 5, "", ""]
+    flat = _add_call_args([["1", *plain[1:]], ["2", *other[1:]], ["3", *plain[1:]],
+                           ["4", *third[1:]], ["5", *other[1:]]], "p", 7)
+    # 5 jobs, producer, sequence number, 2 tails sent: the plain one is tail 0, not sent.
+    assert flat[:4] == [5, "p", 7, 2]
+    assert flat[4:14] == [b"\x91\x03", 2, 0, "g", "", b"", 0, 5, "", ""]
+    assert flat[14:] == ["1", "n", b"d", 0, "2", "n", b"e", 1, "3", "n", b"d", 0,
+                         "4", "n", b"f", 2, "5", "n", b"e", 1]
+
+
+async def test_adds_to_queues_in_turn_land_in_their_own_queue(redis_url: str, qname: str) -> None:
+    """add sends the meta key alone and the library derives the other keys, once per
+    queue in a row (lua/includes/call.lua): calls for other queues, and calls that send
+    the whole vector, must each get their own queue's keys."""
+    a, b = Queue(qname + "-a", url=redis_url), Queue(qname + "-b", url=redis_url)
+    try:
+        for i in range(3):
+            await a.add("x", i)
+            await b.add("y", i)
+            await b.add("y", i, delay=60)
+            assert (await a.get_stats())["waiting"] == i + 1  # a whole-vector call
+        assert [(await a.get_stats())[s] for s in ("waiting", "delayed")] == [3, 0]
+        assert [(await b.get_stats())[s] for s in ("waiting", "delayed")] == [3, 3]
+        assert {j.name for j in await a.get_jobs("waiting")} == {"x"}
+    finally:
+        for q in (a, b):
+            await q.obliterate(force=True)
+            await q.close()

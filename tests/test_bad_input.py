@@ -137,9 +137,14 @@ async def test_scripts_mode_where_redis_has_no_functions(
     async def link_no_fcall(_link: object, name: str, *args: object) -> object:
         return await no_fcall(name, *args)
 
+    async def link_no_packed_fcall(_link: object, packed: bytes) -> object:
+        return await no_fcall(packed.split(b"\r\n")[4].decode())
+
     monkeypatch.setattr(queue.redis, "fcall", no_fcall)
-    # Adds go through the queue's own connection (minique/own_link.py).
+    # Adds go through the queue's own connection (minique/own_link.py); a plain one-job
+    # add sends its FCALL packed by the queue itself.
     monkeypatch.setattr(OwnLink, "fcall", link_no_fcall)
+    monkeypatch.setattr(OwnLink, "execute_packed", link_no_packed_fcall)
     monkeypatch.setattr(scripts, "_use_functions", True)
     job = await queue.add("x", 21)
     assert refused and not scripts.uses_functions()

@@ -117,7 +117,7 @@ def test_length_prefixed_lists() -> None:
 async def test_a_bulk_add_shares_entries_and_keeps_each_jobs_name(queue: Queue) -> None:
     jobs = await queue.add_bulk([(f"kind-{i % 7}", i) for i in range(300)])
     raw = await queue.redis.xrange(queue.keys.events)
-    assert len(raw) <= 2 * 3 + 2  # added + waiting per call of at most 100 jobs
+    assert len(raw) <= 3 + 2  # added, then waiting, in one entry per call of <= 100 jobs
     events = [e for eid, f in raw for e in parse_entry(eid, f)]
     for i, job in enumerate(jobs):
         mine = [e for e in events if e.job_id == job.id]
@@ -127,3 +127,46 @@ async def test_a_bulk_add_shares_entries_and_keeps_each_jobs_name(queue: Queue) 
     last = [e for eid, f in await queue.redis.xrange(queue.keys.events) for e in parse_entry(eid, f)
             if e.job_id == single.id]
     assert [(e.name, e.fields) for e in last] == [("added", {"name": "alone"}), ("waiting", {})]
+
+
+def test_an_entry_then_carries_the_same_jobs_next_events() -> None:
+    """``then`` <name>: the entry's jobs' events of that name follow its own (add writes
+    added ... then waiting); each is named and indexed as in any shared entry."""
+    one = parse_entry(b"5-1", {b"ev": b"added", b"id": b"7", b"name": b"n", b"then": b"waiting"})
+    assert [(e.event_id, e.name, e.job_id, e.fields, e.index) for e in one] == [
+        ("5-1/0", "added", "7", {"name": "n"}, 0), ("5-1", "waiting", "7", {}, 1)]
+    many = parse_entry("6-0", {b"ev": b"added", b"ids": b"1:a2:bc", b"names": b"1:x1:y",
+                               b"then": b"waiting"})
+    assert [(e.event_id, e.name, e.job_id, e.fields) for e in many] == [
+        ("6-0/0", "added", "a", {"name": "x"}), ("6-0/1", "added", "bc", {"name": "y"}),
+        ("6-0/2", "waiting", "a", {}), ("6-0", "waiting", "bc", {})]
+
+
+async def test_a_one_job_add_writes_one_entry_and_resumes_inside_it(
+        queue: Queue, redis_url: str) -> None:
+    await queue.add("first", 0)
+    start = (await queue.redis.xrevrange(queue.keys.events, count=1))[0][0].decode()
+    job = await queue.add("second", 1)
+    raw = await queue.redis.xrange(queue.keys.events, "(" + start, "+")
+    assert len(raw) == 1
+    events = QueueEvents(queue.name, url=redis_url, last_id=start)
+    first = await events.next(timeout=5)
+    assert first is not None and (first.name, first.job_id) == ("added", job.id)
+    await events.close()
+    # Resumed after the added event, the waiting event of the same entry comes next.
+    events = QueueEvents(queue.name, url=redis_url, last_id=first.event_id)
+    second = await events.next(timeout=5)
+    assert second is not None and (second.name, second.job_id) == ("waiting", job.id)
+    assert second.event_id == raw[0][0].decode()
+    await events.close()
+
+
+async def test_a_delayed_job_among_a_bulk_keeps_separate_entries(queue: Queue) -> None:
+    jobs = await queue.add_bulk([("x", 0), ("x", 1, {"delay": 60}), ("x", 2)])
+    events = [(e.name, e.job_id) for eid, f in await queue.redis.xrange(queue.keys.events)
+              for e in parse_entry(eid, f)]
+    a, d, c = (j.id for j in jobs)
+    # The delayed event writes what was gathered before it; the entries of a and d then
+    # differ (d did not go waiting), so added and waiting stay apart there.
+    assert events == [("added", a), ("added", d), ("waiting", a), ("delayed", d),
+                      ("added", c), ("waiting", c)]

@@ -15,7 +15,7 @@ _STATE = re.compile(r"^local ((?:[a-z_][a-z_0-9]*)(?:\s*,\s*[a-z_][a-z_0-9]*)*)\
 
 def test_every_per_call_local_of_the_includes_is_reset_by_begin_call() -> None:
     call = (scripts.LUA_DIR / "includes" / "call.lua").read_text()
-    begin = call[call.index("local function begin_call"):]
+    begin = call[call.index("function begin_call("):]
     assigned = set(re.findall(r"\b([A-Za-z_][A-Za-z_0-9]*)\b(?=[^\n]*=)", begin))
     missing = []
     for path in sorted((scripts.LUA_DIR / "includes").glob("*.lua")):
@@ -34,7 +34,7 @@ def test_upper_case_state_set_per_call_is_set_by_begin_call() -> None:
     """Keys and prefixes declared without a value at the top of an include are set per
     call: each must be assigned in begin_call."""
     call = (scripts.LUA_DIR / "includes" / "call.lua").read_text()
-    begin = call[call.index("local function begin_call"):]
+    begin = call[call.index("function begin_call("):]
     missing = []
     for path in sorted((scripts.LUA_DIR / "includes").glob("*.lua")):
         for names in re.findall(r"^local ([A-Z_][A-Z_0-9]*(?:\s*,\s*[A-Z_][A-Z_0-9]*)*)\s*(?:--.*)?$",
@@ -43,3 +43,15 @@ def test_upper_case_state_set_per_call_is_set_by_begin_call() -> None:
                 if not re.search(rf"\b{name}\b[^\n]*=", begin):
                     missing.append(f"{path.name}: {name}")
     assert not missing, f"declared per call but never set by begin_call: {missing}"
+
+
+def test_the_key_suffixes_begin_call_derives_are_those_of_the_key_vector() -> None:
+    """add sends the meta key alone; begin_call derives the rest from it."""
+    from minique.keys import QueueKeys
+
+    base = (scripts.LUA_DIR / "includes" / "base.lua").read_text()
+    block = re.search(r"local KEY_SUFFIX = \{(.*?)\}", base, re.S)
+    assert block is not None
+    suffixes = re.findall(r"'([^']*)'", block.group(1))
+    keys = QueueKeys("q", "p")
+    assert [keys.base + s for s in suffixes] == list(keys.vector)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import hiredis
 import pytest
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
@@ -114,3 +115,16 @@ async def test_a_peer_that_stops_reading_times_the_write_out() -> None:
             w.close()
         server.close()
         await server.wait_closed()
+
+
+def test_a_plain_one_job_add_is_packed_as_hiredis_packs_it() -> None:
+    from minique import packing
+
+    head_args = ("FCALL", "mq0123456789ab_add", 1, "{minique:q}:meta", "{minique:q}:j:", 1,
+                 "0123456789abcdef")
+    head = packing.packed_head(head_args)
+    for seq, job_id, name, data in [(1, "1", "n", b""), (123456, "ü-ïd 7", "名前", b"\x00\r\n$5"),
+                                    (10**12, "x" * 600, "noop", bytes(range(256)) * 40)]:
+        expected = hiredis.pack_command((*head_args, seq, 0, job_id, name, data, 0))
+        assert packing.plain_add(head, seq, job_id, name, data) == expected
+    assert packing._python_pack(head_args) == hiredis.pack_command(head_args)

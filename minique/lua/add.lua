@@ -4,8 +4,9 @@
 -- group ('' for none: see includes/groups.lua), dedup ("ttl_ms|flags|dedup id" or "": a
 -- job whose dedup id is taken is not added; the existing job's id comes back as a
 -- duplicate, see includes/dedup.lua); then per job: id, name, data, the number (from 1)
--- of its tail. Jobs added with the same options share a tail, so a bulk of plain jobs
--- sends 4 arguments a job rather than 9 (each costs the server a parse and a Lua string).
+-- of its tail, or 0 for the plain tail ('', 0, 0, '', ''), which is not sent. Jobs added
+-- with the same options share a tail, so a bulk of plain jobs sends 4 arguments a job
+-- rather than 9 (each costs the server a parse and a Lua string, ~1k instructions).
 -- Every id is chosen by the client (automatic ones from blocks it reserves with INCRBY on
 -- the id counter), and every call carries the producer's next sequence number: a call
 -- whose number the producer's record has seen already is a re-send (a client retry after a
@@ -21,11 +22,15 @@ local JB = 6 + tonumber(ARGV[5]) * 5  -- the first job's arguments
 local producer, seq = ARGV[3], tonumber(ARGV[4])
 local now = now_ms()
 local now_s = int_str(now)
--- Producers' last sequence numbers live in one hash ("seq|ms" per producer); the sweep
--- drops those of producers gone quiet (sweep.lua).
-local producers_key = BASE .. ':producers'
+-- Producers' last sequence numbers live in one hash (PRODUCERS, "seq|ms" per producer);
+-- the sweep drops those of producers gone quiet (sweep.lua).
+local producers_key = PRODUCERS
 local out = {0}
 if producer ~= '' then
+  -- A producer's calls trim the events stream at its first and every 32nd: between them,
+  -- the stream outgrows its cap by at most 31 calls' entries per producer (a one-job add
+  -- writes one or two), and every other transition's call trims as before.
+  if seq % 32 ~= 1 then skip_first_trim() end
   local last = redis.call('HGET', producers_key, producer)
   if last and seq <= tonumber(string.match(last, '^(%d+)')) then return {1, now} end
   if not last and seq > 1 then
@@ -45,24 +50,32 @@ local told = false
 -- than the lookup): when none exists, as automatic ids never do, only an id repeated
 -- within the call can be a duplicate, and `added` catches that.
 local check_each = false
-if n > 0 then
+if n == 1 then  -- (no tables for the one job of an add(): each costs ~1.4k instructions)
+  check_each = redis.call('EXISTS', JP .. ARGV[JB]) == 1
+elseif n > 1 then
   local jks = {}
   for i = 0, n - 1 do jks[i + 1] = JP .. ARGV[JB + i * 4] end
   for i = 1, n, 4000 do
     if redis.call('EXISTS', unpack(jks, i, math.min(i + 3999, n))) > 0 then check_each = true end
   end
 end
-local added = {}
+-- Ids added by this call, for an id repeated within it (none can be, with one job).
+local added = n > 1 and {} or nil
 for i = 0, n - 1 do
   local b = JB + i * 4
   local id, name, data = ARGV[b], ARGV[b + 1], ARGV[b + 2]
-  local t = 6 + (tonumber(ARGV[b + 3]) - 1) * 5
-  local opts, prio_s, delay_s, group, dedup = ARGV[t], ARGV[t + 1], ARGV[t + 2], ARGV[t + 3],
-                                              ARGV[t + 4]
-  local prio, delay = tonumber(prio_s), tonumber(delay_s)
+  local tail = ARGV[b + 3]
+  local opts, prio_s, delay_s, group, dedup = '', '0', '0', '', ''
+  local prio, delay = 0, 0
+  if tail ~= '0' then
+    local t = 6 + (tonumber(tail) - 1) * 5
+    opts, prio_s, delay_s, group, dedup = ARGV[t], ARGV[t + 1], ARGV[t + 2], ARGV[t + 3],
+                                          ARGV[t + 4]
+    prio, delay = tonumber(prio_s), tonumber(delay_s)
+  end
   local dup = 0
   local dd_field = nil
-  if check_each and not added[id] and string.match(id, '^%d+$')
+  if check_each and not (added and added[id]) and string.match(id, '^%d+$')
       and redis.call('EXISTS', JP .. id) == 1 then
     -- An automatic id that exists was handed out twice (the counter was reset under a
     -- producer's reserved block): it is no duplicate; the job takes a fresh id instead.
@@ -71,7 +84,7 @@ for i = 0, n - 1 do
       if redis.call('EXISTS', JP .. id) == 0 then break end
     end
   end
-  if added[id] or (check_each and redis.call('EXISTS', JP .. id) == 1) then
+  if (added and added[id]) or (check_each and redis.call('EXISTS', JP .. id) == 1) then
     dup = 1
     emit('ev', 'duplicated', 'id', id)
   elseif dedup ~= '' then
@@ -80,7 +93,7 @@ for i = 0, n - 1 do
     if existing then dup, id = 1, existing end
   end
   if dup == 0 then
-    added[id] = true
+    if added then added[id] = true end
     local jk = JP .. id
     local fields = job_fields(name, data, opts, prio_s, now_s)
     if group ~= '' then

@@ -20,7 +20,7 @@ local n = tonumber(ARGV[2])
 local producer, seq = ARGV[3], tonumber(ARGV[4])
 local STRIDE = 11
 local function arg(i, k) return ARGV[5 + (i - 1) * STRIDE + k] end
-local producers_key = BASE .. ':producers'
+local producers_key = PRODUCERS
 if producer ~= '' then
   local last = redis.call('HGET', producers_key, producer)
   if last then

@@ -6,13 +6,29 @@
 local K = {}
 local KEY_ORDER = {'meta', 'idc', 'ready', 'pri', 'delayed', 'active', 'completed', 'failed',
                    'events', 'wake', 'window', 'pause_until', 'held', 'held_removed'}
+-- Each key of the vector is the queue's hash tag and its suffix (minique/keys.py). A call
+-- may send the meta key alone (add does): every key sent costs the server about as much
+-- as a small command (~1.2k instructions), and begin_call derives the others from it
+-- (flows.lua's in_queue too, for another queue).
+local KEY_SUFFIX = {':meta', ':id', ':ready', ':prioritized', ':delayed', ':active',
+                    ':completed', ':failed', ':events', ':wake', ':limiter', ':rate-limited',
+                    ':held', ':held-removed'}
 -- How many keys the vector has: scripts that take keys of their own read them after it.
+-- (Helpers used by one function alone live in a do-block with it: EVAL mode compiles the
+-- includes and a transition as one chunk, and Lua allows 200 locals in one.)
 local NK = 14
 -- The call's ARGV, for includes that read arguments beyond the first.
 local CALL_ARGV
 local JP
 -- The queue's hash tag "{p:q}", for the keys and channels the vector does not carry.
 local BASE
+-- The producers' idempotency records (add.lua, add_flow.lua, sweep.lua).
+local PRODUCERS
+-- The meta key of the queue whose keys and prefixes (BASE and the others begin_call sets)
+-- were derived last, or nil when they must be derived again: flows.lua's in_queue
+-- switches them to another queue for a while, and a call that fails in between leaves
+-- them switched.
+local DERIVED_FOR
 -- Job log lists have a key space of their own ("{p:q}:logs:<id>"), as job hashes do
 -- ("{p:q}:j:<id>"): no job id, whatever its characters, can name another job's keys.
 local LP
@@ -118,6 +134,14 @@ local function append_event(...)
   emitted = emitted + 1
 end
 
+-- For a caller that trims on a schedule of its own (add.lua: a producer's first call and
+-- every 32nd): the call's first event is then a plain append. The HGET of the cap and the
+-- trim check cost a one-job add about 8k instructions (4%) for a stream that had grown by
+-- two entries; the 100th event of a call still trims.
+local function skip_first_trim()
+  if emitted == 0 then emitted = 1 end
+end
+
 -- Events that a script call emits for many jobs at once ('added' and 'waiting' at add,
 -- 'active' at fetch, 'completed' at finish) share one stream entry per kind: 'ev' <name>
 -- 'ids' <list>, plus 'names' <list> of job names for 'added', and 'rvs' <list> of return
@@ -133,19 +157,32 @@ end
 local BATCHED_NAMES = {'added', 'waiting', 'active', 'completed'}
 -- The per-job value a kind carries: its field in a one-job entry, and in a shared one.
 local BATCHED_VALUE = {added = {'name', 'names'}, completed = {'rv', 'rvs'}}
-local batched, pending = {}, false
+-- What emit_batched gathered, per kind. The lists are made once, with the library, and
+-- emptied by their count: new ones per call had cost a one-job add four tables (~1.4k
+-- instructions each, with their collection). Items past `n` are left from earlier calls
+-- and never read; they hold at most about EVENT_VALUE_MAX bytes per kind.
+local BATCHED = {}
+for i = 1, #BATCHED_NAMES do  -- (the library's load sees no globals, ipairs included)
+  BATCHED[BATCHED_NAMES[i]] = {ids = {}, rvs = {}, n = 0, bytes = 0}
+end
+local pending = false
+local function clear_batched()
+  for i = 1, #BATCHED_NAMES do
+    local b = BATCHED[BATCHED_NAMES[i]]
+    b.n, b.bytes = 0, 0
+  end
+  pending = false
+end
+
 local flush_events
 local function emit_batched(name, id, rv)
-  local b = batched[name]
-  if not b then
-    b = {ids = {}, rvs = {}, n = 0, bytes = 0}
-    batched[name] = b
-  end
+  local b = BATCHED[name]
   pending = true
-  b.n = b.n + 1
-  b.ids[b.n] = id
+  local n = b.n + 1
+  b.n = n
+  b.ids[n] = id
   rv = rv or ''
-  b.rvs[b.n] = rv
+  b.rvs[n] = rv
   b.bytes = b.bytes + #rv + #id
   if b.bytes >= EVENT_VALUE_MAX then flush_events() end
 end
@@ -168,27 +205,51 @@ local function length_prefixed(items, n)
   return table.concat(parts)
 end
 
--- Writes what emit_batched gathered, one entry per event name.
-function flush_events()
-  if not pending then return end
-  for _, name in ipairs(BATCHED_NAMES) do
-    local b = batched[name]
-    local value = BATCHED_VALUE[name]
-    if not b then
-    elseif b.n == 1 then
-      if value and b.rvs[1] ~= '' then
-        append_event('ev', name, 'id', b.ids[1], value[1], b.rvs[1])
-      else
-        append_event('ev', name, 'id', b.ids[1])
-      end
-    elseif value then
-      append_event('ev', name, 'ids', length_prefixed(b.ids, b.n), value[2],
-                   length_prefixed(b.rvs, b.n))
-    else
-      append_event('ev', name, 'ids', length_prefixed(b.ids, b.n))
+do  -- (helpers of flush_events alone: a chunk holds at most 200 locals, see NK's note)
+  -- Whether the jobs of the gathered 'waiting' events are those of the 'added' ones, in order
+  -- (add.lua's jobs that went to waiting, none delayed or a duplicate).
+  local function all_added_waiting()
+    local a, w = BATCHED.added, BATCHED.waiting
+    if a.n == 0 or a.n ~= w.n then return false end
+    for i = 1, a.n do
+      if a.ids[i] ~= w.ids[i] then return false end
     end
+    return true
   end
-  batched, pending = {}, false
+
+  -- One entry of gathered events; with `then_name`, the same jobs' events of that name
+  -- follow in it (minique/events.py reads fields in any order).
+  local function append_entry(then_name, ...)
+    if then_name then append_event('then', then_name, ...) else append_event(...) end
+  end
+
+  -- Writes what emit_batched gathered, one entry per event name; when every added job went
+  -- waiting, one entry carries both ('then' 'waiting': the same jobs' waiting events follow
+  -- their added ones), an XADD less per add call.
+  function flush_events()
+    if not pending then return end
+    local merged = all_added_waiting()
+    for i = 1, #BATCHED_NAMES do
+      local name = BATCHED_NAMES[i]
+      local b, value = BATCHED[name], BATCHED_VALUE[name]
+      if b.n > 0 and not (merged and name == 'waiting') then
+        local then_name = (merged and name == 'added') and 'waiting' or nil
+        if b.n == 1 then
+          if value and b.rvs[1] ~= '' then
+            append_entry(then_name, 'ev', name, 'id', b.ids[1], value[1], b.rvs[1])
+          else
+            append_entry(then_name, 'ev', name, 'id', b.ids[1])
+          end
+        elseif value then
+          append_entry(then_name, 'ev', name, 'ids', length_prefixed(b.ids, b.n), value[2],
+                       length_prefixed(b.rvs, b.n))
+        else
+          append_entry(then_name, 'ev', name, 'ids', length_prefixed(b.ids, b.n))
+        end
+      end
+    end
+    clear_batched()
+  end
 end
 
 -- One event, after whatever emit_batched gathered before it.
@@ -208,11 +269,17 @@ local function wake()
 end
 
 -- Writes a job's state fields, plus `fields` (a new job's own fields, or nil) in the same
--- HSET, so that adding a job writes its hash once.
+-- HSET, so that adding a job writes its hash once. The state fields end at the first nil.
+-- (No table of them: a table costs ~1.4k instructions, more than this loop.)
 local function write_job(jk, fields, ...)
   if not fields then return redis.call('HSET', jk, ...) end
   local args = fields
-  for _, v in ipairs({...}) do args[#args + 1] = v end
+  local n = #args
+  for i = 1, select('#', ...) do
+    local v = select(i, ...)
+    if v == nil then break end
+    args[n + i] = v
+  end
   redis.call('HSET', jk, unpack(args))
 end
 

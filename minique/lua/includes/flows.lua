@@ -14,13 +14,6 @@
 -- the client refuses a flow across slots (flows.py).
 -- Included by base.lua, so that every script that deletes jobs also cleans up flows.
 
-local QUEUE_KEY_SUFFIXES = {
-  meta = ':meta', idc = ':id', ready = ':ready', pri = ':prioritized', delayed = ':delayed',
-  active = ':active', completed = ':completed', failed = ':failed', events = ':events',
-  wake = ':wake', window = ':limiter', pause_until = ':rate-limited', held = ':held',
-  held_removed = ':held-removed',
-}
-
 -- "{p:q}:j:<id>" -> "{p:q}", "<id>"; the prefix may be a tag itself, "{{t}:q}" (keys.py:
 -- validate_prefix). Names hold no braces; ids may hold anything.
 local function split_job_key(jk)
@@ -34,13 +27,16 @@ local function in_queue(base, fn, ...)
   if base == BASE then return fn(...) end
   -- Events gathered for this queue go to its own stream before the keys switch.
   flush_events()
+  -- The next call derives its keys afresh (includes/call.lua): this one may fail while
+  -- they are switched.
+  DERIVED_FOR = nil
   local saved_k = {}
   for name, key in pairs(K) do saved_k[name] = key end
   local saved = {JP, LP, BASE, DEDUPS, DEDUP_PREFIX, woken, emax, emitted, extra_live}
   -- The groups' keys (includes/groups.lua) are computed once from BASE: switched too, or
   -- a grouped parent released here would join the calling queue's round-robin.
   local saved_g = {GQ, GS, GI, GA, GP, gdefaults}
-  for name, suffix in pairs(QUEUE_KEY_SUFFIXES) do K[name] = base .. suffix end
+  for i = 1, NK do K[KEY_ORDER[i]] = base .. KEY_SUFFIX[i] end
   JP, LP, BASE = base .. ':j:', base .. ':logs:', base
   DEDUPS, DEDUP_PREFIX = base .. ':dedups', base .. ':dedup:'
   woken, emax, emitted, extra_live = false, nil, 0, nil
