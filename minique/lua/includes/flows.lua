@@ -32,14 +32,17 @@ local function in_queue(base, fn, ...)
   DERIVED_FOR = nil
   local saved_k = {}
   for name, key in pairs(K) do saved_k[name] = key end
-  local saved = {JP, LP, BASE, DEDUPS, DEDUP_PREFIX, woken, emax, emitted, extra_live}
+  local saved = {JP, LP, BASE, DEDUPS, DEDUP_PREFIX, woken, emax, emitted, extra_live,
+                 meta_cache}
   -- The groups' keys (includes/groups.lua) are computed once from BASE: switched too, or
   -- a grouped parent released here would join the calling queue's round-robin.
   local saved_g = {GQ, GS, GI, GA, GP, gdefaults}
   for i = 1, NK do K[KEY_ORDER[i]] = base .. KEY_SUFFIX[i] end
   JP, LP, BASE = base .. ':j:', base .. ':logs:', base
   DEDUPS, DEDUP_PREFIX = base .. ':dedups', base .. ':dedup:'
-  woken, emax, emitted, extra_live = false, nil, 0, nil
+  -- The other queue's meta is its own: read afresh, and written there, not in this one's
+  -- snapshot (base.lua: meta_marks, meta_set).
+  woken, emax, emitted, extra_live, meta_cache = false, nil, 0, nil, nil
   GQ, GS, GI, GA, GP = base .. ':gready', base .. ':gsleep', base .. ':groups',
                        base .. ':gactive', base .. ':gpaused'
   gdefaults = nil
@@ -47,7 +50,8 @@ local function in_queue(base, fn, ...)
   flush_events()
   for name, key in pairs(saved_k) do K[name] = key end
   JP, LP, BASE, DEDUPS, DEDUP_PREFIX = saved[1], saved[2], saved[3], saved[4], saved[5]
-  woken, emax, emitted, extra_live = saved[6], saved[7], saved[8], saved[9]
+  woken, emax, emitted, extra_live, meta_cache = saved[6], saved[7], saved[8], saved[9],
+                                                saved[10]
   GQ, GS, GI, GA, GP, gdefaults = saved_g[1], saved_g[2], saved_g[3], saved_g[4], saved_g[5],
                                   saved_g[6]
   return out
