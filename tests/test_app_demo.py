@@ -103,6 +103,7 @@ def test_demo_on_a_shared_redis_removes_its_keys(redis_url: str, shared_redis: r
     shared_redis.delete("someone-else:key")
 
 
+@pytest.mark.slow  # opt-in (--run-slow): the default run stays under 10 minutes
 def test_demo_with_keep_prints_the_exact_dashboard_command(redis_url: str, shared_redis: redis.Redis,
                                                            tmp_path: Path) -> None:
     out = run_demo(redis_url, tmp_path, "--keep")
@@ -152,6 +153,7 @@ def test_ctrl_c_mid_demo_on_a_private_redis_exits_cleanly(tmp_path: Path) -> Non
     assert err.strip() == "demo interrupted"
 
 
+@pytest.mark.slow  # opt-in (--run-slow): the default run stays under 10 minutes
 def test_demo_dashboard_serves_the_demo_queues_until_ctrl_c(tmp_path: Path) -> None:
     demo = start_demo(f"redis://127.0.0.1:{free_port()}/0", tmp_path, "--dashboard",
                       "--dashboard-port", str(free_port()))
