@@ -140,6 +140,9 @@ async def _end_turn(redis: Any, prefix: str, account_id: str, waiter: str | None
     if waiter is None:
         return
     key = next_turn_key(prefix, account_id)
+    # GET then DEL, not atomic: while our reservation stands nobody else can set one (SET
+    # NX), so the DEL can only hit another's if ours expired in between; that waiter then
+    # reserves again at its next try.
     if _text(await redis.get(key)) == waiter:
         await redis.delete(key)
 
