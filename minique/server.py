@@ -49,23 +49,48 @@ def free_port() -> int:
         return port
 
 
+class _ServerExited(Exception):
+    """The server process exited before it answered (e.g. its port was taken)."""
+
+
 class RedisServer:
     """One server process on 127.0.0.1. ``port=0`` picks a free port."""
 
     def __init__(self, port: int = 0, *, binary: str | None = None,
                  extra_args: Sequence[str] = (), directory: str | None = None) -> None:
         self.binary = binary or find_server_binary()
+        # A port picked here may be taken by another process before the server binds it
+        # (two test sessions side by side): start() then tries another one.
+        self._port_picked = not port
         self.port = port or free_port()
         self.extra_args = list(extra_args)
         self._tmp = None if directory else tempfile.TemporaryDirectory(prefix="minique-redis-")
         self.directory = directory or (self._tmp.name if self._tmp else ".")
         self.proc: subprocess.Popen[bytes] | None = None
+        self._exit_code: int | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
+        """Starts the server and waits until it answers PING (at most ``timeout`` seconds).
+
+        Raises RuntimeError when the binary exits (for a picked port, after three ports were
+        tried), TimeoutError when it never answers."""
+        tries = 3 if self._port_picked else 1
+        for attempt in range(tries):
+            try:
+                return self._start_once(timeout)
+            except _ServerExited:
+                if attempt == tries - 1:
+                    raise RuntimeError(
+                        f"{self.binary} exited with code {self._exit_code} "
+                        f"(port {self.port})") from None
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> RedisServer:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", self.directory,
                 "--maxmemory-policy", "noeviction", *self.extra_args]
@@ -78,9 +103,13 @@ class RedisServer:
         try:
             while True:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.binary} exited with code {self.proc.returncode}")
+                    self._exit_code = self.proc.returncode
+                    self.proc = None
+                    raise _ServerExited
                 try:
-                    if client.ping():
+                    # The answer must come from this process: another server may hold the
+                    # port, and this one is then about to exit (it could not bind).
+                    if int(client.info("server").get("process_id", -1)) == self.proc.pid:
                         return self
                 except redis.RedisError:
                     pass
