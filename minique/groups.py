@@ -180,7 +180,8 @@ async def _infos(queue: Queue, ids: list[str]) -> list[GroupInfo]:
         pipe.time()
         pipe.hmget(queue.keys.meta, "gdm", "gdd")
         for gid in ids:
-            pipe.hmget(f"{base}:g:{gid}", "a", "c", "lm", "ld", "p", "rl")
+            pipe.hmget(f"{base}:g:{gid}", "c", "lm", "ld", "p", "rl")
+            pipe.zscore(f"{base}:gactive", gid)
             pipe.zcard(f"{base}:gw:{gid}")
             pipe.zscore(f"{base}:gsleep", gid)
         replies = await pipe.execute()
@@ -191,7 +192,7 @@ async def _infos(queue: Queue, ids: list[str]) -> list[GroupInfo]:
     out: list[GroupInfo] = []
     windows: list[tuple[int, str, int, int]] = []
     for i, gid in enumerate(ids):
-        (a, c, lm, ld, p, rl), waiting, sleep = replies[2 + 3 * i:5 + 3 * i]
+        (c, lm, ld, p, rl), a, waiting, sleep = replies[2 + 4 * i:6 + 4 * i]
         until = _num(rl)
         throttled = until / 1000.0 if until and until > now_ms else None
         if (not waiting and not _num(a) and c is None and lm is None and p is None

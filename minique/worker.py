@@ -178,6 +178,9 @@ class Worker:
         self.registry = processor if isinstance(processor, Registry) else Registry.single(
             queue_name, processor)
         self.keys = QueueKeys(queue_name, prefix)
+        # The hot scripts (finish, extend) get the meta key alone and derive the rest
+        # (lua/includes/call.lua): each key sent costs the server about a small command.
+        self._call_keys = (self.keys.meta,)
         self._own = connection is None
         self.redis: Any = connection if connection is not None else connect(url)
         # The blocking wait gets its own connection, so it never delays a script call.
@@ -472,7 +475,7 @@ class Worker:
         try:
             async with asyncio.timeout(None) as scope:
                 self._monitor.begin("finish call", lambda: scope.reschedule(loop.time()))
-                return await scripts.run(self.redis, "finish", self.keys.vector, args)
+                return await scripts.run(self.redis, "finish", self._call_keys, args)
         finally:
             self._monitor.end("finish call")
 
@@ -1227,7 +1230,7 @@ class Worker:
                 args += [r.job.id, r.job.token or ""]
             try:
                 self._monitor.begin("lease renewal")
-                lost, cancel = await scripts.run(self.redis, "extend", self.keys.vector, args)
+                lost, cancel = await scripts.run(self.redis, "extend", self._call_keys, args)
             except Exception as exc:
                 log.error("queue %s: lease renewal failed (%s: %s)", self.queue_name,
                           type(exc).__name__, exc)

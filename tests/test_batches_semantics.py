@@ -182,7 +182,7 @@ async def test_shutdown_hands_a_gathered_batch_back_unstarted(redis_url: str, qu
         got = await queue.get_job(job.id)
         assert got is not None and got.state == "waiting"
         assert got.attempts_made == 0 and got.attempts_started == 0  # no attempt used
-    assert int(await queue.redis.hget(f"{queue.keys.base}:g:g", "a") or 0) == 0  # slot back
+    assert await queue.redis.zscore(f"{queue.keys.base}:gactive", "g") is None  # slot back
 
 
 async def test_cancel_reaches_a_job_being_gathered_and_one_inside_the_call(

@@ -28,7 +28,7 @@ async def groups_of(q: Queue, taken: list[tuple[str, str]]) -> list[str | None]:
 
 
 async def group_active(q: Queue, group: str) -> int:
-    return int(await q.redis.hget(f"{q.keys.base}:g:{group}", "a") or 0)
+    return int(await q.redis.zscore(f"{q.keys.base}:gactive", group) or 0)
 
 
 async def test_round_robin_across_groups(queue: Queue) -> None:
@@ -75,6 +75,29 @@ async def test_group_concurrency_and_slot_back(queue: Queue) -> None:
     assert len(more2) == 2 and await group_active(queue, "g") == 2
     stats = await queue.get_stats()
     assert stats["waiting"] == 1 and stats["active"] == 3
+
+
+async def test_groups_without_settings_take_the_short_path_until_one_gets_settings(
+        queue: Queue) -> None:
+    # Until a group gets settings (or a pause, a throttle, defaults), takes read no group's
+    # hash (meta 'gx'). The active counts are kept all along, so a concurrency set while
+    # jobs run counts them at once.
+    await queue.add_bulk([("j", None, {"group": "g"}) for _ in range(6)])
+    taken = await fetch(queue, 3)
+    assert len(taken) == 3 and await group_active(queue, "g") == 3
+    assert await queue.redis.hget(queue.keys.meta, "gx") is None
+    _, more, _ = await finish(queue, [complete(*taken[0])], 0)
+    assert more == [] and await group_active(queue, "g") == 2
+    await queue.set_group_options("g", concurrency=2)
+    assert await queue.redis.hget(queue.keys.meta, "gx") == b"1"
+    assert await fetch(queue, 10) == []  # two running already: at its concurrency
+    _, more, _ = await finish(queue, [complete(*taken[1])], 10)
+    assert len(more) == 1 and await group_active(queue, "g") == 2
+    # Settings cleared: the group is unlimited again, and the queue keeps the long path.
+    await queue.set_group_options("g")
+    assert len(await fetch(queue, 10)) == 2 and await group_active(queue, "g") == 4
+    info = await queue.get_group("g")
+    assert info is not None and info.active == 4 and info.waiting == 0
 
 
 async def test_group_rate_limit_sleeps_only_that_group(queue: Queue) -> None:

@@ -9,6 +9,8 @@
 --@include base
 local op, g = ARGV[2], ARGV[3]
 local conc, max, window = ARGV[4], ARGV[5], ARGV[6]
+-- From now on takes read each group's settings (includes/groups.lua: meta 'gx').
+groups_mark_settings()
 if op == 'defaults' then
   if conc ~= '' then redis.call('HSET', K.meta, 'gdc', conc) else redis.call('HDEL', K.meta, 'gdc') end
   if max ~= '' then

@@ -101,7 +101,7 @@ local EVENT_VALUE_MAX = 16384
 local meta_cache = nil
 local function meta_marks()
   if not meta_cache then
-    local fields = {'gwn', 'xr', 'xs', 'gconc', 'cv', 'paused', 'hu', 'emax',
+    local fields = {'gwn', 'xr', 'xs', 'gconc', 'cv', 'paused', 'hu', 'emax', 'gx',
                     'keep:' .. K.completed, 'keep:' .. K.failed}
     local v = redis.call('HMGET', K.meta, unpack(fields))
     meta_cache = {}

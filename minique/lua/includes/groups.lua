@@ -7,21 +7,27 @@
 --   {p:q}:gready     list of groups that may start a job now (the round-robin), each once
 --   {p:q}:gsleep     zset group -> ms when it may start again (rate limit, throttle)
 --   {p:q}:groups     zset group -> waiting jobs (the index get_groups pages, busiest first)
---   {p:q}:gactive    zset group -> active jobs (= its 'a'), only groups with some running
+--   {p:q}:gactive    zset group -> active jobs, only groups with some running: the one
+--                    count of a group's active jobs (ZINCRBY moves it and returns it)
 --   {p:q}:gpaused    zset group -> ms it was paused at, only paused groups
---   {p:q}:g:<g>      hash: a (active jobs), c (concurrency), lm/ld (limiter max / window
---                    ms), p (paused), rl (throttled until ms), q (scheduled: 'r' in gready,
---                    's' in gsleep; a group is in at most one of them, at most once)
+--   {p:q}:g:<g>      hash: c (concurrency), lm/ld (limiter max / window ms), p (paused),
+--                    rl (throttled until ms), q (scheduled: 'r' in gready, 's' in gsleep;
+--                    a group is in at most one of them, at most once)
 --   {p:q}:gw:<g>     zset of the group's waiting jobs, scored like the queue's priority set
 --                    (front band < 2^32 < priorities < return band 2^54 < FIFO band 2^55)
 --   {p:q}:gl:<g>     zset of the group's starts in its limiter window
 -- meta 'gdc', 'gdm', 'gdd' are the defaults (concurrency, limiter max, window ms) of groups
 -- without settings of their own; meta 'gwn' counts every group's waiting jobs.
--- Every way a job leaves active calls group_release (finish.lua, stalled.lua), so 'a'
--- always equals the group's jobs in the active set (tests/test_state_machine.py).
+-- meta 'gx' marks a queue where some group has had settings, a pause or a throttle, or
+-- that has group defaults (set_group.lua, group_throttle), kept from then on. Until then
+-- every group is unlimited and never sleeps: a turn needs no read of the group's hash, a
+-- release no read unless the group is left with nothing running (the short path below).
+-- Every way a job leaves active calls group_release (finish.lua, stalled.lua), so the
+-- group's gactive count always equals its jobs in the active set
+-- (tests/test_state_machine.py).
 -- Held (prefetched) grouped jobs come only from groups without any limit (their own or a
 -- default): a held job counts against nothing until it starts, as for the queue's global
--- concurrency. It counts in 'a' from its start ('s' in finish.lua), and every change of a
+-- concurrency. It counts as active from its start ('s' in finish.lua), and every change of a
 -- group's settings, a group pause and a throttle make workers hand held jobs back.
 -- BASE .. ':gready', ':gsleep', ':groups', ':gactive', ':gpaused' (set by begin_call).
 local GQ, GS, GI, GA, GP
@@ -32,10 +38,15 @@ local groups_stale_left = false
 local function gkey(g) return BASE .. ':g:' .. g end
 local function gwait(g) return BASE .. ':gw:' .. g end
 local function gwin(g) return BASE .. ':gl:' .. g end
-
--- Keeps the group's entry in the index of busy groups equal to its active count `a`.
-local function group_index_active(g, a)
-  if a > 0 then redis.call('ZADD', GA, a, g) else redis.call('ZREM', GA, g) end
+local function group_active(g) return tonumber(redis.call('ZSCORE', GA, g)) or 0 end
+-- True while no group of the queue has had settings, a pause or a throttle (meta 'gx').
+local function groups_plain() return not meta_marks().gx end
+-- Marks the queue as one whose groups may have limits, pauses or throttles (kept).
+local function groups_mark_settings()
+  if not meta_marks().gx then
+    redis.call('HSET', K.meta, 'gx', '1')
+    meta_set('gx', '1')
+  end
 end
 
 local gdefaults = nil
@@ -50,16 +61,16 @@ end
 
 -- Puts a group in the round-robin if it has waiting jobs and may start one now, or to
 -- sleep until it may; does nothing for a paused group, one at its concurrency (its next
--- release schedules it) or one already scheduled. `h` is the group's a, c, p, q, rl when
--- the caller has read them.
-local function group_schedule(g, h)
+-- release schedules it) or one already scheduled. `h` is the group's c, p, q, rl when
+-- the caller has read them, `a` its active count when known.
+local function group_schedule(g, h, a)
   local gk = gkey(g)
-  h = h or redis.call('HMGET', gk, 'a', 'c', 'p', 'q', 'rl')
-  if h[3] or h[4] then return end
+  h = h or redis.call('HMGET', gk, 'c', 'p', 'q', 'rl')
+  if h[2] or h[3] then return end
   if redis.call('EXISTS', gwait(g)) == 0 then return end
-  local conc = group_limits(h[2])
-  if conc and (tonumber(h[1]) or 0) >= conc then return end
-  local rl = tonumber(h[5])
+  local conc = group_limits(h[1])
+  if conc and (a or group_active(g)) >= conc then return end
+  local rl = tonumber(h[4])
   if rl and rl > now_ms() then
     redis.call('ZADD', GS, int_str(rl), g)
     redis.call('HSET', gk, 'q', 's')
@@ -86,11 +97,11 @@ end
 
 -- A group with no job waiting or active, no settings, not paused, scheduled nowhere and
 -- not throttled is forgotten: it leaves the index (get_groups lists no empty groups).
-local function group_forget_if_idle(g)
+local function group_forget_if_idle(g, a)
   local gk = gkey(g)
-  local h = redis.call('HMGET', gk, 'a', 'c', 'p', 'q', 'rl', 'lm')
-  if (tonumber(h[1]) or 0) > 0 or h[2] or h[3] or h[4] or h[6] then return end
-  if (tonumber(h[5]) or 0) > now_ms() or redis.call('EXISTS', gwait(g)) == 1 then return end
+  local h = redis.call('HMGET', gk, 'c', 'p', 'q', 'rl', 'lm')
+  if h[1] or h[2] or h[3] or h[5] or (tonumber(h[4]) or 0) > now_ms() then return end
+  if (a or group_active(g)) > 0 or redis.call('EXISTS', gwait(g)) == 1 then return end
   redis.call('DEL', gk)
   redis.call('ZREM', GI, g)
   redis.call('ZREM', GA, g)
@@ -107,19 +118,25 @@ local function group_unlink(g, id)
 end
 
 -- A job of the group left active: its slot comes back. An idle group without settings
--- of its own is forgotten. (Three calls when the group is scheduled already, the common case.)
+-- of its own is forgotten. (One call while others of the group run on in a queue whose
+-- groups are plain; three when the group is scheduled already, the common case.)
 local function group_release(g)
+  local a = tonumber(redis.call('ZINCRBY', GA, -1, g))
+  if a <= 0 then redis.call('ZREM', GA, g); a = 0 end
+  if groups_plain() then
+    -- No limit, pause or sleep anywhere: a group with waiting jobs is in the round-robin
+    -- already, so only one left with nothing running may have to be forgotten.
+    if a == 0 then group_forget_if_idle(g, 0) end
+    return
+  end
   local gk = gkey(g)
-  local a = redis.call('HINCRBY', gk, 'a', -1)
-  if a < 0 then redis.call('HSET', gk, 'a', '0'); a = 0 end
-  group_index_active(g, a)
-  local h = redis.call('HMGET', gk, 'a', 'c', 'p', 'q', 'rl', 'lm')
+  local h = redis.call('HMGET', gk, 'c', 'p', 'q', 'rl', 'lm')
   -- Scheduled already (the common case): its turn in the round-robin, or its wake-up,
   -- schedules it again or forgets it when idle.
-  if h[4] then return end
-  group_schedule(g, h)
-  if a == 0 and not (h[2] or h[3] or h[6]) and redis.call('EXISTS', gwait(g)) == 0
-      and (tonumber(h[5]) or 0) <= now_ms() then
+  if h[3] then return end
+  group_schedule(g, h, a)
+  if a == 0 and not (h[1] or h[2] or h[5]) and redis.call('EXISTS', gwait(g)) == 0
+      and (tonumber(h[4]) or 0) <= now_ms() then
     redis.call('DEL', gk)
     redis.call('ZREM', GI, g)
   end
@@ -127,12 +144,13 @@ end
 
 -- A held job of the group started: it takes a slot now (released like any active job).
 local function group_start(g)
-  group_index_active(g, redis.call('HINCRBY', gkey(g), 'a', 1))
+  redis.call('ZINCRBY', GA, 1, g)
 end
 
 -- The processor said the group is throttled (GroupRateLimited): it starts nothing until
 -- `until_ms`; a longer throttle in force is kept.
 local function group_throttle(g, until_ms)
+  groups_mark_settings()
   local gk = gkey(g)
   local h = redis.call('HMGET', gk, 'rl', 'q')
   if (tonumber(h[1]) or 0) >= until_ms then return end
@@ -142,6 +160,7 @@ end
 
 -- Groups whose sleep is over go back to the round-robin (at most 100 per call).
 local function groups_wake_due(now)
+  if groups_plain() then return end
   local due = redis.call('ZRANGEBYSCORE', GS, '-inf', now, 'LIMIT', 0, 100)
   if #due == 0 then return end
   redis.call('ZREM', GS, unpack(due))
@@ -155,6 +174,7 @@ end
 
 -- The earliest time a sleeping group may start a job (ms), or nil.
 local function groups_next_wake()
+  if groups_plain() then return nil end
   local first = redis.call('ZRANGE', GS, 0, 0, 'WITHSCORES')
   return first[2] and tonumber(first[2]) or nil
 end
@@ -169,6 +189,9 @@ local function take_grouped(now, n, ids, scores, gids, to_hold)
   local call, tonum, limits = redis.call, tonumber, group_limits
   local prefix = BASE .. ':g:'
   local taken, pops = 0, 0
+  -- Plain groups (no settings, pause or throttle anywhere in the queue): nothing to read.
+  local none = {}
+  local plain = groups_plain()
   while taken < n and pops < 2 * n + 16 do
     pops = pops + 1
     -- The head goes to the tail in one call (a group that may start another job stays in
@@ -177,15 +200,17 @@ local function take_grouped(now, n, ids, scores, gids, to_hold)
     local g = call('LMOVE', GQ, GQ, 'LEFT', 'RIGHT')
     if not g then break end
     local gk = prefix .. g
-    local h = call('HMGET', gk, 'a', 'c', 'p', 'rl', 'lm', 'ld')
-    local a = tonum(h[1]) or 0
-    local conc, max, window = limits(h[2], h[5], h[6])
+    -- h: c, p, rl, lm, ld
+    local h = plain and none or call('HMGET', gk, 'c', 'p', 'rl', 'lm', 'ld')
+    local conc, max, window = nil, nil, nil
+    if not plain then conc, max, window = limits(h[1], h[4], h[5]) end
+    local a = conc and group_active(g) or 0
     local sleep_until = nil
     local wk = (max and max > 0) and gwin(g) or nil
-    if to_hold and not h[3] and (conc or (max and max > 0)) then
+    if to_hold and not h[2] and (conc or (max and max > 0)) then
       -- stays, untouched
-    elseif not h[3] and not (conc and a >= conc) then
-      local rl = tonum(h[4])
+    elseif not h[2] and not (conc and a >= conc) then
+      local rl = tonum(h[3])
       if rl and rl > now then
         sleep_until = rl
       elseif max and max > 0 then
@@ -206,9 +231,7 @@ local function take_grouped(now, n, ids, scores, gids, to_hold)
           ids[#ids + 1] = popped[1]; scores[#ids] = popped[2]
           if not to_hold then
             gids[#ids] = g
-            a = a + 1
-            call('HSET', gk, 'a', int_str(a))
-            call('ZADD', GA, a, g)
+            a = tonum(call('ZINCRBY', GA, 1, g))
           end
           local left = tonum(call('ZINCRBY', GI, -1, g))
           if max and max > 0 then
