@@ -4,13 +4,16 @@
 
 The same N = groups x per_group jobs, once without a group and once spread over the
 groups (added group by group, so the round-robin does the spreading). Prints jobs/s and
-the ratio (best of --repeat alternated runs). Starts its own Redis unless --url is given.
+the ratio: best of --repeat alternated runs, and the median (with the range) of each
+alternated pair's ratio, the steadier figure on a noisy machine (a run is under a second).
+Starts its own Redis unless --url is given.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 from typing import Any
 
 from minique import Queue, Worker
@@ -49,15 +52,18 @@ async def main() -> None:
         prefetch = not args.no_prefetch
         # Alternated and the best of each kept: other load on the machine only slows runs down.
         plain = grouped = 0.0
+        pairs: list[float] = []
         for _ in range(args.repeat):
-            plain = max(plain, await run(url, args.groups, args.per_group, False,
-                                         args.concurrency, prefetch))
-            grouped = max(grouped, await run(url, args.groups, args.per_group, True,
-                                             args.concurrency, prefetch))
+            one = await run(url, args.groups, args.per_group, False, args.concurrency, prefetch)
+            other = await run(url, args.groups, args.per_group, True, args.concurrency, prefetch)
+            plain, grouped = max(plain, one), max(grouped, other)
+            pairs.append(other / one)
         print(f"{args.groups * args.per_group} no-op jobs, concurrency {args.concurrency}")
         print(f"  no groups                   {plain:>10,.0f} jobs/s")
         print(f"  {args.groups} groups of {args.per_group:<10} {grouped:>10,.0f} jobs/s"
               f"   ({grouped / plain:.2f}x)")
+        print(f"  ratio of each alternated pair: median {statistics.median(pairs):.2f}x, "
+              f"range {min(pairs):.2f}-{max(pairs):.2f}x ({len(pairs)} pairs)")
 
 
 if __name__ == "__main__":
