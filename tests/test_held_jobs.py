@@ -149,7 +149,7 @@ async def test_a_higher_priority_job_does_not_wait_behind_held_jobs(
     await q.close()
 
 
-async def test_held_jobs_count_as_waiting_and_not_against_global_concurrency(
+async def test_held_jobs_count_as_waiting_and_against_a_global_concurrency_set_later(
         queue: Queue) -> None:
     await queue.add_bulk([("x", i) for i in range(10)])
     from driver import finish
@@ -161,8 +161,12 @@ async def test_held_jobs_count_as_waiting_and_not_against_global_concurrency(
     assert len(await queue.get_job_ids("waiting", 0, 99)) == 8
     state = await queue.get_state(taken[-1][0])
     assert state == "waiting"
-    # Under a global limit of 3 one more job may start: the held ones take nothing from it.
+    # Under a global limit of 3, the held ones count until their worker hands them back (or
+    # reports their start): any of them may have started already, its note on the way, and
+    # a take one at a time would have counted it. Handed back, one more job may start.
     await queue.set_global_concurrency(3)
+    assert await fetch(queue, 5) == []
+    await finish(queue, [(job_id, token, "h", "", "", 0, -1, -1, "") for job_id, token in taken[2:]])
     assert len(await fetch(queue, 5)) == 1
 
 
@@ -241,3 +245,24 @@ async def test_active_never_counts_more_than_concurrency_jobs(queue: Queue, redi
         await task
     assert len(seen) > 20, "too few samples to mean anything"
     assert max(seen) <= 1, f"active read {max(seen)} in {sum(a > 1 for a in seen)} samples"
+
+
+async def test_a_held_job_started_before_a_global_concurrency_is_set_counts_at_once(
+        queue: Queue) -> None:
+    # Worker A holds two jobs and starts one; its start note goes with A's next call. A
+    # global concurrency of 1 set meanwhile must count it, as a take one at a time would
+    # have: worker B gets nothing until A's jobs are accounted for and the one running ends.
+    from driver import complete, finish
+
+    await queue.add_bulk([("x", i) for i in range(4)])
+    _, held, _ = await finish(queue, [], 0, hold=2, hold_ms=50, worker="A")
+    assert len(held) == 2
+    started_ms = await redis_ms(queue)  # A starts held[0] now
+    await queue.set_global_concurrency(1)
+    _, taken_by_b, _ = await finish(queue, [], 5, worker="B")
+    assert taken_by_b == []
+    await finish(queue, [(*held[0], "s", "", "", 0, -1, -1, str(started_ms)),
+                         (*held[1], "h", "", "", 0, -1, -1, "")], 0, worker="A")
+    assert await fetch(queue, 5) == []  # the started one counts: the limit is reached
+    await finish(queue, [complete(*held[0])], 0, worker="A")
+    assert len(await fetch(queue, 5)) == 1

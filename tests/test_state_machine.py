@@ -239,6 +239,16 @@ class QueueMachine(RuleBasedStateMachine):
             counter = int(self.run(r.zscore(f"{k.base}:gactive", group)) or 0)
             assert counter == running, f"group {group}: counter {counter}, active {running}"
         assert set(self.held) <= set(where["held"]) | set(where["removed"])
+        # The held grouped jobs are counted per bucket of 100 tokens, and the buckets with
+        # some are listed (a concurrency set meanwhile waits for them: includes/groups.lua).
+        counts = {int(b): int(n) for b, n in self.run(r.hgetall(f"{k.base}:gheldn")).items()}
+        buckets = {int(b) for b in self.run(r.zrange(f"{k.base}:gheld", 0, -1))}
+        expected: dict[int, int] = {}
+        for job_id in where["held"] + where["removed"]:
+            g, tok = self.run(r.hmget(k.job(job_id), "g", "tok"))
+            if g is not None:
+                expected[int(tok) // 100] = expected.get(int(tok) // 100, 0) + 1
+        assert counts == expected and buckets == set(expected), (counts, buckets, expected)
         # The group indexes (get_groups by waiting, active, paused) agree with the groups,
         # and the waiting listing reaches every waiting job, grouped ones too.
         base = k.base

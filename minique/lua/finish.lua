@@ -81,6 +81,7 @@ local left_active, left_held, left_removed = {}, {}, {}
 local starts = {}
 -- Groups whose jobs left active: their slots come back once the results are written.
 local released = {}
+local held_grouped_done = nil  -- bucket -> -holds ended here (includes/groups.lua: gheldn)
 local done_c, done_f = retention_batch(K.completed), retention_batch(K.failed)
 
 -- Fields absent from a hash cost a scan of all of it each, so the finish reads a job's
@@ -129,6 +130,13 @@ for i = 1, nres do
   local held = cur_st == 'held' or cur_st == 'removed'
   local left = (cur_st == 'held' and left_held) or (cur_st == 'removed' and left_removed)
                or left_active
+  -- A held grouped job's hold ends with any result of its worker's (includes/groups.lua).
+  if held and cur_g and cur_tok == tok then
+    held_grouped_done = held_grouped_done or {}
+    local bucket = string.sub(tok, 1, -3)  -- (includes/groups.lua: group_holds_count)
+    if bucket == '' then bucket = '0' end
+    held_grouped_done[bucket] = (held_grouped_done[bucket] or 0) - 1
+  end
   if cur_tok ~= tok then
     statuses[#statuses + 1] = cur_st and 0 or 2
   elseif cur_st == 'removed' and kind == 'h' then
@@ -252,6 +260,7 @@ call_batched('ZREM', K.active, left_active)
 call_batched('ZREM', K.held, left_held)
 call_batched('ZREM', K.held_removed, left_removed)
 call_batched('ZADD', K.active, starts)
+if held_grouped_done then group_holds_count(held_grouped_done) end
 for _, g in ipairs(released) do group_release(g) end
 retention_flush(done_c, now, 100 + nres)
 retention_flush(done_f, now, 100 + nres)

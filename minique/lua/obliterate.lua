@@ -45,7 +45,8 @@ if removed == 0 then
   local workers = BASE .. ':workers'
   local keys = {K.meta, K.idc, K.ready, K.events, K.wake, K.window, K.pause_until, workers,
                 BASE .. ':metrics:totals', groups_of(K.completed), groups_of(K.failed),
-                PRODUCERS, BASE .. ':calls', GQ, GS, GI, GA, GP}
+                PRODUCERS, BASE .. ':calls', GQ, GS, GI, GA, GP, BASE .. ':gheld',
+                BASE .. ':gheldn'}
   -- Heartbeats of workers that stopped without removing theirs (a live worker writes its
   -- own again at its next beat).
   for _, name in ipairs(redis.call('ZRANGE', workers, 0, -1)) do

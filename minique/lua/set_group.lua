@@ -10,9 +10,20 @@
 local op, g = ARGV[2], ARGV[3]
 local conc, max, window = ARGV[4], ARGV[5], ARGV[6]
 -- From now on takes read each group's settings (includes/groups.lua: meta 'gx').
-groups_mark_settings()
+if not meta_marks().gx then
+  redis.call('HSET', K.meta, 'gx', '1')
+  meta_set('gx', '1')
+end
+-- A concurrency set while grouped jobs are held: the groups it applies to settle first
+-- (includes/groups.lua: gheld). The token counter now bounds the holds granted before.
+local settle_from = nil
+if conc ~= '' and (op == 'options' or op == 'defaults')
+    and redis.call('EXISTS', BASE .. ':gheld') == 1 then
+  settle_from = redis.call('HGET', K.meta, 'fence') or '0'
+end
 if op == 'defaults' then
   if conc ~= '' then redis.call('HSET', K.meta, 'gdc', conc) else redis.call('HDEL', K.meta, 'gdc') end
+  if settle_from then redis.call('HSET', K.meta, 'ghf', settle_from) end
   if max ~= '' then
     redis.call('HSET', K.meta, 'gdm', max, 'gdd', window)
   else
@@ -25,6 +36,7 @@ end
 local gk = gkey(g)
 if op == 'options' then
   if conc ~= '' then redis.call('HSET', gk, 'c', conc) else redis.call('HDEL', gk, 'c') end
+  if settle_from then redis.call('HSET', gk, 'hf', settle_from) end
   if max ~= '' then
     redis.call('HSET', gk, 'lm', max, 'ld', window)
   else

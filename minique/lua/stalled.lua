@@ -21,10 +21,14 @@ for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
   examined = examined + #ids
   for _, id in ipairs(ids) do
     local jk = JP .. id
-    local f = redis.call('HMGET', jk, 'w', 'ps', 'st', 'g', 'dd', 'par', 'pol')
+    local f = redis.call('HMGET', jk, 'w', 'ps', 'st', 'g', 'dd', 'par', 'pol', 'tok')
     if f[1] ~= me or me == '' then
       taken = taken + 1
       redis.call('ZREM', set_key, id)
+      if f[4] and set_key ~= K.active and f[8] and f[8] ~= '' then
+        local bucket = string.sub(f[8], 1, -3)  -- (includes/groups.lua: group_holds_count)
+        group_holds_count({[bucket ~= '' and bucket or '0'] = -1})
+      end
       if not f[3] then
         -- The hash is gone: nothing to take back.
       elseif set_key == K.held_removed then

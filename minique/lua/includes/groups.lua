@@ -16,6 +16,13 @@
 --   {p:q}:gw:<g>     zset of the group's waiting jobs, scored like the queue's priority set
 --                    (front band < 2^32 < priorities < return band 2^54 < FIFO band 2^55)
 --   {p:q}:gl:<g>     zset of the group's starts in its limiter window
+--   {p:q}:gheldn     hash: bucket of 100 tokens (the token less its last two digits, '0'
+--                    for a shorter one: group_holds_bucket) -> grouped jobs with
+--                    a token in it that a worker holds and that have not started, gone
+--                    back or ended as far as Redis knows (take.lua adds, finish.lua and
+--                    stalled.lua subtract: group_holds_count). A held job may have started
+--                    on its worker already: its start note comes with the worker's next call.
+--   {p:q}:gheld      zset of those buckets (score = bucket): the lowest comes first
 -- meta 'gdc', 'gdm', 'gdd' are the defaults (concurrency, limiter max, window ms) of groups
 -- without settings of their own; meta 'gwn' counts every group's waiting jobs.
 -- meta 'gx' marks a queue where some group has had settings, a pause or a throttle, or
@@ -29,6 +36,13 @@
 -- default): a held job counts against nothing until it starts, as for the queue's global
 -- concurrency. It counts as active from its start ('s' in finish.lua), and every change of a
 -- group's settings, a group pause and a throttle make workers hand held jobs back.
+-- A concurrency set on a group (or as the default) while some grouped job is held may find
+-- one of them started on its worker, its start note still on the way: a take one at a time
+-- would have counted it. set_group.lua then marks the group ('hf') or the defaults (meta
+-- 'ghf') with the token counter at the change, and the group starts nothing until every
+-- grouped job held at the change has started (counted), gone back or ended: it sleeps
+-- 20 ms at a time meanwhile (workers hand held jobs back at once, so this lasts a call or
+-- two; a dead worker's until its lease expires).
 -- BASE .. ':gready', ':gsleep', ':groups', ':gactive', ':gpaused' (set by begin_call).
 local GQ, GS, GI, GA, GP
 local GFIFO_BAND = 36028797018963968  -- 2^55; steps of 8 are exact there
@@ -38,16 +52,26 @@ local groups_stale_left = false
 local function gkey(g) return BASE .. ':g:' .. g end
 local function gwait(g) return BASE .. ':gw:' .. g end
 local function gwin(g) return BASE .. ':gl:' .. g end
-local function group_active(g) return tonumber(redis.call('ZSCORE', GA, g)) or 0 end
--- True while no group of the queue has had settings, a pause or a throttle (meta 'gx').
-local function groups_plain() return not meta_marks().gx end
--- Marks the queue as one whose groups may have limits, pauses or throttles (kept).
-local function groups_mark_settings()
-  if not meta_marks().gx then
-    redis.call('HSET', K.meta, 'gx', '1')
-    meta_set('gx', '1')
+-- Adds `counts` (bucket -> jobs, negative to subtract) to the held grouped jobs' counts.
+-- One call per bucket, and a call's jobs share one or two buckets (their tokens follow on).
+-- A token's bucket is a string operation (no number conversion): string.sub(tok, 1, -3),
+-- or '0' when that is empty.
+local function group_holds_count(counts)
+  local hkey, zkey = BASE .. ':gheldn', BASE .. ':gheld'
+  for bs, n in pairs(counts) do
+    local left = redis.call('HINCRBY', hkey, bs, n)
+    if left <= 0 then
+      redis.call('HDEL', hkey, bs)
+      redis.call('ZREM', zkey, bs)
+    elseif n > 0 then
+      redis.call('ZADD', zkey, bs, bs)
+    end
   end
 end
+-- True while no group of the queue has had settings, a pause or a throttle (meta 'gx').
+-- (set_group.lua and group_throttle set the mark; a Lua chunk has room for 200 locals, so
+-- the few lines are written out where used rather than made functions.)
+local function groups_plain() return not meta_marks().gx end
 
 local gdefaults = nil
 -- A group's limits: its own settings, else the queue's group defaults (nil = no limit).
@@ -69,7 +93,7 @@ local function group_schedule(g, h, a)
   if h[2] or h[3] then return end
   if redis.call('EXISTS', gwait(g)) == 0 then return end
   local conc = group_limits(h[1])
-  if conc and (a or group_active(g)) >= conc then return end
+  if conc and (a or tonumber(redis.call('ZSCORE', GA, g)) or 0) >= conc then return end
   local rl = tonumber(h[4])
   if rl and rl > now_ms() then
     redis.call('ZADD', GS, int_str(rl), g)
@@ -101,7 +125,8 @@ local function group_forget_if_idle(g, a)
   local gk = gkey(g)
   local h = redis.call('HMGET', gk, 'c', 'p', 'q', 'rl', 'lm')
   if h[1] or h[2] or h[3] or h[5] or (tonumber(h[4]) or 0) > now_ms() then return end
-  if (a or group_active(g)) > 0 or redis.call('EXISTS', gwait(g)) == 1 then return end
+  if (a or tonumber(redis.call('ZSCORE', GA, g)) or 0) > 0 then return end
+  if redis.call('EXISTS', gwait(g)) == 1 then return end
   redis.call('DEL', gk)
   redis.call('ZREM', GI, g)
   redis.call('ZREM', GA, g)
@@ -150,7 +175,10 @@ end
 -- The processor said the group is throttled (GroupRateLimited): it starts nothing until
 -- `until_ms`; a longer throttle in force is kept.
 local function group_throttle(g, until_ms)
-  groups_mark_settings()
+  if not meta_marks().gx then  -- takes read each group's settings from now on
+    redis.call('HSET', K.meta, 'gx', '1')
+    meta_set('gx', '1')
+  end
   local gk = gkey(g)
   local h = redis.call('HMGET', gk, 'rl', 'q')
   if (tonumber(h[1]) or 0) >= until_ms then return end
@@ -192,6 +220,8 @@ local function take_grouped(now, n, ids, scores, gids, to_hold)
   -- Plain groups (no settings, pause or throttle anywhere in the queue): nothing to read.
   local none = {}
   local plain = groups_plain()
+  local held_min = nil  -- the lowest token of a held grouped job (read once, if needed)
+  local ghf = nil  -- meta 'ghf' (read once, if needed)
   while taken < n and pops < 2 * n + 16 do
     pops = pops + 1
     -- The head goes to the tail in one call (a group that may start another job stays in
@@ -200,18 +230,38 @@ local function take_grouped(now, n, ids, scores, gids, to_hold)
     local g = call('LMOVE', GQ, GQ, 'LEFT', 'RIGHT')
     if not g then break end
     local gk = prefix .. g
-    -- h: c, p, rl, lm, ld
-    local h = plain and none or call('HMGET', gk, 'c', 'p', 'rl', 'lm', 'ld')
+    -- h: c, p, rl, lm, ld, hf
+    local h = plain and none or call('HMGET', gk, 'c', 'p', 'rl', 'lm', 'ld', 'hf')
     local conc, max, window = nil, nil, nil
     if not plain then conc, max, window = limits(h[1], h[4], h[5]) end
-    local a = conc and group_active(g) or 0
+    local a = conc and tonum(call('ZSCORE', GA, g)) or 0
     local sleep_until = nil
+    -- Held jobs from before a concurrency was set may have started (see the top): settle.
+    if conc and not h[6] and ghf == nil then ghf = call('HGET', K.meta, 'ghf') or false end
+    local hf = conc and (h[6] or ghf)
+    if hf then
+      if not held_min then
+        -- The lowest token that may be held: the start of the lowest bucket.
+        local first = call('ZRANGE', BASE .. ':gheld', 0, 0, 'WITHSCORES')
+        held_min = first[2] and tonum(first[2]) * 100 or math.huge
+      end
+      if held_min <= tonum(hf) then
+        sleep_until = now + 20  -- settling: a call or two (see the top)
+      elseif h[6] then
+        call('HDEL', gk, 'hf')
+      else
+        call('HDEL', K.meta, 'ghf')
+        ghf = false
+      end
+    end
     local wk = (max and max > 0) and gwin(g) or nil
     if to_hold and not h[2] and (conc or (max and max > 0)) then
       -- stays, untouched
     elseif not h[2] and not (conc and a >= conc) then
       local rl = tonum(h[3])
-      if rl and rl > now then
+      if sleep_until then
+        -- settling (above)
+      elseif rl and rl > now then
         sleep_until = rl
       elseif max and max > 0 then
         call('ZREMRANGEBYSCORE', wk, '-inf', now - window)

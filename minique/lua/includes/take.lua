@@ -101,7 +101,11 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       local allowed, wait = limiter_allowance(now, lim_max, lim_window, count)
       -- Global concurrency: at most 'gconc' jobs active across every worker of the queue.
       if gconc and allowed > 0 then
-        allowed = math.min(allowed, gconc - redis.call('ZCARD', K.active))
+        -- Held jobs count too: none is held under a global limit, so those left are from
+        -- before it was set, and any of them may have started on its worker (its start
+        -- note still on the way), which a take one at a time would have counted.
+        allowed = math.min(allowed, gconc - redis.call('ZCARD', K.active)
+                           - redis.call('ZCARD', K.held) - redis.call('ZCARD', K.held_removed))
         if allowed <= 0 then allowed = 0; wait = 100 end
       end
       if allowed == 0 then
@@ -169,7 +173,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   local read_stc, read_group = m.xs ~= false, m.gwn ~= false
   local lease_at = lease_prefix(now + lease_ms)
   local now_s = int_str(now)
-  local leases, holds = {}, {}
+  local leases, holds, grouped_holds = {}, {}, nil
   local active_n = 0
   -- Locals for what the loop calls per job: a global is a table lookup on each use.
   local rcall, sbyte = redis.call, string.byte
@@ -215,6 +219,12 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
         rcall('HSET', jk, 'st', 'held', 'tok', tok, 'w', worker, 'ps', ps)
         holds[#holds + 1] = lease_score_at(lease_at, i)
         holds[#holds + 1] = id
+        if f[10] then  -- counted per bucket of tokens (includes/groups.lua: gheldn)
+          grouped_holds = grouped_holds or {}
+          local b = string.sub(tok, 1, -3)
+          if b == '' then b = '0' end
+          grouped_holds[b] = (grouped_holds[b] or 0) + 1
+        end
       end
       local n = on
       out[n + 1] = id; out[n + 2] = tok; out[n + 3] = f[1]; out[n + 4] = f[2]
@@ -231,6 +241,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   end
   call_batched('ZADD', K.active, leases)
   call_batched('ZADD', K.held, holds)
+  if grouped_holds then group_holds_count(grouped_holds) end
   flush_events()
   out[2] = (out[1] == 0) and active_n or out[2]
   -- Every id taken may have turned out unrunnable (a dropped firing, a vanished hash).
