@@ -166,8 +166,10 @@ async def wait_until_finished(queue: Queue, job_id: str, added_at: float,
                                                                  deadline - loop.time())
             if remaining <= 0:
                 raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
+            # asyncio.timeout: wait_for can swallow a cancel on Python 3.11.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(watch.poke.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await watch.poke.wait()
             watch.poke.clear()
             if watch.error is not None:
                 raise watch.error

@@ -1216,8 +1216,11 @@ class Worker:
 
     async def _pause(self, seconds: float) -> None:
         """Sleeps, but returns at once when the worker stops."""
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel that
+        # lands as the wait ends, and a loop cancelled at shutdown would then run on.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
 
     async def _renew_loop(self) -> None:
         while not self._stop.is_set():

@@ -158,7 +158,11 @@ async def _keep(lock: Any, ttl: float, held_until: float, account_id: str) -> st
         if sent >= held_until:
             return "unknown"
         try:
-            await asyncio.wait_for(lock.reacquire(), timeout=held_until - sent)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
+            # that lands as the renewal completes, and the keeper then renewed for ever
+            # while sync_exclusively waited for it to end (a CI run hung so).
+            async with asyncio.timeout(held_until - sent):
+                await lock.reacquire()
         except LockError:
             return "lost"
         except TimeoutError:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -183,3 +184,25 @@ async def test_a_cancelled_job_releases_the_lease(client: aioredis.Redis) -> Non
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not await client.exists(key)
+
+
+async def test_a_cancel_that_lands_as_a_renewal_completes_stops_the_keeper() -> None:
+    # On Python 3.11, asyncio.wait_for swallows a cancel that lands as the awaited call
+    # completes: the keeper then renewed for ever, and sync_exclusively waited on it (a CI
+    # run hung 120 s). The renewal below cancels the keeper as it completes.
+    from processors.account_lease import _keep
+
+    keeper: asyncio.Future[str] | None = None
+    renewals = 0
+
+    class CancellingLock:
+        async def reacquire(self) -> bool:
+            nonlocal renewals
+            renewals += 1
+            assert keeper is not None
+            keeper.cancel()
+            return True
+
+    keeper = asyncio.ensure_future(_keep(CancellingLock(), 0.03, time.monotonic() + 60, "a"))
+    done, _ = await asyncio.wait({keeper}, timeout=2.0)
+    assert keeper in done and keeper.cancelled(), f"the keeper ran on ({renewals} renewals)"
