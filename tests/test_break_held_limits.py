@@ -12,7 +12,6 @@ import itertools
 import signal
 from typing import Any
 
-import pytest
 from driver import complete, fetch, finish
 from helpers import start_worker, wait_until
 from test_group_workers import done, stamps, workers
@@ -66,11 +65,6 @@ async def group_starts(q: Queue, worker: str = "B", tries: int = 20) -> list[tup
 # ----- failures found -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "settling waits for every grouped job held at the change, of any group: gheldn counts "
-    "held jobs per bucket of tokens, not per group, so a group that gets a concurrency waits "
-    "for a frozen or killed worker's held jobs of other groups until their lease runs out "
-    "(30 s by default); needs per-group held counts"))
 async def test_a_group_with_nothing_held_does_not_wait_for_a_frozen_holder_of_others(
         queue: Queue) -> None:
     """A frozen worker holds jobs of h (its lease has 30 s to run). A new account g gets

@@ -249,6 +249,12 @@ class QueueMachine(RuleBasedStateMachine):
             if g is not None:
                 expected[int(tok) // 100] = expected.get(int(tok) // 100, 0) + 1
         assert counts == expected and buckets == set(expected), (counts, buckets, expected)
+        # Each bucket lists (at least) the groups of the jobs held in it.
+        for job_id in where["held"] + where["removed"]:
+            g, tok = self.run(r.hmget(k.job(job_id), "g", "tok"))
+            if g is not None:
+                listed = self.run(r.smembers(f"{k.base}:gheldg:{int(tok) // 100}"))
+                assert g in listed, (job_id, g, listed)
         # The group indexes (get_groups by waiting, active, paused) agree with the groups,
         # and the waiting listing reaches every waiting job, grouped ones too.
         base = k.base

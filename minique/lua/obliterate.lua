@@ -47,6 +47,10 @@ if removed == 0 then
                 BASE .. ':metrics:totals', groups_of(K.completed), groups_of(K.failed),
                 PRODUCERS, BASE .. ':calls', GQ, GS, GI, GA, GP, BASE .. ':gheld',
                 BASE .. ':gheldn'}
+  -- The groups listed per bucket of held jobs (includes/groups.lua: gheldg).
+  for _, b in ipairs(redis.call('ZRANGE', BASE .. ':gheld', 0, -1)) do
+    keys[#keys + 1] = BASE .. ':gheldg:' .. b
+  end
   -- Heartbeats of workers that stopped without removing theirs (a live worker writes its
   -- own again at its next beat).
   for _, name in ipairs(redis.call('ZRANGE', workers, 0, -1)) do

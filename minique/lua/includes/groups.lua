@@ -23,6 +23,8 @@
 --                    stalled.lua subtract: group_holds_count). A held job may have started
 --                    on its worker already: its start note comes with the worker's next call.
 --   {p:q}:gheld      zset of those buckets (score = bucket): the lowest comes first
+--   {p:q}:gheldg:<b> set of the groups that had a job held in bucket b (kept while the
+--                    bucket counts any job, so it may name a group whose job there ended)
 -- meta 'gdc', 'gdm', 'gdd' are the defaults (concurrency, limiter max, window ms) of groups
 -- without settings of their own; meta 'gwn' counts every group's waiting jobs.
 -- meta 'gx' marks a queue where some group has had settings, a pause or a throttle, or
@@ -39,10 +41,11 @@
 -- A concurrency set on a group (or as the default) while some grouped job is held may find
 -- one of them started on its worker, its start note still on the way: a take one at a time
 -- would have counted it. set_group.lua then marks the group ('hf') or the defaults (meta
--- 'ghf') with the token counter at the change, and the group starts nothing until every
--- grouped job held at the change has started (counted), gone back or ended: it sleeps
+-- 'ghf') with the token counter at the change, and the group starts nothing while a bucket
+-- of tokens from before the change still counts a held job and lists the group: it sleeps
 -- 20 ms at a time meanwhile (workers hand held jobs back at once, so this lasts a call or
--- two; a dead worker's until its lease expires).
+-- two; a dead worker's until its lease expires). Other groups' held jobs hold it up only
+-- when they share a bucket with one of its own.
 -- BASE .. ':gready', ':gsleep', ':groups', ':gactive', ':gpaused' (set by begin_call).
 local GQ, GS, GI, GA, GP
 local GFIFO_BAND = 36028797018963968  -- 2^55; steps of 8 are exact there
@@ -52,19 +55,22 @@ local groups_stale_left = false
 local function gkey(g) return BASE .. ':g:' .. g end
 local function gwait(g) return BASE .. ':gw:' .. g end
 local function gwin(g) return BASE .. ':gl:' .. g end
--- Adds `counts` (bucket -> jobs, negative to subtract) to the held grouped jobs' counts.
--- One call per bucket, and a call's jobs share one or two buckets (their tokens follow on).
--- A token's bucket is a string operation (no number conversion): string.sub(tok, 1, -3),
--- or '0' when that is empty.
-local function group_holds_count(counts)
+-- Adds `counts` (bucket -> jobs, negative to subtract) to the held grouped jobs' counts,
+-- and for added jobs their groups (`groups`: bucket -> list of group ids) to the bucket's
+-- set. One call or three per bucket, and a call's jobs share one or two buckets (their
+-- tokens follow on). A token's bucket is a string operation (no number conversion):
+-- string.sub(tok, 1, -3), or '0' when that is empty.
+local function group_holds_count(counts, groups)
   local hkey, zkey = BASE .. ':gheldn', BASE .. ':gheld'
   for bs, n in pairs(counts) do
     local left = redis.call('HINCRBY', hkey, bs, n)
     if left <= 0 then
       redis.call('HDEL', hkey, bs)
       redis.call('ZREM', zkey, bs)
+      redis.call('DEL', BASE .. ':gheldg:' .. bs)
     elseif n > 0 then
       redis.call('ZADD', zkey, bs, bs)
+      call_batched('SADD', BASE .. ':gheldg:' .. bs, groups[bs])
     end
   end
 end
@@ -245,8 +251,24 @@ local function take_grouped(now, n, ids, scores, gids, to_hold)
         local first = call('ZRANGE', BASE .. ':gheld', 0, 0, 'WITHSCORES')
         held_min = first[2] and tonum(first[2]) * 100 or math.huge
       end
-      if held_min <= tonum(hf) then
+      local settling = held_min <= tonum(hf)
+      if settling then
+        -- Only buckets from before the change that list this group hold it up (at most
+        -- 50 looked at: past them it settles on, as without the lists).
+        local buckets = call('ZRANGEBYSCORE', BASE .. ':gheld', '-inf',
+                             math.floor(tonum(hf) / 100), 'LIMIT', 0, 50)
+        settling = #buckets >= 50
+        for _, b in ipairs(buckets) do
+          if settling then break end
+          settling = call('SISMEMBER', BASE .. ':gheldg:' .. b, g) == 1
+        end
+      end
+      if settling then
         sleep_until = now + 20  -- settling: a call or two (see the top)
+      elseif held_min <= tonum(hf) then
+        -- Settled for this group (no job of it can be held from before the change: a
+        -- group with a concurrency is never held); others may still settle on meta 'ghf'.
+        if h[6] then call('HDEL', gk, 'hf') end
       elseif h[6] then
         call('HDEL', gk, 'hf')
       else

@@ -173,7 +173,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   local read_stc, read_group = m.xs ~= false, m.gwn ~= false
   local lease_at = lease_prefix(now + lease_ms)
   local now_s = int_str(now)
-  local leases, holds, grouped_holds = {}, {}, nil
+  local leases, holds, grouped_holds, held_groups = {}, {}, nil, nil
   local active_n = 0
   -- Locals for what the loop calls per job: a global is a table lookup on each use.
   local rcall, sbyte = redis.call, string.byte
@@ -220,10 +220,13 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
         holds[#holds + 1] = lease_score_at(lease_at, i)
         holds[#holds + 1] = id
         if f[10] then  -- counted per bucket of tokens (includes/groups.lua: gheldn)
-          grouped_holds = grouped_holds or {}
+          grouped_holds, held_groups = grouped_holds or {}, held_groups or {}
           local b = string.sub(tok, 1, -3)
           if b == '' then b = '0' end
           grouped_holds[b] = (grouped_holds[b] or 0) + 1
+          local in_b = held_groups[b] or {}
+          in_b[#in_b + 1] = f[10]
+          held_groups[b] = in_b
         end
       end
       local n = on
@@ -241,7 +244,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   end
   call_batched('ZADD', K.active, leases)
   call_batched('ZADD', K.held, holds)
-  if grouped_holds then group_holds_count(grouped_holds) end
+  if grouped_holds then group_holds_count(grouped_holds, held_groups) end
   flush_events()
   out[2] = (out[1] == 0) and active_n or out[2]
   -- Every id taken may have turned out unrunnable (a dropped firing, a vanished hash).
