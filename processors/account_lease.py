@@ -168,6 +168,11 @@ async def _keep(lock: Any, ttl: float, held_until: float, account_id: str) -> st
         except TimeoutError:
             return "unknown"
         except RedisError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # redis-py can turn a cancel that lands mid-command into a connection error:
+                # the cancel is ours, and going on would renew for ever (a CI run hung so).
+                raise asyncio.CancelledError from exc
             log.warning("account %s: sync lease renewal failed (%s)", account_id, exc)
             continue
         # The TTL ran from when Redis got the call, after ``sent``; stop a little early so a

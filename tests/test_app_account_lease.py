@@ -206,3 +206,25 @@ async def test_a_cancel_that_lands_as_a_renewal_completes_stops_the_keeper() -> 
     keeper = asyncio.ensure_future(_keep(CancellingLock(), 0.03, time.monotonic() + 60, "a"))
     done, _ = await asyncio.wait({keeper}, timeout=2.0)
     assert keeper in done and keeper.cancelled(), f"the keeper ran on ({renewals} renewals)"
+
+
+async def test_a_cancel_that_redis_py_turns_into_a_connection_error_stops_the_keeper() -> None:
+    # redis-py can end a command cancelled mid-read with a ConnectionError rather than the
+    # CancelledError: the keeper took it for a failed renewal and went on renewing.
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from processors.account_lease import _keep
+
+    class ConvertingLock:
+        async def reacquire(self) -> bool:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                raise RedisConnectionError("Connection closed by server.") from None
+            return True
+
+    keeper = asyncio.ensure_future(_keep(ConvertingLock(), 0.003, time.monotonic() + 60, "a"))
+    await asyncio.sleep(0.05)  # its first renewal is on the way
+    keeper.cancel()
+    done, _ = await asyncio.wait({keeper}, timeout=2.0)
+    assert keeper in done and keeper.cancelled()
