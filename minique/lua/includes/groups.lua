@@ -17,7 +17,7 @@
 --                    (front band < 2^32 < priorities < return band 2^54 < FIFO band 2^55)
 --   {p:q}:gl:<g>     zset of the group's starts in its limiter window
 --   {p:q}:gheldn     hash: bucket of 100 tokens (the token less its last two digits, '0'
---                    for a shorter one: group_holds_bucket) -> grouped jobs with
+--                    for a shorter one: see group_holds_count) -> grouped jobs with
 --                    a token in it that a worker holds and that have not started, gone
 --                    back or ended as far as Redis knows (take.lua adds, finish.lua and
 --                    stalled.lua subtract: group_holds_count). A held job may have started
@@ -265,13 +265,11 @@ local function take_grouped(now, n, ids, scores, gids, to_hold)
       end
       if settling then
         sleep_until = now + 20  -- settling: a call or two (see the top)
-      elseif held_min <= tonum(hf) then
-        -- Settled for this group (no job of it can be held from before the change: a
-        -- group with a concurrency is never held); others may still settle on meta 'ghf'.
-        if h[6] then call('HDEL', gk, 'hf') end
       elseif h[6] then
+        -- Settled for good: a group with a concurrency is never held after the change.
         call('HDEL', gk, 'hf')
-      else
+      elseif held_min > tonum(hf) then
+        -- Nothing held from before the defaults changed, for any group.
         call('HDEL', K.meta, 'ghf')
         ghf = false
       end
