@@ -1432,10 +1432,12 @@ class Worker:
                                 self.queue_name, delay, type(exc).__name__, exc)
                 await self._pause(delay)
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pubsub.aclose(), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await pubsub.aclose()
                 pubsub = self._blocking.pubsub()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(pubsub.aclose(), 1.0)
+            async with asyncio.timeout(1.0):
+                await pubsub.aclose()
 
     async def rate_limit(self, delay: float) -> None:
         """Stops every worker of the queue taking jobs for ``delay`` seconds (e.g. after an

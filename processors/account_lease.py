@@ -34,6 +34,7 @@ if it matches) are idempotent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -147,20 +148,28 @@ async def _end_turn(redis: Any, prefix: str, account_id: str, waiter: str | None
         await redis.delete(key)
 
 
-async def _keep(lock: Any, ttl: float, held_until: float, account_id: str) -> str:
-    """Renews the lease every ``ttl / 3`` s; returns why it stopped: "lost" (taken over or
-    expired) or "unknown" (no renewal got through before ``held_until``, a monotonic time
-    by which the lease may have expired). Each renewal waits at most until then."""
+async def _keep(lock: Any, ttl: float, held_until: float, account_id: str,
+                stop: asyncio.Event) -> str:
+    """Renews the lease every ``ttl / 3`` s until ``stop`` is set; returns why it stopped:
+    "stopped", "lost" (taken over or expired) or "unknown" (no renewal got through before
+    ``held_until``, a monotonic time by which the lease may have expired). Each renewal
+    waits at most until then.
+
+    ``stop``, not a cancel alone, ends it: redis-py on Python 3.11 can swallow a cancel that
+    lands while a command is being written (its ``asyncio.wait_for`` around the write), so
+    the renewal returns as if nothing happened, and a keeper that waited for a cancel
+    renewed for ever while the sync's end waited for it (CI runs hung so)."""
     interval = ttl / 3
-    while True:
-        await asyncio.sleep(max(0.0, min(interval, held_until - time.monotonic())))
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, min(interval, held_until - time.monotonic()))):
+                await stop.wait()
         sent = time.monotonic()
+        if stop.is_set():
+            break
         if sent >= held_until:
             return "unknown"
         try:
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
-            # that lands as the renewal completes, and the keeper then renewed for ever
-            # while sync_exclusively waited for it to end (a CI run hung so).
             async with asyncio.timeout(held_until - sent):
                 await lock.reacquire()
         except LockError:
@@ -170,14 +179,14 @@ async def _keep(lock: Any, ttl: float, held_until: float, account_id: str) -> st
         except RedisError as exc:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
-                # redis-py can turn a cancel that lands mid-command into a connection error:
-                # the cancel is ours, and going on would renew for ever (a CI run hung so).
+                # redis-py can also turn a cancel that lands mid-read into a connection error.
                 raise asyncio.CancelledError from exc
             log.warning("account %s: sync lease renewal failed (%s)", account_id, exc)
             continue
         # The TTL ran from when Redis got the call, after ``sent``; stop a little early so a
         # cancelled sync has stopped before another may start.
         held_until = sent + ttl * 0.9
+    return "stopped"
 
 
 async def sync_exclusively(redis: Any, prefix: str, account_id: str,
@@ -204,7 +213,8 @@ async def sync_exclusively(redis: Any, prefix: str, account_id: str,
         await _reserve_turn(redis, prefix, account_id, waiter)
         raise AccountBusy(account_id, busy_retry)
     body: asyncio.Future[T] | None = None
-    keeper = asyncio.ensure_future(_keep(lock, ttl, sent + ttl * 0.9, account_id))
+    stop = asyncio.Event()
+    keeper = asyncio.ensure_future(_keep(lock, ttl, sent + ttl * 0.9, account_id, stop))
     try:
         await _end_turn(redis, prefix, account_id, waiter)
         body = asyncio.ensure_future(sync())
@@ -216,7 +226,9 @@ async def sync_exclusively(redis: Any, prefix: str, account_id: str,
         raise AccountLeaseLost(f"account {account_id!r}: the sync lease was "
                                f"{keeper.result()} while the sync ran; it stopped")
     finally:
-        keeper.cancel()
+        stop.set()
+        keeper.cancel()  # a renewal in flight ends now; ``stop`` ends the loop even if the
+        # cancel is swallowed (see ``_keep``)
         if body is not None and not body.done():  # cancelled: a job timeout, cancel, shutdown
             body.cancel()
             await asyncio.gather(body, return_exceptions=True)

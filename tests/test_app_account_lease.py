@@ -203,7 +203,8 @@ async def test_a_cancel_that_lands_as_a_renewal_completes_stops_the_keeper() -> 
             keeper.cancel()
             return True
 
-    keeper = asyncio.ensure_future(_keep(CancellingLock(), 0.03, time.monotonic() + 60, "a"))
+    keeper = asyncio.ensure_future(_keep(CancellingLock(), 0.03, time.monotonic() + 60, "a",
+                                         asyncio.Event()))
     done, _ = await asyncio.wait({keeper}, timeout=2.0)
     assert keeper in done and keeper.cancelled(), f"the keeper ran on ({renewals} renewals)"
 
@@ -223,8 +224,68 @@ async def test_a_cancel_that_redis_py_turns_into_a_connection_error_stops_the_ke
                 raise RedisConnectionError("Connection closed by server.") from None
             return True
 
-    keeper = asyncio.ensure_future(_keep(ConvertingLock(), 0.003, time.monotonic() + 60, "a"))
+    keeper = asyncio.ensure_future(_keep(ConvertingLock(), 0.003, time.monotonic() + 60, "a",
+                                         asyncio.Event()))
     await asyncio.sleep(0.05)  # its first renewal is on the way
     keeper.cancel()
     done, _ = await asyncio.wait({keeper}, timeout=2.0)
     assert keeper in done and keeper.cancelled()
+
+
+class _SwallowingLock:
+    """A real lease lock whose renewal swallows a cancel, as redis-py 8 does on Python 3.11
+    when the cancel lands while the command is being written (its ``asyncio.wait_for``
+    around the write): the renewal returns as if no cancel had come."""
+
+    def __init__(self, lock: object) -> None:
+        self._lock = lock
+        self.in_flight = asyncio.Event()
+        self.proceed = asyncio.Event()
+        self.swallowed = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._lock, name)
+
+    async def reacquire(self) -> bool:
+        self.in_flight.set()
+        try:
+            await self.proceed.wait()
+        except asyncio.CancelledError:
+            self.swallowed += 1
+        return bool(await self._lock.reacquire())  # type: ignore[attr-defined]
+
+
+class _ClientWithSwallowingLocks:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self.locks: list[_SwallowingLock] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+    def lock(self, *args: object, **kwargs: object) -> _SwallowingLock:
+        lock = _SwallowingLock(self._client.lock(*args, **kwargs))  # type: ignore[arg-type]
+        self.locks.append(lock)
+        return lock
+
+
+async def test_a_sync_ends_when_the_cancel_of_its_renewal_in_flight_is_swallowed(
+        client: aioredis.Redis) -> None:
+    """The CI hang of test_the_lease_is_renewed_while_the_sync_runs_and_released_after: the
+    sync ended while a renewal was in flight, and the keeper's cancel was swallowed inside
+    redis-py, so the keeper renewed for ever and the sync's end waited for it."""
+    wrapped = _ClientWithSwallowingLocks(client)
+    release = asyncio.Event()
+
+    async def sync() -> str:
+        await release.wait()
+        return "done"
+
+    task = asyncio.create_task(sync_exclusively(wrapped, "t-swallow", "a", sync, ttl=1.5))
+    await wait_until(lambda: bool(wrapped.locks) and wrapped.locks[0].in_flight.is_set(),
+                     timeout=5, message="a renewal is in flight")
+    release.set()
+    done, _ = await asyncio.wait({task}, timeout=5)
+    assert task in done, "the sync did not end: its keeper renewed on after its cancel"
+    assert task.result() == "done" and wrapped.locks[0].swallowed == 1
+    assert not await client.exists(lease_key("t-swallow", "a"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
 import hiredis
 import pytest
@@ -115,6 +116,53 @@ async def test_a_peer_that_stops_reading_times_the_write_out() -> None:
             w.close()
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize("fresh", [True, False], ids=["first-command", "open-connection"])
+async def test_a_cancel_that_lands_as_a_command_is_written_is_kept(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch, fresh: bool) -> None:
+    """redis-py writes under ``asyncio.wait_for``, which on Python 3.11 swallows a cancel
+    that lands as the write completes: the command then ran on as if never cancelled (a
+    keeper loop renewed for ever so; a CI run hung). The write below cancels its caller as
+    it completes, on a connection not yet open (redis-py's own path used to send on those)
+    and on an open one."""
+    client = connect(redis_url)
+    # Not connected yet, as a connection is when a retry sends again after a lost link.
+    conn = PackedConnection(**client.connection_pool.connection_kwargs)
+    marker = b"cancel-as-written"
+    target: asyncio.Task[object] | None = None
+    wrote_marker = False
+    writelines, drain = asyncio.StreamWriter.writelines, asyncio.StreamWriter.drain
+
+    def spying_writelines(self: asyncio.StreamWriter, data: Iterable[bytes]) -> None:
+        nonlocal wrote_marker
+        data = list(data)
+        wrote_marker = wrote_marker or any(marker in chunk for chunk in data)
+        writelines(self, data)
+
+    async def cancelling_drain(self: asyncio.StreamWriter) -> None:
+        nonlocal wrote_marker
+        await drain(self)
+        if wrote_marker and target is not None:
+            wrote_marker = False
+            target.cancel()
+
+    async def get() -> object:
+        await conn.send_command("GET", marker)
+        return await conn.read_response()
+
+    try:
+        if not fresh:
+            await conn.connect()
+        monkeypatch.setattr(asyncio.StreamWriter, "writelines", spying_writelines)
+        monkeypatch.setattr(asyncio.StreamWriter, "drain", cancelling_drain)
+        target = asyncio.create_task(get())
+        with pytest.raises(asyncio.CancelledError):
+            await target
+    finally:
+        monkeypatch.undo()
+        await conn.disconnect()
+        await client.aclose()
 
 
 def test_a_plain_one_job_add_is_packed_as_hiredis_packs_it() -> None:
