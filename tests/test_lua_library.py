@@ -55,3 +55,14 @@ def test_the_key_suffixes_begin_call_derives_are_those_of_the_key_vector() -> No
     suffixes = re.findall(r"'([^']*)'", block.group(1))
     keys = QueueKeys("q", "p")
     assert [keys.base + s for s in suffixes] == list(keys.vector)
+
+
+async def test_every_transition_compiles_as_an_eval_script(client: object) -> None:
+    """The EVAL fallback (a server without functions, or MINIQUE_SCRIPT_MODE=eval) runs each
+    transition as one chunk: the includes and the body together, where Lua allows 200
+    locals and 60 upvalues per function. The function library compiles the bodies apart,
+    so a local added to an include could break only this mode."""
+    for name in scripts.all_script_names():
+        source = scripts.script(name).source
+        sha = await client.script_load(source)  # type: ignore[attr-defined]
+        assert sha == scripts.script(name).sha, name

@@ -221,111 +221,140 @@ end
 -- tail untouched).
 local function take_grouped(now, n, ids, scores, gids, to_hold)
   local call, tonum, limits = redis.call, tonumber, group_limits
-  local prefix = BASE .. ':g:'
+  local prefix, wprefix = BASE .. ':g:', BASE .. ':gw:'
   local taken, pops = 0, 0
   -- Plain groups (no settings, pause or throttle anywhere in the queue): nothing to read.
   local none = {}
   local plain = groups_plain()
   local held_min = nil  -- the lowest token of a held grouped job (read once, if needed)
   local ghf = nil  -- meta 'ghf' (read once, if needed)
-  while taken < n and pops < 2 * n + 16 do
-    pops = pops + 1
-    -- The head goes to the tail in one call (a group that may start another job stays in
-    -- the round-robin, the common case); one that must leave is popped off the tail again
-    -- (RPOP), where nothing else was pushed meanwhile.
-    local g = call('LMOVE', GQ, GQ, 'LEFT', 'RIGHT')
-    if not g then break end
-    local gk = prefix .. g
-    -- h: c, p, rl, lm, ld, hf
-    local h = plain and none or call('HMGET', gk, 'c', 'p', 'rl', 'lm', 'ld', 'hf')
-    local conc, max, window = nil, nil, nil
-    if not plain then conc, max, window = limits(h[1], h[4], h[5]) end
-    local a = conc and tonum(call('ZSCORE', GA, g)) or 0
-    local sleep_until = nil
-    -- Held jobs from before a concurrency was set may have started (see the top): settle.
-    if conc and not h[6] and ghf == nil then ghf = call('HGET', K.meta, 'ghf') or false end
-    local hf = conc and (h[6] or ghf)
-    if hf then
-      if not held_min then
-        -- The lowest token that may be held: the start of the lowest bucket.
-        local first = call('ZRANGE', BASE .. ':gheld', 0, 0, 'WITHSCORES')
-        held_min = first[2] and tonum(first[2]) * 100 or math.huge
-      end
-      local settling = held_min <= tonum(hf)
-      if settling then
-        -- Only buckets from before the change that list this group hold it up (at most
-        -- 50 looked at: past them it settles on, as without the lists).
-        local buckets = call('ZRANGEBYSCORE', BASE .. ':gheld', '-inf',
-                             math.floor(tonum(hf) / 100), 'LIMIT', 0, 50)
-        settling = #buckets >= 50
-        for _, b in ipairs(buckets) do
-          if settling then break end
-          settling = call('SISMEMBER', BASE .. ':gheldg:' .. b, g) == 1
-        end
-      end
-      if settling then
-        sleep_until = now + 20  -- settling: a call or two (see the top)
-      elseif h[6] then
-        -- Settled for good: a group with a concurrency is never held after the change.
-        call('HDEL', gk, 'hf')
-      elseif held_min > tonum(hf) then
-        -- Nothing held from before the defaults changed, for any group.
-        call('HDEL', K.meta, 'ghf')
-        ghf = false
-      end
-    end
-    local wk = (max and max > 0) and gwin(g) or nil
-    if to_hold and not h[2] and (conc or (max and max > 0)) then
-      -- stays, untouched
-    elseif not h[2] and not (conc and a >= conc) then
-      local rl = tonum(h[3])
-      if sleep_until then
-        -- settling (above)
-      elseif rl and rl > now then
-        sleep_until = rl
-      elseif max and max > 0 then
-        call('ZREMRANGEBYSCORE', wk, '-inf', now - window)
-        if call('ZCARD', wk) >= max then
-          local oldest = call('ZRANGE', wk, 0, 0, 'WITHSCORES')
-          sleep_until = math.max(now + 1, tonum(oldest[2]) + window)
-        end
-      end
-      if sleep_until then
-        call('RPOP', GQ)
-        call('ZADD', GS, int_str(sleep_until), g)
-        call('HSET', gk, 'q', 's')
-      else
-        local popped = call('ZPOPMIN', gwait(g))
+  local max_pops = 2 * n + 16
+  while taken < n and pops < max_pops do
+    -- The next groups of the round-robin come off its head in one call, as many as jobs
+    -- are still wanted (each gives at most one); those that may start another job go back
+    -- to the tail in one call, in the same order (the common case), and the others leave.
+    -- A round-robin shorter than that comes round again in the next turn of this loop.
+    local turn = call('LPOP', GQ, int_str(math.min(n - taken, max_pops - pops)))
+    if not turn then break end
+    local back = {}
+    if plain then
+      -- No limit, pause or sleep anywhere: each group gives its next job, and stays while
+      -- it has more (the loop below, without its reads and checks).
+      for _, g in ipairs(turn) do
+        pops = pops + 1
+        local popped = call('ZPOPMIN', wprefix .. g)
         if popped[1] then
           taken = taken + 1
           ids[#ids + 1] = popped[1]; scores[#ids] = popped[2]
           if not to_hold then
             gids[#ids] = g
-            a = tonum(call('ZINCRBY', GA, 1, g))
+            call('ZINCRBY', GA, 1, g)
           end
-          local left = tonum(call('ZINCRBY', GI, -1, g))
-          if max and max > 0 then
-            call('ZADD', wk, int_str(now), popped[1] .. '|' .. int_str(now))
-            call('PEXPIRE', wk, int_str(window))
-          end
-          if left <= 0 or (conc and a >= conc) then
-            call('RPOP', GQ)
-            call('HDEL', gk, 'q')
+          if tonum(call('ZINCRBY', GI, -1, g)) <= 0 then
+            call('HDEL', prefix .. g, 'q')
+          else
+            back[#back + 1] = g
           end
         else
-          call('RPOP', GQ)
-          call('HDEL', gk, 'q')
+          call('HDEL', prefix .. g, 'q')
           group_forget_if_idle(g)
         end
       end
-    else
-      call('RPOP', GQ)
-      call('HDEL', gk, 'q')
+      turn = none
     end
+    for _, g in ipairs(turn) do
+      pops = pops + 1
+      local gk = prefix .. g
+      -- h: c, p, rl, lm, ld, hf
+      local h = plain and none or call('HMGET', gk, 'c', 'p', 'rl', 'lm', 'ld', 'hf')
+      local conc, max, window = nil, nil, nil
+      if not plain then conc, max, window = limits(h[1], h[4], h[5]) end
+      local a = conc and tonum(call('ZSCORE', GA, g)) or 0
+      local sleep_until = nil
+      -- Held jobs from before a concurrency was set may have started (see the top): settle.
+      if conc and not h[6] and ghf == nil then ghf = call('HGET', K.meta, 'ghf') or false end
+      local hf = conc and (h[6] or ghf)
+      if hf then
+        if not held_min then
+          -- The lowest token that may be held: the start of the lowest bucket.
+          local first = call('ZRANGE', BASE .. ':gheld', 0, 0, 'WITHSCORES')
+          held_min = first[2] and tonum(first[2]) * 100 or math.huge
+        end
+        local settling = held_min <= tonum(hf)
+        if settling then
+          -- Only buckets from before the change that list this group hold it up (at most
+          -- 50 looked at: past them it settles on, as without the lists).
+          local buckets = call('ZRANGEBYSCORE', BASE .. ':gheld', '-inf',
+                               math.floor(tonum(hf) / 100), 'LIMIT', 0, 50)
+          settling = #buckets >= 50
+          for _, b in ipairs(buckets) do
+            if settling then break end
+            settling = call('SISMEMBER', BASE .. ':gheldg:' .. b, g) == 1
+          end
+        end
+        if settling then
+          sleep_until = now + 20  -- settling: a call or two (see the top)
+        elseif h[6] then
+          -- Settled for good: a group with a concurrency is never held after the change.
+          call('HDEL', gk, 'hf')
+        elseif held_min > tonum(hf) then
+          -- Nothing held from before the defaults changed, for any group.
+          call('HDEL', K.meta, 'ghf')
+          ghf = false
+        end
+      end
+      local wk = (max and max > 0) and gwin(g) or nil
+      if to_hold and not h[2] and (conc or (max and max > 0)) then
+        back[#back + 1] = g  -- stays, untouched
+      elseif not h[2] and not (conc and a >= conc) then
+        local rl = tonum(h[3])
+        if sleep_until then
+          -- settling (above)
+        elseif rl and rl > now then
+          sleep_until = rl
+        elseif max and max > 0 then
+          call('ZREMRANGEBYSCORE', wk, '-inf', now - window)
+          if call('ZCARD', wk) >= max then
+            local oldest = call('ZRANGE', wk, 0, 0, 'WITHSCORES')
+            sleep_until = math.max(now + 1, tonum(oldest[2]) + window)
+          end
+        end
+        if sleep_until then
+          call('ZADD', GS, int_str(sleep_until), g)
+          call('HSET', gk, 'q', 's')
+        else
+          local popped = call('ZPOPMIN', gwait(g))
+          if popped[1] then
+            taken = taken + 1
+            ids[#ids + 1] = popped[1]; scores[#ids] = popped[2]
+            if not to_hold then
+              gids[#ids] = g
+              a = tonum(call('ZINCRBY', GA, 1, g))
+            end
+            local left = tonum(call('ZINCRBY', GI, -1, g))
+            if max and max > 0 then
+              call('ZADD', wk, int_str(now), popped[1] .. '|' .. int_str(now))
+              call('PEXPIRE', wk, int_str(window))
+            end
+            if left <= 0 or (conc and a >= conc) then
+              call('HDEL', gk, 'q')
+            else
+              back[#back + 1] = g
+            end
+          else
+            call('HDEL', gk, 'q')
+            group_forget_if_idle(g)
+          end
+        end
+      else
+        call('HDEL', gk, 'q')
+      end
+    end
+    call_batched('RPUSH', GQ, back)
   end
   if taken > 0 then redis.call('HINCRBY', K.meta, 'gwn', -taken) end
   -- Stale entries (paused or full groups) can fill the pops: others wait behind them.
-  if taken < n and pops >= 2 * n + 16 and not to_hold then
+  if taken < n and pops >= max_pops and not to_hold then
     groups_stale_left = true
     wake()
   end
