@@ -217,3 +217,31 @@ async def test_a_group_emptied_while_asleep_is_forgotten_when_it_wakes(queue: Qu
 
     await wait_until(forgotten, timeout=5, message="the idle group forgotten")
     assert await queue.redis.exists(f"{queue.keys.base}:g:g") == 0
+
+
+@pytest.mark.parametrize("settings", [False, True], ids=["plain-groups", "a-group-with-settings"])
+async def test_a_group_emptied_by_held_jobs_is_forgotten(queue: Queue, settings: bool) -> None:
+    """A held job that starts and ends between two of its worker's calls never takes a
+    slot, so no release comes for it: a group whose last jobs were taken to hold stayed in
+    the group index, with 0 waiting, for ever (every such group, after a prefetching worker
+    drained them: get_group_counts() counted them all)."""
+    if settings:
+        await queue.set_group_options("kept", limiter={"max": 100, "duration": 60})
+    await queue.add_bulk([("j", i, {"group": "busy"}) for i in range(2)])
+    await queue.add_bulk([("j", i, {"group": f"g{i % 3}"}) for i in range(6)])
+    running = await fetch(queue, 1)  # busy's first job runs (a slot); then the rest is held
+    _, held, _ = await finish(queue, [], 0, hold=7, hold_ms=60_000)
+    assert len(held) == 7 and (await queue.get_stats())["waiting"] == 7
+    started = str(int(time.time() * 1000))
+    await finish(queue, [(*complete(*h), started) for h in held], 0)
+    # Empty, nothing running: forgotten, whichever way their last job went.
+    left = {g.id for g in await queue.get_groups(0, 99)}
+    counts = await queue.get_group_counts()
+    expected = {"busy", "kept"} if settings else {"busy"}
+    assert left == expected and counts.groups == len(expected), (left, counts)
+    await finish(queue, [complete(*running[0])], 0)
+    counts = await queue.get_group_counts()
+    assert counts.groups == (1 if settings else 0) and counts.active == 0, counts
+    assert await queue.redis.zcard(f"{queue.keys.base}:groups") == counts.groups
+    kept = await queue.redis.keys(f"{queue.keys.base}:g:*")
+    assert kept == ([f"{queue.keys.base}:g:kept".encode()] if settings else [])

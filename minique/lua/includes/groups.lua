@@ -250,10 +250,15 @@ local function take_grouped(now, n, ids, scores, gids, to_hold)
             gids[#ids] = g
             call('ZINCRBY', GA, 1, g)
           end
-          if tonum(call('ZINCRBY', GI, -1, g)) <= 0 then
-            call('HDEL', prefix .. g, 'q')
-          else
+          if tonum(call('ZINCRBY', GI, -1, g)) > 0 then
             back[#back + 1] = g
+          elseif not to_hold or call('ZSCORE', GA, g) then
+            call('HDEL', prefix .. g, 'q')  -- a job runs: its last release forgets the group
+          else
+            -- Nothing waiting or running, and no settings here: forgotten now, as no release
+            -- may come (a held job that starts and ends between two calls takes no slot).
+            call('DEL', prefix .. g)
+            call('ZREM', GI, g)
           end
         else
           call('HDEL', prefix .. g, 'q')
@@ -338,6 +343,9 @@ local function take_grouped(now, n, ids, scores, gids, to_hold)
             end
             if left <= 0 or (conc and a >= conc) then
               call('HDEL', gk, 'q')
+              -- Empty: forgotten unless it keeps settings or runs a job (its last release
+              -- forgets it then); no release may come for a job taken to hold.
+              if left <= 0 then group_forget_if_idle(g, conc and a or nil) end
             else
               back[#back + 1] = g
             end
