@@ -261,8 +261,10 @@ class QueueMachine(RuleBasedStateMachine):
         ga = dict(self.run(r.zrange(f"{base}:gactive", 0, -1, withscores=True)))
         gi = dict(self.run(r.zrange(f"{base}:groups", 0, -1, withscores=True)))
         gp = set(self.run(r.zrange(f"{base}:gpaused", 0, -1)))
-        # Only groups with jobs running are listed as active (a count, never 0 or less).
+        # Only groups with jobs running are listed as active (a count, never 0 or less),
+        # and each of them is in the group index until its last release.
         assert all(score >= 1 for score in ga.values()), ga
+        assert set(ga) <= set(gi), (ga, gi)
         for group in GROUPS:
             p = self.run(r.hget(f"{base}:g:{group}", "p"))
             assert (group.encode() in gp) == (p is not None), (group, gp, p)

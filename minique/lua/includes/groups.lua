@@ -174,8 +174,11 @@ local function group_release(g)
 end
 
 -- A held job of the group started: it takes a slot now (released like any active job).
+-- The group may have been forgotten when its last job was taken to hold: a group with a
+-- job running is in the index until its last release, so it comes back (score: 0 waiting).
 local function group_start(g)
   redis.call('ZINCRBY', GA, 1, g)
+  redis.call('ZADD', GI, 'NX', 0, g)
 end
 
 -- The processor said the group is throttled (GroupRateLimited): it starts nothing until

@@ -205,7 +205,10 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       handed = true
       local ats = count_num(f[9], 0) + 1
       local ps = scores[i] or ''
-      if active_n < count then
+      -- Active or held by place, not by how many were handed out before it: the first
+      -- `count` were taken for free slots (a grouped one with its slot counted), the rest
+      -- to hold. A dropped one among the first leaves its slot free until the next call.
+      if i <= count then
         active_n = active_n + 1
         -- One write per job: the counter is bumped from the value just read.
         rcall('HSET', jk, 'st', 'active', 'tok', tok, 'pon', now_s, 'w', worker,
