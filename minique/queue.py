@@ -392,6 +392,10 @@ class Queue:
                         break
                 batch = self._pending_adds[:BULK_CHUNK]
                 del self._pending_adds[:BULK_CHUNK]
+                # An add cancelled while it waited here was never sent: it adds nothing.
+                batch = [(args, future) for args, future in batch if not future.done()]
+                if not batch:
+                    continue
                 try:
                     reply = (await self._send_adds([[args for args, _ in batch]]))[0]
                 except BaseException as exc:

@@ -273,3 +273,22 @@ async def _evalsha_calls(queue: Queue) -> int:
     """Calls of minique's transitions: FCALL (the function library) or EVALSHA (scripts)."""
     stats = await queue.redis.info("commandstats")
     return sum(int(stats.get(f"cmdstat_{cmd}", {}).get("calls", 0)) for cmd in ("evalsha", "fcall"))
+
+
+async def test_an_add_cancelled_while_it_waits_for_the_call_in_flight_adds_nothing(
+        queue: Queue) -> None:
+    """Concurrent adds wait while one call is out and then go together: one cancelled while
+    it waited was sent anyway with the others, so its job existed although its caller had
+    been cancelled before anything went to Redis."""
+    await queue.add("warm", None)
+    first = asyncio.create_task(queue.add("a", 1, job_id="first"))
+    await asyncio.sleep(0)  # its call is out
+    waiting = [asyncio.create_task(queue.add("b", i, job_id=f"w{i}")) for i in range(3)]
+    await asyncio.sleep(0)  # they wait for it
+    waiting[1].cancel()
+    await first
+    done = await asyncio.gather(*waiting, return_exceptions=True)
+    assert isinstance(done[1], asyncio.CancelledError)
+    assert [j.id for j in (done[0], done[2])] == ["w0", "w2"]  # type: ignore[union-attr]
+    assert await queue.get_job("w1") is None
+    assert (await queue.get_stats())["waiting"] == 4
