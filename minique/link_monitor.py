@@ -44,9 +44,15 @@ class LinkMonitor:
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
+        next_probe = 0.0
         while not stop.is_set():
+            # Once a second; while the link is down, a second from the last probe's start:
+            # a probe sent just before the link healed loses its reply and times out
+            # (PROBE_TIMEOUT), and a further second's wait after it had made a healed link
+            # take 3 s to be noticed.
+            wait = 1.0 if self._down_since is None else max(0.0, next_probe - loop.time())
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
+                async with asyncio.timeout(wait):
                     await stop.wait()
             if stop.is_set():
                 return
@@ -56,6 +62,7 @@ class LinkMonitor:
             if not stuck and self._down_since is None:
                 continue
             oldest = min((since for since, _ in self._ops.values()), default=now)
+            next_probe = now + 1.0
             if await self._reachable():
                 if self._down_since is not None:
                     log.warning("%s: Redis answers again after %.0fs", self.label,

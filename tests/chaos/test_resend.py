@@ -136,7 +136,9 @@ async def test_a_dead_link_is_reported_and_the_worker_resumes_soon_after_it_heal
         resumed = next(t for t in done[before:] if t > healed_at) - healed_at
         print(f"CHAOS deadlink outage={outage:.0f}s resumed_after={resumed:.2f}s "
               f"warnings={len(warned)}")
-        assert resumed < 3.0, f"resumed {resumed:.2f}s after the link healed"
+        # At most a probe's timeout (2 s) after it healed, plus the re-send; a second more
+        # (3.0 s, at this bound's edge) before the monitor probed again at once.
+        assert resumed < 2.5, f"resumed {resumed:.2f}s after the link healed"
         # Bounded rate: about one warning per 10 s of outage.
         assert len(warned) <= outage / 10 + 2
     finally:
