@@ -41,7 +41,8 @@ async def running_by_group(q: Queue) -> dict[str, int]:
 async def check_groups(q: Queue) -> None:
     """gactive equals the running jobs per group; each group with waiting or running jobs
     is in the group index (get_groups by waiting, get_group_counts().groups); no idle group
-    without settings is indexed; the round-robin names each group at most once."""
+    without settings is indexed; the round-robin names each group at most once; every group
+    with waiting jobs is indexed."""
     base = q.keys.base
     running = await running_by_group(q)
     assert await gactive(q) == running
@@ -56,6 +57,10 @@ async def check_groups(q: Queue) -> None:
             assert any(v is not None for v in kept), (g, "idle, no settings, indexed")
     ready = await q.redis.lrange(f"{base}:gready", 0, -1)
     assert len(ready) == len(set(ready)), ready
+    # every group with waiting jobs is indexed
+    for key in await q.redis.keys(f"{base}:gw:*"):
+        g = key.decode()[len(f"{base}:gw:"):]
+        assert g in gi, (g, "waiting, not indexed")
 
 
 def ms() -> str:
@@ -114,25 +119,6 @@ async def test_a_dropped_firing_does_not_start_a_held_grouped_job_without_its_sl
     started = [await queue.get_job(t[0]) for t in await fetch(queue, 5)]
     # g runs taken[1]: nothing more of g may start (on the current code a third job does)
     assert [j.id for j in started if j is not None and j.group == "g"] == []
-
-
-async def check_loose(q: Queue) -> None:
-    base = q.keys.base
-    running = await running_by_group(q)
-    assert await gactive(q) == running
-    gi = {k.decode(): int(v) for k, v in
-          await q.redis.zrange(f"{base}:groups", 0, -1, withscores=True)}
-    for g, n in gi.items():
-        assert n == await q.redis.zcard(f"{base}:gw:{g}"), (g, n)
-        if n == 0 and g not in running:
-            kept = await q.redis.hmget(f"{base}:g:{g}", "c", "lm", "p", "rl", "q")
-            assert any(v is not None for v in kept), (g, "idle, no settings, indexed")
-    ready = await q.redis.lrange(f"{base}:gready", 0, -1)
-    assert len(ready) == len(set(ready)), ready
-    # every group with waiting jobs is indexed and scheduled somewhere, or kept back
-    for key in await q.redis.keys(f"{base}:gw:*"):
-        g = key.decode()[len(f"{base}:gw:"):]
-        assert g in gi, (g, "waiting, not indexed")
 
 
 @pytest.mark.parametrize("seed", range(SEEDS))
@@ -224,7 +210,7 @@ async def test_random_walk_of_held_jobs_of_forgotten_groups(
                               [queue.keys.job_prefix, 5, 100, -1, -1, "sweeper"])
             log.append("sweep")
         try:
-            await check_loose(queue)
+            await check_groups(queue)
         except AssertionError:
             print("\n".join(log))
             raise
@@ -387,7 +373,7 @@ async def test_ten_thousand_held_groups_of_one_job_and_odd_ids_are_forgotten(
         ended = [(*complete(*t), ms()) for t in taken[1::2]]
         await finish(queue, started + ended, 0)
         if len(seen) <= 400:
-            await check_loose(queue)
+            await check_groups(queue)
         _, taken, _ = await finish(queue, [complete(*t) for t in taken[::2]], 0,
                                         hold=200, hold_ms=60_000)
     assert len(seen) == len(set(seen)) == len(names)
