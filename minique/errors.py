@@ -126,3 +126,9 @@ class AddOutcomeUnknown(ConnectionError, MiniqueError):
     def __init__(self, message: str, job_ids: list[str]) -> None:
         super().__init__(message)
         self.job_ids = job_ids
+
+
+class AddNotSent(MiniqueError):
+    """An add that never reached Redis, so nothing was added: it waited to go with other
+    concurrent adds, and the task sending them was cancelled first (a loop shutting down).
+    Adding again is safe."""

@@ -17,7 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import codec, packing, scripts, telemetry
 from .attempts import Attempt, attempts_from_hash
 from .connection import connect
-from .errors import AddOutcomeUnknown, InvalidJobState, JobNotFound
+from .errors import AddNotSent, AddOutcomeUnknown, InvalidJobState, JobNotFound
 from .job import Job, public_state
 from .keys import DEFAULT_PREFIX, QueueKeys, validate_name
 from .options import MAX_PRIORITY, MAX_SECONDS, check_option_names, encode_stored, resolve
@@ -63,6 +63,16 @@ def _add_call_args(chunk: Sequence[list[Any]], producer: str, seq: int) -> list[
         flat += tail
     flat += jobs
     return flat
+
+
+def _shown(ids: Sequence[str]) -> str:
+    """Job ids for a message: the first five, and how many more."""
+    return ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+
+
+def _not_sent() -> AddNotSent:
+    return AddNotSent("this add was never sent: the task sending this queue's concurrent "
+                      "adds was cancelled first; nothing was added")
 
 
 def _seconds(label: str, value: Any) -> float:
@@ -296,10 +306,10 @@ class Queue:
                     self._id_next = self._id_end = 0
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 ids = [args[0] for chunk in chunks for args in chunk]
-                shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
                 raise AddOutcomeUnknown(
-                    f"Redis did not answer ({type(exc).__name__}: {exc}); whether job(s) {shown} "
-                    f"were added is unknown: look them up with get_job()", ids) from exc
+                    f"Redis did not answer ({type(exc).__name__}: {exc}); whether job(s) "
+                    f"{_shown(ids)} were added is unknown: look them up with get_job()",
+                    ids) from exc
         out: list[list[Any]] = []
         for chunk, reply in zip(chunks, replies, strict=True):
             if int(reply[0]) == 1:
@@ -398,18 +408,34 @@ class Queue:
                     continue
                 try:
                     reply = (await self._send_adds([[args for args, _ in batch]]))[0]
-                except BaseException as exc:
+                except Exception as exc:
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
                     continue
+                except BaseException:
+                    # This task was cancelled (a loop shutting down, a cancel of every task),
+                    # not its producers: they are told what became of their adds instead of
+                    # a cancel of their own. The call may have reached Redis.
+                    ids = [args[0] for args, _ in batch if args[0]]
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(AddOutcomeUnknown(
+                                "the task sending this queue's concurrent adds was cancelled "
+                                "with their call on the way; whether job(s) "
+                                f"{_shown(ids)} were added is unknown: look them up with "
+                                "get_job()", ids) if ids else _not_sent())
+                    raise
                 for i, (_, future) in enumerate(batch):
                     if not future.done():
                         future.set_result((reply[2 * i], reply[2 * i + 1], reply[-1]))
         finally:
             self._add_inflight = False
+            # Adds left waiting were never sent: only a cancel of this task leaves any.
+            left, self._pending_adds = self._pending_adds, []
+            for _, future in left:
+                if not future.done():
+                    future.set_exception(_not_sent())
 
     async def add_bulk(self, jobs: Iterable[BulkItem]) -> list[Job]:
         """Adds many jobs, ``BULK_CHUNK`` per script call, all chunks in one pipeline.

@@ -10,6 +10,7 @@ from driver import complete, fail, fetch, finish
 from helpers import wait_until
 
 from minique import InvalidJobState, Queue, Worker
+from minique.errors import AddNotSent, AddOutcomeUnknown
 
 
 async def test_add_bulk_keeps_order_and_options(queue: Queue) -> None:
@@ -292,3 +293,58 @@ async def test_an_add_cancelled_while_it_waits_for_the_call_in_flight_adds_nothi
     assert [j.id for j in (done[0], done[2])] == ["w0", "w2"]  # type: ignore[union-attr]
     assert await queue.get_job("w1") is None
     assert (await queue.get_stats())["waiting"] == 4
+
+
+async def test_adds_waiting_on_a_cancelled_sender_are_told_what_became_of_them(
+        queue: Queue) -> None:
+    """The task that sends concurrent adds together was cancelled (a loop shutting down, a
+    cancel of every task) with their call on the way: its producers, never cancelled
+    themselves, got its CancelledError, and adds queued behind that call waited for ever.
+    Now those on the way raise AddOutcomeUnknown (the call may have run), and those never
+    sent raise AddNotSent and exist nowhere."""
+    await queue.add("warm", None)
+    admin = queue.redis
+    send_adds = queue._send_adds
+    on_the_way = asyncio.Event()
+
+    async def pausing_send(chunks: Any) -> Any:
+        # Redis holds every write from now on: the batch's call goes out and waits there.
+        if any(args[0].startswith("b") for chunk in chunks for args in chunk):
+            await admin.execute_command("CLIENT", "PAUSE", 10_000, "WRITE")
+            on_the_way.set()
+        return await send_adds(chunks)
+
+    queue._send_adds = pausing_send  # type: ignore[method-assign]
+    try:
+        first = asyncio.create_task(queue.add("a", 1, job_id="a0"))
+        await asyncio.sleep(0)  # its call is out
+        batch = [asyncio.create_task(queue.add("b", i, job_id=f"b{i}")) for i in range(2)]
+        await asyncio.sleep(0)  # they wait for it
+        assert len(queue._pending_adds) == 2
+        await first
+        await asyncio.wait_for(on_the_way.wait(), 5)
+        later = asyncio.create_task(queue.add("c", 0, job_id="c0"))
+        await asyncio.sleep(0)  # it waits for the batch's call
+        assert len(queue._pending_adds) == 1
+        flusher = queue._flusher
+        assert flusher is not None
+        flusher.cancel()
+        # (Before, the add never sent waited for ever.)
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*batch, later, return_exceptions=True), 10)
+    finally:
+        queue._send_adds = send_adds  # type: ignore[method-assign]
+        await admin.execute_command("CLIENT", "UNPAUSE")
+    for outcome, job_id in zip(outcomes[:2], ["b0", "b1"], strict=True):
+        assert isinstance(outcome, AddOutcomeUnknown), outcome
+        assert outcome.job_ids == ["b0", "b1"] and job_id in str(outcome)
+    assert isinstance(outcomes[2], AddNotSent), outcomes[2]
+    assert not queue._pending_adds
+    # The queue's adds go on as before (their call is written after the paused one's, if
+    # that one ran), and the add never sent exists nowhere.
+    assert [j.id for j in await asyncio.gather(*(queue.add("d", i, job_id=f"d{i}")
+                                                 for i in range(3)))] == ["d0", "d1", "d2"]
+    assert await queue.get_job("c0") is None
+    # Both jobs of the call on the way, or neither (redis-py drops a cancelled call's
+    # connection, and a paused command on a closed connection never runs).
+    assert (await queue.get_job("b0") is None) == (await queue.get_job("b1") is None)
