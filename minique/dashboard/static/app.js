@@ -37,6 +37,42 @@
     return text;
   }
 
+  // The live part of the page (#live) refreshes on "refresh" (after an action) and
+  // "live-change" (the event stream). htmx drops a request while one of the same element is
+  // on the way, so a refresh asked for then was lost, and the older answer on the way stayed
+  // on the page (a pause shown as "running" until the next change). It is owed instead, and
+  // asked for once the one on the way has landed. (Its answer replaces #live, and the new
+  // one wears the old one's classes until it settles: the request itself is tracked.)
+  var liveRequest = null;
+  var refreshOwed = null;
+  function refreshLive(name) {
+    if (liveRequest) {
+      if (refreshOwed !== "refresh") refreshOwed = name;
+      return;
+    }
+    htmx.trigger(document.body, name);
+  }
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    if (e.detail.elt && e.detail.elt.id === "live") liveRequest = e.detail.xhr;
+  });
+  function payOwed() {
+    if (liveRequest || !refreshOwed) return;
+    var name = refreshOwed;
+    refreshOwed = null;
+    refreshLive(name);
+  }
+  function liveLanded(e) {
+    if (!liveRequest || e.detail.xhr !== liveRequest) return;
+    liveRequest = null;
+    // A swapped answer's #live listens once it has settled (htmx:afterSettle below); an
+    // answer that swapped nothing leaves the old one, listening still.
+    setTimeout(payOwed, e.detail.successful ? 250 : 0);
+  }
+  ["htmx:afterRequest", "htmx:sendError", "htmx:timeout", "htmx:xhr:abort"].forEach(function (ev) {
+    document.addEventListener(ev, liveLanded);
+  });
+  document.addEventListener("htmx:afterSettle", function () { setTimeout(payOwed, 0); });
+
   document.addEventListener("htmx:configRequest", function (e) {
     if (e.detail.verb !== "get") e.detail.headers["X-CSRF-Token"] = cookie("minique_csrf");
   });
@@ -55,7 +91,7 @@
       toast(summary(elt, body), "ok");
       var to = elt.getAttribute("data-redirect");
       if (to) { window.location.href = to; return; }
-      htmx.trigger(document.body, "refresh");
+      refreshLive("refresh");
     } else {
       var msg = body && body.error ? body.error.message : "Request failed (HTTP " + xhr.status + ")";
       toast(msg, "error");
@@ -82,12 +118,12 @@
       if (e.data === "ok") {
         window.miniqueLive = true;
         setOnline(true, "");
-        htmx.trigger(document.body, "live-change");
+        refreshLive("live-change");
       } else {
         setOnline(false, "Redis is unreachable; retrying");
       }
     });
-    es.addEventListener("change", function () { htmx.trigger(document.body, "live-change"); });
+    es.addEventListener("change", function () { refreshLive("live-change"); });
     es.onerror = function () {
       window.miniqueLive = false;  // polling takes over until the stream is back
       setOnline(false, "The dashboard server is unreachable; retrying");
