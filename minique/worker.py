@@ -1071,8 +1071,11 @@ class Worker:
             if bad_opts:
                 raise UnrecoverableError(f"job {job.id}: stored options cannot be decoded")
             if handler is None:
+                known = ", ".join(sorted(repr(n) for n in self.registry.names(self.queue_name)
+                                         if n is not None)) or "none"
                 raise UnrecoverableError(
-                    f"no processor for job {job.name!r} in queue {self.queue_name!r}")
+                    f"no processor for job {job.name!r} in queue {self.queue_name!r} "
+                    f"(this worker's job names: {known})")
             if handler.decoder is not None:
                 try:
                     job.payload = handler.decoder.decode(job._data_raw or b"")

@@ -110,7 +110,8 @@ async def test_unknown_job_name_fails_clearly_and_worker_carries_on(
     good = await queue.add("known", {})
     worker = Worker(queue.name, registry, url=redis_url)
     task = await start(worker)
-    with pytest.raises(JobFailed, match=f"no processor for job 'mystery' in queue '{queue.name}'"):
+    with pytest.raises(JobFailed, match=f"no processor for job 'mystery' in queue '{queue.name}' "
+                                        r"\(this worker's job names: 'known'\)"):
         await bad.wait_until_finished(timeout=5)
     assert await good.wait_until_finished(timeout=5) == "fine"
     failed = await queue.get_job(bad.id)
