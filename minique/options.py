@@ -170,10 +170,21 @@ def _job_id(value: Any) -> str | None:
     if value.startswith(FIRING_ID_PREFIX):
         raise ValueError(f"job_id {value!r} must not start with {FIRING_ID_PREFIX!r}: "
                          "that prefix is reserved for the ids of job scheduler firings")
-    return value
+    return check_utf8("job_id", value)
 
 
 MAX_GROUP_LEN = 512
+
+
+def check_utf8(label: str, value: str) -> str:
+    """``value`` if it encodes as UTF-8; ValueError naming ``label`` otherwise (a lone
+    surrogate, as os.fsdecode gives for a file name that is not UTF-8). Checked when an
+    add is prepared: packed later, it would fail the adds that go with it in one call."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"{label} must be text that encodes as UTF-8, got {value!r}") from None
+    return value
 
 
 def validate_group(value: Any) -> str:
@@ -182,12 +193,7 @@ def validate_group(value: Any) -> str:
     if not isinstance(value, str) or not value or len(value) > MAX_GROUP_LEN:
         raise ValueError(f"group must be a non-empty string of at most {MAX_GROUP_LEN} "
                          f"chars, got {value!r}")
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        # A lone surrogate: Redis keys are UTF-8, so this group could not be stored.
-        raise ValueError(f"group must be text that encodes as UTF-8, got {value!r}") from None
-    return value
+    return check_utf8("group", value)
 
 
 def _dedup(value: Any) -> str:
@@ -203,6 +209,7 @@ def _dedup(value: Any) -> str:
     if not isinstance(dedup_id, str) or not dedup_id or len(dedup_id) > 512:
         raise ValueError(f"dedup id must be a non-empty string of at most 512 chars, "
                          f"got {dedup_id!r}")
+    check_utf8("dedup id", dedup_id)
     ttl = value.get("ttl")
     ttl_ms = 0
     if ttl is not None:

@@ -38,7 +38,7 @@ from redis.asyncio.connection import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse, ResponseError
+from redis.exceptions import InvalidResponse, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .packing import _packed
@@ -92,6 +92,14 @@ class _Replies(asyncio.Protocol):
             waiter = self.waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(self.lost)
+
+
+def _raised(reply: Any) -> Any:
+    """``reply``, or the error it is raised: redis-py's exception for an error reply, a
+    ``ResponseError`` or, for ``-LOADING``, ``BusyLoadingError`` (a ``ConnectionError``)."""
+    if isinstance(reply, RedisError):
+        raise reply
+    return reply
 
 
 class OwnLink:
@@ -167,9 +175,13 @@ class OwnLink:
             return await self._retry().call_with_retry(lambda: self._call(packed, args),
                                                         self._failed)
         try:
-            reply = await self._send(conn, proto, packed, args)
+            reply = _raised(await self._send(conn, proto, packed, args))
+        except ResponseError:
+            raise  # Redis's answer: the link is fine
         except BaseException as exc:
             # Timed out, lost or cancelled: an answer may still come; nobody must read it.
+            # (Or refused unrun by a Redis still loading its data: tried again, as redis-py
+            # does, by the retry policy.)
             await self._drop()
             if not isinstance(exc, Exception):
                 raise
@@ -181,21 +193,18 @@ class OwnLink:
                 return await self._call(packed, args)
 
             return await self._retry().call_with_retry(again, self._failed)
-        if isinstance(reply, ResponseError):
-            raise reply
         return reply
 
     async def _call(self, packed: list[bytes] | None, args: tuple[Any, ...]) -> Any:
         """One attempt, connecting first if need be (the retry policy's)."""
         conn, proto = await self._ready()
         try:
-            reply = await self._send(conn, proto, packed, args)
+            return _raised(await self._send(conn, proto, packed, args))
+        except ResponseError:
+            raise
         except BaseException:
             await self._drop()
             raise
-        if isinstance(reply, ResponseError):
-            raise reply
-        return reply
 
     async def _failed(self, _error: Exception) -> None:
         await self._drop()

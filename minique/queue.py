@@ -20,7 +20,14 @@ from .connection import connect
 from .errors import AddNotSent, AddOutcomeUnknown, InvalidJobState, JobNotFound
 from .job import Job, public_state
 from .keys import DEFAULT_PREFIX, QueueKeys, validate_name
-from .options import MAX_PRIORITY, MAX_SECONDS, check_option_names, encode_stored, resolve
+from .options import (
+    MAX_PRIORITY,
+    MAX_SECONDS,
+    check_option_names,
+    check_utf8,
+    encode_stored,
+    resolve,
+)
 from .own_link import OwnLink, own_link
 from .worker_info import WorkerInfo
 
@@ -63,6 +70,10 @@ def _add_call_args(chunk: Sequence[list[Any]], producer: str, seq: int) -> list[
         flat += tail
     flat += jobs
     return flat
+
+
+# A prepared add and the future its caller waits on: (id, duplicate, server time).
+_WaitingAdd = tuple[list[Any], "asyncio.Future[tuple[bytes, int, int]]"]
 
 
 def _shown(ids: Sequence[str]) -> str:
@@ -120,7 +131,7 @@ class Queue:
                               d.group or "", d.dedup)
         self._events_max_len = events_max_len
         self._add_inflight = False
-        self._pending_adds: list[tuple[list[Any], asyncio.Future[tuple[bytes, int, int]]]] = []
+        self._pending_adds: list[_WaitingAdd] = []
         self._flusher: asyncio.Future[None] | None = None
         # Job name -> msgspec Struct: payloads are checked at add, so a bad one never queues.
         self.payload_types = dict(payload_types or {})
@@ -165,6 +176,8 @@ class Queue:
         caller looked it up once for many jobs; False: look it up here."""
         if (type(name) is not str and not isinstance(name, str)) or not name:
             raise ValueError(f"job name must be a non-empty string, got {name!r}")
+        if not name.isascii():
+            check_utf8("job name", name)
         if options:
             resolved = resolve(self.default_job_options, options)
             blob = (self._default_opts_blob if resolved.stored == self._default_resolved.stored
@@ -276,11 +289,16 @@ class Queue:
             self._id_next += 1
             args[0] = str(self._id_next)
 
-    async def _send_adds(self, chunks: Sequence[Sequence[list[Any]]]) -> list[list[Any]]:
+    async def _send_adds(self, chunks: Sequence[Sequence[list[Any]]],
+                         waiting: list[_WaitingAdd] | None = None) -> list[list[Any]]:
         """Sends chunks of prepared adds, one producer call at a time; returns per chunk
         the (id, duplicate) pairs and the server time. A call the server saw already (a
         re-send) comes back as the ids sent, none of them a duplicate: the first send's
-        duplicates were told then."""
+        duplicates were told then.
+
+        ``waiting``: instead of ``chunks``, one chunk of adds whose callers wait on futures
+        (the flusher's). Adds cancelled while the call waited for the producer's lock or
+        its ids are dropped from it (in place) just before it goes: they were never sent."""
         if os.getpid() != self._producer_pid:
             # A forked child (gunicorn --preload, multiprocessing) is a producer of its own:
             # sharing the parent's id and numbers, its adds would pass for re-sends.
@@ -288,6 +306,9 @@ class Queue:
             self._add_seq = self._id_next = self._id_end = 0
             self._add_lock = asyncio.Lock()
         async with self._add_lock:
+            if waiting is not None:
+                waiting[:] = [w for w in waiting if not w[1].done()]
+                chunks = [[args for args, _ in waiting]]
             # (Coroutines only when there is something to wait for: each costs a one-job
             # add's client a few per cent.)
             batch = [args for chunk in chunks for args in chunk]
@@ -295,6 +316,13 @@ class Queue:
                 await self._assign_ids(batch)
             if not self._meta_written:
                 await self._write_meta()
+            if waiting is not None:
+                # The last moment before anything of the call is sent (an id reserved for
+                # a dropped add is skipped, as any id of a failed add).
+                waiting[:] = [w for w in waiting if not w[1].done()]
+                chunks = [[args for args, _ in waiting]]
+                if not waiting:
+                    return [[]]
             calls: list[list[Any]] = []
             for chunk in chunks:
                 self._add_seq += 1
@@ -402,12 +430,10 @@ class Queue:
                         break
                 batch = self._pending_adds[:BULK_CHUNK]
                 del self._pending_adds[:BULK_CHUNK]
-                # An add cancelled while it waited here was never sent: it adds nothing.
-                batch = [(args, future) for args, future in batch if not future.done()]
-                if not batch:
-                    continue
                 try:
-                    reply = (await self._send_adds([[args for args, _ in batch]]))[0]
+                    # An add cancelled before its call goes was never sent: it is dropped
+                    # from ``batch`` and adds nothing.
+                    reply = (await self._send_adds((), waiting=batch))[0]
                 except Exception as exc:
                     for _, future in batch:
                         if not future.done():

@@ -72,7 +72,7 @@ from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, 
 
 from . import codec, scripts
 from .keys import validate_name
-from .options import check_option_names, encode_stored, resolve
+from .options import check_option_names, check_utf8, encode_stored, resolve
 
 if TYPE_CHECKING:
     from .queue import Queue
@@ -240,6 +240,7 @@ def _validate(queue: Queue, scheduler_id: Any, options: Mapping[str, Any]) -> _U
     validate_name("scheduler id", scheduler_id)
     if len(scheduler_id) > _MAX_ID:
         raise ValueError(f"scheduler id must be at most {_MAX_ID} characters")
+    check_utf8("scheduler id", scheduler_id)
     cron, every = options.get("cron"), options.get("every")
     if (cron is None) == (every is None):
         raise ValueError("give exactly one of cron= (a cron expression) or every= (seconds)")
@@ -268,6 +269,7 @@ def _validate(queue: Queue, scheduler_id: Any, options: Mapping[str, Any]) -> _U
     job_name = options.get("job_name", scheduler_id)
     if not isinstance(job_name, str) or not job_name:
         raise ValueError(f"job_name must be a non-empty string, got {job_name!r}")
+    check_utf8("job_name", job_name)
     job_options = dict(options.get("job_options") or {})
     check_option_names(job_options, "job_options")
     controlled = _SCHEDULER_CONTROLLED & set(job_options)

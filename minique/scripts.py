@@ -39,6 +39,12 @@ _INCLUDE = re.compile(r"^--@include (\w+)\s*$", re.MULTILINE)
 # since begin_call resets the state of all of them.
 _LIBRARY_INCLUDES = ("base", "dedup", "job_fields", "retention", "scheduler", "take", "attempts",
                      "call")
+# A transition whose file has this line gets a call id as its last argument (see run) and
+# replays its first reply to a re-send of the same call (lua/wrappers/once.lua).
+_ONCE = re.compile(r"^--@once\s*$", re.MULTILINE)
+# ... and this one, the call id alone (lua/wrappers/call_id.lua).
+_CALL_ID = re.compile(r"^--@call_id\s*$", re.MULTILINE)
+_BODY = "--@body\n"
 
 Arg = str | bytes | int | float
 
@@ -46,10 +52,17 @@ Arg = str | bytes | int | float
 class Library:
     """The library's text, its hash-tagged name, and each transition's function name."""
 
-    __slots__ = ("eval_sources", "functions", "name", "prelude", "source", "tag")
+    __slots__ = ("call_id_names", "eval_sources", "functions", "name", "prelude", "source",
+                 "tag")
 
-    def __init__(self, prelude: str, bodies: dict[str, str]) -> None:
+    def __init__(self, prelude: str, bodies: dict[str, str],
+                 once: frozenset[str] = frozenset(), call_id: frozenset[str] = frozenset()
+                 ) -> None:
         self.prelude = prelude
+        # Transitions that take a call id as their last argument.
+        self.call_id_names = once | call_id
+        bodies = {name: _with_call_id(body, name in once) if name in self.call_id_names
+                  else body for name, body in bodies.items()}
         digest = hashlib.sha1(prelude.encode())
         for name in sorted(bodies):
             digest.update(name.encode() + b"\0" + bodies[name].encode())
@@ -59,15 +72,26 @@ class Library:
         self.functions = {name: f"mq{self.tag}_{name}" for name in bodies}
         registrations = "".join(
             f"redis.register_function('{self.function(name)}', function(KEYS, ARGV)\n"
-            f"begin_call(KEYS, ARGV)\n{body}\nend)\n"
+            f"{_start(name in self.call_id_names)}\n{body}\nend)\n"
             for name, body in sorted(bodies.items()))
         self.source = f"#!lua name={self.name}\n{prelude}\n{registrations}"
         # The same code as plain scripts, for servers without functions.
-        self.eval_sources = {name: f"{prelude}\nbegin_call(KEYS, ARGV)\n{body}\n"
+        self.eval_sources = {name: f"{prelude}\n{_start(name in self.call_id_names)}\n{body}\n"
                              for name, body in bodies.items()}
 
     def function(self, name: str) -> str:
         return self.functions.get(name) or f"mq{self.tag}_{name}"
+
+
+def _start(takes_call_id: bool) -> str:
+    """A transition's first line: begin_call, unless its wrapper makes that call."""
+    return "" if takes_call_id else "begin_call(KEYS, ARGV)"
+
+
+def _with_call_id(body: str, replayed: bool) -> str:
+    """``body`` of a transition that takes a call id, in its wrapper (lua/wrappers/)."""
+    wrapper = (LUA_DIR / "wrappers" / ("once.lua" if replayed else "call_id.lua")).read_text()
+    return wrapper.replace(_BODY, body.rstrip("\n") + "\n", 1)
 
 
 class Script:
@@ -100,9 +124,11 @@ def library() -> Library:
     missing = sorted({p.stem for p in (LUA_DIR / "includes").glob("*.lua")} - set(done))
     if missing:
         raise RuntimeError(f"Lua includes not in the library: {missing}")
-    bodies = {name: _INCLUDE.sub("", (LUA_DIR / f"{name}.lua").read_text())
-              for name in all_script_names()}
-    return Library(prelude, bodies)
+    texts = {name: (LUA_DIR / f"{name}.lua").read_text() for name in all_script_names()}
+    bodies = {name: _INCLUDE.sub("", text) for name, text in texts.items()}
+    return Library(prelude, bodies,
+                   once=frozenset(n for n, t in texts.items() if _ONCE.search(t)),
+                   call_id=frozenset(n for n, t in texts.items() if _CALL_ID.search(t)))
 
 
 def eval_source(body: str) -> str:
@@ -152,9 +178,12 @@ async def run(client: Any, name: str, keys: Sequence[str], args: Sequence[Arg]) 
     """Calls transition ``name``; loads the library (or the script) first if Redis lacks it.
     Errors the transition raises on purpose come back as minique exceptions."""
     global _use_functions
+    lib = library()
+    if name in lib.call_id_names:
+        # The same id in every re-send redis-py makes of this call: it runs once.
+        args = (*args, os.urandom(8).hex())
     try:
         if _use_functions:
-            lib = library()
             try:
                 try:
                     return await client.fcall(lib.function(name), len(keys), *keys, *args)

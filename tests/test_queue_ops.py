@@ -307,12 +307,12 @@ async def test_adds_waiting_on_a_cancelled_sender_are_told_what_became_of_them(
     send_adds = queue._send_adds
     on_the_way = asyncio.Event()
 
-    async def pausing_send(chunks: Any) -> Any:
+    async def pausing_send(chunks: Any, waiting: Any = None) -> Any:
         # Redis holds every write from now on: the batch's call goes out and waits there.
-        if any(args[0].startswith("b") for chunk in chunks for args in chunk):
+        if waiting and any(args[0].startswith("b") for args, _ in waiting):
             await admin.execute_command("CLIENT", "PAUSE", 10_000, "WRITE")
             on_the_way.set()
-        return await send_adds(chunks)
+        return await send_adds(chunks, waiting)
 
     queue._send_adds = pausing_send  # type: ignore[method-assign]
     try:

@@ -2,6 +2,7 @@
 -- renewal or from the 'cancel' event, and fails the job with "cancelled".
 -- ARGV: JP, id
 --@include base
+--@once
 local jk = JP .. ARGV[2]
 local st = redis.call('HGET', jk, 'st')
 -- A held job may have started already (its worker reports starts with its next call).

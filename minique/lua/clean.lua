@@ -7,6 +7,7 @@
 -- and returns {next index, next offset, removed ids...}; the next index is the number of
 -- groups given once every one is done.
 --@include base
+--@once
 local state, cutoff, limit = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local removed = {}
 local function drop(id, jk)

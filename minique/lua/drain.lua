@@ -8,6 +8,7 @@
 -- ARGV: JP, delayed, batch, phase ('' = waiting jobs, 'held')
 -- Returns {removed, ms to wait (-1 until the last page)}.
 --@include base
+--@once
 local batch = tonumber(ARGV[3])
 local removed = 0
 if ARGV[4] == '' then

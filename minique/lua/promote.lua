@@ -1,5 +1,6 @@
 -- Moves delayed jobs to waiting now: one job (ARGV[2] = id) or the first ARGV[3] of them.
 --@include base
+--@once
 local ids
 if ARGV[2] ~= '' then
   if redis.call('HGET', JP .. ARGV[2], 'st') ~= 'delayed' then

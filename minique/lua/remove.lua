@@ -1,6 +1,7 @@
 -- Removes one job and all its keys. An active job cannot be removed: its worker owns it.
 -- ARGV: JP, id. Returns 1 (removed), 0 (no such job) or {2, ms} for a held job (see below).
 --@include base
+--@once
 local id = ARGV[2]
 local jk = JP .. id
 local st = redis.call('HGET', jk, 'st')

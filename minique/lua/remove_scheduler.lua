@@ -2,6 +2,7 @@
 -- KEYS: vector, scheduler hash, cron times, index, refill set
 -- ARGV: JP, sid
 --@include base
+--@once
 --@include scheduler
 local sid, sk = ARGV[2], KEYS[NK + 1]
 local nid = redis.call('HGET', sk, 'nid')

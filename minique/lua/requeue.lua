@@ -3,6 +3,7 @@
 -- ARGV[2] must be the job's ('' takes either finished state).
 -- ARGV: JP, state, id, batch
 --@include base
+--@once
 local state = ARGV[2]
 local set_key = (state == 'failed') and K.failed or K.completed
 local ids

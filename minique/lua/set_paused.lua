@@ -2,6 +2,7 @@
 -- to hand back what they hold and returns the ms left of the longest hold, which pause()
 -- waits out: after that no held job starts.
 --@include base
+--@once
 if ARGV[2] == '1' then
   redis.call('HSET', K.meta, 'paused', '1')
   emit('ev', 'paused')

@@ -1,6 +1,7 @@
 -- Takes back jobs whose lease expired (worker killed, frozen or cut off). An active job
 -- goes back to waiting, or to failed once it stalled more than max_stalled times; a held
--- job (never started) goes back to its place without counting a stall. The calling
+-- job (not started, as far as Redis knows) goes back to its place without counting a
+-- stall, marked to be taken only for a free slot from then on. The calling
 -- worker's own jobs are left alone: it is alive, and it holds their results or runs them
 -- (its renewals resume as soon as Redis answers again).
 -- ARGV: JP, max_stalled, batch, failed_keep_count, failed_keep_age_ms, worker
@@ -34,6 +35,13 @@ for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
       elseif set_key == K.held_removed then
         delete_job_keys(id)  -- removed while held, and its worker is gone
       elseif set_key == K.held then
+        -- It may have started just before its worker died (a held job's start reaches
+        -- Redis with the worker's next call), so it goes back marked ('hrc'): from now on
+        -- it is taken only for a free slot, started as Redis sees it. A job that kills its
+        -- worker at its start counts as stalled from its second crash on, and an innocent
+        -- one loses only its place in a batch held ahead (includes/take.lua).
+        redis.call('HINCRBY', jk, 'hrc', 1)
+        redis.call('HSET', K.meta, 'xs', '1')  -- takes read 'stc' and 'hrc' from now on
         enqueue_return(jk, id, f[2])
       else
         stalled = stalled + 1
