@@ -102,9 +102,11 @@ def main(log_level: str) -> None:
               help="Serve Prometheus metrics on this port (worker k of --processes: port + k).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
 @click.option("--burst", is_flag=True,
-              help="Run until nothing is waiting or due and nothing runs, then exit (scripts, CI).")
+              help="Run until nothing is waiting or due and nothing runs, then exit (scripts, "
+                   "CI); implies --fail-fast.")
 @click.option("--fail-fast", is_flag=True,
-              help="Exit at once if Redis cannot be reached at start-up (default: retry with backoff).")
+              help="Exit at once if Redis cannot be reached at start-up (default: retry with "
+                   "backoff; --burst implies it).")
 def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurrency: int,
            processes: int, cpu_processes: int, lock_duration: float, stalled_interval: float,
            max_stalled_count: int, shutdown_timeout: float, block_timeout: float,
@@ -131,6 +133,8 @@ def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurre
         names = list(queues)
     else:
         raise click.BadParameter(f"{target} is neither a Registry nor a callable")
+    # A script or CI job must not hang on a Redis that is not there.
+    fail_fast = fail_fast or burst
     if processes > 1:
         if fail_fast:
             run(_reachable_or_fail(url), url)

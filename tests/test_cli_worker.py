@@ -32,10 +32,11 @@ def worker_command(url: str, *args: str, log_level: str = "INFO") -> list[str]:
             "tests.procs:registry", "--queue", "procs", "--url", url, "--block-timeout", "1", *args]
 
 
-def spawn(cmd: list[str], procs: list[Any], stderr: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn(cmd: list[str], procs: list[Any], stderr: Path | None = None,
+          new_session: bool = False) -> subprocess.Popen[bytes]:
     err = stderr.open("wb") if stderr else subprocess.PIPE
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.PIPE, stderr=err)
+                            stdout=subprocess.PIPE, stderr=err, start_new_session=new_session)
     procs.append(proc)
     return proc
 
@@ -105,6 +106,21 @@ async def _completed(q: Queue, job_id: str) -> bool:
 def test_fail_fast_exits_with_one_line(procs: list[Any]) -> None:
     port = free_port()
     code, out, err = finish(spawn(worker_command(f"redis://127.0.0.1:{port}/0", "--fail-fast"), procs))
+    assert code == 1 and out == ""
+    assert err == f"error: cannot connect to Redis at 127.0.0.1:{port} (connection refused)\n"
+
+
+@pytest.mark.parametrize("extra", [[], ["--processes", "2"]])
+def test_burst_exits_with_one_line_when_redis_is_not_there(procs: list[Any], extra: list[str]) -> None:
+    # A script or CI job must not hang on a Redis that is not there: --burst is --fail-fast.
+    port = free_port()
+    proc = spawn(worker_command(f"redis://127.0.0.1:{port}/0", "--burst", *extra), procs,
+                 new_session=True)
+    try:
+        code, out, err = finish(proc, timeout=20)
+    finally:  # a supervisor's children too, whatever happened
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
     assert code == 1 and out == ""
     assert err == f"error: cannot connect to Redis at 127.0.0.1:{port} (connection refused)\n"
 
