@@ -26,23 +26,29 @@ from .discovery import known_queues, queue_exists
 from .errors import InvalidJobState, JobNotFound
 from .job import Job
 from .queue import Queue
+from .redis_problems import where
 
 COUNTS = ("waiting", "active", "completed", "failed", "delayed", "waiting-children")
 VALUE_WIDTH = 100  # characters of a reason or return value shown per job
 
 
-async def _missing_queue(redis: Any, name: str, prefix: str) -> CliError:
+async def _missing_queue(redis: Any, name: str, prefix: str, url: str) -> CliError:
     names = (await known_queues(redis, prefix)).get(prefix, [])
-    head = f"no queue {name!r} under prefix {prefix!r} (no jobs, no workers, no schedulers)"
+    # Which server and DB were searched: the wrong DB (the default URL's 0) is a likely cause.
+    head = (f"no queue {name!r} under prefix {prefix!r} on Redis {where(url, db=True)} "
+            "(no jobs, no workers, no schedulers)")
     if names:
         return CliError(f"{head}; known queues: {', '.join(names)}")
     return CliError(f"{head}; {await _no_queues_hint(redis, prefix)}")
 
 
-async def _no_queues_hint(redis: Any, prefix: str) -> str:
-    """``there are no queues under prefix 'x'``, plus the prefixes that do have queues."""
+async def _no_queues_hint(redis: Any, prefix: str, url: str | None = None) -> str:
+    """``there are no queues under prefix 'x'`` (``on Redis host:port/db`` when given the
+    ``url``), plus the prefixes that do have queues."""
     others = [p for p in await known_queues(redis, None) if p != prefix]
     hint = f"there are no queues under prefix {prefix!r}"
+    if url is not None:
+        hint += f" on Redis {where(url, db=True)}"
     if others:
         hint += " (queues exist under " + ", ".join(f"--prefix {p}" for p in others) + ")"
     return hint
@@ -56,7 +62,7 @@ async def open_queue(name: str, url: str, prefix: str) -> Queue:
         raise CliError(str(exc)) from None
     try:
         if not await queue_exists(q.redis, q.keys):
-            raise await _missing_queue(q.redis, name, prefix)
+            raise await _missing_queue(q.redis, name, prefix, url)
     except BaseException:
         await q.close()
         raise
@@ -104,7 +110,7 @@ def queues(url: str, prefix: str, as_json: bool) -> None:
         try:
             names = (await known_queues(redis, prefix)).get(prefix, [])
             if not names and not as_json:
-                click.echo(await _no_queues_hint(redis, prefix), err=True)
+                click.echo(await _no_queues_hint(redis, prefix, url), err=True)
             out = []
             for name in names:
                 q = Queue(name, connection=redis, prefix=prefix)

@@ -15,7 +15,7 @@ import logging
 import socket
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from redis.exceptions import AuthenticationError, RedisClusterException, RedisError
 
@@ -37,17 +37,18 @@ class RedisUnavailable(MiniqueError):
     The message is one line, without the URL's password."""
 
 
-def where(url: str) -> str:
-    """``host:port`` (and ``/db`` when not 0) or the socket path of ``url``; no credentials."""
+def where(url: str, *, db: bool = False) -> str:
+    """``host:port`` (and ``/db`` when not 0, or always with ``db``) or the socket path of
+    ``url`` (and ``?db=N`` with ``db``); no credentials."""
     parts = urlsplit(url)
     if parts.scheme == "unix":
-        return parts.path
+        return parts.path + (f"?db={parse_qs(parts.query).get('db', ['0'])[0]}" if db else "")
     try:
         port = parts.port or 6379
     except ValueError:
         port = 6379
-    db = parts.path.strip("/")
-    return f"{parts.hostname or '127.0.0.1'}:{port}" + (f"/{db}" if db not in ("", "0") else "")
+    number = parts.path.strip("/") or "0"
+    return f"{parts.hostname or '127.0.0.1'}:{port}" + (f"/{number}" if db or number != "0" else "")
 
 
 def url_of(client: Any) -> str:

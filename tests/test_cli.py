@@ -137,11 +137,31 @@ def test_a_misspelled_queue_is_refused_with_the_known_queues_and_nothing_is_writ
     add(redis_url, prefix, "reports")
     before = snapshot(sync_redis, prefix)
     line = one_error_line(cli(command, "--queue", "emial", "--url", redis_url, "--prefix", prefix))
-    assert line == (f"error: no queue 'emial' under prefix '{prefix}' (no jobs, no workers, no "
-                    "schedulers); known queues: emails, reports")
+    at = redis_url.split("//", 1)[1]
+    assert line == (f"error: no queue 'emial' under prefix '{prefix}' on Redis {at} (no jobs, no "
+                    "workers, no schedulers); known queues: emails, reports")
     assert snapshot(sync_redis, prefix) == before
     listed = json.loads(cli("queues", "--json", "--url", redis_url, "--prefix", prefix).stdout)
     assert [row["queue"] for row in listed] == ["emails", "reports"]  # no phantom queue
+
+
+@pytest.mark.parametrize("command", [*OPERATOR_COMMANDS, "queues"])
+def test_no_queue_names_the_redis_and_db_it_looked_at_without_the_password(
+        redis_url: str, prefix: str, command: str) -> None:
+    # The queue is in DB 1; the command looks in DB 0 (the default URL's): the line must
+    # say so, since a wrong DB is the likely cause.
+    add(redis_url.rsplit("/", 1)[0] + "/1", prefix, "tutorial")
+    host = redis_url.split("//", 1)[1].rsplit("/", 1)[0]
+    url = f"redis://default:hunter2@{host}/0"  # any password passes for a nopass user
+    args = [command, "--prefix", prefix] + ([] if command == "queues" else ["--queue", "tutorial"])
+    result = CliRunner().invoke(main, args, env={"MINIQUE_REDIS_URL": url})
+    if command == "queues":  # not an error: an empty listing, and the reason on stderr
+        assert result.exit_code == 0 and result.stdout == ""
+        line = result.stderr.strip()
+    else:
+        line = one_error_line(result)
+    assert f" on Redis {host}/0" in line, line
+    assert "hunter2" not in result.output
 
 
 def test_an_empty_prefix_points_at_the_prefixes_that_have_queues(redis_url: str, prefix: str) -> None:
