@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from typing import Any
 
 import click
@@ -40,19 +41,36 @@ positive = click.FloatRange(min=0, min_open=True)
 
 
 def load_target(spec: str) -> Any:
-    """Imports ``package.module:attribute``."""
+    """Imports ``package.module:attribute``. Raises click.BadParameter (exit status 2) when
+    the module cannot be imported, whatever its import raised (a missing module, a
+    SyntaxError, a NameError...): one line naming the exception, and the file and line it
+    came from; the traceback is logged at DEBUG (``--log-level DEBUG``)."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise click.BadParameter(f"expected MODULE:ATTR, got {spec!r}")
     sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise click.BadParameter(f"cannot import {module_name!r}: {exc}") from exc
+    except Exception as exc:  # the module's own code may fail too: one line, not click's traceback
+        log.debug("importing %s failed", module_name, exc_info=True)
+        reason = str(exc) if isinstance(exc, ImportError) else _import_failure(exc)
+        raise click.BadParameter(f"cannot import {module_name!r}: {reason}") from exc
     try:
         return getattr(module, attr)
     except AttributeError:
         raise click.BadParameter(f"module {module_name!r} has no attribute {attr!r}") from None
+
+
+def _import_failure(exc: Exception) -> str:
+    """``SyntaxError: invalid syntax (jobs.py, line 3)``: a SyntaxError's message names its
+    file and line already; for anything else they are the innermost frame's."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, SyntaxError):
+        return text
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return text
+    return f"{text} ({os.path.basename(frames[-1].filename)}, line {frames[-1].lineno})"
 
 
 @click.group()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -68,6 +69,39 @@ def test_worker_options_out_of_range_are_option_errors(redis_url: str, option: s
     assert result.exit_code == 2, result.output
     assert f"Invalid value for '{option}'" in result.stderr
     assert "Traceback" not in result.output
+
+
+_packages = itertools.count()
+
+
+def _broken_package(root: Path, body: str) -> str:
+    """A package under ``root`` whose ``jobs`` module runs ``body`` at import. Its name is
+    new to this interpreter: the package itself stays imported (sys.modules) after a test."""
+    name = f"broken_{next(_packages)}"
+    (root / name).mkdir()
+    (root / name / "__init__.py").write_text("")
+    (root / name / "jobs.py").write_text(body)
+    return name
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("x = 1\ny = = 2\n", "SyntaxError: invalid syntax (jobs.py, line 2)"),
+    ("import os\nregistry = undefined_name\n",
+     "NameError: name 'undefined_name' is not defined (jobs.py, line 2)")])
+def test_a_target_that_fails_to_import_is_one_error_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        body: str, expected: str) -> None:
+    monkeypatch.chdir(tmp_path)  # the command imports from the current directory
+    package = _broken_package(tmp_path, body)
+    caplog.set_level(logging.DEBUG, "minique.cli")
+    result = CliRunner().invoke(main, ["worker", f"{package}.jobs:registry", "--queue", "q",
+                                       "--url", "redis://127.0.0.1:1/0"])
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert f"Error: Invalid value: cannot import '{package}.jobs': {expected}" in result.stderr
+    assert "Traceback" not in result.output
+    # The whole traceback is for --log-level DEBUG.
+    debug = [r for r in caplog.records if r.levelno == logging.DEBUG and r.exc_info]
+    assert debug and f"{package}.jobs" in debug[0].getMessage()
 
 
 # ----- start-up when Redis is not there -----------------------------------------------------
