@@ -100,10 +100,13 @@ def main(log_level: str) -> None:
               help="Lease of an active job (s).")
 @click.option("--stalled-interval", default=30.0, show_default=True, type=positive,
               help="How often expired leases are taken back (s).")
-@click.option("--max-stalled-count", default=1, show_default=True, type=click.IntRange(min=0))
+@click.option("--max-stalled-count", default=1, show_default=True, type=click.IntRange(min=0),
+              help="Times a job's lease may expire (its worker lost) before the job fails "
+                   "(0: it fails at its first stall).")
 @click.option("--shutdown-timeout", default=30.0, show_default=True, type=positive,
               help="Grace for running jobs at SIGTERM (s).")
-@click.option("--block-timeout", default=5.0, show_default=True, type=positive)
+@click.option("--block-timeout", default=5.0, show_default=True, type=positive,
+              help="Longest single wait for new jobs (s); a new or due job ends it sooner.")
 @click.option("--prefetch/--no-prefetch", default=True, show_default=True,
               help="Hold short jobs ahead of free slots (held jobs obey every control).")
 @click.option("--limiter-max", default=0, show_default=True, type=click.IntRange(min=0),
@@ -112,13 +115,16 @@ def main(log_level: str) -> None:
               help="Rate limit window (s).")
 @click.option("--lock-renew-time", type=positive, default=None,
               help="How often leases are renewed (s). Default: lock duration / 2.")
-@click.option("--heartbeat-interval", default=5.0, show_default=True, type=positive)
+@click.option("--heartbeat-interval", default=5.0, show_default=True, type=positive,
+              help="How often the worker publishes that it is alive (s); it leaves the list of "
+                   "workers after 3 intervals without one.")
 @click.option("--sweep-interval", default=60.0, show_default=True, type=positive,
               help="How often retention is applied to quiet queues (s).")
 @click.option("--name", "worker_name", default=None, help="Worker name (default host:pid:random).")
 @click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
               help="Serve Prometheus metrics on this port (worker k of --processes: port + k).")
-@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address the --metrics-port server binds to.")
 @click.option("--burst", is_flag=True,
               help="Run until nothing is waiting or due and nothing runs, then exit (scripts, "
                    "CI); implies --fail-fast.")

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 from helpers import ROOT, wait_until
@@ -102,6 +103,14 @@ def test_a_target_that_fails_to_import_is_one_error_line(
     # The whole traceback is for --log-level DEBUG.
     debug = [r for r in caplog.records if r.levelno == logging.DEBUG and r.exc_info]
     assert debug and f"{package}.jobs" in debug[0].getMessage()
+
+
+def test_every_worker_option_has_a_help_text() -> None:
+    worker = main.commands["worker"]
+    assert [p.name for p in worker.params if isinstance(p, click.Option) and not p.help] == []
+    helps = {p.name: p.help or "" for p in worker.params}
+    for name in ("block_timeout", "heartbeat_interval"):
+        assert "(s)" in helps[name], name
 
 
 # ----- start-up when Redis is not there -----------------------------------------------------
