@@ -31,7 +31,8 @@ from .cli_common import CliError, prefix_option, run, url_option
 from .cli_queues import COMMANDS
 from .connection import connect
 from .dashboard import dashboard_command
-from .redis_problems import wait_until_reachable
+from .queue import Queue
+from .redis_problems import PROBLEMS, describe, wait_until_reachable
 from .registry import Registry
 from .worker import Worker
 
@@ -127,7 +128,9 @@ def main(log_level: str) -> None:
               help="Address the --metrics-port server binds to.")
 @click.option("--burst", is_flag=True,
               help="Run until nothing is waiting or due and nothing runs, then exit (scripts, "
-                   "CI); implies --fail-fast.")
+                   "CI); implies --fail-fast. The last line counts the jobs done and failed, and "
+                   "what is left: waiting jobs of a paused queue, delayed jobs (retries too) "
+                   "not due yet.")
 @click.option("--fail-fast", is_flag=True,
               help="Exit at once if Redis cannot be reached at start-up (default: retry with "
                    "backoff; --burst implies it).")
@@ -223,9 +226,48 @@ def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurre
         await asyncio.gather(*(w.run(handle_signals=False) for w in workers))
         if burst:
             click.echo(f"burst: {sum(w.jobs_done for w in workers)} job(s) done, "
-                       f"{sum(w.jobs_failed for w in workers)} failed")
+                       f"{sum(w.jobs_failed for w in workers)} failed"
+                       f"{await _left_for_later(names, url, prefix)}")
 
     run(run_all(), url)
+
+
+async def _left_for_later(names: list[str], url: str, prefix: str) -> str:
+    """What a burst leaves in its queues, for its last line: ``; 2 waiting (queue paused),
+    1 delayed (next due in 0.5 s) left for later``, or "" when nothing is left. Read once,
+    after the workers stopped; a Redis problem here costs only this part of the line."""
+    redis = connect(url)
+    try:
+        waiting = delayed = 0
+        paused = False
+        next_due: float | None = None  # seconds, Redis clock
+        for name in names:
+            q = Queue(name, connection=redis, prefix=prefix)
+            stats = await q.get_stats()
+            waiting += stats["waiting"]
+            delayed += stats["delayed"]
+            if stats["waiting"] and await q.is_paused():
+                paused = True
+            first = await q.get_jobs("delayed", 0, 0) if stats["delayed"] else []
+            due = first[0].delay_until if first else None
+            if due is not None:
+                next_due = due if next_due is None else min(next_due, due)
+        secs, micros = await redis.time()
+    except PROBLEMS as exc:
+        log.warning("burst: cannot read what is left in the queue(s): %s", describe(exc, url))
+        return ""
+    finally:
+        await redis.aclose()
+    left = []
+    if waiting:
+        left.append(f"{waiting} waiting" + (" (queue paused)" if paused else ""))
+    if delayed:
+        when = ""
+        if next_due is not None:
+            wait = max(0.0, next_due - (int(secs) + int(micros) / 1e6))
+            when = f" (next due in {wait:.1f} s)" if wait < 10 else f" (next due in {wait:.0f} s)"
+        left.append(f"{delayed} delayed{when}")
+    return f"; {', '.join(left)} left for later" if left else ""
 
 
 async def _reachable_or_fail(url: str) -> None:

@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -269,7 +270,10 @@ async def test_burst_runs_what_is_waiting_and_exits(redis_url: str, procs: list[
         later = await q.add("stamp_noop", delay=3600)  # not due: a burst worker leaves it
         code, out, _ = await asyncio.to_thread(
             finish, spawn(worker_command(redis_url, "--prefix", "burst", "--burst"), procs))
-        assert code == 0 and out == "burst: 20 job(s) done, 0 failed\n"
+        assert code == 0
+        done = re.fullmatch(r"burst: 20 job\(s\) done, 0 failed; 1 delayed \(next due in (\d+) s\) "
+                            r"left for later\n", out)
+        assert done and 3500 < int(done[1]) <= 3600, out
         stats = await q.get_stats()
         assert (stats["waiting"], stats["active"], stats["completed"], stats["delayed"]) == (0, 0, 20, 1)
         assert await q.get_state(later.id) == "delayed"
@@ -281,8 +285,33 @@ async def test_burst_on_a_paused_queue_exits_without_taking_jobs(redis_url: str,
         await q.pause()
         code, out, _ = await asyncio.to_thread(
             finish, spawn(worker_command(redis_url, "--prefix", "burst-paused", "--burst"), procs))
-        assert code == 0 and out == "burst: 0 job(s) done, 0 failed\n"
+        assert code == 0
+        assert out == "burst: 0 job(s) done, 0 failed; 1 waiting (queue paused) left for later\n"
         assert (await q.get_stats())["waiting"] == 1
+
+
+@pytest.mark.parametrize(("backoff", "due"), [(60, r"\d+"), (8, r"\d\.\d")])
+async def test_burst_says_what_it_left_for_later(redis_url: str, procs: list[Any], backoff: int,
+                                                 due: str) -> None:
+    # The job's first attempt fails here; its retry is not due before the burst ends.
+    async with procs_queue(redis_url, "burst-left") as q:
+        job = await q.add("echo", {"error": "boom"}, attempts=2, backoff=backoff)
+        await q.add("echo", {"value": 1})
+        code, out, _ = await asyncio.to_thread(
+            finish, spawn(worker_command(redis_url, "--prefix", "burst-left", "--burst"), procs))
+        assert code == 0
+        done = re.fullmatch(rf"burst: 1 job\(s\) done, 0 failed; 1 delayed \(next due in ({due}) s\) "
+                            r"left for later\n", out)
+        assert done and backoff - 5 < float(done[1]) <= backoff, out
+        assert await q.get_state(job.id) == "delayed"
+
+
+async def test_burst_with_nothing_left_says_nothing_more(redis_url: str, procs: list[Any]) -> None:
+    async with procs_queue(redis_url, "burst-clean") as q:
+        await q.add("echo", {"value": 1})
+        code, out, _ = await asyncio.to_thread(
+            finish, spawn(worker_command(redis_url, "--prefix", "burst-clean", "--burst"), procs))
+        assert code == 0 and out == "burst: 1 job(s) done, 0 failed\n"
 
 
 async def test_burst_with_several_processes_exits_when_all_are_done(
