@@ -50,9 +50,10 @@ async def _job_ids(q: Queue) -> set[str]:
 
 
 async def _fcalls(client: Any) -> int:
-    """FCALLs the server has run so far (a re-sent call counts again)."""
+    """Transitions the server has run so far, as functions or scripts (a re-sent call
+    counts again)."""
     stats = await client.info("commandstats")
-    return int(stats.get("cmdstat_fcall", {}).get("calls", 0))
+    return sum(int(stats.get(f"cmdstat_{cmd}", {}).get("calls", 0)) for cmd in ("fcall", "evalsha"))
 
 
 async def _held_reply(proxy: ChaosProxy, admin: Any, call: Awaitable[Any]) -> Any:
@@ -231,7 +232,7 @@ class _LoadingProxy(ChaosProxy):
 
         async def up() -> None:
             while data := await reader.read(65536):
-                if self.loading and b"FCALL" in data:
+                if self.loading and (b"FCALL" in data or b"EVALSHA" in data):
                     writer.write(b"-LOADING Redis is loading the dataset in memory\r\n")
                     continue
                 up_writer.write(data)
