@@ -42,8 +42,6 @@ _LIBRARY_INCLUDES = ("base", "dedup", "job_fields", "retention", "scheduler", "t
 # A transition whose file has this line gets a call id as its last argument (see run) and
 # replays its first reply to a re-send of the same call (lua/wrappers/once.lua).
 _ONCE = re.compile(r"^--@once\s*$", re.MULTILINE)
-# ... and this one, the call id alone (lua/wrappers/call_id.lua).
-_CALL_ID = re.compile(r"^--@call_id\s*$", re.MULTILINE)
 _BODY = "--@body\n"
 
 Arg = str | bytes | int | float
@@ -56,13 +54,12 @@ class Library:
                  "tag")
 
     def __init__(self, prelude: str, bodies: dict[str, str],
-                 once: frozenset[str] = frozenset(), call_id: frozenset[str] = frozenset()
-                 ) -> None:
+                 once: frozenset[str] = frozenset()) -> None:
         self.prelude = prelude
         # Transitions that take a call id as their last argument.
-        self.call_id_names = once | call_id
-        bodies = {name: _with_call_id(body, name in once) if name in self.call_id_names
-                  else body for name, body in bodies.items()}
+        self.call_id_names = once
+        bodies = {name: _replayed(body) if name in once else body
+                  for name, body in bodies.items()}
         digest = hashlib.sha1(prelude.encode())
         for name in sorted(bodies):
             digest.update(name.encode() + b"\0" + bodies[name].encode())
@@ -88,9 +85,9 @@ def _start(takes_call_id: bool) -> str:
     return "" if takes_call_id else "begin_call(KEYS, ARGV)"
 
 
-def _with_call_id(body: str, replayed: bool) -> str:
-    """``body`` of a transition that takes a call id, in its wrapper (lua/wrappers/)."""
-    wrapper = (LUA_DIR / "wrappers" / ("once.lua" if replayed else "call_id.lua")).read_text()
+def _replayed(body: str) -> str:
+    """``body`` of a transition that takes a call id, in lua/wrappers/once.lua."""
+    wrapper = (LUA_DIR / "wrappers" / "once.lua").read_text()
     return wrapper.replace(_BODY, body.rstrip("\n") + "\n", 1)
 
 
@@ -127,8 +124,7 @@ def library() -> Library:
     texts = {name: (LUA_DIR / f"{name}.lua").read_text() for name in all_script_names()}
     bodies = {name: _INCLUDE.sub("", text) for name, text in texts.items()}
     return Library(prelude, bodies,
-                   once=frozenset(n for n, t in texts.items() if _ONCE.search(t)),
-                   call_id=frozenset(n for n, t in texts.items() if _CALL_ID.search(t)))
+                   once=frozenset(n for n, t in texts.items() if _ONCE.search(t)))
 
 
 def eval_source(body: str) -> str:

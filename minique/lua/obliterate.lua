@@ -46,7 +46,7 @@ if removed == 0 then
   local keys = {K.meta, K.idc, K.ready, K.events, K.wake, K.window, K.pause_until, workers,
                 BASE .. ':metrics:totals', groups_of(K.completed), groups_of(K.failed),
                 PRODUCERS, BASE .. ':calls', GQ, GS, GI, GA, GP, BASE .. ':gheld',
-                BASE .. ':gheldn', BASE .. ':once', BASE .. ':once:at'}  -- (wrappers/once.lua)
+                BASE .. ':gheldn'}
   -- The groups listed per bucket of held jobs (includes/groups.lua: gheldg).
   for _, b in ipairs(redis.call('ZRANGE', BASE .. ':gheld', 0, -1)) do
     keys[#keys + 1] = BASE .. ':gheldg:' .. b
@@ -62,6 +62,9 @@ if removed == 0 then
   for m = minute - METRICS_KEEP_S / 60 - 2, minute + 1 do
     keys[#keys + 1] = BASE .. ':metrics:' .. m
   end
+  -- The replies kept for re-sent calls (wrappers/once.lua): a hash per minute, each gone
+  -- three minutes after its last write.
+  for m = minute - 4, minute + 1 do keys[#keys + 1] = BASE .. ':once:' .. m end
   redis.call('DEL', unpack(keys))
 end
 return removed

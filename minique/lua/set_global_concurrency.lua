@@ -3,6 +3,7 @@
 -- and none are held while it is set: workers hand back what they hold.
 -- Returns the ms left of the longest hold, which set_global_concurrency() waits out.
 --@include base
+--@once
 if ARGV[2] == '' then
   redis.call('HDEL', K.meta, 'gconc')
   wake()

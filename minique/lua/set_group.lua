@@ -7,6 +7,7 @@
 -- makes workers hand back the jobs they hold (held grouped jobs come only from
 -- groups without limits: includes/groups.lua).
 --@include base
+--@once
 local op, g = ARGV[2], ARGV[3]
 local conc, max, window = ARGV[4], ARGV[5], ARGV[6]
 -- From now on takes read each group's settings (includes/groups.lua: meta 'gx').

@@ -1,7 +1,8 @@
 -- Takes back jobs whose lease expired (worker killed, frozen or cut off). An active job
 -- goes back to waiting, or to failed once it stalled more than max_stalled times; a held
 -- job (not started, as far as Redis knows) goes back to its place without counting a
--- stall, marked to be taken only for a free slot from then on. The calling
+-- stall the first time a dead holder's hold is taken back, and counts as stalled from the
+-- second time on (below). The calling
 -- worker's own jobs are left alone: it is alive, and it holds their results or runs them
 -- (its renewals resume as soon as Redis answers again).
 -- ARGV: JP, max_stalled, batch, failed_keep_count, failed_keep_age_ms, worker
@@ -16,6 +17,34 @@ local batch = tonumber(ARGV[3])
 local me = ARGV[6] or ''
 local failed, taken, examined, stalled = 0, 0, 0, 0
 local done_f = retention_batch(K.failed)
+-- A job that had started (or, from a holder's hold, may have) and whose lease ran out:
+-- back to the front, or failed once it stalled more than max_stalled times.
+local function count_stall(jk, id, f, reason)
+  stalled = stalled + 1
+  local stc = redis.call('HINCRBY', jk, 'stc', 1)
+  -- From now on fetches read the stalled count (includes/take.lua job_fields).
+  if stc == 1 then redis.call('HSET', K.meta, 'xs', '1') end
+  local hf, hv = attempt_entry(jk, 'stalled', now, reason)
+  redis.call('HSET', jk, 'tok', '', hf, hv)
+  emit('ev', 'stalled', 'id', id, 'count', stc)
+  if stc > max_stalled then
+    local why = 'job stalled more than allowable limit (' .. max_stalled .. ')'
+    if f[5] then release_dedup(f[5], id) end
+    flow_finished(jk, f[6], f[7], 'f', why)
+    if retain(done_f, id, int_str(now), tonumber(ARGV[4]), tonumber(ARGV[5])) then
+      redis.call('HSET', jk, 'st', 'failed', 'fr', why, 'stk', '', 'fon', int_str(now))
+      redis.call('HINCRBY', jk, 'atm', 1)
+    else
+      delete_job_keys(id)
+    end
+    emit('ev', 'failed', 'id', id, 'reason', why)
+    failed = failed + 1
+  else
+    enqueue_front(jk, id)
+    emit('ev', 'waiting', 'id', id)
+  end
+end
+
 for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
   local ids = redis.call('ZREVRANGEBYSCORE', set_key, '+inf', expired_from(now), 'LIMIT', 0,
                          batch - examined)
@@ -35,38 +64,21 @@ for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
       elseif set_key == K.held_removed then
         delete_job_keys(id)  -- removed while held, and its worker is gone
       elseif set_key == K.held then
-        -- It may have started just before its worker died (a held job's start reaches
-        -- Redis with the worker's next call), so it goes back marked ('hrc'): from now on
-        -- it is taken only for a free slot, started as Redis sees it. A job that kills its
-        -- worker at its start counts as stalled from its second crash on, and an innocent
-        -- one loses only its place in a batch held ahead (includes/take.lua).
-        redis.call('HINCRBY', jk, 'hrc', 1)
-        redis.call('HSET', K.meta, 'xs', '1')  -- takes read 'stc' and 'hrc' from now on
-        enqueue_return(jk, id, f[2])
-      else
-        stalled = stalled + 1
-        local stc = redis.call('HINCRBY', jk, 'stc', 1)
-        -- From now on fetches read the stalled count (includes/take.lua job_fields).
-        if stc == 1 then redis.call('HSET', K.meta, 'xs', '1') end
-        local hf, hv = attempt_entry(jk, 'stalled', now, 'lease expired (worker lost)')
-        redis.call('HSET', jk, 'tok', '', hf, hv)
-        emit('ev', 'stalled', 'id', id, 'count', stc)
-        if stc > max_stalled then
-          local reason = 'job stalled more than allowable limit (' .. max_stalled .. ')'
-          if f[5] then release_dedup(f[5], id) end
-          flow_finished(jk, f[6], f[7], 'f', reason)
-          if retain(done_f, id, int_str(now), tonumber(ARGV[4]), tonumber(ARGV[5])) then
-            redis.call('HSET', jk, 'st', 'failed', 'fr', reason, 'stk', '', 'fon', int_str(now))
-            redis.call('HINCRBY', jk, 'atm', 1)
-          else
-            delete_job_keys(id)
-          end
-          emit('ev', 'failed', 'id', id, 'reason', reason)
-          failed = failed + 1
+        -- A held job's start reaches Redis with its worker's next call, so one that
+        -- killed its worker at its start looks never started. The first time a dead
+        -- holder's hold is taken back, the job goes back to its place uncounted; from
+        -- the second time on, it counts as started and stalled. A job that kills every
+        -- worker at its start then fails after max_stalled + 2 crashes (one fetched at a
+        -- time: max_stalled + 1); an innocent one counts a stall only when a second
+        -- holder dies with it held, as a job running beside a poison one would.
+        if redis.call('HINCRBY', jk, 'hrc', 1) < 2 then
+          enqueue_return(jk, id, f[2])
         else
-          enqueue_front(jk, id)
-          emit('ev', 'waiting', 'id', id)
+          redis.call('HINCRBY', jk, 'ats', 1)
+          count_stall(jk, id, f, 'lease expired while held (worker lost; held by a lost worker before)')
         end
+      else
+        count_stall(jk, id, f, 'lease expired (worker lost)')
         if f[4] then group_release(f[4]) end
       end
     end

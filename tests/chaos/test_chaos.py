@@ -276,7 +276,9 @@ async def test_kill_9_storm_with_default_options_counts_only_started_jobs_as_sta
         redis_url: str, procs: list[Any]) -> None:
     """The defaults (max_stalled_count 1), with a worker killed every second and a 2 s
     lease. A stall counts only against a job that had started: jobs held ahead by a killed
-    worker go back without one. A job that was running at two kills fails, by design (the
+    worker go back without one (the first time: held by a second killed worker, a job
+    counts as started, since it may have been, docs/design/leases.md). A job that was
+    running at two kills fails, by design (the
     lease cannot tell a killed worker from a job that kills its worker; see the docs)."""
     n, workers, seconds = 1000, 3, 6
     q = Queue("procs", url=redis_url, prefix="storm-defaults",

@@ -183,14 +183,13 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
     local tok = int_str(fence + i)
     local f
     if sbyte(id, 1) == 115 and string.sub(id, 1, 6) == 'sched:' then  -- 115: 's'
-      f = rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats', 'g', 'hrc')
+      f = rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats', 'g')
     else
-      -- Same places as above: 7 stalled count, 8 scheduler, 9 attempts started, 10 group,
-      -- 11 taken back from a dead worker's hold (absent fields are read only where the
-      -- queue can have them).
+      -- Same places as above: 7 stalled count, 8 scheduler, 9 attempts started, 10 group
+      -- (absent fields are read only where the queue can have them).
       if read_stc then
-        f = rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'stc', 'g', 'hrc')
-        f[11] = f[10]; f[10] = f[9]
+        f = rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'stc', 'g')
+        f[10] = f[9]
       elseif read_group then
         f = rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'g')
         f[10] = f[8]; f[8] = nil
@@ -202,11 +201,6 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
     local handed = false
     if f[1] and f[8] and scheduler_on_take(jk, id, now, true, f[8]) then
       -- A missed firing of a catch_up="skip" scheduler: the hook deleted it; nothing to run.
-    elseif f[1] and f[11] and i > count then
-      -- A worker died holding it, maybe after it started (stalled.lua): it is not held
-      -- again, so that a start that kills the next worker is one Redis knows of. Back to
-      -- the front, for the next call with a free slot.
-      enqueue_front(jk, id)
     elseif f[1] then
       handed = true
       local ats = count_num(f[9], 0) + 1
