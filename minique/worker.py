@@ -161,13 +161,15 @@ class Worker:
         heartbeat_interval: float = 5.0,
         observers: Sequence[WorkerObserver] = (),
         prefetch: bool = True,
-        fail_fast: bool = False,
+        fail_fast: bool | None = None,
         burst: bool = False,
     ) -> None:
         """``fail_fast``: if Redis cannot be reached when ``run()`` starts, raise
         ``RedisUnavailable`` instead of retrying with backoff (a wrong password or DB index
-        raises it either way). ``burst``: stop once nothing is waiting or due in the queue
-        and nothing runs here (for scripts and CI, like RQ's and arq's burst mode)."""
+        raises it either way); by default only in burst mode. ``burst``: stop once nothing
+        is waiting or due in the queue and nothing runs here (for scripts and CI, like RQ's
+        and arq's burst mode; a script must not wait for ever on a Redis that is not
+        there)."""
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
         for label, value in (("lock_duration", lock_duration), ("stalled_interval", stalled_interval),
@@ -267,7 +269,7 @@ class Worker:
         # A job was buffered, a batch grew or must stop gathering (gathering batches wait on it).
         self._arrived = asyncio.Event()
         self._collecting: dict[_BatchKey, _Gathering] = {}  # the batches being gathered
-        self.fail_fast = fail_fast
+        self.fail_fast = burst if fail_fast is None else fail_fast
         self.burst = burst
         self._url = resolve_url(url) if connection is None else url_of(connection)
 

@@ -197,6 +197,16 @@ async def test_worker_fail_fast_raises_redis_unavailable() -> None:
         await worker.run()
 
 
+async def test_a_burst_worker_raises_when_redis_is_not_there() -> None:
+    """Burst mode is for scripts and CI: a Redis that does not answer at start is an error,
+    as with the CLI's --burst, unless fail_fast=False asks to wait for it."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    with pytest.raises(RedisUnavailable, match="connection refused"):
+        await asyncio.wait_for(Worker("q", lambda job: None, url=url, burst=True).run(), 30)
+    assert Worker("q", lambda job: None, url=url, burst=True, fail_fast=False).fail_fast is False
+    assert Worker("q", lambda job: None, url=url).fail_fast is False
+
+
 async def test_worker_closed_while_waiting_for_redis_returns(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, "minique.worker")
     worker = Worker("q", lambda job: None, url=f"redis://127.0.0.1:{free_port()}/0")
