@@ -133,6 +133,8 @@ class Queue:
         self._add_inflight = False
         self._pending_adds: list[_WaitingAdd] = []
         self._flusher: asyncio.Future[None] | None = None
+        # Whether the flusher's call of waiting adds may have gone out (see _send_adds).
+        self._waiting_sent = False
         # Job name -> msgspec Struct: payloads are checked at add, so a bad one never queues.
         self.payload_types = dict(payload_types or {})
         self._meta_written = events_max_len is None
@@ -323,6 +325,7 @@ class Queue:
                 chunks = [[args for args, _ in waiting]]
                 if not waiting:
                     return [[]]
+                self._waiting_sent = True  # from here on, the call may reach Redis
             calls: list[list[Any]] = []
             for chunk in chunks:
                 self._add_seq += 1
@@ -430,6 +433,7 @@ class Queue:
                         break
                 batch = self._pending_adds[:BULK_CHUNK]
                 del self._pending_adds[:BULK_CHUNK]
+                self._waiting_sent = False
                 try:
                     # An add cancelled before its call goes was never sent: it is dropped
                     # from ``batch`` and adds nothing.
@@ -443,14 +447,14 @@ class Queue:
                     # This task was cancelled (a loop shutting down, a cancel of every task),
                     # not its producers: they are told what became of their adds instead of
                     # a cancel of their own. The call may have reached Redis.
-                    ids = [args[0] for args, _ in batch if args[0]]
+                    ids = [args[0] for args, _ in batch]
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(AddOutcomeUnknown(
                                 "the task sending this queue's concurrent adds was cancelled "
                                 "with their call on the way; whether job(s) "
                                 f"{_shown(ids)} were added is unknown: look them up with "
-                                "get_job()", ids) if ids else _not_sent())
+                                "get_job()", ids) if self._waiting_sent else _not_sent())
                     raise
                 for i, (_, future) in enumerate(batch):
                     if not future.done():
@@ -680,12 +684,12 @@ class Queue:
         if len(raw) > 8192:
             raise ValueError("progress dicts must encode to at most 8 KiB")
         small = raw if len(raw) <= 256 else b""
-        await self._run("progress", [job_id, raw, small])
+        await self._run("progress", [job_id, raw, small, scripts.new_call_id()])
 
     async def add_log(self, job_id: str, line: str, keep: int = 1000) -> int:
         if not isinstance(line, str):
             raise TypeError(f"log lines are strings, got {type(line).__name__}")
-        return int(await self._run("log", [job_id, line, keep]))
+        return int(await self._run("log", [job_id, line, keep, scripts.new_call_id()]))
 
     async def retry_job(self, job_id: str, state: str | None = None) -> None:
         """Sends a finished job back to waiting with fresh attempts. JobNotFound if it does

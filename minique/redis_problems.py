@@ -47,7 +47,8 @@ def where(url: str, *, db: bool = False) -> str:
         port = parts.port or 6379
     except ValueError:
         port = 6379
-    number = parts.path.strip("/") or "0"
+    # As redis-py reads it: a ?db= in the query wins over the path.
+    number = parse_qs(parts.query).get("db", [parts.path.strip("/") or "0"])[0]
     return f"{parts.hostname or '127.0.0.1'}:{port}" + (f"/{number}" if db or number != "0" else "")
 
 

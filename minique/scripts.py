@@ -170,6 +170,12 @@ def _function_missing(exc: ResponseError) -> bool:
     return "function not found" in str(exc).lower()
 
 
+def new_call_id() -> str:
+    """A call's id, 16 hex digits: sent with every re-send of the call, so that the
+    transition can tell a re-send from a new call."""
+    return os.urandom(8).hex()
+
+
 async def run(client: Any, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
     """Calls transition ``name``; loads the library (or the script) first if Redis lacks it.
     Errors the transition raises on purpose come back as minique exceptions."""
@@ -177,7 +183,7 @@ async def run(client: Any, name: str, keys: Sequence[str], args: Sequence[Arg]) 
     lib = library()
     if name in lib.call_id_names:
         # The same id in every re-send redis-py makes of this call: it runs once.
-        args = (*args, os.urandom(8).hex())
+        args = (*args, new_call_id())
     try:
         if _use_functions:
             try:

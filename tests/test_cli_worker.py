@@ -26,7 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from minique import Queue, Worker
 from minique.cli import main
-from minique.redis_problems import RedisUnavailable
+from minique.redis_problems import RedisUnavailable, where
 from minique.server import RedisServer, free_port
 
 
@@ -356,3 +356,13 @@ async def test_burst_worker_on_an_empty_queue_returns(queue: Queue, redis_url: s
     worker = Worker(queue.name, lambda job: None, url=redis_url, burst=True, block_timeout=1.0)
     await asyncio.wait_for(worker.run(), 30)
     assert worker.jobs_done == 0
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("redis://h:6379?db=3", "h:6379/3"),  # redis-py takes ?db= over the path
+    ("redis://h/1?db=3", "h:6379/3"),
+    ("redis://:secret@h:7000/2", "h:7000/2"),
+    ("redis://h", "h:6379/0"),
+])
+def test_messages_name_the_database_redis_py_uses(url: str, shown: str) -> None:
+    assert where(url, db=True) == shown

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import pytest
@@ -348,3 +349,30 @@ async def test_adds_waiting_on_a_cancelled_sender_are_told_what_became_of_them(
     # Both jobs of the call on the way, or neither (redis-py drops a cancelled call's
     # connection, and a paused command on a closed connection never runs).
     assert (await queue.get_job("b0") is None) == (await queue.get_job("b1") is None)
+
+
+async def test_adds_of_a_sender_cancelled_before_its_call_went_are_not_sent(
+        queue: Queue) -> None:
+    """The sender was cancelled while its call waited for the producer's lock (an add_bulk
+    held it): nothing was sent, so its producers hear AddNotSent (adding again is safe),
+    not that the outcome is unknown."""
+    await queue.add("warm", 0, job_id="warm")
+    first = asyncio.create_task(queue.add("a", 1, job_id="a0"))
+    await asyncio.sleep(0)  # its call is out, under the lock
+    waiting = asyncio.create_task(queue.add("b", 2, job_id="b0"))
+    big = [("bulk", os.urandom(200_000)) for _ in range(40)]  # a call that takes a while
+    bulk = asyncio.create_task(queue.add_bulk(big))
+    await asyncio.sleep(0)
+    assert len(queue._pending_adds) == 1
+    await first
+    for _ in range(100):  # the sender took b0 and waits for the lock the bulk holds
+        if not queue._pending_adds:
+            break
+        await asyncio.sleep(0)
+    assert not queue._pending_adds and not bulk.done()
+    assert queue._flusher is not None
+    queue._flusher.cancel()
+    with pytest.raises(AddNotSent):
+        await asyncio.wait_for(waiting, 10)
+    await bulk
+    assert await queue.get_job("b0") is None

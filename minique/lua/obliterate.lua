@@ -62,9 +62,10 @@ if removed == 0 then
   for m = minute - METRICS_KEEP_S / 60 - 2, minute + 1 do
     keys[#keys + 1] = BASE .. ':metrics:' .. m
   end
-  -- The replies kept for re-sent calls (wrappers/once.lua): a hash per minute, each gone
-  -- three minutes after its last write.
-  for m = minute - 4, minute + 1 do keys[#keys + 1] = BASE .. ':once:' .. m end
+  -- The replies kept for re-sent calls (wrappers/once.lua): a hash per 10 s, each gone
+  -- 100 s after its last write.
+  local period = math.floor(now_ms() / 10000)
+  for p = period - 11, period + 1 do keys[#keys + 1] = BASE .. ':once:' .. p end
   redis.call('DEL', unpack(keys))
 end
 return removed

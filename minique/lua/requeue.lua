@@ -34,7 +34,8 @@ for _, id in ipairs(ids) do
   local jk = JP .. id
   unlist_finished(set_key, id)
   redis.call('HSET', jk, 'atm', 0, 'ats', 0, 'stc', 0)
-  redis.call('HDEL', jk, 'fr', 'stk', 'rv', 'fon', 'tok', 'cx')
+  -- (hrc: the holds of dead holders that gave it back, which count as stalls do)
+  redis.call('HDEL', jk, 'fr', 'stk', 'rv', 'fon', 'tok', 'cx', 'hrc')
   enqueue_ready(jk, id, job_priority(jk))
   emit('ev', 'waiting', 'id', id)
 end

@@ -8,6 +8,7 @@
 -- Returns {status, pending job id}: status 0 unchanged, 1 created, 2 timing changed
 -- (new generation, pending firing replaced), 3 template or settings changed.
 --@include base
+--@once
 --@include scheduler
 local sid, sig = ARGV[2], ARGV[3]
 local sk, tk = KEYS[NK + 1], KEYS[NK + 2]

@@ -44,16 +44,21 @@
   // asked for once the one on the way has landed. (Its answer replaces #live, and the new
   // one wears the old one's classes until it settles: the request itself is tracked.)
   var liveRequest = null;
+  var liveSince = 0;
   var refreshOwed = null;
   function refreshLive(name) {
-    if (liveRequest) {
+    // (A request that never says it landed, its swap failed say, is given up after 30 s.)
+    if (liveRequest && Date.now() - liveSince < 30000) {
       if (refreshOwed !== "refresh") refreshOwed = name;
       return;
     }
     htmx.trigger(document.body, name);
   }
   document.addEventListener("htmx:beforeRequest", function (e) {
-    if (e.detail.elt && e.detail.elt.id === "live") liveRequest = e.detail.xhr;
+    if (e.detail.elt && e.detail.elt.id === "live") {
+      liveRequest = e.detail.xhr;
+      liveSince = Date.now();
+    }
   });
   function payOwed() {
     if (liveRequest || !refreshOwed) return;
@@ -68,7 +73,8 @@
     // answer that swapped nothing leaves the old one, listening still.
     setTimeout(payOwed, e.detail.successful ? 250 : 0);
   }
-  ["htmx:afterRequest", "htmx:sendError", "htmx:timeout", "htmx:xhr:abort"].forEach(function (ev) {
+  ["htmx:afterRequest", "htmx:sendError", "htmx:timeout", "htmx:xhr:abort",
+   "htmx:onLoadError"].forEach(function (ev) {
     document.addEventListener(ev, liveLanded);
   });
   document.addEventListener("htmx:afterSettle", function () { setTimeout(payOwed, 0); });
