@@ -45,7 +45,7 @@ from .worker_info import WorkerInfo
 
 log = logging.getLogger("minique.worker")
 
-JOB_FIELDS = 12  # per job in a fetch reply: see lua/includes/take.lua
+JOB_FIELDS = 13  # per job in a fetch reply: see lua/includes/take.lua
 HEADER = 8  # status, info, next_due, wake_id, now, global limit, control version, hold granted
 PREFETCH_WORK = 0.005  # seconds of work a worker may hold per slot beyond what it runs
 PREFETCH_MAX = 200  # jobs held ahead at most (see Worker._prefetch)
@@ -89,11 +89,11 @@ def _age_ms(keep: Keep) -> int:
 
 
 class _Running:
-    __slots__ = ("bad_opts", "batch", "cancel_reason", "cv", "held", "job", "started",
-                 "started_ms", "task")
+    __slots__ = ("bad_opts", "batch", "cancel_reason", "cv", "held", "job", "start_known",
+                 "started", "started_ms", "suspect", "task")
 
     def __init__(self, job: Job, bad_opts: bool = False, held: bool = False,
-                 cv: bytes = b"") -> None:
+                 cv: bytes = b"", suspect: bool = False) -> None:
         self.job = job
         self.bad_opts = bad_opts
         self.task: asyncio.Task[None] | None = None  # the runner running it; None while buffered
@@ -105,6 +105,11 @@ class _Running:
         self.started = 0.0  # loop time it started at
         self.started_ms = 0  # the same, by the Redis clock (reported for held jobs)
         self.batch: _Gathering | None = None  # the batch it is part of (batch processors)
+        # A dead holder's hold gave it back, maybe after it started there (it may kill its
+        # worker at its start): held, it starts only once Redis knows of the start, which
+        # start_known tells (True: the job is still this worker's).
+        self.suspect = suspect
+        self.start_known: asyncio.Future[bool] | None = None
 
 
 # A batch being gathered is keyed by its processor and, for group="same", the jobs' group
@@ -525,6 +530,8 @@ class Worker:
         for running, status in zip(notes, reply[n - len(notes):n], strict=True):
             if status == 1:
                 running.held = False
+            if running.start_known is not None and not running.start_known.done():
+                running.start_known.set_result(status == 1)
         (status, info, next_due, wake_id, now_ms, global_limit, cv,
          hold_granted) = reply[n:n + HEADER]
         loop = asyncio.get_running_loop()
@@ -732,7 +739,7 @@ class Worker:
                   token=f[1].decode())
         job.processed_on = int(f[10]) / 1000.0
         job.group = f[11].decode() if f[11] else None
-        running = _Running(job, bad_opts, held, cv)
+        running = _Running(job, bad_opts, held, cv, suspect=held and bool(f[12]))
         if back or self._closing or (
                 held and asyncio.get_running_loop().time() >= self._hold_until):
             # Fetched by a call that was in flight when close() began or a control changed,
@@ -857,6 +864,11 @@ class Worker:
             self._started_at[job.id] = time.monotonic()
             self._observe("job_started", job)
         handler = self.registry.resolve(self.queue_name, job.name)
+        if running.held and running.suspect and (handler is None or handler.batch is None):
+            # Its start note (sent by the dispatcher now, with the results waiting) must
+            # be answered before it runs: if it kills this worker at its start, Redis knows
+            # it started, and the results of the jobs before it are saved (_process).
+            running.start_known = asyncio.get_running_loop().create_future()
         if handler is not None and handler.batch is not None and not running.bad_opts:
             key = self._batch_key(handler, job)
             gathering = self._collecting.get(key)
@@ -1070,6 +1082,10 @@ class Worker:
         job = running.job
         started = time.monotonic()
         try:
+            if running.start_known is not None and not await running.start_known:
+                # Redis gave it to another worker meanwhile, or it was removed: not ours.
+                self._held_started.pop(job.id, None)
+                return
             if bad_opts:
                 raise UnrecoverableError(f"job {job.id}: stored options cannot be decoded")
             if handler is None:

@@ -8,7 +8,7 @@ from typing import Any
 from minique import Queue, scripts
 from minique.worker import encode_results
 
-JOB_FIELDS, HEADER = 12, 8
+JOB_FIELDS, HEADER = 13, 8
 _calls = itertools.count(1)
 
 

@@ -55,7 +55,7 @@ if record and string.sub(record, 1, #id_prefix) == id_prefix then
       for i = 1, #list, 2 do
         local id, tok = list[i], list[i + 1]
         local f = redis.call('HMGET', JP .. id, 'tok', 'n', 'd', 'o', 'atm', 'ats', 'ts', 'p',
-                             'stc', 'pon', 'g')
+                             'stc', 'pon', 'g', 'hrc')
         if f[1] == tok then
           if part == 3 then active_n = active_n + 1 end
           local ats = tonumber(f[6]) or 0
@@ -66,6 +66,7 @@ if record and string.sub(record, 1, #id_prefix) == id_prefix then
           out[n + 8] = f[7] or '0'; out[n + 9] = f[8] or '0'; out[n + 10] = f[9] or '0'
           out[n + 11] = tonumber(f[10]) or now
           out[n + 12] = f[11] or ''
+          out[n + 13] = f[12] and '1' or ''
         end
       end
     end

@@ -3,7 +3,7 @@
 -- rate limits, then move up to `count` ready jobs to active with a fresh fencing token.
 
 local HEADER_LEN = 8
-local JOB_FIELDS = 12  -- per job in the reply (minique/worker.py JOB_FIELDS)
+local JOB_FIELDS = 13  -- per job in the reply (minique/worker.py JOB_FIELDS)
 
 local function promote_due(now, limit)
   local ids = redis.call('ZRANGEBYSCORE', K.delayed, '-inf', now * DELAY_SHIFT + DELAY_SHIFT - 1,
@@ -183,13 +183,14 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
     local tok = int_str(fence + i)
     local f
     if sbyte(id, 1) == 115 and string.sub(id, 1, 6) == 'sched:' then  -- 115: 's'
-      f = rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats', 'g')
+      f = rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats', 'g', 'hrc')
     else
-      -- Same places as above: 7 stalled count, 8 scheduler, 9 attempts started, 10 group
-      -- (absent fields are read only where the queue can have them).
+      -- Same places as above: 7 stalled count, 8 scheduler, 9 attempts started, 10 group,
+      -- 11 holds of dead holders that gave it back (stalled.lua); absent fields are read
+      -- only where the queue can have them (meta 'xs': a job has stalled or been given back).
       if read_stc then
-        f = rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'stc', 'g')
-        f[10] = f[9]
+        f = rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'stc', 'g', 'hrc')
+        f[11] = f[10]; f[10] = f[9]
       elseif read_group then
         f = rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'g')
         f[10] = f[8]; f[8] = nil
@@ -237,7 +238,10 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       out[n + 5] = f[3] or ''; out[n + 6] = f[4] or '0'; out[n + 7] = ats; out[n + 8] = f[5] or '0'
       out[n + 9] = f[6] or '0'; out[n + 10] = f[7] or '0'; out[n + 11] = now
       out[n + 12] = f[10] or ''  -- the group ('' = none)
-      on = n + 12
+      -- Suspect ('1'): a dead holder's hold gave it back, maybe after it started there; a
+      -- worker that holds it starts it only once Redis knows of the start (worker.py).
+      out[n + 13] = f[11] and '1' or ''
+      on = n + 13
     else
       -- The job hash vanished (deleted behind our back): nothing to run, say so.
       emit('ev', 'error', 'id', id, 'reason', 'job hash missing at fetch')
