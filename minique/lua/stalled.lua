@@ -72,6 +72,8 @@ for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
         -- time: max_stalled + 1); an innocent one counts a stall only when a second
         -- holder dies with it held, as a job running beside a poison one would.
         if redis.call('HINCRBY', jk, 'hrc', 1) < 2 then
+          -- Takes read 'hrc' (and 'stc') from now on, and tell workers it is suspect.
+          redis.call('HSET', K.meta, 'xs', '1')
           enqueue_return(jk, id, f[2])
         else
           redis.call('HINCRBY', jk, 'ats', 1)

@@ -1,0 +1,124 @@
+"""Attacks on the suspect held job (docs/design/leases.md, "What counts as a stall", the
+*suspect* bullets): a held job that a dead holder's hold gave back is marked (lua/stalled.lua:
+'hrc'), the take's reply says so (lua/includes/take.lua: the 13th field), and a worker that
+holds it starts it only once Redis has answered its start note (minique/worker.py:
+_Running.suspect/start_known)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from helpers import wait_until
+
+from minique import Queue, Worker, scripts
+
+HEADER = 8
+JOB_FIELDS = 13
+
+
+async def _fetch(q: Queue, worker: str, count: int, hold: int, lease_ms: int = 30000) -> Any:
+    """One take as a worker's call makes it (lua/fetch.lua)."""
+    return await q._run("fetch", [count, lease_ms, worker, 0, 0, 1000, hold,
+                                  30000 if hold else 0])
+
+
+async def _die_holding(q: Queue, job_ids: list[str]) -> None:
+    """Worker "dead" holds the first waiting jobs (lease 1 ms) and dies (as after kill -9);
+    another worker's stalled sweep (lua/stalled.lua, the real script) takes them back."""
+    await _fetch(q, "dead", 0, len(job_ids), lease_ms=1)
+    for i in job_ids:
+        assert await q.redis.hget(q.keys.job(i), "st") == b"held"
+
+    async def swept() -> bool:
+        await q._run("stalled", [1, 100, 100, -1, "sweeper"])
+        return all([await q.redis.hget(q.keys.job(i), "st") == b"waiting" for i in job_ids])
+    await wait_until(swept, timeout=5, message="the dead worker's holds taken back")
+
+
+def _marks(reply: list[Any]) -> dict[str, bytes]:
+    body = reply[HEADER:]
+    return {body[i].decode(): body[i + 12] for i in range(0, len(body), JOB_FIELDS)}
+
+
+async def test_the_first_dead_holders_hold_marks_the_job_suspect_on_a_fresh_queue(
+        queue: Queue) -> None:
+    """Found by a break run, fixed since. lua/stalled.lua gave a dead holder's held job
+    back with HINCRBY hrc, but set meta 'xs' only in count_stall (a stall counted), and
+    includes/take.lua reads 'hrc' only when meta 'xs' is set. So on a queue where no job
+    had stalled yet, the normal case for a first crash, the take after the first give-back
+    did not read hrc and its 13th field was '': the job was not suspect, the next
+    prefetching worker started it without waiting for its start note, and if it was
+    poison the results waiting in that worker were lost at the second crash too. The
+    other tests marked jobs by hand with HSET meta xs 1, which hid it. Expected: the
+    take's reply marks h suspect ('1')."""
+    await queue.add("x", 1, job_id="h")
+    await _die_holding(queue, ["h"])
+    assert await queue.redis.hget(queue.keys.job("h"), "hrc") == b"1"
+    # A prefetching worker: one free slot busy elsewhere, so it takes h to hold.
+    await queue.add("x", 0, job_id="a", priority=1)
+    reply = await _fetch(queue, "w2", 1, 1)
+    marks = _marks(reply)
+    assert "h" in marks, f"h not taken: {marks}"
+    assert marks["h"] == b"1", (
+        f"h was given back by a dead holder's hold (hrc=1) but the take does not mark it "
+        f"suspect (13th field {marks['h']!r}); meta xs = "
+        f"{await queue.redis.hget(queue.keys.meta, 'xs')!r}")
+
+
+async def test_close_while_a_suspect_job_waits_for_its_note_under_client_pause(
+        redis_url: str, qname: str, client: Any) -> None:
+    """Passes (regression guard). A warm prefetching worker (concurrency 1) holds suspect
+    jobs (marked as stalled.lua does: hrc, meta xs, enqueue_return); while one waits for
+    the answer to its start note, Redis stalls every write (CLIENT PAUSE 800 WRITE) and
+    the worker is closed with a 0.2 s grace. close() must return, and every job, the
+    waiting one included, runs exactly once in the end (a second worker takes the rest)."""
+    q = Queue(qname, url=redis_url)
+    runs: dict[str, int] = {}
+
+    async def work(job: Any) -> None:
+        runs[job.id] = runs.get(job.id, 0) + 1
+
+    w = Worker(qname, work, url=redis_url, concurrency=1)
+    task = asyncio.create_task(w.run(handle_signals=False))
+    w2: Worker | None = None
+    task2: asyncio.Task[None] | None = None
+    try:
+        await q.add_bulk([("x", i, {"job_id": f"w{i}"}) for i in range(300)])
+        await wait_until(lambda: len(runs) >= 300, timeout=20, message="warm-up done")
+        mark = ("local jk = JP .. ARGV[2]; redis.call('ZREM', K.delayed, ARGV[2]); "
+                "redis.call('HINCRBY', jk, 'hrc', 1); redis.call('HSET', K.meta, 'xs', '1'); "
+                "enqueue_return(jk, ARGV[2], '')")
+        await q.add_bulk([("x", i, {"job_id": f"s{i}", "delay": 600}) for i in range(50)])
+        for i in range(50):
+            await q.redis.eval(scripts.eval_source(mark), len(q.keys.vector),
+                               *q.keys.vector, q.keys.job_prefix, f"s{i}")
+
+        def waiting_on_note() -> bool:
+            return any(r.start_known is not None and not r.start_known.done()
+                       for r in list(w._running.values()))
+        await wait_until(waiting_on_note, timeout=20, interval=0,
+                         message="a suspect job waits for its start note")
+        await client.execute_command("CLIENT", "PAUSE", 800, "WRITE")
+        await asyncio.wait_for(w.close(timeout=0.2), timeout=15)
+        await asyncio.wait_for(task, timeout=5)
+        w2 = Worker(qname, work, url=redis_url, concurrency=1, lock_duration=1.0)
+        task2 = asyncio.create_task(w2.run(handle_signals=False))
+        await wait_until(lambda: len(runs) >= 350, timeout=30, message="every job ran")
+        stats = await q.get_stats()
+        await wait_until(lambda: _completed(q, 350), timeout=30, message="all completed")
+        twice = {k: v for k, v in runs.items() if v > 1}
+        assert not twice, f"ran more than once: {twice}; stats {stats}"
+    finally:
+        if w2 is not None and task2 is not None:
+            await w2.close(timeout=2)
+            await task2
+        if not task.done():
+            await w.close(timeout=2)
+            await task
+        await q.obliterate(force=True)
+        await q.close()
+
+
+async def _completed(q: Queue, n: int) -> bool:
+    return (await q.get_stats())["completed"] >= n
