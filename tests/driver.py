@@ -47,3 +47,28 @@ def retry(job_id: str, token: str, delay_ms: int = 0, reason: str = "again") -> 
 
 def back_to_wait(job_id: str, token: str, pause_ms: int = 0) -> tuple[Any, ...]:
     return (job_id, token, "w", "rate limited", "", pause_ms, -1, -1)
+
+
+async def take(q: Queue, worker: str, count: int, hold: int, lease_ms: int = 30000,
+               hold_ms: int = 30000) -> Any:
+    """One take as a worker's call makes it (lua/fetch.lua): ``count`` jobs for free slots,
+    ``hold`` more to hold ahead for ``hold_ms``. The raw reply (header, then the jobs)."""
+    return await q._run("fetch", [count, lease_ms, worker, 0, 0, 1000, hold,
+                                  hold_ms if hold else 0])
+
+
+async def die_holding(q: Queue, job_ids: list[str]) -> None:
+    """Worker "dead" holds the first waiting jobs, ``job_ids`` (lease 1 ms), and dies, as
+    after a kill -9; another worker's stalled sweep (the real lua/stalled.lua) takes them
+    back, marked 'hrc'."""
+    from helpers import wait_until
+
+    await take(q, "dead", 0, len(job_ids), lease_ms=1)
+    for i in job_ids:
+        assert await q.redis.hget(q.keys.job(i), "st") == b"held"
+
+    async def swept() -> bool:
+        await q._run("stalled", [1, 100, 100, -1, "sweeper"])
+        return all([await q.redis.hget(q.keys.job(i), "hrc") == b"1"
+                    and await q.redis.hget(q.keys.job(i), "st") == b"waiting" for i in job_ids])
+    await wait_until(swept, timeout=5, message="the dead worker's holds taken back")

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from chaos.proxy import ChaosProxy
+from driver import die_holding, take
 from helpers import wait_until
 from resend import held_replies, proxied_queue, ran, script_calls
 
@@ -182,27 +183,6 @@ async def test_a_resent_set_global_concurrency_does_not_undo_a_later_change(
 # ----- findings: jobs taken back from a dead worker's hold (hrc) ---------------------------
 
 
-async def _fetch(q: Queue, worker: str, count: int, hold: int, lease_ms: int = 30000,
-                 hold_ms: int = 30000) -> Any:
-    """One take as a worker's call makes it (lua/fetch.lua): ``count`` free slots and
-    ``hold`` jobs to hold ahead."""
-    return await q._run("fetch", [count, lease_ms, worker, 0, 0, 1000, hold,
-                                  hold_ms if hold else 0])
-
-
-async def _mark_hrc(q: Queue, job_ids: list[str]) -> None:
-    """Worker "dead" holds the first waiting jobs (lease 1 ms) and dies; another worker's
-    stalled sweep (lua/stalled.lua) takes them back, marked 'hrc', as after a kill -9."""
-    await _fetch(q, "dead", 0, len(job_ids), lease_ms=1)
-    for i in job_ids:
-        assert await q.redis.hget(q.keys.job(i), "st") == b"held"
-
-    async def swept() -> bool:
-        await q._run("stalled", [1, 100, 100, -1, "sweeper"])
-        return all([await q.redis.hget(q.keys.job(i), "hrc") == b"1" for i in job_ids])
-    await wait_until(swept, timeout=5, message="the dead worker's holds taken back")
-
-
 async def test_a_job_taken_back_from_a_dead_workers_hold_keeps_its_priority_order(
         queue: Queue) -> None:
     """docs/design/leases.md: a marked (hrc) job "that is innocent only loses its place
@@ -213,11 +193,11 @@ async def test_a_job_taken_back_from_a_dead_workers_hold_keeps_its_priority_orde
     behind the plain job h: the next free slot runs h, not p (prioritized jobs always go
     before plain ones otherwise)."""
     await queue.add("x", 1, job_id="h")
-    await _mark_hrc(queue, ["h"])
-    await _fetch(queue, "busy", 0, 1)  # a busy worker asks to hold one job
+    await die_holding(queue, ["h"])
+    await take(queue, "busy", 0, 1)  # a busy worker asks to hold one job
     assert await queue.get_state("h") == "waiting"
     await queue.add("x", 1, job_id="p", priority=1)
-    await _fetch(queue, "free", 1, 0)  # one free slot
+    await take(queue, "free", 1, 0)  # one free slot
     states = {"h": await queue.get_state("h"), "p": await queue.get_state("p")}
     assert states == {"h": "waiting", "p": "active"}, (
         f"the free slot took the plain job before the priority-1 one: {states}")
@@ -281,12 +261,12 @@ async def test_a_job_taken_back_from_a_dead_workers_hold_waits_out_every_group(
     the ungrouped jobs added after it are held and run. It waits until every group is
     empty: here 30 grouped and 5 later ungrouped jobs all go before it."""
     await queue.add("x", 1, job_id="h")
-    await _mark_hrc(queue, ["h"])
+    await die_holding(queue, ["h"])
     await queue.add_bulk([("x", i, {"group": f"g{i % 3}", "job_id": f"g{i}"}) for i in range(30)])
     await queue.add_bulk([("x", i, {"job_id": f"u{i}"}) for i in range(5)])
     before_h: list[str] = []
     for _ in range(30):
-        await _fetch(queue, "w1", 1, 3)  # one free slot, room to hold 3
+        await take(queue, "w1", 1, 3)  # one free slot, room to hold 3
         taken = [x.decode() for x in await queue.redis.zrange(queue.keys.active, 0, -1)]
         taken += [x.decode() for x in await queue.redis.zrange(queue.keys.held, 0, -1)]
         if "h" in taken:  # taken to run now, or held to run next
@@ -334,7 +314,7 @@ async def _seq(*steps: Awaitable[Any]) -> None:
 
 
 async def _activate(d: Queue) -> None:
-    await _fetch(d, "test-worker", 1, 0)
+    await take(d, "test-worker", 1, 0)
 
 
 _CASES: dict[str, tuple[Callable[[Queue], Awaitable[Any]], Callable[[Queue], Awaitable[Any]]]] = {
@@ -342,7 +322,7 @@ _CASES: dict[str, tuple[Callable[[Queue], Awaitable[Any]], Callable[[Queue], Awa
     "remove_job_missing": (lambda d: asyncio.sleep(0), lambda q: q.remove_job("zz")),
     "remove_job_active": (lambda d: _seq(d.add("x", 1, job_id="a"), _activate(d)),
                           lambda q: q.remove_job("a")),
-    "remove_job_held": (lambda d: _seq(d.add("x", 1, job_id="a"), _fetch(d, "gone", 0, 1, hold_ms=300)),
+    "remove_job_held": (lambda d: _seq(d.add("x", 1, job_id="a"), take(d, "gone", 0, 1, hold_ms=300)),
                         lambda q: q.remove_job("a")),
     "cancel": (lambda d: _seq(d.add("x", 1, job_id="a"), _activate(d)), lambda q: q.cancel("a")),
     "promote_job": (lambda d: d.add("x", 1, job_id="a", delay=60), lambda q: q.promote_job("a")),

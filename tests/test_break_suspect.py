@@ -9,31 +9,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from driver import die_holding, take
 from helpers import wait_until
 
 from minique import Queue, Worker, scripts
 
 HEADER = 8
 JOB_FIELDS = 13
-
-
-async def _fetch(q: Queue, worker: str, count: int, hold: int, lease_ms: int = 30000) -> Any:
-    """One take as a worker's call makes it (lua/fetch.lua)."""
-    return await q._run("fetch", [count, lease_ms, worker, 0, 0, 1000, hold,
-                                  30000 if hold else 0])
-
-
-async def _die_holding(q: Queue, job_ids: list[str]) -> None:
-    """Worker "dead" holds the first waiting jobs (lease 1 ms) and dies (as after kill -9);
-    another worker's stalled sweep (lua/stalled.lua, the real script) takes them back."""
-    await _fetch(q, "dead", 0, len(job_ids), lease_ms=1)
-    for i in job_ids:
-        assert await q.redis.hget(q.keys.job(i), "st") == b"held"
-
-    async def swept() -> bool:
-        await q._run("stalled", [1, 100, 100, -1, "sweeper"])
-        return all([await q.redis.hget(q.keys.job(i), "st") == b"waiting" for i in job_ids])
-    await wait_until(swept, timeout=5, message="the dead worker's holds taken back")
 
 
 def _marks(reply: list[Any]) -> dict[str, bytes]:
@@ -53,11 +35,11 @@ async def test_the_first_dead_holders_hold_marks_the_job_suspect_on_a_fresh_queu
     other tests marked jobs by hand with HSET meta xs 1, which hid it. Expected: the
     take's reply marks h suspect ('1')."""
     await queue.add("x", 1, job_id="h")
-    await _die_holding(queue, ["h"])
+    await die_holding(queue, ["h"])
     assert await queue.redis.hget(queue.keys.job("h"), "hrc") == b"1"
     # A prefetching worker: one free slot busy elsewhere, so it takes h to hold.
     await queue.add("x", 0, job_id="a", priority=1)
-    reply = await _fetch(queue, "w2", 1, 1)
+    reply = await take(queue, "w2", 1, 1)
     marks = _marks(reply)
     assert "h" in marks, f"h not taken: {marks}"
     assert marks["h"] == b"1", (
