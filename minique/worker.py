@@ -59,7 +59,7 @@ EARLY_SEND = 16
 RUNNER_SLICE = 0.01  # seconds a runner goes through jobs before yielding to the loop
 _OUTCOMES = {"c": "completed", "f": "failed", "r": "retried", "w": "requeued", "d": "delayed",
              "h": "returned", "g": "group throttled"}
-_SHORT_KINDS = frozenset("csh")  # result kinds sent without a stack trace
+_SHORT_KINDS = frozenset("csSh")  # result kinds sent without a stack trace
 EARLY_CANCELS_MAX = 1000  # cancels of unknown jobs remembered at most
 EARLY_CANCEL_S = 10.0  # seconds an unknown job's cancel is worth checking
 CANCEL_RETRY_MAX = 30.0  # seconds between the cancel listener's attempts at most
@@ -467,7 +467,9 @@ class Worker:
         self._call_seq += 1
         hold_ms = int(HOLD_TIME * 1000) if (hold or self._holding()) else 0
         for running in notes:
-            results.append((running.job.id, running.job.token, "s", "", "", 0, 0, -1,
+            # S: a suspect job's start, asked before it runs (a removal meanwhile wins).
+            kind = "S" if running.start_known is not None else "s"
+            results.append((running.job.id, running.job.token, kind, "", "", 0, 0, -1,
                             running.started_ms))
         args: list[Any] = [self.keys.job_prefix, want, self.lock_ms, self.ident, self.lim_max,
                            self.lim_window_ms, 1000, hold, hold_ms, self._call_seq, len(results),
@@ -518,7 +520,7 @@ class Worker:
             kind = result[2]
             if status == 1 or kind == "h":
                 continue
-            if kind == "s":
+            if kind in ("s", "S"):
                 continue  # a held job that was drained or removed: its result will say so
             if status == 2:
                 log.info("queue %s job %s: removed while this worker had it; its result (%s) "

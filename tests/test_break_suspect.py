@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from driver import die_holding, take
+from driver import die_holding, finish, take
 from helpers import wait_until
 
 from minique import Queue, Worker, scripts
@@ -104,3 +104,32 @@ async def test_close_while_a_suspect_job_waits_for_its_note_under_client_pause(
 
 async def _completed(q: Queue, n: int) -> bool:
     return (await q.get_stats())["completed"] >= n
+
+
+async def test_a_suspect_job_removed_while_its_start_is_asked_does_not_run(
+        queue: Queue) -> None:
+    """A worker holds a suspect job and asks Redis to start it (its worker waits for the
+    answer before running it). A removal that reached Redis first wins, as it would for a
+    job fetched one at a time: the start is refused (2, gone) and the job deleted. A plain
+    held job's start note still runs on (it had started), as before."""
+    await queue.add_bulk([("x", i, {"job_id": f"j{i}"}) for i in range(2)])
+    await die_holding(queue, ["j0", "j1"])
+    _, held, _ = await finish(queue, [], 0, hold=2, hold_ms=30000, worker="w")
+    assert [i for i, _ in held] == ["j0", "j1"]
+    removals = [asyncio.create_task(queue.remove_job(i)) for i in ("j0", "j1")]
+    await wait_until(lambda: _both_removed(queue), message="both marked removed")
+    now = await queue.redis.time()
+    ms = str(int(now[0]) * 1000 + int(now[1]) // 1000)
+    statuses, _, _ = await finish(queue, [(*held[0], "S", "", "", 0, -1, -1, ms),
+                                          (*held[1], "s", "", "", 0, -1, -1, ms)], 0,
+                                  worker="w")
+    assert statuses == [2, 1]
+    assert await queue.get_job("j0") is None
+    assert await queue.get_state("j1") == "active"  # started there: it runs on
+    removals[0].cancel()
+    removals[1].cancel()
+    await asyncio.gather(*removals, return_exceptions=True)
+
+
+async def _both_removed(q: Queue) -> bool:
+    return all([await q.redis.hget(q.keys.job(i), "st") == b"removed" for i in ("j0", "j1")])

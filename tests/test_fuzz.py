@@ -162,11 +162,15 @@ class ConcurrentMachine(RuleBasedStateMachine):
     def pause(self, paused: bool) -> None:
         self.run(self.q.pause() if paused else self.q.resume())
 
-    @rule(data=st.data())
-    def remove_one(self, data: Any) -> None:
+    # The job is picked by a drawn number, not drawn from the known ids: which ids are
+    # known depends on the workers' timing, and a strategy that depends on external state
+    # makes hypothesis fail the test when it replays an example (FlakyStrategyDefinition).
+    @rule(pick=st.integers(min_value=0, max_value=10**6))
+    def remove_one(self, pick: int) -> None:
         if not self.known:
             return
-        job_id = data.draw(st.sampled_from(sorted(self.known)))
+        known = sorted(self.known)
+        job_id = known[pick % len(known)]
         try:
             if self.run(self.q.remove_job(job_id)):
                 self.known.discard(job_id)

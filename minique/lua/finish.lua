@@ -12,7 +12,9 @@
 --         r = retry after delay_ms (value = reason), w = back to waiting without using an
 --         attempt; delay_ms > 0 then also stops the queue taking jobs for that long,
 --         d = delayed by delay_ms without using an attempt (value = reason),
---         s = a held job started at started_ms (it becomes active), h = a job handed back
+--         s = a held job started at started_ms (it becomes active), S = the same for a
+--         suspect job (includes/take.lua), whose worker waits for the answer before it
+--         runs it: a removal that came first wins, as for h, h = a job handed back
 --         before it started (it returns to the place it was taken from),
 --         g = back to the front of its group without using an attempt, and the group
 --         takes no jobs for delay_ms (GroupRateLimited); for a job without a group, as d.
@@ -111,7 +113,11 @@ for i = 1, nres do
   local tok, kind, delay_s, pi, started, id =
     smatch(ARGV[b], '^([^|]*)|(%a)|(%d+)|(%d+)|(%d*)|(.*)$')
   local value, stack = ARGV[b + 1], ''
-  if kind == 'c' or kind == 's' or kind == 'h' then b = b + 2 else stack = ARGV[b + 2]; b = b + 3 end
+  if kind == 'c' or kind == 's' or kind == 'h' or kind == 'S' then
+    b = b + 2
+  else
+    stack = ARGV[b + 2]; b = b + 3
+  end
   local policy = policies[pi]
   local jk = JP .. id
   -- Every way out of active (and held) clears the token, so a matching token means the
@@ -119,7 +125,7 @@ for i = 1, nres do
   -- The attempts started and the place it was taken from matter only to a start, a hand
   -- back, or a held job's end (it carries its start time): the other results skip them.
   local cur_tok, cur_atm, cur_st, cur_ats, cur_ps, cur_g, cur_dd, cur_par, cur_pol
-  if kind == 's' or kind == 'h' or started ~= '' then
+  if kind == 's' or kind == 'h' or kind == 'S' or started ~= '' then
     cur_tok, cur_atm, cur_st, cur_ats, cur_ps, cur_g, cur_dd, cur_par, cur_pol =
       unpack(rcall('HMGET', jk, unpack(FIELDS_FULL, 1, n_full)))
   else
@@ -140,8 +146,8 @@ for i = 1, nres do
   end
   if cur_tok ~= tok then
     statuses[#statuses + 1] = cur_st and 0 or 2
-  elseif cur_st == 'removed' and kind == 'h' then
-    -- Handed back never started: the removal completes now.
+  elseif cur_st == 'removed' and (kind == 'h' or kind == 'S') then
+    -- Handed back never started (or a suspect job not yet started): the removal completes now.
     statuses[#statuses + 1] = 2
     left[#left + 1] = id
     delete_job_keys(id)
@@ -157,7 +163,7 @@ for i = 1, nres do
       emit('ev', 'waiting', 'id', id)
     end
     enqueue_return(jk, id, cur_ps)
-  elseif kind == 's' then
+  elseif kind == 's' or kind == 'S' then
     -- A held job started before its worker heard of any removal: it runs on.
     statuses[#statuses + 1] = 1
     if held then
