@@ -226,10 +226,15 @@ async def test_active_never_counts_more_than_concurrency_jobs(queue: Queue, redi
     """Held jobs count as waiting; a job is active from its start: with prefetch on,
     get_stats()["active"] stays within the worker's concurrency (it read up to twice that,
     counting jobs taken for a slot that a held job had filled)."""
-    async def work(job: Any) -> None:
-        await asyncio.sleep(0)
+    # Each job runs until the sampler has read the stats once more, so the samples keep
+    # pace with the jobs however fast the machine is (CI once took 20 samples of 3000 jobs).
+    sampled = asyncio.Event()
 
-    await queue.add_bulk([("x", i) for i in range(3000)])
+    async def work(job: Any) -> None:
+        sampled.clear()
+        await asyncio.wait_for(sampled.wait(), 30)
+
+    await queue.add_bulk([("x", i) for i in range(400)])
     worker = Worker(queue.name, work, url=redis_url, concurrency=1)
     task = asyncio.create_task(worker.run(handle_signals=False))
     seen: list[int] = []
@@ -237,13 +242,15 @@ async def test_active_never_counts_more_than_concurrency_jobs(queue: Queue, redi
         while True:
             stats = await queue.get_stats()
             seen.append(stats["active"])
+            sampled.set()
             if stats["waiting"] == 0 and stats["active"] == 0:
                 break
             await asyncio.sleep(0.001)
     finally:
         await worker.close()
         await task
-    assert len(seen) > 20, "too few samples to mean anything"
+    assert len(seen) >= 400, "too few samples to mean anything"
+    assert sum(a == 1 for a in seen) >= 100, "the samples never saw a job running"
     assert max(seen) <= 1, f"active read {max(seen)} in {sum(a > 1 for a in seen)} samples"
 
 
