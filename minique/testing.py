@@ -1,7 +1,8 @@
 """A pytest plugin for testing your processors through the real scripts, with no Redis to run.
 
 Enable it in your ``conftest.py`` with ``pytest_plugins = ["minique.testing"]`` (or run
-``pytest -p minique.testing``); your tests need pytest-asyncio. Two fixtures:
+``pytest -p minique.testing``); your tests need pytest-asyncio, in auto mode or with each
+test marked ``@pytest.mark.asyncio`` (its default strict mode). Two fixtures:
 
 * ``minique_redis_url`` (session): a private Redis server started once per test session on
   a free port (``redis-server`` from PATH, or the ``valkey-server`` binary of the
@@ -31,7 +32,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import msgspec
 import pytest
@@ -43,6 +44,19 @@ from .server import RedisServer
 from .worker import Worker
 
 ENV_URL = "MINIQUE_TEST_REDIS_URL"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _async_fixture(fn: F) -> F:
+    """An async fixture declared with pytest-asyncio's own decorator, so that it works in
+    pytest-asyncio's strict mode (its default) as well as in auto mode; a plain
+    ``pytest.fixture`` works only in auto mode."""
+    try:
+        import pytest_asyncio
+    except ImportError:  # then whatever async plugin the tests use must take it
+        return cast(F, pytest.fixture(fn))
+    return cast(F, pytest_asyncio.fixture(fn))
 
 
 class RunResult(msgspec.Struct, frozen=True):
@@ -164,7 +178,7 @@ def minique_redis_url() -> Iterator[str]:
         yield server.url
 
 
-@pytest.fixture
+@_async_fixture
 async def minique(minique_redis_url: str) -> AsyncIterator[MiniqueTesting]:
     """Queues and workers for one test, on a prefix of its own; cleaned up afterwards."""
     helper = MiniqueTesting(minique_redis_url, f"test-{uuid.uuid4().hex[:12]}")

@@ -92,3 +92,22 @@ async def test_url(minique, minique_redis_url):
     client = redis.Redis.from_url(redis_url)
     assert not list(client.scan_iter(match="{test-*", count=1000))
     client.close()
+
+
+def test_the_fixtures_work_in_pytest_asyncios_strict_mode(pytester: pytest.Pytester, redis_url: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # Strict is pytest-asyncio's default: a project that never set asyncio_mode marks its
+    # tests, and the plugin's async fixture must still be set up (a plain pytest.fixture
+    # is not: "requested an async fixture 'minique', with no plugin or hook that handled it").
+    monkeypatch.setenv("MINIQUE_TEST_REDIS_URL", redis_url)
+    pytester.makeini("[pytest]\nasyncio_mode = strict\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(test_strict='''
+import pytest
+
+@pytest.mark.asyncio
+async def test_strict(minique):
+    job = await minique.queue("q").add("x", 1)
+    assert (await minique.queue("q").get_job(job.id)).data == 1
+''')
+    result = pytester.runpytest_subprocess("-p", "minique.testing", "-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
