@@ -17,8 +17,9 @@ EVENT_NAMES = frozenset(
     {"added", "waiting", "delayed", "active", "progress", "completed", "failed", "retrying",
      "stalled", "removed", "duplicated", "deduplicated", "debounced",
      "waiting-children", "paused", "resumed",
-     "drained", "cancel", "error"}
-)
+     "drained", "cancel", "error", "group-paused", "group-resumed", "scheduler-removed",
+     "scheduler-repaired"}
+)  # every name the Lua scripts emit (tests/test_docs_examples.py checks it, and the guide)
 
 
 class Event(msgspec.Struct, frozen=True):

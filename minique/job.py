@@ -202,7 +202,8 @@ class Job:
         return (await children_values(self.queue, self.id))[1]
 
     async def get_state(self) -> str:
-        """"waiting", "paused", "delayed", "active", "completed", "failed", or "unknown"."""
+        """"waiting", "paused", "delayed", "active", "completed", "failed",
+        "waiting-children" (a flow parent waiting for its children), or "unknown"."""
         state = await self.queue.get_state(self.id)
         self.state = state
         return state
