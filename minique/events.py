@@ -31,9 +31,11 @@ class Event(msgspec.Struct, frozen=True):
     each of them but the last is named ``<entry id>/<index>`` (``index`` is its place in
     the entry), so a consumer that stores the id of each event it handled resumes at the
     very next event, as it would with one entry per event. ``value`` is the MessagePack
-    return value that a ``completed`` event carries (see ``return_value``); None on other
-    events, and on a completed event whose value was over 16 KiB and stayed with the job
-    instead.
+    return value that a ``completed`` event carries (see ``return_value``), or the
+    MessagePack progress value that a ``progress`` event carries (see ``progress``); None
+    on other events, on a completed event whose value was over 16 KiB and stayed with the
+    job instead, and on a progress event whose value was over 256 bytes (read it with
+    ``Queue.get_job(...).progress``).
     """
 
     event_id: str
@@ -49,6 +51,15 @@ class Event(msgspec.Struct, frozen=True):
         Raises JobCorrupted if it cannot be decoded."""
         return None if not self.value else codec.decode(self.value, self.job_id or "?",
                                                         "return value")
+
+    @property
+    def progress(self) -> Any:
+        """The decoded value of a ``progress`` event (a number from 0 to 100, or the dict
+        given to ``update_progress``); None on other events, and on a progress event whose
+        value was over 256 bytes. Raises JobCorrupted if it cannot be decoded."""
+        if self.name != "progress" or not self.value:
+            return None
+        return codec.decode(self.value, self.job_id or "?", "progress")
 
     @property
     def time(self) -> float:
@@ -87,7 +98,8 @@ def parse_entry(event_id: bytes | str, raw: dict[bytes, bytes]) -> list[Event]:
     """The events of one stream entry, in order.
 
     Format (version 2): an entry is ``ev`` <name> and ``id`` <job id> plus the event's
-    fields (``rv``, the return value of a completed job; ``name`` of an added one;
+    fields (``rv``, the return value of a completed job; ``pg``, the progress of a
+    progress event, both MessagePack and given as ``Event.value``; ``name`` of an added one;
     ``reason``, ``delay``, ...), or, for the ``added``, ``waiting``, ``active`` and
     ``completed`` events of several jobs that one script call emitted, ``ev`` <name> ``ids``
     <list> [``names`` <list> | ``rvs`` <list>], where a list is length-prefixed
@@ -105,6 +117,9 @@ def parse_entry(event_id: bytes | str, raw: dict[bytes, bytes]) -> list[Event]:
     if packed_ids is None:
         raw = dict(raw)
         value = raw.pop(b"rv", None)
+        if raw.get(b"ev") == b"progress":
+            # MessagePack, like a return value: read as text it would be garbled.
+            value = raw.pop(b"pg", None) or None
         fields = {k.decode(): v.decode(errors="replace") for k, v in raw.items()}
         name = fields.pop("ev", "")
         job_id = fields.pop("id", None)

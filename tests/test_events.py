@@ -115,3 +115,28 @@ async def test_metrics_count_per_minute_and_totals(queue: Queue) -> None:
     assert len(metrics["minutes"]) == 5 and sum(metrics["completed"]) == 2
     assert sum(metrics["failed"]) == 1
     assert metrics["totals"] == {"completed": 2, "failed": 1, "retried": 1, "stalled": 0}
+
+
+async def test_a_progress_event_carries_the_value(queue: Queue, redis_url: str) -> None:
+    """A progress event gives the value as update_progress got it (a number or a dict);
+    its MessagePack bytes were read as text into event.fields["pg"] (50 came out as '2')."""
+    events = QueueEvents(queue.name, url=redis_url, last_id="0-0")
+    job = await queue.add("x", 1)
+    await job.update_progress(50)
+    await job.update_progress({"page": 3, "of": 10, "note": "é"})
+    await job.update_progress({"big": "x" * 300})  # over 256 bytes: stays with the job
+    seen: list[Any] = []
+    try:
+        while len(seen) < 3:
+            event = await events.next(timeout=5)
+            assert event is not None, f"no progress event after {seen}"
+            if event.name == "progress":
+                assert event.job_id == job.id and "pg" not in event.fields
+                seen.append(event.progress)
+            else:
+                assert event.progress is None
+    finally:
+        await events.close()
+    assert seen == [50, {"page": 3, "of": 10, "note": "é"}, None]
+    stored = await queue.get_job(job.id)
+    assert stored is not None and stored.progress == {"big": "x" * 300}
