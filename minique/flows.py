@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -155,6 +156,19 @@ async def children_values(queue: Queue, job_id: str) -> tuple[dict[str, Any], di
 FLOW_LINKS_MAX = 200  # children a job's page lists
 
 
+_JOB_KEY = re.compile(r"^(\{\{[^{}]*\}:[^{}]*\}|\{[^{}]*\}):j:(.*)$", re.S)
+
+
+def split_job_key(key: str) -> tuple[str, str]:
+    """"{prefix:queue}:j:<id>" -> ("{prefix:queue}", "<id>"), as includes/flows.lua's
+    split_job_key: a queue name may hold ":j:" (only braces and whitespace are refused),
+    an id anything; the prefix may be a tag itself, "{{t}:queue}"."""
+    m = _JOB_KEY.match(key)
+    if m is None:
+        raise ValueError(f"not a job key: {key!r}")
+    return m.group(1), m.group(2)
+
+
 def _queue_of(base: str, prefix: str) -> str:
     """"{prefix:queue}" -> "queue" (the prefix may be a tag itself: "{{t}:queue}")."""
     return base[len(prefix) + 2:-1]
@@ -178,7 +192,7 @@ async def flow_links(queue: Queue, job_id: str) -> dict[str, Any]:
         states = await pipe.execute()
 
     def node(ref: bytes, st: bytes | None) -> dict[str, Any]:
-        base, _, node_id = ref.decode().partition(":j:")
+        base, node_id = split_job_key(ref.decode())
         return {"queue": _queue_of(base, prefix), "id": node_id,
                 "state": "unknown" if st is None else st.decode()}
 

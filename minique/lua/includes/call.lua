@@ -34,5 +34,6 @@ do  -- (DERIVED_K and GIVEN_K are begin_call's alone: see NK's note in base.lua)
     clear_batched()
     pending = false
     gdefaults, dedups_trimmed, groups_stale_left = nil, false, false
+    flow_work = nil
   end
 end
