@@ -39,7 +39,7 @@ from redis.crc import key_slot
 
 from . import codec, scripts
 from .connection import connect
-from .errors import MiniqueError
+from .errors import InvalidJobState, MiniqueError
 from .keys import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 POLICIES = {"fail_parent": "f", "ignore": "i", "remove_dependency": "r"}
 NODE_KEYS = frozenset({"name", "queue", "data", "opts", "children"})
 MAX_NODES = 10_000  # one script call writes the whole tree: bounded, and atomic
+HELD_PARENT_WAIT = 1.0  # s an add waits for a holding worker's answer beyond its hold
 
 
 class FlowError(MiniqueError, ValueError):
@@ -105,9 +106,37 @@ async def submit(client: Any, nodes: Sequence[_Prepared], producer: str, seq: in
     first = nodes[0].queue
     reply = await scripts.run(client, "add_flow", first.keys.vector,
                               (first.keys.job_prefix, *flat))
+    if int(reply[0]) == -1:
+        reply = await _after_hand_back(client, first, flat, int(reply[1]),
+                                       [n.parent for n in nodes if n.parent[:1] not in ("", "#")])
     for node, job_id in zip(nodes, reply[1:], strict=True):
         node.args[0] = job_id.decode() if isinstance(job_id, bytes) else str(job_id)
     return int(reply[0])
+
+
+async def _after_hand_back(client: Any, first: Queue, flat: list[Any], hold_ms: int,
+                           parents: list[str]) -> Any:
+    """An existing parent was held by a worker (taken ahead of its start: waiting, to
+    everyone else), which add_flow has asked to hand it back. Waits for that answer, about a
+    round trip, and calls again: the parent takes its children if it came back, and refuses
+    them (InvalidJobState) if its worker had started it, as it would had it been fetched one
+    job at a time. Raises InvalidJobState if no holder answers within its hold plus
+    HELD_PARENT_WAIT seconds (a frozen worker; the stalled check gives the parent back when
+    its lease runs out)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + hold_ms / 1000.0 + HELD_PARENT_WAIT
+    while True:
+        states = [await client.hget(key, "st") for key in parents]
+        if all(st not in (b"held", b"removed") for st in states):
+            reply = await scripts.run(client, "add_flow", first.keys.vector,
+                                      (first.keys.job_prefix, *flat))
+            if int(reply[0]) != -1:
+                return reply
+        if loop.time() >= deadline:
+            raise InvalidJobState(
+                f"parent job {', '.join(parents)} is held by a worker that has not handed it "
+                "back; try again (its lease runs out and the stalled check gives it back)")
+        await asyncio.sleep(0.005)
 
 
 def _made(node: _Prepared, now_ms: int, waits: bool) -> Job:

@@ -101,20 +101,62 @@ async def test_the_dashboard_links_of_queues_whose_names_hold_colon_j_colon(
     assert (up["parent"]["queue"], up["parent"]["id"]) == ("x:j:y", node.job.id)
 
 
-@pytest.mark.xfail(strict=True, reason="a waiting parent that a worker holds ahead (prefetch) "
-                   "is 'held' in Redis and refuses children; taking it back needs the "
-                   "worker's hand-back, as remove() does: not fixed")
 async def test_a_child_added_to_a_waiting_parent_that_a_worker_holds(flow: FlowProducer) -> None:
     """Docs: "a waiting or delayed parent goes back to waiting-children". A worker that
-    holds jobs ahead (the default prefetch) makes a waiting parent 'held': the add then
-    raises InvalidJobState "is held", depending on the workers' timing."""
-    from driver import take
+    holds jobs ahead (the default prefetch) makes a waiting parent 'held' in Redis: the add
+    raised InvalidJobState "is held", depending on the workers' timing. Now the add asks
+    the holder to hand it back (a control change), and once it is back the parent takes
+    the child, as one fetched a job at a time would."""
+    import asyncio
+
+    from driver import finish, take
+    from helpers import wait_until
 
     reports = q(flow, "a")
     parent = await reports.add("p", 1)
-    await take(reports, "w", 0, 1)
-    try:
-        await reports.add("c", 2, parent=parent)
-    except InvalidJobState as exc:
-        pytest.fail(f"the add raised {exc}")
+    reply = await take(reports, "w", 0, 1)
+    token = reply[9].decode()
+    assert await reports.redis.hget(reports.keys.job(parent.id), "st") == b"held"
+    cv = await reports.redis.hget(reports.keys.meta, "cv")
+    adding = asyncio.create_task(reports.add("c", 2, parent=parent))
+
+    async def asked() -> bool:
+        return await reports.redis.hget(reports.keys.meta, "cv") != cv
+    await wait_until(asked, message="the holders asked to hand back")
+    assert not adding.done()
+    statuses, _, _ = await finish(reports, [(parent.id, token, "h", "", "", 0, -1, -1, "")],
+                                  worker="w")
+    assert statuses == [1]
+    child = await asyncio.wait_for(adding, 10)
     assert await parent.get_state() == "waiting-children"
+    assert await child.get_state() == "waiting"
+
+
+async def test_a_child_added_to_a_held_parent_that_had_started(flow: FlowProducer) -> None:
+    """The other order: the holder had started the parent before the add reached it. Its
+    start note wins, as a fetch one at a time would have: the add raises InvalidJobState
+    and writes nothing."""
+    import asyncio
+
+    from driver import finish, take
+    from helpers import wait_until
+
+    reports = q(flow, "a")
+    parent = await reports.add("p", 1)
+    reply = await take(reports, "w", 0, 1)
+    token = reply[9].decode()
+    cv = await reports.redis.hget(reports.keys.meta, "cv")
+    adding = asyncio.create_task(reports.add("c", 2, parent=parent, job_id="c1"))
+
+    async def asked() -> bool:
+        return await reports.redis.hget(reports.keys.meta, "cv") != cv
+    await wait_until(asked, message="the holders asked to hand back")
+    now = await reports.redis.time()
+    ms = str(int(now[0]) * 1000 + int(now[1]) // 1000)
+    statuses, _, _ = await finish(reports, [(parent.id, token, "s", "", "", 0, -1, -1, ms)],
+                                  worker="w")
+    assert statuses == [1]
+    with pytest.raises(InvalidJobState, match="is active"):
+        await asyncio.wait_for(adding, 10)
+    assert await parent.get_state() == "active"
+    assert await reports.get_job("c1") is None

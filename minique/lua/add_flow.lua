@@ -12,7 +12,8 @@
 -- timeout, when the first send may have run) change nothing: as in add.lua, the producer's
 -- record in '{p:q}:producers' (this first queue's) says which number it saw last, here
 -- with the reply ("seq|reply|ms"), which a re-send gets back.
--- Returns {now (ms), id of each node}. Errors: INVALIDSTATE (a job exists already, a parent that started or
+-- Returns {now (ms), id of each node}, or {-1, ms} when an existing parent is held by a
+-- worker (see below; ms: what is left of the longest hold granted). Errors: INVALIDSTATE (a job exists already, a parent that started or
 -- finished), NOTFOUND (an unknown parent).
 --@include base
 --@include job_fields
@@ -42,6 +43,16 @@ for i = 1, n do
   elseif par ~= '' then
     local st = redis.call('HGET', par, 'st')
     if not st then return redis.error_reply('NOTFOUND parent job ' .. par .. ' does not exist') end
+    if st == 'held' or st == 'removed' then
+      -- Waiting, to the user, but a worker holds it ahead of its start (or remove() has
+      -- reached it there): its holders are asked to hand it back, and the caller tries
+      -- again once it is back (waiting: it takes the children) or started (it refuses
+      -- them), as for a parent fetched one job at a time. Nothing is written before.
+      local pbase = split_job_key(par)
+      local ms = 0
+      if st == 'held' and pbase then ms = in_queue(pbase, control_changed, 'flow') end
+      return {-1, ms}
+    end
     if st ~= 'waiting-children' and st ~= 'waiting' and st ~= 'delayed' then
       return redis.error_reply('INVALIDSTATE parent job ' .. par .. ' is ' .. st ..
                                ': children can be added only to a parent that has not started')
