@@ -54,7 +54,9 @@ scheduler stays listed (``ended=True``) until removed.
 
 **Upserting again** with the same timing keeps the schedule and its pending firing (the
 template and settings are updated in place); different timing (cron, every, tz, start_date)
-starts a new generation and replaces the pending firing if it has not started. Removing a
+starts a new generation and replaces the pending firing if it has not started. A new
+template reaches the pending firing while it is delayed or waiting (not yet taken); a later
+end date, no end date or a higher limit lets an ended scheduler go on. Removing a
 scheduler deletes its keys and its pending firing if that has not started.
 """
 
@@ -83,6 +85,9 @@ UPSERT_OPTIONS = frozenset({"cron", "every", "tz", "job_name", "data", "job_opti
                             "start_date", "end_date", "limit", "catch_up"})
 # The scheduler decides when and under which id each firing is added.
 _SCHEDULER_CONTROLLED = frozenset({"delay", "job_id"})
+# Not part of a firing's template: a firing never claims a dedup id (as in BullMQ, whose
+# scheduler templates leave deduplication out); accepting it would ignore it silently.
+_NOT_FOR_FIRINGS = frozenset({"dedup"})
 _MAX_ID = 256
 _MAX_MS = 2**41  # the delayed set's score (due_ms * 4096 + seq) must stay exact
 
@@ -276,6 +281,9 @@ def _validate(queue: Queue, scheduler_id: Any, options: Mapping[str, Any]) -> _U
     if controlled:
         raise TypeError(f"job_options: {', '.join(sorted(controlled))} cannot be set on a "
                         "scheduler (it decides when and under which id each firing is added)")
+    if _NOT_FOR_FIRINGS & set(job_options):
+        raise TypeError("job_options: dedup cannot be set on a scheduler: a scheduler keeps "
+                        "one pending firing already, and its firings claim no dedup id")
     resolved = resolve(queue.default_job_options, job_options)
     data = codec.encode(options.get("data"), f"data of job scheduler {scheduler_id!r}")
     kind = "cron" if cron is not None else "every"
@@ -322,8 +330,8 @@ async def upsert_job_scheduler(queue: Queue, scheduler_id: str, **options: Any) 
 
     Options: ``cron`` (5-field expression) or ``every`` (seconds), ``tz`` (IANA name, default
     "UTC", for cron), ``job_name`` (default: the scheduler id), ``data``, ``job_options``
-    (those of ``Queue.add`` except ``delay`` and ``job_id``), ``start_date``, ``end_date``,
-    ``limit`` (number of runs) and ``catch_up`` ("once" or "skip"). Bad input raises
+    (those of ``Queue.add`` except ``delay``, ``job_id`` and ``dedup``), ``start_date``,
+    ``end_date``, ``limit`` (number of runs) and ``catch_up`` ("once" or "skip"). Bad input raises
     ValueError or TypeError before anything is written. Idempotent: the same call from any
     number of processes leaves one scheduler and one pending firing.
     """
@@ -431,8 +439,8 @@ async def refill_due(queue: Queue, batch: int = 50, grace: float = 5.0) -> int:
                                            start_ms, end_ms)
         except ValueError:
             continue  # e.g. a time zone this machine does not know; another worker may
-        await queue._run("refill_scheduler", [sid, gen, "1" if exhausted else "0", len(times),
-                                              *times], _keys(queue, sid))
+        await queue._run("refill_scheduler", [sid, gen, end_ms, "1" if exhausted else "0",
+                                              len(times), *times], _keys(queue, sid))
         done += 1
     return done
 

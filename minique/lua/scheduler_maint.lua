@@ -1,6 +1,6 @@
 -- Periodic scheduler upkeep, called by workers (minique/scheduler.py refill_due). Bounded:
--- at most `batch` schedulers of each kind per call, and one ZRANGEBYSCORE + one ZRANGE when
--- there is nothing to do.
+-- at most `batch` schedulers of each kind per call, and one HGET, one ZRANGEBYSCORE and one
+-- ZRANGE when there is nothing to do.
 --  1. Repair: a scheduler whose pending firing is overdue by more than grace_ms and whose job
 --     no longer exists (removed by hand, drained) gets its next firing after now.
 --  2. Reports the cron schedulers whose precomputed time list ran low, with what Python needs
@@ -13,7 +13,18 @@
 local now = now_ms()
 local grace, batch = tonumber(ARGV[2]), tonumber(ARGV[3])
 local repaired = 0
-for _, sid in ipairs(redis.call('ZRANGEBYSCORE', SCH_INDEX, '-inf', now - grace, 'LIMIT', 0, batch)) do
+-- Overdue schedulers whose firing still exists (it waits in a queue that is behind, or
+-- paused) stay in this range: a cursor (meta 'smo', an offset into the range) moves past
+-- them, so that every call looks at the next `batch` and a lost firing further on is found.
+local stored = tonumber(redis.call('HGET', K.meta, 'smo')) or 0
+local off = stored
+local due = redis.call('ZRANGEBYSCORE', SCH_INDEX, '-inf', now - grace, 'LIMIT', off, batch)
+if #due == 0 and off > 0 then
+  off = 0
+  due = redis.call('ZRANGEBYSCORE', SCH_INDEX, '-inf', now - grace, 'LIMIT', 0, batch)
+end
+local stay = 0  -- of those looked at, the ones left in the range
+for _, sid in ipairs(due) do
   local sk = sch_hash_key(sid)
   local h = sch_load(sk)
   if h.gen == '' then
@@ -22,7 +33,14 @@ for _, sid in ipairs(redis.call('ZRANGEBYSCORE', SCH_INDEX, '-inf', now - grace,
     emit('ev', 'scheduler-repaired', 'scheduler', sid, 'lost', h.nid)
     sch_advance(sk, sch_times_key(sid), sid, h, math.max(now - 1, sch_num(h.nxt, -1)), now)
     repaired = repaired + 1
+    if sch_num(redis.call('ZSCORE', SCH_INDEX, sid), now) <= now - grace then stay = stay + 1 end
+  else
+    stay = stay + 1
   end
+end
+local next_off = #due < batch and 0 or off + stay
+if next_off ~= stored then
+  redis.call('HSET', K.meta, 'smo', next_off)
 end
 local out = {repaired, now}
 for _, sid in ipairs(redis.call('ZRANGE', SCH_REFILL, 0, batch - 1)) do

@@ -46,18 +46,45 @@ if old[1] ~= sig then
   return {status, h.nid}
 end
 
+-- Applies the template (name, data, options, priority, group) to the pending firing if
+-- that has not started: delayed, or due and waiting. A waiting one keeps its place in line
+-- unless its priority or group changed; then it is queued again as they now say. (Here and
+-- not in includes/scheduler.lua: a local there counts against finish.lua's 200 in EVAL mode.)
+local function refresh_pending(id, h)
+  local jk = JP .. id
+  local f = redis.call('HMGET', jk, 'st', 'p', 'g')
+  if f[1] ~= 'delayed' and f[1] ~= 'waiting' then return end
+  local prio, g = sch_num(h.p, 0), nil
+  if h.jo ~= '' then  -- job_options={"group": ...}, as sch_advance reads it
+    local ok, jo = pcall(cmsgpack.unpack, h.jo)
+    if ok and type(jo) == 'table' and type(jo.group) == 'string' then g = jo.group end
+  end
+  local requeue = f[1] == 'waiting' and (sch_num(f[2], 0) ~= prio or (f[3] or nil) ~= g)
+  if requeue then unlink_job(jk, id) end
+  redis.call('HSET', jk, 'n', h.n, 'd', h.d, 'o', h.o, 'p', prio)
+  if g then redis.call('HSET', jk, 'g', g) else redis.call('HDEL', jk, 'g') end
+  if requeue then enqueue_ready(jk, id, prio) end
+end
+
 -- Same timing: keep the generation and the schedule; refresh the pending firing.
 status = 3
 local h = sch_load(sk)
+if h.kind == 'cron' and old[7] ~= ARGV[9] then
+  -- A new end date: the time list was cut at the old one (and marked exhausted if it fell
+  -- within the list), so take the times computed for the new one. Times already used go.
+  sch_store_times(tk, 18, tonumber(ARGV[18]))
+  redis.call('ZREMRANGEBYSCORE', tk, '-inf', math.max(sch_num(h.last, -1), sch_num(h.nxt, 0) - 1))
+  redis.call('HSET', sk, 'exhausted', ARGV[17])
+  h.exhausted = ARGV[17]
+end
 if h.nid ~= '' then
-  local jk = JP .. h.nid
   local nxt = sch_num(h.nxt, -1)
   local stop, limit = sch_num(h['end'], -1), sch_num(h.limit, 0)
   if (stop >= 0 and nxt > stop) or (limit > 0 and sch_num(h.ic, 0) >= limit) then
     sch_unlink_pending(h.nid, 'scheduler ' .. sid .. ' ended')
     sch_idle(sk, sid, h, true)
-  elseif not template_same and redis.call('HGET', jk, 'st') == 'delayed' then
-    redis.call('HSET', jk, 'n', h.n, 'd', h.d, 'o', h.o, 'p', sch_num(h.p, 0))
+  elseif not template_same then
+    refresh_pending(h.nid, h)
   end
 else
   -- No pending firing (ended, or waiting for a refill): a raised limit or a later end date

@@ -1,0 +1,180 @@
+"""Break tests for job schedulers and deduplication (docs/guide/schedulers.md,
+docs/guide/queue.md "dedup"): the ways BullMQ repeatable jobs, Celery beat and arq cron
+break for their users, tried against minique. Each test up to the "attacks that pass" line
+failed on the code before its fix; the others are regression guards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from driver import JOB_FIELDS
+
+from minique import Queue
+from minique.scheduler import get_job_scheduler, refill_due
+
+
+async def _take(queue: Queue, count: int = 10) -> list[str]:
+    """Takes up to ``count`` jobs with the real fetch script (as a worker does)."""
+    reply = await queue._run("fetch", [count, 30000, "break-sched", 0, 0, 1000])
+    body = reply[8:]
+    return [body[i].decode() for i in range(0, len(body), JOB_FIELDS)]
+
+
+async def _run_pending(queue: Queue, sid: str) -> str:
+    """Makes the scheduler's pending firing due now and takes it; returns its id."""
+    s = await get_job_scheduler(queue, sid)
+    assert s is not None and s.pending_job_id is not None and not s.ended, s
+    await queue.promote_job(s.pending_job_id)
+    assert await _take(queue) == [s.pending_job_id]
+    return s.pending_job_id
+
+
+# ----- found broken, fixed ----------------------------------------------------------------
+
+
+async def test_a_later_end_date_lets_a_running_cron_scheduler_go_on(queue: Queue) -> None:
+    """A cron scheduler whose end date is moved later by a new upsert (same timing) must
+    fire past the old end date. The time list had been cut at the old end and marked
+    exhausted, and an upsert with the same timing kept both: the scheduler ended at the
+    old end date anyway."""
+    now = time.time()
+    await queue.upsert_job_scheduler("c", cron="* * * * *", end_date=now + 150)
+    later = await queue.upsert_job_scheduler("c", cron="* * * * *", end_date=now + 3600)
+    assert later.end_date == pytest.approx(now + 3600, abs=0.01)
+    for _ in range(6):  # two or three fire times were left before the old end date
+        await _run_pending(queue, "c")
+    s = await get_job_scheduler(queue, "c")
+    assert s is not None and not s.ended and s.iterations == 6
+
+
+async def test_a_later_end_date_resumes_an_ended_cron_scheduler(queue: Queue) -> None:
+    """The same for a cron scheduler that has already ended at its end date ("an ended
+    scheduler stays listed"; a later end date or no end date lets it go on)."""
+    now = time.time()
+    await queue.upsert_job_scheduler("c", cron="* * * * *", end_date=now + 90)
+    for _ in range(3):
+        s = await get_job_scheduler(queue, "c")
+        assert s is not None
+        if s.ended:
+            break
+        await _run_pending(queue, "c")
+    ended = await get_job_scheduler(queue, "c")
+    assert ended is not None and ended.ended and ended.pending_job_id is None
+    resumed = await queue.upsert_job_scheduler("c", cron="* * * * *")  # no end date now
+    assert not resumed.ended and resumed.pending_job_id is not None
+    assert (resumed.next_run or 0) > (ended.last_run or 0)
+    for _ in range(3):
+        await _run_pending(queue, "c")
+
+
+async def test_a_refill_computed_for_the_old_end_date_does_not_end_the_scheduler(
+        queue: Queue, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's refill reads the schedule, computes times in Python and stores them in a
+    second call; an upsert that moved the end date in between made that refill store a list
+    cut at the old end date, marked exhausted (same generation), so the scheduler ended
+    there. A refill computed for another end date is ignored now."""
+    now = time.time()
+    await queue.upsert_job_scheduler("c", cron="* * * * *", end_date=now + 66.5 * 60)
+    times_key = queue.keys.base + ":sch:t:c"
+    await client.zremrangebyrank(times_key, 5, -1)  # ran low: the next refill ends at the end
+    await client.zadd(queue.keys.base + ":schedulers:refill", {"c": 0})
+    run = queue._run
+    moved = False
+
+    async def upsert_between(name: str, *args: Any, **kw: Any) -> Any:
+        nonlocal moved
+        if name == "refill_scheduler" and not moved:
+            moved = True
+            await queue.upsert_job_scheduler("c", cron="* * * * *")  # no end date any more
+        return await run(name, *args, **kw)
+
+    monkeypatch.setattr(queue, "_run", upsert_between)
+    await refill_due(queue)
+    assert moved
+    s = await get_job_scheduler(queue, "c")
+    assert s is not None and s.end_date is None and not s.ended
+    assert await client.hget(queue.keys.base + ":sch:h:c", "exhausted") == b"0"
+    assert await client.zcard(times_key) >= 60
+
+
+async def test_dedup_in_a_schedulers_job_options_is_refused(queue: Queue, client: Any) -> None:
+    """``job_options={"dedup": ...}`` on a scheduler was accepted and silently ignored: the
+    firings never claimed the dedup id (BullMQ leaves deduplication out of a scheduler's
+    template too). It is refused like ``delay`` and ``job_id``, and nothing is written."""
+    with pytest.raises(TypeError, match="dedup"):
+        await queue.upsert_job_scheduler("d", every=60.0, job_options={"dedup": {"id": "x"}})
+    assert await client.keys(queue.keys.base + "*") == []
+
+
+async def test_a_new_template_reaches_a_firing_that_is_due_but_not_taken(queue: Queue) -> None:
+    """Upserting again with the same timing updates the template "in place", pending firing
+    included. An every-N scheduler's first firing is due at once (waiting, not delayed):
+    it kept the old name, data and priority, so a deploy that changed the template still
+    ran the old one first."""
+    s = await queue.upsert_job_scheduler("w", every=3600.0, job_name="old", data={"v": 1})
+    assert await queue.get_state(s.pending_job_id or "") == "waiting"
+    await queue.add("other", 0)  # a job before it in line
+    again = await queue.upsert_job_scheduler("w", every=3600.0, job_name="new", data={"v": 2},
+                                             job_options={"priority": 5})
+    assert again.pending_job_id == s.pending_job_id  # the same firing, not a second one
+    job = await queue.get_job(s.pending_job_id or "")
+    assert job is not None and (job.name, job.data, job.priority) == ("new", {"v": 2}, 5)
+    assert job.state == "waiting"
+    # The new priority is in force (a prioritized job runs before plain ones), and the
+    # firing is taken once, with its new template.
+    assert (await queue.get_stats())["waiting"] == 2
+    assert await _take(queue, 1) == [s.pending_job_id]
+
+
+async def test_a_new_group_reaches_the_pending_firing(queue: Queue) -> None:
+    """The template's group (``job_options={"group": ...}``) is part of the template: a
+    delayed pending firing kept the group it was made with."""
+    start = time.time() + 3600
+    s = await queue.upsert_job_scheduler("g", every=60.0, start_date=start)
+    await queue.upsert_job_scheduler("g", every=60.0, start_date=start,
+                                     job_options={"group": "acct-1"})
+    job = await queue.get_job(s.pending_job_id or "")
+    assert job is not None and job.group == "acct-1"
+    await queue.upsert_job_scheduler("g", every=60.0, start_date=start)
+    job = await queue.get_job(s.pending_job_id or "")
+    assert job is not None and job.group is None
+    # A waiting firing moves into the group (and is taken from there, once).
+    w = await queue.upsert_job_scheduler("w", every=3600.0)
+    await queue.upsert_job_scheduler("w", every=3600.0, job_options={"group": "acct-2"})
+    job = await queue.get_job(w.pending_job_id or "")
+    assert job is not None and job.group == "acct-2" and job.state == "waiting"
+    assert (await queue.get_stats())["waiting"] == 1
+    assert await _take(queue) == [w.pending_job_id]
+    assert await _take(queue) == []
+
+
+async def test_a_lost_firing_is_repaired_behind_many_overdue_schedulers(queue: Queue) -> None:
+    """The maintenance repair looked at the first ``batch`` overdue schedulers only. When
+    more than that many are overdue with their firing still waiting (a queue that is behind,
+    or paused), a scheduler further on whose firing was lost (removed by hand, cleaned) was
+    never repaired: it stayed dead however often the workers ran their upkeep."""
+    for i in range(3):
+        await queue.upsert_job_scheduler(f"s{i}", every=3600.0)  # each due at once, waiting
+    lost = await get_job_scheduler(queue, "s2")  # the last of the three in the index
+    assert lost is not None and lost.pending_job_id is not None
+    assert await queue.remove_job(lost.pending_job_id) is True
+    for _ in range(3):  # a few rounds of upkeep, two schedulers per call
+        await refill_due(queue, batch=2, grace=0.0)
+    fixed = await get_job_scheduler(queue, "s2")
+    assert fixed is not None and fixed.pending_job_id is not None
+    assert await queue.get_job(fixed.pending_job_id) is not None
+    # The others were never touched: their firings still wait.
+    for sid in ("s0", "s1"):
+        s = await get_job_scheduler(queue, sid)
+        assert s is not None and await queue.get_state(s.pending_job_id or "") == "waiting"
+
+
+# ----- attacks that pass (regression guards) ----------------------------------------------
+
+
+async def test_no_op() -> None:
+    await asyncio.sleep(0)
