@@ -63,7 +63,6 @@ scheduler deletes its keys and its pending firing if that has not started.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -339,9 +338,12 @@ async def upsert_job_scheduler(queue: Queue, scheduler_id: str, **options: Any) 
     times: list[int] = []
     exhausted = False
     if u.kind == "cron":
-        now = time.time()
-        # From a minute back: the script keeps only times after the server's clock, so a
-        # client clock running a little fast cannot make it skip the first fire time.
+        # The server's clock decides every firing (the scripts' now), so the times start
+        # from it, not from this machine's: a client clock running fast made the first
+        # firings late. From a minute back: the script keeps only times after the server's
+        # clock as it runs, a moment later.
+        secs, micros = await queue.redis.time()
+        now = secs + micros / 1e6
         times, exhausted = _cron_batch(u.cron, u.tz, round((now - 60) * 1000), now - 60,
                                        u.start_ms, u.end_ms)
     args: list[scripts.Arg] = [
@@ -435,8 +437,9 @@ async def refill_due(queue: Queue, batch: int = 50, grace: float = 5.0) -> int:
         sid, gen, cron, tz = (x.decode() for x in items[i:i + 4])
         after_ms, start_ms, end_ms = (int(x or b"-1") for x in items[i + 4:i + 7])
         try:
-            times, exhausted = _cron_batch(cron, tz, after_ms, max(server_now, time.time()),
-                                           start_ms, end_ms)
+            # The server's clock, as every firing is decided on it: this machine's clock
+            # running fast made the list skip the times between the two.
+            times, exhausted = _cron_batch(cron, tz, after_ms, server_now, start_ms, end_ms)
         except ValueError:
             continue  # e.g. a time zone this machine does not know; another worker may
         await queue._run("refill_scheduler", [sid, gen, end_ms, "1" if exhausted else "0",

@@ -7,6 +7,7 @@ failed on the code before its fix; the others are regression guards.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any
 
@@ -171,6 +172,48 @@ async def test_a_lost_firing_is_repaired_behind_many_overdue_schedulers(queue: Q
     for sid in ("s0", "s1"):
         s = await get_job_scheduler(queue, sid)
         assert s is not None and await queue.get_state(s.pending_job_id or "") == "waiting"
+
+
+class _FastClock:
+    """Stands in for the ``time`` module of minique.scheduler: this machine's clock runs
+    ``ahead`` seconds fast (the Redis server's clock is the schedule's clock)."""
+
+    def __init__(self, ahead: float) -> None:
+        self.ahead = ahead
+
+    def time(self) -> float:
+        return time.time() + self.ahead
+
+
+async def test_a_worker_clock_running_fast_does_not_skip_cron_fire_times(
+        queue: Queue, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refill computed its times after max(server clock, this machine's clock): a worker
+    whose clock ran a day fast stored the next time and then the times after *its* now,
+    so the scheduler skipped a day of fire times (every firing is decided on the server's
+    clock). Refills and upserts use the server's clock."""
+    import minique.scheduler as scheduler_module
+
+    await queue.upsert_job_scheduler("c", cron="*/5 * * * *")
+    times_key = queue.keys.base + ":sch:t:c"
+    await client.zremrangebyrank(times_key, 5, -1)
+    await client.zadd(queue.keys.base + ":schedulers:refill", {"c": 0})
+    monkeypatch.setattr(scheduler_module, "time", _FastClock(86400), raising=False)
+    assert await refill_due(queue) == 1
+    times = [int(t) for t in await client.zrange(times_key, 0, -1)]
+    assert len(times) >= 60
+    assert {b - a for a, b in itertools.pairwise(times)} == {300_000}, "a gap"
+
+
+async def test_an_upsert_from_a_client_whose_clock_runs_fast_fires_on_time(
+        queue: Queue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The upsert computed the cron times from its own clock less a minute: from a client an
+    hour fast, the first firing came an hour late (the fire times before were skipped)."""
+    import minique.scheduler as scheduler_module
+
+    monkeypatch.setattr(scheduler_module, "time", _FastClock(3600), raising=False)
+    before = time.time()
+    s = await queue.upsert_job_scheduler("c", cron="* * * * *")
+    assert s.next_run is not None and before < s.next_run <= before + 61
 
 
 # ----- attacks that pass (regression guards) ----------------------------------------------
