@@ -62,6 +62,7 @@ scheduler deletes its keys and its pending firing if that has not started.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -78,6 +79,7 @@ from .options import check_option_names, check_utf8, encode_stored, resolve
 if TYPE_CHECKING:
     from .queue import Queue
 
+HELD_FIRING_WAIT = 1.0  # s a removal waits for a holding worker's answer beyond its hold
 CRON_BATCH = 64  # fire times stored per cron scheduler; refilled below 16 (lua SCH_LOW)
 CATCH_UP = ("once", "skip")
 UPSERT_OPTIONS = frozenset({"cron", "every", "tz", "job_name", "data", "job_options",
@@ -403,10 +405,25 @@ async def get_job_schedulers(queue: Queue, start: int = 0, end: int = -1) -> lis
 
 
 async def remove_job_scheduler(queue: Queue, scheduler_id: str) -> bool:
-    """Removes the scheduler and its pending firing (if not started); False if absent."""
+    """Removes the scheduler and its pending firing (if not started); False if absent.
+
+    A firing that a worker holds ahead of its start (waiting, to everyone else) is pending
+    too: it is handed back and deleted, and this waits for that answer (about a round trip),
+    as ``Queue.remove_job`` does; one its worker had started already runs on."""
     validate_name("scheduler id", scheduler_id)
-    return bool(await queue._run("remove_scheduler", [scheduler_id],
-                                 _keys(queue, scheduler_id)))
+    reply = await queue._run("remove_scheduler", [scheduler_id], _keys(queue, scheduler_id))
+    if not isinstance(reply, list):
+        return bool(reply)
+    existed, hold_ms = int(reply[0]), int(reply[1])
+    firing_key = queue.keys.job(reply[2].decode() if isinstance(reply[2], bytes) else str(reply[2]))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + hold_ms / 1000.0 + HELD_FIRING_WAIT
+    # Handed back (deleted), started (runs on), or its worker does not answer: its hold has
+    # run out then, so it cannot start, and it is deleted when handed or taken back.
+    while (await queue.redis.hget(firing_key, "st") == b"removed"
+           and loop.time() < deadline):
+        await asyncio.sleep(0.005)
+    return bool(existed)
 
 
 async def remove_all_job_schedulers(queue: Queue, batch: int = 100) -> int:

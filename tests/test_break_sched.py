@@ -267,3 +267,64 @@ async def test_odd_dedup_ids_dedupe_and_are_released(queue: Queue, did: str) -> 
     assert jid == first.id
     await finish(queue, [complete(jid, tok)])
     assert (await queue.add("x", 4, dedup={"id": did})).id != first.id
+
+
+async def _held_firing(queue: Queue) -> tuple[str, str]:
+    """A scheduler whose first firing is due now, taken to hold by worker "w" (driver)."""
+    from driver import take
+
+    made = await queue.upsert_job_scheduler("s", every=60.0)
+    firing = made.pending_job_id or ""
+    assert await queue.get_state(firing) == "waiting"
+    reply = await take(queue, "w", 0, 1)
+    assert reply[8].decode() == firing
+    assert await queue.redis.hget(queue.keys.job(firing), "st") == b"held"
+    return firing, reply[9].decode()
+
+
+async def test_removing_a_scheduler_withdraws_a_firing_a_worker_holds(queue: Queue) -> None:
+    """Found by the break run: a firing a worker had prefetched but not started (waiting, to
+    the user) was handed off to the worker when it was taken, so remove_job_scheduler did not
+    withdraw it and it ran after the scheduler was gone. A firing fetched one job at a time
+    would have been waiting, and withdrawn. Now the removal asks the holder to hand it back,
+    waits for the answer, and the firing is deleted."""
+    from driver import finish
+    from helpers import wait_until
+
+    firing, token = await _held_firing(queue)
+    cv = await queue.redis.hget(queue.keys.meta, "cv")
+    removing = asyncio.create_task(queue.remove_job_scheduler("s"))
+
+    async def asked() -> bool:
+        return await queue.redis.hget(queue.keys.meta, "cv") != cv
+    await wait_until(asked, message="the holders asked to hand back")
+    statuses, _, _ = await finish(queue, [(firing, token, "h", "", "", 0, -1, -1, "")],
+                                  worker="w")
+    assert statuses == [2]  # gone: removed
+    assert await asyncio.wait_for(removing, 10) is True
+    assert await queue.get_job(firing) is None
+    assert await queue.get_job_schedulers() == []
+
+
+async def test_a_held_firing_that_had_started_runs_on_after_its_scheduler_is_removed(
+        queue: Queue) -> None:
+    """The other order: its worker had started the firing before the removal reached it.
+    It runs on, as a started firing does; the scheduler is gone."""
+    from driver import finish
+    from helpers import wait_until
+
+    firing, token = await _held_firing(queue)
+    cv = await queue.redis.hget(queue.keys.meta, "cv")
+    removing = asyncio.create_task(queue.remove_job_scheduler("s"))
+
+    async def asked() -> bool:
+        return await queue.redis.hget(queue.keys.meta, "cv") != cv
+    await wait_until(asked, message="the holders asked to hand back")
+    now = await queue.redis.time()
+    ms = str(int(now[0]) * 1000 + int(now[1]) // 1000)
+    statuses, _, _ = await finish(queue, [(firing, token, "s", "", "", 0, -1, -1, ms)],
+                                  worker="w")
+    assert statuses == [1]
+    assert await asyncio.wait_for(removing, 10) is True
+    assert await queue.get_state(firing) == "active"
+    assert await queue.get_job_schedulers() == []

@@ -170,7 +170,9 @@ local function scheduler_on_take(jk, id, now, can_drop, sid)
     redis.call('HINCRBY', sk, 'skipped', 1)
   else
     h.ic = redis.call('HINCRBY', sk, 'ic', 1)
-    redis.call('HSET', sk, 'last', fire, 'lrun', now)
+    -- 'lid': the firing taken, which a worker may hold ahead of its start (waiting, to
+    -- the user): remove_scheduler.lua withdraws it if so.
+    redis.call('HSET', sk, 'last', fire, 'lrun', now, 'lid', id)
   end
   sch_advance(sk, tk, sid, h, missed and now or fire, now)
   if drop then
