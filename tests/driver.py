@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any
 
@@ -72,3 +73,18 @@ async def die_holding(q: Queue, job_ids: list[str]) -> None:
         return all([await q.redis.hget(q.keys.job(i), "hrc") == b"1"
                     and await q.redis.hget(q.keys.job(i), "st") == b"waiting" for i in job_ids])
     await wait_until(swept, timeout=5, message="the dead worker's holds taken back")
+
+
+async def asking_holders(q: Queue, call: Any) -> asyncio.Task[Any]:
+    """Starts ``call`` (a coroutine that asks the workers holding jobs of ``q`` to hand them
+    back, e.g. a removal) as a task and returns it once Redis has the request (the control
+    version moved), so that the test can answer as the holding worker would."""
+    from helpers import wait_until
+
+    cv = await q.redis.hget(q.keys.meta, "cv")
+    task = asyncio.create_task(call)
+
+    async def asked() -> bool:
+        return await q.redis.hget(q.keys.meta, "cv") != cv
+    await wait_until(asked, message="the holders asked to hand back")
+    return task

@@ -109,20 +109,14 @@ async def test_a_child_added_to_a_waiting_parent_that_a_worker_holds(flow: FlowP
     the child, as one fetched a job at a time would."""
     import asyncio
 
-    from driver import finish, take
-    from helpers import wait_until
+    from driver import asking_holders, finish, take
 
     reports = q(flow, "a")
     parent = await reports.add("p", 1)
     reply = await take(reports, "w", 0, 1)
     token = reply[9].decode()
     assert await reports.redis.hget(reports.keys.job(parent.id), "st") == b"held"
-    cv = await reports.redis.hget(reports.keys.meta, "cv")
-    adding = asyncio.create_task(reports.add("c", 2, parent=parent))
-
-    async def asked() -> bool:
-        return await reports.redis.hget(reports.keys.meta, "cv") != cv
-    await wait_until(asked, message="the holders asked to hand back")
+    adding = await asking_holders(reports, reports.add("c", 2, parent=parent))
     assert not adding.done()
     statuses, _, _ = await finish(reports, [(parent.id, token, "h", "", "", 0, -1, -1, "")],
                                   worker="w")
@@ -138,19 +132,13 @@ async def test_a_child_added_to_a_held_parent_that_had_started(flow: FlowProduce
     and writes nothing."""
     import asyncio
 
-    from driver import finish, take
-    from helpers import wait_until
+    from driver import asking_holders, finish, take
 
     reports = q(flow, "a")
     parent = await reports.add("p", 1)
     reply = await take(reports, "w", 0, 1)
     token = reply[9].decode()
-    cv = await reports.redis.hget(reports.keys.meta, "cv")
-    adding = asyncio.create_task(reports.add("c", 2, parent=parent, job_id="c1"))
-
-    async def asked() -> bool:
-        return await reports.redis.hget(reports.keys.meta, "cv") != cv
-    await wait_until(asked, message="the holders asked to hand back")
+    adding = await asking_holders(reports, reports.add("c", 2, parent=parent, job_id="c1"))
     now = await reports.redis.time()
     ms = str(int(now[0]) * 1000 + int(now[1]) // 1000)
     statuses, _, _ = await finish(reports, [(parent.id, token, "s", "", "", 0, -1, -1, ms)],

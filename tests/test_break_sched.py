@@ -288,16 +288,10 @@ async def test_removing_a_scheduler_withdraws_a_firing_a_worker_holds(queue: Que
     withdraw it and it ran after the scheduler was gone. A firing fetched one job at a time
     would have been waiting, and withdrawn. Now the removal asks the holder to hand it back,
     waits for the answer, and the firing is deleted."""
-    from driver import finish
-    from helpers import wait_until
+    from driver import asking_holders, finish
 
     firing, token = await _held_firing(queue)
-    cv = await queue.redis.hget(queue.keys.meta, "cv")
-    removing = asyncio.create_task(queue.remove_job_scheduler("s"))
-
-    async def asked() -> bool:
-        return await queue.redis.hget(queue.keys.meta, "cv") != cv
-    await wait_until(asked, message="the holders asked to hand back")
+    removing = await asking_holders(queue, queue.remove_job_scheduler("s"))
     statuses, _, _ = await finish(queue, [(firing, token, "h", "", "", 0, -1, -1, "")],
                                   worker="w")
     assert statuses == [2]  # gone: removed
@@ -310,16 +304,10 @@ async def test_a_held_firing_that_had_started_runs_on_after_its_scheduler_is_rem
         queue: Queue) -> None:
     """The other order: its worker had started the firing before the removal reached it.
     It runs on, as a started firing does; the scheduler is gone."""
-    from driver import finish
-    from helpers import wait_until
+    from driver import asking_holders, finish
 
     firing, token = await _held_firing(queue)
-    cv = await queue.redis.hget(queue.keys.meta, "cv")
-    removing = asyncio.create_task(queue.remove_job_scheduler("s"))
-
-    async def asked() -> bool:
-        return await queue.redis.hget(queue.keys.meta, "cv") != cv
-    await wait_until(asked, message="the holders asked to hand back")
+    removing = await asking_holders(queue, queue.remove_job_scheduler("s"))
     now = await queue.redis.time()
     ms = str(int(now[0]) * 1000 + int(now[1]) // 1000)
     statuses, _, _ = await finish(queue, [(firing, token, "s", "", "", 0, -1, -1, ms)],
