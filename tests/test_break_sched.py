@@ -316,3 +316,34 @@ async def test_a_held_firing_that_had_started_runs_on_after_its_scheduler_is_rem
     assert await asyncio.wait_for(removing, 10) is True
     assert await queue.get_state(firing) == "active"
     assert await queue.get_job_schedulers() == []
+
+
+async def test_schedulers_no_worker_can_compute_do_not_hide_the_others_from_the_top_ups(
+        queue: Queue, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the break run: the top-ups read the first `batch` schedulers of the refill
+    set, and one that this worker cannot compute for (a time zone unknown on its machine) is
+    skipped and stays there. `batch` of them at the head hid every scheduler behind them: a
+    cron scheduler there ran dry. The top-ups go round the set now (meta 'rfo')."""
+    import minique.scheduler as sched
+
+    refill = queue.keys.base + ":schedulers:refill"
+    for i, (sid, tz) in enumerate([("b1", "Europe/Berlin"), ("b2", "Europe/Berlin"),
+                                   ("b3", "Europe/Berlin"), ("u", "UTC")]):
+        await queue.upsert_job_scheduler(sid, cron="* * * * *", tz=tz)
+        await client.zremrangebyrank(queue.keys.base + f":sch:t:{sid}", 5, -1)  # ran low
+        await client.zadd(refill, {sid: i + 1})
+    compute = sched._cron_batch
+
+    def unknown_berlin(cron: str, tz: str, *args: Any) -> Any:
+        if tz == "Europe/Berlin":
+            raise ValueError("unknown time zone on this machine")
+        return compute(cron, tz, *args)
+
+    monkeypatch.setattr(sched, "_cron_batch", unknown_berlin)
+    for _ in range(4):  # each call looks at 2: round the set of 4 in 2 calls
+        await refill_due(queue, batch=2)
+        if await client.zcard(queue.keys.base + ":sch:t:u") > 5:
+            break
+    assert await client.zcard(queue.keys.base + ":sch:t:u") >= 60, "u never topped up"
+    assert await client.zscore(refill, "u") is None
+    assert await client.zcard(refill) == 3  # the Berlin ones wait for a worker that can

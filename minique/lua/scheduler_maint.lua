@@ -4,7 +4,8 @@
 --  1. Repair: a scheduler whose pending firing is overdue by more than grace_ms and whose job
 --     no longer exists (removed by hand, drained) gets its next firing after now.
 --  2. Reports the cron schedulers whose precomputed time list ran low, with what Python needs
---     to compute more: {sid, gen, cron, tz, after_ms, start_ms, end_ms} each.
+--     to compute more: {sid, gen, cron, tz, after_ms, start_ms, end_ms} each; `batch` a
+--     call, from a cursor that goes round the set.
 -- KEYS: vector, index, refill set
 -- ARGV: JP, grace_ms, batch
 -- Returns {repaired, now, [sid, gen, cron, tz, after, start, end]...}
@@ -43,7 +44,19 @@ if next_off ~= stored then
   redis.call('HSET', K.meta, 'smo', next_off)
 end
 local out = {repaired, now}
-for _, sid in ipairs(redis.call('ZRANGE', SCH_REFILL, 0, batch - 1)) do
+-- The refill set the same way (meta 'rfo'): a scheduler that no worker can compute for
+-- (its time zone unknown on their machines) stays in the set, and `batch` of them at its
+-- head hid every scheduler behind them from the top-ups.
+local rstored = tonumber(redis.call('HGET', K.meta, 'rfo')) or 0
+local roff = rstored
+local low = redis.call('ZRANGE', SCH_REFILL, roff, roff + batch - 1)
+if #low == 0 and roff > 0 then
+  roff = 0
+  low = redis.call('ZRANGE', SCH_REFILL, 0, batch - 1)
+end
+local rnext = #low < batch and 0 or roff + batch
+if rnext ~= rstored then redis.call('HSET', K.meta, 'rfo', rnext) end
+for _, sid in ipairs(low) do
   local sk = sch_hash_key(sid)
   local f = redis.call('HMGET', sk, 'gen', 'kind', 'cron', 'tz', 'last', 'nxt', 'start', 'end',
                        'exhausted', 'safter')
