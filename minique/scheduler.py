@@ -353,7 +353,9 @@ async def upsert_job_scheduler(queue: Queue, scheduler_id: str, **options: Any) 
         u.catch_up, u.name, u.data, u.opts, u.priority, u.job_options,
         "1" if exhausted else "0", len(times), *times,
     ]
-    await queue._run("upsert_scheduler", args, _keys(queue, scheduler_id))
+    reply = await queue._run("upsert_scheduler", args, _keys(queue, scheduler_id))
+    if len(reply) > 2:  # a firing a worker holds was withdrawn or given the new template
+        await _holders_answer(queue, reply[2], reply[3], int(reply[4]))
     found = await get_job_scheduler(queue, scheduler_id)
     if found is None:  # removed by someone else in between
         raise LookupError(f"job scheduler {scheduler_id!r} was removed right after the upsert")
@@ -414,16 +416,27 @@ async def remove_job_scheduler(queue: Queue, scheduler_id: str) -> bool:
     reply = await queue._run("remove_scheduler", [scheduler_id], _keys(queue, scheduler_id))
     if not isinstance(reply, list):
         return bool(reply)
-    existed, hold_ms = int(reply[0]), int(reply[1])
-    firing_key = queue.keys.job(reply[2].decode() if isinstance(reply[2], bytes) else str(reply[2]))
+    await _holders_answer(queue, reply[2], b"", int(reply[1]))
+    return bool(int(reply[0]))
+
+
+async def _holders_answer(queue: Queue, firing: bytes | str, token: bytes | str,
+                          hold_ms: int) -> None:
+    """Waits until the worker holding ``firing`` (asked to hand it back by the script that
+    returned ``hold_ms``, what is left of its hold) has answered: handed back (deleted if it
+    was withdrawn), or started before it heard (it runs as it was taken). ``token`` is the
+    hold's ('' for a withdrawn firing, which stays 'removed' until then). A worker that does
+    not answer cannot start it once its hold has run out: this returns then, at the latest
+    HELD_FIRING_WAIT seconds after, and the stalled check gives the firing back later."""
+    key = queue.keys.job(firing.decode() if isinstance(firing, bytes) else str(firing))
+    tok = token.encode() if isinstance(token, str) else token
     loop = asyncio.get_running_loop()
     deadline = loop.time() + hold_ms / 1000.0 + HELD_FIRING_WAIT
-    # Handed back (deleted), started (runs on), or its worker does not answer: its hold has
-    # run out then, so it cannot start, and it is deleted when handed or taken back.
-    while (await queue.redis.hget(firing_key, "st") == b"removed"
-           and loop.time() < deadline):
+    while loop.time() < deadline:
+        st, now_tok = await queue.redis.hmget(key, "st", "tok")
+        if st != b"removed" and (st != b"held" or now_tok != tok):
+            return
         await asyncio.sleep(0.005)
-    return bool(existed)
 
 
 async def remove_all_job_schedulers(queue: Queue, batch: int = 100) -> int:

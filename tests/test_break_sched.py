@@ -347,3 +347,39 @@ async def test_schedulers_no_worker_can_compute_do_not_hide_the_others_from_the_
     assert await client.zcard(queue.keys.base + ":sch:t:u") >= 60, "u never topped up"
     assert await client.zscore(refill, "u") is None
     assert await client.zcard(refill) == 3  # the Berlin ones wait for a worker that can
+
+
+async def test_a_new_template_reaches_a_firing_a_worker_holds(queue: Queue) -> None:
+    """A firing a worker had taken to hold ahead of its start (waiting, to the user) kept
+    the old template: the upsert refreshed only the scheduler's next firing. Now it is
+    given the new template too, its holder is asked to hand it back, and the upsert returns
+    once it has: taken again, it runs with the new template."""
+    from driver import asking_holders, finish
+
+    firing, token = await _held_firing(queue)
+    upserting = await asking_holders(queue, queue.upsert_job_scheduler(
+        "s", every=60.0, job_name="new-name", data={"v": 2}))
+    assert not upserting.done()  # waits for the holder's answer
+    statuses, _, _ = await finish(queue, [(firing, token, "h", "", "", 0, -1, -1, "")],
+                                  worker="w")
+    assert statuses == [1]
+    await asyncio.wait_for(upserting, 10)
+    job = await queue.get_job(firing)
+    assert job is not None and job.state == "waiting"
+    assert (job.name, job.data) == ("new-name", {"v": 2})
+
+
+async def test_a_new_timing_withdraws_a_firing_a_worker_holds(queue: Queue) -> None:
+    """A new timing withdraws the old generation's pending firing; one a worker holds ahead
+    of its start is pending too: withdrawn (handed back and deleted), and the upsert waits
+    for that."""
+    from driver import asking_holders, finish
+
+    firing, token = await _held_firing(queue)
+    upserting = await asking_holders(queue, queue.upsert_job_scheduler("s", every=120.0))
+    statuses, _, _ = await finish(queue, [(firing, token, "h", "", "", 0, -1, -1, "")],
+                                  worker="w")
+    assert statuses == [2]  # gone: withdrawn
+    made = await asyncio.wait_for(upserting, 10)
+    assert await queue.get_job(firing) is None
+    assert made.pending_job_id and made.pending_job_id != firing

@@ -6,14 +6,17 @@
 --       job options (as given, for display), exhausted ('1' = the cron has no times after
 --       the given ones, before its end date), ntimes, cron times (ms, ascending)...
 -- Returns {status, pending job id}: status 0 unchanged, 1 created, 2 timing changed
--- (new generation, pending firing replaced), 3 template or settings changed.
+-- (new generation, pending firing replaced), 3 template or settings changed; with
+-- {..., held firing id, its token, ms} appended when a worker holds the firing taken last
+-- (below; ms: what is left of the longest hold granted).
 --@include base
 --@once
 --@include scheduler
 local sid, sig = ARGV[2], ARGV[3]
 local sk, tk = KEYS[NK + 1], KEYS[NK + 2]
 local now = now_ms()
-local old = redis.call('HMGET', sk, 'sig', 'n', 'd', 'o', 'p', 'jo', 'end', 'limit', 'catch', 'nid')
+local old = redis.call('HMGET', sk, 'sig', 'n', 'd', 'o', 'p', 'jo', 'end', 'limit', 'catch', 'nid',
+                      'lid')
 local template_same = old[2] == ARGV[12] and old[3] == ARGV[13] and old[4] == ARGV[14]
   and old[5] == ARGV[15] and old[6] == ARGV[16]
 local settings_same = old[7] == ARGV[9] and old[8] == ARGV[10] and old[9] == ARGV[11]
@@ -24,12 +27,30 @@ end
 redis.call('HSET', sk, 'n', ARGV[12], 'd', ARGV[13], 'o', ARGV[14], 'p', ARGV[15], 'jo', ARGV[16],
            'end', ARGV[9], 'limit', ARGV[10], 'catch', ARGV[11], 'upd', now)
 
+-- The firing taken last ('lid', includes/scheduler.lua) may be held by a worker ahead of
+-- its start: waiting, to the user, so what this upsert does to a waiting firing it does to
+-- that one too (withdrawn on a new timing, given the new template), and its holders are
+-- asked to hand it back. The reply then names it with its token, and the caller waits for
+-- the answer (handed back, or started before the worker heard: it runs as taken).
+local held_id = old[11]
+local held = held_id and redis.call('HMGET', JP .. held_id, 'st', 'tok')
+if not (held and held[1] == 'held') then held_id = nil end
+local held_wait = -1
+local function reply(status, nid)
+  if held_wait >= 0 then return {status, nid, held_id, held[2] or '', held_wait} end
+  return {status, nid}
+end
+
 local status
 if old[1] ~= sig then
   -- New scheduler, or new timing: a new generation, so no firing id of the old one (even a
   -- retained finished job, or one of a removed scheduler with the same id) can be reused.
   status = old[1] and 2 or 1
   sch_unlink_pending(old[10], 'scheduler ' .. sid .. ' changed')
+  if held_id and mark_held_removed(JP .. held_id, held_id) == 1 then
+    emit('ev', 'removed', 'id', held_id, 'prev', 'waiting', 'reason', 'scheduler ' .. sid .. ' changed')
+    held_wait = control_changed('remove')
+  end
   local gen = redis.call('HINCRBY', K.meta, 'sgen', 1)
   local start = tonumber(ARGV[8])
   redis.call('HSET', sk, 'sig', sig, 'kind', ARGV[4], 'cron', ARGV[5], 'tz', ARGV[6],
@@ -43,7 +64,7 @@ if old[1] ~= sig then
   redis.call('ZREM', SCH_REFILL, sid)
   local h = sch_load(sk)
   sch_advance(sk, tk, sid, h, math.max(now - 1, sch_num(h.last, -1)), now)
-  return {status, h.nid}
+  return reply(status, h.nid)
 end
 
 -- Applies the template (name, data, options, priority, group) to the pending firing if
@@ -91,4 +112,9 @@ else
   -- may let it go on; resume from the first fire time after both now and the last run.
   sch_advance(sk, tk, sid, h, math.max(now - 1, sch_num(h.last, -1)), now)
 end
-return {status, h.nid}
+if held_id and not template_same then
+  -- Its group stays: held jobs are counted by group (includes/groups.lua: gheldn).
+  redis.call('HSET', JP .. held_id, 'n', h.n, 'd', h.d, 'o', h.o, 'p', sch_num(h.p, 0))
+  held_wait = control_changed('template')
+end
+return reply(status, h.nid)
