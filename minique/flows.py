@@ -125,13 +125,18 @@ async def _after_hand_back(client: Any, first: Queue, flat: list[Any], hold_ms: 
     its lease runs out)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + hold_ms / 1000.0 + HELD_PARENT_WAIT
+    asked = [await client.hmget(key, "st", "tok") for key in parents]
     while True:
-        states = [await client.hget(key, "st") for key in parents]
-        if all(st not in (b"held", b"removed") for st in states):
+        now = [await client.hmget(key, "st", "tok") for key in parents]
+        # Answered: back, started, or handed back and taken again by another worker (a new
+        # token), whom the next call asks in turn.
+        if all(st not in (b"held", b"removed") or (st, tok) != tuple(before)
+               for (st, tok), before in zip(now, asked, strict=True)):
             reply = await scripts.run(client, "add_flow", first.keys.vector,
                                       (first.keys.job_prefix, *flat))
             if int(reply[0]) != -1:
                 return reply
+            asked = [await client.hmget(key, "st", "tok") for key in parents]
         if loop.time() >= deadline:
             raise InvalidJobState(
                 f"parent job {', '.join(parents)} is held by a worker that has not handed it "
