@@ -1114,6 +1114,10 @@ class Worker:
                     value = await self._call(handler, job)
             else:
                 value = await self._call(handler, job)
+            if running.cancel_reason not in (None, "shutdown"):
+                # A processor that caught the cancel and went on: its value is dropped, as
+                # a thread's is (a shutdown keeps the real outcome, as for a thread).
+                raise asyncio.CancelledError
             raw = codec.encode(value, "return value")
             self._push(job, "c", raw, "", 0, job.opts.keep_completed)
             self.jobs_done += 1
@@ -1132,8 +1136,11 @@ class Worker:
         except PayloadError as exc:
             self._fail(job, str(exc), "", final=True, started=started)
         except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
+            if isinstance(exc, KeyboardInterrupt | SystemExit) and (
+                    handler is None or handler.is_async):
                 raise
+            # A sync processor's sys.exit() or KeyboardInterrupt ended its own thread (or
+            # was carried back from its child process), not this process: the attempt fails.
             self._on_error(job, exc, started)
         finally:
             self._running.pop(job.id, None)
@@ -1156,11 +1163,16 @@ class Worker:
             return await handler.fn(job)
         try:
             async with asyncio.timeout(timeout) as deadline:
-                return await handler.fn(job)
+                value = await handler.fn(job)
         except TimeoutError:
             if deadline.expired():  # not a TimeoutError of the processor's own
                 raise TimeoutError(f"job timed out after {timeout}s") from None
             raise
+        if deadline.expired():
+            # It caught the cancel of its deadline and returned late: the value is dropped,
+            # as a thread's is after its deadline.
+            raise TimeoutError(f"job timed out after {timeout}s")
+        return value
 
     def _put_back(self, job: Job, exc: Delayed | RateLimited) -> None:
         """A processor's ``Delayed``, ``RateLimited`` or ``GroupRateLimited`` for ``job``: it

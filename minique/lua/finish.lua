@@ -144,6 +144,14 @@ for i = 1, nres do
     if bucket == '' then bucket = '0' end
     held_grouped_done[bucket] = (held_grouped_done[bucket] or 0) - 1
   end
+  -- A cancel asked while the job was this worker's (cancel.lua: 'cx') reaches it however
+  -- its attempt went out: one going back (a retry, a hand-back, Delayed, a rate limit, a
+  -- shutdown) fails as cancelled instead of running again. (The worker's message about
+  -- the cancel may have crossed the outcome it had already decided.)
+  if cur_tok == tok and (kind == 'r' or kind == 'w' or kind == 'h' or kind == 'd'
+      or kind == 'g') and cur_st ~= 'removed' and rcall('HEXISTS', jk, 'cx') == 1 then
+    kind, value, stack = 'f', 'cancelled', ''
+  end
   if cur_tok ~= tok then
     statuses[#statuses + 1] = cur_st and 0 or 2
   elseif cur_st == 'removed' and (kind == 'h' or kind == 'S') then
