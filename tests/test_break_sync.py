@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from driver import back_to_wait, fetch, finish, retry, take
-from helpers import start_worker
+from helpers import start_worker, wait_until
 
 from minique import JobFailed, Queue, Worker
 
@@ -153,5 +153,26 @@ async def test_a_held_job_handed_back_as_it_is_cancelled_ends_cancelled(queue: Q
     assert await queue.cancel(job.id)
     statuses, _, _ = await finish(queue, [(job.id, tok, "h", "", "", 0, -1, -1)])
     assert statuses == [1]
+    done = await queue.get_job(job.id)
+    assert done is not None and done.state == "failed" and done.failed_reason == "cancelled"
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["active", "held"])
+async def test_a_cancelled_job_whose_worker_died_is_not_run_again(queue: Queue,
+                                                                    held: bool) -> None:
+    """cancel() reached a job (True) whose worker then died (kill -9) before it heard of the
+    cancel: the stalled sweep put the job back, 'cx' set, and another worker ran it again.
+    The sweep now fails it as cancelled, as the dead worker would have."""
+    job = await queue.add("x", None, attempts=3)
+    if held:
+        await take(queue, "dead", 0, 1, lease_ms=1)
+    else:
+        await fetch(queue, lease_ms=1, worker="dead")
+    assert await queue.cancel(job.id)
+
+    async def swept() -> bool:
+        await queue._run("stalled", [5, 100, 100, -1, "sweeper"])
+        return await queue.redis.hget(queue.keys.job(job.id), "st") not in (b"active", b"held")
+    await wait_until(swept, timeout=5, message="the dead worker's job taken back")
     done = await queue.get_job(job.id)
     assert done is not None and done.state == "failed" and done.failed_reason == "cancelled"

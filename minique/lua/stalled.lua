@@ -27,8 +27,12 @@ local function count_stall(jk, id, f, reason)
   local hf, hv = attempt_entry(jk, 'stalled', now, reason)
   redis.call('HSET', jk, 'tok', '', hf, hv)
   emit('ev', 'stalled', 'id', id, 'count', stc)
-  if stc > max_stalled then
-    local why = 'job stalled more than allowable limit (' .. max_stalled .. ')'
+  -- A job whose cancel was asked (cancel.lua: 'cx') fails as cancelled, as its worker
+  -- would have failed it had it lived to hear of the cancel: it does not run again.
+  local cancelled = redis.call('HEXISTS', jk, 'cx') == 1
+  if stc > max_stalled or cancelled then
+    local why = cancelled and 'cancelled'
+                or 'job stalled more than allowable limit (' .. max_stalled .. ')'
     if f[5] then release_dedup(f[5], id) end
     flow_finished(jk, f[6], f[7], 'f', why)
     if retain(done_f, id, int_str(now), tonumber(ARGV[4]), tonumber(ARGV[5])) then
@@ -71,10 +75,13 @@ for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
         -- worker at its start then fails after max_stalled + 2 crashes (one fetched at a
         -- time: max_stalled + 1); an innocent one counts a stall only when a second
         -- holder dies with it held, as a job running beside a poison one would.
-        if redis.call('HINCRBY', jk, 'hrc', 1) < 2 then
+        local cancelled = redis.call('HEXISTS', jk, 'cx') == 1
+        if redis.call('HINCRBY', jk, 'hrc', 1) < 2 and not cancelled then
           -- Takes read 'hrc' (and 'stc') from now on, and tell workers it is suspect.
           redis.call('HSET', K.meta, 'xs', '1')
           enqueue_return(jk, id, f[2])
+        elseif cancelled then
+          count_stall(jk, id, f, 'lease expired while held (worker lost), cancel asked')
         else
           redis.call('HINCRBY', jk, 'ats', 1)
           count_stall(jk, id, f, 'lease expired while held (worker lost; held by a lost worker before)')
