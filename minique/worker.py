@@ -1042,8 +1042,7 @@ class Worker:
                 self._put_back(job, exc)
             return
         except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
+            # A batch processor's sys.exit() or KeyboardInterrupt is its error (see _process).
             for job in jobs:
                 self._on_error(job, exc, started)
             return
@@ -1136,11 +1135,11 @@ class Worker:
         except PayloadError as exc:
             self._fail(job, str(exc), "", final=True, started=started)
         except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit) and (
-                    handler is None or handler.is_async):
-                raise
-            # A sync processor's sys.exit() or KeyboardInterrupt ended its own thread (or
-            # was carried back from its child process), not this process: the attempt fails.
+            # sys.exit() or KeyboardInterrupt from a processor (click's standalone mode, a
+            # library's) is the job's error: the attempt fails and may be retried. A sync
+            # one's ended its own thread (or came back from its child process); an async
+            # one's, re-raised, escaped the event loop and hung the process with the jobs
+            # beside it unreported. Stopping the worker is SIGTERM's (or close()'s) job.
             self._on_error(job, exc, started)
         finally:
             self._running.pop(job.id, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from typing import Any
@@ -21,19 +22,32 @@ def _mark(job: Any, what: str) -> None:
         r.close()
 
 
-def exits(job: Any) -> str:
-    """A plain ``def`` processor (in a thread or a child process): raises SystemExit(3)
-    or KeyboardInterrupt when data["raise"] says so, else sleeps data["sleep"] seconds.
-    Leaves "start <id> <attempt>" / "end <id> <attempt>" under data["key"]."""
+def _start(job: Any) -> None:
     _mark(job, "start")
     what = job.data.get("raise")
     if what == "SystemExit":
         sys.exit(3)
     if what == "KeyboardInterrupt":
         raise KeyboardInterrupt
+
+
+def exits(job: Any) -> str:
+    """A plain ``def`` processor (in a thread or a child process): raises SystemExit(3)
+    or KeyboardInterrupt when data["raise"] says so, else sleeps data["sleep"] seconds.
+    Leaves "start <id> <attempt>" / "end <id> <attempt>" under data["key"]."""
+    _start(job)
     time.sleep(job.data.get("sleep", 0))
     _mark(job, "end")
     return "ok"
 
 
+async def aexits(job: Any) -> str:
+    """The same as an ``async def`` processor (on the worker's own event loop)."""
+    _start(job)
+    await asyncio.sleep(job.data.get("sleep", 0))
+    _mark(job, "end")
+    return "ok"
+
+
 registry.add("bs", exits, name="exits")
+registry.add("bs", aexits, name="aexits")

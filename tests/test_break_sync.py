@@ -25,19 +25,24 @@ async def bs(redis_url: str, qname: str) -> AsyncIterator[Queue]:
     await q.close()
 
 
-@pytest.mark.parametrize(("raised", "mode"), [
-    ("SystemExit", []), ("KeyboardInterrupt", []), ("SystemExit", ["--cpu-processes", "1"])],
-    ids=["exit-thread", "interrupt-thread", "exit-process"])
-async def test_a_sync_processors_sys_exit_fails_its_attempt_not_the_worker(
+@pytest.mark.parametrize(("raised", "mode", "name"), [
+    ("SystemExit", [], "exits"), ("KeyboardInterrupt", [], "exits"),
+    ("SystemExit", ["--cpu-processes", "1"], "exits"),
+    ("SystemExit", [], "aexits"), ("KeyboardInterrupt", [], "aexits")],
+    ids=["exit-thread", "interrupt-thread", "exit-process", "exit-async", "interrupt-async"])
+async def test_a_processors_sys_exit_fails_its_attempt_not_the_worker(
         bs: Queue, qname: str, redis_url: str, procs: list[Any], raised: str,
-        mode: list[str]) -> None:
+        mode: list[str], name: str) -> None:
     """sys.exit() in a plain def ends the thread it runs in (or is carried back from its
     child process); the worker re-raised it on its event loop, which left the process
     hanging with its jobs unreported: the job beside it never finished, the failing job
-    was never retried. Now the attempt fails (and is retried) and the worker runs on."""
+    was never retried. An async def's did the same (it escaped the event loop, and the
+    process hung with the jobs beside it unreported). Now the attempt fails (and is
+    retried) and the worker runs on: a job's sys.exit() (click's standalone mode, a
+    library's) is the job's error, not a request to stop the worker, which SIGTERM is."""
     key = bs.keys.base + ":trace"
-    bad = await bs.add("exits", {"url": redis_url, "key": key, "raise": raised}, attempts=2)
-    good = await bs.add("exits", {"url": redis_url, "key": key, "sleep": 0.3}, attempts=1)
+    bad = await bs.add(name, {"url": redis_url, "key": key, "raise": raised}, attempts=2)
+    good = await bs.add(name, {"url": redis_url, "key": key, "sleep": 0.3}, attempts=1)
     proc = start_worker(redis_url, "bs", "--prefix", qname, "--concurrency", "2",
                         "--lock-duration", "1", *mode, target="tests.sync_break_procs:registry")
     procs.append(proc)
@@ -47,7 +52,7 @@ async def test_a_sync_processors_sys_exit_fails_its_attempt_not_the_worker(
     done = await bs.get_job(bad.id)
     assert done is not None and done.attempts_made == 2
     assert proc.poll() is None  # still serving
-    later = await bs.add("exits", {"url": redis_url, "key": key}, attempts=1)
+    later = await bs.add(name, {"url": redis_url, "key": key}, attempts=1)
     assert await later.wait_until_finished(timeout=30) == "ok"
 
 
