@@ -16,14 +16,32 @@ decode_any = _decoder.decode
 encode_fast = _encoder.encode
 
 
+# The most a payload, return value or scheduler template may take, encoded (bytes). Redis
+# refuses a bulk string over proto-max-bulk-len (512 MB by default) and closes the link: a
+# worker's result that size would be sent again and again, holding up every result after
+# it; an add would fail with a connection error instead of a clear one.
+MAX_VALUE_BYTES = 256 * 1024 * 1024
+
+
+def check_size(raw: bytes, what: str) -> bytes:
+    """``raw``, or PayloadError if it is over MAX_VALUE_BYTES."""
+    if len(raw) > MAX_VALUE_BYTES:
+        raise PayloadError(f"{what} is {len(raw):,} bytes encoded; at most {MAX_VALUE_BYTES:,} "
+                           "(minique.codec.MAX_VALUE_BYTES): store large data elsewhere (a "
+                           "file, an object store) and pass its key")
+    return raw
+
+
 def encode(value: Any, what: str = "payload") -> bytes:
-    """Encodes ``value``; on failure names the first field that cannot be encoded."""
+    """Encodes ``value``; on failure names the first field that cannot be encoded. Raises
+    PayloadError if it cannot be encoded or is over MAX_VALUE_BYTES."""
     try:
-        return _encoder.encode(value)
+        raw = _encoder.encode(value)
     except (TypeError, msgspec.EncodeError, OverflowError) as exc:
         path = _find_bad_path(value, "$")
         where = f" at {path}" if path else ""
         raise PayloadError(f"{what} cannot be encoded{where}: {exc}") from exc
+    return check_size(raw, what)
 
 
 def _find_bad_path(value: Any, path: str) -> str | None:

@@ -198,6 +198,8 @@ class Queue:
             raw = codec.encode_fast(data)
         except Exception:  # again, for the error that names the field
             raw = codec.encode(data, f"payload of job {name!r}")
+        if len(raw) > codec.MAX_VALUE_BYTES:
+            codec.check_size(raw, f"payload of job {name!r}")
         if resolved is self._default_resolved:  # the common case: the tail is always the same
             return [resolved.job_id or "", name, raw, *self._default_tail], resolved
         args = [resolved.job_id or "", name, raw, blob, resolved.priority,

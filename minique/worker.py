@@ -49,6 +49,8 @@ JOB_FIELDS = 13  # per job in a fetch reply: see lua/includes/take.lua
 HEADER = 8  # status, info, next_due, wake_id, now, global limit, control version, hold granted
 PREFETCH_WORK = 0.005  # seconds of work a worker may hold per slot beyond what it runs
 PREFETCH_MAX = 200  # jobs held ahead at most (see Worker._prefetch)
+REASON_MAX = 65536  # characters of a failure reason kept (head and tail)
+CALL_VALUES_MAX = 32 * 1024 * 1024  # bytes of results' values one call carries (but one)
 # How long a held job may wait for a runner (renewed by every reply while the queue's
 # controls stay as they were). It bounds how long pause() and drain() wait for workers.
 HOLD_TIME = 0.05
@@ -423,7 +425,7 @@ class Worker:
             if self._unsent is not None:
                 call = self._unsent
             else:
-                results, self._results = self._results, []
+                results = self._take_results()
                 notes = self._take_start_notes(results)
                 want, hold = (0, 0) if self._closing else self._wanted()
                 limited = self._limited_until > time.monotonic()
@@ -461,6 +463,20 @@ class Worker:
             failures = 0
             self._unsent = None
             self._handle_reply(call, reply)
+
+    def _take_results(self) -> list[tuple[Any, ...]]:
+        """The waiting results, in order, up to CALL_VALUES_MAX bytes of values (at least
+        one): Redis closes a link whose request outgrows its query buffer (1 GB by
+        default), and the same call would then be sent again and again."""
+        results = self._results
+        size = 0
+        for i, r in enumerate(results):
+            size += len(r[3]) + len(r[4])
+            if size > CALL_VALUES_MAX and i > 0:
+                self._results = results[i:]
+                return results[:i]
+        self._results = []
+        return results
 
     def _build_call(self, results: list[tuple[Any, ...]], notes: list[_Running], want: int,
                     hold: int) -> _Call:
@@ -1192,6 +1208,8 @@ class Worker:
 
     def _on_error(self, job: Job, exc: BaseException, started: float) -> None:
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if len(reason) > REASON_MAX:  # its head names it, its tail often says why
+            reason = f"{reason[:REASON_MAX // 2]} [...] {reason[-REASON_MAX // 2:]}"
         stack = "".join(traceback.format_exception(exc))[-8000:]
         attempts_made = job.attempts_made + 1
         final = isinstance(exc, UnrecoverableError) or attempts_made >= job.opts.attempts

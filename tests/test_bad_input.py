@@ -167,3 +167,79 @@ async def test_unreachable_redis_is_a_clear_error() -> None:
     with pytest.raises(RedisConnectionError):
         await q.add("x", 1)
     await q.close()
+
+
+async def test_values_over_the_size_limit_are_a_clear_error_and_nothing_is_lost(
+        queue: Queue, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis refuses a bulk string over proto-max-bulk-len (512 MB) by closing the link: an
+    add that size failed with a connection error, and a worker's result that size was sent
+    again and again, holding up every result after it. A payload over
+    codec.MAX_VALUE_BYTES is refused at add (nothing written); a return value over it
+    fails its job for good, with the reason; the worker goes on. (The limit is lowered
+    here, so that the test moves kilobytes, not hundreds of megabytes.)"""
+    from minique import codec
+
+    monkeypatch.setattr(codec, "MAX_VALUE_BYTES", 4096)
+    with pytest.raises(PayloadError, match=r"payload of job 'x' is [\d,]+ bytes encoded"):
+        await queue.add("x", "a" * 5000)
+    with pytest.raises(PayloadError, match="MAX_VALUE_BYTES"):
+        await queue.add_bulk([("x", 1), ("x", "a" * 5000)])
+    await nothing_written(queue)
+
+    async def work(job: Any) -> str:
+        return "b" * job.data
+
+    big = await queue.add("x", 5000)
+    small = await queue.add("x", 10)
+    worker = Worker(queue.name, work, url=redis_url)
+    task = asyncio.create_task(worker.run())
+    try:
+        assert await small.wait_until_finished(timeout=10) == "b" * 10
+        with pytest.raises(JobFailed, match=r"return value is [\d,]+ bytes encoded"):
+            await big.wait_until_finished(timeout=10)
+    finally:
+        await worker.close()
+        await task
+    failed = await queue.get_job(big.id)
+    assert failed is not None and failed.attempts_made == 1  # no retry can do better
+
+
+async def test_a_huge_failure_reason_is_cut_and_results_go_in_calls_of_bounded_size(
+        queue: Queue, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception whose message is megabytes long is stored cut (head and tail), and a
+    worker's results go to Redis in calls of at most CALL_VALUES_MAX bytes of values (one
+    result alone may pass it): every job still ends, each once."""
+    import minique.worker as mw
+
+    monkeypatch.setattr(mw, "CALL_VALUES_MAX", 1000)
+    sizes: list[int] = []
+    build = mw.Worker._build_call
+
+    def counting(self: Any, results: Any, *args: Any) -> Any:
+        sizes.append(len(results))
+        return build(self, results, *args)
+
+    monkeypatch.setattr(mw.Worker, "_build_call", counting)
+
+    async def work(job: Any) -> str:
+        if job.data == "boom":
+            raise ValueError("x" * 3_000_000 + " the end")
+        return "v" * 600
+
+    boom = await queue.add("x", "boom", attempts=1)
+    jobs = await queue.add_bulk([("x", i) for i in range(20)])
+    worker = Worker(queue.name, work, url=redis_url, concurrency=5)
+    task = asyncio.create_task(worker.run())
+    try:
+        for job in jobs:
+            assert await job.wait_until_finished(timeout=20) == "v" * 600
+        with pytest.raises(JobFailed):
+            await boom.wait_until_finished(timeout=10)
+    finally:
+        await worker.close()
+        await task
+    failed = await queue.get_job(boom.id)
+    assert failed is not None and failed.failed_reason is not None
+    assert failed.failed_reason.startswith("ValueError: xxx")
+    assert failed.failed_reason.endswith(" the end") and len(failed.failed_reason) < 70_000
+    assert max(sizes) <= 2, f"a call carried {max(sizes)} results of 600 bytes"
