@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 # Imports guarded by ImportError in minique, each behind an extra the demo does not need.
 # Imported only when used: uvloop and OpenTelemetry when installed; pytest by the test
 # plugin minique.testing, which a test run loads (it is a test tool, not a demo need).
-OPTIONAL = {"uvloop", "opentelemetry", "pytest"}
+OPTIONAL = {"uvloop", "opentelemetry", "pytest", "pytest_asyncio"}  # the pytest plugin's
 TEST_AND_DEV_TOOLS = {"pytest", "playwright", "mypy", "hypothesis", "ruff", "fakeredis",
                       "python-amazon-sp-api", "pytest-asyncio", "build"}
 
