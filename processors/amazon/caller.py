@@ -17,7 +17,13 @@ from processors.amazon.errors import (
     AmazonRateLimited,
     AmazonServerError,
 )
-from processors.amazon.http import error_summary, exchange, raise_for_failure, retry_after
+from processors.amazon.http import (
+    MAX_RETRY_AFTER,
+    error_summary,
+    exchange,
+    raise_for_failure,
+    retry_after,
+)
 from processors.amazon.quota import RedisQuota
 from processors.amazon.tokens import TokenProvider
 from processors.amazon.usage_plans import plan_for
@@ -25,7 +31,7 @@ from processors.amazon.usage_plans import plan_for
 Api = Literal["sp", "ads", "ads_profiles"]
 # A 429 from the SP-API carries no Retry-After; the refill time of one token is the honest delay,
 # capped so that a very slow plan (searchOrders: one per 3 min) does not park a job for longer.
-MAX_THROTTLE_DELAY = 180.0
+MAX_THROTTLE_DELAY = MAX_RETRY_AFTER
 
 
 class AmazonCaller:
@@ -80,7 +86,8 @@ class AmazonCaller:
                 headers=self._headers(account, api, token, content_type if content is not None else None,
                                       profile_id),
             )
-            response = await exchange(self.http, request, operation=operation, timeout=self.settings.timeout)
+            response = await exchange(self.http, request, operation=operation, timeout=self.settings.timeout,
+                                      deadline=self.settings.request_deadline)
             if response.status_code in (401, 403):
                 self.tokens.invalidate(account, token_url, grant)
                 if attempt == 0:
@@ -101,7 +108,8 @@ class AmazonCaller:
         """Presigned "S3" URLs: no Amazon auth headers, a longer timeout."""
         request = self.http.build_request("GET", url, headers={"user-agent": self.settings.user_agent})
         response = await exchange(
-            self.http, request, operation=operation, timeout=self.settings.download_timeout
+            self.http, request, operation=operation, timeout=self.settings.download_timeout,
+            deadline=self.settings.download_deadline,
         )
         if response.status_code >= 500:
             raise AmazonServerError(operation, response.status_code)

@@ -38,6 +38,7 @@ class AmazonClient:
         self.tokens = TokenProvider(
             self.http,
             timeout=self.settings.timeout,
+            deadline=self.settings.request_deadline,
             refresh_margin=self.settings.token_refresh_margin,
         )
         self.caller = AmazonCaller(self.http, self.tokens, self.settings, quota)

@@ -73,6 +73,10 @@ class ClientSettings:
     endpoints: AmazonEndpoints | None = None
     timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(30.0, connect=5.0, pool=5.0))
     download_timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(120.0, connect=5.0))
+    # Whole-exchange deadlines (seconds): httpx's read timeout is per read, so a body that
+    # trickles in never trips it.
+    request_deadline: float = 90.0
+    download_deadline: float = 600.0
     token_refresh_margin: float = 60.0
     # Waiting this long for the shared bucket is cheaper than a re-enqueue; beyond it we raise.
     max_inline_quota_wait: float = 2.0

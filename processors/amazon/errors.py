@@ -29,8 +29,8 @@ class AmazonTransientError(AmazonError):
 
 
 class AmazonServerError(AmazonTransientError):
-    def __init__(self, operation: str, status: int) -> None:
-        super().__init__(f"{operation}: Amazon answered HTTP {status}")
+    def __init__(self, operation: str, status: int, detail: str | None = None) -> None:
+        super().__init__(f"{operation}: Amazon answered HTTP {status}" + (f" ({detail})" if detail else ""))
         self.operation = operation
         self.status = status
 
@@ -102,3 +102,16 @@ class AmazonRateLimited(AmazonError):
         self.operation = operation
         self.account_id = account_id
         self.resume_token = resume_token
+
+
+class AmazonPaginationLoop(AmazonError):
+    """Amazon answered a page with a ``nextToken`` this pass had already followed: following
+    it would fetch the same pages for ever. Retried (a fresh pass starts the window over)."""
+
+    def __init__(self, operation: str, pages: int) -> None:
+        super().__init__(
+            f"{operation}: Amazon sent a nextToken already followed after {pages} page(s) "
+            "(a pagination loop); the pass was stopped and starts over on the retry"
+        )
+        self.operation = operation
+

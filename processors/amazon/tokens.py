@@ -12,7 +12,14 @@ import httpx
 
 from processors.amazon.account import AmazonAccount, Grant
 from processors.amazon.errors import AccountDisconnected, AmazonRateLimited
-from processors.amazon.http import decode, error_summary, exchange, raise_for_failure, retry_after
+from processors.amazon.http import (
+    DEFAULT_DEADLINE,
+    decode,
+    error_summary,
+    exchange,
+    raise_for_failure,
+    retry_after,
+)
 from processors.amazon.models.lwa import LwaError, LwaToken
 from processors.amazon.secret import Secret
 
@@ -34,11 +41,13 @@ class TokenProvider:
         http: httpx.AsyncClient,
         *,
         timeout: httpx.Timeout,
+        deadline: float = DEFAULT_DEADLINE,
         refresh_margin: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
         self._timeout = timeout
+        self._deadline = deadline
         self._margin = refresh_margin
         self._clock = clock
         self._cache: dict[tuple[str, str, str, str], _Cached] = {}
@@ -86,7 +95,8 @@ class TokenProvider:
             headers={"content-type": "application/x-www-form-urlencoded;charset=UTF-8"},
         )
         started = self._clock()
-        response = await exchange(self._http, request, operation=_OPERATION, timeout=self._timeout)
+        response = await exchange(self._http, request, operation=_OPERATION, timeout=self._timeout,
+                                  deadline=self._deadline)
         if response.status_code == 429:
             raise AmazonRateLimited(retry_after(response) or 1.0, operation=_OPERATION, account_id=account.id)
         if response.status_code in (400, 401):

@@ -6,12 +6,21 @@ import threading
 from dataclasses import dataclass
 from typing import Literal
 
-FaultAction = Literal["throttle", "html_5xx", "slow", "drop", "garbage", "expire_token"]
+FaultAction = Literal[
+    "throttle", "html_5xx", "json_5xx", "slow", "trickle", "drop", "garbage", "expire_token",
+    "repeat_token", "duplicate_page",
+]
 
 
 @dataclass
 class Fault:
     """Applies ``action`` to the next ``times`` matching calls, after letting ``skip`` pass.
+
+    ``json_5xx``: ``status`` with Amazon's error JSON (``InternalFailure``). ``trickle``: a 200
+    whose body comes a few bytes every ``delay`` seconds (each gap shorter than a read timeout,
+    the whole longer than any sane request). ``repeat_token``: the page's ``nextToken`` is the
+    token the request sent (a pagination loop). ``duplicate_page``: the page's items are sent
+    twice in it (the same ids twice, as Amazon does when its index shifts mid-pagination).
 
     ``operation`` is an operation name such as "searchOrders", "lwaToken", or "*" for any API call.
     """

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Any, Literal
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -35,6 +36,53 @@ class DroppedConnection(Response):
         raise ConnectionAbortedError("fake_amazon: dropped connection on purpose")
 
 
+class TrickledResponse(Response):
+    """A 200 whose JSON body arrives one small chunk every ``delay`` seconds."""
+
+    def __init__(self, body: bytes, delay: float, chunk: int = 16) -> None:
+        super().__init__(body, media_type="application/json")
+        self._delay, self._chunk = delay, chunk
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        for start in range(0, len(self.body), self._chunk):
+            await send({"type": "http.response.body", "body": self.body[start:start + self._chunk],
+                        "more_body": True})
+            await asyncio.sleep(self._delay)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+# The query parameter that carries each paged operation's token.
+_TOKEN_PARAMS = ("paginationToken", "nextToken", "pageToken")
+
+
+def _rewrite_page(body: bytes, fault: Fault, request: Request) -> bytes:
+    """``repeat_token``: every ``nextToken`` becomes the request's own token (page one keeps
+    its own, so the loop starts on page two); ``duplicate_page``: the page's list of records
+    (orders, transactions, inventory summaries, listings) holds each record twice."""
+    data = json.loads(body)
+    sent = next((request.query_params[p] for p in _TOKEN_PARAMS if p in request.query_params), None)
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        out = {k: walk(v) for k, v in node.items()}
+        if fault.action == "repeat_token" and sent and out.get("nextToken"):
+            out["nextToken"] = sent
+        if fault.action == "duplicate_page":
+            for key in _RECORD_LISTS:
+                if isinstance(out.get(key), list):
+                    out[key] = out[key] + out[key]
+        return out
+
+    return json.dumps(walk(data)).encode()
+
+
+_RECORD_LISTS = ("orders", "transactions", "inventorySummaries", "items")
+
+
 def guarded(fake: FakeAmazon, operation: str, auth: Auth, handler: Handler) -> Endpoint:
     is_ads = auth in ("ads", "ads_profiles")
 
@@ -54,6 +102,22 @@ def guarded(fake: FakeAmazon, operation: str, auth: Auth, handler: Handler) -> E
             early = await _apply_fault(fake, fault, seller, is_ads)
             if early is not None:
                 return early
+        if fault is not None and fault.action in ("repeat_token", "duplicate_page", "trickle"):
+            response = await answer_plainly(request, seller)
+            if response.status_code >= 300:
+                return response
+            body = bytes(response.body)
+            if fault.action == "trickle":
+                return TrickledResponse(body, fault.delay)
+            rewritten = Response(_rewrite_page(body, fault, request), status_code=response.status_code,
+                                 media_type="application/json")
+            for name in ("x-amzn-RequestId", "x-amzn-RateLimit-Limit"):
+                if name in response.headers:
+                    rewritten.headers[name] = response.headers[name]
+            return rewritten
+        return await answer_plainly(request, seller)
+
+    async def answer_plainly(request: Request, seller: int) -> Response:
         wait = fake.plans.take(seller, operation)
         if wait > 0:
             if is_ads:
@@ -106,6 +170,11 @@ async def _apply_fault(fake: FakeAmazon, fault: Fault, seller: int, is_ads: bool
         return responses.sp_throttled()
     if fault.action == "html_5xx":
         return responses.html_error(fault.status)
+    if fault.action == "json_5xx":
+        if is_ads:
+            return responses.ads_error(fault.status, "INTERNAL_ERROR", "Internal error, please retry.")
+        return responses.sp_error(fault.status, "InternalFailure",
+                                  "We encountered an internal error. Please try again.")
     if fault.action == "slow":
         await asyncio.sleep(fault.delay)
         return None

@@ -21,10 +21,15 @@ def _insert(conn: Connection, table: Table) -> Any:
 
 
 def upsert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Insert rows, or update every non-key column of the row with the same primary key."""
+    """Insert rows, or update every non-key column of the row with the same primary key.
+
+    Rows that share a key are merged first, the last one winning: Amazon may send one record
+    twice in a page (or a batch may gather it twice), and PostgreSQL refuses a statement whose
+    ON CONFLICT would update one row twice. Returns the number of distinct rows."""
     if not rows:
         return 0
     keys = [c.name for c in table.primary_key.columns]
+    rows = list({tuple(r[k] for k in keys): r for r in rows}.values())
     for start in range(0, len(rows), _CHUNK):
         chunk = [dict(r) for r in rows[start : start + _CHUNK]]
         stmt = _insert(conn, table).values(chunk)

@@ -31,4 +31,4 @@ async def sync_transactions(
         return len(rows)
 
     return await sync_window(ctx, account, STREAM, now - SAFETY, ctx.settings.finances_overlap,
-                             fetch, store, since)
+                             fetch, store, since, operation="listTransactions")

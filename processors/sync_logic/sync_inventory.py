@@ -6,10 +6,11 @@ import time
 from datetime import datetime
 
 from processors.amazon.account import AmazonAccount
-from processors.amazon.errors import AmazonClientError
+from processors.amazon.errors import AmazonClientError, AmazonPaginationLoop
 from processors.storage import schema
 from processors.sync_logic.context import SyncContext
 from processors.sync_logic.mapping import inventory_row
+from processors.sync_logic.paging import TokenTrail
 
 STREAM = "inventory"
 
@@ -37,6 +38,7 @@ async def sync_inventory(ctx: SyncContext, account: AmazonAccount, now: datetime
 
 async def _pass(ctx: SyncContext, account: AmazonAccount, now: datetime, token: str | None) -> int:
     synced = 0
+    trail = TokenTrail("getInventorySummaries", token)
     while True:
         page = await ctx.client.sp.get_inventory_summaries(account, next_token=token)
         rows = [
@@ -46,7 +48,12 @@ async def _pass(ctx: SyncContext, account: AmazonAccount, now: datetime, token: 
         ]
         await ctx.db(ctx.storage.upsert, schema.inventory_snapshots, rows)
         synced += len(rows)
-        token = page.next_token
+        try:
+            token = trail.follow(page.next_token)
+        except AmazonPaginationLoop:
+            state = await ctx.db(ctx.storage.sync_state, account.id, STREAM)
+            await ctx.db(ctx.storage.save_sync_state, account.id, STREAM, state.watermark, None)
+            raise
         if token is None:
             return synced
         cursor = {"token": token, "saved_at": time.time()}

@@ -36,4 +36,4 @@ async def sync_orders(
         return len(orders)
 
     return await sync_window(ctx, account, STREAM, now - SAFETY, ctx.settings.orders_overlap,
-                             fetch, store, since)
+                             fetch, store, since, operation="searchOrders")
