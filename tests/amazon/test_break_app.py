@@ -9,11 +9,14 @@ clear error or the right data, within a deadline: never a hang, never a silent p
 from __future__ import annotations
 
 import asyncio
+import copy
 import gzip
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -232,3 +235,106 @@ def test_retry_after_as_an_http_date() -> None:
     when = FakeClock().now() + timedelta(seconds=30)
     got = retry_after(httpx.Response(429, headers={"retry-after": format_datetime(when, usegmt=True)}))
     assert got is not None and 25 <= got <= 31
+
+
+# -- a sync stopped dead mid-pagination --------------------------------------------------
+
+
+async def test_a_sync_stopped_dead_mid_pagination_resumes_without_loss_or_duplicates(
+    fast_ctx: SyncContext, fake: FakeAmazon
+) -> None:
+    """The fourth page of searchOrders hangs and the sync is cancelled there (what a kill -9
+    leaves: nothing after the last await ran). A new run resumes at that page, and stores
+    every order and item once."""
+    fake.inject("searchOrders", "slow", delay=60, skip=3)
+    task = asyncio.create_task(sync_account(fast_ctx, "acct-0", ["orders"], no_progress, run_id="r1"))
+    deadline = asyncio.get_running_loop().time() + DEADLINE
+    while fake.calls("searchOrders") < 4:
+        assert not task.done(), task
+        assert asyncio.get_running_loop().time() < deadline, "the fourth page was never asked for"
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    fake.faults.clear()
+    await asyncio.wait_for(sync_account(fast_ctx, "acct-0", ["orders"], no_progress, run_id="r2"), DEADLINE)
+    orders = fake.data[0].orders
+    assert fast_ctx.storage.count(schema.orders, "acct-0") == len(orders)
+    assert fast_ctx.storage.count(schema.order_items, "acct-0") == sum(len(o["orderItems"]) for o in orders)
+    pages = -(-len(orders) // 100)
+    assert fake.calls("searchOrders") == 3 + (pages - 3) + 1  # pages 4.. asked twice: once cut off
+
+
+# -- odd records -------------------------------------------------------------------------
+
+
+def _last_shipped_us_order(fake: FakeAmazon) -> dict[str, Any]:
+    shipped = [o for o in fake.data[0].orders if o["fulfillment"]["fulfillmentStatus"] == "SHIPPED"
+               and o["salesChannel"]["marketplaceId"] == US]
+    return shipped[-1]
+
+
+US = "ATVPDKIKX0DER"
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+async def test_a_negative_quantity_is_a_clear_error_not_negative_units(
+    fast_ctx: SyncContext, fake: FakeAmazon
+) -> None:
+    """Before: quantityOrdered -2 was stored, and the day's units and revenue went down by
+    it, silently."""
+    orders = copy.deepcopy(fake.data[0].orders)
+    target = next(o for o in orders if o["orderId"] == _last_shipped_us_order(fake)["orderId"])
+    target["orderItems"][0]["quantityOrdered"] = -2
+    fake.set_records(0, orders=orders)
+    with pytest.raises(AmazonDecodeError) as caught:
+        await asyncio.wait_for(sync_account(fast_ctx, "acct-0", ["orders"], no_progress), DEADLINE)
+    assert "quantityOrdered" in str(caught.value)
+
+
+async def test_odd_unicode_and_extra_fields_are_stored_as_sent(
+    fast_ctx: SyncContext, fake: FakeAmazon
+) -> None:
+    orders = copy.deepcopy(fake.data[0].orders)
+    target = next(o for o in orders if o["orderId"] == _last_shipped_us_order(fake)["orderId"])
+    title = "Tasse \u2615 \U0001f600 \u05e2\u05d1\u05e8\u05d9\u05ea e\u0301 \u200b<b>&amp;</b>"
+    target["orderItems"][0]["product"]["title"] = title
+    target["orderItems"][0]["product"]["unknownNewField"] = {"x": [1, None]}
+    target["buyerInfo"] = None
+    fake.set_records(0, orders=orders)
+    await asyncio.wait_for(sync_account(fast_ctx, "acct-0", ["orders"], no_progress), DEADLINE)
+    item_id = target["orderItems"][0]["orderItemId"]
+    stored = [r for r in fast_ctx.storage.rows(schema.order_items, "acct-0") if r["order_item_id"] == item_id]
+    assert [r["title"] for r in stored] == [title]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "An order item priced in another currency than its marketplace's is left out of revenue "
+    "but still counted in units and orders, and the report does not say so. Needs a decision "
+    "(count it nowhere and flag the report, or convert), so not fixed in this run."))
+async def test_an_item_in_another_currency_is_counted_consistently_or_flagged(
+    fast_ctx: SyncContext, fake: FakeAmazon
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    from processors.sync_logic import build_daily_report
+
+    order = _last_shipped_us_order(fake)
+    day = parse_time(order["createdTime"]).astimezone(ZoneInfo("America/Los_Angeles")).date()
+    await sync_account(fast_ctx, "acct-0", ["orders"], no_progress)
+    [before] = await build_daily_report(fast_ctx, "acct-0", day, US)
+    orders = copy.deepcopy(fake.data[0].orders)
+    target = next(o for o in orders if o["orderId"] == order["orderId"])
+    item = target["orderItems"][0]
+    item["product"]["price"]["unitPrice"]["currencyCode"] = "CAD"
+    fake.set_records(0, orders=orders)
+    with fast_ctx.storage.engine.begin() as conn:
+        conn.execute(schema.sync_watermarks.delete())
+    await sync_account(fast_ctx, "acct-0", ["orders"], no_progress)
+    [after] = await build_daily_report(fast_ctx, "acct-0", day, US)
+    left_out = Decimal(item["product"]["price"]["unitPrice"]["amount"]) * item["quantityOrdered"]
+    assert after.revenue == before.revenue - left_out
+    assert after.units == before.units - item["quantityOrdered"] or any("CAD" in m for m in after.missing)

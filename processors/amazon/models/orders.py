@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 
@@ -31,7 +32,9 @@ class ItemFulfillment(msgspec.Struct, rename="camel", frozen=True):
 
 class OrderItem(msgspec.Struct, rename="camel", frozen=True):
     order_item_id: str
-    quantity_ordered: int
+    # Never negative on Amazon's side; a negative one would take units and revenue down
+    # silently, so it is refused at decode (a clear error naming the field).
+    quantity_ordered: Annotated[int, msgspec.Meta(ge=0)]
     product: Product
     proceeds: ItemProceeds | None = None
     fulfillment: ItemFulfillment | None = None
