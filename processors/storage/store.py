@@ -217,7 +217,10 @@ class Storage:
         """One marketplace's totals for its days ``first..last`` inclusive, empty days included.
 
         Days are ``zone``'s (the marketplace's). Only amounts in ``currency`` are added: two
-        currencies are never summed. Ad figures come from the Ads profiles ``profile_ids``.
+        currencies are never summed. An order item priced in another currency (rare: Amazon
+        prices a marketplace's items in its currency) counts in none of orders, units and
+        revenue; an order counts if any of its items does. Ad figures come from the Ads
+        profiles ``profile_ids``.
         ``unattributed``: also count transactions that name no marketplace (the account's
         home marketplace takes them).
         """
@@ -244,11 +247,14 @@ class Storage:
                 .where(o.c.created_time >= lo, o.c.created_time < hi, o.c.status.in_(SOLD_STATUSES))
             )
             for order_id, created, quantity, item_total, item_currency in sold:
+                if item_currency != currency:
+                    # Left out of orders, units and revenue alike (its revenue cannot be
+                    # added; counting its units alone made the figures disagree).
+                    continue
                 d = created.astimezone(zone).date()
                 orders_by_day[d].add(order_id)
                 units[d] += quantity
-                if item_currency == currency:
-                    revenue[d] += item_total or ZERO
+                revenue[d] += item_total or ZERO
             where_marketplace = tx.c.marketplace_id == marketplace_id
             if unattributed:
                 where_marketplace = or_(where_marketplace, tx.c.marketplace_id.is_(None))
