@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import re
 from datetime import date
 from typing import Any
@@ -100,11 +99,7 @@ class AdsApi:
         """The report's rows, decoded as ``spec.row``; the URL is presigned (no auth headers)."""
         if not report.url:
             raise AmazonDecodeError("downloadAdsReport", 200, f"report {report.report_id} has no url yet")
-        raw = await self._caller.download(report.url, "downloadAdsReport")
-        try:
-            body = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise AmazonDecodeError("downloadAdsReport", 200, f"bad gzip: {exc}") from None
+        body = await self._caller.download(report.url, "downloadAdsReport", gzipped=True)
         try:
             rows: list[Any] = msgspec.json.decode(body, type=list[spec.row])  # type: ignore[name-defined]
         except msgspec.MsgspecError as exc:

@@ -25,6 +25,7 @@ from processors.amazon.http import (
     retry_after,
 )
 from processors.amazon.quota import RedisQuota
+from processors.amazon.report_documents import gunzip_bounded
 from processors.amazon.tokens import TokenProvider
 from processors.amazon.usage_plans import plan_for
 
@@ -104,8 +105,9 @@ class AmazonCaller:
             return response
         raise AssertionError("unreachable")
 
-    async def download(self, url: str, operation: str) -> bytes:
-        """Presigned "S3" URLs: no Amazon auth headers, a longer timeout."""
+    async def download(self, url: str, operation: str, *, gzipped: bool = False) -> bytes:
+        """Presigned "S3" URLs: no Amazon auth headers, a longer timeout. ``gzipped``: the
+        body gunzipped, at most ``settings.document_max_bytes`` (else AmazonDecodeError)."""
         request = self.http.build_request("GET", url, headers={"user-agent": self.settings.user_agent})
         response = await exchange(
             self.http, request, operation=operation, timeout=self.settings.download_timeout,
@@ -115,6 +117,8 @@ class AmazonCaller:
             raise AmazonServerError(operation, response.status_code)
         if response.status_code >= 300:
             raise AmazonClientError(operation, response.status_code, "DownloadFailed", "document URL refused")
+        if gzipped:
+            return gunzip_bounded(response.content, operation, self.settings.document_max_bytes)
         return response.content
 
     def _headers(

@@ -77,6 +77,8 @@ class ClientSettings:
     # trickles in never trips it.
     request_deadline: float = 90.0
     download_deadline: float = 600.0
+    # The most a report document may come to, gunzipped (bytes).
+    document_max_bytes: int = 512 * 1024 * 1024
     token_refresh_margin: float = 60.0
     # Waiting this long for the shared bucket is cheaper than a re-enqueue; beyond it we raise.
     max_inline_quota_wait: float = 2.0

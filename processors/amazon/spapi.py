@@ -7,7 +7,6 @@ that was being requested.
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -15,7 +14,6 @@ import msgspec
 
 from processors.amazon.account import AmazonAccount
 from processors.amazon.caller import AmazonCaller
-from processors.amazon.errors import AmazonDecodeError
 from processors.amazon.http import decode
 from processors.amazon.models.finances import ListTransactionsResponse, TransactionsPayload
 from processors.amazon.models.inventory import GetInventorySummariesResponse
@@ -212,13 +210,8 @@ class SellingPartnerApi:
 
     async def download_report_document(self, document: ReportDocument) -> bytes:
         """The document's bytes, gunzipped when the document says GZIP."""
-        raw = await self._caller.download(document.url, "downloadReportDocument")
-        if document.compression_algorithm == "GZIP":
-            try:
-                return gzip.decompress(raw)
-            except (OSError, EOFError) as exc:
-                raise AmazonDecodeError("downloadReportDocument", 200, f"bad gzip: {exc}") from None
-        return raw
+        return await self._caller.download(document.url, "downloadReportDocument",
+                                           gzipped=document.compression_algorithm == "GZIP")
 
     async def get_marketplace_participations(self, account: AmazonAccount) -> list[MarketplaceParticipation]:
         response = await self._caller.call(

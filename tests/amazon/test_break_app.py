@@ -339,3 +339,27 @@ async def test_an_item_in_another_currency_is_counted_consistently_or_flagged(
     assert after.units == before.units - item["quantityOrdered"]
     expected_orders = before.orders - (1 if len(target["orderItems"]) == 1 else 0)
     assert after.orders == expected_orders
+
+
+def test_a_report_document_is_gunzipped_within_a_bound() -> None:
+    """A report document was gunzipped whole (gzip.decompress): a small download that
+    inflates a thousandfold (a gzip bomb, or a report far past a day's) took the worker's
+    memory before anything could refuse it. It is inflated up to
+    ClientSettings.document_max_bytes, then refused with a clear error; every gzip member
+    is read, and a bad or cut stream is a decode error too."""
+    import gzip
+
+    from processors.amazon.errors import AmazonDecodeError
+    from processors.amazon.report_documents import gunzip_bounded
+
+    bomb = gzip.compress(b"\0" * 20_000_000)
+    assert len(bomb) < 100_000
+    with pytest.raises(AmazonDecodeError, match="over 1,000,000 bytes uncompressed"):
+        gunzip_bounded(bomb, "downloadAdsReport", 1_000_000)
+    two = gzip.compress(b"a\tb\n") + gzip.compress(b"1\t2\n")
+    assert gunzip_bounded(two, "op", 1000) == b"a\tb\n1\t2\n"
+    assert gunzip_bounded(gzip.compress(b"x" * 1000), "op", 1000) == b"x" * 1000
+    with pytest.raises(AmazonDecodeError, match="bad gzip"):
+        gunzip_bounded(b"not gzip at all", "op", 1000)
+    with pytest.raises(AmazonDecodeError, match="ends early"):
+        gunzip_bounded(gzip.compress(b"y" * 5000)[:-10], "op", 10_000)
