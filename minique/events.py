@@ -158,6 +158,14 @@ def split_event_id(event_id: str) -> tuple[str, int]:
     return entry, int(index) if index else -1
 
 
+def entry_order(event_id: bytes | str) -> tuple[int, int]:
+    """The stream entry an event id names, as (milliseconds, sequence), for comparing ids:
+    ``"1700000000000-3/2"`` -> (1700000000000, 3)."""
+    eid = event_id.decode() if isinstance(event_id, bytes) else event_id
+    ms, _, seq = eid.partition("/")[0].partition("-")
+    return int(ms), int(seq or 0)
+
+
 async def last_event_id(client: Any, keys: QueueKeys) -> str:
     last = await client.xrevrange(keys.events, count=1)
     return last[0][0].decode() if last else "0-0"

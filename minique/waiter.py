@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import codec
 from .errors import JobFailed, JobNotFound
-from .events import Event, last_event_id, read_events, read_events_back
+from .events import Event, entry_order, last_event_id, read_events, read_events_back
 
 if TYPE_CHECKING:
     from .queue import Queue
@@ -33,14 +33,30 @@ _PENDING: Any = object()
 class _Watch:
     """One waiter's interest in one job, fed by its queue's _EventHub."""
 
-    __slots__ = ("error", "job_id", "outcome", "poke", "recheck")
+    __slots__ = ("error", "job_id", "outcomes", "poke", "recheck", "since")
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         self.poke = asyncio.Event()
-        self.outcome: Event | None = None
+        # Outcome events of the job id that the reader met, in stream order. The reader may
+        # lag behind the stream: those at or before ``since`` (the stream's last entry when
+        # the waiter first read its job) are older than that read, e.g. of an earlier job
+        # with the same id, and do not answer.
+        self.outcomes: list[Event] = []
+        self.since: tuple[int, int] | None = None
         self.recheck = False
         self.error: BaseException | None = None
+
+    def outcome(self) -> Event | None:
+        """The first outcome event newer than the waiter's first read of its job."""
+        since = self.since
+        if since is None:
+            return None
+        for event in self.outcomes:
+            if entry_order(event.event_id) > since:
+                return event
+        self.outcomes.clear()
+        return None
 
 
 class _EventHub:
@@ -125,9 +141,8 @@ class _EventHub:
                 for event in events:
                     if event.name in OUTCOMES and event.job_id is not None:
                         for w in self._by_job.get(event.job_id, ()):
-                            if w.outcome is None:
-                                w.outcome = event
-                                w.poke.set()
+                            w.outcomes.append(event)
+                            w.poke.set()
                     elif event.name == "drained":
                         # A drain removes waiting jobs without an event per job.
                         for w in self._everyone():
@@ -157,7 +172,7 @@ async def wait_until_finished(queue: Queue, job_id: str, added_at: float,
     watch = await hub.watch(job_id)
     try:
         async with hub.reads:
-            outcome = await _job_outcome(queue, job_id, added_at)
+            outcome = await _job_outcome(queue, job_id, added_at, watch)
         if outcome is not _PENDING:
             return outcome
         next_check = loop.time() + STATE_CHECK
@@ -173,9 +188,10 @@ async def wait_until_finished(queue: Queue, job_id: str, added_at: float,
             watch.poke.clear()
             if watch.error is not None:
                 raise watch.error
-            if watch.outcome is not None:
+            event = watch.outcome()
+            if event is not None:
                 async with hub.reads:
-                    return await _settle(queue, job_id, watch.outcome)
+                    return await _settle(queue, job_id, event)
             if watch.recheck or loop.time() >= next_check:
                 watch.recheck = False
                 async with hub.reads:
@@ -187,11 +203,21 @@ async def wait_until_finished(queue: Queue, job_id: str, added_at: float,
         hub.unwatch(watch)
 
 
-async def _job_outcome(queue: Queue, job_id: str, added_at: float) -> Any:
+async def _job_outcome(queue: Queue, job_id: str, added_at: float,
+                       first: _Watch | None = None) -> Any:
     """The return value of a finished job, _PENDING if it has not finished; raises the
-    failure, or JobNotFound. A job that is gone is looked for in the events."""
+    failure, or JobNotFound. A job that is gone is looked for in the events. ``first``:
+    the waiter's first read, which also takes the stream's last entry (its ``since``),
+    before the job, in the same round trip."""
     # Only the fields needed: a job whose other fields are corrupt still reports.
-    state, rv, reason = await queue.redis.hmget(queue.keys.job(job_id), "st", "rv", "fr")
+    if first is None:
+        state, rv, reason = await queue.redis.hmget(queue.keys.job(job_id), "st", "rv", "fr")
+    else:
+        async with queue.redis.pipeline(transaction=False) as pipe:
+            pipe.xrevrange(queue.keys.events, "+", "-", count=1)
+            pipe.hmget(queue.keys.job(job_id), "st", "rv", "fr")
+            last, (state, rv, reason) = await pipe.execute()
+        first.since = entry_order(last[0][0]) if last else (0, 0)
     if state == b"completed":
         return None if not rv else codec.decode(rv, job_id, "return value")
     if state == b"failed":
