@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
@@ -171,11 +172,25 @@ async def last_event_id(client: Any, keys: QueueKeys) -> str:
     return last[0][0].decode() if last else "0-0"
 
 
+def _block_limit(client: Any) -> float | None:
+    """Half the client's socket timeout, if it has one: an XREAD that blocks longer fails
+    with a read timeout (redis TimeoutError) on a quiet stream."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None) or getattr(
+        getattr(client, "nodes_manager", None), "connection_kwargs", None) or {}
+    timeout = kwargs.get("socket_timeout")
+    return timeout / 2 if isinstance(timeout, (int, float)) and timeout > 0 else None
+
+
 async def read_events(
     client: Any, keys: QueueKeys, after: str, block: float, count: int = 500
 ) -> list[Event]:
-    """Events after ``after``, waiting at most ``block`` seconds for the first one."""
+    """Events after ``after``, waiting at most ``block`` seconds for the first one (at
+    most half the client's socket timeout: then none)."""
     after = after.partition("/")[0]
+    limit = _block_limit(client)
+    if limit is not None:
+        block = min(block, limit)
     reply = await client.xread({keys.events: after}, count=count, block=max(1, int(block * 1000)))
     if not reply:
         return []
@@ -190,12 +205,17 @@ async def read_events_back(client: Any, keys: QueueKeys, before: str, count: int
             for event in reversed(parse_entry(eid, raw))]
 
 
+_EVENT_ID = re.compile(r"\$|[0-9]+(-[0-9]+)?(/[0-9]+)?")
+
+
 class QueueEvents:
     """Async iterator over a queue's events.
 
-    ``last_id`` resumes after an event id; the default "$" starts with new events only.
+    ``last_id`` resumes after an event id; the default "$" starts with new events only:
+    those after the ``async with`` block starts, or without one, after the first read.
     Iterating again (or calling ``next``) after leaving a loop part way through an entry
-    that carries several events goes on with the rest of that entry.
+    that carries several events goes on with the rest of that entry. ``close`` ends an
+    iteration that another task runs. Raises ValueError on a malformed ``last_id``.
     """
 
     def __init__(
@@ -208,6 +228,9 @@ class QueueEvents:
         last_id: str = "$",
         block: float = 1.0,
     ) -> None:
+        if not isinstance(last_id, str) or not _EVENT_ID.fullmatch(last_id):
+            raise ValueError(f"last_id {last_id!r} is not an event id: '$', '0', "
+                             "'<ms>-<seq>' or '<ms>-<seq>/<index>'")
         self.keys = QueueKeys(queue_name, prefix)
         self._own = connection is None
         self._client = connection if connection is not None else connect(url)
@@ -217,6 +240,8 @@ class QueueEvents:
         # Events of the entry last_id names that were not handed out yet (an entry may
         # carry several; last_id moves on when its first one is handed out).
         self._rest: deque[Event] = deque()
+        # The read in flight, which close() cancels.
+        self._reading: asyncio.Task[list[Event]] | None = None
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iterate()
@@ -235,38 +260,63 @@ class QueueEvents:
             else:
                 self.last_id = entry  # trimmed away meanwhile, or nothing left of it
 
+    async def _read(self, block: float, count: int) -> list[Event]:
+        """The events after last_id; none once closed, or when close() cut the read short
+        (redis-py would retry the read that the closing broke, on a new connection that
+        nothing closed any more)."""
+        if self._closed:
+            return []
+        reading = asyncio.ensure_future(read_events(self._client, self.keys, self.last_id,
+                                                    block, count))
+        self._reading = reading
+        try:
+            return await reading
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if self._closed and reading.cancelled() and not (me and me.cancelling()):
+                return []
+            raise
+        finally:
+            self._reading = None
+
     async def _iterate(self) -> AsyncIterator[Event]:
         await self._start()
         while not self._closed:
             if not self._rest:
-                self._rest.extend(await read_events(self._client, self.keys, self.last_id,
-                                                    self._block))
+                self._rest.extend(await self._read(self._block, 500))
             while self._rest:
                 event = self._rest.popleft()
                 self.last_id = event.event_id
                 yield event
 
     async def next(self, timeout: float) -> Event | None:
-        """The next event, or None after ``timeout`` seconds."""
+        """The next event, or None after ``timeout`` seconds (at once once closed)."""
+        if self._closed and not self._rest:
+            return None
         await self._start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not self._rest:
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or self._closed:
                 return None
-            self._rest.extend(await read_events(self._client, self.keys, self.last_id,
-                                                min(remaining, self._block), count=1))
+            self._rest.extend(await self._read(min(remaining, self._block), 1))
         event = self._rest.popleft()
         self.last_id = event.event_id
         return event
 
     async def close(self) -> None:
         self._closed = True
+        reading = self._reading
+        if reading is not None and not reading.done():
+            reading.cancel()
+            await asyncio.wait([reading])
         if self._own:
             await self._client.aclose()
 
     async def __aenter__(self) -> QueueEvents:
+        """Takes "$" now: the events of whatever the block does next are all read."""
+        await self._start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -124,3 +124,97 @@ async def test_resuming_at_every_event_id_yields_each_later_event_once(queue: Qu
         assert seen == ids[n + 1:n + 4]
     done = {e.job_id: e.return_value for e in everything if e.name == "completed"}
     assert done == carried and set(ODD_IDS) <= set(done)
+
+
+async def test_dollar_is_taken_when_the_async_with_block_starts(
+        queue: Queue, redis_url: str) -> None:
+    """"$" (new events only) was taken at the first read: a job added in the block before
+    it had its events missed, and a consumer waiting for its completion hung (BullMQ's
+    QueueEvents without waitUntilReady)."""
+    await queue.add("before", 0)
+    async with QueueEvents(queue.name, url=redis_url) as events:
+        job = await queue.add("after", 1)
+        event = await events.next(timeout=2)
+    assert event is not None and (event.name, event.job_id) == ("added", job.id)
+
+
+def _connected(events: QueueEvents) -> int:
+    pool = events._client.connection_pool
+    return (len(pool._in_use_connections)
+            + sum(1 for c in pool._available_connections if c.is_connected))
+
+
+async def test_close_while_another_task_iterates_ends_it_and_leaves_no_connection(
+        queue: Queue, redis_url: str) -> None:
+    """close() while a task waited in a blocking read: redis-py retried the read that the
+    closing broke, on a new connection that nothing closed any more (a socket leaked per
+    QueueEvents), and the loop ran on until the read's block ran out."""
+    events = QueueEvents(queue.name, url=redis_url, block=10.0)
+    got: list[Any] = []
+
+    async def consume() -> None:
+        async for event in events:
+            got.append(event)
+
+    task = asyncio.create_task(consume())
+    await wait_until(lambda: len(events._client.connection_pool._in_use_connections) == 1,
+                     message="the blocking read in flight")
+    await events.close()
+    await asyncio.wait_for(task, 3)  # well before the 10 s block
+    assert got == [] and _connected(events) == 0
+    assert await events.next(timeout=0.1) is None  # closed: no read, no new connection
+    assert _connected(events) == 0
+
+
+async def test_a_block_longer_than_the_socket_timeout_does_not_raise(
+        queue: Queue, redis_url: str) -> None:
+    """An XREAD that blocks longer than the client's socket timeout (15 s on minique's own
+    clients; QueueEvents(block=20) on a quiet queue) raised redis TimeoutError; each read
+    now blocks for at most half the socket timeout."""
+    from minique.connection import connect
+
+    client = connect(redis_url, socket_timeout=0.3)
+    try:
+        events = QueueEvents(queue.name, connection=client, block=1.0)
+        assert await events.next(timeout=1.0) is None
+        job = await queue.add("x", 1)
+        event = await events.next(timeout=2)
+        assert event is not None and event.job_id == job.id
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("bad", ["abc", "", "1-2-3", "5-0/-1", "5-0/x", "5-0/1/2", "5-0/",
+                                 "+", "-", " 5-0"])
+def test_a_malformed_last_id_is_refused_at_once(bad: str) -> None:
+    """'5-0/-1' read as the whole entry 5-0 behind (its events silently skipped); the
+    others raised only at the first read, some as a redis ResponseError."""
+    with pytest.raises(ValueError, match="last_id"):
+        QueueEvents("q", url="redis://127.0.0.1:1/0", last_id=bad)
+
+
+@pytest.mark.parametrize("good", ["$", "0", "0-0", "5-0", "1796100786964-3/12", "17"])
+def test_well_formed_last_ids_are_taken(good: str) -> None:
+    assert QueueEvents("q", url="redis://127.0.0.1:1/0", last_id=good).last_id == good
+
+
+async def test_a_consumer_behind_a_trim_goes_on_at_the_oldest_kept_event(
+        redis_url: str, qname: str) -> None:
+    """Regression guard (passed): a consumer whose stored id (inside a shared entry) was
+    trimmed away goes on at the oldest event the stream holds, once each, without a hang."""
+    q = Queue(qname, url=redis_url, events_max_len=10)
+    try:
+        await q.add_bulk([("x", i) for i in range(3)])
+        [(first, _)] = await q.redis.xrange(q.keys.events, count=1)
+        stored = f"{first.decode()}/1"
+        for i in range(300):
+            await q.add("y", i)
+        await q.redis.xtrim(q.keys.events, maxlen=10)  # what the adds' MAXLEN ~ approaches
+        kept = await _events_until(q, "0-0", (await q.redis.xrevrange(
+            q.keys.events, count=1))[0][0].decode(), 1000)
+        assert not await q.redis.xrange(q.keys.events, first, first)
+        got = await _events_until(q, stored, kept[-1].event_id, len(kept))
+        assert [e.event_id for e in got] == [e.event_id for e in kept]
+    finally:
+        await q.obliterate(force=True)
+        await q.close()
