@@ -218,3 +218,26 @@ async def test_a_consumer_behind_a_trim_goes_on_at_the_oldest_kept_event(
     finally:
         await q.obliterate(force=True)
         await q.close()
+
+
+async def test_waiters_of_jobs_finishing_in_one_call_get_their_own_values(queue: Queue) -> None:
+    """Regression guard (passed): jobs with odd ids finish in one script call (shared
+    completed entries, values past 16 KiB in all, some over 16 KiB alone, some removed at
+    once, hostile bytes); waiters that came before and after each get their own value."""
+    ids = [*ODD_IDS, *(f"n{i}" for i in range(12))]
+    jobs = await queue.add_bulk([("x", i, {"job_id": jid}) for i, jid in enumerate(ids)])
+    values = {jid: ("v" * (30_000 if n % 5 == 0 else 3_000) + jid) if n % 3 else
+              jid.encode() + b"\x00\xff:9:" for n, jid in enumerate(ids)}
+    before = [asyncio.create_task(job.wait_until_finished(timeout=10)) for job in jobs]
+    await wait_until(lambda: len(getattr(queue._event_hub, "_by_job", ())) == len(ids),
+                     message="all wait")
+    taken = await fetch(queue, len(ids))
+    assert len(taken) == len(ids)
+    await finish(queue, [complete(i, t, codec.encode(values[i]),
+                                  keep=(0, 0) if n % 2 else (-1, -1))
+                         for n, (i, t) in enumerate(taken)])
+    raw = await queue.redis.xrange(queue.keys.events)
+    assert any(f.get(b"ev") == b"completed" and b"ids" in f for _, f in raw)
+    assert await asyncio.gather(*before) == [values[j.id] for j in jobs]
+    after = await asyncio.gather(*(j.wait_until_finished(timeout=5) for j in jobs))
+    assert after == [values[j.id] for j in jobs]
