@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import msgspec
@@ -205,6 +205,7 @@ async def read_events_back(client: Any, keys: QueueKeys, before: str, count: int
             for event in reversed(parse_entry(eid, raw))]
 
 
+_CLOSED: Any = object()  # what QueueEvents._io gives once closed
 _EVENT_ID = re.compile(r"\$|[0-9]+(-[0-9]+)?(/[0-9]+)?")
 
 
@@ -241,7 +242,7 @@ class QueueEvents:
         # carry several; last_id moves on when its first one is handed out).
         self._rest: deque[Event] = deque()
         # The read in flight, which close() cancels.
-        self._reading: asyncio.Task[list[Event]] | None = None
+        self._reading: asyncio.Task[Any] | None = None
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iterate()
@@ -250,34 +251,45 @@ class QueueEvents:
         """Resolves "$", and a last_id that names an event inside a shared entry: the rest
         of that entry comes first."""
         if self.last_id == "$":
-            self.last_id = await last_event_id(self._client, self.keys)
+            last = await self._io(last_event_id(self._client, self.keys))
+            if last is _CLOSED:
+                return
+            self.last_id = last
         entry, index = split_event_id(self.last_id)
         if index >= 0 and not self._rest:
-            raw = await self._client.xrange(self.keys.events, entry, entry)
+            raw = await self._io(self._client.xrange(self.keys.events, entry, entry))
+            if raw is _CLOSED:
+                return
             rest = [e for eid, f in raw for e in parse_entry(eid, f)][index + 1:]
             if rest:
                 self._rest.extend(rest)
             else:
                 self.last_id = entry  # trimmed away meanwhile, or nothing left of it
 
-    async def _read(self, block: float, count: int) -> list[Event]:
-        """The events after last_id; none once closed, or when close() cut the read short
-        (redis-py would retry the read that the closing broke, on a new connection that
+    async def _io(self, call: Coroutine[Any, Any, Any]) -> Any:
+        """The reply of ``call``, or _CLOSED once closed or when close() cut it short
+        (redis-py would retry a command that the closing broke, on a new connection that
         nothing closed any more)."""
         if self._closed:
-            return []
-        reading = asyncio.ensure_future(read_events(self._client, self.keys, self.last_id,
-                                                    block, count))
+            call.close()
+            return _CLOSED
+        reading = asyncio.ensure_future(call)
         self._reading = reading
         try:
             return await reading
         except asyncio.CancelledError:
             me = asyncio.current_task()
             if self._closed and reading.cancelled() and not (me and me.cancelling()):
-                return []
+                return _CLOSED
             raise
         finally:
             self._reading = None
+
+    async def _read(self, block: float, count: int) -> list[Event]:
+        """The events after last_id (none once closed)."""
+        events = await self._io(read_events(self._client, self.keys, self.last_id, block,
+                                            count))
+        return [] if events is _CLOSED else list(events)
 
     async def _iterate(self) -> AsyncIterator[Event]:
         await self._start()

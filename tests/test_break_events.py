@@ -157,8 +157,11 @@ async def test_close_while_another_task_iterates_ends_it_and_leaves_no_connectio
             got.append(event)
 
     task = asyncio.create_task(consume())
-    await wait_until(lambda: len(events._client.connection_pool._in_use_connections) == 1,
-                     message="the blocking read in flight")
+    async def blocked() -> bool:
+        return any(c.get("cmd") == "xread" and "b" in c.get("flags", "")
+                   for c in await queue.redis.client_list())
+
+    await wait_until(blocked, message="the blocking read in flight")
     await events.close()
     await asyncio.wait_for(task, 3)  # well before the 10 s block
     assert got == [] and _connected(events) == 0
@@ -241,3 +244,27 @@ async def test_waiters_of_jobs_finishing_in_one_call_get_their_own_values(queue:
     assert await asyncio.gather(*before) == [values[j.id] for j in jobs]
     after = await asyncio.gather(*(j.wait_until_finished(timeout=5) for j in jobs))
     assert after == [values[j.id] for j in jobs]
+
+
+async def test_close_ends_an_iteration_stuck_in_its_first_read(
+        queue: Queue, redis_url: str) -> None:
+    """close() while the iteration's first read (taking "$") was in flight: that read was
+    not cut short (and a broken one was retried on a new connection)."""
+    events = QueueEvents(queue.name, url=redis_url)
+    stuck = asyncio.Event()
+
+    async def never(*args: Any, **kw: Any) -> Any:
+        stuck.set()
+        await asyncio.Event().wait()
+
+    events._client.xrevrange = never
+
+    async def consume() -> None:
+        async for _ in events:
+            raise AssertionError("no event expected")
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(stuck.wait(), 5)
+    await events.close()
+    await asyncio.wait_for(task, 3)
+    assert _connected(events) == 0
