@@ -82,7 +82,12 @@ async def _send(conn: Any, command: bytes | str | Iterable[bytes], check_health:
     """Writes ``command`` as redis-py's ``send_packed_command`` does, without its per-call
     Task, connecting first when the connection is not open."""
     if not conn.is_connected:
-        await conn.connect()  # redis-py's handshake, with the client's retry policy
+        # redis-py's handshake, without a health check inside it, as its own
+        # send_packed_command connects (redis-py >= 6): with one, the handshake's HELLO
+        # PINGs first, and against a Redis that wants a password none was given for, the
+        # PING's failure reconnects, whose HELLO PINGs... (RecursionError after ~8 s).
+        handshake = getattr(conn, "connect_check_health", None)
+        await (handshake(check_health=False) if handshake is not None else conn.connect())
     elif check_health:
         await conn.check_health()  # may reconnect, or disconnect on failure
         if not conn.is_connected:

@@ -243,3 +243,49 @@ async def test_a_huge_failure_reason_is_cut_and_results_go_in_calls_of_bounded_s
     assert failed.failed_reason.startswith("ValueError: xxx")
     assert failed.failed_reason.endswith(" the end") and len(failed.failed_reason) < 70_000
     assert max(sizes) <= 2, f"a call carried {max(sizes)} results of 600 bytes"
+
+
+async def test_a_redis_that_wants_a_password_none_was_given_for_is_one_clear_error() -> None:
+    """Found by a newcomer run: against a Redis with requirepass and no password in the URL,
+    every call (an add, get_stats, `minique stats`, a worker) ran ~8 s and ended in a
+    RecursionError: the handshake's HELLO health-checked first (packing._send connected
+    with redis-py's connect(), which health-checks), the PING failed, reconnected, whose
+    HELLO PINGed... And an AuthenticationError, a ConnectionError to redis-py, was retried
+    like a dropped link. Now each call raises AuthenticationError on its first handshake,
+    and the CLI says so in one line."""
+    import subprocess
+    import sys
+
+    import redis
+    from helpers import server_binary
+    from redis.exceptions import AuthenticationError
+
+    from minique.server import RedisServer
+
+    with RedisServer(binary=server_binary()) as server:
+        admin = redis.Redis(port=server.port)
+        admin.config_set("requirepass", "s3cret")
+        admin.close()
+        admin = redis.Redis(port=server.port, password="s3cret")
+
+        def connections() -> int:
+            return int(admin.info("stats")["total_connections_received"])
+
+        q = Queue("x", url=server.url)
+        try:
+            before = connections()
+            with pytest.raises(AuthenticationError):
+                await q.add("a", 1)
+            with pytest.raises(AuthenticationError):
+                await q.get_stats()
+            # One handshake a call (plus the admin's own INFO link), not one per retry.
+            assert connections() - before <= 3
+        finally:
+            await q.close()
+        out = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "minique", "stats", "--queue", "x", "--url",
+                             server.url], capture_output=True, text=True, timeout=60)
+        admin.close()
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "authentication" in lines[0], out.stderr[-2000:]
