@@ -27,7 +27,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .cli_common import CliError, prefix_option, run, url_option
+from .cli_common import CliError, TargetError, prefix_option, run, url_option
 from .cli_queues import COMMANDS
 from .connection import connect
 from .dashboard import dashboard_command
@@ -42,24 +42,24 @@ positive = click.FloatRange(min=0, min_open=True)
 
 
 def load_target(spec: str) -> Any:
-    """Imports ``package.module:attribute``. Raises click.BadParameter (exit status 2) when
+    """Imports ``package.module:attribute``. Raises TargetError (one line, exit status 2) when
     the module cannot be imported, whatever its import raised (a missing module, a
     SyntaxError, a NameError...): one line naming the exception, and the file and line it
     came from; the traceback is logged at DEBUG (``--log-level DEBUG``)."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise click.BadParameter(f"expected MODULE:ATTR, got {spec!r}")
+        raise TargetError(f"expected MODULE:ATTR, got {spec!r}")
     sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # the module's own code may fail too: one line, not click's traceback
         log.debug("importing %s failed", module_name, exc_info=True)
         reason = str(exc) if isinstance(exc, ImportError) else _import_failure(exc)
-        raise click.BadParameter(f"cannot import {module_name!r}: {reason}") from exc
+        raise TargetError(f"cannot import {module_name!r}: {reason}") from exc
     try:
         return getattr(module, attr)
     except AttributeError:
-        raise click.BadParameter(f"module {module_name!r} has no attribute {attr!r}") from None
+        raise TargetError(f"module {module_name!r} has no attribute {attr!r}") from None
 
 
 def _import_failure(exc: Exception) -> str:
@@ -147,19 +147,19 @@ def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurre
         served = obj.queues()
         names = list(queues) or served
         if not names:
-            raise click.UsageError(f"{target} has no processors")
+            raise TargetError(f"{target} has no processors")
         unknown = [n for n in names if n not in served]
         if unknown:
             # Its jobs would all fail with "no processor": refuse rather than eat the queue.
-            raise click.BadParameter(
-                f"{target} has no processor for queue(s) {', '.join(map(repr, unknown))}; "
-                f"it serves: {', '.join(served)}", param_hint="'--queue'")
+            raise TargetError(
+                f"{target} has no processor for queue(s) {', '.join(map(repr, unknown))} "
+                f"(--queue); it serves: {', '.join(served)}")
     elif callable(obj):
         if not queues:
-            raise click.UsageError("a single processor needs --queue")
+            raise TargetError(f"{target} is a single processor: it needs --queue")
         names = list(queues)
     else:
-        raise click.BadParameter(f"{target} is neither a Registry nor a callable")
+        raise TargetError(f"{target} is neither a Registry nor a callable")
     # A script or CI job must not hang on a Redis that is not there.
     fail_fast = fail_fast or burst
     if processes > 1:

@@ -24,6 +24,13 @@ class CliError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True, file=file)
 
 
+class TargetError(CliError):
+    """A worker's MODULE:ATTR that cannot be used (not importable, no such attribute, no
+    processor for the queues asked): one line, as CliError, with exit status 2 (usage)."""
+
+    exit_code = 2
+
+
 def _url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     try:
         return check_url(value)

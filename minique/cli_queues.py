@@ -79,14 +79,16 @@ def _short(text: str) -> str:
 
 
 def _outcome(job: Job) -> str:
-    """The failure reason, the return value (as JSON), or what the job waits for."""
-    if job.failed_reason:
-        return job.failed_reason
+    """The return value (as JSON) of a completed job, else the failure reason (the last
+    attempt's, also of a job waiting for its retry), or what the job waits for. A job that
+    completed after failed attempts keeps their reason: its value comes first."""
     if job.state == "completed":
         try:
             return json.dumps(job.return_value, default=str)
         except Exception as exc:  # a value that does not decode still gets a row
             return f"<return value does not decode: {exc}>"
+    if job.failed_reason:
+        return job.failed_reason
     if job.state == "delayed" and job.delay_until:
         return f"due {_when(job.delay_until)}"
     return ""

@@ -281,6 +281,32 @@ def test_jobs_shows_a_header_the_state_the_times_and_the_reason_or_value(
     assert empty.exit_code == 0 and empty.stderr == "no active jobs in queue 'emails'\n"
 
 
+def test_jobs_shows_the_value_of_a_job_that_completed_after_a_failed_attempt(
+        redis_url: str, prefix: str) -> None:
+    """Found by a newcomer run: the row showed the failed attempt's reason (which the job
+    keeps) instead of the value it completed with."""
+    from driver import complete, fetch, finish, retry
+
+    async def fail_then_complete() -> str:
+        q = Queue("emails", url=redis_url, prefix=prefix)
+        try:
+            job = await q.add("send", 1, attempts=2)
+            [(job_id, token)] = await fetch(q)
+            await finish(q, [retry(job_id, token, reason="boom on attempt 1")])
+            [(job_id, token)] = await fetch(q)
+            await finish(q, [complete(job_id, token, b"\xa2ok")])
+            return job.id
+        finally:
+            await q.close()
+
+    job_id = asyncio.run(fail_then_complete())
+    common = ["--queue", "emails", "--url", redis_url, "--prefix", prefix]
+    row = cli("jobs", "--state", "completed", *common).stdout.splitlines()[1]
+    assert row.split()[:3] == [job_id, "send", "completed"] and row.endswith('"ok"'), row
+    [listed] = json.loads(cli("jobs", "--state", "completed", "--json", *common).stdout)
+    assert listed["result"] == '"ok"', listed
+
+
 def test_pause_resume_and_drain_act_on_a_known_queue(redis_url: str, prefix: str) -> None:
     add(redis_url, prefix, "emails", 3)
     common = ["--queue", "emails", "--url", redis_url, "--prefix", prefix]

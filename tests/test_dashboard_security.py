@@ -188,6 +188,13 @@ def test_cli_refuses_public_bind_without_credentials(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("MINIQUE_DASHBOARD_TOKEN", "short")
     bad = runner.invoke(dashboard_command, ["--host", "0.0.0.0"])
     assert bad.exit_code == 2 and "16 characters" in bad.output
+    # --port 0 (any free port): the address printed is the one served, not ":0" (a
+    # newcomer run found it printed http://127.0.0.1:0/).
+    monkeypatch.delenv("MINIQUE_DASHBOARD_TOKEN")
+    anywhere = runner.invoke(dashboard_command, ["--port", "0", "--queue", "a"])
+    assert anywhere.exit_code == 0, anywhere.output
+    served = calls[-1]["port"]
+    assert served > 0 and f"http://127.0.0.1:{served}/" in anywhere.output
 
 
 async def test_mounted_under_a_path_prefix(redis_url: str, queue: Queue) -> None:

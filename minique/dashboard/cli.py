@@ -49,6 +49,10 @@ def dashboard_command(url: str, prefix: str, host: str, port: int, queues: tuple
                          hidden_data_queues=hidden)
     except ValueError as exc:  # a --queue name no queue can have
         raise CliError(str(exc)) from None
+    if port == 0:  # any free port: pick it here, so the address printed is the real one
+        from ..server import free_port
+
+        port = free_port()
     where = "" if auth is None else (" (token auth)" if auth.token else " (basic auth)")
     click.echo(f"minique dashboard on http://{host}:{port}{root_path}/{where}")
     uvicorn.run(app, host=host, port=port, root_path=root_path, log_level="info",
