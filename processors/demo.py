@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from minique import QueueEvents
 from minique.connection import connect, resolve_url
-from minique.server import RedisServer, reachable
+from minique.server import RedisServer, ServerNotFound, reachable
 from processors import queues, runtime, schedules
 from processors.accounts import add_seller_account
 from processors.amazon.config import (
@@ -409,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
             code = asyncio.run(run(args, setup))
     except KeyboardInterrupt:  # Ctrl-C before the event loop ran: the servers stop on the way out
         code = INTERRUPTED
+    except ServerNotFound as exc:  # no Redis answers and none can be started: one line
+        print(f"demo: {exc} (or point $MINIQUE_REDIS_URL at a Redis that runs)", file=sys.stderr)
+        return 1
     if code == INTERRUPTED:
         print("\ndemo interrupted", file=sys.stderr)
     return code

@@ -170,3 +170,22 @@ def test_demo_dashboard_serves_the_demo_queues_until_ctrl_c(tmp_path: Path) -> N
         if demo.poll() is None:
             demo.kill()
             demo.wait(10)
+
+
+def test_without_any_redis_the_demo_says_so_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by a newcomer run: on a machine with no Redis running and no server binary (a
+    venv set up while a redis-server was there, then run where none is), the demo ended in
+    a traceback. It says what to install in one line, and exits 1."""
+    import minique.server
+    from processors import demo
+
+    def none() -> str:
+        raise minique.server.ServerNotFound("no Redis server binary: install redis-server")
+
+    monkeypatch.setattr(minique.server, "find_server_binary", none)
+    monkeypatch.setenv("MINIQUE_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    assert demo.main(["--short", "--dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["demo: no Redis server binary: install redis-server (or point "
+                   "$MINIQUE_REDIS_URL at a Redis that runs)"], err
