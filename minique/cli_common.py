@@ -4,6 +4,7 @@ running a coroutine, and plain-text tables."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -67,9 +68,21 @@ def run(coro: Coroutine[Any, Any, T], url: str) -> T:
         raise CliError(str(exc)) from None
 
 
+# C0/C1 control characters and the bidirectional overrides: in a job's name, id or reason
+# they would drive the terminal (colours, cursor moves, a title) or reorder the line.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``)."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Columns as wide as their widest cell; the first column left-aligned, numbers right."""
-    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in row] for row in rows]
+    """Columns as wide as their widest cell; the first column left-aligned, numbers right.
+    Control characters in a cell are shown escaped (``printable``)."""
+    cells = [[str(h) for h in headers]] + [["" if v is None else printable(str(v)) for v in row]
+                                           for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     numeric = [all(isinstance(row[i], int | float) and not isinstance(row[i], bool) for row in rows)
                and bool(rows) for i in range(len(headers))]

@@ -30,6 +30,8 @@ from .redis_problems import where
 
 COUNTS = ("waiting", "active", "completed", "failed", "delayed", "waiting-children")
 VALUE_WIDTH = 100  # characters of a reason or return value shown per job
+MAX_PAGE = 100_001  # jobs one ``jobs`` command lists (Queue.get_job_ids' limit)
+MAX_RANK = 10**12  # ranks past this are past any list (Redis refuses numbers past int64)
 
 
 async def _missing_queue(redis: Any, name: str, prefix: str, url: str) -> CliError:
@@ -161,10 +163,10 @@ def stats(names: tuple[str, ...], url: str, prefix: str, as_json: bool) -> None:
 @click.command()
 @click.option("--queue", required=True)
 @click.option("--state", default="failed", show_default=True, type=click.Choice(COUNTS))
-@click.option("--start", default=0, show_default=True, type=click.IntRange(min=0),
+@click.option("--start", default=0, show_default=True, type=click.IntRange(0, MAX_RANK),
               help="First job (0 = newest finished, or next to run).")
-@click.option("--end", default=49, show_default=True, type=click.IntRange(min=0),
-              help="Last job, inclusive.")
+@click.option("--end", default=49, show_default=True, type=click.IntRange(0, MAX_RANK),
+              help=f"Last job, inclusive (at most {MAX_PAGE:,} jobs after --start).")
 @url_option
 @prefix_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (times as Unix seconds).")
@@ -174,6 +176,10 @@ def jobs(queue: str, state: str, start: int, end: int, url: str, prefix: str, as
     if end < start:
         raise click.BadParameter(f"--end ({end}) must not be before --start ({start})",
                                  param_hint="'--end'")
+    if end - start >= MAX_PAGE:
+        # Queue.get_job_ids refuses more with a ValueError, which was a traceback here.
+        raise click.BadParameter(f"at most {MAX_PAGE:,} jobs at once (--start {start} "
+                                 f"--end {end} asks for {end - start + 1:,})", param_hint="'--end'")
 
     async def go() -> list[dict[str, Any]]:
         q = await open_queue(queue, url, prefix)

@@ -253,7 +253,7 @@ async def get_job(request: Request) -> Any:
 async def get_job_logs(request: Request) -> Any:
     return await dashboard(request).job_logs(
         path_id(request, "queue"), path_id(request, "job_id"),
-        q_int(request, "start", 0), q_int(request, "end", -1))
+        q_int(request, "start", 0), q_int(request, "end", -1), full=q_bool(request, "full"))
 
 
 @api_endpoint
@@ -426,7 +426,10 @@ OPS: list[Op] = [
        "progress, attempts, timestamps, logs, return value, error",
        [Q, J, ("full", "query", "boolean", "do not cut large fields")], tag="jobs"),
     Op("GET", "/api/queues/{queue}/jobs/{job_id}/logs", get_job_logs, "A job's log lines",
-       [Q, J, ("start", "query", "integer", "first line"), ("end", "query", "integer", "last line")],
+       [Q, J, ("start", "query", "integer", "first line (negative: from the end)"),
+        ("end", "query", "integer", "last line, inclusive (default -1: the last); at most "
+         "1,000 lines per request"),
+        ("full", "query", "boolean", "do not cut long lines")],
        tag="jobs"),
     Op("POST", "/api/queues/{queue}/jobs/{job_id}/{action}", job_action,
        "A job action: retry (failed/completed), remove, promote (delayed), cancel (active)",

@@ -22,7 +22,8 @@ from .security import Auth, ConfigError, check_bind
               help="Address to bind. Anything but loopback requires credentials: "
                    "$MINIQUE_DASHBOARD_TOKEN, or $MINIQUE_DASHBOARD_USERNAME and "
                    "$MINIQUE_DASHBOARD_PASSWORD.")
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to bind (0: any free port).")
 @click.option("--queue", "queues", multiple=True,
               help="Queue to show (repeatable). Default: discover every queue.")
 @click.option("--hide-data", "hidden", multiple=True, envvar="MINIQUE_DASHBOARD_HIDE_DATA",

@@ -217,11 +217,12 @@ async def overview(request: Request) -> Response:
 
 
 async def queue_page(request: Request) -> Response:
-    name = path_id(request, "queue")
     state = request.query_params.get("state", "waiting")
     search = request.query_params.get("q", "")
 
     async def build() -> dict[str, Any]:
+        # Inside build: a malformed ~id in the path is a 400 page, not a 500.
+        name = path_id(request, "queue")
         d = dashboard(request)
         page_no = as_int("page", request.query_params.get("page"), 1)
         info = await d.queue_info(name, minutes=60)
@@ -233,9 +234,9 @@ async def queue_page(request: Request) -> Response:
 
 
 async def job_page(request: Request) -> Response:
-    name = path_id(request, "queue")
-
     async def build() -> dict[str, Any]:
+        # Inside build: a malformed ~id in the path is a 400 page, not a 500.
+        name = path_id(request, "queue")
         d = dashboard(request)
         job_id = path_id(request, "job_id")
         return {"job": await d.job(name, job_id), "queue": name, "page": "job",
@@ -245,9 +246,9 @@ async def job_page(request: Request) -> Response:
 
 
 async def dead_letter_page(request: Request) -> Response:
-    name = path_id(request, "queue")
-
     async def build() -> dict[str, Any]:
+        # Inside build: a malformed ~id in the path is a 400 page, not a 500.
+        name = path_id(request, "queue")
         include_all = as_bool("all", request.query_params.get("all"), False)
         d = dashboard(request)
         return {"dl": await d.dead_letters(name, include_all=include_all), "queue": name,
@@ -270,10 +271,11 @@ async def schedulers_page(request: Request) -> Response:
 
 
 async def groups_page(request: Request) -> Response:
-    name = path_id(request, "queue")
     by = request.query_params.get("by", "waiting")
 
     async def build() -> dict[str, Any]:
+        # Inside build: a malformed ~id in the path is a 400 page, not a 500.
+        name = path_id(request, "queue")
         d = dashboard(request)
         page_no = as_int("page", request.query_params.get("page"), 1)
         return {"g": await d.groups(name, by=by, page=page_no, page_size=50), "queue": name,
@@ -283,9 +285,9 @@ async def groups_page(request: Request) -> Response:
 
 
 async def group_page(request: Request) -> Response:
-    name = path_id(request, "queue")
-
     async def build() -> dict[str, Any]:
+        # Inside build: a malformed ~id in the path is a 400 page, not a 500.
+        name = path_id(request, "queue")
         d = dashboard(request)
         page_no = as_int("page", request.query_params.get("page"), 1)
         return {"g": await d.group(name, group_param(request), page=page_no, page_size=25),

@@ -33,6 +33,8 @@ DISCOVERY_TTL = 5.0  # seconds a discovery result is reused
 MAX_QUEUES = 500
 MAX_IDS = 1000  # ids per bulk action request
 MAX_WAITING_OFFSET = 100_000
+MAX_LOG_LINES = 1000  # log lines per logs request
+MAX_LOG_INDEX = 10**12  # a log index beyond any list (LRANGE refuses numbers past int64)
 CLEAN_STATES = ("completed", "failed", "waiting", "delayed")
 GROUP_ORDERS = ("waiting", "active", "paused", "throttled")
 GROUP_ACTIVE_SCAN = 1000  # running jobs looked at to find one group's (bounded)
@@ -128,6 +130,29 @@ def job_summary(job: Job, hidden: bool = False) -> dict[str, Any]:
         "progress": shown_progress(job, hidden),
         "actions": allowed_actions(job.state or ""),
     }
+
+
+class Corrupted:
+    """A listed job whose stored hash does not decode: listed with its error, so one bad job
+    neither hides the others of its page nor escapes being removed."""
+
+    def __init__(self, job_id: str, state: str, error: str) -> None:
+        self.id = job_id
+        self.name = ""
+        self.state = state
+        self.error = error
+
+
+def corrupted_summary(job: Corrupted) -> dict[str, Any]:
+    """The list row of a job that cannot be decoded: the fields of ``job_summary``, empty."""
+    return {"id": job.id, "name": "(cannot be decoded)", "state": job.state, "priority": 0,
+            "attempts_made": 0, "attempts": 0, "timestamp": None, "processed_on": None,
+            "finished_on": None, "delay_until": None, "failed_reason": job.error,
+            "progress": None, "corrupted": job.error, "actions": ["remove"]}
+
+
+def summary(job: Job | Corrupted, hidden: bool) -> dict[str, Any]:
+    return corrupted_summary(job) if isinstance(job, Corrupted) else job_summary(job, hidden)
 
 
 def job_options(job: Job) -> dict[str, Any]:
@@ -322,6 +347,24 @@ class Dashboard:
 
     # ----- jobs ----------------------------------------------------------------------------
 
+    async def _load(self, q: Queue, state: str, start: int, end: int) -> list[Job | Corrupted]:
+        """The jobs of ``state`` ranked ``start`` to ``end``; a job whose hash does not decode
+        is a ``Corrupted`` entry instead of an error for the whole page."""
+        ids = await q.get_job_ids(state, start, end)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(q.keys.job(job_id))
+            hashes = await pipe.execute()
+        out: list[Job | Corrupted] = []
+        for job_id, h in zip(ids, hashes, strict=True):
+            if not h:
+                continue  # removed between the two reads
+            try:
+                out.append(Job.from_hash(q, job_id, h))
+            except JobCorrupted as exc:
+                out.append(Corrupted(job_id, state, str(exc)))
+        return out
+
     async def jobs(self, name: str, state: str, *, page: int = 1, page_size: int = 25,
                    search: str = "") -> dict[str, Any]:
         """One page of the jobs of ``state``; ``search`` matches an exact id or part of a name."""
@@ -338,20 +381,27 @@ class Dashboard:
                            f"{MAX_WAITING_OFFSET:,}; search by id instead")
         search = search.strip()
         truncated = False
+        jobs: list[Job | Corrupted]
         if not search:
-            jobs = await q.get_jobs(state, start, start + page_size - 1) if start < counts[state] else []
+            jobs = await self._load(q, state, start, start + page_size - 1) if start < counts[state] else []
             total = counts[state]
         else:
-            matches: list[Job] = []
+            matches: list[Job | Corrupted] = []
             seen: set[str] = set()
-            exact = await q.get_job(search) if len(search) <= 512 else None
+            try:
+                exact = await q.get_job(search) if len(search) <= 512 else None
+            except JobCorrupted as exc:
+                exact = None
+                if await q.get_state(search) == state:
+                    matches.append(Corrupted(search, state, str(exc)))
+                    seen.add(search)
             if exact is not None and exact.state == state:
                 matches.append(exact)
                 seen.add(exact.id)
             needle = search.lower()
             scanned = 0
             while scanned < min(counts[state], SEARCH_SCAN):
-                batch = await q.get_jobs(state, scanned, scanned + 499)
+                batch = await self._load(q, state, scanned, scanned + 499)
                 if not batch:
                     break
                 scanned += 500
@@ -362,7 +412,7 @@ class Dashboard:
         return {
             "queue": name, "state": state, "page": page, "page_size": page_size, "total": total,
             "pages": max(1, -(-total // page_size)), "search": search, "truncated": truncated,
-            "counts": counts, "jobs": [job_summary(j, self.data_hidden(name)) for j in jobs],
+            "counts": counts, "jobs": [summary(j, self.data_hidden(name)) for j in jobs],
         }
 
     async def _job(self, name: str, job_id: str) -> tuple[Queue, Job]:
@@ -397,7 +447,8 @@ class Dashboard:
             "data_hidden": hidden,
             "data": None if hidden else _decoded(lambda: job.data, cut=not full),
             "return_value": None if hidden else _decoded(lambda: job.return_value, cut=not full),
-            "failed_reason": shown_reason(job.failed_reason, hidden) if hidden else job.failed_reason,
+            "failed_reason": (shown_reason(job.failed_reason, hidden) if hidden
+                              else jsonable(job.failed_reason, cut=not full)),
             "stacktrace": None if hidden else job.stacktrace,
             "logs": [jsonable(line, cut=not full) for line in logs],
             "attempt_history": attempts,
@@ -405,21 +456,41 @@ class Dashboard:
             "flow": await flow_links(q, job_id),
         }
 
-    async def job_logs(self, name: str, job_id: str, start: int = 0, end: int = -1) -> dict[str, Any]:
+    async def job_logs(self, name: str, job_id: str, start: int = 0, end: int = -1,
+                       *, full: bool = False) -> dict[str, Any]:
+        """Log lines ``start`` to ``end`` (inclusive; negative counts from the last line, as
+        in LRANGE), at most MAX_LOG_LINES of them, each cut at MAX_STRING unless ``full``."""
+        for label, value in (("start", start), ("end", end)):
+            check_int(label, value, -MAX_LOG_INDEX, MAX_LOG_INDEX)
         q, _ = await self._job(name, job_id)
         if self.data_hidden(name):
             return {"queue": name, "id": job_id, "logs": [], "data_hidden": True}
-        return {"queue": name, "id": job_id, "logs": await q.get_job_logs(job_id, start, end)}
+        total = int(await self.redis.llen(q.keys.logs(job_id)))
+        first = max(0, start + total if start < 0 else start)
+        last = min(total - 1, end + total if end < 0 else end)
+        truncated = last - first + 1 > MAX_LOG_LINES
+        if truncated:
+            last = first + MAX_LOG_LINES - 1
+        lines = await q.get_job_logs(job_id, first, last) if first <= last else []
+        return {"queue": name, "id": job_id, "total": total, "start": first,
+                "end": first + len(lines) - 1, "truncated": truncated,
+                "logs": [jsonable(line, cut=not full) for line in lines]}
 
     async def job_action(self, name: str, job_id: str, action: str) -> dict[str, Any]:
+        if action == "remove":
+            # Removing needs no decoded job: a job whose hash is corrupted can be removed.
+            q = await self.queue(name)
+            if not job_id or len(job_id) > 512:
+                raise ApiError(400, "bad_job_id", "job ids are 1 to 512 characters")
+            if not await q.remove_job(job_id):
+                raise ApiError(404, "job_not_found", f"queue {name!r} has no job {job_id!r}")
+            return {"ok": True, "queue": name, "id": job_id, "action": action,
+                    "state": await q.get_state(job_id)}
         q, _ = await self._job(name, job_id)
         if action == "retry":
             await q.retry_job(job_id)
         elif action == "promote":
             await q.promote_job(job_id)
-        elif action == "remove":
-            if not await q.remove_job(job_id):
-                raise ApiError(404, "job_not_found", f"queue {name!r} has no job {job_id!r}")
         elif action == "cancel":
             if not await q.cancel(job_id):
                 raise ApiError(409, "invalid_state", f"job {job_id} is not active, so it cannot be "
@@ -576,8 +647,10 @@ class Dashboard:
         total = (await q.get_stats())["failed"]
         jobs: list[Job] = []
         for start in range(0, min(total, DEAD_SCAN), 500):
-            batch = await q.get_jobs("failed", start, min(start + 499, DEAD_SCAN - 1))
-            jobs.extend(j for j in batch if include_all or j.attempts_made >= j.opts.attempts)
+            batch = await self._load(q, "failed", start, min(start + 499, DEAD_SCAN - 1))
+            # A job that cannot be decoded is listed (and removable) among the failed jobs.
+            jobs.extend(j for j in batch if isinstance(j, Job)
+                        and (include_all or j.attempts_made >= j.opts.attempts))
         return jobs, min(total, DEAD_SCAN), total > DEAD_SCAN
 
     async def dead_letters(self, name: str, *, include_all: bool = False,
