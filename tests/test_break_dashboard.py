@@ -177,3 +177,26 @@ def test_jobs_escapes_control_characters(qname: str, redis_url: str) -> None:
     assert "\u202e" not in result.output
     assert "x\\x1b]0;pwned\\x07" in result.output and "\\nsecond" in result.output
     assert len(result.output.strip().splitlines()) == 2  # the header and one row
+
+
+async def test_a_body_over_the_limit_is_refused_as_it_streams_in(
+        client: httpx.AsyncClient, queue: Queue) -> None:
+    """An action's body was read whole (request.body()) before its size was checked: a
+    client could make the dashboard hold any amount in memory. It is refused (413) as soon
+    as it passes MAX_BODY, and the rest is never read."""
+    from minique.dashboard.api import MAX_BODY
+
+    await queue.add("x", 1)
+    sent = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal sent
+        chunk = b" " * 65536
+        for _ in range(1000):  # 64 MiB, if it were all read
+            sent += len(chunk)
+            yield chunk
+
+    r = await client.post(f"/api/queues/{queue.name}/clean", content=endless(),
+                          headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+    assert sent <= MAX_BODY + 4 * 65536, f"{sent} bytes read for a {MAX_BODY}-byte limit"

@@ -155,9 +155,16 @@ def as_float(name: str, raw: Any, default: float) -> float:
 async def read_body(request: Request) -> dict[str, Any]:
     """A JSON object body, or a form (``ids`` may repeat); an empty body is ``{}``."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise ApiError(413, "body_too_large", f"request bodies are at most {MAX_BODY} bytes")
+    # Read as it streams in and refused past the limit: request.body() took a body of any
+    # size into memory first.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ApiError(413, "body_too_large", f"request bodies are at most {MAX_BODY} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw.strip():
         return {}
     if ctype == "application/x-www-form-urlencoded":
