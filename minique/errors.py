@@ -128,6 +128,23 @@ class AddOutcomeUnknown(ConnectionError, MiniqueError):
         self.job_ids = job_ids
 
 
+class AddBulkIncomplete(MiniqueError):
+    """Redis refused some of an ``add_bulk``'s calls (500 jobs each) after it had run
+    others: out of memory (``maxmemory`` with ``noeviction``), a replica turned read-only
+    after a failover, writes stopped after a failed RDB save.
+
+    ``added`` are the jobs that were added, ``not_added`` the positions (from 0) of the
+    items that were not; ``__cause__`` is Redis' refusal. Adding the items of
+    ``not_added`` again is safe; adding the whole list again would add the others twice
+    (their automatic ids are new ones).
+    """
+
+    def __init__(self, message: str, added: list[Any], not_added: list[int]) -> None:
+        super().__init__(message)
+        self.added = added
+        self.not_added = not_added
+
+
 class AddNotSent(MiniqueError):
     """An add that never reached Redis, so nothing was added: it waited to go with other
     concurrent adds, and the task sending them was cancelled first (a loop shutting down).

@@ -17,7 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import codec, packing, scripts, telemetry
 from .attempts import Attempt, attempts_from_hash
 from .connection import connect
-from .errors import AddNotSent, AddOutcomeUnknown, InvalidJobState, JobNotFound
+from .errors import AddBulkIncomplete, AddNotSent, AddOutcomeUnknown, InvalidJobState, JobNotFound
 from .job import Job, public_state
 from .keys import DEFAULT_PREFIX, QueueKeys, validate_name
 from .options import (
@@ -50,6 +50,17 @@ _NO_OPTIONS: dict[str, Any] = {}  # never modified: resolve() reads options, nev
 # it, so it is sent as tail number 0 and not at all (each argument costs the server ~1k
 # instructions; a plain one-job add sent 5 more than it needed).
 PLAIN_TAIL = (b"", 0, 0, "", "")
+
+
+def _refused_or_all(replies: list[Any]) -> list[Any]:
+    """The replies of a producer's add calls; the first error when Redis refused them all
+    (nothing was added). When it refused some after running others (out of memory after
+    the first chunks of an add_bulk), each refused call's error stands in its reply."""
+    errors = [r for r in replies if isinstance(r, Exception)]
+    if errors and (len(errors) == len(replies) or not all(
+            isinstance(e, ResponseError) for e in errors)):
+        raise errors[0]
+    return replies
 
 
 def _add_call_args(chunk: Sequence[list[Any]], producer: str, seq: int) -> list[Any]:
@@ -162,8 +173,10 @@ class Queue:
 
     async def _write_meta(self) -> None:
         if not self._meta_written:
-            self._meta_written = True
+            # Marked written only once Redis took it: a write refused (a Redis out of
+            # memory, a dropped link) is tried again by the next call.
             await self.redis.hset(self.keys.meta, "emax", self._events_max_len)
+            self._meta_written = True
 
     async def _run(self, name: str, args: Sequence[scripts.Arg], extra_keys: Sequence[str] = ()) -> Any:
         await self._write_meta()
@@ -296,7 +309,8 @@ class Queue:
     async def _send_adds(self, chunks: Sequence[Sequence[list[Any]]],
                          waiting: list[_WaitingAdd] | None = None) -> list[list[Any]]:
         """Sends chunks of prepared adds, one producer call at a time; returns per chunk
-        the (id, duplicate) pairs and the server time. A call the server saw already (a
+        the (id, duplicate) pairs and the server time, or, when Redis refused some calls
+        after it had run others, the error that refused a chunk in its place. A call the server saw already (a
         re-send) comes back as the ids sent, none of them a duplicate: the first send's
         duplicates were told then.
 
@@ -334,7 +348,8 @@ class Queue:
                 calls.append(_add_call_args(chunk, self._producer, self._add_seq))
             try:
                 replies = await self._call_adds(calls)
-                if any(int(reply[0]) == 2 for reply in replies):
+                if any(not isinstance(reply, Exception) and int(reply[0]) == 2
+                       for reply in replies):
                     # The id counter was reset (lua/add.lua): the rest of the block is void.
                     self._id_next = self._id_end = 0
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -343,9 +358,11 @@ class Queue:
                     f"Redis did not answer ({type(exc).__name__}: {exc}); whether job(s) "
                     f"{_shown(ids)} were added is unknown: look them up with get_job()",
                     ids) from exc
-        out: list[list[Any]] = []
+        out: list[Any] = []
         for chunk, reply in zip(chunks, replies, strict=True):
-            if int(reply[0]) == 1:
+            if isinstance(reply, Exception):
+                out.append(reply)  # refused by Redis, after others ran (_call_adds)
+            elif int(reply[0]) == 1:
                 out.append([*[x for args in chunk for x in await self._resent_outcome(args)],
                             reply[-1]])
             else:
@@ -377,8 +394,14 @@ class Queue:
                                       (self.keys.job_prefix, *calls[0]))]
         if getattr(self.redis, "connection_pool", None) is None:
             # Redis Cluster clients refuse scripts in pipelines; in order, one at a time.
-            return [await scripts.run(self.redis, "add", self._add_keys,
-                                      (self.keys.job_prefix, *call)) for call in calls]
+            out: list[Any] = []
+            for call in calls:
+                try:
+                    out.append(await scripts.run(self.redis, "add", self._add_keys,
+                                                 (self.keys.job_prefix, *call)))
+                except ResponseError as exc:
+                    out.append(exc)
+            return _refused_or_all(out)
         for _attempt in range(2):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for call in calls:
@@ -386,10 +409,7 @@ class Queue:
                                        [self.keys.job_prefix, *call])
                 replies = await pipe.execute(raise_on_error=False)
             if not any(scripts.missing_code(r) for r in replies):
-                for r in replies:
-                    if isinstance(r, Exception):
-                        raise r
-                return list(replies)
+                return _refused_or_all(list(replies))
             # Calls after the missing code did not run; the ones before are re-sends now.
             await scripts.load_all(self.redis)
         raise RuntimeError("Redis keeps missing minique's functions after they were loaded")
@@ -491,7 +511,13 @@ class Queue:
         replies = await self._send_adds([[args for args, _, _ in chunk] for chunk in chunks])
         out: list[Job] = []
         dup_ids: list[tuple[int, str]] = []
-        for chunk, reply in zip(chunks, replies, strict=True):
+        not_added: list[int] = []
+        refusal: Exception | None = None
+        for n, (chunk, reply) in enumerate(zip(chunks, replies, strict=True)):
+            if isinstance(reply, Exception):
+                refusal = refusal or reply
+                not_added.extend(range(n * BULK_CHUNK, n * BULK_CHUNK + len(chunk)))
+                continue
             now_ms = reply[-1]
             for j, (args, resolved, data) in enumerate(chunk):
                 raw = reply[2 * j]
@@ -503,6 +529,13 @@ class Queue:
             existing = await self.get_job(job_id)
             if existing is not None:
                 out[index] = existing
+        if refusal is not None:
+            raise AddBulkIncomplete(
+                f"add_bulk: Redis refused {len(not_added)} of {len(prepared)} jobs "
+                f"({type(refusal).__name__}: {refusal}) after it had added the other "
+                f"{len(out)}; .added has the jobs added, .not_added the positions of the "
+                "items to add again (adding the whole list again would add the others "
+                "twice)", out, not_added) from refusal
         return out
 
     # ----- reading -----------------------------------------------------------------------

@@ -264,6 +264,9 @@ class Worker:
         self._background: list[asyncio.Task[None]] = []
         self._close_task: asyncio.Future[None] | None = None
         self.heartbeat_interval = heartbeat_interval
+        # The maxmemory-policy last seen ("" before the first look; None: CONFIG is
+        # forbidden, so it is not looked at again).
+        self._policy_checked: str | None = ""
         # Objects with job_started(queue, job) / job_finished(queue, job, outcome, seconds),
         # e.g. minique.metrics.WorkerMetrics; called on the event loop, errors only logged.
         self.observers: list[WorkerObserver] = list(observers)
@@ -1413,6 +1416,7 @@ class Worker:
             try:
                 self._monitor.begin("heartbeat")
                 await self.heartbeat()
+                await self._check_eviction_policy()
             except Exception as exc:
                 log.warning("queue %s: heartbeat failed (%s: %s)", self.queue_name,
                             type(exc).__name__, exc)
@@ -1497,15 +1501,27 @@ class Worker:
         await self.queue.rate_limit(delay)
 
     async def _check_eviction_policy(self) -> None:
+        """Warns when Redis may evict keys: at start-up, and again whenever the policy
+        changes to an evicting one while the worker runs (a ``CONFIG SET`` by mistake, a
+        managed Redis' settings changed): evicted job hashes, stream entries and the id
+        counter are jobs lost without a trace. The heartbeat calls it."""
+        if self._policy_checked is None:
+            return  # CONFIG is forbidden here
         try:
             reply = await self.redis.config_get("maxmemory-policy")
+        except RedisConnectionError:
+            return  # checked again at the next heartbeat
         except Exception:  # managed Redis may forbid CONFIG; nothing to check then
+            self._policy_checked = None
             return
         # Keys and values come back as str or bytes depending on the client's settings.
         values = {(k.decode() if isinstance(k, bytes) else str(k)):
                   (v.decode() if isinstance(v, bytes) else str(v)) for k, v in reply.items()}
         policy = values.get("maxmemory-policy")
-        if policy is not None and policy != "noeviction":
+        if policy is None or policy == self._policy_checked:
+            return
+        self._policy_checked = policy
+        if policy != "noeviction":
             log.warning("Redis maxmemory-policy is %r, not 'noeviction': under memory pressure "
                         "Redis will silently evict jobs and leases. Set maxmemory-policy "
                         "noeviction on the queue's Redis.", policy)
