@@ -206,3 +206,30 @@ async def test_jobs_added_and_finished_while_redis_is_out_of_memory_run_once(
         await task
         await q.obliterate(force=True)
         await q.close()
+
+
+async def test_tokens_never_repeat_after_redis_comes_back_from_an_older_snapshot(
+        queue: Queue) -> None:
+    """Found by the Redis break run: restored from an older RDB snapshot, the queue's token
+    counter went back with the jobs, which were then taken again in the same order: a job's
+    new run got the very token a worker of the lost time still held, and that worker's
+    late result finished the new run. Tokens now never fall below the Redis clock in
+    microseconds, so a counter that went back still hands out new ones."""
+    from driver import complete, fetch, finish
+
+    await queue.add("x", 0, job_id="before")
+    [(_, token)] = await fetch(queue)  # the counter has started: the snapshot holds it
+    await finish(queue, [complete("before", token)])
+    await queue.add("x", 1, job_id="j")
+    snapshot = {k: await queue.redis.dump(k) for k in await queue.redis.keys(queue.keys.base + "*")}
+    [(_, lost_token)] = await fetch(queue)  # a worker of the lost time takes it...
+    # ...and Redis comes back from the snapshot taken before that.
+    for key in await queue.redis.keys(queue.keys.base + "*"):
+        await queue.redis.delete(key)
+    for key, value in snapshot.items():
+        await queue.redis.restore(key, 0, value, replace=True)
+    [(_, new_token)] = await fetch(queue)
+    assert int(new_token) > int(lost_token), (lost_token, new_token)
+    statuses, _, _ = await finish(queue, [complete("j", lost_token)])
+    assert statuses == [0]  # the lost time's result is fenced out
+    assert await queue.get_state("j") == "active"

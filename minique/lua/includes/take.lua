@@ -155,17 +155,18 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
     take_grouped(now, want - #ids, ids, scores, gids, true)
   end
   if #ids == 0 then return with_wait_info(out) end
-  local fence = redis.call('HINCRBY', K.meta, 'fence', #ids) - #ids
-  if fence == 0 then
-    -- A fresh counter: a new queue, or one obliterated, or a Redis that lost its data. Ids
-    -- start again at 1 then, and workers of the queue's earlier life may still hold tokens
-    -- 1, 2, ...: from 1 again, their results would finish the new jobs of the same ids
-    -- (and give their group slots back while those run). The counter starts at the Redis
-    -- clock in microseconds instead, past every token of an earlier life unless that life
-    -- took more than a million jobs a second on average.
-    fence = now * 1000
-    redis.call('HINCRBY', K.meta, 'fence', int_str(fence))
-  end
+  -- Tokens never fall below the Redis clock in microseconds. A counter that went back (a
+  -- new queue, one obliterated, a Redis that lost its data or came back from an older
+  -- snapshot) would hand out again tokens that workers of the lost time still hold: their
+  -- results would finish the new runs of the same jobs, taken again in the same order
+  -- (and give their group slots back while those run). Past every earlier token unless
+  -- the queue took more than a million jobs a second on average. (One HSET, where a bare
+  -- counter was one HINCRBY; the stored value comes with the call's meta read.)
+  local fence = tonumber(m.fence) or 0
+  if fence < now * 1000 then fence = now * 1000 end
+  local fence_to = int_str(fence + #ids)
+  redis.call('HSET', K.meta, 'fence', fence_to)
+  meta_set('fence', fence_to)
   -- Fields absent from a hash cost a scan of all of it each: the stalled count is only
   -- read once a job of the queue has stalled (meta 'xs'), the group once the queue has had
   -- grouped jobs (meta 'gwn', kept from the first one on), a scheduler's id only for its
