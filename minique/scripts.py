@@ -42,6 +42,10 @@ _LIBRARY_INCLUDES = ("base", "dedup", "job_fields", "retention", "scheduler", "t
 # A transition whose file has this line gets a call id as its last argument (see run) and
 # replays its first reply to a re-send of the same call (lua/wrappers/once.lua).
 _ONCE = re.compile(r"^--@once\s*$", re.MULTILINE)
+# A transition whose file has this line runs while Redis is out of memory (the function
+# flag allow-oom): what it writes does not grow the data set, and refusing it does harm
+# (a lease renewal refused for memory lets the lease run out while its job runs on).
+_ALLOW_OOM = re.compile(r"^--@allow-oom\s*$", re.MULTILINE)
 _BODY = "--@body\n"
 
 Arg = str | bytes | int | float
@@ -50,11 +54,12 @@ Arg = str | bytes | int | float
 class Library:
     """The library's text, its hash-tagged name, and each transition's function name."""
 
-    __slots__ = ("call_id_names", "eval_sources", "functions", "name", "prelude", "source",
-                 "tag")
+    __slots__ = ("allow_oom_names", "call_id_names", "eval_sources", "functions", "name",
+                 "prelude", "source", "tag")
 
     def __init__(self, prelude: str, bodies: dict[str, str],
-                 once: frozenset[str] = frozenset()) -> None:
+                 once: frozenset[str] = frozenset(),
+                 allow_oom: frozenset[str] = frozenset()) -> None:
         self.prelude = prelude
         # Transitions that take a call id as their last argument.
         self.call_id_names = once
@@ -67,9 +72,11 @@ class Library:
         self.name = f"minique_{self.tag}"
         # Each transition's function name, made once rather than per call.
         self.functions = {name: f"mq{self.tag}_{name}" for name in bodies}
+        self.allow_oom_names = allow_oom
         registrations = "".join(
-            f"redis.register_function('{self.function(name)}', function(KEYS, ARGV)\n"
-            f"{_start(name in self.call_id_names)}\n{body}\nend)\n"
+            f"redis.register_function{{function_name='{self.function(name)}', "
+            f"callback=function(KEYS, ARGV)\n{_start(name in self.call_id_names)}\n{body}\n"
+            f"end{_flags(name in allow_oom)}}}\n"
             for name, body in sorted(bodies.items()))
         self.source = f"#!lua name={self.name}\n{prelude}\n{registrations}"
         # The same code as plain scripts, for servers without functions.
@@ -78,6 +85,13 @@ class Library:
 
     def function(self, name: str) -> str:
         return self.functions.get(name) or f"mq{self.tag}_{name}"
+
+
+def _flags(allow_oom: bool) -> str:
+    """A registration's flags: none (Redis's default for a function that writes), or
+    allow-oom. (EVAL mode, for servers without functions, has no flags: there a renewal is
+    refused under OOM as any write.)"""
+    return ", flags={'allow-oom'}" if allow_oom else ""
 
 
 def _start(takes_call_id: bool) -> str:
@@ -124,7 +138,8 @@ def library() -> Library:
     texts = {name: (LUA_DIR / f"{name}.lua").read_text() for name in all_script_names()}
     bodies = {name: _INCLUDE.sub("", text) for name, text in texts.items()}
     return Library(prelude, bodies,
-                   once=frozenset(n for n, t in texts.items() if _ONCE.search(t)))
+                   once=frozenset(n for n, t in texts.items() if _ONCE.search(t)),
+                   allow_oom=frozenset(n for n, t in texts.items() if _ALLOW_OOM.search(t)))
 
 
 def eval_source(body: str) -> str:

@@ -21,7 +21,7 @@ import pytest
 from helpers import server_binary, wait_until
 from redis.exceptions import OutOfMemoryError
 
-from minique import Queue, Registry, Worker
+from minique import Queue, Registry, Worker, scripts
 from minique.errors import AddBulkIncomplete
 from minique.server import RedisServer
 
@@ -233,3 +233,27 @@ async def test_tokens_never_repeat_after_redis_comes_back_from_an_older_snapshot
     statuses, _, _ = await finish(queue, [complete("j", lost_token)])
     assert statuses == [0]  # the lost time's result is fenced out
     assert await queue.get_state("j") == "active"
+
+
+@pytest.mark.skipif(not scripts._use_functions, reason="EVAL mode has no function flags")
+async def test_a_lease_is_renewed_while_redis_is_out_of_memory(server: RedisServer) -> None:
+    """From the Redis break run: while Redis refused writes for memory (noeviction), lease
+    renewals were refused too, so with two workers a lease ran out while its job ran on,
+    the other worker's stall check took it back once memory was free, and the job ran
+    twice. extend.lua runs under OOM now (function flag allow-oom): it moves scores of
+    members already there. Adds are still refused."""
+    from driver import fetch
+
+    q = Queue("oom-lease", url=server.url)
+    try:
+        await q.add("x", 1, job_id="j")
+        [(job_id, token)] = await fetch(q, lease_ms=60_000)
+        await q.redis.config_set("maxmemory", await _used_memory(q) - 100_000)
+        with pytest.raises(OutOfMemoryError):
+            await q.add("x", 2)
+        lost, cancel = await scripts.run(q.redis, "extend", q.keys.vector,
+                                         [q.keys.job_prefix, 60_000, job_id, token])
+        assert lost == [] and cancel == []
+        await q.redis.config_set("maxmemory", 0)
+    finally:
+        await q.close()

@@ -1,6 +1,10 @@
 -- Renews the leases of a worker's jobs (active and held) in one call.
 -- ARGV: JP, lease_ms, then pairs id, token. Returns {lost ids, ids whose cancel was asked}.
+-- Runs while Redis is out of memory (it only moves scores of members already there): a
+-- renewal refused for memory let the lease run out while the job ran on, and another
+-- worker's stall check took it back and ran it again.
 --@include base
+--@allow-oom
 local deadline = now_ms() + tonumber(ARGV[2])
 local lost, cancel = {}, {}
 for i = 3, #ARGV, 2 do
