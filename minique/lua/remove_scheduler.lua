@@ -12,12 +12,17 @@ sch_unlink_pending(ids[1], 'scheduler ' .. sid .. ' removed')
 -- The firing taken last may be held by a worker ahead of its start: waiting, to the user,
 -- so withdrawn as remove() withdraws a held job (its worker hands it back and it is
 -- deleted; one that had started runs on). The caller waits for that answer.
+-- One its worker handed back before it started (its hold ran out, a control change ended
+-- it) is waiting again, never started ('ats' 0): withdrawn as the pending firing is.
 local wait = -1
-if ids[2] and redis.call('HGET', JP .. ids[2], 'st') == 'held' then
+local last = ids[2] and redis.call('HMGET', JP .. ids[2], 'st', 'ats') or {}
+if last[1] == 'held' then
   if mark_held_removed(JP .. ids[2], ids[2]) == 1 then
     emit('ev', 'removed', 'id', ids[2], 'prev', 'waiting', 'reason', 'scheduler ' .. sid .. ' removed')
   end
   wait = control_changed('remove')
+elseif last[1] == 'waiting' and last[2] == '0' then
+  sch_unlink_pending(ids[2], 'scheduler ' .. sid .. ' removed')
 end
 redis.call('DEL', sk, KEYS[NK + 2])
 redis.call('ZREM', SCH_INDEX, sid)

@@ -32,8 +32,11 @@ redis.call('HSET', sk, 'n', ARGV[12], 'd', ARGV[13], 'o', ARGV[14], 'p', ARGV[15
 -- that one too (withdrawn on a new timing, given the new template), and its holders are
 -- asked to hand it back. The reply then names it with its token, and the caller waits for
 -- the answer (handed back, or started before the worker heard: it runs as taken).
+-- One its worker handed back before it started (its hold ran out, a control change ended
+-- it) is waiting again, never started ('ats' 0): pending as the next firing is ('back').
 local held_id = old[11]
-local held = held_id and redis.call('HMGET', JP .. held_id, 'st', 'tok')
+local held = held_id and redis.call('HMGET', JP .. held_id, 'st', 'tok', 'ats')
+local back = held and held[1] == 'waiting' and held[3] == '0' and held_id or nil
 if not (held and held[1] == 'held') then held_id = nil end
 local held_wait = -1
 local function reply(status, nid)
@@ -47,6 +50,7 @@ if old[1] ~= sig then
   -- retained finished job, or one of a removed scheduler with the same id) can be reused.
   status = old[1] and 2 or 1
   sch_unlink_pending(old[10], 'scheduler ' .. sid .. ' changed')
+  if back then sch_unlink_pending(back, 'scheduler ' .. sid .. ' changed') end
   if held_id and mark_held_removed(JP .. held_id, held_id) == 1 then
     emit('ev', 'removed', 'id', held_id, 'prev', 'waiting', 'reason', 'scheduler ' .. sid .. ' changed')
     held_wait = control_changed('remove')
@@ -112,6 +116,7 @@ else
   -- may let it go on; resume from the first fire time after both now and the last run.
   sch_advance(sk, tk, sid, h, math.max(now - 1, sch_num(h.last, -1)), now)
 end
+if back and not template_same then refresh_pending(back, h) end
 if held_id and not template_same then
   -- Its group stays: held jobs are counted by group (includes/groups.lua: gheldn).
   redis.call('HSET', JP .. held_id, 'n', h.n, 'd', h.d, 'o', h.o, 'p', sch_num(h.p, 0))
