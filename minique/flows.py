@@ -107,40 +107,39 @@ async def submit(client: Any, nodes: Sequence[_Prepared], producer: str, seq: in
     reply = await scripts.run(client, "add_flow", first.keys.vector,
                               (first.keys.job_prefix, *flat))
     if int(reply[0]) == -1:
-        reply = await _after_hand_back(client, first, flat, int(reply[1]),
-                                       [n.parent for n in nodes if n.parent[:1] not in ("", "#")])
+        reply = await _after_hand_back(client, first, flat, reply)
     for node, job_id in zip(nodes, reply[1:], strict=True):
         node.args[0] = job_id.decode() if isinstance(job_id, bytes) else str(job_id)
     return int(reply[0])
 
 
-async def _after_hand_back(client: Any, first: Queue, flat: list[Any], hold_ms: int,
-                           parents: list[str]) -> Any:
+async def _after_hand_back(client: Any, first: Queue, flat: list[Any], reply: Any) -> Any:
     """An existing parent was held by a worker (taken ahead of its start: waiting, to
-    everyone else), which add_flow has asked to hand it back. Waits for that answer, about a
-    round trip, and calls again: the parent takes its children if it came back, and refuses
-    them (InvalidJobState) if its worker had started it, as it would had it been fetched one
-    job at a time. Raises InvalidJobState if no holder answers within its hold plus
-    HELD_PARENT_WAIT seconds (a frozen worker; the stalled check gives the parent back when
-    its lease runs out)."""
+    everyone else), which add_flow has asked to hand it back: ``reply`` is {-1, ms, the
+    parent's key, its state and token then}. Waits for that answer, about a round trip, and
+    calls again: the parent takes its children if it came back, and refuses them
+    (InvalidJobState) if its worker had started it, as it would had it been fetched one job
+    at a time; handed back and taken to hold again by another worker (a new token), the
+    next call asks that one. Raises InvalidJobState if no holder answers within the first
+    hold plus HELD_PARENT_WAIT seconds (a frozen worker; the stalled check gives the parent
+    back when its lease runs out)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + hold_ms / 1000.0 + HELD_PARENT_WAIT
-    asked = [await client.hmget(key, "st", "tok") for key in parents]
+    deadline = loop.time() + int(reply[1]) / 1000.0 + HELD_PARENT_WAIT
     while True:
-        now = [await client.hmget(key, "st", "tok") for key in parents]
-        # Answered: back, started, or handed back and taken again by another worker (a new
-        # token), whom the next call asks in turn.
-        if all(st not in (b"held", b"removed") or (st, tok) != tuple(before)
-               for (st, tok), before in zip(now, asked, strict=True)):
+        # What the call saw, not a read of our own after it: that could be the answer
+        # already (handed back and taken again), which would be waited on to the deadline.
+        key, asked = reply[2], (reply[3], reply[4])
+        st, tok = await client.hmget(key, "st", "tok")
+        if st not in (b"held", b"removed") or (st, tok) != asked:
             reply = await scripts.run(client, "add_flow", first.keys.vector,
                                       (first.keys.job_prefix, *flat))
             if int(reply[0]) != -1:
                 return reply
-            asked = [await client.hmget(key, "st", "tok") for key in parents]
-        if loop.time() >= deadline:
+        elif loop.time() >= deadline:
+            name = key.decode() if isinstance(key, bytes) else str(key)
             raise InvalidJobState(
-                f"parent job {', '.join(parents)} is held by a worker that has not handed it "
-                "back; try again (its lease runs out and the stalled check gives it back)")
+                f"parent job {name} is held by a worker that has not handed it back; try "
+                "again (its lease runs out and the stalled check gives it back)")
         await asyncio.sleep(0.005)
 
 

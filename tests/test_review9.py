@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
 from minique import Queue
 
 
@@ -50,3 +54,55 @@ async def test_a_new_template_reaches_a_firing_handed_back_unstarted(queue: Queu
     assert job is not None and job.state == "waiting"
     assert (job.name, job.data) == ("new", {"v": 2})
 
+
+async def test_an_add_asks_again_when_its_held_parent_was_taken_again_before_it_looked(
+        queue: Queue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """add_flow asks the holder of a held parent to hand it back and returned {-1, ms};
+    flows._after_hand_back then read the parent's (st, tok) to wait for a change. Read a
+    round trip after the call, it could already be the answer: handed back and taken to
+    hold again by another worker, who was never asked (it took the parent after the
+    control change). The add then waited for that worker until its deadline (the hold
+    left plus a second; then InvalidJobState) instead of asking it at once."""
+    from driver import finish, take
+    from helpers import wait_until
+
+    from minique import scripts
+
+    reports = queue
+    parent = await reports.add("p", 1)
+    reply = await take(reports, "w", 0, 1, hold_ms=2000)
+    token = reply[9].decode()
+    run = scripts.run
+    second: list[str] = []
+    cv: list[bytes] = []
+
+    async def racing(client: object, name: str, *args: object) -> object:
+        out = await run(client, name, *args)  # type: ignore[arg-type]
+        if name == "add_flow" and int(out[0]) == -1 and not second:
+            # Before the caller looks: "w" answers, and "w2" takes the parent to hold.
+            statuses, _, _ = await finish(
+                reports, [(parent.id, token, "h", "", "", 0, -1, -1, "")], worker="w")
+            assert statuses == [1]
+            again = await take(reports, "w2", 0, 1, hold_ms=2000)
+            cv.append(await reports.redis.hget(reports.keys.meta, "cv"))
+            second.append(again[9].decode())
+        return out
+
+    monkeypatch.setattr(scripts, "run", racing)
+    adding = asyncio.create_task(reports.add("c", 2, parent=parent))
+    await wait_until(lambda: bool(second), message="the parent taken again by w2")
+
+    async def asked_again() -> bool:
+        return adding.done() or await reports.redis.hget(reports.keys.meta, "cv") != cv[0]
+    try:
+        await wait_until(asked_again, timeout=1.5, message="w2 asked to hand back")
+        assert not adding.done(), adding.exception()
+    except BaseException:
+        adding.cancel()
+        raise
+    statuses, _, _ = await finish(
+        reports, [(parent.id, second[0], "h", "", "", 0, -1, -1, "")], worker="w2")
+    assert statuses == [1]
+    child = await asyncio.wait_for(adding, 10)
+    assert await parent.get_state() == "waiting-children"
+    assert await child.get_state() == "waiting"

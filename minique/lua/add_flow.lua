@@ -12,8 +12,9 @@
 -- timeout, when the first send may have run) change nothing: as in add.lua, the producer's
 -- record in '{p:q}:producers' (this first queue's) says which number it saw last, here
 -- with the reply ("seq|reply|ms"), which a re-send gets back.
--- Returns {now (ms), id of each node}, or {-1, ms} when an existing parent is held by a
--- worker (see below; ms: what is left of the longest hold granted). Errors: INVALIDSTATE (a job exists already, a parent that started or
+-- Returns {now (ms), id of each node}, or {-1, ms, parent key, its state, its token} when
+-- an existing parent is held by a worker (see below; ms: what is left of the longest hold
+-- granted). Errors: INVALIDSTATE (a job exists already, a parent that started or
 -- finished), NOTFOUND (an unknown parent).
 --@include base
 --@include job_fields
@@ -51,7 +52,9 @@ for i = 1, n do
       local pbase = split_job_key(par)
       local ms = 0
       if st == 'held' and pbase then ms = in_queue(pbase, control_changed, 'flow') end
-      return {-1, ms}
+      -- With its state and token now: the caller's own read, a round trip later, could
+      -- be the answer already (handed back and taken again by a worker not asked).
+      return {-1, ms, par, st, redis.call('HGET', par, 'tok') or ''}
     end
     if st ~= 'waiting-children' and st ~= 'waiting' and st ~= 'delayed' then
       return redis.error_reply('INVALIDSTATE parent job ' .. par .. ' is ' .. st ..
