@@ -354,8 +354,9 @@ async def upsert_job_scheduler(queue: Queue, scheduler_id: str, **options: Any) 
         "1" if exhausted else "0", len(times), *times,
     ]
     reply = await queue._run("upsert_scheduler", args, _keys(queue, scheduler_id))
-    if len(reply) > 2:  # a firing a worker holds was withdrawn or given the new template
-        await _holders_answer(queue, reply[2], reply[3], int(reply[4]))
+    if len(reply) > 2:  # firings workers hold were withdrawn or given the new template
+        for firing, token in zip(_words(reply[2]), _words(reply[3]), strict=True):
+            await _holders_answer(queue, firing, token, int(reply[4]))
     found = await get_job_scheduler(queue, scheduler_id)
     if found is None:  # removed by someone else in between
         raise LookupError(f"job scheduler {scheduler_id!r} was removed right after the upsert")
@@ -416,8 +417,14 @@ async def remove_job_scheduler(queue: Queue, scheduler_id: str) -> bool:
     reply = await queue._run("remove_scheduler", [scheduler_id], _keys(queue, scheduler_id))
     if not isinstance(reply, list):
         return bool(reply)
-    await _holders_answer(queue, reply[2], b"", int(reply[1]))
+    for firing in _words(reply[2]):
+        await _holders_answer(queue, firing, "", int(reply[1]))
     return bool(int(reply[0]))
+
+
+def _words(raw: bytes | str) -> list[str]:
+    """A script's space-separated list (firing ids hold no whitespace)."""
+    return (raw.decode() if isinstance(raw, bytes) else str(raw)).split()
 
 
 async def _holders_answer(queue: Queue, firing: bytes | str, token: bytes | str,

@@ -109,15 +109,41 @@ async def test_an_add_asks_again_when_its_held_parent_was_taken_again_before_it_
     assert await child.get_state() == "waiting"
 
 
-@pytest.mark.xfail(strict=True, reason="'lid' names only the firing taken last: an earlier "
-                   "firing still held when the next was taken is not withdrawn (not fixed: "
-                   "needs a record of every held firing of a scheduler)")
 async def test_removing_a_scheduler_withdraws_every_firing_held(queue: Queue) -> None:
     """A short every-N scheduler whose firing F1 a worker holds while the next, F2, falls
     due and is taken to hold too (by another worker, or the same one's next grant): the
     scheduler's 'lid' names F2 only, so remove_job_scheduler withdraws F2 and F1, handed
-    back later, waits to run after its scheduler is gone."""
-    from driver import asking_holders, finish, take
+    back later, waited to run after its scheduler was gone. 'lid' keeps the last 8
+    firings taken now, and the removal withdraws every one held."""
+    from driver import asking_holders, finish
+
+    f1, tok1, f2, tok2 = await _two_firings_held(queue)
+    removing = await asking_holders(queue, queue.remove_job_scheduler("s"))
+    await finish(queue, [(f2, tok2, "h", "", "", 0, -1, -1, "")], worker="w2")
+    await finish(queue, [(f1, tok1, "h", "", "", 0, -1, -1, "")], worker="w")
+    assert await asyncio.wait_for(removing, 10) is True
+    assert await queue.get_job(f2) is None
+    assert await queue.get_job(f1) is None, f"F1 is {await queue.get_state(f1)}"
+
+
+async def test_a_new_timing_withdraws_every_firing_held(queue: Queue) -> None:
+    """The same for an upsert with a new timing: every firing of the old generation that
+    workers hold is withdrawn, not only the one taken last."""
+    from driver import asking_holders, finish
+
+    f1, tok1, f2, tok2 = await _two_firings_held(queue)
+    upserting = await asking_holders(queue, queue.upsert_job_scheduler("s", every=3600.0))
+    await finish(queue, [(f2, tok2, "h", "", "", 0, -1, -1, "")], worker="w2")
+    await finish(queue, [(f1, tok1, "h", "", "", 0, -1, -1, "")], worker="w")
+    again = await asyncio.wait_for(upserting, 10)
+    assert await queue.get_job(f1) is None and await queue.get_job(f2) is None
+    assert again.pending_job_id not in (f1, f2)
+
+
+async def _two_firings_held(queue: Queue) -> tuple[str, str, str, str]:
+    """A scheduler every 50 ms whose first firing F1 worker "w" holds while the next, F2,
+    falls due and worker "w2" takes it to hold: (F1, its token, F2, its token)."""
+    from driver import take
     from helpers import wait_until
 
     made = await queue.upsert_job_scheduler("s", every=0.05)
@@ -134,9 +160,4 @@ async def test_removing_a_scheduler_withdraws_every_firing_held(queue: Queue) ->
     await wait_until(next_taken, timeout=5, message="the next firing taken to hold")
     f2, tok2 = taken[0][8].decode(), taken[0][9].decode()
     assert f2 != f1
-    removing = await asking_holders(queue, queue.remove_job_scheduler("s"))
-    await finish(queue, [(f2, tok2, "h", "", "", 0, -1, -1, "")], worker="w2")
-    await finish(queue, [(f1, first[9].decode(), "h", "", "", 0, -1, -1, "")], worker="w")
-    assert await asyncio.wait_for(removing, 10) is True
-    assert await queue.get_job(f2) is None
-    assert await queue.get_job(f1) is None, f"F1 is {await queue.get_state(f1)}"
+    return f1, first[9].decode(), f2, tok2

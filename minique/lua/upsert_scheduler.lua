@@ -7,8 +7,8 @@
 --       the given ones, before its end date), ntimes, cron times (ms, ascending)...
 -- Returns {status, pending job id}: status 0 unchanged, 1 created, 2 timing changed
 -- (new generation, pending firing replaced), 3 template or settings changed; with
--- {..., held firing id, its token, ms} appended when a worker holds the firing taken last
--- (below; ms: what is left of the longest hold granted).
+-- {..., held firing ids, their tokens, ms} appended when workers hold firings taken last
+-- (below; the ids and tokens space-separated; ms: what is left of the longest hold).
 --@include base
 --@once
 --@include scheduler
@@ -27,20 +27,29 @@ end
 redis.call('HSET', sk, 'n', ARGV[12], 'd', ARGV[13], 'o', ARGV[14], 'p', ARGV[15], 'jo', ARGV[16],
            'end', ARGV[9], 'limit', ARGV[10], 'catch', ARGV[11], 'upd', now)
 
--- The firing taken last ('lid', includes/scheduler.lua) may be held by a worker ahead of
--- its start: waiting, to the user, so what this upsert does to a waiting firing it does to
--- that one too (withdrawn on a new timing, given the new template), and its holders are
--- asked to hand it back. The reply then names it with its token, and the caller waits for
--- the answer (handed back, or started before the worker heard: it runs as taken).
--- One its worker handed back before it started (its hold ran out, a control change ended
--- it) is waiting again, never started ('ats' 0): pending as the next firing is ('back').
-local held_id = old[11]
-local held = held_id and redis.call('HMGET', JP .. held_id, 'st', 'tok', 'ats')
-local back = held and held[1] == 'waiting' and held[3] == '0' and held_id or nil
-if not (held and held[1] == 'held') then held_id = nil end
+-- The firings taken last ('lid', includes/scheduler.lua) may be held by workers ahead of
+-- their start: waiting, to the user, so what this upsert does to a waiting firing it does
+-- to those too (withdrawn on a new timing, given the new template), and their holders are
+-- asked to hand them back. The reply then names them with their tokens, and the caller
+-- waits for the answers (handed back, or started before the worker heard: it runs as
+-- taken). One its worker handed back before it started (its hold ran out, a control change
+-- ended it) is waiting again, never started ('ats' 0): pending as the next firing is
+-- ('backs').
+local held_ids, held_toks, backs = {}, {}, {}
+for fid in string.gmatch(old[11] or '', '%S+') do
+  local f = redis.call('HMGET', JP .. fid, 'st', 'tok', 'ats')
+  if f[1] == 'held' then
+    held_ids[#held_ids + 1] = fid
+    held_toks[#held_toks + 1] = f[2] or ''
+  elseif f[1] == 'waiting' and f[3] == '0' then
+    backs[#backs + 1] = fid
+  end
+end
 local held_wait = -1
 local function reply(status, nid)
-  if held_wait >= 0 then return {status, nid, held_id, held[2] or '', held_wait} end
+  if held_wait >= 0 then
+    return {status, nid, table.concat(held_ids, ' '), table.concat(held_toks, ' '), held_wait}
+  end
   return {status, nid}
 end
 
@@ -50,11 +59,13 @@ if old[1] ~= sig then
   -- retained finished job, or one of a removed scheduler with the same id) can be reused.
   status = old[1] and 2 or 1
   sch_unlink_pending(old[10], 'scheduler ' .. sid .. ' changed')
-  if back then sch_unlink_pending(back, 'scheduler ' .. sid .. ' changed') end
-  if held_id and mark_held_removed(JP .. held_id, held_id) == 1 then
-    emit('ev', 'removed', 'id', held_id, 'prev', 'waiting', 'reason', 'scheduler ' .. sid .. ' changed')
-    held_wait = control_changed('remove')
+  for _, fid in ipairs(backs) do sch_unlink_pending(fid, 'scheduler ' .. sid .. ' changed') end
+  for _, fid in ipairs(held_ids) do
+    if mark_held_removed(JP .. fid, fid) == 1 then
+      emit('ev', 'removed', 'id', fid, 'prev', 'waiting', 'reason', 'scheduler ' .. sid .. ' changed')
+    end
   end
+  if #held_ids > 0 then held_wait = control_changed('remove') end
   local gen = redis.call('HINCRBY', K.meta, 'sgen', 1)
   local start = tonumber(ARGV[8])
   redis.call('HSET', sk, 'sig', sig, 'kind', ARGV[4], 'cron', ARGV[5], 'tz', ARGV[6],
@@ -116,10 +127,12 @@ else
   -- may let it go on; resume from the first fire time after both now and the last run.
   sch_advance(sk, tk, sid, h, math.max(now - 1, sch_num(h.last, -1)), now)
 end
-if back and not template_same then refresh_pending(back, h) end
-if held_id and not template_same then
-  -- Its group stays: held jobs are counted by group (includes/groups.lua: gheldn).
-  redis.call('HSET', JP .. held_id, 'n', h.n, 'd', h.d, 'o', h.o, 'p', sch_num(h.p, 0))
-  held_wait = control_changed('template')
+if not template_same then
+  for _, fid in ipairs(backs) do refresh_pending(fid, h) end
+  for _, fid in ipairs(held_ids) do
+    -- Its group stays: held jobs are counted by group (includes/groups.lua: gheldn).
+    redis.call('HSET', JP .. fid, 'n', h.n, 'd', h.d, 'o', h.o, 'p', sch_num(h.p, 0))
+  end
+  if #held_ids > 0 then held_wait = control_changed('template') end
 end
 return reply(status, h.nid)

@@ -20,7 +20,8 @@ local function sch_hash_key(sid) return SCH_BASE .. ':sch:h:' .. sid end
 local function sch_times_key(sid) return SCH_BASE .. ':sch:t:' .. sid end
 
 local SCH_FIELDS = {'nid', 'nxt', 'kind', 'every', 'anchor', 'start', 'end', 'limit', 'catch',
-                    'ic', 'gen', 'last', 'n', 'd', 'o', 'p', 'exhausted', 'ended', 'safter', 'jo'}
+                    'ic', 'gen', 'last', 'n', 'd', 'o', 'p', 'exhausted', 'ended', 'safter', 'jo',
+                    'lid'}
 
 local function sch_load(sk)
   local v = redis.call('HMGET', sk, unpack(SCH_FIELDS))
@@ -170,9 +171,16 @@ local function scheduler_on_take(jk, id, now, can_drop, sid)
     redis.call('HINCRBY', sk, 'skipped', 1)
   else
     h.ic = redis.call('HINCRBY', sk, 'ic', 1)
-    -- 'lid': the firing taken, which a worker may hold ahead of its start (waiting, to
-    -- the user): remove_scheduler.lua withdraws it if so.
-    redis.call('HSET', sk, 'last', fire, 'lrun', now, 'lid', id)
+    -- 'lid': the last SCH_RECENT firings taken, newest first (ids hold no whitespace),
+    -- which workers may hold ahead of their start (waiting, to the user): a removal or an
+    -- upsert treats those as waiting firings (remove_scheduler.lua, upsert_scheduler.lua).
+    -- A scheduler that fires faster than a worker's hold can have several held at once.
+    local recent = {id}
+    for fid in string.gmatch(h.lid, '%S+') do
+      if #recent == 8 then break end
+      recent[#recent + 1] = fid
+    end
+    redis.call('HSET', sk, 'last', fire, 'lrun', now, 'lid', table.concat(recent, ' '))
   end
   sch_advance(sk, tk, sid, h, missed and now or fire, now)
   if drop then
