@@ -23,7 +23,7 @@ import click
 from .cli_common import CliError, prefix_option, run, table, url_option
 from .connection import connect
 from .discovery import known_queues, queue_exists
-from .errors import InvalidJobState, JobNotFound
+from .errors import InvalidJobState, JobCorrupted, JobNotFound
 from .job import Job
 from .queue import Queue
 from .redis_problems import where
@@ -94,6 +94,13 @@ def _outcome(job: Job) -> str:
     if job.state == "delayed" and job.delay_until:
         return f"due {_when(job.delay_until)}"
     return ""
+
+
+def _corrupted_row(job_id: str, state: str, error: JobCorrupted) -> dict[str, Any]:
+    """A job whose stored fields cannot be decoded: listed with the error (the listing
+    failed as a whole on it), so that it can be found and removed."""
+    return {"id": job_id, "name": "", "state": f"{state} (corrupted)", "attempts": None,
+            "created": None, "started": None, "finished": None, "result": str(error)}
 
 
 def _job_row(job: Job) -> dict[str, Any]:
@@ -184,7 +191,9 @@ def jobs(queue: str, state: str, start: int, end: int, url: str, prefix: str, as
     async def go() -> list[dict[str, Any]]:
         q = await open_queue(queue, url, prefix)
         try:
-            return [_job_row(job) for job in await q.get_jobs(state, start, end)]
+            return [_corrupted_row(job_id, state, job) if isinstance(job, JobCorrupted)
+                    else _job_row(job)
+                    for job_id, job in await q.get_jobs_or_errors(state, start, end)]
         finally:
             await q.close()
 

@@ -17,7 +17,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import codec, packing, scripts, telemetry
 from .attempts import Attempt, attempts_from_hash
 from .connection import connect
-from .errors import AddBulkIncomplete, AddNotSent, AddOutcomeUnknown, InvalidJobState, JobNotFound
+from .errors import (
+    AddBulkIncomplete,
+    AddNotSent,
+    AddOutcomeUnknown,
+    InvalidJobState,
+    JobCorrupted,
+    JobNotFound,
+)
 from .job import Job, public_state
 from .keys import DEFAULT_PREFIX, QueueKeys, validate_name
 from .options import (
@@ -677,6 +684,27 @@ class Queue:
     async def get_jobs(self, state: str, start: int = 0, end: int = 49) -> list[Job]:
         """Jobs in ``state`` (Job objects), in the order of ``get_job_ids``."""
         return await self._jobs_of(await self.get_job_ids(state, start, end))
+
+    async def get_jobs_or_errors(self, state: str, start: int = 0,
+                                 end: int = 49) -> list[tuple[str, Job | JobCorrupted]]:
+        """As ``get_jobs``, but a job whose stored fields cannot be decoded does not fail the
+        whole list: each entry is ``(job id, Job)`` or ``(job id, JobCorrupted)``, so that a
+        listing (the dashboard's, ``minique jobs``) can still show it, and offer to remove
+        it. Jobs removed between the two reads are left out."""
+        ids = await self.get_job_ids(state, start, end)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(self.keys.job(job_id))
+            hashes = await pipe.execute()
+        out: list[tuple[str, Job | JobCorrupted]] = []
+        for job_id, h in zip(ids, hashes, strict=True):
+            if not h:
+                continue
+            try:
+                out.append((job_id, Job.from_hash(self, job_id, h)))
+            except JobCorrupted as exc:
+                out.append((job_id, exc))
+        return out
 
     async def _jobs_of(self, ids: Sequence[str]) -> list[Job]:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -307,6 +307,28 @@ def test_jobs_shows_the_value_of_a_job_that_completed_after_a_failed_attempt(
     assert listed["result"] == '"ok"', listed
 
 
+def test_jobs_lists_a_corrupted_job_with_its_error_and_the_others(
+        redis_url: str, prefix: str) -> None:
+    """From the dashboard break run: one job whose stored fields do not decode made the
+    whole `minique jobs` listing fail. It is a row of its own now, with the error."""
+    ok, bad = add(redis_url, prefix, "emails", 2)
+    r = redis.Redis.from_url(redis_url)
+    try:
+        q = Queue("emails", url=redis_url, prefix=prefix)
+        r.hset(q.keys.job(bad), "p", "not-a-number")
+    finally:
+        r.close()
+    common = ["--queue", "emails", "--url", redis_url, "--prefix", prefix]
+    listed = cli("jobs", "--state", "waiting", "--json", *common)
+    assert listed.exit_code == 0, listed.output
+    rows = {row["id"]: row for row in json.loads(listed.stdout)}
+    assert set(rows) == {ok, bad}
+    assert rows[bad]["state"] == "waiting (corrupted)" and "not numbers" in rows[bad]["result"]
+    assert rows[ok]["state"] == "waiting"
+    table = cli("jobs", "--state", "waiting", *common)
+    assert table.exit_code == 0 and "(corrupted)" in table.stdout
+
+
 def test_pause_resume_and_drain_act_on_a_known_queue(redis_url: str, prefix: str) -> None:
     add(redis_url, prefix, "emails", 3)
     common = ["--queue", "emails", "--url", redis_url, "--prefix", prefix]

@@ -350,20 +350,8 @@ class Dashboard:
     async def _load(self, q: Queue, state: str, start: int, end: int) -> list[Job | Corrupted]:
         """The jobs of ``state`` ranked ``start`` to ``end``; a job whose hash does not decode
         is a ``Corrupted`` entry instead of an error for the whole page."""
-        ids = await q.get_job_ids(state, start, end)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hgetall(q.keys.job(job_id))
-            hashes = await pipe.execute()
-        out: list[Job | Corrupted] = []
-        for job_id, h in zip(ids, hashes, strict=True):
-            if not h:
-                continue  # removed between the two reads
-            try:
-                out.append(Job.from_hash(q, job_id, h))
-            except JobCorrupted as exc:
-                out.append(Corrupted(job_id, state, str(exc)))
-        return out
+        return [Corrupted(job_id, state, str(job)) if isinstance(job, JobCorrupted) else job
+                for job_id, job in await q.get_jobs_or_errors(state, start, end)]
 
     async def jobs(self, name: str, state: str, *, page: int = 1, page_size: int = 25,
                    search: str = "") -> dict[str, Any]:
