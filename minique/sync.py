@@ -13,6 +13,7 @@ import threading
 from collections.abc import Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .errors import JobCorrupted
 from .job import Job
 from .queue import BulkItem, Queue
 
@@ -179,6 +180,12 @@ class SyncQueue:
 
     def get_jobs(self, state: str, start: int = 0, end: int = 49) -> list[SyncJob]:
         return [self._job(j) for j in self._call(self._queue.get_jobs(state, start, end))]
+
+    def get_jobs_or_errors(self, state: str, start: int = 0,
+                           end: int = 49) -> list[tuple[str, SyncJob | JobCorrupted]]:
+        """As ``Queue.get_jobs_or_errors``: ``(job id, SyncJob or JobCorrupted)`` each."""
+        return [(job_id, job if isinstance(job, JobCorrupted) else self._job(job))
+                for job_id, job in self._call(self._queue.get_jobs_or_errors(state, start, end))]
 
     def get_job_logs(self, job_id: str, start: int = 0, end: int = -1) -> list[str]:
         return self._call(self._queue.get_job_logs(job_id, start, end))
