@@ -379,6 +379,22 @@ async def test_openapi_describes_every_endpoint(api: Api) -> None:
     assert (await api.get("/api/nothing-here", status=404))["error"]["code"] == "not_found"
 
 
+async def test_a_known_endpoint_with_another_method_is_405_with_allow(api: Api, queue: Queue) -> None:
+    """RFC 9110: a method the resource does not support is 405 with an Allow header; the
+    catch-all route answered 404 "no API endpoint", as if the path did not exist."""
+    q = queue.name
+    job = await queue.add("x", None)
+    r = await api.c.get(f"/api/queues/{q}/pause")
+    assert r.status_code == 405, r.text
+    assert r.headers["allow"] == "POST" and r.json()["error"]["code"] == "method_not_allowed"
+    r = await api.post(f"/api/queues/{q}/jobs/{job.id}", {}, status=405)
+    assert r["error"]["code"] == "method_not_allowed"
+    token = (await api.get("/api/csrf"))["token"]
+    r = await api.c.delete(f"/api/queues/{q}", headers={"x-csrf-token": token})
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "HEAD"}
+    assert (await api.c.get("/api/queues/a/b/c/d/e/f")).status_code == 404
+
+
 async def test_bad_parameters_never_give_500(api: Api, queue: Queue) -> None:
     job = await queue.add("x", None)
     q = queue.name

@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from .. import __version__
 from ..errors import InvalidJobState, JobCorrupted, JobNotFound
@@ -376,8 +376,22 @@ async def openapi(request: Request) -> Response:
     return JSONResponse(openapi_schema(request.scope.get("minique.base", "")))
 
 
-async def not_found(request: Request) -> Response:
-    return error_response(404, "not_found", f"no API endpoint {request.method} {request.url.path}")
+def unmatched_endpoint(known: list[Route]) -> Handler:
+    """The catch-all under /api/: 405 with ``Allow`` (RFC 9110 §15.5.6) when a known endpoint
+    has the path but not the method, else 404."""
+
+    async def unmatched(request: Request) -> Response:
+        allowed = sorted({m for route in known if route.matches(request.scope)[0] is Match.PARTIAL
+                          for m in route.methods or ()})
+        if allowed:
+            response = error_response(405, "method_not_allowed",
+                                      f"{request.method} is not allowed on {request.url.path}; "
+                                      f"allowed: {', '.join(allowed)}")
+            response.headers["allow"] = ", ".join(allowed)
+            return response
+        return error_response(404, "not_found", f"no API endpoint {request.method} {request.url.path}")
+
+    return unmatched
 
 
 # ----- the routes and their description ----------------------------------------------------
@@ -487,7 +501,8 @@ def api_routes() -> list[Route]:
     # Literal paths first, so /dead-letter/... is never taken for a job action.
     for op in sorted(OPS, key=lambda o: ("{action}" in o.path, -o.path.count("/"))):
         routes.append(Route(op.path, op.endpoint, methods=[op.method]))
-    routes.append(Route("/api/{rest:path}", not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]))
+    routes.append(Route("/api/{rest:path}", unmatched_endpoint(list(routes)),
+                        methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]))
     return routes
 
 

@@ -83,11 +83,18 @@
     if (e.detail.verb !== "get") e.detail.headers["X-CSRF-Token"] = cookie("minique_csrf");
   });
 
-  document.addEventListener("htmx:afterRequest", function (e) {
+  // An action's answer is read off its request, not off htmx:afterRequest: a live refresh
+  // that replaced #live while the request was out leaves the button detached, and htmx fires
+  // the answer's events on it, where they no longer reach the document (the toast was lost).
+  document.addEventListener("htmx:beforeRequest", function (e) {
     var elt = e.detail.elt;
-    if (!elt || !elt.hasAttribute || !elt.hasAttribute("data-action")) return;
     var xhr = e.detail.xhr;
-    if (!xhr || xhr.status === 0) {
+    if (!elt || !elt.hasAttribute || !elt.hasAttribute("data-action") || !xhr) return;
+    xhr.addEventListener("loadend", function () { actionAnswered(elt, xhr); });
+  });
+
+  function actionAnswered(elt, xhr) {
+    if (xhr.status === 0) {
       toast("The dashboard server did not answer", "error");
       return;
     }
@@ -102,7 +109,7 @@
       var msg = body && body.error ? body.error.message : "Request failed (HTTP " + xhr.status + ")";
       toast(msg, "error");
     }
-  });
+  }
 
   // The live dot: green while updates arrive, red when the server or Redis is gone.
   function setOnline(ok, why) {
