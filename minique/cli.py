@@ -162,6 +162,10 @@ def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurre
         raise TargetError(f"{target} is neither a Registry nor a callable")
     # A script or CI job must not hang on a Redis that is not there.
     fail_fast = fail_fast or burst
+    if metrics_port is not None and metrics_port + processes - 1 > 65535:
+        raise click.BadParameter(
+            f"worker {processes - 1} of --processes {processes} would serve metrics on port "
+            f"{metrics_port + processes - 1}, above 65535", param_hint="--metrics-port")
     if processes > 1:
         if fail_fast:
             run(_reachable_or_fail(url), url)

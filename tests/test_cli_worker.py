@@ -73,6 +73,16 @@ def test_worker_options_out_of_range_are_option_errors(redis_url: str, option: s
     assert "Traceback" not in result.output
 
 
+def test_metrics_ports_past_65535_are_refused_before_any_worker_starts(redis_url: str) -> None:
+    """Worker k of --processes serves on --metrics-port + k: 65535 with 2 processes used to
+    start the workers, and the second failed to bind port 65536 after it had taken jobs."""
+    result = CliRunner().invoke(main, ["worker", "tests.procs:registry", "--metrics-port",
+                                       "65535", "--processes", "2", "--url", redis_url])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for --metrics-port" in result.stderr and "65536" in result.stderr
+    assert "Traceback" not in result.output
+
+
 _packages = itertools.count()
 
 
