@@ -39,19 +39,22 @@
 
   // The live part of the page (#live) refreshes on "refresh" (after an action) and
   // "live-change" (the event stream). htmx drops a request while one of the same element is
-  // on the way, so a refresh asked for then was lost, and the older answer on the way stayed
-  // on the page (a pause shown as "running" until the next change). It is owed instead, and
-  // asked for once the one on the way has landed. (Its answer replaces #live, and the new
-  // one wears the old one's classes until it settles: the request itself is tracked.)
+  // on the way, and the #live an answer swaps in listens only once it has settled (htmx
+  // processes new content in the settle step, 20 ms later, or more on a busy machine): a
+  // refresh asked for in either window was lost, and the older answer stayed on the page (a
+  // pause shown as "running" until the next change). It is owed instead, and asked for once
+  // the answer on the way has settled. (The new #live wears the old one's classes until it
+  // settles: the request itself is tracked, up to its settle.)
   var liveRequest = null;
   var liveSince = 0;
   var refreshOwed = null;
   function refreshLive(name) {
-    // (A request that never says it landed, its swap failed say, is given up after 30 s.)
+    // (A request that never says it landed or settled is given up after 30 s.)
     if (liveRequest && Date.now() - liveSince < 30000) {
       if (refreshOwed !== "refresh") refreshOwed = name;
       return;
     }
+    liveRequest = null;
     htmx.trigger(document.body, name);
   }
   document.addEventListener("htmx:beforeRequest", function (e) {
@@ -66,18 +69,28 @@
     refreshOwed = null;
     refreshLive(name);
   }
-  function liveLanded(e) {
-    if (!liveRequest || e.detail.xhr !== liveRequest) return;
+  function liveDone(xhr) {
+    if (!liveRequest || xhr !== liveRequest) return;
     liveRequest = null;
-    // A swapped answer's #live listens once it has settled (htmx:afterSettle below); an
-    // answer that swapped nothing leaves the old one, listening still.
-    setTimeout(payOwed, e.detail.successful ? 250 : 0);
+    setTimeout(payOwed, 0);
+  }
+  // An answer that swapped nothing (an error, a failed send) leaves the old #live, still
+  // listening: done when it lands. A swapped one is done when it has settled; should the
+  // settle never be heard of, 2 s after it landed.
+  function liveLanded(e) {
+    var xhr = e.detail.xhr;
+    if (!liveRequest || xhr !== liveRequest) return;
+    if (e.type === "htmx:afterRequest" && e.detail.successful) {
+      setTimeout(function () { liveDone(xhr); }, 2000);
+    } else {
+      liveDone(xhr);
+    }
   }
   ["htmx:afterRequest", "htmx:sendError", "htmx:timeout", "htmx:xhr:abort",
    "htmx:onLoadError"].forEach(function (ev) {
     document.addEventListener(ev, liveLanded);
   });
-  document.addEventListener("htmx:afterSettle", function () { setTimeout(payOwed, 0); });
+  document.addEventListener("htmx:afterSettle", function (e) { liveDone(e.detail.xhr); });
 
   document.addEventListener("htmx:configRequest", function (e) {
     if (e.detail.verb !== "get") e.detail.headers["X-CSRF-Token"] = cookie("minique_csrf");
