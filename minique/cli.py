@@ -14,6 +14,7 @@ Every Redis or URL problem is one line on stderr (``error: ...``) and a non-zero
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
@@ -283,9 +284,18 @@ async def _reachable_or_fail(url: str) -> None:
 
 
 def _install_signals(workers: list[Worker]) -> None:
+    """SIGTERM/SIGINT close the workers gracefully, a second one exits at once. Under a
+    supervisor (``--processes N``) the supervisor's word comes through a pipe of its own
+    (``MINIQUE_SUPERVISOR_FD``), never as a signal: a signal that reaches the whole process
+    group (a terminal's Ctrl-C) or the whole cgroup (systemd's stop) reaches this process
+    directly too, and a forwarded copy would count as the second signal."""
     loop = asyncio.get_running_loop()
     count = 0
     tasks: list[asyncio.Task[None]] = []
+
+    def close_all() -> None:
+        if not tasks:
+            tasks.extend(loop.create_task(w.close()) for w in workers)
 
     def on_signal(name: str) -> None:
         nonlocal count
@@ -294,34 +304,82 @@ def _install_signals(workers: list[Worker]) -> None:
             log.warning("second %s: exiting now; leases will return the running jobs", name)
             os._exit(1)
         log.warning("%s: finishing running jobs, then stopping", name)
-        tasks.extend(loop.create_task(w.close()) for w in workers)
+        close_all()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig.name)
+    fd = os.environ.pop("MINIQUE_SUPERVISOR_FD", None)
+    if fd is None:
+        return
+    supervisor = int(fd)
+    os.set_blocking(supervisor, False)
+
+    def on_supervisor() -> None:
+        try:
+            word = os.read(supervisor, 64)
+        except BlockingIOError:
+            return
+        except OSError:
+            word = b""
+        if b"k" in word:
+            log.warning("supervisor: second signal: exiting now; leases will return the "
+                        "running jobs")
+            os._exit(1)
+        if not word:  # the supervisor is gone (kill -9): no one would restart or stop us
+            loop.remove_reader(supervisor)
+            os.close(supervisor)
+            log.warning("supervisor gone: finishing running jobs, then stopping")
+        elif not tasks:
+            log.warning("supervisor: finishing running jobs, then stopping")
+        close_all()
+
+    loop.add_reader(supervisor, on_supervisor)
+    # The children start with SIGINT ignored (a Ctrl-C during their start-up is the
+    # supervisor's to handle): from here on it is handled above.
 
 
 def supervise(count: int, *, burst: bool = False) -> int:
     """Runs ``count`` copies of this worker command and restarts any that dies (in burst
-    mode, one that exits with status 0 is done and stays down)."""
+    mode, one that exits with status 0 is done and stays down).
+
+    A signal (SIGTERM, SIGINT) asks every child to finish its running jobs and stop, a
+    second one to exit at once: through a pipe per child, not by forwarding the signal,
+    which a child may have received directly already (a terminal's Ctrl-C reaches the
+    process group, systemd's stop the whole cgroup) and would take as its second. A child
+    whose supervisor dies (kill -9) reads the end of its pipe and stops as at a signal."""
     argv = [a for a in sys.argv[1:]]
     child_args = _strip_processes(argv)
     cmd = [sys.executable, "-m", "minique", *child_args]
     children: dict[int, subprocess.Popen[bytes]] = {}
-    stopping = False
+    pipes: dict[int, int] = {}  # slot -> the write end of its child's pipe
+    signals_seen = 0
+
+    def tell(slot: int, word: bytes) -> None:
+        with contextlib.suppress(OSError):  # the child has exited: nothing to tell
+            os.write(pipes[slot], word)
 
     def spawn(slot: int) -> None:
-        children[slot] = subprocess.Popen(cmd, env={**os.environ, "MINIQUE_WORKER_SLOT": str(slot)})
+        if slot in pipes:
+            os.close(pipes.pop(slot))
+        theirs, pipes[slot] = os.pipe()
+        try:
+            children[slot] = subprocess.Popen(
+                cmd, pass_fds=(theirs,), preexec_fn=_ignore_sigint,
+                env={**os.environ, "MINIQUE_WORKER_SLOT": str(slot),
+                     "MINIQUE_SUPERVISOR_FD": str(theirs)})
+        finally:
+            os.close(theirs)
         log.info("supervisor: started worker %d (pid %d)", slot, children[slot].pid)
 
-    def forward(signum: int, _frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
-        for child in children.values():
+    def on_signal(signum: int, _frame: Any) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        for slot, child in children.items():
             if child.poll() is None:
-                child.send_signal(signum)
+                tell(slot, b"s" if signals_seen == 1 else b"k")
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     for slot in range(count):
         spawn(slot)
     restarts: dict[int, float] = {}
@@ -333,18 +391,27 @@ def supervise(count: int, *, burst: bool = False) -> int:
                 alive = True
             elif burst and code == 0:
                 del children[slot]
-            elif not stopping:
+            elif not signals_seen:
                 # Back off a child that keeps dying at once, so a broken import cannot spin.
                 wait = 1.0 if time.monotonic() - restarts.get(slot, 0.0) < 5 else 0.0
                 log.warning("supervisor: worker %d (pid %d) exited with %s; restarting",
                             slot, child.pid, code)
                 time.sleep(wait)
+                if signals_seen:
+                    del children[slot]  # a signal came during the pause: stay down
+                    continue
                 restarts[slot] = time.monotonic()
                 spawn(slot)
                 alive = True
-        if (stopping or burst) and not alive:
+        if (signals_seen or burst) and not alive:
+            for fd in pipes.values():
+                os.close(fd)
             return 0
         time.sleep(0.2)
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _strip_processes(argv: list[str]) -> list[str]:

@@ -1,0 +1,152 @@
+"""The worker's life cycle as deployed: the supervisor (--processes N) under a terminal's
+Ctrl-C, kill -9 and signals that cross a restart; shutdown edge cases."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from helpers import ROOT, wait_until
+
+from minique import Queue
+
+
+def start_supervisor(url: str, prefix: str, *args: str, log: Path | None = None
+                     ) -> subprocess.Popen[bytes]:
+    """``minique worker --processes ...`` in a session of its own, as a terminal runs it:
+    a signal to its process group reaches the supervisor and its children alike."""
+    cmd = [sys.executable, "-m", "minique", "--log-level", "INFO", "worker",
+           "tests.procs:registry", "--queue", "procs", "--url", url, "--prefix", prefix, *args]
+    err = open(log, "ab") if log is not None else None  # noqa: SIM115 - closed by the child's end
+    try:
+        return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                stderr=err, start_new_session=True)
+    finally:
+        if err is not None:
+            err.close()
+
+
+async def effects(q: Queue) -> dict[str, int]:
+    raw = await q.redis.hgetall(f"{q.keys.base}:effects")
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
+async def started(q: Queue, n: int) -> bool:
+    return len(await effects(q)) >= n
+
+
+async def workers(q: Queue, n: int) -> bool:
+    return len(await q.get_workers()) >= n
+
+
+def slot_0_pids(log: Path) -> list[int]:
+    return [int(p) for p in re.findall(r"started worker 0 \(pid (\d+)\)", log.read_text())]
+
+
+async def pid_listed(q: Queue, pid: int) -> bool:
+    return pid in {w.pid for w in await q.get_workers()}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_ctrl_c_on_the_supervisor_lets_the_running_job_finish(
+        redis_url: str, procs: list[Any], tmp_path: Path) -> None:
+    """A terminal's Ctrl-C sends SIGINT to the whole process group: the supervisor and its
+    children. The children must count that as one signal (a graceful shutdown), not as the
+    terminal's plus the supervisor's forwarded copy, a 'second signal' that exits at once
+    and leaves the running job to its lease."""
+    q = Queue("procs", url=redis_url, prefix="ctrlc")
+    await q.obliterate(force=True)
+    job = await q.add("effect", {"sleep": 1.0}, attempts=1)
+    log = tmp_path / "sup.log"
+    sup = start_supervisor(redis_url, "ctrlc", "--processes", "2", log=log)
+    procs.append(sup)
+    await wait_until(lambda: started(q, 1), timeout=15, message="job started")
+    await wait_until(lambda: workers(q, 2), timeout=15, message="both children started")
+    # The terminal's SIGINT reaches the children first (the order is the kernel's; this
+    # one is the order that ended the job), then the supervisor, which forwards it.
+    for info in await q.get_workers():
+        os.kill(info.pid, signal.SIGINT)
+    await wait_until(lambda: log.read_text().count("finishing running jobs") == 2, timeout=10,
+                     message="the children heard the terminal's SIGINT")
+    os.kill(sup.pid, signal.SIGINT)
+    assert await asyncio.to_thread(sup.wait, 15) == 0
+    done = await q.get_job(job.id)
+    assert done is not None, log.read_text()
+    assert done.state == "completed", (done.state, log.read_text())
+    assert "exiting now" not in log.read_text()
+    await q.obliterate(force=True)
+    await q.close()
+
+
+async def test_a_supervisor_killed_with_9_takes_its_children_along_gracefully(
+        redis_url: str, procs: list[Any], tmp_path: Path) -> None:
+    """kill -9 of the supervisor: its children must not run on as orphans that nothing
+    restarts and that a restarted supervisor doubles. They stop as after a SIGTERM: the
+    running job finishes first."""
+    q = Queue("procs", url=redis_url, prefix="supkill")
+    await q.obliterate(force=True)
+    job = await q.add("effect", {"sleep": 1.0}, attempts=1)
+    sup = start_supervisor(redis_url, "supkill", "--processes", "2", log=tmp_path / "sup.log")
+    procs.append(sup)
+    await wait_until(lambda: started(q, 1), timeout=15, message="job started")
+    await wait_until(lambda: workers(q, 2), timeout=15, message="both children started")
+    children = [w.pid for w in await q.get_workers()]
+    sup.kill()
+    sup.wait(5)
+    try:
+        await wait_until(lambda: not any(alive(pid) for pid in children), timeout=15,
+                         message="the children exited")
+    finally:
+        for pid in children:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    done = await q.get_job(job.id)
+    assert done is not None and done.state == "completed"
+    await q.obliterate(force=True)
+    await q.close()
+
+
+async def test_sigterm_while_the_supervisor_restarts_a_child_still_stops_it(
+        redis_url: str, procs: list[Any], tmp_path: Path) -> None:
+    """A child that keeps dying is restarted after a pause of 1 s; a SIGTERM in that pause
+    must stop the supervisor, not leave it waiting for a child it starts afterwards and
+    never tells to stop."""
+    q = Queue("procs", url=redis_url, prefix="suprestart")
+    await q.obliterate(force=True)
+    log = tmp_path / "sup.log"
+    sup = start_supervisor(redis_url, "suprestart", "--processes", "2", log=log)
+    procs.append(sup)
+    await wait_until(lambda: workers(q, 2), timeout=15, message="two children live")
+    victims: list[int] = []
+    for restarts in (1, 2):
+        # The child of slot 0 (restarted once the second time round): the same slot.
+        await wait_until(lambda: slot_0_pids(log)[-1] not in victims, timeout=15,
+                         message="slot 0 restarted")
+        victims.append(slot_0_pids(log)[-1])
+        await wait_until(lambda: pid_listed(q, victims[-1]), timeout=15,
+                         message="the child started")
+        os.kill(victims[-1], signal.SIGKILL)
+        await wait_until(lambda: log.read_text().count("restarting") >= restarts,  # noqa: B023
+                         timeout=15, message="restart noticed")
+    # The second restart within 5 s waits 1 s before it starts the child: signal it now.
+    sup.send_signal(signal.SIGTERM)
+    try:
+        assert await asyncio.to_thread(sup.wait, 15) == 0
+    finally:
+        if sup.poll() is None:
+            os.killpg(sup.pid, signal.SIGKILL)
+    await q.obliterate(force=True)
+    await q.close()
