@@ -256,6 +256,11 @@ class Worker:
         self._blocking_conn: Any = None
         self._due_timer: asyncio.TimerHandle | None = None
         self._closing = False
+        self._grace = shutdown_timeout  # close()'s grace (its timeout argument)
+        # Loop time past which a closing worker stops trying to report its last results to
+        # a Redis that does not answer (set once nothing runs here any more).
+        self._report_by: float | None = None
+        self._call_scope: asyncio.Timeout | None = None  # the finish call out, if any
         self._closed = asyncio.Event()
         self._stop = asyncio.Event()
         self._next_lease_expiry: float | None = None
@@ -349,7 +354,8 @@ class Worker:
             if self._processes:
                 self._processes.shutdown()
             with contextlib.suppress(Exception):
-                await self._remove_heartbeat()
+                async with asyncio.timeout(2.0):  # a Redis that does not answer
+                    await self._remove_heartbeat()
             if self._own:
                 await self.redis.aclose()
                 await self._blocking.aclose()
@@ -392,6 +398,7 @@ class Worker:
         processor running in a thread cannot be stopped: close() waits for it (the job keeps
         its lease) and records its real outcome; with ``processes=N`` its process is killed."""
         grace = self.shutdown_timeout if timeout is None else timeout
+        self._grace = grace
         self._closing = True
         self._wakeup.set()
         self._arrived.set()  # batches being gathered stop and hand their jobs back
@@ -412,8 +419,32 @@ class Worker:
             elif running.task and not running.task.done():
                 running.cancel_reason = "shutdown"
                 running.task.cancel()
+        if not self._executing:
+            self._arm_report_deadline()
         self._wakeup.set()
         await self._closed.wait()
+
+    def _check_idle(self) -> None:
+        """Called whenever a job stops executing here."""
+        if self._executing:
+            return
+        if self._all_done is not None:
+            self._all_done.set()
+        if self._closing:
+            self._arm_report_deadline()
+
+    def _arm_report_deadline(self) -> None:
+        """Closing, and nothing runs here any more: the results left get the grace again
+        (at least 1 s) to reach Redis, the call out now included, not for ever: a Redis
+        that is away or frozen would hold the shutdown up (see _give_up_reporting)."""
+        if self._report_by is not None:
+            return
+        self._report_by = asyncio.get_running_loop().time() + max(self._grace, 1.0)
+        scope = self._call_scope
+        if scope is not None:
+            when = scope.when()
+            if when is None or when > self._report_by:
+                scope.reschedule(self._report_by)
 
     # ----- the dispatcher ----------------------------------------------------------------
 
@@ -425,6 +456,8 @@ class Worker:
             if (self._closing and not self._running and not self._results
                     and self._unsent is None):
                 return
+            if self._closing and not self._running:
+                self._arm_report_deadline()
             if self._unsent is not None:
                 call = self._unsent
             else:
@@ -455,6 +488,12 @@ class Worker:
                 self._unsent = call
                 failures += 1
                 delay = min(5.0, 0.1 * 2 ** min(failures, 6))
+                if self._report_by is not None:
+                    left = self._report_by - asyncio.get_running_loop().time()
+                    if left <= 0:
+                        self._give_up_reporting(exc)
+                        return
+                    delay = min(delay, left)
                 log.error("queue %s: Redis call failed (%s: %s); sending it again in %.1fs",
                           self.queue_name, type(exc).__name__, exc, delay)
                 await asyncio.sleep(delay)
@@ -466,6 +505,20 @@ class Worker:
             failures = 0
             self._unsent = None
             self._handle_reply(call, reply)
+
+    def _give_up_reporting(self, exc: BaseException) -> None:
+        """Stops a closing worker whose last results Redis did not take within the grace.
+        Nothing is lost: Redis still holds those jobs under this worker's leases (or
+        holds), which run out, and the jobs run again elsewhere (at least once)."""
+        pending = list(self._unsent[1] if self._unsent is not None else []) + self._results
+        ids = [str(r[0]) for r in pending]
+        shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+        log.error("queue %s: Redis did not answer within the shutdown grace (%s: %s); "
+                  "stopping without reporting %d result(s) (job(s) %s): their leases will "
+                  "run out and those jobs run again", self.queue_name, type(exc).__name__,
+                  exc or "no answer", len(ids), shown)
+        self._unsent = None
+        self._results = []
 
     def _take_results(self) -> list[tuple[Any, ...]]:
         """The waiting results, in order, up to CALL_VALUES_MAX bytes of values (at least
@@ -501,10 +554,13 @@ class Worker:
         the worker waiting on a dead connection long after the link healed."""
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(None) as scope:
+            # Closing: bounded by the time left to report (see _dispatch_loop).
+            async with asyncio.timeout_at(self._report_by) as scope:
+                self._call_scope = scope
                 self._monitor.begin("finish call", lambda: scope.reschedule(loop.time()))
                 return await scripts.run(self.redis, "finish", self._call_keys, args)
         finally:
+            self._call_scope = None
             self._monitor.end("finish call")
 
     def _wanted(self) -> tuple[int, int]:
@@ -1011,8 +1067,7 @@ class Worker:
                 self._executing -= 1
                 avg = self._avg_duration
                 self._avg_duration = took if avg is None else avg * 0.9 + took * 0.1
-            if not self._executing and self._all_done is not None:
-                self._all_done.set()
+            self._check_idle()
             self._wakeup.set()
 
     async def _call_batch(self, handler: Handler, members: list[_Running], jobs: list[Job],
@@ -1166,8 +1221,7 @@ class Worker:
             took = time.monotonic() - started
             avg = self._avg_duration
             self._avg_duration = took if avg is None else avg * 0.9 + took * 0.1
-            if not self._executing and self._all_done is not None:
-                self._all_done.set()
+            self._check_idle()
             self._wakeup.set()
 
     async def _call(self, handler: Handler, job: Job) -> Any:
@@ -1345,8 +1399,7 @@ class Worker:
                 self._running.pop(job_id, None)
                 self._executing -= 1
                 self._fail(running.job, reason, "", final=True, started=time.monotonic())
-                if not self._executing and self._all_done is not None:
-                    self._all_done.set()
+                self._check_idle()
                 self._wakeup.set()
             else:
                 # Inside the processor's call: the others' work must not be cut short, so

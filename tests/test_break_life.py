@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers import ROOT, wait_until
 
-from minique import Queue
+from minique import Queue, Worker
+from minique.server import RedisServer
 
 
 def start_supervisor(url: str, prefix: str, *args: str, log: Path | None = None
@@ -150,3 +152,50 @@ async def test_sigterm_while_the_supervisor_restarts_a_child_still_stops_it(
             os.killpg(sup.pid, signal.SIGKILL)
     await q.obliterate(force=True)
     await q.close()
+
+
+@pytest.mark.parametrize("outage", ["stopped", "frozen"])
+async def test_close_during_a_redis_outage_returns_and_loses_no_job(outage: str) -> None:
+    """close() (SIGTERM) while Redis is away (stopped) or frozen (SIGSTOP: the call out
+    never gets an answer), with a result still to report: the worker tries for its grace
+    again, then stops (BullMQ's close() and Celery's warm shutdown hang for ever there).
+    The job is not lost: its lease returns it and it runs again once Redis is back."""
+    server = RedisServer(extra_args=["--appendonly", "yes", "--appendfsync", "always"]).start()
+    try:
+        q = Queue("q", url=server.url)
+        ran: list[str] = []
+
+        async def work(job: Any) -> str:
+            ran.append(job.id)
+            await asyncio.sleep(0.2)
+            return "ok"
+
+        w = Worker("q", work, url=server.url, shutdown_timeout=0.5, lock_duration=1.0)
+        task = asyncio.create_task(w.run())
+        job = await q.add("x", {})
+        await wait_until(lambda: bool(ran), timeout=5, message="job started")
+        # The result comes while Redis is away.
+        if outage == "stopped":
+            server.stop()
+        else:
+            assert server.proc is not None
+            os.kill(server.proc.pid, signal.SIGSTOP)
+        await asyncio.sleep(0.3)
+        async with asyncio.timeout(6):
+            await w.close()
+            await task
+        if outage == "stopped":
+            server.start()
+        else:
+            assert server.proc is not None
+            os.kill(server.proc.pid, signal.SIGCONT)
+        again = Worker("q", work, url=server.url, stalled_interval=0.2, lock_duration=1.0)
+        second = asyncio.create_task(again.run())
+        assert await job.wait_until_finished(timeout=10) == "ok"
+        await again.close()
+        await second
+        await q.close()
+    finally:
+        if server.proc is not None:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        server.close()
