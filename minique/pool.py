@@ -24,6 +24,7 @@ import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext, SpawnProcess
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 import msgspec
@@ -31,6 +32,7 @@ import msgspec
 from .job import Job
 
 _STARTED = "started"
+DIRECT_SEND = 16 * 1024  # bytes written to a child's pipe on the loop (well below its buffer)
 
 
 class JobSnapshot(msgspec.Struct, frozen=True):
@@ -103,17 +105,13 @@ class ProcessRunner:
             snapshot = JobSnapshot(job.id, job.name, job.data, job.attempts_made, job.token,
                                    job.group)
             try:
-                child.conn.send((fn, snapshot))
+                raw = ForkingPickler.dumps((fn, snapshot))
             except BaseException:
-                # Pickling fails before anything is written: the child is still fine (unless
-                # it had died while idle, which a broken pipe tells).
-                if child.process.is_alive():
-                    self._idle.append(child)
-                else:
-                    self._forget(child)
+                self._idle.append(child)  # nothing was written: the child is still fine
                 raise
             deadline: asyncio.Timeout | None = None
             try:
+                await _send(child.conn, raw)
                 await _receive(child.conn)  # _STARTED: not timed, the child may be starting up
                 async with asyncio.timeout(timeout) as deadline:
                     ok, value = await _receive(child.conn)
@@ -183,6 +181,17 @@ class ProcessRunner:
                 child.process.kill()
             self._forget(child)
         self._idle.clear()
+
+
+async def _send(conn: Connection, raw: bytes | memoryview) -> None:
+    """Writes one message to a child without blocking the event loop: a message larger
+    than the pipe's buffer waits until the child reads it, and a child may still be
+    starting up (importing a heavy main module). Such a message is written from a thread
+    (a cancel meanwhile kills the child, which ends the write)."""
+    if len(raw) <= DIRECT_SEND:
+        conn.send_bytes(raw)  # fits in the pipe's buffer: returns at once
+    else:
+        await asyncio.to_thread(conn.send_bytes, raw)
 
 
 async def _receive(conn: Connection) -> Any:

@@ -199,3 +199,50 @@ async def test_close_during_a_redis_outage_returns_and_loses_no_job(outage: str)
         if server.proc is not None:
             os.kill(server.proc.pid, signal.SIGCONT)
         server.close()
+
+
+SLOW_START = '''
+import os, time
+_gate = os.environ.get("MINIQUE_TEST_SLOW_CHILD")
+if _gate:
+    # A child process starting up (a heavy main module, say): it says so, then waits for
+    # the test's go, at most 3 s.
+    open(_gate + ".started", "w").close()
+    _end = time.monotonic() + 3
+    while not os.path.exists(_gate + ".go") and time.monotonic() < _end:
+        time.sleep(0.01)
+    if not os.path.exists(_gate + ".go"):
+        open(_gate + ".timedout", "w").close()
+'''
+
+
+def echo_len(job: Any) -> int:
+    return len(job.data["blob"])
+
+
+async def test_a_large_payload_sent_to_a_starting_cpu_process_leaves_the_loop_free(
+        redis_url: str, qname: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """processes=N: a payload larger than a pipe's buffer, sent to a child still starting
+    up (importing a heavy main module), used to be written with a blocking write on the
+    event loop: the whole worker (lease renewal, replies, cancels) stood still until the
+    child read it. The loop must stay free; here it must see the child start and say go."""
+    (tmp_path / "sitecustomize.py").write_text(SLOW_START)
+    gate = str(tmp_path / "gate")
+    began, go, timedout = (Path(gate + end) for end in (".started", ".go", ".timedout"))
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{ROOT}")
+    monkeypatch.setenv("MINIQUE_TEST_SLOW_CHILD", gate)
+    q = Queue(qname, url=redis_url)
+    w = Worker(qname, echo_len, url=redis_url, processes=1)
+    task = asyncio.create_task(w.run())
+    try:
+        job = await q.add("x", {"blob": "x" * 1_000_000})
+        await wait_until(began.exists, timeout=10,
+                         message="the child started")
+        go.touch()
+        assert await job.wait_until_finished(timeout=10) == 1_000_000
+        assert not timedout.exists(), "the loop was blocked: no go in 3 s"
+    finally:
+        await w.close()
+        await task
+        await q.obliterate(force=True)
+        await q.close()
