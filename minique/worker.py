@@ -513,10 +513,10 @@ class Worker:
         pending = list(self._unsent[1] if self._unsent is not None else []) + self._results
         ids = [str(r[0]) for r in pending]
         shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
-        log.error("queue %s: Redis did not answer within the shutdown grace (%s: %s); "
-                  "stopping without reporting %d result(s) (job(s) %s): their leases will "
-                  "run out and those jobs run again", self.queue_name, type(exc).__name__,
-                  exc or "no answer", len(ids), shown)
+        log.error("queue %s: %d result(s) could not be reported within the shutdown grace "
+                  "(%s: %s); stopping without them (job(s) %s): their leases will run out "
+                  "and those jobs run again", self.queue_name, len(ids), type(exc).__name__,
+                  str(exc) or "no answer", shown)
         self._unsent = None
         self._results = []
 
