@@ -168,8 +168,11 @@ def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurre
             f"worker {processes - 1} of --processes {processes} would serve metrics on port "
             f"{metrics_port + processes - 1}, above 65535", param_hint="--metrics-port")
     if processes > 1:
-        if fail_fast:
-            run(_reachable_or_fail(url), url)
+        # As a single worker does, before any child starts: a wrong password or DB index
+        # is one error line (each child would fail so, and be restarted for ever), a Redis
+        # that does not answer is waited for (or, with --fail-fast, an error).
+        if not run(_reachable_or_fail(url, fail_fast), url):
+            return  # a signal while waiting
         sys.exit(supervise(processes, burst=burst))
     limiter: dict[str, float] | None = (
         {"max": limiter_max, "duration": limiter_duration} if limiter_max > 0 else None)
@@ -275,11 +278,19 @@ async def _left_for_later(names: list[str], url: str, prefix: str) -> str:
     return f"; {', '.join(left)} left for later" if left else ""
 
 
-async def _reachable_or_fail(url: str) -> None:
+async def _reachable_or_fail(url: str, fail_fast: bool) -> bool:
+    """True once Redis answers; False if SIGTERM or SIGINT came while waiting for it."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     probe = connect(url)
     try:
-        await wait_until_reachable(probe, url, fail_fast=True, log=log, what="minique worker")
+        return await wait_until_reachable(probe, url, fail_fast=fail_fast, log=log,
+                                          what="minique worker", stopped=stop.is_set)
     finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
         await probe.aclose()
 
 

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from helpers import ROOT, wait_until
 
 from minique import Queue, Worker
-from minique.server import RedisServer
+from minique.server import RedisServer, free_port
 
 
 def start_supervisor(url: str, prefix: str, *args: str, log: Path | None = None
@@ -246,3 +247,41 @@ async def test_a_large_payload_sent_to_a_starting_cpu_process_leaves_the_loop_fr
         await task
         await q.obliterate(force=True)
         await q.close()
+
+
+def test_a_supervisor_whose_children_cannot_log_in_exits_as_one_worker_would(
+        procs: list[Any]) -> None:
+    """A wrong password stops a single worker at once with one error line; under
+    --processes N each child did the same and the supervisor restarted it every second,
+    for ever. The supervisor checks Redis as a single worker does, before any child."""
+    with RedisServer() as server:
+        admin = redis.Redis(port=server.port)
+        admin.config_set("requirepass", "secret")
+        admin.close()
+        url = f"redis://:wrong@127.0.0.1:{server.port}/0"
+        cmd = [sys.executable, "-m", "minique", "worker", "tests.procs:registry", "--queue",
+               "procs", "--url", url, "--processes", "2"]
+        sup = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               stderr=subprocess.PIPE, start_new_session=True)
+        procs.append(sup)
+        try:
+            _, err = sup.communicate(timeout=15)
+        finally:
+            if sup.poll() is None:
+                os.killpg(sup.pid, signal.SIGKILL)
+        assert sup.returncode == 1
+        assert err.decode().startswith("error: cannot use Redis")
+        assert "restarting" not in err.decode()
+
+
+async def test_a_supervisor_waiting_for_redis_stops_at_a_signal(
+        procs: list[Any], tmp_path: Path) -> None:
+    """The supervisor's wait for Redis (as a single worker's) ends cleanly at SIGTERM."""
+    log = tmp_path / "sup.log"
+    sup = start_supervisor(f"redis://127.0.0.1:{free_port()}/0", "wait", "--processes", "2",
+                           log=log)
+    procs.append(sup)
+    await wait_until(lambda: "retrying in" in log.read_text(), timeout=15, message="waiting")
+    sup.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(sup.wait, 10) == 0
+    assert "Traceback" not in log.read_text() and "started worker" not in log.read_text()
