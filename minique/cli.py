@@ -21,13 +21,15 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from . import __version__
+from . import __version__, signals
 from .cli_common import CliError, TargetError, prefix_option, run, url_option
 from .cli_queues import COMMANDS
 from .connection import connect
@@ -295,58 +297,50 @@ async def _reachable_or_fail(url: str, fail_fast: bool) -> bool:
 
 
 def _install_signals(workers: list[Worker]) -> None:
-    """SIGTERM/SIGINT close the workers gracefully, a second one exits at once. Under a
-    supervisor (``--processes N``) the supervisor's word comes through a pipe of its own
-    (``MINIQUE_SUPERVISOR_FD``), never as a signal: a signal that reaches the whole process
-    group (a terminal's Ctrl-C) or the whole cgroup (systemd's stop) reaches this process
-    directly too, and a forwarded copy would count as the second signal."""
+    """SIGTERM/SIGINT close the workers gracefully, a second one exits at once, even while
+    a job holds the event loop (minique/signals.py). Under a supervisor (``--processes N``)
+    the supervisor's word comes through a pipe of its own (``MINIQUE_SUPERVISOR_FD``),
+    never as a signal: a signal that reaches the whole process group (a terminal's Ctrl-C)
+    or the whole cgroup (systemd's stop) reaches this process directly too, and a
+    forwarded copy would count as the second signal."""
     loop = asyncio.get_running_loop()
-    count = 0
     tasks: list[asyncio.Task[None]] = []
 
-    def close_all() -> None:
+    def close_all(why: str) -> None:
         if not tasks:
+            log.warning("%s: finishing running jobs, then stopping", why)
             tasks.extend(loop.create_task(w.close()) for w in workers)
 
-    def on_signal(name: str) -> None:
-        nonlocal count
-        count += 1
-        if count > 1:
-            log.warning("second %s: exiting now; leases will return the running jobs", name)
-            os._exit(1)
-        log.warning("%s: finishing running jobs, then stopping", name)
-        close_all()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig.name)
+    signals.handle(close_all)
     fd = os.environ.pop("MINIQUE_SUPERVISOR_FD", None)
-    if fd is None:
-        return
-    supervisor = int(fd)
-    os.set_blocking(supervisor, False)
+    if fd is not None:
+        # A thread: it hears the supervisor even while a job holds the event loop.
+        threading.Thread(target=_listen_to_supervisor, args=(int(fd), loop, close_all),
+                         name="minique-supervisor", daemon=True).start()
+    # The children start with SIGINT ignored (a Ctrl-C during their start-up is the
+    # supervisor's to handle): from here on it is handled above.
 
-    def on_supervisor() -> None:
+
+def _listen_to_supervisor(fd: int, loop: asyncio.AbstractEventLoop,
+                          close_all: Callable[[str], None]) -> None:
+    """b"s": stop gracefully; b"k": exit now; the end of the pipe: the supervisor is gone
+    (kill -9), and no one would restart or stop this worker: stop gracefully."""
+    while True:
         try:
-            word = os.read(supervisor, 64)
-        except BlockingIOError:
-            return
+            word = os.read(fd, 64)
         except OSError:
             word = b""
         if b"k" in word:
             log.warning("supervisor: second signal: exiting now; leases will return the "
                         "running jobs")
             os._exit(1)
-        if not word:  # the supervisor is gone (kill -9): no one would restart or stop us
-            loop.remove_reader(supervisor)
-            os.close(supervisor)
-            log.warning("supervisor gone: finishing running jobs, then stopping")
-        elif not tasks:
-            log.warning("supervisor: finishing running jobs, then stopping")
-        close_all()
-
-    loop.add_reader(supervisor, on_supervisor)
-    # The children start with SIGINT ignored (a Ctrl-C during their start-up is the
-    # supervisor's to handle): from here on it is handled above.
+        if not word:
+            os.close(fd)
+            with contextlib.suppress(RuntimeError):  # the loop has ended already
+                loop.call_soon_threadsafe(close_all, "supervisor gone")
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(close_all, "supervisor")
 
 
 def supervise(count: int, *, burst: bool = False) -> int:

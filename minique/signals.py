@@ -3,6 +3,11 @@
 Every worker of one loop joins one handler: the first signal closes them all gracefully
 (running jobs get their shutdown grace, held jobs go back), a second one exits at once
 (leases then return the running jobs). The handler is removed when the last worker stops.
+
+The handlers are plain ``signal.signal`` ones, not the event loop's: Python runs them
+between two bytecodes of the main thread even while a job holds the loop (an async
+processor in a CPU loop that never yields), where a loop's handler would never run. The
+first signal hands the graceful close to the loop; the second exits from the handler.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
+from types import FrameType
 from typing import Any, Protocol
 
 log = logging.getLogger("minique.worker")
@@ -24,17 +31,40 @@ class Closable(Protocol):
     async def close(self, timeout: float | None = None) -> None: ...
 
 
+def handle(on_first: Callable[[str], None]) -> Callable[[], None]:
+    """Handles SIGTERM and SIGINT on the running loop's thread (the main thread): the first
+    signal calls ``on_first(name)`` on the loop, a later one exits at once, from the handler
+    itself, whatever the loop is doing. Returns a function that puts the previous handlers
+    back."""
+    loop = asyncio.get_running_loop()
+    received = 0
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal received
+        received += 1
+        name = signal.Signals(signum).name
+        if received > 1:
+            log.warning("second %s: exiting now; leases will return the running jobs", name)
+            os._exit(1)
+        loop.call_soon_threadsafe(on_first, name)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in SIGNALS}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            # None: a handler not installed from Python, which cannot be put back as such.
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+    return restore
+
+
 class _Group:
     def __init__(self) -> None:
         self.workers: set[Closable] = set()
-        self.received = 0
         self.closing: list[asyncio.Future[Any]] = []
+        self.restore: Callable[[], None] = lambda: None
 
     def on_signal(self, name: str) -> None:
-        self.received += 1
-        if self.received > 1:
-            log.warning("second %s: exiting now; leases will return running jobs", name)
-            os._exit(1)
         grace = max((w.shutdown_timeout for w in self.workers), default=0.0)
         log.warning("%s received: finishing running jobs (grace %.0fs)", name, grace)
         self.closing = [asyncio.ensure_future(w.close()) for w in list(self.workers)]
@@ -56,8 +86,7 @@ def join(worker: Closable) -> None:
     group = _groups.get(loop)
     if group is None:
         group = _groups[loop] = _Group()
-        for sig in SIGNALS:
-            loop.add_signal_handler(sig, group.on_signal, sig.name)
+        group.restore = handle(group.on_signal)
     group.workers.add(worker)
 
 
@@ -69,5 +98,4 @@ def leave(worker: Closable) -> None:
     group.workers.discard(worker)
     if not group.workers:
         del _groups[loop]
-        for sig in SIGNALS:
-            loop.remove_signal_handler(sig)
+        group.restore()

@@ -115,3 +115,14 @@ def sync_outcome(job: Any) -> str:
         if first == "delayed":
             raise Delayed(0.05, "quota")
     return "ok"
+
+
+@registry.processor("procs", name="spin")
+async def spin(job: Any) -> str:
+    """Records its start, then keeps the event loop busy for "seconds" without ever
+    yielding (a CPU-bound loop written as an async processor)."""
+    await job.queue.redis.hincrby(effects_key(job), job.id, 1)
+    end = time.monotonic() + job.data["seconds"]
+    while time.monotonic() < end:
+        pass
+    return "spun"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import ROOT, wait_until
+from helpers import ROOT, start_worker, wait_until
 
 from minique import Queue, Worker
 from minique.server import RedisServer, free_port
@@ -285,3 +285,37 @@ async def test_a_supervisor_waiting_for_redis_stops_at_a_signal(
     sup.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(sup.wait, 10) == 0
     assert "Traceback" not in log.read_text() and "started worker" not in log.read_text()
+
+
+def start_script(code: str) -> subprocess.Popen[bytes]:
+    """A script that runs a Worker itself (its own signal handling)."""
+    script = ("import asyncio; from minique import Worker; from tests.procs import registry; "
+              + code)
+    return subprocess.Popen([sys.executable, "-c", script], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+@pytest.mark.parametrize("embedded", [False, True])
+async def test_a_second_signal_exits_even_while_a_job_holds_the_event_loop(
+        redis_url: str, procs: list[Any], tmp_path: Path, embedded: bool) -> None:
+    """An async processor stuck in a CPU loop never yields: the signal handlers that run on
+    the event loop never ran, so neither SIGTERM nor a second one stopped the worker (only
+    kill -9 did). The second signal must exit at once whatever the loop is doing. Both
+    handlers: the command's, and Worker.run()'s own (a worker embedded in a script)."""
+    prefix = f"spin{int(embedded)}"
+    q = Queue("procs", url=redis_url, prefix=prefix)
+    await q.obliterate(force=True)
+    await q.add("spin", {"seconds": 20})
+    if embedded:
+        worker = start_script(f"asyncio.run(Worker('procs', registry, url={redis_url!r}, "
+                              f"prefix={prefix!r}).run())")
+    else:
+        worker = start_worker(redis_url, "procs", "--prefix", prefix)
+    procs.append(worker)
+    await wait_until(lambda: started(q, 1), timeout=15, message="job started")
+    worker.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.2)  # two signals, not one the kernel merged
+    worker.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(worker.wait, 5) == 1
+    await q.obliterate(force=True)
+    await q.close()
