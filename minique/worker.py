@@ -272,6 +272,9 @@ class Worker:
         # The maxmemory-policy last seen ("" before the first look; None: CONFIG is
         # forbidden, so it is not looked at again).
         self._policy_checked: str | None = ""
+        # The largest return value a finish call may carry: minique's own bound, or the
+        # server's proto-max-bulk-len if lower (read at start-up, see _read_value_limit).
+        self._value_max = codec.MAX_VALUE_BYTES
         # Objects with job_started(queue, job) / job_finished(queue, job, outcome, seconds),
         # e.g. minique.metrics.WorkerMetrics; called on the event loop, errors only logged.
         self.observers: list[WorkerObserver] = list(observers)
@@ -323,6 +326,7 @@ class Worker:
                 signals.leave(self)
             return
         await self._check_eviction_policy()
+        await self._read_value_limit()
         if getattr(self._blocking, "connection_pool", None) is None:
             await self._blocking.initialize()  # Redis Cluster: learn the slot map first
         pubsub = await self._subscribe_cancels()
@@ -1142,7 +1146,7 @@ class Worker:
                 continue
             if job.id in batch.values:
                 try:
-                    raw = codec.encode(batch.values[job.id], "return value")
+                    raw = self._encode_value(batch.values[job.id])
                 except PayloadError as exc:
                     self._fail(job, str(exc), "", final=True, started=started)
                     continue
@@ -1191,7 +1195,7 @@ class Worker:
                 # A processor that caught the cancel and went on: its value is dropped, as
                 # a thread's is (a shutdown keeps the real outcome, as for a thread).
                 raise asyncio.CancelledError
-            raw = codec.encode(value, "return value")
+            raw = self._encode_value(value)
             self._push(job, "c", raw, "", 0, job.opts.keep_completed)
             self.jobs_done += 1
             if log.isEnabledFor(logging.DEBUG):
@@ -1552,6 +1556,27 @@ class Worker:
         """Stops every worker of the queue taking jobs for ``delay`` seconds (e.g. after an
         upstream 429). Raise ``RateLimited(delay)`` instead to also put the job back."""
         await self.queue.rate_limit(delay)
+
+    def _encode_value(self, value: Any) -> bytes:
+        """A return value encoded; PayloadError if it cannot be, or if it is larger than
+        this Redis takes in one value: sent, the finish call would be refused, and sent
+        again for ever, with every result after it."""
+        raw = codec.encode(value, "return value")
+        if len(raw) > self._value_max:
+            raise PayloadError(f"return value is {len(raw):,} bytes encoded; this Redis takes "
+                               f"at most {self._value_max:,} per value (proto-max-bulk-len): "
+                               "store large data elsewhere and return its key")
+        return raw
+
+    async def _read_value_limit(self) -> None:
+        """Lowers the largest return value to the server's proto-max-bulk-len (a Redis
+        allows down to 1 MB), less room for the call's other arguments. CONFIG may be
+        forbidden (managed Redis): minique's own bound then stands."""
+        with contextlib.suppress(Exception):
+            reply = await self.redis.config_get("proto-max-bulk-len")
+            for key, value in reply.items():
+                if (key.decode() if isinstance(key, bytes) else str(key)) == "proto-max-bulk-len":
+                    self._value_max = min(codec.MAX_VALUE_BYTES, int(value) - 64 * 1024)
 
     async def _check_eviction_policy(self) -> None:
         """Warns when Redis may evict keys: at start-up, and again whenever the policy

@@ -319,3 +319,30 @@ async def test_a_second_signal_exits_even_while_a_job_holds_the_event_loop(
     assert await asyncio.to_thread(worker.wait, 5) == 1
     await q.obliterate(force=True)
     await q.close()
+
+
+async def test_a_return_value_over_the_servers_bulk_limit_fails_its_job_not_the_worker(
+        ) -> None:
+    """A Redis whose proto-max-bulk-len is below minique's own bound (256 MB; the server
+    allows down to 1 MB) refused the finish call carrying a larger return value and the
+    worker sent it again for ever: no result after it was saved, nothing more was taken.
+    The job fails with a clear reason; the worker goes on."""
+    with RedisServer(extra_args=["--proto-max-bulk-len", "1mb"]) as server:
+        q = Queue("q", url=server.url)
+
+        async def work(job: Any) -> str:
+            return "x" * job.data["n"]
+
+        w = Worker("q", work, url=server.url)
+        task = asyncio.create_task(w.run())
+        try:
+            big = await q.add("x", {"n": 2_000_000}, attempts=1)
+            small = await q.add("x", {"n": 10})
+            assert await small.wait_until_finished(timeout=5) == "x" * 10
+            failed = await q.get_job(big.id)
+            assert failed is not None and failed.state == "failed"
+            assert "proto-max-bulk-len" in (failed.failed_reason or "")
+        finally:
+            await w.close()
+            await task
+            await q.close()
