@@ -375,6 +375,8 @@ def supervise(count: int, *, burst: bool = False) -> int:
         finally:
             os.close(theirs)
         log.info("supervisor: started worker %d (pid %d)", slot, children[slot].pid)
+        if signals_seen:  # a signal came while it was being started: it missed the word
+            tell(slot, b"s" if signals_seen == 1 else b"k")
 
     def on_signal(signum: int, _frame: Any) -> None:
         nonlocal signals_seen

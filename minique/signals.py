@@ -13,6 +13,7 @@ first signal hands the graceful close to the loop; the second exits from the han
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -48,14 +49,25 @@ def handle(on_first: Callable[[str], None]) -> Callable[[], None]:
             os._exit(1)
         loop.call_soon_threadsafe(on_first, name)
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in SIGNALS}
+    previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+    for sig in SIGNALS:
+        # The loop's own handler only for its wake-up (a signal fd): a signal that another
+        # thread receives then still wakes the main thread at once, to run the one below.
+        loop.add_signal_handler(sig, _nothing)
+        signal.signal(sig, on_signal)
 
     def restore() -> None:
         for sig, handler in previous.items():
+            with contextlib.suppress(RuntimeError):  # the loop is closed already
+                loop.remove_signal_handler(sig)
             # None: a handler not installed from Python, which cannot be put back as such.
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
     return restore
+
+
+def _nothing() -> None:
+    pass
 
 
 class _Group:
