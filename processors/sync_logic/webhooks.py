@@ -6,10 +6,14 @@ Header: ``X-Minique-Signature: t=<unix seconds>,v1=<hex hmac>`` where the MAC co
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
+import logging
 import time
 import uuid
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -89,6 +93,52 @@ def verify_signature(
     return hmac.compare_digest(expected, given)
 
 
+# The most of a receiver's answer that is read (so that its connection can be used again):
+# the status is the answer, and a huge or endless body must not fill the worker's memory.
+MAX_ANSWER_BYTES = 64 * 1024
+
+# The URL of the webhook being sent, and what the logs may show of it (see _HideWebhookUrls).
+_sending: ContextVar[tuple[str, str] | None] = ContextVar("minique_webhook_url", default=None)
+
+
+class _HideWebhookUrls(logging.Filter):
+    """httpx logs each request's URL at INFO (the worker's default level). A webhook URL may
+    hold credentials (``user:pass@``) and tokens (in its path or query), so the records
+    logged while one is sent show its scheme and host only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        sending = _sending.get()
+        if sending is not None:
+            message = record.getMessage()
+            full, shown = sending
+            if full in message:
+                record.msg, record.args = message.replace(full, shown), None
+        return True
+
+
+_FILTER = _HideWebhookUrls()
+
+
+def _hide_urls_in_logs() -> None:
+    for name in ("httpx", "httpcore"):
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
+def _target(url: str) -> httpx.URL:
+    """``url`` parsed; WebhookRejected (retrying cannot help) unless it is an http(s) URL with
+    a host. The message never holds the URL (it may hold tokens)."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        raise WebhookRejected("webhook URL is not a valid http(s) URL") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise WebhookRejected(f"webhook URL is not an http(s) URL with a host "
+                              f"(scheme {parsed.scheme or 'missing'!r})")
+    return parsed
+
+
 async def deliver_webhook(
     http: httpx.AsyncClient,
     url: str,
@@ -98,23 +148,55 @@ async def deliver_webhook(
     timeout_s: float = 10.0,
     event_type: str | None = None,
 ) -> int:
-    """POST once. Returns the status on 2xx; raises WebhookDeliveryError or WebhookRejected."""
+    """POST once. Returns the status on 2xx; raises WebhookDeliveryError (5xx, 429, timeout,
+    network error: retry) or WebhookRejected (any other answer, a redirect included, or a URL
+    that is not http(s): retrying the same POST will not help).
+
+    ``timeout_s`` bounds the whole exchange until the status arrives, not only each read
+    (httpx's timeout is per read: a receiver that trickles its answer would never trip it).
+    After the status, at most ``MAX_ANSWER_BYTES`` of the body are read, within what is left
+    of ``timeout_s``; the rest is dropped with the connection."""
+    target = _target(url)
+    host = target.host
     headers = {"content-type": "application/json", SIGNATURE_HEADER: sign(secret, body)}
     if event_type:
         headers["X-Minique-Event"] = event_type
+    _hide_urls_in_logs()
+    shown = f"{target.scheme}://{host}" + (f":{target.port}" if target.port else "") + "/..."
+    hiding = _sending.set((str(target), shown))
     try:
-        response = await http.post(url, content=body, headers=headers, timeout=timeout_s)
-    except httpx.TimeoutException:
-        raise WebhookDeliveryError(f"webhook to {_host(url)} timed out") from None
-    except httpx.TransportError as exc:
-        raise WebhookDeliveryError(f"webhook to {_host(url)} failed: {type(exc).__name__}") from None
-    if response.status_code >= 500 or response.status_code == 429:
-        raise WebhookDeliveryError(f"webhook to {_host(url)} answered {response.status_code}")
-    if response.status_code >= 400:
-        raise WebhookRejected(f"webhook to {_host(url)} rejected with {response.status_code}")
-    return response.status_code
-
-
-def _host(url: str) -> str:
-    # Webhook URLs sometimes embed tokens in the path or query; name only the host.
-    return httpx.URL(url).host
+        request = http.build_request("POST", target, content=body, headers=headers,
+                                     timeout=timeout_s)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await http.send(request, stream=True)
+        except (httpx.TimeoutException, TimeoutError):
+            raise WebhookDeliveryError(f"webhook to {host} timed out") from None
+        except httpx.UnsupportedProtocol:
+            raise WebhookRejected(f"webhook to {host}: the URL's scheme is not supported") from None
+        except httpx.TransportError as exc:
+            raise WebhookDeliveryError(f"webhook to {host} failed: {type(exc).__name__}") from None
+        try:
+            # The body is not the answer: read a little (so the connection can be used again).
+            with contextlib.suppress(TimeoutError, httpx.HTTPError, httpx.StreamError):
+                async with asyncio.timeout_at(deadline):
+                    read = 0
+                    async for chunk in response.aiter_raw():
+                        read += len(chunk)
+                        if read > MAX_ANSWER_BYTES:
+                            break
+        finally:
+            await response.aclose()
+    finally:
+        _sending.reset(hiding)
+    status = response.status_code
+    if status >= 500 or status == 429:
+        raise WebhookDeliveryError(f"webhook to {host} answered {status}")
+    if 300 <= status < 400:
+        # Not followed (the signed body must not go where the receiver points), so the
+        # event did not arrive: a receiver that moved must be given its new URL.
+        raise WebhookRejected(f"webhook to {host} answered a redirect ({status}), not followed")
+    if not 200 <= status < 300:
+        raise WebhookRejected(f"webhook to {host} rejected with {status}")
+    return status
