@@ -1321,7 +1321,12 @@ class Worker:
                 hook = getattr(observer, method, None)
                 if hook is not None:
                     hook(self.queue_name, job, *args)
-            except Exception:
+            except KeyboardInterrupt:
+                raise
+            except BaseException:
+                # A hook's SystemExit, or the CancelledError of a cancelled future it read, is
+                # its own failure (hooks are not coroutines: no cancel of the worker's lands
+                # in one), and must not become the job's, or stop the runner.
                 log.exception("queue %s: observer %r failed in %s", self.queue_name, observer,
                               method)
 
