@@ -18,6 +18,7 @@ from minique import (
     Batch,
     Delayed,
     FlowProducer,
+    GroupRateLimited,
     InvalidJobState,
     Job,
     RateLimited,
@@ -271,9 +272,11 @@ async def alerts(job: Job) -> dict[str, Any]:
 async def webhook(batch: Batch) -> None:
     """The webhooks of one receiver (the batch's group), each its own signed POST, one after
     another and in order on one pooled connection. A job's return value is
-    ``{"event_id", "status"}``. A 4xx other than 429 fails that job at once and the next is
-    sent; a 5xx, a 429 or a network error fails it (retried with backoff) and the rest of
-    the batch with it, untried: a receiver that is down is not called once per event."""
+    ``{"event_id", "status"}``. A 4xx other than 429 (or a 3xx) fails that job at once and
+    the next is sent; a 5xx, a 429 or a network error fails it (retried with backoff) and the
+    rest of the batch with it, untried: a receiver that is down is not called once per event.
+    A 429 or 503 with Retry-After puts the whole batch back, no attempt used, and the
+    receiver's group sleeps that long (at most 180 s)."""
     rt = runtime.current()
     secret = rt.settings.webhook_secret
     for i, job in enumerate(batch):
@@ -289,6 +292,12 @@ async def webhook(batch: Batch) -> None:
             if isinstance(outcome, UnrecoverableError):
                 batch.fail(job, outcome)  # this event was refused; the receiver is up
                 continue
+            if isinstance(outcome, GroupRateLimited):
+                # The receiver asked to wait (Retry-After): this event and the rest go back
+                # to its group, which sleeps that long; no attempt used.
+                for rest in batch.jobs[i:]:
+                    batch.fail(rest, outcome)
+                return
             batch.fail(job, exc)
             for rest in batch.jobs[i + 1:]:
                 batch.fail(rest, f"not tried: the receiver failed ({exc})")

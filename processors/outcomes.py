@@ -11,6 +11,9 @@ that decides, for each of their errors, what the worker does with the job:
 * ``AccountBusy`` (another job is syncing the account, ``processors.account_lease``) ->
   ``GroupRateLimited`` too: the account's group sleeps briefly and tries again, no attempt
   used.
+* ``WebhookDeliveryError`` with a ``retry_after`` (a webhook receiver answered 429 or 503
+  with ``Retry-After``) -> ``GroupRateLimited``: the receiver's group sleeps that long (at
+  most 180 s), no attempt used.
 * ``AmazonReportNotReady`` (Amazon is still generating a report) -> ``Delayed`` by the poll
   interval: waiting for Amazon is not a failure.
 * ``AccountDisconnected``, ``AmazonClientError`` (a 4xx that retrying cannot fix),
@@ -37,7 +40,7 @@ from processors.amazon import (
     AmazonRateLimited,
     AmazonReportNotReady,
 )
-from processors.sync_logic import AccountUnavailable, WebhookRejected
+from processors.sync_logic import AccountUnavailable, WebhookDeliveryError, WebhookRejected
 
 Processor = Callable[[Job], Awaitable[dict[str, Any]]]
 
@@ -50,6 +53,9 @@ def queue_outcome(exc: BaseException) -> BaseException | None:
         return GroupRateLimited(exc.delay, str(exc))
     if isinstance(exc, AccountBusy):
         return GroupRateLimited(exc.delay, str(exc))
+    if isinstance(exc, WebhookDeliveryError) and exc.retry_after is not None:
+        # The receiver asked to wait (429/503 with Retry-After): its group sleeps that long.
+        return GroupRateLimited(exc.retry_after, str(exc))
     if isinstance(exc, AmazonReportNotReady):
         return Delayed(exc.poll_after, f"waiting for Amazon: {exc}")
     if isinstance(exc, _UNRECOVERABLE):

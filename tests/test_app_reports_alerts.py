@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -192,3 +195,60 @@ async def test_webhooks_are_delivered_in_batches_per_receiver(
             done = await queue.get_job(job.id)
             assert done is not None and done.state == "completed"
             assert done.return_value == {"event_id": job.data["event_id"], "status": 204}
+
+
+class _Throttling(http.server.BaseHTTPRequestHandler):
+    """Answers the first POST 429 with ``Retry-After: 60``, the others 204."""
+
+    posts: list[str]
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        self.posts.append(self.path)
+        throttled = len(self.posts) == 1
+        self.send_response(429 if throttled else 204)
+        if throttled:
+            self.send_header("Retry-After", "60")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+async def test_a_receiver_that_asks_to_wait_is_given_the_time(app: App) -> None:
+    """429 with Retry-After: the receiver's group sleeps that long (180 s at most) and no
+    event of the batch uses an attempt: it was not refused, and the rest was not even sent
+    (they used to be retried after 2 s, 4 s... against the receiver's word, each attempt
+    burnt by every event of the batch)."""
+    posts: list[str] = []
+    handler = type("Handler", (_Throttling,), {"posts": posts})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    try:
+        queue = app.queue(QueueName.WEBHOOKS)
+        await queue.pause()
+        ids = []
+        for i in range(3):
+            ids += await webhooks.send_event(make_event("alert.raised", {"n": i}), url)
+        mine = [j for j in [await queue.get_job(i) for i in ids] if j and j.data["url"] == url]
+        await queue.resume()
+        group = webhooks.endpoint_group(url)
+
+        async def answered() -> bool:
+            states = [await queue.get_state(j.id) for j in mine]
+            return len(posts) == 1 and "active" not in states
+
+        await wait_until(answered, timeout=10, message="the throttled batch answered")
+        info = await queue.get_group(group)
+        assert info is not None and info.rate_limited_until is not None
+        assert info.rate_limited_until > time.time() + 30
+        for job in mine:
+            got = await queue.get_job(job.id)
+            assert got is not None and got.attempts_made == 0, got
+            assert await queue.get_state(job.id) == "waiting"
+        assert len(posts) == 1
+    finally:
+        server.shutdown()
+        server.server_close()

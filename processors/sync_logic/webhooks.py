@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from processors.amazon.http import retry_after
 from processors.sync_logic.alerts import Alert
 
 SIGNATURE_HEADER = "X-Minique-Signature"
@@ -34,7 +35,14 @@ class WebhookEvent(msgspec.Struct, frozen=True):
 
 
 class WebhookDeliveryError(Exception):
-    """Transient: the receiver timed out, was unreachable or answered 5xx/429. Retry."""
+    """Transient: the receiver timed out, was unreachable or answered 5xx/429. Retry.
+
+    ``retry_after``: seconds the receiver asked for (a 429 or 503 with a sane
+    ``Retry-After``, delta-seconds or an HTTP date, at most ``MAX_RETRY_AFTER``), else None."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class WebhookRejected(Exception):
@@ -192,6 +200,10 @@ async def deliver_webhook(
         _sending.reset(hiding)
     status = response.status_code
     if status >= 500 or status == 429:
+        wait = retry_after(response) if status in (429, 503) else None
+        if wait is not None and wait > 0:
+            raise WebhookDeliveryError(f"webhook to {host} answered {status}, retry after "
+                                       f"{wait:g}s", retry_after=wait)
         raise WebhookDeliveryError(f"webhook to {host} answered {status}")
     if 300 <= status < 400:
         # Not followed (the signed body must not go where the receiver points), so the

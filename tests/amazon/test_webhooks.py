@@ -180,3 +180,24 @@ async def test_webhook_urls_keep_their_secrets_out_of_the_logs(caplog: pytest.Lo
     assert "hooks.example" in caplog.text
     for secret in ("hunter2", "SECRETPATH", "token=abc", "user"):
         assert secret not in caplog.text
+
+
+@pytest.mark.parametrize(("status", "header", "expected"), [
+    (429, "120", 120.0),
+    (503, "7", 7.0),
+    (429, "86400", 180.0),              # a day: capped, the events are not parked that long
+    (429, "-5", None),                  # nothing to wait for: a plain transient failure
+    (429, "0", None),
+    (429, "soon", None),
+    (429, "nan", None),
+    (500, "30", None),                  # only 429 and 503 ask to wait
+    (429, "Wed, 21 Oct 2099 07:28:00 GMT", 180.0),
+    (429, "Wed, 21 Oct 2015 07:28:00 GMT", None),  # a date in the past
+])
+async def test_retry_after_is_read_sanely(status: int, header: str, expected: float | None) -> None:
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(status, headers={"retry-after": header}))
+    async with httpx.AsyncClient(transport=transport) as http:
+        with pytest.raises(WebhookDeliveryError) as caught:
+            await deliver_webhook(http, "https://hooks.example/x", b"{}", SECRET)
+    assert caught.value.retry_after == expected
