@@ -1105,9 +1105,16 @@ class Worker:
                                 f"job timed out after {job.opts.timeout}s"), started)
                     return
         except asyncio.CancelledError:
-            # Shutdown past its grace (a cancel() of one job never interrupts the call).
+            # Shutdown past its grace (a cancel() of one job never interrupts the call). The
+            # jobs the processor already gave an outcome keep it, as they would have run
+            # alone (a webhook it delivered must not be sent again); the others go back.
+            decided = [job for job in jobs if job.id in batch.values or job.id in batch.failed]
+            self._record_batch(members, decided, batch, time.monotonic() - call_started,
+                               started)
             asked = {r.job.id for r in members if r.cancel_reason not in (None, "shutdown")}
             for job in jobs:
+                if job.id in batch.values or job.id in batch.failed:
+                    continue
                 if job.id in asked:
                     self._fail(job, "cancelled", "", final=True, started=started)
                 else:
@@ -1124,9 +1131,14 @@ class Worker:
             for job in jobs:
                 self._on_error(job, exc, started)
             return
+        self._record_batch(members, jobs, batch, time.monotonic() - call_started, started)
+
+    def _record_batch(self, members: list[_Running], jobs: list[Job], batch: Batch,
+                      took: float, started: float) -> None:
+        """Each job's result once the call is over (``took`` seconds): cancelled, timed out,
+        or what the processor said of it (completed with None when it said nothing)."""
         cancelled = {r.job.id: r.cancel_reason for r in members
                      if r.cancel_reason not in (None, "shutdown")}
-        took = time.monotonic() - call_started
         none_raw: bytes | None = None
         for job in jobs:
             reason = cancelled.get(job.id)
