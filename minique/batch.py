@@ -86,7 +86,7 @@ class Batch:
     Every job the processor does not ``fail`` completes, with the value given to
     ``complete`` (None otherwise), once the processor returns."""
 
-    __slots__ = ("_ids", "failed", "jobs", "values")
+    __slots__ = ("_gone", "_ids", "failed", "jobs", "values")
 
     def __init__(self, jobs: list[Job]) -> None:
         # A list of the batch's own: a processor that consumes it (``batch.jobs.pop()``)
@@ -96,6 +96,9 @@ class Batch:
         # job id -> the error fail() was given (a str becomes a JobFailedInBatch)
         self.failed: dict[str, BaseException] = {}
         self.values: dict[str, Any] = {}  # job id -> the return value complete() was given
+        # Ids of the jobs cancelled (or whose lease was lost) during the call: the worker
+        # adds them as it learns of it (see cancelled()).
+        self._gone: set[str] = set()
 
     def _check(self, job: Job) -> None:
         if not isinstance(job, Job) or job.id not in self._ids:
@@ -121,6 +124,14 @@ class Batch:
         self._check(job)
         self.values.pop(job.id, None)
         self.failed[job.id] = JobFailedInBatch(error) if isinstance(error, str) else error
+
+    def cancelled(self, job: Job) -> bool:
+        """True once ``job`` was cancelled (``Queue.cancel``), or its lease was lost (another
+        worker may be running it now), during this call. The call is not interrupted for one
+        job, but such a job fails as cancelled when the call returns whatever the processor
+        says of it: check before doing its work (a webhook not to send, a row not to write)."""
+        self._check(job)
+        return job.id in self._gone
 
     def __iter__(self) -> Iterator[Job]:
         return iter(self.jobs)

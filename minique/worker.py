@@ -124,12 +124,13 @@ class _Gathering:
     processor while ``called`` is False) and whether it must stop gathering now (``cut``:
     a control of the queue changed)."""
 
-    __slots__ = ("called", "cut", "members")
+    __slots__ = ("call", "called", "cut", "members")
 
     def __init__(self, first: _Running) -> None:
         self.members = [first]
         self.called = False
         self.cut = False
+        self.call: Batch | None = None  # what the processor was given, once called
 
 
 # A finish call: its arguments, the results and start notes it carries, the jobs it asked
@@ -1077,6 +1078,10 @@ class Worker:
     async def _call_batch(self, handler: Handler, members: list[_Running], jobs: list[Job],
                           started: float) -> None:
         batch = Batch(jobs)
+        # Cancels that reach a job during the call are told to the processor (cancelled()).
+        batch._gone.update(r.job.id for r in members if r.cancel_reason not in (None, "shutdown"))
+        if members and members[0].batch is not None:
+            members[0].batch.call = batch
         # Each job's own timeout counts from the call's start, as for a job alone. The call
         # is not cut for one job (the others' work would be lost): a job past its timeout
         # fails as timed out when the call returns. Once every job is past its timeout,
@@ -1424,8 +1429,11 @@ class Worker:
                 self._wakeup.set()
             else:
                 # Inside the processor's call: the others' work must not be cut short, so
-                # the call runs on and this job fails as cancelled when it returns.
+                # the call runs on and this job fails as cancelled when it returns; the
+                # processor can see it (Batch.cancelled) and skip the job's work.
                 running.cancel_reason = reason
+                if gathering.call is not None:
+                    gathering.call._gone.add(job_id)
                 # Unless every job of the call lost its lease: other workers run them all
                 # now, there is no work left to lose, and running on would overlap them.
                 if (reason == "lease lost" and running.task is not None

@@ -284,6 +284,8 @@ async def webhook(batch: Batch) -> None:
         if not secret:
             batch.fail(job, UnrecoverableError("MINIQUE_WEBHOOK_SECRET is not set on this worker"))
             continue
+        if batch.cancelled(job):
+            continue  # cancelled (or another worker has it) while the batch ran: not sent
         try:
             status = await deliver_webhook(rt.webhook_http, payload.url, payload.body.encode(),
                                            secret, event_type=payload.event_type)

@@ -252,3 +252,56 @@ async def test_a_receiver_that_asks_to_wait_is_given_the_time(app: App) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _Holding(http.server.BaseHTTPRequestHandler):
+    """Holds the first POST until ``release`` is set; answers 204."""
+
+    posts: list[bytes]
+    held: threading.Event
+    release: threading.Event
+
+    def do_POST(self) -> None:
+        self.posts.append(self.rfile.read(int(self.headers["content-length"])))
+        if len(self.posts) == 1:
+            self.held.set()
+            self.release.wait(10)
+        self.send_response(204)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+async def test_a_webhook_cancelled_while_its_batch_runs_is_not_sent(app: App) -> None:
+    """cancel() of a webhook whose batch is running: the call is not interrupted (the
+    others' work), but the processor learns of it (``batch.cancelled``) and does not POST
+    it. It used to be sent anyway, and then recorded as cancelled."""
+    posts: list[bytes] = []
+    held, release = threading.Event(), threading.Event()
+    handler = type("Handler", (_Holding,), {"posts": posts, "held": held, "release": release})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    try:
+        queue = app.queue(QueueName.WEBHOOKS)
+        await queue.pause()
+        ids = []
+        for i in range(2):
+            ids += await webhooks.send_event(make_event("alert.raised", {"n": i}), url)
+        first, second = [j for j in [await queue.get_job(i) for i in ids]
+                         if j and j.data["url"] == url]
+        await queue.resume()
+        await wait_until(held.is_set, timeout=10, message="the first POST held")
+        assert await queue.get_state(second.id) == "active"  # in the same batch
+        assert await queue.cancel(second.id)
+        release.set()
+        assert (await first.wait_until_finished(timeout=10))["status"] == 204
+        with pytest.raises(JobFailed, match="cancelled"):
+            await second.wait_until_finished(timeout=10)
+        assert len(posts) == 1
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
