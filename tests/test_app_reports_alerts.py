@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
 import json
 import threading
@@ -17,7 +18,7 @@ from amazon.expected import day_totals, expected_alerts, net, zone_of
 from app_support import App, running_app
 from helpers import wait_until
 
-from minique import JobFailed
+from minique import Job, JobFailed
 from processors import webhooks
 from processors.queues import QueueName, get_queue_stats
 from processors.storage import schema
@@ -197,6 +198,31 @@ async def test_webhooks_are_delivered_in_batches_per_receiver(
             assert done.return_value == {"event_id": job.data["event_id"], "status": 204}
 
 
+@contextlib.contextmanager
+def _serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A receiver of our own on a free port; yields its URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def _queued_while_paused(app: App, url: str, count: int) -> list[Job]:
+    """``count`` events to ``url`` (and the configured receiver), queued while the webhooks
+    queue is paused so that the worker takes them at once; returns the jobs to ``url``."""
+    queue = app.queue(QueueName.WEBHOOKS)
+    await queue.pause()
+    ids = []
+    for i in range(count):
+        ids += await webhooks.send_event(make_event("alert.raised", {"n": i}), url)
+    mine = [j for j in [await queue.get_job(i) for i in ids] if j and j.data["url"] == url]
+    await queue.resume()
+    return mine
+
+
 class _Throttling(http.server.BaseHTTPRequestHandler):
     """Answers the first POST 429 with ``Retry-After: 60``, the others 204."""
 
@@ -222,18 +248,9 @@ async def test_a_receiver_that_asks_to_wait_is_given_the_time(app: App) -> None:
     (they used to be retried after 2 s, 4 s... against the receiver's word, each attempt
     burnt by every event of the batch)."""
     posts: list[str] = []
-    handler = type("Handler", (_Throttling,), {"posts": posts})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/hooks"
-    try:
+    with _serving(type("Handler", (_Throttling,), {"posts": posts})) as url:
         queue = app.queue(QueueName.WEBHOOKS)
-        await queue.pause()
-        ids = []
-        for i in range(3):
-            ids += await webhooks.send_event(make_event("alert.raised", {"n": i}), url)
-        mine = [j for j in [await queue.get_job(i) for i in ids] if j and j.data["url"] == url]
-        await queue.resume()
+        mine = await _queued_while_paused(app, url, 3)
         group = webhooks.endpoint_group(url)
 
         async def answered() -> bool:
@@ -249,9 +266,6 @@ async def test_a_receiver_that_asks_to_wait_is_given_the_time(app: App) -> None:
             assert got is not None and got.attempts_made == 0, got
             assert await queue.get_state(job.id) == "waiting"
         assert len(posts) == 1
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 class _Holding(http.server.BaseHTTPRequestHandler):
@@ -281,27 +295,21 @@ async def test_a_webhook_cancelled_while_its_batch_runs_is_not_sent(app: App) ->
     posts: list[bytes] = []
     held, release = threading.Event(), threading.Event()
     handler = type("Handler", (_Holding,), {"posts": posts, "held": held, "release": release})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/hooks"
-    try:
+    with _serving(handler) as url:
         queue = app.queue(QueueName.WEBHOOKS)
-        await queue.pause()
-        ids = []
-        for i in range(2):
-            ids += await webhooks.send_event(make_event("alert.raised", {"n": i}), url)
-        first, second = [j for j in [await queue.get_job(i) for i in ids]
-                         if j and j.data["url"] == url]
-        await queue.resume()
+        first, second = await _queued_while_paused(app, url, 2)
         await wait_until(held.is_set, timeout=10, message="the first POST held")
         assert await queue.get_state(second.id) == "active"  # in the same batch
-        assert await queue.cancel(second.id)
-        release.set()
+        try:
+            assert await queue.cancel(second.id)
+            assert app.workers is not None
+            worker = app.workers.workers[QueueName.WEBHOOKS]
+            # The cancel reaches the worker through Redis: the POST is held until it has.
+            await wait_until(lambda: worker._running[second.id].cancel_reason is not None,
+                             timeout=5, message="the worker told of the cancel")
+        finally:
+            release.set()
         assert (await first.wait_until_finished(timeout=10))["status"] == 204
         with pytest.raises(JobFailed, match="cancelled"):
             await second.wait_until_finished(timeout=10)
         assert len(posts) == 1
-    finally:
-        release.set()
-        server.shutdown()
-        server.server_close()
