@@ -201,3 +201,18 @@ async def test_retry_after_is_read_sanely(status: int, header: str, expected: fl
         with pytest.raises(WebhookDeliveryError) as caught:
             await deliver_webhook(http, "https://hooks.example/x", b"{}", SECRET)
     assert caught.value.retry_after == expected
+
+
+def test_a_header_with_several_signatures_verifies_with_any_of_them() -> None:
+    """Senders rotating a secret sign with both (``t=..,v1=<new>,v1=<old>``, as Stripe does):
+    a receiver holding either secret must accept. Only the last v1 used to be checked."""
+    body = "{\"subject\":\"Größe 42 \u2013 ✓\"}".encode()
+    ts = int(time.time())
+    new = sign("new-secret", body, timestamp=ts).split(",")[1]
+    old = sign("old-sécret", body, timestamp=ts).split(",")[1]
+    header = f"t={ts},{new},{old}"
+    assert verify_signature("new-secret", body, header)
+    assert verify_signature("old-sécret", body, header)
+    assert verify_signature("new-secret", body, f"t={ts}, {new}")  # a space after the comma
+    assert not verify_signature("third", body, header)
+    assert not verify_signature("new-secret", body, f"t={ts},v1=,{old}")
