@@ -24,7 +24,13 @@ from decimal import Decimal, InvalidOperation
 from processors.amazon import AccountDisconnected, AmazonEndpoints
 from processors.amazon.marketplaces import marketplace
 from processors.storage import AccountRecord, Storage
-from processors.sync_logic import AccountUnavailable, add_account, resolve_account, secret_env_name
+from processors.sync_logic import (
+    AccountUnavailable,
+    add_account,
+    resolve_account,
+    secret_env_name,
+    webhook_url_problem,
+)
 
 SECRET_NAMES = ("LWA_CLIENT_SECRET", "REFRESH_TOKEN", "ADS_REFRESH_TOKEN")
 
@@ -56,6 +62,10 @@ def add_seller_account(
         raise ValueError(f"account id must be non-empty, without spaces, braces or ':', got {id!r}")
     for marketplace_id in marketplace_ids:
         marketplace(marketplace_id)  # its currency and time zone must be known
+    problem = webhook_url_problem(webhook_url) if webhook_url else None
+    if problem is not None:
+        # Refused here: stored, every alert webhook to it would fail.
+        raise ValueError(f"webhook_url is {problem}")
     try:
         min_spend = Decimal(no_sales_min_spend)
     except InvalidOperation:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from minique.connection import resolve_url
 from processors.storage import database_url
+from processors.sync_logic.webhooks import webhook_url_problem
 
 ENV_REPORT_DIR = "MINIQUE_AMAZON_REPORT_DIR"
 ENV_WEBHOOK_URLS = "MINIQUE_WEBHOOK_URLS"
@@ -42,6 +43,11 @@ class AppSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> AppSettings:
         environ = os.environ if env is None else env
         urls = tuple(u.strip() for u in environ.get(ENV_WEBHOOK_URLS, "").split(",") if u.strip())
+        for n, url in enumerate(urls, 1):
+            problem = webhook_url_problem(url)
+            if problem is not None:
+                # Refused at the start: otherwise every webhook to it fails, one by one.
+                raise ValueError(f"{ENV_WEBHOOK_URLS}: URL {n} of {len(urls)} is {problem}")
         return cls(
             redis_url=environ.get("MINIQUE_REDIS_URL") or resolve_url(None),
             database_url=database_url(dict(environ)),

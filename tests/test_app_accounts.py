@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from processors.accounts import add_seller_account, list_accounts
 from processors.cli import main
+from processors.settings import AppSettings
 from processors.storage import Storage
 
 US = "ATVPDKIKX0DER"
@@ -71,3 +72,26 @@ def test_python_function_and_env_secrets(tmp_path: Path) -> None:
         assert (summary.region, summary.credentials) == ("NA", "environment")
     finally:
         storage.dispose()
+
+
+@pytest.mark.parametrize("url", ["hooks.example/x", "ftp://hooks.example/x", "http://",
+                                 "http://[::1/x"])
+def test_a_webhook_url_that_cannot_be_posted_to_is_refused_where_it_is_given(
+        tmp_path: Path, url: str) -> None:
+    """A typo in an account's webhook URL (or in MINIQUE_WEBHOOK_URLS) used to be stored, and
+    every alert webhook to it then failed; refused at the door, naming the field."""
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    refused = CliRunner().invoke(main, add_args(db, webhook_url=url))
+    assert refused.exit_code != 0 and "webhook_url" in refused.output
+    storage = Storage.from_url(db)
+    try:
+        with pytest.raises(ValueError, match="webhook_url"):
+            add_seller_account(storage, id="x", name="x", region="NA", marketplace_ids=[US],
+                               seller_id="S", lwa_client_id="c", webhook_url=url)
+        with pytest.raises(KeyError):
+            storage.get_account("x")
+    finally:
+        storage.dispose()
+    with pytest.raises(ValueError, match="MINIQUE_WEBHOOK_URLS"):
+        AppSettings.from_env({"MINIQUE_WEBHOOK_URLS": f"https://ok.example/h,{url}"})
+    assert AppSettings.from_env({"MINIQUE_WEBHOOK_URLS": "https://u:p@ok.example/h?t=1"}).webhook_urls

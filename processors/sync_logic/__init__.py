@@ -34,6 +34,7 @@ from processors.sync_logic.webhooks import (
     make_event,
     sign,
     verify_signature,
+    webhook_url_problem,
 )
 
 __all__ = [
@@ -70,4 +71,5 @@ __all__ = [
     "sync_account",
     "validate_kinds",
     "verify_signature",
+    "webhook_url_problem",
 ]

@@ -140,17 +140,25 @@ def _hide_urls_in_logs() -> None:
             logger.addFilter(_FILTER)
 
 
-def _target(url: str) -> httpx.URL:
-    """``url`` parsed; WebhookRejected (retrying cannot help) unless it is an http(s) URL with
-    a host. The message never holds the URL (it may hold tokens)."""
+def webhook_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a webhook URL (an http(s) URL with a host), or None. The answer
+    never quotes the URL: it may hold credentials and tokens."""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError):
-        raise WebhookRejected("webhook URL is not a valid http(s) URL") from None
+        return "not a valid http(s) URL"
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise WebhookRejected(f"webhook URL is not an http(s) URL with a host "
-                              f"(scheme {parsed.scheme or 'missing'!r})")
-    return parsed
+        return f"not an http(s) URL with a host (scheme {parsed.scheme or 'missing'!r})"
+    return None
+
+
+def _target(url: str) -> httpx.URL:
+    """``url`` parsed; WebhookRejected (retrying cannot help) unless it is an http(s) URL with
+    a host (a URL stored before the check at the door, or a job added by hand)."""
+    problem = webhook_url_problem(url)
+    if problem is not None:
+        raise WebhookRejected(f"webhook URL is {problem}")
+    return httpx.URL(url)
 
 
 async def deliver_webhook(
