@@ -51,6 +51,7 @@ from processors.sync_logic import (
     Alert,
     DailyReport,
     SyncContext,
+    WebhookDeliveryError,
     WebhookEvent,
     alert_event,
     build_daily_report,
@@ -276,7 +277,8 @@ async def webhook(batch: Batch) -> None:
     the next is sent; a 5xx, a 429 or a network error fails it (retried with backoff) and the
     rest of the batch with it, untried: a receiver that is down is not called once per event.
     A 429 or 503 with Retry-After puts the whole batch back, no attempt used, and the
-    receiver's group sleeps that long (at most 180 s)."""
+    receiver's group sleeps that long (at most 180 s). Any other error is that event's own
+    (not the receiver's): it alone fails (retried) and the next is sent."""
     rt = runtime.current()
     secret = rt.settings.webhook_secret
     for i, job in enumerate(batch):
@@ -300,6 +302,10 @@ async def webhook(batch: Batch) -> None:
                 for rest in batch.jobs[i:]:
                     batch.fail(rest, outcome)
                 return
+            if not isinstance(exc, WebhookDeliveryError):
+                # Not the receiver's failure (this event's own problem): it alone retries.
+                batch.fail(job, exc)
+                continue
             batch.fail(job, exc)
             for rest in batch.jobs[i + 1:]:
                 batch.fail(rest, f"not tried: the receiver failed ({exc})")

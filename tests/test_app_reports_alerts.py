@@ -313,3 +313,27 @@ async def test_a_webhook_cancelled_while_its_batch_runs_is_not_sent(app: App) ->
         with pytest.raises(JobFailed, match="cancelled"):
             await second.wait_until_finished(timeout=10)
         assert len(posts) == 1
+
+
+@pytest.mark.parametrize("event_type", ["alert\r\nX-Injected: 1", "alerte.levée", "a\x00b"])
+async def test_a_webhook_that_cannot_be_sent_fails_alone(
+        app: App, receiver: WebhookReceiver, event_type: str) -> None:
+    """A webhook whose event type cannot go into a header (added by hand) is refused at once,
+    and its batch-mates are still sent: it used to count as "the receiver failed", so every
+    batch it was in failed the rest of its batch untried, for 8 attempts."""
+    queue = app.queue(QueueName.WEBHOOKS)
+    group = webhooks.endpoint_group(receiver.url)
+    body = json.dumps({"id": "e", "type": "test", "data": {}})
+    await queue.pause()
+    jobs = [await queue.add("webhooks", {"url": receiver.url, "event_type": kind,
+                                         "event_id": f"e{n}", "body": body}, group=group)
+            for n, kind in enumerate(["test", event_type, "test"])]
+    await queue.resume()
+    first, bad, last = jobs
+    assert (await first.wait_until_finished(timeout=10))["status"] == 204
+    assert (await last.wait_until_finished(timeout=10))["status"] == 204
+    assert (await last.refresh()).attempts_made == 1  # sent with its batch, not on a retry
+    with pytest.raises(JobFailed, match="event type"):
+        await bad.wait_until_finished(timeout=10)
+    assert (await bad.refresh()).attempts_made == 1
+    assert [r.event_type for r in receiver.events()] == ["test", "test"]

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import re
 import time
 import uuid
 from contextvars import ContextVar
@@ -111,6 +112,9 @@ def verify_signature(
 # the status is the answer, and a huge or endless body must not fill the worker's memory.
 MAX_ANSWER_BYTES = 64 * 1024
 
+# What an X-Minique-Event header may hold: printable ASCII, at most 200 characters.
+_HEADER_SAFE = re.compile(r"[\x20-\x7e]{1,200}")
+
 # The URL of the webhook being sent, and what the logs may show of it (see _HideWebhookUrls).
 _sending: ContextVar[tuple[str, str] | None] = ContextVar("minique_webhook_url", default=None)
 
@@ -182,6 +186,11 @@ async def deliver_webhook(
     host = target.host
     headers = {"content-type": "application/json", SIGNATURE_HEADER: sign(secret, body)}
     if event_type:
+        if not _HEADER_SAFE.fullmatch(event_type):
+            # Non-ASCII, a control character or CR/LF (a header injected) cannot be sent:
+            # this event is refused, the receiver is not to blame.
+            raise WebhookRejected("the event type cannot be sent as a header (printable "
+                                  "ASCII only)")
         headers["X-Minique-Event"] = event_type
     _hide_urls_in_logs()
     shown = f"{target.scheme}://{host}" + (f":{target.port}" if target.port else "") + "/..."
