@@ -19,6 +19,7 @@ docs/guide/batches.md.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
@@ -86,7 +87,7 @@ class Batch:
     Every job the processor does not ``fail`` completes, with the value given to
     ``complete`` (None otherwise), once the processor returns."""
 
-    __slots__ = ("_gone", "_ids", "failed", "jobs", "values")
+    __slots__ = ("_at", "_gone", "_ids", "failed", "jobs", "values")
 
     def __init__(self, jobs: list[Job]) -> None:
         # A list of the batch's own: a processor that consumes it (``batch.jobs.pop()``)
@@ -99,6 +100,9 @@ class Batch:
         # Ids of the jobs cancelled (or whose lease was lost) during the call: the worker
         # adds them as it learns of it (see cancelled()).
         self._gone: set[str] = set()
+        # job id -> when (time.monotonic()) complete() or fail() last spoke of it: a job
+        # given its outcome within its own timeout keeps it, as it would have alone.
+        self._at: dict[str, float] = {}
 
     def _check(self, job: Job) -> None:
         if not isinstance(job, Job) or job.id not in self._ids:
@@ -110,6 +114,7 @@ class Batch:
         self._check(job)
         self.failed.pop(job.id, None)
         self.values[job.id] = value
+        self._at[job.id] = time.monotonic()
 
     def fail(self, job: Job, error: str | BaseException) -> None:
         """Fails this one job; the others complete. It retries (with its backoff) while
@@ -124,6 +129,7 @@ class Batch:
         self._check(job)
         self.values.pop(job.id, None)
         self.failed[job.id] = JobFailedInBatch(error) if isinstance(error, str) else error
+        self._at[job.id] = time.monotonic()
 
     def cancelled(self, job: Job) -> bool:
         """True once ``job`` was cancelled (``Queue.cancel``), or its lease was lost (another

@@ -1099,15 +1099,10 @@ class Worker:
                 except TimeoutError:
                     if not deadline.expired():  # a TimeoutError of the processor's own
                         raise
-                    reasons = {r.job.id: r.cancel_reason for r in members
-                             if r.cancel_reason not in (None, "shutdown")}
-                    for job in jobs:
-                        reason = reasons.get(job.id)
-                        if reason is not None:
-                            self._fail(job, reason, "", final=True, started=started)
-                        else:
-                            self._on_error(job, TimeoutError(
-                                f"job timed out after {job.opts.timeout}s"), started)
+                    # Every job is past its timeout: those given an outcome in time keep it
+                    # (_record_batch), the others fail as timed out (or cancelled).
+                    self._record_batch(members, jobs, batch, time.monotonic() - call_started,
+                                       started, call_started)
                     return
         except asyncio.CancelledError:
             # Shutdown past its grace (a cancel() of one job never interrupts the call). The
@@ -1115,7 +1110,7 @@ class Worker:
             # alone (a webhook it delivered must not be sent again); the others go back.
             decided = [job for job in jobs if job.id in batch.values or job.id in batch.failed]
             self._record_batch(members, decided, batch, time.monotonic() - call_started,
-                               started)
+                               started, call_started)
             asked = {r.job.id for r in members if r.cancel_reason not in (None, "shutdown")}
             for job in jobs:
                 if job.id in batch.values or job.id in batch.failed:
@@ -1136,12 +1131,15 @@ class Worker:
             for job in jobs:
                 self._on_error(job, exc, started)
             return
-        self._record_batch(members, jobs, batch, time.monotonic() - call_started, started)
+        self._record_batch(members, jobs, batch, time.monotonic() - call_started, started,
+                           call_started)
 
     def _record_batch(self, members: list[_Running], jobs: list[Job], batch: Batch,
-                      took: float, started: float) -> None:
+                      took: float, started: float, call_started: float) -> None:
         """Each job's result once the call is over (``took`` seconds): cancelled, timed out,
-        or what the processor said of it (completed with None when it said nothing)."""
+        or what the processor said of it (completed with None when it said nothing). A job
+        past its own timeout is timed out unless the processor gave it its outcome within
+        that timeout (as alone, it would have finished then)."""
         cancelled = {r.job.id: r.cancel_reason for r in members
                      if r.cancel_reason not in (None, "shutdown")}
         none_raw: bytes | None = None
@@ -1150,7 +1148,9 @@ class Worker:
             if reason is not None:
                 self._fail(job, reason, "", final=True, started=started)
                 continue
-            if job.opts.timeout is not None and took > job.opts.timeout:
+            said_at = batch._at.get(job.id)
+            in_time = said_at is not None and said_at - call_started <= (job.opts.timeout or 0)
+            if job.opts.timeout is not None and took > job.opts.timeout and not in_time:
                 self._on_error(job, TimeoutError(f"job timed out after {job.opts.timeout}s"),
                                started)
                 continue
