@@ -33,7 +33,8 @@ class WorkerObserver(Protocol):
     def job_finished(self, queue: str, job: Job, outcome: Outcome, seconds: float) -> None:
         """An attempt ended. ``outcome``: ``completed``; ``failed`` (for good); ``retried``
         (failed, will run again); ``requeued`` (back to waiting without using an attempt:
-        shutdown, ``RateLimited``); ``delayed`` (``Delayed``). ``seconds``: its run time."""
+        shutdown, ``RateLimited``, ``GroupRateLimited``, a batch handed back unstarted);
+        ``delayed`` (``Delayed``). ``seconds``: its run time."""
 
     def job_failed(self, queue: str, job: Job, reason: str, stacktrace: str, final: bool) -> None:
         """An attempt raised. ``reason`` is ``"ExceptionType: message"`` as stored with the

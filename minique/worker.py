@@ -61,6 +61,9 @@ EARLY_SEND = 16
 RUNNER_SLICE = 0.01  # seconds a runner goes through jobs before yielding to the loop
 _OUTCOMES = {"c": "completed", "f": "failed", "r": "retried", "w": "requeued", "d": "delayed",
              "h": "returned", "g": "group throttled"}
+# What observers are told (minique.observers.Outcome: five values only): a job handed back
+# unstarted at shutdown, or put back by GroupRateLimited, went back without an attempt.
+_OBSERVED = {**_OUTCOMES, "h": "requeued", "g": "requeued"}
 _SHORT_KINDS = frozenset("csSh")  # result kinds sent without a stack trace
 EARLY_CANCELS_MAX = 1000  # cancels of unknown jobs remembered at most
 EARLY_CANCEL_S = 10.0  # seconds an unknown job's cancel is worth checking
@@ -1329,7 +1332,7 @@ class Worker:
         if started is not None:
             if kind in ("f", "r"):
                 self._observe("job_failed", job, value, stack, kind == "f")
-            self._observe("job_finished", job, _OUTCOMES.get(kind, kind), time.monotonic() - started)
+            self._observe("job_finished", job, _OBSERVED.get(kind, kind), time.monotonic() - started)
 
     def _observe(self, method: str, job: Job, *args: Any) -> None:
         for observer in self.observers:

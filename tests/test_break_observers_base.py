@@ -5,11 +5,12 @@ and never change the job's outcome, for a job alone and for a batch."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, get_args
 
 import pytest
+from helpers import wait_until
 
-from minique import Batch, Job, Queue, Registry, Worker, WorkerObserver
+from minique import Batch, GroupRateLimited, Job, Queue, Registry, Worker, WorkerObserver
 from minique.observers import Outcome
 
 
@@ -64,3 +65,44 @@ async def test_a_hook_that_raises_a_base_exception_changes_nothing(
     finally:
         await worker.close()
         await asyncio.wait_for(task, 5)
+
+
+class Outcomes(WorkerObserver):
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def job_finished(self, queue: str, job: Job, outcome: Outcome, seconds: float) -> None:
+        self.seen.append(outcome)
+
+
+async def test_job_finished_gets_only_the_documented_outcomes(queue: Queue, redis_url: str) -> None:
+    """GroupRateLimited and a batch handed back at shutdown reached observers as "group
+    throttled" and "returned", outside the five outcomes WorkerObserver promises (a
+    ``match`` on them, or a metric name built from them, broke)."""
+    registry = Registry()
+    throttled = asyncio.Event()
+
+    @registry.processor(queue.name, name="throttle")
+    async def throttle(job: Job) -> None:
+        throttled.set()
+        raise GroupRateLimited(30.0)
+
+    @registry.processor(queue.name, name="gather", batch={"size": 5, "timeout": 30.0})
+    async def gather(batch: Batch) -> None:
+        pass
+
+    seen = Outcomes()
+    worker = Worker(queue.name, registry, url=redis_url, observers=[seen])
+    await queue.add("throttle", None, group="g1")
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(throttled.wait(), 5)
+    await queue.add("gather", None)  # gathered, waiting for 4 more until close()
+    await wait_until(lambda: len(seen.seen) >= 1, timeout=5, message="the throttle recorded")
+    await wait_until(lambda: _active(queue), timeout=5, message="the batch gathering")
+    await worker.close()
+    await asyncio.wait_for(task, 5)
+    assert len(seen.seen) == 2 and set(seen.seen) <= set(get_args(Outcome)), seen.seen
+
+
+async def _active(queue: Queue) -> bool:
+    return (await queue.get_stats())["active"] == 1
