@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import socket
@@ -282,6 +283,13 @@ class Worker:
         # Objects with job_started(queue, job) / job_finished(queue, job, outcome, seconds),
         # e.g. minique.metrics.WorkerMetrics; called on the event loop, errors only logged.
         self.observers: list[WorkerObserver] = list(observers)
+        for observer in self.observers:
+            for hook in ("job_started", "job_finished", "job_failed"):
+                if inspect.iscoroutinefunction(getattr(observer, hook, None)):
+                    # Called on the loop and never awaited, it would silently never run.
+                    raise TypeError(f"observer {observer!r}: {hook} is an async function; "
+                                    f"hooks are plain functions (hand slow work to a task or a "
+                                    f"thread of your own)")
         self._started_at: dict[str, float] = {}
         self.started_at = time.time()
         self._processes = ProcessRunner(processes) if processes > 0 else None

@@ -106,3 +106,16 @@ async def test_job_finished_gets_only_the_documented_outcomes(queue: Queue, redi
 
 async def _active(queue: Queue) -> bool:
     return (await queue.get_stats())["active"] == 1
+
+
+class AsyncHooks(WorkerObserver):
+    async def job_finished(self, queue: str, job: Job, outcome: Outcome,  # type: ignore[override]
+                           seconds: float) -> None:
+        pass
+
+
+def test_an_observer_with_async_hooks_is_refused() -> None:
+    """An ``async def`` hook was called and never awaited: it silently never ran (a
+    RuntimeWarning at best). Refused where the worker is made, naming the hook."""
+    with pytest.raises(TypeError, match="job_finished"):
+        Worker("q", Registry(), url="redis://127.0.0.1:1/0", observers=[AsyncHooks()])
