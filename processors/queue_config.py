@@ -51,8 +51,12 @@ DEFAULT_JOB_OPTIONS: dict[str, Any] = {
 }
 
 # A receiver that is down for a while should still get its events: more, longer retries.
+# 16 attempts reach the 600 s cap and stay there: the retries span about 77 minutes
+# (2 + 4 + ... + 512 s, then 6 x 600 s, jitter aside). With 8 they spanned 254 s, and the
+# cap was never reached: a receiver down for 5 minutes lost its events.
+WEBHOOK_ATTEMPTS = 16
 WEBHOOK_JOB_OPTIONS: dict[str, Any] = {
-    "attempts": 8,
+    "attempts": WEBHOOK_ATTEMPTS,
     "backoff": {"type": "exponential", "delay": 2.0, "jitter": 0.2, "max_delay": 600.0},
 }
 

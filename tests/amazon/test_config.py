@@ -50,3 +50,23 @@ def test_secret_wrappers_hide_values() -> None:
     assert "very-secret" not in repr(secret) and "very-secret" not in f"{secret}"
     token = LwaToken(access_token="Atza|also-secret", expires_in=3600)
     assert "also-secret" not in repr(token)
+
+
+def test_webhook_retries_outlast_an_hour_long_receiver_outage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The webhook options promise that a receiver down for a while still gets its events:
+    with 8 attempts the retries spanned 254 s at most and never reached the 600 s cap, so a
+    receiver down for 5 minutes lost them. Summed here with the jitter at its worst (each
+    delay cut by the full 20 %)."""
+    from typing import Any, cast
+
+    from minique.backoff import retry_delay
+    from minique.options import resolve
+    from processors.queue_config import WEBHOOK_JOB_OPTIONS
+
+    opts = resolve({}, WEBHOOK_JOB_OPTIONS)
+    monkeypatch.setattr("minique.backoff.random.random", lambda: 0.999999)
+    delays = [retry_delay(opts.stored.backoff, made, RuntimeError("503"), cast(Any, None), {})
+              for made in range(1, opts.stored.attempts)]
+    assert all(d is not None for d in delays)
+    assert sum(d for d in delays if d is not None) >= 3600
+    assert max(d for d in delays if d is not None) == 600.0
