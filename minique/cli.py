@@ -389,9 +389,12 @@ def supervise(count: int, *, burst: bool = False) -> int:
     signal.signal(signal.SIGINT, on_signal)
     for slot in range(count):
         spawn(slot)
-    restarts: dict[int, float] = {}
+    started = {slot: time.monotonic() for slot in children}
+    delays: dict[int, float] = {}  # slot -> the wait before its last restart (s)
+    due: dict[int, float] = {}  # slot -> when its pending restart starts it (monotonic)
     while True:
         alive = False
+        now = time.monotonic()
         for slot, child in list(children.items()):
             code = child.poll()
             if code is None:
@@ -399,22 +402,37 @@ def supervise(count: int, *, burst: bool = False) -> int:
             elif burst and code == 0:
                 del children[slot]
             elif not signals_seen:
-                # Back off a child that keeps dying at once, so a broken import cannot spin.
-                wait = 1.0 if time.monotonic() - restarts.get(slot, 0.0) < 5 else 0.0
-                log.warning("supervisor: worker %d (pid %d) exited with %s; restarting",
-                            slot, child.pid, code)
-                time.sleep(wait)
-                if signals_seen:
-                    del children[slot]  # a signal came during the pause: stay down
-                    continue
-                restarts[slot] = time.monotonic()
-                spawn(slot)
+                if slot not in due:
+                    delays[slot] = restart_delay(delays.get(slot, 0.0), now - started[slot])
+                    due[slot] = now + delays[slot]
+                    log.warning("supervisor: worker %d (pid %d) exited with %s; restarting "
+                                "in %.0f s", slot, child.pid, code, delays[slot])
+                # The wait is a due time, not a sleep: the other children stay watched, and
+                # a signal meanwhile leaves this one down (signals_seen above).
+                if now >= due[slot]:
+                    del due[slot]
+                    spawn(slot)
+                    started[slot] = time.monotonic()
                 alive = True
         if (signals_seen or burst) and not alive:
             for fd in pipes.values():
                 os.close(fd)
             return 0
         time.sleep(0.2)
+
+
+RESTART_DELAY_MAX = 60.0  # s
+RESTART_STABLE_AFTER = 30.0  # s a child must live for its next restart to be immediate
+
+
+def restart_delay(previous: float, lived: float) -> float:
+    """Seconds before the supervisor restarts a child that exited after ``lived`` seconds,
+    the previous restart of its slot having waited ``previous``: at once after a child that
+    ran ``RESTART_STABLE_AFTER`` s or more, else 1 s doubling up to ``RESTART_DELAY_MAX``
+    (a broken import or a rotated password must not restart it every second for ever)."""
+    if lived >= RESTART_STABLE_AFTER:
+        return 0.0
+    return min(RESTART_DELAY_MAX, max(1.0, previous * 2))
 
 
 def _ignore_sigint() -> None:

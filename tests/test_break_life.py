@@ -124,7 +124,7 @@ async def test_a_supervisor_killed_with_9_takes_its_children_along_gracefully(
 
 async def test_sigterm_while_the_supervisor_restarts_a_child_still_stops_it(
         redis_url: str, procs: list[Any], tmp_path: Path) -> None:
-    """A child that keeps dying is restarted after a pause of 1 s; a SIGTERM in that pause
+    """A child that keeps dying is restarted after a pause (1 s, then 2 s); a SIGTERM in that pause
     must stop the supervisor, not leave it waiting for a child it starts afterwards and
     never tells to stop."""
     q = Queue("procs", url=redis_url, prefix="suprestart")
@@ -144,7 +144,7 @@ async def test_sigterm_while_the_supervisor_restarts_a_child_still_stops_it(
         os.kill(victims[-1], signal.SIGKILL)
         await wait_until(lambda: log.read_text().count("restarting") >= restarts,  # noqa: B023
                          timeout=15, message="restart noticed")
-    # The second restart within 5 s waits 1 s before it starts the child: signal it now.
+    # The second quick death waits 2 s before its restart (1 s, 2 s, ...): signal it now.
     sup.send_signal(signal.SIGTERM)
     try:
         assert await asyncio.to_thread(sup.wait, 15) == 0

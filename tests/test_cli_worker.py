@@ -377,3 +377,18 @@ async def test_burst_worker_on_an_empty_queue_returns(queue: Queue, redis_url: s
 ])
 def test_messages_name_the_database_redis_py_uses(url: str, shown: str) -> None:
     assert where(url, db=True) == shown
+
+
+def test_a_child_that_keeps_dying_is_restarted_ever_more_slowly() -> None:
+    """A child whose password was rotated away while it ran failed at every start, and the
+    supervisor restarted it every second for ever; one that ran a while restarts at once."""
+    from minique.cli import RESTART_DELAY_MAX, restart_delay
+
+    waits, previous = [], 0.0
+    for _ in range(9):
+        previous = restart_delay(previous, lived=0.5)
+        waits.append(previous)
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+    assert RESTART_DELAY_MAX == 60.0
+    assert restart_delay(60.0, lived=30.0) == 0.0  # it had run a while: at once, and anew
+    assert restart_delay(0.0, lived=29.0) == 1.0
