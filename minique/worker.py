@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import codec, scheduler, scripts, signals, telemetry
-from .backoff import BackoffStrategy, retry_delay
+from .backoff import BackoffFailed, BackoffStrategy, retry_delay
 from .batch import Batch
 from .connection import connect, resolve_url
 from .errors import Delayed, JobCorrupted, PayloadError, RateLimited, UnrecoverableError
@@ -1306,7 +1306,7 @@ class Worker:
             try:
                 delay = retry_delay(job.opts.backoff, attempts_made, exc, job,
                                     self.backoff_strategies)
-            except LookupError as lookup:
+            except (LookupError, BackoffFailed) as lookup:
                 reason, delay = f"{reason} (and {lookup})", None
             if delay is not None:
                 self._push(job, "r", reason, stack, int(delay * 1000), job.opts.keep_failed)

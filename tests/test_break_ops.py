@@ -1,0 +1,92 @@
+"""Break tests of queue operations (retries and backoff, priorities, clean), as users
+report them against BullMQ, Celery and arq. Each test up to the "attacks that pass" line
+failed on the code before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from helpers import wait_until
+
+from minique import Queue, Worker
+from minique.options import MAX_SECONDS
+
+# ----- retries: the delay a backoff gives ------------------------------------------------
+
+
+async def _boom(job: Any) -> None:
+    raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("returns", ["raises", "text", "inf", "nan"])
+async def test_a_backoff_strategy_that_fails_fails_its_job_and_the_worker_goes_on(
+        queue: Queue, redis_url: str, returns: str) -> None:
+    """docs/guide/retries.md: a custom strategy returns seconds or None. One that raises
+    (a bug in it), or returns no number of seconds ('abc', inf, nan), raised out of the
+    worker's runner task: the job stayed active until its lease ran out and ran again as
+    stalled, and the runner was gone ("Task exception was never retrieved"), so a worker
+    of concurrency 1 took no job again. Expected: the job fails now with a reason that
+    names the strategy (as one not registered does), and the worker goes on."""
+    strategies: dict[str, Callable[..., Any]] = {
+        "raises": lambda n, err, job: 1 / 0, "text": lambda n, err, job: "abc",
+        "inf": lambda n, err, job: float("inf"), "nan": lambda n, err, job: float("nan")}
+
+    async def work(job: Any) -> str:
+        if job.name == "bad":
+            raise RuntimeError("boom")
+        return "ok"
+
+    bad = await queue.add("bad", 1, attempts=3, backoff={"type": "mine"})
+    w = Worker(queue.name, work, url=redis_url, concurrency=1,
+               backoff_strategies={"mine": strategies[returns]})
+    task = asyncio.create_task(w.run(handle_signals=False))
+    try:
+        await wait_until(lambda: _state_is(queue, bad.id, "failed"), timeout=5,
+                         message="the job failed")
+        failed = await queue.get_job(bad.id)
+        assert failed is not None and failed.failed_reason is not None
+        assert "boom" in failed.failed_reason and "'mine'" in failed.failed_reason
+        good = await queue.add("good", 2)
+        assert await good.wait_until_finished(timeout=5) == "ok"
+    finally:
+        await w.close(timeout=2)
+        await task
+
+
+@pytest.mark.parametrize("backoff,made", [({"type": "exponential", "delay": 1}, 60),
+                                          ({"type": "exponential", "delay": 1}, 1500),
+                                          ({"type": "mine"}, 0)])
+async def test_a_retry_delay_past_ten_years_waits_ten_years(
+        queue: Queue, redis_url: str, backoff: dict[str, Any], made: int) -> None:
+    """Exponential backoff without max_delay doubles for ever: by attempt 45 (attempts=100,
+    a 'retry for ever' setting) the delay in ms, times 4096 in the delayed score, passed
+    what Lua's string.format('%d') holds, the job's due time became -2^63, and the job
+    was retried at once, every attempt after in a hot loop. Past attempt 1025 the worker
+    raised OverflowError (int too large to convert to float) instead; a custom strategy
+    returning 1e20 s did the same as the first. Expected: a retry delay is at most 10
+    years, as every other time minique takes (delay, Delayed, RateLimited)."""
+    job = await queue.add("x", 1, attempts=made + 5, backoff=backoff)
+    if made:
+        await queue.redis.hset(queue.keys.job(job.id), "atm", made)
+    w = Worker(queue.name, _boom, url=redis_url, concurrency=1,
+               backoff_strategies={"mine": lambda n, err, job: 1e20})
+    task = asyncio.create_task(w.run(handle_signals=False))
+    try:
+        await wait_until(lambda: _state_is(queue, job.id, "delayed"), timeout=5,
+                         message="the job waits for its retry")
+        fresh = await queue.get_job(job.id)
+        assert fresh is not None and fresh.attempts_made == made + 1
+        due = fresh.delay_until
+        assert due is not None
+        assert time.time() + MAX_SECONDS - 60 < due <= time.time() + MAX_SECONDS + 1
+    finally:
+        await w.close(timeout=2)
+        await task
+
+
+async def _state_is(queue: Queue, job_id: str, state: str) -> bool:
+    return await queue.get_state(job_id) == state
