@@ -1296,7 +1296,11 @@ class Worker:
             self._on_control("limit")
 
     def _on_error(self, job: Job, exc: BaseException, started: float) -> None:
-        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        try:
+            text = str(exc)
+        except Exception:  # its __str__ raises: the type alone, not the runner's end
+            text = "<str() failed>"
+        reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
         if len(reason) > REASON_MAX:  # its head names it, its tail often says why
             reason = f"{reason[:REASON_MAX // 2]} [...] {reason[-REASON_MAX // 2:]}"
         stack = "".join(traceback.format_exception(exc))[-8000:]

@@ -90,3 +90,35 @@ async def test_a_retry_delay_past_ten_years_waits_ten_years(
 
 async def _state_is(queue: Queue, job_id: str, state: str) -> bool:
     return await queue.get_state(job_id) == state
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise ValueError("no text for you")
+
+
+async def test_an_error_that_cannot_be_printed_fails_its_job_and_the_worker_goes_on(
+        queue: Queue, redis_url: str) -> None:
+    """The same class as the backoff strategy's: a processor's exception whose __str__
+    raises (a library's exception built with arguments its __str__ does not expect) made
+    the worker's reason line raise out of its runner task: the job stayed active until
+    it stalled and a concurrency-1 worker took no job again. Expected: the job fails
+    with a reason naming the exception's type."""
+    async def work(job: Any) -> str:
+        if job.name == "bad":
+            raise _Unprintable()
+        return "ok"
+
+    bad = await queue.add("bad", 1)
+    w = Worker(queue.name, work, url=redis_url, concurrency=1)
+    task = asyncio.create_task(w.run(handle_signals=False))
+    try:
+        await wait_until(lambda: _state_is(queue, bad.id, "failed"), timeout=5,
+                         message="the job failed")
+        failed = await queue.get_job(bad.id)
+        assert failed is not None and "_Unprintable" in (failed.failed_reason or "")
+        good = await queue.add("good", 2)
+        assert await good.wait_until_finished(timeout=5) == "ok"
+    finally:
+        await w.close(timeout=2)
+        await task
