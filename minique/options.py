@@ -10,7 +10,9 @@ import msgspec
 
 from .keys import FIRING_ID_PREFIX
 
-MAX_PRIORITY = 2**21
+# A job's score is priority * 2^32 + sequence (lua/includes/base.lua), exact in a double
+# only below 2^53: priority 2^21 would round the sequence off (FIFO lost).
+MAX_PRIORITY = 2**21 - 1
 DAY = 86400.0
 MAX_SECONDS = 10 * 365 * DAY
 MAX_COUNT = 2**53  # counts travel through Lua, whose numbers are doubles

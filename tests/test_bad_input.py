@@ -39,6 +39,7 @@ async def test_unencodable_payload_names_the_field(queue: Queue) -> None:
         ({"attempts": 1.5}, ValueError, "attempts"),
         ({"priority": -1}, ValueError, "priority must be an integer from 0"),
         ({"priority": 2**21 + 1}, ValueError, "priority"),
+        ({"priority": 2**21}, ValueError, "priority"),
         ({"job_id": "123"}, ValueError, "plain integer"),
         ({"job_id": ""}, ValueError, "job_id"),
         ({"backoff": {"type": "fixed", "delay": -2}}, ValueError, "backoff.delay"),

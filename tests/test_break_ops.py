@@ -13,7 +13,7 @@ import pytest
 from helpers import wait_until
 
 from minique import Queue, Worker
-from minique.options import MAX_SECONDS
+from minique.options import MAX_PRIORITY, MAX_SECONDS
 
 # ----- retries: the delay a backoff gives ------------------------------------------------
 
@@ -90,6 +90,35 @@ async def test_a_retry_delay_past_ten_years_waits_ten_years(
 
 async def _state_is(queue: Queue, job_id: str, state: str) -> bool:
     return await queue.get_state(job_id) == state
+
+
+# ----- priorities ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("group", [None, "g"])
+async def test_jobs_of_the_highest_priority_number_accepted_run_in_the_order_added(
+        queue: Queue, redis_url: str, group: str | None) -> None:
+    """docs/guide/queue.md accepted priorities 0..2^21, and equal priorities run FIFO. A
+    job's score is priority * 2^32 + sequence, exact in a double only below 2^53: at
+    priority 2^21 the sequence was rounded off (scores 2^53, 2^53+2, 2^53+4 three times,
+    ...), and jobs whose scores tied ran in the order of their ids, not of their adds.
+    Expected: every priority that add() accepts keeps FIFO (with or without a group)."""
+    ids = [f"job-{c}" for c in "zyxwvutsrqponmlk"]
+    for job_id in ids:
+        await queue.add("x", 1, job_id=job_id, priority=MAX_PRIORITY, group=group)
+    order: list[str] = []
+
+    async def work(job: Any) -> None:
+        order.append(job.id)
+
+    w = Worker(queue.name, work, url=redis_url, concurrency=1)
+    task = asyncio.create_task(w.run(handle_signals=False))
+    try:
+        await wait_until(lambda: len(order) == len(ids), timeout=5, message="every job ran")
+    finally:
+        await w.close(timeout=2)
+        await task
+    assert order == ids
 
 
 class _Unprintable(Exception):
