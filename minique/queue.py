@@ -840,8 +840,15 @@ class Queue:
             raise ValueError(f"clean needs limit >= 1, got {limit!r}")
         cutoff = int((time.time() - grace) * 1000)
         removed: list[str] = []
+        cursor: bytes | str = ""  # waiting, delayed: where the last call stopped
         while len(removed) < limit:
             batch = min(BATCH, limit - len(removed))
+            if state in ("waiting", "delayed"):
+                cursor, *ids = await self._run("clean", [state, cutoff, batch, cursor])
+                removed.extend(x.decode() for x in ids)
+                if not cursor:
+                    break
+                continue
             ids = await self._run("clean", [state, cutoff, batch])
             removed.extend(x.decode() for x in ids)
             if len(ids) < batch:

@@ -151,3 +151,42 @@ async def test_an_error_that_cannot_be_printed_fails_its_job_and_the_worker_goes
     finally:
         await w.close(timeout=2)
         await task
+
+
+# ----- clean: every old job is reached --------------------------------------------------------
+
+
+async def _old_then_new(queue: Queue, old: str, old_options: dict[str, Any], new: str,
+                        new_options: dict[str, Any]) -> None:
+    """Adds job ``old`` made to look created 2 h ago (its 'ts', which job.timestamp reads),
+    then 150 jobs ``<new><i>`` added now."""
+    await queue.add("x", 1, job_id=old, **old_options)
+    await queue.redis.hset(queue.keys.job(old), "ts", int((time.time() - 7200) * 1000))
+    await queue.add_bulk([("x", i, {"job_id": f"{new}{i}", **new_options}) for i in range(150)])
+
+
+async def test_clean_delayed_reaches_an_old_job_due_after_newer_ones(queue: Queue) -> None:
+    """clean(grace, "delayed", limit) looked only at the first `limit` delayed jobs by due
+    time and kept those created after the cutoff: an old job due after them (a long delay
+    added two hours ago, behind jobs added now with short ones) was never reached, and the
+    call returned [] although a job older than the grace was there. Expected: it is removed,
+    whatever the limit and however many newer jobs are due before it."""
+    await _old_then_new(queue, "old", {"delay": 7200}, "new", {"delay": 60})
+    assert await queue.clean(3600, "delayed", limit=1) == ["old"]
+    await _old_then_new(queue, "old2", {"delay": 7200}, "newer", {"delay": 60})
+    assert await queue.clean(3600, "delayed") == ["old2"]
+    assert (await queue.get_stats())["delayed"] == 300
+
+
+async def test_clean_waiting_reaches_old_jobs_behind_newer_ones(queue: Queue) -> None:
+    """The same for waiting jobs: prioritized ones were looked at only among the first
+    `limit` by priority, so an old priority-5 job behind new priority-1 jobs stayed; and
+    plain ones were taken from the ready stream by the time they entered it, so a job
+    created hours ago and promoted (or retried) since was never old enough. Expected:
+    clean(grace, "waiting") removes every waiting job created before the cutoff."""
+    await _old_then_new(queue, "oldp", {"priority": 5}, "newp", {"priority": 1})
+    assert await queue.clean(3600, "waiting", limit=1) == ["oldp"]
+    await _old_then_new(queue, "promoted", {"delay": 600}, "new", {})
+    await queue.promote_job("promoted")
+    assert await queue.clean(3600, "waiting") == ["promoted"]
+    assert (await queue.get_stats())["waiting"] == 300

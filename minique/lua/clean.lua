@@ -1,6 +1,13 @@
 -- Removes up to `limit` jobs of one state that are older than the cutoff: finished before it
 -- (completed, failed), or created before it (waiting, delayed). Returns the removed ids.
 -- ARGV: JP, state, cutoff_ms, limit
+-- Waiting and delayed jobs are not kept in the order they were created (a promoted or
+-- retried job enters the stream late, a delayed one sits by due time, a prioritized one by
+-- priority), so every one is looked at, from where the last call stopped: ARGV[5] is ''
+-- at first, then the cursor the last call returned ('s<stream id>' in the ready stream,
+-- then 'p<score>' in the priority set; 'p<score>' in the delayed set). Such a call looks
+-- at most 2 * limit + 100 jobs and returns {cursor ('' once every job was looked at),
+-- removed ids...}.
 -- State 'grouped' (waiting jobs in groups, includes/groups.lua) goes through the groups
 -- named in ARGV[6..], from the group at 0-based index ARGV[5] ('index:offset': offset =
 -- jobs of that group looked at and kept). It looks at most 2 * limit + 100 jobs per call
@@ -26,22 +33,45 @@ if state == 'completed' or state == 'failed' then
       end
     end
   end
-elseif state == 'waiting' then
-  -- Stream ids start with the time they were added at, so the range is the age filter.
-  for _, e in ipairs(redis.call('XRANGE', K.ready, '-', cutoff, 'COUNT', limit)) do
-    drop(e[2][2], JP .. e[2][2])
-  end
-  if #removed < limit then
-    for _, id in ipairs(redis.call('ZRANGE', K.pri, 0, limit - #removed - 1)) do
+elseif state == 'waiting' or state == 'delayed' then
+  local set_key = (state == 'waiting') and K.pri or K.delayed
+  local kind, at = string.sub(ARGV[5], 1, 1), string.sub(ARGV[5], 2)
+  if kind == '' then kind = (state == 'waiting') and 's' or 'p' end
+  local budget = 2 * limit + 100
+  while #removed < limit and budget > 0 do
+    local want = math.min(budget, 100)
+    local ids, pos = {}, {}
+    if kind == 's' then
+      local start = (at == '') and '-' or ('(' .. at)
+      for i, e in ipairs(redis.call('XRANGE', K.ready, start, '+', 'COUNT', want)) do
+        ids[i], pos[i] = e[2][2], e[1]
+      end
+    else
+      -- (Scores are distinct, each with a sequence number of its own (base.lua), unless
+      -- one wrapped: a job sharing a score at a page's end may be left for another clean.)
+      local rows = redis.call('ZRANGEBYSCORE', set_key, (at == '') and '-inf' or ('(' .. at),
+                              '+inf', 'WITHSCORES', 'LIMIT', 0, want)
+      for i = 1, #rows, 2 do ids[#ids + 1], pos[#pos + 1] = rows[i], rows[i + 1] end
+    end
+    local looked = 0
+    for i, id in ipairs(ids) do
+      if #removed >= limit then break end
+      looked, budget, at = i, budget - 1, pos[i]
       local jk = JP .. id
-      if (tonumber(redis.call('HGET', jk, 'ts')) or 0) <= cutoff then drop(id, jk) end
+      -- A stream entry made before the cutoff is a job created before it: no read.
+      if (kind == 's' and tonumber(string.match(at, '^(%d+)')) <= cutoff)
+          or (tonumber(redis.call('HGET', jk, 'ts')) or 0) <= cutoff then
+        drop(id, jk)
+      end
+    end
+    if #ids < want and looked == #ids then
+      if kind == 'p' or state == 'delayed' then
+        return {'', unpack(removed)}
+      end
+      kind, at = 'p', ''
     end
   end
-elseif state == 'delayed' then
-  for _, id in ipairs(redis.call('ZRANGE', K.delayed, 0, limit - 1)) do
-    local jk = JP .. id
-    if (tonumber(redis.call('HGET', jk, 'ts')) or 0) <= cutoff then drop(id, jk) end
-  end
+  return {kind .. at, unpack(removed)}
 elseif state == 'grouped' then
   local at, offset = string.match(ARGV[5], '^(%d+):(%d+)$')
   local i, budget = tonumber(at) + 1, 2 * limit + 100
