@@ -190,3 +190,41 @@ async def test_clean_waiting_reaches_old_jobs_behind_newer_ones(queue: Queue) ->
     await queue.promote_job("promoted")
     assert await queue.clean(3600, "waiting") == ["promoted"]
     assert (await queue.get_stats())["waiting"] == 300
+
+
+# ----- re-adding an id ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["remove_job", "drain"])
+async def test_an_id_removed_while_a_stuck_worker_held_it_can_be_added_again(
+        queue: Queue, how: str) -> None:
+    """A worker holds job a ahead and stops answering (a long GC pause, a frozen VM).
+    remove_job("a") (or drain()) marks it removed and, once the hold has run out, returns:
+    the job can no longer start. Its hash stayed until the worker handed it back or the
+    stalled sweep took it back a lease later (30 s by default), and meanwhile add("a")
+    found it and returned it as a duplicate: the new job was never added, no error, and
+    the old one was deleted soon after. Expected: once the removal has returned, adding
+    the id adds the new job, and the old holder's late hand-back does not touch it."""
+    from driver import finish, take
+
+    await queue.add("x", "first", job_id="a", group="g")
+    await queue.add("x", "other", job_id="b")
+    reply = await take(queue, "stuck", 0, 2, hold_ms=100)
+    held = {reply[8 + i].decode(): reply[9 + i].decode() for i in range(0, len(reply) - 8, 13)}
+    assert set(held) == {"a", "b"}
+    if how == "remove_job":
+        assert await queue.remove_job("a") is True
+    else:
+        assert await queue.drain() == 2
+    job = await queue.add("x", "second", job_id="a", group="g")
+    assert (job.data, await queue.get_state("a")) == ("second", "waiting")
+    fresh = await queue.get_job("a")
+    assert fresh is not None and fresh.data == "second"
+    # The stuck worker wakes up and hands back what it held: the new job is not its.
+    statuses, _, _ = await finish(queue, [("a", held["a"], "h", b"", "", 0, -1, -1),
+                                          ("b", held["b"], "h", b"", "", 0, -1, -1)],
+                                  worker="stuck")
+    assert statuses[0] == 0
+    assert await queue.get_state("a") == "waiting"
+    taken = await take(queue, "w2", 1, 0)  # its group was not left counting a hold
+    assert taken[8].decode() == "a"

@@ -363,12 +363,15 @@ end
 -- A held job that remove() or drain() reached: out of the held set (it is no longer
 -- waiting) into held_removed, with the same lease. Its worker deletes it when it hands it
 -- back; if it had started already, its start or result takes it out and it runs on.
+-- 'rmu': when the longest hold granted so far runs out; from then on the job cannot start
+-- (what remove() and drain() wait out), so its id is free again (free_removed).
 local function mark_held_removed(jk, id)
   local score = redis.call('ZSCORE', K.held, id)
   if not score then return 0 end
   redis.call('ZREM', K.held, id)
   redis.call('ZADD', K.held_removed, score, id)
-  redis.call('HSET', jk, 'st', 'removed')
+  local hu = redis.call('HGET', K.meta, 'hu') or '0'
+  redis.call('HSET', jk, 'st', 'removed', 'rmu', hu)
   return 1
 end
 
@@ -460,6 +463,22 @@ local function delete_job_keys(id)
     if f[2] or f[4] then flow_on_delete(JP .. id, f[2], f[3], f[4]) end
   end
   redis.call('DEL', JP .. id, LP .. id, BASE .. ':kids:' .. id)
+end
+
+-- The removal of a held job whose worker has not handed it back (stuck, or gone and its
+-- lease not yet out) completes once the hold it was removed under has run out: its keys
+-- go, so that its id can name a new job. The worker's late hand-back finds another token.
+-- Returns true if job `id` was such a job.
+local function free_removed(jk, id, now)
+  local st, rmu, g, tok = unpack(redis.call('HMGET', jk, 'st', 'rmu', 'g', 'tok'))
+  if st ~= 'removed' or now < (tonumber(rmu) or 0) then return false end
+  redis.call('ZREM', K.held_removed, id)
+  if g and tok and tok ~= '' then
+    local bucket = string.sub(tok, 1, -3)  -- (includes/groups.lua: group_holds_count)
+    group_holds_count({[bucket ~= '' and bucket or '0'] = -1})
+  end
+  delete_job_keys(id)
+  return true
 end
 
 -- delete_job_keys for many jobs: in a queue without dedup ids or flows, one DEL for all
