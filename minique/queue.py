@@ -113,6 +113,14 @@ def _seconds(label: str, value: Any) -> float:
     return float(value)
 
 
+def _count(label: str, value: Any, minimum: int = 1) -> int:
+    """``value`` if it is an integer from ``minimum`` to 2^53 (counts travel through Lua,
+    whose numbers are doubles); ValueError naming ``label`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= 2**53:
+        raise ValueError(f"{label} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
 class Queue:
     """A named queue on Redis.
 
@@ -752,6 +760,7 @@ class Queue:
     async def add_log(self, job_id: str, line: str, keep: int = 1000) -> int:
         if not isinstance(line, str):
             raise TypeError(f"log lines are strings, got {type(line).__name__}")
+        _count("add_log keep (0 keeps every line)", keep, 0)
         return int(await self._run("log", [job_id, line, keep, scripts.new_call_id()]))
 
     async def retry_job(self, job_id: str, state: str | None = None) -> None:
@@ -863,8 +872,8 @@ class Queue:
         """Sends failed (or completed) jobs back to waiting with fresh attempts."""
         if state not in ("failed", "completed"):
             raise ValueError(f"retry_jobs takes state 'failed' or 'completed', got {state!r}")
-        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-            raise ValueError(f"count must be None or an integer >= 1, got {count!r}")
+        if count is not None:
+            _count("count (or None)", count)
         total = 0
         while count is None or total < count:
             batch = BATCH if count is None else min(BATCH, count - total)
@@ -875,6 +884,10 @@ class Queue:
         return total
 
     async def promote_jobs(self, count: int | None = None) -> int:
+        """Moves delayed jobs (the first ``count`` by due time, or all) to waiting now;
+        returns how many. ValueError for a count that is no integer >= 1."""
+        if count is not None:
+            _count("count (or None)", count)
         total = 0
         while count is None or total < count:
             batch = BATCH if count is None else min(BATCH, count - total)

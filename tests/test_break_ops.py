@@ -228,3 +228,31 @@ async def test_an_id_removed_while_a_stuck_worker_held_it_can_be_added_again(
     assert await queue.get_state("a") == "waiting"
     taken = await take(queue, "w2", 1, 0)  # its group was not left counting a hold
     assert taken[8].decode() == "a"
+
+
+# ----- bad arguments -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [0, -1, True, 1.5, "2"])
+async def test_promote_jobs_refuses_a_count_that_is_no_positive_integer(
+        queue: Queue, count: Any) -> None:
+    """retry_jobs(count=...) refuses a count that is no integer >= 1; promote_jobs took
+    anything: 0 and -1 promoted nothing and said 0, True promoted one job, 1.5 came back
+    as Redis' 'value is not an integer', '2' as a TypeError of a comparison. Expected: a
+    ValueError naming the count, and nothing promoted."""
+    await queue.add_bulk([("x", i, {"delay": 60}) for i in range(3)])
+    with pytest.raises(ValueError, match="count"):
+        await queue.promote_jobs(count)
+    assert (await queue.get_stats())["delayed"] == 3
+
+
+@pytest.mark.parametrize("keep", [-1, 1.5, "a", None, True])
+async def test_add_log_refuses_a_keep_that_is_no_count(queue: Queue, keep: Any) -> None:
+    """add_log(job_id, line, keep) passed keep to the script unchecked: 'a' and None failed
+    with a Lua error ('attempt to compare number with nil'), 1.5 with Redis' 'value is not
+    an integer' after the line was appended, -1 and True were taken as 'all' and 1.
+    Expected: a ValueError naming keep, and no line appended."""
+    await queue.add("x", 1, job_id="j")
+    with pytest.raises(ValueError, match="keep"):
+        await queue.add_log("j", "line", keep=keep)
+    assert await queue.get_job_logs("j") == []
