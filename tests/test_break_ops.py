@@ -256,3 +256,35 @@ async def test_add_log_refuses_a_keep_that_is_no_count(queue: Queue, keep: Any) 
     with pytest.raises(ValueError, match="keep"):
         await queue.add_log("j", "line", keep=keep)
     assert await queue.get_job_logs("j") == []
+
+
+# ----- dedup ---------------------------------------------------------------------------------
+
+
+async def test_a_retried_job_holds_its_dedup_id_again(queue: Queue) -> None:
+    """docs/guide/queue.md: an add with a dedup id adds nothing while an unfinished job
+    holds that id; the id is free when the job fails. retry_job (or retry_jobs, the
+    dashboard's 'retry all failed') sent the failed job back to waiting, carrying its
+    dedup id but not holding it: the next add with that id (a user's 'sync now') made a
+    second job, and the two ran side by side. Expected: the retried job holds the id
+    again, so the add returns it; if another job took the id meanwhile, that one keeps it
+    (the retried job runs, without the id)."""
+    from driver import fail, fetch, finish
+
+    a = await queue.add("x", 1, dedup={"id": "acct"}, remove_on_fail=False)
+    [(jid, tok)] = await fetch(queue, 1)
+    await finish(queue, [fail(jid, tok)])
+    await queue.retry_job(a.id)
+    again = await queue.add("x", 2, dedup={"id": "acct"})
+    assert again.id == a.id and (await queue.get_stats())["waiting"] == 1
+    # Failed again; another job takes the id; then the first is retried.
+    [(jid, tok)] = await fetch(queue, 1)
+    await finish(queue, [fail(jid, tok)])
+    b = await queue.add("x", 3, dedup={"id": "acct"})
+    assert b.id != a.id
+    assert await queue.retry_jobs() == 1
+    c = await queue.add("x", 4, dedup={"id": "acct"})
+    assert c.id == b.id and (await queue.get_stats())["waiting"] == 2
+    await queue.remove_job(a.id)  # a no longer holds the id: b keeps it
+    d = await queue.add("x", 5, dedup={"id": "acct"})
+    assert d.id == b.id

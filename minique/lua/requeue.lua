@@ -3,6 +3,7 @@
 -- ARGV[2] must be the job's ('' takes either finished state).
 -- ARGV: JP, state, id, batch
 --@include base
+--@include dedup
 --@once
 local state = ARGV[2]
 local set_key = (state == 'failed') and K.failed or K.completed
@@ -36,6 +37,9 @@ for _, id in ipairs(ids) do
   redis.call('HSET', jk, 'atm', 0, 'ats', 0, 'stc', 0)
   -- (hrc: the holds of dead holders that gave it back, which count as stalls do)
   redis.call('HDEL', jk, 'fr', 'stk', 'rv', 'fon', 'tok', 'cx', 'hrc')
+  -- Unfinished again: it holds its dedup id again (includes/dedup.lua).
+  local did = extra_in_use() and redis.call('HGET', jk, 'dd')
+  if did then dedup_reclaim(jk, id, did) end
   enqueue_ready(jk, id, job_priority(jk))
   emit('ev', 'waiting', 'id', id)
 end

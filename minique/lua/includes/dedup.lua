@@ -7,6 +7,27 @@
 -- the job while that is delayed and restarts its delay (debounce), with 'extend' it
 -- restarts the ttl.
 
+-- Without a ttl only an unfinished job holds a dedup id (guards a release never made).
+-- 'removed': removed while a worker held it, deleted when handed back.
+local function unfinished(id)
+  local st = redis.call('HGET', JP .. id, 'st')
+  return st and st ~= 'completed' and st ~= 'failed' and st ~= 'removed'
+end
+
+-- A finished job sent back to waiting (requeue.lua) holding dedup id `did` ('dd') holds
+-- it again, unless another job took it meanwhile: then that one keeps it, and this job
+-- runs without it ('dd' goes, so that it frees nothing).
+local function dedup_reclaim(jk, id, did)
+  local dk = DEDUP_PREFIX .. did
+  local cur = redis.call('GET', dk)
+  if cur and cur ~= id and (redis.call('PTTL', dk) > 0 or unfinished(cur)) then
+    redis.call('HDEL', jk, 'dd')
+    return
+  end
+  redis.call('SET', dk, id)
+  redis.call('ZADD', DEDUPS, '+inf', did)
+end
+
 -- Claims dedup `spec` ("ttl_ms|flags|dedup id") for new job `id`. Returns the id of the
 -- job that holds it already (nothing is added then), else nil and the 'dd' field value
 -- for the new job (nil with a ttl).
@@ -21,12 +42,7 @@ local function dedup_claim(spec, id, now, delay, data)
   end
   local dk = DEDUP_PREFIX .. did
   local cur = redis.call('GET', dk)
-  if cur and ttl == 0 then
-    -- Without a ttl only an unfinished job holds the id (guards a release never made).
-    local st = redis.call('HGET', JP .. cur, 'st')
-    -- 'removed': removed while a worker held it, deleted when handed back.
-    if not st or st == 'completed' or st == 'failed' or st == 'removed' then cur = nil end
-  end
+  if cur and ttl == 0 and not unfinished(cur) then cur = nil end
   if cur then
     local jk = JP .. cur
     if string.find(flags, 'r', 1, true) and redis.call('HGET', jk, 'st') == 'delayed' then
