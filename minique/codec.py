@@ -32,12 +32,21 @@ def check_size(raw: bytes, what: str) -> bytes:
     return raw
 
 
+# What msgspec raises for a value it cannot encode: a type it does not know, an integer
+# out of range, a string with a lone surrogate (os.fsdecode of a name that is not UTF-8).
+_REFUSED = (TypeError, msgspec.EncodeError, OverflowError, UnicodeEncodeError)
+
+
 def encode(value: Any, what: str = "payload") -> bytes:
     """Encodes ``value``; on failure names the first field that cannot be encoded. Raises
-    PayloadError if it cannot be encoded or is over MAX_VALUE_BYTES."""
+    PayloadError if it cannot be encoded (nested too deeply included) or is over
+    MAX_VALUE_BYTES."""
     try:
         raw = _encoder.encode(value)
-    except (TypeError, msgspec.EncodeError, OverflowError) as exc:
+    except RecursionError as exc:
+        raise PayloadError(f"{what} cannot be encoded: it is nested too deeply "
+                           f"({exc})") from exc
+    except _REFUSED as exc:
         path = _find_bad_path(value, "$")
         where = f" at {path}" if path else ""
         raise PayloadError(f"{what} cannot be encoded{where}: {exc}") from exc
@@ -51,7 +60,7 @@ def _find_bad_path(value: Any, path: str) -> str | None:
         for k, v in value.items():
             try:
                 _encoder.encode(k)
-            except (TypeError, msgspec.EncodeError):
+            except _REFUSED:
                 return f"{path} (key {k!r})"
             children.append((f"{path}.{k}", v))
     elif isinstance(value, list | tuple | set | frozenset):
@@ -61,7 +70,7 @@ def _find_bad_path(value: Any, path: str) -> str | None:
     for child_path, child in children:
         try:
             _encoder.encode(child)
-        except (TypeError, msgspec.EncodeError, OverflowError):
+        except _REFUSED:
             return _find_bad_path(child, child_path) or child_path
     return None
 

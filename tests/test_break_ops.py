@@ -5,6 +5,7 @@ failed on the code before its fix."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from helpers import wait_until
 
-from minique import Queue, Worker
+from minique import PayloadError, Queue, Worker
 from minique.options import MAX_PRIORITY, MAX_SECONDS
 
 # ----- retries: the delay a backoff gives ------------------------------------------------
@@ -288,3 +289,58 @@ async def test_a_retried_job_holds_its_dedup_id_again(queue: Queue) -> None:
     await queue.remove_job(a.id)  # a no longer holds the id: b keeps it
     d = await queue.add("x", 5, dedup={"id": "acct"})
     assert d.id == b.id
+
+
+# ----- hostile payloads ----------------------------------------------------------------------
+
+
+def _nested(depth: int) -> list[Any]:
+    top: list[Any] = []
+    cur = top
+    for _ in range(depth):
+        cur.append([])
+        cur = cur[0]
+    return top
+
+
+@pytest.mark.parametrize("data,where", [
+    (_nested(100_000), "nested too deeply"),
+    ({"ok": 1, "name": "caf\udce9"}, "$.name"),          # os.fsdecode of a latin-1 file name
+    ({"ok": 1, "by": {"caf\udce9": 1}}, "$.by (key"),
+])
+async def test_a_payload_that_cannot_be_encoded_is_a_payload_error_naming_it(
+        queue: Queue, data: Any, where: str) -> None:
+    """docs/guide/queue.md: "A payload that cannot be encoded raises PayloadError (a
+    TypeError) naming the field". A payload nested too deeply raised RecursionError, and a
+    string holding a lone surrogate (what os.fsdecode makes of a file name that is not
+    UTF-8) a bare UnicodeEncodeError, neither naming where. Expected: PayloadError saying
+    where, nothing written."""
+    with pytest.raises(PayloadError, match=re.escape(where)):
+        await queue.add("x", data)
+    assert (await queue.get_stats())["total"] == 0
+
+
+async def test_a_return_value_that_cannot_be_encoded_fails_its_job_for_good(
+        queue: Queue, redis_url: str) -> None:
+    """The same for a return value: a processor returning a string with a lone surrogate
+    raised UnicodeEncodeError, taken as the attempt's error, so the job was retried (each
+    attempt running the processor again) where a value that cannot be encoded "fails its
+    job for good". Expected: one attempt, failed with a reason naming the field."""
+    runs: list[str] = []
+
+    async def work(job: Any) -> dict[str, str]:
+        runs.append(job.id)
+        return {"file": "caf\udce9"}
+
+    job = await queue.add("x", 1, attempts=3)
+    w = Worker(queue.name, work, url=redis_url)
+    task = asyncio.create_task(w.run(handle_signals=False))
+    try:
+        await wait_until(lambda: _state_is(queue, job.id, "failed"), timeout=5,
+                         message="the job failed")
+    finally:
+        await w.close(timeout=2)
+        await task
+    failed = await queue.get_job(job.id)
+    assert failed is not None and "$.file" in (failed.failed_reason or "")
+    assert runs == [job.id]
