@@ -84,9 +84,10 @@ for i = 0, n - 1 do
       if redis.call('EXISTS', JP .. id) == 0 then break end
     end
   end
+  local exists = check_each and not (added and added[id]) and redis.call('EXISTS', JP .. id) == 1
   -- A job removed while a worker held it is gone once its hold ran out (base.lua).
-  if check_each and not (added and added[id]) then free_removed(JP .. id, id, now) end
-  if (added and added[id]) or (check_each and redis.call('EXISTS', JP .. id) == 1) then
+  if exists and free_removed(JP .. id, id, now) then exists = false end
+  if (added and added[id]) or exists then
     dup = 1
     emit('ev', 'duplicated', 'id', id)
   elseif dedup ~= '' then
