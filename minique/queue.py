@@ -48,6 +48,8 @@ BATCH = 1000  # jobs per call for bulk operations (drain, retry_jobs, obliterate
 HELD_REMOVE_WAIT = 1.0  # s remove() waits for a holding worker's answer beyond its hold
 ID_BLOCK = 100  # automatic ids a producer reserves at a time (see Queue._assign_ids)
 ID_BLOCK_MAX = 5000  # ... and at most, when bulk adds reserve ahead for the next ones
+# The "duplicate" flag of a job of a re-sent add call with a custom id (Queue._resent_outcome).
+RESENT_CUSTOM = 2
 
 BulkItem = tuple[str, Any] | tuple[str, Any, Mapping[str, Any]]
 _NO_OPTIONS: dict[str, Any] = {}  # never modified: resolve() reads options, never writes
@@ -264,6 +266,10 @@ class Queue:
         args, resolved = self._prepare(name, data, options)
         raw_id, dup, now_ms = await self._submit_add(args)
         job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+        if dup == RESENT_CUSTOM:
+            # A re-sent call: the first send added this job or found it there already.
+            stored = await self.get_job(job_id)
+            return stored or self._made(job_id, name, data, args[2], resolved, now_ms)
         if dup:
             existing = await self.get_job(job_id)
             if existing is None and resolved.dedup:
@@ -386,11 +392,15 @@ class Queue:
 
     async def _resent_outcome(self, args: list[Any]) -> tuple[bytes, int]:
         """(id, duplicate) of one job of a re-sent call: the id sent, or, for an add with a
-        dedup id that the first send found taken, the job holding it (lua/add.lua)."""
+        dedup id that the first send found taken, the job holding it (lua/add.lua). A
+        custom id comes back as RESENT_CUSTOM: the first send may have found a job of that
+        id there already, which is what the add returns then (the stored job)."""
         if args[7]:
             holder = await self.redis.get(f"{self.keys.base}:dedup:{args[7].split('|', 2)[2]}")
             if holder is not None and holder.decode() != args[0]:
                 return holder, 1
+        if not args[0].isdigit():  # (automatic ids are digits, custom ones never)
+            return args[0].encode(), RESENT_CUSTOM
         return args[0].encode(), 0
 
     async def _call_adds(self, calls: list[list[Any]]) -> list[Any]:

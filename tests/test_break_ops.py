@@ -11,10 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from driver import complete, fetch, finish
 from helpers import wait_until
+from resend import held_replies, proxied_queue
 
 from minique import PayloadError, Queue, Worker
 from minique.options import MAX_PRIORITY, MAX_SECONDS
+from minique.server import RedisServer
 
 # ----- retries: the delay a backoff gives ------------------------------------------------
 
@@ -206,7 +209,7 @@ async def test_an_id_removed_while_a_stuck_worker_held_it_can_be_added_again(
     found it and returned it as a duplicate: the new job was never added, no error, and
     the old one was deleted soon after. Expected: once the removal has returned, adding
     the id adds the new job, and the old holder's late hand-back does not touch it."""
-    from driver import finish, take
+    from driver import take
 
     await queue.add("x", "first", job_id="a", group="g")
     await queue.add("x", "other", job_id="b")
@@ -270,7 +273,7 @@ async def test_a_retried_job_holds_its_dedup_id_again(queue: Queue) -> None:
     second job, and the two ran side by side. Expected: the retried job holds the id
     again, so the add returns it; if another job took the id meanwhile, that one keeps it
     (the retried job runs, without the id)."""
-    from driver import fail, fetch, finish
+    from driver import fail
 
     a = await queue.add("x", 1, dedup={"id": "acct"}, remove_on_fail=False)
     [(jid, tok)] = await fetch(queue, 1)
@@ -344,3 +347,26 @@ async def test_a_return_value_that_cannot_be_encoded_fails_its_job_for_good(
     failed = await queue.get_job(job.id)
     assert failed is not None and "$.file" in (failed.failed_reason or "")
     assert runs == [job.id]
+
+
+# ----- re-sent adds ----------------------------------------------------------------------------
+
+
+async def test_a_resent_add_of_an_existing_id_returns_the_existing_job(
+        redis_server: RedisServer) -> None:
+    """docs/guide/queue.md: adding an existing id "returns the existing job unchanged".
+    When the call's reply was lost and redis-py sent it again, the re-send was answered as
+    such (nothing changed twice: good), but add() then returned a job made from its own
+    arguments, as if it had added it: data 'new', name 'other', state 'waiting', for a job
+    whose stored data is 'old' and which had completed. Expected: the stored job, as
+    without the re-send."""
+    async with proxied_queue(redis_server, "bo-resent-dup") as (q, direct, proxy):
+        await direct.add("x", "old", job_id="a", remove_on_complete=False)
+        [(jid, tok)] = await fetch(direct, 1)
+        await finish(direct, [complete(jid, tok)])
+        [job] = await held_replies(proxy, direct.redis, [q.add("other", "new", job_id="a")])
+        assert (job.name, job.data) == ("x", "old")
+        [jobs] = await held_replies(proxy, direct.redis, [q.add_bulk(
+            [("other", "new", {"job_id": "a"}), ("other", "b", {"job_id": "b"})])])
+        assert [(j.id, j.data) for j in jobs] == [("a", "old"), ("b", "b")]
+        assert (await direct.get_stats())["total"] == 2
