@@ -849,15 +849,18 @@ class Queue:
                 return total
 
     async def clean(self, grace: float, state: str = "completed", limit: int = 1000) -> list[str]:
-        """Removes up to ``limit`` jobs of ``state`` older than ``grace`` seconds (finished
-        before, or for waiting and delayed jobs created before); returns their ids. Waiting
+        """Removes up to ``limit`` jobs of ``state`` older than ``grace`` seconds by Redis'
+        clock (finished before, or for waiting and delayed jobs created before); returns
+        their ids. Waiting
         jobs include those waiting in groups. Every script call does bounded work."""
         if state not in ("completed", "failed", "waiting", "delayed"):
             raise ValueError(f"clean takes state completed, failed, waiting or delayed, got {state!r}")
         _seconds("grace", grace)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"clean needs limit >= 1, got {limit!r}")
-        cutoff = int((time.time() - grace) * 1000)
+        # By Redis' clock, which stamped the jobs (a caller's may be off by minutes).
+        sec, usec = await self.redis.time()
+        cutoff = int(sec) * 1000 + int(usec) // 1000 - round(grace * 1000)
         removed: list[str] = []
         cursor: bytes | str = ""  # waiting, delayed: where the last call stopped
         while len(removed) < limit:

@@ -370,3 +370,24 @@ async def test_a_resent_add_of_an_existing_id_returns_the_existing_job(
             [("other", "new", {"job_id": "a"}), ("other", "b", {"job_id": "b"})])])
         assert [(j.id, j.data) for j in jobs] == [("a", "old"), ("b", "b")]
         assert (await direct.get_stats())["total"] == 2
+
+
+# ----- clocks ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", ["waiting", "completed"])
+async def test_clean_measures_age_by_the_redis_clock_not_the_callers(
+        queue: Queue, monkeypatch: pytest.MonkeyPatch, state: str) -> None:
+    """Every time a job keeps (created, finished, due) is Redis' clock; clean(grace) took
+    its cutoff from the caller's clock. On a host whose clock runs an hour ahead (a VM
+    back from suspend, a container without NTP), clean(1800, "waiting") deleted jobs added
+    a second before, none of them 30 minutes old: waiting jobs lost. Expected: age measured
+    by Redis' clock, the jobs kept."""
+    await queue.add("x", 1, job_id="fresh", remove_on_complete=False)
+    if state == "completed":
+        [(jid, tok)] = await fetch(queue, 1)
+        await finish(queue, [complete(jid, tok)])
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3600)
+    assert await queue.clean(1800, state) == []
+    assert await queue.get_state("fresh") == state
