@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -739,7 +738,8 @@ class Queue:
         """Completed and failed counts per minute (oldest first) and running totals."""
         if not 1 <= minutes <= 120:
             raise ValueError("minutes must be between 1 and 120 (two hours are kept)")
-        now_minute = int(time.time() // 60)
+        sec, _ = await self.redis.time()  # the counts are kept under Redis' minutes
+        now_minute = int(sec) // 60
         first = now_minute - minutes + 1
         async with self.redis.pipeline(transaction=False) as pipe:
             for m in range(first, now_minute + 1):

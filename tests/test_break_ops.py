@@ -391,3 +391,18 @@ async def test_clean_measures_age_by_the_redis_clock_not_the_callers(
     monkeypatch.setattr(time, "time", lambda: real() + 3600)
     assert await queue.clean(1800, state) == []
     assert await queue.get_state("fresh") == state
+
+
+async def test_get_metrics_reads_the_minutes_of_the_redis_clock(
+        queue: Queue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same class: the per-minute counts are kept under Redis' minute, and get_metrics
+    read the minutes of the caller's clock: an hour ahead, the chart (and the dashboard's)
+    showed no job at all. Expected: the completed job counted in the last minutes."""
+    await queue.add("x", 1)
+    [(jid, tok)] = await fetch(queue, 1)
+    await finish(queue, [complete(jid, tok)])
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3600)
+    metrics = await queue.get_metrics(minutes=5)
+    assert sum(metrics["completed"]) == 1
+    assert abs(metrics["minutes"][-1] - real()) < 120
