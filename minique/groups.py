@@ -290,8 +290,9 @@ async def grouped_waiting_ids(queue: Queue, skip: int, want: int) -> list[str]:
     return out
 
 
-async def clean_grouped(queue: Queue, cutoff_ms: int, limit: int) -> list[str]:
-    """Removes up to ``limit`` waiting grouped jobs created at or before ``cutoff_ms``:
+async def clean_grouped(queue: Queue, cutoff_ms: int | str, limit: int) -> list[str]:
+    """Removes up to ``limit`` waiting grouped jobs created at or before ``cutoff_ms`` (or
+    'g<ms>': that long before Redis' now, lua/clean.lua):
     groups come from a ZSCAN of the group index, CLEAN_GROUPS per script call, and each
     call looks at a bounded number of jobs (lua/clean.lua, state 'grouped')."""
     removed: list[str] = []

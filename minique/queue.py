@@ -806,7 +806,8 @@ class Queue:
                                       f"worker; it was not removed")
             if loop.time() >= deadline:
                 # Its worker does not answer (frozen or gone): its hold has run out, so it
-                # cannot start the job; it is deleted when handed back or taken back.
+                # cannot start the job; the removal completes now (lua/remove.lua).
+                await self._run("remove", [job_id])
                 return True
             await asyncio.sleep(0.005)
 
@@ -846,6 +847,8 @@ class Queue:
             total += int(n)
             if int(wait) >= 0:
                 await self._wait_out_holds(wait)
+                # Held jobs whose workers have not handed them back go now.
+                await self._run("drain", ["0", BATCH, "gone"])
                 return total
 
     async def clean(self, grace: float, state: str = "completed", limit: int = 1000) -> list[str]:
@@ -858,9 +861,9 @@ class Queue:
         _seconds("grace", grace)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"clean needs limit >= 1, got {limit!r}")
-        # By Redis' clock, which stamped the jobs (a caller's may be off by minutes).
-        sec, usec = await self.redis.time()
-        cutoff = int(sec) * 1000 + int(usec) // 1000 - round(grace * 1000)
+        # By Redis' clock, which stamped the jobs (a caller's may be off by minutes): each
+        # call takes as old what was stamped ``grace`` before its own now (lua/clean.lua).
+        cutoff = f"g{round(grace * 1000)}"
         removed: list[str] = []
         cursor: bytes | str = ""  # waiting, delayed: where the last call stopped
         while len(removed) < limit:

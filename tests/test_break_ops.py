@@ -207,8 +207,9 @@ async def test_an_id_removed_while_a_stuck_worker_held_it_can_be_added_again(
     the job can no longer start. Its hash stayed until the worker handed it back or the
     stalled sweep took it back a lease later (30 s by default), and meanwhile add("a")
     found it and returned it as a duplicate: the new job was never added, no error, and
-    the old one was deleted soon after. Expected: once the removal has returned, adding
-    the id adds the new job, and the old holder's late hand-back does not touch it."""
+    the old one was deleted soon after; get_job("a") still found it. Expected: once the
+    removal has returned, the job is gone, adding the id adds the new job, and the old
+    holder's late hand-back does not touch it."""
     from driver import take
 
     await queue.add("x", "first", job_id="a", group="g")
@@ -220,6 +221,7 @@ async def test_an_id_removed_while_a_stuck_worker_held_it_can_be_added_again(
         assert await queue.remove_job("a") is True
     else:
         assert await queue.drain() == 2
+    assert await queue.get_job("a") is None  # gone, as remove_job() and drain() said
     job = await queue.add("x", "second", job_id="a", group="g")
     assert (job.data, await queue.get_state("a")) == ("second", "waiting")
     fresh = await queue.get_job("a")

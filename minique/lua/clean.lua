@@ -1,6 +1,7 @@
 -- Removes up to `limit` jobs of one state that are older than the cutoff: finished before it
 -- (completed, failed), or created before it (waiting, delayed). Returns the removed ids.
--- ARGV: JP, state, cutoff_ms, limit
+-- ARGV: JP, state, cutoff ('g<ms>': that long before Redis' now, which stamped the jobs; or
+-- ms since the epoch), limit
 -- Waiting and delayed jobs are not kept in the order they were created (a promoted or
 -- retried job enters the stream late, a delayed one sits by due time, a prioritized one by
 -- priority), so every one is looked at, from where the last call stopped: ARGV[5] is ''
@@ -16,6 +17,7 @@
 --@include base
 --@once
 local state, cutoff, limit = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+if string.sub(ARGV[3], 1, 1) == 'g' then cutoff = now_ms() - tonumber(string.sub(ARGV[3], 2)) end
 local removed = {}
 local function drop(id, jk)
   unlink_job(jk, id)

@@ -5,8 +5,10 @@
 -- started already runs on). The last call tells the workers (control_changed) and returns
 -- how long their longest hold lasts, which drain() waits out: after that no drained job
 -- starts.
--- ARGV: JP, delayed, batch, phase ('' = waiting jobs, 'held')
+-- ARGV: JP, delayed, batch, phase ('' = waiting jobs, 'held', 'gone')
 -- Returns {removed, ms to wait (-1 until the last page)}.
+-- Phase 'gone', once drain() has waited the holds out: the removals of up to `batch` held
+-- jobs whose workers have not handed them back complete (their ids are free again).
 --@include base
 --@once
 local batch = tonumber(ARGV[3])
@@ -32,6 +34,13 @@ if ARGV[4] == '' then
     removed = removed + delete_set_members(K.delayed, batch - removed)
   end
   return {removed, -1}
+end
+if ARGV[4] == 'gone' then
+  local now = now_ms()
+  for _, id in ipairs(redis.call('ZRANGE', K.held_removed, 0, batch - 1)) do
+    free_removed(JP .. id, id, now)
+  end
+  return {0, 0}
 end
 local ids = redis.call('ZRANGE', K.held, 0, batch - 1)
 for _, id in ipairs(ids) do

@@ -12,6 +12,9 @@ end
 if st == 'active' then
   return redis.error_reply('INVALIDSTATE job ' .. id .. ' is active; cancel it first')
 end
+-- Removed while held, and its hold has run out since (remove() calls again once it has
+-- waited that out): the removal completes now.
+if st == 'removed' and free_removed(jk, id, now_ms()) then return 1 end
 if st == 'held' or st == 'removed' then
   -- Waiting, to the user, but in a worker's hands: it is deleted when the worker hands it
   -- back, which the control message asks for at once. remove() then waits for the answer
