@@ -38,6 +38,9 @@ class QueueMachine(RuleBasedStateMachine):
         self.active: dict[str, str] = {}  # id -> token, as a worker would hold them
         self.held: dict[str, str] = {}  # id -> token: taken ahead, not started
         self.doomed: set[str] = set()  # held jobs that drain/remove marked for deletion
+        # Held jobs that remove/drain deleted once their hold ran out (no holder answers
+        # here): their holder's late answers find them gone.
+        self.gone: set[str] = set()
         self.known: set[str] = set()
 
     def run(self, coro: Any) -> Any:
@@ -104,6 +107,10 @@ class QueueMachine(RuleBasedStateMachine):
         value = b"\xc0" if kind == "c" else ""
         statuses, _, _ = self.run(finish(self.q, [(job_id, token, kind, value, "", 0, -1, -1,
                                                    "1")]))
+        if job_id in self.gone:
+            self.gone.discard(job_id)
+            assert statuses == [2]  # deleted: a removed job never runs
+            return
         if job_id in self.doomed:
             self.doomed.discard(job_id)
             if kind == "h":
@@ -123,6 +130,7 @@ class QueueMachine(RuleBasedStateMachine):
                 left.add(job_id)
         self.known = left
         self.doomed |= set(self.held) & self.known
+        self.gone |= set(self.held) - self.known
 
     @precondition(lambda self: bool(self.active))
     @rule(data=st.data(), outcome=st.sampled_from(["complete", "fail", "retry", "retry-later"]))
@@ -148,6 +156,7 @@ class QueueMachine(RuleBasedStateMachine):
         for job_id, token in list(self.held.items()):
             if self.run(self.q.redis.hget(self.q.keys.job(job_id), "tok")) != token.encode():
                 del self.held[job_id]
+                self.gone.discard(job_id)
                 if job_id in self.doomed:
                     self.doomed.discard(job_id)
                     self.known.discard(job_id)
@@ -166,10 +175,11 @@ class QueueMachine(RuleBasedStateMachine):
         job_id = data.draw(st.sampled_from(sorted(self.known)))
         try:
             if self.run(self.q.remove_job(job_id)):
+                # Gone once remove_job returned: handed back, or (no holder answers here)
+                # deleted once its hold ran out.
+                self.known.discard(job_id)
                 if job_id in self.held:
-                    self.doomed.add(job_id)  # deleted when handed back
-                else:
-                    self.known.discard(job_id)
+                    self.gone.add(job_id)
             self.forget_deleted()
         except InvalidJobState:
             assert job_id in self.active or self.run(self.q.get_state(job_id)) == "active"
@@ -238,7 +248,7 @@ class QueueMachine(RuleBasedStateMachine):
                           if self.run(r.hget(k.job(job_id), "g")) == group.encode())
             counter = int(self.run(r.zscore(f"{k.base}:gactive", group)) or 0)
             assert counter == running, f"group {group}: counter {counter}, active {running}"
-        assert set(self.held) <= set(where["held"]) | set(where["removed"])
+        assert set(self.held) - self.gone <= set(where["held"]) | set(where["removed"])
         # The held grouped jobs are counted per bucket of 100 tokens, and the buckets with
         # some are listed (a concurrency set meanwhile waits for them: includes/groups.lua).
         counts = {int(b): int(n) for b, n in self.run(r.hgetall(f"{k.base}:gheldn")).items()}
