@@ -132,6 +132,18 @@ EXTRA_SYSTEMS: list[System] = [
         10000,
         variant="uvloop",
     ),
+    # BullMQ keeps every completed job by default; this one keeps minique's default (the last
+    # 1,000, none older than 24 h), so that both delete the jobs they finish.
+    System(
+        "bullmq-node-retention",
+        "BullMQ (Node), last 1,000 completed kept",
+        "node",
+        str(NODE_SCRIPT),
+        10000,
+        variant="retention",
+        skip_scenarios=ADD_SCENARIOS,
+        skip_reason="same producer as BullMQ (Node)",
+    ),
     System(
         "arq-default",
         "arq (default poll 0.5 s)",
@@ -305,6 +317,8 @@ def run_one(cell: Cell, n: int, redis: RedisServer, mode: Mode) -> dict[str, Any
         "--timeout",
         str(mode.timeout_s),
     ]
+    if cell.system.runtime == "node" and cell.system.variant:
+        cmd += ["--variant", cell.system.variant]  # the node script takes options after "run"
     redis.flushall()
     cpu_before = redis_cpu_seconds(redis)
     try:

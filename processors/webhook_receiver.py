@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from dataclasses import dataclass
@@ -30,7 +31,9 @@ class Received:
 
 
 class WebhookReceiver:
-    """Answers 204 to a correctly signed POST and 401 otherwise (every POST is recorded)."""
+    """Answers 204 to a correctly signed POST of a JSON object, 401 to a bad signature and
+    400 to a signed body that is no JSON object (recorded with an empty body). Every POST
+    is recorded."""
 
     def __init__(self, secret: str) -> None:
         self.secret = secret
@@ -43,10 +46,14 @@ class WebhookReceiver:
     async def _hook(self, request: Request) -> Response:
         body = await request.body()
         ok = verify_signature(self.secret, body, request.headers.get(SIGNATURE_HEADER, ""))
+        decoded: Any = None
+        with contextlib.suppress(ValueError):  # bad JSON, and bytes that are not UTF-8
+            decoded = json.loads(body)
+        is_object = isinstance(decoded, dict)
         with self._lock:
             self.received.append(Received(request.headers.get("x-minique-event", ""),
-                                          json.loads(body), ok))
-        return Response(status_code=204 if ok else 401)
+                                          decoded if is_object else {}, ok))
+        return Response(status_code=401 if not ok else 204 if is_object else 400)
 
     def events(self, event_type: str | None = None) -> list[Received]:
         with self._lock:

@@ -44,6 +44,15 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+@pytest.fixture(scope="module")
+def module_redis_url() -> Iterator[str]:
+    """A server for one test module alone, for checks that scan or list the keyspace: the
+    shared server holds whatever every earlier test of the process left behind, and a
+    SCAN or KEYS of it costs as much as all of that."""
+    with RedisServer(binary=server_binary()) as server:
+        yield server.url
+
+
 @pytest.fixture
 async def client(redis_url: str) -> AsyncIterator[Any]:
     c = aioredis.Redis.from_url(redis_url, decode_responses=False)

@@ -13,6 +13,7 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 from amazon.expected import day_totals, expected_alerts, net, zone_of
 from app_support import App, running_app
@@ -22,7 +23,7 @@ from minique import Job, JobFailed
 from processors import webhooks
 from processors.queues import QueueName, get_queue_stats
 from processors.storage import schema
-from processors.sync_logic import make_event
+from processors.sync_logic import SIGNATURE_HEADER, make_event, sign
 from processors.webhook_receiver import WebhookReceiver
 
 SECRET = "whsec-test"
@@ -124,6 +125,16 @@ async def test_signature_checks_at_the_receiver(app: App, receiver: WebhookRecei
                                             "body": body})
         assert (await good.wait_until_finished(timeout=15))["status"] == 204
     assert receiver.events("test")[0].verified
+
+
+@pytest.mark.parametrize("body", [b"not json", b"\xff\xfe", b"[1, 2]"])
+def test_the_receiver_answers_400_to_a_signed_body_that_is_no_json_object(
+        receiver: WebhookReceiver, body: bytes) -> None:
+    """A signed body that is no JSON object is a client error, recorded, never a 500."""
+    answer = httpx.post(receiver.url, content=body, timeout=5,
+                        headers={SIGNATURE_HEADER: sign(SECRET, body), "x-minique-event": "t"})
+    assert answer.status_code == 400
+    assert [(r.event_type, r.body, r.verified) for r in receiver.events()] == [("t", {}, True)]
 
 
 async def test_the_same_event_is_queued_once_per_receiver(app: App, receiver: WebhookReceiver) -> None:

@@ -6,6 +6,8 @@ that may start one is scheduled (in the round-robin or asleep)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import test_state_machine
 from hypothesis import HealthCheck, settings
@@ -26,31 +28,41 @@ class ScheduleMachine(QueueMachine):
     @invariant()
     def groups_are_scheduled_once(self) -> None:
         r, base = self.q.redis, self.q.keys.base
-        rr = self.run(r.lrange(f"{base}:gready", 0, -1))
-        asleep = set(self.run(r.zrange(f"{base}:gsleep", 0, -1)))
-        ga = {g: int(s) for g, s in self.run(r.zrange(f"{base}:gactive", 0, -1,
-                                                          withscores=True))}
-        gdc = self.run(r.hget(self.q.keys.meta, "gdc"))
+
+        async def read() -> list[Any]:
+            # One round trip: the checks run after every step.
+            pipe = r.pipeline(transaction=False)
+            pipe.lrange(f"{base}:gready", 0, -1)
+            pipe.zrange(f"{base}:gsleep", 0, -1)
+            pipe.zrange(f"{base}:gactive", 0, -1, withscores=True)
+            pipe.hget(self.q.keys.meta, "gdc")
+            for group in MORE:
+                pipe.hmget(f"{base}:g:{group}", "c", "p", "q")
+                pipe.zcard(f"{base}:gw:{group}")
+            return await pipe.execute()
+
+        rr, asleep_list, active, gdc, *per_group = self.run(read())
+        asleep = set(asleep_list)
+        ga = {g: int(s) for g, s in active}
         assert len(rr) == len(set(rr)), ("a group twice in the round-robin", rr)
-        for group in MORE:
+        for i, group in enumerate(MORE):
             g = group.encode()
-            c, p, q = self.run(r.hmget(f"{base}:g:{group}", "c", "p", "q"))
+            (c, p, q), waiting = per_group[2 * i], per_group[2 * i + 1]
             in_rr, in_sleep = g in rr, g in asleep
             assert not (in_rr and in_sleep), (group, rr, asleep)
             assert (q == b"r") == in_rr, (group, q, rr)
             assert (q == b"s") == in_sleep, (group, q, asleep)
-            waiting = self.run(r.zcard(f"{base}:gw:{group}"))
             conc = int(c) if c is not None else (int(gdc) if gdc is not None else None)
             full = conc is not None and ga.get(g, 0) >= conc
             if waiting and p is None and not full:
                 assert in_rr or in_sleep, (group, "never scheduled", waiting, q)
 
 
-def test_random_sequences_keep_groups_scheduled_once(redis_url: str,
+def test_random_sequences_keep_groups_scheduled_once(module_redis_url: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(test_state_machine, "GROUPS", MORE)  # the base checks see them all
     run_state_machine_as_test(
-        lambda: ScheduleMachine(redis_url),
+        lambda: ScheduleMachine(module_redis_url),
         settings=settings(max_examples=60, stateful_step_count=40, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow]),
     )

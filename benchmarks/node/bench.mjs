@@ -24,6 +24,16 @@ const ADD_TASKS = 50;
 const LATENCY_RATE = 200;
 const MIXED_SLEEP = 0.01;
 const MIXED_CONCURRENCY = 100;
+// Variant "retention": BullMQ keeps minique's default retention of completed jobs (the
+// last 1,000, none older than 24 h) where its own default keeps them all, so that both
+// sides delete the jobs they finish (benchmarks/compare.py: bullmq-node-retention).
+const KEEP_COMPLETED = { count: 1000, age: 86400 };
+
+function retention(variant) {
+  if (variant === '' || variant === undefined) return {};
+  if (variant === 'retention') return { removeOnComplete: KEEP_COMPLETED };
+  throw new Error(`unknown variant ${variant}`);
+}
 
 class NotAvailable extends Error {}
 
@@ -115,6 +125,7 @@ async function workerMain(args) {
   const worker = new Worker(QUEUE, async (job) => { await rec.handle(job.data); }, {
     connection: connectionFromUrl(args.url),
     concurrency: Number(args.concurrency),
+    ...retention(args.variant),
   });
   worker.on('error', (err) => console.error(err));
   const stop = async () => { await worker.close(); process.exit(0); };
@@ -138,7 +149,8 @@ class Run {
   spawnWorkers(procs, concurrency, sleepS) {
     const script = fileURLToPath(import.meta.url);
     const argv = [script, 'worker', '--url', this.args.url, '--concurrency', String(concurrency),
-      '--sleep', String(sleepS), '--max-seconds', String(Number(this.args.timeout) + 30)];
+      '--sleep', String(sleepS), '--max-seconds', String(Number(this.args.timeout) + 30),
+      '--variant', this.args.variant];
     const err = process.env.BENCH_DEBUG ? 'inherit' : 'ignore';
     for (let i = 0; i < procs; i++) {
       const child = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', err] });
@@ -185,8 +197,9 @@ class Run {
     const end = perf() + 10;
     for (;;) {
       const c = await this.queue.getJobCounts('completed', 'waiting', 'active', 'failed', 'delayed');
-      if (c.completed === n && c.failed === 0) break;
-      if (perf() > end) throw new Error(`library does not report ${n} completed: ${JSON.stringify(c)}`);
+      const kept = this.args.variant === 'retention' ? Math.min(n, KEEP_COMPLETED.count) : n;
+      if (c.completed === kept && c.failed === 0 && c.waiting + c.active + c.delayed === 0) break;
+      if (perf() > end) throw new Error(`library does not report ${kept} completed: ${JSON.stringify(c)}`);
       await sleep(0.02);
     }
     await sleep(0.05);
