@@ -213,7 +213,14 @@ class Job:
         self._progress_raw = codec.encode(value, "progress")
 
     async def log(self, line: str) -> int:
+        """Appends ``line`` to the job's log; the log's length after it. The job's
+        ``keep_logs`` option caps how many lines are kept (the oldest go first)."""
         return await self.queue.add_log(self.id, line, keep=self.opts.keep_logs)
+
+    async def get_logs(self, start: int = 0, end: int = -1) -> list[str]:
+        """The job's log lines ``start`` to ``end`` (both included, Redis list indexes: -1
+        is the last line); empty when the job logged nothing or is gone."""
+        return await self.queue.get_job_logs(self.id, start, end)
 
     async def retry(self) -> None:
         await self.queue.retry_job(self.id)
@@ -225,6 +232,9 @@ class Job:
         return await self.queue.remove_job(self.id)
 
     async def refresh(self) -> Job:
+        """A new ``Job`` with the job as stored now (state, progress, attempts, result):
+        ``job = await job.refresh()``; this object is left as it was. Raises JobNotFound
+        if the job was removed."""
         fresh = await self.queue.get_job(self.id)
         if fresh is None:
             raise JobNotFound(f"job {self.id} no longer exists")

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from helpers import ROOT
 
-from minique import Queue
+from minique import Job, Queue, Registry, Worker
 from minique.events import EVENT_NAMES
 
 pytest_plugins = ["pytester"]
@@ -79,25 +79,62 @@ async def test_the_first_queue_tutorial_runs(redis_url: str) -> None:
         assert done.returncode == 0, done.stderr
         job_id, state = done.stdout.split()  # "e.g. 1 waiting"
         assert job_id.isdigit() and state == "waiting", done.stdout
-        ns["job"] = await queue.get_job(job_id)
         worker_code = block(page, "from minique import Worker")
         assert "await worker.run()" in worker_code and default_url in worker_code
+        # The page's app/jobs.py ran in ns above: it is no module the test could import.
+        worker_code = worker_code.replace("from app.jobs import registry\n", "")
         # worker.run() returns only at close(), so the test runs it in a task of its own.
         ns["asyncio"] = asyncio
         await run(worker_code.replace(default_url, redis_url).replace(
             "await worker.run()", "task = asyncio.create_task(worker.run())"), ns, "worker")
         try:
-            wait = block(page, "result = await job.wait_until_finished")
-            await run(wait, ns, "wait")
+            wait = block(page, "from minique import Queue")
+            assert 'get_job("1")' in wait
+            await run(wait.replace(default_url, redis_url).replace(
+                'get_job("1")', f'get_job("{job_id}")'), ns, "wait")
             assert ns["result"] == commented(wait, "result =")
-            assert (await queue.get_job(job_id)).progress == 50  # type: ignore[union-attr]
-            assert await queue.get_job_logs(job_id) == ["resizing cat.jpg"]
+            assert ns["logs"] == commented(wait, "logs =")
+            assert ns["progress"] == commented(wait, "progress =")
+            await ns["queue"].close()
+            # Step 5: the failing job, retried after its backoff, then failed for good.
+            ns["queue"] = queue
+            fail = block(page, "from minique import JobFailed")
+            await run(fail, ns, "fail")
+            assert ns["reason"] == commented(fail, "    reason =")
+            assert ns["attempts"] == commented(fail, "attempts =")
         finally:
             await ns["worker"].close()
             await ns["task"]
     finally:
         await queue.obliterate(force=True)
         await queue.close()
+
+
+async def test_the_events_guide_follows_one_jobs_progress(redis_url: str) -> None:
+    page = "guide/events.md"
+    default_url = "redis://127.0.0.1:6379/0"
+    code = block(page, "from minique import Queue, QueueEvents")
+    assert default_url in code
+    registry = Registry()
+
+    @registry.processor("emails", name="welcome")
+    async def welcome(job: Job) -> str:
+        for pct in (25, 50, 100):
+            await job.update_progress(pct)
+        return "sent"
+
+    worker = Worker("emails", registry, url=redis_url)
+    task = asyncio.create_task(worker.run(handle_signals=False))
+    ns: dict[str, Any] = {}
+    try:
+        await asyncio.wait_for(run(code.replace(default_url, redis_url), ns, "events"), 30)
+        assert ns["seen"] == [25, 50, 100]
+        assert ns["event"].name == "completed" and ns["event"].return_value == "sent"
+    finally:
+        await worker.close()
+        await task
+        await ns["queue"].obliterate(force=True)
+        await ns["queue"].close()
 
 
 def test_the_testing_guide_example_runs_as_a_users_tests(
