@@ -149,3 +149,16 @@ async def test_a_resent_duplicate_add_returns_the_job_holding_the_id(queue: Queu
     [reply] = await queue._send_adds([[args]])
     assert (reply[0], reply[1]) == (first.id.encode(), 1)
     assert (await queue.get_stats())["total"] == 1
+
+
+async def test_debounce_without_a_delay_makes_the_delayed_job_due_now(queue: Queue) -> None:
+    """"Restarts its delay with this add's delay": an add without one makes the job waiting
+    at once with the last data (it used to keep the old due time)."""
+    spec = {"id": "deb0", "ttl": 30, "replace": True}
+    first = await queue.add("sync", {"v": 1}, dedup=spec, delay=3600)
+    again = await queue.add("sync", {"v": 2}, dedup=spec)
+    assert again.id == first.id and again.data == {"v": 2}
+    assert await queue.get_state(first.id) == "waiting"
+    assert await queue.redis.zscore(queue.keys.delayed, first.id) is None
+    [(jid, _tok)] = await fetch(queue)
+    assert jid == first.id

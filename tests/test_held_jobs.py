@@ -273,3 +273,53 @@ async def test_a_held_job_started_before_a_global_concurrency_is_set_counts_at_o
     assert await fetch(queue, 5) == []  # the started one counts: the limit is reached
     await finish(queue, [complete(*held[0])], 0, worker="A")
     assert len(await fetch(queue, 5)) == 1
+
+
+async def _waiting_event_ms(q: Queue, job_id: str) -> int:
+    """Redis ms of the events-stream entry that made ``job_id`` waiting (its promotion)."""
+    from minique.events import read_events_back
+
+    for event in await read_events_back(q.redis, q.keys, "+", 10_000):
+        if event.job_id == job_id and event.name == "waiting":
+            return int(event.entry_id.split("-")[0])
+    raise AssertionError(f"no waiting event for {job_id}")
+
+
+async def test_a_delayed_higher_priority_job_that_falls_due_does_not_wait_behind_held_jobs(
+        redis_url: str, procs: list[Any]) -> None:
+    """A prioritized job that becomes waiting other than by add() (a delay running out, a
+    promote, a retry) reaches held jobs as an added one does: a worker taking one job at a
+    time would take it at its next fetch."""
+    prefix = fresh_prefix("held")
+    q = Queue("held", url=redis_url, prefix=prefix)
+    await warm_worker(redis_url, procs, q, prefix, concurrency=1)
+    await q.add_bulk([("tick", {}) for _ in range(3000)])
+    await wait_until(lambda: started_at_least(q, 50), timeout=20, message="jobs running")
+    urgent = await q.add("tick", {}, priority=1, delay=0.3)
+    await wait_until(lambda: started(q, urgent.id), timeout=20, message="urgent job ran")
+    promoted_at = await _waiting_event_ms(q, urgent.id)
+    seen = await starts(q)
+    urgent_at = next(ms for job_id, ms, _ in seen if job_id == urgent.id)
+    between = [s for s in seen if promoted_at < s[1] < urgent_at]
+    assert len(between) <= 2, f"{len(between)} held jobs started before the urgent one"
+    await q.obliterate(force=True)
+    await q.close()
+
+
+async def test_a_promoted_higher_priority_job_does_not_wait_behind_held_jobs(
+        redis_url: str, procs: list[Any]) -> None:
+    prefix = fresh_prefix("held")
+    q = Queue("held", url=redis_url, prefix=prefix)
+    await warm_worker(redis_url, procs, q, prefix, concurrency=1)
+    urgent = await q.add("tick", {}, priority=1, delay=3600)
+    await q.add_bulk([("tick", {}) for _ in range(3000)])
+    await wait_until(lambda: started_at_least(q, 50), timeout=20, message="jobs running")
+    await q.promote_job(urgent.id)
+    promoted_at = await redis_ms(q)
+    await wait_until(lambda: started(q, urgent.id), timeout=20, message="urgent job ran")
+    seen = await starts(q)
+    urgent_at = next(ms for job_id, ms, _ in seen if job_id == urgent.id)
+    between = [s for s in seen if promoted_at < s[1] < urgent_at]
+    assert len(between) <= 2, f"{len(between)} held jobs started before the urgent one"
+    await q.obliterate(force=True)
+    await q.close()

@@ -45,7 +45,6 @@ if producer ~= '' then
     out[1] = 2
   end
 end
-local told = false
 -- One EXISTS over every id of the call rather than one per job (a redis.call costs more
 -- than the lookup): when none exists, as automatic ids never do, only an id repeated
 -- within the call can be a duplicate, and `added` catches that.
@@ -115,11 +114,6 @@ for i = 0, n - 1 do
     else
       enqueue_ready(jk, id, prio, fields)
       emit_batched('waiting', id)
-      -- A prioritized job must not wait behind jobs that workers hold: they hand them back.
-      if prio > 0 and not told and redis.call('EXISTS', K.held) == 1 then
-        told = true
-        control_changed('priority')
-      end
     end
   end
   out[#out + 1] = id

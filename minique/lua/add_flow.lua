@@ -122,7 +122,6 @@ for i = 1, n do
     else
       enqueue_ready(jk, id, prio, fields)
       emit('ev', 'waiting', 'id', id)
-      if prio > 0 and redis.call('EXISTS', K.held) == 1 then control_changed('priority') end
     end
   end)
 end

@@ -283,6 +283,18 @@ local function write_job(jk, fields, ...)
   redis.call('HSET', jk, unpack(args))
 end
 
+-- A control changed (pause, drain, rate limit, global concurrency, a higher priority):
+-- workers hand back the jobs they hold. They learn it from this message at once, from the
+-- control version in their next reply, or when their hold runs out, whichever is first.
+-- Returns how many ms are left of the longest hold granted: after that no held job starts.
+local function control_changed(what)
+  meta_set('cv', int_str(redis.call('HINCRBY', K.meta, 'cv', 1)))
+  redis.call('PUBLISH', BASE .. ':control', what)
+  local hu = tonumber(redis.call('HGET', K.meta, 'hu'))
+  if not hu then return 0 end
+  return math.max(0, hu - now_ms())
+end
+
 --@include groups
 
 -- A job's group: a new job's fields carry it as fields.group (not an array entry, so not
@@ -295,7 +307,15 @@ end
 -- The single place where a job becomes ready: prioritized jobs go to the sorted set,
 -- others to the stream, grouped jobs to their group. Every transition to "waiting" goes
 -- through here.
+local priority_told = false
 local function enqueue_ready(jk, id, prio, fields)
+  -- A prioritized job must not wait behind jobs that workers hold, however it became
+  -- waiting (added, fallen due, promoted, retried, a flow's last child done): they hand
+  -- them back, as a worker taking one job at a time would take this one next. Once a call.
+  if prio > 0 and not priority_told and redis.call('EXISTS', K.held) == 1 then
+    priority_told = true
+    control_changed('priority')
+  end
   local g = job_group(jk, fields)
   if g then
     if prio > 0 then
@@ -346,18 +366,6 @@ local function enqueue_return(jk, id, ps)
   redis.call('ZADD', K.pri, score, id)
   redis.call('HSET', jk, 'st', 'waiting', 'sid', '', 'tok', '')
   wake()
-end
-
--- A control changed (pause, drain, rate limit, global concurrency, a higher priority):
--- workers hand back the jobs they hold. They learn it from this message at once, from the
--- control version in their next reply, or when their hold runs out, whichever is first.
--- Returns how many ms are left of the longest hold granted: after that no held job starts.
-local function control_changed(what)
-  meta_set('cv', int_str(redis.call('HINCRBY', K.meta, 'cv', 1)))
-  redis.call('PUBLISH', BASE .. ':control', what)
-  local hu = tonumber(redis.call('HGET', K.meta, 'hu'))
-  if not hu then return 0 end
-  return math.max(0, hu - now_ms())
 end
 
 -- A held job that remove() or drain() reached: out of the held set (it is no longer

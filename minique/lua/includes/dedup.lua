@@ -46,9 +46,16 @@ local function dedup_claim(spec, id, now, delay, data)
   if cur then
     local jk = JP .. cur
     if string.find(flags, 'r', 1, true) and redis.call('HGET', jk, 'st') == 'delayed' then
-      -- Debounce: the last data wins and the delay starts again; never an active job.
+      -- Debounce: the last data wins and the delay starts again (this add's; none: due
+      -- now, as a new job without a delay would be); never an active job.
       redis.call('HSET', jk, 'd', data)
-      if delay > 0 then enqueue_delayed(jk, cur, now + delay) end
+      if delay > 0 then
+        enqueue_delayed(jk, cur, now + delay)
+      else
+        redis.call('ZREM', K.delayed, cur)
+        enqueue_ready(jk, cur, job_priority(jk))
+        emit('ev', 'waiting', 'id', cur)
+      end
       emit('ev', 'debounced', 'id', cur, 'dup', id)
     end
     if string.find(flags, 'e', 1, true) then

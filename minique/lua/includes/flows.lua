@@ -85,7 +85,6 @@ do  -- (the helpers below are these two hooks' alone: see NK's note in base.lua)
       local prio = tonumber(f[1]) or 0
       enqueue_ready(jk, id, prio)
       emit('ev', 'waiting', 'id', id)
-      if prio > 0 and redis.call('EXISTS', K.held) == 1 then control_changed('priority') end
     end
   end
 
