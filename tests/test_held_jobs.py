@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from driver import fetch
 from held_support import (
     completed,
@@ -125,26 +126,6 @@ async def test_after_drain_returns_no_drained_job_starts(redis_url: str, procs: 
     # Every job that ran completed: a held job that had started before its worker heard
     # of the drain runs on (drain() counted it, so ran + removed may pass 300 by that).
     assert stats["completed"] == 60 + ran
-    await q.obliterate(force=True)
-    await q.close()
-
-
-async def test_a_higher_priority_job_does_not_wait_behind_held_jobs(
-        redis_url: str, procs: list[Any]) -> None:
-    prefix = fresh_prefix("held")
-    q = Queue("held", url=redis_url, prefix=prefix)
-    await warm_worker(redis_url, procs, q, prefix, concurrency=1)
-    await q.add_bulk([("tick", {}) for _ in range(1000)])
-    await wait_until(lambda: started_at_least(q, 50), timeout=20, message="jobs running")
-    urgent = await q.add("tick", {}, priority=1)
-    added_at = await redis_ms(q)
-    await wait_until(lambda: started(q, urgent.id), timeout=20, message="urgent job ran")
-    seen = await starts(q)
-    urgent_at = next(ms for job_id, ms, _ in seen if job_id == urgent.id)
-    # Between the add and the urgent job's start: at most the job that was running and
-    # one a round trip could not stop, never the jobs held ahead.
-    between = [s for s in seen if added_at < s[1] < urgent_at]
-    assert len(between) <= 2, f"{len(between)} held jobs started before the urgent one"
     await q.obliterate(force=True)
     await q.close()
 
@@ -285,41 +266,32 @@ async def _waiting_event_ms(q: Queue, job_id: str) -> int:
     raise AssertionError(f"no waiting event for {job_id}")
 
 
-async def test_a_delayed_higher_priority_job_that_falls_due_does_not_wait_behind_held_jobs(
-        redis_url: str, procs: list[Any]) -> None:
-    """A prioritized job that becomes waiting other than by add() (a delay running out, a
-    promote, a retry) reaches held jobs as an added one does: a worker taking one job at a
-    time would take it at its next fetch."""
+@pytest.mark.parametrize("how", ["added", "fallen due", "promoted"])
+async def test_a_higher_priority_job_does_not_wait_behind_held_jobs(
+        redis_url: str, procs: list[Any], how: str) -> None:
+    """However a prioritized job becomes waiting (added, its delay run out, promoted; a
+    retry, a debounce, a firing and a flow parent go the same way), held jobs give way to
+    it: a worker taking one job at a time would take it at its next fetch."""
     prefix = fresh_prefix("held")
     q = Queue("held", url=redis_url, prefix=prefix)
     await warm_worker(redis_url, procs, q, prefix, concurrency=1)
+    later = await q.add("tick", {}, priority=1, delay=3600) if how == "promoted" else None
     await q.add_bulk([("tick", {}) for _ in range(3000)])
     await wait_until(lambda: started_at_least(q, 50), timeout=20, message="jobs running")
-    urgent = await q.add("tick", {}, priority=1, delay=0.3)
+    if later is not None:
+        urgent = later
+        await q.promote_job(urgent.id)
+    else:
+        urgent = await q.add("tick", {}, priority=1, delay=0.3 if how == "fallen due" else 0)
+    waiting_at = await redis_ms(q)
     await wait_until(lambda: started(q, urgent.id), timeout=20, message="urgent job ran")
-    promoted_at = await _waiting_event_ms(q, urgent.id)
+    if how == "fallen due":
+        waiting_at = await _waiting_event_ms(q, urgent.id)
     seen = await starts(q)
     urgent_at = next(ms for job_id, ms, _ in seen if job_id == urgent.id)
-    between = [s for s in seen if promoted_at < s[1] < urgent_at]
-    assert len(between) <= 2, f"{len(between)} held jobs started before the urgent one"
-    await q.obliterate(force=True)
-    await q.close()
-
-
-async def test_a_promoted_higher_priority_job_does_not_wait_behind_held_jobs(
-        redis_url: str, procs: list[Any]) -> None:
-    prefix = fresh_prefix("held")
-    q = Queue("held", url=redis_url, prefix=prefix)
-    await warm_worker(redis_url, procs, q, prefix, concurrency=1)
-    urgent = await q.add("tick", {}, priority=1, delay=3600)
-    await q.add_bulk([("tick", {}) for _ in range(3000)])
-    await wait_until(lambda: started_at_least(q, 50), timeout=20, message="jobs running")
-    await q.promote_job(urgent.id)
-    promoted_at = await redis_ms(q)
-    await wait_until(lambda: started(q, urgent.id), timeout=20, message="urgent job ran")
-    seen = await starts(q)
-    urgent_at = next(ms for job_id, ms, _ in seen if job_id == urgent.id)
-    between = [s for s in seen if promoted_at < s[1] < urgent_at]
+    # Between the moment it became waiting and its start: at most the job that was running
+    # and one a round trip could not stop, never the jobs held ahead.
+    between = [s for s in seen if waiting_at < s[1] < urgent_at]
     assert len(between) <= 2, f"{len(between)} held jobs started before the urgent one"
     await q.obliterate(force=True)
     await q.close()
