@@ -6,7 +6,7 @@ import asyncio
 import os
 from typing import Any
 
-from minique import RateLimited, Registry
+from minique import Delayed, RateLimited, Registry
 
 registry = Registry()
 
@@ -31,5 +31,9 @@ async def tick(job: Any) -> None:
         # The moment of the raise, on the same clock (under "limited:<id>").
         await job.queue.redis.eval(_STAMP, 1, starts_key(job), f"limited:{job.id}", os.getpid())
         raise RateLimited(float(data["limit"]))
+    # The first run only: Delayed(0) sends it to the head of the line, to run again next.
+    if data.get("again") and await job.queue.redis.set(f"{starts_key(job)}:again", 1, nx=True):
+        await job.queue.redis.eval(_STAMP, 1, starts_key(job), f"again:{job.id}", os.getpid())
+        raise Delayed(0)
     if data.get("sleep"):
         await asyncio.sleep(float(data["sleep"]))

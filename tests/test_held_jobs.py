@@ -295,3 +295,26 @@ async def test_a_higher_priority_job_does_not_wait_behind_held_jobs(
     assert len(between) <= 2, f"{len(between)} held jobs started before the urgent one"
     await q.obliterate(force=True)
     await q.close()
+
+
+async def test_a_job_sent_to_the_head_of_the_line_does_not_wait_behind_held_jobs(
+        redis_url: str, procs: list[Any]) -> None:
+    """Delayed(0) (and a job taken back from a dead worker) goes to the head of the line:
+    a worker taking one job at a time takes it next, so held jobs give way to it too."""
+    prefix = fresh_prefix("held")
+    q = Queue("held", url=redis_url, prefix=prefix)
+    await warm_worker(redis_url, procs, q, prefix, concurrency=1)
+    jobs = await q.add_bulk([("tick", {"again": i == 100}) for i in range(3000)])
+    again = jobs[100].id
+    await wait_until(lambda: _started_twice(q, again), timeout=20, message="ran again")
+    seen = await starts(q)
+    raised_at = next(ms for job_id, ms, _ in seen if job_id == f"again:{again}")
+    second_at = [ms for job_id, ms, _ in seen if job_id == again][1]
+    between = [s for s in seen if raised_at < s[1] < second_at and s[0] != again]
+    assert len(between) <= 2, f"{len(between)} held jobs started before the job sent back"
+    await q.obliterate(force=True)
+    await q.close()
+
+
+async def _started_twice(q: Queue, job_id: str) -> bool:
+    return sum(1 for s in await starts(q) if s[0] == job_id) >= 2

@@ -4,16 +4,21 @@
 -- no extra key, is deleted with the job, and is bounded at ATTEMPT_RING entries of at most
 -- ~600 bytes. Completed attempts write nothing: the hash's own pon/fon/w tell the last one.
 -- Cost per non-completed attempt: one HMGET here; the caller adds the field to its HSET.
-local ATTEMPT_RING = 10
-local ATTEMPT_REASON_MAX = 500
+-- (The constants live in a block of their own: a transition run as one EVAL chunk with
+-- every include may declare at most 200 locals at its top level.)
+local attempt_entry
+do
+  local ATTEMPT_RING = 10
+  local ATTEMPT_REASON_MAX = 500
 
--- Returns the field name and the entry: "ats|outcome|start ms|end ms|#worker|worker reason".
--- The worker's length comes first, so worker and reason may hold any byte, '|' included.
-local function attempt_entry(jk, outcome, now, reason)
-  local f = redis.call('HMGET', jk, 'ats', 'pon', 'w')
-  local ats = tonumber(f[1]) or 0
-  local w = f[3] or ''
-  return 'h' .. (ats % ATTEMPT_RING),
-         table.concat({int_str(ats), outcome, f[2] or '', int_str(now), int_str(#w), ''}, '|') ..
-         w .. string.sub(reason, 1, ATTEMPT_REASON_MAX)
+  -- Returns the field name and the entry: "ats|outcome|start ms|end ms|#worker|worker reason".
+  -- The worker's length comes first, so worker and reason may hold any byte, '|' included.
+  function attempt_entry(jk, outcome, now, reason)
+    local f = redis.call('HMGET', jk, 'ats', 'pon', 'w')
+    local ats = tonumber(f[1]) or 0
+    local w = f[3] or ''
+    return 'h' .. (ats % ATTEMPT_RING),
+           table.concat({int_str(ats), outcome, f[2] or '', int_str(now), int_str(#w), ''}, '|') ..
+           w .. string.sub(reason, 1, ATTEMPT_REASON_MAX)
+  end
 end

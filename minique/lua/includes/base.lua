@@ -307,15 +307,20 @@ end
 -- The single place where a job becomes ready: prioritized jobs go to the sorted set,
 -- others to the stream, grouped jobs to their group. Every transition to "waiting" goes
 -- through here.
-local priority_told = false
-local function enqueue_ready(jk, id, prio, fields)
-  -- A prioritized job must not wait behind jobs that workers hold, however it became
-  -- waiting (added, fallen due, promoted, retried, a flow's last child done): they hand
-  -- them back, as a worker taking one job at a time would take this one next. Once a call.
-  if prio > 0 and not priority_told and redis.call('EXISTS', K.held) == 1 then
-    priority_told = true
+-- A job that goes ahead of others (a priority, the head of the line) must not wait behind
+-- jobs that workers hold, however it became waiting (added, fallen due, promoted, retried,
+-- sent back, a flow's last child done): they hand them back, as a worker taking one job at
+-- a time would take this one next. Once a call.
+local ahead_told = false
+local function give_way_to_ahead()
+  if not ahead_told and redis.call('EXISTS', K.held) == 1 then
+    ahead_told = true
     control_changed('priority')
   end
+end
+
+local function enqueue_ready(jk, id, prio, fields)
+  if prio > 0 then give_way_to_ahead() end
   local g = job_group(jk, fields)
   if g then
     if prio > 0 then
@@ -339,6 +344,7 @@ end
 -- from a dead worker, rate limited, or returned at shutdown), so it does not queue again
 -- behind everything added since. Scores below 2^32 sort before every priority band.
 local function enqueue_front(jk, id)
+  give_way_to_ahead()
   local seq = redis.call('HINCRBY', K.meta, 'fc', 1) % PRIO_SHIFT
   local g = job_group(jk)
   if g then return group_enqueue(g, jk, id, int_str(seq)) end
