@@ -6,6 +6,8 @@ Cluster slot and every Lua script may touch any of its keys.
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 DEFAULT_PREFIX = "minique"
 _FORBIDDEN = set("{}")
 # Job ids the queue makes itself: plain integers (automatic ids) and scheduler firings,
@@ -30,6 +32,14 @@ def validate_prefix(value: str) -> str:
         validate_name("prefix", value[1:-1])
         return value
     return validate_name("prefix", value)
+
+
+def refuse_job_id(job_id: object) -> NoReturn:
+    """Raises the TypeError for a job id that is no string (an int among them: automatic
+    ids print as digits, but they are strings, "1", and a job's events and waiters compare
+    them as such)."""
+    hint = f"; use {str(job_id)!r}" if isinstance(job_id, int) else ""
+    raise TypeError(f"a job id is a string, not {type(job_id).__name__} ({job_id!r}){hint}")
 
 
 class QueueKeys:
@@ -107,7 +117,11 @@ class QueueKeys:
         )
 
     def job(self, job_id: str) -> str:
+        if type(job_id) is not str:
+            refuse_job_id(job_id)
         return self.job_prefix + job_id
 
     def logs(self, job_id: str) -> str:
+        if type(job_id) is not str:
+            refuse_job_id(job_id)
         return self.logs_prefix + job_id

@@ -290,3 +290,13 @@ async def test_a_redis_that_wants_a_password_none_was_given_for_is_one_clear_err
     assert out.returncode != 0
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "authentication" in lines[0], out.stderr[-2000:]
+
+
+async def test_a_job_id_given_as_an_int_is_a_clear_type_error(queue: Queue) -> None:
+    """Automatic ids print as digits ("1"), so `get_job(1)` is a natural slip: a TypeError
+    that says to use "1", where it was an error about concatenating str and int."""
+    job = await queue.add("x", {})
+    for call in (queue.get_job, queue.get_job_logs):
+        with pytest.raises(TypeError, match=rf"a job id is a string, not int .*use '{job.id}'"):
+            await call(int(job.id))  # type: ignore[arg-type]
+    assert (await queue.get_job(job.id)) is not None
