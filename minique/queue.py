@@ -13,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import codec, packing, scripts, telemetry
+from . import codec, local_controls, packing, scripts, telemetry
 from .attempts import Attempt, attempts_from_hash
 from .connection import connect
 from .errors import (
@@ -264,6 +264,8 @@ class Queue:
             raise TypeError("on_failure applies only to a job added with a parent")
         args, resolved = self._prepare(name, data, options)
         raw_id, dup, now_ms = await self._submit_add(args)
+        if resolved.priority > 0 and resolved.delay <= 0:
+            local_controls.notify(self.keys.base, "priority")
         job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
         if dup == RESENT_CUSTOM:
             # A re-sent call: the first send added this job or found it there already.
@@ -533,6 +535,8 @@ class Queue:
             return []
         chunks = [prepared[i:i + BULK_CHUNK] for i in range(0, len(prepared), BULK_CHUNK)]
         replies = await self._send_adds([[args for args, _, _ in chunk] for chunk in chunks])
+        if any(r.priority > 0 and r.delay <= 0 for _, r, _ in prepared):
+            local_controls.notify(self.keys.base, "priority")
         out: list[Job] = []
         dup_ids: list[tuple[int, str]] = []
         not_added: list[int] = []
@@ -781,9 +785,11 @@ class Queue:
             raise ValueError(f"retry_job takes state 'failed', 'completed' or None, got {state!r}")
         if not await self._run("requeue", [state or "", job_id, 1]):
             raise JobNotFound(f"job {job_id} does not exist")
+        local_controls.notify(self.keys.base, "priority")
 
     async def promote_job(self, job_id: str) -> None:
         await self._run("promote", [job_id, 1])
+        local_controls.notify(self.keys.base, "priority")
 
     async def remove_job(self, job_id: str) -> bool:
         """Removes a job that is not active; False if there is no such job.
@@ -895,6 +901,8 @@ class Queue:
             batch = BATCH if count is None else min(BATCH, count - total)
             n = int(await self._run("requeue", [state, "", batch]))
             total += n
+            if n:
+                local_controls.notify(self.keys.base, "priority")
             if n < batch:
                 break
         return total
@@ -909,6 +917,8 @@ class Queue:
             batch = BATCH if count is None else min(BATCH, count - total)
             n = int(await self._run("promote", ["", batch]))
             total += n
+            if n:
+                local_controls.notify(self.keys.base, "priority")
             if n < batch:
                 break
         return total

@@ -27,7 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import codec, scheduler, scripts, signals, telemetry
+from . import codec, local_controls, scheduler, scripts, signals, telemetry
 from .backoff import BackoffFailed, BackoffStrategy, retry_delay
 from .batch import Batch
 from .connection import connect, resolve_url
@@ -342,6 +342,9 @@ class Worker:
         if getattr(self._blocking, "connection_pool", None) is None:
             await self._blocking.initialize()  # Redis Cluster: learn the slot map first
         pubsub = await self._subscribe_cancels()
+        # A Queue of this process that puts a job ahead tells this worker before its call
+        # returns (minique/local_controls.py): its job may be the one that made the call.
+        local_controls.listen(self.keys.base, self._on_control)
         self._background = [
             asyncio.create_task(self._renew_loop(), name="minique-renew"),
             asyncio.create_task(self._maintenance_loop(), name="minique-maintenance"),
@@ -357,6 +360,7 @@ class Worker:
             # redis-py may turn a cancellation inside a command into a ConnectionError, which
             # a loop's error handler would swallow; the stop event ends the loops regardless.
             self._stop.set()
+            local_controls.unlisten(self.keys.base, self._on_control)
             for idle in self._idle_runners:
                 idle.cancel()  # a runner still inside a job is left to finish it
             for task in self._background:
