@@ -818,8 +818,30 @@ class Queue:
             await asyncio.sleep(0.005)
 
     async def cancel(self, job_id: str) -> bool:
-        """Asks the worker running ``job_id`` to cancel it; False if it is not active."""
-        return bool(await self._run("cancel", [job_id]))
+        """Asks the worker running ``job_id`` to cancel it; False if it is not active.
+
+        A job a worker holds ahead is waiting to everyone else, and a cancel does not reach
+        a waiting job: cancel() asks that worker and waits for the answer (about a round
+        trip). True if the worker had started the job already (it is cancelled), False if
+        not (it goes back to its place and runs in its turn). A holder that does not answer
+        within its hold and HELD_REMOVE_WAIT (frozen or gone) may have started it: True,
+        and the job fails as cancelled when its lease runs out."""
+        reply = await self._run("cancel", [job_id])
+        if not isinstance(reply, list):
+            return bool(reply)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + int(reply[1]) / 1000.0 + HELD_REMOVE_WAIT
+        while True:
+            st, cx, reason = await self.redis.hmget(self.keys.job(job_id), "st", "cx", "fr")
+            if st not in (b"held", b"removed"):
+                # Started and cancelled there already (failed as such), or running with
+                # the request on its way: True. Handed back (the flag gone), or finished
+                # before the request reached it: False.
+                return (st == b"active" and cx is not None) or (
+                    st == b"failed" and reason == b"cancelled")
+            if loop.time() >= deadline:
+                return True
+            await asyncio.sleep(0.005)
 
     # ----- acting on the queue ----------------------------------------------------------
 

@@ -1463,7 +1463,13 @@ class Worker:
         if running and running.task is None:
             self._buffered.remove(running)
             self._running.pop(job_id, None)
-            self._fail(running.job, reason, "", final=True, started=time.monotonic())
+            if running.held and reason == "cancelled":
+                # Held ahead, not started: to everyone else a waiting job, which a cancel
+                # does not reach. It goes back to its place, its cancel flag cleared, and
+                # Queue.cancel() answers False (lua/finish.lua, kind 'h').
+                self._push(running.job, "h", "", "", 0, running.job.opts.keep_failed)
+            else:
+                self._fail(running.job, reason, "", final=True, started=time.monotonic())
             self._wakeup.set()
         elif running and running.task and not running.task.done():
             running.cancel_reason = reason

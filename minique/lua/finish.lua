@@ -148,9 +148,15 @@ for i = 1, nres do
   -- its attempt went out: one going back (a retry, a hand-back, Delayed, a rate limit, a
   -- shutdown) fails as cancelled instead of running again. (The worker's message about
   -- the cancel may have crossed the outcome it had already decided.)
+  -- A held job handed back never started: it was waiting to everyone else, which a cancel
+  -- does not reach (cancel.lua waits for this answer); it goes back without the flag.
   if cur_tok == tok and (kind == 'r' or kind == 'w' or kind == 'h' or kind == 'd'
       or kind == 'g') and cur_st ~= 'removed' and rcall('HEXISTS', jk, 'cx') == 1 then
-    kind, value, stack = 'f', 'cancelled', ''
+    if kind == 'h' and cur_st == 'held' then
+      rcall('HDEL', jk, 'cx')
+    else
+      kind, value, stack = 'f', 'cancelled', ''
+    end
   end
   if cur_tok ~= tok then
     statuses[#statuses + 1] = cur_st and 0 or 2
