@@ -1,0 +1,226 @@
+"""Differential tests: the same workload on a worker that holds jobs ahead (the default
+prefetch) and on one that takes one job per free slot (``prefetch=False``). What an
+observer sees (start order, counts, what a control does and returns) must be the same:
+"Holding is unobservable: a held job behaves exactly like a waiting one"
+(docs/guide/workers.md, Prefetch).
+
+Many scenarios let a job itself act on its queue (add, drain, cancel): what a job does
+happens before its worker starts the next job, so a worker at concurrency 1 that takes one
+job at a time gives one exact answer, and a holding worker must give the same one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from helpers import wait_until
+
+from minique import Queue, Worker
+
+_prefixes = itertools.count()
+MODES = [pytest.param(True, id="prefetch"), pytest.param(False, id="one-at-a-time")]
+
+
+def _prefix() -> str:
+    return f"diff{next(_prefixes)}"
+
+
+def bug(reason: str) -> Any:
+    """Fails in prefetch mode (a difference found); passes one at a time."""
+    return pytest.param(True, id="prefetch",
+                        marks=pytest.mark.xfail(strict=True, reason=reason))
+
+
+class Scene:
+    """A queue, a worker in one mode, and what its processor saw: start order, runs."""
+
+    def __init__(self, redis_url: str, prefetch: bool, concurrency: int = 1,
+                 handler: Callable[[Scene, Any], Awaitable[Any]] | None = None,
+                 sync: bool = False, **worker_kw: Any) -> None:
+        self.prefix = _prefix()
+        self.url = redis_url
+        self.q = Queue("d", url=redis_url, prefix=self.prefix,
+                       default_job_options={"remove_on_complete": False})
+        self.prefetch = prefetch
+        self.concurrency = concurrency
+        self.handler = handler
+        self.sync = sync
+        self.events: list[str] = []  # job ids as they start, and marks the handler adds
+        self.runs: dict[str, int] = {}
+        self.held_starts: set[str] = set()  # jobs started from the held set (a check)
+        self.worker_kw = worker_kw
+        self.worker: Worker | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def _note_start(self, job: Any) -> bool:
+        if job.name == "warm":
+            return False
+        self.events.append(job.id)
+        self.runs[job.id] = self.runs.get(job.id, 0) + 1
+        assert self.worker is not None
+        running = self.worker._running.get(job.id)
+        if running is not None and running.held:
+            self.held_starts.add(job.id)
+        return True
+
+    async def work(self, job: Any) -> Any:
+        if self._note_start(job) and self.handler is not None:
+            return await self.handler(self, job)
+        return None
+
+    def sync_work(self, job: Any) -> Any:
+        if self._note_start(job) and self.handler is not None:
+            assert self.loop is not None
+            return asyncio.run_coroutine_threadsafe(self.handler(self, job), self.loop).result()
+        return None
+
+    async def start(self, warm: int = 40) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.worker = Worker("d", self.sync_work if self.sync else self.work, url=self.url,
+                             prefix=self.prefix, concurrency=self.concurrency,
+                             prefetch=self.prefetch, **self.worker_kw)
+        self.task = asyncio.create_task(self.worker.run(handle_signals=False))
+        if warm:
+            # Short jobs measured: a prefetching worker holds jobs ahead from now on.
+            await self.q.add_bulk([("warm", None) for _ in range(warm)])
+            await wait_until(lambda: _completed(self.q, warm), timeout=20,
+                             message="warm-up done")
+
+    async def stop(self) -> None:
+        if self.worker is not None and self.task is not None:
+            await self.worker.close(timeout=2)
+            await self.task
+        await self.q.obliterate(force=True)
+        await self.q.close()
+
+
+async def _completed(q: Queue, n: int) -> bool:
+    return (await q.get_stats())["completed"] >= n
+
+
+async def _state(q: Queue, job_id: str, state: str) -> bool:
+    return await q.get_state(job_id) == state
+
+
+def _round(r: int, before: int, after: int) -> list[Any]:
+    """``before`` jobs, then the job ``k<r>`` that acts, then ``after`` jobs."""
+    return ([("x", None, {"job_id": f"a{r}-{i}"}) for i in range(before)]
+            + [("x", None, {"job_id": f"k{r}"})]
+            + [("x", None, {"job_id": f"b{r}-{i}"}) for i in range(after)])
+
+
+# ----- drain() ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefetch", [
+    bug("drain() counts held jobs that had started (even finished) as drained: it "
+        "returned 60-160 for 10 waiting jobs; they then complete"),
+    pytest.param(False, id="one-at-a-time")])
+async def test_a_job_that_drains_its_queue_gets_the_count_of_the_jobs_behind_it(
+        redis_url: str, prefetch: bool) -> None:
+    """Job k runs after 150 jobs and before 10, and calls drain(). One at a time, the 150
+    have completed and k is active: drain() removes the 10 behind k and returns 10. A
+    holding worker started the 150 and k from its held set without telling Redis yet;
+    drain() counted them as removed (up to 160) although they all completed."""
+    drained: list[int] = []
+
+    async def handler(scene: Scene, job: Any) -> Any:
+        if job.id.startswith("k"):
+            drained.append(await scene.q.drain())
+        return None
+
+    s = Scene(redis_url, prefetch, handler=handler)
+    await s.start()
+    try:
+        for r in range(8):
+            await s.q.add_bulk(_round(r, 150, 10))
+            await wait_until(lambda r=r: len(drained) > r, timeout=10, message="k drained")
+            await wait_until(lambda r=r: _state(s.q, f"k{r}", "completed"), timeout=10,
+                             message="k completed")
+        stats = await s.q.get_stats()
+        assert not [e for e in s.events if e.startswith("b")], "a drained job ran"
+        assert stats["completed"] == 40 + 8 * 151 and stats["waiting"] == 0
+        assert drained == [10] * 8, f"drain() returned {drained} (10 jobs were waiting)"
+    finally:
+        await s.stop()
+
+
+# ----- priorities -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefetch", [
+    bug("a job added with a priority waits behind every job the worker holds: 30 held "
+        "jobs started after add() returned, before the urgent job"),
+    pytest.param(False, id="one-at-a-time")])
+async def test_a_job_added_with_a_priority_starts_next(redis_url: str, prefetch: bool) -> None:
+    """Job k adds an urgent job (priority 1) and returns. One at a time (concurrency 1),
+    the worker's next fetch takes the urgent job: it starts right after k. A holding
+    worker started the 30 jobs it held first, every time (its runner goes through short
+    held jobs without giving the control message a turn)."""
+
+    async def handler(scene: Scene, job: Any) -> Any:
+        if job.id.startswith("k"):
+            await scene.q.add("x", None, job_id=f"urgent{job.id}", priority=1)
+        return None
+
+    s = Scene(redis_url, prefetch, handler=handler)
+    await s.start()
+    try:
+        late: list[int] = []
+        for r in range(3):
+            await s.q.add_bulk(_round(r, 20, 30))
+            await wait_until(lambda r=r: f"urgentk{r}" in s.events and f"b{r}-29" in s.events,
+                             timeout=10, message="the round's jobs started")
+            k_at = s.events.index(f"k{r}")
+            urgent_at = s.events.index(f"urgentk{r}")
+            late.append(urgent_at - k_at - 1)
+        assert late == [0, 0, 0], f"jobs started between k and the urgent job it added: {late}"
+    finally:
+        await s.stop()
+
+
+# ----- cancel() --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefetch", [
+    bug("cancel() of a job that get_state() calls waiting returns True and the job fails "
+        "'cancelled' without running when a worker holds it; one at a time it returns "
+        "False and the job runs"),
+    pytest.param(False, id="one-at-a-time")])
+async def test_cancel_of_a_waiting_job_leaves_it_to_run(redis_url: str, prefetch: bool) -> None:
+    """cancel() "asks the worker running job_id to cancel it; False if it is not active".
+    Job k cancels the job two places behind it, which is waiting (get_state says so, in
+    both modes): one at a time, cancel() returns False and that job runs and completes."""
+    seen: list[tuple[str, bool]] = []
+
+    async def handler(scene: Scene, job: Any) -> Any:
+        if job.id.startswith("k"):
+            target = f"b{job.id[1:]}-0"
+            state = await scene.q.get_state(target)
+            seen.append((state, await scene.q.cancel(target)))
+            await asyncio.sleep(0.05)  # the cancel reaches whoever holds the job
+        return None
+
+    s = Scene(redis_url, prefetch, handler=handler)
+    await s.start()
+    try:
+        await s.q.add_bulk(_round(0, 20, 5))
+        await wait_until(lambda: _state(s.q, "b0-4", "completed"), timeout=10,
+                         message="the last job done")
+        await wait_until(lambda: _finished(s.q, "b0-0"), timeout=10, message="b0-0 finished")
+        job = await s.q.get_job("b0-0")
+        assert job is not None
+        assert seen == [("waiting", False)]
+        assert (job.state, job.failed_reason) == ("completed", None)
+        assert s.runs.get("b0-0") == 1
+    finally:
+        await s.stop()
+
+
+async def _finished(q: Queue, job_id: str) -> bool:
+    return await q.get_state(job_id) in ("completed", "failed")
