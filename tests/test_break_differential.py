@@ -224,3 +224,70 @@ async def test_cancel_of_a_waiting_job_leaves_it_to_run(redis_url: str, prefetch
 
 async def _finished(q: Queue, job_id: str) -> bool:
     return await q.get_state(job_id) in ("completed", "failed")
+
+
+# ----- handing back: the very place they were taken from --------------------------------
+
+
+@pytest.mark.parametrize("prefetch", [
+    bug("jobs two workers hand back go to the queue in the order they come back: the "
+        "later worker's held jobs jump ahead of the earlier one's"),
+    pytest.param(False, id="one-at-a-time")])
+async def test_jobs_two_workers_hand_back_keep_their_order(redis_url: str, prefetch: bool) -> None:
+    """Two workers at concurrency 1 go through 3000 jobs j00000... in order, each holding
+    the next ones (prefetch). Both are shut down, the one that holds the later jobs first:
+    "jobs go back to the very place they were taken from", so the waiting list (and the
+    order a worker started afterwards runs them in) is the jobs not run, in order, as it
+    is one at a time."""
+    prefix = _prefix()
+    q = Queue("d", url=redis_url, prefix=prefix)
+    started: list[str] = []
+    gate = asyncio.Event()
+    gate.set()
+    decided = asyncio.Event()
+    workers: list[Worker] = []
+
+    def both_hold() -> bool:
+        return all(any(r.held for r in w._buffered) for w in workers)
+
+    async def work(job: Any) -> None:
+        if job.name == "warm":
+            return
+        started.append(job.id)
+        # Once both hold jobs (one at a time: once 300 ran), every runner stops here, so
+        # what each worker holds stays put while they are shut down.
+        if not decided.is_set() and len(started) > 300 and (not prefetch or both_hold()):
+            gate.clear()
+            decided.set()
+        await gate.wait()
+
+    workers.extend(Worker("d", work, url=redis_url, prefix=prefix, concurrency=1,
+                          prefetch=prefetch) for _ in range(2))
+    tasks = [asyncio.create_task(w.run(handle_signals=False)) for w in workers]
+    try:
+        await q.add_bulk([("warm", None) for _ in range(80)])
+        await wait_until(lambda: _completed(q, 80), timeout=20, message="warm-up done")
+        await q.add_bulk([("x", None, {"job_id": f"j{i:05d}"}) for i in range(3000)])
+        await asyncio.wait_for(decided.wait(), 20)
+
+        def last_held(w: Worker) -> str:
+            return max((r.job.id for r in w._buffered), default="")
+
+        workers.sort(key=last_held, reverse=True)
+        first = asyncio.create_task(workers[0].close(timeout=5))
+        await asyncio.sleep(0.2)  # its jobs are back; the other still holds its own
+        gate.set()
+        await first
+        await workers[1].close(timeout=5)
+        await asyncio.gather(*tasks)
+        not_run = sorted(f"j{i:05d}" for i in range(3000) if f"j{i:05d}" not in set(started))
+        waiting = await q.get_job_ids("waiting", 0, 5000)
+        ahead = [a for a, b in zip(waiting, not_run, strict=False) if a != b][:3]
+        assert waiting == not_run, f"waiting list out of order: {ahead}... come first"
+    finally:
+        gate.set()
+        for w in workers:
+            await w.close(timeout=1)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await q.obliterate(force=True)
+        await q.close()
