@@ -291,3 +291,71 @@ async def test_jobs_two_workers_hand_back_keep_their_order(redis_url: str, prefe
         await asyncio.gather(*tasks, return_exceptions=True)
         await q.obliterate(force=True)
         await q.close()
+
+
+# ----- a worker killed with jobs held ----------------------------------------------------
+
+
+@pytest.mark.parametrize("prefetch", [
+    bug("jobs held by two workers that died (killed by a poison job beside them) fail "
+        "with 'job stalled more than allowable limit' without ever having run; one at a "
+        "time, jobs waiting behind a poison job all complete"),
+    pytest.param(False, id="one-at-a-time")])
+async def test_jobs_waiting_behind_a_poison_job_never_fail_for_it(
+        redis_url: str, procs: list[Any], prefetch: bool) -> None:
+    """Job P kills its worker at its start (a segfault, the OOM killer), before any await.
+    With max_stalled_count 0, P fails at its first counted stall. The 30 jobs behind it
+    never start in a dying worker: they must all complete, as they do one at a time.
+    docs/design/leases.md: "a job beside a poison job is not failed by it". A holding
+    worker held them; the next (warm) worker takes P back with them held, dies on P, and
+    the sweep counts a stall for every job it held: they fail, never having run."""
+    from helpers import start_worker
+
+    prefix = _prefix()
+    q = Queue("diff", url=redis_url, prefix=prefix,
+              default_job_options={"remove_on_complete": False, "remove_on_fail": False})
+    args = ["--prefix", prefix, "--concurrency", "1", "--lock-duration", "1.5",
+            "--stalled-interval", "0.5", "--max-stalled-count", "0"]
+    if not prefetch:
+        args.append("--no-prefetch")
+
+    def worker() -> None:
+        procs.append(start_worker(redis_url, "diff", *args, target="tests.diff_procs:registry"))
+
+    innocents = [f"b{i}" for i in range(30)]
+    try:
+        worker()
+        await q.add_bulk([("tick", None) for _ in range(40)])
+        await wait_until(lambda: _completed(q, 40), timeout=20, message="warm-up done")
+        await q.add_bulk([("tick", None, {"job_id": f"a{i}"}) for i in range(5)]
+                         + [("tick", {"poison": True}, {"job_id": "P"})]
+                         + [("tick", None, {"job_id": job_id}) for job_id in innocents])
+
+        async def settled() -> bool:
+            if procs[-1].poll() is not None:
+                # The last worker died on P: a fresh one, warmed by jobs that come before
+                # what the dead one held (a priority), so it holds jobs ahead too.
+                worker()
+                await q.add_bulk([("tick", None, {"priority": 1}) for _ in range(40)])
+            states = [await q.get_state(i) for i in ["P", *innocents]]
+            return all(s in ("completed", "failed") for s in states)
+
+        await wait_until(settled, timeout=40, interval=0.1, message="P and the 30 settled")
+        p = await q.get_job("P")
+        assert p is not None and p.state == "failed"
+        failed = {}
+        for job_id in innocents:
+            job = await q.get_job(job_id)
+            assert job is not None
+            if job.state != "completed":
+                failed[job_id] = (job.failed_reason, job.stalled_count, job.attempts_started)
+        ran = {x.decode() for x in await q.redis.lrange(f"{q.keys.base}:runs", 0, -1)}
+        assert not failed, (f"{len(failed)} of the jobs behind P failed, {len(set(failed) - ran)} "
+                            f"of them never ran: {dict(list(failed.items())[:2])}")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+        await q.obliterate(force=True)
+        await q.close()
