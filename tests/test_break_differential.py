@@ -359,3 +359,64 @@ async def test_jobs_waiting_behind_a_poison_job_never_fail_for_it(
                 p.wait(5)
         await q.obliterate(force=True)
         await q.close()
+
+
+# ----- an idle worker gets the work a stuck one holds ------------------------------------
+
+
+@pytest.mark.parametrize("prefetch", [
+    bug("jobs held by a frozen worker stay out of reach of an idle worker for the whole "
+        "lease (lock_duration, 30 s by default), not the 50 ms hold; get_stats() counts "
+        "them as waiting meanwhile"),
+    pytest.param(False, id="one-at-a-time")])
+async def test_an_idle_worker_gets_the_jobs_a_frozen_worker_holds(
+        redis_url: str, procs: list[Any], prefetch: bool) -> None:
+    """Worker A (concurrency 1) goes through short jobs and freezes (SIGSTOP: a long GC
+    pause, a throttled container, a processor that blocks the event loop). One at a time,
+    A keeps its one active job and an idle worker B runs every waiting job at once. "A
+    hold that runs out ... sends the held jobs back, and an idle worker elsewhere takes
+    them": the hold is 50 ms, so B should get A's held jobs well within A's 20 s lease."""
+    import os
+    import signal
+
+    from helpers import start_worker
+
+    from tests import diff_procs
+
+    prefix = _prefix()
+    q = Queue("diff", url=redis_url, prefix=prefix)
+    args = ["--prefix", prefix, "--concurrency", "1", "--lock-duration", "20"]
+    if not prefetch:
+        args.append("--no-prefetch")
+    a = start_worker(redis_url, "diff", *args, target="tests.diff_procs:registry")
+    procs.append(a)
+    b = Worker("diff", diff_procs.registry, url=redis_url, prefix=prefix, concurrency=1,
+               prefetch=prefetch, lock_duration=20)
+    task: asyncio.Task[None] | None = None
+    try:
+        await q.add_bulk([("tick", None) for _ in range(40)])
+        await wait_until(lambda: _completed(q, 40), timeout=20, message="warm-up done")
+        await q.add_bulk([("tick", None) for _ in range(1000)])
+        await wait_until(lambda: _completed(q, 140), timeout=20, message="A going")
+        for _ in range(50):
+            os.kill(a.pid, signal.SIGSTOP)
+            held = await q.redis.zcard(q.keys.held)
+            if held or not prefetch:
+                break  # (frozen between two takes, it held nothing: again)
+            os.kill(a.pid, signal.SIGCONT)
+            await asyncio.sleep(0.005)
+        task = asyncio.create_task(b.run(handle_signals=False))
+
+        async def nothing_waiting() -> bool:
+            return (await q.get_stats())["waiting"] == 0
+
+        await wait_until(nothing_waiting, timeout=8, interval=0.05,
+                         message=f"B running every waiting job (A froze holding {held})")
+    finally:
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait(5)
+        await b.close(timeout=1)
+        if task is not None:
+            await task
+        await q.obliterate(force=True)
+        await q.close()
