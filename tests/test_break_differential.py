@@ -184,6 +184,37 @@ async def test_a_job_added_with_a_priority_starts_next(redis_url: str, prefetch:
         await s.stop()
 
 
+@pytest.mark.parametrize("prefetch", [
+    bug("a delayed job with a priority that falls due waits behind every job the worker "
+        "holds (30 of 30), though it was due before they started"),
+    pytest.param(False, id="one-at-a-time")])
+async def test_a_delayed_job_with_a_priority_starts_next_once_due(
+        redis_url: str, prefetch: bool) -> None:
+    """Job k adds an urgent job (priority 1) delayed by 5 ms, then works 15 ms: the urgent
+    job is due before k ends. One at a time, the worker's next fetch promotes it and takes
+    it: it starts right after k. A holding worker started the 30 jobs it held first, every
+    round (a job falling due changes no control, so nothing hands held jobs back)."""
+
+    async def handler(scene: Scene, job: Any) -> Any:
+        if job.id.startswith("k"):
+            await scene.q.add("x", None, job_id=f"urgent{job.id}", priority=1, delay=0.005)
+            await asyncio.sleep(0.015)
+        return None
+
+    s = Scene(redis_url, prefetch, handler=handler)
+    await s.start()
+    try:
+        late: list[int] = []
+        for r in range(3):
+            await s.q.add_bulk(_round(r, 20, 30))
+            await wait_until(lambda r=r: f"urgentk{r}" in s.events and f"b{r}-29" in s.events,
+                             timeout=10, message="the round's jobs started")
+            late.append(s.events.index(f"urgentk{r}") - s.events.index(f"k{r}") - 1)
+        assert late == [0, 0, 0], f"jobs started between k and the job due meanwhile: {late}"
+    finally:
+        await s.stop()
+
+
 # ----- cancel() --------------------------------------------------------------------------
 
 
