@@ -257,6 +257,48 @@ async def _finished(q: Queue, job_id: str) -> bool:
     return await q.get_state(job_id) in ("completed", "failed")
 
 
+@pytest.mark.parametrize("prefetch", [
+    bug("retry_job() of a held job says 'job ... is held', a state no API knows, where a "
+        "waiting job's says 'is waiting'"),
+    pytest.param(False, id="one-at-a-time")])
+async def test_what_a_job_sees_of_a_waiting_job_behind_it(redis_url: str, prefetch: bool) -> None:
+    """Job k looks at the job two places behind it (waiting, in either mode) through the
+    job API: state, the job, the waiting list, and the errors of calls that refuse a
+    waiting job. A held job must look exactly like a waiting one."""
+    seen: list[Any] = []
+
+    async def handler(scene: Scene, job: Any) -> Any:
+        if not job.id.startswith("k"):
+            return None
+        target = f"b{job.id[1:]}-1"
+        q = scene.q
+        other = await q.get_job(target)
+        assert other is not None
+        errors = []
+        for call in (lambda: q.retry_job(target), lambda: q.promote_job(target)):
+            try:
+                await call()
+                errors.append("no error")
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+        seen.append((await q.get_state(target), other.state, other.attempts_started,
+                     other.processed_on, target in await q.get_job_ids("waiting", 0, 999),
+                     errors))
+        return None
+
+    s = Scene(redis_url, prefetch, handler=handler)
+    await s.start()
+    try:
+        await s.q.add_bulk(_round(0, 20, 5))
+        await wait_until(lambda: _state(s.q, "b0-4", "completed"), timeout=10,
+                         message="the last job done")
+        assert seen == [("waiting", "waiting", 0, None, True, [
+            "InvalidJobState: job b0-1 is waiting, only finished jobs can be retried",
+            "InvalidJobState: job b0-1 is not delayed"])]
+    finally:
+        await s.stop()
+
+
 # ----- handing back: the very place they were taken from --------------------------------
 
 
