@@ -257,14 +257,12 @@ async def _finished(q: Queue, job_id: str) -> bool:
     return await q.get_state(job_id) in ("completed", "failed")
 
 
-@pytest.mark.parametrize("prefetch", [
-    bug("retry_job() of a held job says 'job ... is held', a state no API knows, where a "
-        "waiting job's says 'is waiting'"),
-    pytest.param(False, id="one-at-a-time")])
+@pytest.mark.parametrize("prefetch", MODES)
 async def test_what_a_job_sees_of_a_waiting_job_behind_it(redis_url: str, prefetch: bool) -> None:
     """Job k looks at the job two places behind it (waiting, in either mode) through the
     job API: state, the job, the waiting list, and the errors of calls that refuse a
-    waiting job. A held job must look exactly like a waiting one."""
+    waiting job. A held job must look exactly like a waiting one (retry_job() said "job
+    ... is held", a state no API knows, before lua/requeue.lua named it as users see it)."""
     seen: list[Any] = []
 
     async def handler(scene: Scene, job: Any) -> Any:
