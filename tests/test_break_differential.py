@@ -297,6 +297,44 @@ async def test_what_a_job_sees_of_a_waiting_job_behind_it(redis_url: str, prefet
         await s.stop()
 
 
+@pytest.mark.parametrize("prefetch", [
+    bug("the dashboard's flow links (minique.flows.flow_links) show a held child as "
+        "'held', a state no API knows"),
+    pytest.param(False, id="one-at-a-time")])
+async def test_the_flow_links_of_a_waiting_child(redis_url: str, prefetch: bool) -> None:
+    """Job k reads the flow links of a parent (what the dashboard's job page shows) whose
+    five children wait in k's queue behind k: each is "waiting", held or not."""
+    from minique import FlowProducer
+    from minique.flows import flow_links
+
+    seen: list[list[str]] = []
+
+    async def handler(scene: Scene, job: Any) -> Any:
+        if job.id == "k0":
+            parents = Queue("parents", connection=scene.q.redis, prefix=scene.prefix)
+            links = await flow_links(parents, "parent")
+            seen.append([c["state"] for c in links["children"]])
+        return None
+
+    s = Scene(redis_url, prefetch, handler=handler)
+    await s.start()
+    flow = FlowProducer(url=redis_url, prefix=s.prefix)
+    try:
+        await s.q.pause()
+        await flow.add({"name": "p", "queue": "parents", "opts": {"job_id": "parent"},
+                        "children": [{"name": "x", "queue": "d", "opts": {"job_id": f"c{i}"}}
+                                     for i in range(5)]})
+        # Before the children, by priority: 20 jobs, then k.
+        await s.q.add_bulk([(name, data, {**opts, "priority": 1})
+                            for name, data, opts in _round(0, 20, 0)])
+        await s.q.resume()
+        await wait_until(lambda: "c4" in s.events, timeout=10, message="the children ran")
+        assert seen == [["waiting"] * 5]
+    finally:
+        await flow.close()
+        await s.stop()
+
+
 # ----- handing back: the very place they were taken from --------------------------------
 
 
