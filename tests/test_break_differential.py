@@ -257,9 +257,7 @@ async def _finished(q: Queue, job_id: str) -> bool:
     return await q.get_state(job_id) in ("completed", "failed")
 
 
-@pytest.mark.parametrize("prefetch", [
-    bug("get_job() of a held job gives its holder's fencing token; a waiting job has none"),
-    pytest.param(False, id="one-at-a-time")])
+@pytest.mark.parametrize("prefetch", MODES)
 async def test_what_a_job_sees_of_a_waiting_job_behind_it(redis_url: str, prefetch: bool) -> None:
     """Job k looks at the job two places behind it (waiting, in either mode) through the
     job API: state, the job, the waiting list, and the errors of calls that refuse a
