@@ -215,6 +215,42 @@ async def test_a_delayed_job_with_a_priority_starts_next_once_due(
         await s.stop()
 
 
+# ----- rate limits ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefetch", [
+    bug("a processor's GroupRateLimited does not stop the jobs of its group that the "
+        "worker holds: all 30 started within the 1 s throttle"),
+    pytest.param(False, id="one-at-a-time")])
+async def test_a_group_rate_limited_by_a_job_starts_nothing_for_the_delay(
+        redis_url: str, prefetch: bool) -> None:
+    """Job k raises GroupRateLimited(1.0): "the group starts nothing for delay seconds".
+    One at a time, the worker's next fetch finds the group asleep and the 30 jobs behind k
+    wait; a holding worker started them all at once (its own RateLimited stops held jobs
+    before the next one starts, but a group's did not)."""
+    from minique import GroupRateLimited
+
+    async def handler(scene: Scene, job: Any) -> Any:
+        if job.id.startswith("k") and "limited" not in scene.events:
+            scene.events.append("limited")
+            raise GroupRateLimited(1.0)
+        return None
+
+    s = Scene(redis_url, prefetch, handler=handler)
+    await s.start()
+    try:
+        await s.q.add_bulk([(name, data, {**opts, "group": "g"})
+                            for name, data, opts in _round(0, 20, 30)])
+        await wait_until(lambda: s.runs.get("k0") == 2 and "b0-29" in s.events, timeout=10,
+                         message="k ran again and the 30 ran")
+        after = s.events[s.events.index("limited") + 1:]
+        # One at a time: k itself comes back first, once the group wakes, then the 30.
+        assert after[0] == "k0", (f"{after.index('k0')} jobs of the group started during its "
+                                  f"throttle, before k came back: {after[:3]}...")
+    finally:
+        await s.stop()
+
+
 # ----- cancel() --------------------------------------------------------------------------
 
 
