@@ -1288,6 +1288,10 @@ class Worker:
         elif exc.group:
             # Only the job's group sleeps (lua/includes/groups.lua); others go on.
             self._push(job, "g", exc.message, "", delay_ms, job.opts.keep_failed)
+            # Redis hands back every held job when it applies this (a control change):
+            # this worker knows first, so none it holds starts meanwhile, in the group
+            # asleep above all (one fetched at a time would not have been taken).
+            self._on_control("group")
         else:
             self._push(job, "w", "rate limited", "", delay_ms, job.opts.keep_failed)
             # This worker knows first: nothing it holds starts, and it takes nothing until
