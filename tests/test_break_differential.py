@@ -215,6 +215,48 @@ async def test_a_delayed_job_with_a_priority_starts_next_once_due(
         await s.stop()
 
 
+# ----- controls a job sets: nothing more starts while it runs -------------------------
+
+
+@pytest.mark.parametrize("prefetch", MODES)
+@pytest.mark.parametrize("control", ["pause", "rate_limit", "global_concurrency_1",
+                                     "group_concurrency_1"])
+async def test_a_control_a_job_sets_stops_the_jobs_behind_it(
+        redis_url: str, prefetch: bool, control: str) -> None:
+    """Job k (concurrency 5, all jobs in one group) pauses the queue, rate limits it, or
+    sets a global or group concurrency of 1, then works 0.3 s: no other job may start
+    from the moment the call returns until k ends (k itself is the one job allowed to
+    run), whatever the worker holds."""
+
+    async def handler(scene: Scene, job: Any) -> Any:
+        if not job.id.startswith("k"):
+            return None
+        q = scene.q
+        if control == "pause":
+            await q.pause()
+        elif control == "rate_limit":
+            await q.rate_limit(0.5)
+        elif control == "global_concurrency_1":
+            await q.set_global_concurrency(1)
+        else:
+            await q.set_group_options("g", concurrency=1)
+        scene.events.append("set")
+        await asyncio.sleep(0.3)
+        scene.events.append("k ends")
+        return None
+
+    s = Scene(redis_url, prefetch, concurrency=5, handler=handler)
+    await s.start()
+    try:
+        await s.q.add_bulk([(name, data, {**opts, "group": "g"})
+                            for name, data, opts in _round(0, 100, 100)])
+        await wait_until(lambda: "k ends" in s.events, timeout=10, message="k done")
+        between = s.events[s.events.index("set") + 1:s.events.index("k ends")]
+        assert between == [], f"{len(between)} jobs started while k ran: {between[:3]}"
+    finally:
+        await s.stop()
+
+
 # ----- rate limits ------------------------------------------------------------------------
 
 
