@@ -604,3 +604,133 @@ async def test_an_idle_worker_gets_the_jobs_a_frozen_worker_holds(
             await task
         await q.obliterate(force=True)
         await q.close()
+
+
+# ----- a whole workload: every job once, the same events, the same counts -----------------
+
+ODD_IDS = ["1-0", "0-1", "held", "x:y:z", "\u00fcmlaut", "a b", "9" * 30 + "x", "logs", "-1",
+           "0x", "*", "$", "{brace}", "waiting", "nan", "1e5", "j:1", "removed"]
+
+
+@pytest.mark.parametrize("prefetch", MODES)
+@pytest.mark.parametrize(("concurrency", "sync", "seconds"), [
+    (1, False, 0.0), (50, True, 0.0), (50, False, 0.02)])
+async def test_a_mixed_workload_runs_each_job_as_one_at_a_time_does(
+        redis_url: str, prefetch: bool, concurrency: int, sync: bool, seconds: float) -> None:
+    """600 jobs with odd ids, priorities, delays and a failure then a retry for one in
+    five, sync and async processors mixed, pause/resume storms meanwhile, get_stats()
+    sampled all along: every job runs exactly as often as its attempts say, each job's
+    events are the same sequence, the total never moves and active never passes the
+    concurrency."""
+    import collections
+    import random
+    import time as time_mod
+
+    from minique import QueueEvents, Registry
+
+    prefix = _prefix()
+    q = Queue("d", url=redis_url, prefix=prefix,
+              default_job_options={"remove_on_complete": False, "remove_on_fail": False})
+    runs: collections.Counter[str] = collections.Counter()
+    registry = Registry()
+
+    @registry.processor("d", name="a")
+    async def run_async(job: Any) -> None:
+        if job.data is None:
+            return
+        runs[job.id] += 1
+        if seconds:
+            await asyncio.sleep(seconds)
+        if job.data["fail"] and job.attempts_made == 0:
+            raise RuntimeError("again")
+
+    @registry.processor("d", name="s")
+    def run_sync(job: Any) -> None:
+        runs[job.id] += 1  # (Counter updates from threads: one key per job at a time)
+        if seconds:
+            time_mod.sleep(seconds)
+        if job.data["fail"] and job.attempts_made == 0:
+            raise RuntimeError("again")
+
+    worker = Worker("d", registry, url=redis_url, prefix=prefix, concurrency=concurrency,
+                    prefetch=prefetch)
+    task = asyncio.create_task(worker.run(handle_signals=False))
+    stop = asyncio.Event()
+    samples: list[dict[str, int]] = []
+
+    async def sample() -> None:
+        while not stop.is_set():
+            samples.append(await q.get_stats())
+            await asyncio.sleep(0.001)
+
+    ids = ODD_IDS + [f"j{i}" for i in range(600 - len(ODD_IDS))]
+    try:
+        await q.add_bulk([("a", None) for _ in range(60)])
+        await wait_until(lambda: _completed(q, 60), timeout=20, message="warm-up done")
+        last = await q.redis.xrevrange(q.keys.events, "+", "-", count=1)
+        since = last[0][0].decode()
+        rnd = random.Random(1)
+        items: list[Any] = []
+        for i, job_id in enumerate(ids):
+            opts: dict[str, Any] = {"job_id": job_id, "attempts": 2}
+            if i % 7 == 0:
+                opts["priority"] = rnd.randint(1, 5)
+            if i % 11 == 0:
+                opts["delay"] = rnd.random() * 0.3
+            items.append(("s" if sync and i % 2 else "a", {"fail": i % 5 == 0}, opts))
+        sampler = asyncio.create_task(sample())
+        await q.add_bulk(items)
+        for _ in range(5):
+            await asyncio.sleep(0.03)
+            await q.pause()
+            await asyncio.sleep(0.01)
+            await q.resume()
+
+        async def all_done() -> bool:
+            stats = await q.get_stats()
+            return stats["completed"] + stats["failed"] >= 660
+
+        await wait_until(all_done, timeout=60, message="every job done")
+        stop.set()
+        await sampler
+        expected = {job_id: 2 if i % 5 == 0 else 1 for i, job_id in enumerate(ids)}
+        assert dict(runs) == expected
+        assert {s["total"] for s in samples} == {660}
+        assert max(s["active"] for s in samples) <= concurrency
+        shapes: collections.Counter[tuple[str, ...]] = collections.Counter()
+        events = QueueEvents("d", url=redis_url, prefix=prefix, last_id=since)
+        per_job: dict[str, list[str]] = collections.defaultdict(list)
+        while (event := await events.next(timeout=0.3)) is not None:
+            if event.job_id is not None:
+                per_job[event.job_id].append(event.name)
+        await events.close()
+        shapes.update(tuple(v) for k, v in per_job.items() if k in expected)
+        delayed = {job_id for i, job_id in enumerate(ids) if i % 11 == 0}
+        for job_id, names in per_job.items():
+            if job_id not in expected:
+                continue
+            names = [n for n in names if n != "delayed"] if job_id in delayed else names
+            # Taken for a free slot, then handed back unstarted by a pause (either mode).
+            names = _without_hand_backs(names)
+            once = ["added", "waiting", "active"]
+            want = ([*once, "retrying", "waiting", "active", "completed"]
+                    if expected[job_id] == 2 else [*once, "completed"])
+            assert names == want, (job_id, names)
+    finally:
+        stop.set()
+        await worker.close(timeout=2)
+        await task
+        await q.obliterate(force=True)
+        await q.close()
+
+
+def _without_hand_backs(names: list[str]) -> list[str]:
+    """A job's events without the "active", "waiting" pairs of a job taken for a free slot
+    and handed back unstarted."""
+    out: list[str] = []
+    for name in names:
+        if name == "waiting" and out and out[-1] == "active":
+            out.pop()
+        else:
+            out.append(name)
+    return out
