@@ -410,6 +410,32 @@ async def test_the_flow_links_of_a_waiting_child(redis_url: str, prefetch: bool)
         await s.stop()
 
 
+@pytest.mark.parametrize("prefetch", [
+    bug("get_workers() (the heartbeat, the dashboard's workers page) lists every job a "
+        "worker holds ahead as running: 31 for a worker of concurrency 1"),
+    pytest.param(False, id="one-at-a-time")])
+async def test_the_jobs_a_worker_says_it_runs(redis_url: str, prefetch: bool) -> None:
+    """Job k has its worker (concurrency 1) write its heartbeat and reads get_workers():
+    the worker runs k alone; held jobs are waiting, "never counted as active"."""
+    seen: list[list[str]] = []
+
+    async def handler(scene: Scene, job: Any) -> Any:
+        if job.id == "k0":
+            assert scene.worker is not None
+            await scene.worker.heartbeat()
+            seen.extend(info.running for info in await scene.q.get_workers())
+        return None
+
+    s = Scene(redis_url, prefetch, handler=handler)
+    await s.start()
+    try:
+        await s.q.add_bulk(_round(0, 20, 30))
+        await wait_until(lambda: "b0-29" in s.events, timeout=10, message="all ran")
+        assert seen == [["k0"]]
+    finally:
+        await s.stop()
+
+
 # ----- handing back: the very place they were taken from --------------------------------
 
 
