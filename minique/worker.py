@@ -1533,7 +1533,9 @@ class Worker:
             name=self.name, host=socket.gethostname(), pid=os.getpid(), queues=[self.queue_name],
             started_at=self.started_at, last_seen=now, jobs_done=self.jobs_done,
             jobs_failed=self.jobs_failed, concurrency=self.concurrency,
-            running=sorted(self._running),
+            # Held jobs not started are waiting, to everyone else: not listed as running.
+            running=sorted(job_id for job_id, r in self._running.items()
+                           if not (r.held and r.task is None)),
         )
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(self._heartbeat_key(), msgspec.msgpack.encode(info), ex=ttl)
