@@ -291,6 +291,47 @@ async def test_a_group_rate_limited_by_a_job_starts_nothing_for_the_delay(
         await s.stop()
 
 
+@pytest.mark.parametrize("prefetch", [
+    bug("a job that promote_job() or retry_job() puts first in line (a priority) waits "
+        "behind every job the worker holds: neither hands held jobs back"),
+    pytest.param(False, id="one-at-a-time")])
+@pytest.mark.parametrize("how", ["promote_job", "retry_job"])
+async def test_a_job_put_first_in_line_starts_next(redis_url: str, prefetch: bool,
+                                                   how: str) -> None:
+    """Job k promotes a delayed job of priority 1, or retries a failed one: one at a time,
+    the worker's next fetch takes it, right after k."""
+
+    async def handler(scene: Scene, job: Any) -> Any:
+        if job.id == "urgent" and scene.runs["urgent"] == 1 and how == "retry_job":
+            from minique import UnrecoverableError
+
+            raise UnrecoverableError("fails once")
+        if job.id.startswith("k"):
+            if how == "promote_job":
+                await scene.q.promote_job("urgent")
+            else:
+                await scene.q.retry_job("urgent")
+        return None
+
+    s = Scene(redis_url, prefetch, handler=handler)
+    await s.start()
+    try:
+        if how == "promote_job":
+            await s.q.add("x", None, job_id="urgent", priority=1, delay=60)
+        else:
+            await s.q.add("x", None, job_id="urgent", priority=1)
+            await wait_until(lambda: _state(s.q, "urgent", "failed"), timeout=10,
+                             message="urgent failed")
+        await s.q.add_bulk(_round(0, 20, 30))
+        await wait_until(lambda: s.runs.get("urgent", 0) == (1 if how == "promote_job" else 2)
+                         and "b0-29" in s.events, timeout=10, message="the jobs ran")
+        after_k = s.events[s.events.index("k0") + 1:]
+        assert after_k[0] == "urgent", (f"{after_k.index('urgent')} jobs started between k "
+                                        f"and the job it put first")
+    finally:
+        await s.stop()
+
+
 # ----- cancel() --------------------------------------------------------------------------
 
 
