@@ -574,12 +574,14 @@ async def test_jobs_waiting_behind_a_poison_job_never_fail_for_it(
     prefix = _prefix()
     q = Queue("diff", url=redis_url, prefix=prefix,
               default_job_options={"remove_on_complete": False, "remove_on_fail": False})
-    args = ["--prefix", prefix, "--concurrency", "1", "--lock-duration", "1.5",
+    args = ["--prefix", prefix, "--concurrency", "1", "--lock-duration", "2.5",
             "--stalled-interval", "0.5", "--max-stalled-count", "0"]
     if not prefetch:
         args.append("--no-prefetch")
 
     def worker() -> None:
+        # (The 2.5 s lease leaves a fresh worker the time to start and warm up before the
+        # dead one's jobs come back.)
         procs.append(start_worker(redis_url, "diff", *args, target="tests.diff_procs:registry"))
 
     innocents = [f"b{i}" for i in range(30)]
