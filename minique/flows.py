@@ -40,6 +40,7 @@ from redis.crc import key_slot
 from . import codec, scripts
 from .connection import connect
 from .errors import InvalidJobState, MiniqueError
+from .job import public_state
 from .keys import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
@@ -226,8 +227,9 @@ async def flow_links(queue: Queue, job_id: str) -> dict[str, Any]:
 
     def node(ref: bytes, st: bytes | None) -> dict[str, Any]:
         base, node_id = split_job_key(ref.decode())
+        # As users see it: a job a worker holds ahead is waiting (job.public_state).
         return {"queue": _queue_of(base, prefix), "id": node_id,
-                "state": "unknown" if st is None else st.decode()}
+                "state": "unknown" if st is None else public_state(st.decode())}
 
     parent = node(par, states[0]) if par is not None else None
     outcome = {b"": "pending", b"c": "completed", b"f": "failed"}

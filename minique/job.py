@@ -162,6 +162,7 @@ class Job:
             opts = decode_stored(h.get(b"o", b""))
         except Exception as exc:
             raise JobCorrupted(f"job {job_id}: stored options cannot be decoded: {exc}") from exc
+        stored = _text(h.get(b"st")) or ""
         try:
             job = cls(
                 queue, job_id, _text(h.get(b"n")) or "", h.get(b"d"), opts,
@@ -170,8 +171,9 @@ class Job:
                 attempts_made=int(h.get(b"atm", 0)),
                 attempts_started=int(h.get(b"ats", 0)),
                 stalled_count=int(h.get(b"stc", 0)),
-                state=public_state(_text(h.get(b"st")) or "") or None,
-                token=_text(h.get(b"tok")) or None,
+                state=public_state(stored) or None,
+                # A job a worker holds ahead is waiting, to the user: no worker's token.
+                token=None if stored in ("held", "removed") else _text(h.get(b"tok")) or None,
             )
         except ValueError as exc:
             raise JobCorrupted(f"job {job_id}: stored counters are not numbers: {exc}") from exc

@@ -1292,6 +1292,10 @@ class Worker:
         elif exc.group:
             # Only the job's group sleeps (lua/includes/groups.lua); others go on.
             self._push(job, "g", exc.message, "", delay_ms, job.opts.keep_failed)
+            # Redis hands back every held job when it applies this (a control change):
+            # this worker knows first, so none it holds starts meanwhile, in the group
+            # asleep above all (one fetched at a time would not have been taken).
+            self._on_control("group")
         else:
             self._push(job, "w", "rate limited", "", delay_ms, job.opts.keep_failed)
             # This worker knows first: nothing it holds starts, and it takes nothing until
@@ -1539,7 +1543,9 @@ class Worker:
             name=self.name, host=socket.gethostname(), pid=os.getpid(), queues=[self.queue_name],
             started_at=self.started_at, last_seen=now, jobs_done=self.jobs_done,
             jobs_failed=self.jobs_failed, concurrency=self.concurrency,
-            running=sorted(self._running),
+            # Held jobs not started are waiting, to everyone else: not listed as running.
+            running=sorted(job_id for job_id, r in self._running.items()
+                           if not (r.held and r.task is None)),
         )
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(self._heartbeat_key(), msgspec.msgpack.encode(info), ex=ttl)

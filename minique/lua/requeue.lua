@@ -10,7 +10,10 @@ local set_key = (state == 'failed') and K.failed or K.completed
 local ids
 if ARGV[3] ~= '' then
   local st = redis.call('HGET', JP .. ARGV[3], 'st')
-  if not st then
+  -- As users see it (minique/job.py public_state): a job a worker holds ahead is waiting,
+  -- one removed while held is gone.
+  if st == 'held' then st = 'waiting' end
+  if not st or st == 'removed' then
     return redis.error_reply('NOTFOUND job ' .. ARGV[3] .. ' does not exist')
   end
   if state ~= '' and st ~= state and (st == 'failed' or st == 'completed') then
