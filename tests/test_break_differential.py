@@ -163,15 +163,13 @@ async def test_a_job_that_drains_its_queue_gets_the_count_of_the_jobs_behind_it(
 # ----- priorities -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("prefetch", [
-    bug("a job added with a priority waits behind every job the worker holds: 30 held "
-        "jobs started after add() returned, before the urgent job"),
-    pytest.param(False, id="one-at-a-time")])
+@pytest.mark.parametrize("prefetch", MODES)
 async def test_a_job_added_with_a_priority_starts_next(redis_url: str, prefetch: bool) -> None:
     """Job k adds an urgent job (priority 1) and returns. One at a time (concurrency 1),
     the worker's next fetch takes the urgent job: it starts right after k. A holding
-    worker started the 30 jobs it held first, every time (its runner goes through short
-    held jobs without giving the control message a turn)."""
+    worker used to start the 30 jobs it held first, every time (its runner went through
+    short held jobs before the control message had a turn): now the Queue tells the
+    workers of its process at once (minique/local_controls.py)."""
 
     async def handler(scene: Scene, job: Any) -> Any:
         if job.id.startswith("k"):
@@ -194,16 +192,14 @@ async def test_a_job_added_with_a_priority_starts_next(redis_url: str, prefetch:
         await s.stop()
 
 
-@pytest.mark.parametrize("prefetch", [
-    bug("a delayed job with a priority that falls due waits behind every job the worker "
-        "holds (30 of 30), though it was due before they started"),
-    pytest.param(False, id="one-at-a-time")])
+@pytest.mark.parametrize("prefetch", MODES)
 async def test_a_delayed_job_with_a_priority_starts_next_once_due(
         redis_url: str, prefetch: bool) -> None:
     """Job k adds an urgent job (priority 1) delayed by 5 ms, then works 15 ms: the urgent
     job is due before k ends. One at a time, the worker's next fetch promotes it and takes
-    it: it starts right after k. A holding worker started the 30 jobs it held first, every
-    round (a job falling due changes no control, so nothing hands held jobs back)."""
+    it: it starts right after k. A holding worker used to start the 30 jobs it held first,
+    every round: a job falling due changed no control. Now it does (lua/includes/base.lua,
+    give_way_to_ahead)."""
 
     async def handler(scene: Scene, job: Any) -> Any:
         if job.id.startswith("k"):
@@ -301,10 +297,7 @@ async def test_a_group_rate_limited_by_a_job_starts_nothing_for_the_delay(
         await s.stop()
 
 
-@pytest.mark.parametrize("prefetch", [
-    bug("a job that promote_job() or retry_job() puts first in line (a priority) waits "
-        "behind every job the worker holds: neither hands held jobs back"),
-    pytest.param(False, id="one-at-a-time")])
+@pytest.mark.parametrize("prefetch", MODES)
 @pytest.mark.parametrize("how", ["promote_job", "retry_job"])
 async def test_a_job_put_first_in_line_starts_next(redis_url: str, prefetch: bool,
                                                    how: str) -> None:
@@ -345,11 +338,7 @@ async def test_a_job_put_first_in_line_starts_next(redis_url: str, prefetch: boo
 # ----- cancel() --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("prefetch", [
-    bug("cancel() of a job that get_state() calls waiting returns True and the job fails "
-        "'cancelled' without running when a worker holds it; one at a time it returns "
-        "False and the job runs"),
-    pytest.param(False, id="one-at-a-time")])
+@pytest.mark.parametrize("prefetch", MODES)
 async def test_cancel_of_a_waiting_job_leaves_it_to_run(redis_url: str, prefetch: bool) -> None:
     """cancel() "asks the worker running job_id to cancel it; False if it is not active".
     Job k cancels the job two places behind it, which is waiting (get_state says so, in
