@@ -69,22 +69,20 @@ for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
         delete_job_keys(id)  -- removed while held, and its worker is gone
       elseif set_key == K.held then
         -- A held job's start reaches Redis with its worker's next call, so one that
-        -- killed its worker at its start looks never started. The first time a dead
-        -- holder's hold is taken back, the job goes back to its place uncounted; from
-        -- the second time on, it counts as started and stalled. A job that kills every
-        -- worker at its start then fails after max_stalled + 2 crashes (one fetched at a
-        -- time: max_stalled + 1); an innocent one counts a stall only when a second
-        -- holder dies with it held, as a job running beside a poison one would.
-        local cancelled = redis.call('HEXISTS', jk, 'cx') == 1
-        if redis.call('HINCRBY', jk, 'hrc', 1) < 2 and not cancelled then
+        -- killed its worker at its start looks never started. It goes back to its place
+        -- uncounted, marked suspect ('hrc'): a worker that holds a suspect job starts it
+        -- only once Redis has its start note, so if it kills that worker too, it is
+        -- active and its lease counts the stall. A job that kills every worker at its
+        -- start fails after max_stalled + 2 crashes (one fetched at a time: + 1), and a
+        -- job that only waited beside it, held by the workers it killed, is never counted
+        -- (it used to be from its second dead holder on, and failed without running).
+        if redis.call('HEXISTS', jk, 'cx') == 0 then
+          redis.call('HINCRBY', jk, 'hrc', 1)
           -- Takes read 'hrc' (and 'stc') from now on, and tell workers it is suspect.
           redis.call('HSET', K.meta, 'xs', '1')
           enqueue_return(jk, id, f[2])
-        elseif cancelled then
-          count_stall(jk, id, f, 'lease expired while held (worker lost), cancel asked')
         else
-          redis.call('HINCRBY', jk, 'ats', 1)
-          count_stall(jk, id, f, 'lease expired while held (worker lost; held by a lost worker before)')
+          count_stall(jk, id, f, 'lease expired while held (worker lost), cancel asked')
         end
       else
         count_stall(jk, id, f, 'lease expired (worker lost)')
