@@ -355,14 +355,23 @@ end
 
 -- A held job handed back before it started goes back to the very place it was taken from:
 -- `ps` is the priority-set score it was popped with, or '' for a job read from the stream,
--- which goes to the return band (after every priority, before the stream, in the order
--- they come back: RETURN_BAND + 4 * seq is exact in a double, whose step there is 4).
+-- which goes to the return band (after every priority, before the stream), in the order
+-- of the stream entries they were read from ('sid', "ms-seq"), so that jobs several
+-- workers hand back keep their order whichever comes back first: RETURN_BAND +
+-- 4 * (ms * 2048 + seq) is exact in a double (whose step there is 4) while ms < 2^41
+-- (2039, as the delayed set's scores); a seq past 2047 within one ms (bulk adds) shares
+-- the last place of its ms. A job with no entry id goes before them, in the order it
+-- comes back.
 local RETURN_BAND = 18014398509481984  -- 2^54
 local function enqueue_return(jk, id, ps)
   local score = ps
   if not ps or ps == '' then
-    local seq = redis.call('HINCRBY', K.meta, 'rs', 1) % 1099511627776
-    score = int_str(RETURN_BAND + 4 * seq)
+    local ms, seq = string.match(redis.call('HGET', jk, 'sid') or '', '^(%d+)-(%d+)$')
+    if ms and tonumber(ms) < 2199023255552 then
+      score = int_str(RETURN_BAND + 4 * (tonumber(ms) * 2048 + math.min(tonumber(seq), 2047)))
+    else
+      score = int_str(RETURN_BAND + 4 * (redis.call('HINCRBY', K.meta, 'rs', 1) % 1048576))
+    end
   end
   local g = job_group(jk)
   if g then
