@@ -10,23 +10,29 @@ started held jobs. So the ``Queue`` also tells the workers of the same queue in 
 process directly, before the call returns, and they hand back what they hold (a worker of
 another Redis that serves a queue of the same name and prefix hands back for nothing).
 
+A job with a priority added with a delay goes ahead when it falls due: ``delay`` (s)
+tells the workers when, and they start no held job from then on until a call of theirs
+has promoted it.
+
 Shapes: ``listen(base, fn)`` and ``unlisten(base, fn)``, where ``base`` is the queue's
-``QueueKeys.base`` and ``fn(what: str) -> None`` is called synchronously by
-``notify(base, what)``. Worker → this module ← queue: neither imports the other.
+``QueueKeys.base`` and ``fn(what: str, delay: float) -> None`` is called synchronously
+by ``notify(base, what, delay=0.0)``. Worker → this module ← queue: neither imports the
+other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-_listeners: dict[str, list[Callable[[str], None]]] = {}
+Listener = Callable[[str, float], None]
+_listeners: dict[str, list[Listener]] = {}
 
 
-def listen(base: str, fn: Callable[[str], None]) -> None:
+def listen(base: str, fn: Listener) -> None:
     _listeners.setdefault(base, []).append(fn)
 
 
-def unlisten(base: str, fn: Callable[[str], None]) -> None:
+def unlisten(base: str, fn: Listener) -> None:
     fns = _listeners.get(base)
     if fns and fn in fns:
         fns.remove(fn)
@@ -34,6 +40,6 @@ def unlisten(base: str, fn: Callable[[str], None]) -> None:
             del _listeners[base]
 
 
-def notify(base: str, what: str) -> None:
+def notify(base: str, what: str, delay: float = 0.0) -> None:
     for fn in tuple(_listeners.get(base, ())):
-        fn(what)
+        fn(what, delay)

@@ -264,8 +264,8 @@ class Queue:
             raise TypeError("on_failure applies only to a job added with a parent")
         args, resolved = self._prepare(name, data, options)
         raw_id, dup, now_ms = await self._submit_add(args)
-        if resolved.priority > 0 and resolved.delay <= 0:
-            local_controls.notify(self.keys.base, "priority")
+        if resolved.priority > 0:
+            local_controls.notify(self.keys.base, "priority", resolved.delay)
         job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
         if dup == RESENT_CUSTOM:
             # A re-sent call: the first send added this job or found it there already.
@@ -535,8 +535,9 @@ class Queue:
             return []
         chunks = [prepared[i:i + BULK_CHUNK] for i in range(0, len(prepared), BULK_CHUNK)]
         replies = await self._send_adds([[args for args, _, _ in chunk] for chunk in chunks])
-        if any(r.priority > 0 and r.delay <= 0 for _, r, _ in prepared):
-            local_controls.notify(self.keys.base, "priority")
+        delays = [r.delay for _, r, _ in prepared if r.priority > 0]
+        if delays:
+            local_controls.notify(self.keys.base, "priority", min(delays))
         out: list[Job] = []
         dup_ids: list[tuple[int, str]] = []
         not_added: list[int] = []

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import math
 import os
 import socket
 import time
@@ -242,6 +243,9 @@ class Worker:
         # Held jobs: runners start them only before _hold_until (loop time), the hold the
         # last reply granted; a control change (pause, drain, limits, priority) ends it.
         self._hold_until = 0.0
+        # Loop time from which no held job starts until a call sent since is answered
+        # (_on_local_control: a prioritized job of this process falls due then).
+        self._due_ahead = math.inf
         self._hold_timer: asyncio.TimerHandle | None = None
         self._cv: bytes | None = None  # the queue's control version, as the last reply saw it
         self._start_notes: dict[str, _Running] = {}  # held jobs started, start not yet sent
@@ -344,7 +348,7 @@ class Worker:
         pubsub = await self._subscribe_cancels()
         # A Queue of this process that puts a job ahead tells this worker before its call
         # returns (minique/local_controls.py): its job may be the one that made the call.
-        local_controls.listen(self.keys.base, self._on_control)
+        local_controls.listen(self.keys.base, self._on_local_control)
         self._background = [
             asyncio.create_task(self._renew_loop(), name="minique-renew"),
             asyncio.create_task(self._maintenance_loop(), name="minique-maintenance"),
@@ -360,7 +364,7 @@ class Worker:
             # redis-py may turn a cancellation inside a command into a ConnectionError, which
             # a loop's error handler would swallow; the stop event ends the loops regardless.
             self._stop.set()
-            local_controls.unlisten(self.keys.base, self._on_control)
+            local_controls.unlisten(self.keys.base, self._on_local_control)
             for idle in self._idle_runners:
                 idle.cancel()  # a runner still inside a job is left to finish it
             for task in self._background:
@@ -631,6 +635,8 @@ class Worker:
                 running.start_known.set_result(status == 1)
         (status, info, next_due, wake_id, now_ms, global_limit, cv,
          hold_granted) = reply[n:n + HEADER]
+        if sent_at >= self._due_ahead:
+            self._due_ahead = math.inf  # this call promoted what fell due, and took it
         loop = asyncio.get_running_loop()
         self._clock_offset_ms = int(now_ms) - loop.time() * 1000.0
         self._global_limit = int(global_limit)
@@ -716,6 +722,17 @@ class Worker:
         if returned:
             self._buffered = kept
             self._wakeup.set()
+
+    def _on_local_control(self, what: str, delay: float) -> None:
+        """A Queue of this process put a job ahead (minique/local_controls.py): now, or
+        once ``delay`` s have passed (a prioritized job falling due). From then on no held
+        job starts until a call sent after that time has been answered: that call promotes
+        the job and takes it first, as a worker taking one job at a time would."""
+        if delay <= 0:
+            self._on_control(what)
+            return
+        at = asyncio.get_running_loop().time() + delay
+        self._due_ahead = min(self._due_ahead, at)
 
     def _on_control(self, what: str) -> None:
         """A control of the queue changed (pause, drain, rate limit, global concurrency, a
@@ -912,7 +929,7 @@ class Worker:
                     streak = loop.time()
                     continue
                 running = self._buffered.popleft()
-                if running.held and loop.time() >= self._hold_until:
+                if running.held and loop.time() >= min(self._hold_until, self._due_ahead):
                     # Its hold ran out or a control ended it: it goes back, not ahead.
                     self._buffered.appendleft(running)
                     self._return_held()
