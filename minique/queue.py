@@ -122,6 +122,10 @@ def _count(label: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
+def _text_id(job_id: Any) -> str:
+    return job_id.decode() if isinstance(job_id, bytes) else str(job_id)
+
+
 class Queue:
     """A named queue on Redis.
 
@@ -864,21 +868,36 @@ class Queue:
     async def drain(self, delayed: bool = False) -> int:
         """Removes every waiting job (and delayed ones if asked); returns how many. Jobs
         that workers hold ahead count as waiting: they are removed too, and none of them
-        starts after drain() returns."""
+        starts after drain() returns; one that had started already (its worker's note on
+        the way) runs on and is not counted, as an active job."""
         total = 0
         while True:
             n, _ = await self._run("drain", ["1" if delayed else "0", BATCH, ""])
             total += int(n)
             if int(n) < BATCH:
                 break
+        marked: list[Any] = []
         while True:
-            n, wait = await self._run("drain", ["0", BATCH, "held"])
-            total += int(n)
-            if int(wait) >= 0:
-                await self._wait_out_holds(wait)
+            reply = await self._run("drain", ["0", BATCH, "held"])
+            marked.extend(reply[2:])
+            if int(reply[1]) >= 0:
+                await self._wait_out_holds(reply[1])
                 # Held jobs whose workers have not handed them back go now.
                 await self._run("drain", ["0", BATCH, "gone"])
-                return total
+                return total + await self._held_drained(marked)
+
+    async def _held_drained(self, marked: list[Any]) -> int:
+        """How many of the held jobs drain() marked were removed: gone, or still marked
+        (their hold is over, so they cannot start). One that had started already (its
+        start note was on the way) runs on, and a worker taking one job at a time would
+        have had it active: it is not counted."""
+        if not marked:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in marked:
+                pipe.hget(self.keys.job_prefix + _text_id(job_id), "st")
+            states = await pipe.execute()
+        return sum(1 for st in states if st is None or st == b"removed")
 
     async def clean(self, grace: float, state: str = "completed", limit: int = 1000) -> list[str]:
         """Removes up to ``limit`` jobs of ``state`` older than ``grace`` seconds by Redis'

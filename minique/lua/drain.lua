@@ -6,7 +6,9 @@
 -- how long their longest hold lasts, which drain() waits out: after that no drained job
 -- starts.
 -- ARGV: JP, delayed, batch, phase ('' = waiting jobs, 'held', 'gone')
--- Returns {removed, ms to wait (-1 until the last page)}.
+-- Returns {removed, ms to wait (-1 until the last page)}; phase 'held' returns {0, ms, the
+-- ids it marked...}: any of them may have started already (its start note on the way), so
+-- drain() counts them once the holds are over, by what became of them.
 -- Phase 'gone', once drain() has waited the holds out: the removals of up to `batch` held
 -- jobs whose workers have not handed them back complete (their ids are free again).
 --@include base
@@ -43,11 +45,12 @@ if ARGV[4] == 'gone' then
   return {0, 0}
 end
 local ids = redis.call('ZRANGE', K.held, 0, batch - 1)
+local out = {0, -1}
 for _, id in ipairs(ids) do
-  removed = removed + mark_held_removed(JP .. id, id)
+  if mark_held_removed(JP .. id, id) == 1 then out[#out + 1] = id end
 end
 if #ids < batch then
   emit('ev', 'drained')
-  return {removed, control_changed('drain')}
+  out[2] = control_changed('drain')
 end
-return {removed, -1}
+return out
