@@ -150,3 +150,37 @@ async def test_a_held_job_of_a_sync_processor_a_cancel_misses_keeps_its_place(
         await asyncio.wait_for(task, 10)
         await q.obliterate(force=True)
         await q.close()
+
+
+async def test_drain_racing_two_workers_counts_exactly_what_did_not_run(
+        redis_url: str, qname: str) -> None:
+    """Two prefetching workers of this process run short jobs (grouped and not, some
+    delayed) while drain(delayed=True) runs: every job either ran once or was counted."""
+    q = Queue(qname, url=redis_url)
+    ws = [Worker(qname, registry, url=redis_url, concurrency=2) for _ in range(2)]
+    tasks = [asyncio.create_task(w.run(handle_signals=False)) for w in ws]
+    try:
+        await q.add_bulk([("t", {}) for _ in range(100)])
+        await wait_until(lambda: _completed(q, 100), timeout=20, message="warm-up jobs done")
+        for grouped in (False, True):
+            runs.clear()
+            items: list[Any] = [("t", {}, {"group": f"g{i % 3}"}) if grouped else ("t", {})
+                                for i in range(1500)]
+            items += [("t", {}, {"delay": 30})] * 20
+            await q.add_bulk(items)
+            await wait_until(lambda: len(runs) >= 200, timeout=20, message="200 ran")
+            n = await q.drain(delayed=True)
+            await wait_until(lambda: _settled(q), timeout=10, message="nothing left")
+            assert len(set(runs)) == len(runs)
+            assert n + len(runs) == len(items), (n, len(runs))
+    finally:
+        for w in ws:
+            await asyncio.wait_for(w.close(timeout=2), 10)
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        await q.obliterate(force=True)
+        await q.close()
+
+
+async def _settled(q: Queue) -> bool:
+    stats = await q.get_stats()
+    return stats["waiting"] == 0 and stats["active"] == 0 and stats["delayed"] == 0
