@@ -4,9 +4,13 @@ in-process notifications of minique/local_controls.py."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 from typing import Any
 
+import pytest
+from held_support import fresh_prefix, warm_worker
 from helpers import wait_until
 
 from minique import Queue, Worker, local_controls
@@ -184,3 +188,32 @@ async def test_drain_racing_two_workers_counts_exactly_what_did_not_run(
 async def _settled(q: Queue) -> bool:
     stats = await q.get_stats()
     return stats["waiting"] == 0 and stats["active"] == 0 and stats["delayed"] == 0
+
+
+@pytest.mark.xfail(strict=True, reason="cancel() of a job held by a frozen worker returns True "
+                   "but, once the worker resumes, the job runs and completes")
+async def test_cancel_true_for_a_frozen_holder_means_the_job_does_not_complete(
+        redis_url: str, procs: list[Any]) -> None:
+    """Queue.cancel: 'A holder that does not answer within its hold and HELD_REMOVE_WAIT
+    (frozen or gone) may have started it: True, and the job fails as cancelled'. A holder
+    SIGSTOPped, then SIGCONTed after cancel() answered True: the job completed."""
+    prefix = fresh_prefix("brkcx")
+    q = Queue("held", url=redis_url, prefix=prefix)
+    wp = await warm_worker(redis_url, procs, q, prefix, 1)
+    try:
+        jobs = await q.add_bulk([("tick", {"sleep": 1.0})] + [("tick", {}) for _ in range(5)])
+        ids = [j.id for j in jobs]
+        await wait_until(lambda: _is(q, ids[1], b"held"), timeout=10, message="job held")
+        os.kill(wp.pid, signal.SIGSTOP)
+        try:
+            answer = await asyncio.wait_for(q.cancel(ids[1]), 10)
+        finally:
+            os.kill(wp.pid, signal.SIGCONT)
+        assert answer is True  # the holder did not answer
+        await wait_until(lambda: _settled(q), timeout=20, message="all settled")
+        job = await q.get_job(ids[1])
+        assert job is not None
+        assert (job.state, job.failed_reason) == ("failed", "cancelled"), job.state
+    finally:
+        await q.obliterate(force=True)
+        await q.close()
