@@ -217,3 +217,40 @@ async def test_cancel_true_for_a_frozen_holder_means_the_job_does_not_complete(
     finally:
         await q.obliterate(force=True)
         await q.close()
+
+
+async def test_drain_from_inside_a_job_with_two_workers_counts_what_did_not_run(
+        redis_url: str, qname: str) -> None:
+    """A job drains its own queue while two prefetching workers run the jobs around it:
+    drain()'s count plus the jobs that ran is every job, each ran at most once."""
+    answers: list[int] = []
+    ran: list[str] = []
+
+    async def proc(job: Any) -> None:
+        ran.append(job.id)
+        if job.data == "drain":
+            answers.append(await job.queue.drain())
+        else:
+            await asyncio.sleep(0.003)
+
+    q = Queue(qname, url=redis_url)
+    ws = [Worker(qname, proc, url=redis_url, concurrency=2) for _ in range(2)]
+    tasks = [asyncio.create_task(w.run(handle_signals=False)) for w in ws]
+    try:
+        await q.add_bulk([("t", {}) for _ in range(100)])
+        await wait_until(lambda: len(ran) >= 100, timeout=20, message="warm-up jobs done")
+        for _ in range(5):
+            ran.clear()
+            answers.clear()
+            items: list[Any] = [("t", {})] * 30 + [("t", "drain")] + [("t", {})] * 30
+            await q.add_bulk(items)
+            await wait_until(lambda: bool(answers), timeout=10, message="drain returned")
+            await wait_until(lambda: _settled(q), timeout=10, message="nothing left")
+            assert len(set(ran)) == len(ran)
+            assert answers[0] + len(ran) == len(items), (answers, len(ran))
+    finally:
+        for w in ws:
+            await asyncio.wait_for(w.close(timeout=2), 10)
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        await q.obliterate(force=True)
+        await q.close()
