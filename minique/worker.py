@@ -1487,8 +1487,11 @@ class Worker:
             if running.held and reason == "cancelled":
                 # Held ahead, not started: to everyone else a waiting job, which a cancel
                 # does not reach. It goes back to its place, its cancel flag cleared, and
-                # Queue.cancel() answers False (lua/finish.lua, kind 'h').
+                # Queue.cancel() answers False (lua/finish.lua, kind 'h'). The jobs held
+                # with it go back too: kept, they would start before it, out of its turn
+                # (hand-backs go back in the order of their stream entries).
                 self._push(running.job, "h", "", "", 0, running.job.opts.keep_failed)
+                self._return_held()
             else:
                 self._fail(running.job, reason, "", final=True, started=time.monotonic())
             self._wakeup.set()
