@@ -830,22 +830,29 @@ class Queue:
         trip). True if the worker had started the job already (it is cancelled), False if
         not (it goes back to its place and runs in its turn). A holder that does not answer
         within its hold and HELD_REMOVE_WAIT (frozen or gone) may have started it: True,
-        and the job fails as cancelled when its lease runs out."""
+        and the cancel holds whatever it did (resumed, it hands the job back and the job
+        fails as cancelled; gone, the job fails so when its lease runs out)."""
         reply = await self._run("cancel", [job_id])
         if not isinstance(reply, list):
             return bool(reply)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + int(reply[1]) / 1000.0 + HELD_REMOVE_WAIT
+        decided = False
         while True:
             st, cx, reason = await self.redis.hmget(self.keys.job(job_id), "st", "cx", "fr")
-            if st not in (b"held", b"removed"):
+            if st not in (b"held", b"removed") or decided:
                 # Started and cancelled there already (failed as such), or running with
                 # the request on its way: True. Handed back (the flag gone), or finished
                 # before the request reached it: False.
                 return (st == b"active" and cx is not None) or (
                     st == b"failed" and reason == b"cancelled")
             if loop.time() >= deadline:
-                return True
+                # The holder is frozen or gone. True, and the cancel now holds whatever
+                # it did: handed back later, the job fails as cancelled (lua/cancel.lua).
+                if await self._run("cancel", [job_id, "decide"]):
+                    return True
+                decided = True  # it answered meanwhile: what became of the job says
+                continue
             await asyncio.sleep(0.005)
 
     # ----- acting on the queue ----------------------------------------------------------

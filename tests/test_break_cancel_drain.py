@@ -9,7 +9,6 @@ import signal
 import threading
 from typing import Any
 
-import pytest
 from held_support import fresh_prefix, warm_worker
 from helpers import wait_until
 
@@ -190,8 +189,6 @@ async def _settled(q: Queue) -> bool:
     return stats["waiting"] == 0 and stats["active"] == 0 and stats["delayed"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="cancel() of a job held by a frozen worker returns True "
-                   "but, once the worker resumes, the job runs and completes")
 async def test_cancel_true_for_a_frozen_holder_means_the_job_does_not_complete(
         redis_url: str, procs: list[Any]) -> None:
     """Queue.cancel: 'A holder that does not answer within its hold and HELD_REMOVE_WAIT

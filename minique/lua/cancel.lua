@@ -6,10 +6,21 @@
 -- waiting job, which a cancel does not reach: its worker hands it back, clearing the flag
 -- (finish.lua). Queue.cancel() waits for that answer, at most ms (the longest hold
 -- granted) and a margin.
+-- ARGV[3] = 'decide' (Queue.cancel, once the holder of a held job has not answered within
+-- its hold and a margin): cancel() answers True, so the cancel must hold whatever the
+-- holder did: 'cx' = '2', which a hand-back does not clear (finish.lua fails the job as
+-- cancelled). Returns 1 if the job is still held (or removed), 0 otherwise.
 --@include base
 --@once
 local jk = JP .. ARGV[2]
 local st = redis.call('HGET', jk, 'st')
+if ARGV[3] == 'decide' then
+  if (st == 'held' or st == 'removed') and redis.call('HEXISTS', jk, 'cx') == 1 then
+    redis.call('HSET', jk, 'cx', '2')
+    return 1
+  end
+  return 0
+end
 if st ~= 'active' and st ~= 'held' and st ~= 'removed' then return 0 end
 redis.call('HSET', jk, 'cx', '1')
 emit('ev', 'cancel', 'id', ARGV[2])

@@ -150,11 +150,13 @@ for i = 1, nres do
   -- the cancel may have crossed the outcome it had already decided.)
   -- A held job handed back never started: it was waiting to everyone else, which a cancel
   -- does not reach (cancel.lua waits for this answer); it goes back without the flag.
+  -- ('2': cancel() gave up waiting for the holder and answered True: the cancel holds.)
   if cur_tok == tok and (kind == 'r' or kind == 'w' or kind == 'h' or kind == 'd'
-      or kind == 'g') and cur_st ~= 'removed' and rcall('HEXISTS', jk, 'cx') == 1 then
-    if kind == 'h' and cur_st == 'held' then
+      or kind == 'g') and cur_st ~= 'removed' then
+    local cx = rcall('HGET', jk, 'cx')
+    if cx and kind == 'h' and cur_st == 'held' and cx ~= '2' then
       rcall('HDEL', jk, 'cx')
-    else
+    elseif cx then
       kind, value, stack = 'f', 'cancelled', ''
     end
   end
