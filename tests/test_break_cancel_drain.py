@@ -70,10 +70,7 @@ async def test_concurrent_cancels_of_a_held_job_agree_and_it_runs_once(
         assert stats["waiting"] == 0 and stats["active"] == 0 and stats["failed"] == 0, stats
     finally:
         gate["c1"].set()
-        await asyncio.wait_for(w.close(timeout=2), 10)
-        await asyncio.wait_for(task, 10)
-        await q.obliterate(force=True)
-        await q.close()
+        await _stop(q, w, task)
 
 
 async def test_a_held_job_a_cancel_misses_keeps_its_place(redis_url: str, qname: str) -> None:
@@ -90,10 +87,7 @@ async def test_a_held_job_a_cancel_misses_keeps_its_place(redis_url: str, qname:
         assert runs == [a, *ids], runs
     finally:
         gate["c2"].set()
-        await asyncio.wait_for(w.close(timeout=2), 10)
-        await asyncio.wait_for(task, 10)
-        await q.obliterate(force=True)
-        await q.close()
+        await _stop(q, w, task)
 
 
 async def test_no_listener_left_after_workers_return(redis_url: str, qname: str) -> None:
@@ -149,10 +143,7 @@ async def test_a_held_job_of_a_sync_processor_a_cancel_misses_keeps_its_place(
         assert stats["waiting"] == 0 and stats["failed"] == 0, stats
     finally:
         release.set()
-        await asyncio.wait_for(w.close(timeout=2), 10)
-        await asyncio.wait_for(task, 10)
-        await q.obliterate(force=True)
-        await q.close()
+        await _stop(q, w, task)
 
 
 async def test_drain_racing_two_workers_counts_exactly_what_did_not_run(
@@ -251,3 +242,10 @@ async def test_drain_from_inside_a_job_with_two_workers_counts_what_did_not_run(
         await asyncio.wait_for(asyncio.gather(*tasks), 10)
         await q.obliterate(force=True)
         await q.close()
+
+
+async def _stop(q: Queue, w: Worker, task: asyncio.Task[None]) -> None:
+    await asyncio.wait_for(w.close(timeout=2), 10)
+    await asyncio.wait_for(task, 10)
+    await q.obliterate(force=True)
+    await q.close()

@@ -174,6 +174,14 @@ async def test_a_job_added_with_a_priority_starts_next(redis_url: str, prefetch:
             await scene.q.add("x", None, job_id=f"urgent{job.id}", priority=1)
         return None
 
+    late = await _urgent_rounds(redis_url, prefetch, handler)
+    assert late == [0, 0, 0], f"jobs started between k and the urgent job it added: {late}"
+
+
+async def _urgent_rounds(redis_url: str, prefetch: bool,
+                         handler: Callable[[Scene, Any], Awaitable[Any]]) -> list[int]:
+    """Three rounds of 20 jobs, k, 30 jobs, where k makes "urgent<k>": how many jobs
+    started between k and the urgent job, per round."""
     s = Scene(redis_url, prefetch, handler=handler)
     await s.start()
     try:
@@ -182,10 +190,8 @@ async def test_a_job_added_with_a_priority_starts_next(redis_url: str, prefetch:
             await s.q.add_bulk(_round(r, 20, 30))
             await wait_until(lambda r=r: f"urgentk{r}" in s.events and f"b{r}-29" in s.events,
                              timeout=10, message="the round's jobs started")
-            k_at = s.events.index(f"k{r}")
-            urgent_at = s.events.index(f"urgentk{r}")
-            late.append(urgent_at - k_at - 1)
-        assert late == [0, 0, 0], f"jobs started between k and the urgent job it added: {late}"
+            late.append(s.events.index(f"urgentk{r}") - s.events.index(f"k{r}") - 1)
+        return late
     finally:
         await s.stop()
 
@@ -205,18 +211,8 @@ async def test_a_delayed_job_with_a_priority_starts_next_once_due(
             await asyncio.sleep(0.015)
         return None
 
-    s = Scene(redis_url, prefetch, handler=handler)
-    await s.start()
-    try:
-        late: list[int] = []
-        for r in range(3):
-            await s.q.add_bulk(_round(r, 20, 30))
-            await wait_until(lambda r=r: f"urgentk{r}" in s.events and f"b{r}-29" in s.events,
-                             timeout=10, message="the round's jobs started")
-            late.append(s.events.index(f"urgentk{r}") - s.events.index(f"k{r}") - 1)
-        assert late == [0, 0, 0], f"jobs started between k and the job due meanwhile: {late}"
-    finally:
-        await s.stop()
+    late = await _urgent_rounds(redis_url, prefetch, handler)
+    assert late == [0, 0, 0], f"jobs started between k and the job due meanwhile: {late}"
 
 
 # ----- controls a job sets: nothing more starts while it runs -------------------------

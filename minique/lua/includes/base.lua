@@ -304,9 +304,6 @@ local function job_group(jk, fields)
   return redis.call('HGET', jk, 'g')
 end
 
--- The single place where a job becomes ready: prioritized jobs go to the sorted set,
--- others to the stream, grouped jobs to their group. Every transition to "waiting" goes
--- through here.
 -- A job that goes ahead of others (a priority, the head of the line) must not wait behind
 -- jobs that workers hold, however it became waiting (added, fallen due, promoted, retried,
 -- sent back, a flow's last child done): they hand them back, as a worker taking one job at
@@ -319,6 +316,9 @@ local function give_way_to_ahead()
   end
 end
 
+-- The single place where a job becomes ready: prioritized jobs go to the sorted set,
+-- others to the stream, grouped jobs to their group. Every transition to "waiting" goes
+-- through here.
 local function enqueue_ready(jk, id, prio, fields)
   if prio > 0 then give_way_to_ahead() end
   local g = job_group(jk, fields)
