@@ -181,7 +181,8 @@ async def test_a_cancelled_job_whose_worker_died_is_not_run_again(queue: Queue,
     The sweep now fails it as cancelled, as the dead worker would have."""
     job = await queue.add("x", None, attempts=3)
     if held:
-        await take(queue, "dead", 0, 1, lease_ms=1)
+        # A worker's hold (worker.HOLD_TIME): cancel() waits it out, and HELD_REMOVE_WAIT.
+        await take(queue, "dead", 0, 1, lease_ms=1, hold_ms=50)
     else:
         await fetch(queue, lease_ms=1, worker="dead")
     assert await queue.cancel(job.id)
