@@ -1,0 +1,98 @@
+"""Review 13: held jobs (prefetch) against the rule "batching must be unobservable", and
+re-sent calls against "a retry must never duplicate"."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import driver
+from helpers import wait_until
+
+from minique import Delayed, Queue, Worker
+
+order: list[str] = []
+_raised: set[str] = set()
+urgent: list[str] = []
+
+
+async def proc(job: Any) -> None:
+    """Never awaits (but to add a job): a runner goes through such jobs without yielding
+    (for RUNNER_SLICE)."""
+    order.append(job.id)
+    data = job.data or {}
+    if data.get("again") and job.id not in _raised:
+        _raised.add(job.id)
+        raise Delayed(0)
+    if data.get("add_urgent"):
+        urgent.append((await job.queue.add("t", {"fail": True}, priority=1, attempts=2)).id)
+    if data.get("fail") and job.id not in _raised:
+        _raised.add(job.id)
+        raise RuntimeError("first attempt fails")
+
+
+async def _completed(q: Queue, n: int) -> bool:
+    return (await q.get_stats())["completed"] >= n
+
+
+async def _warm(q: Queue, w: Worker) -> asyncio.Task[None]:
+    task = asyncio.create_task(w.run(handle_signals=False))
+    await q.add_bulk([("t", {}) for _ in range(60)])
+    await wait_until(lambda: _completed(q, 60), timeout=20, message="warm-up jobs done")
+    order.clear()
+    return task
+
+
+async def _stop(q: Queue, w: Worker, task: asyncio.Task[None]) -> None:
+    await asyncio.wait_for(w.close(timeout=2), 10)
+    await asyncio.wait_for(task, 10)
+    await q.obliterate(force=True)
+    await q.close()
+
+
+def _between(job_id: str) -> list[str]:
+    first = order.index(job_id)
+    second = order.index(job_id, first + 1)
+    return order[first + 1:second]
+
+
+async def test_delayed_0_of_the_worker_itself_goes_ahead_of_its_held_jobs(
+        redis_url: str, qname: str) -> None:
+    """Delayed(0) sends the job to the head of the line: a worker taking one job at a time
+    (concurrency 1) runs it again next. This worker's own held jobs must give way to it as
+    they do to its own RateLimited/GroupRateLimited (_put_back calls _on_control for those
+    but not for Delayed): Redis tells the workers only once the 'd' result reaches it, a
+    round trip later, and the runner starts held jobs meanwhile."""
+    q = Queue(qname, url=redis_url)
+    w = Worker(qname, proc, url=redis_url, concurrency=1)
+    task = await _warm(q, w)
+    try:
+        jobs = await q.add_bulk([("t", {"again": i == 20}) for i in range(400)])
+        again = jobs[20].id
+        await wait_until(lambda: _completed(q, 60 + 400), timeout=20, message="all done")
+        between = _between(again)
+        assert between == [], (f"{len(between)} held jobs started between the Delayed(0) "
+                               f"and the job's next run (one at a time: none)")
+    finally:
+        await _stop(q, w, task)
+
+
+async def test_a_prioritized_retry_goes_ahead_of_the_workers_own_held_jobs(
+        redis_url: str, qname: str) -> None:
+    """A prioritized job retried at once (no backoff) goes ahead of the unprioritized jobs:
+    enqueue_ready -> give_way_to_ahead. One at a time (concurrency 1) it runs again next;
+    the worker's own held jobs start before it (_on_error pushes 'r' with no _on_control),
+    until the reply to the call that carried the retry."""
+    q = Queue(qname, url=redis_url)
+    w = Worker(qname, proc, url=redis_url, concurrency=1)
+    task = await _warm(q, w)
+    try:
+        # A job adds it (a Queue of the worker's own process: local_controls tells the
+        # worker at once), so it is the job that runs next; its first attempt fails.
+        await q.add_bulk([("t", {"add_urgent": i == 20}) for i in range(400)])
+        await wait_until(lambda: _completed(q, 60 + 401), timeout=20, message="all done")
+        between = _between(urgent[0])
+        assert between == [], (f"{len(between)} held jobs started between the failed attempt "
+                               f"and the retry (one at a time: none)")
+    finally:
+        await _stop(q, w, task)
