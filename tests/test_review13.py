@@ -96,3 +96,43 @@ async def test_a_prioritized_retry_goes_ahead_of_the_workers_own_held_jobs(
                                f"and the retry (one at a time: none)")
     finally:
         await _stop(q, w, task)
+
+
+async def test_a_held_job_handed_back_while_drain_runs_is_drained(
+        redis_url: str, qname: str) -> None:
+    """drain() deletes the waiting jobs (phase ''), then marks the held ones (phase 'held').
+    A held job its worker hands back in between (its hold ran out: slots busy with a long
+    job) lands in the priority set after the waiting phase has passed, and is not held any
+    more when the held phase looks: it survives drain() and starts after drain() returned.
+    It was waiting (held) when drain() was called; one fetched at a time it would have been
+    waiting, and deleted. (Raw script calls play the holding worker; drain() is the
+    library's, with the hand-back injected after its waiting phase.)"""
+    q = Queue(qname, url=redis_url)
+    try:
+        jobs = await q.add_bulk([("t", {}) for _ in range(3)])
+        raw = await driver.take(q, "holder", 0, 3, hold_ms=50)
+        body = raw[driver.HEADER:]
+        tokens = {body[i].decode(): body[i + 1].decode()
+                  for i in range(0, len(body), driver.JOB_FIELDS)}
+        assert set(tokens) == {j.id for j in jobs}
+        first = jobs[0].id
+        run = q._run
+
+        async def racing_run(name: str, args: Any, *rest: Any) -> Any:
+            reply = await run(name, args, *rest)
+            if name == "drain" and args[2] == "":
+                # The holder's hold ran out: it hands its first job back.
+                statuses, _, _ = await driver.finish(
+                    q, [(first, tokens[first], "h", "", "", 0, -1, -1)], worker="holder")
+                assert statuses == [1]
+            return reply
+
+        q._run = racing_run  # type: ignore[method-assign]
+        n = await q.drain()
+        q._run = run  # type: ignore[method-assign]
+        st = await q.redis.hget(q.keys.job(first), "st")
+        assert st is None, (f"job {first}, held when drain() was called and never started, "
+                            f"is {st!r} after drain() returned {n}: it will run")
+    finally:
+        await q.obliterate(force=True)
+        await q.close()
