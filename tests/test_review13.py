@@ -136,3 +136,39 @@ async def test_a_held_job_handed_back_while_drain_runs_is_drained(
     finally:
         await q.obliterate(force=True)
         await q.close()
+
+
+async def _held_by_driver(q: Queue, n: int, hold_ms: int = 30000) -> dict[str, str]:
+    """Worker "holder" holds the first ``n`` waiting jobs: {id: token}."""
+    raw = await driver.take(q, "holder", 0, n, hold_ms=hold_ms)
+    body = raw[driver.HEADER:]
+    return {body[i].decode(): body[i + 1].decode()
+            for i in range(0, len(body), driver.JOB_FIELDS)}
+
+
+async def test_cancel_of_a_held_job_that_had_started_and_completed_answers_true(
+        redis_url: str, qname: str) -> None:
+    """cancel() of a job its worker held and had started (its start note on the way, with
+    its result: a held job that starts and ends between two calls) must answer as for a
+    job fetched one at a time, which was active when the cancel came: True ("asked"; the
+    job completed before its worker heard of it). The docs: "If the worker had started the
+    job, it is cancelled (True)". Queue.cancel() sees 'completed' and answers False."""
+    q = Queue(qname, url=redis_url)
+    try:
+        job = await q.add("t", {})
+        tokens = await _held_by_driver(q, 1)
+        task = asyncio.create_task(q.cancel(job.id))
+
+        async def asked() -> bool:
+            return await q.redis.hget(q.keys.job(job.id), "cx") is not None
+        await wait_until(asked, message="cancel asked")
+        # The holder had started it before the cancel came; its result carries the start.
+        sec, usec = await q.redis.time()
+        started = int(sec) * 1000 + int(usec) // 1000 - 5
+        statuses, _, _ = await driver.finish(
+            q, [(job.id, tokens[job.id], "c", b"\xc0", "", 0, -1, -1, started)], worker="holder")
+        assert statuses == [1]
+        assert await asyncio.wait_for(task, 10) is True
+    finally:
+        await q.obliterate(force=True)
+        await q.close()
