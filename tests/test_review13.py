@@ -9,7 +9,7 @@ from typing import Any
 import driver
 from helpers import wait_until
 
-from minique import Delayed, Queue, Worker
+from minique import Delayed, InvalidJobState, Queue, Worker
 
 order: list[str] = []
 _raised: set[str] = set()
@@ -169,6 +169,41 @@ async def test_cancel_of_a_held_job_that_had_started_and_completed_answers_true(
             q, [(job.id, tokens[job.id], "c", b"\xc0", "", 0, -1, -1, started)], worker="holder")
         assert statuses == [1]
         assert await asyncio.wait_for(task, 10) is True
+    finally:
+        await q.obliterate(force=True)
+        await q.close()
+
+
+async def _redis_ms(q: Queue) -> int:
+    sec, usec = await q.redis.time()
+    return int(sec) * 1000 + int(usec) // 1000
+
+
+async def test_remove_of_a_held_job_whose_start_note_is_late_does_not_answer_removed(
+        redis_url: str, qname: str) -> None:
+    """The holder started the job before remove() was called, and froze (or its link
+    stalled) before its start note reached Redis. remove() waits the hold and a second,
+    then completes the removal (free_removed deletes the job's keys) and answers True; the
+    job runs on at its worker (its note and result come back "gone"). One fetched at a time
+    the job was active: remove() raises InvalidJobState, and "a removed job never runs".
+    (cancel() has the same wait and answers True, but makes the cancel hold: cx '2'.)"""
+    q = Queue(qname, url=redis_url)
+    try:
+        job = await q.add("t", {})
+        tokens = await _held_by_driver(q, 1, hold_ms=50)
+        started = await _redis_ms(q)  # the holder starts it now; then it freezes
+        await asyncio.sleep(0.01)
+        try:
+            answer: Any = await asyncio.wait_for(q.remove_job(job.id), 10)
+        except InvalidJobState as exc:
+            answer = exc
+        # The holder wakes up: its start note, then its result.
+        statuses, _, _ = await driver.finish(
+            q, [(job.id, tokens[job.id], "s", "", "", 0, 0, -1, started)], worker="holder")
+        ran = statuses == [1]
+        assert isinstance(answer, InvalidJobState), (
+            f"remove() answered {answer!r} for a job that had started before it was called "
+            f"(its start note then got status {statuses}: it ran{'' if ran else ' on, unseen'})")
     finally:
         await q.obliterate(force=True)
         await q.close()
