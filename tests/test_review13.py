@@ -24,6 +24,10 @@ async def proc(job: Any) -> None:
     if data.get("again") and job.id not in _raised:
         _raised.add(job.id)
         raise Delayed(0)
+    if data.get("add_child_of"):
+        parent = {"id": data["add_child_of"][1], "queue": data["add_child_of"][0]}
+        child = await job.queue.add("t", {}, priority=1, parent=parent)
+        urgent.extend([job.id, child.id])
     if data.get("add_urgent"):
         urgent.append((await job.queue.add("t", {"fail": True}, priority=1, attempts=2)).id)
     if data.get("fail") and job.id not in _raised:
@@ -207,3 +211,29 @@ async def test_remove_of_a_held_job_whose_start_note_is_late_does_not_answer_rem
     finally:
         await q.obliterate(force=True)
         await q.close()
+
+
+async def test_a_prioritized_child_added_by_a_job_goes_ahead_of_the_workers_held_jobs(
+        redis_url: str, qname: str) -> None:
+    """Queue.add(..., priority=1) from a job tells the worker of its process at once
+    (local_controls), so the urgent job runs next. The same add with ``parent=`` (a child
+    of an existing parent, Queue._add_child) tells nobody locally: the worker learns it
+    from the pub/sub message only, and starts held jobs first."""
+    q = Queue(qname, url=redis_url)
+    parents = Queue(qname + "-parents", url=redis_url)
+    w = Worker(qname, proc, url=redis_url, concurrency=1)
+    task = await _warm(q, w)
+    urgent.clear()
+    try:
+        parent = await parents.add("p", {}, delay=3600)
+        await q.add_bulk([("t", {"add_child_of": [parents.name, parent.id] if i == 20 else None})
+                          for i in range(400)])
+        await wait_until(lambda: _completed(q, 60 + 401), timeout=20, message="all done")
+        adder, child = urgent
+        between = order[order.index(adder) + 1:order.index(child)]
+        assert between == [], (f"{len(between)} held jobs started between the add of a "
+                               f"prioritized child and its start (one at a time: none)")
+    finally:
+        await _stop(q, w, task)
+        await parents.obliterate(force=True)
+        await parents.close()
