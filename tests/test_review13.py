@@ -9,7 +9,7 @@ from typing import Any
 import driver
 from helpers import wait_until
 
-from minique import Delayed, InvalidJobState, Queue, Worker
+from minique import Delayed, FlowProducer, InvalidJobState, Queue, Worker
 
 order: list[str] = []
 _raised: set[str] = set()
@@ -237,3 +237,31 @@ async def test_a_prioritized_child_added_by_a_job_goes_ahead_of_the_workers_held
         await _stop(q, w, task)
         await parents.obliterate(force=True)
         await parents.close()
+
+
+async def test_a_prioritized_parent_its_last_child_makes_waiting_goes_ahead_of_held_jobs(
+        redis_url: str, qname: str) -> None:
+    """A flow parent with a priority becomes waiting when the worker's own result for its
+    last child reaches Redis (finish.lua -> flow_finished -> enqueue_ready ->
+    give_way_to_ahead). One at a time (concurrency 1), the call that carries the child's
+    result takes the parent next. The worker does not know its result makes a job go
+    ahead: it starts its held jobs until the reply comes."""
+    q = Queue(qname, url=redis_url)
+    w = Worker(qname, proc, url=redis_url, concurrency=1)
+    flow = FlowProducer(url=redis_url)
+    task = await _warm(q, w)
+    try:
+        # The child is taken, then the plain jobs are held behind it.
+        await q.pause()
+        node = await flow.add({"name": "t", "queue": qname, "data": {}, "opts": {"priority": 1},
+                               "children": [{"name": "t", "queue": qname, "data": {}}]})
+        await q.add_bulk([("t", {}) for _ in range(400)])
+        await q.resume()
+        await wait_until(lambda: _completed(q, 60 + 402), timeout=20, message="all done")
+        child, parent = node.children[0].job.id, node.job.id
+        between = order[order.index(child) + 1:order.index(parent)]
+        assert between == [], (f"{len(between)} held jobs started between the last child's "
+                               f"end and its prioritized parent's start (one at a time: none)")
+    finally:
+        await _stop(q, w, task)
+        await flow.close()
