@@ -265,3 +265,24 @@ async def test_a_prioritized_parent_its_last_child_makes_waiting_goes_ahead_of_h
     finally:
         await _stop(q, w, task)
         await flow.close()
+
+
+async def test_drain_frees_every_held_job_whose_holder_does_not_answer(
+        redis_url: str, qname: str) -> None:
+    """drain() marks held jobs removed, waits the holds out, then completes the removals
+    of those whose holder has not handed them back: "once drain() has returned, the job is
+    gone and its id free". The 'gone' phase is one call of BATCH (1000) jobs: past 1000
+    held jobs (five workers holding 200 each, frozen or gone), the rest stay, still
+    "removed", their ids taken."""
+    q = Queue(qname, url=redis_url)
+    try:
+        jobs = await q.add_bulk([("t", {}, {"job_id": f"c{i}"}) for i in range(1100)])
+        tokens = await _held_by_driver(q, 1100, hold_ms=50)
+        assert len(tokens) == 1100
+        n = await q.drain()
+        assert n == 1100
+        left = [j.id for j in jobs if await q.redis.exists(q.keys.job(j.id))]
+        assert left == [], f"{len(left)} drained jobs still there after drain() returned"
+    finally:
+        await q.obliterate(force=True)
+        await q.close()
