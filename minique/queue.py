@@ -894,8 +894,13 @@ class Queue:
             marked.extend(reply[2:])
             if int(reply[1]) >= 0:
                 await self._wait_out_holds(reply[1])
-                # Held jobs whose workers have not handed them back go now.
-                await self._run("drain", ["0", BATCH, "gone"])
+                # Held jobs whose workers have not handed them back go now, page by page.
+                kept = 0
+                while True:
+                    seen, left = await self._run("drain", [str(kept), BATCH, "gone"])
+                    kept += int(left)
+                    if int(seen) < BATCH:
+                        break
                 return total + await self._held_drained(marked)
 
     async def _held_drained(self, marked: list[Any]) -> int:
