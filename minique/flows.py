@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from redis.crc import key_slot
 
-from . import codec, scripts
+from . import codec, local_controls, scripts
 from .connection import connect
 from .errors import InvalidJobState, MiniqueError
 from .job import public_state
@@ -111,6 +111,15 @@ async def submit(client: Any, nodes: Sequence[_Prepared], producer: str, seq: in
         reply = await _after_hand_back(client, first, flat, reply)
     for node, job_id in zip(nodes, reply[1:], strict=True):
         node.args[0] = job_id.decode() if isinstance(job_id, bytes) else str(job_id)
+    # A job with a priority goes ahead of the jobs workers hold: the workers of this
+    # process hear of it before the call returns, as for Queue.add (minique/local_controls.py).
+    ahead: dict[str, float] = {}
+    for node in nodes:
+        if node.resolved.priority > 0:
+            base = node.queue.keys.base
+            ahead[base] = min(ahead.get(base, node.resolved.delay), node.resolved.delay)
+    for base, delay in ahead.items():
+        local_controls.notify(base, "priority", delay)
     return int(reply[0])
 
 

@@ -844,8 +844,13 @@ class Queue:
                 # Started and cancelled there already (failed as such), or running with
                 # the request on its way: True. Handed back (the flag gone), or finished
                 # before the request reached it: False.
+                # A held job that started and finished between two calls of its worker
+                # (its start came with its result) was running when asked, as an active
+                # job one taken at a time would have been: True. (A hand-back clears the
+                # flag, lua/finish.lua: the job ran since is not that one.)
                 return (st == b"active" and cx is not None) or (
-                    st == b"failed" and reason == b"cancelled")
+                    st == b"failed" and reason == b"cancelled") or (
+                    st in (b"completed", b"failed") and cx is not None)
             if loop.time() >= deadline:
                 # The holder is frozen or gone. True, and the cancel now holds whatever
                 # it did: handed back later, the job fails as cancelled (lua/cancel.lua).
@@ -889,8 +894,13 @@ class Queue:
             marked.extend(reply[2:])
             if int(reply[1]) >= 0:
                 await self._wait_out_holds(reply[1])
-                # Held jobs whose workers have not handed them back go now.
-                await self._run("drain", ["0", BATCH, "gone"])
+                # Held jobs whose workers have not handed them back go now, page by page.
+                kept = 0
+                while True:
+                    seen, left = await self._run("drain", [str(kept), BATCH, "gone"])
+                    kept += int(left)
+                    if int(seen) < BATCH:
+                        break
                 return total + await self._held_drained(marked)
 
     async def _held_drained(self, marked: list[Any]) -> int:

@@ -1306,6 +1306,11 @@ class Worker:
         delay_ms = int(exc.delay * 1000)
         if isinstance(exc, Delayed):
             self._push(job, "d", str(exc), "", delay_ms, job.opts.keep_failed)
+            if delay_ms <= 0:
+                # To the head of the line (lua/finish.lua, enqueue_front): Redis hands back
+                # every held job when it applies this; this worker knows first, so none it
+                # holds starts before the job runs again, as one taken at a time would.
+                self._on_control("ahead")
         elif exc.group:
             # Only the job's group sleeps (lua/includes/groups.lua); others go on.
             self._push(job, "g", exc.message, "", delay_ms, job.opts.keep_failed)
@@ -1339,6 +1344,10 @@ class Worker:
                 reason, delay = f"{reason} (and {lookup})", None
             if delay is not None:
                 self._push(job, "r", reason, stack, int(delay * 1000), job.opts.keep_failed)
+                if int(delay * 1000) <= 0 and job.priority > 0:
+                    # Waiting again at once with a priority: ahead of the jobs held here
+                    # (lua/includes/base.lua, give_way_to_ahead), as for Delayed(0).
+                    self._on_control("priority")
                 took = time.monotonic() - started
                 log.info("queue %s job %s (%s) attempt %d failed after %.3fs: %s; retry in %.3fs",
                          self.queue_name, job.id, job.name, attempts_made, took, reason, delay,

@@ -10,7 +10,8 @@
 -- ids it marked...}: any of them may have started already (its start note on the way), so
 -- drain() counts them once the holds are over, by what became of them.
 -- Phase 'gone', once drain() has waited the holds out: the removals of up to `batch` held
--- jobs whose workers have not handed them back complete (their ids are free again).
+-- jobs whose workers have not handed them back complete (their ids are free again); see
+-- below for its paging.
 --@include base
 --@once
 local batch = tonumber(ARGV[3])
@@ -38,11 +39,17 @@ if ARGV[4] == '' then
   return {removed, -1}
 end
 if ARGV[4] == 'gone' then
+  -- ARGV[2]: how many held_removed entries earlier pages kept (removed under a hold not
+  -- over yet): they are skipped. Returns {entries looked at, entries kept}: call again
+  -- while a whole batch was looked at.
   local now = now_ms()
-  for _, id in ipairs(redis.call('ZRANGE', K.held_removed, 0, batch - 1)) do
-    free_removed(JP .. id, id, now)
+  local skip = tonumber(ARGV[2]) or 0
+  local ids = redis.call('ZRANGE', K.held_removed, skip, skip + batch - 1)
+  local kept = 0
+  for _, id in ipairs(ids) do
+    if not free_removed(JP .. id, id, now) then kept = kept + 1 end
   end
-  return {0, 0}
+  return {#ids, kept}
 end
 local ids = redis.call('ZRANGE', K.held, 0, batch - 1)
 local out = {0, -1}
