@@ -883,12 +883,20 @@ class Queue:
         starts after drain() returns; one that had started already (its worker's note on
         the way) runs on and is not counted, as an active job."""
         total = 0
+        marked: list[Any] = []
+        # Held jobs are marked before the waiting ones go, and again after: a job its worker
+        # hands back in between (its hold ran out) is then either marked or waiting when
+        # the waiting phase passes (lua/drain.lua).
+        while True:
+            reply = await self._run("drain", ["0", BATCH, "mark"])
+            marked.extend(reply[2:])
+            if len(reply) - 2 < BATCH:
+                break
         while True:
             n, _ = await self._run("drain", ["1" if delayed else "0", BATCH, ""])
             total += int(n)
             if int(n) < BATCH:
                 break
-        marked: list[Any] = []
         while True:
             reply = await self._run("drain", ["0", BATCH, "held"])
             marked.extend(reply[2:])

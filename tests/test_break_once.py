@@ -414,10 +414,11 @@ async def test_once_calls_in_eval_mode_answer_a_resend_from_the_first_run(
         [drained] = await held_replies(proxy, direct.redis, [q.drain()])
         assert (removed, drained) == (True, 3)
         assert _kinds(await _events(direct, mark)) == ["removed", "drained"]
-        # One kept answer per call: remove_job's, and drain's three (waiting jobs, held
-        # jobs, then held jobs whose workers never handed them back).
+        # One kept answer per call: remove_job's, and drain's four (held jobs marked,
+        # waiting jobs, held jobs again, then held jobs whose workers never handed them
+        # back).
         assert sum([await direct.redis.hlen(k) async for k in
-                    direct.redis.scan_iter(match=f"{direct.keys.base}:once:*")]) == 4
+                    direct.redis.scan_iter(match=f"{direct.keys.base}:once:*")]) == 5
 
 
 async def test_obliterate_forgets_the_kept_answers_and_the_name_is_reusable(

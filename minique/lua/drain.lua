@@ -1,11 +1,12 @@
--- Removes up to ARGV[3] waiting (and, if ARGV[2] = '1', delayed) jobs. Call again until it
--- returns less than the batch; then call with ARGV[4] = 'held' until it returns less than
--- the batch: held jobs (waiting, to the user, but in a worker's hands) move to
+-- Removes up to ARGV[3] waiting (and, if ARGV[2] = '1', delayed) jobs. Call with ARGV[4] =
+-- 'mark' until it returns less than the batch, then with '' (the waiting jobs), then with
+-- 'held', each until it returns less than the batch: held jobs (waiting, to the user, but in a worker's hands) move to
 -- held_removed, and their worker deletes them when it hands them back (one that had
 -- started already runs on). The last call tells the workers (control_changed) and returns
 -- how long their longest hold lasts, which drain() waits out: after that no drained job
 -- starts.
--- ARGV: JP, delayed, batch, phase ('' = waiting jobs, 'held', 'gone')
+-- ARGV: JP, delayed, batch, phase ('mark' = held jobs, first; '' = waiting jobs; 'held'
+-- = held jobs again, those taken meanwhile; 'gone')
 -- Returns {removed, ms to wait (-1 until the last page)}; phase 'held' returns {0, ms, the
 -- ids it marked...}: any of them may have started already (its start note on the way), so
 -- drain() counts them once the holds are over, by what became of them.
@@ -56,7 +57,11 @@ local out = {0, -1}
 for _, id in ipairs(ids) do
   if mark_held_removed(JP .. id, id) == 1 then out[#out + 1] = id end
 end
-if #ids < batch then
+-- Phase 'mark' (before the waiting jobs): as 'held', but it tells nobody yet. Marked
+-- first, a job held when drain() was called is deleted however its worker hands it back;
+-- one handed back before it was marked is waiting again, and the waiting phase that comes
+-- next deletes it.
+if #ids < batch and ARGV[4] == 'held' then
   emit('ev', 'drained')
   out[2] = control_changed('drain')
 end
