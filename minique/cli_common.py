@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -55,13 +55,19 @@ prefix_option = click.option("--prefix", default=DEFAULT_PREFIX, show_default=Tr
 
 def run(coro: Coroutine[Any, Any, T], url: str) -> T:
     """Runs ``coro`` (on uvloop when installed); a Redis problem becomes one CliError line."""
+    # The runner is chosen before anything runs: run inside the `except ImportError`
+    # block, every exception raised in the loop (a processor's, stored with its job's stack
+    # trace) was chained to the missing uvloop, and an ImportError of the coroutine's own
+    # would have run it a second time.
+    runner: Callable[[Coroutine[Any, Any, T]], T]
     try:
-        try:
-            import uvloop
+        import uvloop
 
-            return uvloop.run(coro)
-        except ImportError:
-            return asyncio.run(coro)
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    try:
+        return runner(coro)
     except PROBLEMS as exc:
         raise CliError(describe(exc, url)) from None
     except MiniqueError as exc:

@@ -392,3 +392,29 @@ def test_a_child_that_keeps_dying_is_restarted_ever_more_slowly() -> None:
     assert RESTART_DELAY_MAX == 60.0
     assert restart_delay(60.0, lived=30.0) == 0.0  # it had run a while: at once, and anew
     assert restart_delay(0.0, lived=29.0) == 1.0
+
+
+async def test_a_failed_jobs_stack_trace_under_the_cli_names_only_its_own_error(
+        redis_url: str, procs: list[Any]) -> None:
+    """`minique worker` ran its loop inside the `except ImportError` of the uvloop lookup:
+    every processor's exception was chained to the missing uvloop, and the stack trace
+    stored with the failed job (the dashboard's job page) began with "No module named
+    'uvloop'"."""
+    prefix = f"clitrace{os.getpid()}"
+    q = Queue("procs", url=redis_url, prefix=prefix)
+    try:
+        job = await q.add("echo", {"error": "missing-thing"})
+        # As where uvloop is not installed (the demo's set-up installs none).
+        cmd = worker_command(redis_url, "--prefix", prefix, "--burst")
+        cmd[1:3] = ["-c", "import sys; sys.modules['uvloop'] = None; "
+                    "from minique.cli import main; main(prog_name='minique')"]
+        proc = spawn(cmd, procs)
+        await asyncio.to_thread(proc.wait, 30)
+        failed = await q.get_job(job.id)
+        assert failed is not None and failed.state == "failed"
+        assert "missing-thing" in (failed.stacktrace or "")
+        assert "uvloop" not in failed.stacktrace, failed.stacktrace
+        assert "During handling of the above exception" not in failed.stacktrace
+    finally:
+        await q.obliterate(force=True)
+        await q.close()
