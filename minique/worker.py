@@ -190,6 +190,12 @@ class Worker:
             if value <= 0:
                 raise ValueError(f"{label} must be > 0, got {value}")
         self.queue_name = queue_name
+        if isinstance(processor, Registry) and queue_name not in processor.queues():
+            # Every job of the queue would fail for good with "no processor": a typo in a
+            # queue name must not eat the queue (the CLI refuses the same).
+            served = ", ".join(map(repr, processor.queues())) or "none"
+            raise ValueError(f"the registry has no processor for queue {queue_name!r}; it "
+                             f"serves: {served}")
         self.registry = processor if isinstance(processor, Registry) else Registry.single(
             queue_name, processor)
         self.keys = QueueKeys(queue_name, prefix)

@@ -300,3 +300,15 @@ async def test_a_job_id_given_as_an_int_is_a_clear_type_error(queue: Queue) -> N
         with pytest.raises(TypeError, match=rf"a job id is a string, not int .*use '{job.id}'"):
             await call(int(job.id))  # type: ignore[arg-type]
     assert (await queue.get_job(job.id)) is not None
+
+
+def test_a_worker_on_a_queue_its_registry_does_not_serve_is_refused(redis_url: str) -> None:
+    """A typo in the queue name started a worker that failed every job of that queue for
+    good ("no processor"); it is refused at once, as `minique worker` refuses it."""
+    from minique import Registry, Worker
+
+    registry = Registry()
+    registry.add("other", lambda job: None, name="a")
+    with pytest.raises(ValueError, match="the registry has no processor for queue 'mist'; "
+                                         "it serves: 'other'"):
+        Worker("mist", registry, url=redis_url)
