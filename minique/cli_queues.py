@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from .cli_common import CliError, prefix_option, run, table, url_option
+from .cli_common import CliError, prefix_option, printable, run, table, url_option
 from .connection import connect
 from .discovery import known_queues, queue_exists
 from .errors import InvalidJobState, JobCorrupted, JobNotFound
@@ -106,7 +106,8 @@ def _corrupted_row(job_id: str, state: str, error: JobCorrupted) -> dict[str, An
 def _job_row(job: Job) -> dict[str, Any]:
     return {"id": job.id, "name": job.name, "state": job.state, "attempts": job.attempts_made,
             "created": job.timestamp or None, "started": job.processed_on,
-            "finished": job.finished_on, "result": _outcome(job)}
+            "finished": job.finished_on, "result": _outcome(job),
+            "stacktrace": job.stacktrace or None}
 
 
 @click.command()
@@ -177,9 +178,12 @@ def stats(names: tuple[str, ...], url: str, prefix: str, as_json: bool) -> None:
 @url_option
 @prefix_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (times as Unix seconds).")
-def jobs(queue: str, state: str, start: int, end: int, url: str, prefix: str, as_json: bool) -> None:
+@click.option("--trace", is_flag=True,
+              help="After the table, each listed job's stack trace (of its last failed attempt).")
+def jobs(queue: str, state: str, start: int, end: int, url: str, prefix: str, as_json: bool,
+         trace: bool) -> None:
     """List the jobs of one state: id, name, state, attempts, created/started/finished (local
-    time), and the failure reason or return value."""
+    time), and the failure reason or return value; --json adds each job's stack trace."""
     if end < start:
         raise click.BadParameter(f"--end ({end}) must not be before --start ({start})",
                                  param_hint="'--end'")
@@ -209,6 +213,12 @@ def jobs(queue: str, state: str, start: int, end: int, url: str, prefix: str, as
     click.echo(table(headers, [
         [r["id"], r["name"], r["state"], r["attempts"], _when(r["created"]), _when(r["started"]),
          _when(r["finished"]), _short(r["result"])] for r in rows]))
+    if trace:
+        for r in rows:
+            if r.get("stacktrace"):
+                # Line by line: a control character in a trace must not drive the terminal.
+                lines = "\n".join(printable(line) for line in r["stacktrace"].splitlines())
+                click.echo(f"\n--- job {printable(r['id'])} ({printable(r['name'])}) ---\n{lines}")
 
 
 @click.command()

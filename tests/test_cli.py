@@ -277,6 +277,13 @@ def test_jobs_shows_a_header_the_state_the_times_and_the_reason_or_value(
                           "--prefix", prefix).stdout)
     assert rows[0]["id"] == bounced and rows[0]["state"] == "failed" and rows[0]["attempts"] == 1
     assert rows[0]["created"] <= rows[0]["started"] <= rows[0]["finished"]
+    # The stack trace (found by a newcomer run: the CLI showed it nowhere).
+    assert rows[0]["stacktrace"].rstrip().endswith(
+        "RuntimeError: 550 mailbox unavailable: b@example.com")
+    traced = cli("jobs", "--queue", "emails", "--trace", "--url", redis_url,
+                 "--prefix", prefix).stdout
+    assert f"--- job {bounced} (send) ---\nTraceback (most recent call last):" in traced
+    assert traced.rstrip().endswith("RuntimeError: 550 mailbox unavailable: b@example.com")
     empty = cli("jobs", "--queue", "emails", "--state", "active", "--url", redis_url, "--prefix", prefix)
     assert empty.exit_code == 0 and empty.stderr == "no active jobs in queue 'emails'\n"
 
