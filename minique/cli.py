@@ -308,7 +308,9 @@ def _install_signals(workers: list[Worker]) -> None:
 
     def close_all(why: str) -> None:
         if not tasks:
-            log.warning("%s: finishing running jobs, then stopping", why)
+            grace = max((w.shutdown_timeout for w in workers), default=0.0)
+            log.warning("%s: finishing running jobs (grace %.0fs), then stopping; a second "
+                        "signal exits at once", why, grace)
             tasks.extend(loop.create_task(w.close()) for w in workers)
 
     signals.handle(close_all)

@@ -143,16 +143,26 @@ def queues(url: str, prefix: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--queue", "names", multiple=True, required=True, help="Queue (repeatable).")
+@click.option("--queue", "names", multiple=True,
+              help="Queue (repeatable); every queue under the prefix when none is given.")
 @url_option
 @prefix_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def stats(names: tuple[str, ...], url: str, prefix: str, as_json: bool) -> None:
-    """Counts by state for each queue."""
+    """Counts by state for each queue (every queue under the prefix, or each --queue)."""
 
     async def go() -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
-        for name in names:
+        listed = list(names)
+        if not listed:
+            redis = connect(url)
+            try:
+                listed = (await known_queues(redis, prefix)).get(prefix, [])
+                if not listed and not as_json:
+                    click.echo(await _no_queues_hint(redis, prefix, url), err=True)
+            finally:
+                await redis.aclose()
+        for name in listed:
             q = await open_queue(name, url, prefix)
             try:
                 out[name] = {**await q.get_stats(), "paused": await q.is_paused()}
@@ -164,6 +174,8 @@ def stats(names: tuple[str, ...], url: str, prefix: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result))
         return
+    if not result:
+        return  # (the hint is on stderr)
     cols = [*COUNTS, "total", "paused"]
     click.echo(table(["queue", *cols], [[name, *(row[c] for c in cols)] for name, row in result.items()]))
 

@@ -13,6 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .packing import connection_class_for
+from .redis_problems import check_url
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 # Scripts do bounded work, so a reply that takes this long means the link is broken.
@@ -49,8 +50,11 @@ def resolve_url(url: str | None) -> str:
 
 
 def connect(url: str | None = None, *, socket_timeout: float = COMMAND_TIMEOUT, **kw: Any) -> Any:
-    """A client for ``url`` (or ``$MINIQUE_REDIS_URL``). ``redis+cluster://`` gives a cluster client."""
-    url = resolve_url(url)
+    """A client for ``url`` (or ``$MINIQUE_REDIS_URL``). ``redis+cluster://`` gives a cluster client.
+    Raises ``BadRedisURL`` (a ValueError) naming what is wrong with the URL; connects lazily."""
+    # The URL's problem in minique's words (BadRedisURL, a ValueError): redis-py's own
+    # error neither repeats the URL nor knows redis+cluster://.
+    url = check_url(resolve_url(url))
     common: dict[str, Any] = dict(
         decode_responses=False,
         socket_timeout=socket_timeout,

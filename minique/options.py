@@ -94,9 +94,11 @@ def decode_stored(raw: bytes) -> StoredOptions:
 def check_option_names(options: Mapping[str, Any], where: str) -> None:
     unknown = set(options) - OPTION_NAMES
     if unknown:
+        # add() also takes a flow parent (minique/flows.py), which is no stored option.
+        links = "; add() also takes parent and on_failure" if where == "add" else ""
         raise TypeError(
             f"{where}: unknown job option(s) {', '.join(sorted(unknown))}; "
-            f"valid options are {', '.join(sorted(OPTION_NAMES))}"
+            f"valid options are {', '.join(sorted(OPTION_NAMES))}{links}"
         )
 
 

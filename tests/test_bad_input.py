@@ -312,3 +312,23 @@ def test_a_worker_on_a_queue_its_registry_does_not_serve_is_refused(redis_url: s
     with pytest.raises(ValueError, match="the registry has no processor for queue 'mist'; "
                                          "it serves: 'other'"):
         Worker("mist", registry, url=redis_url)
+
+
+async def test_an_unknown_option_names_the_flow_options_add_takes_too(queue: Queue) -> None:
+    """The list of valid options left out parent and on_failure, which add() takes (a
+    newcomer run took them for unsupported)."""
+    with pytest.raises(TypeError, match=r"add: unknown job option\(s\) retries; valid options "
+                                        r"are .*; add\(\) also takes parent and on_failure"):
+        await queue.add("x", None, retries=3)
+
+
+def test_a_bad_url_given_to_a_queue_is_named_in_minique_words() -> None:
+    """redis-py's own error neither repeated the URL nor knew redis+cluster:// (newcomer
+    run); the CLI's message for the same mistake is the one raised now."""
+    from minique.redis_problems import BadRedisURL
+
+    with pytest.raises(BadRedisURL, match=r"invalid Redis URL 'localhost:6379': it must start "
+                                          r"with redis://, rediss://, unix:// or redis\+cluster://"):
+        Queue("x", url="localhost:6379")
+    with pytest.raises(ValueError, match="the port must be a number"):
+        Queue("x", url="redis://127.0.0.1:notaport/0")

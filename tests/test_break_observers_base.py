@@ -118,4 +118,5 @@ def test_an_observer_with_async_hooks_is_refused() -> None:
     """An ``async def`` hook was called and never awaited: it silently never ran (a
     RuntimeWarning at best). Refused where the worker is made, naming the hook."""
     with pytest.raises(TypeError, match="job_finished"):
-        Worker("q", Registry.single("q", lambda job: None), url="redis://127.0.0.1:1/0", observers=[AsyncHooks()])
+        Worker("q", Registry.single("q", lambda job: None), url="redis://127.0.0.1:1/0",
+               observers=[AsyncHooks()])

@@ -241,6 +241,21 @@ async def test_queue_retry_job_checks_existence_and_state(queue: Queue) -> None:
 
 # ----- listing ----------------------------------------------------------------------------
 
+def test_stats_without_a_queue_counts_every_queue_under_the_prefix(redis_url: str,
+                                                                   prefix: str) -> None:
+    """Found by a newcomer run: a bare `minique stats` (as the production guide shows it)
+    was "Missing option '--queue'"."""
+    empty = cli("stats", "--url", redis_url, "--prefix", prefix)
+    assert empty.exit_code == 0 and empty.stdout == "" and "no queues" in empty.stderr
+    add(redis_url, prefix, "reports", 2)
+    add(redis_url, prefix, "emails", 1)
+    rows = json.loads(cli("stats", "--json", "--url", redis_url, "--prefix", prefix).stdout)
+    assert sorted(rows) == ["emails", "reports"]
+    assert rows["reports"]["waiting"] == 2 and rows["emails"]["waiting"] == 1
+    out = cli("stats", "--url", redis_url, "--prefix", prefix).stdout.splitlines()
+    assert [line.split()[0] for line in out] == ["queue", "emails", "reports"]
+
+
 def test_queues_lists_every_queue_with_its_counts(redis_url: str, prefix: str) -> None:
     settle(redis_url, prefix, "emails", [{"to": "a@example.com"}, {"to": "b@example.com", "bounce": True}])
     add(redis_url, prefix, "reports", 3)
