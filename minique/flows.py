@@ -42,6 +42,7 @@ from .connection import connect
 from .errors import InvalidJobState, MiniqueError
 from .job import public_state
 from .keys import DEFAULT_PREFIX
+from .options import encode_stored
 
 if TYPE_CHECKING:
     from .job import Job
@@ -162,10 +163,18 @@ def _made(node: _Prepared, now_ms: int, waits: bool) -> Job:
 
 
 def prepare_child(queue: Queue, name: str, data: Any, options: dict[str, Any],
-                  parent_key: str, policy: str) -> _Prepared:
+                  parent_key: str, policy: str, parent_ahead: bool = False) -> _Prepared:
+    """``parent_ahead``: the parent is in ``queue`` and may have a priority. Once this
+    job is done the parent may become waiting ahead of the jobs its worker holds, which
+    that worker then hands back (worker.py, ``_push``), as one taking a job at a time
+    would take the parent next."""
     if options.get("dedup") is not None:
         raise FlowError("dedup is not supported for a job with a parent")
     args, resolved = queue._prepare(name, data, options)
+    if parent_ahead:
+        stored = msgspec.structs.replace(resolved.stored, parent_ahead=True)
+        resolved = msgspec.structs.replace(resolved, stored=stored)
+        args = [*args[:3], encode_stored(stored), *args[4:]]
     return _Prepared(queue, args, resolved, data, parent_key, policy)
 
 
@@ -289,8 +298,11 @@ class FlowProducer:
             if not parent and own_policy != "f":
                 raise FlowError(f"{where}: on_failure applies to children only")
             queue = self._queue(node.get("queue"))
+            above = nodes[int(parent[1:]) - 1] if parent else None
             prepared = prepare_child(queue, node.get("name", ""), node.get("data"), opts,
-                                     parent, own_policy)
+                                     parent, own_policy,
+                                     above is not None and above.queue is queue
+                                     and above.resolved.priority > 0)
             if prepared.args[0]:
                 ident = (queue.keys.base, prepared.args[0])
                 if ident in seen:

@@ -47,6 +47,9 @@ class StoredOptions(msgspec.Struct, frozen=True, array_like=True, omit_defaults=
     keep_failed: Keep = Keep(count=10000, age=7 * DAY)
     keep_logs: int = 1000
     trace: dict[str, str] | None = None  # the adder's OpenTelemetry context (minique.telemetry)
+    # A flow child whose parent is in the same queue and may have a priority: once it is
+    # done, the parent may go ahead of what its worker holds (minique/flows.py).
+    parent_ahead: bool = False
 
 
 class ResolvedOptions(msgspec.Struct, frozen=True):

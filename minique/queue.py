@@ -292,8 +292,12 @@ class Queue:
         from . import flows
 
         pkey = flows.parent_key(parent, self.prefix)
+        # A parent in this queue may go ahead of held jobs once its children are done; its
+        # priority is known only when it is given as a Job.
+        ahead = pkey.startswith(self.keys.job_prefix) and (
+            parent.priority > 0 if isinstance(parent, Job) else True)
         node = flows.prepare_child(self, name, data, options, pkey,
-                                   flows.policy_code(on_failure or "fail_parent"))
+                                   flows.policy_code(on_failure or "fail_parent"), ahead)
         if node.args[0] and self.keys.job(node.args[0]) == pkey:
             raise flows.FlowError(f"job {node.args[0]!r} cannot be its own parent")
         async with self._add_lock:  # this producer's numbers, shared with add.lua's calls

@@ -1380,6 +1380,11 @@ class Worker:
         held_start: int | str = self._held_started.pop(job.id, "") if self._held_started else ""
         self._results.append((job.id, job.token, kind, value, stack, delay_ms, keep.count,
                               _age_ms(keep), held_start))
+        if kind in ("c", "f") and job.opts.parent_ahead:
+            # Its parent, in this queue and maybe with a priority, may become waiting when
+            # this result reaches Redis: what this worker holds goes back first, so the
+            # parent starts next, as it would one job at a time (lua/includes/flows.lua).
+            self._on_control("ahead")
         started = self._started_at.pop(job.id, None)
         if started is not None:
             if kind in ("f", "r"):
