@@ -1512,6 +1512,9 @@ class Worker:
                 # (hand-backs go back in the order of their stream entries).
                 self._push(running.job, "h", "", "", 0, running.job.opts.keep_failed)
                 self._return_held()
+                # And so do the jobs of a reply to a call already out: taken behind this
+                # one, they would start before it is back (see _handle_reply, stale).
+                self._controls += 1
             else:
                 self._fail(running.job, reason, "", final=True, started=time.monotonic())
             self._wakeup.set()
