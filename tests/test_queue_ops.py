@@ -376,3 +376,17 @@ async def test_adds_of_a_sender_cancelled_before_its_call_went_are_not_sent(
         await asyncio.wait_for(waiting, 10)
     await bulk
     assert await queue.get_job("b0") is None
+
+
+async def test_a_job_handed_back_before_it_ever_started_has_no_start_time(queue: Queue) -> None:
+    """A job taken for a free slot and handed back unstarted (a shutdown, a control that
+    changed while the call was out) kept the take's processed_on: `minique jobs --state
+    waiting` showed a start that never happened (a newcomer run). One fetched at a time,
+    a waiting job that never ran has none."""
+    job = await queue.add("x", None)
+    [(job_id, token)] = await fetch(queue)
+    assert (await queue.get_job(job_id)).processed_on is not None  # type: ignore[union-attr]
+    statuses, _, _ = await finish(queue, [(job_id, token, "h", "", "", 0, -1, -1)])
+    assert statuses == [1]
+    back = await queue.get_job(job.id)
+    assert back is not None and back.state == "waiting" and back.processed_on is None

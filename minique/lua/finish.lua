@@ -175,7 +175,12 @@ for i = 1, nres do
       -- Taken for a free slot but never started: the start it was counted for is undone.
       left_active[#left_active + 1] = id
       if cur_g then released[#released + 1] = cur_g end
-      redis.call('HSET', jk, 'ats', int_str(math.max(0, count_num(cur_ats, 1) - 1)))
+      local ats_left = math.max(0, count_num(cur_ats, 1) - 1)
+      redis.call('HSET', jk, 'ats', int_str(ats_left))
+      -- Never started at all: no start time either (a waiting job's processed_on would
+      -- read as a start that did not happen). A later attempt's take wrote over the one
+      -- before, which stays as the take left it.
+      if ats_left == 0 then redis.call('HDEL', jk, 'pon') end
       emit('ev', 'waiting', 'id', id)
     end
     enqueue_return(jk, id, cur_ps)
