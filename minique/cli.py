@@ -77,10 +77,19 @@ def _import_failure(exc: Exception) -> str:
     return f"{text} ({os.path.basename(frames[-1].filename)}, line {frames[-1].lineno})"
 
 
+LOG_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False)
+
+
+def _worker_log_level(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """``minique worker --log-level X``: where users put it first (it was "No such option")."""
+    if value:
+        logging.getLogger().setLevel(value.upper())
+
+
 @click.group()
 @click.version_option(__version__, "--version", prog_name="minique")
 @click.option("--log-level", default=os.environ.get("MINIQUE_LOG_LEVEL", "INFO"), show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False))
+              type=LOG_LEVELS)
 def main(log_level: str) -> None:
     """minique: a Redis job queue."""
     logging.basicConfig(level=log_level.upper(),
@@ -108,7 +117,7 @@ def main(log_level: str) -> None:
               help="Times a job's lease may expire (its worker lost) before the job fails "
                    "(0: it fails at its first stall).")
 @click.option("--shutdown-timeout", default=30.0, show_default=True, type=positive,
-              help="Grace for running jobs at SIGTERM (s).")
+              help="Grace for running jobs at SIGTERM or SIGINT (s); a second signal exits at once.")
 @click.option("--block-timeout", default=5.0, show_default=True, type=positive,
               help="Longest single wait for new jobs (s); a new or due job ends it sooner.")
 @click.option("--prefetch/--no-prefetch", default=True, show_default=True,
@@ -137,6 +146,9 @@ def main(log_level: str) -> None:
 @click.option("--fail-fast", is_flag=True,
               help="Exit at once if Redis cannot be reached at start-up (default: retry with "
                    "backoff; --burst implies it).")
+@click.option("--log-level", type=LOG_LEVELS, default=None, expose_value=False, is_eager=True,
+              callback=_worker_log_level,
+              help="As `minique --log-level`, here too (DEBUG logs an import's traceback).")
 def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurrency: int,
            processes: int, cpu_processes: int, lock_duration: float, stalled_interval: float,
            max_stalled_count: int, shutdown_timeout: float, block_timeout: float,

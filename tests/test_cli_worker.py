@@ -117,6 +117,20 @@ def test_a_target_that_fails_to_import_is_one_error_line(
     assert debug and f"{package}.jobs" in debug[0].getMessage()
 
 
+def test_the_worker_takes_log_level_after_its_name_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`minique worker ... --log-level debug` was "No such option" (a newcomer run): the
+    option belonged to `minique` alone."""
+    monkeypatch.chdir(tmp_path)
+    package = _broken_package(tmp_path, "registry = undefined_name\n")
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "level", root.level)  # restored after the test
+    result = CliRunner().invoke(main, ["worker", f"{package}.jobs:registry", "--log-level",
+                                       "debug", "--url", "redis://127.0.0.1:1/0"])
+    assert result.exit_code == 2 and "No such option" not in result.output, result.output
+    assert root.level == logging.DEBUG
+
+
 def test_every_worker_option_has_a_help_text() -> None:
     worker = main.commands["worker"]
     assert [p.name for p in worker.params if isinstance(p, click.Option) and not p.help] == []
