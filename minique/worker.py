@@ -253,6 +253,9 @@ class Worker:
         # (_on_local_control: a prioritized job of this process falls due then).
         self._due_ahead = math.inf
         self._hold_timer: asyncio.TimerHandle | None = None
+        # The calls' round trip (s), a moving average: while it is above half a hold, held
+        # jobs would come back with their hold run out, or nearly, so nothing is held.
+        self._round_trip = 0.0
         self._cv: bytes | None = None  # the queue's control version, as the last reply saw it
         self._start_notes: dict[str, _Running] = {}  # held jobs started, start not yet sent
         self._held_started: dict[str, int] = {}  # id -> start (Redis ms) of jobs taken held
@@ -644,6 +647,12 @@ class Worker:
         if sent_at >= self._due_ahead:
             self._due_ahead = math.inf  # this call promoted what fell due, and took it
         loop = asyncio.get_running_loop()
+        # Over a slow link (a Redis far away, a stalled network) every held job would come
+        # with its hold run out, or nearly: each call would take jobs only for the next to
+        # hand them back. _prefetch holds nothing while the average is above half a hold;
+        # one slow call among fast ones (a pause of this process) does not get it there.
+        took = loop.time() - sent_at
+        self._round_trip = took if not self._round_trip else self._round_trip * 0.8 + took * 0.2
         self._clock_offset_ms = int(now_ms) - loop.time() * 1000.0
         self._global_limit = int(global_limit)
         if cv != self._cv:
@@ -891,6 +900,8 @@ class Worker:
         if (not self.prefetch or self.lim_max or self._global_limit or avg is None
                 or avg > PREFETCH_WORK):
             return 0
+        if self._round_trip > HOLD_TIME / 2:
+            return 0  # round trips outlast the hold (_handle_reply)
         # A slot whose job has run past the budget may stay busy for long: nothing is held
         # for it, so held jobs never wait behind a long job.
         slots = self.concurrency
