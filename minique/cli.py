@@ -321,8 +321,9 @@ def _install_signals(workers: list[Worker]) -> None:
     def close_all(why: str) -> None:
         if not tasks:
             grace = max((w.shutdown_timeout for w in workers), default=0.0)
-            log.warning("%s: finishing running jobs (grace %.0fs), then stopping; a second "
-                        "signal exits at once", why, grace)
+            # (The pid tells apart the lines of a supervisor's children.)
+            log.warning("%s: process %d finishing running jobs (grace %.0fs), then stopping; "
+                        "a second signal exits at once", why, os.getpid(), grace)
             tasks.extend(loop.create_task(w.close()) for w in workers)
 
     signals.handle(close_all)
