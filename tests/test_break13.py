@@ -108,3 +108,80 @@ async def test_a_job_taken_as_held_during_drain_and_handed_back_is_drained(
     finally:
         await q.obliterate(force=True)
         await q.close()
+
+
+order: list[str] = []
+
+
+triggers: dict[str, Any] = {}
+
+
+async def proc(job: Any) -> None:
+    """Never awaits (a runner goes through such jobs back to back), but a job whose data
+    names a trigger awaits it."""
+    order.append(job.id)
+    if (job.data or {}).get("yield"):
+        await asyncio.sleep(0)
+    if (job.data or {}).get("trigger"):
+        await triggers.pop(job.data["trigger"])()
+
+
+async def _completed(q: Queue, n: int) -> bool:
+    return (await q.get_stats())["completed"] >= n
+
+
+async def test_a_prioritized_parent_in_another_queue_is_told_after_a_give_way_in_the_same_call(
+        redis_url: str, qname: str) -> None:
+    """give_way_to_ahead() tells a queue's workers once per script call (ahead_told). A
+    finish call of queue A that first sends a job of A to the head of the line (Delayed(0),
+    or a prioritized retry) while A has held jobs, then completes a child whose parent, in
+    queue B with a priority, becomes waiting, tells A only: the flag is per call, not per
+    queue (flows.lua in_queue switches the keys, not the flag). B's worker (concurrency 1)
+    starts the jobs it holds (up to 200) before the parent; one at a time it would have
+    taken the parent next."""
+    from minique import FlowProducer, Worker  # noqa: I001
+
+    a = Queue(qname + "-a", url=redis_url)
+    b = Queue(qname + "-b", url=redis_url)
+    flow = FlowProducer(url=redis_url)
+    w = Worker(b.name, proc, url=redis_url, concurrency=1)
+    task = asyncio.create_task(w.run(handle_signals=False))
+    try:
+        await b.add_bulk([("t", {}) for _ in range(60)])
+        await wait_until(lambda: _completed(b, 60), timeout=20, message="warm-up done")
+        node = await flow.add({"name": "p", "queue": b.name, "data": {}, "opts": {"priority": 1},
+                               "children": [{"name": "c", "queue": a.name, "data": {}}]})
+        parent, child = node.job.id, node.children[0].job.id
+        x = await a.add("x", {})
+        # A's driver worker runs the child and x; another holds a job of A.
+        taken = dict(await driver.fetch(a, 2, worker="wa"))
+        await a.add("y", {})
+        assert len(await _held_by_driver(a, 1, hold_ms=30000, worker="wa2")) == 1
+        answers: list[Any] = []
+
+        async def a_finishes() -> None:
+            # One call: x back to the head of the line (Delayed(0)), then the child's result.
+            statuses, _, _ = await driver.finish(
+                a, [(x.id, taken[x.id], "d", "again", "", 0, -1, -1),
+                    driver.complete(child, taken[child])], worker="wa")
+            answers.append(statuses)
+
+        triggers["a"] = a_finishes
+        order.clear()
+        jobs = await b.add_bulk([("t", {"trigger": "a" if i == 200 else None, "yield": True})
+                                 for i in range(400)])
+        await wait_until(lambda: parent in order, timeout=20, message="the parent ran")
+        assert answers == [[1, 1]]
+        mark = order.index(jobs[200].id) + 1
+        await wait_until(lambda: parent in order, timeout=20, message="the parent ran")
+        between = order.index(parent) - mark
+        assert between <= 2, (f"{between} jobs of B started between the call that made the "
+                              f"prioritized parent waiting and its start (one at a time: "
+                              f"at most the one running)")
+    finally:
+        await asyncio.wait_for(w.close(timeout=2), 10)
+        await asyncio.wait_for(task, 10)
+        for q in (a, b):
+            await q.obliterate(force=True)
+            await q.close()
+        await flow.close()
