@@ -124,6 +124,8 @@ async def proc(job: Any) -> None:
         await asyncio.sleep(0)
     if (job.data or {}).get("trigger"):
         await triggers.pop(job.data["trigger"])()
+    if (job.data or {}).get("fail"):
+        raise RuntimeError("this child fails")
 
 
 async def _completed(q: Queue, n: int) -> bool:
@@ -184,4 +186,44 @@ async def test_a_prioritized_parent_in_another_queue_is_told_after_a_give_way_in
         for q in (a, b):
             await q.obliterate(force=True)
             await q.close()
+        await flow.close()
+
+
+async def test_a_prioritized_grandparent_a_failing_child_releases_goes_ahead_of_held_jobs(
+        redis_url: str, qname: str) -> None:
+    """parent_ahead marks a child whose *direct* parent is in its queue with a priority.
+    A child whose failure climbs (fail_parent) to a parent without priority that fails in
+    turn, under 'ignore', makes the grandparent, prioritized and in the same queue,
+    waiting: the child's worker is not told locally and starts the jobs it holds until the
+    pub/sub message comes. One at a time (concurrency 1), the call carrying the child's
+    failure takes the grandparent next."""
+    from minique import FlowProducer, Worker  # noqa: I001
+
+    q = Queue(qname, url=redis_url)
+    w = Worker(qname, proc, url=redis_url, concurrency=1)
+    flow = FlowProducer(url=redis_url)
+    task = asyncio.create_task(w.run(handle_signals=False))
+    try:
+        await q.add_bulk([("t", {}) for _ in range(60)])
+        await wait_until(lambda: _completed(q, 60), timeout=20, message="warm-up done")
+        await q.pause()
+        node = await flow.add({
+            "name": "g", "queue": qname, "data": {}, "opts": {"priority": 1},
+            "children": [{"name": "p", "queue": qname, "data": {},
+                          "opts": {"on_failure": "ignore"},
+                          "children": [{"name": "c", "queue": qname, "data": {"fail": True}}]}]})
+        grand = node.job.id
+        child = node.children[0].children[0].job.id
+        await q.add_bulk([("t", {}) for _ in range(400)])
+        order.clear()
+        await q.resume()
+        await wait_until(lambda: grand in order, timeout=20, message="the grandparent ran")
+        between = order[order.index(child) + 1:order.index(grand)]
+        assert between == [], (f"{len(between)} held jobs started between the child's failure "
+                               f"and its prioritized grandparent's start (one at a time: none)")
+    finally:
+        await asyncio.wait_for(w.close(timeout=2), 10)
+        await asyncio.wait_for(task, 10)
+        await q.obliterate(force=True)
+        await q.close()
         await flow.close()
