@@ -56,7 +56,7 @@ async def test_drain_does_not_count_a_held_job_that_ran_and_was_removed_on_compl
 
         async def holder_reports() -> None:
             statuses, _, _ = await driver.finish(
-                q, [driver.complete(job.id, tokens[job.id], keep=(0, -1)) + (started,)],
+                q, [(*driver.complete(job.id, tokens[job.id], keep=(0, -1)), started)],
                 worker="holder")
             assert statuses == [1]
 
@@ -92,7 +92,7 @@ async def test_a_job_taken_as_held_during_drain_and_handed_back_is_drained(
 
         async def hands_back(name: str, args: Any, *rest: Any) -> Any:
             if name == "drain" and args[2] == "held" and tokens:
-                statuses, _, _ = await driver.finish(
+                _statuses, _, _ = await driver.finish(
                     q, [(i, t, "h", "", "", 0, -1, -1) for i, t in tokens.items()],
                     worker="holder")
                 tokens.clear()
@@ -141,7 +141,7 @@ async def test_a_prioritized_parent_in_another_queue_is_told_after_a_give_way_in
     queue (flows.lua in_queue switches the keys, not the flag). B's worker (concurrency 1)
     starts the jobs it holds (up to 200) before the parent; one at a time it would have
     taken the parent next."""
-    from minique import FlowProducer, Worker  # noqa: I001
+    from minique import FlowProducer, Worker
 
     a = Queue(qname + "-a", url=redis_url)
     b = Queue(qname + "-b", url=redis_url)
@@ -197,7 +197,7 @@ async def test_a_prioritized_grandparent_a_failing_child_releases_goes_ahead_of_
     waiting: the child's worker is not told locally and starts the jobs it holds until the
     pub/sub message comes. One at a time (concurrency 1), the call carrying the child's
     failure takes the grandparent next."""
-    from minique import FlowProducer, Worker  # noqa: I001
+    from minique import FlowProducer, Worker
 
     q = Queue(qname, url=redis_url)
     w = Worker(qname, proc, url=redis_url, concurrency=1)
