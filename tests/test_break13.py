@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import driver
+import pytest
 from helpers import wait_until
 
 from minique import Queue
@@ -227,3 +228,15 @@ async def test_a_prioritized_grandparent_a_failing_child_releases_goes_ahead_of_
         await q.obliterate(force=True)
         await q.close()
         await flow.close()
+
+
+@pytest.mark.parametrize("url", ["redis://[::1", "redis://h:6379/0?db=x",
+                                 "redis://h:6379/0?socket_timeout=abc"])
+def test_a_bad_url_raises_bad_redis_url(url: str) -> None:
+    """Queue(url=bad) names the problem in minique's words: BadRedisURL. An unclosed IPv6
+    bracket (urlsplit's ValueError) and a query value redis-py cannot parse raise plain
+    ValueErrors that do not name the URL."""
+    from minique.redis_problems import BadRedisURL
+
+    with pytest.raises(BadRedisURL, match="invalid Redis URL"):
+        Queue("q", url=url)
