@@ -240,3 +240,30 @@ def test_a_bad_url_raises_bad_redis_url(url: str) -> None:
 
     with pytest.raises(BadRedisURL, match="invalid Redis URL"):
         Queue("q", url=url)
+
+
+async def test_cancel_of_a_held_job_that_ran_and_was_removed_on_complete_answers_true(
+        redis_url: str, qname: str) -> None:
+    """cancel() of a held job its worker had started (its start note on the way with its
+    result) answers True, as for a job one taken at a time, active when asked; unless
+    the job keeps nothing once completed (removeOnComplete): its hash is gone and
+    Queue.cancel reads st None -> False."""
+    q = Queue(qname, url=redis_url)
+    try:
+        job = await q.add("t", {})
+        tokens = await _held_by_driver(q, 1, hold_ms=30000)
+        task = asyncio.create_task(q.cancel(job.id))
+
+        async def asked() -> bool:
+            return await q.redis.hget(q.keys.job(job.id), "cx") is not None
+        await wait_until(asked, message="cancel asked")
+        started = await _redis_ms(q) - 5
+        statuses, _, _ = await driver.finish(
+            q, [(*driver.complete(job.id, tokens[job.id], keep=(0, -1)), started)],
+            worker="holder")
+        assert statuses == [1]
+        answer = await asyncio.wait_for(task, 10)
+        assert answer is True, "cancel() of a job that was running when asked answered False"
+    finally:
+        await q.obliterate(force=True)
+        await q.close()
