@@ -267,3 +267,58 @@ async def test_cancel_of_a_held_job_that_ran_and_was_removed_on_complete_answers
     finally:
         await q.obliterate(force=True)
         await q.close()
+
+
+async def test_two_removes_of_a_held_job_do_not_both_answer_removed(
+        redis_url: str, qname: str) -> None:
+    """remove() twice of a waiting job, at once: one removes it (True), the other finds no
+    such job (False), as remove.lua is atomic. A held job: the first marks it 'removed';
+    the second sees 'removed', asks again and waits; the holder's hand-back deletes it and
+    both read st None: [True, True]. A retried remove() (a user loop, a re-send) claims a
+    removal it did not make."""
+    q = Queue(qname, url=redis_url)
+    try:
+        job = await q.add("t", {})
+        tokens = await _held_by_driver(q, 1, hold_ms=30000)
+        first = await driver.asking_holders(q, q.remove_job(job.id))
+        second = asyncio.create_task(q.remove_job(job.id))
+        await asyncio.sleep(0.05)
+        statuses, _, _ = await driver.finish(
+            q, [(job.id, tokens[job.id], "h", "", "", 0, -1, -1)], worker="holder")
+        assert statuses == [2]
+        answers = [await asyncio.wait_for(first, 10), await asyncio.wait_for(second, 10)]
+        assert sorted(answers) == [False, True], (
+            f"two remove() of one held job answered {answers} (one job removed)")
+    finally:
+        await q.obliterate(force=True)
+        await q.close()
+
+
+async def test_drain_and_remove_of_a_held_job_do_not_both_count_it(
+        redis_url: str, qname: str) -> None:
+    """drain() marks a held job; remove() of the same job, while drain() waits, sees
+    'removed', waits, and answers True once the holder hands it back; drain() counts it
+    too (st None). Of a waiting job exactly one of them removes it: drain's count plus
+    remove()'s True make 1, not 2."""
+    q = Queue(qname, url=redis_url)
+    try:
+        job = await q.add("t", {})
+        tokens = await _held_by_driver(q, 1, hold_ms=200)
+        removal: list[asyncio.Task[bool]] = []
+
+        async def remove_meanwhile() -> None:
+            removal.append(asyncio.create_task(q.remove_job(job.id)))
+            await asyncio.sleep(0.02)
+            statuses, _, _ = await driver.finish(
+                q, [(job.id, tokens[job.id], "h", "", "", 0, -1, -1)], worker="holder")
+            assert statuses == [2]
+
+        run = _inject(q, "held", remove_meanwhile)
+        n = await q.drain()
+        q._run = run  # type: ignore[method-assign]
+        removed = await asyncio.wait_for(removal[0], 10)
+        assert n + int(removed) == 1, (f"drain() counted {n} and remove() answered {removed} "
+                                       f"for the one held job")
+    finally:
+        await q.obliterate(force=True)
+        await q.close()
