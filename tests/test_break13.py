@@ -322,3 +322,52 @@ async def test_drain_and_remove_of_a_held_job_do_not_both_count_it(
     finally:
         await q.obliterate(force=True)
         await q.close()
+
+
+async def test_drain_racing_two_holding_worker_processes_runs_or_counts_each_job_once(
+        redis_url: str, procs: list[Any]) -> None:
+    """Two worker processes (prefetch on) hold jobs of a queue with priorities and groups;
+    drain() in the middle. Every job either ran (once) or was counted by drain(), never
+    both, and none is left waiting."""
+    from held_support import fresh_prefix, starts, warm_worker
+
+    prefix = fresh_prefix("b13d")
+    q = Queue("held", url=redis_url, prefix=prefix)
+    try:
+        await warm_worker(redis_url, procs, q, prefix, 10)
+        await warm_worker(redis_url, procs, q, prefix, 10)
+        await wait_until(lambda: _settled(q), timeout=20, message="warm-up jobs done")
+        jobs = []
+        for _r in range(3):
+            batch = [("tick", {}, {"priority": i % 3} if i % 2 else
+                      {"group": f"g{i % 7}"} if i % 5 == 0 else {}) for i in range(2000)]
+            jobs += await q.add_bulk(batch)
+        await wait_until(lambda: _started_n(q, 500), timeout=20, message="jobs running")
+        n = await q.drain()
+
+        await wait_until(lambda: _settled(q), timeout=20, message="queue settled")
+        ran = [s[0] for s in await starts(q)]
+        ids = {j.id for j in jobs}
+        ran_ids = [i for i in ran if i in ids]
+        dup = len(ran_ids) - len(set(ran_ids))
+        assert dup == 0, f"{dup} jobs ran twice"
+        gone = [i for i in set(ran_ids) if await q.redis.hget(q.keys.job(i), "st") != b"completed"]
+        assert len(set(ran_ids)) + n == len(ids), (
+            f"{len(set(ran_ids))} ran + {n} drained != {len(ids)} added; "
+            f"{len(gone)} jobs that ran are not completed: {gone[:5]}")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
+        await q.obliterate(force=True)
+        await q.close()
+
+
+async def _settled(q: Queue) -> bool:
+    s = await q.get_stats()
+    return s["completed"] >= 120 and s["active"] == 0 and s["waiting"] == 0
+
+
+async def _started_n(q: Queue, n: int) -> bool:
+    return int(await q.redis.llen(f"{q.keys.base}:starts")) >= n
