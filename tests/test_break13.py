@@ -381,7 +381,7 @@ async def test_a_prioritized_parent_of_many_children_starts_before_later_plain_j
     under ``policy``), then 400 plain jobs; concurrency 10. Once the last child is done,
     the parent (if it runs) starts within the jobs already taken for free slots (10), in
     both modes."""
-    from minique import FlowProducer, Worker  # noqa: I001
+    from minique import FlowProducer, Worker
 
     q = Queue(qname, url=redis_url)
     w = Worker(qname, proc, url=redis_url, concurrency=10, prefetch=prefetch)
