@@ -448,3 +448,70 @@ async def test_big_payloads_are_not_fetched_over_and_over(
         await asyncio.wait_for(task, 10)
         await q.obliterate(force=True)
         await q.close()
+
+
+async def test_kill_9_of_a_holding_worker_in_a_prioritized_flow_loses_nothing(
+        redis_url: str, procs: list[Any]) -> None:
+    """Two worker processes hold jobs of a queue where a prioritized parent waits for 20
+    children among 2,000 plain jobs; one is killed (-9) mid-run. Every job completes, the
+    parent once and after all its children, and no job runs twice but those the dead
+    worker had started."""
+    import os
+    import signal
+
+    from held_support import fresh_prefix, starts, warm_worker
+
+    from minique import FlowProducer
+
+    prefix = fresh_prefix("b13k")
+    q = Queue("held", url=redis_url, prefix=prefix)
+    flow = FlowProducer(url=redis_url, prefix=prefix)
+    try:
+        args = ("--lock-duration", "1", "--stalled-interval", "0.5")
+        victim = await warm_worker(redis_url, procs, q, prefix, 10, *args)
+        await warm_worker(redis_url, procs, q, prefix, 10, *args)
+        await wait_until(lambda: _settled(q), timeout=20, message="warm-up jobs done")
+        await q.pause()
+        node = await flow.add({"name": "tick", "queue": "held", "data": {},
+                               "opts": {"priority": 1},
+                               "children": [{"name": "tick", "queue": "held", "data": {}}
+                                            for _ in range(20)]})
+        plain = await q.add_bulk([("tick", {}) for _ in range(2000)])
+        await q.resume()
+        await wait_until(lambda: _started_n(q, 300), timeout=20, message="jobs running")
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(5)
+
+        last: list[Any] = []
+
+        every = {j.id for j in plain} | {node.job.id} | {c.job.id for c in node.children}
+
+        async def all_done() -> bool:
+            last[:] = [await q.get_stats()]
+            ran = {s[0] for s in await starts(q)}
+            last.append(len(every - ran))
+            return not every - ran and last[0]["active"] == 0 and last[0]["waiting"] == 0
+        try:
+            await wait_until(all_done, timeout=15, message="every job completed")
+        except AssertionError:
+            raise AssertionError(f"{last[1]} jobs never ran: {last[0]}, parent "
+                                 f"{await q.get_state(node.job.id)}") from None
+        run = await starts(q)
+        ids = [s[0] for s in run]
+        parent = node.job.id
+        kids = {c.job.id for c in node.children}
+        assert ids.count(parent) == 1
+        assert ids.index(parent) > max(ids.index(k) for k in kids)
+        twice = {i for i in ids if ids.count(i) > 1}
+        by_victim = {s[0] for s in run if s[2] == victim.pid}
+        assert twice <= by_victim, f"{len(twice - by_victim)} jobs ran twice, not started by the dead worker"
+        assert last[0]["failed"] == 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            p.wait(10)
+        await flow.close()
+        await q.obliterate(force=True)
+        await q.close()
