@@ -515,3 +515,28 @@ async def test_kill_9_of_a_holding_worker_in_a_prioritized_flow_loses_nothing(
         await flow.close()
         await q.obliterate(force=True)
         await q.close()
+
+
+async def test_cancel_of_a_held_job_being_removed_does_not_answer_true(
+        redis_url: str, qname: str) -> None:
+    """remove() (or drain()) of a held job marks it 'removed' and waits for its holder.
+    cancel() of it meanwhile: cancel.lua takes 'removed' as running (not 'held'): it
+    answers True at once, without asking the holder. The holder then hands the job back
+    unstarted and it is deleted: cancel() said True of a job that never ran. One at a
+    time, the job was waiting, then removed: cancel() answers False."""
+    q = Queue(qname, url=redis_url)
+    try:
+        job = await q.add("t", {})
+        tokens = await _held_by_driver(q, 1, hold_ms=30000)
+        removal = await driver.asking_holders(q, q.remove_job(job.id))
+        cancelled = asyncio.create_task(q.cancel(job.id))
+        await asyncio.sleep(0.05)
+        statuses, _, _ = await driver.finish(
+            q, [(job.id, tokens[job.id], "h", "", "", 0, -1, -1)], worker="holder")
+        assert statuses == [2]
+        assert await asyncio.wait_for(removal, 10) is True
+        answer = await asyncio.wait_for(cancelled, 10)
+        assert answer is False, "cancel() answered True for a job removed before it started"
+    finally:
+        await q.obliterate(force=True)
+        await q.close()
