@@ -540,3 +540,76 @@ async def test_cancel_of_a_held_job_being_removed_does_not_answer_true(
     finally:
         await q.obliterate(force=True)
         await q.close()
+
+
+gates: dict[str, asyncio.Event] = {}
+
+
+async def gated(job: Any) -> None:
+    order.append(job.id)
+    if isinstance(job.data, str):
+        await gates[job.data].wait()
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_cancel_drain_remove_at_once_on_held_jobs_agree(
+        redis_url: str, qname: str, seed: int) -> None:
+    """A worker (concurrency 2) runs two blocking jobs and holds 40 behind them; cancel(),
+    remove() and drain() at once on the held jobs. Each job ran, or remove() said True, or
+    drain() counted it: exactly one; cancel() says True only of a job that ran."""
+    import random
+
+    rnd = random.Random(seed)
+    q = Queue(qname, url=redis_url)
+    w = Worker(qname, gated, url=redis_url, concurrency=2)
+    task = asyncio.create_task(w.run(handle_signals=False))
+    key = f"{qname}-gate"
+    gates[key] = asyncio.Event()
+    try:
+        await q.add_bulk([("t", {}) for _ in range(60)])
+        await wait_until(lambda: _completed(q, 60), timeout=20, message="warm-up done")
+        order.clear()
+        jobs = await q.add_bulk([("b", key), ("b", key)] + [("t", {}) for _ in range(40)])
+        ids = [j.id for j in jobs[2:]]
+
+        async def held() -> bool:
+            return await q.redis.hget(q.keys.job(ids[0]), "st") == b"held"
+        await wait_until(held, timeout=10, message="jobs held")
+        picks = [rnd.choice(ids) for _ in range(12)]
+        plan: list[tuple[str, str]] = ([("cancel", i) for i in picks[:6]]
+                                       + [("remove", i) for i in picks[6:]] + [("drain", "")])
+        rnd.shuffle(plan)
+        fns = {"cancel": q.cancel, "remove": q.remove_job}
+        calls = [q.drain() if k == "drain" else fns[k](i) for k, i in plan]
+        results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 15)
+        gates[key].set()
+
+        async def settled() -> bool:
+            s = await q.get_stats()
+            return s["waiting"] == 0 and s["active"] == 0
+        await wait_until(settled, timeout=10, message="queue settled")
+        ran = [i for i in order if i in ids]
+        assert len(ran) == len(set(ran))
+        cancels: dict[str, list[Any]] = {}
+        removes: dict[str, list[Any]] = {}
+        drained = 0
+        for (kind, job_id), r in zip(plan, results, strict=True):
+            if kind == "drain":
+                drained = r
+            else:
+                (cancels if kind == "cancel" else removes).setdefault(job_id, []).append(r)
+        removed = {i for i, rs in removes.items() if True in rs}
+        many = [i for i, rs in removes.items() if rs.count(True) > 1]
+        assert many == [], f"remove() answered True twice for {many}"
+        assert not removed & set(ran), f"removed and ran: {removed & set(ran)}"
+        assert len(set(ran)) + len(removed) + drained == len(ids), (
+            f"{len(set(ran))} ran + {len(removed)} removed + {drained} drained != {len(ids)}; "
+            f"{results}")
+        wrong = [i for i, rs in cancels.items() if True in rs and i not in ran]
+        assert wrong == [], f"cancel() said True of jobs that never ran: {wrong}"
+    finally:
+        gates[key].set()
+        await asyncio.wait_for(w.close(timeout=2), 10)
+        await asyncio.wait_for(task, 10)
+        await q.obliterate(force=True)
+        await q.close()
