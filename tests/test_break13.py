@@ -38,7 +38,7 @@ def _inject(q: Queue, phase: str, action: Any) -> Any:
             await action()
         return reply
 
-    q._run = racing_run  # type: ignore[method-assign]
+    q._run = racing_run  # type: ignore[method-assign,assignment]
     return run
 
 
@@ -99,7 +99,7 @@ async def test_a_job_taken_as_held_during_drain_and_handed_back_is_drained(
                 tokens.clear()
             return await run2(name, args, *rest)
 
-        q._run = hands_back  # type: ignore[method-assign]
+        q._run = hands_back  # type: ignore[method-assign,assignment]
         n = await q.drain()
         q._run = run  # type: ignore[method-assign]
         waiting = (await q.get_stats())["waiting"]
@@ -339,7 +339,7 @@ async def test_drain_racing_two_holding_worker_processes_runs_or_counts_each_job
         await wait_until(lambda: _settled(q), timeout=20, message="warm-up jobs done")
         jobs = []
         for _r in range(3):
-            batch = [("tick", {}, {"priority": i % 3} if i % 2 else
+            batch: list[Any] = [("tick", {}, {"priority": i % 3} if i % 2 else
                       {"group": f"g{i % 7}"} if i % 5 == 0 else {}) for i in range(2000)]
             jobs += await q.add_bulk(batch)
         await wait_until(lambda: _started_n(q, 500), timeout=20, message="jobs running")
@@ -573,7 +573,7 @@ async def test_cancel_drain_remove_at_once_on_held_jobs_agree(
         ids = [j.id for j in jobs[2:]]
 
         async def held() -> bool:
-            return await q.redis.hget(q.keys.job(ids[0]), "st") == b"held"
+            return bool(await q.redis.hget(q.keys.job(ids[0]), "st") == b"held")
         await wait_until(held, timeout=10, message="jobs held")
         picks = [rnd.choice(ids) for _ in range(12)]
         plan: list[tuple[str, str]] = ([("cancel", i) for i in picks[:6]]
@@ -595,6 +595,7 @@ async def test_cancel_drain_remove_at_once_on_held_jobs_agree(
         drained = 0
         for (kind, job_id), r in zip(plan, results, strict=True):
             if kind == "drain":
+                assert isinstance(r, int), r
                 drained = r
             else:
                 (cancels if kind == "cancel" else removes).setdefault(job_id, []).append(r)
