@@ -614,3 +614,33 @@ async def test_cancel_drain_remove_at_once_on_held_jobs_agree(
         await asyncio.wait_for(task, 10)
         await q.obliterate(force=True)
         await q.close()
+
+
+async def test_a_prioritized_grandparent_released_through_queue_add_children_goes_ahead(
+        redis_url: str, qname: str) -> None:
+    """As the flow case above, with the tree built by Queue.add(parent=...): the child's
+    parent is a Job without priority, so Queue._add_child marks no parent_ahead, though
+    the child's failure releases the prioritized grandparent (the parent fails in turn,
+    under 'ignore'). Queue._add_child does not know the parent's ancestors."""
+    q = Queue(qname, url=redis_url)
+    w = Worker(qname, proc, url=redis_url, concurrency=1)
+    task = asyncio.create_task(w.run(handle_signals=False))
+    try:
+        await q.add_bulk([("t", {}) for _ in range(60)])
+        await wait_until(lambda: _completed(q, 60), timeout=20, message="warm-up done")
+        await q.pause()
+        grand = await q.add("g", {}, priority=1)
+        parent = await q.add("p", {}, parent=grand, on_failure="ignore")
+        child = await q.add("c", {"fail": True}, parent=parent)
+        await q.add_bulk([("t", {}) for _ in range(400)])
+        order.clear()
+        await q.resume()
+        await wait_until(lambda: grand.id in order, timeout=20, message="the grandparent ran")
+        between = order[order.index(child.id) + 1:order.index(grand.id)]
+        assert between == [], (f"{len(between)} held jobs started between the child's failure "
+                               f"and its prioritized grandparent's start (one at a time: none)")
+    finally:
+        await asyncio.wait_for(w.close(timeout=2), 10)
+        await asyncio.wait_for(task, 10)
+        await q.obliterate(force=True)
+        await q.close()
