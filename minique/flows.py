@@ -283,6 +283,11 @@ class FlowProducer:
         nodes: list[_Prepared] = []
         children: list[list[int]] = []
         seen: set[tuple[str, str]] = set()
+        # Per node, the queues (by id) of it and its ancestors that have a priority: a
+        # child's failure may climb (fail_parent) to any ancestor, and release one under
+        # 'ignore' or 'remove_dependency'; one in the child's queue with a priority then
+        # goes ahead of what the child's worker holds (parent_ahead).
+        prioritized: list[frozenset[int]] = []
         stack: list[tuple[Any, str]] = [(tree, "")]
         while stack:
             node, parent = stack.pop()
@@ -298,11 +303,12 @@ class FlowProducer:
             if not parent and own_policy != "f":
                 raise FlowError(f"{where}: on_failure applies to children only")
             queue = self._queue(node.get("queue"))
-            above = nodes[int(parent[1:]) - 1] if parent else None
+            above = prioritized[int(parent[1:]) - 1] if parent else frozenset()
             prepared = prepare_child(queue, node.get("name", ""), node.get("data"), opts,
-                                     parent, own_policy,
-                                     above is not None and above.queue is queue
-                                     and above.resolved.priority > 0)
+                                     parent, own_policy, id(queue) in above)
+            if prepared.resolved.priority > 0:
+                above = above | {id(queue)}
+            prioritized.append(above)
             if prepared.args[0]:
                 ident = (queue.keys.base, prepared.args[0])
                 if ident in seen:

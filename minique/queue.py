@@ -293,9 +293,12 @@ class Queue:
 
         pkey = flows.parent_key(parent, self.prefix)
         # A parent in this queue may go ahead of held jobs once its children are done; its
-        # priority is known only when it is given as a Job.
+        # priority is known only when it is given as a Job. So may an ancestor of it in
+        # this queue with a priority (the parent's own parent_ahead says so): this child's
+        # failure may climb to it (fail_parent) and release it ('ignore').
         ahead = pkey.startswith(self.keys.job_prefix) and (
-            parent.priority > 0 if isinstance(parent, Job) else True)
+            parent.priority > 0 or parent.opts.parent_ahead if isinstance(parent, Job)
+            else True)
         node = flows.prepare_child(self, name, data, options, pkey,
                                    flows.policy_code(on_failure or "fail_parent"), ahead)
         if node.args[0] and self.keys.job(node.args[0]) == pkey:

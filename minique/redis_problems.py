@@ -66,7 +66,10 @@ def url_of(client: Any) -> str:
 def check_url(url: str) -> str:
     """Returns ``url`` if a client can use it, else raises BadRedisURL naming the problem."""
     shown = url.split("@", 1)[-1] if "@" in url else url  # never echo a password
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed IPv6 bracket, say
+        raise BadRedisURL(f"invalid Redis URL {shown!r}: {exc}") from None
     if "://" not in url or parts.scheme not in SCHEMES:
         got = f"'{parts.scheme}://'" if "://" in url else "no scheme"
         raise BadRedisURL(f"invalid Redis URL {shown!r}: it must start with redis://, rediss://, "

@@ -51,6 +51,10 @@ JOB_FIELDS = 13  # per job in a fetch reply: see lua/includes/take.lua
 HEADER = 8  # status, info, next_due, wake_id, now, global limit, control version, hold granted
 PREFETCH_WORK = 0.005  # seconds of work a worker may hold per slot beyond what it runs
 PREFETCH_MAX = 200  # jobs held ahead at most (see Worker._prefetch)
+# Payload bytes held ahead at most: a reply carrying more takes longer to arrive than the
+# hold (HOLD_TIME), which has run out when it lands, and its held jobs went back unstarted
+# to be fetched again with the next call, over and over.
+PREFETCH_BYTES = 1 << 20
 REASON_MAX = 65536  # characters of a failure reason kept (head and tail)
 CALL_VALUES_MAX = 32 * 1024 * 1024  # bytes of results' values one call carries (but one)
 # How long a held job may wait for a runner (renewed by every reply while the queue's
@@ -244,6 +248,7 @@ class Worker:
         self._owe_turn = False  # a runner ran RUNNER_SLICE: all yield until the next pass
         self._all_done: asyncio.Event | None = None  # set when nothing executes (close())
         self._avg_duration: float | None = None
+        self._avg_bytes = 0.0  # the payloads' size, measured as _start sees them
         self._global_limit = 0  # the queue's global concurrency, as the last call saw it
         self._results: list[tuple[Any, ...]] = []
         # Held jobs: runners start them only before _hold_until (loop time), the hold the
@@ -869,6 +874,9 @@ class Worker:
         job.processed_on = int(f[10]) / 1000.0
         job.group = f[11].decode() if f[11] else None
         running = _Running(job, bad_opts, held, cv, suspect=held and bool(f[12]))
+        size = len(f[3]) if f[3] else 0
+        # Up at once, down slowly: one big payload shrinks what is held at the next call.
+        self._avg_bytes = max(float(size), self._avg_bytes * 0.9 + size * 0.1)
         if back or self._closing or (
                 held and asyncio.get_running_loop().time() >= self._hold_until):
             # Fetched by a call that was in flight when close() began or a control changed,
@@ -913,7 +921,9 @@ class Worker:
         if slots <= 0:
             return 0
         per_slot = PREFETCH_WORK / max(avg, 1e-6)
-        return int(min(PREFETCH_MAX, max(slots, slots * per_slot)))
+        n = int(min(PREFETCH_MAX, max(slots, slots * per_slot)))
+        # Big payloads: no more than PREFETCH_BYTES of them held (none past that size).
+        return min(n, int(PREFETCH_BYTES / max(self._avg_bytes, 1.0)))
 
     def _rouse(self) -> None:
         """Gets a runner to look at the buffer, one at a time: when a runner goes through

@@ -27,7 +27,9 @@ emit('ev', 'cancel', 'id', ARGV[2])
 -- Workers subscribe to this channel for a prompt cancel; one that misses the message
 -- (reconnecting) still sees the 'cx' flag at its next lease renewal.
 redis.call('PUBLISH', K.meta .. ':cancel', ARGV[2])
-if st == 'held' then
+-- 'removed': a held job a remove() or drain() reached, whose holder has not answered yet;
+-- it may have started (then it runs on) or not (then it is deleted): the same wait.
+if st == 'held' or st == 'removed' then
   local hu = tonumber(meta_marks().hu)
   return {2, hu and math.max(0, hu - now_ms()) or 0}
 end

@@ -12,10 +12,15 @@ end
 if st == 'active' then
   return redis.error_reply('INVALIDSTATE job ' .. id .. ' is active; cancel it first')
 end
--- Removed while held, and its hold has run out since (remove() calls again once it has
--- waited that out): the removal completes now.
-if st == 'removed' and free_removed(jk, id, now_ms()) then return 1 end
-if st == 'held' or st == 'removed' then
+-- Removed while held: the removal is the call's that marked it (an earlier remove() or
+-- drain()), which counts it; this one finds no job to remove (0), as it would after a
+-- waiting job's removal. Once the hold has run out (remove() calls again when it has
+-- waited that out) the removal completes now.
+if st == 'removed' then
+  free_removed(jk, id, now_ms())
+  return 0
+end
+if st == 'held' then
   -- Waiting, to the user, but in a worker's hands: it is deleted when the worker hands it
   -- back, which the control message asks for at once. remove() then waits for the answer
   -- (returned: the ms to wait at least): a job that had started already is not removed.

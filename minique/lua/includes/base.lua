@@ -307,11 +307,13 @@ end
 -- A job that goes ahead of others (a priority, the head of the line) must not wait behind
 -- jobs that workers hold, however it became waiting (added, fallen due, promoted, retried,
 -- sent back, a flow's last child done): they hand them back, as a worker taking one job at
--- a time would take this one next. Once a call.
+-- a time would take this one next. Once a call per queue: a call may reach several
+-- (a flow's parent in another queue, includes/flows.lua in_queue), each told on its own
+-- (the queue last told is remembered; one told again after another costs one more bump).
 local ahead_told = false
 local function give_way_to_ahead()
-  if not ahead_told and redis.call('EXISTS', K.held) == 1 then
-    ahead_told = true
+  if ahead_told ~= BASE and redis.call('EXISTS', K.held) == 1 then
+    ahead_told = BASE
     control_changed('priority')
   end
 end
