@@ -57,12 +57,18 @@ local out = {0, -1}
 for _, id in ipairs(ids) do
   if mark_held_removed(JP .. id, id) == 1 then out[#out + 1] = id end
 end
--- Phase 'mark' (before the waiting jobs): as 'held', but it tells nobody yet. Marked
--- first, a job held when drain() was called is deleted however its worker hands it back;
--- one handed back before it was marked is waiting again, and the waiting phase that comes
--- next deletes it.
-if #ids < batch and ARGV[4] == 'held' then
-  emit('ev', 'drained')
-  out[2] = control_changed('drain')
+-- Phase 'mark' (before the waiting jobs): as 'held', without the event, and drain() does
+-- not wait yet. Marked first, a job held when drain() was called is deleted however its
+-- worker hands it back; one handed back before it was marked is waiting again, and the
+-- waiting phase that comes next deletes it. The workers are told at once, so the marked
+-- jobs go back (and are deleted) rather than start while the waiting phase runs (if it
+-- marked any).
+if #ids < batch then
+  if ARGV[4] == 'held' then
+    emit('ev', 'drained')
+    out[2] = control_changed('drain')
+  elseif #out > 2 then
+    control_changed('drain')
+  end
 end
 return out
