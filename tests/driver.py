@@ -58,6 +58,20 @@ async def take(q: Queue, worker: str, count: int, hold: int, lease_ms: int = 300
                                   hold_ms if hold else 0])
 
 
+async def hold(q: Queue, n: int, hold_ms: int, worker: str = "holder") -> dict[str, str]:
+    """``worker`` holds the first ``n`` waiting jobs for ``hold_ms``: {id: token}."""
+    raw = await take(q, worker, 0, n, hold_ms=hold_ms)
+    body = raw[HEADER:]
+    return {body[i].decode(): body[i + 1].decode() for i in range(0, len(body), JOB_FIELDS)}
+
+
+async def hand_back(q: Queue, tokens: dict[str, str], worker: str = "holder") -> list[int]:
+    """``worker`` hands back the held jobs ``tokens`` ({id: token}): their statuses."""
+    statuses, _, _ = await finish(q, [(i, t, "h", "", "", 0, -1, -1) for i, t in tokens.items()],
+                                  worker=worker)
+    return [int(x) for x in statuses]
+
+
 async def die_holding(q: Queue, job_ids: list[str]) -> None:
     """Worker "dead" holds the first waiting jobs, ``job_ids`` (lease 1 ms), and dies, as
     after a kill -9; another worker's stalled sweep (the real lua/stalled.lua) takes them

@@ -18,14 +18,6 @@ async def _redis_ms(q: Queue) -> int:
     return int(sec) * 1000 + int(usec) // 1000
 
 
-async def _held_by_driver(q: Queue, n: int, hold_ms: int = 50,
-                          worker: str = "holder") -> dict[str, str]:
-    raw = await driver.take(q, worker, 0, n, hold_ms=hold_ms)
-    body = raw[driver.HEADER:]
-    return {body[i].decode(): body[i + 1].decode()
-            for i in range(0, len(body), driver.JOB_FIELDS)}
-
-
 def _inject(q: Queue, phase: str, action: Any) -> Any:
     """Runs ``action()`` once, right after drain()'s first call of ``phase``."""
     run = q._run
@@ -56,7 +48,7 @@ async def test_drain_does_not_count_a_held_job_that_ran_and_was_removed_on_compl
     q = Queue(qname, url=redis_url)
     try:
         job = await q.add("t", {})
-        tokens = await _held_by_driver(q, 1)
+        tokens = await driver.hold(q, 1, 50)
         started = await _redis_ms(q) - 5  # the holder started it before drain() was called
 
         async def holder_reports() -> None:
@@ -94,16 +86,14 @@ async def test_a_job_taken_as_held_during_drain_and_handed_back_is_drained(
         tokens: dict[str, str] = {}
 
         async def holder_takes() -> None:
-            tokens.update(await _held_by_driver(q, 3))
+            tokens.update(await driver.hold(q, 3, 50))
 
         run = _inject(q, "mark", holder_takes)
         run2 = q._run
 
         async def hands_back(name: str, args: Any, *rest: Any) -> Any:
             if name == "drain" and args[2] == "held" and tokens:
-                _statuses, _, _ = await driver.finish(
-                    q, [(i, t, "h", "", "", 0, -1, -1) for i, t in tokens.items()],
-                    worker="holder")
+                await driver.hand_back(q, tokens)
                 tokens.clear()
             return await run2(name, args, *rest)
 
@@ -167,7 +157,7 @@ async def test_a_prioritized_parent_in_another_queue_is_told_after_a_give_way_in
         # A's driver worker runs the child and x; another holds a job of A.
         taken = dict(await driver.fetch(a, 2, worker="wa"))
         await a.add("y", {})
-        assert len(await _held_by_driver(a, 1, hold_ms=30000, worker="wa2")) == 1
+        assert len(await driver.hold(a, 1, 30000, worker="wa2")) == 1
         answers: list[Any] = []
 
         async def a_finishes() -> None:
@@ -263,7 +253,7 @@ async def test_cancel_of_a_held_job_that_ran_and_was_removed_on_complete_answers
     q = Queue(qname, url=redis_url)
     try:
         job = await q.add("t", {})
-        tokens = await _held_by_driver(q, 1, hold_ms=30000)
+        tokens = await driver.hold(q, 1, 30000)
         task = asyncio.create_task(q.cancel(job.id))
 
         async def asked() -> bool:
@@ -291,12 +281,11 @@ async def test_two_removes_of_a_held_job_do_not_both_answer_removed(
     q = Queue(qname, url=redis_url)
     try:
         job = await q.add("t", {})
-        tokens = await _held_by_driver(q, 1, hold_ms=30000)
+        tokens = await driver.hold(q, 1, 30000)
         first = await driver.asking_holders(q, q.remove_job(job.id))
         second = asyncio.create_task(q.remove_job(job.id))
         await asyncio.sleep(0.05)
-        statuses, _, _ = await driver.finish(
-            q, [(job.id, tokens[job.id], "h", "", "", 0, -1, -1)], worker="holder")
+        statuses = await driver.hand_back(q, {job.id: tokens[job.id]})
         assert statuses == [2]
         answers = [await asyncio.wait_for(first, 10), await asyncio.wait_for(second, 10)]
         assert sorted(answers) == [False, True], (
@@ -315,14 +304,13 @@ async def test_drain_and_remove_of_a_held_job_do_not_both_count_it(
     q = Queue(qname, url=redis_url)
     try:
         job = await q.add("t", {})
-        tokens = await _held_by_driver(q, 1, hold_ms=200)
+        tokens = await driver.hold(q, 1, 200)
         removal: list[asyncio.Task[bool]] = []
 
         async def remove_meanwhile() -> None:
             removal.append(asyncio.create_task(q.remove_job(job.id)))
             await asyncio.sleep(0.02)
-            statuses, _, _ = await driver.finish(
-                q, [(job.id, tokens[job.id], "h", "", "", 0, -1, -1)], worker="holder")
+            statuses = await driver.hand_back(q, {job.id: tokens[job.id]})
             assert statuses == [2]
 
         run = _inject(q, "held", remove_meanwhile)
@@ -539,12 +527,11 @@ async def test_cancel_of_a_held_job_being_removed_does_not_answer_true(
     q = Queue(qname, url=redis_url)
     try:
         job = await q.add("t", {})
-        tokens = await _held_by_driver(q, 1, hold_ms=30000)
+        tokens = await driver.hold(q, 1, 30000)
         removal = await driver.asking_holders(q, q.remove_job(job.id))
         cancelled = asyncio.create_task(q.cancel(job.id))
         await asyncio.sleep(0.05)
-        statuses, _, _ = await driver.finish(
-            q, [(job.id, tokens[job.id], "h", "", "", 0, -1, -1)], worker="holder")
+        statuses = await driver.hand_back(q, {job.id: tokens[job.id]})
         assert statuses == [2]
         assert await asyncio.wait_for(removal, 10) is True
         answer = await asyncio.wait_for(cancelled, 10)

@@ -116,10 +116,7 @@ async def test_a_held_job_handed_back_while_drain_runs_is_drained(
     q = Queue(qname, url=redis_url)
     try:
         jobs = await q.add_bulk([("t", {}) for _ in range(3)])
-        raw = await driver.take(q, "holder", 0, 3, hold_ms=50)
-        body = raw[driver.HEADER:]
-        tokens = {body[i].decode(): body[i + 1].decode()
-                  for i in range(0, len(body), driver.JOB_FIELDS)}
+        tokens = await driver.hold(q, 3, 50)
         assert set(tokens) == {j.id for j in jobs}
         first = jobs[0].id
         run = q._run
@@ -129,9 +126,7 @@ async def test_a_held_job_handed_back_while_drain_runs_is_drained(
             if name == "drain" and args[2] == after_phase:
                 # The holder's hold ran out: it hands its first job back (2: marked
                 # removed already, the hand-back completes the removal).
-                statuses, _, _ = await driver.finish(
-                    q, [(first, tokens[first], "h", "", "", 0, -1, -1)], worker="holder")
-                assert statuses in ([1], [2])
+                assert await driver.hand_back(q, {first: tokens[first]}) in ([1], [2])
             return reply
 
         q._run = racing_run  # type: ignore[method-assign]
@@ -145,14 +140,6 @@ async def test_a_held_job_handed_back_while_drain_runs_is_drained(
         await q.close()
 
 
-async def _held_by_driver(q: Queue, n: int, hold_ms: int = 30000) -> dict[str, str]:
-    """Worker "holder" holds the first ``n`` waiting jobs: {id: token}."""
-    raw = await driver.take(q, "holder", 0, n, hold_ms=hold_ms)
-    body = raw[driver.HEADER:]
-    return {body[i].decode(): body[i + 1].decode()
-            for i in range(0, len(body), driver.JOB_FIELDS)}
-
-
 async def test_cancel_of_a_held_job_that_had_started_and_completed_answers_true(
         redis_url: str, qname: str) -> None:
     """cancel() of a job its worker held and had started (its start note on the way, with
@@ -163,7 +150,7 @@ async def test_cancel_of_a_held_job_that_had_started_and_completed_answers_true(
     q = Queue(qname, url=redis_url)
     try:
         job = await q.add("t", {})
-        tokens = await _held_by_driver(q, 1)
+        tokens = await driver.hold(q, 1, 30000)
         task = asyncio.create_task(q.cancel(job.id))
 
         async def asked() -> bool:
@@ -202,7 +189,7 @@ async def test_remove_of_a_held_job_whose_start_note_is_late_does_not_answer_rem
     q = Queue(qname, url=redis_url)
     try:
         job = await q.add("t", {})
-        tokens = await _held_by_driver(q, 1, hold_ms=50)
+        tokens = await driver.hold(q, 1, 50)
         started = await _redis_ms(q)  # the holder starts it now; then it freezes
         await asyncio.sleep(0.01)
         try:
@@ -294,7 +281,7 @@ async def test_drain_frees_every_held_job_whose_holder_does_not_answer(
     q = Queue(qname, url=redis_url)
     try:
         jobs = await q.add_bulk([("t", {}, {"job_id": f"c{i}"}) for i in range(1100)])
-        tokens = await _held_by_driver(q, 1100, hold_ms=50)
+        tokens = await driver.hold(q, 1100, 50)
         assert len(tokens) == 1100
         n = await q.drain()
         assert n == 1100
