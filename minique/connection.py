@@ -13,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .packing import connection_class_for
-from .redis_problems import BadRedisURL, check_url
+from .redis_problems import BadRedisURL, check_url, shown_url
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 # Scripts do bounded work, so a reply that takes this long means the link is broken.
@@ -72,5 +72,4 @@ def connect(url: str | None = None, *, socket_timeout: float = COMMAND_TIMEOUT, 
     try:
         return Redis.from_url(url, health_check_interval=15, **common)
     except ValueError as exc:  # a query value redis-py cannot parse ("?db=x")
-        shown = url.split("@", 1)[-1] if "@" in url else url  # never echo a password
-        raise BadRedisURL(f"invalid Redis URL {shown!r}: {exc}") from None
+        raise BadRedisURL(f"invalid Redis URL {shown_url(url)!r}: {exc}") from None

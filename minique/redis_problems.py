@@ -63,9 +63,14 @@ def url_of(client: Any) -> str:
     return f"redis://{kwargs.get('host', '127.0.0.1')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
 
 
+def shown_url(url: str) -> str:
+    """``url`` as an error message may show it: never with its password."""
+    return url.split("@", 1)[-1] if "@" in url else url
+
+
 def check_url(url: str) -> str:
     """Returns ``url`` if a client can use it, else raises BadRedisURL naming the problem."""
-    shown = url.split("@", 1)[-1] if "@" in url else url  # never echo a password
+    shown = shown_url(url)
     try:
         parts = urlsplit(url)
     except ValueError as exc:  # an unclosed IPv6 bracket, say

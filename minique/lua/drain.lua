@@ -1,6 +1,7 @@
 -- Removes up to ARGV[3] waiting (and, if ARGV[2] = '1', delayed) jobs. Call with ARGV[4] =
 -- 'mark' until it returns less than the batch, then with '' (the waiting jobs), then with
--- 'held', each until it returns less than the batch: held jobs (waiting, to the user, but in a worker's hands) move to
+-- 'held', each until it returns less than the batch: held jobs (waiting, to the user, but
+-- in a worker's hands) move to
 -- held_removed, and their worker deletes them when it hands them back (one that had
 -- started already runs on). The last call tells the workers (control_changed) and returns
 -- how long their longest hold lasts, which drain() waits out: after that no drained job
