@@ -318,3 +318,50 @@ async def test_a_job_sent_to_the_head_of_the_line_does_not_wait_behind_held_jobs
 
 async def _started_twice(q: Queue, job_id: str) -> bool:
     return sum(1 for s in await starts(q) if s[0] == job_id) >= 2
+
+
+async def test_a_cancel_of_a_held_job_sends_back_the_jobs_of_a_reply_on_its_way(
+        queue: Queue, redis_url: str) -> None:
+    """A cancel that hands back a held job while a call is out: the jobs that call took
+    were behind the cancelled job in the queue, so they go back too when its reply lands
+    (the worker counts the cancel as a control change, and the reply is stale). Kept,
+    they would start before the cancelled job is taken again, out of its turn. One worker
+    at concurrency 1 starts jobs in the order they were added, as one taken at a time."""
+    order: list[int] = []
+
+    async def work(job: Any) -> None:
+        order.append(job.data)
+        await asyncio.sleep(0.001)  # short enough to hold ahead, long enough to hold some
+
+    ids = [j.id for j in await queue.add_bulk([("x", i) for i in range(300)])]
+    worker = Worker(queue.name, work, url=redis_url, concurrency=1)
+    worker._prefetch = lambda: 20  # type: ignore[method-assign]
+    send = worker._send_call
+    cancelled: list[str] = []
+
+    async def cancel_while_out(args: list[Any]) -> Any:
+        reply = await send(args)  # Redis has run the call: its jobs are taken
+        held = [r for r in worker._buffered if r.held and r.task is None]
+        took = int(args[1]) + int(args[7])  # jobs asked for: free slots, and to hold
+        if not cancelled and took and len(held) >= 2 and ids.index(held[0].job.id) > 50:
+            # The cancel's message arrives before the reply is handled (pub/sub and the
+            # call travel on different connections).
+            cancelled.append(held[0].job.id)
+            worker._cancel_local(held[0].job.id, "cancelled")
+        return reply
+
+    worker._send_call = cancel_while_out  # type: ignore[method-assign]
+    task = asyncio.create_task(worker.run(handle_signals=False))
+    try:
+        await wait_until(lambda: completed(queue, 300), timeout=60, message="300 jobs done")
+    finally:
+        await worker.close()
+        await task
+    assert cancelled, "no call took jobs while jobs were held: the test proves nothing"
+    first_out_of_turn = next((i for i, data in enumerate(order) if data != i), None)
+    if first_out_of_turn is not None:
+        around = order[max(0, first_out_of_turn - 3):first_out_of_turn + 3]
+        raise AssertionError(f"job {cancelled[0]} was handed back on a cancel; start "
+                             f"{first_out_of_turn} was job data {order[first_out_of_turn]} "
+                             f"(starts {around})")
+    assert sorted(order) == list(range(300))
