@@ -214,6 +214,13 @@ class Job:
         await self.queue.update_progress(self.id, value)
         self._progress_raw = codec.encode(value, "progress")
 
+    async def update_data(self, data: Any) -> None:
+        """Replaces the job's data (Queue.update_job_data) and this object's ``data``; a
+        typed ``payload`` the worker decoded stays as it was."""
+        await self.queue.update_job_data(self.id, data)
+        self._data = data
+        self._data_raw = None
+
     async def log(self, line: str) -> int:
         """Appends ``line`` to the job's log; the log's length after it. The job's
         ``keep_logs`` option caps how many lines are kept (the oldest go first)."""

@@ -24,6 +24,7 @@ from .errors import (
     JobCorrupted,
     JobNotFound,
 )
+from .holders import holders_answer
 from .job import Job, public_state
 from .keys import DEFAULT_PREFIX, QueueKeys, validate_name
 from .options import (
@@ -782,6 +783,31 @@ class Queue:
             raise ValueError("progress dicts must encode to at most 8 KiB")
         small = raw if len(raw) <= 256 else b""
         await self._run("progress", [job_id, raw, small, scripts.new_call_id()])
+
+    async def update_job_data(self, job_id: str, data: Any) -> None:
+        """Replaces a job's data (BullMQ's ``updateData``), in any state: ``data`` as for
+        ``add()`` (anything msgpack encodes, at most 512 MiB encoded; checked against the
+        job name's entry in ``payload_types`` when there is one). A waiting or delayed job
+        runs with the new data; an active job's processor keeps the data it started with,
+        and its next attempt (a retry, a job that stalled) gets the new data, so a processor
+        can record its progress through steps in its own data. A job a worker holds ahead is
+        handed back first (this waits for that worker's answer, about a round trip) unless
+        it had started already, as an active job. Raises JobNotFound if there is no such
+        job (or it is being removed). Safe to re-send: a retried call writes its data once,
+        never over a newer call's."""
+        if self.payload_types:
+            name = await self.redis.hget(self.keys.job(job_id), "n")
+            if name is not None and name.decode() in self.payload_types:
+                codec.check(data, self.payload_types[name.decode()],
+                            f"data of job {job_id!r} ({name.decode()})")
+        raw = codec.encode(data, f"data of job {job_id!r}")
+        if len(raw) > codec.MAX_VALUE_BYTES:
+            codec.check_size(raw, f"data of job {job_id!r}")
+        reply = await self._run("update_data", [job_id, raw])
+        if isinstance(reply, list):
+            await holders_answer(self, job_id, reply[2], int(reply[1]))
+        elif not reply:
+            raise JobNotFound(f"job {job_id} does not exist")
 
     async def add_log(self, job_id: str, line: str, keep: int = 1000) -> int:
         if not isinstance(line, str):

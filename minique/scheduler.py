@@ -62,7 +62,6 @@ scheduler deletes its keys and its pending firing if that has not started.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -73,13 +72,13 @@ import msgspec
 from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
 
 from . import codec, scripts
+from .holders import holders_answer
 from .keys import validate_name
 from .options import check_option_names, check_utf8, encode_stored, resolve
 
 if TYPE_CHECKING:
     from .queue import Queue
 
-HELD_FIRING_WAIT = 1.0  # s a removal waits for a holding worker's answer beyond its hold
 CRON_BATCH = 64  # fire times stored per cron scheduler; refilled below 16 (lua SCH_LOW)
 CATCH_UP = ("once", "skip")
 UPSERT_OPTIONS = frozenset({"cron", "every", "tz", "job_name", "data", "job_options",
@@ -356,7 +355,7 @@ async def upsert_job_scheduler(queue: Queue, scheduler_id: str, **options: Any) 
     reply = await queue._run("upsert_scheduler", args, _keys(queue, scheduler_id))
     if len(reply) > 2:  # firings workers hold were withdrawn or given the new template
         for firing, token in zip(_words(reply[2]), _words(reply[3]), strict=True):
-            await _holders_answer(queue, firing, token, int(reply[4]))
+            await holders_answer(queue, firing, token, int(reply[4]))
     found = await get_job_scheduler(queue, scheduler_id)
     if found is None:  # removed by someone else in between
         raise LookupError(f"job scheduler {scheduler_id!r} was removed right after the upsert")
@@ -418,32 +417,13 @@ async def remove_job_scheduler(queue: Queue, scheduler_id: str) -> bool:
     if not isinstance(reply, list):
         return bool(reply)
     for firing in _words(reply[2]):
-        await _holders_answer(queue, firing, "", int(reply[1]))
+        await holders_answer(queue, firing, "", int(reply[1]))
     return bool(int(reply[0]))
 
 
 def _words(raw: bytes | str) -> list[str]:
     """A script's space-separated list (firing ids hold no whitespace)."""
     return (raw.decode() if isinstance(raw, bytes) else str(raw)).split()
-
-
-async def _holders_answer(queue: Queue, firing: bytes | str, token: bytes | str,
-                          hold_ms: int) -> None:
-    """Waits until the worker holding ``firing`` (asked to hand it back by the script that
-    returned ``hold_ms``, what is left of its hold) has answered: handed back (deleted if it
-    was withdrawn), or started before it heard (it runs as it was taken). ``token`` is the
-    hold's ('' for a withdrawn firing, which stays 'removed' until then). A worker that does
-    not answer cannot start it once its hold has run out: this returns then, at the latest
-    HELD_FIRING_WAIT seconds after, and the stalled check gives the firing back later."""
-    key = queue.keys.job(firing.decode() if isinstance(firing, bytes) else str(firing))
-    tok = token.encode() if isinstance(token, str) else token
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + hold_ms / 1000.0 + HELD_FIRING_WAIT
-    while loop.time() < deadline:
-        st, now_tok = await queue.redis.hmget(key, "st", "tok")
-        if st != b"removed" and (st != b"held" or now_tok != tok):
-            return
-        await asyncio.sleep(0.005)
 
 
 async def remove_all_job_schedulers(queue: Queue, batch: int = 100) -> int:

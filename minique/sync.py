@@ -75,6 +75,10 @@ class SyncJob:
     def update_progress(self, value: int | float | dict[str, Any]) -> None:
         self._owner._call(self.job.update_progress(value))
 
+    def update_data(self, data: Any) -> None:
+        """Replaces the job's data (Queue.update_job_data)."""
+        self._owner._call(self.job.update_data(data))
+
     def log(self, line: str) -> int:
         """Appends a line to the job's log; returns the number of lines kept."""
         return self._owner._call(self.job.log(line))
@@ -212,6 +216,9 @@ class SyncQueue:
 
     def add_log(self, job_id: str, line: str, keep: int = 1000) -> int:
         return self._call(self._queue.add_log(job_id, line, keep))
+
+    def update_job_data(self, job_id: str, data: Any) -> None:
+        self._call(self._queue.update_job_data(job_id, data))
 
     def retry_job(self, job_id: str, state: str | None = None) -> None:
         self._call(self._queue.retry_job(job_id, state))
