@@ -221,6 +221,15 @@ class Job:
         self._data = data
         self._data_raw = None
 
+    async def change_priority(self, priority: int) -> None:
+        """Queue.change_priority for this job; this object's ``priority`` follows."""
+        await self.queue.change_priority(self.id, priority)
+        self.priority = priority
+
+    async def change_delay(self, delay: float) -> None:
+        """Queue.change_delay for this (delayed) job."""
+        await self.queue.change_delay(self.id, delay)
+
     async def log(self, line: str) -> int:
         """Appends ``line`` to the job's log; the log's length after it. The job's
         ``keep_logs`` option caps how many lines are kept (the oldest go first)."""

@@ -809,6 +809,38 @@ class Queue:
         elif not reply:
             raise JobNotFound(f"job {job_id} does not exist")
 
+    async def change_priority(self, job_id: str, priority: int) -> None:
+        """Changes a job's priority (BullMQ's ``changePriority``): an integer from 0 (none)
+        to MAX_PRIORITY, 1 first. A waiting job moves to the end of its new priority's line
+        at once, as if added now (the same priority leaves it in place); in any other state
+        the new priority counts from the job's next time waiting (falling due, a retry).
+        A job a worker holds ahead is waiting to everyone else: it is handed back to its new
+        place (this waits for that worker's answer, about a round trip), unless the worker
+        had started it (then it is active, as above). Raises JobNotFound if
+        there is no such job, ValueError for a bad priority. Safe to re-send."""
+        if isinstance(priority, bool) or not isinstance(priority, int) or not (
+                0 <= priority <= MAX_PRIORITY):
+            raise ValueError(f"priority must be an integer from 0 to {MAX_PRIORITY}, "
+                             f"got {priority!r}")
+        reply = await self._run("change_priority", [job_id, priority])
+        if isinstance(reply, list):
+            # Held: its holder hands it back to its new place, or had started it.
+            await holders_answer(self, job_id, reply[2], int(reply[1]))
+        elif not reply:
+            raise JobNotFound(f"job {job_id} does not exist")
+        if priority > 0:
+            local_controls.notify(self.keys.base, "priority")
+
+    async def change_delay(self, job_id: str, delay: float) -> None:
+        """Makes a delayed job fall due ``delay`` seconds from now (BullMQ's
+        ``changeDelay``; 0: due at once). Raises JobNotFound if there is no such job,
+        InvalidJobState if it is not delayed or is a scheduler's firing (change the
+        scheduler instead), ValueError for a bad delay. Emits ``delayed``. Safe to re-send:
+        a re-sent call counts from its first send."""
+        ms = round(_seconds("delay", delay) * 1000)
+        if not await self._run("change_delay", [job_id, ms]):
+            raise JobNotFound(f"job {job_id} does not exist")
+
     async def add_log(self, job_id: str, line: str, keep: int = 1000) -> int:
         if not isinstance(line, str):
             raise TypeError(f"log lines are strings, got {type(line).__name__}")

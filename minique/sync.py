@@ -79,6 +79,12 @@ class SyncJob:
         """Replaces the job's data (Queue.update_job_data)."""
         self._owner._call(self.job.update_data(data))
 
+    def change_priority(self, priority: int) -> None:
+        self._owner._call(self.job.change_priority(priority))
+
+    def change_delay(self, delay: float) -> None:
+        self._owner._call(self.job.change_delay(delay))
+
     def log(self, line: str) -> int:
         """Appends a line to the job's log; returns the number of lines kept."""
         return self._owner._call(self.job.log(line))
@@ -219,6 +225,12 @@ class SyncQueue:
 
     def update_job_data(self, job_id: str, data: Any) -> None:
         self._call(self._queue.update_job_data(job_id, data))
+
+    def change_priority(self, job_id: str, priority: int) -> None:
+        self._call(self._queue.change_priority(job_id, priority))
+
+    def change_delay(self, job_id: str, delay: float) -> None:
+        self._call(self._queue.change_delay(job_id, delay))
 
     def retry_job(self, job_id: str, state: str | None = None) -> None:
         self._call(self._queue.retry_job(job_id, state))

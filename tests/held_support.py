@@ -54,3 +54,19 @@ async def warm_worker(redis_url: str, procs: list[Any], q: Queue, prefix: str,
     await wait_until(lambda: completed(q, 60), timeout=20, message="warm-up jobs done")
     await q.redis.delete(f"{q.keys.base}:starts")
     return worker
+
+
+async def last_held(q: Queue, ids: list[str], timeout: float = 30) -> str:
+    """The last of ``ids`` a worker holds, once one is held: its holder has the most jobs
+    to start before it. AssertionError if none is held within ``timeout`` s."""
+    found: list[str] = []
+
+    async def one_held() -> bool:
+        pipe = q.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(q.keys.job(job_id), "st")
+        states = await pipe.execute()
+        found[:] = [i for i, st in zip(ids, states, strict=True) if st == b"held"][-1:]
+        return bool(found)
+    await wait_until(one_held, timeout=timeout, message="a job held")
+    return found[0]

@@ -1,8 +1,9 @@
 """Random sequences of add, fetch, hold, start, hand back, complete, fail, retry, promote,
-remove, pause, drain and stall against a real Redis, with jobs in groups and without;
-after every step each job is in exactly one structure, that structure agrees with the job's
-recorded state, and the counts match (a held job counts as waiting); each group's active
-counter equals its jobs in the active set (every way out of active gives the slot back)."""
+remove, change of priority or delay, pause, drain and stall against a real Redis, with
+jobs in groups and without; after every step each job is in exactly one structure, that
+structure agrees with the job's recorded state, and the counts match (a held job counts
+as waiting); each group's active counter equals its jobs in the active set (every way
+out of active gives the slot back)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from minique import FlowProducer, InvalidJobState, Queue, scripts
+from minique import FlowProducer, InvalidJobState, JobNotFound, Queue, holders, scripts
 from minique import queue as queue_module
 
 _runs = itertools.count()
@@ -67,8 +68,10 @@ class QueueMachine(RuleBasedStateMachine):
     @initialize()
     def clean(self) -> None:
         self.run(self.q.obliterate(force=True))
-        # No worker answers here: remove() of a held job need not wait for one.
+        # No worker answers here: remove() of a held job need not wait for one, nor
+        # change_priority() or update_job_data().
         queue_module.HELD_REMOVE_WAIT = 0.0
+        holders.HOLDER_WAIT = 0.0
 
     @rule(n=st.integers(1, 4), priority=st.sampled_from([0, 0, 1, 3]),
           delay=st.sampled_from([0.0, 0.0, 30.0]), group=st.sampled_from([None, None, *GROUPS]))
@@ -204,6 +207,30 @@ class QueueMachine(RuleBasedStateMachine):
             self.forget_deleted()
         except InvalidJobState:
             assert job_id in self.active or self.run(self.q.get_state(job_id)) == "active"
+
+    @rule(data=st.data(), priority=st.sampled_from([0, 1, 3]))
+    def change_priority(self, data: Any, priority: int) -> None:
+        job_id = _pick(data, self.known)
+        if job_id is None:
+            return
+        try:
+            self.run(self.q.change_priority(job_id, priority))
+        except JobNotFound:
+            assert job_id in self.doomed or job_id in self.gone or not self.run(
+                self.q.redis.exists(self.q.keys.job(job_id)))
+
+    @rule(data=st.data(), delay=st.sampled_from([0.0, 0.01, 30.0]))
+    def change_delay(self, data: Any, delay: float) -> None:
+        job_id = _pick(data, self.known)
+        if job_id is None:
+            return
+        try:
+            self.run(self.q.change_delay(job_id, delay))
+        except InvalidJobState:
+            assert self.run(self.q.get_state(job_id)) != "delayed"
+        except JobNotFound:
+            assert job_id in self.doomed or job_id in self.gone or not self.run(
+                self.q.redis.exists(self.q.keys.job(job_id)))
 
     @rule(group=st.sampled_from(GROUPS), concurrency=st.sampled_from([None, 1, 2]),
           limit=st.booleans())

@@ -9,6 +9,7 @@ from typing import Any
 import driver
 import msgspec
 import pytest
+from held_support import last_held
 from helpers import wait_until
 from resend import proxied_queue
 
@@ -130,16 +131,7 @@ async def test_a_real_worker_never_starts_a_held_job_with_old_data_after_the_cal
     task = asyncio.create_task(worker.run(handle_signals=False))
     hit: list[str] = []
     try:
-        async def one_held() -> bool:
-            pipe = queue.redis.pipeline(transaction=False)
-            for job_id in ids[100:300]:
-                pipe.hget(queue.keys.job(job_id), "st")
-            states = await pipe.execute()
-            # The last one held: its holder has the most jobs to start before it.
-            found = [i for i, st in zip(ids[100:300], states, strict=True) if st == b"held"]
-            hit[:] = found[-1:]
-            return bool(hit)
-        await wait_until(one_held, timeout=30, message="a job past the 100th held")
+        hit.append(await last_held(queue, ids[100:300]))
         await queue.update_job_data(hit[0], 1)
         returned = True
         await wait_until(lambda: len(starts) >= 400, timeout=60, message="400 jobs started")

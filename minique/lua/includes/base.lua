@@ -365,7 +365,14 @@ end
 -- the last place of its ms. A job with no entry id goes before them, in the order it
 -- comes back.
 local RETURN_BAND = 18014398509481984  -- 2^54
+-- A held job whose priority became 0 (change_priority.lua) goes back to the end of the
+-- plain line, as a job added now.
+local RETURN_TO_END = 'end'
 local function enqueue_return(jk, id, ps)
+  if ps == RETURN_TO_END then
+    redis.call('HSET', jk, 'tok', '')
+    return enqueue_ready(jk, id, 0)
+  end
   local score = ps
   if not ps or ps == '' then
     local ms, seq = string.match(redis.call('HGET', jk, 'sid') or '', '^(%d+)-(%d+)$')
