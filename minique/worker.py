@@ -279,6 +279,8 @@ class Worker:
         self._blocking_conn: Any = None
         self._due_timer: asyncio.TimerHandle | None = None
         self._closing = False
+        self._paused = False  # pause(): this worker takes no jobs until resume()
+        self._idle_waiters: list[asyncio.Event] = []  # pause() calls waiting for idle
         self._grace = shutdown_timeout  # close()'s grace (its timeout argument)
         # Loop time past which a closing worker stops trying to report its last results to
         # a Redis that does not answer (set once nothing runs here any more).
@@ -430,6 +432,36 @@ class Worker:
         waiter.cancel()
         await asyncio.wait([waiter], timeout=1.0)
 
+    async def pause(self, wait_active: bool = True) -> None:
+        """Stops this worker taking jobs (BullMQ's ``worker.pause``); the queue and other
+        workers go on. Jobs it fetched or holds ahead and has not started go back to their
+        place in the queue at once, as do jobs of a call already on its way (the jobs it
+        holds behave as waiting ones); batches being gathered run with what they have.
+        Running jobs run on: with ``wait_active`` (the default) this returns once they have
+        ended, otherwise at once. Leases stay renewed. Idempotent. From inside one of this
+        worker's own jobs ``wait_active=True`` would wait for itself: RuntimeError."""
+        if wait_active and any(r.task is asyncio.current_task()
+                               for r in self._running.values()):
+            raise RuntimeError("pause() from one of this worker's jobs would wait for "
+                               "itself: use pause(wait_active=False)")
+        self._paused = True
+        self._on_control("worker paused")
+        if wait_active and self._executing:
+            idle = asyncio.Event()
+            self._idle_waiters.append(idle)
+            await idle.wait()
+
+    def resume(self) -> None:
+        """Lets a paused worker take jobs again (BullMQ's ``worker.resume``)."""
+        if self._paused:
+            self._paused = False
+            self._queue_empty = False
+            self._wakeup.set()
+
+    def is_paused(self) -> bool:
+        """True between pause() and resume()."""
+        return self._paused
+
     async def close(self, timeout: float | None = None) -> None:
         """Stops fetching; running jobs get ``timeout`` seconds (default shutdown_timeout),
         then are cancelled and put back to waiting without using an attempt. A sync
@@ -468,6 +500,10 @@ class Worker:
             return
         if self._all_done is not None:
             self._all_done.set()
+        if self._idle_waiters:
+            for idle in self._idle_waiters:
+                idle.set()
+            self._idle_waiters.clear()
         if self._closing:
             self._arm_report_deadline()
 
@@ -501,7 +537,7 @@ class Worker:
             else:
                 results = self._take_results()
                 notes = self._take_start_notes(results)
-                want, hold = (0, 0) if self._closing else self._wanted()
+                want, hold = (0, 0) if self._closing or self._paused else self._wanted()
                 limited = self._limited_until > time.monotonic()
                 if not results and not notes and (
                         want + hold == 0 or self._queue_empty or limited):
