@@ -1095,6 +1095,40 @@ class Queue:
         await self._wait_out_holds(
             await self._run("set_global_concurrency", ["" if limit is None else limit]))
 
+    async def get_global_concurrency(self) -> int | None:
+        """The queue's global concurrency (set_global_concurrency), or None."""
+        raw = await self.redis.hget(self.keys.meta, "gconc")
+        return int(raw) if raw else None
+
+    async def remove_global_concurrency(self) -> None:
+        """Removes the queue's global concurrency (BullMQ's ``removeGlobalConcurrency``)."""
+        await self.set_global_concurrency(None)
+
+    async def set_global_rate_limit(self, max: int, duration: float) -> None:
+        """At most ``max`` jobs of this queue start in any ``duration`` seconds, across
+        every worker (BullMQ's ``setGlobalRateLimit``; a sliding-window log, as a worker's
+        ``limiter``). It wins over the workers' own limiters while it is set. Workers hold
+        no job ahead under it: they hand back what they hold, and this returns once the
+        holds granted before it have run out. ValueError for max < 1 or a duration outside
+        (0, 10 years]."""
+        _count("global rate limit max", max)
+        ms = round(_seconds("global rate limit duration", duration) * 1000)
+        if ms < 1:
+            raise ValueError(f"global rate limit duration must be at least 1 ms, got {duration!r}")
+        await self._wait_out_holds(await self._run("set_global_rate_limit", [f"{max}:{ms}"]))
+
+    async def get_global_rate_limit(self) -> dict[str, float] | None:
+        """``{"max": n, "duration": s}`` of set_global_rate_limit, or None."""
+        raw = await self.redis.hget(self.keys.meta, "glim")
+        if not raw:
+            return None
+        n, ms = raw.decode().split(":")
+        return {"max": int(n), "duration": int(ms) / 1000.0}
+
+    async def remove_global_rate_limit(self) -> None:
+        """Removes the queue's global rate limit: the workers' own limiters apply again."""
+        await self._run("set_global_rate_limit", [""])
+
     async def get_workers(self) -> list[WorkerInfo]:
         """The live workers of this queue (from their heartbeats), as WorkerInfo structs."""
         names = await self.redis.zrange(self.keys.workers, 0, -1)

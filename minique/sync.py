@@ -276,6 +276,21 @@ class SyncQueue:
     def set_global_concurrency(self, limit: int | None) -> None:
         self._call(self._queue.set_global_concurrency(limit))
 
+    def get_global_concurrency(self) -> int | None:
+        return self._call(self._queue.get_global_concurrency())
+
+    def remove_global_concurrency(self) -> None:
+        self._call(self._queue.remove_global_concurrency())
+
+    def set_global_rate_limit(self, max: int, duration: float) -> None:
+        self._call(self._queue.set_global_rate_limit(max, duration))
+
+    def get_global_rate_limit(self) -> dict[str, float] | None:
+        return self._call(self._queue.get_global_rate_limit())
+
+    def remove_global_rate_limit(self) -> None:
+        self._call(self._queue.remove_global_rate_limit())
+
     # ----- groups (minique/groups.py) --------------------------------------------------------
 
     def set_group_options(self, group: str, *, concurrency: int | None = None,

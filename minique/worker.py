@@ -249,7 +249,9 @@ class Worker:
         self._all_done: asyncio.Event | None = None  # set when nothing executes (close())
         self._avg_duration: float | None = None
         self._avg_bytes = 0.0  # the payloads' size, measured as _start sees them
-        self._global_limit = 0  # the queue's global concurrency, as the last call saw it
+        # The queue's limit as the last call saw it: its global concurrency, -1 for a global
+        # rate limit alone, 0 for none (lua/includes/take.lua). No job is held under one.
+        self._global_limit = 0
         self._results: list[tuple[Any, ...]] = []
         # Held jobs: runners start them only before _hold_until (loop time), the hold the
         # last reply granted; a control change (pause, drain, limits, priority) ends it.

@@ -75,7 +75,8 @@ local function with_wait_info(out)
   return out
 end
 
--- Returns {status, info, next_due, wake_id, now, global concurrency limit (0 = none),
+-- Returns {status, info, next_due, wake_id, now, the queue's limit (its global concurrency;
+-- -1 for a global rate limit alone; 0 = none: a worker holds nothing while it is not 0),
 -- control version, hold granted (1/0), jobs...}; each job is 12 fields, the first `count`
 -- of them active, the rest held. status: 0 ok, 1 paused, 2 rate limited (info = ms to wait).
 --
@@ -90,7 +91,13 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   promote_due(now, promote_limit)
   local m = meta_marks()
   local gconc = tonumber(m.gconc)
-  local out = {0, 0, -1, '', now, gconc or 0, m.cv or '0', 0}
+  if m.glim then
+    -- The queue's own rate limit (set_global_rate_limit.lua) wins over the worker's, as
+    -- BullMQ's global rate limit does; both count in the same log of starts.
+    local gmax, gwin = string.match(m.glim, '^(%d+):(%d+)$')
+    lim_max, lim_window = tonumber(gmax), tonumber(gwin)
+  end
+  local out = {0, 0, -1, '', now, gconc or (m.glim and -1) or 0, m.cv or '0', 0}
   if m.paused then
     out[1] = 1
   else
