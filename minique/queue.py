@@ -1223,6 +1223,12 @@ class Queue:
 
         return await scheduler.get_job_schedulers(self)
 
+    async def get_job_scheduler(self, scheduler_id: str) -> JobScheduler | None:
+        """One scheduler (BullMQ's ``getJobScheduler``), or None if there is none."""
+        from . import scheduler
+
+        return await scheduler.get_job_scheduler(self, scheduler_id)
+
     async def remove_job_scheduler(self, scheduler_id: str) -> bool:
         from . import scheduler
 

@@ -333,6 +333,9 @@ class SyncQueue:
     def get_job_schedulers(self) -> list[JobScheduler]:
         return self._call(self._queue.get_job_schedulers())
 
+    def get_job_scheduler(self, scheduler_id: str) -> JobScheduler | None:
+        return self._call(self._queue.get_job_scheduler(scheduler_id))
+
     def remove_job_scheduler(self, scheduler_id: str) -> bool:
         return self._call(self._queue.remove_job_scheduler(scheduler_id))
 

@@ -137,6 +137,8 @@ async def test_concurrent_upserts_leave_one_scheduler_and_one_firing(
     assert len({r.pending_job_id for r in results}) == 1
     assert len({r.generation for r in results}) == 1
     [sched] = await queue.get_job_schedulers()
+    assert await queue.get_job_scheduler("hourly") == sched
+    assert await queue.get_job_scheduler("daily") is None
     assert sched.id == "hourly" and sched.cron == "0 * * * *" and sched.tz == "Europe/Berlin"
     assert sched.next_run is not None and sched.next_run >= start
     assert sched.next_run % 3600 == 0 and sched.iterations == 0 and not sched.ended
