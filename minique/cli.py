@@ -245,7 +245,14 @@ def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurre
             slot = int(os.environ.get("MINIQUE_WORKER_SLOT", "0"))
             start_metrics_server(metrics_port + slot, metrics_host)
         # The command's own handler (installed above) closes them all.
-        await asyncio.gather(*(w.run(handle_signals=False) for w in workers))
+        try:
+            await asyncio.gather(*(w.run(handle_signals=False) for w in workers))
+        finally:
+            for hook in obj.shutdown_hooks if isinstance(obj, Registry) else []:
+                try:
+                    await hook(url, prefix)
+                except Exception:
+                    log.exception("shutdown hook %r failed", hook)
         if burst:
             click.echo(f"burst: {sum(w.jobs_done for w in workers)} job(s) done, "
                        f"{sum(w.jobs_failed for w in workers)} failed"

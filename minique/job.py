@@ -46,6 +46,7 @@ class Job:
         "_rv_raw",
         "attempts_made",
         "attempts_started",
+        "ctx",
         "delay_until",
         "failed_reason",
         "finished_on",
@@ -100,6 +101,8 @@ class Job:
         self.stacktrace: str | None = None
         self.delay_until: float | None = None
         self.group: str | None = None  # its group (docs/guide/groups.md); None: no group
+        # The running worker's ctx (Worker(ctx=...), arq's ctx) while a worker runs it.
+        self.ctx: dict[str, Any] | None = None
         self._rv_raw: bytes | None = None
         self._rv: Any = _UNSET
         self._progress_raw: bytes | None = None
@@ -124,6 +127,7 @@ class Job:
         job.token = job.payload = job.processed_on = job.finished_on = None
         job.failed_reason = job.stacktrace = job.delay_until = None
         job.group = group
+        job.ctx = None
         job._rv_raw = job._progress_raw = None
         job._rv = _UNSET
         return job

@@ -14,7 +14,7 @@ from .keys import validate_name
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-# async def hook(redis_url, prefix): see Registry.on_startup
+# async def hook(redis_url, prefix): see Registry.on_startup and Registry.on_shutdown
 StartupHook = Callable[[str, str], Awaitable[None]]
 
 class Handler:
@@ -57,12 +57,21 @@ class Registry:
             raise TypeError(f"unknown worker option(s) {sorted(unknown)}; valid: "
                             f"{sorted(self.WORKER_OPTION_NAMES)}")
         self.startup_hooks: list[StartupHook] = []
+        self.shutdown_hooks: list[StartupHook] = []
 
     def on_startup(self, fn: StartupHook) -> StartupHook:
         """Registers ``async def hook(redis_url, prefix)``, awaited by ``minique worker``
         before any worker starts with the command's ``--url`` and ``--prefix`` (e.g. to apply
         the app's job schedulers idempotently, in the same queues the workers serve)."""
         self.startup_hooks.append(fn)
+        return fn
+
+    def on_shutdown(self, fn: StartupHook) -> StartupHook:
+        """Registers ``async def hook(redis_url, prefix)``, awaited by ``minique worker``
+        once every worker has stopped (their last jobs ended and reported), also after a
+        failure; an exception in one is logged and the others still run. (A ``Worker``
+        used as a library has its own ``on_startup``/``on_shutdown``.)"""
+        self.shutdown_hooks.append(fn)
         return fn
 
     def payload_types(self, queue: str) -> dict[str, type]:

@@ -180,13 +180,28 @@ class Worker:
         prefetch: bool = True,
         fail_fast: bool | None = None,
         burst: bool = False,
+        on_startup: Callable[[Worker], Awaitable[None]] | None = None,
+        on_shutdown: Callable[[Worker], Awaitable[None]] | None = None,
     ) -> None:
         """``fail_fast``: if Redis cannot be reached when ``run()`` starts, raise
         ``RedisUnavailable`` instead of retrying with backoff (a wrong password or DB index
         raises it either way); by default only in burst mode. ``burst``: stop once nothing
         is waiting or due in the queue and nothing runs here (for scripts and CI, like RQ's
         and arq's burst mode; a script must not wait for ever on a Redis that is not
-        there)."""
+        there).
+
+        ``on_startup(worker)`` and ``on_shutdown(worker)`` (arq's hooks): async functions
+        that ``run()`` awaits before it takes its first job (Redis reachable by then) and
+        after its last job has ended and been reported. They share ``worker.ctx``, a dict
+        that every job this worker runs sees as ``job.ctx`` (a database pool, an HTTP
+        client). An exception in ``on_startup`` ends ``run()`` with it before any job is
+        taken; one in ``on_shutdown`` is logged."""
+        for label, lifecycle_hook in (("on_startup", on_startup), ("on_shutdown", on_shutdown)):
+            if lifecycle_hook is not None and not inspect.iscoroutinefunction(lifecycle_hook):
+                raise TypeError(f"{label} must be an async function taking the worker, got "
+                                f"{lifecycle_hook!r}")
+        self.on_startup, self.on_shutdown = on_startup, on_shutdown
+        self.ctx: dict[str, Any] = {}
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
         for label, value in (("lock_duration", lock_duration), ("stalled_interval", stalled_interval),
@@ -359,6 +374,17 @@ class Worker:
             if handle_signals:
                 signals.leave(self)
             return
+        if self.on_startup is not None:
+            try:
+                await self.on_startup(self)
+            except BaseException:
+                if handle_signals:
+                    signals.leave(self)
+                if self._own:
+                    await self.redis.aclose()
+                    await self._blocking.aclose()
+                self._closed.set()
+                raise
         await self._check_eviction_policy()
         await self._read_value_limit()
         if getattr(self._blocking, "connection_pool", None) is None:
@@ -395,6 +421,11 @@ class Worker:
             self._threads.shutdown()
             if self._processes:
                 self._processes.shutdown()
+            if self.on_shutdown is not None:
+                try:
+                    await self.on_shutdown(self)
+                except Exception:
+                    log.exception("worker %s: on_shutdown failed", self.name)
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2.0):  # a Redis that does not answer
                     await self._remove_heartbeat()
@@ -911,6 +942,7 @@ class Worker:
                   token=f[1].decode())
         job.processed_on = int(f[10]) / 1000.0
         job.group = f[11].decode() if f[11] else None
+        job.ctx = self.ctx
         running = _Running(job, bad_opts, held, cv, suspect=held and bool(f[12]))
         size = len(f[3]) if f[3] else 0
         # Up at once, down slowly: one big payload shrinks what is held at the next call.
