@@ -253,6 +253,10 @@ class Job:
     async def remove(self) -> bool:
         return await self.queue.remove_job(self.id)
 
+    async def abort(self) -> bool:
+        """Queue.abort for this job: removed if it has not started, cancelled if it runs."""
+        return await self.queue.abort(self.id)
+
     async def refresh(self) -> Job:
         """A new ``Job`` with the job as stored now (state, progress, attempts, result):
         ``job = await job.refresh()``; this object is left as it was. Raises JobNotFound

@@ -46,6 +46,7 @@ STATES = ("waiting", "active", "completed", "failed", "delayed", "waiting-childr
 BULK_CHUNK = 500  # jobs per add script call: bounded work per call, big enough to amortise
 BATCH = 1000  # jobs per call for bulk operations (drain, retry_jobs, obliterate...)
 HELD_REMOVE_WAIT = 1.0  # s remove() waits for a holding worker's answer beyond its hold
+ABORT_ROUNDS = 5  # abort(): remove, else cancel, at most this many times (see there)
 ID_BLOCK = 100  # automatic ids a producer reserves at a time (see Queue._assign_ids)
 ID_BLOCK_MAX = 5000  # ... and at most, when bulk adds reserve ahead for the next ones
 # The "duplicate" flag of a job of a re-sent add call with a custom id (Queue._resent_outcome).
@@ -868,7 +869,31 @@ class Queue:
         remove() waits for that answer (about a round trip). If the worker had started it
         already, it raises ``InvalidJobState`` and the job runs on: a removed job never runs.
         """
-        reply = await self._run("remove", [job_id])
+        return await self._remove(job_id, unfinished=False)
+
+    async def abort(self, job_id: str) -> bool:
+        """Stops a job wherever it is (arq's ``Job.abort``, Celery's ``revoke``): one that
+        has not started (waiting, delayed, held ahead by a worker, a flow parent waiting for
+        its children, with them) is removed, as by ``remove_job``; a running one is
+        cancelled, as by ``cancel`` (it fails as "cancelled"). True if it was removed or
+        cancelled; False if it had finished already (it is left as it is) or there is no
+        such job. A job that starts while this runs is cancelled, and one whose attempt
+        ended meanwhile and that went back to the queue for another is removed."""
+        for _ in range(ABORT_ROUNDS):
+            try:
+                return await self._remove(job_id, unfinished=True)
+            except InvalidJobState:
+                pass  # active, or held and started before the removal reached its worker
+            if await self.cancel(job_id):
+                return True
+            # It left active before the cancel reached it: finished, or back in the queue
+            # for another attempt (a retry, Delayed, a rate limit), to remove in turn.
+            if await self.get_state(job_id) not in ("waiting", "delayed", "paused", "active"):
+                return False
+        return False
+
+    async def _remove(self, job_id: str, *, unfinished: bool) -> bool:
+        reply = await self._run("remove", [job_id, "1" if unfinished else ""])
         if not isinstance(reply, list):
             return bool(reply)
         loop = asyncio.get_running_loop()
@@ -883,7 +908,7 @@ class Queue:
             if loop.time() >= deadline:
                 # Its worker does not answer (frozen or gone): its hold has run out, so it
                 # cannot start the job; the removal completes now (lua/remove.lua).
-                await self._run("remove", [job_id])
+                await self._run("remove", [job_id, "1" if unfinished else ""])
                 return True
             await asyncio.sleep(0.005)
 

@@ -113,6 +113,10 @@ class SyncJob:
         """Asks the worker running the job to cancel it; False if the job is not active."""
         return self._owner._call(self.job.queue.cancel(self.job.id))
 
+    def abort(self) -> bool:
+        """Queue.abort: removed if it has not started, cancelled if it runs."""
+        return self._owner._call(self.job.abort())
+
     def get_attempts(self) -> list[Attempt]:
         return self._owner._call(self.job.queue.get_job_attempts(self.job.id))
 
@@ -243,6 +247,9 @@ class SyncQueue:
 
     def cancel(self, job_id: str) -> bool:
         return self._call(self._queue.cancel(job_id))
+
+    def abort(self, job_id: str) -> bool:
+        return self._call(self._queue.abort(job_id))
 
     # ----- acting on the queue ---------------------------------------------------------------
 

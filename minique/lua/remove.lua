@@ -1,5 +1,7 @@
 -- Removes one job and all its keys. An active job cannot be removed: its worker owns it.
--- ARGV: JP, id. Returns 1 (removed), 0 (no such job) or {2, ms} for a held job (see below).
+-- ARGV: JP, id, unfinished ('1': leave a completed or failed job, as Queue.abort does).
+-- Returns 1 (removed), 0 (no such job, or a finished one left) or {2, ms} for a held job
+-- (see below).
 --@include base
 --@once
 local id = ARGV[2]
@@ -9,6 +11,7 @@ if not st then
   if redis.call('EXISTS', jk) == 1 then delete_job_keys(id); return 1 end
   return 0
 end
+if ARGV[3] == '1' and (st == 'completed' or st == 'failed') then return 0 end
 if st == 'active' then
   return redis.error_reply('INVALIDSTATE job ' .. id .. ' is active; cancel it first')
 end
