@@ -848,6 +848,28 @@ class Queue:
         _count("add_log keep (0 keeps every line)", keep, 0)
         return int(await self._run("log", [job_id, line, keep, scripts.new_call_id()]))
 
+    async def get_deduplication_job_id(self, dedup_id: str) -> str | None:
+        """The id of the job holding dedup id ``dedup_id`` (BullMQ's
+        ``getDeduplicationJobId``), or None when it is free. With a ttl the id is held
+        until it expires, and the job named may be gone."""
+        raw = await self.redis.get(self._dedup_key(dedup_id))
+        return raw.decode() if raw is not None else None
+
+    async def remove_deduplication_key(self, dedup_id: str) -> bool:
+        """Frees dedup id ``dedup_id`` at once (BullMQ's ``removeDeduplicationKey``): the
+        next add with it adds a job, whatever the job that held it does. True if it was
+        held. The job that held it keeps running and frees nothing when it ends."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._dedup_key(dedup_id))
+            pipe.zrem(f"{self.keys.base}:dedups", dedup_id)
+            deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+    def _dedup_key(self, dedup_id: str) -> str:
+        if not isinstance(dedup_id, str) or not dedup_id:
+            raise ValueError(f"a dedup id is a non-empty string, got {dedup_id!r}")
+        return f"{self.keys.base}:dedup:{dedup_id}"
+
     async def retry_job(self, job_id: str, state: str | None = None) -> None:
         """Sends a finished job back to waiting with fresh attempts. JobNotFound if it does
         not exist; InvalidJobState if it is not finished, or not in ``state`` ("failed" or

@@ -251,6 +251,12 @@ class SyncQueue:
     def abort(self, job_id: str) -> bool:
         return self._call(self._queue.abort(job_id))
 
+    def get_deduplication_job_id(self, dedup_id: str) -> str | None:
+        return self._call(self._queue.get_deduplication_job_id(dedup_id))
+
+    def remove_deduplication_key(self, dedup_id: str) -> bool:
+        return self._call(self._queue.remove_deduplication_key(dedup_id))
+
     # ----- acting on the queue ---------------------------------------------------------------
 
     def pause(self) -> None:

@@ -162,3 +162,23 @@ async def test_debounce_without_a_delay_makes_the_delayed_job_due_now(queue: Que
     assert await queue.redis.zscore(queue.keys.delayed, first.id) is None
     [(jid, _tok)] = await fetch(queue)
     assert jid == first.id
+
+
+async def test_the_holder_of_a_dedup_id_can_be_read_and_the_id_freed_at_once(
+        queue: Queue) -> None:
+    """BullMQ's getDeduplicationJobId and removeDeduplicationKey."""
+    first = await queue.add("sync", 1, dedup={"id": "acct-7"})
+    assert await queue.get_deduplication_job_id("acct-7") == first.id
+    assert await queue.get_deduplication_job_id("acct-8") is None
+    assert await queue.remove_deduplication_key("acct-7") is True
+    assert await queue.remove_deduplication_key("acct-7") is False
+    second = await queue.add("sync", 2, dedup={"id": "acct-7"})
+    assert second.id != first.id
+    assert await queue.get_deduplication_job_id("acct-7") == second.id
+    # The first one ends: it frees nothing, the id stays the second's.
+    [(jid, tok)] = await fetch(queue)
+    assert jid == first.id
+    await finish(queue, [complete(jid, tok)])
+    assert await queue.get_deduplication_job_id("acct-7") == second.id
+    with pytest.raises(ValueError):
+        await queue.remove_deduplication_key("")
