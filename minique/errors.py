@@ -149,3 +149,14 @@ class AddNotSent(MiniqueError):
     """An add that never reached Redis, so nothing was added: it waited to go with other
     concurrent adds, and the task sending them was cancelled first (a loop shutting down).
     Adding again is safe."""
+
+
+def failure_summary(exc: BaseException) -> str:
+    """"Type: message" of a processor's exception, or "Type" when its message is empty.
+    An exception whose ``__str__`` raises is summed up as "Type: <str() failed>": a
+    library's broken error class must fail the job, not what reports it."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = "<str() failed>"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -29,6 +29,7 @@ from typing import Any
 
 import msgspec
 
+from .errors import failure_summary
 from .job import Job
 
 _STARTED = "started"
@@ -267,7 +268,7 @@ def _portable(exc: BaseException) -> tuple[bytes | None, str, str]:
         pickle.loads(raw)
     except Exception:
         raw = None
-    return raw, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, text
+    return raw, failure_summary(exc), text
 
 
 def _rebuild(raw: bytes | None, summary: str, text: str) -> BaseException:

@@ -47,6 +47,9 @@ BULK_CHUNK = 500  # jobs per add script call: bounded work per call, big enough 
 BATCH = 1000  # jobs per call for bulk operations (drain, retry_jobs, obliterate...)
 HELD_REMOVE_WAIT = 1.0  # s remove() waits for a holding worker's answer beyond its hold
 ABORT_ROUNDS = 5  # abort(): remove, else cancel, at most this many times (see there)
+# get_stats(): snapshots taken at most while the per-setting retention sets keep changing
+# (each one reads the sets the one before found).
+STATS_TRIES = 5
 ID_BLOCK = 100  # automatic ids a producer reserves at a time (see Queue._assign_ids)
 ID_BLOCK_MAX = 5000  # ... and at most, when bulk adds reserve ahead for the next ones
 # The "duplicate" flag of a job of a re-sent add call with a custom id (Queue._resent_outcome).
@@ -170,6 +173,8 @@ class Queue:
         self._waiting_sent = False
         # Job name -> msgspec Struct: payloads are checked at add, so a bad one never queues.
         self.payload_types = dict(payload_types or {})
+        # The per-setting retention sets get_stats() found last (read in its snapshot).
+        self._keep_sets: tuple[tuple[bytes, ...], tuple[bytes, ...]] = ((), ())
         self._meta_written = events_max_len is None
         # Every add call carries this producer's id and next sequence number, so a call
         # that redis-py re-sends after a timeout is recognised and changes nothing twice
@@ -610,30 +615,36 @@ class Queue:
 
         One snapshot (MULTI/EXEC; the queue's keys share a slot): read one by one, a job a
         script moves between the reads (delayed -> active, held -> waiting) would be
-        counted nowhere, and an idle-looking queue could still have work."""
+        counted nowhere, and an idle-looking queue could still have work. Finished jobs
+        kept by a retention setting of their own live in sets per setting, listed in
+        ``completed_groups``/``failed_groups``: their sizes are read in the same snapshot,
+        for the sets the last call found (one more snapshot when those changed)."""
         k = self.keys
         atomic = getattr(self.redis, "connection_pool", None) is not None  # not on Cluster
-        async with self.redis.pipeline(transaction=atomic) as pipe:
-            pipe.xlen(k.ready)
-            pipe.zcard(k.pri)
-            pipe.zcard(k.active)
-            pipe.zcard(k.completed)
-            pipe.zcard(k.failed)
-            pipe.zcard(k.delayed)
-            pipe.zcard(k.held)
-            pipe.smembers(k.completed_groups)
-            pipe.smembers(k.failed_groups)
-            pipe.hget(k.meta, "gwn")
-            pipe.zcard(k.waiting_children)
-            (ready, pri, active, completed, failed, delayed, held, c_groups, f_groups,
-             grouped, wc) = await pipe.execute()
-        if c_groups or f_groups:  # jobs with a retention setting of their own
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for key in (*c_groups, *f_groups):
+        for _ in range(STATS_TRIES):
+            c_known, f_known = self._keep_sets
+            async with self.redis.pipeline(transaction=atomic) as pipe:
+                pipe.xlen(k.ready)
+                pipe.zcard(k.pri)
+                pipe.zcard(k.active)
+                pipe.zcard(k.completed)
+                pipe.zcard(k.failed)
+                pipe.zcard(k.delayed)
+                pipe.zcard(k.held)
+                pipe.smembers(k.completed_groups)
+                pipe.smembers(k.failed_groups)
+                pipe.hget(k.meta, "gwn")
+                pipe.zcard(k.waiting_children)
+                for key in (*c_known, *f_known):
                     pipe.zcard(key)
-                sizes = await pipe.execute()
-            completed += sum(sizes[:len(c_groups)])
-            failed += sum(sizes[len(c_groups):])
+                (ready, pri, active, completed, failed, delayed, held, c_groups, f_groups,
+                 grouped, wc, *sizes) = await pipe.execute()
+            c_now, f_now = tuple(sorted(c_groups)), tuple(sorted(f_groups))
+            if (c_now, f_now) == (c_known, f_known):
+                break
+            self._keep_sets = (c_now, f_now)  # a setting came or went: read again
+        completed += sum(sizes[:len(c_known)])
+        failed += sum(sizes[len(c_known):])
         # Held jobs (a worker's prefetch) have not started: they are waiting.
         # Grouped jobs wait in their groups (lua/includes/groups.lua), counted in meta 'gwn'.
         stats = {"waiting": ready + pri + held + int(grouped or 0), "active": active,

@@ -32,7 +32,14 @@ from . import codec, local_controls, scheduler, scripts, signals, telemetry
 from .backoff import BackoffFailed, BackoffStrategy, retry_delay
 from .batch import Batch
 from .connection import connect, resolve_url
-from .errors import Delayed, JobCorrupted, PayloadError, RateLimited, UnrecoverableError
+from .errors import (
+    Delayed,
+    JobCorrupted,
+    PayloadError,
+    RateLimited,
+    UnrecoverableError,
+    failure_summary,
+)
 from .job import Job
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .link_monitor import LinkMonitor
@@ -93,6 +100,16 @@ def encode_results(results: list[tuple[Any, ...]]) -> list[Any]:
             args.append(stack)
     args[0] = ",".join(f"{c}:{a}" for c, a in policies)
     return args
+
+
+def _wire_text(text: str) -> str:
+    """``text`` if it encodes as UTF-8; else with what does not (lone surrogates) written
+    as backslash escapes ("caf\\udce9"), so that a call carrying it can be sent."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
 
 
 def _age_ms(keep: Keep) -> int:
@@ -1423,11 +1440,7 @@ class Worker:
             self._on_control("limit")
 
     def _on_error(self, job: Job, exc: BaseException, started: float) -> None:
-        try:
-            text = str(exc)
-        except Exception:  # its __str__ raises: the type alone, not the runner's end
-            text = "<str() failed>"
-        reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        reason = failure_summary(exc)
         if len(reason) > REASON_MAX:  # its head names it, its tail often says why
             reason = f"{reason[:REASON_MAX // 2]} [...] {reason[-REASON_MAX // 2:]}"
         stack = "".join(traceback.format_exception(exc))[-8000:]
@@ -1468,6 +1481,13 @@ class Worker:
 
     def _push(self, job: Job, kind: str, value: Any, stack: str, delay_ms: int,
               keep: Keep) -> None:
+        # A failure's reason and stack trace are a processor's text (an exception message
+        # may hold a lone surrogate: os.fsdecode of a file name that is not UTF-8), which
+        # the call must be able to encode: one that cannot kills the whole call.
+        if type(value) is str and not value.isascii():
+            value = _wire_text(value)
+        if stack and not stack.isascii():
+            stack = _wire_text(stack)
         held_start: int | str = self._held_started.pop(job.id, "") if self._held_started else ""
         self._results.append((job.id, job.token, kind, value, stack, delay_ms, keep.count,
                               _age_ms(keep), held_start))
