@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import logging
 import math
@@ -100,6 +101,10 @@ def encode_results(results: list[tuple[Any, ...]]) -> list[Any]:
             args.append(stack)
     args[0] = ",".join(f"{c}:{a}" for c, a in policies)
     return args
+
+
+# The worker whose runner runs the current job (pause() refuses to wait for itself).
+_RUNNING_FOR: contextvars.ContextVar[Worker] = contextvars.ContextVar("minique_running_for")
 
 
 def _wire_text(text: str) -> str:
@@ -314,7 +319,8 @@ class Worker:
         self._due_timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._paused = False  # pause(): this worker takes no jobs until resume()
-        self._idle_waiters: list[asyncio.Event] = []  # pause() calls waiting for idle
+        # pause() calls waiting for the jobs that ran when they were made to end.
+        self._pause_waiters: list[tuple[list[_Running], asyncio.Event]] = []
         self._grace = shutdown_timeout  # close()'s grace (its timeout argument)
         # Loop time past which a closing worker stops trying to report its last results to
         # a Redis that does not answer (set once nothing runs here any more).
@@ -487,19 +493,24 @@ class Worker:
         workers go on. Jobs it fetched or holds ahead and has not started go back to their
         place in the queue at once, as do jobs of a call already on its way (the jobs it
         holds behave as waiting ones); batches being gathered run with what they have.
-        Running jobs run on: with ``wait_active`` (the default) this returns once they have
-        ended, otherwise at once. Leases stay renewed. Idempotent. From inside one of this
-        worker's own jobs ``wait_active=True`` would wait for itself: RuntimeError."""
-        if wait_active and any(r.task is asyncio.current_task()
-                               for r in self._running.values()):
+        Running jobs run on: with ``wait_active`` (the default) this returns once the jobs
+        running when it was called have ended (a ``resume()`` meanwhile does not make it
+        wait for later ones), otherwise at once. Leases stay renewed. Idempotent. From
+        inside one of this worker's own jobs (or a task one made) ``wait_active=True`` would
+        wait for itself: RuntimeError."""
+        if wait_active and _RUNNING_FOR.get(None) is self:
+            # (A context variable of its runners, which tasks made inside a job inherit:
+            # asyncio.wait_for runs pause() in a task of its own on Python 3.11.)
             raise RuntimeError("pause() from one of this worker's jobs would wait for "
                                "itself: use pause(wait_active=False)")
         self._paused = True
         self._on_control("worker paused")
-        if wait_active and self._executing:
-            idle = asyncio.Event()
-            self._idle_waiters.append(idle)
-            await idle.wait()
+        # What is in _running now runs: the jobs not started went back just above.
+        running = list(self._running.values())
+        if wait_active and running:
+            ended = asyncio.Event()
+            self._pause_waiters.append((running, ended))
+            await ended.wait()
 
     def resume(self) -> None:
         """Lets a paused worker take jobs again (BullMQ's ``worker.resume``)."""
@@ -546,16 +557,23 @@ class Worker:
 
     def _check_idle(self) -> None:
         """Called whenever a job stops executing here."""
+        if self._pause_waiters:
+            self._release_pause_waiters()
         if self._executing:
             return
         if self._all_done is not None:
             self._all_done.set()
-        if self._idle_waiters:
-            for idle in self._idle_waiters:
-                idle.set()
-            self._idle_waiters.clear()
         if self._closing:
             self._arm_report_deadline()
+
+    def _release_pause_waiters(self) -> None:
+        waiting = []
+        for jobs, ended in self._pause_waiters:
+            if any(self._running.get(r.job.id) is r for r in jobs):
+                waiting.append((jobs, ended))
+            else:
+                ended.set()
+        self._pause_waiters = waiting
 
     def _arm_report_deadline(self) -> None:
         """Closing, and nothing runs here any more: the results left get the grace again
@@ -1032,6 +1050,7 @@ class Worker:
     async def _runner(self) -> None:
         task = asyncio.current_task()
         assert task is not None
+        _RUNNING_FOR.set(self)  # this runner's context alone (a task runs in a copy)
         loop = asyncio.get_running_loop()
         while True:
             self._waking -= 1
@@ -1742,6 +1761,13 @@ class Worker:
                     failures = 0
                     if message and message.get("type") == "message":
                         if message.get("channel") == control:
+                            # A limit may have been lifted or loosened (or set by this
+                            # worker's own RateLimited): ask Redis again rather than wait
+                            # out what the last reply said.
+                            if self._limited_until:
+                                self._limited_until = 0.0
+                                self._queue_empty = False
+                                self._wakeup.set()
                             self._on_control(message["data"].decode())
                         else:
                             self._cancel_local(message["data"].decode(), "cancelled")

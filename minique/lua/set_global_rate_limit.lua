@@ -6,9 +6,10 @@
 --@include base
 --@once
 if ARGV[2] == '' then
+  -- Workers told to wait by the limit ask again at once (the control message).
   redis.call('HDEL', K.meta, 'glim')
   wake()
-  return 0
+  return control_changed('limit')
 end
 redis.call('HSET', K.meta, 'glim', ARGV[2])
 return control_changed('limit')
