@@ -83,6 +83,17 @@ class Delayed(MiniqueError):
         return type(self), (self.delay, self.message)
 
 
+class ProcessorError(MiniqueError):
+    """Stands for a processor's exception that could not be pickled back from its child
+    process (``processes=N``, minique/pool.py): its message is the original's
+    "Type: message", which becomes the attempt's reason as it is."""
+
+
+class UnrecoverableProcessorError(ProcessorError, UnrecoverableError):
+    """Stands for an ``UnrecoverableError`` (a subclass of one's own) that could not be
+    pickled back from its child process: the job fails at once, as the original would."""
+
+
 class PayloadError(TypeError, MiniqueError):
     """A payload or return value that cannot be encoded; names the offending field."""
 
@@ -159,4 +170,6 @@ def failure_summary(exc: BaseException) -> str:
         text = str(exc)
     except Exception:
         text = "<str() failed>"
+    if isinstance(exc, ProcessorError):
+        return text  # the original's summary, made in its process
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -231,8 +231,8 @@ class Job:
         self.priority = priority
 
     async def change_delay(self, delay: float) -> None:
-        """Queue.change_delay for this (delayed) job."""
-        await self.queue.change_delay(self.id, delay)
+        """Queue.change_delay for this (delayed) job; this object's ``delay_until`` follows."""
+        self.delay_until = await self.queue.change_delay(self.id, delay)
 
     async def log(self, line: str) -> int:
         """Appends ``line`` to the job's log; the log's length after it. The job's

@@ -29,7 +29,15 @@ from typing import Any
 
 import msgspec
 
-from .errors import failure_summary
+from .errors import (
+    Delayed,
+    GroupRateLimited,
+    ProcessorError,
+    RateLimited,
+    UnrecoverableError,
+    UnrecoverableProcessorError,
+    failure_summary,
+)
 from .job import Job
 
 _STARTED = "started"
@@ -50,10 +58,6 @@ class JobSnapshot(msgspec.Struct, frozen=True):
 
 class ProcessDied(RuntimeError):
     """The child process running a job exited without reporting (crash, OOM kill, os._exit)."""
-
-
-class ProcessorError(Exception):
-    """Stands for a processor's exception that cannot be pickled back from its process."""
 
 
 class _RemoteTraceback(Exception):
@@ -260,15 +264,32 @@ def _exit_with(sentinel: int) -> None:
 
 
 def _portable(exc: BaseException) -> tuple[bytes | None, str, str]:
-    """The exception pickled (if it survives the trip), its summary and its traceback."""
+    """The exception pickled (if it survives the trip), its summary and its traceback.
+    One that does not (a class of one's own whose constructor takes other arguments) but
+    is one of minique's controls is sent as that control, so that it acts the same: an
+    UnrecoverableError is not retried, a Delayed or a RateLimited keeps its delay."""
     text = "".join(traceback.format_exception(exc))
+    summary = failure_summary(exc)
     raw: bytes | None
     try:
         raw = pickle.dumps(exc)
         pickle.loads(raw)
     except Exception:
-        raw = None
-    return raw, failure_summary(exc), text
+        stand_in = _stand_in(exc, summary)
+        raw = pickle.dumps(stand_in) if stand_in is not None else None
+    return raw, summary, text
+
+
+def _stand_in(exc: BaseException, summary: str) -> BaseException | None:
+    if isinstance(exc, UnrecoverableError):
+        return UnrecoverableProcessorError(summary)
+    if isinstance(exc, GroupRateLimited) or (isinstance(exc, RateLimited) and exc.group):
+        return GroupRateLimited(exc.delay, exc.message)
+    if isinstance(exc, RateLimited):
+        return RateLimited(exc.delay, exc.message)
+    if isinstance(exc, Delayed):
+        return Delayed(exc.delay, exc.message)
+    return None
 
 
 def _rebuild(raw: bytes | None, summary: str, text: str) -> BaseException:

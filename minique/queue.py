@@ -843,15 +843,21 @@ class Queue:
         if priority > 0:
             local_controls.notify(self.keys.base, "priority")
 
-    async def change_delay(self, job_id: str, delay: float) -> None:
+    async def change_delay(self, job_id: str, delay: float) -> float:
         """Makes a delayed job fall due ``delay`` seconds from now (BullMQ's
-        ``changeDelay``; 0: due at once). Raises JobNotFound if there is no such job,
-        InvalidJobState if it is not delayed or is a scheduler's firing (change the
-        scheduler instead), ValueError for a bad delay. Emits ``delayed``. Safe to re-send:
-        a re-sent call counts from its first send."""
+        ``changeDelay``; 0: due at once); returns when (Unix seconds, Redis's clock). Raises
+        JobNotFound if there is no such job, InvalidJobState if it is not delayed or is a
+        scheduler's firing (change the scheduler instead), ValueError for a bad delay.
+        Emits ``delayed``. Safe to re-send: a re-sent call counts from its first send."""
         ms = round(_seconds("delay", delay) * 1000)
-        if not await self._run("change_delay", [job_id, ms]):
+        due_ms = int(await self._run("change_delay", [job_id, ms]))
+        if not due_ms:
             raise JobNotFound(f"job {job_id} does not exist")
+        # Falling due with a priority, it goes ahead of what this process's workers hold
+        # (as for an add with a delay); told whatever its priority (one round trip's pause
+        # of held starts at most, when it has none).
+        local_controls.notify(self.keys.base, "priority", ms / 1000.0)
+        return due_ms / 1000.0
 
     async def add_log(self, job_id: str, line: str, keep: int = 1000) -> int:
         if not isinstance(line, str):

@@ -233,8 +233,8 @@ class SyncQueue:
     def change_priority(self, job_id: str, priority: int) -> None:
         self._call(self._queue.change_priority(job_id, priority))
 
-    def change_delay(self, job_id: str, delay: float) -> None:
-        self._call(self._queue.change_delay(job_id, delay))
+    def change_delay(self, job_id: str, delay: float) -> float:
+        return self._call(self._queue.change_delay(job_id, delay))
 
     def retry_job(self, job_id: str, state: str | None = None) -> None:
         self._call(self._queue.retry_job(job_id, state))

@@ -1,7 +1,8 @@
 -- Changes when a delayed job falls due (BullMQ's changeDelay): ARGV[3] ms from now (0: due
 -- at once; a worker promotes it with its next call). ARGV: JP, id, delay ms.
--- Returns 1, 0 (no such job); INVALIDSTATE for a job that is not delayed, and for a
--- scheduler's firing (its time is the scheduler's: change the scheduler).
+-- Returns the ms it falls due at (Redis clock), 0 (no such job); INVALIDSTATE for a job
+-- that is not delayed, and for a scheduler's firing (its time is the scheduler's: change
+-- the scheduler).
 -- Once (a re-send gets the first reply): a re-sent call must not count its delay again
 -- from a later now.
 --@include base
@@ -24,4 +25,4 @@ local first = redis.call('ZRANGE', K.delayed, 0, 0, 'WITHSCORES')
 if not first[2] or (now + delay) * DELAY_SHIFT < tonumber(first[2]) then wake() end
 enqueue_delayed(jk, id, now + delay)
 emit('ev', 'delayed', 'id', id, 'delay', delay)
-return 1
+return now + delay

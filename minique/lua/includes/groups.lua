@@ -120,7 +120,9 @@ local function group_enqueue(g, jk, id, score, fields)
   end
   redis.call('ZADD', gwait(g), score, id)
   redis.call('ZINCRBY', GI, 1, g)
-  redis.call('HINCRBY', K.meta, 'gwn', 1)
+  -- Kept in step with the call's meta snapshot: a job made waiting in its group by this
+  -- call (fallen due, promoted) must be seen by the call's own take.
+  meta_set('gwn', redis.call('HINCRBY', K.meta, 'gwn', 1))
   write_job(jk, fields, 'st', 'waiting', 'sid', '')
   group_schedule(g)
 end
