@@ -25,13 +25,19 @@ def validate_name(kind: str, value: str) -> str:
 
 
 def validate_prefix(value: str) -> str:
-    """A prefix is a name, or a name in braces: ``"{flows}"`` makes every key of every queue
-    with that prefix hash to one Redis Cluster slot (their hash tag is then ``{flows``), as
-    flows across queues need there (minique/flows.py)."""
-    if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
-        validate_name("prefix", value[1:-1])
-        return value
-    return validate_name("prefix", value)
+    """A prefix is a name without ":", or such a name in braces: ``"{flows}"`` makes every
+    key of every queue with that prefix hash to one Redis Cluster slot (their hash tag is
+    then ``{flows``), as flows across queues need there (minique/flows.py). A queue's keys
+    start with "{prefix:name}", and queue names may hold ":": prefix "a:b" with queue "c"
+    would be the very keys of prefix "a" with queue "b:c", so a prefix may not."""
+    inner = value[1:-1] if (isinstance(value, str) and value.startswith("{")
+                            and value.endswith("}")) else value
+    validate_name("prefix", inner)
+    if ":" in inner:
+        raise ValueError(f"prefix {value!r} must not contain ':' (prefix 'a:b' with queue "
+                         f"'c' would share the keys of prefix 'a' with queue 'b:c'); queue "
+                         f"names may")
+    return value
 
 
 def refuse_job_id(job_id: object) -> NoReturn:

@@ -688,23 +688,26 @@ class Queue:
         round-robin interleaves the groups when it runs them)."""
         from . import groups
 
-        k, r = self.keys, self.redis
-        held = await r.zrevrange(k.held, 0, -1)
-        raw: list[bytes | str] = list(held[start:end + 1])
+        k = self.keys
+        # One snapshot of the held set, the priority set and the stream (MULTI/EXEC, as in
+        # get_stats): read one by one, a held job handed back in between (it goes to the
+        # priority set) was listed twice, and one taken the other way not at all. A page
+        # ends by `end`, so the first end + 1 of each is all it can need.
+        atomic = getattr(self.redis, "connection_pool", None) is not None  # not on Cluster
+        async with self.redis.pipeline(transaction=atomic) as pipe:
+            pipe.zrevrange(k.held, 0, -1)
+            pipe.zrange(k.pri, 0, end)
+            pipe.zcard(k.pri)
+            pipe.xrange(k.ready, count=end + 1)
+            pipe.xlen(k.ready)
+            held, pri, n_pri, entries, n_ready = await pipe.execute()
+        ready = [fields[b"i"] for _, fields in entries]
+        raw: list[bytes | str] = [*held, *pri, *ready][start:end + 1]
         want = end - start + 1
-        if len(raw) < want:
-            offset = max(0, start - len(held))
-            raw += await r.zrange(k.pri, offset, offset + want - len(raw) - 1)
-        if len(raw) < want:
-            n_pri = await r.zcard(k.pri)
-            skip = max(0, start - len(held) - n_pri)
-            n_ready = await r.xlen(k.ready)
-            if skip < n_ready:
-                entries = await r.xrange(k.ready, count=skip + want - len(raw))
-                raw += [fields[b"i"] for _, fields in entries[skip:skip + want - len(raw)]]
-            if len(raw) < want:
-                skip = max(0, start - len(held) - n_pri - n_ready)
-                raw += await groups.grouped_waiting_ids(self, skip, want - len(raw))
+        if len(raw) < want and len(pri) == n_pri and len(ready) == n_ready:
+            # (The groups come after: listed from their own sets, not in the snapshot.)
+            skip = max(0, start - len(held) - n_pri - n_ready)
+            raw += await groups.grouped_waiting_ids(self, skip, want - len(raw))
         return raw
 
     async def _finished_ids(self, state: str, start: int, end: int) -> list[bytes]:

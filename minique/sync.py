@@ -9,6 +9,7 @@ not stream, without ``await``; jobs come back as ``SyncJob`` handles whose metho
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,6 +24,19 @@ if TYPE_CHECKING:
     from .scheduler import JobScheduler
 
 T = TypeVar("T")
+
+# Held while a facade made before a fork starts again in the child (SyncQueue._queue); made
+# anew in each child, since a lock held by another thread at the fork stays held there.
+_fork_lock = threading.Lock()
+
+
+def _new_fork_lock() -> None:
+    global _fork_lock
+    _fork_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_fork_lock)
 
 
 class SyncJob:
@@ -138,16 +152,46 @@ class SyncQueue:
     """``SyncQueue("reports", url=...)`` offers the Queue methods without ``await``.
 
     ``timeout`` (seconds) bounds each call; keyword arguments go to ``Queue``.
+
+    Made before a fork (gunicorn ``--preload``, uWSGI without lazy-apps, a fork pool), it
+    starts again in the child at its first call there: a loop thread and connections of
+    its own (the parent's are left alone). SyncJobs made before the fork belong to the
+    parent. With ``connection=`` (a client of the caller's, which the facade cannot
+    remake) a call in the child raises RuntimeError: make the SyncQueue after the fork.
     """
 
     def __init__(self, name: str, *, url: str | None = None, timeout: float = 30.0,
                  **queue_kwargs: Any) -> None:
         self._timeout = timeout
+        self._args = (name, url, queue_kwargs)
+        self._start()
+
+    def _start(self) -> None:
+        name, url, queue_kwargs = self._args
+        self._pid = os.getpid()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"minique-sync-{name}",
                                         daemon=True)
         self._thread.start()
-        self._queue: Queue = self._call(self._make(name, url, queue_kwargs))
+        self._q: Queue = self._call(self._make(name, url, queue_kwargs))
+
+    @property
+    def _queue(self) -> Queue:
+        if self._pid != os.getpid():
+            self._after_fork()
+        return self._q
+
+    def _after_fork(self) -> None:
+        with _fork_lock:
+            if self._pid == os.getpid():
+                return  # another thread of the child did it
+            if "connection" in self._args[2]:
+                raise RuntimeError(
+                    "this SyncQueue was made before a fork with a connection= of the "
+                    "caller's, which it cannot remake here: make the SyncQueue after the fork")
+            # The parent's loop thread is not in this process; its objects are dropped, never
+            # closed (closing would shut sockets the parent still uses).
+            self._start()
 
     @staticmethod
     async def _make(name: str, url: str | None, kwargs: Mapping[str, Any]) -> Queue:
@@ -174,10 +218,15 @@ class SyncQueue:
     # ----- adding and reading jobs -----------------------------------------------------------
 
     def add(self, name: str, data: Any = None, **options: Any) -> SyncJob:
-        return self._job(self._call(self._queue.add(name, data, **options)))
+        """As ``Queue.add``. Not cut short by the facade's ``timeout``: an add given up on
+        may still add its job, and one tried again would add it twice. It waits for its
+        outcome, which the connection's own timeout bounds (``AddOutcomeUnknown`` with the
+        job ids when Redis does not answer)."""
+        return self._job(self._wait(self._queue.add(name, data, **options), None))
 
     def add_bulk(self, jobs: Iterable[BulkItem]) -> list[SyncJob]:
-        return [self._job(j) for j in self._call(self._queue.add_bulk(list(jobs)))]
+        """As ``Queue.add_bulk``; waits for its outcome, as ``add`` does."""
+        return [self._job(j) for j in self._wait(self._queue.add_bulk(list(jobs)), None)]
 
     def get_job(self, job_id: str) -> SyncJob | None:
         job = self._call(self._queue.get_job(job_id))
@@ -355,6 +404,8 @@ class SyncQueue:
     # ----- closing ---------------------------------------------------------------------------
 
     def close(self) -> None:
+        if self._pid != os.getpid():
+            return  # the parent's: nothing of it runs here (nothing made here yet either)
         if self._loop.is_closed():
             return
         self._call(self._queue.close())

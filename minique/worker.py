@@ -1385,8 +1385,13 @@ class Worker:
                 log.debug("queue %s job %s (%s) attempt %d completed in %.3fs", self.queue_name,
                           job.id, job.name, job.attempts_started, took,
                           extra=self._log_fields(job, took, "completed"))
-        except asyncio.CancelledError:
-            if running.cancel_reason == "shutdown":
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if running.cancel_reason is None and (task is None or not task.cancelling()):
+                # Nobody cancelled the job: the processor's own CancelledError (a helper
+                # task it awaited was cancelled), an error like any other, retried.
+                self._on_error(job, exc, started)
+            elif running.cancel_reason == "shutdown":
                 self._push(job, "w", "worker shut down", "", 0, job.opts.keep_failed)
             else:
                 self._fail(job, "cancelled", "", final=True, started=started)
