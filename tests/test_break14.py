@@ -123,22 +123,13 @@ async def test_an_exception_text_with_a_lone_surrogate_fails_its_job_not_the_wor
     assert state == "failed", state
 
 
-async def test_an_exception_whose_str_raises_keeps_its_type_in_a_cpu_process(
-        redis_url: str, qname: str) -> None:
-    """worker.py handles a processor exception whose __str__ raises: the attempt fails as
-    `BadStr: <str() failed>` with its stack trace, in an async processor and in a thread.
-    docs/guide/workers.md: with `processes=N` / `--cpu-processes` the same sync processor
-    runs in a child process, and "a child that dies on its own fails the attempt with
-    ProcessDied" -- this child did not die on its own.
-
-    What happens: the child's _portable() calls str(exc) outside any try, the child
-    process dies of the RuntimeError, and the job fails as
-    `ProcessDied: the process running the job died (exit code 1)`: the exception's type and
-    the processor's traceback are lost, and the child is restarted for nothing."""
+async def _failed_in_a_cpu_process(redis_url: str, qname: str, fn: Any, attempts: int) -> Any:
+    """Runs one job of sync processor ``fn`` in a child process (processes=1) until it
+    fails for good; the job as stored then."""
     q = Queue(qname, url=redis_url)
     registry = Registry()
-    registry.add(qname, raise_bad_str, name="bad")
-    job = await q.add("bad", 1, attempts=1)
+    registry.add(qname, fn, name="x")
+    job = await q.add("x", 1, attempts=attempts)
     worker = Worker(qname, registry, url=redis_url, concurrency=1, processes=1)
     task = asyncio.create_task(worker.run(handle_signals=False))
     try:
@@ -151,6 +142,22 @@ async def test_an_exception_whose_str_raises_keeps_its_type_in_a_cpu_process(
         await q.obliterate(force=True)
         await q.close()
     assert done is not None and done.state == "failed"
+    return done
+
+
+async def test_an_exception_whose_str_raises_keeps_its_type_in_a_cpu_process(
+        redis_url: str, qname: str) -> None:
+    """worker.py handles a processor exception whose __str__ raises: the attempt fails as
+    `BadStr: <str() failed>` with its stack trace, in an async processor and in a thread.
+    docs/guide/workers.md: with `processes=N` / `--cpu-processes` the same sync processor
+    runs in a child process, and "a child that dies on its own fails the attempt with
+    ProcessDied" -- this child did not die on its own.
+
+    What happens: the child's _portable() calls str(exc) outside any try, the child
+    process dies of the RuntimeError, and the job fails as
+    `ProcessDied: the process running the job died (exit code 1)`: the exception's type and
+    the processor's traceback are lost, and the child is restarted for nothing."""
+    done = await _failed_in_a_cpu_process(redis_url, qname, raise_bad_str, attempts=1)
     assert done.failed_reason is not None and done.failed_reason.startswith("BadStr"), (
         f"failed_reason {done.failed_reason!r}; the thread and async forms give 'BadStr: ...'")
     assert done.stacktrace and "raise_bad_str" in done.stacktrace, done.stacktrace
@@ -169,22 +176,7 @@ async def test_an_unrecoverable_error_subclass_is_not_retried_in_a_cpu_process(
     attempts run (each a call to an account known to be closed), reason
     `ProcessorError: AccountClosed: ...`. The child knew it was unrecoverable and could
     have said so."""
-    q = Queue(qname, url=redis_url)
-    registry = Registry()
-    registry.add(qname, raise_account_closed, name="close")
-    job = await q.add("close", 1, attempts=3)
-    worker = Worker(qname, registry, url=redis_url, concurrency=1, processes=1)
-    task = asyncio.create_task(worker.run(handle_signals=False))
-    try:
-        with contextlib.suppress(JobFailed):
-            await job.wait_until_finished(timeout=20)
-        done = await q.get_job(job.id)
-    finally:
-        await worker.close(timeout=5)
-        await task
-        await q.obliterate(force=True)
-        await q.close()
-    assert done is not None and done.state == "failed"
+    done = await _failed_in_a_cpu_process(redis_url, qname, raise_account_closed, attempts=3)
     assert done.attempts_made == 1, (
         f"an UnrecoverableError ran {done.attempts_made} attempts (reason "
         f"{done.failed_reason!r}); in a thread it runs one")
