@@ -162,12 +162,27 @@ class AddNotSent(MiniqueError):
     Adding again is safe."""
 
 
-def failure_summary(exc: BaseException) -> str:
-    """"Type: message" of a processor's exception, or "Type" when its message is empty.
-    An exception whose ``__str__`` raises is summed up as "Type: <str() failed>": a
-    library's broken error class must fail the job, not what reports it."""
+def wire_text(text: str) -> str:
+    """``text`` if it encodes as UTF-8; else with what does not (lone surrogates, which
+    os.fsdecode makes of a file name that is not UTF-8) written as backslash escapes
+    ("caf\\udce9"): text a processor hands over (an exception's message, a stack trace)
+    must not break the call, the log line or the log handler that carries it."""
+    if text.isascii():
+        return text
     try:
-        text = str(exc)
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
+def failure_summary(exc: BaseException) -> str:
+    """"Type: message" of a processor's exception, or "Type" when its message is empty
+    (wire_text: always UTF-8). An exception whose ``__str__`` raises is summed up as
+    "Type: <str() failed>": a library's broken error class must fail the job, not what
+    reports it."""
+    try:
+        text = wire_text(str(exc))
     except Exception:
         text = "<str() failed>"
     if isinstance(exc, ProcessorError):

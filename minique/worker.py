@@ -40,6 +40,7 @@ from .errors import (
     RateLimited,
     UnrecoverableError,
     failure_summary,
+    wire_text,
 )
 from .job import Job
 from .keys import DEFAULT_PREFIX, QueueKeys
@@ -105,16 +106,6 @@ def encode_results(results: list[tuple[Any, ...]]) -> list[Any]:
 
 # The worker whose runner runs the current job (pause() refuses to wait for itself).
 _RUNNING_FOR: contextvars.ContextVar[Worker] = contextvars.ContextVar("minique_running_for")
-
-
-def _wire_text(text: str) -> str:
-    """``text`` if it encodes as UTF-8; else with what does not (lone surrogates) written
-    as backslash escapes ("caf\\udce9"), so that a call carrying it can be sent."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode()
-    return text
 
 
 def _age_ms(keep: Keep) -> int:
@@ -1467,7 +1458,7 @@ class Worker:
         reason = failure_summary(exc)
         if len(reason) > REASON_MAX:  # its head names it, its tail often says why
             reason = f"{reason[:REASON_MAX // 2]} [...] {reason[-REASON_MAX // 2:]}"
-        stack = "".join(traceback.format_exception(exc))[-8000:]
+        stack = wire_text("".join(traceback.format_exception(exc))[-8000:])
         attempts_made = job.attempts_made + 1
         final = isinstance(exc, UnrecoverableError) or attempts_made >= job.opts.attempts
         if not final:
@@ -1509,9 +1500,9 @@ class Worker:
         # may hold a lone surrogate: os.fsdecode of a file name that is not UTF-8), which
         # the call must be able to encode: one that cannot kills the whole call.
         if type(value) is str and not value.isascii():
-            value = _wire_text(value)
+            value = wire_text(value)
         if stack and not stack.isascii():
-            stack = _wire_text(stack)
+            stack = wire_text(stack)
         held_start: int | str = self._held_started.pop(job.id, "") if self._held_started else ""
         self._results.append((job.id, job.token, kind, value, stack, delay_ms, keep.count,
                               _age_ms(keep), held_start))
