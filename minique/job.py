@@ -239,6 +239,10 @@ class Job:
         ``keep_logs`` option caps how many lines are kept (the oldest go first)."""
         return await self.queue.add_log(self.id, line, keep=self.opts.keep_logs)
 
+    async def clear_logs(self, keep: int = 0) -> None:
+        """Queue.clear_job_logs for this job: its log lines but the last ``keep`` go."""
+        await self.queue.clear_job_logs(self.id, keep)
+
     async def get_logs(self, start: int = 0, end: int = -1) -> list[str]:
         """The job's log lines ``start`` to ``end`` (both included, Redis list indexes: -1
         is the last line); empty when the job logged nothing or is gone."""

@@ -868,6 +868,23 @@ class Queue:
         _count("add_log keep (0 keeps every line)", keep, 0)
         return int(await self._run("log", [job_id, line, keep, scripts.new_call_id()]))
 
+    async def clear_job_logs(self, job_id: str, keep: int = 0) -> None:
+        """Deletes a job's log lines but the last ``keep`` (BullMQ's ``job.clearLogs``).
+        Safe to re-send. ValueError for keep < 0."""
+        _count("clear_job_logs keep", keep, 0)
+        key = self.keys.logs(job_id)
+        if keep:
+            await self.redis.ltrim(key, -keep, -1)
+        else:
+            await self.redis.delete(key)
+
+    async def trim_events(self, max_length: int) -> None:
+        """Trims the queue's events stream to about its last ``max_length`` entries
+        (BullMQ's ``trimEvents``; ``events_max_len`` caps it as it grows). Safe to re-send.
+        ValueError for max_length < 0."""
+        _count("trim_events max_length", max_length, 0)
+        await self.redis.xtrim(self.keys.events, maxlen=max_length, approximate=False)
+
     async def get_deduplication_job_id(self, dedup_id: str) -> str | None:
         """The id of the job holding dedup id ``dedup_id`` (BullMQ's
         ``getDeduplicationJobId``), or None when it is free. With a ttl the id is held

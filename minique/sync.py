@@ -137,6 +137,9 @@ class SyncJob:
     def get_logs(self, start: int = 0, end: int = -1) -> list[str]:
         return self._owner._call(self.job.queue.get_job_logs(self.job.id, start, end))
 
+    def clear_logs(self, keep: int = 0) -> None:
+        self._owner._call(self.job.clear_logs(keep))
+
     def refresh(self) -> SyncJob:
         """The job as stored now (JobNotFound if it was removed)."""
         return SyncJob(self._owner, self._owner._call(self.job.refresh()))
@@ -299,6 +302,12 @@ class SyncQueue:
 
     def abort(self, job_id: str) -> bool:
         return self._call(self._queue.abort(job_id))
+
+    def clear_job_logs(self, job_id: str, keep: int = 0) -> None:
+        self._call(self._queue.clear_job_logs(job_id, keep))
+
+    def trim_events(self, max_length: int) -> None:
+        self._call(self._queue.trim_events(max_length))
 
     def get_deduplication_job_id(self, dedup_id: str) -> str | None:
         return self._call(self._queue.get_deduplication_job_id(dedup_id))

@@ -390,3 +390,26 @@ async def test_a_job_handed_back_before_it_ever_started_has_no_start_time(queue:
     assert statuses == [1]
     back = await queue.get_job(job.id)
     assert back is not None and back.state == "waiting" and back.processed_on is None
+
+
+async def test_a_jobs_logs_can_be_cleared_and_the_events_stream_trimmed(queue: Queue) -> None:
+    """BullMQ's job.clearLogs and queue.trimEvents."""
+    job = await queue.add("t", 1)
+    for i in range(5):
+        await job.log(f"line {i}")
+    await job.clear_logs(keep=2)
+    assert await job.get_logs() == ["line 3", "line 4"]
+    await job.clear_logs()
+    await job.clear_logs()  # again: nothing left, no error
+    assert await job.get_logs() == []
+    for i in range(5):
+        await queue.add("t", i)  # (a bulk add names all its jobs in one entry)
+    assert await queue.redis.xlen(queue.keys.events) > 3
+    await queue.trim_events(3)
+    assert await queue.redis.xlen(queue.keys.events) == 3
+    await queue.trim_events(0)
+    assert await queue.redis.xlen(queue.keys.events) == 0
+    with pytest.raises(ValueError):
+        await queue.trim_events(-1)
+    with pytest.raises(ValueError):
+        await job.clear_logs(-1)
