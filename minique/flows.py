@@ -40,12 +40,11 @@ from redis.crc import key_slot
 from . import codec, local_controls, scripts
 from .connection import connect
 from .errors import InvalidJobState, MiniqueError
-from .job import public_state
+from .job import Job, public_state
 from .keys import DEFAULT_PREFIX
 from .options import encode_stored
 
 if TYPE_CHECKING:
-    from .job import Job
     from .queue import Queue
 
 POLICIES = {"fail_parent": "f", "ignore": "i", "remove_dependency": "r"}
@@ -180,7 +179,6 @@ def prepare_child(queue: Queue, name: str, data: Any, options: dict[str, Any],
 
 def parent_key(parent: Any, prefix: str) -> str:
     """A parent given as a Job or as {"id": ..., "queue": ...} -> its job key."""
-    from .job import Job
     from .keys import QueueKeys
 
     if isinstance(parent, Job):
@@ -193,16 +191,27 @@ def parent_key(parent: Any, prefix: str) -> str:
 
 async def children_values(queue: Queue, job_id: str) -> tuple[dict[str, Any], dict[str, str]]:
     """({child job key: return value}, {child job key: failure reason}) of done children."""
+    values, failures, _ = await children_outcomes(queue, job_id)
+    return values, failures
+
+
+async def children_outcomes(queue: Queue, job_id: str) -> tuple[
+        dict[str, Any], dict[str, str], list[str]]:
+    """({child job key: return value}, {child job key: failure reason}, [pending child job
+    keys, sorted]) of a flow parent: one HGETALL of its children's record."""
     raw = await queue.redis.hgetall(f"{queue.keys.base}:kids:{job_id}")
     values: dict[str, Any] = {}
     failures: dict[str, str] = {}
+    pending: list[str] = []
     for k, v in raw.items():
         key = k.decode()
         if v[:1] == b"c":
             values[key] = codec.decode(v[1:], key, "return value") if len(v) > 1 else None
         elif v[:1] == b"f":
             failures[key] = v[1:].decode(errors="replace")
-    return values, failures
+        else:
+            pending.append(key)
+    return values, failures, sorted(pending)
 
 
 FLOW_LINKS_MAX = 200  # children a job's page lists
@@ -344,6 +353,51 @@ class FlowProducer:
         for i, kids in enumerate(children):
             built[i].children = [built[k] for k in kids]
         return built[0]
+
+    async def get_flow(self, queue: str, job_id: str, *, depth: int = 10,
+                       max_children: int = FLOW_LINKS_MAX) -> FlowNode | None:
+        """The tree under job ``job_id`` of ``queue`` as stored now (BullMQ's ``getFlow``):
+        a FlowNode of the Job, its children's nodes ``depth`` levels down (0: none), at most
+        ``max_children`` per job, ordered by their job keys. Children already deleted (by
+        their retention, or removed) are left out. None if the job does not exist. Reads
+        one level per round trip."""
+        _positive = (isinstance(depth, int) and not isinstance(depth, bool) and depth >= 0
+                     and isinstance(max_children, int) and not isinstance(max_children, bool)
+                     and max_children >= 1)
+        if not _positive:
+            raise ValueError(f"depth must be an integer >= 0 and max_children one >= 1, got "
+                             f"{depth!r} and {max_children!r}")
+        [root] = await self._nodes([(self._queue(queue), job_id)])
+        level = [root] if root is not None else []
+        for _ in range(depth):
+            if not level:
+                break
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for node in level:
+                    pipe.hkeys(f"{node.job.queue.keys.base}:kids:{node.job.id}")
+                kid_keys = await pipe.execute()
+            wanted: list[tuple[Queue, str]] = []
+            owners: list[FlowNode] = []
+            for node, keys in zip(level, kid_keys, strict=True):
+                for key in sorted(keys)[:max_children]:
+                    base, kid_id = split_job_key(key.decode())
+                    wanted.append((self._queue(_queue_of(base, self.prefix)), kid_id))
+                    owners.append(node)
+            found = await self._nodes(wanted)
+            level = []
+            for owner, kid in zip(owners, found, strict=True):
+                if kid is not None:
+                    owner.children.append(kid)
+                    level.append(kid)
+        return root
+
+    async def _nodes(self, refs: list[tuple[Queue, str]]) -> list[FlowNode | None]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for q, kid_id in refs:
+                pipe.hgetall(q.keys.job(kid_id))
+            hashes = await pipe.execute()
+        return [FlowNode(Job.from_hash(q, kid_id, h)) if h else None
+                for (q, kid_id), h in zip(refs, hashes, strict=True)]
 
     async def close(self) -> None:
         if self._own:

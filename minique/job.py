@@ -207,6 +207,20 @@ class Job:
 
         return (await children_values(self.queue, self.id))[1]
 
+    async def get_dependencies(self) -> dict[str, Any]:
+        """A flow parent's children (BullMQ's ``getDependencies``): ``{"processed": {child
+        job key: return value}, "failed": {child job key: reason}, "unprocessed": [child
+        job keys]}``; all empty for a job without children."""
+        from .flows import children_outcomes
+
+        values, failures, pending = await children_outcomes(self.queue, self.id)
+        return {"processed": values, "failed": failures, "unprocessed": pending}
+
+    async def get_dependencies_count(self) -> dict[str, int]:
+        """``{"processed": n, "failed": n, "unprocessed": n}`` of get_dependencies."""
+        deps = await self.get_dependencies()
+        return {k: len(v) for k, v in deps.items()}
+
     async def get_state(self) -> str:
         """"waiting", "paused", "delayed", "active", "completed", "failed",
         "waiting-children" (a flow parent waiting for its children), or "unknown"."""

@@ -107,6 +107,12 @@ class SyncJob:
         """``{child job key: return value}`` of a flow parent's completed children."""
         return self._owner._call(self.job.get_children_values())
 
+    def get_dependencies(self) -> dict[str, Any]:
+        return self._owner._call(self.job.get_dependencies())
+
+    def get_dependencies_count(self) -> dict[str, int]:
+        return self._owner._call(self.job.get_dependencies_count())
+
     def get_children_failures(self) -> dict[str, str]:
         """``{child job key: reason}`` of children that failed under "ignore"."""
         return self._owner._call(self.job.get_children_failures())

@@ -412,3 +412,32 @@ async def test_grouped_nodes_take_their_groups_limits(flow: FlowProducer, redis_
     got = await reports.get_job(node.job.id)
     assert got is not None and got.group == "acct-1"
     assert await reports.get_groups() == []  # the parent's group was released and forgotten
+
+
+async def test_get_flow_and_dependencies_read_the_tree_as_stored(flow: FlowProducer) -> None:
+    """BullMQ's flowProducer.getFlow and job.getDependencies."""
+    import driver
+
+    root = await flow.add(tree3())
+    got = await flow.get_flow("reports", root.job.id)
+    assert got is not None and got.job.data == "root" and got.job.state == "waiting-children"
+    assert sorted(c.job.data for c in got.children) == ["a1", "a2"]
+    assert sorted(g.job.data for c in got.children for g in c.children) == ["s1", "s2", "s3"]
+    shallow = await flow.get_flow("reports", root.job.id, depth=1, max_children=1)
+    assert shallow is not None and len(shallow.children) == 1 and not shallow.children[0].children
+    assert await flow.get_flow("reports", "no-such-job") is None
+    with pytest.raises(ValueError):
+        await flow.get_flow("reports", root.job.id, depth=-1)
+    # One leaf done: its parent's dependencies say so.
+    syncs = q(flow, "syncs")
+    [(leaf, token)] = await driver.fetch(syncs, 1)
+    await driver.finish(syncs, [driver.complete(leaf, token, b"\xa2ok")])
+    parent = next(c for c in got.children if any(g.job.id == leaf for g in c.children))
+    deps = await parent.job.get_dependencies()
+    done_key = syncs.keys.job(leaf)
+    assert deps["processed"] == {done_key: "ok"} and deps["failed"] == {}
+    assert len(deps["unprocessed"]) == len(parent.children) - 1
+    assert await parent.job.get_dependencies_count() == {
+        "processed": 1, "failed": 0, "unprocessed": len(parent.children) - 1}
+    plain = await syncs.add("x", 1)
+    assert await plain.get_dependencies_count() == {"processed": 0, "failed": 0, "unprocessed": 0}
