@@ -50,6 +50,9 @@ class StoredOptions(msgspec.Struct, frozen=True, array_like=True, omit_defaults=
     # A flow child whose parent is in the same queue and may have a priority: once it is
     # done, the parent may go ahead of what its worker holds (minique/flows.py).
     parent_ahead: bool = False
+    # Seconds from its add within which an attempt must start, or the job fails as
+    # expired (arq's _expires, Celery's expires); None: no bound.
+    expires: float | None = None
 
 
 class ResolvedOptions(msgspec.Struct, frozen=True):
@@ -64,7 +67,7 @@ class ResolvedOptions(msgspec.Struct, frozen=True):
 
 OPTION_NAMES = frozenset(
     {"attempts", "backoff", "delay", "priority", "job_id", "remove_on_complete",
-     "remove_on_fail", "timeout", "keep_logs", "group", "dedup"}
+     "remove_on_fail", "timeout", "keep_logs", "group", "dedup", "expires"}
 )
 
 _stored_encoder = msgspec.msgpack.Encoder()
@@ -252,6 +255,13 @@ def resolve(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> Resolv
         0 <= keep_logs <= MAX_COUNT
     ):
         raise ValueError(f"keep_logs must be an integer >= 0, got {keep_logs!r}")
+    delay = _number("delay", merged.get("delay", 0.0))
+    expires = merged.get("expires")
+    if expires is not None:
+        expires = _number("expires", expires, minimum=0.001)
+        if expires <= delay:
+            raise ValueError(f"expires ({expires} s from the add) must be longer than delay "
+                             f"({delay} s): the job could never start in time")
     stored = StoredOptions(
         attempts=attempts,
         backoff=_backoff(merged.get("backoff")),
@@ -261,10 +271,11 @@ def resolve(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> Resolv
         keep_failed=_keep("remove_on_fail", merged.get("remove_on_fail",
                                                        StoredOptions().keep_failed)),
         keep_logs=keep_logs,
+        expires=expires,
     )
     return ResolvedOptions(
         stored=stored,
-        delay=_number("delay", merged.get("delay", 0.0)),
+        delay=delay,
         priority=priority,
         job_id=_job_id(merged.get("job_id")),
         group=None if merged.get("group") is None else validate_group(merged["group"]),

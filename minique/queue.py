@@ -253,7 +253,8 @@ class Queue:
 
     async def add(self, name: str, data: Any = None, **options: Any) -> Job:
         """Adds one job. Options: attempts, backoff, delay, priority, job_id,
-        remove_on_complete, remove_on_fail, timeout, keep_logs, group (a non-empty string:
+        remove_on_complete, remove_on_fail, timeout, keep_logs, expires (seconds from now
+        within which an attempt must start, or the job fails as expired), group (a non-empty string:
         the job takes turns with other groups' jobs, under the group's limits; see
         docs/guide/groups.md), dedup; ``parent`` (a Job or ``{"id": ..., "queue": ...}``)
         and ``on_failure`` make it a child of an existing parent (see minique/flows.py).

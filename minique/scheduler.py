@@ -88,6 +88,9 @@ _SCHEDULER_CONTROLLED = frozenset({"delay", "job_id"})
 # Not part of a firing's template: a firing never claims a dedup id (as in BullMQ, whose
 # scheduler templates leave deduplication out); accepting it would ignore it silently.
 _NOT_FOR_FIRINGS = frozenset({"dedup"})
+# A firing is added ahead of its time, and expires counts from the add: none for firings
+# (one in the queue's default options is left out of them).
+_NO_EXPIRY = frozenset({"expires"})
 _MAX_ID = 256
 _MAX_MS = 2**41  # the delayed set's score (due_ms * 4096 + seq) must stay exact
 
@@ -284,7 +287,11 @@ def _validate(queue: Queue, scheduler_id: Any, options: Mapping[str, Any]) -> _U
     if _NOT_FOR_FIRINGS & set(job_options):
         raise TypeError("job_options: dedup cannot be set on a scheduler: a scheduler keeps "
                         "one pending firing already, and its firings claim no dedup id")
-    resolved = resolve(queue.default_job_options, job_options)
+    if _NO_EXPIRY & set(job_options):
+        raise TypeError("job_options: expires cannot be set on a scheduler: it counts from a "
+                        "job's add, and a firing is added ahead of its time")
+    defaults = {k: v for k, v in queue.default_job_options.items() if k not in _NO_EXPIRY}
+    resolved = resolve(defaults, job_options)
     data = codec.encode(options.get("data"), f"data of job scheduler {scheduler_id!r}")
     kind = "cron" if cron is not None else "every"
     start_ms = _ms(start)
