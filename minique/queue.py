@@ -896,12 +896,10 @@ class Queue:
     async def remove_deduplication_key(self, dedup_id: str) -> bool:
         """Frees dedup id ``dedup_id`` at once (BullMQ's ``removeDeduplicationKey``): the
         next add with it adds a job, whatever the job that held it does. True if it was
-        held. The job that held it keeps running and frees nothing when it ends."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self._dedup_key(dedup_id))
-            pipe.zrem(f"{self.keys.base}:dedups", dedup_id)
-            deleted, _ = await pipe.execute()
-        return bool(deleted)
+        held. The job that held it keeps running and frees nothing when it ends. Safe to
+        re-send (a re-send answers as the first send did, and frees nothing taken since)."""
+        self._dedup_key(dedup_id)  # checks it
+        return bool(await self._run("remove_dedup", [dedup_id]))
 
     def _dedup_key(self, dedup_id: str) -> str:
         if not isinstance(dedup_id, str) or not dedup_id:
@@ -956,6 +954,11 @@ class Queue:
         reply = await self._run("remove", [job_id, "1" if unfinished else ""])
         if not isinstance(reply, list):
             return bool(reply)
+        if int(reply[0]) == 3:
+            # Removed; a flow child of it that a worker held was marked for deletion: its
+            # hold runs out before this returns, so it cannot start afterwards.
+            await self._wait_out_holds(reply[1])
+            return True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + int(reply[1]) / 1000.0 + HELD_REMOVE_WAIT
         while True:
@@ -1143,18 +1146,32 @@ class Queue:
     async def obliterate(self, force: bool = False) -> None:
         """Deletes the queue and every job in it, in bounded batches, and leaves no key of
         the queue behind (workers still running write their heartbeat again at their next
-        beat). Raises InvalidJobState while jobs are active, unless ``force``."""
+        beat). Raises InvalidJobState while jobs are active, unless ``force``. Jobs workers
+        hold ahead count as waiting: their holders are asked to hand them back first (this
+        waits out their hold, at most 50 ms), and one a holder had started is active."""
         from . import scheduler
 
         self._id_next = self._id_end = 0  # the id counter goes: ids reserved are void
         flag = "1" if force else "0"
-        while int(await self._run("obliterate", [BATCH, flag])) > 0:
-            pass
+        waited = "0"
+
+        async def delete_all() -> None:
+            nonlocal waited
+            while True:
+                reply = await self._run("obliterate", [BATCH, flag, waited])
+                if isinstance(reply, list):
+                    # Only held jobs stood in the way: their holders hand them back (or had
+                    # started them: then they are active, and the next call refuses).
+                    await self._wait_out_holds(reply[1])
+                    waited = "1"
+                elif int(reply) <= 0:
+                    return
+
+        await delete_all()
         # Removing the schedulers writes events and may meet a firing made meanwhile: the
         # last pass deletes what they left.
         if await scheduler.remove_all_job_schedulers(self):
-            while int(await self._run("obliterate", [BATCH, flag])) > 0:
-                pass
+            await delete_all()
 
     async def sweep(self, budget: int = 1000) -> int:
         """Applies retention now, with the policy that finishing jobs last applied (workers

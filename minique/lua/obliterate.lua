@@ -1,12 +1,20 @@
 -- Deletes the queue, ARGV[2] jobs per call; returns how many it removed, and 0 once every
--- job is gone and the queue keys are deleted. Refuses while jobs are active (or held),
--- unless forced.
--- ARGV: JP, batch, force
+-- job is gone and the queue keys are deleted. Refuses while jobs are active, unless forced.
+-- Jobs workers hold ahead are waiting to everyone else, but any may have started on its
+-- worker (its start note on the way): unless ARGV[4] = '1' the holders are asked to hand
+-- them back and {-1, ms} returned (ms: what is left of the longest hold), and
+-- Queue.obliterate calls again once that has passed, with ARGV[4] = '1'. By then a held
+-- job its holder had started is active, and one that was not started cannot be.
+-- ARGV: JP, batch, force, holds waited out
 --@include base
 local batch = tonumber(ARGV[2])
-if ARGV[3] ~= '1' and redis.call('ZCARD', K.active) + redis.call('ZCARD', K.held)
-    + redis.call('ZCARD', K.held_removed) > 0 then
-  return redis.error_reply('INVALIDSTATE queue has active jobs; pass force=True')
+if ARGV[3] ~= '1' then
+  if redis.call('ZCARD', K.active) > 0 then
+    return redis.error_reply('INVALIDSTATE queue has active jobs; pass force=True')
+  end
+  if ARGV[4] ~= '1' and redis.call('ZCARD', K.held) + redis.call('ZCARD', K.held_removed) > 0 then
+    return {-1, control_changed('obliterate')}
+  end
 end
 local removed = 0
 local sets = {K.pri, K.delayed, K.active, K.held, K.held_removed, BASE .. ':waiting-children'}

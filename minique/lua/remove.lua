@@ -33,4 +33,7 @@ end
 unlink_job(jk, id)
 delete_job_keys(id)
 emit('ev', 'removed', 'id', id, 'prev', st)
+-- Its pending children went with it; one a worker held was marked instead: remove() waits
+-- out the holds before it returns ({3, ms}).
+if flow_held_wait then return {3, flow_held_wait} end
 return 1

@@ -35,6 +35,6 @@ do  -- (DERIVED_K and GIVEN_K are begin_call's alone: see NK's note in base.lua)
     clear_batched()
     pending = false
     gdefaults, dedups_trimmed, groups_stale_left = nil, false, false
-    flow_work = nil
+    flow_work, flow_held_wait = nil, nil
   end
 end

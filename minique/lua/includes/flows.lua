@@ -66,6 +66,10 @@ local function waiting_children_set() return BASE .. ':waiting-children' end
 -- after the other by the function that started them (flow_do), never by recursion: a
 -- chain thousands deep overflowed Lua's stack (remove and obliterate failed on it).
 local flow_work
+-- Set when this call marked a held child of a deleted parent for deletion: what is left of
+-- the longest hold in its queue (control_changed), which the caller waits out
+-- (remove.lua), so that the child cannot start once the call has returned.
+local flow_held_wait
 
 -- Finish hooks (finish.lua, stalled.lua): a child reached a final state.
 local flow_finished  -- (set below)
@@ -163,12 +167,22 @@ do  -- (the helpers below are these two hooks' alone: see NK's note in base.lua)
   end
 
   -- A pending child of a deleted parent goes too (with its own pending children, queued in
-  -- turn); one that a worker has started runs on, detached.
+  -- turn); one that a worker has started runs on, detached. One a worker holds ahead is
+  -- waiting to everyone else: marked for deletion (deleted when handed back; run on,
+  -- detached, if its holder had started it), its holders told, as remove.lua does.
   local function flow_remove_child(ck)
     local cbase, cid = split_job_key(ck)
     if not cbase then return end
     local st = redis.call('HGET', ck, 'st')
-    if st == 'active' or st == 'held' or st == 'removed' then
+    if st == 'held' then
+      redis.call('HDEL', ck, 'par', 'pol')
+      in_queue(cbase, function()
+        if mark_held_removed(ck, cid) == 1 then
+          emit('ev', 'removed', 'id', cid, 'prev', 'waiting')
+          flow_held_wait = math.max(flow_held_wait or 0, control_changed('remove'))
+        end
+      end)
+    elseif st == 'active' or st == 'removed' then
       redis.call('HDEL', ck, 'par', 'pol')
     elseif st then
       in_queue(cbase, function()
