@@ -1105,9 +1105,46 @@ class Queue:
             if len(ids) < batch:
                 break
         if state == "waiting" and len(removed) < limit:
+            removed += await self._clean_held(cutoff, limit - len(removed))
+        if state == "waiting" and len(removed) < limit:
             from . import groups
 
             removed += await groups.clean_grouped(self, cutoff, limit - len(removed))
+        return removed
+
+    async def _clean_held(self, cutoff: str, limit: int) -> list[str]:
+        """clean()'s waiting jobs that workers hold ahead: marked for deletion (lua/clean.lua,
+        'held'); each counts as removed once its holder has handed it back, or once its hold
+        has run out unanswered (then it cannot start); one its holder had started runs on,
+        as an active job would, and is not counted."""
+        removed: list[str] = []
+        cursor: bytes | str = ""
+        loop = asyncio.get_running_loop()
+        while len(removed) < limit:
+            cursor, wait, *raw = await self._run(
+                "clean", ["held", cutoff, min(BATCH, limit - len(removed)), cursor])
+            marked = [x.decode() for x in raw]
+            deadline = loop.time() + max(0, int(wait)) / 1000.0 + HELD_REMOVE_WAIT
+            while marked and loop.time() < deadline:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for job_id in marked:
+                        pipe.hget(self.keys.job(job_id), "st")
+                    states = await pipe.execute()
+                left = []
+                for job_id, st in zip(marked, states, strict=True):
+                    if st is None:
+                        removed.append(job_id)  # handed back and deleted
+                    elif st == b"removed":
+                        left.append(job_id)
+                    # else: its holder had started it; it runs on
+                marked = left
+                if marked:
+                    await asyncio.sleep(0.005)
+            for job_id in marked:  # no answer within the hold: it cannot start any more
+                await self._run("remove", [job_id, "1"])
+                removed.append(job_id)
+            if not cursor:
+                break
         return removed
 
     async def retry_jobs(self, state: str = "failed", count: int | None = None) -> int:

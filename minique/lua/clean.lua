@@ -74,6 +74,30 @@ elseif state == 'waiting' or state == 'delayed' then
     end
   end
   return {kind .. at, unpack(removed)}
+elseif state == 'held' then
+  -- Waiting jobs a worker holds ahead (waiting, to everyone else): created before the cutoff,
+  -- each is marked for deletion as remove() marks one (deleted when its holder hands it
+  -- back; run on if it had started) and the holders are told. From the held-set score
+  -- after ARGV[5] ('' at first), at most 2 * limit + 100 looked at. Returns {cursor ('' once
+  -- every held job was looked at), ms left of the longest hold (-1: none marked), marked
+  -- ids...}: Queue.clean waits for the holders' answers.
+  local want = 2 * limit + 100
+  local rows = redis.call('ZRANGEBYSCORE', K.held, (ARGV[5] == '') and '-inf' or ('(' .. ARGV[5]),
+                          '+inf', 'WITHSCORES', 'LIMIT', 0, want)
+  local n, cursor = #rows / 2, ''
+  for j = 1, n do
+    -- (limit >= 1: never at j = 1, so the score before is there)
+    if #removed >= limit then cursor = rows[2 * j - 2]; break end
+    local id = rows[2 * j - 1]
+    local jk = JP .. id
+    if (tonumber(redis.call('HGET', jk, 'ts')) or 0) <= cutoff and mark_held_removed(jk, id) == 1 then
+      emit('ev', 'removed', 'id', id, 'prev', 'waiting')
+      removed[#removed + 1] = id
+    end
+    if j == n and n == want then cursor = rows[2 * j] end  -- a full page: more may follow
+  end
+  local wait = #removed > 0 and control_changed('remove') or -1
+  return {cursor, wait, unpack(removed)}
 elseif state == 'grouped' then
   local at, offset = string.match(ARGV[5], '^(%d+):(%d+)$')
   local i, budget = tonumber(at) + 1, 2 * limit + 100
@@ -94,6 +118,6 @@ elseif state == 'grouped' then
   for _, id in ipairs(removed) do out[#out + 1] = id end
   return out
 else
-  return redis.error_reply('ERR clean takes completed, failed, waiting, delayed or grouped')
+  return redis.error_reply('ERR clean takes completed, failed, waiting, delayed, held or grouped')
 end
 return removed
