@@ -271,9 +271,9 @@ class Job:
     async def remove(self) -> bool:
         return await self.queue.remove_job(self.id)
 
-    async def abort(self) -> bool:
+    async def abort(self, timeout: float | None = None) -> bool:
         """Queue.abort for this job: removed if it has not started, cancelled if it runs."""
-        return await self.queue.abort(self.id)
+        return await self.queue.abort(self.id, timeout)
 
     async def refresh(self) -> Job:
         """A new ``Job`` with the job as stored now (state, progress, attempts, result):

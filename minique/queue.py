@@ -929,26 +929,40 @@ class Queue:
         """
         return await self._remove(job_id, unfinished=False)
 
-    async def abort(self, job_id: str) -> bool:
+    async def abort(self, job_id: str, timeout: float | None = None) -> bool:
         """Stops a job wherever it is (arq's ``Job.abort``, Celery's ``revoke``): one that
         has not started (waiting, delayed, held ahead by a worker, a flow parent waiting for
         its children, with them) is removed, as by ``remove_job``; a running one is
-        cancelled, as by ``cancel`` (it fails as "cancelled"). True if it was removed or
-        cancelled; False if it had finished already (it is left as it is) or there is no
-        such job. A job that starts while this runs is cancelled, and one whose attempt
-        ended meanwhile and that went back to the queue for another is removed."""
+        cancelled, as by ``cancel``, and this waits for its end (as arq's does): True if it
+        failed as "cancelled", False if it ended otherwise first (its worker had decided
+        its outcome before the cancel reached it). False too for a job that had finished
+        (it is left as it is) or does not exist. A job that starts while this runs is
+        cancelled, and one whose attempt ended meanwhile and that went back to the queue
+        for another is removed. ``timeout``: seconds to wait for a running job's end
+        (None: as long as it takes; a dead worker's job ends when its lease runs out);
+        TimeoutError past it, the cancel still asked."""
         for _ in range(ABORT_ROUNDS):
             try:
                 return await self._remove(job_id, unfinished=True)
             except InvalidJobState:
                 pass  # active, or held and started before the removal reached its worker
             if await self.cancel(job_id):
-                return True
+                return await self._ended_cancelled(job_id, timeout)
             # It left active before the cancel reached it: finished, or back in the queue
             # for another attempt (a retry, Delayed, a rate limit), to remove in turn.
             if await self.get_state(job_id) not in ("waiting", "delayed", "paused", "active"):
                 return False
         return False
+
+    async def _ended_cancelled(self, job_id: str, timeout: float | None) -> bool:
+        """Waits until a job asked to cancel is no longer active: whether it failed as
+        cancelled (a retry that crossed the cancel fails so too: lua/finish.lua)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                st, reason = await self.redis.hmget(self.keys.job(job_id), "st", "fr")
+                if st not in (b"active", b"held", b"removed"):
+                    return bool(st == b"failed" and reason == b"cancelled")
+                await asyncio.sleep(0.02)
 
     async def _remove(self, job_id: str, *, unfinished: bool) -> bool:
         reply = await self._run("remove", [job_id, "1" if unfinished else ""])

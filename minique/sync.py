@@ -133,9 +133,10 @@ class SyncJob:
         """Asks the worker running the job to cancel it; False if the job is not active."""
         return self._owner._call(self.job.queue.cancel(self.job.id))
 
-    def abort(self) -> bool:
+    def abort(self, timeout: float | None = None) -> bool:
         """Queue.abort: removed if it has not started, cancelled if it runs."""
-        return self._owner._call(self.job.abort())
+        return self._owner._wait(self.job.abort(timeout),
+                                 None if timeout is None else timeout + self._owner._timeout)
 
     def get_attempts(self) -> list[Attempt]:
         return self._owner._call(self.job.queue.get_job_attempts(self.job.id))
@@ -306,8 +307,9 @@ class SyncQueue:
     def cancel(self, job_id: str) -> bool:
         return self._call(self._queue.cancel(job_id))
 
-    def abort(self, job_id: str) -> bool:
-        return self._call(self._queue.abort(job_id))
+    def abort(self, job_id: str, timeout: float | None = None) -> bool:
+        return self._wait(self._queue.abort(job_id, timeout),
+                          None if timeout is None else timeout + self._timeout)
 
     def clear_job_logs(self, job_id: str, keep: int = 0) -> None:
         self._call(self._queue.clear_job_logs(job_id, keep))

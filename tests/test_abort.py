@@ -70,8 +70,15 @@ async def test_a_held_job_is_removed_or_if_started_cancelled(queue: Queue) -> No
     statuses, _, _ = await driver.finish(
         queue, [(second, tokens[second], "s", "", "", 0, -1, -1, "1")], worker="holder")
     assert statuses == [1]
+    await wait_until(lambda: _cx(queue, second), timeout=5, message="the cancel was asked")
+    # Its worker hears of the cancel and fails it so: abort() answers then.
+    await driver.finish(queue, [driver.fail(second, tokens[second], "cancelled")],
+                        worker="holder")
     assert await asyncio.wait_for(aborting, 10) is True
-    assert await queue.redis.hget(queue.keys.job(second), "cx") is not None
+
+
+async def _cx(q: Queue, job_id: str) -> bool:
+    return await q.redis.hget(q.keys.job(job_id), "cx") is not None
 
 
 async def _st(q: Queue, job_id: str, st: bytes) -> bool:
