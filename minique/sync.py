@@ -9,11 +9,13 @@ not stream, without ``await``; jobs come back as ``SyncJob`` handles whose metho
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 from collections.abc import Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .connection import COMMAND_TIMEOUT
 from .errors import JobCorrupted
 from .job import Job
 from .queue import BulkItem, Queue
@@ -178,12 +180,19 @@ class SyncQueue:
 
     def _start(self) -> None:
         name, url, queue_kwargs = self._args
-        self._pid = os.getpid()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"minique-sync-{name}",
                                         daemon=True)
         self._thread.start()
+        # Calls handed to the loop and not answered yet; close() waits for them. Its lock
+        # makes "not closed" and "handed over" one step, so no call slips past a close().
+        self._in_flight: set[concurrent.futures.Future[Any]] = set()
+        self._closed = False
+        self._lock = threading.Lock()
         self._q: Queue = self._call(self._make(name, url, queue_kwargs))
+        # Last: a thread of a forked child that sees its own pid here finds everything new
+        # (the others wait on _fork_lock meanwhile, see _after_fork).
+        self._pid = os.getpid()
 
     @property
     def _queue(self) -> Queue:
@@ -211,7 +220,16 @@ class SyncQueue:
         return self._wait(coro, self._timeout)
 
     def _wait(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        with self._lock:
+            if self._closed:
+                coro.close()
+                raise RuntimeError("this SyncQueue is closed")
+            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+            self._in_flight.add(future)
+        try:
+            return future.result(timeout)
+        finally:
+            self._in_flight.discard(future)
 
     def _job(self, job: Job) -> SyncJob:
         return SyncJob(self, job)
@@ -421,11 +439,21 @@ class SyncQueue:
     # ----- closing ---------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Closes the facade. Calls of other threads still on their way get their outcome
+        first (an add, within the connection's own timeout); one left after that is
+        cancelled (CancelledError in its thread). Later calls raise RuntimeError."""
         if self._pid != os.getpid():
             return  # the parent's: nothing of it runs here (nothing made here yet either)
-        if self._loop.is_closed():
-            return
-        self._call(self._queue.close())
+        with self._lock:
+            if self._loop.is_closed() or self._closed:
+                return
+            self._closed = True
+            pending = set(self._in_flight)
+        if pending:
+            _, left = concurrent.futures.wait(pending, timeout=COMMAND_TIMEOUT + 1.0)
+            for future in left:
+                future.cancel()
+        asyncio.run_coroutine_threadsafe(self._q.close(), self._loop).result(self._timeout)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()
