@@ -394,15 +394,20 @@ class Worker:
             return
         if self.on_startup is not None:
             try:
-                await self.on_startup(self)
+                started = await self._run_startup()
             except BaseException:
-                if handle_signals:
-                    signals.leave(self)
-                if self._own:
-                    await self.redis.aclose()
-                    await self._blocking.aclose()
-                self._closed.set()
+                started = None
                 raise
+            finally:
+                if not started:
+                    if handle_signals:
+                        signals.leave(self)
+                    if self._own:
+                        await self.redis.aclose()
+                        await self._blocking.aclose()
+                    self._closed.set()
+            if not started:
+                return
         await self._check_eviction_policy()
         await self._read_value_limit()
         if getattr(self._blocking, "connection_pool", None) is None:
@@ -455,6 +460,25 @@ class Worker:
             self._closed.set()
             log.info("worker %s stopped (%d done, %d failed)", self.name, self.jobs_done,
                      self.jobs_failed)
+
+    async def _run_startup(self) -> bool:
+        """Awaits on_startup; False if close() (or a signal) came first and the hook did not
+        end within the shutdown grace (it is cancelled then): a hung start-up must not hold
+        up a shutdown. Its exception goes to run()."""
+        assert self.on_startup is not None
+        startup = asyncio.ensure_future(self.on_startup(self))
+        while not startup.done() and not self._closing:
+            await asyncio.wait({startup}, timeout=0.05)
+        if not startup.done():
+            await asyncio.wait({startup}, timeout=self._grace)
+        if not startup.done():
+            startup.cancel()
+            await asyncio.wait({startup}, timeout=1.0)
+            log.warning("worker %s: on_startup had not ended %.1fs after the shutdown "
+                        "began; cancelled", self.name, self._grace)
+            return False
+        startup.result()  # its exception, if any
+        return not self._closing
 
     async def _wait_for_redis(self) -> bool:
         """Start-up on a Redis that does not answer: one line per attempt, with backoff
