@@ -102,3 +102,23 @@ async def asking_holders(q: Queue, call: Any) -> asyncio.Task[Any]:
         return await q.redis.hget(q.keys.meta, "cv") != cv
     await wait_until(asked, message="the holders asked to hand back")
     return task
+
+
+async def legacy_held_firing(q: Queue, worker: str = "w") -> tuple[str, str]:
+    """A scheduler's pending firing as a worker of an earlier version held it ahead (counted
+    as run when taken, listed in the scheduler's 'lid'): firings are never held now (lua/
+    includes/take.lua), but the upsert and removal still treat such a firing as waiting.
+    Taken for a free slot, then moved to the held set with its lease, not started: (id,
+    token)."""
+    reply = await take(q, worker, 1, 0)
+    firing, token = reply[HEADER].decode(), reply[HEADER + 1].decode()
+    assert firing.startswith("sched:"), firing
+    jk = q.keys.job(firing)
+    score = await q.redis.zscore(q.keys.active, firing)
+    async with q.redis.pipeline(transaction=True) as pipe:
+        pipe.zrem(q.keys.active, firing)
+        pipe.zadd(q.keys.held, {firing: score})
+        pipe.hset(jk, mapping={"st": "held", "ats": 0})
+        pipe.hdel(jk, "pon")
+        await pipe.execute()
+    return firing, token

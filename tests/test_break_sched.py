@@ -270,16 +270,18 @@ async def test_odd_dedup_ids_dedupe_and_are_released(queue: Queue, did: str) -> 
 
 
 async def _held_firing(queue: Queue) -> tuple[str, str]:
-    """A scheduler whose first firing is due now, taken to hold by worker "w" (driver)."""
-    from driver import take
+    """A scheduler whose first firing is due now, held by worker "w" as an earlier version
+    held firings (driver.legacy_held_firing: firings are never held now)."""
+    from driver import legacy_held_firing, take
 
     made = await queue.upsert_job_scheduler("s", every=60.0)
     firing = made.pending_job_id or ""
     assert await queue.get_state(firing) == "waiting"
-    reply = await take(queue, "w", 0, 1)
-    assert reply[8].decode() == firing
-    assert await queue.redis.hget(queue.keys.job(firing), "st") == b"held"
-    return firing, reply[9].decode()
+    assert await take(queue, "w", 0, 1) is not None
+    assert await queue.redis.hget(queue.keys.job(firing), "st") == b"waiting"  # never held
+    held, token = await legacy_held_firing(queue)
+    assert held == firing
+    return firing, token
 
 
 async def test_removing_a_scheduler_withdraws_a_firing_a_worker_holds(queue: Queue) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
@@ -11,15 +10,16 @@ from minique import Queue
 
 
 async def _handed_back_firing(queue: Queue) -> str:
-    """A scheduler's first firing, taken to hold by worker "w" and handed back without
-    starting (its hold ran out, or a control change ended it): waiting again, never run."""
-    from driver import finish, take
+    """A scheduler's first firing, held by worker "w" as an earlier version held firings
+    (driver.legacy_held_firing: they are never held now) and handed back without starting
+    (its hold ran out, or a control change ended it): waiting again, never run."""
+    from driver import finish, legacy_held_firing
 
     made = await queue.upsert_job_scheduler("s", every=60.0, job_name="old", data={"v": 1})
     firing = made.pending_job_id or ""
-    reply = await take(queue, "w", 0, 1)
-    assert reply[8].decode() == firing
-    statuses, _, _ = await finish(queue, [(firing, reply[9].decode(), "h", "", "", 0, -1, -1,
+    held, token = await legacy_held_firing(queue)
+    assert held == firing
+    statuses, _, _ = await finish(queue, [(firing, token, "h", "", "", 0, -1, -1,
                                            "")], worker="w")
     assert statuses == [1]
     assert await queue.get_state(firing) == "waiting"
@@ -142,22 +142,26 @@ async def test_a_new_timing_withdraws_every_firing_held(queue: Queue) -> None:
 
 async def _two_firings_held(queue: Queue) -> tuple[str, str, str, str]:
     """A scheduler every 50 ms whose first firing F1 worker "w" holds while the next, F2,
-    falls due and worker "w2" takes it to hold: (F1, its token, F2, its token)."""
-    from driver import take
+    falls due and worker "w2" takes it to hold, as workers of an earlier version held
+    firings (driver.legacy_held_firing): (F1, its token, F2, its token)."""
+    from driver import legacy_held_firing
     from helpers import wait_until
 
     made = await queue.upsert_job_scheduler("s", every=0.05)
     f1 = made.pending_job_id or ""
-    first = await take(queue, "w", 0, 1)
-    assert first[8].decode() == f1
-    taken: list[Any] = []
+    held1, tok1 = await legacy_held_firing(queue, "w")
+    assert held1 == f1
+    taken: list[tuple[str, str]] = []
 
     async def next_taken() -> bool:
-        reply = await take(queue, "w2", 0, 1)
-        if len(reply) > 8:
-            taken.append(reply)
+        s = await queue.get_job_scheduler("s")
+        if s is not None and s.pending_job_id not in (None, f1) and not taken:
+            sec, usec = await queue.redis.time()
+            due = (s.next_run or 0) * 1000
+            if int(sec) * 1000 + int(usec) // 1000 >= due:
+                taken.append(await legacy_held_firing(queue, "w2"))
         return bool(taken)
     await wait_until(next_taken, timeout=5, message="the next firing taken to hold")
-    f2, tok2 = taken[0][8].decode(), taken[0][9].decode()
+    f2, tok2 = taken[0]
     assert f2 != f1
-    return f1, first[9].decode(), f2, tok2
+    return f1, tok1, f2, tok2

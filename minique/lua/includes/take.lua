@@ -190,7 +190,19 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
     local jk = JP .. id
     local tok = int_str(fence + i)
     local f
-    if sbyte(id, 1) == 115 and string.sub(id, 1, 6) == 'sched:' then  -- 115: 's'
+    local firing = sbyte(id, 1) == 115 and string.sub(id, 1, 6) == 'sched:'  -- 115: 's'
+    if firing and i > count then
+      -- A scheduler's firing is never held: it counts as run (its iteration, its next
+      -- firing, catch_up's decision) when taken, which a hold would do too early (a
+      -- firing handed back, drained or paused would count as run). It and every job taken
+      -- after it go back to their places; it is next, for the first free slot.
+      for j = i, #ids do
+        enqueue_return(JP .. ids[j], ids[j], scores[j] or '')
+        if gids[j] then group_release(gids[j]) end
+      end
+      break
+    end
+    if firing then
       f = rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats', 'g', 'hrc')
     else
       -- Same places as above: 7 stalled count, 8 scheduler, 9 attempts started, 10 group,
