@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from chaos.proxy import ChaosProxy
@@ -71,3 +71,24 @@ async def proxied_queue(redis_server: RedisServer, name: str
         await q.close()
         await direct.obliterate(force=True)
         await direct.close()
+
+
+async def held_around(proxy: ChaosProxy, admin: Any, call: Awaitable[Any],
+                       between: Callable[[], Awaitable[Any]]) -> Any:
+    """As held_replies for one call, with ``between`` run (on a direct client) after the
+    first send ran and before redis-py re-sends it: another client's call that came in
+    meanwhile."""
+    before = await script_calls(admin)
+    proxy.hold_replies = True
+    task = asyncio.ensure_future(call)
+    try:
+        await wait_until(lambda: ran(admin, before + 1), timeout=10,
+                         message="the first send ran")
+        await between()
+        pipes = len(proxy._pipes)
+        await wait_until(lambda: len(proxy._pipes) < pipes, timeout=10,
+                         message="the client dropped the connection")
+    finally:
+        proxy.hold_replies = False
+    await wait_until(lambda: ran(admin, before + 3), timeout=10, message="the re-send ran")
+    return await task

@@ -12,40 +12,11 @@ from typing import Any
 
 import driver
 import pytest
-from chaos.proxy import ChaosProxy
 from helpers import wait_until
-from resend import proxied_queue
+from resend import held_around, proxied_queue
 
 from minique import Queue, SyncQueue, Worker
 from minique.server import RedisServer
-
-
-async def _cmd_calls(client: Any, cmd: str) -> int:
-    stats = await client.info("commandstats")
-    return int(stats.get(f"cmdstat_{cmd}", {}).get("calls", 0))
-
-
-async def _held_cmd(proxy: ChaosProxy, admin: Any, call: Any, cmd: str,
-                    between: Any = None) -> Any:
-    """Runs ``call`` on a client behind ``proxy`` with its reply held past the client's
-    timeout, so that redis-py re-sends it (counted by the server's ``cmd`` calls);
-    ``between`` runs on a direct client after the first send ran, before the re-send."""
-    before = await _cmd_calls(admin, cmd)
-    proxy.hold_replies = True
-    task = asyncio.ensure_future(call)
-    try:
-        async def ran(n: int) -> bool:
-            return await _cmd_calls(admin, cmd) >= before + n
-        await wait_until(lambda: ran(1), timeout=10, message="the first send ran")
-        if between is not None:
-            await between()
-        pipes = len(proxy._pipes)
-        await wait_until(lambda: len(proxy._pipes) < pipes, timeout=10,
-                         message="the client dropped the connection")
-    finally:
-        proxy.hold_replies = False
-    await wait_until(lambda: ran(2), timeout=10, message="the re-send ran")
-    return await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_resent_remove_deduplication_key_answers_as_its_first_send(
@@ -58,7 +29,8 @@ async def test_a_resent_remove_deduplication_key_answers_as_its_first_send(
     async with proxied_queue(redis_server, "b14c-dedup-resend") as (q, direct, proxy):
         await direct.add("x", 1, job_id="a", dedup={"id": "k"})
         assert await direct.get_deduplication_job_id("k") == "a"
-        [out] = await _held_cmd(proxy, direct.redis, q.remove_deduplication_key("k"), "fcall")
+        out = await held_around(proxy, direct.redis, q.remove_deduplication_key("k"),
+                                lambda: direct.sweep(1))  # (a script call between)
         assert await direct.get_deduplication_job_id("k") is None
         assert out is True, f"the re-sent call answered {out!r} for an id it freed"
 
@@ -74,7 +46,7 @@ async def test_a_resent_remove_deduplication_key_does_not_free_a_later_holder(
 
         async def between() -> None:
             await direct.add("x", 2, job_id="b", dedup={"id": "k"})
-        await _held_cmd(proxy, direct.redis, q.remove_deduplication_key("k"), "fcall", between)
+        await held_around(proxy, direct.redis, q.remove_deduplication_key("k"), between)
         holder = await direct.get_deduplication_job_id("k")
         again = await direct.add("x", 3, job_id="c", dedup={"id": "k"})
         assert (holder, again.id) == ("b", "b"), (

@@ -16,10 +16,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from chaos.proxy import ChaosProxy
 from driver import die_holding, take
 from helpers import wait_until
-from resend import held_replies, proxied_queue, ran, script_calls
+from resend import held_around, held_replies, proxied_queue
 
 from minique import Queue, Worker, scripts
 from minique.server import RedisServer
@@ -54,27 +53,6 @@ async def _resent_once(redis_server: RedisServer, name: str,
         return outcome, await _events(direct, mark)
 
 
-async def _held_around(proxy: ChaosProxy, admin: Any, call: Awaitable[Any],
-                       between: Callable[[], Awaitable[Any]]) -> Any:
-    """Like ``_held`` for one call, with ``between`` run (on a direct client) after the
-    first send ran and before redis-py re-sends it: another client's call that came in
-    meanwhile."""
-    before = await script_calls(admin)
-    proxy.hold_replies = True
-    task = asyncio.ensure_future(call)
-    try:
-        await wait_until(lambda: ran(admin, before + 1), timeout=10,
-                         message="the first send ran")
-        await between()
-        pipes = len(proxy._pipes)
-        await wait_until(lambda: len(proxy._pipes) < pipes, timeout=10,
-                         message="the client dropped the connection")
-    finally:
-        proxy.hold_replies = False
-    await wait_until(lambda: ran(admin, before + 3), timeout=10, message="the re-send ran")
-    return await task
-
-
 def _kinds(events: list[tuple[str, dict[str, str]]]) -> list[str]:
     return [e for e, _ in events]
 
@@ -107,7 +85,7 @@ async def test_a_pause_group_resent_after_another_clients_resume_does_not_pause_
     async with proxied_queue(redis_server, "bo-pause-group-2") as (q, direct, proxy):
         await direct.add("x", 1, job_id="a", group="g")
         mark = await _last_event_id(direct)
-        await _held_around(proxy, direct.redis, q.pause_group("g"),
+        await held_around(proxy, direct.redis, q.pause_group("g"),
                            lambda: direct.resume_group("g"))
         group = await direct.get_group("g")
         assert group is not None
@@ -142,7 +120,7 @@ async def test_a_progress_resent_after_a_later_progress_does_not_go_back(
     async with proxied_queue(redis_server, "bo-progress-back") as (q, direct, proxy):
         await direct.add("x", 1, job_id="j")
         mark = await _last_event_id(direct)
-        await _held_around(proxy, direct.redis, q.update_progress("j", 30),
+        await held_around(proxy, direct.redis, q.update_progress("j", 30),
                            lambda: direct.update_progress("j", 60))
         job = await direct.get_job("j")
         assert job is not None
@@ -174,7 +152,7 @@ async def test_a_resent_set_global_concurrency_does_not_undo_a_later_change(
     (set_group_options and set_group_defaults behave the same). Expected, as for a
     --@once call: the re-send changes nothing, the limit stays cleared."""
     async with proxied_queue(redis_server, "bo-gconc") as (q, direct, proxy):
-        await _held_around(proxy, direct.redis, q.set_global_concurrency(3),
+        await held_around(proxy, direct.redis, q.set_global_concurrency(3),
                            lambda: direct.set_global_concurrency(None))
         limit = await direct.redis.hget(direct.keys.meta, "gconc")
         assert limit is None, f"the limit cleared after the call ran is back: {limit!r}"

@@ -18,7 +18,7 @@ from held_support import (
     warm_worker,
 )
 from helpers import wait_until
-from resend import proxied_queue
+from resend import held_around, proxied_queue
 
 from minique import Queue, Worker
 from minique.errors import InvalidJobState, JobNotFound
@@ -156,14 +156,12 @@ async def test_a_real_workers_held_job_raised_starts_next(queue: Queue, redis_ur
 
 
 async def test_a_resent_priority_change_moves_the_job_once(redis_server: RedisServer) -> None:
-    from test_break_once import _held_around
-
     async with proxied_queue(redis_server, "cp-resend") as (q, direct, proxy):
         for i in range(3):
             await direct.add("x", i, job_id=f"j{i}", priority=3)
         # j0 to priority 2; meanwhile another client sets it back to 3 (the end of that
         # line): a re-send must not set 2 again.
-        await _held_around(proxy, direct.redis, q.change_priority("j0", 2),
+        await held_around(proxy, direct.redis, q.change_priority("j0", 2),
                            lambda: direct.change_priority("j0", 3))
         assert await _order(direct, 3) == ["j1", "j2", "j0"]
 

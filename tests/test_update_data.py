@@ -11,7 +11,7 @@ import msgspec
 import pytest
 from held_support import last_held
 from helpers import wait_until
-from resend import proxied_queue
+from resend import held_around, proxied_queue
 
 from minique import Queue, Worker
 from minique.errors import JobNotFound, PayloadError
@@ -145,11 +145,9 @@ async def test_a_real_worker_never_starts_a_held_job_with_old_data_after_the_cal
 
 async def test_a_resent_older_update_does_not_overwrite_a_newer_one(
         redis_server: RedisServer) -> None:
-    from test_break_once import _held_around
-
     async with proxied_queue(redis_server, "ud-resend") as (q, direct, proxy):
         await direct.add("x", {"v": 0}, job_id="j")
-        await _held_around(proxy, direct.redis, q.update_job_data("j", {"v": 1}),
+        await held_around(proxy, direct.redis, q.update_job_data("j", {"v": 1}),
                            lambda: direct.update_job_data("j", {"v": 2}))
         job = await direct.get_job("j")
         assert job is not None and job.data == {"v": 2}

@@ -26,7 +26,7 @@ if st == 'waiting' then
 elseif st == 'held' or st == 'active' then
   -- (An active job taken for a free slot goes back the same way if it is handed back
   -- before it started.)
-  local ps = RETURN_TO_END
+  local ps = 'end'  -- the end of the plain line (base.lua enqueue_return)
   if prio > 0 then
     ps = int_str(prio * PRIO_SHIFT + redis.call('HINCRBY', K.meta, 'pc', 1) % PRIO_SHIFT)
   end

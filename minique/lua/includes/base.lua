@@ -365,11 +365,11 @@ end
 -- the last place of its ms. A job with no entry id goes before them, in the order it
 -- comes back.
 local RETURN_BAND = 18014398509481984  -- 2^54
--- A held job whose priority became 0 (change_priority.lua) goes back to the end of the
--- plain line, as a job added now.
-local RETURN_TO_END = 'end'
+-- A held job whose priority became 0 (change_priority.lua: ps 'end') goes back to the end
+-- of the plain line, as a job added now. (A literal: an EVAL script has room for 200
+-- locals in all, includes/call.lua.)
 local function enqueue_return(jk, id, ps)
-  if ps == RETURN_TO_END then
+  if ps == 'end' then
     redis.call('HSET', jk, 'tok', '')
     return enqueue_ready(jk, id, 0)
   end
