@@ -22,6 +22,7 @@ from .errors import (
     AddOutcomeUnknown,
     InvalidJobState,
     JobCorrupted,
+    JobFailed,
     JobNotFound,
 )
 from .holders import holders_answer
@@ -955,14 +956,18 @@ class Queue:
         return False
 
     async def _ended_cancelled(self, job_id: str, timeout: float | None) -> bool:
-        """Waits until a job asked to cancel is no longer active: whether it failed as
-        cancelled (a retry that crossed the cancel fails so too: lua/finish.lua)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                st, reason = await self.redis.hmget(self.keys.job(job_id), "st", "fr")
-                if st not in (b"active", b"held", b"removed"):
-                    return bool(st == b"failed" and reason == b"cancelled")
-                await asyncio.sleep(0.02)
+        """Waits for the end of a job asked to cancel: whether it failed as cancelled (a
+        retry that crossed the cancel fails so too: lua/finish.lua). From its outcome
+        event when retention deleted it as it ended (minique/waiter.py)."""
+        from . import waiter
+
+        try:
+            await waiter.wait_until_finished(self, job_id, 0.0, timeout)
+        except JobFailed as exc:
+            return exc.reason == "cancelled"
+        except JobNotFound:
+            return False
+        return False
 
     async def _remove(self, job_id: str, *, unfinished: bool) -> bool:
         reply = await self._run("remove", [job_id, "1" if unfinished else ""])
@@ -1105,6 +1110,10 @@ class Queue:
         # call takes as old what was stamped ``grace`` before its own now (lua/clean.lua).
         cutoff = f"g{round(grace * 1000)}"
         removed: list[str] = []
+        if state == "waiting":
+            # Held jobs before the others and again after (as drain() marks them): one
+            # handed back between would otherwise be behind the waiting phase's cursor.
+            removed += await self._clean_held(cutoff, limit)
         cursor: bytes | str = ""  # waiting, delayed: where the last call stopped
         while len(removed) < limit:
             batch = min(BATCH, limit - len(removed))

@@ -204,6 +204,8 @@ class SyncQueue:
         with _fork_lock:
             if self._pid == os.getpid():
                 return  # another thread of the child did it
+            if self._closed or getattr(self, "_closed_in", None) == os.getpid():
+                raise RuntimeError("this SyncQueue is closed")
             if "connection" in self._args[2]:
                 raise RuntimeError(
                     "this SyncQueue was made before a fork with a connection= of the "
@@ -443,7 +445,10 @@ class SyncQueue:
         first (an add, within the connection's own timeout); one left after that is
         cancelled (CancelledError in its thread). Later calls raise RuntimeError."""
         if self._pid != os.getpid():
-            return  # the parent's: nothing of it runs here (nothing made here yet either)
+            # The parent's: nothing of it runs here (nothing made here yet either); closed
+            # in this process from now on.
+            self._closed_in = os.getpid()
+            return
         with self._lock:
             if self._loop.is_closed() or self._closed:
                 return

@@ -8,13 +8,12 @@
 -- ARGV: JP, batch, force, holds waited out
 --@include base
 local batch = tonumber(ARGV[2])
-if ARGV[3] ~= '1' then
-  if redis.call('ZCARD', K.active) > 0 then
-    return redis.error_reply('INVALIDSTATE queue has active jobs; pass force=True')
-  end
-  if ARGV[4] ~= '1' and redis.call('ZCARD', K.held) + redis.call('ZCARD', K.held_removed) > 0 then
-    return {-1, control_changed('obliterate')}
-  end
+if ARGV[3] ~= '1' and redis.call('ZCARD', K.active) > 0 then
+  return redis.error_reply('INVALIDSTATE queue has active jobs; pass force=True')
+end
+-- (Forced too: a held job deleted without its holder told could start after the call.)
+if ARGV[4] ~= '1' and redis.call('ZCARD', K.held) + redis.call('ZCARD', K.held_removed) > 0 then
+  return {-1, control_changed('obliterate')}
 end
 local removed = 0
 local sets = {K.pri, K.delayed, K.active, K.held, K.held_removed, BASE .. ':waiting-children'}
