@@ -417,7 +417,7 @@ class Queue:
         custom id comes back as RESENT_CUSTOM: the first send may have found a job of that
         id there already, which is what the add returns then (the stored job)."""
         if args[7]:
-            holder = await self.redis.get(f"{self.keys.base}:dedup:{args[7].split('|', 2)[2]}")
+            holder = await self.redis.get(self._dedup_key(args[7].split("|", 2)[2]))
             if holder is not None and holder.decode() != args[0]:
                 return holder, 1
         if not args[0].isdigit():  # (automatic ids are digits, custom ones never)
@@ -978,21 +978,34 @@ class Queue:
             # hold runs out before this returns, so it cannot start afterwards.
             await self._wait_out_holds(reply[1])
             return True
+        if not await self._held_removals([job_id], int(reply[1])):
+            raise InvalidJobState(f"job {job_id} had started before remove() reached its "
+                                  f"worker; it was not removed")
+        return True
+
+    async def _held_removals(self, marked: list[str], wait_ms: int) -> list[str]:
+        """Of held jobs marked for deletion (remove.lua, clean.lua), those removed: handed
+        back by their holder and deleted, or whose holder did not answer within its hold
+        (``wait_ms``, what was left of it) and HELD_REMOVE_WAIT, which cannot start them
+        any more, so their removal completes here (lua/remove.lua). One its holder had
+        started runs on, as an active job would, and is left out. Polls every 5 ms, one
+        pipeline of reads per poll."""
+        removed: list[str] = []
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + int(reply[1]) / 1000.0 + HELD_REMOVE_WAIT
-        while True:
-            st = await self.redis.hget(self.keys.job(job_id), "st")
-            if st is None:
-                return True  # handed back and deleted
-            if st != b"removed":
-                raise InvalidJobState(f"job {job_id} had started before remove() reached its "
-                                      f"worker; it was not removed")
-            if loop.time() >= deadline:
-                # Its worker does not answer (frozen or gone): its hold has run out, so it
-                # cannot start the job; the removal completes now (lua/remove.lua).
-                await self._run("remove", [job_id, "1" if unfinished else ""])
-                return True
-            await asyncio.sleep(0.005)
+        deadline = loop.time() + max(0, wait_ms) / 1000.0 + HELD_REMOVE_WAIT
+        while marked and loop.time() < deadline:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in marked:
+                    pipe.hget(self.keys.job(job_id), "st")
+                states = await pipe.execute()
+            removed += [j for j, st in zip(marked, states, strict=True) if st is None]
+            marked = [j for j, st in zip(marked, states, strict=True) if st == b"removed"]
+            if marked:
+                await asyncio.sleep(0.005)
+        for job_id in marked:
+            await self._run("remove", [job_id, "1"])
+            removed.append(job_id)
+        return removed
 
     async def cancel(self, job_id: str) -> bool:
         """Asks the worker running ``job_id`` to cancel it; False if it is not active.
@@ -1142,30 +1155,10 @@ class Queue:
         as an active job would, and is not counted."""
         removed: list[str] = []
         cursor: bytes | str = ""
-        loop = asyncio.get_running_loop()
         while len(removed) < limit:
             cursor, wait, *raw = await self._run(
                 "clean", ["held", cutoff, min(BATCH, limit - len(removed)), cursor])
-            marked = [x.decode() for x in raw]
-            deadline = loop.time() + max(0, int(wait)) / 1000.0 + HELD_REMOVE_WAIT
-            while marked and loop.time() < deadline:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for job_id in marked:
-                        pipe.hget(self.keys.job(job_id), "st")
-                    states = await pipe.execute()
-                left = []
-                for job_id, st in zip(marked, states, strict=True):
-                    if st is None:
-                        removed.append(job_id)  # handed back and deleted
-                    elif st == b"removed":
-                        left.append(job_id)
-                    # else: its holder had started it; it runs on
-                marked = left
-                if marked:
-                    await asyncio.sleep(0.005)
-            for job_id in marked:  # no answer within the hold: it cannot start any more
-                await self._run("remove", [job_id, "1"])
-                removed.append(job_id)
+            removed += await self._held_removals([x.decode() for x in raw], int(wait))
             if not cursor:
                 break
         return removed

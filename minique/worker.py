@@ -108,10 +108,6 @@ def encode_results(results: list[tuple[Any, ...]]) -> list[Any]:
 _RUNNING_FOR: contextvars.ContextVar[Worker] = contextvars.ContextVar("minique_running_for")
 
 
-def _expired_reason(expires: float) -> str:
-    return f"expired: not started within {expires:g}s of being added"
-
-
 def _age_ms(keep: Keep) -> int:
     return -1 if keep.age < 0 else int(keep.age * 1000)
 
@@ -393,11 +389,9 @@ class Worker:
                 signals.leave(self)
             return
         if self.on_startup is not None:
+            started = False
             try:
                 started = await self._run_startup()
-            except BaseException:
-                started = None
-                raise
             finally:
                 if not started:
                     if handle_signals:
@@ -1151,12 +1145,15 @@ class Worker:
         while task.cancelling():
             task.uncancel()
 
-    def _expired(self, job: Job, running: _Running) -> bool:
-        """Whether this attempt starts past the job's ``expires`` (seconds from its add),
-        both times on Redis's clock."""
-        assert job.opts.expires is not None
+    def _expiry(self, job: Job, running: _Running) -> str:
+        """The failure reason if this attempt starts past the job's ``expires`` (seconds
+        from its add, both times on Redis's clock), else ''."""
+        expires = job.opts.expires
+        assert expires is not None
         start_ms = running.started * 1000.0 + self._clock_offset_ms
-        return start_ms > job.timestamp * 1000.0 + job.opts.expires * 1000.0
+        if start_ms <= job.timestamp * 1000.0 + expires * 1000.0:
+            return ""
+        return f"expired: not started within {expires:g}s of being added"
 
     @staticmethod
     def _batch_key(handler: Handler, job: Job) -> _BatchKey:
@@ -1244,9 +1241,9 @@ class Worker:
                 return
             for r in members:
                 r.task = task
-                if r.job.opts.expires is not None and self._expired(r.job, r):
-                    self._fail(r.job, _expired_reason(r.job.opts.expires), "", final=True,
-                               started=started)
+                expired = r.job.opts.expires is not None and self._expiry(r.job, r)
+                if expired:
+                    self._fail(r.job, expired, "", final=True, started=started)
                     continue
                 try:
                     if handler.decoder is not None:
@@ -1379,9 +1376,9 @@ class Worker:
                 return
             if bad_opts:
                 raise UnrecoverableError(f"job {job.id}: stored options cannot be decoded")
-            if job.opts.expires is not None and self._expired(job, running):
-                self._fail(job, _expired_reason(job.opts.expires), "", final=True,
-                           started=started)
+            expired = job.opts.expires is not None and self._expiry(job, running)
+            if expired:
+                self._fail(job, expired, "", final=True, started=started)
                 return
             if handler is None:
                 known = ", ".join(sorted(repr(n) for n in self.registry.names(self.queue_name)

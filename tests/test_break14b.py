@@ -13,11 +13,13 @@ from helpers import wait_until
 from minique import Queue, Worker
 
 
-async def test_removing_the_global_rate_limit_lets_a_limited_worker_go_on(
-        queue: Queue, redis_url: str) -> None:
+@pytest.mark.parametrize("change", ["removed", "loosened"])
+async def test_a_lifted_global_rate_limit_reaches_a_limited_worker(
+        queue: Queue, redis_url: str, change: str) -> None:
     """set_global_rate_limit(1, 60), 4 jobs, one worker: one starts, the worker is told to
-    wait ~60 s. remove_global_rate_limit(): the workers' own limiters (none) apply again,
-    so the other 3 jobs should run at once (within a few seconds)."""
+    wait ~60 s. remove_global_rate_limit() (the workers' own limiters, none, apply again),
+    or set_global_rate_limit(100, 1) (the new limit wins at once, as BullMQ's does): the
+    other 3 jobs should run within a few seconds. They waited out the old 60 s."""
     done: list[str] = []
 
     async def work(job: Any) -> None:
@@ -29,37 +31,15 @@ async def test_removing_the_global_rate_limit_lets_a_limited_worker_go_on(
     task = asyncio.create_task(worker.run(handle_signals=False))
     try:
         await wait_until(lambda: len(done) >= 1, timeout=20, message="the first job ran")
-        await asyncio.sleep(0.5)  # the worker has been told to wait
+        await wait_until(lambda: worker._limited_until > 0, timeout=20,
+                         message="the worker told to wait")
         assert len(done) == 1
-        await queue.remove_global_rate_limit()
+        if change == "removed":
+            await queue.remove_global_rate_limit()
+        else:
+            await queue.set_global_rate_limit(100, 1)
         await wait_until(lambda: len(done) >= 4, timeout=5,
-                         message="the 3 other jobs run after remove_global_rate_limit()")
-    finally:
-        await worker.close()
-        await task
-
-
-async def test_loosening_the_global_rate_limit_reaches_a_limited_worker(
-        queue: Queue, redis_url: str) -> None:
-    """set_global_rate_limit(1, 60) then, once the worker is limited, set_global_rate_limit(
-    100, 1): the new limit wins at once, as BullMQ's does, so the 3 other jobs should run
-    within a few seconds. They wait out the old 60 s instead."""
-    done: list[str] = []
-
-    async def work(job: Any) -> None:
-        done.append(job.id)
-
-    await queue.set_global_rate_limit(1, 60)
-    await queue.add_bulk([("t", i) for i in range(4)])
-    worker = Worker(queue.name, work, url=redis_url, concurrency=2)
-    task = asyncio.create_task(worker.run(handle_signals=False))
-    try:
-        await wait_until(lambda: len(done) >= 1, timeout=20, message="the first job ran")
-        await asyncio.sleep(0.5)
-        assert len(done) == 1
-        await queue.set_global_rate_limit(100, 1)
-        await wait_until(lambda: len(done) >= 4, timeout=5,
-                         message="the 3 other jobs run under the looser limit")
+                         message=f"the 3 other jobs run once the limit is {change}")
     finally:
         await worker.close()
         await task

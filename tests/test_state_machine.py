@@ -204,6 +204,17 @@ class QueueMachine(RuleBasedStateMachine):
                 self.known.discard(job_id)
                 if job_id in self.held:
                     self.gone.add(job_id)
+                # A removed flow parent's held pending children are marked for deletion
+                # (lua/includes/flows.lua), as remove() marks a held job.
+                marked = self.job_fields(sorted(set(self.held) - {job_id}), "st")
+                self.doomed |= {j for j, (st,) in marked.items() if st == b"removed"}
+            elif job_id in self.doomed and not self.run(
+                    self.q.redis.exists(self.q.keys.job(job_id))):
+                # Marked by its parent's removal; this call completed the removal, its hold
+                # having run out (lua/remove.lua): its holder's late answer finds it gone.
+                self.doomed.discard(job_id)
+                self.known.discard(job_id)
+                self.gone.add(job_id)
             self.forget_deleted()
         except InvalidJobState:
             assert job_id in self.active or self.run(self.q.get_state(job_id)) == "active"
