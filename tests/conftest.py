@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import driver
 import pytest
 import redis.asyncio as aioredis
 from helpers import server_binary
@@ -70,6 +71,7 @@ def qname(request: pytest.FixtureRequest) -> str:
 async def queue(redis_url: str, qname: str) -> AsyncIterator[Queue]:
     q = Queue(qname, url=redis_url)
     yield q
+    await driver.forget_holds(q)
     await q.obliterate(force=True)
     await q.close()
 

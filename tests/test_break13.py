@@ -183,6 +183,7 @@ async def test_a_prioritized_parent_in_another_queue_is_told_after_a_give_way_in
         await asyncio.wait_for(w.close(timeout=2), 10)
         await asyncio.wait_for(task, 10)
         for q in (a, b):
+            await driver.forget_holds(q)
             await q.obliterate(force=True)
             await q.close()
         await flow.close()
