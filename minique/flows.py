@@ -342,7 +342,42 @@ class FlowProducer:
         """Adds the tree atomically; returns its nodes. FlowError/ValueError/TypeError for a
         bad tree, ``InvalidJobState`` if one of its custom ids exists already: then nothing
         was written."""
-        nodes, children = self._flatten(tree)
+        return (await self.add_bulk([tree]))[0]
+
+    async def add_bulk(self, trees: Sequence[Mapping[str, Any]]) -> list[FlowNode]:
+        """Adds several trees in one script call, all of them or none (BullMQ's
+        ``addBulk``); returns their root nodes in the order given. At most MAX_NODES
+        (10,000) jobs in all. Errors as for ``add``: a bad tree (named by its index), a job
+        that appears twice across the trees or a custom id that exists already writes
+        nothing."""
+        if isinstance(trees, Mapping | str | bytes) or not isinstance(trees, Sequence):
+            raise FlowError(f"add_bulk takes a list of trees, got {type(trees).__name__}")
+        if not trees:
+            return []
+        nodes: list[_Prepared] = []
+        children: list[list[int]] = []
+        roots: list[int] = []
+        seen: set[tuple[str, str]] = set()
+        for t, tree in enumerate(trees):
+            try:
+                flat, kids = self._flatten(tree)
+            except FlowError as exc:
+                raise FlowError(f"tree {t}: {exc}") from None
+            offset = len(nodes)
+            for node in flat:
+                if node.parent.startswith("#"):  # '#k': node k of this call, 1-based
+                    node.parent = f"#{int(node.parent[1:]) + offset}"
+                if node.args[0]:
+                    ident = (node.queue.keys.base, node.args[0])
+                    if ident in seen:
+                        raise FlowError(f"tree {t}: job {node.args[0]!r} of queue "
+                                        f"{node.queue.name!r} is in an earlier tree too")
+                    seen.add(ident)
+            roots.append(offset)
+            nodes.extend(flat)
+            children.extend([k + offset for k in ks] for ks in kids)
+            if len(nodes) > MAX_NODES:
+                raise FlowError(f"add_bulk adds at most {MAX_NODES} jobs in all")
         if os.getpid() != self._pid:  # a forked child is a producer of its own
             self._producer, self._pid, self._seq = uuid.uuid4().hex[:16], os.getpid(), 0
             self._lock = asyncio.Lock()
@@ -352,7 +387,7 @@ class FlowProducer:
         built = [FlowNode(_made(n, now_ms, bool(children[i]))) for i, n in enumerate(nodes)]
         for i, kids in enumerate(children):
             built[i].children = [built[k] for k in kids]
-        return built[0]
+        return [built[r] for r in roots]
 
     async def get_flow(self, queue: str, job_id: str, *, depth: int = 10,
                        max_children: int = FLOW_LINKS_MAX) -> FlowNode | None:
