@@ -385,8 +385,8 @@ class FlowProducer:
             self._seq += 1
             now_ms = await submit(self.redis, nodes, self._producer, self._seq)
         built = [FlowNode(_made(n, now_ms, bool(children[i]))) for i, n in enumerate(nodes)]
-        for i, kids in enumerate(children):
-            built[i].children = [built[k] for k in kids]
+        for i, kid_indexes in enumerate(children):
+            built[i].children = [built[k] for k in kid_indexes]
         return [built[r] for r in roots]
 
     async def get_flow(self, queue: str, job_id: str, *, depth: int = 10,
