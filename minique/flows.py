@@ -115,7 +115,7 @@ async def submit(client: Any, nodes: Sequence[_Prepared], producer: str, seq: in
     # process hear of it before the call returns, as for Queue.add (minique/local_controls.py).
     ahead: dict[str, float] = {}
     for node in nodes:
-        if node.resolved.priority > 0:
+        if node.resolved.wire_priority:  # a priority or LIFO
             base = node.queue.keys.base
             ahead[base] = min(ahead.get(base, node.resolved.delay), node.resolved.delay)
     for base, delay in ahead.items():
@@ -315,7 +315,7 @@ class FlowProducer:
             above = prioritized[int(parent[1:]) - 1] if parent else frozenset()
             prepared = prepare_child(queue, node.get("name", ""), node.get("data"), opts,
                                      parent, own_policy, id(queue) in above)
-            if prepared.resolved.priority > 0:
+            if prepared.resolved.wire_priority:
                 above = above | {id(queue)}
             prioritized.append(above)
             if prepared.args[0]:

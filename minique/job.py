@@ -52,6 +52,7 @@ class Job:
         "finished_on",
         "group",
         "id",
+        "lifo",
         "name",
         "opts",
         "payload",
@@ -87,7 +88,8 @@ class Job:
         self._data_raw = data_raw
         self._data = data
         self.opts = opts
-        self.priority = priority
+        # The scripts store a LIFO job's priority as -1 (options.ResolvedOptions.wire_priority).
+        self.priority, self.lifo = (0, True) if priority < 0 else (priority, False)
         self.timestamp = timestamp
         self.attempts_made = attempts_made
         self.attempts_started = attempts_started
@@ -120,7 +122,7 @@ class Job:
         job._data_raw = data_raw
         job._data = data
         job.opts = opts
-        job.priority = priority
+        job.priority, job.lifo = (0, True) if priority < 0 else (priority, False)
         job.timestamp = timestamp
         job.attempts_made = job.attempts_started = job.stalled_count = 0
         job.state = state
@@ -239,10 +241,11 @@ class Job:
         self._data = data
         self._data_raw = None
 
-    async def change_priority(self, priority: int) -> None:
-        """Queue.change_priority for this job; this object's ``priority`` follows."""
-        await self.queue.change_priority(self.id, priority)
-        self.priority = priority
+    async def change_priority(self, priority: int, *, lifo: bool = False) -> None:
+        """Queue.change_priority for this job; this object's ``priority`` and ``lifo``
+        follow."""
+        await self.queue.change_priority(self.id, priority, lifo=lifo)
+        self.priority, self.lifo = priority, lifo
 
     async def change_delay(self, delay: float) -> None:
         """Queue.change_delay for this (delayed) job; this object's ``delay_until`` follows."""

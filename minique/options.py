@@ -61,13 +61,21 @@ class ResolvedOptions(msgspec.Struct, frozen=True):
     priority: int = 0
     job_id: str | None = None
     group: str | None = None
+    # BullMQ's lifo: the job goes to the head of the plain line (after every priority).
+    lifo: bool = False
     # "ttl_ms|flags|dedup id" for add.lua (flags: r = replace, e = extend), or "".
     dedup: str = ""
+
+    @property
+    def wire_priority(self) -> int:
+        """The priority as the scripts store it (job field 'p'): -1 for a LIFO job
+        (lua/includes/base.lua LIFO band), else the priority."""
+        return -1 if self.lifo else self.priority
 
 
 OPTION_NAMES = frozenset(
     {"attempts", "backoff", "delay", "priority", "job_id", "remove_on_complete",
-     "remove_on_fail", "timeout", "keep_logs", "group", "dedup", "expires"}
+     "remove_on_fail", "timeout", "keep_logs", "group", "dedup", "expires", "lifo"}
 )
 
 _stored_encoder = msgspec.msgpack.Encoder()
@@ -249,6 +257,12 @@ def resolve(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> Resolv
         0 <= priority <= MAX_PRIORITY
     ):
         raise ValueError(f"priority must be an integer from 0 to {MAX_PRIORITY}, got {priority!r}")
+    lifo = merged.get("lifo", False)
+    if not isinstance(lifo, bool):
+        raise TypeError(f"lifo must be a bool, got {lifo!r}")
+    if lifo and priority:
+        raise ValueError(f"lifo applies to jobs without a priority (got priority {priority}): "
+                         "a LIFO job goes to the head of the plain line, behind every priority")
     timeout = merged.get("timeout")
     keep_logs = merged.get("keep_logs", 1000)
     if isinstance(keep_logs, bool) or not isinstance(keep_logs, int) or not (
@@ -277,6 +291,7 @@ def resolve(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> Resolv
         stored=stored,
         delay=delay,
         priority=priority,
+        lifo=lifo,
         job_id=_job_id(merged.get("job_id")),
         group=None if merged.get("group") is None else validate_group(merged["group"]),
         dedup=_dedup(merged.get("dedup")),

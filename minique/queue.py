@@ -164,7 +164,7 @@ class Queue:
         self._default_resolved = resolve(self.default_job_options, {})
         self._default_opts_blob = encode_stored(self._default_resolved.stored)
         d = self._default_resolved
-        self._default_tail = (self._default_opts_blob, d.priority, round(d.delay * 1000),
+        self._default_tail = (self._default_opts_blob, d.wire_priority, round(d.delay * 1000),
                               d.group or "", d.dedup)
         self._events_max_len = events_max_len
         self._add_inflight = False
@@ -243,17 +243,18 @@ class Queue:
             codec.check_size(raw, f"payload of job {name!r}")
         if resolved is self._default_resolved:  # the common case: the tail is always the same
             return [resolved.job_id or "", name, raw, *self._default_tail], resolved
-        args = [resolved.job_id or "", name, raw, blob, resolved.priority,
+        args = [resolved.job_id or "", name, raw, blob, resolved.wire_priority,
                 round(resolved.delay * 1000), resolved.group or "", resolved.dedup]
         return args, resolved
 
     def _made(self, job_id: str, name: str, data: Any, raw: bytes, resolved: Any, now_ms: int) -> Job:
-        return Job.added(self, job_id, name, raw, resolved.stored, data, resolved.priority,
+        return Job.added(self, job_id, name, raw, resolved.stored, data, resolved.wire_priority,
                          now_ms / 1000.0, "delayed" if resolved.delay > 0 else "waiting",
                          resolved.group)
 
     async def add(self, name: str, data: Any = None, **options: Any) -> Job:
-        """Adds one job. Options: attempts, backoff, delay, priority, job_id,
+        """Adds one job. Options: attempts, backoff, delay, priority, lifo (the head of the
+        plain line: newest first, behind every priority), job_id,
         remove_on_complete, remove_on_fail, timeout, keep_logs, expires (seconds from now
         within which an attempt must start, or the job fails as expired), group (a non-empty string:
         the job takes turns with other groups' jobs, under the group's limits; see
@@ -277,7 +278,7 @@ class Queue:
             raise TypeError("on_failure applies only to a job added with a parent")
         args, resolved = self._prepare(name, data, options)
         raw_id, dup, now_ms = await self._submit_add(args)
-        if resolved.priority > 0:
+        if resolved.wire_priority:  # a priority or LIFO: ahead of what workers hold
             local_controls.notify(self.keys.base, "priority", resolved.delay)
         job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
         if dup == RESENT_CUSTOM:
@@ -306,7 +307,8 @@ class Queue:
         # this queue with a priority (the parent's own parent_ahead says so): this child's
         # failure may climb to it (fail_parent) and release it ('ignore').
         ahead = pkey.startswith(self.keys.job_prefix) and (
-            parent.priority > 0 or parent.opts.parent_ahead if isinstance(parent, Job)
+            parent.priority > 0 or parent.lifo or parent.opts.parent_ahead
+            if isinstance(parent, Job)
             else True)
         node = flows.prepare_child(self, name, data, options, pkey,
                                    flows.policy_code(on_failure or "fail_parent"), ahead)
@@ -555,7 +557,7 @@ class Queue:
             return []
         chunks = [prepared[i:i + BULK_CHUNK] for i in range(0, len(prepared), BULK_CHUNK)]
         replies = await self._send_adds([[args for args, _, _ in chunk] for chunk in chunks])
-        delays = [r.delay for _, r, _ in prepared if r.priority > 0]
+        delays = [r.delay for _, r, _ in prepared if r.wire_priority]
         if delays:
             local_controls.notify(self.keys.base, "priority", min(delays))
         out: list[Job] = []
@@ -826,9 +828,10 @@ class Queue:
         elif not reply:
             raise JobNotFound(f"job {job_id} does not exist")
 
-    async def change_priority(self, job_id: str, priority: int) -> None:
+    async def change_priority(self, job_id: str, priority: int, *, lifo: bool = False) -> None:
         """Changes a job's priority (BullMQ's ``changePriority``): an integer from 0 (none)
-        to MAX_PRIORITY, 1 first. A waiting job moves to the end of its new priority's line
+        to MAX_PRIORITY, 1 first; ``lifo=True`` (priority 0 only) puts it at the head of the
+        plain line instead of its end. A waiting job moves to the end of its new priority's line
         at once, as if added now (the same priority leaves it in place); in any other state
         the new priority counts from the job's next time waiting (falling due, a retry).
         A job a worker holds ahead is waiting to everyone else: it is handed back to its new
@@ -839,13 +842,17 @@ class Queue:
                 0 <= priority <= MAX_PRIORITY):
             raise ValueError(f"priority must be an integer from 0 to {MAX_PRIORITY}, "
                              f"got {priority!r}")
-        reply = await self._run("change_priority", [job_id, priority])
+        if not isinstance(lifo, bool):
+            raise TypeError(f"lifo must be a bool, got {lifo!r}")
+        if lifo and priority:
+            raise ValueError(f"lifo applies to priority 0 only, got priority {priority}")
+        reply = await self._run("change_priority", [job_id, -1 if lifo else priority])
         if isinstance(reply, list):
             # Held: its holder hands it back to its new place, or had started it.
             await holders_answer(self, job_id, reply[2], int(reply[1]))
         elif not reply:
             raise JobNotFound(f"job {job_id} does not exist")
-        if priority > 0:
+        if priority > 0 or lifo:
             local_controls.notify(self.keys.base, "priority")
 
     async def change_delay(self, job_id: str, delay: float) -> float:

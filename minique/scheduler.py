@@ -299,7 +299,7 @@ def _validate(queue: Queue, scheduler_id: Any, options: Mapping[str, Any]) -> _U
     return _Upsert(sig=sig, kind=kind, cron=cron or "", tz=tz, every_ms=every_ms,
                    start_ms=start_ms, end_ms=_ms(end), limit=limit or 0, catch_up=catch_up,
                    name=job_name, data=data, opts=encode_stored(resolved.stored),
-                   priority=resolved.priority,
+                   priority=resolved.wire_priority,
                    job_options=codec.encode(job_options, "job_options"))
 
 

@@ -1509,7 +1509,7 @@ class Worker:
                 reason, delay = f"{reason} (and {lookup})", None
             if delay is not None:
                 self._push(job, "r", reason, stack, int(delay * 1000), job.opts.keep_failed)
-                if int(delay * 1000) <= 0 and job.priority > 0:
+                if int(delay * 1000) <= 0 and (job.priority > 0 or job.lifo):
                     # Waiting again at once with a priority: ahead of the jobs held here
                     # (lua/includes/base.lua, give_way_to_ahead), as for Delayed(0).
                     self._on_control("priority")

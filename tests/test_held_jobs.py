@@ -266,23 +266,26 @@ async def _waiting_event_ms(q: Queue, job_id: str) -> int:
     raise AssertionError(f"no waiting event for {job_id}")
 
 
-@pytest.mark.parametrize("how", ["added", "fallen due", "promoted"])
+@pytest.mark.parametrize("how, ahead", [
+    ("added", {"priority": 1}), ("fallen due", {"priority": 1}), ("promoted", {"priority": 1}),
+    ("added", {"lifo": True}), ("fallen due", {"lifo": True})])
 async def test_a_higher_priority_job_does_not_wait_behind_held_jobs(
-        redis_url: str, procs: list[Any], how: str) -> None:
+        redis_url: str, procs: list[Any], how: str, ahead: dict[str, Any]) -> None:
     """However a prioritized job becomes waiting (added, its delay run out, promoted; a
     retry, a debounce, a firing and a flow parent go the same way), held jobs give way to
-    it: a worker taking one job at a time would take it at its next fetch."""
+    it: a worker taking one job at a time would take it at its next fetch. So do they to
+    a LIFO job (the head of the plain line)."""
     prefix = fresh_prefix("held")
     q = Queue("held", url=redis_url, prefix=prefix)
     await warm_worker(redis_url, procs, q, prefix, concurrency=1)
-    later = await q.add("tick", {}, priority=1, delay=3600) if how == "promoted" else None
+    later = await q.add("tick", {}, **ahead, delay=3600) if how == "promoted" else None
     await q.add_bulk([("tick", {}) for _ in range(3000)])
     await wait_until(lambda: started_at_least(q, 50), timeout=20, message="jobs running")
     if later is not None:
         urgent = later
         await q.promote_job(urgent.id)
     else:
-        urgent = await q.add("tick", {}, priority=1, delay=0.3 if how == "fallen due" else 0)
+        urgent = await q.add("tick", {}, **ahead, delay=0.3 if how == "fallen due" else 0)
     waiting_at = await redis_ms(q)
     await wait_until(lambda: started(q, urgent.id), timeout=20, message="urgent job ran")
     if how == "fallen due":

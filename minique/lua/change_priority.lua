@@ -1,4 +1,5 @@
--- Changes a job's priority (BullMQ's changePriority). ARGV: JP, id, priority (0 = none).
+-- Changes a job's priority (BullMQ's changePriority). ARGV: JP, id, priority (0 = none,
+-- -1 = LIFO: the head of the plain line, base.lua ready_score).
 -- Returns 1, 0 (no such job) or {2, ms, token} for a job a worker holds ahead.
 -- A waiting job moves to the end of its new priority's line (or of the plain line for 0)
 -- at once, as a job added now would (a higher priority makes workers hand back what they
@@ -19,17 +20,15 @@ local jk = JP .. id
 local st, tok, old = unpack(redis.call('HMGET', jk, 'st', 'tok', 'p'))
 if not st or st == 'removed' then return 0 end
 if (tonumber(old) or 0) == prio then return 1 end
-if prio > 0 then redis.call('HSET', jk, 'p', prio) else redis.call('HDEL', jk, 'p') end
+if prio ~= 0 then redis.call('HSET', jk, 'p', prio) else redis.call('HDEL', jk, 'p') end
 if st == 'waiting' then
   unlink_job(jk, id)
   enqueue_ready(jk, id, prio)
 elseif st == 'held' or st == 'active' then
   -- (An active job taken for a free slot goes back the same way if it is handed back
   -- before it started.)
-  local ps = 'end'  -- the end of the plain line (base.lua enqueue_return)
-  if prio > 0 then
-    ps = int_str(prio * PRIO_SHIFT + redis.call('HINCRBY', K.meta, 'pc', 1) % PRIO_SHIFT)
-  end
+  -- nil: the end of the plain line (base.lua enqueue_return's 'end')
+  local ps = ready_score(prio) or 'end'
   redis.call('HSET', jk, 'ps', ps)
   if st == 'held' then return {2, control_changed('priority'), tok or ''} end
 end

@@ -318,22 +318,34 @@ local function give_way_to_ahead()
   end
 end
 
--- The single place where a job becomes ready: prioritized jobs go to the sorted set,
--- others to the stream, grouped jobs to their group. Every transition to "waiting" goes
--- through here.
+-- The priority-set score of a job made waiting now with priority `prio` (its job field
+-- 'p'), at the end of its line; nil for a plain job (the stream, or a group's FIFO band).
+-- prio -1 is a LIFO job (BullMQ's lifo, options.py wire_priority): the head of the plain
+-- line, behind every priority band (all below 2^53, options.MAX_PRIORITY) and ahead of the
+-- return band (2^54) and the stream: 2^54 - 2 * seq, newest first, exact in a double there
+-- (whose step is 2) for seq below 2^50.
+local function ready_score(prio)
+  if prio > 0 then
+    return int_str(prio * PRIO_SHIFT + redis.call('HINCRBY', K.meta, 'pc', 1) % PRIO_SHIFT)
+  elseif prio < 0 then
+    local LIFO_TOP, LIFO_SEQS = 18014398509481984, 1125899906842624  -- 2^54, 2^50
+    return int_str(LIFO_TOP - 2 * (redis.call('HINCRBY', K.meta, 'lc', 1) % LIFO_SEQS))
+  end
+  return nil
+end
+
+-- The single place where a job becomes ready: prioritized and LIFO jobs go to the sorted
+-- set, others to the stream, grouped jobs to their group. Every transition to "waiting"
+-- goes through here.
 local function enqueue_ready(jk, id, prio, fields)
-  if prio > 0 then give_way_to_ahead() end
+  -- Ahead of plain jobs that workers hold: they hand them back.
+  if prio ~= 0 then give_way_to_ahead() end
   local g = job_group(jk, fields)
+  local score = ready_score(prio)
   if g then
-    if prio > 0 then
-      local seq = redis.call('HINCRBY', K.meta, 'pc', 1) % PRIO_SHIFT
-      group_enqueue(g, jk, id, int_str(prio * PRIO_SHIFT + seq), fields)
-    else
-      group_enqueue(g, jk, id, nil, fields)
-    end
-  elseif prio > 0 then
-    local seq = redis.call('HINCRBY', K.meta, 'pc', 1) % PRIO_SHIFT
-    redis.call('ZADD', K.pri, int_str(prio * PRIO_SHIFT + seq), id)
+    group_enqueue(g, jk, id, score, fields)
+  elseif score then
+    redis.call('ZADD', K.pri, score, id)
     write_job(jk, fields, 'st', 'waiting', 'sid', '')
     wake()
   else
@@ -364,11 +376,11 @@ end
 -- (2039, as the delayed set's scores); a seq past 2047 within one ms (bulk adds) shares
 -- the last place of its ms. A job with no entry id goes before them, in the order it
 -- comes back.
-local RETURN_BAND = 18014398509481984  -- 2^54
 -- A held job whose priority became 0 (change_priority.lua: ps 'end') goes back to the end
--- of the plain line, as a job added now. (A literal: an EVAL script has room for 200
--- locals in all, includes/call.lua.)
+-- of the plain line, as a job added now. (Constants local to the function: an EVAL
+-- script has room for 200 top-level locals in all, includes/call.lua.)
 local function enqueue_return(jk, id, ps)
+  local RETURN_BAND = 18014398509481984  -- 2^54
   if ps == 'end' then
     redis.call('HSET', jk, 'tok', '')
     return enqueue_ready(jk, id, 0)
