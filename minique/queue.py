@@ -657,6 +657,14 @@ class Queue:
         stats["total"] = sum(stats.values())
         return stats
 
+    async def get_counts_per_priority(self, priorities: Sequence[int]) -> dict[int, int]:
+        """``{priority: waiting jobs}`` for each priority asked, 0 for jobs without one (BullMQ's
+        ``getCountsPerPriority``); held and grouped jobs count as waiting, as in
+        ``get_stats``. See minique/priority_counts.py."""
+        from .priority_counts import counts_per_priority
+
+        return await counts_per_priority(self, priorities)
+
     async def is_paused(self) -> bool:
         return bool(await self.redis.hexists(self.keys.meta, "paused"))
 

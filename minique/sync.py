@@ -12,7 +12,7 @@ import asyncio
 import concurrent.futures
 import os
 import threading
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .connection import COMMAND_TIMEOUT
@@ -95,8 +95,8 @@ class SyncJob:
         """Replaces the job's data (Queue.update_job_data)."""
         self._owner._call(self.job.update_data(data))
 
-    def change_priority(self, priority: int) -> None:
-        self._owner._call(self.job.change_priority(priority))
+    def change_priority(self, priority: int, *, lifo: bool = False) -> None:
+        self._owner._call(self.job.change_priority(priority, lifo=lifo))
 
     def change_delay(self, delay: float) -> None:
         self._owner._call(self.job.change_delay(delay))
@@ -268,6 +268,9 @@ class SyncQueue:
     def get_stats(self) -> dict[str, int]:
         return self._call(self._queue.get_stats())
 
+    def get_counts_per_priority(self, priorities: Sequence[int]) -> dict[int, int]:
+        return self._call(self._queue.get_counts_per_priority(priorities))
+
     def get_job_ids(self, state: str, start: int = 0, end: int = 49) -> list[str]:
         return self._call(self._queue.get_job_ids(state, start, end))
 
@@ -309,8 +312,8 @@ class SyncQueue:
     def update_job_data(self, job_id: str, data: Any) -> None:
         self._call(self._queue.update_job_data(job_id, data))
 
-    def change_priority(self, job_id: str, priority: int) -> None:
-        self._call(self._queue.change_priority(job_id, priority))
+    def change_priority(self, job_id: str, priority: int, *, lifo: bool = False) -> None:
+        self._call(self._queue.change_priority(job_id, priority, lifo=lifo))
 
     def change_delay(self, job_id: str, delay: float) -> float:
         return self._call(self._queue.change_delay(job_id, delay))
