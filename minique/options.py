@@ -215,14 +215,17 @@ def validate_group(value: Any) -> str:
 
 
 def _dedup(value: Any) -> str:
-    """``{"id": str, "ttl": s > 0, "replace": bool, "extend": bool}`` -> add.lua's spec."""
+    """``{"id": str, "ttl": s > 0, "replace": bool, "extend": bool,
+    "keep_last_if_active": bool}`` -> add.lua's spec "ttl_ms|flags|id" (flags: r replace,
+    e extend, k keep_last_if_active)."""
     if value is None:
         return ""
     if not isinstance(value, Mapping):
         raise TypeError(f"dedup must be a dict like {{'id': 'acct-42:orders'}}, got {value!r}")
-    extra = set(value) - {"id", "ttl", "replace", "extend"}
+    extra = set(value) - {"id", "ttl", "replace", "extend", "keep_last_if_active"}
     if extra:
-        raise TypeError(f"dedup: unknown key(s) {sorted(extra)}; use id, ttl, replace, extend")
+        raise TypeError(f"dedup: unknown key(s) {sorted(extra)}; use id, ttl, replace, extend, "
+                        "keep_last_if_active")
     dedup_id = value.get("id")
     if not isinstance(dedup_id, str) or not dedup_id or len(dedup_id) > 512:
         raise ValueError(f"dedup id must be a non-empty string of at most 512 chars, "
@@ -235,13 +238,17 @@ def _dedup(value: Any) -> str:
         if ttl_ms <= 0:
             raise ValueError(f"dedup ttl must be > 0 seconds (at least 1 ms), got {ttl!r}")
     flags = ""
-    for key, flag in (("replace", "r"), ("extend", "e")):
+    for key, flag in (("replace", "r"), ("extend", "e"), ("keep_last_if_active", "k")):
         on = value.get(key, False)
         if not isinstance(on, bool):
             raise TypeError(f"dedup {key} must be a bool, got {on!r}")
         flags += flag if on else ""
     if "e" in flags and not ttl_ms:
         raise ValueError("dedup extend needs a ttl: it restarts the ttl on each duplicate")
+    if "k" in flags and ttl_ms:
+        raise ValueError("dedup keep_last_if_active takes no ttl: the id is held for the "
+                         "job's whole life, and the last add made while it runs is added "
+                         "when it finishes")
     return f"{ttl_ms}|{flags}|{dedup_id}"
 
 
@@ -257,6 +264,10 @@ def resolve(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> Resolv
         0 <= priority <= MAX_PRIORITY
     ):
         raise ValueError(f"priority must be an integer from 0 to {MAX_PRIORITY}, got {priority!r}")
+    dedup = _dedup(merged.get("dedup"))
+    if dedup and merged.get("job_id") is not None and "k" in dedup.split("|", 2)[1]:
+        raise ValueError("dedup keep_last_if_active adds a kept job later, with an automatic "
+                         "id: it takes no job_id")
     lifo = merged.get("lifo", False)
     if not isinstance(lifo, bool):
         raise TypeError(f"lifo must be a bool, got {lifo!r}")
@@ -294,5 +305,5 @@ def resolve(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> Resolv
         lifo=lifo,
         job_id=_job_id(merged.get("job_id")),
         group=None if merged.get("group") is None else validate_group(merged["group"]),
-        dedup=_dedup(merged.get("dedup")),
+        dedup=dedup,
     )

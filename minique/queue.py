@@ -262,11 +262,14 @@ class Queue:
         and ``on_failure`` make it a child of an existing parent (see minique/flows.py).
         Unknown options raise TypeError.
 
-        ``dedup={"id": str, "ttl": s, "replace": bool, "extend": bool}``: while the id is
+        ``dedup={"id": str, "ttl": s, "replace": bool, "extend": bool,
+        "keep_last_if_active": bool}``: while the id is
         taken (by an unfinished job; with ``ttl``, for ``ttl`` seconds) an add returns the
         job that took it, emits ``deduplicated`` and adds nothing. ``replace`` (debounce)
         also replaces that job's data while it is delayed and restarts its delay with this
-        add's ``delay``; ``extend`` restarts the ttl. ValueError/TypeError for a bad spec.
+        add's ``delay``; ``extend`` restarts the ttl; ``keep_last_if_active`` (no ttl, no
+        job_id) keeps a duplicate of an *active* job, the last one winning, and adds it when
+        that job completes or fails. ValueError/TypeError for a bad spec.
 
         Raises ``AddOutcomeUnknown`` (naming the job id) when Redis never answered, so it is
         unknown whether the job was added; a client retry of the same call never adds twice.
@@ -912,8 +915,10 @@ class Queue:
     async def remove_deduplication_key(self, dedup_id: str) -> bool:
         """Frees dedup id ``dedup_id`` at once (BullMQ's ``removeDeduplicationKey``): the
         next add with it adds a job, whatever the job that held it does. True if it was
-        held. The job that held it keeps running and frees nothing when it ends. Safe to
-        re-send (a re-send answers as the first send did, and frees nothing taken since)."""
+        held. The job that held it keeps running and frees nothing when it ends; an add kept
+        for when it ends (``keep_last_if_active``) is added at once, as it would be if made
+        now. Safe to re-send (a re-send answers as the first send did, and frees nothing
+        taken since)."""
         self._dedup_key(dedup_id)  # checks it
         return bool(await self._run("remove_dedup", [dedup_id]))
 

@@ -91,7 +91,7 @@ for i = 0, n - 1 do
     emit('ev', 'duplicated', 'id', id)
   elseif dedup ~= '' then
     local existing
-    existing, dd_field = dedup_claim(dedup, id, now, delay, data)
+    existing, dd_field = dedup_claim(dedup, id, now, delay, data, {name, opts, prio_s, group})
     if existing then dup, id = 1, existing end
   end
   if dup == 0 then

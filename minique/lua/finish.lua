@@ -214,7 +214,7 @@ for i = 1, nres do
     if cur_g and not held then released[#released + 1] = cur_g end
     local delay = delay_s == '0' and 0 or tonumber(delay_s)
     if kind == 'g' and not cur_g then kind = 'd' end
-    if cur_dd and (kind == 'c' or kind == 'f') then release_dedup(cur_dd, id) end
+    if cur_dd and (kind == 'c' or kind == 'f') then release_dedup(cur_dd, id, true) end
     if cur_par and (kind == 'c' or kind == 'f') then flow_finished(jk, cur_par, cur_pol, kind, value) end
     if kind == 'c' then
       -- The event carries the return value, so a waiter has it even once retention has

@@ -44,7 +44,9 @@ end
 if removed < batch then
   -- Dedup keys outlive their jobs (a ttl), so they go by their listing.
   local dids = redis.call('ZRANGE', DEDUPS, 0, batch - removed - 1)
-  for _, did in ipairs(dids) do redis.call('DEL', DEDUP_PREFIX .. did) end
+  for _, did in ipairs(dids) do
+    redis.call('DEL', DEDUP_PREFIX .. did, BASE .. ':dedup-next:' .. did)
+  end
   if #dids > 0 then redis.call('ZREM', DEDUPS, unpack(dids)) end
   removed = removed + #dids
 end

@@ -33,7 +33,7 @@ local function count_stall(jk, id, f, reason)
   if stc > max_stalled or cancelled then
     local why = cancelled and 'cancelled'
                 or 'job stalled more than allowable limit (' .. max_stalled .. ')'
-    if f[5] then release_dedup(f[5], id) end
+    if f[5] then release_dedup(f[5], id, true) end
     flow_finished(jk, f[6], f[7], 'f', why)
     if retain(done_f, id, int_str(now), tonumber(ARGV[4]), tonumber(ARGV[5])) then
       redis.call('HSET', jk, 'st', 'failed', 'fr', why, 'stk', '', 'fon', int_str(now))

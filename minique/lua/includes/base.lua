@@ -480,11 +480,48 @@ end
 -- for those without a ttl) so that obliterate finds them: includes/dedup.lua.
 local DEDUPS, DEDUP_PREFIX  -- BASE .. ':dedups', BASE .. ':dedup:' (begin_call)
 -- Frees a dedup id that job `id` holds without a ttl (it finished or is deleted).
-local function release_dedup(did, id)
+-- keep_last_if_active (BullMQ's keepLastIfActive, includes/dedup.lua): the last add made
+-- with the id while the job was active waits in BASE .. ':dedup-next:' .. did. It is added
+-- now, and takes the id, when the job `finished` (completed, failed for good, or the id
+-- freed by remove_dedup.lua); it goes with a job deleted unfinished (removed, drained,
+-- cleaned, obliterated).
+local function release_dedup(did, id, finished)
   local dk = DEDUP_PREFIX .. did
-  if redis.call('GET', dk) == id then
-    redis.call('DEL', dk)
-    redis.call('ZREM', DEDUPS, did)
+  if redis.call('GET', dk) ~= id then return end
+  redis.call('DEL', dk)
+  redis.call('ZREM', DEDUPS, did)
+  local nk = BASE .. ':dedup-next:' .. did
+  if not finished then
+    redis.call('DEL', nk)
+    return
+  end
+  local nx = redis.call('HMGET', nk, 'n', 'd', 'o', 'p', 'dl', 'g')
+  if not nx[1] then return end
+  redis.call('DEL', nk)
+  local nid
+  for _ = 1, 10 do  -- (an automatic id handed out twice, as in add.lua: the next one)
+    nid = int_str(redis.call('INCR', K.idc))
+    if redis.call('EXISTS', JP .. nid) == 0 then break end
+  end
+  local now = now_ms()
+  local fields = {'n', nx[1], 'd', nx[2], 'ts', int_str(now), 'dd', did}
+  if nx[3] ~= '' then fields[#fields + 1] = 'o'; fields[#fields + 1] = nx[3] end
+  local prio, delay = tonumber(nx[4]) or 0, tonumber(nx[5]) or 0
+  if prio ~= 0 then fields[#fields + 1] = 'p'; fields[#fields + 1] = nx[4] end
+  if nx[6] ~= '' then
+    fields[#fields + 1] = 'g'; fields[#fields + 1] = nx[6]
+    fields.group = nx[6]
+  end
+  redis.call('SET', dk, nid)
+  redis.call('ZADD', DEDUPS, '+inf', did)
+  emit('ev', 'added', 'id', nid, 'name', nx[1])
+  if delay > 0 then
+    enqueue_delayed(JP .. nid, nid, now + delay, fields)
+    wake()
+    emit('ev', 'delayed', 'id', nid, 'delay', nx[5])
+  else
+    enqueue_ready(JP .. nid, nid, prio, fields)
+    emit('ev', 'waiting', 'id', nid)
   end
 end
 

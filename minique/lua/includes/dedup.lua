@@ -5,7 +5,9 @@
 --   With a ttl the key expires on its own, whatever the job does (throttling).
 -- A duplicate writes nothing but its event; with 'replace' it also replaces the data of
 -- the job while that is delayed and restarts its delay (debounce), with 'extend' it
--- restarts the ttl.
+-- restarts the ttl. With 'keep_last_if_active' (flag k; no ttl), a duplicate of an active
+-- job is kept, the last one replacing the one before, and added when the active job
+-- finishes (base.lua release_dedup): one job runs at a time, and the last add runs after.
 
 -- Without a ttl only an unfinished job holds a dedup id (guards a release never made).
 -- 'removed': removed while a worker held it, deleted when handed back.
@@ -30,9 +32,10 @@ end
 
 -- Claims dedup `spec` ("ttl_ms|flags|dedup id") for new job `id`. Returns the id of the
 -- job that holds it already (nothing is added then), else nil and the 'dd' field value
--- for the new job (nil with a ttl).
+-- for the new job (nil with a ttl). `kept`: the add's name, options, priority and group,
+-- for flag k.
 local dedups_trimmed = false
-local function dedup_claim(spec, id, now, delay, data)
+local function dedup_claim(spec, id, now, delay, data, kept)
   local ttl_s, flags, did = string.match(spec, '^(%d+)|(%a*)|(.*)$')
   local ttl = tonumber(ttl_s)
   if not dedups_trimmed then
@@ -45,7 +48,14 @@ local function dedup_claim(spec, id, now, delay, data)
   if cur and ttl == 0 and not unfinished(cur) then cur = nil end
   if cur then
     local jk = JP .. cur
-    if string.find(flags, 'r', 1, true) and redis.call('HGET', jk, 'st') == 'delayed' then
+    local st = flags ~= '' and redis.call('HGET', jk, 'st')
+    if string.find(flags, 'k', 1, true) and st == 'active' and redis.call('PTTL', dk) == -1 then
+      redis.call('HSET', BASE .. ':dedup-next:' .. did, 'n', kept[1], 'd', data, 'o', kept[2],
+                 'p', kept[3], 'dl', int_str(delay), 'g', kept[4])
+      emit('ev', 'deduplicated', 'id', cur, 'dup', id, 'dedup', did, 'kept', '1')
+      return cur, nil
+    end
+    if string.find(flags, 'r', 1, true) and st == 'delayed' then
       -- Debounce: the last data wins and the delay starts again (this add's; none: due
       -- now, as a new job without a delay would be); never an active job.
       redis.call('HSET', jk, 'd', data)

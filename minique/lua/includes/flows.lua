@@ -123,7 +123,7 @@ do  -- (the helpers below are these two hooks' alone: see NK's note in base.lua)
     local now = now_ms()
     redis.call('ZREM', waiting_children_set(), id)
     local dd = redis.call('HGET', jk, 'dd')
-    if dd then release_dedup(dd, id) end
+    if dd then release_dedup(dd, id, true) end
     if flow_store_failed(jk, id, int_str(now)) then
       redis.call('HSET', jk, 'st', 'failed', 'fr', reason, 'stk', '', 'fon', int_str(now))
     end
