@@ -13,6 +13,7 @@ from .errors import (
     PayloadError,
     RateLimited,
     UnrecoverableError,
+    WaitingChildren,
 )
 from .events import Event, QueueEvents
 from .flows import FlowError, FlowNode, FlowProducer
@@ -54,6 +55,7 @@ __all__ = [
     "SyncJob",
     "SyncQueue",
     "UnrecoverableError",
+    "WaitingChildren",
     "Worker",
     "WorkerInfo",
     "WorkerObserver",

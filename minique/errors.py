@@ -83,6 +83,22 @@ class Delayed(MiniqueError):
         return type(self), (self.delay, self.message)
 
 
+class WaitingChildren(MiniqueError):
+    """Raised by a processor that added children to its own job (``queue.add(...,
+    parent=job)`` while it runs) and waits for them (BullMQ's ``moveToWaitingChildren``
+    with ``WaitingChildrenError``): the job moves to ``waiting-children`` without using up
+    an attempt, and runs again, from the start, once every child is done (at once if they
+    are done already). A child that failed it meanwhile (``on_failure="fail_parent"``)
+    fails it instead. docs/guide/flows.md, "Step jobs"."""
+
+    def __init__(self, message: str = "waiting for its children") -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.message,)
+
+
 class ProcessorError(MiniqueError):
     """Stands for a processor's exception that could not be pickled back from its child
     process (``processes=N``, minique/pool.py): its message is the original's

@@ -77,6 +77,9 @@ class _Prepared(msgspec.Struct):
     data: Any
     parent: str  # '' | '#k' | parent job key
     policy: str
+    # The token of an existing parent that is running (a Job its worker gave the
+    # processor): add_flow.lua lets such a parent take children (WaitingChildren).
+    parent_token: str = ""
 
 
 def check_same_slot(client: Any, queues: Sequence[Queue]) -> None:
@@ -103,7 +106,7 @@ async def submit(client: Any, nodes: Sequence[_Prepared], producer: str, seq: in
         keep = node.resolved.stored.keep_failed
         flat.extend([node.queue.keys.base, a[0], a[1], a[2], a[3], a[4], a[5], node.parent,
                      node.policy, f"{keep.count}:{-1 if keep.age < 0 else int(keep.age * 1000)}",
-                     a[6]])
+                     a[6], node.parent_token])
     first = nodes[0].queue
     reply = await scripts.run(client, "add_flow", first.keys.vector,
                               (first.keys.job_prefix, *flat))

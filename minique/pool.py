@@ -36,6 +36,7 @@ from .errors import (
     RateLimited,
     UnrecoverableError,
     UnrecoverableProcessorError,
+    WaitingChildren,
     failure_summary,
 )
 from .job import Job
@@ -289,6 +290,8 @@ def _stand_in(exc: BaseException, summary: str) -> BaseException | None:
         return RateLimited(exc.delay, exc.message)
     if isinstance(exc, Delayed):
         return Delayed(exc.delay, exc.message)
+    if isinstance(exc, WaitingChildren):
+        return WaitingChildren(exc.message)
     return None
 
 

@@ -39,6 +39,7 @@ from .errors import (
     PayloadError,
     RateLimited,
     UnrecoverableError,
+    WaitingChildren,
     failure_summary,
     wire_text,
 )
@@ -1426,7 +1427,7 @@ class Worker:
                 self._push(job, "w", "worker shut down", "", 0, job.opts.keep_failed)
             else:
                 self._fail(job, "cancelled", "", final=True, started=started)
-        except (Delayed, RateLimited) as exc:
+        except (Delayed, RateLimited, WaitingChildren) as exc:
             self._put_back(job, exc)
         except PayloadError as exc:
             self._fail(job, str(exc), "", final=True, started=started)
@@ -1468,10 +1469,17 @@ class Worker:
             raise TimeoutError(f"job timed out after {timeout}s")
         return value
 
-    def _put_back(self, job: Job, exc: Delayed | RateLimited) -> None:
-        """A processor's ``Delayed``, ``RateLimited`` or ``GroupRateLimited`` for ``job``: it
-        goes back without using an attempt (delayed alone, its group asleep, or the queue
-        limited)."""
+    def _put_back(self, job: Job, exc: Delayed | RateLimited | WaitingChildren) -> None:
+        """A processor's ``Delayed``, ``RateLimited``, ``GroupRateLimited`` or
+        ``WaitingChildren`` for ``job``: it goes back without using an attempt (delayed
+        alone, its group asleep, the queue limited, or waiting for its children)."""
+        if isinstance(exc, WaitingChildren):
+            # lua/finish.lua 'k': to waiting-children, or to the head of the line if its
+            # children are all done (then, as for Delayed(0), nothing held here starts
+            # before it runs again).
+            self._push(job, "k", exc.message, "", 0, job.opts.keep_failed)
+            self._on_control("ahead")
+            return
         delay_ms = int(exc.delay * 1000)
         if isinstance(exc, Delayed):
             self._push(job, "d", str(exc), "", delay_ms, job.opts.keep_failed)

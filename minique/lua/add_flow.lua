@@ -7,7 +7,9 @@
 --       job key "{p:q}:j:<id>"), policy (f, i or r), failed retention ("count:age_ms",
 --       kept by a parent for when a child fails it), group ('' = none; a grouped node
 --       joins its queue's group when it becomes ready: at once, when its delay ends, or
---       when its children are done, includes/groups.lua).
+--       when its children are done, includes/groups.lua), parent token ('' = none: an
+--       existing parent that is active takes children only from its own run, the token
+--       its worker holds; it runs on, and WaitingChildren (finish.lua 'k') waits for them).
 -- The producer's id and sequence number make a re-sent call (a client retry after a
 -- timeout, when the first send may have run) change nothing: as in add.lua, the producer's
 -- record in '{p:q}:producers' (this first queue's) says which number it saw last, here
@@ -20,7 +22,7 @@
 --@include job_fields
 local n = tonumber(ARGV[2])
 local producer, seq = ARGV[3], tonumber(ARGV[4])
-local STRIDE = 11
+local STRIDE = 12
 local function arg(i, k) return ARGV[5 + (i - 1) * STRIDE + k] end
 local producers_key = PRODUCERS
 if producer ~= '' then
@@ -56,9 +58,12 @@ for i = 1, n do
       -- be the answer already (handed back and taken again by a worker not asked).
       return {-1, ms, par, st, redis.call('HGET', par, 'tok') or ''}
     end
-    if st ~= 'waiting-children' and st ~= 'waiting' and st ~= 'delayed' then
+    local own_run = st == 'active' and arg(i, 11) ~= ''
+                    and redis.call('HGET', par, 'tok') == arg(i, 11)
+    if st ~= 'waiting-children' and st ~= 'waiting' and st ~= 'delayed' and not own_run then
       return redis.error_reply('INVALIDSTATE parent job ' .. par .. ' is ' .. st ..
-                               ': children can be added only to a parent that has not started')
+                               ': children can be added only to a parent that has not started, '
+                               .. 'or by its own processor while it runs')
     end
   end
 end
@@ -68,6 +73,10 @@ end
 local function hold_parent(jk, id, now)
   local f = redis.call('HMGET', jk, 'st', 'due')
   if f[1] == 'waiting-children' then return end
+  if f[1] == 'active' then  -- its own run added it: it runs on (see above)
+    redis.call('HSET', K.meta, 'xr', '1')
+    return
+  end
   unlink_job(jk, id)
   local left = f[1] == 'delayed' and math.max(0, (tonumber(f[2]) or now) - now) or 0
   redis.call('HSET', jk, 'st', 'waiting-children', 'fdl', int_str(left), 'sid', '')

@@ -214,6 +214,11 @@ for i = 1, nres do
     if cur_g and not held then released[#released + 1] = cur_g end
     local delay = delay_s == '0' and 0 or tonumber(delay_s)
     if kind == 'g' and not cur_g then kind = 'd' end
+    if kind == 'k' then
+      -- WaitingChildren: a child that failed it while it ran (flows.lua 'cff') fails it now.
+      local cff = rcall('HGET', jk, 'cff')
+      if cff then kind, value = 'f', cff end
+    end
     if cur_dd and (kind == 'c' or kind == 'f') then release_dedup(cur_dd, id, true) end
     if cur_par and (kind == 'c' or kind == 'f') then flow_finished(jk, cur_par, cur_pol, kind, value) end
     if kind == 'c' then
@@ -259,6 +264,19 @@ for i = 1, nres do
       control_changed('group')
       enqueue_front(jk, id)
       emit('ev', 'waiting', 'id', id, 'reason', string.sub(value, 1, 200))
+    elseif kind == 'k' then
+      -- WaitingChildren (BullMQ's moveToWaitingChildren): no attempt used; it waits for the
+      -- children its run added (flows.lua releases it), or runs again at once if they are
+      -- done already.
+      if (tonumber(rcall('HGET', jk, 'pend')) or 0) > 0 then
+        write_job(jk, start_fields, 'tok', '', 'st', 'waiting-children', 'fdl', '0')
+        redis.call('ZADD', waiting_children_set(), now_s, id)
+        emit('ev', 'waiting-children', 'id', id)
+      else
+        write_job(jk, start_fields, 'tok', '')
+        enqueue_front(jk, id)
+        emit('ev', 'waiting', 'id', id, 'reason', string.sub(value, 1, 200))
+      end
     elseif kind == 'd' then
       -- The processor asked to run again later (Delayed): no attempt used, and unlike a
       -- rate limit the queue goes on taking other jobs.

@@ -152,7 +152,7 @@ do  -- (the helpers below are these two hooks' alone: see NK's note in base.lua)
       end
       local left = redis.call('HINCRBY', pref, 'pend', -1)
       local p = redis.call('HMGET', pref, 'st', 'par', 'pol')
-      if p[1] ~= 'waiting-children' then return end
+      if p[1] ~= 'waiting-children' and not (fails_parent and p[1]) then return end
       if not fails_parent then
         if left <= 0 then in_queue(pbase, flow_release, pref, pid) end
         return
@@ -161,6 +161,14 @@ do  -- (the helpers below are these two hooks' alone: see NK's note in base.lua)
         value = string.sub(value, 1, 1024) .. ' [...] ' .. string.sub(value, -1024)
       end
       local reason = 'child ' .. ckey .. (outcome == 'x' and ' was removed' or ' failed: ' .. value)
+      if p[1] ~= 'waiting-children' then
+        -- A parent that took this child while it ran: it fails when it next waits for its
+        -- children (WaitingChildren, finish.lua 'k'); one that finished meanwhile, never.
+        if p[1] ~= 'completed' and p[1] ~= 'failed' then
+          redis.call('HSETNX', pref, 'cff', reason)
+        end
+        return
+      end
       in_queue(pbase, flow_fail_parent, pref, pid, reason)
       ckey, pref, pol, outcome, value = pref, p[2], p[3], 'f', reason
     end
