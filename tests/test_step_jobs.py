@@ -114,3 +114,31 @@ async def test_only_the_running_job_itself_may_add_children_to_it(queue: Queue) 
     assert (await queue.get_stats())["total"] == 1
     await finish(queue, [complete(pid, ptok)])
     assert await parent.get_state() == "completed"
+
+
+def _sync_step(job: Any) -> Any:
+    """A thread processor: adds its children with a SyncQueue of its own."""
+    from minique import SyncQueue
+
+    if job.name == "child":
+        return job.data
+    if job.data["step"] == 1:
+        url = job.data["url"]
+        with SyncQueue(job.queue.name, url=url) as q:
+            for i in range(2):
+                q.add("child", i, parent=job)
+            q.update_job_data(job.id, {**job.data, "step": 2})
+        raise WaitingChildren()
+    return "second run"
+
+
+async def test_a_thread_processor_adds_children_and_waits(queue: Queue, redis_url: str) -> None:
+    worker = Worker(queue.name, _sync_step, url=redis_url, concurrency=2)
+    task = asyncio.create_task(worker.run(handle_signals=False))
+    try:
+        parent = await queue.add("parent", {"step": 1, "url": redis_url})
+        assert await parent.wait_until_finished(timeout=15) == "second run"
+    finally:
+        await worker.close()
+        await task
+    assert (await queue.get_stats())["completed"] == 3
