@@ -73,9 +73,10 @@ class _RemoteTraceback(Exception):
 
 
 class _Child:
-    __slots__ = ("conn", "process")
+    __slots__ = ("conn", "process", "served")
 
     def __init__(self, context: SpawnContext) -> None:
+        self.served = 0  # jobs it has run
         self.conn, theirs = context.Pipe()
         self.process: SpawnProcess = context.Process(target=_serve, args=(theirs,),
                                                      name="minique-cpu")
@@ -84,12 +85,16 @@ class _Child:
 
 
 class ProcessRunner:
-    """At most ``processes`` child processes for sync processors, started on demand."""
+    """At most ``processes`` child processes for sync processors, started on demand.
+    ``max_tasks_per_child`` (Celery's ``worker_max_tasks_per_child``; None: no limit): a
+    child that has run that many jobs exits, and the next job starts a fresh one, so that
+    what a processor leaks (memory, handles) is given back."""
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, max_tasks_per_child: int | None = None) -> None:
         # "spawn" keeps the children free of the parent's event loop and sockets.
         self._context = multiprocessing.get_context("spawn")
         self._size = processes
+        self._max_tasks = max_tasks_per_child
         self._slots: asyncio.Semaphore | None = None
         self._idle: list[_Child] = []
         self._children: set[_Child] = set()
@@ -131,7 +136,11 @@ class ProcessRunner:
                                       f"{child.process.exitcode if code is None else code})"
                                       ) from None
                 raise
-            self._idle.append(child)
+            child.served += 1
+            if self._max_tasks is not None and child.served >= self._max_tasks:
+                await self._retire(child)
+            else:
+                self._idle.append(child)
         if ok:
             return value
         raise _rebuild(*value)
@@ -166,6 +175,25 @@ class ProcessRunner:
         self._forget(child)
         if cancelled:
             raise asyncio.CancelledError
+
+    async def _retire(self, child: _Child) -> None:
+        """Tells an idle child to exit and returns once it has (without blocking the loop on
+        its exit); one that does not within 5 s is killed."""
+        with contextlib.suppress(OSError):  # a pipe already closed: it has exited
+            child.conn.send(None)
+        loop = asyncio.get_running_loop()
+        gone: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(child.process.sentinel, _settle, gone)
+        try:
+            await asyncio.wait_for(asyncio.shield(gone), 5.0)
+        except TimeoutError:
+            child.process.kill()  # then _forget's join is short
+        except asyncio.CancelledError:
+            child.process.kill()
+            raise
+        finally:
+            loop.remove_reader(child.process.sentinel)
+            self._forget(child)
 
     def _forget(self, child: _Child) -> None:
         child.process.join()

@@ -189,6 +189,7 @@ class Worker:
         backoff_strategies: Mapping[str, BackoffStrategy] | None = None,
         default_job_options: Mapping[str, Any] | None = None,
         processes: int = 0,
+        max_tasks_per_child: int | None = None,
         heartbeat_interval: float = 5.0,
         observers: Sequence[WorkerObserver] = (),
         prefetch: bool = True,
@@ -209,7 +210,11 @@ class Worker:
         after its last job has ended and been reported. They share ``worker.ctx``, a dict
         that every job this worker runs sees as ``job.ctx`` (a database pool, an HTTP
         client). An exception in ``on_startup`` ends ``run()`` with it before any job is
-        taken; one in ``on_shutdown`` is logged."""
+        taken; one in ``on_shutdown`` is logged.
+
+        ``processes``: run sync processors in that many child processes (0: in threads);
+        ``max_tasks_per_child`` (Celery's; None: no limit): a child exits after that many
+        jobs and the next job starts a fresh one. ValueError without ``processes``."""
         for label, lifecycle_hook in (("on_startup", on_startup), ("on_shutdown", on_shutdown)):
             if lifecycle_hook is not None and not inspect.iscoroutinefunction(lifecycle_hook):
                 raise TypeError(f"{label} must be an async function taking the worker, got "
@@ -344,7 +349,13 @@ class Worker:
                                     f"thread of your own)")
         self._started_at: dict[str, float] = {}
         self.started_at = time.time()
-        self._processes = ProcessRunner(processes) if processes > 0 else None
+        if max_tasks_per_child is not None and (
+                isinstance(max_tasks_per_child, bool) or not isinstance(max_tasks_per_child, int)
+                or max_tasks_per_child < 1 or processes <= 0):
+            raise ValueError("max_tasks_per_child must be an integer >= 1, with processes >= 1 "
+                             f"(got {max_tasks_per_child!r} with processes={processes})")
+        self._processes = (ProcessRunner(processes, max_tasks_per_child) if processes > 0
+                           else None)
         # False: take jobs for free slots only, never hold ahead. Batch processors gather
         # what is taken for free slots; they hold nothing ahead.
         self.prefetch = prefetch and not self._batch_size

@@ -126,3 +126,8 @@ async def spin(job: Any) -> str:
     while time.monotonic() < end:
         pass
     return "spun"
+
+
+def child_pid(job: Any) -> int:
+    """The pid of the process that runs the job (a --cpu-processes child)."""
+    return os.getpid()

@@ -290,3 +290,33 @@ async def test_an_async_processors_own_timeout_error_is_not_taken_for_the_jobs(
         await job.wait_until_finished(timeout=10)
     await w.close()
     await task
+
+
+async def test_max_tasks_per_child_starts_a_fresh_child_after_that_many_jobs(
+        redis_url: str, qname: str, q: Queue) -> None:
+    """Celery's max_tasks_per_child: each child runs at most 2 jobs; no job is lost or run
+    twice across the changes of child."""
+    from procs import child_pid
+
+    jobs = await q.add_bulk([("child_pid", i) for i in range(5)])
+    w = Worker("procs", child_pid, url=redis_url, prefix=qname, processes=1,
+               max_tasks_per_child=2, concurrency=1)
+    task = asyncio.create_task(w.run())
+    try:
+        pids = [await j.wait_until_finished(timeout=30) for j in jobs]
+    finally:
+        await w.close()
+        await task
+    assert len(set(pids)) == 3 and pids[0] == pids[1] and pids[2] == pids[3] != pids[0]
+    assert os.getpid() not in pids
+    assert all(not _alive(p) for p in pids)  # retired children exited and were reaped
+    assert (await q.get_stats())["completed"] == 5
+
+
+@pytest.mark.parametrize("options", [{"max_tasks_per_child": 0, "processes": 1},
+                                     {"max_tasks_per_child": 2},
+                                     {"max_tasks_per_child": True, "processes": 1}])
+def test_max_tasks_per_child_needs_processes_and_a_count(redis_url: str,
+                                                         options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="max_tasks_per_child must be an integer >= 1"):
+        Worker("procs", lambda j: None, url=redis_url, **options)
