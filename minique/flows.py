@@ -82,6 +82,16 @@ class _Prepared(msgspec.Struct):
     parent_token: str = ""
 
 
+def _in_tree(exc: ValueError | TypeError, tree: int) -> BaseException:
+    """``exc`` with its message prefixed by the tree's index (add_bulk): the same type when
+    it can be made from a message alone, else FlowError."""
+    message = f"tree {tree}: {exc}"
+    try:
+        return type(exc)(message)
+    except Exception:
+        return FlowError(message)
+
+
 def check_same_slot(client: Any, queues: Sequence[Queue]) -> None:
     """On Redis Cluster a flow's script touches every queue of the flow: one slot only."""
     if getattr(client, "connection_pool", None) is not None:
@@ -276,6 +286,7 @@ class FlowProducer:
                  prefix: str = DEFAULT_PREFIX) -> None:
         self.prefix = prefix
         self._own = connection is None
+        self._url = url
         self.redis: Any = connection if connection is not None else connect(url)
         self._queues: dict[str, Queue] = {}
         # As Queue's: each call carries this producer's id and next number (lua/add_flow.lua).
@@ -357,6 +368,8 @@ class FlowProducer:
             raise FlowError(f"add_bulk takes a list of trees, got {type(trees).__name__}")
         if not trees:
             return []
+        if os.getpid() != self._pid:  # before any Queue of the tree is made
+            self._after_fork()
         nodes: list[_Prepared] = []
         children: list[list[int]] = []
         roots: list[int] = []
@@ -364,8 +377,8 @@ class FlowProducer:
         for t, tree in enumerate(trees):
             try:
                 flat, kids = self._flatten(tree)
-            except FlowError as exc:
-                raise FlowError(f"tree {t}: {exc}") from None
+            except (ValueError, TypeError) as exc:  # FlowError, PayloadError among them
+                raise _in_tree(exc, t) from None
             offset = len(nodes)
             for node in flat:
                 if node.parent.startswith("#"):  # '#k': node k of this call, 1-based
@@ -381,9 +394,6 @@ class FlowProducer:
             children.extend([k + offset for k in ks] for ks in kids)
             if len(nodes) > MAX_NODES:
                 raise FlowError(f"add_bulk adds at most {MAX_NODES} jobs in all")
-        if os.getpid() != self._pid:  # a forked child is a producer of its own
-            self._producer, self._pid, self._seq = uuid.uuid4().hex[:16], os.getpid(), 0
-            self._lock = asyncio.Lock()
         async with self._lock:
             self._seq += 1
             now_ms = await submit(self.redis, nodes, self._producer, self._seq)
@@ -392,6 +402,19 @@ class FlowProducer:
             built[i].children = [built[k] for k in kid_indexes]
         return [built[r] for r in roots]
 
+    def _after_fork(self) -> None:
+        """A forked child is a producer of its own, with connections of its own: the
+        parent's pooled sockets (and their event loop) are not the child's, and a call sent
+        on one could be written and its reply lost (then a retry adds twice). Raises
+        RuntimeError, before anything is sent, for a connection the caller gave."""
+        if not self._own:
+            raise RuntimeError("this FlowProducer was given a connection in another process; "
+                               "make a FlowProducer (and its connection) in this one")
+        self.redis = connect(self._url)
+        self._queues = {}
+        self._producer, self._pid, self._seq = uuid.uuid4().hex[:16], os.getpid(), 0
+        self._lock = asyncio.Lock()
+
     async def get_flow(self, queue: str, job_id: str, *, depth: int = 10,
                        max_children: int = FLOW_LINKS_MAX) -> FlowNode | None:
         """The tree under job ``job_id`` of ``queue`` as stored now (BullMQ's ``getFlow``):
@@ -399,6 +422,8 @@ class FlowProducer:
         ``max_children`` per job, ordered by their job keys. Children already deleted (by
         their retention, or removed) are left out. None if the job does not exist. Reads
         one level per round trip."""
+        if os.getpid() != self._pid:
+            self._after_fork()
         _positive = (isinstance(depth, int) and not isinstance(depth, bool) and depth >= 0
                      and isinstance(max_children, int) and not isinstance(max_children, bool)
                      and max_children >= 1)

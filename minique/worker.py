@@ -53,6 +53,7 @@ from .queue import Queue
 from .redis_problems import url_of, wait_until_reachable
 from .registry import Handler, Registry
 from .sync_runner import ThreadRunner
+from .unread_messages import UnreadMessages
 from .worker_info import WorkerInfo
 
 log = logging.getLogger("minique.worker")
@@ -293,6 +294,12 @@ class Worker:
         # Loop time from which no held job starts until a call sent since is answered
         # (_on_local_control: a prioritized job of this process falls due then).
         self._due_ahead = math.inf
+        # A control message on its way in, not read yet (minique/unread_messages.py):
+        # checked before each held start; not again before _peek_after when the listener
+        # could not catch up (a dead link reads as readable).
+        self._unread = UnreadMessages()
+        self._peek_after = 0.0
+        self._timed_results = 0  # results whose delay is still a due time (_push)
         self._hold_timer: asyncio.TimerHandle | None = None
         # The calls' round trip (s), a moving average: while it is above half a hold, held
         # jobs would come back with their hold run out, or nearly, so nothing is held.
@@ -419,6 +426,7 @@ class Worker:
         if getattr(self._blocking, "connection_pool", None) is None:
             await self._blocking.initialize()  # Redis Cluster: learn the slot map first
         pubsub = await self._subscribe_cancels()
+        self._unread.watch(pubsub)
         # A Queue of this process that puts a job ahead tells this worker before its call
         # returns (minique/local_controls.py): its job may be the one that made the call.
         local_controls.listen(self.keys.base, self._on_local_control)
@@ -686,6 +694,7 @@ class Worker:
                   str(exc) or "no answer", shown)
         self._unsent = None
         self._results = []
+        self._timed_results = 0
 
     def _take_results(self) -> list[tuple[Any, ...]]:
         """The waiting results, in order, up to CALL_VALUES_MAX bytes of values (at least
@@ -704,6 +713,13 @@ class Worker:
     def _build_call(self, results: list[tuple[Any, ...]], notes: list[_Running], want: int,
                     hold: int) -> _Call:
         self._call_seq += 1
+        if self._timed_results:
+            now = asyncio.get_running_loop().time()
+            for i, result in enumerate(results):
+                if type(result[5]) is float:  # a due time (_push): the delay left now
+                    results[i] = (*result[:5], max(0, round((result[5] - now) * 1000)),
+                                  *result[6:])
+                    self._timed_results -= 1
         hold_ms = int(HOLD_TIME * 1000) if (hold or self._holding()) else 0
         for running in notes:
             # S: a suspect job's start, asked before it runs (a removal meanwhile wins).
@@ -804,9 +820,10 @@ class Worker:
         elif self._global_limit:
             self._return_held()
         elif int(hold_granted):
-            # Redis granted until its own now + HOLD_TIME; the call left no later than
-            # sent_at, so sent_at + HOLD_TIME ends no later than the grant.
-            self._hold_until = sent_at + HOLD_TIME
+            # Redis granted until its own now + the ms it says (HOLD_TIME, or less when a
+            # job that goes ahead falls due sooner: take.lua); the call left no later than
+            # sent_at, so sent_at + that ends no later than the grant.
+            self._hold_until = sent_at + min(HOLD_TIME, int(hold_granted) / 1000.0)
             self._arm_hold_timer()
         body = reply[n + HEADER:]
         active_n = int(info) if int(status) == 0 else 0
@@ -1087,6 +1104,14 @@ class Worker:
                     streak = loop.time()
                     continue
                 running = self._buffered.popleft()
+                if (running.held and loop.time() >= self._peek_after
+                        and self._unread.pending()):
+                    # A control message has arrived: the listener reads it before this
+                    # held job may start (it may send the job back), as a fetch would.
+                    self._buffered.appendleft(running)
+                    await self._catch_up_controls()
+                    streak = loop.time()
+                    continue
                 if running.held and loop.time() >= min(self._hold_until, self._due_ahead):
                     # Its hold ran out or a control ended it: it goes back, not ahead.
                     self._buffered.appendleft(running)
@@ -1114,6 +1139,15 @@ class Worker:
             idle: asyncio.Future[None] = loop.create_future()
             self._idle_runners.append(idle)
             await idle
+
+    async def _catch_up_controls(self) -> None:
+        """Gives the loop turns until the pub/sub listener has read what reached its
+        connection (at most 20); if it has not by then, held starts stop peeking for 10 ms."""
+        for _ in range(20):
+            await asyncio.sleep(0)
+            if not self._unread.pending():
+                return
+        self._peek_after = asyncio.get_running_loop().time() + 0.01
 
     def _turn_paid(self) -> None:
         # Scheduled while the loop runs its ready callbacks, so it runs in the next pass,
@@ -1528,10 +1562,11 @@ class Worker:
                 reason, delay = f"{reason} (and {lookup})", None
             if delay is not None:
                 self._push(job, "r", reason, stack, int(delay * 1000), job.opts.keep_failed)
-                if int(delay * 1000) <= 0 and (job.priority > 0 or job.lifo):
-                    # Waiting again at once with a priority: ahead of the jobs held here
-                    # (lua/includes/base.lua, give_way_to_ahead), as for Delayed(0).
-                    self._on_control("priority")
+                if job.priority > 0 or job.lifo:
+                    # Waiting again with a priority (now, or once its backoff has run):
+                    # ahead of the jobs held here (lua/includes/base.lua,
+                    # give_way_to_ahead), as for Delayed(0).
+                    self._on_local_control("priority", delay)
                 took = time.monotonic() - started
                 log.info("queue %s job %s (%s) attempt %d failed after %.3fs: %s; retry in %.3fs",
                          self.queue_name, job.id, job.name, attempts_made, took, reason, delay,
@@ -1563,7 +1598,14 @@ class Worker:
         if stack and not stack.isascii():
             stack = wire_text(stack)
         held_start: int | str = self._held_started.pop(job.id, "") if self._held_started else ""
-        self._results.append((job.id, job.token, kind, value, stack, delay_ms, keep.count,
+        # A delay counts from now, not from when the result reaches Redis (results wait for
+        # the next call): its due time on the loop's clock, turned into the delay left when
+        # the call is built (_build_call), as a worker sending each result at once would.
+        delay: int | float = delay_ms
+        if delay_ms > 0:
+            delay = asyncio.get_running_loop().time() + delay_ms / 1000.0
+            self._timed_results += 1
+        self._results.append((job.id, job.token, kind, value, stack, delay, keep.count,
                               _age_ms(keep), held_start))
         if kind in ("c", "f") and job.opts.parent_ahead:
             # Its parent, in this queue and maybe with a priority, may become waiting when
@@ -1839,6 +1881,7 @@ class Worker:
                     async with asyncio.timeout(1.0):
                         await pubsub.aclose()
                 pubsub = self._blocking.pubsub()
+                self._unread.watch(pubsub)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1.0):
                 await pubsub.aclose()

@@ -51,7 +51,12 @@ async def retry_delays(queue: Queue) -> list[int]:
 
 
 async def assert_backoff(queue: Queue, starts: list[float], expected_ms: list[int]) -> None:
-    assert await retry_delays(queue) == expected_ms
+    # The backoff counts from the failure: Redis records what is left of it when the
+    # worker's call reaches it (results wait for the worker's next call, a few ms at most).
+    recorded = await retry_delays(queue)
+    assert len(recorded) == len(expected_ms)
+    assert all(e - 50 <= r <= e for r, e in zip(recorded, expected_ms, strict=True)), (
+        recorded, expected_ms)
     for gap, delay_ms in zip(gaps(starts), expected_ms, strict=True):
         assert gap >= delay_ms / 1000 - 0.002  # never before its backoff (ms clock granularity)
 

@@ -109,7 +109,7 @@ for i = 0, n - 1 do
       -- must rouse them so they shorten their sleep.
       local first = redis.call('ZRANGE', K.delayed, 0, 0, 'WITHSCORES')
       if not first[2] or (now + delay) * DELAY_SHIFT < tonumber(first[2]) then wake() end
-      enqueue_delayed(jk, id, now + delay, fields)
+      enqueue_delayed(jk, id, now + delay, fields, prio)
       emit('ev', 'delayed', 'id', id, 'delay', delay_s)
     else
       enqueue_ready(jk, id, prio, fields)

@@ -125,7 +125,7 @@ for i = 1, n do
       redis.call('ZADD', waiting_children_set(), now_s, id)
       emit('ev', 'waiting-children', 'id', id)
     elseif delay > 0 then
-      enqueue_delayed(jk, id, now + delay, fields)
+      enqueue_delayed(jk, id, now + delay, fields, prio)
       wake()
       emit('ev', 'delayed', 'id', id, 'delay', arg(i, 6))
     else

@@ -426,10 +426,19 @@ local function lease_set(st)
   return K.active
 end
 
-local function enqueue_delayed(jk, id, due, fields)
+-- `prio`: the job's priority field when the caller knows it (nil: read from the job).
+-- A job that will go ahead of what workers hold once it falls due (a priority, LIFO) is
+-- also listed by due time in BASE .. ':delayed-ahead': a take grants no hold past the
+-- first of them (take.lua), so held jobs stop starting when it falls due, as a worker
+-- taking one job at a time would take it then. (Entries are never taken out one by one:
+-- a take drops those due by then, and a stale one only shortens holds until its time.)
+local function enqueue_delayed(jk, id, due, fields, prio)
   local seq = redis.call('HINCRBY', K.meta, 'ds', 1) % DELAY_SHIFT
   redis.call('ZADD', K.delayed, int_str(due * DELAY_SHIFT + seq), id)
   write_job(jk, fields, 'st', 'delayed', 'due', int_str(due))
+  if (prio or tonumber(redis.call('HGET', jk, 'p')) or 0) ~= 0 then
+    redis.call('ZADD', BASE .. ':delayed-ahead', int_str(due), id)
+  end
 end
 
 local function job_priority(jk)
@@ -516,7 +525,7 @@ local function release_dedup(did, id, finished)
   redis.call('ZADD', DEDUPS, '+inf', did)
   emit('ev', 'added', 'id', nid, 'name', nx[1])
   if delay > 0 then
-    enqueue_delayed(JP .. nid, nid, now + delay, fields)
+    enqueue_delayed(JP .. nid, nid, now + delay, fields, prio)
     wake()
     emit('ev', 'delayed', 'id', nid, 'delay', nx[5])
   else

@@ -82,7 +82,7 @@ do  -- (the helpers below are these two hooks' alone: see NK's note in base.lua)
     local f = redis.call('HMGET', jk, 'p', 'fdl')
     local delay = tonumber(f[2]) or 0
     if delay > 0 then
-      enqueue_delayed(jk, id, now + delay)
+      enqueue_delayed(jk, id, now + delay, nil, tonumber(f[1]) or 0)
       wake()
       emit('ev', 'delayed', 'id', id, 'delay', int_str(delay))
     else

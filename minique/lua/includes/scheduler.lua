@@ -135,7 +135,7 @@ local function sch_advance(sk, tk, sid, h, after, now)
       enqueue_ready(jk, id, prio)
       emit('ev', 'waiting', 'id', id)
     else
-      enqueue_delayed(jk, id, fire)
+      enqueue_delayed(jk, id, fire, nil, prio)
       emit('ev', 'delayed', 'id', id, 'delay', fire - now)
     end
   end

@@ -77,7 +77,7 @@ end
 
 -- Returns {status, info, next_due, wake_id, now, the queue's limit (its global concurrency;
 -- -1 for a global rate limit alone; 0 = none: a worker holds nothing while it is not 0),
--- control version, hold granted (1/0), jobs...}; each job is 12 fields, the first `count`
+-- control version, hold granted (ms, 0 = none), jobs...}; each job is 12 fields, the first `count`
 -- of them active, the rest held. status: 0 ok, 1 paused, 2 rate limited (info = ms to wait).
 --
 -- Holding: a worker whose jobs are short asks for `hold` jobs beyond its free slots. They
@@ -124,8 +124,17 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   end
   if out[1] ~= 0 or gconc or lim_max > 0 then hold = 0
   elseif hold_ms > 0 then
-    out[8] = 1
     local until_ms = now + hold_ms
+    -- No hold past the moment a job that goes ahead falls due (base.lua enqueue_delayed):
+    -- those due by now were promoted above (or are stale), and leave the listing.
+    local ahead_key = BASE .. ':delayed-ahead'
+    local first = redis.call('ZRANGE', ahead_key, 0, 0, 'WITHSCORES')
+    if first[2] and tonumber(first[2]) <= now then
+      redis.call('ZREMRANGEBYSCORE', ahead_key, '-inf', int_str(now))
+      first = redis.call('ZRANGE', ahead_key, 0, 0, 'WITHSCORES')
+    end
+    if first[2] and tonumber(first[2]) < until_ms then until_ms = tonumber(first[2]) end
+    out[8] = until_ms - now  -- the hold granted, in ms
     if not tonumber(m.hu) or tonumber(m.hu) < until_ms then
       local hu = int_str(until_ms)
       redis.call('HSET', K.meta, 'hu', hu)

@@ -1,0 +1,231 @@
+"""Break tests for LIFO jobs and FlowProducer.add_bulk (session brk15). Each test fails on
+the code it was written against; its docstring says what the docs promise and what
+happens instead."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from typing import Any
+
+import pytest
+from helpers import wait_until
+
+from minique import FlowProducer, Queue, SyncJob, SyncQueue, Worker, local_controls
+
+
+def test_sync_change_priority_takes_lifo() -> None:
+    """docs/guide/sync.md: "SyncQueue covers every Queue method that does not stream (a
+    test checks that each has a blocking form with the same parameters)"; queue.md
+    documents ``change_priority(job_id, priority, lifo=False)`` and
+    ``job.change_priority(p, lifo=)``. SyncQueue.change_priority and
+    SyncJob.change_priority have no ``lifo``: a sync caller cannot make a job LIFO
+    (TypeError), and tests/test_sync.py's own signature check fails since the LIFO commit."""
+    assert "lifo" in inspect.signature(SyncQueue.change_priority).parameters
+    assert "lifo" in inspect.signature(SyncJob.change_priority).parameters
+
+
+async def test_flow_add_bulk_bad_option_error_names_its_tree(redis_url: str, qname: str) -> None:
+    """docs/guide/flows.md (add_bulk): "an error names the tree by its index (`tree 2:
+    ...`)". A bad option in a later tree (here lifo with a priority, or lifo="yes")
+    raises ValueError/TypeError without naming the tree: only FlowError is prefixed."""
+    flow = FlowProducer(url=redis_url, prefix=f"b15-{qname}")
+    try:
+        trees = [{"name": "a", "queue": "q"},
+                 {"name": "b", "queue": "q", "opts": {"lifo": True, "priority": 2}}]
+        with pytest.raises(Exception, match=r"^tree 1: "):
+            await flow.add_bulk(trees)
+    finally:
+        for q in list(flow._queues.values()):
+            await q.obliterate(force=True)
+        await flow.close()
+
+
+N, TRIGGER = 400, 40
+
+
+async def _start_order(redis_url: str, name: str, prefetch: bool, action: Any,
+                       times: list[tuple[Any, float]] | None = None) -> list[Any]:
+    """A worker (concurrency 1, short jobs that do not await) runs N plain jobs (data 0 to
+    N - 1); while it runs plain job TRIGGER, ``action(queue)`` runs (it adds job "LIFO").
+    Every start, in order (a retried job appears once per attempt)."""
+    q = Queue(name, url=redis_url)
+    await q.obliterate(force=True)
+    order: list[Any] = []
+
+    async def work(job: Any) -> None:
+        order.append(job.data)
+        if times is not None:
+            times.append((job.data, time.monotonic()))
+        if job.data == TRIGGER:
+            await action(q)
+        if job.data == "LIFO" and job.attempts_made == 0 and job.opts.attempts > 1:
+            raise RuntimeError("fails once")
+
+    w = Worker(name, work, url=redis_url, concurrency=1, prefetch=prefetch)
+    task = asyncio.create_task(w.run(handle_signals=False))
+    try:
+        await q.add_bulk([("warm", -1) for _ in range(60)])  # measured short: it holds
+        await wait_until(lambda: len(order) >= 60, timeout=20, message="warm-up done")
+        order.clear()
+        if times is not None:
+            times.clear()
+        await q.add_bulk([("plain", i) for i in range(N)])
+        await wait_until(lambda: order.count("LIFO") >= 1 and len(order) >= N + 1
+                         and (order.count("LIFO") >= 2 or "retry" not in name),
+                         timeout=30, message="all ran")
+    finally:
+        await w.close()
+        await task
+        await q.obliterate(force=True)
+        await q.close()
+    return order
+
+
+async def _add_lifo(q: Queue) -> None:
+    await q.add("lifo", "LIFO", lifo=True)
+
+
+async def test_a_lifo_job_added_elsewhere_starts_next_despite_held_jobs(
+        redis_url: str, qname: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/guide/queue.md (Order): "Jobs that workers hold ahead give way to it as to a
+    priority: it starts before them, as it would with jobs fetched one at a time". A
+    one-at-a-time worker (prefetch=False) starts the LIFO job right after the job that
+    was running when it was added; the holding worker starts 100-160 held plain jobs
+    first: the 'priority' control message (pub/sub) waits until the runner yields after
+    RUNNER_SLICE, while the runner goes on starting held jobs. The same with priority=1."""
+    monkeypatch.setattr(local_controls, "notify", lambda *a, **k: None)  # another process
+    one = await _start_order(redis_url, qname + "-one", False, _add_lifo)
+    held = await _start_order(redis_url, qname + "-held", True, _add_lifo)
+    after_one = one.index("LIFO") - one.index(TRIGGER)
+    after_held = held.index("LIFO") - held.index(TRIGGER)
+    assert after_one == 1
+    assert after_held <= after_one + 1, (
+        f"{after_held - 1} plain jobs started before the LIFO job (one at a time: "
+        f"{after_one - 1})")
+
+
+async def _add_lifo_failing_once(q: Queue) -> None:
+    await q.add("lifo", "LIFO", lifo=True, attempts=2, backoff={"type": "fixed", "delay": 0.002})
+
+
+async def test_a_lifo_job_retried_with_backoff_goes_ahead_of_held_jobs(
+        redis_url: str, qname: str) -> None:
+    """docs/guide/queue.md (Order): "A LIFO job goes back to the head whenever it is
+    waiting again: a retry, its delay run out, ... Jobs that workers hold ahead give way to
+    it ... as it would with jobs fetched one at a time". One process, no monkeypatching:
+    a LIFO job fails once and is retried after a 2 ms backoff. A one-at-a-time worker
+    reruns it at the first fetch after its backoff; a worker that held jobs reran it
+    240-260 jobs later, held jobs starting long after the retry was due: nothing told the
+    holder when it fell due (worker.py signalled itself only for a retry without delay),
+    and the backoff counted from when the result reached Redis. Counted in time, not in
+    jobs (a holding worker starts more jobs in the same 2 ms): at most the job running
+    and one on its way may start once the retry is due (1 ms of slack)."""
+    name = qname + "-retry"
+    for prefetch in (False, True):
+        times: list[tuple[Any, float]] = []
+        order = await _start_order(redis_url, f"{name}-{prefetch}", prefetch,
+                                   _add_lifo_failing_once, times)
+        runs = [i for i, d in enumerate(order) if d == "LIFO"]
+        assert len(runs) == 2, runs
+        due = times[runs[0]][1] + 0.002 + 0.001
+        late = [d for d, t in times[runs[0] + 1:runs[1]] if t > due]
+        assert len(late) <= 2, (f"prefetch={prefetch}: {len(late)} jobs started after the "
+                                f"retry was due and before it ran: {late[:10]}")
+
+
+_FORK_SCRIPT = r"""
+import asyncio, os, sys
+from minique import FlowProducer, Queue
+url, prefix = sys.argv[1], sys.argv[2]
+flow = FlowProducer(url=url, prefix=prefix)
+queue = Queue("plain", url=url, prefix=prefix)
+async def add_tree():
+    return (await flow.add_bulk([{"name": "p", "queue": "trees",
+                                  "children": [{"name": "c", "queue": "trees"}]}]))[0].job.id
+async def add_plain():
+    return (await queue.add("x", 1)).id
+asyncio.run(add_tree()); asyncio.run(add_plain())  # both used before the fork
+pid = os.fork()
+if pid == 0:
+    outcome = []
+    for fn in (add_tree,):
+        try:
+            asyncio.run(fn()); outcome.append("ok")
+        except BaseException as exc:
+            outcome.append(type(exc).__name__)
+    print(" ".join(outcome), flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+def test_flow_add_bulk_in_a_forked_child_does_not_write_and_raise(
+        redis_url: str, qname: str, tmp_path: Any) -> None:
+    """minique/flows.py (add_bulk): "a forked child is a producer of its own" (gunicorn
+    --preload, multiprocessing), and "A retry must never duplicate". In a child forked
+    after the FlowProducer was used, add_bulk sends its add_flow call on the parent's
+    pooled connection: the trees are written, then the call raises RuntimeError('Event
+    loop is closed'). The caller sees a failure for a write that happened; trying again
+    adds the trees twice. (Queue.add in such a child fails before writing its job.)"""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    from minique.connection import connect
+
+    script = tmp_path / "fork.py"
+    script.write_text(_FORK_SCRIPT)
+    prefix = f"fork-{qname}"
+    out = subprocess.run([sys.executable, str(script), redis_url, prefix], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+    async def totals() -> tuple[int, int]:
+        client = connect(redis_url)
+        try:
+            trees = Queue("trees", connection=client, prefix=prefix)
+            plain = Queue("plain", connection=client, prefix=prefix)
+            found = ((await trees.get_stats())["total"], (await plain.get_stats())["total"])
+            await trees.obliterate(force=True)
+            await plain.obliterate(force=True)
+            return found
+        finally:
+            await client.aclose()
+    trees_total, _plain_total = asyncio.run(totals())
+    child = out.stdout.strip()
+    assert child, out.stderr[-2000:]
+    # Either the child's add_bulk raised and wrote nothing, or it wrote its tree (2 jobs
+    # on top of the parent's 2) and returned.
+    assert (child, trees_total) in (("ok", 4), (child, 2)), (
+        f"child's add_bulk: {child}; jobs in the queue: {trees_total} (parent's: 2)")
+
+
+async def _add_lifo_delayed(q: Queue) -> None:
+    await q.add("lifo", "LIFO", lifo=True, delay=0.003)
+
+
+async def test_a_delayed_lifo_job_added_elsewhere_stops_held_jobs_when_due(
+        redis_url: str, qname: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same for a delayed LIFO job (or one with a priority) added by another process:
+    a take grants no hold past the moment it falls due (lua/includes/take.lua, the
+    delayed-ahead listing), so no held job starts once it is due. Before: 200-360 held
+    jobs started first."""
+    monkeypatch.setattr(local_controls, "notify", lambda *a, **k: None)  # another process
+    added: list[float] = []
+
+    async def add(q: Queue) -> None:
+        await _add_lifo_delayed(q)
+        added.append(time.monotonic())  # Redis made it due by this + 3 ms
+
+    for prefetch in (False, True):
+        times: list[tuple[Any, float]] = []
+        added.clear()
+        order = await _start_order(redis_url, f"{qname}-d{prefetch}", prefetch, add, times)
+        due = added[0] + 0.003 + 0.001  # (and 1 ms of slack)
+        lifo_at = order.index("LIFO")
+        late = [d for d, t in times[:lifo_at] if t > due]
+        assert len(late) <= 2, (f"prefetch={prefetch}: {len(late)} jobs started after the "
+                                f"delayed LIFO job was due and before it ran: {late[:10]}")
