@@ -191,15 +191,18 @@ def prepare_child(queue: Queue, name: str, data: Any, options: dict[str, Any],
 
 
 def parent_key(parent: Any, prefix: str) -> str:
-    """A parent given as a Job or as {"id": ..., "queue": ...} -> its job key."""
+    """A parent given as a Job or as {"id": ..., "queue": ...} (plus "token": its worker's
+    token, for a running parent that adds children to itself from a process without its
+    Job, e.g. a --cpu-processes JobSnapshot's) -> its job key."""
     from .keys import QueueKeys
 
     if isinstance(parent, Job):
         return parent.queue.keys.job(parent.id)
-    if isinstance(parent, Mapping) and set(parent) == {"id", "queue"} and isinstance(
-            parent["id"], str) and parent["id"]:
+    if isinstance(parent, Mapping) and set(parent) in ({"id", "queue"}, {"id", "queue", "token"}
+                                                       ) and isinstance(parent["id"], str) and parent["id"]:
         return QueueKeys(parent["queue"], prefix).job(parent["id"])
-    raise TypeError(f"parent must be a Job or {{'id': str, 'queue': str}}, got {parent!r}")
+    raise TypeError(f"parent must be a Job or {{'id': str, 'queue': str}} (and 'token' for a "
+                    f"running parent), got {parent!r}")
 
 
 async def children_values(queue: Queue, job_id: str) -> tuple[dict[str, Any], dict[str, str]]:

@@ -98,6 +98,7 @@ class ProcessRunner:
         self._slots: asyncio.Semaphore | None = None
         self._idle: list[_Child] = []
         self._children: set[_Child] = set()
+        self._retiring: set[asyncio.Task[None]] = set()
 
     async def run(self, fn: Callable[..., Any], job: Job, timeout: float | None) -> Any:
         """Returns ``fn(JobSnapshot)``'s value or raises its exception, run in a child.
@@ -138,7 +139,12 @@ class ProcessRunner:
                 raise
             child.served += 1
             if self._max_tasks is not None and child.served >= self._max_tasks:
-                await self._retire(child)
+                # In a task of its own: the job's result is back, and nothing that happens
+                # to the job's task now (a cancel, close()) may touch it; a child slow to
+                # exit (the leak this is for) holds up no one.
+                retiring = asyncio.create_task(self._retire(child), name="minique-cpu-retire")
+                self._retiring.add(retiring)
+                retiring.add_done_callback(self._retiring.discard)
             else:
                 self._idle.append(child)
         if ok:
@@ -178,7 +184,8 @@ class ProcessRunner:
 
     async def _retire(self, child: _Child) -> None:
         """Tells an idle child to exit and returns once it has (without blocking the loop on
-        its exit); one that does not within 5 s is killed."""
+        its exit); one that does not within 5 s is killed, as is one whose retirement is
+        cancelled (shutdown)."""
         with contextlib.suppress(OSError):  # a pipe already closed: it has exited
             child.conn.send(None)
         loop = asyncio.get_running_loop()
@@ -201,8 +208,10 @@ class ProcessRunner:
         self._children.discard(child)
 
     def shutdown(self) -> None:
-        """Stops every child: an idle one exits when told, a busy one (left only when the
-        worker stopped abnormally) is killed."""
+        """Stops every child: an idle one exits when told, a busy or retiring one (busy only
+        when the worker stopped abnormally) is killed."""
+        for retiring in self._retiring:
+            retiring.cancel()
         for child in self._children:
             with contextlib.suppress(OSError):  # a pipe already closed: it has exited
                 if child in self._idle:

@@ -317,10 +317,11 @@ class Queue:
                                    flows.policy_code(on_failure or "fail_parent"), ahead)
         if node.args[0] and self.keys.job(node.args[0]) == pkey:
             raise flows.FlowError(f"job {node.args[0]!r} cannot be its own parent")
-        if isinstance(parent, Job) and parent.token:
+        token = parent.token if isinstance(parent, Job) else parent.get("token")
+        if token:
             # The running job its worker gave the processor: it may take children while it
             # runs, then wait for them (WaitingChildren, docs/guide/flows.md).
-            node.parent_token = parent.token
+            node.parent_token = str(token)
         async with self._add_lock:  # this producer's numbers, shared with add.lua's calls
             self._add_seq += 1
             now_ms = await flows.submit(self.redis, [node], self._producer, self._add_seq)

@@ -717,7 +717,9 @@ class Worker:
             now = asyncio.get_running_loop().time()
             for i, result in enumerate(results):
                 if type(result[5]) is float:  # a due time (_push): the delay left now
-                    results[i] = (*result[:5], max(0, round((result[5] - now) * 1000)),
+                    # At least 1 ms: a delay of 0 means "at once, to the head of the line"
+                    # (Delayed(0)); one that has run out means "due now", at the end.
+                    results[i] = (*result[:5], max(1, round((result[5] - now) * 1000)),
                                   *result[6:])
                     self._timed_results -= 1
         hold_ms = int(HOLD_TIME * 1000) if (hold or self._holding()) else 0
@@ -1196,6 +1198,10 @@ class Worker:
         from its add, both times on Redis's clock), else ''."""
         expires = job.opts.expires
         assert expires is not None
+        if job.attempts_started - 1 > job.attempts_made:
+            # An earlier run started (in time) and ended as no attempt (WaitingChildren,
+            # Delayed, a rate limit, a stall): this run goes on with it.
+            return ""
         start_ms = running.started * 1000.0 + self._clock_offset_ms
         if start_ms <= job.timestamp * 1000.0 + expires * 1000.0:
             return ""

@@ -145,14 +145,14 @@ for i = 1, nres do
     held_grouped_done[bucket] = (held_grouped_done[bucket] or 0) - 1
   end
   -- A cancel asked while the job was this worker's (cancel.lua: 'cx') reaches it however
-  -- its attempt went out: one going back (a retry, a hand-back, Delayed, a rate limit, a
-  -- shutdown) fails as cancelled instead of running again. (The worker's message about
+  -- its attempt went out: one going back (a retry, a hand-back, Delayed, WaitingChildren,
+  -- a rate limit, a shutdown) fails as cancelled instead of running again. (The worker's message about
   -- the cancel may have crossed the outcome it had already decided.)
   -- A held job handed back never started: it was waiting to everyone else, which a cancel
   -- does not reach (cancel.lua waits for this answer); it goes back without the flag.
   -- ('2': cancel() gave up waiting for the holder and answered True: the cancel holds.)
   if cur_tok == tok and (kind == 'r' or kind == 'w' or kind == 'h' or kind == 'd'
-      or kind == 'g') and cur_st ~= 'removed' then
+      or kind == 'g' or kind == 'k') and cur_st ~= 'removed' then
     local cx = rcall('HGET', jk, 'cx')
     if cx and kind == 'h' and cur_st == 'held' and cx ~= '2' then
       rcall('HDEL', jk, 'cx')
@@ -217,7 +217,10 @@ for i = 1, nres do
     if kind == 'k' then
       -- WaitingChildren: a child that failed it while it ran (flows.lua 'cff') fails it now.
       local cff = rcall('HGET', jk, 'cff')
-      if cff then kind, value = 'f', cff end
+      if cff then
+        kind, value = 'f', cff
+        rcall('HDEL', jk, 'cff')  -- (told once: a retry_job of the parent starts afresh)
+      end
     end
     if cur_dd and (kind == 'c' or kind == 'f') then release_dedup(cur_dd, id, true) end
     if cur_par and (kind == 'c' or kind == 'f') then flow_finished(jk, cur_par, cur_pol, kind, value) end

@@ -43,6 +43,13 @@ local function count_stall(jk, id, f, reason)
     end
     emit('ev', 'failed', 'id', id, 'reason', why)
     failed = failed + 1
+  elseif (tonumber(redis.call('HGET', jk, 'pend')) or 0) > 0 then
+    -- A step job (WaitingChildren) whose run added children still pending: its next run
+    -- waits for them, as it would had its worker's result (likely WaitingChildren, sent
+    -- with the worker's next call) arrived.
+    redis.call('HSET', jk, 'st', 'waiting-children', 'fdl', '0')
+    redis.call('ZADD', waiting_children_set(), int_str(now), id)
+    emit('ev', 'waiting-children', 'id', id)
   else
     enqueue_front(jk, id)
     emit('ev', 'waiting', 'id', id)

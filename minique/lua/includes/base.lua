@@ -548,9 +548,13 @@ local function extra_in_use()
 end
 local function delete_job_keys(id)
   if extra_in_use() then
-    local f = redis.call('HMGET', JP .. id, 'dd', 'par', 'pol', 'pend')
+    local f = redis.call('HMGET', JP .. id, 'dd', 'par', 'pol', 'pend', 'st')
     if f[1] then release_dedup(f[1], id) end
-    if f[2] or f[4] then flow_on_delete(JP .. id, f[2], f[3], f[4]) end
+    if f[2] or f[4] then
+      -- (An active job is deleted as it finishes: its retention keeps nothing.)
+      flow_on_delete(JP .. id, f[2], f[3], f[4],
+                     f[5] == 'completed' or f[5] == 'failed' or f[5] == 'active')
+    end
   end
   redis.call('DEL', JP .. id, LP .. id, BASE .. ':kids:' .. id)
 end

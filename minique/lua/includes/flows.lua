@@ -222,15 +222,20 @@ do  -- (the helpers below are these two hooks' alone: see NK's note in base.lua)
 
   -- Called by delete_job_keys (base.lua) for a job that has children or a parent, before its
   -- keys go: its pending children are read now and deleted after it (detached first: their
-  -- parent's entries go with it, so their deletion does not report to it).
-  flow_on_delete = function(jk, par, pol, pend)
+  -- parent's entries go with it, so their deletion does not report to it). A `finished`
+  -- parent (a step job that completed or failed without waiting for the children its run
+  -- added, docs/guide/flows.md) leaves them to run on, detached.
+  flow_on_delete = function(jk, par, pol, pend, finished)
     local items = {}
     if pend then
       local base, id = split_job_key(jk)
       local kids = base .. ':kids:' .. id
       local all = redis.call('HGETALL', kids)
       for i = 1, #all, 2 do
-        if all[i + 1] == '' then items[#items + 1] = {all[i]} end
+        if all[i + 1] == '' then
+          if finished then redis.call('HDEL', all[i], 'par', 'pol')
+          else items[#items + 1] = {all[i]} end
+        end
       end
       redis.call('DEL', kids)
     end
