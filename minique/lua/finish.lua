@@ -169,6 +169,11 @@ for i = 1, nres do
     delete_job_keys(id)
   elseif kind == 'h' then
     statuses[#statuses + 1] = 1
+    -- Handed back unstarted: an add kept provisionally while it was held duplicated a
+    -- waiting job (includes/dedup.lua), and goes.
+    if cur_dd and rcall('HGET', BASE .. ':dedup-next:' .. cur_dd, 'ht') == tok then
+      rcall('DEL', BASE .. ':dedup-next:' .. cur_dd)
+    end
     if held then
       left_held[#left_held + 1] = id
     else

@@ -10,10 +10,11 @@
 -- finishes (base.lua release_dedup): one job runs at a time, and the last add runs after.
 
 -- Without a ttl only an unfinished job holds a dedup id (guards a release never made).
--- 'removed': removed while a worker held it, deleted when handed back.
+-- 'removed' (removed while a worker held it) still does: its holder may have started it
+-- (then it runs on); if not, it is deleted, which frees the id (base.lua free_removed).
 local function unfinished(id)
   local st = redis.call('HGET', JP .. id, 'st')
-  return st and st ~= 'completed' and st ~= 'failed' and st ~= 'removed'
+  return st and st ~= 'completed' and st ~= 'failed'
 end
 
 -- A finished job sent back to waiting (requeue.lua) holding dedup id `did` ('dd') holds
@@ -49,9 +50,21 @@ local function dedup_claim(spec, id, now, delay, data, kept)
   if cur then
     local jk = JP .. cur
     local st = flags ~= '' and redis.call('HGET', jk, 'st')
-    if string.find(flags, 'k', 1, true) and st == 'active' and redis.call('PTTL', dk) == -1 then
-      redis.call('HSET', BASE .. ':dedup-next:' .. did, 'n', kept[1], 'd', data, 'o', kept[2],
-                 'p', kept[3], 'dl', int_str(delay), 'g', kept[4])
+    local nk = BASE .. ':dedup-next:' .. did
+    if string.find(flags, 'k', 1, true) and redis.call('PTTL', dk) == -1 and (st == 'active'
+        or st == 'held' or redis.call('EXISTS', nk) == 1) then
+      -- Kept, the last one winning, for when the job finishes (base.lua release_dedup). An
+      -- add made while the job waits replaces one kept before (the last add still runs
+      -- last). One made while a worker holds the job (it may have started, its start note
+      -- on the way) is kept provisionally, 'ht' naming the hold: handed back unstarted, the
+      -- job was waiting, the add a duplicate of it, and it goes (finish.lua 'h').
+      local ht = ''
+      if st == 'held' then
+        local had = redis.call('HMGET', nk, 'n', 'ht')
+        if not had[1] or (had[2] or '') ~= '' then ht = redis.call('HGET', jk, 'tok') or '' end
+      end
+      redis.call('HSET', nk, 'n', kept[1], 'd', data, 'o', kept[2], 'p', kept[3],
+                 'dl', int_str(delay), 'g', kept[4], 'ht', ht)
       emit('ev', 'deduplicated', 'id', cur, 'dup', id, 'dedup', did, 'kept', '1')
       return cur, nil
     end
@@ -68,7 +81,8 @@ local function dedup_claim(spec, id, now, delay, data, kept)
       end
       emit('ev', 'debounced', 'id', cur, 'dup', id)
     end
-    if string.find(flags, 'e', 1, true) then
+    -- (A claim without a ttl has none to restart: it lasts as long as its job.)
+    if string.find(flags, 'e', 1, true) and redis.call('PTTL', dk) > 0 then
       redis.call('PEXPIRE', dk, ttl)
       redis.call('ZADD', DEDUPS, int_str(now + ttl), did)
     end
