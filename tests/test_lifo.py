@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from driver import complete, fetch, finish, hand_back, hold, retry
+from driver import complete, fetch, finish, forget_holds, hand_back, hold, retry, take
 from helpers import wait_until
 
 from minique import FlowProducer, Queue, Worker
@@ -187,3 +187,16 @@ async def test_a_lifo_scheduler_fires_at_the_head_of_the_plain_line(
         await worker.close()
         await task
     assert ran[:3] == ["tick", "a", "b"]
+
+
+async def test_a_delayed_job_raised_to_lifo_caps_the_holds_until_it_is_due(queue: Queue) -> None:
+    """A take grants no hold past the moment a prioritized or LIFO delayed job falls due
+    (lua/includes/take.lua); a delayed job raised by change_priority counts too."""
+    late = await queue.add("x", 0, delay=30)
+    await queue.add_bulk([("a", 0), ("b", 0)])
+    raw = await take(queue, "w", 0, 1, hold_ms=50000)
+    assert int(raw[7]) == 50000  # nothing ahead: the hold asked for
+    await queue.change_priority(late.id, 0, lifo=True)
+    await forget_holds(queue)
+    raw = await take(queue, "w", 0, 1, hold_ms=50000)
+    assert 0 < int(raw[7]) <= 30000

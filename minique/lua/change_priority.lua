@@ -24,6 +24,10 @@ if prio ~= 0 then redis.call('HSET', jk, 'p', prio) else redis.call('HDEL', jk, 
 if st == 'waiting' then
   unlink_job(jk, id)
   enqueue_ready(jk, id, prio)
+elseif st == 'delayed' and prio ~= 0 then
+  -- Ahead of held jobs once it falls due: takes stop their holds then (base.lua
+  -- enqueue_delayed).
+  redis.call('ZADD', BASE .. ':delayed-ahead', redis.call('HGET', jk, 'due') or '0', id)
 elseif st == 'held' or st == 'active' then
   -- (An active job taken for a free slot goes back the same way if it is handed back
   -- before it started.)
