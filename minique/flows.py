@@ -359,16 +359,21 @@ class FlowProducer:
         """Adds the tree atomically; returns its nodes. FlowError/ValueError/TypeError for a
         bad tree, ``InvalidJobState`` if one of its custom ids exists already: then nothing
         was written."""
-        return (await self.add_bulk([tree]))[0]
+        return (await self._add_trees([tree], name_trees=False))[0]
 
     async def add_bulk(self, trees: Sequence[Mapping[str, Any]]) -> list[FlowNode]:
         """Adds several trees in one script call, all of them or none (BullMQ's
         ``addBulk``); returns their root nodes in the order given. At most MAX_NODES
-        (10,000) jobs in all. Errors as for ``add``: a bad tree (named by its index), a job
+        (10,000) jobs in all. Errors as for ``add``: a bad tree (named by its index, from
+        0), a job
         that appears twice across the trees or a custom id that exists already writes
         nothing."""
         if isinstance(trees, Mapping | str | bytes) or not isinstance(trees, Sequence):
             raise FlowError(f"add_bulk takes a list of trees, got {type(trees).__name__}")
+        return await self._add_trees(trees, name_trees=True)
+
+    async def _add_trees(self, trees: Sequence[Mapping[str, Any]], *,
+                         name_trees: bool) -> list[FlowNode]:
         if not trees:
             return []
         if os.getpid() != self._pid:  # before any Queue of the tree is made
@@ -381,6 +386,8 @@ class FlowProducer:
             try:
                 flat, kids = self._flatten(tree)
             except (ValueError, TypeError) as exc:  # FlowError, PayloadError among them
+                if not name_trees:
+                    raise
                 raise _in_tree(exc, t) from None
             offset = len(nodes)
             for node in flat:

@@ -178,3 +178,13 @@ async def test_a_prioritized_parent_of_a_bulk_goes_ahead_of_held_jobs(
     # jobs start between the child's end and the parent (the one running, one on its way).
     between = order.index("prio") - mark
     assert between <= 2, f"{between} plain jobs started before the prioritized parent"
+
+
+async def test_a_single_tree_error_names_no_tree(flow: FlowProducer) -> None:
+    """add() is one tree: its errors carry no "tree 0:" prefix; add_bulk's count from 0."""
+    with pytest.raises(FlowError, match=r"^flow node 2: unknown key"):
+        await flow.add({"name": "p", "queue": "reports", "children": [
+            {"name": "c", "queue": "syncs", "bogus": 1}]})
+    with pytest.raises(FlowError, match=r"^tree 1: flow node 2: unknown key"):
+        await flow.add_bulk([tree(0), {"name": "p", "queue": "reports", "children": [
+            {"name": "c", "queue": "syncs", "bogus": 1}]}])
