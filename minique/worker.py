@@ -110,6 +110,11 @@ def encode_results(results: list[tuple[Any, ...]]) -> list[Any]:
 _RUNNING_FOR: contextvars.ContextVar[Worker] = contextvars.ContextVar("minique_running_for")
 
 
+def _ms_up(seconds: float) -> int:
+    """Seconds to whole ms, rounded up (a delay is never cut short); 0 for none."""
+    return max(0, math.ceil(seconds * 1000 - 1e-9))
+
+
 def _age_ms(keep: Keep) -> int:
     return -1 if keep.age < 0 else int(keep.age * 1000)
 
@@ -299,6 +304,11 @@ class Worker:
         # could not catch up (a dead link reads as readable).
         self._unread = UnreadMessages()
         self._peek_after = 0.0
+        # At most this many jobs held: a control change that sends held jobs back cuts it to
+        # a quarter of what it sent back; each hold granted with no change meanwhile doubles
+        # it again. Controls that come every few ms (priority adds from other processes)
+        # would otherwise send back and take again a full prefetch each time.
+        self._hold_cap = PREFETCH_MAX
         self._timed_results = 0  # results whose delay is still a due time (_push)
         self._hold_timer: asyncio.TimerHandle | None = None
         # The calls' round trip (s), a moving average: while it is above half a hold, held
@@ -717,10 +727,10 @@ class Worker:
             now = asyncio.get_running_loop().time()
             for i, result in enumerate(results):
                 if type(result[5]) is float:  # a due time (_push): the delay left now
-                    # At least 1 ms: a delay of 0 means "at once, to the head of the line"
+                    # Rounded up: never early (finish.lua adds 1 ms for its own clock). At
+                    # least 1 ms: a delay of 0 means "at once, to the head of the line"
                     # (Delayed(0)); one that has run out means "due now", at the end.
-                    results[i] = (*result[:5], max(1, round((result[5] - now) * 1000)),
-                                  *result[6:])
+                    results[i] = (*result[:5], max(1, _ms_up(result[5] - now)), *result[6:])
                     self._timed_results -= 1
         hold_ms = int(HOLD_TIME * 1000) if (hold or self._holding()) else 0
         for running in notes:
@@ -826,6 +836,7 @@ class Worker:
             # job that goes ahead falls due sooner: take.lua); the call left no later than
             # sent_at, so sent_at + that ends no later than the grant.
             self._hold_until = sent_at + min(HOLD_TIME, int(hold_granted) / 1000.0)
+            self._hold_cap = min(PREFETCH_MAX, self._hold_cap * 2)
             self._arm_hold_timer()
         body = reply[n + HEADER:]
         active_n = int(info) if int(status) == 0 else 0
@@ -908,6 +919,9 @@ class Worker:
         the jobs of a reply to a call sent before this (see _handle_reply)."""
         self._controls += 1
         self._hold_until = 0.0
+        held = sum(1 for r in self._buffered if r.held)
+        if held:
+            self._hold_cap = max(1, held // 4)
         self._return_held(everything=True)
         self._cut_gathering()
 
@@ -1072,7 +1086,7 @@ class Worker:
         per_slot = PREFETCH_WORK / max(avg, 1e-6)
         n = int(min(PREFETCH_MAX, max(slots, slots * per_slot)))
         # Big payloads: no more than PREFETCH_BYTES of them held (none past that size).
-        return min(n, int(PREFETCH_BYTES / max(self._avg_bytes, 1.0)))
+        return min(n, int(PREFETCH_BYTES / max(self._avg_bytes, 1.0)), self._hold_cap)
 
     def _rouse(self) -> None:
         """Gets a runner to look at the buffer, one at a time: when a runner goes through
@@ -1531,7 +1545,7 @@ class Worker:
             self._push(job, "k", exc.message, "", 0, job.opts.keep_failed)
             self._on_control("ahead")
             return
-        delay_ms = int(exc.delay * 1000)
+        delay_ms = _ms_up(exc.delay)
         if isinstance(exc, Delayed):
             self._push(job, "d", str(exc), "", delay_ms, job.opts.keep_failed)
             if delay_ms <= 0:
@@ -1567,7 +1581,7 @@ class Worker:
             except (LookupError, BackoffFailed) as lookup:
                 reason, delay = f"{reason} (and {lookup})", None
             if delay is not None:
-                self._push(job, "r", reason, stack, int(delay * 1000), job.opts.keep_failed)
+                self._push(job, "r", reason, stack, _ms_up(delay), job.opts.keep_failed)
                 if job.priority > 0 or job.lifo:
                     # Waiting again with a priority (now, or once its backoff has run):
                     # ahead of the jobs held here (lua/includes/base.lua,

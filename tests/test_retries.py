@@ -55,7 +55,8 @@ async def assert_backoff(queue: Queue, starts: list[float], expected_ms: list[in
     # worker's call reaches it (results wait for the worker's next call, a few ms at most).
     recorded = await retry_delays(queue)
     assert len(recorded) == len(expected_ms)
-    assert all(e - 50 <= r <= e for r, e in zip(recorded, expected_ms, strict=True)), (
+    # (Plus 1 ms: Redis counts the due time from its clock cut to the ms.)
+    assert all(e - 50 <= r <= e + 1 for r, e in zip(recorded, expected_ms, strict=True)), (
         recorded, expected_ms)
     for gap, delay_ms in zip(gaps(starts), expected_ms, strict=True):
         assert gap >= delay_ms / 1000 - 0.002  # never before its backoff (ms clock granularity)
@@ -147,7 +148,7 @@ async def test_delayed_runs_the_job_later_without_an_attempt_or_a_queue_pause(
     events = [parse_event(eid, raw) for eid, raw in await queue.redis.xrange(queue.keys.events)]
     delayed = [e for e in events if e.job_id == later.id and e.name == "delayed"
                and "quota of account 1" in e.fields.get("reason", "")]
-    assert len(delayed) == 1 and delayed[0].fields["delay"] == "500"
+    assert len(delayed) == 1 and 450 <= int(delayed[0].fields["delay"]) <= 501
     await worker.close()
     await task
 

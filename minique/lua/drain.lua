@@ -37,6 +37,7 @@ if ARGV[4] == '' then
   end
   if removed < batch and ARGV[2] == '1' then
     removed = removed + delete_set_members(K.delayed, batch - removed)
+    if redis.call('EXISTS', K.delayed) == 0 then redis.call('DEL', BASE .. ':delayed-ahead') end
   end
   return {removed, -1}
 end

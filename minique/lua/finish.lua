@@ -252,6 +252,8 @@ for i = 1, nres do
       emit('ev', 'failed', 'id', id, 'reason', string.sub(value, 1, EVENT_VALUE_MAX))
       counts.failed = counts.failed + 1
     elseif kind == 'r' then
+      -- (A delay is due 1 ms late rather than up to 1 ms early: now_ms cuts Redis's clock
+      -- to the ms.)
       local atm = count_num(cur_atm, 0) + 1
       local hf, hv = attempt_entry(jk, 'retried', now, value)
       write_job(jk, start_fields, 'fr', value, 'stk', stack, 'tok', '', 'atm', int_str(atm), hf, hv)
@@ -259,7 +261,7 @@ for i = 1, nres do
       emit('ev', 'retrying', 'id', id, 'attempt', atm, 'delay', delay,
            'reason', string.sub(value, 1, 200))
       if delay > 0 then
-        enqueue_delayed(jk, id, now + delay)
+        enqueue_delayed(jk, id, now + delay + 1)
         emit('ev', 'delayed', 'id', id, 'delay', delay)
       else
         enqueue_ready(jk, id, job_priority(jk))
@@ -290,7 +292,7 @@ for i = 1, nres do
       -- rate limit the queue goes on taking other jobs.
       write_job(jk, start_fields, 'tok', '')
       if delay > 0 then
-        enqueue_delayed(jk, id, now + delay)
+        enqueue_delayed(jk, id, now + delay + 1)
         emit('ev', 'delayed', 'id', id, 'delay', delay_s, 'reason', string.sub(value, 1, 200))
       else
         enqueue_front(jk, id)

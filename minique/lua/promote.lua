@@ -13,6 +13,7 @@ end
 for _, id in ipairs(ids) do
   local jk = JP .. id
   redis.call('ZREM', K.delayed, id)
+  redis.call('ZREM', BASE .. ':delayed-ahead', id)
   enqueue_ready(jk, id, job_priority(jk))
   emit('ev', 'waiting', 'id', id)
 end

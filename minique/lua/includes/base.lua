@@ -430,8 +430,8 @@ end
 -- A job that will go ahead of what workers hold once it falls due (a priority, LIFO) is
 -- also listed by due time in BASE .. ':delayed-ahead': a take grants no hold past the
 -- first of them (take.lua), so held jobs stop starting when it falls due, as a worker
--- taking one job at a time would take it then. (Entries are never taken out one by one:
--- a take drops those due by then, and a stale one only shortens holds until its time.)
+-- taking one job at a time would take it then. An entry goes when its job falls due
+-- (take.lua promote_due), is promoted, removed, drained or cleaned.
 local function enqueue_delayed(jk, id, due, fields, prio)
   local seq = redis.call('HINCRBY', K.meta, 'ds', 1) % DELAY_SHIFT
   redis.call('ZADD', K.delayed, int_str(due * DELAY_SHIFT + seq), id)
@@ -475,7 +475,9 @@ local function unlink_job(jk, id)
   if st == 'waiting' then
     if g then group_unlink(g, id)
     elseif sid and sid ~= '' then redis.call('XDEL', K.ready, sid) else redis.call('ZREM', K.pri, id) end
-  elseif st == 'delayed' then redis.call('ZREM', K.delayed, id)
+  elseif st == 'delayed' then
+    redis.call('ZREM', K.delayed, id)
+    redis.call('ZREM', BASE .. ':delayed-ahead', id)
   elseif st == 'completed' then unlist_finished(K.completed, id)
   elseif st == 'failed' then unlist_finished(K.failed, id)
   elseif st == 'active' then redis.call('ZREM', K.active, id)

@@ -76,6 +76,7 @@ local function dedup_claim(spec, id, now, delay, data, kept)
         enqueue_delayed(jk, cur, now + delay)
       else
         redis.call('ZREM', K.delayed, cur)
+        redis.call('ZREM', BASE .. ':delayed-ahead', cur)
         enqueue_ready(jk, cur, job_priority(jk))
         emit('ev', 'waiting', 'id', cur)
       end

@@ -11,7 +11,10 @@ local function promote_due(now, limit)
   if #ids == 0 then return 0 end
   for _, id in ipairs(ids) do
     local jk = JP .. id
-    enqueue_ready(jk, id, job_priority(jk))
+    local prio = job_priority(jk)
+    enqueue_ready(jk, id, prio)
+    -- Ahead of held jobs (base.lua enqueue_delayed): its listing ends here.
+    if prio ~= 0 then redis.call('ZREM', BASE .. ':delayed-ahead', id) end
     emit('ev', 'waiting', 'id', id)
   end
   redis.call('ZREM', K.delayed, unpack(ids))
