@@ -19,6 +19,7 @@ from .events import Event, QueueEvents
 from .flows import FlowError, FlowNode, FlowProducer
 from .groups import GroupCounts, GroupDefaults, GroupInfo, GroupLimiter
 from .job import Job
+from .manual_worker import ManualWorker
 from .observers import WorkerObserver
 from .queue import Queue
 from .registry import Registry
@@ -46,6 +47,7 @@ __all__ = [
     "JobNotFound",
     "JobScheduler",
     "LockLost",
+    "ManualWorker",
     "MiniqueError",
     "PayloadError",
     "Queue",

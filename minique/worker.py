@@ -119,6 +119,43 @@ def _age_ms(keep: Keep) -> int:
     return -1 if keep.age < 0 else int(keep.age * 1000)
 
 
+def fetched_job(queue: Queue, f: list[Any]) -> tuple[Job, bool]:
+    """The active Job of one job's ``JOB_FIELDS`` fields in a fetch reply
+    (lua/includes/take.lua), and whether its stored options could not be decoded (the job
+    then has ``attempts=1`` and must fail at once: no attempt can go better)."""
+    try:
+        opts = decode_stored(f[4])
+    except Exception:
+        opts, bad_opts = StoredOptions(attempts=1), True
+    else:
+        bad_opts = False
+    job = Job(queue, f[0].decode(), f[2].decode(errors="replace"), f[3], opts,
+              priority=int(f[8]), timestamp=int(f[7]) / 1000.0, attempts_made=int(f[5]),
+              attempts_started=int(f[6]), stalled_count=int(f[9]), state="active",
+              token=f[1].decode())
+    job.processed_on = int(f[10]) / 1000.0
+    job.group = f[11].decode() if f[11] else None
+    return job, bad_opts
+
+
+def failure_outcome(job: Job, exc: BaseException,
+                    strategies: Mapping[str, BackoffStrategy]) -> tuple[str, str, float | None]:
+    """What an attempt of ``job`` that raised ``exc`` becomes: (reason, stack trace, seconds
+    until the next attempt, or None when it fails for good: ``UnrecoverableError``, no
+    attempts left, or the backoff said so or failed, which the reason then tells)."""
+    reason = failure_summary(exc)
+    if len(reason) > REASON_MAX:  # its head names it, its tail often says why
+        reason = f"{reason[:REASON_MAX // 2]} [...] {reason[-REASON_MAX // 2:]}"
+    stack = wire_text("".join(traceback.format_exception(exc))[-8000:])
+    attempts_made = job.attempts_made + 1
+    if isinstance(exc, UnrecoverableError) or attempts_made >= job.opts.attempts:
+        return reason, stack, None
+    try:
+        return reason, stack, retry_delay(job.opts.backoff, attempts_made, exc, job, strategies)
+    except (LookupError, BackoffFailed) as lookup:
+        return f"{reason} (and {lookup})", stack, None
+
+
 class _Running:
     __slots__ = ("bad_opts", "batch", "cancel_reason", "cv", "held", "job", "start_known",
                  "started", "started_ms", "suspect", "task")
@@ -1020,21 +1057,8 @@ class Worker:
     # ----- running one job ---------------------------------------------------------------
 
     def _start(self, f: list[Any], held: bool = False, cv: bytes = b"", back: bool = False) -> None:
-        job_id = f[0].decode()
-        name = f[2].decode(errors="replace")
-        try:
-            opts = decode_stored(f[4])
-        except Exception:
-            opts = StoredOptions(attempts=1)
-            bad_opts = True
-        else:
-            bad_opts = False
-        job = Job(self.queue, job_id, name, f[3], opts,
-                  priority=int(f[8]), timestamp=int(f[7]) / 1000.0, attempts_made=int(f[5]),
-                  attempts_started=int(f[6]), stalled_count=int(f[9]), state="active",
-                  token=f[1].decode())
-        job.processed_on = int(f[10]) / 1000.0
-        job.group = f[11].decode() if f[11] else None
+        job, bad_opts = fetched_job(self.queue, f)
+        job_id = job.id
         job.ctx = self.ctx
         running = _Running(job, bad_opts, held, cv, suspect=held and bool(f[12]))
         size = len(f[3]) if f[3] else 0
@@ -1568,30 +1592,20 @@ class Worker:
             self._on_control("limit")
 
     def _on_error(self, job: Job, exc: BaseException, started: float) -> None:
-        reason = failure_summary(exc)
-        if len(reason) > REASON_MAX:  # its head names it, its tail often says why
-            reason = f"{reason[:REASON_MAX // 2]} [...] {reason[-REASON_MAX // 2:]}"
-        stack = wire_text("".join(traceback.format_exception(exc))[-8000:])
+        reason, stack, delay = failure_outcome(job, exc, self.backoff_strategies)
         attempts_made = job.attempts_made + 1
-        final = isinstance(exc, UnrecoverableError) or attempts_made >= job.opts.attempts
-        if not final:
-            try:
-                delay = retry_delay(job.opts.backoff, attempts_made, exc, job,
-                                    self.backoff_strategies)
-            except (LookupError, BackoffFailed) as lookup:
-                reason, delay = f"{reason} (and {lookup})", None
-            if delay is not None:
-                self._push(job, "r", reason, stack, _ms_up(delay), job.opts.keep_failed)
-                if job.priority > 0 or job.lifo:
-                    # Waiting again with a priority (now, or once its backoff has run):
-                    # ahead of the jobs held here (lua/includes/base.lua,
-                    # give_way_to_ahead), as for Delayed(0).
-                    self._on_local_control("priority", delay)
-                took = time.monotonic() - started
-                log.info("queue %s job %s (%s) attempt %d failed after %.3fs: %s; retry in %.3fs",
-                         self.queue_name, job.id, job.name, attempts_made, took, reason, delay,
-                         extra=self._log_fields(job, took, "retrying"))
-                return
+        if delay is not None:
+            self._push(job, "r", reason, stack, _ms_up(delay), job.opts.keep_failed)
+            if job.priority > 0 or job.lifo:
+                # Waiting again with a priority (now, or once its backoff has run):
+                # ahead of the jobs held here (lua/includes/base.lua,
+                # give_way_to_ahead), as for Delayed(0).
+                self._on_local_control("priority", delay)
+            took = time.monotonic() - started
+            log.info("queue %s job %s (%s) attempt %d failed after %.3fs: %s; retry in %.3fs",
+                     self.queue_name, job.id, job.name, attempts_made, took, reason, delay,
+                     extra=self._log_fields(job, took, "retrying"))
+            return
         self._fail(job, reason, stack, final=True, started=started)
 
     def _fail(self, job: Job, reason: str, stack: str, *, final: bool, started: float) -> None:
