@@ -36,13 +36,17 @@ import os
 import socket
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import codec, scripts
 from .backoff import BackoffStrategy
-from .errors import JobNotFound, LockLost
+from .errors import JobNotFound, LockLost, wire_text
 from .job import Job
 from .keys import DEFAULT_PREFIX
+from .options import MAX_SECONDS
 from .queue import Queue
 from .worker import (
     HEADER,
@@ -56,6 +60,12 @@ from .worker import (
 )
 
 STALL_CHECK_BATCH = 1000
+WAIT_MAX = 60.0  # seconds one blocking read waits at most (a longer block loops)
+# Errors after which Redis may or may not have run a call (see ManualWorker._send).
+_UNKNOWN_OUTCOME = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError,
+                    OSError)
+_KINDS = {"c": "completed", "f": "failed", "r": "retried", "d": "delayed",
+          "k": "waiting for children"}
 
 
 class ManualWorker:
@@ -84,8 +94,8 @@ class ManualWorker:
         name: str | None = None,
         backoff_strategies: Mapping[str, BackoffStrategy] | None = None,
     ) -> None:
-        if not lock_duration > 0:
-            raise ValueError(f"lock_duration must be > 0, got {lock_duration!r}")
+        if not 0 < lock_duration < MAX_SECONDS:
+            raise ValueError(f"lock_duration must be > 0 seconds, got {lock_duration!r}")
         if not stalled_interval >= 0:
             raise ValueError(f"stalled_interval must be >= 0, got {stalled_interval!r}")
         self.queue = Queue(queue_name, url=url, connection=connection, prefix=prefix)
@@ -106,7 +116,7 @@ class ManualWorker:
         self._next_stall_check = 0.0
         # A call that got no answer (cancelled, timed out): sent again first, so that a job
         # it took is not left to its lease (see _call).
-        self._unanswered: list[Any] | None = None
+        self._unanswered: _Unanswered | None = None
         self._closed = False
 
     async def __aenter__(self) -> ManualWorker:
@@ -122,10 +132,16 @@ class ManualWorker:
         ready (the queue empty, paused or rate limited, a concurrency limit reached)
         within ``block`` seconds. A job whose stored options are corrupt, or that starts
         past its ``expires``, is failed and skipped, as a ``Worker`` does.
-        Raises RuntimeError once closed."""
+        ``block`` may be ``math.inf``. Returns None when ``close()`` comes while it
+        waits; raises RuntimeError when called after it."""
+        self._check_open()
+        if block != block:  # NaN
+            raise ValueError("block must be a number of seconds, got nan")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, block)
         while True:
+            if self._closed:
+                return None
             if self.stalled_interval and loop.time() >= self._next_stall_check:
                 self._next_stall_check = loop.time() + self.stalled_interval
                 await self.check_stalled()
@@ -136,19 +152,28 @@ class ManualWorker:
             if remaining <= 0:
                 return None
             status, info, next_due, wake_id, now_ms = header[:5]
-            wait = remaining
-            if int(status) == 2:  # rate limited for `info` ms
+            wait = min(remaining, WAIT_MAX)
+            if int(status) == 2:
+                # Rate limited, or a concurrency limit reached, for `info` ms: jobs may be
+                # waiting in the stream, so only a wake-up (a resume, a job ahead) ends
+                # the wait sooner.
                 wait = min(wait, int(info) / 1000.0)
             elif int(status) == 0 and int(next_due) >= 0:
                 wait = min(wait, max(0.0, (int(next_due) - int(now_ms)) / 1000.0))
-            await self._wait_for_work(wake_id, int(status) == 1, wait)
+            try:
+                await self._wait_for_work(wake_id, int(status) != 0, wait)
+            except Exception:
+                if self._closed:  # close() cut the wait short
+                    return None
+                raise
 
-    async def _wait_for_work(self, wake_id: bytes, paused: bool, timeout: float) -> None:
-        """Blocks until a job may be ready (a stream entry, a wake-up) or ``timeout``."""
+    async def _wait_for_work(self, wake_id: bytes, wake_only: bool, timeout: float) -> None:
+        """Blocks until a job may be ready (a stream entry; with ``wake_only``, or else, a
+        wake-up) or ``timeout``."""
         if timeout <= 0:
             return
-        names = [self.keys.wake] if paused else [self.keys.ready, self.keys.wake]
-        ids = [wake_id.decode()] if paused else ["0-0", wake_id.decode()]
+        names = [self.keys.wake] if wake_only else [self.keys.ready, self.keys.wake]
+        ids = [wake_id.decode()] if wake_only else ["0-0", wake_id.decode()]
         block_ms = max(1, math.ceil(timeout * 1000))
         pool = getattr(self.redis, "connection_pool", None)
         if pool is None:  # Redis Cluster: the queue's node, through the client
@@ -188,7 +213,9 @@ class ManualWorker:
         whose ``cancel()`` was asked fails with the reason "cancelled", final). Returns and
         raises as ``complete``."""
         if isinstance(error, str):
-            reason, stack, delay = error, "", None
+            # (A lone surrogate, as os.fsdecode makes of a file name that is not UTF-8,
+            # could not be sent.)
+            reason, stack, delay = wire_text(error), "", None
             if not final:
                 _, _, delay = failure_outcome(job, _Reason(error), self.backoff_strategies)
         else:
@@ -201,8 +228,8 @@ class ManualWorker:
         """Puts the job back as delayed for ``seconds`` without using an attempt (a
         processor's ``raise Delayed(seconds)``; BullMQ's ``moveToDelayed``). 0 puts it at
         the head of the line. Raises ValueError for a negative delay, and as ``complete``."""
-        if not seconds >= 0:
-            raise ValueError(f"delay must be >= 0 seconds, got {seconds!r}")
+        if not 0 <= seconds < MAX_SECONDS:
+            raise ValueError(f"delay must be >= 0 seconds (and finite), got {seconds!r}")
         delay_ms = 0 if seconds == 0 else max(1, _ms_up(seconds))
         await self._finish(job, "d", "delayed", "", delay_ms, False)
 
@@ -216,6 +243,9 @@ class ManualWorker:
         """Renews the job's lease for ``duration`` seconds (default: ``lock_duration``).
         False when the job is no longer this worker's (its lease ran out and the stall
         check took it back; finished; removed): stop working on it."""
+        self._check_open()
+        if duration is not None and not 0 < duration < MAX_SECONDS:
+            raise ValueError(f"duration must be > 0 seconds (and finite), got {duration!r}")
         lock_ms = self.lock_ms if duration is None else max(1, _ms_up(duration))
         lost, _cancel = await scripts.run(self.redis, "extend", (self.keys.meta,),
                                           [self.keys.job_prefix, lock_ms, job.id,
@@ -225,12 +255,14 @@ class ManualWorker:
     async def is_cancel_requested(self, job: Job) -> bool:
         """Whether ``queue.cancel(job.id)`` was asked for the job while it was active: stop
         and ``fail(job, "cancelled", final=True)``, which is what ``cancel()`` waits for."""
+        self._check_open()
         return bool(await self.redis.hexists(self.keys.job(job.id), "cx"))
 
     async def check_stalled(self) -> int:
         """Takes back jobs whose lease ran out, this worker's own included (a Worker leaves
         its own alone, as it renews them itself; here a lease that ran out was not
         extended); returns how many."""
+        self._check_open()
         keep = self.queue._default_resolved.stored.keep_failed
         total = 0
         while True:
@@ -243,26 +275,32 @@ class ManualWorker:
                 return total
 
     async def close(self) -> None:
-        """Forgets this worker's call record and closes its connection (if it made it).
-        Jobs it still has stay active until their lease runs out, then run again."""
+        """Forgets this worker's call record and closes its connection (if it made it). A
+        ``get_next_job`` waiting in another task returns None. Jobs it still has stay
+        active until their lease runs out, then run again; a job taken by a call whose
+        answer never came goes back to its place now."""
         if self._closed:
             return
         self._closed = True
         try:
             async with self._lock:
                 with contextlib.suppress(Exception):
-                    # A call left unanswered may have taken a job: it goes back now.
-                    extra = await self._answer_unanswered(False)
-                    if isinstance(extra, list) and extra:
-                        await self._hand_back(extra[0])
+                    answered = await self._answer_unanswered()
+                    if answered is not None and answered.job is not None:
+                        await self._send([_result(answered.job, "h", "")], 0)
                 await self.redis.hdel(f"{self.keys.base}:calls", self.ident)
         finally:
             await self.queue.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this ManualWorker is closed")
 
     # ----- the call ----------------------------------------------------------------------
 
     async def _finish(self, job: Job, kind: str, value: Any, stack: str, delay_ms: int,
                       fetch_next: bool) -> Job | None:
+        self._check_open()
         if job.queue.keys.base != self.keys.base:
             raise ValueError(f"job {job.id} is of queue {job.queue.name!r}, not "
                              f"{self.queue.name!r}")
@@ -282,18 +320,28 @@ class ManualWorker:
         that must fail without running (corrupt options, expired) is failed in a call of
         its own, and the take goes on. ``finished``: the job whose result is
         ``results[0]``, whose status raises LockLost or JobNotFound."""
-        if self._closed:
-            raise RuntimeError("this ManualWorker is closed")
+        self._check_open()
         async with self._lock:
-            extra = await self._answer_unanswered(bool(want) and not results)
-            if isinstance(extra, Job):
-                return extra, []
-            results = [*results, *extra]
+            answered = await self._answer_unanswered()
+            if answered is not None:
+                key = (finished.id, finished.token or "") if finished is not None else None
+                if finished is not None and key in answered.applied:
+                    # The same job's result went with the call whose answer was lost (the
+                    # caller retries a complete() that timed out): recorded once, by that
+                    # call. The same outcome is no error; another one is not applied.
+                    earlier = answered.applied[key]
+                    if earlier != results[0][2]:
+                        raise LockLost(
+                            f"job {finished.id}: an earlier call of this worker, whose answer "
+                            f"was lost, recorded its outcome ({_KINDS.get(earlier, earlier)}); "
+                            "this one was not applied")
+                    results, finished = results[1:], None
+                if answered.job is not None:
+                    if want and not results:
+                        return answered.job, []
+                    results = [*results, _result(answered.job, "h", "")]
             while True:
-                args = self._call_args(results, want)
-                self._unanswered = args
-                reply = await scripts.run(self.redis, "finish", (self.keys.meta,), args)
-                self._unanswered = None
+                reply = await self._send(results, want)
                 n = len(results)
                 header = reply[n:n + HEADER]
                 body = reply[n + HEADER:n + HEADER + JOB_FIELDS]
@@ -309,7 +357,7 @@ class ManualWorker:
                     finished = None
                     if status != 1:
                         if job is not None:  # taken for nothing: handed back unstarted
-                            await self._hand_back(job)
+                            await self._send([_result(job, "h", "")], 0)
                         if status == 0:
                             raise LockLost(f"job {done.id}: its lease ran out and it is no "
                                            "longer this worker's; the result was discarded")
@@ -318,42 +366,47 @@ class ManualWorker:
                 if job is not None or not body:
                     return job, header
 
-    def _call_args(self, results: list[tuple[Any, ...]], want: int) -> list[Any]:
-        """finish.lua's arguments: a fresh call id, nothing held (hold 0)."""
-        self._call_seq += 1
-        return [self.keys.job_prefix, want, self.lock_ms, self.ident, self.lim_max,
-                self.lim_window_ms, 1000, 0, 0, self._call_seq, len(results),
-                *encode_results(results)]
-
-    async def _answer_unanswered(self, may_take: bool) -> list[tuple[Any, ...]] | Job:
-        """Sends again the last call that got no answer: the same call id, so Redis answers
-        as it did the first time (lua/finish.lua) and nothing is applied twice. A job it
-        took is returned when ``may_take`` (a get_next_job), else handed back with the
-        call's results (the list returned)."""
-        args = self._unanswered
+    async def _send(self, results: list[tuple[Any, ...]], want: int,
+                    args: list[Any] | None = None) -> Any:
+        """Sends one call (``args``: one sent before, again). Until it is answered it is
+        kept as unanswered: a timeout, a lost connection or a cancel leaves it unknown
+        whether Redis ran it. Any other error (one the arguments raised before anything
+        was sent, Redis's refusal) is an answer."""
         if args is None:
-            return []
-        reply = await scripts.run(self.redis, "finish", (self.keys.meta,), args)
+            self._call_seq += 1
+            args = [self.keys.job_prefix, want, self.lock_ms, self.ident, self.lim_max,
+                    self.lim_window_ms, 1000, 0, 0, self._call_seq, len(results),
+                    *encode_results(results)]
+        self._unanswered = _Unanswered(args, results)
+        try:
+            reply = await scripts.run(self.redis, "finish", (self.keys.meta,), args)
+        except Exception as exc:
+            if not isinstance(exc, _UNKNOWN_OUTCOME):
+                self._unanswered = None
+            raise
         self._unanswered = None
-        n = int(args[10])
-        body = reply[n + HEADER:n + HEADER + JOB_FIELDS]
-        if not body:
-            return []
-        job, bad_opts = fetched_job(self.queue, body)
-        reason = self._unrunnable(job, bad_opts, int(reply[n + 4]))
-        if may_take and not reason:
-            return job
-        return [_result(job, "f", reason) if reason else _result(job, "h", "")]
+        return reply
 
-    async def _hand_back(self, job_or_result: Job | tuple[Any, ...]) -> None:
-        """Returns a job taken but never given out to its place in the line (no attempt
-        used), or sends a result for one (see _answer_unanswered)."""
-        result = (_result(job_or_result, "h", "") if isinstance(job_or_result, Job)
-                  else job_or_result)
-        args = self._call_args([result], 0)
-        self._unanswered = args
-        await scripts.run(self.redis, "finish", (self.keys.meta,), args)
-        self._unanswered = None
+    async def _answer_unanswered(self) -> _Answered | None:
+        """Sends again the last call that got no answer: the same call id, so Redis answers
+        as it did the first time (lua/finish.lua) and nothing is applied twice. Returns the
+        results it applied and the job it took (which the caller returns or hands back)."""
+        unanswered = self._unanswered
+        if unanswered is None:
+            return None
+        reply = await self._send(unanswered.results, 0, unanswered.args)
+        n = len(unanswered.results)
+        applied = {(r[0], r[1]): r[2] for r, status in zip(unanswered.results, reply[:n],
+                                                           strict=True) if int(status) == 1}
+        body = reply[n + HEADER:n + HEADER + JOB_FIELDS]
+        job = None
+        if body:
+            job, bad_opts = fetched_job(self.queue, body)
+            reason = self._unrunnable(job, bad_opts, int(reply[n + 4]))
+            if reason:
+                await self._send([_result(job, "f", reason)], 0)
+                job = None
+        return _Answered(applied, job)
 
     @staticmethod
     def _unrunnable(job: Job, bad_opts: bool, now_ms: int) -> str:
@@ -365,6 +418,19 @@ class ManualWorker:
                 and now_ms > job.timestamp * 1000.0 + expires * 1000.0):
             return f"expired: not started within {expires:g}s of being added"
         return ""
+
+
+class _Unanswered(NamedTuple):
+    """A call sent without an answer: its arguments (its call id among them) and results."""
+    args: list[Any]
+    results: list[tuple[Any, ...]]
+
+
+class _Answered(NamedTuple):
+    """What an unanswered call did, once sent again: results applied by (id, token), with
+    their kind, and the job it took, if any (may be run)."""
+    applied: dict[tuple[str, str], str]
+    job: Job | None
 
 
 def _result(job: Job, kind: str, value: str) -> tuple[Any, ...]:

@@ -314,5 +314,32 @@ async def test_misuse_is_refused(queue: Queue, manual: ManualWorker, redis_url: 
     finally:
         await other.close()
     await manual.close()
-    with pytest.raises(RuntimeError, match="closed"):
-        await manual.get_next_job()
+    for call in (manual.get_next_job(), manual.extend_lock(job), manual.check_stalled(),
+                 manual.is_cancel_requested(job), manual.complete(job)):
+        with pytest.raises(RuntimeError, match="closed"):
+            await call
+
+
+async def test_another_outcome_after_a_lost_complete_is_refused_with_what_happened(
+        queue: Queue, manual: ManualWorker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """complete() timed out, but Redis had run it; the caller then tries fail(): the
+    re-sent complete is what counts, and fail() says so rather than "lease ran out"."""
+    added = await queue.add("a", 1)
+    job = await manual.get_next_job()
+    assert job is not None
+    real_run = manual_worker.scripts.run
+    lost = [True]
+
+    async def answer_lost(client: Any, name: str, keys: Any, args: Any) -> Any:
+        reply = await real_run(client, name, keys, args)
+        if name == "finish" and lost:
+            lost.clear()
+            raise RedisTimeoutError("Timeout reading from socket")
+        return reply
+
+    monkeypatch.setattr(manual_worker.scripts, "run", answer_lost)
+    with pytest.raises(RedisTimeoutError):
+        await manual.complete(job, "v")
+    with pytest.raises(LockLost, match=r"earlier call .* \(completed\)"):
+        await manual.fail(job, "changed my mind")
+    assert await added.wait_until_finished(timeout=5) == "v"
