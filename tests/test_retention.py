@@ -91,9 +91,27 @@ async def finished_ids(q: Queue, state: str = "completed") -> set[str]:
     return set(await q.get_job_ids(state, 0, 10_000))
 
 
+async def _next_ms(q: Queue) -> None:
+    """Waits for Redis's clock to reach its next millisecond: jobs that finish in the same
+    millisecond tie in the finished set (scored by that ms), where their order is their
+    ids' as strings ("10" before "9"), as in BullMQ; one finish per ms makes "the newest
+    n" exact."""
+    sec, usec = await q.redis.time()
+    start = sec * 1000 + usec // 1000
+
+    async def moved() -> bool:
+        s2, u2 = await q.redis.time()
+        return bool(s2 * 1000 + u2 // 1000 > start)
+
+    await wait_until(moved, timeout=5)
+
+
 async def test_keep_forever_is_not_trimmed_by_other_jobs_counts(queue: Queue) -> None:
     kept = await finish_one(queue, keep=(-1, -1))
-    counted = [await finish_one(queue, keep=(3, -1)) for _ in range(10)]
+    counted = []
+    for _ in range(10):
+        await _next_ms(queue)
+        counted.append(await finish_one(queue, keep=(3, -1)))
     assert await finished_ids(queue) == {kept, *counted[-3:]}
     assert await queue.get_job(kept) is not None
     assert await queue.get_job(counted[0]) is None
