@@ -71,6 +71,9 @@ CALL_VALUES_MAX = 32 * 1024 * 1024  # bytes of results' values one call carries 
 # How long a held job may wait for a runner (renewed by every reply while the queue's
 # controls stay as they were). It bounds how long pause() and drain() wait for workers.
 HOLD_TIME = 0.05
+# How much later than a worker's own due time Redis may find a delay due (s): the delay
+# left rounded up to the ms, and finish.lua's 1 ms for its clock cut to the ms.
+DUE_ROUNDING = 0.002
 SLOW_CALL = 5.0  # seconds without an answer from Redis before the worker says so
 # Results a runner lets the dispatcher report early (while half of the buffer is left) at
 # least: fewer would buy overlap with calls too small to be worth their round trip.
@@ -336,6 +339,10 @@ class Worker:
         # Loop time from which no held job starts until a call sent since is answered
         # (_on_local_control: a prioritized job of this process falls due then).
         self._due_ahead = math.inf
+        # When Redis has surely found that job due too (a call sent then promotes it): its
+        # due time counts from the call that carried the result, with the rounding.
+        self._due_surely = math.inf
+        self._ahead_ids: set[str] = set()  # ids of this worker's own jobs of _due_ahead
         # A control message on its way in, not read yet (minique/unread_messages.py):
         # checked before each held start; not again before _peek_after when the listener
         # could not catch up (a dead link reads as readable).
@@ -362,6 +369,10 @@ class Worker:
         self._in_call = False  # a finish call is out: Redis works while the runners do
         self._monitor = LinkMonitor(f"queue {queue_name}", self._probe)
         self._controls = 0  # control changes this worker learnt of (pub/sub, its own limit)
+        # The control version a reply must carry for the control changes learnt of while
+        # its call was out to be in it already (inf: one of them has no version, a local
+        # one); reset once a reply is handled.
+        self._control_need: float = 0
         self._wakeup = asyncio.Event()
         self._queue_empty = False
         self._limited_until = 0.0
@@ -767,8 +778,14 @@ class Worker:
                     # Rounded up: never early (finish.lua adds 1 ms for its own clock). At
                     # least 1 ms: a delay of 0 means "at once, to the head of the line"
                     # (Delayed(0)); one that has run out means "due now", at the end.
-                    results[i] = (*result[:5], max(1, _ms_up(result[5] - now)), *result[6:])
+                    delay_ms = max(1, _ms_up(result[5] - now))
+                    results[i] = (*result[:5], delay_ms, *result[6:])
                     self._timed_results -= 1
+                    if self._due_surely != math.inf:
+                        # A job that goes ahead is due: Redis counts its delay from this
+                        # call (sent late, later than the worker's own due time).
+                        self._due_surely = max(self._due_surely,
+                                               now + delay_ms / 1000.0 + DUE_ROUNDING)
         hold_ms = int(HOLD_TIME * 1000) if (hold or self._holding()) else 0
         for running in notes:
             # S: a suspect job's start, asked before it runs (a removal meanwhile wins).
@@ -843,9 +860,15 @@ class Worker:
                 running.start_known.set_result(status == 1)
         (status, info, next_due, wake_id, now_ms, global_limit, cv,
          hold_granted) = reply[n:n + HEADER]
-        if sent_at >= self._due_ahead:
-            self._due_ahead = math.inf  # this call promoted what fell due, and took it
         loop = asyncio.get_running_loop()
+        if sent_at >= self._due_ahead and (sent_at >= self._due_surely or self._took_ahead(
+                reply[n + HEADER:])):
+            # This call promoted what fell due, and took it: its own job is in the reply,
+            # or the call went when Redis had surely found it due (up to DUE_ROUNDING
+            # later than this worker: see _due_surely; a job taken by another worker,
+            # or removed, never comes). Taken as held, the job must start, not go back.
+            self._due_ahead = self._due_surely = math.inf
+            self._ahead_ids.clear()
         # Over a slow link (a Redis far away, a stalled network) every held job would come
         # with its hold run out, or nearly: each call would take jobs only for the next to
         # hand them back. _prefetch holds nothing while the average is above half a hold;
@@ -861,7 +884,9 @@ class Worker:
                 self._cut_gathering()
             self._cv = cv
             self._return_held()
-        stale = controls != self._controls  # a control changed while the call was out
+        # A control changed while the call was out, and the reply may predate it.
+        stale = controls != self._controls and int(cv) < self._control_need
+        self._control_need = 0
         if int(status) == 1:
             self._cut_gathering()  # paused: nothing more will come
         if int(status) != 0 or stale:
@@ -939,7 +964,13 @@ class Worker:
             self._buffered = kept
             self._wakeup.set()
 
-    def _on_local_control(self, what: str, delay: float) -> None:
+    def _took_ahead(self, body: list[Any]) -> bool:
+        """Whether a reply's jobs include one of this worker's own that go ahead."""
+        ahead = self._ahead_ids
+        return bool(ahead) and any(body[i].decode() in ahead
+                                   for i in range(0, len(body), JOB_FIELDS))
+
+    def _on_local_control(self, what: str, delay: float, job_id: str | None = None) -> None:
         """A Queue of this process put a job ahead (minique/local_controls.py): now, or
         once ``delay`` s have passed (a prioritized job falling due). From then on no held
         job starts until a call sent after that time has been answered: that call promotes
@@ -949,12 +980,24 @@ class Worker:
             return
         at = asyncio.get_running_loop().time() + delay
         self._due_ahead = min(self._due_ahead, at)
+        if job_id is not None:
+            self._ahead_ids.add(job_id)
+        self._due_surely = at + DUE_ROUNDING if self._due_surely == math.inf else max(
+            self._due_surely, at + DUE_ROUNDING)
 
-    def _on_control(self, what: str) -> None:
+    def _control_seen(self, version: str) -> bool:
+        """Whether a reply handled here carried control version ``version`` or a later one
+        (lua/includes/base.lua control_changed)."""
+        return (version.isdigit() and self._cv is not None and self._cv.isdigit()
+                and int(self._cv) >= int(version))
+
+    def _on_control(self, what: str, version: float = math.inf) -> None:
         """A control of the queue changed (pause, drain, rate limit, global concurrency, a
         higher-priority job, a removal): held jobs stop starting now and go back, and so do
-        the jobs of a reply to a call sent before this (see _handle_reply)."""
+        the jobs of a reply to a call sent before this unless it carries control version
+        ``version`` (see _handle_reply)."""
         self._controls += 1
+        self._control_need = max(self._control_need, version)
         self._hold_until = 0.0
         held = sum(1 for r in self._buffered if r.held)
         if held:
@@ -1600,7 +1643,7 @@ class Worker:
                 # Waiting again with a priority (now, or once its backoff has run):
                 # ahead of the jobs held here (lua/includes/base.lua,
                 # give_way_to_ahead), as for Delayed(0).
-                self._on_local_control("priority", delay)
+                self._on_local_control("priority", delay, job.id)
             took = time.monotonic() - started
             log.info("queue %s job %s (%s) attempt %d failed after %.3fs: %s; retry in %.3fs",
                      self.queue_name, job.id, job.name, attempts_made, took, reason, delay,
@@ -1776,6 +1819,7 @@ class Worker:
                 # And so do the jobs of a reply to a call already out: taken behind this
                 # one, they would start before it is back (see _handle_reply, stale).
                 self._controls += 1
+                self._control_need = math.inf
             else:
                 self._fail(running.job, reason, "", final=True, started=time.monotonic())
             self._wakeup.set()
@@ -1899,7 +1943,15 @@ class Worker:
                                 self._limited_until = 0.0
                                 self._queue_empty = False
                                 self._wakeup.set()
-                            self._on_control(message["data"].decode())
+                            what, _, version = message["data"].decode().partition("|")
+                            if self._control_seen(version):
+                                # The last reply carried this change (its control version):
+                                # handled then, with the jobs taken after it, which it
+                                # concerns no more (a second hand-back sent back the very
+                                # job that went ahead).
+                                continue
+                            self._on_control(what, int(version) if version.isdigit()
+                                             else math.inf)
                         else:
                             self._cancel_local(message["data"].decode(), "cancelled")
             except asyncio.CancelledError:

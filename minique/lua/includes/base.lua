@@ -287,9 +287,12 @@ end
 -- workers hand back the jobs they hold. They learn it from this message at once, from the
 -- control version in their next reply, or when their hold runs out, whichever is first.
 -- Returns how many ms are left of the longest hold granted: after that no held job starts.
+-- The message is "<what>|<control version>": a worker whose last reply carried this version
+-- or a later one has handed back what the change concerns already (minique/worker.py).
 local function control_changed(what)
-  meta_set('cv', int_str(redis.call('HINCRBY', K.meta, 'cv', 1)))
-  redis.call('PUBLISH', BASE .. ':control', what)
+  local cv = int_str(redis.call('HINCRBY', K.meta, 'cv', 1))
+  meta_set('cv', cv)
+  redis.call('PUBLISH', BASE .. ':control', what .. '|' .. cv)
   local hu = tonumber(redis.call('HGET', K.meta, 'hu'))
   if not hu then return 0 end
   return math.max(0, hu - now_ms())
