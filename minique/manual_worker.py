@@ -61,6 +61,7 @@ from .worker import (
 
 STALL_CHECK_BATCH = 1000
 WAIT_MAX = 60.0  # seconds one blocking read waits at most (a longer block loops)
+WAIT_RETRY = 0.05  # seconds before asking again when the wait's connection dropped
 # Errors after which Redis may or may not have run a call (see ManualWorker._send).
 _UNKNOWN_OUTCOME = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError,
                     OSError)
@@ -162,10 +163,16 @@ class ManualWorker:
                 wait = min(wait, max(0.0, (int(next_due) - int(now_ms)) / 1000.0))
             try:
                 await self._wait_for_work(wake_id, int(status) != 0, wait)
-            except Exception:
+            except Exception as exc:
                 if self._closed:  # close() cut the wait short
                     return None
-                raise
+                if not isinstance(exc, _UNKNOWN_OUTCOME):
+                    raise
+                # The wait's connection dropped (a Redis restart, a failover, a proxy): it
+                # only watched for work, so nothing is lost; the next call asks again (and
+                # raises if Redis stays away), after a pause that keeps a flapping link
+                # from spinning.
+                await asyncio.sleep(min(WAIT_RETRY, max(0.0, deadline - loop.time())))
 
     async def _wait_for_work(self, wake_id: bytes, wake_only: bool, timeout: float) -> None:
         """Blocks until a job may be ready (a stream entry; with ``wake_only``, or else, a
