@@ -665,6 +665,17 @@ class Queue:
         stats["total"] = sum(stats.values())
         return stats
 
+    async def get_job_counts(self, *states: str) -> dict[str, int]:
+        """BullMQ's ``getJobCounts``: ``{state: jobs}`` for the states asked (waiting,
+        active, completed, failed, delayed, waiting-children; all of them when none is
+        given), from one ``get_stats`` snapshot. ValueError for another state."""
+        stats = await self.get_stats()
+        unknown = [s for s in states if s == "total" or s not in stats]
+        if unknown:
+            known = ", ".join(k for k in stats if k != "total")
+            raise ValueError(f"get_job_counts: unknown state(s) {unknown}; the states are {known}")
+        return {s: stats[s] for s in (states or [k for k in stats if k != "total"])}
+
     async def get_counts_per_priority(self, priorities: Sequence[int]) -> dict[int, int]:
         """``{priority: waiting jobs}`` for each priority asked, 0 for jobs without one (BullMQ's
         ``getCountsPerPriority``); held and grouped jobs count as waiting, as in

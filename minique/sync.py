@@ -268,6 +268,9 @@ class SyncQueue:
     def get_stats(self) -> dict[str, int]:
         return self._call(self._queue.get_stats())
 
+    def get_job_counts(self, *states: str) -> dict[str, int]:
+        return self._call(self._queue.get_job_counts(*states))
+
     def get_counts_per_priority(self, priorities: Sequence[int]) -> dict[int, int]:
         return self._call(self._queue.get_counts_per_priority(priorities))
 

@@ -336,13 +336,13 @@ class Worker:
         # Held jobs: runners start them only before _hold_until (loop time), the hold the
         # last reply granted; a control change (pause, drain, limits, priority) ends it.
         self._hold_until = 0.0
-        # Loop time from which no held job starts until a call sent since is answered
-        # (_on_local_control: a prioritized job of this process falls due then).
-        self._due_ahead = math.inf
-        # When Redis has surely found that job due too (a call sent then promotes it): its
-        # due time counts from the call that carried the result, with the rounding.
-        self._due_surely = math.inf
-        self._ahead_ids: set[str] = set()  # ids of this worker's own jobs of _due_ahead
+        # Jobs that go ahead and fall due later (_on_local_control: a prioritized job of this
+        # process, a retry of its own), each [due, surely, job id or None] in loop time:
+        # from `due` no held job starts until a reply brings the job (its id known) or a
+        # call goes after `surely`, when Redis has surely found it due too (its due time
+        # counts from the call that carried the result, with the rounding).
+        self._aheads: list[list[Any]] = []
+        self._due_ahead = math.inf  # the earliest of their due times
         # A control message on its way in, not read yet (minique/unread_messages.py):
         # checked before each held start; not again before _peek_after when the listener
         # could not catch up (a dead link reads as readable).
@@ -781,11 +781,11 @@ class Worker:
                     delay_ms = max(1, _ms_up(result[5] - now))
                     results[i] = (*result[:5], delay_ms, *result[6:])
                     self._timed_results -= 1
-                    if self._due_surely != math.inf:
-                        # A job that goes ahead is due: Redis counts its delay from this
-                        # call (sent late, later than the worker's own due time).
-                        self._due_surely = max(self._due_surely,
-                                               now + delay_ms / 1000.0 + DUE_ROUNDING)
+                    for ahead in self._aheads:
+                        if ahead[2] == result[0]:
+                            # Redis counts its delay from this call (maybe sent later than
+                            # the worker's own due time), rounded.
+                            ahead[1] = max(ahead[1], now + delay_ms / 1000.0 + DUE_ROUNDING)
         hold_ms = int(HOLD_TIME * 1000) if (hold or self._holding()) else 0
         for running in notes:
             # S: a suspect job's start, asked before it runs (a removal meanwhile wins).
@@ -861,14 +861,8 @@ class Worker:
         (status, info, next_due, wake_id, now_ms, global_limit, cv,
          hold_granted) = reply[n:n + HEADER]
         loop = asyncio.get_running_loop()
-        if sent_at >= self._due_ahead and (sent_at >= self._due_surely or self._took_ahead(
-                reply[n + HEADER:])):
-            # This call promoted what fell due, and took it: its own job is in the reply,
-            # or the call went when Redis had surely found it due (up to DUE_ROUNDING
-            # later than this worker: see _due_surely; a job taken by another worker,
-            # or removed, never comes). Taken as held, the job must start, not go back.
-            self._due_ahead = self._due_surely = math.inf
-            self._ahead_ids.clear()
+        if sent_at >= self._due_ahead:
+            self._settle_aheads(sent_at, reply[n + HEADER:])
         # Over a slow link (a Redis far away, a stalled network) every held job would come
         # with its hold run out, or nearly: each call would take jobs only for the next to
         # hand them back. _prefetch holds nothing while the average is above half a hold;
@@ -964,11 +958,15 @@ class Worker:
             self._buffered = kept
             self._wakeup.set()
 
-    def _took_ahead(self, body: list[Any]) -> bool:
-        """Whether a reply's jobs include one of this worker's own that go ahead."""
-        ahead = self._ahead_ids
-        return bool(ahead) and any(body[i].decode() in ahead
-                                   for i in range(0, len(body), JOB_FIELDS))
+    def _settle_aheads(self, sent_at: float, body: list[Any]) -> None:
+        """Drops the jobs that go ahead that a call sent at ``sent_at`` promoted and took:
+        its reply brings the job, or the call went when Redis had surely found it due (up
+        to DUE_ROUNDING later than this worker; a job taken by another worker, or removed,
+        never comes). Taken as held, such a job must start, not go back."""
+        ids = {body[i].decode() for i in range(0, len(body), JOB_FIELDS)}
+        self._aheads = [a for a in self._aheads
+                        if not (sent_at >= a[0] and (sent_at >= a[1] or a[2] in ids))]
+        self._due_ahead = min((a[0] for a in self._aheads), default=math.inf)
 
     def _on_local_control(self, what: str, delay: float, job_id: str | None = None) -> None:
         """A Queue of this process put a job ahead (minique/local_controls.py): now, or
@@ -979,11 +977,8 @@ class Worker:
             self._on_control(what)
             return
         at = asyncio.get_running_loop().time() + delay
+        self._aheads.append([at, at + DUE_ROUNDING, job_id])
         self._due_ahead = min(self._due_ahead, at)
-        if job_id is not None:
-            self._ahead_ids.add(job_id)
-        self._due_surely = at + DUE_ROUNDING if self._due_surely == math.inf else max(
-            self._due_surely, at + DUE_ROUNDING)
 
     def _control_seen(self, version: str) -> bool:
         """Whether a reply handled here carried control version ``version`` or a later one

@@ -61,6 +61,11 @@ class ProgressBoard:
             if row.state == "completed":
                 row.progress = 100.0
             row.reason = fresh.failed_reason
+            if row.state in ("waiting", "delayed") and fresh.attempts_started > fresh.attempts_made:
+                # It ran, and went back without using an attempt (Delayed, a busy account's
+                # GroupRateLimited): the same job, not a second one.
+                row.state = f"{row.state} again (put back, no attempt used)"
+                continue
             if row.state == "waiting":
                 # Amazon said 429: the job is back in the queue, which waits out the delay.
                 ttl = await row.job.queue.get_rate_limit_ttl()

@@ -65,3 +65,15 @@ def test_the_sync_form(redis_url: str, qname: str) -> None:
         q.add("y", 1, lifo=True)
         assert q.get_counts_per_priority([0, 4]) == {0: 1, 4: 1}
         q.obliterate(force=True)
+
+
+async def test_get_job_counts_gives_the_states_asked(queue: Queue) -> None:
+    """BullMQ's getJobCounts: the states asked, from one snapshot; all without arguments."""
+    await queue.add("a", 1)
+    await queue.add("b", 2, delay=60)
+    assert await queue.get_job_counts("waiting", "delayed") == {"waiting": 1, "delayed": 1}
+    every = await queue.get_job_counts()
+    assert every["waiting"] == 1 and every["delayed"] == 1 and "total" not in every
+    assert set(every) == set(await queue.get_stats()) - {"total"}
+    with pytest.raises(ValueError, match="prioritised"):
+        await queue.get_job_counts("prioritised")
