@@ -51,3 +51,27 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} not reached within {timeout}s")
         await asyncio.sleep(interval)
+
+
+class LostAnswers:
+    """Makes ManualWorker's finish calls run in Redis but lose their answer, as a socket
+    timeout or a cancel arriving with the reply would: ``arm()`` loses the next one, which
+    raises ``error()`` instead of returning (minique/manual_worker.py re-sends it)."""
+
+    def __init__(self, monkeypatch: Any, error: Callable[[], BaseException]) -> None:
+        from minique import manual_worker
+
+        self.pending = 0
+        real = manual_worker.scripts.run
+
+        async def run(client: Any, name: str, keys: Any, args: Any) -> Any:
+            reply = await real(client, name, keys, args)
+            if name == "finish" and self.pending:
+                self.pending -= 1
+                raise error()
+            return reply
+
+        monkeypatch.setattr(manual_worker.scripts, "run", run)
+
+    def arm(self) -> None:
+        self.pending = 1

@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 import pytest
+from helpers import LostAnswers
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from minique import ManualWorker, Queue, manual_worker
@@ -103,21 +104,9 @@ async def test_retrying_a_complete_whose_answer_was_lost_says_the_result_was_dis
     async with ManualWorker(queue.name, url=redis_url, stalled_interval=0) as worker:
         job = await worker.get_next_job()
         assert job is not None
-        real = manual_worker.scripts.run
-        calls = 0
-
-        async def answer_lost(client: Any, name: str, keys: Any, args: Any) -> Any:
-            nonlocal calls
-            reply = await real(client, name, keys, args)
-            calls += 1
-            if calls == 1:
-                if lost == "timeout":
-                    raise RedisTimeoutError("Timeout reading from socket")
-                raise asyncio.CancelledError
-            return reply
-
-        monkeypatch.setattr(manual_worker.scripts, "run", answer_lost)
-        with pytest.raises(RedisTimeoutError if lost == "timeout" else asyncio.CancelledError):
+        error = (RedisTimeoutError if lost == "timeout" else asyncio.CancelledError)
+        LostAnswers(monkeypatch, lambda: error("Timeout reading from socket")).arm()
+        with pytest.raises(error):
             await worker.complete(job, "v")
         await worker.complete(job, "v")  # raises LockLost "... the result was discarded"
         assert await queue.get_state(added.id) == "completed"

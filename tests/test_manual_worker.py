@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from helpers import wait_until
+from helpers import LostAnswers, wait_until
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from minique import (
@@ -20,7 +20,6 @@ from minique import (
     ManualWorker,
     Queue,
     UnrecoverableError,
-    manual_worker,
 )
 
 
@@ -256,21 +255,10 @@ async def test_a_call_whose_answer_was_lost_is_answered_by_the_next_one(
     fresh take would leave that job active, unknown to anyone, until its lease ran out."""
     first = await queue.add("a", 1)
     second = await queue.add("b", 2)
-    real_run = manual_worker.scripts.run
-    calls = 0
-
-    async def answer_lost(client: Any, name: str, keys: Any, args: Any) -> Any:
-        nonlocal calls
-        reply = await real_run(client, name, keys, args)
-        calls += name == "finish"
-        if name == "finish" and calls == 1:
-            if lost == "timeout":
-                raise RedisTimeoutError("Timeout reading from socket")
-            raise asyncio.CancelledError
-        return reply
-
-    monkeypatch.setattr(manual_worker.scripts, "run", answer_lost)
-    with pytest.raises(RedisTimeoutError if lost == "timeout" else asyncio.CancelledError):
+    error = (RedisTimeoutError if lost == "timeout" else asyncio.CancelledError)
+    lose = LostAnswers(monkeypatch, lambda: error("Timeout reading from socket"))
+    lose.arm()
+    with pytest.raises(error):
         await manual.get_next_job()
     assert (await queue.get_stats())["active"] == 1  # it was taken, answer or not
     job = await manual.get_next_job()
@@ -280,8 +268,8 @@ async def test_a_call_whose_answer_was_lost_is_answered_by_the_next_one(
     assert await queue.get_state(second.id) == "waiting"
     # A complete() whose answer is lost the same way is sent again by the next call,
     # which takes the next job: applied once, and that job given out once.
-    calls = 0
-    with pytest.raises(RedisTimeoutError if lost == "timeout" else asyncio.CancelledError):
+    lose.arm()
+    with pytest.raises(error):
         await manual.complete(job, "done")
     nxt = await manual.get_next_job()
     assert nxt is not None and nxt.id == second.id
@@ -327,17 +315,7 @@ async def test_another_outcome_after_a_lost_complete_is_refused_with_what_happen
     added = await queue.add("a", 1)
     job = await manual.get_next_job()
     assert job is not None
-    real_run = manual_worker.scripts.run
-    lost = [True]
-
-    async def answer_lost(client: Any, name: str, keys: Any, args: Any) -> Any:
-        reply = await real_run(client, name, keys, args)
-        if name == "finish" and lost:
-            lost.clear()
-            raise RedisTimeoutError("Timeout reading from socket")
-        return reply
-
-    monkeypatch.setattr(manual_worker.scripts, "run", answer_lost)
+    LostAnswers(monkeypatch, lambda: RedisTimeoutError("Timeout reading from socket")).arm()
     with pytest.raises(RedisTimeoutError):
         await manual.complete(job, "v")
     with pytest.raises(LockLost, match=r"earlier call .* \(completed\)"):
