@@ -45,6 +45,31 @@ class FinalAuthRetry(Retry):
             raise final.error from None
 
 
+def check_client(connection: Any, what: str) -> Any:
+    """``connection`` if minique can use it as its Redis client, else an error that says
+    which client to give instead.
+
+    Raises TypeError for a synchronous redis-py client (``redis.Redis``): minique's calls
+    are awaited (the sync facades, ``SyncQueue`` and friends, take ``url=``). Raises
+    ValueError for a client made with ``decode_responses=True``: jobs, results and events
+    are stored as msgpack bytes, which such a client fails to decode (a UnicodeDecodeError
+    deep in a reply, or a worker whose wait never returns a job)."""
+    import redis
+
+    if isinstance(connection, (redis.Redis, redis.RedisCluster)):
+        raise TypeError(f"{what}: connection= must be an asyncio client "
+                        f"(redis.asyncio.Redis or RedisCluster), got the synchronous "
+                        f"{type(connection).__module__}.{type(connection).__name__}; "
+                        f"give url= instead, or use the Sync* facades from synchronous code")
+    encoder = getattr(connection, "get_encoder", None)
+    if encoder is not None and getattr(encoder(), "decode_responses", False):
+        raise ValueError(f"{what}: connection= was made with decode_responses=True, but "
+                         f"minique stores jobs as msgpack bytes, which that client cannot "
+                         f"decode; give a client made with decode_responses=False (the "
+                         f"default), or url= and minique makes its own")
+    return connection
+
+
 def resolve_url(url: str | None) -> str:
     return url or os.environ.get("MINIQUE_REDIS_URL") or DEFAULT_URL
 

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from . import codec
-from .connection import connect
+from .connection import check_client, connect
 from .keys import DEFAULT_PREFIX, QueueKeys
 
 EVENT_NAMES = frozenset(
@@ -234,7 +234,8 @@ class QueueEvents:
                              "'<ms>-<seq>' or '<ms>-<seq>/<index>'")
         self.keys = QueueKeys(queue_name, prefix)
         self._own = connection is None
-        self._client = connection if connection is not None else connect(url)
+        self._client = (check_client(connection, f"QueueEvents({queue_name!r})")
+                        if connection is not None else connect(url))
         self.last_id = last_id
         self._block = block
         self._closed = False

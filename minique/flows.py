@@ -38,7 +38,7 @@ import msgspec
 from redis.crc import key_slot
 
 from . import codec, local_controls, scripts
-from .connection import connect
+from .connection import check_client, connect
 from .errors import InvalidJobState, MiniqueError
 from .job import Job, public_state
 from .keys import DEFAULT_PREFIX
@@ -290,7 +290,8 @@ class FlowProducer:
         self.prefix = prefix
         self._own = connection is None
         self._url = url
-        self.redis: Any = connection if connection is not None else connect(url)
+        self.redis: Any = (check_client(connection, "FlowProducer") if connection is not None
+                           else connect(url))
         self._queues: dict[str, Queue] = {}
         # As Queue's: each call carries this producer's id and next number (lua/add_flow.lua).
         self._producer, self._pid, self._seq = uuid.uuid4().hex[:16], os.getpid(), 0

@@ -43,6 +43,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import codec, scripts
 from .backoff import BackoffStrategy
+from .connection import check_client
 from .errors import JobNotFound, LockLost, wire_text
 from .job import Job
 from .keys import DEFAULT_PREFIX
@@ -99,6 +100,8 @@ class ManualWorker:
             raise ValueError(f"lock_duration must be > 0 seconds, got {lock_duration!r}")
         if not stalled_interval >= 0:
             raise ValueError(f"stalled_interval must be >= 0, got {stalled_interval!r}")
+        if connection is not None:
+            check_client(connection, f"ManualWorker({queue_name!r})")
         self.queue = Queue(queue_name, url=url, connection=connection, prefix=prefix)
         self.redis = self.queue.redis
         self.keys = self.queue.keys

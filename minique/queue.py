@@ -15,7 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import codec, local_controls, packing, scripts, telemetry
 from .attempts import Attempt, attempts_from_hash
-from .connection import connect
+from .connection import check_client, connect
 from .errors import (
     AddBulkIncomplete,
     AddNotSent,
@@ -157,7 +157,8 @@ class Queue:
         # each key sent costs the server about as much as a small command.
         self._add_keys = (self.keys.meta,)
         self._own = connection is None
-        self.redis: Any = connection if connection is not None else connect(url)
+        self.redis: Any = (check_client(connection, f"Queue({name!r})") if connection is not None
+                           else connect(url))
         self.default_job_options = dict(default_job_options or {})
         check_option_names(self.default_job_options, "default_job_options")
         # Validate the defaults now, so a bad default fails at construction, not at add.

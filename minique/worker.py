@@ -32,7 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import codec, local_controls, scheduler, scripts, signals, telemetry
 from .backoff import BackoffFailed, BackoffStrategy, retry_delay
 from .batch import Batch
-from .connection import connect, resolve_url
+from .connection import check_client, connect, resolve_url
 from .errors import (
     Delayed,
     JobCorrupted,
@@ -287,7 +287,8 @@ class Worker:
         # (lua/includes/call.lua): each key sent costs the server about a small command.
         self._call_keys = (self.keys.meta,)
         self._own = connection is None
-        self.redis: Any = connection if connection is not None else connect(url)
+        self.redis: Any = (check_client(connection, f"Worker({queue_name!r})")
+                           if connection is not None else connect(url))
         # The blocking wait gets its own connection, so it never delays a script call.
         self._blocking: Any = (connect(url, socket_timeout=block_timeout + 5.0)
                                if connection is None else connection)

@@ -332,3 +332,45 @@ def test_a_bad_url_given_to_a_queue_is_named_in_minique_words() -> None:
         Queue("x", url="localhost:6379")
     with pytest.raises(ValueError, match="the port must be a number"):
         Queue("x", url="redis://127.0.0.1:notaport/0")
+
+
+def _every_client_taker() -> list[Any]:
+    from minique import FlowProducer, ManualWorker, QueueEvents
+    from minique.dashboard import create_app
+
+    return [
+        lambda c: Queue("q", connection=c),
+        lambda c: Worker("q", lambda job: None, connection=c),
+        lambda c: ManualWorker("q", connection=c),
+        lambda c: FlowProducer(connection=c),
+        lambda c: QueueEvents("q", connection=c),
+        lambda c: create_app(connection=c),
+    ]
+
+
+async def test_decoding_client_is_refused_before_anything_is_sent(redis_url: str) -> None:
+    """A client made with decode_responses=True failed deep in a reply (UnicodeDecodeError
+    on a job's msgpack data), after the add had been written; now every constructor that
+    takes connection= refuses it, naming the fix."""
+    import redis.asyncio as aioredis
+
+    decoding = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        for make in _every_client_taker():
+            with pytest.raises(ValueError, match="decode_responses=True"):
+                make(decoding)
+        assert await decoding.dbsize() == 0
+    finally:
+        await decoding.aclose()
+
+
+def test_synchronous_client_is_refused(redis_url: str) -> None:
+    import redis
+
+    sync_client = redis.Redis.from_url(redis_url)
+    try:
+        for make in _every_client_taker():
+            with pytest.raises(TypeError, match="asyncio client"):
+                make(sync_client)
+    finally:
+        sync_client.close()

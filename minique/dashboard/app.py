@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..connection import connect
+from ..connection import check_client, connect
 from ..keys import DEFAULT_PREFIX
 from .api import api_routes
 from .live import stream_endpoint
@@ -51,7 +51,7 @@ def create_app(
     closes the client if you mount it and need to.
     """
     own = connection is None
-    redis = connection if connection is not None else connect(url)
+    redis = check_client(connection, "create_app") if connection is not None else connect(url)
     dashboard = Dashboard(redis, prefix=prefix, queues=queues, hidden_data_queues=hidden_data_queues)
 
     @contextlib.asynccontextmanager
