@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import os
 import socket
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -58,7 +60,12 @@ from .worker import (
     encode_results,
     failure_outcome,
     fetched_job,
+    remove_heartbeat,
+    write_heartbeat,
 )
+from .worker_info import WorkerInfo
+
+log = logging.getLogger("minique.manual_worker")
 
 STALL_CHECK_BATCH = 1000
 WAIT_MAX = 60.0  # seconds one blocking read waits at most (a longer block loops)
@@ -78,8 +85,11 @@ class ManualWorker:
     ``limiter``: ``{"max": n, "duration": s}``, as for ``Worker``. ``stalled_interval``
     (s): how often ``get_next_job`` also takes back jobs whose lease ran out (0: never; a
     ``Worker`` of the queue does it too). ``backoff_strategies``: custom backoff functions
-    by name, as for ``Worker``.
-    Raises ValueError for a lock_duration or stalled_interval that is not positive.
+    by name, as for ``Worker``. ``heartbeat_interval`` (s): from its first call until
+    ``close()`` it is listed by ``Queue.get_workers()`` and the dashboard (kind "manual",
+    with the jobs it took and has not finished), as a ``Worker`` is.
+    Raises ValueError for a lock_duration, stalled_interval or heartbeat_interval that is
+    not positive.
     """
 
     def __init__(
@@ -95,7 +105,10 @@ class ManualWorker:
         max_stalled_count: int = 1,
         name: str | None = None,
         backoff_strategies: Mapping[str, BackoffStrategy] | None = None,
+        heartbeat_interval: float = 5.0,
     ) -> None:
+        if not 0 < heartbeat_interval < MAX_SECONDS:
+            raise ValueError(f"heartbeat_interval must be > 0 seconds, got {heartbeat_interval!r}")
         if not 0 < lock_duration < MAX_SECONDS:
             raise ValueError(f"lock_duration must be > 0 seconds, got {lock_duration!r}")
         if not stalled_interval >= 0:
@@ -122,6 +135,12 @@ class ManualWorker:
         # it took is not left to its lease (see _call).
         self._unanswered: _Unanswered | None = None
         self._closed = False
+        self.heartbeat_interval = heartbeat_interval
+        self.started_at = time.time()
+        self.jobs_done = 0
+        self.jobs_failed = 0  # jobs failed for good (a retry is not counted), as a Worker's
+        self._taken: dict[str, str] = {}  # jobs taken and not finished: id -> token
+        self._heartbeat: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> ManualWorker:
         return self
@@ -298,13 +317,37 @@ class ManualWorker:
                     answered = await self._answer_unanswered()
                     if answered is not None and answered.job is not None:
                         await self._send([_result(answered.job, "h", "")], 0)
-                await self.redis.hdel(f"{self.keys.base}:calls", self.ident)
+                if self._heartbeat is not None:
+                    self._heartbeat.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._heartbeat
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(2.0):  # a Redis that does not answer
+                        await remove_heartbeat(self.redis, self.keys, self.name, self.ident)
         finally:
             await self.queue.close()
 
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this ManualWorker is closed")
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.get_running_loop().create_task(
+                self._heartbeat_loop(), name="minique-manual-heartbeat")
+
+    async def _heartbeat_loop(self) -> None:
+        ttl = max(1, math.ceil(self.heartbeat_interval * 3))
+        while not self._closed:
+            info = WorkerInfo(
+                name=self.name, host=socket.gethostname(), pid=os.getpid(),
+                queues=[self.queue.name], started_at=self.started_at, last_seen=time.time(),
+                jobs_done=self.jobs_done, jobs_failed=self.jobs_failed, concurrency=0,
+                running=sorted(self._taken), kind="manual")
+            try:
+                await write_heartbeat(self.redis, self.keys, info, ttl)
+            except Exception as exc:
+                log.warning("queue %s: heartbeat of %s failed (%s: %s)", self.queue.name,
+                            self.name, type(exc).__name__, exc)
+            await asyncio.sleep(self.heartbeat_interval)
 
     # ----- the call ----------------------------------------------------------------------
 
@@ -318,11 +361,29 @@ class ManualWorker:
             raise LockLost(f"job {job.id} has no token: it was not taken by a worker")
         keep = job.opts.keep_completed if kind == "c" else job.opts.keep_failed
         result = (job.id, job.token, kind, value, stack, delay_ms, keep.count, _age_ms(keep), "")
-        next_job, _header = await self._call([result], want=1 if fetch_next else 0,
-                                             finished=job)
+        try:
+            next_job, _header = await self._call([result], want=1 if fetch_next else 0,
+                                                 finished=job)
+        except (LockLost, JobNotFound):
+            self._forget(job)
+            raise
+        self._forget(job)
+        if kind == "c":
+            self.jobs_done += 1
+        elif kind == "f":
+            self.jobs_failed += 1
         if kind in ("c", "f"):
             job.state = "completed" if kind == "c" else "failed"
         return next_job
+
+    def _took(self, job: Job | None) -> Job | None:
+        if job is not None:
+            self._taken[job.id] = job.token or ""
+        return job
+
+    def _forget(self, job: Job) -> None:
+        if self._taken.get(job.id) == job.token:
+            del self._taken[job.id]
 
     async def _call(self, results: list[tuple[Any, ...]], want: int,
                     finished: Job | None = None) -> tuple[Job | None, list[Any]]:
@@ -348,7 +409,7 @@ class ManualWorker:
                     results, finished = results[1:], None
                 if answered.job is not None:
                     if want and not results:
-                        return answered.job, []
+                        return self._took(answered.job), []
                     results = [*results, _result(answered.job, "h", "")]
             while True:
                 reply = await self._send(results, want)
@@ -374,7 +435,7 @@ class ManualWorker:
                         raise JobNotFound(f"job {done.id} was removed while active; its "
                                           "result was dropped")
                 if job is not None or not body:
-                    return job, header
+                    return self._took(job), header
 
     async def _send(self, results: list[tuple[Any, ...]], want: int,
                     args: list[Any] | None = None) -> Any:

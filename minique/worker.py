@@ -207,6 +207,25 @@ class _Gathering:
 _Call = tuple[list[Any], list[tuple[Any, ...]], list[_Running], int, float, int]
 
 
+async def write_heartbeat(redis: Any, keys: QueueKeys, info: WorkerInfo, ttl: int) -> None:
+    """Publishes ``info`` for ``ttl`` seconds; ``Queue.get_workers()`` lists the live ones
+    (the queue's worker set, pruned of those not seen for ``ttl`` seconds)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.set(f"{keys.base}:worker:{info.name}", msgspec.msgpack.encode(info), ex=ttl)
+        pipe.zadd(keys.workers, {info.name: info.last_seen})
+        pipe.zremrangebyscore(keys.workers, "-inf", info.last_seen - ttl)
+        await pipe.execute()
+
+
+async def remove_heartbeat(redis: Any, keys: QueueKeys, name: str, ident: str) -> None:
+    """Unlists a worker that stops, and forgets its last call's record (lua/finish.lua)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.delete(f"{keys.base}:worker:{name}")
+        pipe.zrem(keys.workers, name)
+        pipe.hdel(f"{keys.base}:calls", ident)
+        await pipe.execute()
+
+
 class Worker:
     """Processes the jobs of one queue.
 
@@ -1863,9 +1882,6 @@ class Worker:
 
     # ----- heartbeats, cancel requests, rate limits, eviction ---------------------------
 
-    def _heartbeat_key(self) -> str:
-        return f"{self.keys.base}:worker:{self.name}"
-
     async def _heartbeat_loop(self) -> None:
         while not self._stop.is_set():
             try:
@@ -1891,18 +1907,10 @@ class Worker:
             running=sorted(job_id for job_id, r in self._running.items()
                            if not (r.held and r.task is None)),
         )
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(self._heartbeat_key(), msgspec.msgpack.encode(info), ex=ttl)
-            pipe.zadd(self.keys.workers, {self.name: now})
-            pipe.zremrangebyscore(self.keys.workers, "-inf", now - ttl)
-            await pipe.execute()
+        await write_heartbeat(self.redis, self.keys, info, ttl)
 
     async def _remove_heartbeat(self) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.delete(self._heartbeat_key())
-            pipe.zrem(self.keys.workers, self.name)
-            pipe.hdel(f"{self.keys.base}:calls", self.ident)  # its last call's record
-            await pipe.execute()
+        await remove_heartbeat(self.redis, self.keys, self.name, self.ident)
 
     async def _subscribe_cancels(self) -> Any:
         """Subscribes before the first job is taken, so no cancel request can slip by."""

@@ -19,7 +19,11 @@ def worker_label(ident: str) -> str:
 
 
 class WorkerInfo(msgspec.Struct):
-    """A live worker, as its heartbeat describes it. Times are Unix seconds."""
+    """A live worker, as its heartbeat describes it. Times are Unix seconds.
+
+    ``kind``: "worker" (a ``Worker``: ``concurrency`` slots) or "manual" (a
+    ``ManualWorker``: ``concurrency`` 0, as it takes a job whenever its code asks; ``running``
+    lists the jobs it took and has not finished)."""
 
     name: str
     host: str
@@ -31,3 +35,4 @@ class WorkerInfo(msgspec.Struct):
     jobs_failed: int
     concurrency: int
     running: list[str]
+    kind: str = "worker"  # absent from older heartbeats

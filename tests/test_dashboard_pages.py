@@ -87,3 +87,26 @@ def test_chart_and_formatting() -> None:
 def test_poll_interval_is_checked() -> None:
     with pytest.raises(ValueError, match="poll_interval"):
         create_app("redis://127.0.0.1:1/0", poll_interval=0)
+
+
+async def test_a_manual_worker_is_shown_without_slots(web: httpx.AsyncClient, queue: Queue,
+                                                     redis_url: str) -> None:
+    from minique import ManualWorker
+
+    worker = ManualWorker(queue.name, url=redis_url, name="by-hand", heartbeat_interval=0.05)
+    try:
+        await queue.add("a", 1)
+        job = await worker.get_next_job()
+        assert job is not None
+
+        async def shown() -> bool:
+            return bool(await queue.get_workers()) and (await queue.get_workers())[0].running == [job.id]
+
+        await wait_until(shown, timeout=5)
+        page = (await web.get("/")).text
+        assert "by-hand" in page and ">manual</span>" in page and "1:" in page
+        assert "1/0" not in page
+        detail = (await web.get("/workers/by-hand")).text
+        assert "taken by hand" in detail and "slots" not in detail
+    finally:
+        await worker.close()

@@ -321,3 +321,36 @@ async def test_another_outcome_after_a_lost_complete_is_refused_with_what_happen
     with pytest.raises(LockLost, match=r"earlier call .* \(completed\)"):
         await manual.fail(job, "changed my mind")
     assert await added.wait_until_finished(timeout=5) == "v"
+
+
+async def test_listed_as_a_live_worker_with_the_jobs_it_took(queue: Queue, redis_url: str) -> None:
+    """A ManualWorker is listed by get_workers() (and the dashboard) from its first call
+    until close(), kind "manual", with the jobs it took and has not finished, as BullMQ's
+    getWorkers() lists a worker that fetches by hand."""
+    from minique.dashboard.service import Dashboard
+
+    worker = ManualWorker(queue.name, url=redis_url, name="by-hand", heartbeat_interval=0.05)
+    try:
+        assert await queue.get_workers() == []  # nothing sent yet
+        await queue.add("a", 1)
+        await queue.add("b", 2, attempts=1)
+        first = await worker.get_next_job()
+        second = await worker.get_next_job()
+        assert first is not None and second is not None
+
+        async def listed(running: list[str]) -> bool:
+            infos = await queue.get_workers()
+            return [(i.name, i.kind, i.running, i.concurrency) for i in infos] == [
+                ("by-hand", "manual", sorted(running), 0)]
+
+        await wait_until(lambda: listed([first.id, second.id]), timeout=5)
+        await worker.complete(first, None)
+        await worker.fail(second, "no")
+        await wait_until(lambda: listed([]), timeout=5)
+        info = (await queue.get_workers())[0]
+        assert (info.jobs_done, info.jobs_failed) == (1, 1)
+        board = await Dashboard(queue.redis, prefix=queue.prefix).workers([queue.name])
+        assert [(w["name"], w["manual"]) for w in board] == [("by-hand", True)]
+    finally:
+        await worker.close()
+    assert await queue.get_workers() == []  # unlisted at once, not after its ttl

@@ -297,7 +297,7 @@ class Dashboard:
                         "id": pid_key, "name": w.name, "names": [], "host": w.host, "pid": w.pid,
                         "queues": [], "started_at": w.started_at, "last_seen": w.last_seen,
                         "jobs_done": 0, "jobs_failed": 0, "concurrency": 0, "running": [],
-                        "running_jobs": [], "_seen": set(),
+                        "running_jobs": [], "manual": False, "_seen": set(),
                     }
                 # The same worker is listed by each queue it serves: count it once.
                 if w.name not in entry["_seen"]:
@@ -306,6 +306,7 @@ class Dashboard:
                     entry["jobs_done"] += w.jobs_done
                     entry["jobs_failed"] += w.jobs_failed
                     entry["concurrency"] += w.concurrency
+                    entry["manual"] = entry["manual"] or w.kind == "manual"
                     entry["started_at"] = min(entry["started_at"], w.started_at)
                     entry["queues"] = sorted({*entry["queues"], *w.queues})
                     entry["running"] = sorted({*entry["running"], *w.running})
