@@ -208,8 +208,9 @@ def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurre
                      "shutdown_timeout", "block_timeout"):
             if name not in given and name in opts:
                 extra[name] = opts[name]
-        if "default_job_options" in opts:
-            extra["default_job_options"] = opts["default_job_options"]
+        for name in ("default_job_options", "backoff_strategies"):
+            if name in opts:
+                extra[name] = opts[name]
     settings: dict[str, Any] = {
         "lock_duration": lock_duration, "stalled_interval": stalled_interval,
         "max_stalled_count": max_stalled_count, "shutdown_timeout": shutdown_timeout,

@@ -45,10 +45,12 @@ class FinalAuthRetry(Retry):
             raise final.error from None
 
 
-def check_client(connection: Any, what: str) -> Any:
+def check_client(connection: Any, what: str, url: str | None = None) -> Any:
     """``connection`` if minique can use it as its Redis client, else an error that says
     which client to give instead.
 
+    Raises TypeError when ``url`` is given too: one of the two would be ignored (a
+    ``url=`` naming another server or database than the client's went unnoticed).
     Raises TypeError for a synchronous redis-py client (``redis.Redis``): minique's calls
     are awaited (the sync facades, ``SyncQueue`` and friends, take ``url=``). Raises
     ValueError for a client made with ``decode_responses=True``: jobs, results and events
@@ -56,6 +58,9 @@ def check_client(connection: Any, what: str) -> Any:
     deep in a reply, or a worker whose wait never returns a job)."""
     import redis
 
+    if url is not None:
+        raise TypeError(f"{what}: give url= or connection=, not both (url={shown_url(url)!r} "
+                        f"would be ignored for the client given)")
     if isinstance(connection, (redis.Redis, redis.RedisCluster)):
         raise TypeError(f"{what}: connection= must be an asyncio client "
                         f"(redis.asyncio.Redis or RedisCluster), got the synchronous "

@@ -234,7 +234,7 @@ class QueueEvents:
                              "'<ms>-<seq>' or '<ms>-<seq>/<index>'")
         self.keys = QueueKeys(queue_name, prefix)
         self._own = connection is None
-        self._client = (check_client(connection, f"QueueEvents({queue_name!r})")
+        self._client = (check_client(connection, f"QueueEvents({queue_name!r})", url)
                         if connection is not None else connect(url))
         self.last_id = last_id
         self._block = block

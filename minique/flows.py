@@ -290,7 +290,7 @@ class FlowProducer:
         self.prefix = prefix
         self._own = connection is None
         self._url = url
-        self.redis: Any = (check_client(connection, "FlowProducer") if connection is not None
+        self.redis: Any = (check_client(connection, "FlowProducer", url) if connection is not None
                            else connect(url))
         self._queues: dict[str, Queue] = {}
         # As Queue's: each call carries this producer's id and next number (lua/add_flow.lua).

@@ -52,6 +52,9 @@ from .keys import DEFAULT_PREFIX
 from .options import MAX_SECONDS
 from .queue import Queue
 from .worker import (
+    GAVE_WAY,
+    GIVE_WAY_TELL,
+    GIVE_WAY_TOLD,
     HEADER,
     JOB_FIELDS,
     Worker,
@@ -114,7 +117,7 @@ class ManualWorker:
         if not stalled_interval >= 0:
             raise ValueError(f"stalled_interval must be >= 0, got {stalled_interval!r}")
         if connection is not None:
-            check_client(connection, f"ManualWorker({queue_name!r})")
+            check_client(connection, f"ManualWorker({queue_name!r})", url)
         self.queue = Queue(queue_name, url=url, connection=connection, prefix=prefix)
         self.redis = self.queue.redis
         self.keys = self.queue.keys
@@ -251,7 +254,10 @@ class ManualWorker:
             reason, stack, delay = failure_outcome(job, error, self.backoff_strategies)
         if final or delay is None:
             return await self._finish(job, "f", reason, stack, 0, fetch_next)
-        return await self._finish(job, "r", reason, stack, max(1, _ms_up(delay)), fetch_next)
+        # No backoff (0 s): waiting again at once, at the end of its priority, as a Worker's
+        # retry; a delay below 1 ms counts as 1 ms (lua/finish.lua: 0 means "no delay").
+        delay_ms = max(1, _ms_up(delay)) if delay > 0 else 0
+        return await self._finish(job, "r", reason, stack, delay_ms, fetch_next)
 
     async def delay(self, job: Job, seconds: float) -> None:
         """Puts the job back as delayed for ``seconds`` without using an attempt (a
@@ -376,6 +382,17 @@ class ManualWorker:
             job.state = "completed" if kind == "c" else "failed"
         return next_job
 
+    async def _why_not_ours(self, job: Job) -> str:
+        """Why a result for ``job`` was not applied (its token no longer matches): one
+        finished already (a second complete() or fail()) is named as such; otherwise the
+        lease ran out and the job went back (or to another worker)."""
+        state = await self.redis.hget(self.keys.job(job.id), "st")
+        if state in (b"completed", b"failed"):
+            return (f"job {job.id} is {state.decode()} already (a second complete() or "
+                    "fail() for it); this result was not applied")
+        return (f"job {job.id}: its lease ran out and it is no longer this worker's; the "
+                "result was discarded")
+
     def _took(self, job: Job | None) -> Job | None:
         if job is not None:
             self._taken[job.id] = job.token or ""
@@ -411,8 +428,10 @@ class ManualWorker:
                     if want and not results:
                         return self._took(answered.job), []
                     results = [*results, _result(answered.job, "h", "")]
+            give_way, giving_way_until = GIVE_WAY_TELL, 0.0
+            loop = asyncio.get_running_loop()
             while True:
-                reply = await self._send(results, want)
+                reply = await self._send(results, want, hold=give_way if want else 0)
                 n = len(results)
                 header = reply[n:n + HEADER]
                 body = reply[n + HEADER:n + HEADER + JOB_FIELDS]
@@ -430,15 +449,27 @@ class ManualWorker:
                         if job is not None:  # taken for nothing: handed back unstarted
                             await self._send([_result(job, "h", "")], 0)
                         if status == 0:
-                            raise LockLost(f"job {done.id}: its lease ran out and it is no "
-                                           "longer this worker's; the result was discarded")
+                            raise LockLost(await self._why_not_ours(done))
                         raise JobNotFound(f"job {done.id} was removed while active; its "
                                           "result was dropped")
+                if want and not body and int(header[0]) == GAVE_WAY:
+                    # Jobs another worker holds are ahead of what this take would get: it
+                    # has been told to hand them back (a wake-up each); taken one at a
+                    # time they are this take's. Asked again once they are back, or,
+                    # past the time Redis gave (a frozen holder), without them.
+                    results = []
+                    if give_way == GIVE_WAY_TELL:
+                        giving_way_until = loop.time() + int(header[1]) / 1000.0
+                    left = giving_way_until - loop.time()
+                    give_way = GIVE_WAY_TOLD if left > 0 else 0
+                    if left > 0:
+                        await self._wait_for_work(header[3], True, left)
+                    continue
                 if job is not None or not body:
                     return self._took(job), header
 
     async def _send(self, results: list[tuple[Any, ...]], want: int,
-                    args: list[Any] | None = None) -> Any:
+                    args: list[Any] | None = None, hold: int = 0) -> Any:
         """Sends one call (``args``: one sent before, again). Until it is answered it is
         kept as unanswered: a timeout, a lost connection or a cancel leaves it unknown
         whether Redis ran it. Any other error (one the arguments raised before anything
@@ -446,7 +477,7 @@ class ManualWorker:
         if args is None:
             self._call_seq += 1
             args = [self.keys.job_prefix, want, self.lock_ms, self.ident, self.lim_max,
-                    self.lim_window_ms, 1000, 0, 0, self._call_seq, len(results),
+                    self.lim_window_ms, 1000, hold, 0, self._call_seq, len(results),
                     *encode_results(results)]
         self._unanswered = _Unanswered(args, results)
         try:

@@ -157,7 +157,7 @@ class Queue:
         # each key sent costs the server about as much as a small command.
         self._add_keys = (self.keys.meta,)
         self._own = connection is None
-        self.redis: Any = (check_client(connection, f"Queue({name!r})") if connection is not None
+        self.redis: Any = (check_client(connection, f"Queue({name!r})", url) if connection is not None
                            else connect(url))
         self.default_job_options = dict(default_job_options or {})
         check_option_names(self.default_job_options, "default_job_options")

@@ -44,12 +44,14 @@ class Registry:
 
     WORKER_OPTION_NAMES = frozenset({
         "concurrency", "limiter", "lock_duration", "stalled_interval", "max_stalled_count",
-        "shutdown_timeout", "block_timeout", "default_job_options"})
+        "shutdown_timeout", "block_timeout", "default_job_options", "backoff_strategies"})
 
     def __init__(self, *, worker_options: Mapping[str, Any] | None = None) -> None:
         """``worker_options`` are the defaults ``minique worker`` uses for this registry's
-        workers (e.g. ``{"concurrency": 5, "limiter": {"max": 10, "duration": 1.0}}``);
-        flags given on the command line win."""
+        workers (e.g. ``{"concurrency": 5, "limiter": {"max": 10, "duration": 1.0}}``, or
+        ``{"backoff_strategies": {"linear": fn}}``, the custom backoff types the jobs'
+        ``backoff={"type": "linear"}`` name: see ``Worker``); flags given on the command
+        line win."""
         self._handlers: dict[str, dict[str | None, Handler]] = {}
         self.worker_options = dict(worker_options or {})
         unknown = set(self.worker_options) - self.WORKER_OPTION_NAMES

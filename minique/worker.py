@@ -71,6 +71,12 @@ CALL_VALUES_MAX = 32 * 1024 * 1024  # bytes of results' values one call carries 
 # How long a held job may wait for a runner (renewed by every reply while the queue's
 # controls stay as they were). It bounds how long pause() and drain() wait for workers.
 HOLD_TIME = 0.05
+# The hold a call asks for when it gives way to jobs held elsewhere (lua/includes/take.lua):
+# tell their holders to hand them back, or they were told already; and the status of a
+# reply that gave way.
+GIVE_WAY_TELL = -1
+GIVE_WAY_TOLD = -2
+GAVE_WAY = 3
 # How much later than a worker's own due time Redis may find a delay due (s): the delay
 # left rounded up to the ms, and finish.lua's 1 ms for its clock cut to the ms.
 DUE_ROUNDING = 0.002
@@ -306,7 +312,7 @@ class Worker:
         # (lua/includes/call.lua): each key sent costs the server about a small command.
         self._call_keys = (self.keys.meta,)
         self._own = connection is None
-        self.redis: Any = (check_client(connection, f"Worker({queue_name!r})")
+        self.redis: Any = (check_client(connection, f"Worker({queue_name!r})", url)
                            if connection is not None else connect(url))
         # The blocking wait gets its own connection, so it never delays a script call.
         self._blocking: Any = (connect(url, socket_timeout=block_timeout + 5.0)
@@ -396,6 +402,12 @@ class Worker:
         self._wakeup = asyncio.Event()
         self._queue_empty = False
         self._limited_until = 0.0
+        # Giving way to jobs held elsewhere (_give_way): until when this worker waits for
+        # their hand-back; None while it is not waiting.
+        self._giving_way_until: float | None = None
+        # Its last take for free slots found nothing (or it has taken nothing yet): an idle
+        # worker, which gives way even when it would hold (_give_way).
+        self._starved = True
         self._waiter: asyncio.Task[None] | None = None
         self._blocking_conn: Any = None
         self._due_timer: asyncio.TimerHandle | None = None
@@ -806,7 +818,8 @@ class Worker:
                             # Redis counts its delay from this call (maybe sent later than
                             # the worker's own due time), rounded.
                             ahead[1] = max(ahead[1], now + delay_ms / 1000.0 + DUE_ROUNDING)
-        hold_ms = int(HOLD_TIME * 1000) if (hold or self._holding()) else 0
+        hold = self._give_way(want, hold)
+        hold_ms = int(HOLD_TIME * 1000) if (hold > 0 or self._holding()) else 0
         for running in notes:
             # S: a suspect job's start, asked before it runs (a removal meanwhile wins).
             kind = "S" if running.start_known is not None else "s"
@@ -844,6 +857,22 @@ class Worker:
 
     def _holding(self) -> bool:
         return any(r.held for r in self._buffered)
+
+    def _give_way(self, want: int, hold: int) -> int:
+        """The hold a call asks for: ``hold``, or GIVE_WAY_TELL / GIVE_WAY_TOLD when this
+        worker takes as a worker fetching one job at a time does, which would get the jobs
+        other workers hold (they are waiting, to everyone else): it holds nothing and takes
+        for free slots with nothing to hold (prefetch off, long jobs), or it is idle (its
+        last take found nothing). Redis then has their holders hand them back first
+        (lua/includes/take.lua, status 3). A busy worker that holds ahead does not: each
+        of two such workers would keep sending the other's held jobs back."""
+        if not want or self._holding() or (hold and not self._starved):
+            return hold
+        if self._giving_way_until is None:
+            return GIVE_WAY_TELL
+        if asyncio.get_running_loop().time() < self._giving_way_until:
+            return GIVE_WAY_TOLD
+        return 0  # waited long enough (a frozen holder): take what is there
 
     def _take_start_notes(self, results: list[tuple[Any, ...]]) -> list[_Running]:
         """Held jobs that started since the last call and whose result is not in this one
@@ -901,6 +930,18 @@ class Worker:
         # A control changed while the call was out, and the reply may predate it.
         stale = controls != self._controls and int(cv) < self._control_need
         self._control_need = 0
+        if int(status) == GAVE_WAY:
+            # Jobs held elsewhere are ahead: their holders hand them back (a wake-up
+            # each), and the next call takes them, as one taken at a time would be.
+            if self._giving_way_until is None:
+                self._giving_way_until = sent_at + int(info) / 1000.0
+            wait = max(0.001, self._giving_way_until - loop.time())
+            self._queue_empty = True
+            self._schedule_due(wait)  # a frozen holder: ask again without them then
+            if self._waiter is None or self._waiter.done():
+                self._waiter = asyncio.create_task(self._wait_for_work(wake_id, True, wait))
+            return
+        self._giving_way_until = None
         if int(status) == 1:
             self._cut_gathering()  # paused: nothing more will come
         if int(status) != 0 or stale:
@@ -921,9 +962,12 @@ class Worker:
                         back=stale)
         if body:
             self._queue_empty = False
+            self._starved = False
             return
-        if want + int(_args[7]) == 0:
+        if want + max(0, int(_args[7])) == 0:  # (a negative hold: it gave way)
             return  # nothing was asked for: that says nothing about the queue
+        if want:
+            self._starved = True
         if int(status) == 2:
             self._limited_until = time.monotonic() + int(info) / 1000.0
             return
@@ -1017,6 +1061,11 @@ class Worker:
         held = sum(1 for r in self._buffered if r.held)
         if held:
             self._hold_cap = max(1, held // 4)
+        if what == "peer":
+            # A worker taking one job at a time wants the jobs held here: the jobs taken
+            # for free slots are this worker's as they would be one at a time.
+            self._return_held()
+            return
         self._return_held(everything=True)
         self._cut_gathering()
 

@@ -131,3 +131,16 @@ async def spin(job: Any) -> str:
 def child_pid(job: Any) -> int:
     """The pid of the process that runs the job (a --cpu-processes child)."""
     return os.getpid()
+
+
+def _tenth_of_a_second(attempts_made: int, error: BaseException, job: Any) -> float:
+    return 0.1
+
+
+async def always_fails(job: Any) -> None:
+    raise ValueError("boom")
+
+
+# A custom backoff type, given to `minique worker` through the registry's worker options.
+with_backoff = Registry(worker_options={"backoff_strategies": {"tenth": _tenth_of_a_second}})
+with_backoff.add("procs", always_fails, name="fails")

@@ -334,32 +334,34 @@ def test_a_bad_url_given_to_a_queue_is_named_in_minique_words() -> None:
         Queue("x", url="redis://127.0.0.1:notaport/0")
 
 
-def _every_client_taker() -> list[Any]:
+def _every_client_taker(name: str = "q") -> list[Any]:
     from minique import FlowProducer, ManualWorker, QueueEvents
     from minique.dashboard import create_app
 
     return [
-        lambda c: Queue("q", connection=c),
-        lambda c: Worker("q", lambda job: None, connection=c),
-        lambda c: ManualWorker("q", connection=c),
+        lambda c: Queue(name, connection=c),
+        lambda c: Worker(name, lambda job: None, connection=c),
+        lambda c: ManualWorker(name, connection=c),
         lambda c: FlowProducer(connection=c),
-        lambda c: QueueEvents("q", connection=c),
+        lambda c: QueueEvents(name, connection=c),
         lambda c: create_app(connection=c),
     ]
 
 
-async def test_decoding_client_is_refused_before_anything_is_sent(redis_url: str) -> None:
+async def test_decoding_client_is_refused_before_anything_is_sent(redis_url: str,
+                                                                  qname: str) -> None:
     """A client made with decode_responses=True failed deep in a reply (UnicodeDecodeError
     on a job's msgpack data), after the add had been written; now every constructor that
-    takes connection= refuses it, naming the fix."""
+    takes connection= refuses it, naming the fix. (The server is shared with the tests
+    running beside this one, so only this test's queue name is looked for.)"""
     import redis.asyncio as aioredis
 
     decoding = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        for make in _every_client_taker():
+        for make in _every_client_taker(qname):
             with pytest.raises(ValueError, match="decode_responses=True"):
                 make(decoding)
-        assert await decoding.dbsize() == 0
+        assert [k async for k in decoding.scan_iter(match=f"*{qname}*")] == []
     finally:
         await decoding.aclose()
 
@@ -374,3 +376,32 @@ def test_synchronous_client_is_refused(redis_url: str) -> None:
                 make(sync_client)
     finally:
         sync_client.close()
+
+
+async def test_url_and_connection_together_are_refused(redis_url: str) -> None:
+    """url= beside connection= was silently ignored (a newcomer run gave both, the url
+    naming another database): one of the two is refused, naming both."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        for make in _every_client_taker_with_url("redis://user:secret@elsewhere:6380/3"):
+            with pytest.raises(TypeError, match=r"give url= or connection=, not both "
+                                                r"\(url='elsewhere:6380/3' would be ignored"):
+                make(client)
+    finally:
+        await client.aclose()
+
+
+def _every_client_taker_with_url(url: str) -> list[Any]:
+    from minique import FlowProducer, ManualWorker, QueueEvents
+    from minique.dashboard import create_app
+
+    return [
+        lambda c: Queue("q", url=url, connection=c),
+        lambda c: Worker("q", lambda job: None, url=url, connection=c),
+        lambda c: ManualWorker("q", url=url, connection=c),
+        lambda c: FlowProducer(url=url, connection=c),
+        lambda c: QueueEvents("q", url=url, connection=c),
+        lambda c: create_app(url=url, connection=c),
+    ]

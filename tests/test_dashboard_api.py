@@ -341,6 +341,9 @@ async def test_dead_letters(api: Api, queue: Queue, redis_url: str) -> None:
     assert dead["groups"][0]["names"] == {"pay": 3} and len(dead["groups"][0]["jobs"]) == 3
     everything = await api.get(f"{base}?all=1")
     assert everything["total"] == 7 and len(everything["groups"]) == 3
+    # The reply's own name for it is taken too (a newcomer sent include_all=1 back).
+    assert everything["include_all"] is True
+    assert (await api.get(f"{base}?include_all=1"))["total"] == 7
     limited = await api.get(f"{base}?per_group=1")
     assert all(len(g["jobs"]) == 1 for g in limited["groups"])
     await api.get(f"{base}?per_group=0", status=400)

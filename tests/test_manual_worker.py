@@ -354,3 +354,31 @@ async def test_listed_as_a_live_worker_with_the_jobs_it_took(queue: Queue, redis
     finally:
         await worker.close()
     assert await queue.get_workers() == []  # unlisted at once, not after its ttl
+
+
+async def test_a_second_complete_says_the_job_is_finished_already(
+        queue: Queue, manual: ManualWorker) -> None:
+    """The second complete() of one job raised LockLost saying its lease ran out, which
+    sent a newcomer looking for a lock problem."""
+    await queue.add("x", None, remove_on_complete=False)
+    job = await manual.get_next_job()
+    assert job is not None
+    await manual.complete(job, 1)
+    with pytest.raises(LockLost, match=rf"job {job.id} is completed already \(a second "
+                                       r"complete\(\) or fail\(\) for it\)"):
+        await manual.complete(job, 2)
+    assert (await queue.get_job(job.id)).return_value == 1  # type: ignore[union-attr]
+
+
+async def test_a_failure_without_backoff_waits_again_at_once(
+        queue: Queue, manual: ManualWorker) -> None:
+    """fail() of a job with attempts left and no backoff made it delayed for 1 ms (a
+    'delayed' state and a retrying event with delay 1), where a Worker's retry goes straight
+    back to waiting."""
+    await queue.add("x", None, attempts=2)
+    job = await manual.get_next_job()
+    assert job is not None
+    await manual.fail(job, "boom")
+    assert await queue.get_state(job.id) == "waiting"
+    again = await manual.get_next_job()
+    assert again is not None and again.id == job.id and again.attempts_made == 1

@@ -171,3 +171,23 @@ async def test_worker_command_applies_the_registry_worker_options(redis_url: str
     assert info.concurrency == 7
     await q.obliterate(force=True)
     await q.close()
+
+
+async def test_worker_command_takes_backoff_strategies_from_the_registry(
+        redis_url: str, procs: list[Any], qname: str) -> None:
+    """A custom backoff type could not be given to `minique worker` (no option, no flag):
+    every job that named it failed for good at its first failure."""
+    q = Queue("procs", url=redis_url, prefix=qname)
+    job = await q.add("fails", None, attempts=2, backoff={"type": "tenth"})
+    procs.append(start_worker(redis_url, "procs", "--prefix", qname,
+                              target="tests.procs:with_backoff"))
+
+    async def failed() -> bool:
+        return await job.get_state() == "failed"
+
+    await wait_until(failed, timeout=30, message="the job failed for good")
+    done = await q.get_job(job.id)
+    assert done is not None and done.attempts_made == 2, "the second attempt never ran"
+    assert "not registered" not in (done.failed_reason or "")
+    await q.obliterate(force=True)
+    await q.close()

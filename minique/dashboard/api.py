@@ -354,7 +354,8 @@ async def scheduler_action(request: Request) -> Any:
 @api_endpoint
 async def get_dead_letters(request: Request) -> Any:
     return await dashboard(request).dead_letters(
-        path_id(request, "queue"), include_all=q_bool(request, "all"),
+        path_id(request, "queue"),
+        include_all=q_bool(request, "include_all", q_bool(request, "all")),
         per_group=q_int(request, "per_group", 50))
 
 
@@ -369,7 +370,10 @@ async def dead_letter_action(request: Request) -> Any:
         raise ApiError(400, "bad_parameter", "group must be a string")
     return await dashboard(request).dead_letter_action(
         path_id(request, "queue"), request.path_params["action"], ids=ids or None,
-        group=group or None, include_all=as_bool("all", body.get("all"), False))
+        group=group or None,
+        # "include_all", as the listing's reply names it; "all" is its first spelling.
+        include_all=as_bool("include_all", body.get("include_all"),
+                            as_bool("all", body.get("all"), False)))
 
 
 async def openapi(request: Request) -> Response:
@@ -484,7 +488,8 @@ OPS: list[Op] = [
        [Q, G, ("action", "path", "string", "pause or resume")], tag="groups"),
     Op("GET", "/api/queues/{queue}/dead-letter", get_dead_letters,
        "Failed jobs that used up their attempts, grouped by error",
-       [Q, ("all", "query", "boolean", "every failed job, also those failed early"),
+       [Q, ("include_all", "query", "boolean",
+            "every failed job, also those failed early (also spelt 'all')"),
         ("per_group", "query", "integer", "jobs listed per group (default 50)")], tag="dead-letter"),
     Op("POST", "/api/queues/{queue}/dead-letter/{action}", dead_letter_action,
        "Re-queue or delete dead-letter jobs: a list of ids, or a whole group",
@@ -492,7 +497,9 @@ OPS: list[Op] = [
        body={"type": "object", "properties": {
            "ids": {"type": "array", "items": {"type": "string"}},
            "group": {"type": "string", "description": "a group key from the dead-letter view"},
-           "all": {"type": "boolean"}}}, tag="dead-letter"),
+           "include_all": {"type": "boolean",
+                           "description": "every failed job of the group (also spelt 'all')"}}},
+       tag="dead-letter"),
 ]
 
 

@@ -51,7 +51,7 @@ def create_app(
     closes the client if you mount it and need to.
     """
     own = connection is None
-    redis = check_client(connection, "create_app") if connection is not None else connect(url)
+    redis = check_client(connection, "create_app", url) if connection is not None else connect(url)
     dashboard = Dashboard(redis, prefix=prefix, queues=queues, hidden_data_queues=hidden_data_queues)
 
     @contextlib.asynccontextmanager

@@ -81,7 +81,8 @@ end
 -- Returns {status, info, next_due, wake_id, now, the queue's limit (its global concurrency;
 -- -1 for a global rate limit alone; 0 = none: a worker holds nothing while it is not 0),
 -- control version, hold granted (ms, 0 = none), jobs...}; each job is 12 fields, the first `count`
--- of them active, the rest held. status: 0 ok, 1 paused, 2 rate limited (info = ms to wait).
+-- of them active, the rest held. status: 0 ok, 1 paused, 2 rate limited (info = ms to wait),
+-- 3 gave way to jobs held elsewhere (info = ms to wait at most for them; see below).
 --
 -- Holding: a worker whose jobs are short asks for `hold` jobs beyond its free slots. They
 -- go to the held set (waiting, to everyone else) with a lease, and the worker may start
@@ -125,7 +126,37 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       end
     end
   end
-  if out[1] ~= 0 or gconc or lim_max > 0 then hold = 0
+  -- Giving way (hold < 0): a caller that holds nothing and takes one job per free slot
+  -- (a ManualWorker, a worker with prefetch off or idle) would skip jobs other workers
+  -- hold, which are waiting to everyone else and ahead of what it would get; taken one at
+  -- a time they would be its jobs now. -1: their holders are told to hand back what they
+  -- have not started (a control change, 'peer'), the take answers status 3 with the ms
+  -- to wait for that (the hand-back posts a wake-up), and the caller asks again with -2
+  -- (told already) until they are back or that time has passed. Only while a hold may
+  -- still run (meta 'hu', plus GIVE_WAY_GRACE_MS for the hand-back to arrive): a dead
+  -- holder's jobs wait for its lease, and no take waits on them. For NO_HOLD_MS after a
+  -- give-way no hold is granted on the queue (meta 'nh'): a worker taking one job at a
+  -- time is around, and held jobs would only go back again.
+  -- (Locals of this function, not of the file: a script's main chunk holds at most 200.)
+  local GIVE_WAY_GRACE_MS = 200  -- past the last hold, for its hand-back to reach Redis
+  local NO_HOLD_MS = 1000  -- no hold granted for this long after a give-way
+  local give_way = 0
+  if hold < 0 then give_way, hold = hold, 0 end
+  if give_way ~= 0 and out[1] == 0 and count > 0 then
+    local hu = tonumber(m.hu) or 0
+    if now < hu + GIVE_WAY_GRACE_MS and redis.call('EXISTS', K.held) == 1 then
+      local left = math.max(0, hu - now)
+      if give_way == -1 then
+        left = control_changed('peer')
+        local nh = int_str(now + NO_HOLD_MS)
+        redis.call('HSET', K.meta, 'nh', nh)
+        meta_set('nh', nh)
+      end
+      out[1] = 3; out[2] = left + GIVE_WAY_GRACE_MS
+      return with_wait_info(out)
+    end
+  end
+  if out[1] ~= 0 or gconc or lim_max > 0 or (tonumber(m.nh) or 0) > now then hold = 0
   elseif hold_ms > 0 then
     local until_ms = now + hold_ms
     -- No hold past the moment a job that goes ahead falls due (base.lua enqueue_delayed):
