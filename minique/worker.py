@@ -62,6 +62,9 @@ JOB_FIELDS = 13  # per job in a fetch reply: see lua/includes/take.lua
 HEADER = 8  # status, info, next_due, wake_id, now, global limit, control version, hold granted
 PREFETCH_WORK = 0.005  # seconds of work a worker may hold per slot beyond what it runs
 PREFETCH_MAX = 200  # jobs held ahead at most (see Worker._prefetch)
+# A job running longer than this (s) may run long: its slot gets nothing held for it, and
+# jobs held while every slot is so busy go back (Worker._on_hold_timer).
+STUCK_AFTER = 2 * PREFETCH_WORK
 # Payload bytes held ahead at most: a reply carrying more takes longer to arrive than the
 # hold (HOLD_TIME), which has run out when it lands, and its held jobs went back unstarted
 # to be fetched again with the next call, over and over.
@@ -991,18 +994,35 @@ class Worker:
 
     def _arm_hold_timer(self) -> None:
         if self._hold_timer is None:
-            self._hold_timer = asyncio.get_running_loop().call_at(self._hold_until,
-                                                                  self._on_hold_timer)
+            loop = asyncio.get_running_loop()
+            self._hold_timer = loop.call_at(min(self._hold_until, loop.time() + STUCK_AFTER),
+                                            self._on_hold_timer)
 
     def _on_hold_timer(self) -> None:
         self._hold_timer = None
         loop = asyncio.get_running_loop()
-        if loop.time() >= self._hold_until:
+        now = loop.time()
+        if now >= self._hold_until:
             # Nothing renewed the hold (no reply since: the slots are busy with long jobs):
             # what is held goes back, for an idle worker elsewhere to take.
             self._return_held()
         elif self._holding():
-            self._hold_timer = loop.call_at(self._hold_until, self._on_hold_timer)
+            if self._slots_stuck(now):
+                # Every slot runs a job past the budget the jobs were held by: they would
+                # wait behind long jobs while a busy worker elsewhere, which does not ask
+                # for them (_give_way), takes the jobs after them. They go back now.
+                self._return_held()
+                return
+            self._hold_timer = loop.call_at(min(self._hold_until, now + STUCK_AFTER),
+                                            self._on_hold_timer)
+
+    def _slots_stuck(self, now: float) -> bool:
+        """Whether every slot runs a job that started more than STUCK_AFTER s ago."""
+        stuck = 0
+        for r in self._running.values():
+            if r.task is not None and now - r.started > STUCK_AFTER:
+                stuck += 1
+        return stuck >= self.concurrency
 
     def _return_held(self, everything: bool = False) -> None:
         """Hands back every held job that has not started (with ``everything``, every job
@@ -1210,7 +1230,7 @@ class Worker:
         if self._executing:
             now = asyncio.get_running_loop().time()
             for r in self._running.values():
-                if r.task is not None and now - r.started > 2 * PREFETCH_WORK:
+                if r.task is not None and now - r.started > STUCK_AFTER:
                     slots -= 1
         if slots <= 0:
             return 0

@@ -400,7 +400,10 @@ local function enqueue_return(jk, id, ps)
   local g = job_group(jk)
   if g then
     redis.call('HSET', jk, 'tok', '')
-    return group_enqueue(g, jk, id, score)
+    group_enqueue(g, jk, id, score)
+    -- A take that gave way to it waits for a wake-up (includes/take.lua), which a group
+    -- in the round-robin already would not post.
+    return wake()
   end
   redis.call('ZADD', K.pri, score, id)
   redis.call('HSET', jk, 'st', 'waiting', 'sid', '', 'tok', '')
