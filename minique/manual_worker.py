@@ -53,6 +53,7 @@ from .options import MAX_SECONDS
 from .queue import Queue
 from .worker import (
     GAVE_WAY,
+    GIVE_WAY_SLICE,
     GIVE_WAY_TELL,
     GIVE_WAY_TOLD,
     HEADER,
@@ -73,6 +74,7 @@ log = logging.getLogger("minique.manual_worker")
 STALL_CHECK_BATCH = 1000
 WAIT_MAX = 60.0  # seconds one blocking read waits at most (a longer block loops)
 WAIT_RETRY = 0.05  # seconds before asking again when the wait's connection dropped
+UNREPORTED_MAX = 1000  # results recorded by calls whose caller had no answer, kept at most
 # Errors after which Redis may or may not have run a call (see ManualWorker._send).
 _UNKNOWN_OUTCOME = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError,
                     OSError)
@@ -143,6 +145,10 @@ class ManualWorker:
         self.jobs_done = 0
         self.jobs_failed = 0  # jobs failed for good (a retry is not counted), as a Worker's
         self._taken: dict[str, str] = {}  # jobs taken and not finished: id -> token
+        # Results a call applied whose caller never had the answer (lost, cancelled): a
+        # retry of the same result finds it here, (id, token) -> kind.
+        self._unreported: dict[tuple[str, str], str] = {}
+        self._starved = True  # its last take found nothing (or it has taken nothing yet)
         self._heartbeat: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> ManualWorker:
@@ -412,61 +418,100 @@ class ManualWorker:
         async with self._lock:
             answered = await self._answer_unanswered()
             if answered is not None:
-                key = (finished.id, finished.token or "") if finished is not None else None
-                if finished is not None and key in answered.applied:
-                    # The same job's result went with the call whose answer was lost (the
-                    # caller retries a complete() that timed out): recorded once, by that
-                    # call. The same outcome is no error; another one is not applied.
-                    earlier = answered.applied[key]
-                    if earlier != results[0][2]:
-                        raise LockLost(
-                            f"job {finished.id}: an earlier call of this worker, whose answer "
-                            f"was lost, recorded its outcome ({_KINDS.get(earlier, earlier)}); "
-                            "this one was not applied")
-                    results, finished = results[1:], None
-                if answered.job is not None:
-                    if want and not results:
-                        return self._took(answered.job), []
-                    results = [*results, _result(answered.job, "h", "")]
-            give_way, giving_way_until = GIVE_WAY_TELL, 0.0
-            loop = asyncio.get_running_loop()
-            while True:
-                reply = await self._send(results, want, hold=give_way if want else 0)
-                n = len(results)
-                header = reply[n:n + HEADER]
-                body = reply[n + HEADER:n + HEADER + JOB_FIELDS]
-                job = None
-                if body:
-                    job, bad_opts = fetched_job(self.queue, body)
-                    reason = self._unrunnable(job, bad_opts, int(header[4]))
-                    if reason:
-                        # Failed for good without running, as a Worker does; then the next.
-                        results, job = [_result(job, "f", reason)], None
-                if finished is not None and n:
-                    status, done = int(reply[0]), finished
-                    finished = None
-                    if status != 1:
-                        if job is not None:  # taken for nothing: handed back unstarted
-                            await self._send([_result(job, "h", "")], 0)
-                        if status == 0:
-                            raise LockLost(await self._why_not_ours(done))
-                        raise JobNotFound(f"job {done.id} was removed while active; its "
-                                          "result was dropped")
-                if want and not body and int(header[0]) == GAVE_WAY:
-                    # Jobs another worker holds are ahead of what this take would get: it
-                    # has been told to hand them back (a wake-up each); taken one at a
-                    # time they are this take's. Asked again once they are back, or,
-                    # past the time Redis gave (a frozen holder), without them.
-                    results = []
-                    if give_way == GIVE_WAY_TELL:
-                        giving_way_until = loop.time() + int(header[1]) / 1000.0
-                    left = giving_way_until - loop.time()
-                    give_way = GIVE_WAY_TOLD if left > 0 else 0
-                    if left > 0:
-                        await self._wait_for_work(header[3], True, left)
-                    continue
-                if job is not None or not body:
-                    return self._took(job), header
+                self._record_unreported(answered.applied)
+            key = (finished.id, finished.token or "") if finished is not None else None
+            if finished is not None and key in self._unreported:
+                # The same job's result went with a call whose answer never reached the
+                # caller (a complete() that timed out or was cancelled, retried): recorded
+                # once, by that call. The same outcome is no error; another one is not
+                # applied.
+                earlier = self._unreported.pop(key)
+                if earlier != results[0][2]:
+                    raise LockLost(
+                        f"job {finished.id}: an earlier call of this worker, whose answer "
+                        f"was lost, recorded its outcome ({_KINDS.get(earlier, earlier)}); "
+                        "this one was not applied")
+                results, finished = results[1:], None
+            if answered is not None and answered.job is not None:
+                if want and not results:
+                    self._starved = False
+                    return self._took(answered.job), []
+                results = [*results, _result(answered.job, "h", "")]
+            applied: dict[tuple[str, str], str] = {}
+            try:
+                job, header = await self._take(results, want, finished, applied)
+            except BaseException:
+                # Results applied by a call that gave way, whose caller gets no answer now:
+                # a retry of the same result must find them recorded.
+                self._record_unreported(applied)
+                raise
+            if want:
+                self._starved = job is None
+            return self._took(job), header
+
+    def _record_unreported(self, applied: dict[tuple[str, str], str]) -> None:
+        self._unreported.update(applied)
+        while len(self._unreported) > UNREPORTED_MAX:
+            del self._unreported[next(iter(self._unreported))]
+
+    async def _take(self, results: list[tuple[Any, ...]], want: int, finished: Job | None,
+                    applied: dict[tuple[str, str], str]) -> tuple[Job | None, list[Any]]:
+        """The calls of one _call: until a job is taken or none is there. ``applied`` gets
+        the results applied by a call that gave way (the loop goes on after it)."""
+        # Idle (its last take found nothing), it gives way to jobs other workers hold.
+        give_way, giving_way_until = (GIVE_WAY_TELL if self._starved else 0), 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            reply = await self._send(results, want, hold=give_way if want else 0)
+            n = len(results)
+            header = reply[n:n + HEADER]
+            body = reply[n + HEADER:n + HEADER + JOB_FIELDS]
+            job = None
+            if body:
+                job, bad_opts = fetched_job(self.queue, body)
+                reason = self._unrunnable(job, bad_opts, int(header[4]))
+                if reason:
+                    # Failed for good without running, as a Worker does; then the next.
+                    results, job = [_result(job, "f", reason)], None
+            if finished is not None and n:
+                status, done = int(reply[0]), finished
+                finished = None
+                if status != 1:
+                    if job is not None:  # taken for nothing: handed back unstarted
+                        await self._send([_result(job, "h", "")], 0)
+                    if status == 0:
+                        raise LockLost(await self._why_not_ours(done))
+                    raise JobNotFound(f"job {done.id} was removed while active; its "
+                                      "result was dropped")
+            if want and not body and int(header[0]) == GAVE_WAY:
+                # Jobs another worker holds are ahead of what this take would get: it has
+                # been told to hand them back (a wake-up each); taken one at a time they
+                # are this take's. Asked again once they are back, or, past the time Redis
+                # gave (a frozen holder), without them.
+                for r, st in zip(results, reply[:n], strict=True):
+                    if int(st) == 1:
+                        applied[(r[0], r[1])] = r[2]
+                results = []
+                if give_way == GIVE_WAY_TELL:
+                    giving_way_until = loop.time() + int(header[1]) / 1000.0
+                left = giving_way_until - loop.time()
+                give_way = GIVE_WAY_TOLD if left > 0 else 0
+                if left > 0:
+                    try:
+                        # Cut on this side: Redis ends a short BLOCK on its own 100 ms tick.
+                        async with asyncio.timeout(min(GIVE_WAY_SLICE, left)):
+                            await self._wait_for_work(header[3], True, left)
+                    except TimeoutError:
+                        pass  # no hand-back yet: ask again (it tells the holders again)
+                    except _UNKNOWN_OUTCOME:
+                        # The wait's connection dropped (a Redis restart, a proxy): it only
+                        # watched for the hand-back; the next call asks again.
+                        await asyncio.sleep(min(WAIT_RETRY, max(0.0, left)))
+                if self._closed:
+                    return None, header  # close() came: nothing more is taken
+                continue
+            if job is not None or not body:
+                return job, header
 
     async def _send(self, results: list[tuple[Any, ...]], want: int,
                     args: list[Any] | None = None, hold: int = 0) -> Any:

@@ -62,9 +62,6 @@ JOB_FIELDS = 13  # per job in a fetch reply: see lua/includes/take.lua
 HEADER = 8  # status, info, next_due, wake_id, now, global limit, control version, hold granted
 PREFETCH_WORK = 0.005  # seconds of work a worker may hold per slot beyond what it runs
 PREFETCH_MAX = 200  # jobs held ahead at most (see Worker._prefetch)
-# A job running longer than this (s) may run long: its slot gets nothing held for it, and
-# jobs held while every slot is so busy go back (Worker._on_hold_timer).
-STUCK_AFTER = 2 * PREFETCH_WORK
 # Payload bytes held ahead at most: a reply carrying more takes longer to arrive than the
 # hold (HOLD_TIME), which has run out when it lands, and its held jobs went back unstarted
 # to be fetched again with the next call, over and over.
@@ -78,6 +75,9 @@ HOLD_TIME = 0.05
 # tell their holders to hand them back, or they were told already; and the status of a
 # reply that gave way.
 GIVE_WAY_TELL = -1
+# How long a take that gave way waits for a hand-back's wake-up before it asks again (s):
+# a holder told while a reply was on its way to it hands back once that reply is in.
+GIVE_WAY_SLICE = 0.02
 GIVE_WAY_TOLD = -2
 GAVE_WAY = 3
 # How much later than a worker's own due time Redis may find a delay due (s): the delay
@@ -411,6 +411,7 @@ class Worker:
         # Its last take for free slots found nothing (or it has taken nothing yet): an idle
         # worker, which gives way even when it would hold (_give_way).
         self._starved = True
+        self._peer_at = -math.inf  # when an idle taker last asked for held jobs (_on_peer)
         self._waiter: asyncio.Task[None] | None = None
         self._blocking_conn: Any = None
         self._due_timer: asyncio.TimerHandle | None = None
@@ -863,13 +864,13 @@ class Worker:
 
     def _give_way(self, want: int, hold: int) -> int:
         """The hold a call asks for: ``hold``, or GIVE_WAY_TELL / GIVE_WAY_TOLD when this
-        worker takes as a worker fetching one job at a time does, which would get the jobs
-        other workers hold (they are waiting, to everyone else): it holds nothing and takes
-        for free slots with nothing to hold (prefetch off, long jobs), or it is idle (its
-        last take found nothing). Redis then has their holders hand them back first
-        (lua/includes/take.lua, status 3). A busy worker that holds ahead does not: each
-        of two such workers would keep sending the other's held jobs back."""
-        if not want or self._holding() or (hold and not self._starved):
+        worker is idle (its last take found nothing, or it has taken nothing yet), holds
+        nothing and takes for free slots: one at a time, it would get the jobs other
+        workers hold (they are waiting, to everyone else). Redis then has their holders
+        hand them back first (lua/includes/take.lua, status 3). A busy worker (its takes
+        find jobs) does not ask, with prefetch or without: asking at every take would keep
+        sending the holders' jobs back, and turn holding off for everyone."""
+        if not want or self._holding() or not self._starved:
             return hold
         if self._giving_way_until is None:
             return GIVE_WAY_TELL
@@ -938,9 +939,9 @@ class Worker:
             # each), and the next call takes them, as one taken at a time would be.
             if self._giving_way_until is None:
                 self._giving_way_until = sent_at + int(info) / 1000.0
-            wait = max(0.001, self._giving_way_until - loop.time())
+            wait = max(0.001, min(GIVE_WAY_SLICE, self._giving_way_until - loop.time()))
             self._queue_empty = True
-            self._schedule_due(wait)  # a frozen holder: ask again without them then
+            self._schedule_due(wait)  # no wake-up: ask again (a frozen holder: without them)
             if self._waiter is None or self._waiter.done():
                 self._waiter = asyncio.create_task(self._wait_for_work(wake_id, True, wait))
             return
@@ -963,6 +964,8 @@ class Worker:
         for i in range(0, len(body), JOB_FIELDS):
             self._start(body[i:i + JOB_FIELDS], held=i // JOB_FIELDS >= active_n, cv=cv,
                         back=stale)
+        if body and self._peer_at >= sent_at:
+            self._return_held()  # held before an idle taker asked for them (_on_peer)
         if body:
             self._queue_empty = False
             self._starved = False
@@ -994,35 +997,18 @@ class Worker:
 
     def _arm_hold_timer(self) -> None:
         if self._hold_timer is None:
-            loop = asyncio.get_running_loop()
-            self._hold_timer = loop.call_at(min(self._hold_until, loop.time() + STUCK_AFTER),
-                                            self._on_hold_timer)
+            self._hold_timer = asyncio.get_running_loop().call_at(self._hold_until,
+                                                                  self._on_hold_timer)
 
     def _on_hold_timer(self) -> None:
         self._hold_timer = None
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        if now >= self._hold_until:
+        if loop.time() >= self._hold_until:
             # Nothing renewed the hold (no reply since: the slots are busy with long jobs):
             # what is held goes back, for an idle worker elsewhere to take.
             self._return_held()
         elif self._holding():
-            if self._slots_stuck(now):
-                # Every slot runs a job past the budget the jobs were held by: they would
-                # wait behind long jobs while a busy worker elsewhere, which does not ask
-                # for them (_give_way), takes the jobs after them. They go back now.
-                self._return_held()
-                return
-            self._hold_timer = loop.call_at(min(self._hold_until, now + STUCK_AFTER),
-                                            self._on_hold_timer)
-
-    def _slots_stuck(self, now: float) -> bool:
-        """Whether every slot runs a job that started more than STUCK_AFTER s ago."""
-        stuck = 0
-        for r in self._running.values():
-            if r.task is not None and now - r.started > STUCK_AFTER:
-                stuck += 1
-        return stuck >= self.concurrency
+            self._hold_timer = loop.call_at(self._hold_until, self._on_hold_timer)
 
     def _return_held(self, everything: bool = False) -> None:
         """Hands back every held job that has not started (with ``everything``, every job
@@ -1064,6 +1050,20 @@ class Worker:
         self._aheads.append([at, at + DUE_ROUNDING, job_id])
         self._due_ahead = min(self._due_ahead, at)
 
+    def _on_peer(self) -> None:
+        """An idle taker elsewhere found jobs held here ahead of what it would take
+        (lua/includes/take.lua, giving way): they go back now, for it. The jobs taken for
+        free slots stay: one at a time, they would be this worker's."""
+        # A reply on its way may bring more, granted before the taker asked: they go back
+        # too (_handle_reply).
+        self._peer_at = asyncio.get_running_loop().time()
+        held = sum(1 for r in self._buffered if r.held)
+        if not held:
+            return
+        self._hold_until = 0.0
+        self._hold_cap = max(1, held // 4)
+        self._return_held()
+
     def _control_seen(self, version: str) -> bool:
         """Whether a reply handled here carried control version ``version`` or a later one
         (lua/includes/base.lua control_changed)."""
@@ -1081,11 +1081,6 @@ class Worker:
         held = sum(1 for r in self._buffered if r.held)
         if held:
             self._hold_cap = max(1, held // 4)
-        if what == "peer":
-            # A worker taking one job at a time wants the jobs held here: the jobs taken
-            # for free slots are this worker's as they would be one at a time.
-            self._return_held()
-            return
         self._return_held(everything=True)
         self._cut_gathering()
 
@@ -1230,7 +1225,7 @@ class Worker:
         if self._executing:
             now = asyncio.get_running_loop().time()
             for r in self._running.values():
-                if r.task is not None and now - r.started > STUCK_AFTER:
+                if r.task is not None and now - r.started > 2 * PREFETCH_WORK:
                     slots -= 1
         if slots <= 0:
             return 0
@@ -2008,7 +2003,9 @@ class Worker:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
                     failures = 0
                     if message and message.get("type") == "message":
-                        if message.get("channel") == control:
+                        if message.get("channel") == control and message["data"] == b"peer|":
+                            self._on_peer()  # no control changed: not one of those below
+                        elif message.get("channel") == control:
                             # A limit may have been lifted or loosened (or set by this
                             # worker's own RateLimited): ask Redis again rather than wait
                             # out what the last reply said.

@@ -126,34 +126,58 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       end
     end
   end
-  -- Giving way (hold < 0): a caller that holds nothing and takes one job per free slot
-  -- (a ManualWorker, a worker with prefetch off or idle) would skip jobs other workers
-  -- hold, which are waiting to everyone else and ahead of what it would get; taken one at
-  -- a time they would be its jobs now. -1: their holders are told to hand back what they
-  -- have not started (a control change, 'peer'), the take answers status 3 with the ms
-  -- to wait for that (the hand-back posts a wake-up), and the caller asks again with -2
-  -- (told already) until they are back or that time has passed. Only while a hold may
-  -- still run (meta 'hu', plus GIVE_WAY_GRACE_MS for the hand-back to arrive): a dead
-  -- holder's jobs wait for its lease, and no take waits on them. For NO_HOLD_MS after a
-  -- give-way no hold is granted on the queue (meta 'nh'): a worker taking one job at a
-  -- time is around, and held jobs would only go back again.
+  -- Giving way (hold < 0): an idle taker that holds nothing (a ManualWorker, a worker with
+  -- prefetch on or off, whose last take found nothing) would skip jobs other workers hold,
+  -- which are waiting to everyone else and ahead of what it would get; taken one at a time
+  -- they would be its jobs now. Their holders are told to hand back what they have not
+  -- started (a 'peer' message on the control channel; no new control version: no control
+  -- changed), the take answers status 3 with the ms to wait at most (a hand-back posts a
+  -- wake-up), and the caller asks again (-2) until they are back or that time has passed;
+  -- an ask that still finds some tells their holders again (a reply on its way when they
+  -- were told brought more). Only jobs a holder may still hand back count (held_by_live):
+  -- a frozen or dead holder's wait for its lease, and no take waits on them. Until the
+  -- caller's wait ends no hold is granted on the queue (meta 'nh'): the holders' hand-back
+  -- calls would take the same jobs back.
   -- (Locals of this function, not of the file: a script's main chunk holds at most 200.)
   local GIVE_WAY_GRACE_MS = 200  -- past the last hold, for its hand-back to reach Redis
-  local NO_HOLD_MS = 1000  -- no hold granted for this long after a give-way
   local give_way = 0
   if hold < 0 then give_way, hold = hold, 0 end
   if give_way ~= 0 and out[1] == 0 and count > 0 then
+    -- Whether a job in the held set has a holder that may still hand it back: one whose last
+    -- finish call (the calls hash, finish.lua) was made after `since` (ms). The 16 held jobs
+    -- with the latest leases are looked at: a live holder's are the freshest, and a frozen
+    -- holder's leases age. Bounded work, on the give-way path only.
+    -- (Made here, on this path alone: the file-level locals are at the limit.)
+    local function held_by_live(since)
+      local ids = redis.call('ZREVRANGE', K.held, 0, 15)
+      local seen = {}
+      for _, id in ipairs(ids) do
+        local w = redis.call('HGET', JP .. id, 'w')
+        if w and not seen[w] then
+          seen[w] = true
+          local record = redis.call('HGET', BASE .. ':calls', w)
+          if record and (tonumber(cmsgpack.unpack(record)[5]) or 0) > since then return true end
+        end
+      end
+      return false
+    end
     local hu = tonumber(m.hu) or 0
-    if now < hu + GIVE_WAY_GRACE_MS and redis.call('EXISTS', K.held) == 1 then
-      local left = math.max(0, hu - now)
+    -- A holder's hold ends at most HOLD_MAX_MS after its last call.
+    local HOLD_MAX_MS = 50  -- the longest hold a worker asks for (worker.py HOLD_TIME)
+    if now < hu + GIVE_WAY_GRACE_MS and held_by_live(now - HOLD_MAX_MS - GIVE_WAY_GRACE_MS) then
+      local left = math.max(0, hu - now) + GIVE_WAY_GRACE_MS
+      redis.call('PUBLISH', BASE .. ':control', 'peer|')
       if give_way == -1 then
-        left = control_changed('peer')
-        local nh = int_str(now + NO_HOLD_MS)
+        local nh = int_str(now + left)
         redis.call('HSET', K.meta, 'nh', nh)
         meta_set('nh', nh)
       end
-      out[1] = 3; out[2] = left + GIVE_WAY_GRACE_MS
+      out[1] = 3; out[2] = left
       return with_wait_info(out)
+    end
+    if give_way == -2 and m.nh then
+      redis.call('HDEL', K.meta, 'nh')  -- what the wait was for is over: holds again
+      meta_set('nh', false)
     end
   end
   if out[1] ~= 0 or gconc or lim_max > 0 or (tonumber(m.nh) or 0) > now then hold = 0
