@@ -5,10 +5,11 @@ and the script calls per job they cost. Break round 18 found a prefetch-off work
 halving the throughput of prefetching ones; this is the measurement behind its fix.
 
     python -m benchmarks.mixed_fleet [--n 20000] [--reps 1] [--only "no-prefetch"]
-                                     [--url redis://...]  (default: a private server)
+                                     [--job noop|rec] [--url redis://...]
 
-Prints one line per fleet: jobs/s, script calls per job, peer messages, and duplicate
-starts (none may happen). Workers run at concurrency 10, jobs are no-ops."""
+Prints one line per fleet: jobs/s, script calls per job, peer messages and, with --job rec
+(each start recorded in Redis, a round trip per job), duplicate starts (none may happen).
+Workers run at concurrency 10 on a private Redis unless --url is given."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ async def _script_calls(r: aredis.Redis) -> int:
     return sum(v["calls"] for k, v in st.items() if k in ("cmdstat_fcall", "cmdstat_evalsha"))
 
 
-async def _run(url: str, label: str, n: int, fleet: tuple[int, int, int]) -> None:
+async def _run(url: str, label: str, n: int, fleet: tuple[int, int, int], job: str) -> None:
     prefetching, plain, manual = fleet
     prefix = f"fleet{time.monotonic_ns()}"
     q = Queue("b18", url=url, prefix=prefix)
@@ -60,7 +61,7 @@ async def _run(url: str, label: str, n: int, fleet: tuple[int, int, int]) -> Non
     peers = 0
     procs = [_worker(url, prefix, True) for _ in range(prefetching)]
     procs += [_worker(url, prefix, False) for _ in range(plain)]
-    await q.add_bulk([("rec", {}, KEEP) for _ in range(2000)])  # warm-up: jobs measured
+    await q.add_bulk([(job, {}, KEEP) for _ in range(2000)])  # warm-up: jobs measured
     while (await q.get_stats())["completed"] < 2000:
         await asyncio.sleep(0.05)
     stop = asyncio.Event()
@@ -91,7 +92,7 @@ async def _run(url: str, label: str, n: int, fleet: tuple[int, int, int]) -> Non
     calls_before = await _script_calls(r)
     t0 = time.monotonic()
     for i in range(0, n, 1000):
-        await q.add_bulk([("rec", {}, KEEP) for _ in range(min(1000, n - i))])
+        await q.add_bulk([(job, {}, KEEP) for _ in range(min(1000, n - i))])
     while (await q.get_stats())["completed"] < 2000 + n:
         await asyncio.sleep(0.02)
     seconds = time.monotonic() - t0
@@ -102,7 +103,8 @@ async def _run(url: str, label: str, n: int, fleet: tuple[int, int, int]) -> Non
     ids = [s.split(b"|")[0] for s in starts]
     print(f"{label:30s} {n / seconds:8.0f} jobs/s  {calls / n:.3f} script calls/job  "
           f"{peers:4d} peer messages  manual took {manual_took:5d}  "
-          f"duplicate starts {len(ids) - len(set(ids))}", flush=True)
+          + (f"duplicate starts {len(ids) - len(set(ids))}" if job == "rec" else ""),
+          flush=True)
     for p in procs:
         p.kill()
         p.wait()
@@ -118,12 +120,14 @@ async def main() -> None:
     parser.add_argument("--reps", type=int, default=1)
     parser.add_argument("--only", default="", help="fleets whose label contains this")
     parser.add_argument("--url", default=None, help="a Redis to use (default: a private one)")
+    parser.add_argument("--job", choices=("noop", "rec"), default="noop",
+                        help="noop, or rec: each start recorded, to count duplicate starts")
     args = parser.parse_args()
     with redis_url(args.url) as url:
         for _ in range(args.reps):
             for label, fleet in FLEETS.items():
                 if args.only in label:
-                    await _run(url, label, args.n, fleet)
+                    await _run(url, label, args.n, fleet, args.job)
 
 
 if __name__ == "__main__":
