@@ -3,7 +3,11 @@ stamp with the Redis clock (tests/held_procs.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
+import signal
+from collections.abc import Iterator
 from typing import Any
 
 from helpers import start_worker, wait_until
@@ -70,3 +74,13 @@ async def last_held(q: Queue, ids: list[str], timeout: float = 30) -> str:
         return bool(found)
     await wait_until(one_held, timeout=timeout, message="a job held")
     return found[0]
+
+
+@contextlib.contextmanager
+def frozen(pid: int) -> Iterator[None]:
+    """The process stopped (SIGSTOP: a GC pause, a frozen VM) until the block ends."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)

@@ -5,17 +5,13 @@ worker has their holders hand them back, waits for them and takes them in order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis.exceptions
 from held_procs import registry as held_registry
-from held_support import fresh_prefix, last_held, started, warm_worker
+from held_support import fresh_prefix, frozen, last_held, started, warm_worker
 from helpers import wait_until
 
 from minique import ManualWorker, Queue
@@ -30,16 +26,6 @@ def redis_url(module_redis_url: str) -> str:
     the shared server's keyspace scans (the dashboard's discovery) would wade through."""
     return module_redis_url
 
-
-
-@contextlib.contextmanager
-def _frozen(pid: int) -> Iterator[None]:
-    """The process stopped (SIGSTOP: a GC pause, a frozen VM) until the block ends."""
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 async def _busy_holder(redis_url: str, procs: list[Any], q: Queue,
                        n: int = 20) -> tuple[Any, list[str]]:
@@ -242,7 +228,7 @@ async def test_a_connection_drop_during_a_give_way_wait_raises_from_get_next_job
 
         manual._wait_for_work = wait  # type: ignore[method-assign]
         await last_held(q, ids)
-        with _frozen(holder.pid):
+        with frozen(holder.pid):
             try:
                 job = await asyncio.wait_for(manual.get_next_job(), 10)
             except (ConnectionError, redis.exceptions.ConnectionError) as exc:
@@ -272,10 +258,10 @@ async def test_a_frozen_holders_jobs_make_every_take_wait_while_another_worker_h
     try:
         holder, ids = await _busy_holder(redis_url, procs, q)
         await last_held(q, ids)
-        with _frozen(holder.pid):
-            frozen = [i for i in ids if await q.get_state(i) == "waiting"
+        with frozen(holder.pid):
+            frozen_ids = [i for i in ids if await q.get_state(i) == "waiting"
                       and await q.redis.hget(q.keys.job(i), "st") == b"held"]
-            assert frozen, "the frozen holder holds nothing"
+            assert frozen_ids, "the frozen holder holds nothing"
             frozen_at = time.monotonic()
             # A second worker process: warm, short jobs, holds ahead.
             await warm_worker(redis_url, procs, q, q.prefix, 2)
@@ -299,7 +285,7 @@ async def test_a_frozen_holders_jobs_make_every_take_wait_while_another_worker_h
             assert took, "the ManualWorker took nothing"
             assert not slow, (
                 f"{len(slow)} of {took} get_next_job(block=0) calls took over 100 ms "
-                f"(waiting on the frozen holder's jobs {frozen[:3]}...): {slow[:10]}")
+                f"(waiting on the frozen holder's jobs {frozen_ids[:3]}...): {slow[:10]}")
     finally:
         await manual.close()
         await q.close()

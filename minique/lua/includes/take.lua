@@ -144,12 +144,16 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   if hold < 0 then give_way, hold = hold, 0 end
   if give_way ~= 0 and out[1] == 0 and count > 0 then
     -- Whether a job in the held set has a holder that may still hand it back: one whose last
-    -- finish call (the calls hash, finish.lua) was made after `since` (ms). The 16 held jobs
-    -- with the latest leases are looked at: a live holder's are the freshest, and a frozen
-    -- holder's leases age. Bounded work, on the give-way path only.
+    -- finish call (the calls hash, finish.lua) was made after `since` (ms). The 8 held jobs
+    -- with the latest leases (the lowest scores: a lease scores minus its deadline,
+    -- base.lua) and the 8 with the earliest are looked at: a live holder's are the
+    -- freshest, a frozen holder's age, and a frozen holder whose leases are longer (its
+    -- own lock_duration) still leaves a live one at the other end. Bounded work, on the
+    -- give-way path only.
     -- (Made here, on this path alone: the file-level locals are at the limit.)
     local function held_by_live(since)
-      local ids = redis.call('ZREVRANGE', K.held, 0, 15)
+      local ids = redis.call('ZRANGE', K.held, 0, 7)
+      for _, id in ipairs(redis.call('ZREVRANGE', K.held, 0, 7)) do ids[#ids + 1] = id end
       local seen = {}
       for _, id in ipairs(ids) do
         local w = redis.call('HGET', JP .. id, 'w')
