@@ -68,3 +68,20 @@ def retry_delay(
 class BackoffFailed(Exception):
     """A custom backoff strategy raised, or returned no number of seconds: the worker fails
     the job for good with this reason added to the job's own."""
+
+
+def check_strategies(strategies: Mapping[str, BackoffStrategy] | None) -> dict[str, BackoffStrategy]:
+    """``strategies`` as a dict, once each is a plain function of (attempts_made, error,
+    job). TypeError for an ``async def`` one (BullMQ's may return a Promise; here the delay
+    is decided inside the worker's finish path, which does not await: each failure would
+    fail its job for good with "returned <coroutine ...>"), or for a value not callable."""
+    import inspect
+
+    checked = dict(strategies or {})
+    for name, strategy in checked.items():
+        if inspect.iscoroutinefunction(strategy) or not callable(strategy):
+            raise TypeError(f"backoff strategy {name!r} must be a plain function "
+                            f"(attempts_made, error, job) -> seconds or None, got {strategy!r}"
+                            + (" (an async def: make it a def)"
+                               if inspect.iscoroutinefunction(strategy) else ""))
+    return checked

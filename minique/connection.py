@@ -103,3 +103,24 @@ def connect(url: str | None = None, *, socket_timeout: float = COMMAND_TIMEOUT, 
         return Redis.from_url(url, health_check_interval=15, **common)
     except ValueError as exc:  # a query value redis-py cannot parse ("?db=x")
         raise BadRedisURL(f"invalid Redis URL {shown_url(url)!r}: {exc}") from None
+
+
+def check_pool_room(connection: Any, concurrency: int, what: str) -> None:
+    """ValueError when the client's connection pool cannot serve a worker: a pool with
+    ``max_connections`` below ``concurrency`` + 3 (the processors' own calls, a script call,
+    the blocking wait and the pub/sub listener at once) raises MaxConnectionsError in jobs,
+    which fail for good, and in the worker's calls, sent again for ever. A
+    BlockingConnectionPool waits for a free connection instead, and passes."""
+    from redis.asyncio import BlockingConnectionPool
+
+    pool = getattr(connection, "connection_pool", None)
+    limit = getattr(pool, "max_connections", None)
+    if pool is None or isinstance(pool, BlockingConnectionPool) or not isinstance(limit, int):
+        return
+    if limit < concurrency + 3:
+        raise ValueError(f"{what}: connection= has a pool of max_connections={limit}; a "
+                         f"worker at concurrency {concurrency} needs {concurrency + 3} or "
+                         f"more (its jobs' own calls, its script calls, its blocking wait "
+                         f"and its pub/sub listener), else jobs fail with "
+                         f"MaxConnectionsError: raise max_connections, or use a "
+                         f"BlockingConnectionPool, which waits for a free connection")

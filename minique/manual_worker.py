@@ -44,7 +44,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import codec, scripts
-from .backoff import BackoffStrategy
+from .backoff import BackoffStrategy, check_strategies
 from .connection import check_client
 from .errors import JobNotFound, LockLost, wire_text
 from .job import Job
@@ -127,7 +127,7 @@ class ManualWorker:
         self.lim_max, self.lim_window_ms = Worker._limiter(limiter)
         self.stalled_interval = stalled_interval
         self.max_stalled_count = max_stalled_count
-        self.backoff_strategies = dict(backoff_strategies or {})
+        self.backoff_strategies = check_strategies(backoff_strategies)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         # The identity its jobs, leases and call record carry in Redis (as a Worker's).
         self.ident = f"manual:{self.name}#{uuid.uuid4().hex[:8]}"
@@ -390,14 +390,16 @@ class ManualWorker:
 
     async def _why_not_ours(self, job: Job) -> str:
         """Why a result for ``job`` was not applied (its token no longer matches): one
-        finished already (a second complete() or fail()) is named as such; otherwise the
-        lease ran out and the job went back (or to another worker)."""
-        state = await self.redis.hget(self.keys.job(job.id), "st")
-        if state in (b"completed", b"failed"):
+        this worker finished already (a second complete() or fail()) is named as such;
+        otherwise the lease ran out and the job went back, or ran elsewhere."""
+        state, holder = await self.redis.hmget(self.keys.job(job.id), "st", "w")
+        if state in (b"completed", b"failed") and holder == self.ident.encode():
             return (f"job {job.id} is {state.decode()} already (a second complete() or "
                     "fail() for it); this result was not applied")
-        return (f"job {job.id}: its lease ran out and it is no longer this worker's; the "
-                "result was discarded")
+        ended = f" (another worker ran it since: it is {state.decode()})" if state in (
+            b"completed", b"failed") else ""
+        return (f"job {job.id}: its lease ran out and it is no longer this worker's{ended}; "
+                "the result was discarded")
 
     def _took(self, job: Job | None) -> Job | None:
         if job is not None:

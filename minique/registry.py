@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from .backoff import check_strategies
 from .batch import BatchOptions, parse_batch
 from .keys import validate_name
 
@@ -58,6 +59,9 @@ class Registry:
         if unknown:
             raise TypeError(f"unknown worker option(s) {sorted(unknown)}; valid: "
                             f"{sorted(self.WORKER_OPTION_NAMES)}")
+        if "backoff_strategies" in self.worker_options:
+            self.worker_options["backoff_strategies"] = check_strategies(
+                self.worker_options["backoff_strategies"])
         self.startup_hooks: list[StartupHook] = []
         self.shutdown_hooks: list[StartupHook] = []
 

@@ -30,9 +30,9 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import codec, local_controls, scheduler, scripts, signals, telemetry
-from .backoff import BackoffFailed, BackoffStrategy, retry_delay
+from .backoff import BackoffFailed, BackoffStrategy, check_strategies, retry_delay
 from .batch import Batch
-from .connection import check_client, connect, resolve_url
+from .connection import check_client, check_pool_room, connect, resolve_url
 from .errors import (
     Delayed,
     JobCorrupted,
@@ -337,7 +337,13 @@ class Worker:
         # even when several workers are given one name (--name with --processes N).
         # (minique.worker_info.worker_label gives the name back.)
         self.ident = self.name if name is None else f"{name}#{uuid.uuid4().hex[:8]}"
-        self.backoff_strategies = dict(backoff_strategies or {})
+        if backoff_strategies is None:
+            # The registry's (worker_options), as `minique worker` takes them: an app's
+            # own Worker(registry) and its tests then retry as its deployed workers do.
+            backoff_strategies = self.registry.worker_options.get("backoff_strategies")
+        self.backoff_strategies = check_strategies(backoff_strategies)
+        if connection is not None:
+            check_pool_room(connection, self.concurrency, f"Worker({queue_name!r})")
         self.lim_max, self.lim_window_ms = self._limiter(limiter)
         self.jobs_done = 0
         self.jobs_failed = 0

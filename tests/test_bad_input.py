@@ -405,3 +405,43 @@ def _every_client_taker_with_url(url: str) -> list[Any]:
         lambda c: QueueEvents("q", url=url, connection=c),
         lambda c: create_app(url=url, connection=c),
     ]
+
+
+async def test_a_connection_pool_too_small_for_the_worker_is_refused(redis_url: str) -> None:
+    """A newcomer gave Worker(connection=) a client with max_connections=3 (what the guide
+    said) at concurrency 5: 8 jobs in 10 failed for good with MaxConnectionsError (the
+    processors' own calls share the pool), and with 2 the worker retried its calls for
+    ever. The worker now refuses such a pool, naming the size it needs; a blocking pool
+    waits for a connection instead, and is taken."""
+    import redis.asyncio as aioredis
+
+    small = aioredis.Redis.from_url(redis_url, max_connections=7)
+    blocking = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+        redis_url, max_connections=3))
+    roomy = aioredis.Redis.from_url(redis_url, max_connections=8)
+    try:
+        with pytest.raises(ValueError, match=r"max_connections=7; a worker at concurrency 5 "
+                                             r"needs 8 or more .* BlockingConnectionPool"):
+            Worker("q", lambda job: None, connection=small, concurrency=5)
+        Worker("q", lambda job: None, connection=blocking, concurrency=5)
+        Worker("q", lambda job: None, connection=roomy, concurrency=5)
+    finally:
+        for client in (small, blocking, roomy):
+            await client.aclose()
+
+
+def test_an_async_backoff_strategy_is_refused_where_it_is_given() -> None:
+    """An async def strategy (BullMQ's may return a Promise) was taken, and every job
+    that failed then failed for good: "returned <coroutine ...>", never awaited."""
+    from minique import ManualWorker, Registry
+
+    async def later(attempts: int, error: BaseException, job: Any) -> float:
+        return 1.0
+
+    message = r"backoff strategy 'later' must be a plain function .*\(an async def"
+    with pytest.raises(TypeError, match=message):
+        Registry(worker_options={"backoff_strategies": {"later": later}})
+    with pytest.raises(TypeError, match=message):
+        Worker("q", lambda job: None, backoff_strategies={"later": later})
+    with pytest.raises(TypeError, match=message):
+        ManualWorker("q", backoff_strategies={"later": later})

@@ -382,3 +382,26 @@ async def test_a_failure_without_backoff_waits_again_at_once(
     assert await queue.get_state(job.id) == "waiting"
     again = await manual.get_next_job()
     assert again is not None and again.id == job.id and again.attempts_made == 1
+
+
+async def test_a_late_complete_after_another_worker_ran_the_job_blames_the_lease(
+        queue: Queue, redis_url: str) -> None:
+    """A newcomer's lease ran out and a running worker completed the job; the late
+    complete() said "is completed already (a second complete() or fail() for it)",
+    though it was the only call. Only this worker's own earlier outcome is named so."""
+    await queue.add("slow", 1, remove_on_complete=False)
+    late = ManualWorker(queue.name, url=redis_url, lock_duration=0.2, stalled_interval=0)
+    other = ManualWorker(queue.name, url=redis_url, stalled_interval=0)
+    try:
+        job = await late.get_next_job()
+        assert job is not None
+        await wait_until(other.check_stalled, message="the lease ran out and was taken back")
+        again = await other.get_next_job()
+        assert again is not None and again.id == job.id
+        await other.complete(again, "on time")
+        with pytest.raises(LockLost, match=rf"job {job.id}: its lease ran out .* \(another "
+                                           r"worker ran it since: it is completed\)"):
+            await late.complete(job, "late")
+    finally:
+        await late.close()
+        await other.close()

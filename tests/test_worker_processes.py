@@ -191,3 +191,30 @@ async def test_worker_command_takes_backoff_strategies_from_the_registry(
     assert "not registered" not in (done.failed_reason or "")
     await q.obliterate(force=True)
     await q.close()
+
+
+async def test_a_worker_made_from_the_registry_takes_its_backoff_strategies(
+        redis_url: str, qname: str) -> None:
+    """Registry(worker_options={"backoff_strategies": ...}) reached `minique worker` only:
+    an app's own Worker(registry) (and MiniqueTesting, built on it) failed the job for good,
+    "strategy 'tenth' is not registered on this worker"."""
+    from minique import Worker
+    from tests.procs import with_backoff
+
+    q = Queue("procs", url=redis_url, prefix=qname)
+    job = await q.add("fails", None, attempts=2, backoff={"type": "tenth"})
+    worker = Worker("procs", with_backoff, url=redis_url, prefix=qname)
+    assert set(worker.backoff_strategies) == {"tenth"}
+    task = asyncio.create_task(worker.run(handle_signals=False))
+    try:
+        async def failed() -> bool:
+            return await job.get_state() == "failed"
+
+        await wait_until(failed, timeout=30, message="the job failed for good")
+        done = await q.get_job(job.id)
+        assert done is not None and done.attempts_made == 2
+    finally:
+        await worker.close()
+        await asyncio.wait_for(task, 10)
+        await q.obliterate(force=True)
+        await q.close()
