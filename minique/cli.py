@@ -51,13 +51,25 @@ def load_target(spec: str) -> Any:
     came from; the traceback is logged at DEBUG (``--log-level DEBUG``)."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise TargetError(f"expected MODULE:ATTR, got {spec!r}")
+        hint = ""
+        if spec.endswith(".py") and not attr:
+            # A file path: the module it names, run from the directory above its package.
+            dotted = spec[:-3].strip("./").replace("/", ".").replace(os.sep, ".")
+            hint = (f" (a file is named as a module and the attribute that holds the "
+                    f"registry or function: {dotted}:registry, say, run from the directory "
+                    f"that holds {spec.split('/')[0] if '/' in spec else 'it'})")
+        raise TargetError(f"expected MODULE:ATTR, got {spec!r}{hint}")
     sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # the module's own code may fail too: one line, not click's traceback
         log.debug("importing %s failed", module_name, exc_info=True)
         reason = str(exc) if isinstance(exc, ImportError) else _import_failure(exc)
+        top = module_name.split(".")[0]
+        if (isinstance(exc, ModuleNotFoundError) and exc.name == top and "." in module_name
+                and os.path.basename(os.getcwd()) == top):
+            # Run from inside the package: its name is not importable from there.
+            reason += f" (this directory is {top}/ itself: run the command from the one above)"
         raise TargetError(f"cannot import {module_name!r}: {reason}") from exc
     try:
         return getattr(module, attr)

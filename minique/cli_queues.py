@@ -110,6 +110,9 @@ def _job_row(job: Job) -> dict[str, Any]:
             "stacktrace": job.stacktrace or None}
 
 
+QUEUE_HELP = "The queue's name (`minique stats` lists those that exist)."
+
+
 @click.command()
 @url_option
 @prefix_option
@@ -181,7 +184,7 @@ def stats(names: tuple[str, ...], url: str, prefix: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--queue", required=True)
+@click.option("--queue", required=True, help=QUEUE_HELP)
 @click.option("--state", default="failed", show_default=True, type=click.Choice(COUNTS))
 @click.option("--start", default=0, show_default=True, type=click.IntRange(0, MAX_RANK),
               help="First job (0 = newest finished, or next to run).")
@@ -234,7 +237,7 @@ def jobs(queue: str, state: str, start: int, end: int, url: str, prefix: str, as
 
 
 @click.command()
-@click.option("--queue", required=True)
+@click.option("--queue", required=True, help=QUEUE_HELP)
 @click.option("--state", default="failed", show_default=True, type=click.Choice(["failed", "completed"]),
               help="Which finished jobs to retry; given ids must be in this state.")
 @click.argument("job_ids", nargs=-1)
@@ -274,7 +277,7 @@ def retry(queue: str, state: str, job_ids: tuple[str, ...], url: str, prefix: st
 def _queue_action(name: str, doc: str, action: Callable[[Queue], Awaitable[Any]],
                   said: Callable[[Any], str]) -> click.Command:
     @click.command(name=name, help=doc)
-    @click.option("--queue", required=True)
+    @click.option("--queue", required=True, help=QUEUE_HELP)
     @url_option
     @prefix_option
     def command(queue: str, url: str, prefix: str) -> None:

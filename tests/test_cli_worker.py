@@ -432,3 +432,21 @@ async def test_a_failed_jobs_stack_trace_under_the_cli_names_only_its_own_error(
     finally:
         await q.obliterate(force=True)
         await q.close()
+
+
+def test_a_file_path_or_a_run_from_inside_the_package_gets_a_hint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A newcomer gave `minique worker app/jobs.py` ("expected MODULE:ATTR") and ran
+    `minique worker app.jobs:registry` from inside app/ ("No module named 'app'"): neither
+    said what to do."""
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text("")
+    (tmp_path / "app" / "jobs.py").write_text("registry = None\n")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["worker", "app/jobs.py", "--queue", "q"])
+    assert result.exit_code == 2
+    assert "app.jobs:registry, say, run from the directory that holds app" in result.stderr
+    monkeypatch.chdir(tmp_path / "app")
+    result = CliRunner().invoke(main, ["worker", "app.jobs:registry", "--queue", "q"])
+    assert result.exit_code == 2
+    assert "this directory is app/ itself: run the command from the one above" in result.stderr
