@@ -79,9 +79,9 @@ def check_strategies(strategies: Mapping[str, BackoffStrategy] | None) -> dict[s
 
     checked = dict(strategies or {})
     for name, strategy in checked.items():
-        if inspect.iscoroutinefunction(strategy) or not callable(strategy):
+        is_async = inspect.iscoroutinefunction(strategy)
+        if is_async or not callable(strategy):
             raise TypeError(f"backoff strategy {name!r} must be a plain function "
                             f"(attempts_made, error, job) -> seconds or None, got {strategy!r}"
-                            + (" (an async def: make it a def)"
-                               if inspect.iscoroutinefunction(strategy) else ""))
+                            + (" (an async def: make it a def)" if is_async else ""))
     return checked

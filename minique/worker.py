@@ -75,11 +75,11 @@ HOLD_TIME = 0.05
 # tell their holders to hand them back, or they were told already; and the status of a
 # reply that gave way.
 GIVE_WAY_TELL = -1
+GIVE_WAY_TOLD = -2
+GAVE_WAY = 3
 # How long a take that gave way waits for a hand-back's wake-up before it asks again (s):
 # a holder told while a reply was on its way to it hands back once that reply is in.
 GIVE_WAY_SLICE = 0.02
-GIVE_WAY_TOLD = -2
-GAVE_WAY = 3
 # How much later than a worker's own due time Redis may find a delay due (s): the delay
 # left rounded up to the ms, and finish.lua's 1 ms for its clock cut to the ms.
 DUE_ROUNDING = 0.002
