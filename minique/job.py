@@ -38,6 +38,7 @@ class Job:
     """A job of a queue. ``data`` and ``return_value`` are decoded on first access."""
 
     __slots__ = (
+        "_counts",
         "_data",
         "_data_raw",
         "_progress_raw",
@@ -108,6 +109,9 @@ class Job:
         self._rv_raw: bytes | None = None
         self._rv: Any = _UNSET
         self._progress_raw: bytes | None = None
+        # ":<attempts made>:<attempts started>" as the take that gave it to a worker replied
+        # them: its results carry them back (lua/finish.lua), '' for a job not taken.
+        self._counts = ""
 
     @classmethod
     def added(cls, queue: Queue, job_id: str, name: str, data_raw: bytes, opts: StoredOptions,
@@ -132,6 +136,7 @@ class Job:
         job.ctx = None
         job._rv_raw = job._progress_raw = None
         job._rv = _UNSET
+        job._counts = ""
         return job
 
     def __repr__(self) -> str:

@@ -372,7 +372,8 @@ class ManualWorker:
         if not job.token:
             raise LockLost(f"job {job.id} has no token: it was not taken by a worker")
         keep = job.opts.keep_completed if kind == "c" else job.opts.keep_failed
-        result = (job.id, job.token, kind, value, stack, delay_ms, keep.count, _age_ms(keep), "")
+        result = (job.id, job.token, kind, value, stack, delay_ms, keep.count, _age_ms(keep), "",
+                  job._counts)
         try:
             next_job, _header = await self._call([result], want=1 if fetch_next else 0,
                                                  finished=job)
@@ -585,7 +586,7 @@ class _Answered(NamedTuple):
 def _result(job: Job, kind: str, value: str) -> tuple[Any, ...]:
     """A finish.lua result for a job taken but not run: failed for good, or handed back."""
     keep = job.opts.keep_failed
-    return (job.id, job.token, kind, value, "", 0, keep.count, _age_ms(keep), "")
+    return (job.id, job.token, kind, value, "", 0, keep.count, _age_ms(keep), "", job._counts)
 
 
 class _Reason(Exception):

@@ -102,15 +102,19 @@ TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutEr
 
 def encode_results(results: list[tuple[Any, ...]]) -> list[Any]:
     """finish.lua's argument layout for results ``(id, token, kind, value, stack, delay_ms,
-    keep_count, keep_age_ms, started_ms)``: the distinct retention policies once, then per
-    job one "token|kind|delay|policy|started|id" string, the value, and the stack unless
-    the kind is c, s or h. started_ms is "" except for jobs taken as held. The id (which
-    may contain "|") comes last, so that Lua matches the string without backtracking."""
+    keep_count, keep_age_ms, started_ms, counts)``: the distinct retention policies once,
+    then per job one "token:made:started|kind|delay|policy|started|id" string, the value,
+    and the stack unless the kind is c, s or h. started_ms is "" except for jobs taken as
+    held. counts is the job's ":<attempts made>:<attempts started>" as its take replied
+    them (``Job._counts``; '' has Redis read them from the job: a hash field read each).
+    The id (which may contain "|") comes last, so that Lua matches the string without
+    backtracking."""
     policies: dict[tuple[int, int], int] = {}
     args: list[Any] = [""]
-    for job_id, token, kind, value, stack, delay_ms, keep_count, keep_age, started in results:
+    for (job_id, token, kind, value, stack, delay_ms, keep_count, keep_age, started,
+         counts) in results:
         index = policies.setdefault((keep_count, keep_age), len(policies))
-        args.append(f"{token}|{kind}|{delay_ms}|{index}|{started}|{job_id}")
+        args.append(f"{token}{counts}|{kind}|{delay_ms}|{index}|{started}|{job_id}")
         args.append(value)
         if kind not in _SHORT_KINDS:
             args.append(stack)
@@ -147,6 +151,7 @@ def fetched_job(queue: Queue, f: list[Any]) -> tuple[Job, bool]:
               token=f[1].decode())
     job.processed_on = int(f[10]) / 1000.0
     job.group = f[11].decode() if f[11] else None
+    job._counts = f":{job.attempts_made}:{job.attempts_started}"
     return job, bad_opts
 
 
@@ -834,7 +839,7 @@ class Worker:
             # S: a suspect job's start, asked before it runs (a removal meanwhile wins).
             kind = "S" if running.start_known is not None else "s"
             results.append((running.job.id, running.job.token, kind, "", "", 0, 0, -1,
-                            running.started_ms))
+                            running.started_ms, running.job._counts))
         args: list[Any] = [self.keys.job_prefix, want, self.lock_ms, self.ident, self.lim_max,
                            self.lim_window_ms, 1000, hold, hold_ms, self._call_seq, len(results),
                            *encode_results(results)]
@@ -1768,7 +1773,7 @@ class Worker:
             delay = asyncio.get_running_loop().time() + delay_ms / 1000.0
             self._timed_results += 1
         self._results.append((job.id, job.token, kind, value, stack, delay, keep.count,
-                              _age_ms(keep), held_start))
+                              _age_ms(keep), held_start, job._counts))
         if kind in ("c", "f") and job.opts.parent_ahead:
             # Its parent, in this queue and maybe with a priority, may become waiting when
             # this result reaches Redis: what this worker holds goes back first, so the

@@ -18,7 +18,8 @@ async def finish(q: Queue, results: list[tuple[Any, ...]] = (), want: int = 0,  
                  limiter: tuple[int, int] = (0, 0), hold: int = 0,
                  hold_ms: int = 0) -> tuple[list[int], list[tuple[str, str]], list[Any]]:
     """Reports ``results`` and fetches up to ``want`` jobs: (statuses, [(id, token)], header)."""
-    results = [(*r, "") if len(r) == 8 else r for r in results]
+    # Results without a start time and attempt counts (Redis reads the counts).
+    results = [(*r, *("", "")[len(r) - 8:]) if len(r) < 10 else r for r in results]
     args: list[Any] = [q.keys.job_prefix, want, lease_ms, worker, limiter[0], limiter[1], 1000,
                        hold, hold_ms, next(_calls), len(results), *encode_results(list(results))]
     reply = await scripts.run(q.redis, "finish", q.keys.vector, args)

@@ -28,6 +28,21 @@ async def test_keep_by_count_removes_the_oldest_with_all_their_keys(queue: Queue
         assert not await queue.redis.exists(queue.keys.job(gone), queue.keys.logs(gone))
 
 
+async def test_jobs_trimmed_by_retention_take_their_logs_with_them(queue: Queue) -> None:
+    # Retention deletes trimmed jobs in one DEL that names their logs only once the queue
+    # has logged (meta 'xl', lua/log.lua): the logs must still go with their jobs.
+    await queue.add_bulk([("x", i) for i in range(4)])
+    taken = await fetch(queue, 4)
+    for job_id, _ in taken:
+        await queue.add_log(job_id, f"line of {job_id}")
+    await finish(queue, [complete(i, t, keep=(1, -1)) for i, t in taken])
+    ids = [i for i, _ in taken]
+    assert await queue.get_job_ids("completed", 0, 10) == [ids[-1]]
+    for gone in ids[:-1]:
+        assert not await queue.redis.exists(queue.keys.job(gone), queue.keys.logs(gone))
+    assert await queue.redis.exists(queue.keys.logs(ids[-1]))
+
+
 async def test_keep_by_age(queue: Queue) -> None:
     await queue.add_bulk([("x", i) for i in range(2)])
     old = await finish_all(queue, 2, keep=(-1, 300))

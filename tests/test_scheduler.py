@@ -227,7 +227,7 @@ async def test_cron_firing_is_taken_and_the_next_one_made_in_the_same_script(
     assert after.next_run == (s.next_run or 0) + 60
     assert await _delayed_ids(queue) == [after.pending_job_id]
     # The firing fails and is retried at once: taking it again must not advance the schedule.
-    retry = (first, token, "r", "boom", "", 0, -1, -1, "")
+    retry = (first, token, "r", "boom", "", 0, -1, -1, "", "")
     reply = await queue._run("finish", [0, 30000, "test-worker", 0, 0, 1000, 0, 0, "c1", 1,
                                         *encode_results([retry])])
     assert reply[0] == 1

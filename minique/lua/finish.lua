@@ -3,11 +3,14 @@
 -- job's token: a worker whose lease expired cannot finish a job that is no longer its own.
 -- ARGV: JP, count, lease_ms, worker, limiter_max, limiter_window_ms, promote_limit, hold,
 --       hold_ms, call id, nres, policies ("count:age_ms,..." retention policies, referred
---       to by index), then per result "token|kind|delay_ms|policy index|started_ms|id" and
---       the value, plus the stack trace for kinds f, r, d and w. (Few arguments per job:
---       packing them is the client's hot spot. The id, which may contain '|', comes last:
---       matched from the left, the pattern never backtracks, where "id|..." matched from
---       the right cost ~10k instructions a job.)
+--       to by index), then per result "token:made:started|kind|delay_ms|policy
+--       index|started_ms|id" and the value, plus the stack trace for kinds f, r, d and w.
+--       (Few arguments per job: packing them is the client's hot spot. The id, which may
+--       contain '|', comes last: matched from the left, the pattern never backtracks,
+--       where "id|..." matched from the right cost ~10k instructions a job.)
+--   made:started: the job's attempt counts as its take replied them (attempts made, and
+--   attempts started once it has started); ":made:started" may be left out, and the
+--   counts are then read from the job.
 --   kind: c = completed (value = return value), f = failed (value = reason),
 --         r = retry after delay_ms (value = reason), w = back to waiting without using an
 --         attempt; delay_ms > 0 then also stops the queue taking jobs for that long,
@@ -93,12 +96,11 @@ local done_c, done_f = retention_batch(K.completed), retention_batch(K.failed)
 -- one that has had such jobs (meta 'xr', as delete_job_keys).
 local marks = meta_marks()
 local read_group, read_extra = marks.gwn ~= false, marks.xr ~= false
--- A result's fields (cur_* below): 1 token, 2 attempts made, 3 state, 4 attempts started,
--- 5 priority score it was taken with, 6 group, 7 dedup id, 8 parent, 9 parent policy.
-local FIELDS_FULL = {'tok', 'atm', 'st', 'ats', 'ps', 'g', 'dd', 'par', 'pol'}
-local FIELDS_SHORT = {'tok', 'atm', 'st', 'g', 'dd', 'par', 'pol'}
-local n_full = read_extra and 9 or read_group and 6 or 5
-local n_short = n_full - 2
+-- A result's fields (cur_* below): 1 token, 2 state, 3 group, 4 dedup id, 5 parent,
+-- 6 parent policy. The attempt counts come with the token (includes/take.lua), the
+-- priority score it was taken with only where a hand-back needs it.
+local FIELDS = {'tok', 'st', 'g', 'dd', 'par', 'pol'}
+local n_fields = read_extra and 6 or read_group and 3 or 2
 
 -- Keyed by the index as the results send it (a string), so no result converts it.
 local policies, np = {}, 0
@@ -110,8 +112,8 @@ local b = 13
 -- Locals for what the loop calls per job: a global is a table lookup on each use.
 local rcall, smatch = redis.call, string.match
 for i = 1, nres do
-  local tok, kind, delay_s, pi, started, id =
-    smatch(ARGV[b], '^([^|]*)|(%a)|(%d+)|(%d+)|(%d*)|(.*)$')
+  local tok, tok_atm, tok_ats, kind, delay_s, pi, started, id =
+    smatch(ARGV[b], '^([^|:]*):?(%d*):?(%d*)|(%a)|(%d+)|(%d+)|(%d*)|(.*)$')
   local value, stack = ARGV[b + 1], ''
   if kind == 'c' or kind == 's' or kind == 'h' or kind == 'S' then
     b = b + 2
@@ -121,16 +123,18 @@ for i = 1, nres do
   local policy = policies[pi]
   local jk = JP .. id
   -- Every way out of active (and held) clears the token, so a matching token means the
-  -- job is still this worker's.
-  -- The attempts started and the place it was taken from matter only to a start, a hand
-  -- back, or a held job's end (it carries its start time): the other results skip them.
-  local cur_tok, cur_atm, cur_st, cur_ats, cur_ps, cur_g, cur_dd, cur_par, cur_pol
-  if kind == 's' or kind == 'h' or kind == 'S' or started ~= '' then
-    cur_tok, cur_atm, cur_st, cur_ats, cur_ps, cur_g, cur_dd, cur_par, cur_pol =
-      unpack(rcall('HMGET', jk, unpack(FIELDS_FULL, 1, n_full)))
-  else
-    cur_tok, cur_atm, cur_st, cur_g, cur_dd, cur_par, cur_pol =
-      unpack(rcall('HMGET', jk, unpack(FIELDS_SHORT, 1, n_short)))
+  -- job is still this worker's, and its attempt counts are still those its take replied
+  -- (only a way out, or this worker's own results, changes them): the worker sends them
+  -- back after the token (made, then started as the job stands once it starts), and the
+  -- hash is not read for them (~3k instructions a field).
+  local cur_tok, cur_st, cur_g, cur_dd, cur_par, cur_pol =
+    unpack(rcall('HMGET', jk, unpack(FIELDS, 1, n_fields)))
+  local cur_atm, cur_ats = tok_atm, tok_ats
+  if tok_ats == '' and cur_tok == tok then
+    -- A result without them (a hand-made call): from the hash.
+    cur_atm, cur_ats = unpack(rcall('HMGET', jk, 'atm', 'ats'))
+    cur_ats = int_str(count_num(cur_ats, 0)
+                      + ((cur_st == 'held' or cur_st == 'removed') and 1 or 0))
   end
   -- Held: taken ahead, not started as far as Redis knows; 'removed' is a held job that
   -- remove() or drain() reached before its worker handed it back.
@@ -140,8 +144,7 @@ for i = 1, nres do
   -- A held grouped job's hold ends with any result of its worker's (includes/groups.lua).
   if held and cur_g and cur_tok == tok then
     held_grouped_done = held_grouped_done or {}
-    local bucket = string.sub(tok, 1, -3)  -- (includes/groups.lua: group_holds_count)
-    if bucket == '' then bucket = '0' end
+    local bucket = token_bucket(tok)
     held_grouped_done[bucket] = (held_grouped_done[bucket] or 0) - 1
   end
   -- A cancel asked while the job was this worker's (cancel.lua: 'cx') reaches it however
@@ -180,7 +183,7 @@ for i = 1, nres do
       -- Taken for a free slot but never started: the start it was counted for is undone.
       left_active[#left_active + 1] = id
       if cur_g then released[#released + 1] = cur_g end
-      local ats_left = math.max(0, count_num(cur_ats, 1) - 1)
+      local ats_left = math.max(0, count_num(cur_ats, 1) - 1)  -- (the token's: as started)
       redis.call('HSET', jk, 'ats', int_str(ats_left))
       -- Never started at all: no start time either (a waiting job's processed_on would
       -- read as a start that did not happen). A later attempt's take wrote over the one
@@ -188,7 +191,7 @@ for i = 1, nres do
       if ats_left == 0 then redis.call('HDEL', jk, 'pon') end
       emit('ev', 'waiting', 'id', id)
     end
-    enqueue_return(jk, id, cur_ps)
+    enqueue_return(jk, id, rcall('HGET', jk, 'ps'))
   elseif kind == 's' or kind == 'S' then
     -- A held job started before its worker heard of any removal: it runs on.
     statuses[#statuses + 1] = 1
@@ -197,7 +200,7 @@ for i = 1, nres do
       starts[#starts + 1] = lease_score(now + lease_ms, i)
       starts[#starts + 1] = id
       redis.call('HSET', jk, 'st', 'active', 'pon', started ~= '' and started or now_s,
-                 'ats', int_str(count_num(cur_ats, 0) + 1))
+                 'ats', cur_ats)
       if cur_g then group_start(cur_g) end
       emit_batched('active', id)
     end
@@ -209,7 +212,7 @@ for i = 1, nres do
       left[#left + 1] = id
       -- Without a start time it never started (e.g. cancelled while held): no start.
       if started ~= '' then
-        start_fields = {'pon', started, 'ats', int_str(count_num(cur_ats, 0) + 1)}
+        start_fields = {'pon', started, 'ats', cur_ats}
         emit_batched('active', id)
       end
     else

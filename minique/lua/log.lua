@@ -18,6 +18,9 @@ local kept = string.match(recent, call_id .. ':(%d+)')
 if kept then return tonumber(kept) end
 local lk = LP .. id
 local n = redis.call('RPUSH', lk, ARGV[3])
+-- The queue has logs: retention deletes them with their jobs (base.lua delete_jobs_keys).
+-- (At every line, not only a log's first: logs written before the mark existed count too.)
+redis.call('HSETNX', K.meta, 'xl', '1')
 local keep = tonumber(ARGV[4])
 if keep > 0 and n > keep then redis.call('LTRIM', lk, -keep, -1) end
 n = math.min(n, keep > 0 and keep or n)

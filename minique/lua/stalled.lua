@@ -67,8 +67,7 @@ for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
       taken = taken + 1
       redis.call('ZREM', set_key, id)
       if f[4] and set_key ~= K.active and f[8] and f[8] ~= '' then
-        local bucket = string.sub(f[8], 1, -3)  -- (includes/groups.lua: group_holds_count)
-        group_holds_count({[bucket ~= '' and bucket or '0'] = -1})
+        group_holds_count({[token_bucket(f[8])] = -1})
       end
       if not f[3] then
         -- The hash is gone: nothing to take back.

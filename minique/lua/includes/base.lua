@@ -102,7 +102,7 @@ local meta_cache = nil
 local function meta_marks()
   if not meta_cache then
     local fields = {'gwn', 'xr', 'xs', 'gconc', 'cv', 'paused', 'hu', 'emax', 'gx',
-                    'keep:' .. K.completed, 'keep:' .. K.failed, 'fence', 'glim', 'nh'}
+                    'keep:' .. K.completed, 'keep:' .. K.failed, 'fence', 'glim', 'nh', 'xl'}
     local v = redis.call('HMGET', K.meta, unpack(fields))
     meta_cache = {}
     for i, f in ipairs(fields) do meta_cache[f] = v[i] end
@@ -270,13 +270,14 @@ end
 
 -- Writes a job's state fields, plus `fields` (a new job's own fields, or nil) in the same
 -- HSET, so that adding a job writes its hash once. The state fields end at the first nil.
--- (No table of them: a table costs ~1.4k instructions, more than this loop.)
+-- (The rest go through a table: select(i, ...) in a loop copies them all on every turn,
+-- which cost a held job's finish ~4k instructions more than the table does.)
 local function write_job(jk, fields, ...)
   if not fields then return redis.call('HSET', jk, ...) end
-  local args = fields
+  local args, more = fields, {...}
   local n = #args
   for i = 1, select('#', ...) do
-    local v = select(i, ...)
+    local v = more[i]
     if v == nil then break end
     args[n + i] = v
   end
@@ -576,8 +577,7 @@ local function free_removed(jk, id, now)
   if st ~= 'removed' or now < (tonumber(rmu) or 0) then return false end
   redis.call('ZREM', K.held_removed, id)
   if g and tok and tok ~= '' then
-    local bucket = string.sub(tok, 1, -3)  -- (includes/groups.lua: group_holds_count)
-    group_holds_count({[bucket ~= '' and bucket or '0'] = -1})
+    group_holds_count({[token_bucket(tok)] = -1})
   end
   delete_job_keys(id)
   return true
@@ -585,15 +585,25 @@ end
 
 -- delete_job_keys for many jobs: in a queue without dedup ids or flows, one DEL for all
 -- of them (retention trims a job per finished job: a DEL each was a redis.call per job).
+-- Such a queue has no children lists (a parent sets 'xr'), and logs only once a job of it
+-- has logged (meta 'xl', log.lua): each key named costs the DEL a lookup, ~1.3k
+-- instructions a job for the two that are not there.
 local function delete_jobs_keys(ids)
   if extra_in_use() then
     for _, id in ipairs(ids) do delete_job_keys(id) end
     return
   end
   local keys, n = {}, 0
-  for _, id in ipairs(ids) do
-    keys[n + 1] = JP .. id; keys[n + 2] = LP .. id; keys[n + 3] = BASE .. ':kids:' .. id
-    n = n + 3
+  if meta_marks().xl then
+    for _, id in ipairs(ids) do
+      keys[n + 1] = JP .. id; keys[n + 2] = LP .. id
+      n = n + 2
+    end
+  else
+    for _, id in ipairs(ids) do
+      n = n + 1
+      keys[n] = JP .. id
+    end
   end
   for i = 1, n, 3999 do redis.call('DEL', unpack(keys, i, math.min(i + 3998, n))) end
 end

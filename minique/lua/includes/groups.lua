@@ -52,14 +52,19 @@ local GFIFO_BAND = 36028797018963968  -- 2^55; steps of 8 are exact there
 -- Set when a take gave up on a round-robin still full of groups it could not take from
 -- (emptied by drain/clean/remove, paused, full): the caller must fetch again at once.
 local groups_stale_left = false
+-- The bucket of 100 tokens a token is in: the token less its last two digits, '0' when
+-- that is empty. A string operation: no number conversion.
+local function token_bucket(tok)
+  local b = string.sub(tok, 1, -3)
+  return b ~= '' and b or '0'
+end
 local function gkey(g) return BASE .. ':g:' .. g end
 local function gwait(g) return BASE .. ':gw:' .. g end
 local function gwin(g) return BASE .. ':gl:' .. g end
 -- Adds `counts` (bucket -> jobs, negative to subtract) to the held grouped jobs' counts,
 -- and for added jobs their groups (`groups`: bucket -> list of group ids) to the bucket's
 -- set. One call or three per bucket, and a call's jobs share one or two buckets (their
--- tokens follow on). A token's bucket is a string operation (no number conversion):
--- string.sub(tok, 1, -3), or '0' when that is empty.
+-- tokens follow on). A token's bucket is token_bucket (below).
 local function group_holds_count(counts, groups)
   local hkey, zkey = BASE .. ':gheldn', BASE .. ':gheld'
   for bs, n in pairs(counts) do

@@ -259,7 +259,6 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   local on = #out
   for i, id in ipairs(ids) do
     local jk = JP .. id
-    local tok = int_str(fence + i)
     local f
     local firing = sbyte(id, 1) == 115 and string.sub(id, 1, 6) == 'sched:'  -- 115: 's'
     if firing and i > count then
@@ -295,8 +294,9 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       -- A missed firing of a catch_up="skip" scheduler: the hook deleted it; nothing to run.
     elseif f[1] then
       handed = true
-      local ats = count_num(f[9], 0) + 1
+      local ats = int_str(count_num(f[9], 0) + 1)
       local ps = scores[i] or ''
+      local tok = int_str(fence + i)
       -- Active or held by place, not by how many were handed out before it: the first
       -- `count` were taken for free slots (a grouped one with its slot counted), the rest
       -- to hold. A dropped one among the first leaves its slot free until the next call.
@@ -304,7 +304,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
         active_n = active_n + 1
         -- One write per job: the counter is bumped from the value just read.
         rcall('HSET', jk, 'st', 'active', 'tok', tok, 'pon', now_s, 'w', worker,
-                   'ats', int_str(ats), 'ps', ps)
+                   'ats', ats, 'ps', ps)
         leases[#leases + 1] = lease_score_at(lease_at, i)
         leases[#leases + 1] = id
         if lim_max > 0 then redis.call('ZADD', K.window, now_s, tok) end
@@ -316,8 +316,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
         holds[#holds + 1] = id
         if f[10] then  -- counted per bucket of tokens (includes/groups.lua: gheldn)
           grouped_holds, held_groups = grouped_holds or {}, held_groups or {}
-          local b = string.sub(tok, 1, -3)
-          if b == '' then b = '0' end
+          local b = token_bucket(tok)
           grouped_holds[b] = (grouped_holds[b] or 0) + 1
           local in_b = held_groups[b] or {}
           in_b[#in_b + 1] = f[10]
