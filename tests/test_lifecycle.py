@@ -149,3 +149,17 @@ async def test_delayed_job_added_while_worker_sleeps_runs_on_time(queue: Queue, 
     assert 0.3 - 0.002 <= done.processed_on - done.timestamp < 15.0
     await worker.close()
     await task
+
+
+async def test_fencing_tokens_are_consecutive_numbers_across_a_thousand(queue: Queue) -> None:
+    # take.lua writes a token's last three digits from a table and the rest once per
+    # thousand: the tokens must still be the consecutive numbers after the stored fence.
+    import driver
+
+    fence = 9_000_000_000_000_996  # above the clock in µs, below 2**53
+    await queue.redis.hset(queue.keys.meta, "fence", str(fence))
+    await queue.add_bulk([("x", i) for i in range(6)])
+    taken = await driver.fetch(queue, 6)
+    assert [int(t) for _, t in taken] == [fence + i for i in range(1, 7)]
+    assert [t for _, t in taken] == [str(fence + i) for i in range(1, 7)]
+    assert int(await queue.redis.hget(queue.keys.meta, "fence")) == fence + 6
