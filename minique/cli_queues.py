@@ -8,7 +8,8 @@
 
 A queue name that does not exist under the prefix (no jobs, no workers, no schedulers) is
 refused with the list of the queues that do, and nothing is written: a misspelling never
-creates a phantom queue. Reading commands never write at all.
+creates a phantom queue. ``pause --create`` pauses such a queue all the same (before its
+first job: its workers start paused). Reading commands never write at all.
 """
 
 from __future__ import annotations
@@ -56,14 +57,15 @@ async def _no_queues_hint(redis: Any, prefix: str, url: str | None = None) -> st
     return hint
 
 
-async def open_queue(name: str, url: str, prefix: str) -> Queue:
-    """The queue ``name``, or CliError naming the known queues if it does not exist."""
+async def open_queue(name: str, url: str, prefix: str, create: bool = False) -> Queue:
+    """The queue ``name``, or CliError naming the known queues if it does not exist (unless
+    ``create``)."""
     try:
         q = Queue(name, url=url, prefix=prefix)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     try:
-        if not await queue_exists(q.redis, q.keys):
+        if not create and not await queue_exists(q.redis, q.keys):
             raise await _missing_queue(q.redis, name, prefix, url)
     except BaseException:
         await q.close()
@@ -275,14 +277,14 @@ def retry(queue: str, state: str, job_ids: tuple[str, ...], url: str, prefix: st
 
 
 def _queue_action(name: str, doc: str, action: Callable[[Queue], Awaitable[Any]],
-                  said: Callable[[Any], str]) -> click.Command:
+                  said: Callable[[Any], str], creates: bool = False) -> click.Command:
     @click.command(name=name, help=doc)
     @click.option("--queue", required=True, help=QUEUE_HELP)
     @url_option
     @prefix_option
-    def command(queue: str, url: str, prefix: str) -> None:
+    def command(queue: str, url: str, prefix: str, create: bool = False) -> None:
         async def go() -> Any:
-            q = await open_queue(queue, url, prefix)
+            q = await open_queue(queue, url, prefix, create)
             try:
                 return await action(q)
             finally:
@@ -290,11 +292,16 @@ def _queue_action(name: str, doc: str, action: Callable[[Queue], Awaitable[Any]]
 
         click.echo(f"{name}: queue {queue!r} {said(run(go(), url))}")
 
+    if creates:
+        command = click.option(
+            "--create", is_flag=True,
+            help="Also a queue that has no keys yet (before its first job): without it, an "
+                 "unknown name is refused, so that a misspelling creates nothing.")(command)
     return command
 
 
 pause = _queue_action("pause", "Stop every worker taking jobs from a queue.", lambda q: q.pause(),
-                      lambda _: "paused")
+                      lambda _: "paused", creates=True)
 resume = _queue_action("resume", "Let workers take jobs from a paused queue again.",
                        lambda q: q.resume(), lambda _: "resumed")
 drain = _queue_action("drain", "Remove every waiting job of a queue.", lambda q: q.drain(),

@@ -360,6 +360,14 @@ def test_pause_resume_and_drain_act_on_a_known_queue(redis_url: str, prefix: str
     assert cli("drain", *common).stdout == "drain: queue 'emails' drained (3 waiting job(s) removed)\n"
 
 
+def test_pause_of_a_queue_without_keys_needs_create(redis_url: str, prefix: str) -> None:
+    common = ["--queue", "later", "--url", redis_url, "--prefix", prefix]
+    refused = CliRunner().invoke(main, ["pause", *common])
+    assert refused.exit_code != 0 and "later" in one_error_line(refused)
+    assert cli("pause", "--create", *common).stdout == "pause: queue 'later' paused\n"
+    assert cli("stats", "--json", *common).stdout.count('"paused": true') == 1
+
+
 def test_jobs_refuses_an_end_before_its_start(redis_url: str, prefix: str) -> None:
     result = CliRunner().invoke(main, ["jobs", "--queue", "emails", "--start", "5", "--end", "2",
                                        "--url", redis_url, "--prefix", prefix])
