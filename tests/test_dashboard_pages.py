@@ -62,6 +62,10 @@ async def test_pages_render_the_queue(web: httpx.AsyncClient, queue: Queue, redi
     assert dead.status_code == 200 and "RuntimeError" in dead.text and 'name="ids"' in dead.text
     static = await web.get("/static/htmx.min.js")
     assert static.status_code == 200 and "htmx" in static.text[:200]
+    # The page names its icon, so browsers do not ask for a /favicon.ico that is not there.
+    assert 'rel="icon" type="image/svg+xml" href="/static/favicon.svg"' in home.text
+    icon = await web.get("/static/favicon.svg")
+    assert icon.status_code == 200 and icon.text.startswith("<svg")
 
 
 async def test_page_errors_are_pages_not_500s(web: httpx.AsyncClient, queue: Queue) -> None:
