@@ -33,7 +33,7 @@ elseif st == 'held' or st == 'active' then
   -- before it started.)
   -- nil: the end of the plain line (base.lua enqueue_return's 'end')
   local ps = ready_score(prio) or 'end'
-  redis.call('HSET', jk, 'ps', ps)
+  redis.call('HSET', jk, 'ps', (tok or '') .. '@' .. ps)  -- (valid under its token: base.lua)
   if st == 'held' then return {2, control_changed('priority'), tok or ''} end
 end
 return 1

@@ -191,7 +191,7 @@ for i = 1, nres do
       if ats_left == 0 then redis.call('HDEL', jk, 'pon') end
       emit('ev', 'waiting', 'id', id)
     end
-    enqueue_return(jk, id, rcall('HGET', jk, 'ps'))
+    enqueue_return(jk, id, rcall('HGET', jk, 'ps'), tok)
   elseif kind == 's' or kind == 'S' then
     -- A held job started before its worker heard of any removal: it runs on.
     statuses[#statuses + 1] = 1

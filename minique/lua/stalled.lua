@@ -86,7 +86,7 @@ for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
           redis.call('HINCRBY', jk, 'hrc', 1)
           -- Takes read 'hrc' (and 'stc') from now on, and tell workers it is suspect.
           redis.call('HSET', K.meta, 'xs', '1')
-          enqueue_return(jk, id, f[2])
+          enqueue_return(jk, id, f[2], f[8] or '')
         else
           count_stall(jk, id, f, 'lease expired while held (worker lost), cancel asked')
         end

@@ -383,8 +383,15 @@ end
 -- A held job whose priority became 0 (change_priority.lua: ps 'end') goes back to the end
 -- of the plain line, as a job added now. (Constants local to the function: an EVAL
 -- script has room for 200 top-level locals in all, includes/call.lua.)
-local function enqueue_return(jk, id, ps)
+-- With `tok`, `ps` is the job's field as stored: "<token>@<place>", written by the take
+-- that popped it with a score (or by change_priority.lua) and valid only under that token.
+-- A job read from the stream has none written (an absent field costs its write a scan and
+-- an insert, ~3k instructions), so a field of an earlier token means the stream too.
+local function enqueue_return(jk, id, ps, tok)
   local RETURN_BAND = 18014398509481984  -- 2^54
+  if tok then
+    ps = ps and string.sub(ps, 1, #tok + 1) == tok .. '@' and string.sub(ps, #tok + 2) or ''
+  end
   if ps == 'end' then
     redis.call('HSET', jk, 'tok', '')
     return enqueue_ready(jk, id, 0)

@@ -309,15 +309,23 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       if i <= count then
         active_n = active_n + 1
         -- One write per job: the counter is bumped from the value just read.
-        rcall('HSET', jk, 'st', 'active', 'tok', tok, 'pon', now_s, 'w', worker,
-                   'ats', ats, 'ps', ps)
+        if ps == '' then
+          rcall('HSET', jk, 'st', 'active', 'tok', tok, 'pon', now_s, 'w', worker, 'ats', ats)
+        else
+          rcall('HSET', jk, 'st', 'active', 'tok', tok, 'pon', now_s, 'w', worker, 'ats', ats,
+                'ps', tok .. '@' .. ps)
+        end
         leases[#leases + 1] = lease_score_at(lease_at, i)
         leases[#leases + 1] = id
         if lim_max > 0 then redis.call('ZADD', K.window, now_s, tok) end
         emit_batched('active', id)
       else
         -- Held: started (and counted as started) only when the worker starts it.
-        rcall('HSET', jk, 'st', 'held', 'tok', tok, 'w', worker, 'ps', ps)
+        if ps == '' then
+          rcall('HSET', jk, 'st', 'held', 'tok', tok, 'w', worker)
+        else
+          rcall('HSET', jk, 'st', 'held', 'tok', tok, 'w', worker, 'ps', tok .. '@' .. ps)
+        end
         holds[#holds + 1] = lease_score_at(lease_at, i)
         holds[#holds + 1] = id
         if f[10] then  -- counted per bucket of tokens (includes/groups.lua: gheldn)
