@@ -277,6 +277,22 @@ async def test_the_take_reply_carries_each_jobs_group_also_for_a_resent_call(que
         assert groups == {b"acct-1", b""}
 
 
+async def test_a_resent_call_is_answered_with_the_limit_and_control_version_of_now(
+        queue: Queue) -> None:
+    # A re-sent call gets the first answer's jobs back; its header must still carry the
+    # queue's limit and control version (a worker holds nothing under a limit, and hands
+    # back what it holds under an older version), not "no limit, version 0".
+    await queue.add_bulk([("j", i) for i in range(3)])
+    args = [queue.keys.job_prefix, 1, 30000, "w-resend-cv", 0, 0, 1000, 0, 0, "call-cv", 0, ""]
+    first = await scripts.run(queue.redis, "finish", queue.keys.vector, args)
+    await queue.set_global_concurrency(4)
+    again = await scripts.run(queue.redis, "finish", queue.keys.vector, args)  # a re-send
+    assert again[HEADER:HEADER + 2] == first[HEADER:HEADER + 2]  # the same job and token
+    assert int(again[5]) == 4  # 5: the queue's limit
+    cv = await queue.redis.hget(queue.keys.meta, "cv")
+    assert cv is not None and again[6] == cv and again[6] != first[6]
+
+
 async def test_a_workers_job_carries_its_group(queue: Queue) -> None:
     seen: dict[Any, str | None] = {}
 

@@ -51,9 +51,13 @@ if record and string.sub(record, 1, #id_prefix) == id_prefix then
   local r = cmsgpack.unpack(record)
   if r[1] == call_id then
     -- A re-send: the first answer, with the jobs it handed out that are still this call's.
+    -- Its header says what holds now: the queue's limit and control version (a worker
+    -- that held jobs under an older version hands them back), no hold granted.
     local out = r[2]
     local header = #out + 1
-    for _, v in ipairs({0, 0, -1, '0-0', now, 0, '0', 0}) do out[#out + 1] = v end
+    local m = meta_marks()
+    local limit = tonumber(m.gconc) or (m.glim and -1) or 0
+    for _, v in ipairs({0, 0, -1, '0-0', now, limit, m.cv or '0', 0}) do out[#out + 1] = v end
     local active_n = 0
     for part = 3, 4 do
       local list = r[part]
