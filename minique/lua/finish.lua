@@ -250,7 +250,7 @@ for i = 1, nres do
       counts.completed = counts.completed + 1
     elseif kind == 'f' then
       if retain(done_f, id, now_s, policy[1], policy[2]) then
-        local hf, hv = attempt_entry(jk, 'failed', now, value)
+        local hf, hv = attempt_entry(jk, 'failed', now, value, start_fields)
         write_job(jk, start_fields, 'st', 'failed', 'fr', value, 'stk', stack, 'fon', now_s,
                   'tok', '', 'atm', int_str(count_num(cur_atm, 0) + 1), hf, hv)
       else
@@ -262,7 +262,7 @@ for i = 1, nres do
       -- (A delay is due 1 ms late rather than up to 1 ms early: now_ms cuts Redis's clock
       -- to the ms.)
       local atm = count_num(cur_atm, 0) + 1
-      local hf, hv = attempt_entry(jk, 'retried', now, value)
+      local hf, hv = attempt_entry(jk, 'retried', now, value, start_fields)
       write_job(jk, start_fields, 'fr', value, 'stk', stack, 'tok', '', 'atm', int_str(atm), hf, hv)
       counts.retried = counts.retried + 1
       emit('ev', 'retrying', 'id', id, 'attempt', atm, 'delay', delay,

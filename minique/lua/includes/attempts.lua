@@ -13,8 +13,12 @@ do
 
   -- Returns the field name and the entry: "ats|outcome|start ms|end ms|#worker|worker reason".
   -- The worker's length comes first, so worker and reason may hold any byte, '|' included.
-  function attempt_entry(jk, outcome, now, reason)
+  -- `start` ({'pon', ms, 'ats', n}, or nil) is the start of a held job that started and
+  -- ended between two calls of its worker, written with its end (finish.lua): the hash
+  -- still has the previous attempt's.
+  function attempt_entry(jk, outcome, now, reason, start)
     local f = redis.call('HMGET', jk, 'ats', 'pon', 'w')
+    if start then f[1], f[2] = start[4], start[2] end
     local ats = tonumber(f[1]) or 0
     local w = f[3] or ''
     return 'h' .. (ats % ATTEMPT_RING),
