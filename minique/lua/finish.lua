@@ -101,8 +101,8 @@ local done_c, done_f = retention_batch(K.completed), retention_batch(K.failed)
 local marks = meta_marks()
 local read_group, read_extra = marks.gwn ~= false, marks.xr ~= false
 -- A result's fields (cur_* below): 1 token, 2 state, 3 group, 4 dedup id, 5 parent,
--- 6 parent policy. The attempt counts come with the token (includes/take.lua), the
--- priority score it was taken with only where a hand-back needs it.
+-- 6 parent policy. The attempt counts come with the result (after its token), the place
+-- it goes back to ('ps') is read only where a hand-back needs it.
 local FIELDS = {'tok', 'st', 'g', 'dd', 'par', 'pol'}
 local n_fields = read_extra and 6 or read_group and 3 or 2
 
@@ -187,7 +187,7 @@ for i = 1, nres do
       -- Taken for a free slot but never started: the start it was counted for is undone.
       left_active[#left_active + 1] = id
       if cur_g then released[#released + 1] = cur_g end
-      local ats_left = math.max(0, count_num(cur_ats, 1) - 1)  -- (the token's: as started)
+      local ats_left = math.max(0, count_num(cur_ats, 1) - 1)  -- (the result's: as started)
       redis.call('HSET', jk, 'ats', int_str(ats_left))
       -- Never started at all: no start time either (a waiting job's processed_on would
       -- read as a start that did not happen). A later attempt's take wrote over the one
