@@ -90,3 +90,35 @@ async def test_the_history_is_bounded_per_job(queue: Queue, redis_url: str) -> N
 def test_a_garbled_entry_is_skipped() -> None:
     assert parse_entry(b"junk") is None
     assert parse_entry(b"x|failed|1|2|0|") is None
+
+
+async def test_a_held_job_cancelled_after_its_holder_died_keeps_the_attempt_before(
+        queue: Queue) -> None:
+    # Attempt 1 is retried; the job is then held by a worker that dies, and cancelled
+    # meanwhile (cancel() gave up waiting for the dead holder: 'cx' = 2). The stall check
+    # fails it as cancelled: that is a second attempt (its holder may have started it), and
+    # attempt 1's entry must stay as it was.
+    import driver
+
+    job = await queue.add("t", 1, attempts=3)
+    [(job_id, tok)] = await driver.fetch(queue, worker="w1")
+    statuses, _, _ = await driver.finish(queue, [driver.retry(job_id, tok)], worker="w1")
+    assert statuses == [1]
+    before = await queue.get_job_attempts(job.id)
+    assert [(a.number, a.outcome) for a in before] == [(1, "retried")]
+    await driver.take(queue, "dead", 0, 1, lease_ms=1)
+    assert await queue.redis.hget(queue.keys.job(job.id), "st") == b"held"
+    await queue.redis.hset(queue.keys.job(job.id), "cx", "2")
+
+    async def failed() -> bool:
+        await queue._run("stalled", [1, 100, 100, -1, "sweeper"])
+        return await queue.redis.hget(queue.keys.job(job.id), "st") == b"failed"
+    await wait_until(failed, timeout=5, message="the dead holder's job failed as cancelled")
+    attempts = await queue.get_job_attempts(job.id)
+    assert [(a.number, a.outcome) for a in attempts] == [(1, "retried"), (2, "stalled")]
+    assert attempts[0] == before[0]
+    assert attempts[1].started_at is None  # Redis never saw it start
+    got = await queue.get_job(job.id)
+    assert got is not None and got.failed_reason == "cancelled"
+    assert (got.attempts_made, got.attempts_started) == (2, 2)
+    await driver.forget_holds(queue)

@@ -19,12 +19,13 @@ local failed, taken, examined, stalled = 0, 0, 0, 0
 local done_f = retention_batch(K.failed)
 -- A job that had started (or, from a holder's hold, may have) and whose lease ran out:
 -- back to the front, or failed once it stalled more than max_stalled times.
-local function count_stall(jk, id, f, reason)
+-- `start`: as for attempt_entry (includes/attempts.lua), for a held job.
+local function count_stall(jk, id, f, reason, start)
   stalled = stalled + 1
   local stc = redis.call('HINCRBY', jk, 'stc', 1)
   -- From now on fetches read the stalled count (includes/take.lua job_fields).
   if stc == 1 then redis.call('HSET', K.meta, 'xs', '1') end
-  local hf, hv = attempt_entry(jk, 'stalled', now, reason)
+  local hf, hv = attempt_entry(jk, 'stalled', now, reason, start)
   redis.call('HSET', jk, 'tok', '', hf, hv)
   emit('ev', 'stalled', 'id', id, 'count', stc)
   -- A job whose cancel was asked (cancel.lua: 'cx') fails as cancelled, as its worker
@@ -88,7 +89,14 @@ for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
           redis.call('HSET', K.meta, 'xs', '1')
           enqueue_return(jk, id, f[2], f[8] or '')
         else
-          count_stall(jk, id, f, 'lease expired while held (worker lost), cancel asked')
+          -- It fails as cancelled, which uses an attempt: one its dead holder may have
+          -- started (the start note goes with the next call), so it counts as started, at
+          -- an unknown time. Its entry is that attempt's, not the one before, which it
+          -- would take the place of in the ring.
+          local ats = int_str(count_num(redis.call('HGET', jk, 'ats'), 0) + 1)
+          redis.call('HSET', jk, 'ats', ats)
+          count_stall(jk, id, f, 'lease expired while held (worker lost), cancel asked',
+                      {'pon', '', 'ats', ats})
         end
       else
         count_stall(jk, id, f, 'lease expired (worker lost)')
