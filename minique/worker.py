@@ -221,6 +221,25 @@ class _Gathering:
 _Call = tuple[list[Any], list[tuple[Any, ...]], list[_Running], int, float, int]
 
 
+class _Incoming:
+    """A reply's jobs, not started yet (Worker._start_jobs): the reply's fields after its
+    header, how many of them were taken for free slots (the rest are held), the control
+    version it carries, whether it was stale, when its call was sent, and the worker's
+    control count when it was handled."""
+
+    __slots__ = ("active_n", "body", "controls", "count", "cv", "sent_at", "stale")
+
+    def __init__(self, body: list[Any], active_n: int, cv: bytes, stale: bool,
+                 sent_at: float, controls: int) -> None:
+        self.body = body
+        self.active_n = active_n
+        self.cv = cv
+        self.stale = stale
+        self.sent_at = sent_at
+        self.controls = controls
+        self.count = len(body) // JOB_FIELDS
+
+
 async def write_heartbeat(redis: Any, keys: QueueKeys, info: WorkerInfo, ttl: int) -> None:
     """Publishes ``info`` for ``ttl`` seconds; ``Queue.get_workers()`` lists the live ones
     (the queue's worker set, pruned of those not seen for ``ttl`` seconds)."""
@@ -406,6 +425,7 @@ class Worker:
         # same id and arguments, and Redis answers a re-send with the first answer.
         self._call_seq = 0
         self._unsent: _Call | None = None
+        self._incoming: _Incoming | None = None
         self._in_call = False  # a finish call is out: Redis works while the runners do
         self._monitor = LinkMonitor(f"queue {queue_name}", self._probe)
         self._controls = 0  # control changes this worker learnt of (pub/sub, its own limit)
@@ -731,6 +751,8 @@ class Worker:
     async def _dispatch_loop(self) -> None:
         failures = 0
         while True:
+            if self._closing:
+                self._start_incoming()  # (they go back: _start)
             if self._closing and self._buffered:
                 self._return_buffered("worker shut down")
             if (self._closing and not self._running and not self._results
@@ -739,6 +761,7 @@ class Worker:
             if self._closing and not self._running:
                 self._arm_report_deadline()
             if self._unsent is not None:
+                self._start_incoming()
                 call = self._unsent
             else:
                 results = self._take_results()
@@ -747,6 +770,7 @@ class Worker:
                 limited = self._limited_until > time.monotonic()
                 if not results and not notes and (
                         want + hold == 0 or self._queue_empty or limited):
+                    self._start_incoming()
                     self._wakeup.clear()
                     wait = self.block_timeout
                     if limited:
@@ -761,7 +785,21 @@ class Worker:
                 call = self._build_call(results, notes, want, hold)
             self._in_call = True
             try:
-                reply = await self._send_call(call[0])
+                if self._incoming is None:
+                    reply = await self._send_call(call[0])
+                else:
+                    # The last reply's jobs are started while Redis works on this call:
+                    # the call goes first (its task writes it in the next loop turn), so
+                    # Redis does not wait while they are made into jobs.
+                    sending = asyncio.ensure_future(self._send_call(call[0]))
+                    try:
+                        await asyncio.sleep(0)
+                    except BaseException:
+                        sending.cancel()  # (the worker's run() was cancelled)
+                        raise
+                    finally:
+                        self._start_incoming()
+                    reply = await sending
             except (*TRANSIENT, RedisError) as exc:
                 # The same call goes again, unchanged: if the first send ran, Redis knows
                 # its id and answers with the first answer (lua/finish.lua).
@@ -867,11 +905,16 @@ class Worker:
         job taken as active for a slot that a runner then fills with a held job would sit
         "active" in Redis without running."""
         held = sum(1 for r in self._buffered if r.held)
-        free = max(0, self.concurrency - self._executing - len(self._buffered))
-        return free, max(0, self._prefetch() - held)
+        free = self.concurrency - self._executing - len(self._buffered)
+        if self._incoming is not None:  # a reply's jobs not started yet (_start_incoming)
+            free -= self._incoming.count
+            held += self._incoming.count - self._incoming.active_n
+        return max(0, free), max(0, self._prefetch() - held)
 
     def _holding(self) -> bool:
-        return any(r.held for r in self._buffered)
+        incoming = self._incoming
+        return (any(r.held for r in self._buffered)
+                or (incoming is not None and incoming.count > incoming.active_n))
 
     def _give_way(self, want: int, hold: int) -> int:
         """The hold a call asks for: ``hold``, or GIVE_WAY_TELL / GIVE_WAY_TOLD when this
@@ -972,12 +1015,14 @@ class Worker:
             self._arm_hold_timer()
         body = reply[n + HEADER:]
         active_n = int(info) if int(status) == 0 else 0
-        for i in range(0, len(body), JOB_FIELDS):
-            self._start(body[i:i + JOB_FIELDS], held=i // JOB_FIELDS >= active_n, cv=cv,
-                        back=stale)
-        if body and self._peer_at >= sent_at:
-            self._return_held()  # held before an idle taker asked for them (_on_peer)
         if body:
+            incoming = _Incoming(body, active_n, cv, stale, sent_at, self._controls)
+            if self._results and not stale and int(status) == 0:
+                # Results are waiting: the next call goes before these jobs are started
+                # (_dispatch_loop). Until then they count as buffered (_wanted).
+                self._incoming = incoming
+            else:
+                self._start_jobs(incoming)
             self._queue_empty = False
             self._starved = False
             return
@@ -1003,6 +1048,26 @@ class Worker:
         if self._waiter is None or self._waiter.done():
             self._waiter = asyncio.create_task(
                 self._wait_for_work(wake_id, int(status) == 1, self.block_timeout))
+
+    def _start_jobs(self, incoming: _Incoming) -> None:
+        """Makes a reply's jobs buffered jobs. A control that changed since the reply was
+        handled (pause, a removal, a higher-priority job: _on_control) sends them all back,
+        as it would have had they been buffered then."""
+        body = incoming.body
+        back = incoming.stale or incoming.controls != self._controls
+        for i in range(0, len(body), JOB_FIELDS):
+            self._start(body[i:i + JOB_FIELDS], held=i // JOB_FIELDS >= incoming.active_n,
+                        cv=incoming.cv, back=back)
+        if self._peer_at >= incoming.sent_at:
+            self._return_held()  # held before an idle taker asked for them (_on_peer)
+
+    def _start_incoming(self) -> None:
+        """Starts the jobs of the last reply that _handle_reply left for after the next
+        call was sent, if any."""
+        incoming = self._incoming
+        if incoming is not None:
+            self._incoming = None
+            self._start_jobs(incoming)
 
     # ----- held jobs ---------------------------------------------------------------------
 
