@@ -22,7 +22,7 @@ import traceback
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -221,23 +221,22 @@ class _Gathering:
 _Call = tuple[list[Any], list[tuple[Any, ...]], list[_Running], int, float, int]
 
 
-class _Incoming:
+class _Incoming(NamedTuple):
     """A reply's jobs, not started yet (Worker._start_jobs): the reply's fields after its
     header, how many of them were taken for free slots (the rest are held), the control
     version it carries, whether it was stale, when its call was sent, and the worker's
     control count when it was handled."""
 
-    __slots__ = ("active_n", "body", "controls", "count", "cv", "sent_at", "stale")
+    body: list[Any]
+    active_n: int
+    cv: bytes
+    stale: bool
+    sent_at: float
+    controls: int
 
-    def __init__(self, body: list[Any], active_n: int, cv: bytes, stale: bool,
-                 sent_at: float, controls: int) -> None:
-        self.body = body
-        self.active_n = active_n
-        self.cv = cv
-        self.stale = stale
-        self.sent_at = sent_at
-        self.controls = controls
-        self.count = len(body) // JOB_FIELDS
+    @property
+    def jobs(self) -> int:
+        return len(self.body) // JOB_FIELDS
 
 
 async def write_heartbeat(redis: Any, keys: QueueKeys, info: WorkerInfo, ttl: int) -> None:
@@ -907,14 +906,14 @@ class Worker:
         held = sum(1 for r in self._buffered if r.held)
         free = self.concurrency - self._executing - len(self._buffered)
         if self._incoming is not None:  # a reply's jobs not started yet (_start_incoming)
-            free -= self._incoming.count
-            held += self._incoming.count - self._incoming.active_n
+            free -= self._incoming.jobs
+            held += self._incoming.jobs - self._incoming.active_n
         return max(0, free), max(0, self._prefetch() - held)
 
     def _holding(self) -> bool:
         incoming = self._incoming
         return (any(r.held for r in self._buffered)
-                or (incoming is not None and incoming.count > incoming.active_n))
+                or (incoming is not None and incoming.jobs > incoming.active_n))
 
     def _give_way(self, want: int, hold: int) -> int:
         """The hold a call asks for: ``hold``, or GIVE_WAY_TELL / GIVE_WAY_TOLD when this
