@@ -4,6 +4,10 @@
 
 Starts its own Redis unless --url is given. Prints jobs/s and Redis commands per job
 (from INFO commandstats; a Lua script's inner commands are counted too, listed apart).
+``--calls`` also times the worker's finish calls: how many, the share of the run during
+which one was out (Redis at work or the call on its way), the median round trip, the
+median gap between a reply and the next call (Redis idle, as far as this worker goes) and
+the median jobs per call.
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
+import statistics
 import time
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from minique import Queue, Worker
+from minique import Queue, Worker, scripts
 from minique.server import RedisServer
 
 try:
@@ -60,6 +65,42 @@ def report(label: str, n: int, seconds: float, cmds: dict[str, int]) -> None:
                 print(f"{'':<36}{k:<16} {v / n:6.2f}/job")
 
 
+CALLS: list[tuple[float, float, int]] | None = None  # --calls: (sent, answered, jobs taken)
+
+
+def timed_calls() -> None:
+    """Wraps scripts.run so that every finish call is timed into CALLS (--calls)."""
+    global CALLS
+    CALLS = []
+    run_script = scripts.run
+
+    async def timed(redis: Any, name: str, keys: Any, args: list[Any], *rest: Any,
+                    **kw: Any) -> Any:
+        if name != "finish" or CALLS is None:
+            return await run_script(redis, name, keys, args, *rest, **kw)
+        sent = time.perf_counter()
+        reply = await run_script(redis, name, keys, args, *rest, **kw)
+        jobs = (len(reply) - int(args[10]) - 8) // 13  # after the statuses and the header
+        CALLS.append((sent, time.perf_counter(), jobs))
+        return reply
+
+    scripts.run = timed  # type: ignore[assignment]
+
+
+def report_calls(label: str) -> None:
+    if not CALLS or len(CALLS) < 20:
+        return
+    calls = CALLS[5:-5]  # the start and the end of a run are not its steady state
+    wall = calls[-1][1] - calls[0][0]
+    out = sum(answered - sent for sent, answered, _ in calls)
+    rtt = statistics.median(answered - sent for sent, answered, _ in calls)
+    gap = statistics.median(calls[i + 1][0] - calls[i][1] for i in range(len(calls) - 1))
+    jobs = statistics.median(j for _, _, j in calls)
+    print(f"{'':<36}finish calls {len(CALLS)}: one out {out / wall:.0%} of the time, "
+          f"round trip {rtt * 1e3:.2f} ms, gap {gap * 1e3:.2f} ms, {jobs:.0f} jobs/call")
+    CALLS.clear()
+
+
 async def process(url: str, n: int, concurrency: int, client: Any, priority: bool = False) -> None:
     # Keep every finished job, so the count of completed jobs proves that all N ran.
     q = Queue("bench", url=url, default_job_options={"remove_on_complete": False})
@@ -85,6 +126,7 @@ async def process(url: str, n: int, concurrency: int, client: Any, priority: boo
     label = f"process, concurrency {concurrency}" + (", prioritized" if priority else "")
     report(label, n, elapsed,
            delta(before, await commandstats(client)))
+    report_calls(label)
     await q.obliterate(force=True)
     await q.close()
 
@@ -142,9 +184,13 @@ def main() -> None:
                         help="one processing scenario alone")
     parser.add_argument("--detail", action="store_true",
                         help="also list the commands run inside scripts, per job")
+    parser.add_argument("--calls", action="store_true",
+                        help="also time the worker's finish calls (round trip, gap)")
     args = parser.parse_args()
     global DETAIL
     DETAIL = args.detail
+    if args.calls:
+        timed_calls()
     runner = asyncio.run if args.no_uvloop or uvloop is None else uvloop.run
     if args.url:
         runner(run(args.url, args.n, args.only))
