@@ -83,6 +83,16 @@ class Job:
         state: str | None = None,
         token: str | None = None,
     ) -> None:
+        self._fill(queue, job_id, name, data_raw, data, opts, priority, timestamp,
+                   attempts_made, attempts_started, stalled_count, state, token, None, None,
+                   "")
+
+    def _fill(self, queue: Queue | None, job_id: str, name: str, data_raw: bytes | None,
+              data: Any, opts: StoredOptions, priority: int, timestamp: float,
+              attempts_made: int, attempts_started: int, stalled_count: int,
+              state: str | None, token: str | None, processed_on: float | None,
+              group: str | None, counts: str) -> None:
+        """Sets every slot (one place for __init__, added and taken)."""
         self._queue = queue
         self.id = job_id
         self.name = name
@@ -98,12 +108,12 @@ class Job:
         self.state = state
         self.token = token
         self.payload: Any = None  # the typed payload, when the registry declares one
-        self.processed_on: float | None = None
+        self.processed_on = processed_on
         self.finished_on: float | None = None
         self.failed_reason: str | None = None
         self.stacktrace: str | None = None
         self.delay_until: float | None = None
-        self.group: str | None = None  # its group (docs/guide/groups.md); None: no group
+        self.group = group  # its group (docs/guide/groups.md); None: no group
         # The running worker's ctx (Worker(ctx=...), arq's ctx) while a worker runs it.
         self.ctx: dict[str, Any] | None = None
         self._rv_raw: bytes | None = None
@@ -111,32 +121,31 @@ class Job:
         self._progress_raw: bytes | None = None
         # ":<attempts made>:<attempts started>" as the take that gave it to a worker replied
         # them: its results carry them back (lua/finish.lua), '' for a job not taken.
-        self._counts = ""
+        self._counts = counts
 
     @classmethod
     def added(cls, queue: Queue, job_id: str, name: str, data_raw: bytes, opts: StoredOptions,
               data: Any, priority: int, timestamp: float, state: str, group: str | None) -> Job:
         """A job just added (``Queue.add``/``add_bulk``): what ``__init__`` builds, without
-        its keyword parsing (0.8 -> 0.3 µs a job, which add_bulk pays 500 times a call).
-        Sets every slot; tests/test_add_fields.py compares it with ``__init__``."""
+        its keyword parsing (which add_bulk would pay 500 times a call);
+        tests/test_add_fields.py compares it with ``__init__``."""
         job = cls.__new__(cls)
-        job._queue = queue
-        job.id = job_id
-        job.name = name
-        job._data_raw = data_raw
-        job._data = data
-        job.opts = opts
-        job.priority, job.lifo = (0, True) if priority < 0 else (priority, False)
-        job.timestamp = timestamp
-        job.attempts_made = job.attempts_started = job.stalled_count = 0
-        job.state = state
-        job.token = job.payload = job.processed_on = job.finished_on = None
-        job.failed_reason = job.stacktrace = job.delay_until = None
-        job.group = group
-        job.ctx = None
-        job._rv_raw = job._progress_raw = None
-        job._rv = _UNSET
-        job._counts = ""
+        job._fill(queue, job_id, name, data_raw, data, opts, priority, timestamp, 0, 0, 0, state,
+                  None, None, group, "")
+        return job
+
+    @classmethod
+    def taken(cls, queue: Queue, job_id: str, name: str, data_raw: bytes | None,
+              opts: StoredOptions, priority: int, timestamp: float, attempts_made: int,
+              attempts_started: int, stalled_count: int, token: str, processed_on: float,
+              group: str | None) -> Job:
+        """A job a worker took (its fetch reply, minique/worker.py ``fetched_job``): active,
+        with its token and attempt counts, without ``__init__``'s keyword parsing (a worker
+        makes one per job it runs); tests/test_add_fields.py compares the two."""
+        job = cls.__new__(cls)
+        job._fill(queue, job_id, name, data_raw, _UNSET, opts, priority, timestamp,
+                  attempts_made, attempts_started, stalled_count, "active", token,
+                  processed_on, group, f":{attempts_made}:{attempts_started}")
         return job
 
     def __repr__(self) -> str:

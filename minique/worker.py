@@ -145,13 +145,9 @@ def fetched_job(queue: Queue, f: list[Any]) -> tuple[Job, bool]:
         opts, bad_opts = StoredOptions(attempts=1), True
     else:
         bad_opts = False
-    job = Job(queue, f[0].decode(), f[2].decode(errors="replace"), f[3], opts,
-              priority=int(f[8]), timestamp=int(f[7]) / 1000.0, attempts_made=int(f[5]),
-              attempts_started=int(f[6]), stalled_count=int(f[9]), state="active",
-              token=f[1].decode())
-    job.processed_on = int(f[10]) / 1000.0
-    job.group = f[11].decode() if f[11] else None
-    job._counts = f":{job.attempts_made}:{job.attempts_started}"
+    job = Job.taken(queue, f[0].decode(), f[2].decode(errors="replace"), f[3], opts,
+                    int(f[8]), int(f[7]) / 1000.0, int(f[5]), int(f[6]), int(f[9]),
+                    f[1].decode(), int(f[10]) / 1000.0, f[11].decode() if f[11] else None)
     return job, bad_opts
 
 

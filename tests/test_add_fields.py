@@ -168,3 +168,20 @@ async def test_adds_to_queues_in_turn_land_in_their_own_queue(redis_url: str, qn
         for q in (a, b):
             await q.obliterate(force=True)
             await q.close()
+
+
+def test_job_taken_builds_what_init_builds() -> None:
+    from minique.job import Job
+
+    opts = StoredOptions(attempts=3)
+    for priority, group in ((4, "g"), (-1, None)):
+        fast = Job.taken(None, "9", "n", b"raw", opts, priority, 1.5, 1, 2, 1, "0042",  # type: ignore[arg-type]
+                         2.5, group)
+        slow = Job(None, "9", "n", b"raw", opts, priority=priority, timestamp=1.5,
+                   attempts_made=1, attempts_started=2, stalled_count=1, state="active",
+                   token="0042")
+        slow.processed_on = 2.5
+        slow.group = group
+        slow._counts = ":1:2"
+        for slot in Job.__slots__:
+            assert getattr(fast, slot) == getattr(slow, slot), slot
