@@ -562,6 +562,11 @@ class Worker:
         try:
             await self._dispatch_loop()
         finally:
+            # Stopped without close() (run() cancelled, an error): no result can be reported
+            # any more, so no job may start here now; a runner inside a job finishes it. The
+            # jobs' leases and holds give them back. (After close() nothing is buffered.)
+            self._buffered.clear()
+            self._incoming = None
             # redis-py may turn a cancellation inside a command into a ConnectionError, which
             # a loop's error handler would swallow; the stop event ends the loops regardless.
             self._stop.set()
@@ -790,10 +795,12 @@ class Worker:
                     try:
                         await asyncio.sleep(0)
                     except BaseException:
-                        sending.cancel()  # (the worker's run() was cancelled)
+                        # The worker's run() was cancelled: nothing more starts here (the
+                        # jobs' leases and holds give them back).
+                        sending.cancel()
+                        self._incoming = None
                         raise
-                    finally:
-                        self._start_incoming()
+                    self._start_incoming()
                     reply = await sending
             except (*TRANSIENT, RedisError) as exc:
                 # The same call goes again, unchanged: if the first send ran, Redis knows
@@ -1921,6 +1928,9 @@ class Worker:
                 self._cancel_local(job.id, "cancelled")
 
     def _cancel_local(self, job_id: str, reason: str) -> None:
+        # A reply's jobs not made yet (the next call is being sent): made now, so that the
+        # cancel finds its job buffered, as it would have without that wait.
+        self._start_incoming()
         running = self._running.get(job_id)
         if running is None and reason == "cancelled":
             now = time.monotonic()
