@@ -10,7 +10,9 @@
 -- enqueue_return) becomes the end of its new line, its holders are asked to hand held jobs
 -- back (control_changed), and Queue.change_priority waits for the answer. Handed back, it
 -- is at its new place (and the call that handed it back may take it again from there);
--- started before its holder heard, it runs on as an active job.
+-- started before its holder heard, it runs on as an active job. Given a priority, it is
+-- ahead of every plain job: until its holder has answered, takes take nothing (the
+-- holder's own call in flight too: includes/take.lua, 'held-ahead').
 -- Once (a re-send gets the first reply): a re-sent call must not move the job to the end
 -- of its line a second time, or back to an older priority.
 --@include base
@@ -34,6 +36,13 @@ elseif st == 'held' or st == 'active' then
   -- nil: the end of the plain line (base.lua enqueue_return's 'end')
   local ps = ready_score(prio) or 'end'
   redis.call('HSET', jk, 'ps', (tok or '') .. '@' .. ps)  -- (valid under its token: base.lua)
-  if st == 'held' then return {2, control_changed('priority'), tok or ''} end
+  if st == 'held' then
+    if ps ~= 'end' then
+      -- Ahead of every plain job now: takes wait for its hand-back (includes/take.lua).
+      redis.call('HSET', BASE .. ':held-ahead', id, tok or '')
+      redis.call('HSET', K.meta, 'ha', '1')
+    end
+    return {2, control_changed('priority'), tok or ''}
+  end
 end
 return 1

@@ -102,7 +102,8 @@ local meta_cache = nil
 local function meta_marks()
   if not meta_cache then
     local fields = {'gwn', 'xr', 'xs', 'gconc', 'cv', 'paused', 'hu', 'emax', 'gx',
-                    'keep:' .. K.completed, 'keep:' .. K.failed, 'fence', 'glim', 'nh', 'xl'}
+                    'keep:' .. K.completed, 'keep:' .. K.failed, 'fence', 'glim', 'nh', 'xl',
+                    'ha'}
     local v = redis.call('HMGET', K.meta, unpack(fields))
     meta_cache = {}
     for i, f in ipairs(fields) do meta_cache[f] = v[i] end

@@ -184,6 +184,32 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       meta_set('nh', false)
     end
   end
+  -- A held job given a priority (change_priority.lua: meta 'ha', the hash 'held-ahead' of
+  -- id -> token) is ahead of every plain job from then on, as it would be were it waiting;
+  -- but it is in its holder's hands until they hand it back. Until they have (or it
+  -- started there, or went elsewhere: the entry's token no longer holds it), takes take
+  -- nothing and say 'rate limited' for 5 ms: the holder's own call in flight included,
+  -- which would have taken the plain jobs after it. Only while its holder may still hand
+  -- it back (the last hold plus GIVE_WAY_GRACE_MS, as for giving way): a dead holder's is
+  -- waited for by its lease, not by the queue. Bounded: one entry per such held job.
+  if out[1] == 0 and m.ha and count + hold > 0 then
+    local ahead_key, waiting_for = BASE .. ':held-ahead', false
+    local entries = redis.call('HGETALL', ahead_key)
+    for i = 1, #entries, 2 do
+      local f = redis.call('HMGET', JP .. entries[i], 'st', 'tok')
+      if f[1] == 'held' and f[2] == entries[i + 1] then
+        waiting_for = true
+      else
+        redis.call('HDEL', ahead_key, entries[i])
+      end
+    end
+    if not waiting_for then
+      redis.call('HDEL', K.meta, 'ha')
+      meta_set('ha', false)
+    elseif now < (tonumber(m.hu) or 0) + GIVE_WAY_GRACE_MS then
+      out[1] = 2; out[2] = 5
+    end
+  end
   if out[1] ~= 0 or gconc or lim_max > 0 or (tonumber(m.nh) or 0) > now then hold = 0
   elseif hold_ms > 0 then
     local until_ms = now + hold_ms
