@@ -15,31 +15,54 @@ tells the workers when, and they start no held job from then on until a call of 
 has promoted it.
 
 Shapes: ``listen(base, fn)`` and ``unlisten(base, fn)``, where ``base`` is the queue's
-``QueueKeys.base`` and ``fn(what: str, delay: float) -> None`` is called synchronously
-by ``notify(base, what, delay=0.0)``. Worker → this module ← queue: neither imports the
-other.
+``QueueKeys.base`` and ``fn(what: str, delay: float) -> None`` is called by
+``notify(base, what, delay=0.0)``: synchronously when notify runs on the loop that
+registered ``fn``, otherwise on that loop at its next turn (``call_soon_threadsafe``).
+Worker → this module ← queue: neither imports the other.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 
 Listener = Callable[[str, float], None]
-_listeners: dict[str, list[Listener]] = {}
+# base -> (listener, the event loop it was registered from: the worker's)
+_listeners: dict[str, list[tuple[Listener, asyncio.AbstractEventLoop | None]]] = {}
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def listen(base: str, fn: Listener) -> None:
-    _listeners.setdefault(base, []).append(fn)
+    _listeners.setdefault(base, []).append((fn, _running_loop()))
 
 
 def unlisten(base: str, fn: Listener) -> None:
     fns = _listeners.get(base)
-    if fns and fn in fns:
-        fns.remove(fn)
-        if not fns:
-            del _listeners[base]
+    if not fns:
+        return
+    for entry in fns:
+        if entry[0] == fn:
+            fns.remove(entry)
+            break
+    if not fns:
+        del _listeners[base]
 
 
 def notify(base: str, what: str, delay: float = 0.0) -> None:
-    for fn in tuple(_listeners.get(base, ())):
-        fn(what, delay)
+    """Calls the listeners of ``base``: at once on their own event loop, and on another
+    thread's (a ``SyncQueue``, or a sync processor's thread that adds a job) through that
+    loop, at its next turn: a worker's state is its loop's alone."""
+    here = _running_loop()
+    for fn, loop in tuple(_listeners.get(base, ())):
+        if loop is None or loop is here:
+            fn(what, delay)
+        elif not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: that worker is gone
+                loop.call_soon_threadsafe(fn, what, delay)

@@ -142,3 +142,40 @@ def test_groups_through_the_blocking_facade(redis_url: str) -> None:
     finally:
         q.obliterate(force=True)
         q.close()
+
+
+async def test_a_sync_queue_in_another_thread_tells_the_worker_on_its_own_loop(
+        redis_url: str) -> None:
+    # A SyncQueue (here from a thread, as a sync processor would) adding a job with a
+    # priority tells the workers of its process at once (minique/local_controls.py). The
+    # worker's state belongs to its event loop: the notice must run there, not in the
+    # caller's thread, where it would change the worker's buffer and set its asyncio
+    # events from outside the loop.
+    from helpers import wait_until
+
+    name = f"lc-{uuid.uuid4().hex[:8]}"
+
+    async def work(job: Any) -> None:
+        return None
+
+    worker = Worker(name, work, url=redis_url, concurrency=2)
+    seen: list[int] = []
+    told = worker._on_local_control
+
+    def spy(what: str, delay: float, job_id: str | None = None) -> None:
+        seen.append(threading.get_ident())
+        told(what, delay, job_id)
+
+    worker._on_local_control = spy  # type: ignore[method-assign]
+    task = asyncio.create_task(worker.run())
+    sq = SyncQueue(name, url=redis_url)
+    try:
+        await wait_until(lambda: worker._started, message="the worker running")
+        await asyncio.to_thread(sq.add, "t", {}, priority=1)
+        await wait_until(lambda: bool(seen), message="the worker told")
+        assert seen == [threading.get_ident()], "the notice ran off the worker's loop"
+    finally:
+        await worker.close(timeout=2)
+        await task
+        await asyncio.to_thread(sq.obliterate, force=True)
+        await asyncio.to_thread(sq.close)
