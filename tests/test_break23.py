@@ -275,10 +275,16 @@ async def _check_pause(queue: Queue, worker: Worker, win: Window, rec: Recorder
     await queue.resume()
     n = c["n"] = 300
     await wait_until(lambda: _stats_total(queue, n), timeout=20, message="all jobs ended")
+    await _record_outcome(queue, rec, c)
+    return c
+
+
+async def _record_outcome(queue: Queue, rec: Recorder, c: dict[str, Any]) -> None:
+    """The run's end as _assert_each_ran_once reads it: the stats, the jobs started more
+    than once, and the jobs of the window whose attempt counts are not 1 and 1."""
     c["stats"] = await queue.get_stats()
     c["dups"] = rec.dups()
     c["attempts"] = await _attempts_bad(queue, set(c["ids"]) | c["held"])
-    return c
 
 
 def _assert_each_ran_once(c: dict[str, Any], n: int) -> None:
@@ -466,9 +472,7 @@ async def _check_grate(queue: Queue, worker: Worker, win: Window, rec: Recorder
     c["new"] = len(new)
     await queue.remove_global_rate_limit()
     await wait_until(lambda: _stats_total(queue, 300), timeout=20, message="all jobs ended")
-    c["stats"] = await queue.get_stats()
-    c["dups"] = rec.dups()
-    c["attempts"] = await _attempts_bad(queue, set(c["ids"]) | c["held"])
+    await _record_outcome(queue, rec, c)
     return c
 
 
@@ -684,9 +688,7 @@ async def test_group_concurrency_set_in_window(queue: Queue, redis_url: str, mod
         g = c["picked"]
         c["over"] = [(s[0], s[3]) for s in rec.after(c["returned"])
                      if s[4] == g and s[0] not in c["active"] and s[3] > 1]
-        c["stats"] = await queue.get_stats()
-        c["dups"] = rec.dups()
-        c["attempts"] = await _attempts_bad(queue, set(c["ids"]) | c["held"])
+        await _record_outcome(queue, rec, c)
         return c
 
     c = await _run(queue, redis_url, mode=mode, n=300, concurrency=concurrency,
@@ -721,9 +723,7 @@ async def test_group_pause_in_window(queue: Queue, redis_url: str, mode: str, pr
                          timeout=20, message="the other groups went on")
         await queue.resume_group(g)
         await wait_until(lambda: _stats_total(queue, 300), timeout=25, message="all ended")
-        c["stats"] = await queue.get_stats()
-        c["dups"] = rec.dups()
-        c["attempts"] = await _attempts_bad(queue, set(c["ids"]) | c["held"])
+        await _record_outcome(queue, rec, c)
         return c
 
     c = await _run(queue, redis_url, mode=mode, n=300, concurrency=concurrency,
