@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from minique import InvalidJobState, Job, JobFailed, Queue, SyncJob, SyncQueue, Worker
+from minique import InvalidJobState, Job, JobFailed, Queue, SyncJob, SyncQueue, Worker, local_controls
 
 
 def test_every_queue_and_job_method_has_a_blocking_form() -> None:
@@ -170,7 +170,10 @@ async def test_a_sync_queue_in_another_thread_tells_the_worker_on_its_own_loop(
     task = asyncio.create_task(worker.run())
     sq = SyncQueue(name, url=redis_url)
     try:
-        await wait_until(lambda: worker._started, message="the worker running")
+        # Listening, not merely started: run() registers its listener after a few awaits
+        # (the eviction check, the cancel subscription), which a loaded machine stretches.
+        await wait_until(lambda: worker.keys.base in local_controls._listeners,
+                         message="the worker listening")
         await asyncio.to_thread(sq.add, "t", {}, priority=1)
         await wait_until(lambda: bool(seen), message="the worker told")
         assert seen == [threading.get_ident()], "the notice ran off the worker's loop"
