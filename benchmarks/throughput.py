@@ -80,7 +80,7 @@ def timed_calls() -> None:
             return await run_script(redis, name, keys, args, *rest, **kw)
         sent = time.perf_counter()
         reply = await run_script(redis, name, keys, args, *rest, **kw)
-        jobs = (len(reply) - int(args[10]) - 8) // 13  # after the statuses and the header
+        jobs = (len(reply) - int(args[10]) - 8) // 13  # the header, the jobs, the statuses
         CALLS.append((sent, time.perf_counter(), jobs))
         return reply
 

@@ -65,6 +65,7 @@ from .worker import (
     failure_outcome,
     fetched_job,
     remove_heartbeat,
+    split_finish_reply,
     write_heartbeat,
 )
 from .worker_info import WorkerInfo
@@ -535,7 +536,9 @@ class ManualWorker:
                 self._unanswered = None
             raise
         self._unanswered = None
-        return reply
+        # The statuses first, then the take's reply: a call here carries a result or two.
+        statuses, take = split_finish_reply(reply, len(results))
+        return statuses + take
 
     async def _answer_unanswered(self) -> _Answered | None:
         """Sends again the last call that got no answer: the same call id, so Redis answers

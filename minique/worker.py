@@ -122,6 +122,19 @@ def encode_results(results: list[tuple[Any, ...]]) -> list[Any]:
     return args
 
 
+def split_finish_reply(reply: list[Any], n: int) -> tuple[list[Any], list[Any]]:
+    """A finish call's reply (lua/finish.lua) as ``(statuses, take)``: the statuses of the
+    call's ``n`` results (1 applied, 0 another owner's now, 2 gone), and the take's reply
+    (``HEADER`` fields, then ``JOB_FIELDS`` per job). The script sends the statuses last;
+    ``reply`` is cut in place."""
+    if not n:
+        return [], reply
+    cut = len(reply) - n
+    statuses = reply[cut:]
+    del reply[cut:]
+    return statuses, reply
+
+
 # The worker whose runner runs the current job (pause() refuses to wait for itself).
 _RUNNING_FOR: contextvars.ContextVar[Worker] = contextvars.ContextVar("minique_running_for")
 
@@ -949,7 +962,8 @@ class Worker:
     def _handle_reply(self, call: _Call, reply: list[Any]) -> None:
         _args, results, notes, want, sent_at, controls = call
         n = len(results)
-        for result, status in zip(results, reply[:n], strict=True):
+        statuses, reply = split_finish_reply(reply, n)
+        for result, status in zip(results, statuses, strict=True):
             kind = result[2]
             if status == 1 or kind == "h":
                 continue
@@ -962,16 +976,16 @@ class Worker:
                 log.error("queue %s job %s: lease lost before the result was saved; another "
                           "worker owns the job now, so this result (%s) was discarded",
                           self.queue_name, result[0], kind)
-        for running, status in zip(notes, reply[n - len(notes):n], strict=True):
+        for running, status in zip(notes, statuses[n - len(notes):], strict=True):
             if status == 1:
                 running.held = False
             if running.start_known is not None and not running.start_known.done():
                 running.start_known.set_result(status == 1)
         (status, info, next_due, wake_id, now_ms, global_limit, cv,
-         hold_granted) = reply[n:n + HEADER]
+         hold_granted) = reply[:HEADER]
         loop = asyncio.get_running_loop()
         if sent_at >= self._due_ahead:
-            self._settle_aheads(sent_at, reply[n + HEADER:])
+            self._settle_aheads(sent_at, reply[HEADER:])
         # Over a slow link (a Redis far away, a stalled network) every held job would come
         # with its hold run out, or nearly: each call would take jobs only for the next to
         # hand them back. _prefetch holds nothing while the average is above half a hold;
@@ -1015,7 +1029,7 @@ class Worker:
             self._hold_until = sent_at + min(HOLD_TIME, int(hold_granted) / 1000.0)
             self._hold_cap = min(PREFETCH_MAX, self._hold_cap * 2)
             self._arm_hold_timer()
-        body = reply[n + HEADER:]
+        body = reply[HEADER:]
         active_n = int(info) if int(status) == 0 else 0
         if body:
             incoming = _Incoming(body, active_n, cv, stale, sent_at, self._controls)

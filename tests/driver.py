@@ -7,7 +7,7 @@ import itertools
 from typing import Any
 
 from minique import Queue, scripts
-from minique.worker import encode_results
+from minique.worker import encode_results, split_finish_reply
 
 JOB_FIELDS, HEADER = 13, 8
 _calls = itertools.count(1)
@@ -23,11 +23,11 @@ async def finish(q: Queue, results: list[tuple[Any, ...]] = (), want: int = 0,  
     args: list[Any] = [q.keys.job_prefix, want, lease_ms, worker, limiter[0], limiter[1], 1000,
                        hold, hold_ms, next(_calls), len(results), *encode_results(list(results))]
     reply = await scripts.run(q.redis, "finish", q.keys.vector, args)
-    n = len(results)
-    header = reply[n:n + HEADER]
-    body = reply[n + HEADER:]
+    statuses, reply = split_finish_reply(reply, len(results))
+    header = reply[:HEADER]
+    body = reply[HEADER:]
     taken = [(body[i].decode(), body[i + 1].decode()) for i in range(0, len(body), JOB_FIELDS)]
-    return list(reply[:n]), taken, header
+    return statuses, taken, header
 
 
 async def fetch(q: Queue, want: int = 1, **kw: Any) -> list[tuple[str, str]]:

@@ -259,7 +259,7 @@ async def _window_event(queue: Queue, redis_url: str, *, action: str, prefetch: 
             # reply is handled: its first step runs in the loop turn after _handle_reply,
             # before the reply's jobs are made, when they are left in _incoming.
             reply = await send(args)
-            body = reply[int(args[10]) + HEADER:]
+            body = reply[HEADER:len(reply) - int(args[10])]  # (the statuses come last)
             if not caught and body and len(started) > 20 and (
                     worker._results or (worker.concurrency > 1 and len(started) > 60)):
                 caught["ids"] = set(_ids(body))
