@@ -275,6 +275,14 @@ end
 -- which cost a held job's finish ~4k instructions more than the table does.)
 local function write_job(jk, fields, ...)
   if not fields then return redis.call('HSET', jk, ...) end
+  if select('#', ...) == 4 then
+    -- A state and one more field (every enqueue): appended without a table of them.
+    local n, f1, v1, f2, v2 = #fields, ...
+    if v2 ~= nil then
+      fields[n + 1] = f1; fields[n + 2] = v1; fields[n + 3] = f2; fields[n + 4] = v2
+      return redis.call('HSET', jk, unpack(fields))
+    end
+  end
   local args, more = fields, {...}
   local n = #args
   for i = 1, select('#', ...) do

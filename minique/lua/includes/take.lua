@@ -282,13 +282,16 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   local tok_hi, tok_prefix = -1, ''
   local now_s = int_str(now)
   local leases, holds, grouped_holds, held_groups = {}, {}, nil, nil
+  local nl, nh = 0, 0  -- their lengths (no # per job)
   local active_n = 0
   -- Locals for what the loop calls per job: a global is a table lookup on each use.
   local rcall, sbyte = redis.call, string.byte
   local on = #out
   for i, id in ipairs(ids) do
     local jk = JP .. id
-    local f
+    -- The job's fields as locals: a reply table reshuffled into one layout had its array
+    -- part grown per job (a key past its end goes to the hash part and rehashes it).
+    local name, data, opts, atm, ts, p, stc, sch, ats, grp, hrc
     local firing = sbyte(id, 1) == 115 and string.sub(id, 1, 6) == 'sched:'  -- 115: 's'
     if firing and i > count then
       -- A scheduler's firing is never held: it counts as run (its iteration, its next
@@ -302,28 +305,28 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       break
     end
     if firing then
-      f = rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats', 'g', 'hrc')
+      name, data, opts, atm, ts, p, stc, sch, ats, grp, hrc = unpack(
+        rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats', 'g', 'hrc'))
+    elseif read_stc then
+      -- The stalled count, and the holds of dead holders that gave it back (stalled.lua),
+      -- are read only where the queue can have them (meta 'xs': a job has stalled or been
+      -- given back), the group only where it has had grouped jobs: an absent field costs
+      -- a scan of the hash.
+      name, data, opts, atm, ts, p, ats, stc, grp, hrc = unpack(
+        rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'stc', 'g', 'hrc'))
+    elseif read_group then
+      name, data, opts, atm, ts, p, ats, grp = unpack(
+        rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'g'))
     else
-      -- Same places as above: 7 stalled count, 8 scheduler, 9 attempts started, 10 group,
-      -- 11 holds of dead holders that gave it back (stalled.lua); absent fields are read
-      -- only where the queue can have them (meta 'xs': a job has stalled or been given back).
-      if read_stc then
-        f = rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'stc', 'g', 'hrc')
-        f[11] = f[10]; f[10] = f[9]
-      elseif read_group then
-        f = rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'g')
-        f[10] = f[8]; f[8] = nil
-      else
-        f = rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats')
-      end
-      f[9] = f[7]; f[7] = f[8]; f[8] = nil
+      name, data, opts, atm, ts, p, ats = unpack(
+        rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats'))
     end
     local handed = false
-    if f[1] and f[8] and scheduler_on_take(jk, id, now, true, f[8]) then
+    if name and sch and scheduler_on_take(jk, id, now, true, sch) then
       -- A missed firing of a catch_up="skip" scheduler: the hook deleted it; nothing to run.
-    elseif f[1] then
+    elseif name then
       handed = true
-      local ats = int_str(count_num(f[9], 0) + 1)
+      ats = int_str(count_num(ats, 0) + 1)
       local ps = scores[i] or ''
       local tok_lo = (fence + i) % 1000
       local hi = (fence + i - tok_lo) / 1000
@@ -341,8 +344,9 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
           rcall('HSET', jk, 'st', 'active', 'tok', tok, 'pon', now_s, 'w', worker, 'ats', ats,
                 'ps', tok .. '@' .. ps)
         end
-        leases[#leases + 1] = lease_score_at(lease_at, i)
-        leases[#leases + 1] = id
+        leases[nl + 1] = lease_score_at(lease_at, i)
+        leases[nl + 2] = id
+        nl = nl + 2
         if lim_max > 0 then redis.call('ZADD', K.window, now_s, tok) end
         emit_batched('active', id)
       else
@@ -352,25 +356,26 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
         else
           rcall('HSET', jk, 'st', 'held', 'tok', tok, 'w', worker, 'ps', tok .. '@' .. ps)
         end
-        holds[#holds + 1] = lease_score_at(lease_at, i)
-        holds[#holds + 1] = id
-        if f[10] then  -- counted per bucket of tokens (includes/groups.lua: gheldn)
+        holds[nh + 1] = lease_score_at(lease_at, i)
+        holds[nh + 2] = id
+        nh = nh + 2
+        if grp then  -- counted per bucket of tokens (includes/groups.lua: gheldn)
           grouped_holds, held_groups = grouped_holds or {}, held_groups or {}
           local b = token_bucket(tok)
           grouped_holds[b] = (grouped_holds[b] or 0) + 1
           local in_b = held_groups[b] or {}
-          in_b[#in_b + 1] = f[10]
+          in_b[#in_b + 1] = grp
           held_groups[b] = in_b
         end
       end
       local n = on
-      out[n + 1] = id; out[n + 2] = tok; out[n + 3] = f[1]; out[n + 4] = f[2]
-      out[n + 5] = f[3] or ''; out[n + 6] = f[4] or '0'; out[n + 7] = ats; out[n + 8] = f[5] or '0'
-      out[n + 9] = f[6] or '0'; out[n + 10] = f[7] or '0'; out[n + 11] = now
-      out[n + 12] = f[10] or ''  -- the group ('' = none)
+      out[n + 1] = id; out[n + 2] = tok; out[n + 3] = name; out[n + 4] = data
+      out[n + 5] = opts or ''; out[n + 6] = atm or '0'; out[n + 7] = ats; out[n + 8] = ts or '0'
+      out[n + 9] = p or '0'; out[n + 10] = stc or '0'; out[n + 11] = now
+      out[n + 12] = grp or ''  -- the group ('' = none)
       -- Suspect ('1'): a dead holder's hold gave it back, maybe after it started there; a
       -- worker that holds it starts it only once Redis knows of the start (worker.py).
-      out[n + 13] = f[11] and '1' or ''
+      out[n + 13] = hrc and '1' or ''
       on = n + 13
     else
       -- The job hash vanished (deleted behind our back): nothing to run, say so.
