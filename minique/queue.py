@@ -1053,7 +1053,9 @@ class Queue:
         not (it goes back to its place and runs in its turn). A holder that does not answer
         within its hold and HELD_REMOVE_WAIT (frozen or gone) may have started it: True,
         and the cancel holds whatever it did (resumed, it hands the job back and the job
-        fails as cancelled; gone, the job fails so when its lease runs out)."""
+        fails as cancelled; gone, the job fails so when its lease runs out). True does not
+        promise the outcome: a processor that returned before the cancel reached its worker
+        keeps its result (``abort()`` waits for the end and says which)."""
         reply = await self._run("cancel", [job_id])
         if not isinstance(reply, list):
             return bool(reply)

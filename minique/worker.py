@@ -1435,6 +1435,11 @@ class Worker:
             if gathering is not None and len(gathering.members) < handler.batch.size:
                 gathering.members.append(running)  # joins the batch another runner gathers
                 running.batch = gathering
+                if len(gathering.members) == handler.batch.size:
+                    # Full: no longer gathered, though its gatherer wakes only later. A job
+                    # of the same key that comes meanwhile (this runner's next, in this
+                    # loop turn) begins the next batch (break round 24).
+                    del self._collecting[key]
                 self._arrived.set()
                 return
             await self._run_batch(running, handler, key, task)
@@ -1533,7 +1538,10 @@ class Worker:
         except asyncio.CancelledError:
             pass  # not expected while gathering (cancels reach members one by one)
         finally:
-            del self._collecting[key]
+            # Its own entry only: once full it left (_execute), and the next batch of the
+            # key may be gathering under the same key.
+            if self._collecting.get(key) is gathering:
+                del self._collecting[key]
             gathering.called = True
         started = time.monotonic()
         jobs: list[Job] = []

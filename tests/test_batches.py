@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from helpers import start_worker, wait_until
 
+import minique.worker
 from minique import Batch, Queue, Registry, Worker
 
 
@@ -145,3 +146,63 @@ def test_a_sync_function_cannot_be_a_batch_processor() -> None:
 
     with pytest.raises(TypeError, match="async"):
         Registry().add("q", handle, batch={"size": 2})
+
+
+async def test_a_batch_full_before_its_gatherer_wakes_leaves_the_next_batch_gathering(
+        redis_url: str, queue: Queue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Break round 24: a runner back from a batch call found jobs buffered while another
+    batch of the same key was gathering one job. In one loop turn, before that batch's
+    gatherer woke, the first job filled it and the second began the next batch, which the
+    third filled. Two batches of one key were then gathered at once, and whichever ended
+    second found its entry gone (KeyError): its runner died before calling the processor,
+    its jobs stayed active (leases renewed) for good, and close() never returned."""
+    seen: list[list[int]] = []
+    errors: list[BaseException | None] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx.get("exception")))
+    release = asyncio.Event()
+    registry = Registry()
+
+    @registry.processor(queue.name, batch={"size": 2, "timeout": 3.0})
+    async def handle(batch: Batch) -> None:
+        data = sorted(job.data for job in batch)
+        if data == [1, 2]:
+            await release.wait()
+        seen.append(data)
+
+    # The runner back from the first call takes the buffered jobs without yielding first
+    # (it yields after RUNNER_SLICE of running, which its wait in the call counts).
+    monkeypatch.setattr(minique.worker, "RUNNER_SLICE", 3600.0)
+    worker, task = await run_worker(redis_url, queue, registry, concurrency=10)
+    real_start = worker._start
+    armed = False
+
+    def start(*args: Any, **kwargs: Any) -> None:
+        # The first batch's call returns in the loop turn that buffers jobs 4 to 6, its
+        # runner woken first: it takes them before the gatherer of job 3's batch wakes
+        # (more buffered than results: it does not yield to the dispatcher first).
+        if armed:
+            release.set()
+        real_start(*args, **kwargs)
+
+    worker._start = start  # type: ignore[method-assign]
+    try:
+        jobs = await queue.add_bulk([("j", 1), ("j", 2)])
+
+        async def active(job_id: str) -> bool:
+            return await queue.get_state(job_id) == "active"
+        await wait_until(lambda: active(jobs[1].id), message="the first batch called")
+        third = await queue.add("j", 3)
+        await wait_until(lambda: active(third.id), message="job 3's batch gathering")
+        armed = True
+        await queue.add_bulk([("j", 4), ("j", 5), ("j", 6)])
+        await wait_until(lambda: len(seen) >= 3, timeout=10, message="three batches called")
+        assert sorted(seen) == [[1, 2], [3, 4], [5, 6]]
+        async with asyncio.timeout(10):
+            await worker.close()
+            await task
+        assert not errors, errors
+    finally:
+        loop.set_exception_handler(None)
+        if not task.done():
+            task.cancel()
