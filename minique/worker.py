@@ -1537,6 +1537,11 @@ class Worker:
                 self._pull_batch_jobs(handler, key, gathering, size, task)
         except asyncio.CancelledError:
             pass  # not expected while gathering (cancels reach members one by one)
+        except Exception:
+            # A fault of the gathering itself must not strand what it gathered: those jobs
+            # are this worker's (leases renewed), and only the call below ends them.
+            log.exception("queue %s: gathering a batch failed; its %d job(s) run as gathered",
+                          self.queue_name, len(members))
         finally:
             # Its own entry only: once full it left (_execute), and the next batch of the
             # key may be gathering under the same key.

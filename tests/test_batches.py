@@ -206,3 +206,39 @@ async def test_a_batch_full_before_its_gatherer_wakes_leaves_the_next_batch_gath
         loop.set_exception_handler(None)
         if not task.done():
             task.cancel()
+
+
+async def test_a_fault_while_gathering_still_runs_the_gathered_jobs(
+        redis_url: str, queue: Queue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The class of the test above: whatever goes wrong in the gathering's own bookkeeping,
+    the jobs it gathered still reach the processor and end; none stays active for good."""
+    seen: list[list[int]] = []
+    registry = Registry()
+
+    @registry.processor(queue.name, batch={"size": 2, "timeout": 0.2})
+    async def handle(batch: Batch) -> None:
+        seen.append(sorted(job.data for job in batch))
+
+    worker, task = await run_worker(redis_url, queue, registry, concurrency=4)
+    real_pull = worker._pull_batch_jobs
+    faults = [1]
+
+    def pull(*args: Any) -> None:
+        if faults:
+            faults.pop()
+            raise RuntimeError("a fault in the gathering")
+        real_pull(*args)
+
+    worker._pull_batch_jobs = pull  # type: ignore[method-assign]
+    try:
+        jobs = await queue.add_bulk([("j", 1), ("j", 2), ("j", 3)])
+        for job in jobs:
+            await wait_until(lambda j=job: _finished(queue, j.id), timeout=10,
+                             message="every job ended")
+        assert not faults and sorted(i for b in seen for i in b) == [1, 2, 3]
+        async with asyncio.timeout(10):
+            await worker.close()
+            await task
+    finally:
+        if not task.done():
+            task.cancel()
