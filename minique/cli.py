@@ -272,8 +272,10 @@ def worker(target: str, queues: tuple[str, ...], url: str, prefix: str, concurre
                 except Exception:
                     log.exception("shutdown hook %r failed", hook)
         if burst:
+            retried = sum(w.jobs_retried for w in workers)
             click.echo(f"burst: {sum(w.jobs_done for w in workers)} job(s) done, "
                        f"{sum(w.jobs_failed for w in workers)} failed"
+                       f"{f', {retried} attempt(s) retried' if retried else ''}"
                        f"{await _left_for_later(names, url, prefix)}")
 
     run(run_all(), url)

@@ -379,6 +379,7 @@ class Worker:
         self.lim_max, self.lim_window_ms = self._limiter(limiter)
         self.jobs_done = 0
         self.jobs_failed = 0
+        self.jobs_retried = 0  # attempts that failed with attempts left (retried later)
         self._running: dict[str, _Running] = {}  # every job this worker holds, incl. buffered
         # Cancels heard for jobs this worker did not know (yet): the message can beat the
         # reply that hands the job over. Job id -> monotonic time heard.
@@ -1823,6 +1824,7 @@ class Worker:
         attempts_made = job.attempts_made + 1
         if delay is not None:
             self._push(job, "r", reason, stack, _ms_up(delay), job.opts.keep_failed)
+            self.jobs_retried += 1
             if job.priority > 0 or job.lifo:
                 # Waiting again with a priority (now, or once its backoff has run):
                 # ahead of the jobs held here (lua/includes/base.lua,

@@ -335,8 +335,8 @@ async def test_burst_says_what_it_left_for_later(redis_url: str, procs: list[Any
         code, out, _ = await asyncio.to_thread(
             finish, spawn(worker_command(redis_url, "--prefix", "burst-left", "--burst"), procs))
         assert code == 0
-        done = re.fullmatch(rf"burst: 1 job\(s\) done, 0 failed; 1 delayed \(next due in ({due}) s\) "
-                            r"left for later\n", out)
+        done = re.fullmatch(rf"burst: 1 job\(s\) done, 0 failed, 1 attempt\(s\) retried; 1 delayed "
+                            rf"\(next due in ({due}) s\) left for later\n", out)
         assert done and backoff - 5 < float(done[1]) <= backoff, out
         assert await q.get_state(job.id) == "delayed"
 
