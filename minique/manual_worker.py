@@ -424,21 +424,26 @@ class ManualWorker:
             if answered is not None:
                 self._record_unreported(answered.applied)
             key = (finished.id, finished.token or "") if finished is not None else None
+            reported = None
             if finished is not None and key in self._unreported:
                 # The same job's result went with a call whose answer never reached the
                 # caller (a complete() that timed out or was cancelled, retried): recorded
                 # once, by that call. The same outcome is no error; another one is not
                 # applied.
-                earlier = self._unreported.pop(key)
+                earlier = self._unreported[key]
                 if earlier != results[0][2]:
                     raise LockLost(
                         f"job {finished.id}: an earlier call of this worker, whose answer "
                         f"was lost, recorded its outcome ({_KINDS.get(earlier, earlier)}); "
                         "this one was not applied")
-                results, finished = results[1:], None
+                # Forgotten only once this call is answered: should its answer be lost
+                # too, the next retry must still find the result recorded.
+                results, finished, reported = results[1:], None, key
             if answered is not None and answered.job is not None:
                 if want and not results:
                     self._starved = False
+                    if reported is not None:
+                        self._unreported.pop(reported, None)
                     return self._took(answered.job), []
                 results = [*results, _result(answered.job, "h", "")]
             applied: dict[tuple[str, str], str] = {}
@@ -449,6 +454,8 @@ class ManualWorker:
                 # a retry of the same result must find them recorded.
                 self._record_unreported(applied)
                 raise
+            if reported is not None:
+                self._unreported.pop(reported, None)
             if want:
                 self._starved = job is None
             return self._took(job), header

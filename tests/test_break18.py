@@ -335,3 +335,54 @@ async def test_a_busy_worker_with_prefetch_off_does_not_give_way_at_every_take(
 
 async def _completed(q: Queue, n: int) -> bool:
     return (await q.get_stats())["completed"] >= n
+
+
+@pytest.mark.parametrize("outcome", ["complete", "fail"])
+async def test_a_result_retried_twice_after_two_lost_answers_is_done_once(
+        redis_url: str, monkeypatch: Any, outcome: str) -> None:
+    """Break round 25 (helper-75): ``complete()`` runs in Redis but its answer is lost; the
+    retry re-sends that call (answered: applied), then its own follow-up call runs and its
+    answer is lost too; the second retry must still find the result done. It raised
+    LockLost ("completed already"; for a fail() that retries, "its lease ran out"): the
+    record of the applied result was dropped before the follow-up call was answered."""
+    plan: list[bool] = []
+    real = manual_worker_module.scripts.run
+
+    async def run(client: Any, name: str, keys: Any, args: Any) -> Any:
+        reply = await real(client, name, keys, args)
+        if name == "finish" and plan and plan.pop(0):
+            raise TimeoutError("answer lost")
+        return reply
+
+    monkeypatch.setattr(manual_worker_module.scripts, "run", run)
+    q = Queue("lost-twice", url=redis_url, prefix=fresh_prefix("b18l"))
+    manual = ManualWorker("lost-twice", url=redis_url, prefix=q.prefix, stalled_interval=0)
+    try:
+        await q.add("j", {"i": 1}, attempts=2)
+        job = await manual.get_next_job()
+        assert job is not None
+        plan[:] = [True, False, True]  # the call, its re-send, the follow-up
+        lost = 0
+        for _ in range(4):
+            try:
+                if outcome == "complete":
+                    await manual.complete(job, "done")
+                else:
+                    await manual.fail(job, "boom")
+                break
+            except TimeoutError:
+                lost += 1
+        else:
+            raise AssertionError("never answered")
+        assert lost == 2
+        stored = await q.get_job(job.id)
+        assert stored is not None
+        if outcome == "complete":
+            assert stored.state == "completed" and stored.return_value == "done"
+            assert stored.attempts_made == 1
+        else:
+            assert stored.state in ("waiting", "delayed") and stored.attempts_made == 1
+    finally:
+        await manual.close()
+        await q.obliterate(force=True)
+        await q.close()
