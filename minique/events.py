@@ -98,23 +98,31 @@ def split_length_prefixed(blob: bytes) -> list[bytes]:
 def parse_entry(event_id: bytes | str, raw: dict[bytes, bytes]) -> list[Event]:
     """The events of one stream entry, in order.
 
-    Format (version 2): an entry is ``ev`` <name> and ``id`` <job id> plus the event's
+    Format (version 3): an entry is ``ev`` <name> and ``id`` <job id> plus the event's
     fields (``rv``, the return value of a completed job; ``pg``, the progress of a
     progress event, both MessagePack and given as ``Event.value``; ``name`` of an added one;
     ``reason``, ``delay``, ...), or, for the ``added``, ``waiting``, ``active`` and
     ``completed`` events of several jobs that one script call emitted, ``ev`` <name> ``ids``
     <list> [``names`` <list> | ``rvs`` <list>], where a list is length-prefixed
     (``<n>:<n bytes>`` per item) and an empty return value means the value stayed with the
-    job. Either form may end with ``then`` <name>: the same jobs' events of that name
-    follow, without fields (add writes ``added`` ... ``then`` ``waiting`` when every job it
-    added went waiting: one entry rather than two). Version 1 streams (one entry per event)
+    job. Either form may carry ``then`` <name>: the same jobs' events of that name follow,
+    without fields (add writes ``added`` ... ``then`` ``waiting`` when every job it added
+    went waiting: one entry rather than two), or (version 3) ``first`` <name>: the same
+    jobs' events of that name come before, without fields (a worker's finish writes
+    ``completed`` ... ``first`` ``active`` for the held jobs that started and completed
+    since its last call). A version 2 reader ignores ``first``, and sees those jobs'
+    completions without their ``active`` events. Version 1 streams (one entry per event)
     read the same way. Raises ValueError on a malformed entry."""
     eid = event_id.decode() if isinstance(event_id, bytes) else event_id
     packed_ids = raw.get(b"ids")
     then = raw.get(b"then")
-    if then is not None:
+    first = raw.get(b"first")
+    if then is not None or first is not None:
         raw = dict(raw)
-        del raw[b"then"]
+        raw.pop(b"then", None)
+        raw.pop(b"first", None)
+    if first is not None and then is not None:
+        raise ValueError(f"event entry {eid}: both 'first' and 'then'")
     if packed_ids is None:
         raw = dict(raw)
         value = raw.pop(b"rv", None)
@@ -127,6 +135,9 @@ def parse_entry(event_id: bytes | str, raw: dict[bytes, bytes]) -> list[Event]:
         if then is not None:
             return [Event(f"{eid}/0", name, job_id, fields, value),
                     Event(eid, then.decode(errors="replace"), job_id, {}, None, 1)]
+        if first is not None:
+            return [Event(f"{eid}/0", first.decode(errors="replace"), job_id, {}, None),
+                    Event(eid, name, job_id, fields, value, 1)]
         return [Event(eid, name, job_id, fields, value)]
     name = raw.get(b"ev", b"").decode(errors="replace")
     ids = split_length_prefixed(packed_ids)
@@ -138,12 +149,18 @@ def parse_entry(event_id: bytes | str, raw: dict[bytes, bytes]) -> list[Event]:
     names = (split_length_prefixed(packed_names) if packed_names is not None else [])
     if names and len(names) != len(ids):
         raise ValueError(f"event entry {eid}: {len(ids)} ids but {len(names)} names")
-    last = len(ids) * (2 if then is not None else 1) - 1
-    events = [Event(eid if index == last else f"{eid}/{index}", name,
+    twice = then is not None or first is not None
+    last = len(ids) * (2 if twice else 1) - 1
+    offset = len(ids) if first is not None else 0  # the index of the entry's own events
+    events = [Event(eid if offset + index == last else f"{eid}/{offset + index}", name,
                     job_id.decode(errors="replace"),
                     {"name": names[index].decode(errors="replace")} if names else {}, value,
-                    index)
+                    offset + index)
               for index, (job_id, value) in enumerate(zip(ids, values, strict=True))]
+    if first is not None:
+        first_name = first.decode(errors="replace")
+        events = [Event(f"{eid}/{i}", first_name, job_id.decode(errors="replace"), {}, None, i)
+                  for i, job_id in enumerate(ids)] + events
     if then is not None:
         then_name, start = then.decode(errors="replace"), len(ids)
         events += [Event(eid if start + i == last else f"{eid}/{start + i}", then_name,

@@ -132,6 +132,12 @@ def _text_id(job_id: Any) -> str:
     return job_id.decode() if isinstance(job_id, bytes) else str(job_id)
 
 
+def ready_entry_job_id(fields: dict[bytes, bytes]) -> bytes:
+    """The job id of a ready-stream entry: its one field, named ``i`` or ``b`` for what the
+    take reads of the job (lua/includes/base.lua enqueue_ready)."""
+    return next(iter(fields.values()))
+
+
 class Queue:
     """A named queue on Redis.
 
@@ -733,7 +739,7 @@ class Queue:
             pipe.xrange(k.ready, count=end + 1)
             pipe.xlen(k.ready)
             held, pri, n_pri, entries, n_ready = await pipe.execute()
-        ready = [fields[b"i"] for _, fields in entries]
+        ready = [ready_entry_job_id(fields) for _, fields in entries]
         raw: list[bytes | str] = [*held, *pri, *ready][start:end + 1]
         want = end - start + 1
         if len(raw) < want and len(pri) == n_pri and len(ready) == n_ready:

@@ -1,4 +1,4 @@
-"""Events of many jobs in one stream entry (format version 2): one Event per job, in
+"""Events of many jobs in one stream entry (format version 3): one Event per job, in
 order per job, values intact, and resumable part way through an entry."""
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ async def test_a_busy_worker_shares_entries_and_every_job_gets_its_events(
     raw = await queue.redis.xrange(queue.keys.events)
     shared = [f for _, f in raw if b"ids" in f]
     assert shared, "no entry carried several jobs"
+    # Held jobs that started and completed between two calls: one entry, 'first' 'active'.
+    assert any(f.get(b"first") == b"active" and f[b"ev"] == b"completed" for f in shared)
     assert len(raw) < 2 * n + n // 4  # added + waiting per job, and few for the rest
     events = [e for eid, f in raw for e in parse_entry(eid, f)]
     for job in jobs:
@@ -140,6 +142,23 @@ def test_an_entry_then_carries_the_same_jobs_next_events() -> None:
     assert [(e.event_id, e.name, e.job_id, e.fields) for e in many] == [
         ("6-0/0", "added", "a", {"name": "x"}), ("6-0/1", "added", "bc", {"name": "y"}),
         ("6-0/2", "waiting", "a", {}), ("6-0", "waiting", "bc", {})]
+
+
+def test_an_entry_first_carries_the_same_jobs_earlier_events() -> None:
+    """``first`` <name>: the entry's jobs' events of that name come before its own (a
+    finish writes completed ... first active); values stay with the entry's own events."""
+    one = parse_entry(b"5-1", {b"ev": b"completed", b"id": b"7", b"rv": b"\x01",
+                               b"first": b"active"})
+    assert [(e.event_id, e.name, e.job_id, e.value, e.index) for e in one] == [
+        ("5-1/0", "active", "7", None, 0), ("5-1", "completed", "7", b"\x01", 1)]
+    many = parse_entry("6-0", {b"ev": b"completed", b"ids": b"1:a2:bc", b"rvs": b"1:x0:",
+                               b"first": b"active"})
+    assert [(e.event_id, e.name, e.job_id, e.value, e.index) for e in many] == [
+        ("6-0/0", "active", "a", None, 0), ("6-0/1", "active", "bc", None, 1),
+        ("6-0/2", "completed", "a", b"x", 2), ("6-0", "completed", "bc", None, 3)]
+    with pytest.raises(ValueError, match="both"):
+        parse_entry("7-0", {b"ev": b"completed", b"id": b"1", b"first": b"active",
+                            b"then": b"waiting"})
 
 
 async def test_a_one_job_add_writes_one_entry_and_resumes_inside_it(

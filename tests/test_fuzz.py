@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from minique import MiniqueError, Queue, Worker
+from minique.queue import ready_entry_job_id
 
 JUNK = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70),
@@ -214,7 +215,7 @@ class ConcurrentMachine(RuleBasedStateMachine):
         removed_held = {raw for raw in reply[6]
                         if self.run(self.q.redis.hexists(k.job(raw.decode()), "rm"))}
         where: dict[str, str] = {}
-        structures = [("waiting", [f[b"i"] for _, f in reply[0]]), ("waiting", reply[1]),
+        structures = [("waiting", [ready_entry_job_id(f) for _, f in reply[0]]), ("waiting", reply[1]),
                       ("delayed", reply[2]), ("active", reply[3]), ("completed", reply[4]),
                       ("failed", reply[5]),
                       ("held", [raw for raw in reply[6] if raw not in removed_held])]

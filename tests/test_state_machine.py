@@ -24,6 +24,7 @@ from hypothesis.stateful import (
 
 from minique import FlowProducer, InvalidJobState, JobNotFound, Queue, holders, scripts
 from minique import queue as queue_module
+from minique.queue import ready_entry_job_id
 
 _runs = itertools.count()
 GROUPS = ("ga", "gb")
@@ -284,7 +285,7 @@ class QueueMachine(RuleBasedStateMachine):
             for _, key in states:
                 pipe.zrange(key, 0, -1)
             entries, *sets = await pipe.execute()
-            out = {"waiting": [f[b"i"].decode() for _, f in entries]}
+            out = {"waiting": [ready_entry_job_id(f).decode() for _, f in entries]}
             for ids in sets[:1 + len(GROUPS)]:
                 out["waiting"] += [x.decode() for x in ids]
             for (name, _), ids in zip(states, sets[1 + len(GROUPS):], strict=True):

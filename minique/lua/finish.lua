@@ -224,7 +224,8 @@ for i = 1, nres do
       -- Without a start time it never started (e.g. cancelled while held): no start.
       if started ~= '' then
         start_fields = true
-        emit_batched('active', id)
+        -- (A completion's 'active' goes with its 'completed': emit_batched's started_here.)
+        if kind ~= 'c' then emit_batched('active', id) end
       end
     else
       left_active[#left_active + 1] = id
@@ -258,10 +259,10 @@ for i = 1, nres do
           rcall('HSET', jk, 'st', 'completed', 'rv', value, 'fon', now_s, 'tok', '',
                 'atm', int_str(count_num(cur_atm, 0) + 1))
         end
-        emit_batched('completed', id, #value <= EVENT_VALUE_MAX and value or nil)
+        emit_batched('completed', id, #value <= EVENT_VALUE_MAX and value or nil, start_fields)
       else
         delete_job_keys(id)
-        emit_batched('completed', id, value)
+        emit_batched('completed', id, value, start_fields)
       end
       counts.completed = counts.completed + 1
     elseif kind == 'f' then

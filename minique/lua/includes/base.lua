@@ -152,12 +152,17 @@ end
 -- one job alone keeps the one-job form ('id', and 'rv'). minique/events.py reads both.
 -- Order: a job's 'active' comes before its 'completed' (a held job may start and finish
 -- within one call), and every event emitted one by one first writes what is gathered.
+-- Such jobs (kind 'run': a held job that started and completed between two calls, most
+-- jobs of a busy worker) share one entry: their 'completed' events with 'first' 'active',
+-- the same jobs' active events before them, where two entries listed the ids twice (~2k
+-- instructions a job). A reader of the format's version 2 ignores 'first' and sees the
+-- completions alone.
 -- Size: an entry is written once its values reach EVENT_VALUE_MAX, so that no entry is
 -- much larger than a one-job event could be, and the stream's cap (in entries) still
 -- bounds its memory as before.
-local BATCHED_NAMES = {'added', 'waiting', 'active', 'completed'}
+local BATCHED_NAMES = {'added', 'waiting', 'active', 'completed', 'run'}
 -- The per-job value a kind carries: its field in a one-job entry, and in a shared one.
-local BATCHED_VALUE = {added = {'name', 'names'}, completed = {'rv', 'rvs'}}
+local BATCHED_VALUE = {added = {'name', 'names'}, completed = {'rv', 'rvs'}, run = {'rv', 'rvs'}}
 -- What emit_batched gathered, per kind. The lists are made once, with the library, and
 -- emptied by their count: new ones per call had cost a one-job add four tables (~1.4k
 -- instructions each, with their collection). Items past `n` are left from earlier calls
@@ -176,8 +181,10 @@ local function clear_batched()
 end
 
 local flush_events
-local function emit_batched(name, id, rv)
-  local b = BATCHED[name]
+-- `started_here` (a 'completed' event): the job's 'active' event comes first, in the same
+-- entry (the kind 'run' gathers such jobs).
+local function emit_batched(name, id, rv, started_here)
+  local b = BATCHED[started_here and 'run' or name]
   pending = true
   local n = b.n + 1
   b.n = n
@@ -207,6 +214,9 @@ local function length_prefixed(items, n)
 end
 
 do  -- (helpers of flush_events alone: a chunk holds at most 200 locals, see NK's note)
+  -- The event name an entry of a kind carries, and the other name its jobs' events have
+  -- ('then' after them, 'first' before them).
+  local BATCHED_ENTRY = {run = {'completed', 'first', 'active'}}
   -- Whether the jobs of the gathered 'waiting' events are those of the 'added' ones, in order
   -- (add.lua's jobs that went to waiting, none delayed or a duplicate).
   local function all_added_waiting()
@@ -218,10 +228,10 @@ do  -- (helpers of flush_events alone: a chunk holds at most 200 locals, see NK'
     return true
   end
 
-  -- One entry of gathered events; with `then_name`, the same jobs' events of that name
-  -- follow in it (minique/events.py reads fields in any order).
-  local function append_entry(then_name, ...)
-    if then_name then append_event('then', then_name, ...) else append_event(...) end
+  -- One entry of gathered events; with `also`, the same jobs' events of `also_name` come
+  -- 'then' (after them) or 'first' (minique/events.py reads fields in any order).
+  local function append_entry(also, also_name, ...)
+    if also then append_event(also, also_name, ...) else append_event(...) end
   end
 
   -- Writes what emit_batched gathered, one entry per event name; when every added job went
@@ -234,18 +244,21 @@ do  -- (helpers of flush_events alone: a chunk holds at most 200 locals, see NK'
       local name = BATCHED_NAMES[i]
       local b, value = BATCHED[name], BATCHED_VALUE[name]
       if b.n > 0 and not (merged and name == 'waiting') then
-        local then_name = (merged and name == 'added') and 'waiting' or nil
+        local also, also_name = nil, nil
+        if merged and name == 'added' then also, also_name = 'then', 'waiting' end
+        local entry = BATCHED_ENTRY[name]
+        if entry then name, also, also_name = entry[1], entry[2], entry[3] end
         if b.n == 1 then
           if value and b.rvs[1] ~= '' then
-            append_entry(then_name, 'ev', name, 'id', b.ids[1], value[1], b.rvs[1])
+            append_entry(also, also_name, 'ev', name, 'id', b.ids[1], value[1], b.rvs[1])
           else
-            append_entry(then_name, 'ev', name, 'id', b.ids[1])
+            append_entry(also, also_name, 'ev', name, 'id', b.ids[1])
           end
         elseif value then
-          append_entry(then_name, 'ev', name, 'ids', length_prefixed(b.ids, b.n), value[2],
-                       length_prefixed(b.rvs, b.n))
+          append_entry(also, also_name, 'ev', name, 'ids', length_prefixed(b.ids, b.n),
+                       value[2], length_prefixed(b.rvs, b.n))
         else
-          append_entry(then_name, 'ev', name, 'ids', length_prefixed(b.ids, b.n))
+          append_entry(also, also_name, 'ev', name, 'ids', length_prefixed(b.ids, b.n))
         end
       end
     end
@@ -362,7 +375,11 @@ local function enqueue_ready(jk, id, prio, fields)
     write_job(jk, fields, 'st', 'waiting', 'sid', '')
     wake()
   else
-    local sid = redis.call('XADD', K.ready, '*', 'i', id)
+    -- The entry's field names what the take must read (includes/take.lua read_stream):
+    -- 'b' for a new job whose hash holds only its name, data and time (no options,
+    -- priority, group, dedup id, parent; no attempt yet), 'i' for any other. (Asked of
+    -- the fields before write_job appends the state fields to them.)
+    local sid = redis.call('XADD', K.ready, '*', (fields and fields[7] == nil) and 'b' or 'i', id)
     write_job(jk, fields, 'st', 'waiting', 'sid', sid)
   end
 end

@@ -28,16 +28,20 @@ local function read_stream(count)
                           'STREAMS', K.ready, '>')
   if type(res) == 'table' and res.err then
     if not string.find(res.err, 'NOGROUP') then error(res.err) end
-    if redis.call('EXISTS', K.ready) == 0 then return {} end
+    if redis.call('EXISTS', K.ready) == 0 then return {}, {} end
     -- The stream was created by an add (or re-created after a drain); '0' reads it all.
     redis.call('XGROUP', 'CREATE', K.ready, 'g', '0')
     res = redis.call('XREADGROUP', 'GROUP', 'g', 'w', 'COUNT', count, 'NOACK',
                      'STREAMS', K.ready, '>')
   end
-  if not res then return {} end
+  if not res then return {}, {} end
   local entries = res[1][2]
-  local ids = {}
-  for i, e in ipairs(entries) do ids[i] = e[2][2] end
+  local ids, bare = {}, {}
+  for i, e in ipairs(entries) do
+    local fv = e[2]
+    ids[i] = fv[2]
+    bare[i] = fv[1] == 'b'
+  end
   if #entries > 0 then
     -- Entries are read in id order and every older one was read (and trimmed) before, so
     -- trimming below the next id drops exactly what was just read: one ordered pass over a
@@ -45,7 +49,7 @@ local function read_stream(count)
     local ms, seq = string.match(entries[#entries][1], '^(%d+)-(%d+)$')
     redis.call('XTRIM', K.ready, 'MINID', ms .. '-' .. (tonumber(seq) + 1))
   end
-  return ids
+  return ids, bare
 end
 
 -- Sliding-window log limiter: a start is allowed only if fewer than `max` starts happened
@@ -251,8 +255,16 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   end
   local popped = want > #ids and redis.call('ZPOPMIN', K.pri, want - #ids) or {}
   for i = 1, #popped, 2 do ids[#ids + 1] = popped[i]; scores[#ids] = popped[i + 1] end
+  -- bare[i]: job i is new and holds only its name, data and time (base.lua enqueue_ready),
+  -- so the take reads those alone: each absent field asked for costs a scan of the hash.
+  local bare = {}
   if #ids < want then
-    for _, id in ipairs(read_stream(want - #ids)) do ids[#ids + 1] = id end
+    local read, read_bare = read_stream(want - #ids)
+    local n = #ids
+    for i = 1, #read do
+      ids[n + i] = read[i]
+      bare[n + i] = read_bare[i]
+    end
   end
   if grouped and #ids < count then take_grouped(now, count - #ids, ids, scores, gids) end
   if grouped and hold > 0 and #ids < want and #ids >= count then
@@ -307,6 +319,8 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
     if firing then
       name, data, opts, atm, ts, p, stc, sch, ats, grp, hrc = unpack(
         rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'stc', 'sch', 'ats', 'g', 'hrc'))
+    elseif bare[i] then
+      name, data, ts = unpack(rcall('HMGET', jk, 'n', 'd', 'ts'))
     elseif read_stc then
       -- The stalled count, and the holds of dead holders that gave it back (stalled.lua),
       -- are read only where the queue can have them (meta 'xs': a job has stalled or been
