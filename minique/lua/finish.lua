@@ -135,8 +135,13 @@ for i = 1, nres do
   -- (only a way out, or this worker's own results, changes them): the worker sends them
   -- back after the token (made, then started as the job stands once it starts), and the
   -- hash is not read for them (~3k instructions a field).
-  local cur_tok, cur_st, cur_g, cur_dd, cur_par, cur_pol =
-    unpack(rcall('HMGET', jk, unpack(FIELDS, 1, n_fields)))
+  local cur_tok, cur_st, cur_g, cur_dd, cur_par, cur_pol
+  if n_fields == 2 then  -- (the usual queue: no unpack of FIELDS per result)
+    cur_tok, cur_st = unpack(rcall('HMGET', jk, 'tok', 'st'))
+  else
+    cur_tok, cur_st, cur_g, cur_dd, cur_par, cur_pol =
+      unpack(rcall('HMGET', jk, unpack(FIELDS, 1, n_fields)))
+  end
   local cur_atm, cur_ats = tok_atm, tok_ats
   if tok_ats == '' and cur_tok == tok then
     -- A result without them (a hand-made call): from the hash.
@@ -162,8 +167,8 @@ for i = 1, nres do
   -- A held job handed back never started: it was waiting to everyone else, which a cancel
   -- does not reach (cancel.lua waits for this answer); it goes back without the flag.
   -- ('2': cancel() gave up waiting for the holder and answered True: the cancel holds.)
-  if cur_tok == tok and (kind == 'r' or kind == 'w' or kind == 'h' or kind == 'd'
-      or kind == 'g' or kind == 'k') and cur_st ~= 'removed' then
+  if kind ~= 'c' and cur_tok == tok and (kind == 'r' or kind == 'w' or kind == 'h'
+      or kind == 'd' or kind == 'g' or kind == 'k') and cur_st ~= 'removed' then
     local cx = rcall('HGET', jk, 'cx')
     if cx and kind == 'h' and cur_st == 'held' and cx ~= '2' then
       rcall('HDEL', jk, 'cx')
