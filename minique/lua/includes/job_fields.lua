@@ -3,6 +3,9 @@
 -- no 'atm'/'ats' until a first attempt; every reader takes a missing field as its default
 -- (take.lua, finish.lua, job.py). A waiting job's hash then stays in a small listpack:
 -- ~80 bytes instead of ~160 for a plain job (benchmarks/add_profile.py --memory).
+-- Every field past the first three pairs is optional, and its callers append theirs
+-- there too: base.lua enqueue_ready reads an empty seventh item as a bare job (its take
+-- reads the first three fields alone).
 local function job_fields(name, data, opts, prio, now_s)
   -- Room for 14 items made at once (the nils size the table's array part; the length
   -- stays 6): the options, priority, group, dedup id and the state fields go in without
