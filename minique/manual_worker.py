@@ -479,7 +479,7 @@ class ManualWorker:
             body = reply[n + HEADER:n + HEADER + JOB_FIELDS]
             job = None
             if body:
-                job, bad_opts = fetched_job(self.queue, body)
+                job, bad_opts = fetched_job(self.queue, body, header[8])
                 reason = self._unrunnable(job, bad_opts, int(header[4]))
                 if reason:
                     # Failed for good without running, as a Worker does; then the next.
@@ -561,7 +561,7 @@ class ManualWorker:
         body = reply[n + HEADER:n + HEADER + JOB_FIELDS]
         job = None
         if body:
-            job, bad_opts = fetched_job(self.queue, body)
+            job, bad_opts = fetched_job(self.queue, body, reply[n + 8])
             reason = self._unrunnable(job, bad_opts, int(reply[n + 4]))
             if reason:
                 await self._send([_result(job, "f", reason)], 0)

@@ -58,8 +58,10 @@ from .worker_info import WorkerInfo
 
 log = logging.getLogger("minique.worker")
 
-JOB_FIELDS = 13  # per job in a fetch reply: see lua/includes/take.lua
-HEADER = 8  # status, info, next_due, wake_id, now, global limit, control version, hold granted
+JOB_FIELDS = 11  # per job in a fetch reply: see lua/includes/take.lua
+# status, info, next_due, wake_id, now, global limit, control version, hold granted, the
+# start time of the reply's active jobs (ms, by the Redis clock)
+HEADER = 9
 PREFETCH_WORK = 0.005  # seconds of work a worker may hold per slot beyond what it runs
 PREFETCH_MAX = 200  # jobs held ahead at most (see Worker._prefetch)
 # Payload bytes held ahead at most: a reply carrying more takes longer to arrive than the
@@ -148,19 +150,22 @@ def _age_ms(keep: Keep) -> int:
     return -1 if keep.age < 0 else int(keep.age * 1000)
 
 
-def fetched_job(queue: Queue, f: list[Any]) -> tuple[Job, bool]:
+def fetched_job(queue: Queue, f: list[Any], started_ms: bytes | int) -> tuple[Job, bool]:
     """The active Job of one job's ``JOB_FIELDS`` fields in a fetch reply
-    (lua/includes/take.lua), and whether its stored options could not be decoded (the job
-    then has ``attempts=1`` and must fail at once: no attempt can go better)."""
+    (lua/includes/take.lua), started at ``started_ms`` (the reply header's start time of
+    its active jobs), and whether its stored options could not be decoded (the job then
+    has ``attempts=1`` and must fail at once: no attempt can go better)."""
     try:
         opts = decode_stored(f[4])
     except Exception:
         opts, bad_opts = StoredOptions(attempts=1), True
     else:
         bad_opts = False
+    stalled = f[9]  # the stalled count, with "!" after it for a suspect job
     job = Job.taken(queue, f[0].decode(), f[2].decode(errors="replace"), f[3], opts,
-                    int(f[8]), int(f[7]) / 1000.0, int(f[5]), int(f[6]), int(f[9]),
-                    f[1].decode(), int(f[10]) / 1000.0, f[11].decode() if f[11] else None)
+                    int(f[8]), int(f[7]) / 1000.0, int(f[5]), int(f[6]),
+                    int(stalled[:-1] if stalled.endswith(b"!") else stalled),
+                    f[1].decode(), int(started_ms) / 1000.0, f[10].decode() if f[10] else None)
     return job, bad_opts
 
 
@@ -242,6 +247,7 @@ class _Incoming(NamedTuple):
     stale: bool
     sent_at: float
     controls: int
+    started_ms: bytes  # the start time of the active jobs (the reply header's)
 
     @property
     def jobs(self) -> int:
@@ -983,7 +989,7 @@ class Worker:
             if running.start_known is not None and not running.start_known.done():
                 running.start_known.set_result(status == 1)
         (status, info, next_due, wake_id, now_ms, global_limit, cv,
-         hold_granted) = reply[:HEADER]
+         hold_granted, started_ms) = reply[:HEADER]
         loop = asyncio.get_running_loop()
         if sent_at >= self._due_ahead:
             self._settle_aheads(sent_at, reply[HEADER:])
@@ -1033,7 +1039,8 @@ class Worker:
         body = reply[HEADER:]
         active_n = int(info) if int(status) == 0 else 0
         if body:
-            incoming = _Incoming(body, active_n, cv, stale, sent_at, self._controls)
+            incoming = _Incoming(body, active_n, cv, stale, sent_at, self._controls,
+                                 started_ms)
             if self._results and not stale and int(status) == 0:
                 # Results are waiting: the next call goes before these jobs are started
                 # (_dispatch_loop). Until then they count as buffered (_wanted).
@@ -1073,8 +1080,8 @@ class Worker:
         body = incoming.body
         back = incoming.stale or incoming.controls != self._controls
         for i in range(0, len(body), JOB_FIELDS):
-            self._start(body[i:i + JOB_FIELDS], held=i // JOB_FIELDS >= incoming.active_n,
-                        cv=incoming.cv, back=back)
+            self._start(body[i:i + JOB_FIELDS], incoming.started_ms,
+                        held=i // JOB_FIELDS >= incoming.active_n, cv=incoming.cv, back=back)
         if self._peer_at >= incoming.sent_at:
             self._return_held()  # held before an idle taker asked for them (_on_peer)
 
@@ -1271,11 +1278,12 @@ class Worker:
 
     # ----- running one job ---------------------------------------------------------------
 
-    def _start(self, f: list[Any], held: bool = False, cv: bytes = b"", back: bool = False) -> None:
-        job, bad_opts = fetched_job(self.queue, f)
+    def _start(self, f: list[Any], started_ms: bytes, held: bool = False, cv: bytes = b"",
+               back: bool = False) -> None:
+        job, bad_opts = fetched_job(self.queue, f, started_ms)
         job_id = job.id
         job.ctx = self.ctx
-        running = _Running(job, bad_opts, held, cv, suspect=held and bool(f[12]))
+        running = _Running(job, bad_opts, held, cv, suspect=held and f[9].endswith(b"!"))
         size = len(f[3]) if f[3] else 0
         # Up at once, down slowly: one big payload shrinks what is held at the next call.
         self._avg_bytes = max(float(size), self._avg_bytes * 0.9 + size * 0.1)

@@ -9,7 +9,7 @@ from typing import Any
 from minique import Queue, scripts
 from minique.worker import encode_results, split_finish_reply
 
-JOB_FIELDS, HEADER = 13, 8
+JOB_FIELDS, HEADER = 11, 9
 _calls = itertools.count(1)
 
 

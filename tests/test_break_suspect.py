@@ -14,13 +14,15 @@ from helpers import wait_until
 
 from minique import Queue, Worker, scripts
 
-HEADER = 8
-JOB_FIELDS = 13
+HEADER = 9
+JOB_FIELDS = 11
 
 
 def _marks(reply: list[Any]) -> dict[str, bytes]:
+    """job id -> b"1" for a job the take marked suspect ('!' after its stalled count)."""
     body = reply[HEADER:]
-    return {body[i].decode(): body[i + 12] for i in range(0, len(body), JOB_FIELDS)}
+    return {body[i].decode(): b"1" if body[i + 9].endswith(b"!") else b""
+            for i in range(0, len(body), JOB_FIELDS)}
 
 
 async def test_the_first_dead_holders_hold_marks_the_job_suspect_on_a_fresh_queue(

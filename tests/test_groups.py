@@ -217,7 +217,7 @@ async def test_group_defaults_apply_to_groups_without_settings(queue: Queue) -> 
     await queue.add_bulk([("j", None, {"group": g}) for g in ("a", "wide") for _ in range(3)])
     taken = await fetch(queue, 10)
     assert len(taken) == 4
-    assert HEADER == 8
+    assert HEADER == 9
 
 
 async def test_scheduler_firings_join_the_group_of_their_job_options(queue: Queue) -> None:
@@ -273,7 +273,7 @@ async def test_the_take_reply_carries_each_jobs_group_also_for_a_resent_call(que
     for reply in (first, again):
         body = reply[HEADER:]
         assert len(body) == 2 * JOB_FIELDS
-        groups = {body[i + 11] for i in range(0, len(body), JOB_FIELDS)}  # 11: the group
+        groups = {body[i + 10] for i in range(0, len(body), JOB_FIELDS)}  # 10: the group
         assert groups == {b"acct-1", b""}
 
 

@@ -59,14 +59,17 @@ if record and string.sub(record, 1, #id_prefix) == id_prefix then
     local out, header = {}, 1
     local m = meta_marks()
     local limit = tonumber(m.gconc) or (m.glim and -1) or 0
-    for _, v in ipairs({0, 0, -1, '0-0', now, limit, m.cv or '0', 0}) do out[#out + 1] = v end
+    -- (The active jobs' start time: the first call's, which took them.)
+    for _, v in ipairs({0, 0, -1, '0-0', now, limit, m.cv or '0', 0, tonumber(r[5]) or now}) do
+      out[#out + 1] = v
+    end
     local active_n = 0
     for part = 3, 4 do
       local list = r[part]
       for i = 1, #list, 2 do
         local id, tok = list[i], list[i + 1]
         local f = redis.call('HMGET', JP .. id, 'tok', 'n', 'd', 'o', 'atm', 'ats', 'ts', 'p',
-                             'stc', 'pon', 'g', 'hrc')
+                             'stc', 'g', 'hrc')
         if f[1] == tok then
           if part == 3 then active_n = active_n + 1 end
           local ats = tonumber(f[6]) or 0
@@ -74,10 +77,9 @@ if record and string.sub(record, 1, #id_prefix) == id_prefix then
           local n = #out
           out[n + 1] = id; out[n + 2] = tok; out[n + 3] = f[2]; out[n + 4] = f[3]
           out[n + 5] = f[4] or ''; out[n + 6] = f[5] or '0'; out[n + 7] = ats
-          out[n + 8] = f[7] or '0'; out[n + 9] = f[8] or '0'; out[n + 10] = f[9] or '0'
-          out[n + 11] = tonumber(f[10]) or now
-          out[n + 12] = f[11] or ''
-          out[n + 13] = f[12] and '1' or ''
+          out[n + 8] = f[7] or '0'; out[n + 9] = f[8] or '0'
+          out[n + 10] = f[11] and ((f[9] or '0') .. '!') or (f[9] or '0')
+          out[n + 11] = f[10] or ''
         end
       end
     end

@@ -2,8 +2,8 @@
 -- Fetch path shared by fetch.lua and finish.lua: promote due delayed jobs, honour pause and
 -- rate limits, then move up to `count` ready jobs to active with a fresh fencing token.
 
-local HEADER_LEN = 8
-local JOB_FIELDS = 13  -- per job in the reply (minique/worker.py JOB_FIELDS)
+local HEADER_LEN = 9  -- (minique/worker.py HEADER)
+local JOB_FIELDS = 11  -- per job in the reply (minique/worker.py JOB_FIELDS)
 
 local function promote_due(now, limit)
   local ids = redis.call('ZRANGEBYSCORE', K.delayed, '-inf', now * DELAY_SHIFT + DELAY_SHIFT - 1,
@@ -84,8 +84,11 @@ end
 
 -- Returns {status, info, next_due, wake_id, now, the queue's limit (its global concurrency;
 -- -1 for a global rate limit alone; 0 = none: a worker holds nothing while it is not 0),
--- control version, hold granted (ms, 0 = none), jobs...}; each job is 12 fields, the first `count`
--- of them active, the rest held. status: 0 ok, 1 paused, 2 rate limited (info = ms to wait),
+-- control version, hold granted (ms, 0 = none), the start time of its active jobs (ms),
+-- jobs...}; each job is JOB_FIELDS fields (id, token, name, data, options, attempts made,
+-- attempts started, added at, priority, stalled count with '!' after it for a suspect job,
+-- group), the first `count` of them active, the rest held. (A per-job start time and
+-- suspect mark had cost ~1k instructions a job each in the reply.) status: 0 ok, 1 paused, 2 rate limited (info = ms to wait),
 -- 3 gave way to jobs held elsewhere (info = ms to wait at most for them; see below).
 --
 -- Holding: a worker whose jobs are short asks for `hold` jobs beyond its free slots. They
@@ -105,7 +108,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
     local gmax, gwin = string.match(m.glim, '^(%d+):(%d+)$')
     lim_max, lim_window = tonumber(gmax), tonumber(gwin)
   end
-  local out = {0, 0, -1, '', now, gconc or (m.glim and -1) or 0, m.cv or '0', 0}
+  local out = {0, 0, -1, '', now, gconc or (m.glim and -1) or 0, m.cv or '0', 0, now}
   if m.paused then
     out[1] = 1
   else
@@ -385,12 +388,12 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       local n = on
       out[n + 1] = id; out[n + 2] = tok; out[n + 3] = name; out[n + 4] = data
       out[n + 5] = opts or ''; out[n + 6] = atm or '0'; out[n + 7] = ats; out[n + 8] = ts or '0'
-      out[n + 9] = p or '0'; out[n + 10] = stc or '0'; out[n + 11] = now
-      out[n + 12] = grp or ''  -- the group ('' = none)
-      -- Suspect ('1'): a dead holder's hold gave it back, maybe after it started there; a
-      -- worker that holds it starts it only once Redis knows of the start (worker.py).
-      out[n + 13] = hrc and '1' or ''
-      on = n + 13
+      -- Suspect ('!' after the stalled count): a dead holder's hold gave it back, maybe
+      -- after it started there; a worker that holds it starts it only once Redis knows of
+      -- the start (worker.py).
+      out[n + 9] = p or '0'; out[n + 10] = hrc and ((stc or '0') .. '!') or (stc or '0')
+      out[n + 11] = grp or ''  -- the group ('' = none)
+      on = n + 11
     else
       -- The job hash vanished (deleted behind our back): nothing to run, say so.
       emit('ev', 'error', 'id', id, 'reason', 'job hash missing at fetch')
