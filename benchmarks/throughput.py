@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 
 from minique import Queue, Worker, scripts
 from minique.server import RedisServer
+from minique.worker import HEADER, JOB_FIELDS
 
 try:
     import uvloop
@@ -80,7 +81,8 @@ def timed_calls() -> None:
             return await run_script(redis, name, keys, args, *rest, **kw)
         sent = time.perf_counter()
         reply = await run_script(redis, name, keys, args, *rest, **kw)
-        jobs = (len(reply) - int(args[10]) - 8) // 13  # the header, the jobs, the statuses
+        # the header, the jobs, the statuses
+        jobs = (len(reply) - int(args[10]) - HEADER) // JOB_FIELDS
         CALLS.append((sent, time.perf_counter(), jobs))
         return reply
 

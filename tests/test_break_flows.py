@@ -109,12 +109,12 @@ async def test_a_child_added_to_a_waiting_parent_that_a_worker_holds(flow: FlowP
     the child, as one fetched a job at a time would."""
     import asyncio
 
-    from driver import asking_holders, finish, take
+    from driver import HEADER, asking_holders, finish, take
 
     reports = q(flow, "a")
     parent = await reports.add("p", 1)
     reply = await take(reports, "w", 0, 1)
-    token = reply[9].decode()
+    token = reply[HEADER + 1].decode()
     assert await reports.redis.hget(reports.keys.job(parent.id), "st") == b"held"
     adding = await asking_holders(reports, reports.add("c", 2, parent=parent))
     assert not adding.done()
@@ -132,12 +132,12 @@ async def test_a_child_added_to_a_held_parent_that_had_started(flow: FlowProduce
     and writes nothing."""
     import asyncio
 
-    from driver import asking_holders, finish, take
+    from driver import HEADER, asking_holders, finish, take
 
     reports = q(flow, "a")
     parent = await reports.add("p", 1)
     reply = await take(reports, "w", 0, 1)
-    token = reply[9].decode()
+    token = reply[HEADER + 1].decode()
     adding = await asking_holders(reports, reports.add("c", 2, parent=parent, job_id="c1"))
     now = await reports.redis.time()
     ms = str(int(now[0]) * 1000 + int(now[1]) // 1000)

@@ -210,12 +210,13 @@ async def test_an_id_removed_while_a_stuck_worker_held_it_can_be_added_again(
     the old one was deleted soon after; get_job("a") still found it. Expected: once the
     removal has returned, the job is gone, adding the id adds the new job, and the old
     holder's late hand-back does not touch it."""
-    from driver import take
+    from driver import HEADER, JOB_FIELDS, take
 
     await queue.add("x", "first", job_id="a", group="g")
     await queue.add("x", "other", job_id="b")
     reply = await take(queue, "stuck", 0, 2, hold_ms=100)
-    held = {reply[8 + i].decode(): reply[9 + i].decode() for i in range(0, len(reply) - 8, 13)}
+    held = {reply[HEADER + i].decode(): reply[HEADER + 1 + i].decode()
+            for i in range(0, len(reply) - HEADER, JOB_FIELDS)}
     assert set(held) == {"a", "b"}
     if how == "remove_job":
         assert await queue.remove_job("a") is True
@@ -233,7 +234,7 @@ async def test_an_id_removed_while_a_stuck_worker_held_it_can_be_added_again(
     assert statuses[0] == 0
     assert await queue.get_state("a") == "waiting"
     taken = await take(queue, "w2", 1, 0)  # its group was not left counting a hold
-    assert taken[8].decode() == "a"
+    assert taken[HEADER].decode() == "a"
 
 
 # ----- bad arguments -------------------------------------------------------------------------

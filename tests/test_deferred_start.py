@@ -11,6 +11,7 @@ from typing import Any
 from helpers import wait_until
 
 from minique import Queue, Worker
+from minique.worker import JOB_FIELDS
 
 
 async def test_a_pause_between_a_reply_and_the_start_of_its_jobs_sends_them_back(
@@ -34,7 +35,7 @@ async def test_a_pause_between_a_reply_and_the_start_of_its_jobs_sends_them_back
         # A reply whose jobs wait for this call to go.
         if not caught and incoming is not None and incoming.active_n > 0:
             body = incoming.body
-            caught["ids"] = {body[i].decode() for i in range(0, len(body), 13)}
+            caught["ids"] = {body[i].decode() for i in range(0, len(body), JOB_FIELDS)}
             caught["before"] = len(started)
             await worker.pause(wait_active=False)
         return await send(args)

@@ -64,7 +64,7 @@ async def test_an_add_asks_again_when_its_held_parent_was_taken_again_before_it_
     hold again by another worker, who was never asked (it took the parent after the
     control change). The add then waited for that worker until its deadline (the hold
     left plus a second; then InvalidJobState) instead of asking it at once."""
-    from driver import finish, take
+    from driver import HEADER, finish, take
     from helpers import wait_until
 
     from minique import scripts
@@ -72,7 +72,7 @@ async def test_an_add_asks_again_when_its_held_parent_was_taken_again_before_it_
     reports = queue
     parent = await reports.add("p", 1)
     reply = await take(reports, "w", 0, 1, hold_ms=2000)
-    token = reply[9].decode()
+    token = reply[HEADER + 1].decode()
     run = scripts.run
     second: list[str] = []
     cv: list[bytes] = []
@@ -86,7 +86,7 @@ async def test_an_add_asks_again_when_its_held_parent_was_taken_again_before_it_
             assert statuses == [1]
             again = await take(reports, "w2", 0, 1, hold_ms=2000)
             cv.append(await reports.redis.hget(reports.keys.meta, "cv"))
-            second.append(again[9].decode())
+            second.append(again[HEADER + 1].decode())
         return out
 
     monkeypatch.setattr(scripts, "run", racing)
