@@ -5,6 +5,7 @@ minique.worker.split_finish_reply."""
 from __future__ import annotations
 
 from driver import HEADER, JOB_FIELDS, fetch
+from helpers import wait_until
 
 from minique import Queue, scripts
 from minique.worker import encode_results, split_finish_reply
@@ -23,8 +24,16 @@ async def test_statuses_come_last_in_a_first_call_and_in_its_resend(queue: Queue
     results = [(job_id, token, "c", b"\xc0", "", 0, -1, -1, "", "") for job_id, token in taken]
     args = _call(queue, [*results, gone], 2, "layout-1")
     first = await scripts.run(queue.redis, "finish", queue.keys.vector, args)
+    # The re-send comes at a later ms of the Redis clock, so the start time it answers
+    # tells the first call's from its own.
+    first_ms = int(first[HEADER - 1])
+
+    async def clock_moved() -> bool:
+        sec, usec = await queue.redis.time()
+        return sec * 1000 + usec // 1000 > first_ms
+    await wait_until(clock_moved, timeout=5, message="the Redis clock past the first call")
     again = await scripts.run(queue.redis, "finish", queue.keys.vector, args)  # a re-send
-    replies = []
+    replies, started = [], []
     for reply in (first, again):
         statuses, take = split_finish_reply(list(reply), 3)
         assert [int(s) for s in statuses] == [1, 1, 2]  # completed, completed, gone
@@ -32,7 +41,12 @@ async def test_statuses_come_last_in_a_first_call_and_in_its_resend(queue: Queue
         body = take[HEADER:]
         assert len(body) == 2 * JOB_FIELDS
         replies.append([(body[i], body[i + 1]) for i in range(0, len(body), JOB_FIELDS)])
+        started.append(int(take[HEADER - 1]))  # the active jobs' start time (ms)
     assert replies[0] == replies[1]  # the re-send answers with the same jobs and tokens
+    # Their start time is the first call's, as stored, in the re-send's answer too.
+    stored = {int(await queue.redis.hget(queue.keys.job(r[0].decode()), "pon"))
+              for r in replies[0]}
+    assert stored == {started[0]} and started[1] == started[0]
     assert {jid for jid, _ in taken}.isdisjoint(r[0].decode() for r in replies[0])
     stats = await queue.get_stats()
     assert stats["completed"] == 2 and stats["active"] == 2 and stats["waiting"] == 0

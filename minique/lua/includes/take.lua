@@ -88,7 +88,8 @@ end
 -- jobs...}; each job is JOB_FIELDS fields (id, token, name, data, options, attempts made,
 -- attempts started, added at, priority, stalled count with '!' after it for a suspect job,
 -- group), the first `count` of them active, the rest held. (A per-job start time and
--- suspect mark had cost ~1k instructions a job each in the reply.) status: 0 ok, 1 paused, 2 rate limited (info = ms to wait),
+-- suspect mark had cost ~1k instructions a job each in the reply.)
+-- status: 0 ok, 1 paused, 2 rate limited (info = ms to wait),
 -- 3 gave way to jobs held elsewhere (info = ms to wait at most for them; see below).
 --
 -- Holding: a worker whose jobs are short asks for `hold` jobs beyond its free slots. They
