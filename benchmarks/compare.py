@@ -123,10 +123,11 @@ EXTRA_SYSTEMS: list[System] = [
         10000,
         variant="noprefetch",
     ),
-    # `minique worker` runs on uvloop when it is installed; this shows what that adds.
+    # `minique worker` runs on uvloop when it is installed (and uvicorn serves apps on it);
+    # this shows what that adds, to the worker and to the producer.
     System(
         "minique-uvloop",
-        "minique (worker on uvloop)",
+        "minique (on uvloop)",
         _py(MAIN_PY),
         "benchmarks.systems.minique_system",
         10000,

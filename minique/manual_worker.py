@@ -57,6 +57,7 @@ from .worker import (
     GIVE_WAY_TELL,
     GIVE_WAY_TOLD,
     HEADER,
+    HEADER_STARTED_MS,
     JOB_FIELDS,
     Worker,
     _age_ms,
@@ -479,7 +480,7 @@ class ManualWorker:
             body = reply[n + HEADER:n + HEADER + JOB_FIELDS]
             job = None
             if body:
-                job, bad_opts = fetched_job(self.queue, body, header[8])
+                job, bad_opts = fetched_job(self.queue, body, header[HEADER_STARTED_MS])
                 reason = self._unrunnable(job, bad_opts, int(header[4]))
                 if reason:
                     # Failed for good without running, as a Worker does; then the next.
@@ -561,7 +562,7 @@ class ManualWorker:
         body = reply[n + HEADER:n + HEADER + JOB_FIELDS]
         job = None
         if body:
-            job, bad_opts = fetched_job(self.queue, body, reply[n + 8])
+            job, bad_opts = fetched_job(self.queue, body, reply[n + HEADER_STARTED_MS])
             reason = self._unrunnable(job, bad_opts, int(reply[n + 4]))
             if reason:
                 await self._send([_result(job, "f", reason)], 0)

@@ -80,17 +80,21 @@ def _refused_or_all(replies: list[Any]) -> list[Any]:
 def _add_call_args(chunk: Sequence[list[Any]], producer: str, seq: int) -> list[Any]:
     """add.lua's arguments for ``chunk`` (each job as ``Queue._prepare`` made it: id, name,
     data, then its 5 option fields): the distinct option tails once, then per job its id,
-    name, data and the number of its tail (0: ``PLAIN_TAIL``, not sent)."""
+    name, data and the number of its tail (0: ``PLAIN_TAIL``, not sent). The job count is
+    negative when a job has a custom id (automatic ones are digits, custom ones never): only
+    such a call checks its ids against the held jobs (lua/add.lua)."""
     tails: dict[tuple[Any, ...], int] = {PLAIN_TAIL: 0}
     jobs: list[Any] = []
+    custom = False
     for args in chunk:
+        custom = custom or not args[0].isdigit()
         tail = (args[3], args[4], args[5], args[6], args[7])
         number = tails.get(tail)
         if number is None:
             number = tails[tail] = len(tails)
         jobs += (args[0], args[1], args[2], number)
     del tails[PLAIN_TAIL]
-    flat: list[Any] = [len(chunk), producer, seq, len(tails)]
+    flat: list[Any] = [-len(chunk) if custom else len(chunk), producer, seq, len(tails)]
     for tail in tails:
         flat += tail
     flat += jobs
@@ -194,8 +198,8 @@ class Queue:
         # Add calls (one at a time, under the lock) keep a connection of their own and skip
         # redis-py's per-command machinery (minique/own_link.py); None: through the client.
         self._link: OwnLink | None = own_link(self.redis)
-        # (producer, packed head) of a plain one-job add call (_plain_add).
-        self._plain_head: tuple[str, bytes] = ("", b"")
+        # (producer, {job count: packed head}) of a plain one-job add call (_plain_add).
+        self._plain_head: tuple[str, dict[int, bytes]] = ("", {})
         # Automatic ids come from blocks reserved with INCRBY, so an add knows its ids
         # before the first send (a re-send must not take fresh ones).
         self._id_next = 0
@@ -444,7 +448,7 @@ class Queue:
     async def _call_adds(self, calls: list[list[Any]]) -> list[Any]:
         if len(calls) == 1:
             call = calls[0]
-            if (self._link is not None and call[0] == 1 and call[3] == 0
+            if (self._link is not None and call[0] in (1, -1) and call[3] == 0
                     and type(call[6]) is bytes and scripts.uses_functions()):
                 try:
                     return [await self._link.execute_packed(self._plain_add(call))]
@@ -480,13 +484,15 @@ class Queue:
     def _plain_add(self, call: list[Any]) -> bytes:
         """``call`` (one job, plain options: see _add_call_args) packed for the link; the
         head is packed once per producer (a forked child is a producer of its own)."""
+        n, _producer, seq, _nt, job_id, name, data, _tail = call
         if self._plain_head[0] != self._producer:
-            head = packing.packed_head(("FCALL", scripts.library().function("add"), 1,
-                                        self.keys.meta, self.keys.job_prefix, 1,
-                                        self._producer))
-            self._plain_head = (self._producer, head)
-        _n, _producer, seq, _nt, job_id, name, data, _tail = call
-        return packing.plain_add(self._plain_head[1], seq, job_id, name, data)
+            self._plain_head = (self._producer, {})
+        head = self._plain_head[1].get(n)
+        if head is None:  # (1, or -1 for a custom id)
+            head = self._plain_head[1][n] = packing.packed_head((
+                "FCALL", scripts.library().function("add"), 1, self.keys.meta,
+                self.keys.job_prefix, n, self._producer))
+        return packing.plain_add(head, seq, job_id, name, data)
 
     async def _submit_add(self, args: list[Any]) -> tuple[bytes, int, int]:
         """Sends one job's add. While an add is in flight, others wait and then go together

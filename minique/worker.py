@@ -60,8 +60,9 @@ log = logging.getLogger("minique.worker")
 
 JOB_FIELDS = 11  # per job in a fetch reply: see lua/includes/take.lua
 # status, info, next_due, wake_id, now, global limit, control version, hold granted, the
-# start time of the reply's active jobs (ms, by the Redis clock)
-HEADER = 9
+# start time of the reply's active jobs (ms, by the Redis clock), the queue's held version
+HEADER = 10
+HEADER_STARTED_MS = 8  # the header's index of the active jobs' start time
 PREFETCH_WORK = 0.005  # seconds of work a worker may hold per slot beyond what it runs
 PREFETCH_MAX = 200  # jobs held ahead at most (see Worker._prefetch)
 # Payload bytes held ahead at most: a reply carrying more takes longer to arrive than the
@@ -89,30 +90,34 @@ SLOW_CALL = 5.0  # seconds without an answer from Redis before the worker says s
 # Results a runner lets the dispatcher report early (while half of the buffer is left) at
 # least: fewer would buy overlap with calls too small to be worth their round trip.
 EARLY_SEND = 16
+CALL_ID_ARG = 9  # the index of the call id in a finish call's arguments (its ARGV[10])
 RUNNER_SLICE = 0.01  # seconds a runner goes through jobs before yielding to the loop
-_OUTCOMES = {"c": "completed", "f": "failed", "r": "retried", "w": "requeued", "d": "delayed",
-             "h": "returned", "g": "group throttled"}
+_OUTCOMES = {"c": "completed", "C": "completed", "T": "completed", "f": "failed",
+             "r": "retried", "w": "requeued", "d": "delayed", "h": "returned",
+             "g": "group throttled"}
 # What observers are told (minique.observers.Outcome: five values only): a job handed back
 # unstarted at shutdown, or put back by GroupRateLimited, went back without an attempt.
 _OBSERVED = {**_OUTCOMES, "h": "requeued", "g": "requeued"}
-_SHORT_KINDS = frozenset("csSh")  # result kinds sent without a stack trace
+_SHORT_KINDS = frozenset("cCsSh")  # result kinds sent without a stack trace (T: its group)
 EARLY_CANCELS_MAX = 1000  # cancels of unknown jobs remembered at most
 EARLY_CANCEL_S = 10.0  # seconds an unknown job's cancel is worth checking
 CANCEL_RETRY_MAX = 30.0  # seconds between the cancel listener's attempts at most
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, OSError)
 
 
-def encode_results(results: list[tuple[Any, ...]]) -> list[Any]:
+def encode_results(results: list[tuple[Any, ...]], trust: str = "") -> list[Any]:
     """finish.lua's argument layout for results ``(id, token, kind, value, stack, delay_ms,
     keep_count, keep_age_ms, started_ms, counts)``: the distinct retention policies once,
-    then per job one "token:made:started|kind|delay|policy|started|id" string, the value,
-    and the stack unless the kind is c, s or h. started_ms is "" except for jobs taken as
-    held. counts is the job's ":<attempts made>:<attempts started>" as its take replied
+    ``trust`` ("<held version>:<earliest take ms>" of the results of kind C, which
+    lua/finish.lua may write without reading their jobs; "": none), then per job one
+    "token:made:started|kind|delay|policy|started|id" string, the value, and the stack
+    unless the kind is c, C, s, S or h. started_ms is "" except for jobs taken as held.
+    counts is the job's ":<attempts made>:<attempts started>" as its take replied
     them (``Job._counts``; '' has Redis read them from the job: a hash field read each).
     The id (which may contain "|") comes last, so that Lua matches the string without
     backtracking."""
     policies: dict[tuple[int, int], int] = {}
-    args: list[Any] = [""]
+    args: list[Any] = ["", trust]
     for (job_id, token, kind, value, stack, delay_ms, keep_count, keep_age, started,
          counts) in results:
         index = policies.setdefault((keep_count, keep_age), len(policies))
@@ -188,8 +193,9 @@ def failure_outcome(job: Job, exc: BaseException,
 
 
 class _Running:
-    __slots__ = ("bad_opts", "batch", "cancel_reason", "cv", "held", "job", "start_known",
-                 "started", "started_ms", "suspect", "task")
+    __slots__ = ("bad_opts", "batch", "cancel_reason", "cv", "held", "hv", "job",
+                 "start_known", "started", "started_ms", "suspect", "taken_call", "taken_ms",
+                 "task")
 
     def __init__(self, job: Job, bad_opts: bool = False, held: bool = False,
                  cv: bytes = b"", suspect: bool = False) -> None:
@@ -201,6 +207,13 @@ class _Running:
         # reports its start (with the next call, or with its result).
         self.held = held
         self.cv = cv  # the queue's control version when it was taken
+        # The queue's held version when it was taken (b"": unknown), the Redis ms of its
+        # take and the id of the call that took it: while the version is still in force,
+        # its lease from the take still runs, the take is in the data's history and Redis
+        # has had no start note for it, its completion is trusted (kind C).
+        self.hv = b""
+        self.taken_ms = 0
+        self.taken_call = 0
         self.started = 0.0  # loop time it started at
         self.started_ms = 0  # the same, by the Redis clock (reported for held jobs)
         self.batch: _Gathering | None = None  # the batch it is part of (batch processors)
@@ -248,6 +261,8 @@ class _Incoming(NamedTuple):
     sent_at: float
     controls: int
     started_ms: bytes  # the start time of the active jobs (the reply header's)
+    hv: bytes  # the queue's held version (the reply header's; b"": none, a re-sent call's)
+    call: int  # the id of the call whose reply it is
 
     @property
     def jobs(self) -> int:
@@ -439,6 +454,11 @@ class Worker:
         # Every finish call carries an id; a call that failed in transit is re-sent with the
         # same id and arguments, and Redis answers a re-send with the first answer.
         self._call_seq = 0
+        # The held version of the last reply, and the held jobs whose completions wait to be
+        # sent as trusted (kind C: lua/finish.lua): id -> (the held version it was taken
+        # at, the Redis ms of its take, the id of the call that took it).
+        self._hv = b""
+        self._trusted: dict[str, tuple[bytes, int, int]] = {}
         self._unsent: _Call | None = None
         self._incoming: _Incoming | None = None
         self._in_call = False  # a finish call is out: Redis works while the runners do
@@ -900,10 +920,30 @@ class Worker:
             kind = "S" if running.start_known is not None else "s"
             results.append((running.job.id, running.job.token, kind, "", "", 0, 0, -1,
                             running.started_ms, running.job._counts))
+        trust = self._trust(results) if self._trusted else ""
         args: list[Any] = [self.keys.job_prefix, want, self.lock_ms, self.ident, self.lim_max,
                            self.lim_window_ms, 1000, hold, hold_ms, self._call_seq, len(results),
-                           *encode_results(results)]
+                           *encode_results(results, trust)]
         return args, results, notes, want, asyncio.get_running_loop().time(), self._controls
+
+    def _trust(self, results: list[tuple[Any, ...]]) -> str:
+        """What the call says of its trusted completions ("<held version>:<earliest take
+        ms>:<earliest take's call id>", or "" for none): those taken at the held version of
+        the last reply stay C (or T), the others become plain c (lua/finish.lua reads
+        their jobs)."""
+        hv, earliest, first_call = self._hv, 0, 0
+        for i, result in enumerate(results):
+            if result[2] != "C" and result[2] != "T":
+                continue
+            taken_hv, taken_ms, taken_call = self._trusted.pop(result[0], (b"", 0, 0))
+            if taken_hv != hv or not hv or not taken_call:
+                results[i] = (result[0], result[1], "c", *result[3:])
+                continue
+            if not earliest or taken_ms < earliest:
+                earliest = taken_ms
+            if not first_call or taken_call < first_call:
+                first_call = taken_call
+        return f"{hv.decode()}:{earliest}:{first_call}" if earliest else ""
 
     async def _send_call(self, args: list[Any]) -> Any:
         """One finish call. A call Redis leaves unanswered is aborted by the link monitor
@@ -989,7 +1029,8 @@ class Worker:
             if running.start_known is not None and not running.start_known.done():
                 running.start_known.set_result(status == 1)
         (status, info, next_due, wake_id, now_ms, global_limit, cv,
-         hold_granted, started_ms) = reply[:HEADER]
+         hold_granted, started_ms, hv) = reply[:HEADER]
+        self._hv = hv
         loop = asyncio.get_running_loop()
         if sent_at >= self._due_ahead:
             self._settle_aheads(sent_at, reply[HEADER:])
@@ -1040,7 +1081,7 @@ class Worker:
         active_n = int(info) if int(status) == 0 else 0
         if body:
             incoming = _Incoming(body, active_n, cv, stale, sent_at, self._controls,
-                                 started_ms)
+                                 started_ms, hv, _args[CALL_ID_ARG])
             if self._results and not stale and int(status) == 0:
                 # Results are waiting: the next call goes before these jobs are started
                 # (_dispatch_loop). Until then they count as buffered (_wanted).
@@ -1081,7 +1122,8 @@ class Worker:
         back = incoming.stale or incoming.controls != self._controls
         for i in range(0, len(body), JOB_FIELDS):
             self._start(body[i:i + JOB_FIELDS], incoming.started_ms,
-                        held=i // JOB_FIELDS >= incoming.active_n, cv=incoming.cv, back=back)
+                        held=i // JOB_FIELDS >= incoming.active_n, cv=incoming.cv, back=back,
+                        hv=incoming.hv, call=incoming.call)
         if self._peer_at >= incoming.sent_at:
             self._return_held()  # held before an idle taker asked for them (_on_peer)
 
@@ -1279,11 +1321,13 @@ class Worker:
     # ----- running one job ---------------------------------------------------------------
 
     def _start(self, f: list[Any], started_ms: bytes, held: bool = False, cv: bytes = b"",
-               back: bool = False) -> None:
+               back: bool = False, hv: bytes = b"", call: int = 0) -> None:
         job, bad_opts = fetched_job(self.queue, f, started_ms)
         job_id = job.id
         job.ctx = self.ctx
         running = _Running(job, bad_opts, held, cv, suspect=held and f[9].endswith(b"!"))
+        if held:
+            running.hv, running.taken_ms, running.taken_call = hv, int(started_ms), call
         size = len(f[3]) if f[3] else 0
         # Up at once, down slowly: one big payload shrinks what is held at the next call.
         self._avg_bytes = max(float(size), self._avg_bytes * 0.9 + size * 0.1)
@@ -1869,6 +1913,19 @@ class Worker:
         if stack and not stack.isascii():
             stack = wire_text(stack)
         held_start: int | str = self._held_started.pop(job.id, "") if self._held_started else ""
+        sent_kind = kind
+        if kind == "c" and held_start != "":
+            # A held job that started and ended before its start note went: Redis still has
+            # it as its take left it, unless someone else changed a held job since (which
+            # _build_call and finish.lua tell by the held version).
+            note = self._start_notes.get(job.id)
+            if note is not None and note.hv:
+                # T: the same for a job with a group, which goes with it (in the place of
+                # a stack trace): the completion releases the group's count of held jobs.
+                sent_kind = "T" if job.group else "C"
+                if job.group:
+                    stack = job.group
+                self._trusted[job.id] = (note.hv, note.taken_ms, note.taken_call)
         # A delay counts from now, not from when the result reaches Redis (results wait for
         # the next call): its due time on the loop's clock, turned into the delay left when
         # the call is built (_build_call), as a worker sending each result at once would.
@@ -1876,7 +1933,7 @@ class Worker:
         if delay_ms > 0:
             delay = asyncio.get_running_loop().time() + delay_ms / 1000.0
             self._timed_results += 1
-        self._results.append((job.id, job.token, kind, value, stack, delay, keep.count,
+        self._results.append((job.id, job.token, sent_kind, value, stack, delay, keep.count,
                               _age_ms(keep), held_start, job._counts))
         if kind in ("c", "f") and job.opts.parent_ahead:
             # Its parent, in this queue and maybe with a priority, may become waiting when

@@ -1,8 +1,9 @@
 """A worker process for tests/test_break23.py: ``python tests/break23_procs.py URL QUEUE
 KILL PREFETCH CONCURRENCY``. Each start is recorded in Redis (``<queue base>:starts``,
 ``<id>|<pid>``). With KILL=1 the process kills itself (SIGKILL) just after the call sent in
-the window went out, once a reply with at least 6 held jobs (or, without prefetch, 5 jobs
-taken for free slots) waits in ``_incoming``."""
+the window went out, once a reply with at least 4 held jobs (or, without prefetch, 5 jobs
+taken for free slots) waits in ``_incoming``. (After the first calls, a reply of this
+worker holds 1-5 jobs, rarely more: a threshold of 6 was at times never met in 900 jobs.)"""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ async def main(url: str, queue: str, kill: bool, prefetch: bool, concurrency: in
         seen["calls"] += 1
         if kill and incoming is not None and seen["calls"] > 5:
             held = incoming.jobs - incoming.active_n
-            if (prefetch and held >= 6) or (not prefetch and incoming.active_n >= 5):
+            if (prefetch and held >= 4) or (not prefetch and incoming.active_n >= 5):
                 ids = [incoming.body[i].decode() for i in range(0, len(incoming.body), JOB_FIELDS)]
                 # Synchronously: the window stays open (the loop does not turn).
                 r = syncredis.Redis.from_url(url)

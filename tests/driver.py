@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from minique import Queue, scripts
-from minique.worker import encode_results, split_finish_reply
+from minique.worker import HEADER, JOB_FIELDS, encode_results, split_finish_reply
 
-JOB_FIELDS, HEADER = 11, 9
 _calls = itertools.count(1)
 
 
@@ -28,6 +28,38 @@ async def finish(q: Queue, results: list[tuple[Any, ...]] = (), want: int = 0,  
     body = reply[HEADER:]
     taken = [(body[i].decode(), body[i + 1].decode()) for i in range(0, len(body), JOB_FIELDS)]
     return statuses, taken, header
+
+
+async def call_as(q: Queue, worker: str, call_id: int, results: list[tuple[Any, ...]],
+                  hold: int = 0, lease_ms: int = 30000, hold_ms: int = 30000,
+                  trust: str = "") -> tuple[list[int], list[tuple[str, str]], list[Any]]:
+    """One finish call of ``worker`` with its own counting ``call_id`` (the calls record and
+    trusted completions follow a worker's line of calls), holding up to ``hold`` jobs and
+    naming ``trust`` ("<held version>:<take ms>:<take call>") for its C/T results:
+    (statuses, [(id, token)], header)."""
+    args: list[Any] = [q.keys.job_prefix, 0, lease_ms, worker, 0, 0, 1000, hold,
+                       hold_ms if hold else 0, call_id, len(results),
+                       *encode_results(results, trust)]
+    reply = await scripts.run(q.redis, "finish", q.keys.vector, args)
+    statuses, take = split_finish_reply(list(reply), len(results))
+    body = take[HEADER:]
+    jobs = [(body[i].decode(), body[i + 1].decode()) for i in range(0, len(body), JOB_FIELDS)]
+    return [int(s) for s in statuses], jobs, take[:HEADER]
+
+
+def as_an_older_version(change: Callable[[Queue, str, str], Awaitable[None]]
+                        ) -> Callable[[Queue, str, str], Awaitable[None]]:
+    """``change(q, job_id, token)``, as a process of a version before the held version
+    made it: the same writes, with meta 'hv' left as it was (trusted completions)."""
+    async def older(q: Queue, job_id: str, token: str) -> None:
+        hv = await q.redis.hget(q.keys.meta, "hv")
+        await change(q, job_id, token)
+        if hv is None:
+            await q.redis.hdel(q.keys.meta, "hv")
+        else:
+            await q.redis.hset(q.keys.meta, "hv", hv)
+    older.__name__ = f"older_{change.__name__}"
+    return older
 
 
 async def fetch(q: Queue, want: int = 1, **kw: Any) -> list[tuple[str, str]]:

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import pytest
-from driver import JOB_FIELDS
+from driver import HEADER, JOB_FIELDS
 
 from minique import Queue
 from minique.scheduler import get_job_scheduler, refill_due
@@ -22,7 +22,7 @@ from minique.scheduler import get_job_scheduler, refill_due
 async def _take(queue: Queue, count: int = 10) -> list[str]:
     """Takes up to ``count`` jobs with the real fetch script (as a worker does)."""
     reply = await queue._run("fetch", [count, 30000, "break-sched", 0, 0, 1000])
-    body = reply[9:]
+    body = reply[HEADER:]
     return [body[i].decode() for i in range(0, len(body), JOB_FIELDS)]
 
 

@@ -13,9 +13,7 @@ from driver import die_holding, finish, take
 from helpers import wait_until
 
 from minique import Queue, Worker, scripts
-
-HEADER = 9
-JOB_FIELDS = 11
+from minique.worker import HEADER, JOB_FIELDS
 
 
 def _marks(reply: list[Any]) -> dict[str, bytes]:

@@ -4,11 +4,12 @@ minique.worker.split_finish_reply."""
 
 from __future__ import annotations
 
+import pytest
 from driver import HEADER, JOB_FIELDS, fetch
 from helpers import wait_until
 
 from minique import Queue, scripts
-from minique.worker import encode_results, split_finish_reply
+from minique.worker import HEADER_STARTED_MS, encode_results, split_finish_reply
 
 
 def _call(queue: Queue, results: list[tuple[object, ...]], want: int, call_id: str) -> list[object]:
@@ -16,17 +17,22 @@ def _call(queue: Queue, results: list[tuple[object, ...]], want: int, call_id: s
             len(results), *encode_results(results)]
 
 
-async def test_statuses_come_last_in_a_first_call_and_in_its_resend(queue: Queue) -> None:
+# A worker's calls count up ("7"); other callers' ids are any string, as long as msgpack's
+# str8 and str16 too (the record is matched on its packed bytes; lua/finish.lua).
+@pytest.mark.parametrize("call_id", ["7", "layout-1", "a/b/1", "x" * 40, "y" * 300],
+                         ids=["counting", "named", "slashes", "str8", "str16"])
+async def test_statuses_come_last_in_a_first_call_and_in_its_resend(
+        queue: Queue, call_id: str) -> None:
     await queue.add_bulk([("j", i) for i in range(4)])
     taken = await fetch(queue, 2, worker="w-layout")
     assert len(taken) == 2
     gone = ("no-such-job", "1", "c", b"\xc0", "", 0, -1, -1, "", "")
     results = [(job_id, token, "c", b"\xc0", "", 0, -1, -1, "", "") for job_id, token in taken]
-    args = _call(queue, [*results, gone], 2, "layout-1")
+    args = _call(queue, [*results, gone], 2, call_id)
     first = await scripts.run(queue.redis, "finish", queue.keys.vector, args)
     # The re-send comes at a later ms of the Redis clock, so the start time it answers
     # tells the first call's from its own.
-    first_ms = int(first[HEADER - 1])
+    first_ms = int(first[HEADER_STARTED_MS])
 
     async def clock_moved() -> bool:
         sec, usec = await queue.redis.time()
@@ -41,7 +47,7 @@ async def test_statuses_come_last_in_a_first_call_and_in_its_resend(queue: Queue
         body = take[HEADER:]
         assert len(body) == 2 * JOB_FIELDS
         replies.append([(body[i], body[i + 1]) for i in range(0, len(body), JOB_FIELDS)])
-        started.append(int(take[HEADER - 1]))  # the active jobs' start time (ms)
+        started.append(int(take[HEADER_STARTED_MS]))  # the active jobs' start time (ms)
     assert replies[0] == replies[1]  # the re-send answers with the same jobs and tokens
     # Their start time is the first call's, as stored, in the re-send's answer too.
     stored = {int(await queue.redis.hget(queue.keys.job(r[0].decode()), "pon"))

@@ -91,14 +91,19 @@ async def test_a_peer_that_stops_reading_times_the_write_out() -> None:
 
     async def never_read(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         accepted.append(w)
-        # The connection handshake (HELLO, CLIENT SETINFO...) gets "+OK" per command; after
-        # that nothing is read, so the socket buffers fill up.
+        # The connection handshake gets "+OK" per command (CLIENT SETINFO...), and HELLO the
+        # RESP3 map redis-py 8.2+ reads ("proto" from it); after that nothing is read, so the
+        # socket buffers fill up.
         while not handshaken.is_set():
             try:
                 chunk = await asyncio.wait_for(r.read(65536), 0.05)
             except TimeoutError:
                 continue
-            w.write(b"+OK\r\n" * sum(1 for line in chunk.split(b"\r\n") if line[:1] == b"*"))
+            lines = chunk.split(b"\r\n")
+            for i, line in enumerate(lines):
+                if line[:1] == b"*":
+                    hello = i + 2 < len(lines) and lines[i + 2].upper() == b"HELLO"
+                    w.write(b"%1\r\n+proto\r\n:3\r\n" if hello else b"+OK\r\n")
 
     server = await asyncio.start_server(never_read, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]

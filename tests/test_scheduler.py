@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from driver import JOB_FIELDS
+from driver import HEADER, JOB_FIELDS
 from helpers import wait_until
 
 from minique import Queue, Worker, scripts
@@ -205,7 +205,7 @@ async def test_remove_all_leaves_no_scheduler_keys(queue: Queue, client: Any) ->
 
 async def _take_with_tokens(queue: Queue, count: int = 10) -> list[tuple[str, str]]:
     reply = await queue._run("fetch", [count, 30000, "test-worker", 0, 0, 1000])
-    body = reply[9:]  # after the header (see lua/includes/take.lua)
+    body = reply[HEADER:]  # after the header (see lua/includes/take.lua)
     return [(body[i].decode(), body[i + 1].decode()) for i in range(0, len(body), JOB_FIELDS)]
 
 

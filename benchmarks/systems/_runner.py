@@ -480,7 +480,13 @@ def main(adapter_cls: type[Adapter]) -> None:
 
     run = Run(adapter, module, args)
     try:
-        result = asyncio.run(run.run())
+        if args.variant == "uvloop":
+            # The producer side on uvloop too, as in an app served by uvicorn (which uses
+            # it when installed) or a `minique worker` process adding jobs.
+            import uvloop
+            result = uvloop.run(run.run())
+        else:
+            result = asyncio.run(run.run())
     except NotAvailable as exc:
         result = {"ok": False, "na": str(exc)}
     except Exception as exc:

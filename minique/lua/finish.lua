@@ -3,7 +3,8 @@
 -- job's token: a worker whose lease expired cannot finish a job that is no longer its own.
 -- ARGV: JP, count, lease_ms, worker, limiter_max, limiter_window_ms, promote_limit, hold,
 --       hold_ms, call id, nres, policies ("count:age_ms,..." retention policies, referred
---       to by index), then per result "token:made:started|kind|delay_ms|policy
+--       to by index), "<held version>:<earliest take ms>" of its C results ('' = none; see
+--       "Trusted completions" below), then per result "token:made:started|kind|delay_ms|policy
 --       index|started_ms|id" and the value, plus the stack trace for kinds f, r, d and w.
 --       (Few arguments per job: packing them is the client's hot spot. The id, which may
 --       contain '|', comes last: matched from the left, the pattern never backtracks,
@@ -11,7 +12,10 @@
 --   made:started: the job's attempt counts as its take replied them (attempts made, and
 --   attempts started once it has started); ":made:started" may be left out, and the
 --   counts are then read from the job.
---   kind: c = completed (value = return value), f = failed (value = reason),
+--   kind: c = completed (value = return value), C = the same for a held job that its
+--         worker neither started nor handed back in an earlier call (see below), T = as
+--         C for a job with a group (the group in the place of the stack trace),
+--         f = failed (value = reason),
 --         r = retry after delay_ms (value = reason), w = back to waiting without using an
 --         attempt; delay_ms > 0 then also stops the queue taking jobs for that long,
 --         d = delayed by delay_ms without using an attempt (value = reason),
@@ -32,6 +36,31 @@
 -- The call id makes a re-sent call (a client retry after a timeout, when the first send
 -- may have run) change nothing twice: the worker's last call is recorded with the ids it
 -- took, and the same id again gets the first answer back, rebuilt from the jobs.
+--
+-- Trusted completions. A C result is written without reading the job first (its token
+-- and state: the read and its reply were ~8k Redis instructions a job at concurrency 50,
+-- where nearly every job is held, starts and ends between two calls). Its job is still
+-- held with the token its take wrote (or was removed while held, by which its
+-- completion stands all the same) when all of these hold:
+--   - its worker sent no start note or hand-back for it (the worker marks only those C);
+--   - its lease from its take still runs: the call names the earliest take of its C jobs
+--     (the Redis ms its reply gave), and no take-back of a dead holder's jobs, by a
+--     worker of any version, can have reached a job whose lease has not run out;
+--   - no other change to a held job since its take: those that put one back (a job
+--     unlinked while held) move meta 'hv' on (includes/base.lua held_changed), as do
+--     removals and take-backs, and the call names the held version its take's reply gave
+--     (a re-sent call's answer gives none);
+--   - the take is in the data's history: the call that made it is in the worker's
+--     unbroken line of recorded calls (each found the record of the one before; see
+--     'chain' below). After a restore from an older snapshot, an AOF that lost its last
+--     second, a restart without persistence or an obliterate, a take of the lost time is
+--     read: the same held version and lease can then stand for another take;
+--   - the queue has no dedup ids or flows (the read's other fields; the group comes with
+--     a T result), and the job's retention keeps it (one removed at once is never written).
+-- ARGV[13] is then "<held version>:<earliest take ms>:<earliest take's call id>"; a C
+-- result that misses any of these is a plain c. The write's count of new fields tells a
+-- hash deleted behind the queue's back (all 7 new: a held job's hash has 'st' and 'tok'),
+-- which is undone.
 --@include base
 --@include retention
 --@include take
@@ -46,21 +75,42 @@ local nres = tonumber(ARGV[11])
 -- when it stops, and the sweep drops those of workers gone (sweep.lua).
 local calls_key = BASE .. ':calls'
 
+-- The first call of this worker's unbroken line of recorded calls: each call finds the
+-- record of the one before it (a call that does not, after a restore from an older
+-- snapshot, a restart without persistence or an obliterate, starts a new line). Every call
+-- of the line ran on the data of the one before, so a take in the line is in this data's
+-- history, and one before it may not be (trusted completions, below). Only a worker's
+-- counting ids ("1", "2"...) make a line; a call with any other id starts none ('').
+local seq = string.match(call_id, '^%d+$') and tonumber(call_id)
+local chain = seq and call_id or ''
+do
 local record = redis.call('HGET', calls_key, worker)
--- The record starts with its call id (a 5-item array, 0x95, then the id): a call that is
--- no re-send, the usual case, is told apart without unpacking the previous call's ids.
-local id_prefix = '\149' .. cmsgpack.pack(call_id)
-if record and string.sub(record, 1, #id_prefix) == id_prefix then
+-- The record starts with "<call id>/<first call of its line>" (a 5-item array, 0x95, then
+-- a string): a call that is no re-send, the usual case, is told apart without unpacking
+-- the previous call's ids. (Readers of other workers' records read item 5.)
+local rec_id, rec_chain
+if record and string.byte(record, 1) == 0x95 then
+  local b1, b2, b3 = string.byte(record, 2, 4)
+  local from, len = 3, (b1 or 0) - 0xa0  -- fixstr; str8 and str16 for long ids
+  if b1 == 0xd9 then from, len = 4, b2 elseif b1 == 0xda then from, len = 5, b2 * 256 + b3 end
+  if len and len > 0 and (len < 32 or b1 == 0xd9 or b1 == 0xda) then
+    rec_id, rec_chain = string.match(string.sub(record, from, from + len - 1), '^(.*)/(%d*)$')
+  end
+end
+if seq and rec_chain ~= '' and rec_id == int_str(seq - 1) then chain = rec_chain end
+if rec_id == call_id then
   local r = cmsgpack.unpack(record)
-  if r[1] == call_id then
+  do  -- (the block the record's locals end with)
     -- A re-send: the first answer, with the jobs it handed out that are still this call's.
     -- Its header says what holds now: the queue's limit and control version (a worker
     -- that held jobs under an older version hands them back), no hold granted.
     local out, header = {}, 1
     local m = meta_marks()
     local limit = tonumber(m.gconc) or (m.glim and -1) or 0
-    -- (The active jobs' start time: the first call's, which took them.)
-    for _, v in ipairs({0, 0, -1, '0-0', now, limit, m.cv or '0', 0, tonumber(r[5]) or now}) do
+    -- (The active jobs' start time: the first call's, which took them. No held version:
+    -- no completion of these jobs is trusted, as their state is not known to be the take's.)
+    for _, v in ipairs({0, 0, -1, '0-0', now, limit, m.cv or '0', 0, tonumber(r[5]) or now,
+                        ''}) do
       out[#out + 1] = v
     end
     local active_n = 0
@@ -89,6 +139,7 @@ if record and string.sub(record, 1, #id_prefix) == id_prefix then
     return out
   end
 end
+end
 
 local statuses = {}
 local counts = {completed = 0, failed = 0, retried = 0}
@@ -105,40 +156,71 @@ local done_c, done_f = retention_batch(K.completed), retention_batch(K.failed)
 -- on, and is never deleted but with the queue), and its dedup id and flow links only in
 -- one that has had such jobs (meta 'xr', as delete_job_keys).
 local marks = meta_marks()
-local read_group, read_extra = marks.gwn ~= false, marks.xr ~= false
 -- A result's fields (cur_* below): 1 token, 2 state, 3 group, 4 dedup id, 5 parent,
 -- 6 parent policy. The attempt counts come with the result (after its token), the place
 -- it goes back to ('ps') is read only where a hand-back needs it.
 local FIELDS = {'tok', 'st', 'g', 'dd', 'par', 'pol'}
-local n_fields = read_extra and 6 or read_group and 3 or 2
+-- (Written out, not named: a local each counts against the 200 of EVAL mode's chunk.)
+local n_fields = (marks.xr ~= false) and 6 or (marks.gwn ~= false) and 3 or 2
 
 -- Keyed by the index as the results send it (a string), so no result converts it.
-local policies, np = {}, 0
-for kc, ka in string.gmatch(ARGV[12], '(-?%d+):(-?%d+)') do
-  policies[int_str(np)] = {tonumber(kc), tonumber(ka)}
-  np = np + 1
+local policies = {}
+do
+  local np = 0
+  for kc, ka in string.gmatch(ARGV[12], '(-?%d+):(-?%d+)') do
+    policies[int_str(np)] = {tonumber(kc), tonumber(ka)}
+    np = np + 1
+  end
 end
-local b = 13
+-- Trusted completions (see the top): the held version they were handed out at, if the
+-- call may trust any (it is checked again per result: one before may have changed it).
+local trust_hv = ''
+do
+  local hv, taken, took = string.match(ARGV[13] or '', '^(%d+):(%d+):(%d+)$')
+  if hv and n_fields <= 3 and hv == (marks.hv or '0') and now < tonumber(taken) + lease_ms
+      and chain ~= '' and tonumber(took) >= tonumber(chain) then
+    trust_hv = hv
+  end
+end
+local b = 14
 -- Locals for what the loop calls per job: a global is a table lookup on each use.
 local rcall, smatch = redis.call, string.match
 for i = 1, nres do
   local tok, tok_atm, tok_ats, kind, delay_s, pi, started, id =
     smatch(ARGV[b], '^([^|:]*):?(%d*):?(%d*)|(%a)|(%d+)|(%d+)|(%d*)|(.*)$')
   local value, stack = ARGV[b + 1], ''
-  if kind == 'c' or kind == 's' or kind == 'h' or kind == 'S' then
+  local trusted = kind == 'C' or kind == 'T'
+  if kind == 'c' or kind == 's' or kind == 'h' or kind == 'S' or kind == 'C' then
     b = b + 2
   else
-    stack = ARGV[b + 2]; b = b + 3
+    stack = ARGV[b + 2]; b = b + 3  -- (for T: the job's group)
   end
+  if trusted then kind = 'c' end
   local policy = policies[pi]
   local jk = JP .. id
+  trusted = trusted and trust_hv ~= '' and trust_hv == (marks.hv or '0') and started ~= ''
+            and tok_ats ~= '' and policy ~= nil and policy[1] ~= 0 and policy[2] ~= 0
   -- Every way out of active (and held) clears the token, so a matching token means the
   -- job is still this worker's, and its attempt counts are still those its take replied
   -- (only a way out, or this worker's own results, changes them): the worker sends them
   -- back after the token (made, then started as the job stands once it starts), and the
   -- hash is not read for them (~3k instructions a field).
   local cur_tok, cur_st, cur_g, cur_dd, cur_par, cur_pol
-  if n_fields == 2 then  -- (the usual queue: no unpack of FIELDS per result)
+  -- A trusted completion's write stands for the read (the 'c' branch below skips its own).
+  if trusted then
+    if stack ~= '' then cur_g = stack end  -- (T: the group its take replied; a job's is fixed)
+    if rcall('HSET', jk, 'pon', started, 'ats', tok_ats, 'st', 'completed', 'rv', value,
+             'fon', now_s, 'tok', '', 'atm', int_str(count_num(tok_atm, 0) + 1)) == 7 then
+      rcall('DEL', jk)  -- every field was new: the hash had been deleted (see the top)
+      trusted = false
+    else
+      -- Held, or removed while held by a process older than the held version (whose
+      -- removals do not move it on): a started job's completion stands either way, and
+      -- it leaves whichever of the two sets has it.
+      cur_tok, cur_st = tok, 'held'
+      left_removed[#left_removed + 1] = id
+    end
+  elseif n_fields == 2 then  -- (the usual queue: no unpack of FIELDS per result)
     cur_tok, cur_st = unpack(rcall('HMGET', jk, 'tok', 'st'))
   else
     cur_tok, cur_st, cur_g, cur_dd, cur_par, cur_pol =
@@ -259,7 +341,8 @@ for i = 1, nres do
       -- The event carries the return value, so a waiter has it even once retention has
       -- removed the job; a large one only if no job is left to read it from.
       if retain(done_c, id, now_s, policy[1], policy[2]) then
-        if start_fields then
+        if trusted then  -- (written above)
+        elseif start_fields then
           rcall('HSET', jk, 'pon', started, 'ats', cur_ats, 'st', 'completed', 'rv', value,
                 'fon', now_s, 'tok', '', 'atm', int_str(count_num(cur_atm, 0) + 1))
         else
@@ -345,7 +428,11 @@ end
 flush_events()
 call_batched('ZREM', K.active, left_active)
 call_batched('ZREM', K.held, left_held)
-call_batched('ZREM', K.held_removed, left_removed)
+-- (Trusted completions are listed here too, in case an older version removed them: a
+-- queue without removed held jobs, the usual case, skips their arguments.)
+if #left_removed > 0 and redis.call('EXISTS', K.held_removed) == 1 then
+  call_batched('ZREM', K.held_removed, left_removed)
+end
 call_batched('ZADD', K.active, starts)
 if held_grouped_done then group_holds_count(held_grouped_done) end
 for _, g in ipairs(released) do group_release(g) end
@@ -368,7 +455,8 @@ if taken[1] == 0 then
     list[#list + 1] = taken[j + 1]
   end
 end
-redis.call('HSET', calls_key, worker, cmsgpack.pack({call_id, statuses, active_ids, held_ids, now}))
+redis.call('HSET', calls_key, worker,
+           cmsgpack.pack({call_id .. '/' .. chain, statuses, active_ids, held_ids, now}))
 local nt = #taken
 for j = 1, #statuses do taken[nt + j] = statuses[j] end
 return taken

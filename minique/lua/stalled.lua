@@ -105,6 +105,8 @@ for _, set_key in ipairs({K.active, K.held, K.held_removed}) do
     end
   end
 end
+-- Jobs taken back are their holders' no longer: their completions are read again.
+if taken > 0 then held_changed() end
 count_metrics(now, 'stalled', stalled)
 count_metrics(now, 'failed', failed)
 retention_flush(done_f, now, 100)

@@ -103,7 +103,7 @@ local function meta_marks()
   if not meta_cache then
     local fields = {'gwn', 'xr', 'xs', 'gconc', 'cv', 'paused', 'hu', 'emax', 'gx',
                     'keep:' .. K.completed, 'keep:' .. K.failed, 'fence', 'glim', 'nh', 'xl',
-                    'ha'}
+                    'ha', 'hv'}
     local v = redis.call('HMGET', K.meta, unpack(fields))
     meta_cache = {}
     for i, f in ipairs(fields) do meta_cache[f] = v[i] end
@@ -444,6 +444,14 @@ local function enqueue_return(jk, id, ps, tok)
   wake()
 end
 
+-- A held job changed by anyone but its holder (removed, drained, taken back from a dead
+-- holder): the queue's held version (meta 'hv') moves on. A holder's completions of held
+-- jobs handed out at the version still in force are written without a read of the job
+-- (finish.lua, trusted completions).
+local function held_changed()
+  meta_set('hv', int_str(redis.call('HINCRBY', K.meta, 'hv', 1)))
+end
+
 -- A held job that remove() or drain() reached: out of the held set (it is no longer
 -- waiting) into held_removed, with the same lease. Its worker deletes it when it hands it
 -- back; if it had started already, its start or result takes it out and it runs on.
@@ -452,6 +460,7 @@ end
 local function mark_held_removed(jk, id)
   local score = redis.call('ZSCORE', K.held, id)
   if not score then return 0 end
+  held_changed()
   redis.call('ZREM', K.held, id)
   redis.call('ZADD', K.held_removed, score, id)
   local hu = redis.call('HGET', K.meta, 'hu') or '0'
@@ -521,7 +530,9 @@ local function unlink_job(jk, id)
   elseif st == 'completed' then unlist_finished(K.completed, id)
   elseif st == 'failed' then unlist_finished(K.failed, id)
   elseif st == 'active' then redis.call('ZREM', K.active, id)
-  elseif st == 'held' then redis.call('ZREM', K.held, id)
+  elseif st == 'held' then
+    redis.call('ZREM', K.held, id)
+    held_changed()
   elseif st == 'waiting-children' then redis.call('ZREM', BASE .. ':waiting-children', id)
   end
   return st
@@ -608,6 +619,10 @@ end
 local function free_removed(jk, id, now)
   local st, rmu, g, tok = unpack(redis.call('HMGET', jk, 'st', 'rmu', 'g', 'tok'))
   if st ~= 'removed' or now < (tonumber(rmu) or 0) then return false end
+  -- An older version's removal left the held version as it was: its holder's completion,
+  -- written without a read (finish.lua, trusted completions), must not land on a job
+  -- added again under this id.
+  held_changed()
   redis.call('ZREM', K.held_removed, id)
   if g and tok and tok ~= '' then
     group_holds_count({[token_bucket(tok)] = -1})

@@ -2,7 +2,7 @@
 -- Fetch path shared by fetch.lua and finish.lua: promote due delayed jobs, honour pause and
 -- rate limits, then move up to `count` ready jobs to active with a fresh fencing token.
 
-local HEADER_LEN = 9  -- (minique/worker.py HEADER)
+local HEADER_LEN = 10  -- (minique/worker.py HEADER)
 local JOB_FIELDS = 11  -- per job in the reply (minique/worker.py JOB_FIELDS)
 
 local function promote_due(now, limit)
@@ -85,7 +85,7 @@ end
 -- Returns {status, info, next_due, wake_id, now, the queue's limit (its global concurrency;
 -- -1 for a global rate limit alone; 0 = none: a worker holds nothing while it is not 0),
 -- control version, hold granted (ms, 0 = none), the start time of its active jobs (ms),
--- jobs...}; each job is JOB_FIELDS fields (id, token, name, data, options, attempts made,
+-- the queue's held version (meta 'hv': see finish.lua on trusted completions), jobs...}; each job is JOB_FIELDS fields (id, token, name, data, options, attempts made,
 -- attempts started, added at, priority, stalled count with '!' after it for a suspect job,
 -- group), the first `count` of them active, the rest held. (A per-job start time and
 -- suspect mark had cost ~1k instructions a job each in the reply.)
@@ -109,7 +109,8 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
     local gmax, gwin = string.match(m.glim, '^(%d+):(%d+)$')
     lim_max, lim_window = tonumber(gmax), tonumber(gwin)
   end
-  local out = {0, 0, -1, '', now, gconc or (m.glim and -1) or 0, m.cv or '0', 0, now}
+  local out = {0, 0, -1, '', now, gconc or (m.glim and -1) or 0, m.cv or '0', 0, now,
+               m.hv or '0'}
   if m.paused then
     out[1] = 1
   else
