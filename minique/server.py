@@ -12,7 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -54,15 +54,18 @@ class _ServerExited(Exception):
 
 
 class RedisServer:
-    """One server process on 127.0.0.1. ``port=0`` picks a free port."""
+    """One server process on 127.0.0.1. ``port=0`` picks a free port with ``pick_port``
+    (``free_port`` unless given: a cluster node also needs port + 10000 free)."""
 
     def __init__(self, port: int = 0, *, binary: str | None = None,
-                 extra_args: Sequence[str] = (), directory: str | None = None) -> None:
+                 extra_args: Sequence[str] = (), directory: str | None = None,
+                 pick_port: Callable[[], int] = free_port) -> None:
         self.binary = binary or find_server_binary()
         # A port picked here may be taken by another process before the server binds it
         # (two test sessions side by side): start() then tries another one.
         self._port_picked = not port
-        self.port = port or free_port()
+        self._pick_port = pick_port
+        self.port = port or pick_port()
         self.extra_args = list(extra_args)
         self._tmp = None if directory else tempfile.TemporaryDirectory(prefix="minique-redis-")
         self.directory = directory or (self._tmp.name if self._tmp else ".")
@@ -87,7 +90,7 @@ class RedisServer:
                     raise RuntimeError(
                         f"{self.binary} exited with code {self._exit_code} "
                         f"(port {self.port})") from None
-                self.port = free_port()
+                self.port = self._pick_port()
         raise AssertionError("unreachable")
 
     def _start_once(self, timeout: float) -> RedisServer:

@@ -34,7 +34,10 @@ class LocalCluster:
         from helpers import server_binary
 
         args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]
-        self.nodes = [RedisServer(cluster_port(), binary=server_binary(), extra_args=list(args))
+        # Picked ports, so that a node whose port (or bus port) was taken in the meantime by
+        # another test worker's server starts again on another pair.
+        self.nodes = [RedisServer(binary=server_binary(), extra_args=list(args),
+                                  pick_port=cluster_port)
                       for _ in range(masters)]
 
     @property

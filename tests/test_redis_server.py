@@ -41,3 +41,25 @@ def test_a_given_port_that_is_taken_is_a_clear_error() -> None:
             raise AssertionError("a taken port was accepted")
         finally:
             second.close()
+
+
+def test_a_picked_port_is_picked_again_with_the_owners_picker() -> None:
+    # A cluster node needs port + 10000 free as well: when its first pick was taken meanwhile
+    # (CI saw this with two test workers), the retry must use the same picker, not any port.
+    with RedisServer() as first:
+        picks = [first.port, 0]
+
+        def pick() -> int:
+            from minique.server import free_port
+
+            picks[1] = free_port()
+            return picks[1]
+
+        second = RedisServer(pick_port=lambda: picks[0])
+        second._pick_port = pick
+        try:
+            second.start()
+            assert second.port == picks[1] != first.port
+            assert second.proc is not None and _pid(second.port) == second.proc.pid
+        finally:
+            second.close()
