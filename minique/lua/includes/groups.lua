@@ -224,7 +224,8 @@ local function groups_next_wake()
 end
 
 -- Takes up to `n` grouped jobs, one per group per turn of the round-robin, into ids /
--- scores / gids (appended; gids only for jobs that take a slot). Every group popped is
+-- scores / gids (appended; gids: the job's group, so the take need not read it from the
+-- hash; a job not `to_hold` takes a slot of it). Every group popped is
 -- either given a job (and goes to the tail if it may start another), put to sleep (rate
 -- limit) or dropped (paused, at its concurrency, empty): at most 2n + 16 pops per call.
 -- `to_hold`: jobs to hold, taken only from groups without limits (the others go to the
@@ -260,18 +261,16 @@ local function take_grouped(now, n, ids, scores, gids, to_hold)
         local popped = call('ZPOPMIN', wprefix .. g)
         if popped[1] then
           taken = taken + 1
-          ids[#ids + 1] = popped[1]; scores[#ids] = popped[2]
-          if not to_hold then
-            gids[#ids] = g
-            call('ZINCRBY', GA, 1, g)
-          end
+          ids[#ids + 1] = popped[1]; scores[#ids] = popped[2]; gids[#ids] = g
+          if not to_hold then call('ZINCRBY', GA, 1, g) end
           local left = call('ZCARD', wprefix .. g)
           if left > 0 then
             back[#back + 1] = g
-            counts[#counts + 1] = left; counts[#counts + 1] = g
+            -- (As a string from the table: a Lua number argument is formatted with %.17g.)
+            counts[#counts + 1] = int_str(left); counts[#counts + 1] = g
           elseif not to_hold or call('ZSCORE', GA, g) then
             call('HDEL', prefix .. g, 'q')  -- a job runs: its last release forgets the group
-            counts[#counts + 1] = 0; counts[#counts + 1] = g
+            counts[#counts + 1] = '0'; counts[#counts + 1] = g
           else
             -- Nothing waiting or running, and no settings here: forgotten now, as no release
             -- may come (a held job that starts and ends between two calls takes no slot).
@@ -350,11 +349,8 @@ local function take_grouped(now, n, ids, scores, gids, to_hold)
           local popped = call('ZPOPMIN', gwait(g))
           if popped[1] then
             taken = taken + 1
-            ids[#ids + 1] = popped[1]; scores[#ids] = popped[2]
-            if not to_hold then
-              gids[#ids] = g
-              a = tonum(call('ZINCRBY', GA, 1, g))
-            end
+            ids[#ids + 1] = popped[1]; scores[#ids] = popped[2]; gids[#ids] = g
+            if not to_hold then a = tonum(call('ZINCRBY', GA, 1, g)) end
             local left = tonum(call('ZINCRBY', GI, -1, g))
             if max and max > 0 then
               call('ZADD', wk, int_str(now), popped[1] .. '|' .. int_str(now))

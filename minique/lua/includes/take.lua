@@ -289,10 +289,12 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
   redis.call('HSET', K.meta, 'fence', fence_to)
   meta_set('fence', fence_to)
   -- Fields absent from a hash cost a scan of all of it each: the stalled count is only
-  -- read once a job of the queue has stalled (meta 'xs'), the group once the queue has had
-  -- grouped jobs (meta 'gwn', kept from the first one on), a scheduler's id only for its
-  -- firings, whose ids start with "sched:" (custom ids cannot).
-  local read_stc, read_group = m.xs ~= false, m.gwn ~= false
+  -- read once a job of the queue has stalled (meta 'xs'), a scheduler's id only for its
+  -- firings, whose ids start with "sched:" (custom ids cannot). The group is never read:
+  -- a job has one exactly when it came out of its group's set (gids), as every way to
+  -- waiting sends a grouped job there (base.lua enqueue_*), never to the stream or the
+  -- priority set.
+  local read_stc = m.xs ~= false
   local lease_at = lease_prefix(now + lease_ms)
   -- Tokens as strings without string.format per job (~1.4k instructions): the digits
   -- above the last three, formatted once per thousand, then the last three from a table.
@@ -317,7 +319,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       -- after it go back to their places; it is next, for the first free slot.
       for j = i, #ids do
         enqueue_return(JP .. ids[j], ids[j], scores[j] or '')
-        if gids[j] then group_release(gids[j]) end
+        if gids[j] and j <= count then group_release(gids[j]) end  -- (a slot taken)
       end
       break
     end
@@ -329,16 +331,14 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
     elseif read_stc then
       -- The stalled count, and the holds of dead holders that gave it back (stalled.lua),
       -- are read only where the queue can have them (meta 'xs': a job has stalled or been
-      -- given back), the group only where it has had grouped jobs: an absent field costs
-      -- a scan of the hash.
-      name, data, opts, atm, ts, p, ats, stc, grp, hrc = unpack(
-        rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'stc', 'g', 'hrc'))
-    elseif read_group then
-      name, data, opts, atm, ts, p, ats, grp = unpack(
-        rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'g'))
+      -- given back): an absent field costs a scan of the hash.
+      name, data, opts, atm, ts, p, ats, stc, hrc = unpack(
+        rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats', 'stc', 'hrc'))
+      grp = gids[i]
     else
       name, data, opts, atm, ts, p, ats = unpack(
         rcall('HMGET', jk, 'n', 'd', 'o', 'atm', 'ts', 'p', 'ats'))
+      grp = gids[i]
     end
     local handed = false
     if name and sch and scheduler_on_take(jk, id, now, true, sch) then
@@ -401,7 +401,7 @@ local function take_jobs(now, count, lease_ms, worker, lim_max, lim_window, prom
       emit('ev', 'error', 'id', id, 'reason', 'job hash missing at fetch')
     end
     -- A grouped job that turned out unrunnable gives its slot back at once.
-    if gids[i] and not handed then group_release(gids[i]) end
+    if gids[i] and i <= count and not handed then group_release(gids[i]) end
   end
   call_batched('ZADD', K.active, leases)
   call_batched('ZADD', K.held, holds)
