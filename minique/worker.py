@@ -1032,7 +1032,7 @@ class Worker:
          hold_granted, started_ms, hv) = reply[:HEADER]
         self._hv = hv
         loop = asyncio.get_running_loop()
-        if sent_at >= self._due_ahead:
+        if self._aheads:
             self._settle_aheads(sent_at, reply[HEADER:])
         # Over a slow link (a Redis far away, a stalled network) every held job would come
         # with its hold run out, or nearly: each call would take jobs only for the next to
@@ -1174,10 +1174,12 @@ class Worker:
         """Drops the jobs that go ahead that a call sent at ``sent_at`` promoted and took:
         its reply brings the job, or the call went when Redis had surely found it due (up
         to DUE_ROUNDING later than this worker; a job taken by another worker, or removed,
-        never comes). Taken as held, such a job must start, not go back."""
+        never comes). Taken as held, such a job must start, not go back. A reply that
+        brings the job settles it however early its call went: on a loaded machine a call
+        sent before the due time here may run in Redis after it (and then the job went
+        back with the held jobs the due time stopped, behind jobs taken after it)."""
         ids = {body[i].decode() for i in range(0, len(body), JOB_FIELDS)}
-        self._aheads = [a for a in self._aheads
-                        if not (sent_at >= a[0] and (sent_at >= a[1] or a[2] in ids))]
+        self._aheads = [a for a in self._aheads if not (sent_at >= a[1] or a[2] in ids)]
         self._due_ahead = min((a[0] for a in self._aheads), default=math.inf)
 
     def _on_local_control(self, what: str, delay: float, job_id: str | None = None) -> None:
@@ -1191,6 +1193,17 @@ class Worker:
         at = asyncio.get_running_loop().time() + delay
         self._aheads.append([at, at + DUE_ROUNDING, job_id])
         self._due_ahead = min(self._due_ahead, at)
+
+    def _on_due_ahead(self, message: bytes) -> None:
+        """Another process made a job that goes ahead of held ones fall due later
+        (``due|<ms from now>|<job id>``, lua/includes/base.lua list_delayed_ahead: a delayed
+        job with a priority or LIFO, a delayed job given one): from its due time on no held
+        job starts until a call of this worker's has taken it, as for this process's own
+        (_on_local_control). A reply to a call sent after the add would say so too, but a
+        loaded machine sends its next call late. A message in another shape is ignored."""
+        parts = message.decode(errors="replace").split("|", 2)
+        if len(parts) == 3 and parts[1].isdigit():
+            self._on_local_control("priority", int(parts[1]) / 1000.0, parts[2])
 
     def _on_peer(self) -> None:
         """An idle taker elsewhere found jobs held here ahead of what it would take
@@ -2180,6 +2193,9 @@ class Worker:
                     if message and message.get("type") == "message":
                         if message.get("channel") == control and message["data"] == b"peer|":
                             self._on_peer()  # no control changed: not one of those below
+                        elif (message.get("channel") == control
+                              and message["data"].startswith(b"due|")):
+                            self._on_due_ahead(message["data"])  # nor this one (yet)
                         elif message.get("channel") == control:
                             # A limit may have been lifted or loosened (or set by this
                             # worker's own RateLimited): ask Redis again rather than wait

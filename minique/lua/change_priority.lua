@@ -27,9 +27,14 @@ if st == 'waiting' then
   unlink_job(jk, id)
   enqueue_ready(jk, id, prio)
 elseif st == 'delayed' and prio ~= 0 then
-  -- Ahead of held jobs once it falls due: takes stop their holds then (base.lua
-  -- enqueue_delayed).
-  redis.call('ZADD', BASE .. ':delayed-ahead', redis.call('HGET', jk, 'due') or '0', id)
+  -- Ahead of held jobs once it falls due: takes stop their holds then, and holders stop
+  -- starting held jobs then (base.lua enqueue_delayed).
+  local due = redis.call('HGET', jk, 'due') or '0'
+  redis.call('ZADD', BASE .. ':delayed-ahead', due, id)
+  if redis.call('EXISTS', K.held) == 1 then
+    redis.call('PUBLISH', BASE .. ':control',
+               'due|' .. int_str(math.max(0, tonumber(due) - now_ms())) .. '|' .. id)
+  end
 elseif st == 'held' or st == 'active' then
   -- (An active job taken for a free slot goes back the same way if it is handed back
   -- before it started.)

@@ -335,11 +335,14 @@ end
 -- sent back, a flow's last child done): they hand them back, as a worker taking one job at
 -- a time would take this one next. Once a call per queue: a call may reach several
 -- (a flow's parent in another queue, includes/flows.lua in_queue), each told on its own
--- (the queue last told is remembered; one told again after another costs one more bump).
-local ahead_told = false
+-- Per call, made when first needed (nil until then): queue base -> true once told;
+-- 'due:' .. base -> the earliest due time told (enqueue_delayed). (One table for both:
+-- a Lua chunk has room for 200 locals.)
+local ahead_told = nil
 local function give_way_to_ahead()
-  if ahead_told ~= BASE and redis.call('EXISTS', K.held) == 1 then
-    ahead_told = BASE
+  if not (ahead_told and ahead_told[BASE]) and redis.call('EXISTS', K.held) == 1 then
+    ahead_told = ahead_told or {}
+    ahead_told[BASE] = true
     control_changed('priority')
   end
 end
@@ -481,12 +484,27 @@ end
 -- first of them (take.lua), so held jobs stop starting when it falls due, as a worker
 -- taking one job at a time would take it then. An entry goes when its job falls due
 -- (take.lua promote_due), is promoted, removed, drained or cleaned.
+-- Holds granted before it was listed run past its due time: while some job is held, the
+-- workers hear of it ("due|<ms from now>|<id>" on the control channel; no control version,
+-- as nothing changed yet) and start no held job from its due time on until a call of
+-- theirs has taken it (minique/worker.py _on_due_ahead). Without the message only their
+-- next reply would say so, which comes late on a loaded machine. One message per queue
+-- and call unless a later job of the call falls due earlier: the holds a worker's next call
+-- is granted stop at the earliest listed due time anyway. (Written out here and in
+-- change_priority.lua: a Lua chunk has room for 200 locals.)
 local function enqueue_delayed(jk, id, due, fields, prio)
   local seq = redis.call('HINCRBY', K.meta, 'ds', 1) % DELAY_SHIFT
   redis.call('ZADD', K.delayed, int_str(due * DELAY_SHIFT + seq), id)
   write_job(jk, fields, 'st', 'delayed', 'due', int_str(due))
   if (prio or tonumber(redis.call('HGET', jk, 'p')) or 0) ~= 0 then
     redis.call('ZADD', BASE .. ':delayed-ahead', int_str(due), id)
+    local told = ahead_told and ahead_told['due:' .. BASE]
+    if (not told or due < told) and redis.call('EXISTS', K.held) == 1 then
+      ahead_told = ahead_told or {}
+      ahead_told['due:' .. BASE] = due
+      redis.call('PUBLISH', BASE .. ':control',
+                 'due|' .. int_str(math.max(0, due - now_ms())) .. '|' .. id)
+    end
   end
 end
 

@@ -31,7 +31,7 @@ do  -- (DERIVED_K and GIVEN_K are begin_call's alone: see NK's note in base.lua)
     end
     CALL_ARGV, JP = args, args[1]
     emax, emitted, woken, extra_live, meta_cache = nil, 0, false, nil, nil
-    ahead_told = false
+    ahead_told = nil
     clear_batched()
     pending = false
     gdefaults, dedups_trimmed, groups_stale_left = nil, false, false
