@@ -1190,6 +1190,12 @@ class Worker:
         if delay <= 0:
             self._on_control(what)
             return
+        if delay > HOLD_TIME:
+            # Nothing to remember: a hold granted before the job was put ahead ends sooner
+            # (it lasts at most HOLD_TIME from its call), and Redis grants none past its due
+            # time from then on (take.lua). Kept, such entries (a job delayed by an hour)
+            # piled up until their due times, and every reply went through them.
+            return
         at = asyncio.get_running_loop().time() + delay
         self._aheads.append([at, at + DUE_ROUNDING, job_id])
         self._due_ahead = min(self._due_ahead, at)
