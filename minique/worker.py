@@ -1202,11 +1202,12 @@ class Worker:
 
     def _on_due_ahead(self, message: bytes) -> None:
         """Another process made a job that goes ahead of held ones fall due later
-        (``due|<ms from now>|<job id>``, lua/includes/base.lua list_delayed_ahead: a delayed
-        job with a priority or LIFO, a delayed job given one): from its due time on no held
-        job starts until a call of this worker's has taken it, as for this process's own
-        (_on_local_control). A reply to a call sent after the add would say so too, but a
-        loaded machine sends its next call late. A message in another shape is ignored."""
+        (``due|<ms from now>|<job id>``, lua/includes/base.lua enqueue_delayed and
+        change_priority.lua: a delayed job with a priority or LIFO, a delayed job given
+        one): from its due time on no held job starts until a call of this worker's has
+        taken it, as for this process's own (_on_local_control). A reply to a call sent
+        after the add would say so too, but a loaded machine sends its next call late. A
+        message in another shape is ignored."""
         parts = message.decode(errors="replace").split("|", 2)
         if len(parts) == 3 and parts[1].isdigit():
             self._on_local_control("priority", int(parts[1]) / 1000.0, parts[2])

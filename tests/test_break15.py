@@ -253,7 +253,7 @@ async def test_a_delayed_lifo_job_stops_held_jobs_when_due_while_the_workers_cal
     """As above, on a loaded machine: the worker's next call after the add goes out late,
     so no reply caps its hold at the due time, and the jobs held from before the add went on
     starting past it (CI: 44 of them). The add tells the holders when it falls due
-    (lua/includes/base.lua list_delayed_ahead), and they stop there."""
+    (lua/includes/base.lua enqueue_delayed), and they stop there."""
     monkeypatch.setattr(local_controls, "notify", lambda *a, **k: None)  # another process
     delay = 0.001
     added: list[float] = []
