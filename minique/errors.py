@@ -156,7 +156,7 @@ class AddOutcomeUnknown(ConnectionError, MiniqueError):
 
 
 class AddBulkIncomplete(MiniqueError):
-    """Redis refused some of an ``add_bulk``'s calls (500 jobs each) after it had run
+    """Redis refused some of an ``add_bulk``'s calls (250 jobs each) after it had run
     others: out of memory (``maxmemory`` with ``noeviction``), a replica turned read-only
     after a failover, writes stopped after a failed RDB save.
 

@@ -30,15 +30,15 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from redis._parsers.base import BaseParser
 from redis.asyncio.connection import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import BusyLoadingError, InvalidResponse, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .packing import _packed
@@ -162,6 +162,46 @@ class OwnLink:
     def execute_packed(self, packed: bytes) -> Awaitable[Any]:
         """``execute`` of a command the caller packed itself (minique/packing.py)."""
         return self._run([packed], ())
+
+    async def write_each(self, commands: Iterable[tuple[Any, ...]]) -> list[asyncio.Future[Any]]:
+        """Pipelines ``commands`` (argument tuples, made by the iterable as it goes): each is
+        written as soon as it is made, so Redis runs one while the caller makes the next.
+        Returns the futures of their replies, in order, for ``reply``. Connects first if need
+        be; a failed connect raises redis-py's error with nothing sent. No retry here: the
+        caller decides what may go again (``Queue._stream_adds``)."""
+        conn, proto = await self._ready()
+        loop = asyncio.get_running_loop()
+        transport = conn._writer.transport
+        waiters: list[asyncio.Future[Any]] = []
+        for args in commands:
+            waiter: asyncio.Future[Any] = loop.create_future()
+            proto.waiters.append(waiter)
+            transport.writelines(_packed(args) or conn.pack_command(*args))
+            waiters.append(waiter)
+        return waiters
+
+    async def reply(self, waiter: asyncio.Future[Any]) -> Any:
+        """The reply ``write_each`` promised, or its error raised (an error reply as
+        redis-py's exception for it). The client's socket timeout counts from this wait
+        on, so a long pipeline is timed by its progress. A timeout, a lost connection or a
+        cancel drops the connection: no later reply can be read by the wrong command."""
+        if not waiter.done() and self._conn is not None and self._conn.socket_timeout:
+            self._watch(asyncio.get_running_loop(), waiter, self._conn.socket_timeout)
+        try:
+            return _raised(await waiter)
+        except (ResponseError, BusyLoadingError):
+            raise  # Redis's answer (a LOADING one refused the command unrun): the link is fine
+        except BaseException:
+            await self._drop()
+            raise
+
+    def retry_policy(self) -> Any:
+        """The client's retry policy (redis-py's ``Retry``)."""
+        return self._retry()
+
+    async def drop(self) -> None:
+        """Closes the connection (the next call reconnects)."""
+        await self._drop()
 
     async def _run(self, packed: list[bytes] | None, args: tuple[Any, ...]) -> Any:
         """On an open connection the first attempt is made right here; only when it fails

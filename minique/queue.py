@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import codec, local_controls, packing, scripts, telemetry
@@ -44,7 +44,9 @@ if TYPE_CHECKING:
     from .scheduler import JobScheduler
 
 STATES = ("waiting", "active", "completed", "failed", "delayed", "waiting-children")
-BULK_CHUNK = 500  # jobs per add script call: bounded work per call, big enough to amortise
+BULK_CHUNK = 250  # jobs per add script call: bounded work per call, big enough to amortise
+# its cost, and small enough that a list of 500 goes as two calls, Redis running one while
+# the client packs the other or makes its jobs (+15-20 % add_bulk, +0.5 % Redis instructions)
 BATCH = 1000  # jobs per call for bulk operations (drain, retry_jobs, obliterate...)
 HELD_REMOVE_WAIT = 1.0  # s remove() waits for a holding worker's answer beyond its hold
 ABORT_ROUNDS = 5  # abort(): remove, else cancel, at most this many times (see there)
@@ -370,7 +372,8 @@ class Queue:
             args[0] = str(self._id_next)
 
     async def _send_adds(self, chunks: Sequence[Sequence[list[Any]]],
-                         waiting: list[_WaitingAdd] | None = None) -> list[list[Any]]:
+                         waiting: list[_WaitingAdd] | None = None,
+                         made: Callable[[int, list[Any]], None] | None = None) -> list[Any]:
         """Sends chunks of prepared adds, one producer call at a time; returns per chunk
         the (id, duplicate) pairs and the server time, or, when Redis refused some calls
         after it had run others, the error that refused a chunk in its place. A call the server saw already (a
@@ -379,7 +382,11 @@ class Queue:
 
         ``waiting``: instead of ``chunks``, one chunk of adds whose callers wait on futures
         (the flusher's). Adds cancelled while the call waited for the producer's lock or
-        its ids are dropped from it (in place) just before it goes: they were never sent."""
+        its ids are dropped from it (in place) just before it goes: they were never sent.
+
+        ``made``: told each chunk's outcome (its number and what this returns for it) as
+        soon as its reply comes, when the chunks go pipelined over the producer's own link
+        (``_stream_adds``); the caller makes the rest from the list returned."""
         if os.getpid() != self._producer_pid:
             # A forked child (gunicorn --preload, multiprocessing) is a producer of its own:
             # sharing the parent's id and numbers, its adds would pass for re-sends.
@@ -405,6 +412,9 @@ class Queue:
                 if not waiting:
                     return [[]]
                 self._waiting_sent = True  # from here on, the call may reach Redis
+            if (made is not None and len(chunks) > 1 and self._link is not None
+                    and scripts.uses_functions()):
+                return await self._stream_adds(self._link, chunks, made)
             calls: list[list[Any]] = []
             for chunk in chunks:
                 self._add_seq += 1
@@ -425,12 +435,99 @@ class Queue:
         for chunk, reply in zip(chunks, replies, strict=True):
             if isinstance(reply, Exception):
                 out.append(reply)  # refused by Redis, after others ran (_call_adds)
-            elif int(reply[0]) == 1:
-                out.append([*[x for args in chunk for x in await self._resent_outcome(args)],
-                            reply[-1]])
             else:
-                out.append(reply[1:])
+                out.append(await self._chunk_outcome(chunk, reply))
         return out
+
+    async def _chunk_outcome(self, chunk: Sequence[list[Any]], reply: list[Any]) -> list[Any]:
+        """A chunk's (id, duplicate) pairs and the server time, from add.lua's reply; for
+        a re-send, as the first send made them (``_resent_outcome``)."""
+        if int(reply[0]) == 1:
+            return [*[x for args in chunk for x in await self._resent_outcome(args)], reply[-1]]
+        return reply[1:]
+
+    async def _stream_adds(self, link: OwnLink, chunks: Sequence[Sequence[list[Any]]],
+                           made: Callable[[int, list[Any]], None]) -> list[Any]:
+        """``_send_adds`` of several chunks (add_bulk) over the producer's own link,
+        pipelined both ways: each chunk's call is made and written while Redis runs the one
+        before, and each reply goes to ``made`` as it comes, while Redis runs the next. (Sent
+        all at once and read all at once, an add_bulk of 20,000 plain jobs left Redis idle
+        for about a third of its time: the client made every call first and every job
+        last; benchmarks/PROFILE.md, "Producers".)
+
+        A call goes again with its sequence number only when its outcome is unknown: the
+        calls a lost connection or a timeout left unanswered go again under the client's
+        retry policy, and add.lua answers a number it has seen as a re-send, adding nothing.
+        A call Redis refused unrun (the library missing, a LOADING reply) goes again with a
+        new number through ``scripts.run``, which loads what is missing: with its old one,
+        a later call of the pipeline that did run would make it pass for a re-send. When the
+        policy gives up, ``AddOutcomeUnknown`` names the jobs of the calls left unanswered
+        (those answered were added, those refused unrun were not)."""
+        fn, keys, jp = scripts.library().function("add"), self._add_keys, self.keys.job_prefix
+        calls: list[list[Any] | None] = [None] * len(chunks)
+        out: list[Any] = [None] * len(chunks)
+        left = list(range(len(chunks)))  # not answered yet, in order
+        unrun: list[int] = []
+
+        def commands() -> Iterator[tuple[Any, ...]]:
+            for i in left:
+                call = calls[i]
+                if call is None:
+                    self._add_seq += 1
+                    call = calls[i] = _add_call_args(chunks[i], self._producer, self._add_seq)
+                yield ("FCALL", fn, len(keys), *keys, jp, *call)
+
+        async def answered(i: int, reply: Any) -> None:
+            if int(reply[0]) == 2:
+                # The id counter was reset (lua/add.lua): the rest of the block is void.
+                self._id_next = self._id_end = 0
+            out[i] = await self._chunk_outcome(chunks[i], reply)
+            made(i, out[i])
+
+        async def pipelined() -> None:
+            waiters = await link.write_each(commands())
+            try:
+                for waiter in waiters:
+                    i = left[0]
+                    try:
+                        reply = await link.reply(waiter)
+                    except BusyLoadingError:
+                        unrun.append(i)
+                    except ResponseError as exc:
+                        if scripts.did_not_run(exc):
+                            unrun.append(i)
+                        else:
+                            out[i] = exc  # refused (out of memory...): its jobs were not added
+                    else:
+                        await answered(i, reply)
+                    del left[0]
+            except BaseException:
+                for waiter in waiters:  # (no "exception never retrieved" for those left)
+                    waiter.cancel()
+                raise
+
+        async def failed(_error: Exception) -> None:
+            await link.drop()
+
+        try:
+            await link.retry_policy().call_with_retry(pipelined, failed)
+            for k, i in enumerate(unrun):
+                left[:] = unrun[k:]  # (told as unknown if this one's outcome is: never sent)
+                self._add_seq += 1
+                call = _add_call_args(chunks[i], self._producer, self._add_seq)
+                try:
+                    reply = await scripts.run(link, "add", keys, (jp, *call))
+                except ResponseError as exc:
+                    out[i] = exc
+                else:
+                    await answered(i, reply)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            ids = [args[0] for i in left for args in chunks[i]]
+            raise AddOutcomeUnknown(
+                f"Redis did not answer ({type(exc).__name__}: {exc}); whether job(s) "
+                f"{_shown(ids)} were added is unknown: look them up with get_job()",
+                ids) from exc
+        return _refused_or_all(out)
 
     async def _resent_outcome(self, args: list[Any]) -> tuple[bytes, int]:
         """(id, duplicate) of one job of a re-sent call: the id sent, or, for an add with a
@@ -469,17 +566,25 @@ class Queue:
                 except ResponseError as exc:
                     out.append(exc)
             return _refused_or_all(out)
-        for _attempt in range(2):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for call in calls:
-                    scripts.queue_call(pipe, "add", self._add_keys,
-                                       [self.keys.job_prefix, *call])
-                replies = await pipe.execute(raise_on_error=False)
-            if not any(scripts.missing_code(r) for r in replies):
-                return _refused_or_all(list(replies))
-            # Calls after the missing code did not run; the ones before are re-sends now.
-            await scripts.load_all(self.redis)
-        raise RuntimeError("Redis keeps missing minique's functions after they were loaded")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for call in calls:
+                scripts.queue_call(pipe, "add", self._add_keys, [self.keys.job_prefix, *call])
+            replies = list(await pipe.execute(raise_on_error=False))
+        # Calls refused unrun (the library missing) go again, one by one, each with a new
+        # number: with its old one, a later call of the pipeline that ran (the library
+        # loaded by another client meanwhile) would make it pass for a re-send, and its
+        # jobs would be told added and lost (as in _stream_adds).
+        for i, reply in enumerate(replies):
+            if isinstance(reply, Exception) and scripts.did_not_run(reply):
+                self._add_seq += 1
+                call = [*calls[i]]
+                call[2] = self._add_seq
+                try:
+                    replies[i] = await scripts.run(self.redis, "add", self._add_keys,
+                                                   (self.keys.job_prefix, *call))
+                except ResponseError as exc:
+                    replies[i] = exc
+        return _refused_or_all(replies)
 
     def _plain_add(self, call: list[Any]) -> bytes:
         """``call`` (one job, plain options: see _add_call_args) packed for the link; the
@@ -559,7 +664,7 @@ class Queue:
                     future.set_exception(_not_sent())
 
     async def add_bulk(self, jobs: Iterable[BulkItem]) -> list[Job]:
-        """Adds many jobs, ``BULK_CHUNK`` per script call, all chunks in one pipeline.
+        """Adds many jobs, ``BULK_CHUNK`` per script call, the calls pipelined (``_send_adds``).
 
         Every item is validated and encoded before anything is written.
         """
@@ -577,12 +682,28 @@ class Queue:
         if not prepared:
             return []
         chunks = [prepared[i:i + BULK_CHUNK] for i in range(0, len(prepared), BULK_CHUNK)]
-        replies = await self._send_adds([[args for args, _, _ in chunk] for chunk in chunks])
+        # Each chunk's jobs, made as its reply comes (while Redis runs the next chunk, when
+        # _send_adds pipelines them) or after; and its duplicates: (chunk, place, id).
+        jobs_of: list[list[Job] | None] = [None] * len(chunks)
+        dups: list[tuple[int, int, str]] = []
+
+        def made(n: int, reply: list[Any]) -> None:
+            now_ms, jobs = reply[-1], []
+            for j, (args, resolved, data) in enumerate(chunks[n]):
+                raw = reply[2 * j]
+                job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+                if reply[2 * j + 1]:
+                    dups.append((n, j, job_id))
+                jobs.append(self._made(job_id, args[1], data, args[2], resolved, now_ms))
+            jobs_of[n] = jobs
+
+        replies = await self._send_adds([[args for args, _, _ in chunk] for chunk in chunks],
+                                        made=made)
         delays = [r.delay for _, r, _ in prepared if r.wire_priority]
         if delays:
             local_controls.notify(self.keys.base, "priority", min(delays))
         out: list[Job] = []
-        dup_ids: list[tuple[int, str]] = []
+        starts: dict[int, int] = {}  # chunk -> the place of its first job in out
         not_added: list[int] = []
         refusal: Exception | None = None
         for n, (chunk, reply) in enumerate(zip(chunks, replies, strict=True)):
@@ -590,13 +711,11 @@ class Queue:
                 refusal = refusal or reply
                 not_added.extend(range(n * BULK_CHUNK, n * BULK_CHUNK + len(chunk)))
                 continue
-            now_ms = reply[-1]
-            for j, (args, resolved, data) in enumerate(chunk):
-                raw = reply[2 * j]
-                job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-                if reply[2 * j + 1]:
-                    dup_ids.append((len(out), job_id))
-                out.append(self._made(job_id, args[1], data, args[2], resolved, now_ms))
+            if jobs_of[n] is None:
+                made(n, reply)
+            starts[n] = len(out)
+            out.extend(jobs_of[n] or ())
+        dup_ids = [(starts[n] + j, job_id) for n, j, job_id in dups]
         for index, job_id in dup_ids:
             existing = await self.get_job(job_id)
             if existing is not None:
