@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -47,6 +48,10 @@ STATES = ("waiting", "active", "completed", "failed", "delayed", "waiting-childr
 BULK_CHUNK = 250  # jobs per add script call: bounded work per call, big enough to amortise
 # its cost, and small enough that a list of 500 goes as two calls, Redis running one while
 # the client packs the other or makes its jobs (+15-20 % add_bulk, +0.5 % Redis instructions)
+# Calls of one add_bulk written ahead of the oldest unanswered one: at most lua/add.lua's
+# SEEN_WINDOW, within which it knows exactly which of a producer's numbers ran.
+ADD_PIPELINE_DEPTH = 32
+ADD_UNRUN_TRIES = 5  # sends of an add call that Redis keeps refusing unrun (functions flushed)
 BATCH = 1000  # jobs per call for bulk operations (drain, retry_jobs, obliterate...)
 HELD_REMOVE_WAIT = 1.0  # s remove() waits for a holding worker's answer beyond its hold
 ABORT_ROUNDS = 5  # abort(): remove, else cancel, at most this many times (see there)
@@ -335,6 +340,7 @@ class Queue:
             # The running job its worker gave the processor: it may take children while it
             # runs, then wait for them (WaitingChildren, docs/guide/flows.md).
             node.parent_token = str(token)
+        self._own_producer()
         async with self._add_lock:  # this producer's numbers, shared with add.lua's calls
             self._add_seq += 1
             now_ms = await flows.submit(self.redis, [node], self._producer, self._add_seq)
@@ -371,6 +377,16 @@ class Queue:
             self._id_next += 1
             args[0] = str(self._id_next)
 
+    def _own_producer(self) -> None:
+        """A forked child (gunicorn --preload, multiprocessing) is a producer of its own:
+        sharing the parent's id and numbers, its adds (and add_flow's children) would pass
+        for re-sends, or make the parent's next ones pass for re-sends (break round 33).
+        Every caller of the producer's numbers calls this first."""
+        if os.getpid() != self._producer_pid:
+            self._producer, self._producer_pid = uuid.uuid4().hex[:16], os.getpid()
+            self._add_seq = self._id_next = self._id_end = 0
+            self._add_lock = asyncio.Lock()
+
     async def _send_adds(self, chunks: Sequence[Sequence[list[Any]]],
                          waiting: list[_WaitingAdd] | None = None,
                          made: Callable[[int, list[Any]], None] | None = None) -> list[Any]:
@@ -387,12 +403,7 @@ class Queue:
         ``made``: told each chunk's outcome (its number and what this returns for it) as
         soon as its reply comes, when the chunks go pipelined over the producer's own link
         (``_stream_adds``); the caller makes the rest from the list returned."""
-        if os.getpid() != self._producer_pid:
-            # A forked child (gunicorn --preload, multiprocessing) is a producer of its own:
-            # sharing the parent's id and numbers, its adds would pass for re-sends.
-            self._producer, self._producer_pid = uuid.uuid4().hex[:16], os.getpid()
-            self._add_seq = self._id_next = self._id_end = 0
-            self._add_lock = asyncio.Lock()
+        self._own_producer()
         async with self._add_lock:
             if waiting is not None:
                 waiting[:] = [w for w in waiting if not w[1].done()]
@@ -449,33 +460,32 @@ class Queue:
     async def _stream_adds(self, link: OwnLink, chunks: Sequence[Sequence[list[Any]]],
                            made: Callable[[int, list[Any]], None]) -> list[Any]:
         """``_send_adds`` of several chunks (add_bulk) over the producer's own link,
-        pipelined both ways: each chunk's call is made and written while Redis runs the one
-        before, and each reply goes to ``made`` as it comes, while Redis runs the next. (Sent
-        all at once and read all at once, an add_bulk of 20,000 plain jobs left Redis idle
-        for about a third of its time: the client made every call first and every job
-        last; benchmarks/PROFILE.md, "Producers".)
+        pipelined both ways: each chunk's call is made and written while Redis runs the ones
+        before (at most ADD_PIPELINE_DEPTH unanswered), and each reply goes to ``made`` as
+        it comes, while Redis runs the next. (Sent all at once and read all at once, an
+        add_bulk of 20,000 plain jobs left Redis idle for about a third of its time: the
+        client made every call first and every job last; benchmarks/PROFILE.md,
+        "Producers".)
 
-        A call goes again with its sequence number only when its outcome is unknown: the
-        calls a lost connection or a timeout left unanswered go again under the client's
-        retry policy, and add.lua answers a number it has seen as a re-send, adding nothing.
-        A call Redis refused unrun (the library missing, a LOADING reply) goes again with a
-        new number through ``scripts.run``, which loads what is missing: with its old one,
-        a later call of the pipeline that did run would make it pass for a re-send. When the
-        policy gives up, ``AddOutcomeUnknown`` names the jobs of the calls left unanswered
-        (those answered were added, those refused unrun were not)."""
+        Every call keeps its sequence number whatever happens: the calls a lost connection
+        or a timeout left unanswered go again under the client's retry policy, and those
+        Redis refused unrun (the library missing, LOADING) go again through ``scripts.run``,
+        which loads what is missing. add.lua knows which numbers ran (its record is exact
+        within the pipeline's depth), so a call that ran is answered as a re-send and adds
+        nothing, and one that did not runs. When the policy gives up, ``AddOutcomeUnknown``
+        names the jobs of every call not answered as added (those refused included)."""
         fn, keys, jp = scripts.library().function("add"), self._add_keys, self.keys.job_prefix
         calls: list[list[Any] | None] = [None] * len(chunks)
         out: list[Any] = [None] * len(chunks)
-        left = list(range(len(chunks)))  # not answered yet, in order
+        left = collections.deque(range(len(chunks)))  # not answered yet, in order
         unrun: list[int] = []
 
-        def commands() -> Iterator[tuple[Any, ...]]:
-            for i in left:
-                call = calls[i]
-                if call is None:
-                    self._add_seq += 1
-                    call = calls[i] = _add_call_args(chunks[i], self._producer, self._add_seq)
-                yield ("FCALL", fn, len(keys), *keys, jp, *call)
+        def command(i: int) -> tuple[Any, ...]:
+            call = calls[i]
+            if call is None:
+                self._add_seq += 1
+                call = calls[i] = _add_call_args(chunks[i], self._producer, self._add_seq)
+            return ("FCALL", fn, len(keys), *keys, jp, *call)
 
         async def answered(i: int, reply: Any) -> None:
             if int(reply[0]) == 2:
@@ -485,10 +495,18 @@ class Queue:
             made(i, out[i])
 
         async def pipelined() -> None:
-            waiters = await link.write_each(commands())
+            """Sends the calls of ``left`` and reads their replies; stops writing once one
+            comes back refused unrun, and returns when those written are answered, so that
+            it goes again before the highest number outruns add.lua's window."""
+            todo, sent = list(left), collections.deque[tuple[int, asyncio.Future[Any]]]()
             try:
-                for waiter in waiters:
-                    i = left[0]
+                while sent or (todo and not unrun):
+                    if todo and not unrun and len(sent) < ADD_PIPELINE_DEPTH:
+                        batch = todo[:ADD_PIPELINE_DEPTH - len(sent)]
+                        del todo[:len(batch)]
+                        sent.extend(zip(batch, await link.write_each(map(command, batch)),
+                                        strict=True))
+                    i, waiter = sent.popleft()
                     try:
                         reply = await link.reply(waiter)
                     except BusyLoadingError:
@@ -500,9 +518,9 @@ class Queue:
                             out[i] = exc  # refused (out of memory...): its jobs were not added
                     else:
                         await answered(i, reply)
-                    del left[0]
+                    left.popleft()
             except BaseException:
-                for waiter in waiters:  # (no "exception never retrieved" for those left)
+                for _, waiter in sent:  # (no "exception never retrieved" for those left)
                     waiter.cancel()
                 raise
 
@@ -510,19 +528,21 @@ class Queue:
             await link.drop()
 
         try:
-            await link.retry_policy().call_with_retry(pipelined, failed)
-            for k, i in enumerate(unrun):
-                left[:] = unrun[k:]  # (told as unknown if this one's outcome is: never sent)
-                self._add_seq += 1
-                call = _add_call_args(chunks[i], self._producer, self._add_seq)
-                try:
-                    reply = await scripts.run(link, "add", keys, (jp, *call))
-                except ResponseError as exc:
-                    out[i] = exc
-                else:
-                    await answered(i, reply)
+            while left or unrun:
+                if left and not unrun:
+                    await link.retry_policy().call_with_retry(pipelined, failed)
+                for i in sorted(unrun):
+                    call = calls[i]
+                    assert call is not None
+                    reply = await self._add_again(link, call)
+                    if isinstance(reply, Exception):
+                        out[i] = reply
+                    else:
+                        await answered(i, reply)
+                unrun.clear()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            ids = [args[0] for i in left for args in chunks[i]]
+            ids = [args[0] for i, chunk in enumerate(chunks) if not isinstance(out[i], list)
+                   for args in chunk]
             raise AddOutcomeUnknown(
                 f"Redis did not answer ({type(exc).__name__}: {exc}); whether job(s) "
                 f"{_shown(ids)} were added is unknown: look them up with get_job()",
@@ -558,33 +578,35 @@ class Queue:
                                       (self.keys.job_prefix, *calls[0]))]
         if getattr(self.redis, "connection_pool", None) is None:
             # Redis Cluster clients refuse scripts in pipelines; in order, one at a time.
-            out: list[Any] = []
-            for call in calls:
-                try:
-                    out.append(await scripts.run(self.redis, "add", self._add_keys,
-                                                 (self.keys.job_prefix, *call)))
-                except ResponseError as exc:
-                    out.append(exc)
-            return _refused_or_all(out)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for call in calls:
-                scripts.queue_call(pipe, "add", self._add_keys, [self.keys.job_prefix, *call])
-            replies = list(await pipe.execute(raise_on_error=False))
-        # Calls refused unrun (the library missing) go again, one by one, each with a new
-        # number: with its old one, a later call of the pipeline that ran (the library
-        # loaded by another client meanwhile) would make it pass for a re-send, and its
-        # jobs would be told added and lost (as in _stream_adds).
-        for i, reply in enumerate(replies):
-            if isinstance(reply, Exception) and scripts.did_not_run(reply):
-                self._add_seq += 1
-                call = [*calls[i]]
-                call[2] = self._add_seq
-                try:
-                    replies[i] = await scripts.run(self.redis, "add", self._add_keys,
-                                                   (self.keys.job_prefix, *call))
-                except ResponseError as exc:
-                    replies[i] = exc
+            return _refused_or_all([await self._add_again(self.redis, call) for call in calls])
+        replies: list[Any] = []
+        for start in range(0, len(calls), ADD_PIPELINE_DEPTH):
+            group = calls[start:start + ADD_PIPELINE_DEPTH]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for call in group:
+                    scripts.queue_call(pipe, "add", self._add_keys, [self.keys.job_prefix, *call])
+                group_replies = await pipe.execute(raise_on_error=False)
+            # Calls refused unrun (the library missing) go again, one by one, with their
+            # numbers, before the next group: add.lua knows which numbers ran only within
+            # its window below the highest.
+            for call, reply in zip(group, group_replies, strict=True):
+                if isinstance(reply, Exception) and scripts.did_not_run(reply):
+                    reply = await self._add_again(self.redis, call)
+                replies.append(reply)
         return _refused_or_all(replies)
+
+    async def _add_again(self, client: Any, call: list[Any]) -> Any:
+        """add.lua's reply to ``call`` through ``scripts.run`` (which loads what is missing),
+        sent again with its number while Redis refuses it unrun (its functions flushed again
+        meanwhile), at most ADD_UNRUN_TRIES times; a refusal is returned, not raised."""
+        for attempt in range(ADD_UNRUN_TRIES):
+            try:
+                return await scripts.run(client, "add", self._add_keys,
+                                         (self.keys.job_prefix, *call))
+            except ResponseError as exc:
+                if attempt == ADD_UNRUN_TRIES - 1 or not scripts.did_not_run(exc):
+                    return exc
+        raise AssertionError("unreachable")
 
     def _plain_add(self, call: list[Any]) -> bytes:
         """``call`` (one job, plain options: see _add_call_args) packed for the link; the

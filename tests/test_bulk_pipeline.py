@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from minique import Queue, scripts
 from minique.errors import AddOutcomeUnknown
 from minique.own_link import OwnLink
-from minique.queue import BULK_CHUNK
+from minique.queue import BULK_CHUNK, PLAIN_TAIL, _add_call_args
 
 
 async def _job_count(q: Queue) -> int:
@@ -34,9 +34,11 @@ def _items(n: int) -> list[tuple[str, dict[str, int]]]:
 
 
 async def _bulk_after_a_refusal(q: Queue, refused: Callable[[], bool]) -> None:
-    """Adds 3 chunks to ``q`` (which holds one job, ``i`` -1) while its first call is
-    refused unrun; every job must be added once."""
-    n = 3 * BULK_CHUNK
+    """Adds 60 chunks to ``q`` (which holds one job, ``i`` -1) while its first call is
+    refused unrun; every job must be added once. (60: more calls than add.lua's window of
+    48 below the highest number that ran, so the refused call must go again before the
+    rest outrun it.)"""
+    n = 60 * BULK_CHUNK
     jobs = await q.add_bulk(_items(n))
     assert refused()
     assert sorted(job.data["i"] for job in jobs) == list(range(n))
@@ -76,9 +78,9 @@ async def test_a_call_refused_unrun_after_a_later_call_ran_is_still_added(
         redis_url: str, qname: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A call Redis refuses without running it (here: a function name it lacks, as after a
     FUNCTION FLUSH that a FUNCTION LOAD by another client undoes halfway through the
-    pipeline) goes again. With its own sequence number, the later calls that did run
-    would make it pass for a re-send: add.lua would answer "seen" and add nothing, and
-    its 500 jobs would be reported added and lost. It goes again with a new number."""
+    pipeline) goes again with its number. While add.lua's record kept only the highest
+    number that ran, the later calls would have made it pass for a re-send: "seen", nothing
+    added, its jobs reported added and lost. The record now knows it never ran."""
     q = Queue(qname, url=redis_url)
     assert q._link is not None
     await q.add("warm", {"i": -1})  # the library loaded
@@ -103,12 +105,18 @@ async def test_a_call_refused_unrun_after_a_later_call_ran_is_still_added(
         await q.close()
 
 
-async def test_a_bulk_after_the_library_was_flushed_adds_each_job_once(
-        redis_url: str, qname: str) -> None:
+@pytest.mark.parametrize("mode", ["functions", "eval"])
+async def test_a_bulk_after_the_code_was_flushed_adds_each_job_once(
+        redis_url: str, qname: str, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Functions (the producer's own link) or EVALSHA scripts (a server without
+    functions: the client's pipeline): every call refused unrun goes again once the code
+    is loaded, with its number."""
+    if mode == "eval":
+        monkeypatch.setattr(scripts, "_use_functions", False)
     q = Queue(qname, url=redis_url)
     await q.add("warm", {"i": -1})
     try:
-        await q.redis.function_flush()
+        await (q.redis.script_flush() if mode == "eval" else q.redis.function_flush())
         n = 3 * BULK_CHUNK + 1
         jobs = await q.add_bulk(_items(n))
         assert [job.data["i"] for job in jobs] == list(range(n))
@@ -200,9 +208,9 @@ async def test_a_pipeline_that_redis_never_answers_names_the_unanswered_jobs(
 
 async def test_without_an_own_link_a_call_refused_unrun_after_a_later_call_ran_is_added(
         redis_url: str, qname: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The same rule on the client's own pipeline (a client whose pool keeps no link for
-    the producer, as a BlockingConnectionPool): the refused call went again with its old
-    number, after the later calls had run, and its jobs were reported added and lost."""
+    """The same on the client's own pipeline (a client whose pool keeps no link for the
+    producer, as a BlockingConnectionPool): the refused call went again with its number,
+    after the later calls had run, and its jobs were reported added and lost."""
     client = redis.asyncio.Redis(connection_pool=redis.asyncio.BlockingConnectionPool.from_url(
         redis_url, max_connections=4))
     q = Queue(qname, connection=client)
@@ -226,3 +234,33 @@ async def test_without_an_own_link_a_call_refused_unrun_after_a_later_call_ran_i
         await q.obliterate(force=True)
         await q.close()
         await client.aclose()
+
+
+async def test_the_producers_record_knows_which_numbers_ran(redis_url: str, qname: str) -> None:
+    """add.lua's record: a number that ran is a re-send, one below the highest that did
+    not run runs (within 48 of the highest), one further below counts as seen."""
+    q = Queue(qname, url=redis_url)
+    producer = "p-record-test"
+
+    async def send(seq: int, i: int) -> int:
+        call = _add_call_args([[str(10_000 + i), "x", b"\x80", *PLAIN_TAIL]], producer, seq)
+        reply = await scripts.run(q.redis, "add", q._add_keys, (q.keys.job_prefix, *call))
+        return int(reply[0])  # 0 ran (2: ran, ids to reserve afresh), 1 a re-send
+
+    try:
+        await q.add("warm", {"i": -1})
+        assert await send(1, 1) == 0
+        assert await send(3, 3) in (0, 2)  # 2 never sent yet
+        assert await send(2, 2) == 0, "a number below the highest that never ran must run"
+        assert [await send(s, s) for s in (1, 2, 3)] == [1, 1, 1]
+        assert await send(30, 30) == 0
+        assert await send(10, 10) == 0 and await send(10, 10) == 1
+        assert await send(80, 80) == 0  # 80 - 48: the numbers below 32 count as seen
+        assert await send(31, 31) == 1
+        assert await send(40, 40) == 0
+        assert [await send(s, s) for s in (40, 80)] == [1, 1]
+        assert await _job_count(q) == 1 + 7
+    finally:
+        await q.obliterate(force=True)
+        await q.close()
+

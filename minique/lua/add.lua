@@ -10,9 +10,17 @@
 -- rather than 9 (each costs the server a parse and a Lua string, ~1k instructions).
 -- Every id is chosen by the client (automatic ones from blocks it reserves with INCRBY on
 -- the id counter), and every call carries the producer's next sequence number: a call
--- whose number the producer's record has seen already is a re-send (a client retry after a
--- timeout, when the first send may have run), and changes nothing. A producer sends its
--- calls one at a time, so the numbers arrive in order.
+-- whose number the producer's record says ran is a re-send (a client retry after a
+-- timeout, when the first send may have run), and changes nothing. The record is exact
+-- about the last SEEN_WINDOW numbers below the highest that ran (which ran, which did
+-- not), since a producer pipelines its calls (Queue._stream_adds, at most
+-- ADD_PIPELINE_DEPTH in flight): a call Redis refused unrun (its functions flushed, still
+-- loading) whose refusal was lost with the connection, while a later call ran, goes again
+-- with its number and runs then; a call that ran and whose re-send was refused unrun goes
+-- a third time and is told a re-send. (A record of the highest number alone took the
+-- first for a re-send, its jobs told added and lost, or made the client give the second a
+-- new number, its jobs added twice: break round 33.) Further below the highest, a number
+-- counts as seen, as before.
 -- Returns {0, id, duplicate (0/1), ..., now}, {1, now} for a re-send, or {2, id, ...} as
 -- 0 when the producer must reserve automatic ids afresh (see below).
 --@include base
@@ -25,17 +33,44 @@ local JB = 6 + tonumber(ARGV[5]) * 5  -- the first job's arguments
 local producer, seq = ARGV[3], tonumber(ARGV[4])
 local now = now_ms()
 local now_s = int_str(now)
--- Producers' last sequence numbers live in one hash (PRODUCERS, "seq|ms" per producer);
--- the sweep drops those of producers gone quiet (sweep.lua).
-local producers_key = PRODUCERS
+-- Producers' records live in one hash (PRODUCERS, "top|ms" per producer, or
+-- "top:g1,g2,...|ms": the highest number that ran, and the numbers below it, at most
+-- SEEN_WINDOW below, that have not run: gaps, which pipelined calls leave only when Redis
+-- refused one unrun or one was overtaken; add_flow writes "top|reply|ms"); the sweep drops
+-- those of producers gone quiet (sweep.lua). This call's record (its top), once it has run:
+local producer_record = ''
 local out = {0}
 if producer ~= '' then
   -- A producer's calls trim the events stream at its first and every 32nd: between them,
   -- the stream outgrows its cap by at most 31 calls' entries per producer (a one-job add
   -- writes one or two), and every other transition's call trims as before.
   if seq % 32 ~= 1 then skip_first_trim() end
-  local last = redis.call('HGET', producers_key, producer)
-  if last and seq <= tonumber(string.match(last, '^(%d+)')) then return {1, now} end
+  local last = redis.call('HGET', PRODUCERS, producer)
+  local SEEN_WINDOW = 48  -- (minique/queue.py ADD_PIPELINE_DEPTH is at most this)
+  producer_record = ARGV[4]
+  if last then
+    local top_s, gaps = string.match(last, '^(%d+):?([%d,]*)')
+    local top = tonumber(top_s)
+    if seq <= top then
+      -- Seen, unless it is a gap; further below the top than the window, seen as before.
+      if gaps == '' or seq < top - SEEN_WINDOW
+          or not string.find(',' .. gaps .. ',', ',' .. ARGV[4] .. ',', 1, true) then
+        return {1, now}
+      end
+      -- It runs now, and leaves the gaps.
+      local open = string.match(string.gsub(',' .. gaps .. ',', ',' .. ARGV[4] .. ',', ','),
+                                '^,(.-),?$')
+      producer_record = open == '' and top_s or top_s .. ':' .. open
+    elseif seq > top + 1 or gaps ~= '' then
+      -- A new top past a gap, or with gaps still open: those in the window are kept.
+      local open = {}
+      for g in string.gmatch(gaps, '%d+') do
+        if tonumber(g) >= seq - SEEN_WINDOW then open[#open + 1] = g end
+      end
+      for g = math.max(top + 1, seq - SEEN_WINDOW), seq - 1 do open[#open + 1] = int_str(g) end
+      if open[1] then producer_record = ARGV[4] .. ':' .. table.concat(open, ',') end
+    end
+  end
   if not last and seq > 1 then
     -- The producer has called before, yet its record is gone: the queue was obliterated
     -- (the id counter with it) or the sweep dropped a quiet producer. Ids the producer
@@ -142,7 +177,7 @@ for i = 0, n - 1 do
   out[#out + 1] = id
   out[#out + 1] = dup
 end
-if producer ~= '' then redis.call('HSET', producers_key, producer, ARGV[4] .. '|' .. now_s) end
+if producer ~= '' then redis.call('HSET', PRODUCERS, producer, producer_record .. '|' .. now_s) end
 flush_events()
 out[#out + 1] = now
 return out
