@@ -454,7 +454,16 @@ class Queue:
         """A chunk's (id, duplicate) pairs and the server time, from add.lua's reply; for
         a re-send, as the first send made them (``_resent_outcome``)."""
         if int(reply[0]) == 1:
-            return [*[x for args in chunk for x in await self._resent_outcome(args)], reply[-1]]
+            # (sent id, fresh id) pairs: automatic ids the first run found taken (a counter
+            # reset under the producer's block) and replaced.
+            pairs = reply[1:-1]
+            fresh = {(sent.decode() if isinstance(sent, bytes) else str(sent)): pairs[k + 1]
+                     for k, sent in enumerate(pairs) if k % 2 == 0}
+            out: list[Any] = []
+            for args in chunk:
+                job_id, dup = await self._resent_outcome(args)
+                out += (fresh.get(args[0], job_id), dup)
+            return [*out, reply[-1]]
         return reply[1:]
 
     async def _stream_adds(self, link: OwnLink, chunks: Sequence[Sequence[list[Any]]],

@@ -38,7 +38,7 @@ _INCLUDE = re.compile(r"^--@include (\w+)\s*$", re.MULTILINE)
 # Every include, in an order where each comes after what it uses; call.lua comes last,
 # since begin_call resets the state of all of them.
 _LIBRARY_INCLUDES = ("base", "dedup", "job_fields", "retention", "scheduler", "take", "attempts",
-                     "call")
+                     "producers", "call")
 # A transition whose file has this line gets a call id as its last argument (see run) and
 # replays its first reply to a re-send of the same call (lua/wrappers/once.lua).
 _ONCE = re.compile(r"^--@once\s*$", re.MULTILINE)

@@ -26,6 +26,7 @@
 --@include base
 --@include dedup
 --@include job_fields
+--@include producers
 local n = tonumber(ARGV[2])
 local custom_ids = n < 0  -- (automatic ids are digits, custom ones never: options.py)
 if custom_ids then n = -n end
@@ -33,11 +34,8 @@ local JB = 6 + tonumber(ARGV[5]) * 5  -- the first job's arguments
 local producer, seq = ARGV[3], tonumber(ARGV[4])
 local now = now_ms()
 local now_s = int_str(now)
--- Producers' records live in one hash (PRODUCERS, "top|ms" per producer, or
--- "top:g1,g2,...|ms": the highest number that ran, and the numbers below it, at most
--- SEEN_WINDOW below, that have not run: gaps, which pipelined calls leave only when Redis
--- refused one unrun or one was overtaken; add_flow writes "top|reply|ms"); the sweep drops
--- those of producers gone quiet (sweep.lua). This call's record (its top), once it has run:
+-- Producers' records (includes/producers.lua) live in one hash, BASE .. ':producers'; the sweep drops
+-- those of producers gone quiet (sweep.lua). This call's record, once it has run:
 local producer_record = ''
 local out = {0}
 if producer ~= '' then
@@ -45,32 +43,22 @@ if producer ~= '' then
   -- the stream outgrows its cap by at most 31 calls' entries per producer (a one-job add
   -- writes one or two), and every other transition's call trims as before.
   if seq % 32 ~= 1 then skip_first_trim() end
-  local last = redis.call('HGET', PRODUCERS, producer)
-  local SEEN_WINDOW = 48  -- (minique/queue.py ADD_PIPELINE_DEPTH is at most this)
-  producer_record = ARGV[4]
-  if last then
-    local top_s, gaps = string.match(last, '^(%d+):?([%d,]*)')
-    local top = tonumber(top_s)
-    if seq <= top then
-      -- Seen, unless it is a gap; further below the top than the window, seen as before.
-      if gaps == '' or seq < top - SEEN_WINDOW
-          or not string.find(',' .. gaps .. ',', ',' .. ARGV[4] .. ',', 1, true) then
-        return {1, now}
+  local last = redis.call('HGET', BASE .. ':producers', producer)
+  local head, kept = producer_turn(last, ARGV[4])
+  if not head then
+    -- A re-send: with the fresh ids its first run gave jobs whose automatic id existed
+    -- (below), so that the producer returns the jobs it added.
+    local fresh = redis.call('HGET', BASE .. ':producers', producer .. ':' .. ARGV[4])
+    local answer = {1}
+    if fresh then
+      for id in string.gmatch(string.match(fresh, '^(.*)|%d+$') or '', '%d+') do
+        answer[#answer + 1] = id
       end
-      -- It runs now, and leaves the gaps.
-      local open = string.match(string.gsub(',' .. gaps .. ',', ',' .. ARGV[4] .. ',', ','),
-                                '^,(.-),?$')
-      producer_record = open == '' and top_s or top_s .. ':' .. open
-    elseif seq > top + 1 or gaps ~= '' then
-      -- A new top past a gap, or with gaps still open: those in the window are kept.
-      local open = {}
-      for g in string.gmatch(gaps, '%d+') do
-        if tonumber(g) >= seq - SEEN_WINDOW then open[#open + 1] = g end
-      end
-      for g = math.max(top + 1, seq - SEEN_WINDOW), seq - 1 do open[#open + 1] = int_str(g) end
-      if open[1] then producer_record = ARGV[4] .. ':' .. table.concat(open, ',') end
     end
+    answer[#answer + 1] = now
+    return answer
   end
+  producer_record = kept and head .. '|' .. kept or head
   if not last and seq > 1 then
     -- The producer has called before, yet its record is gone: the queue was obliterated
     -- (the id counter with it) or the sweep dropped a quiet producer. Ids the producer
@@ -140,6 +128,14 @@ for i = 0, n - 1 do
       id = int_str(redis.call('INCR', K.idc))
       if redis.call('EXISTS', JP .. id) == 0 then break end
     end
+    -- Kept for a re-send of this call (its reply may be lost): "sent,fresh,...|ms" under
+    -- "<producer>:<number>" in the same hash, swept with the records.
+    if producer ~= '' then
+      local key = producer .. ':' .. ARGV[4]
+      local had = redis.call('HGET', BASE .. ':producers', key)
+      redis.call('HSET', BASE .. ':producers', key, (had and string.match(had, '^(.*)|%d+$') .. ',' or '')
+                 .. ARGV[b] .. ',' .. id .. '|' .. now_s)
+    end
   end
   local exists = check_each and not (added and added[id]) and redis.call('EXISTS', JP .. id) == 1
   -- A job removed while a worker held it is gone once its hold ran out (base.lua).
@@ -177,7 +173,7 @@ for i = 0, n - 1 do
   out[#out + 1] = id
   out[#out + 1] = dup
 end
-if producer ~= '' then redis.call('HSET', PRODUCERS, producer, producer_record .. '|' .. now_s) end
+if producer ~= '' then redis.call('HSET', BASE .. ':producers', producer, producer_record .. '|' .. now_s) end
 flush_events()
 out[#out + 1] = now
 return out

@@ -20,16 +20,23 @@
 -- finished), NOTFOUND (an unknown parent).
 --@include base
 --@include job_fields
+--@include producers
 local n = tonumber(ARGV[2])
 local producer, seq = ARGV[3], tonumber(ARGV[4])
 local STRIDE = 12
 local function arg(i, k) return ARGV[5 + (i - 1) * STRIDE + k] end
-local producers_key = PRODUCERS
+local producers_key = BASE .. ':producers'
+-- This call's record head once it has run (includes/producers.lua), and the top's reply
+-- to keep when this call is not the top.
+local producer_head, producer_kept = nil, nil
 if producer ~= '' then
-  local last = redis.call('HGET', producers_key, producer)
-  if last then
-    local last_seq, reply = string.match(last, '^(%d+)|(.*)|%d+$')
-    if last_seq and seq <= tonumber(last_seq) then return cmsgpack.unpack(reply) end
+  producer_head, producer_kept = producer_turn(redis.call('HGET', producers_key, producer), ARGV[4])
+  if not producer_head then
+    -- Ran already. Its reply is kept while it is the producer's last call, which is when
+    -- a client re-sends it (one call at a time); a later call overwrote it only for a
+    -- stale first send, whose connection is gone and whose answer nobody reads.
+    if producer_kept then return cmsgpack.unpack(producer_kept) end
+    return redis.error_reply('INVALIDSTATE a stale send of an add_flow call that ran already')
   end
 end
 
@@ -135,6 +142,10 @@ for i = 1, n do
   end)
 end
 if producer ~= '' then
-  redis.call('HSET', producers_key, producer, ARGV[4] .. '|' .. cmsgpack.pack(out) .. '|' .. now_s)
+  -- The top keeps its reply: this call's, if it is the new top.
+  local reply = producer_kept
+  if string.match(producer_head, '^%d+') == ARGV[4] then reply = cmsgpack.pack(out) end
+  redis.call('HSET', producers_key, producer,
+             producer_head .. (reply and '|' .. reply or '') .. '|' .. now_s)
 end
 return out

@@ -54,7 +54,7 @@ if removed == 0 then
   local workers = BASE .. ':workers'
   local keys = {K.meta, K.idc, K.ready, K.events, K.wake, K.window, K.pause_until, workers,
                 BASE .. ':metrics:totals', groups_of(K.completed), groups_of(K.failed),
-                PRODUCERS, BASE .. ':calls', GQ, GS, GI, GA, GP, BASE .. ':gheld',
+                BASE .. ':producers', BASE .. ':calls', GQ, GS, GI, GA, GP, BASE .. ':gheld',
                 BASE .. ':gheldn', BASE .. ':delayed-ahead', BASE .. ':held-ahead'}
   -- The groups listed per bucket of held jobs (includes/groups.lua: gheldg).
   for _, b in ipairs(redis.call('ZRANGE', BASE .. ':gheld', 0, -1)) do

@@ -13,10 +13,10 @@ end
 -- lua/finish.lua): a re-send comes within seconds, so a record ten minutes old is spent.
 -- A random sample per call keeps the work bounded and still empties both in time.
 local stale = now - 600000
-local producers = redis.call('HRANDFIELD', PRODUCERS, 50, 'WITHVALUES')
+local producers = redis.call('HRANDFIELD', BASE .. ':producers', 50, 'WITHVALUES')
 for i = 1, #producers, 2 do
   local ms = tonumber(string.match(producers[i + 1], '|(%d+)$'))
-  if not ms or ms < stale then redis.call('HDEL', PRODUCERS, producers[i]) end
+  if not ms or ms < stale then redis.call('HDEL', BASE .. ':producers', producers[i]) end
 end
 local calls = redis.call('HRANDFIELD', BASE .. ':calls', 50, 'WITHVALUES')
 for i = 1, #calls, 2 do

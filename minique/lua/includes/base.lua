@@ -22,8 +22,6 @@ local CALL_ARGV
 local JP
 -- The queue's hash tag "{p:q}", for the keys and channels the vector does not carry.
 local BASE
--- The producers' idempotency records (add.lua, add_flow.lua, sweep.lua).
-local PRODUCERS
 -- The meta key of the queue whose keys and prefixes (BASE and the others begin_call sets)
 -- were derived last, or nil when they must be derived again: flows.lua's in_queue
 -- switches them to another queue for a while, and a call that fails in between leaves

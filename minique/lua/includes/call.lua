@@ -17,7 +17,7 @@ do  -- (DERIVED_K and GIVEN_K are begin_call's alone: see NK's note in base.lua)
       DERIVED_FOR = meta
       BASE = string.sub(meta, 1, #meta - 5)
       for i = 1, NK do DERIVED_K[KEY_ORDER[i]] = BASE .. KEY_SUFFIX[i] end
-      LP, PRODUCERS = BASE .. ':logs:', BASE .. ':producers'
+      LP = BASE .. ':logs:'
       DEDUPS, DEDUP_PREFIX = BASE .. ':dedups', BASE .. ':dedup:'
       GQ, GS, GI = BASE .. ':gready', BASE .. ':gsleep', BASE .. ':groups'
       GA, GP = BASE .. ':gactive', BASE .. ':gpaused'
