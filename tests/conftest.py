@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from helpers import server_binary
 
-from minique import Queue
+from minique import Queue, scripts
 from minique.server import RedisServer
 
 _names = itertools.count()
@@ -32,6 +32,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _script_mode_unchanged() -> Iterator[None]:
+    """The script mode (functions or EVAL scripts) is process-wide: a test that turns it
+    (a faked "unknown command 'FCALL'") must put it back, or every later test in its
+    process runs in the other mode and tests that act on FCALL pass without acting."""
+    before = scripts._use_functions
+    yield
+    after = scripts._use_functions
+    scripts._use_functions = before
+    assert after == before, "the test left the script mode turned (use monkeypatch)"
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,11 @@ something on the server before a request goes on (``on_request``), or at a reply
 drop the client's connection without forwarding that reply (``on_reply`` returns
 "drop"). With ``refuse`` set, new connections are closed at once (Redis unreachable).
 
+A request forwarded is not yet run: Redis reads each connection in its own turn, so a
+command another client sends from ``on_request`` may run before requests forwarded just
+earlier on this connection. ``on_request`` awaits ``settled(no)`` first when its action must
+come after them (CI: a FUNCTION LOAD ran before the call it was to follow, which then ran).
+
 Written for break round 33 (tests/test_break33.py).
 """
 
@@ -31,6 +36,8 @@ class ReplyProxy:
         self.port = 0
         self.conns = 0
         self.writers: list[asyncio.StreamWriter] = []
+        self._unanswered: dict[int, list[Any]] = {}
+        self._answered = asyncio.Condition()
 
     async def start(self) -> ReplyProxy:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -40,6 +47,18 @@ class ReplyProxy:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    async def settled(self, no: int, timeout: float = 10.0) -> None:
+        """Returns once Redis has answered every request forwarded on connection ``no``
+        (their replies read, whether or not passed on); AssertionError after ``timeout``
+        seconds."""
+        async def answered() -> None:
+            async with self._answered:
+                await self._answered.wait_for(lambda: not self._unanswered.get(no))
+        try:
+            await asyncio.wait_for(answered(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"connection {no}: requests unanswered after {timeout} s") from None
 
     async def close(self) -> None:
         if self.server is not None:
@@ -56,6 +75,7 @@ class ReplyProxy:
         sreader, swriter = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         self.writers += [cwriter, swriter]
         requests: list[Any] = []
+        self._unanswered[no] = requests
         done = asyncio.Event()
 
         def abort() -> None:
@@ -97,6 +117,8 @@ class ReplyProxy:
                     out = bytearray()
                     for raw in raws:
                         request = requests.pop(0) if requests else None
+                        async with self._answered:
+                            self._answered.notify_all()
                         if (self.on_reply is not None
                                 and await self.on_reply(no, request, _parsed(raw)) == "drop"):
                             cwriter.write(bytes(out))

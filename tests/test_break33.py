@@ -149,11 +149,15 @@ async def test_a_refusal_lost_with_the_connection_while_a_later_call_ran_is_adde
     source = scripts.library().source
     adds, third_sent, dropped = 0, asyncio.Event(), False
 
-    async def on_request(_no: int, request: Any) -> str | None:
+    async def on_request(no: int, request: Any) -> str | None:
         nonlocal adds
         if dropped or not _is_add(request):
             return None
         adds += 1
+        if adds in (2, 3):
+            # Calls 1 and 2 have run (or been refused) before the library goes or comes
+            # back: otherwise call 2 could run after the load, and nothing is refused.
+            await proxy.settled(no)
         if adds == 2:
             await admin.function_flush()
         elif adds == 3:
@@ -197,11 +201,14 @@ async def test_outcome_unknown_names_every_job_not_added(
     adds = 0
     proxy: ReplyProxy | None = None
 
-    async def on_request(_no: int, request: Any) -> str | None:
+    async def on_request(no: int, request: Any) -> str | None:
         nonlocal adds
         if not _is_add(request):
             return None
         adds += 1
+        if adds in (2, 3):
+            assert proxy is not None
+            await proxy.settled(no)  # call 1 runs, call 2 alone is refused
         if adds == 2:
             if refusal == "out of memory":
                 await admin.config_set("maxmemory", "1")

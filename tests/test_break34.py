@@ -213,6 +213,7 @@ async def test_gap_left_then_singles(pool):
                     and len(args) > 12 and target["seq"] is not None
                     and int(args[3 + int(args[2]) + 3]) == target["seq"]):
                 target["n"] += 1
+                await proxy.settled(conn)  # the calls before it run, it alone is refused
                 await admin.execute_command("FUNCTION", "FLUSH")
             return None
 
