@@ -143,7 +143,9 @@ class InvalidJobState(MiniqueError):
 
 
 class AddOutcomeUnknown(ConnectionError, MiniqueError):
-    """Redis never answered an add, so whether the jobs were added is unknown.
+    """Redis never answered an add, so whether the jobs were added is unknown; or it
+    refused the add and then refused or did not answer the question whether an earlier
+    send of the call had run (lua/fence_add.lua).
 
     ``job_ids`` are the ids the add gave them (chosen before the first send): look them up
     with ``Queue.get_job``. Adding again with the same ``job_id`` adds nothing while that job
@@ -161,7 +163,9 @@ class AddBulkIncomplete(MiniqueError):
     after a failover, writes stopped after a failed RDB save.
 
     ``added`` are the jobs that were added, ``not_added`` the positions (from 0) of the
-    items that were not; ``__cause__`` is Redis' refusal. Adding the items of
+    items that were not, and never will be: a refused call whose earlier send may have
+    run is asked about and fenced off first (lua/fence_add.lua), so that a late copy of
+    it adds nothing; ``__cause__`` is Redis' refusal. Adding the items of
     ``not_added`` again is safe; adding the whole list again would add the others twice
     (their automatic ids are new ones).
     """

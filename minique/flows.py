@@ -36,10 +36,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from redis.crc import key_slot
+from redis.exceptions import RedisError, ResponseError
 
 from . import codec, local_controls, scripts
 from .connection import check_client, connect
-from .errors import InvalidJobState, MiniqueError
+from .errors import AddOutcomeUnknown, InvalidJobState, MiniqueError
 from .job import Job, public_state
 from .keys import DEFAULT_PREFIX
 from .options import encode_stored
@@ -118,8 +119,11 @@ async def submit(client: Any, nodes: Sequence[_Prepared], producer: str, seq: in
                      node.policy, f"{keep.count}:{-1 if keep.age < 0 else int(keep.age * 1000)}",
                      a[6], node.parent_token])
     first = nodes[0].queue
-    reply = await scripts.run(client, "add_flow", first.keys.vector,
-                              (first.keys.job_prefix, *flat))
+    try:
+        reply = await scripts.run(client, "add_flow", first.keys.vector,
+                                  (first.keys.job_prefix, *flat))
+    except ResponseError as exc:
+        reply = await _fenced(client, first, nodes, producer, seq, exc)
     if int(reply[0]) == -1:
         reply = await _after_hand_back(client, first, flat, reply)
     for node, job_id in zip(nodes, reply[1:], strict=True):
@@ -134,6 +138,27 @@ async def submit(client: Any, nodes: Sequence[_Prepared], producer: str, seq: in
     for base, delay in ahead.items():
         local_controls.notify(base, "priority", delay)
     return int(reply[0])
+
+
+async def _fenced(client: Any, first: Queue, nodes: Sequence[_Prepared], producer: str,
+                  seq: int, refusal: ResponseError) -> Any:
+    """What became of an add_flow call that Redis refused (out of memory, read-only): an
+    earlier send of it (a retry after a timeout) may have run, its reply lost, or may still
+    arrive late (lua/fence_add.lua). Returns the reply of the send that ran; raises
+    ``refusal`` when none did (and then none ever will), ``AddOutcomeUnknown`` when Redis
+    refuses or does not answer the question too."""
+    try:
+        reply = await scripts.run(client, "fence_add", (first.keys.meta,),
+                                  (first.keys.job_prefix, producer, seq, "flow"))
+    except (RedisError, InvalidJobState) as exc:
+        ids = [n.args[0] for n in nodes if n.args[0]]
+        raise AddOutcomeUnknown(
+            f"Redis refused the flow ({refusal}) and did not say whether an earlier send of "
+            f"it had run ({type(exc).__name__}: {exc}); whether its jobs ({len(nodes)}; "
+            f"ids given: {', '.join(ids[:5]) or 'none'}) were added is unknown", ids) from exc
+    if reply is None:
+        raise refusal
+    return reply
 
 
 async def _after_hand_back(client: Any, first: Queue, flat: list[Any], reply: Any) -> Any:

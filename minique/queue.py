@@ -84,6 +84,16 @@ def _refused_or_all(replies: list[Any]) -> list[Any]:
     return replies
 
 
+def _outcome_unknown(exc: Exception, ids: list[str]) -> AddOutcomeUnknown:
+    """The error for adds whose outcome is unknown: Redis did not answer, or refused both a
+    call and the question whether an earlier send of it had run (lua/fence_add.lua)."""
+    what = ("refused to say whether an earlier send of the call had run"
+            if isinstance(exc, ResponseError) else "did not answer")
+    return AddOutcomeUnknown(
+        f"Redis {what} ({type(exc).__name__}: {exc}); whether job(s) {_shown(ids)} were "
+        "added is unknown: look them up with get_job()", ids)
+
+
 def _add_call_args(chunk: Sequence[list[Any]], producer: str, seq: int) -> list[Any]:
     """add.lua's arguments for ``chunk`` (each job as ``Queue._prepare`` made it: id, name,
     data, then its 5 option fields): the distinct option tails once, then per job its id,
@@ -430,18 +440,20 @@ class Queue:
             for chunk in chunks:
                 self._add_seq += 1
                 calls.append(_add_call_args(chunk, self._producer, self._add_seq))
+            replies: list[Any] = [None] * len(calls)
             try:
                 replies = await self._call_adds(calls)
                 if any(not isinstance(reply, Exception) and int(reply[0]) == 2
                        for reply in replies):
                     # The id counter was reset (lua/add.lua): the rest of the block is void.
                     self._id_next = self._id_end = 0
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                ids = [args[0] for chunk in chunks for args in chunk]
-                raise AddOutcomeUnknown(
-                    f"Redis did not answer ({type(exc).__name__}: {exc}); whether job(s) "
-                    f"{_shown(ids)} were added is unknown: look them up with get_job()",
-                    ids) from exc
+                for k, reply in enumerate(replies):
+                    if isinstance(reply, ResponseError):
+                        replies[k] = await self._fenced(self._link or self.redis, calls[k], reply)
+            except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
+                raise _outcome_unknown(exc, [args[0] for chunk, reply in zip(chunks, replies, strict=True)
+                                             if not isinstance(reply, list) for args in chunk]) from exc
+            replies = _refused_or_all(replies)
         out: list[Any] = []
         for chunk, reply in zip(chunks, replies, strict=True):
             if isinstance(reply, Exception):
@@ -549,13 +561,16 @@ class Queue:
                     else:
                         await answered(i, reply)
                 unrun.clear()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            ids = [args[0] for i, chunk in enumerate(chunks) if not isinstance(out[i], list)
-                   for args in chunk]
-            raise AddOutcomeUnknown(
-                f"Redis did not answer ({type(exc).__name__}: {exc}); whether job(s) "
-                f"{_shown(ids)} were added is unknown: look them up with get_job()",
-                ids) from exc
+            for i, reply in enumerate(out):
+                if isinstance(reply, ResponseError):
+                    call = calls[i]
+                    assert call is not None
+                    answer = await self._fenced(link, call, reply)
+                    if answer is not reply:
+                        await answered(i, answer)
+        except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
+            raise _outcome_unknown(exc, [args[0] for i, chunk in enumerate(chunks)
+                                         if not isinstance(out[i], list) for args in chunk]) from exc
         return _refused_or_all(out)
 
     async def _resent_outcome(self, args: list[Any]) -> tuple[bytes, int]:
@@ -580,14 +595,17 @@ class Queue:
                     return [await self._link.execute_packed(self._plain_add(call))]
                 except ResponseError as exc:
                     if not scripts.did_not_run(exc):
-                        raise scripts.translate_error(exc) from exc
+                        return [exc]
                     # Nothing ran: scripts.run loads the library (or turns to scripts, on
                     # a server without functions) and calls again.
-            return [await scripts.run(self._link or self.redis, "add", self._add_keys,
-                                      (self.keys.job_prefix, *calls[0]))]
+            try:
+                return [await scripts.run(self._link or self.redis, "add", self._add_keys,
+                                          (self.keys.job_prefix, *calls[0]))]
+            except ResponseError as exc:
+                return [exc]
         if getattr(self.redis, "connection_pool", None) is None:
             # Redis Cluster clients refuse scripts in pipelines; in order, one at a time.
-            return _refused_or_all([await self._add_again(self.redis, call) for call in calls])
+            return [await self._add_again(self.redis, call) for call in calls]
         replies: list[Any] = []
         for start in range(0, len(calls), ADD_PIPELINE_DEPTH):
             group = calls[start:start + ADD_PIPELINE_DEPTH]
@@ -602,7 +620,23 @@ class Queue:
                 if isinstance(reply, Exception) and scripts.did_not_run(reply):
                     reply = await self._add_again(self.redis, call)
                 replies.append(reply)
-        return _refused_or_all(replies)
+        return replies
+
+    async def _fenced(self, client: Any, call: list[Any], refusal: ResponseError) -> Any:
+        """What became of ``call`` (add.lua's arguments), which Redis refused with
+        ``refusal``: an earlier send of it (retried after a timeout or a dropped
+        connection, by redis-py or the own link) may have run, its reply lost, or may
+        still arrive late. Returns add.lua's answer to a re-send when one ran, else
+        ``refusal``; then none ever will (lua/fence_add.lua). Raises what Redis raised when
+        it refuses or does not answer this question too (the outcome is unknown then)."""
+        answer = await scripts.run(client, "fence_add", self._add_keys,
+                                   (self.keys.job_prefix, call[1], call[2], "add"))
+        if answer is None:
+            # A record the fence made anew, where the queue was obliterated meanwhile,
+            # hides that from the next call (lua/add.lua): take a fresh block of ids.
+            self._id_next = self._id_end = 0
+            return refusal
+        return answer
 
     async def _add_again(self, client: Any, call: list[Any]) -> Any:
         """add.lua's reply to ``call`` through ``scripts.run`` (which loads what is missing),

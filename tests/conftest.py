@@ -46,6 +46,20 @@ def _script_mode_unchanged() -> Iterator[None]:
     assert after == before, "the test left the script mode turned (use monkeypatch)"
 
 
+@pytest.fixture
+async def library_server() -> AsyncIterator[tuple[RedisServer, Any]]:
+    """A private server with the library loaded, and a client of its own: for tests that
+    put a proxy in front of it or change its settings (maxmemory is put back after)."""
+    with RedisServer(binary=server_binary()) as s:
+        admin = aioredis.Redis.from_url(s.url)
+        await scripts.load_library(admin)
+        try:
+            yield s, admin
+        finally:
+            await admin.config_set("maxmemory", "0")
+            await admin.aclose()
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     with RedisServer(binary=server_binary()) as server:

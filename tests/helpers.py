@@ -11,6 +11,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
 
+import redis.asyncio as aredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from minique import Queue
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -75,3 +82,13 @@ class LostAnswers:
 
     def arm(self) -> None:
         self.pending = 1
+
+
+def producer_queue(url: str, name: str, pool: str) -> Queue:
+    """A Queue at ``url`` whose adds go over the producer's own link (``pool`` "own link")
+    or, for a client given with a blocking pool, through redis-py pipelines (the path
+    without an own link), with 3 retries on a lost connection."""
+    if pool == "own link":
+        return Queue(name, url=url)
+    return Queue(name, connection=aredis.Redis(connection_pool=aredis.BlockingConnectionPool.from_url(
+        url, max_connections=4, retry=Retry(NoBackoff(), 3), retry_on_error=[RedisConnectionError])))

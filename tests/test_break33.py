@@ -14,32 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import redis.asyncio as aredis
-from helpers import server_binary, wait_until
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
+from helpers import producer_queue, server_binary, wait_until
 from reply_proxy import ReplyProxy
 
 from minique import Queue, scripts
 from minique.errors import AddBulkIncomplete, AddOutcomeUnknown
 from minique.server import RedisServer
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[tuple[RedisServer, Any]]:
-    """A private server with the library loaded, and a client of its own (no proxy)."""
-    with RedisServer(binary=server_binary()) as s:
-        admin = aredis.Redis.from_url(s.url)
-        await scripts.load_library(admin)
-        try:
-            yield s, admin
-        finally:
-            await admin.aclose()
 
 
 def _is_add(request: Any) -> bool:
@@ -60,22 +44,14 @@ async def _jobs_stored(admin: Any, q: Queue, n: int) -> bool:
     return len([k async for k in admin.scan_iter(match=q.keys.job_prefix + "*", count=1000)]) >= n
 
 
-def _queue(url: str, name: str, pool: str) -> Queue:
-    if pool == "own link":
-        return Queue(name, url=url)
-    # A client without the producer's own link: the redis-py pipeline path.
-    return Queue(name, connection=aredis.Redis(connection_pool=aredis.BlockingConnectionPool.from_url(
-        url, max_connections=4, retry=Retry(NoBackoff(), 3), retry_on_error=[RedisConnectionError])))
-
-
 @pytest.mark.parametrize("pool", ["own link", "blocking pool"])
 async def test_a_call_that_ran_and_whose_resend_was_refused_unrun_is_added_once(
-        server: tuple[RedisServer, Any], pool: str) -> None:
+        library_server: tuple[RedisServer, Any], pool: str) -> None:
     """Call 1 runs; the functions are flushed and the connection drops before its reply.
     Its re-send is refused unrun ("Function not found"). That refusal says nothing of the
     first send: sent again with a new number, its 250 jobs were added twice (1,000 hashes
     for 500 items)."""
-    s, admin = server
+    s, admin = library_server
     dropped = False
 
     async def on_reply(_no: int, request: Any, reply: Any) -> str | None:
@@ -87,7 +63,7 @@ async def test_a_call_that_ran_and_whose_resend_was_refused_unrun_is_added_once(
         return None
 
     proxy = await ReplyProxy(s.port, on_reply).start()
-    q = _queue(proxy.url, "ran-refused", pool)
+    q = producer_queue(proxy.url, "ran-refused", pool)
     try:
         jobs = await q.add_bulk([("t", {"i": i}) for i in range(500)])  # two calls of 250
         assert dropped
@@ -99,13 +75,13 @@ async def test_a_call_that_ran_and_whose_resend_was_refused_unrun_is_added_once(
 
 
 async def test_not_added_never_names_a_job_that_is_in_redis(
-        server: tuple[RedisServer, Any]) -> None:
+        library_server: tuple[RedisServer, Any]) -> None:
     """As above, and the functions are flushed again right after the producer reloads
     them: the re-sent call was refused twice, and its items were listed in
     ``AddBulkIncomplete.not_added`` while the first send had added them (adding them again,
     as the error says to, added them twice). Now every outcome is truthful: all added
     once, or the items listed as not added are absent."""
-    s, admin = server
+    s, admin = library_server
     dropped = reflushed = False
 
     async def on_reply(_no: int, request: Any, reply: Any) -> str | None:
@@ -140,12 +116,12 @@ async def test_not_added_never_names_a_job_that_is_in_redis(
 
 @pytest.mark.parametrize("pool", ["own link", "blocking pool"])
 async def test_a_refusal_lost_with_the_connection_while_a_later_call_ran_is_added(
-        server: tuple[RedisServer, Any], pool: str) -> None:
+        library_server: tuple[RedisServer, Any], pool: str) -> None:
     """The functions are flushed before call 2 reaches Redis and loaded back by another
     client before call 3, which runs; the connection drops before the producer reads call
     2's refusal. Re-sent with its number, call 2 was taken for a re-send (call 3's number
     was higher): add_bulk returned 1,000 jobs, and items 250-499 were not in Redis."""
-    s, admin = server
+    s, admin = library_server
     source = scripts.library().source
     adds, third_sent, dropped = 0, asyncio.Event(), False
 
@@ -177,7 +153,7 @@ async def test_a_refusal_lost_with_the_connection_while_a_later_call_ran_is_adde
         return None
 
     proxy = await ReplyProxy(s.port, on_reply, on_request).start()
-    q = _queue(proxy.url, "refusal-lost", pool)
+    q = producer_queue(proxy.url, "refusal-lost", pool)
     try:
         jobs = await q.add_bulk([("t", {"i": i}) for i in range(1000)])  # four calls
         assert dropped
@@ -192,11 +168,11 @@ async def test_a_refusal_lost_with_the_connection_while_a_later_call_ran_is_adde
 
 @pytest.mark.parametrize("refusal", ["out of memory", "functions flushed"])
 async def test_outcome_unknown_names_every_job_not_added(
-        server: tuple[RedisServer, Any], refusal: str) -> None:
+        library_server: tuple[RedisServer, Any], refusal: str) -> None:
     """Call 2 is refused, then Redis becomes unreachable before call 3. The jobs of call 2
     were neither added nor named in ``AddOutcomeUnknown.job_ids``: told "the jobs not
     named were added", the caller lost them."""
-    s, admin = server
+    s, admin = library_server
     source = scripts.library().source
     adds = 0
     proxy: ReplyProxy | None = None

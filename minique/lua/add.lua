@@ -44,19 +44,11 @@ if producer ~= '' then
   -- writes one or two), and every other transition's call trims as before.
   if seq % 32 ~= 1 then skip_first_trim() end
   local last = redis.call('HGET', BASE .. ':producers', producer)
-  local head, kept = producer_turn(last, ARGV[4])
+  local head, kept, resent = producer_turn(last, ARGV[4], producer, now)
   if not head then
     -- A re-send: with the fresh ids its first run gave jobs whose automatic id existed
     -- (below), so that the producer returns the jobs it added.
-    local fresh = redis.call('HGET', BASE .. ':producers', producer .. ':' .. ARGV[4])
-    local answer = {1}
-    if fresh then
-      for id in string.gmatch(string.match(fresh, '^(.*)|%d+$') or '', '%d+') do
-        answer[#answer + 1] = id
-      end
-    end
-    answer[#answer + 1] = now
-    return answer
+    return resent
   end
   producer_record = kept and head .. '|' .. kept or head
   if not last and seq > 1 then

@@ -30,7 +30,8 @@ local producers_key = BASE .. ':producers'
 -- to keep when this call is not the top.
 local producer_head, producer_kept = nil, nil
 if producer ~= '' then
-  producer_head, producer_kept = producer_turn(redis.call('HGET', producers_key, producer), ARGV[4])
+  producer_head, producer_kept = producer_turn(redis.call('HGET', producers_key, producer), ARGV[4],
+                                                producer, 0)
   if not producer_head then
     -- Ran already. Its reply is kept while it is the producer's last call, which is when
     -- a client re-sends it (one call at a time); a later call overwrote it only for a

@@ -7,12 +7,15 @@
 -- or one overtaken, leaves a gap until it comes again). A number further below the top
 -- counts as seen. The sweep (sweep.lua) reads the last field as the record's time.
 --
--- producer_turn(last record or false, this call's number as sent) returns
---   nil, the stored reply (add_flow's, for the top; else nil) when the number ran already;
+-- producer_turn(last record or false, this call's number as sent, producer, now) returns
+--   nil, the stored reply (add_flow's, for the top; else nil), and add.lua's answer to a
+--   re-send ({1, sent id, fresh id, ..., now}: the fresh ids its first run gave jobs whose
+--   automatic id was taken, kept under "<producer>:<number>"; a number fenced unrun by
+--   fence_add.lua has none) when the number ran already;
 --   else the record's head ("top[:gaps]") once this call has run, and, when this call is
 --   not the new top (a gap that runs now), the top's stored reply to keep (or nil).
 -- Bounded: at most 48 gaps are read or written.
-local function producer_turn(last, seq_s)
+local function producer_turn(last, seq_s, producer, now)
   if not last then return seq_s end
   local top_s, gaps = string.match(last, '^(%d+):?([%d,]*)')
   local seq, top = tonumber(seq_s), tonumber(top_s)
@@ -21,7 +24,15 @@ local function producer_turn(last, seq_s)
   if seq <= top then
     if gaps == '' or seq < top - 48
         or not string.find(',' .. gaps .. ',', ',' .. seq_s .. ',', 1, true) then
-      return nil, seq == top and reply or nil
+      -- (Written here, not as a function of its own: that would be a local more, and the
+      -- EVAL fallback holds every include's locals in one chunk, at Lua's limit of 200.)
+      local fresh = redis.call('HGET', BASE .. ':producers', producer .. ':' .. seq_s)
+      local answer = {1}
+      for id in string.gmatch(fresh and string.match(fresh, '^(.*)|%d+$') or '', '%d+') do
+        answer[#answer + 1] = id
+      end
+      answer[#answer + 1] = now
+      return nil, seq == top and reply or nil, answer
     end
     local open = string.match(string.gsub(',' .. gaps .. ',', ',' .. seq_s .. ',', ','),
                               '^,(.-),?$')
@@ -34,3 +45,4 @@ local function producer_turn(last, seq_s)
   for g = math.max(top + 1, seq - 48), seq - 1 do open[#open + 1] = int_str(g) end
   return open[1] and seq_s .. ':' .. table.concat(open, ',') or seq_s
 end
+

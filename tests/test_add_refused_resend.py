@@ -1,0 +1,186 @@
+"""A re-send of an add that Redis refuses (out of memory, read-only, its code missing) says
+nothing of the first send: that one may have run with its reply lost, or may still arrive
+late over its old connection. Before lua/fence_add.lua, the refusal was reported as the
+outcome: ``add`` raised OutOfMemoryError and ``add_bulk`` raised it for 500 jobs that were
+all in Redis (adding them again, as the error invites, added them twice), and a late first
+send ran after the caller had been told "not added". Now the producer asks Redis whether
+the call ran, and fences it off if it had not. Each test fails on the code before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis.asyncio as aredis
+from helpers import producer_queue, wait_until
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from reply_proxy import ReplyProxy
+
+from minique import Queue, scripts
+from minique.errors import AddBulkIncomplete
+from minique.server import RedisServer
+
+
+def _is_call(request: Any, name: str) -> bool:
+    return (bool(request) and request[0].upper() == b"FCALL"
+            and request[1].decode().endswith("_" + name))
+
+
+async def _stored(admin: Any, q: Queue) -> list[Any]:
+    """The ``i`` (or name) of every job hash of ``q``, sorted (numbers first, from -1): repeats
+    are jobs added twice."""
+    out = []
+    async for key in admin.scan_iter(match=q.keys.job_prefix + "*", count=1000):
+        job = await q.get_job(key.decode()[len(q.keys.job_prefix):])
+        assert job is not None
+        out.append(job.data["i"] if isinstance(job.data, dict) and "i" in job.data else job.name)
+    return sorted(out, key=lambda v: (isinstance(v, str), v if isinstance(v, str) else f"{v:012}"))
+
+
+def _drop_first_reply_then_fill_memory(admin: Any, name: str, armed: list[bool]) -> Any:
+    """on_reply: the first reply of transition ``name`` once armed is lost with the
+    connection, and Redis is out of memory before the producer sends the call again."""
+    async def on_reply(_no: int, request: Any, reply: Any) -> str | None:
+        if armed[0] and _is_call(request, name) and isinstance(reply, list):
+            armed[0] = False
+            await admin.config_set("maxmemory", "1")
+            return "drop"
+        return None
+    return on_reply
+
+
+async def test_add_whose_resend_is_refused_for_memory_after_the_first_ran_returns_the_job(
+        library_server: tuple[RedisServer, Any]) -> None:
+    """The first send ran, its reply was lost; the re-send was refused for memory, and add
+    raised OutOfMemoryError for a job that was in Redis."""
+    s, admin = library_server
+    armed = [True]
+    proxy = await ReplyProxy(s.port, _drop_first_reply_then_fill_memory(admin, "add", armed)).start()
+    q = Queue("oom-add", url=proxy.url)
+    try:
+        job = await q.add("t", {"i": 1})
+        assert not armed[0], "the reply was not dropped"
+        await admin.config_set("maxmemory", "0")
+        assert await admin.exists(q.keys.job(job.id))
+        assert await _stored(admin, q) == [1]
+    finally:
+        await q.close()
+        await proxy.close()
+
+
+@pytest.mark.parametrize("pool", ["own link", "blocking pool"])
+async def test_add_bulk_refused_for_memory_on_a_resend_reports_what_is_in_redis(
+        library_server: tuple[RedisServer, Any], pool: str) -> None:
+    """Call 1 of two ran, its reply lost; Redis is out of memory for every send after.
+    add_bulk raised OutOfMemoryError for 500 jobs of which 250 or 500 were in Redis. Now
+    the jobs returned or listed in ``added`` are in Redis, those in ``not_added`` are not,
+    and none is there twice."""
+    s, admin = library_server
+    armed = [False]
+    proxy = await ReplyProxy(s.port, _drop_first_reply_then_fill_memory(admin, "add", armed)).start()
+    q = producer_queue(proxy.url, "oom-bulk", pool)
+    try:
+        await q.add("warm", {"i": -1})  # the library and the producer's record in place
+        armed[0] = True
+        try:
+            jobs = await q.add_bulk([("t", {"i": i}) for i in range(500)])
+        except AddBulkIncomplete as exc:
+            added, not_added = [job.data["i"] for job in exc.added], exc.not_added
+            assert isinstance(exc.__cause__, ResponseError)
+        else:
+            added, not_added = [job.data["i"] for job in jobs], []
+        assert not armed[0], "the reply was not dropped"
+        await admin.config_set("maxmemory", "0")
+        assert sorted(added + not_added) == list(range(500))
+        assert await _stored(admin, q) == [-1, *sorted(added)], "jobs told added/not added wrongly"
+    finally:
+        await q.close()
+        await proxy.close()
+
+
+async def test_add_with_a_parent_whose_resend_is_refused_for_memory_returns_the_child(
+        library_server: tuple[RedisServer, Any]) -> None:
+    """The same for add(parent=...), an add_flow call: it raised OutOfMemoryError for a
+    child that was in Redis, under its parent."""
+    s, admin = library_server
+    armed = [False]
+    proxy = await ReplyProxy(s.port, _drop_first_reply_then_fill_memory(admin, "add_flow", armed)).start()
+    q = Queue("oom-child", url=proxy.url)
+    try:
+        parent = await q.add("parent", {}, delay=60)
+        armed[0] = True
+        child = await q.add("child", {"i": 1}, parent=parent)
+        assert not armed[0], "the reply was not dropped"
+        await admin.config_set("maxmemory", "0")
+        assert await admin.exists(q.keys.job(child.id))
+        assert await _stored(admin, q) == [1, "parent"]
+    finally:
+        await q.close()
+        await proxy.close()
+
+
+async def test_a_late_first_send_of_an_add_told_refused_adds_nothing(
+        library_server: tuple[RedisServer, Any]) -> None:
+    """The first send is held on the way (a slow path) until after the client timed out,
+    sent the call again, and was refused for memory: add raised OutOfMemoryError. The first
+    send then arrived and ran, and the job the caller was told was not added was in Redis
+    (adding it again added it twice)."""
+    s, admin = library_server
+    release, held = asyncio.Event(), asyncio.Event()
+
+    async def on_request(_no: int, request: Any) -> str | None:
+        if not held.is_set() and _is_call(request, "add"):
+            held.set()
+            await admin.config_set("maxmemory", "1")  # the re-send will be refused
+            await release.wait()
+        return None
+
+    proxy = await ReplyProxy(s.port, None, on_request).start()
+    client = aredis.Redis.from_url(proxy.url, socket_timeout=0.5, retry=Retry(NoBackoff(), 2),
+                                   retry_on_error=[RedisConnectionError, RedisTimeoutError])
+    q = Queue("late-add", connection=client)
+    try:
+        with pytest.raises(OutOfMemoryError):
+            await q.add("t", {"i": 1})
+        assert held.is_set()
+        await admin.config_set("maxmemory", "0")
+        before = (await admin.info("commandstats"))["cmdstat_fcall"]["calls"]
+        release.set()  # the late first send goes on to Redis
+
+        async def late_send_ran() -> bool:
+            return bool((await admin.info("commandstats"))["cmdstat_fcall"]["calls"] > before)
+        await wait_until(late_send_ran, timeout=10, message="the late first send ran")
+        assert await _stored(admin, q) == [], "a job told not added is in Redis"
+        # The producer goes on: its next add is added, once.
+        await q.add("u", {"i": 2})
+        assert await _stored(admin, q) == [2]
+    finally:
+        release.set()
+        await q.close()
+        await proxy.close()
+
+
+async def test_a_resent_fence_still_answers_not_run(library_server: tuple[RedisServer, Any]) -> None:
+    """The fence itself can be re-sent by redis-py after a timeout: its first send marks
+    the number as run, so without its call id a re-send would answer "it ran" and the
+    producer would report jobs that never were added as added."""
+    _s, admin = library_server
+    q = Queue("fence", connection=admin)
+    fn = scripts.library().function("fence_add")
+    args = (1, q.keys.meta, q.keys.job_prefix, "p1", 7, "add")
+    assert await admin.fcall(fn, *args, "call-a") is None
+    assert await admin.fcall(fn, *args, "call-a") is None  # the re-send: the first reply
+    # Another fence of the number (a new call): it counts as run now, with no ids added.
+    assert (await admin.fcall(fn, *args, "call-b"))[0] == 1
+    # A late add of that number is answered as a re-send and adds nothing.
+    await q.add("other", {"i": 0})  # (another producer: a job to tell apart)
+    reply = await scripts.run(admin, "add", (q.keys.meta,),
+                              (q.keys.job_prefix, 1, "p1", 7, 0, "99", "t", b"\x80", 0))
+    assert int(reply[0]) == 1
+    assert not await admin.exists(q.keys.job("99"))
