@@ -36,7 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import codec, local_controls, scripts
 from .connection import check_client, connect
@@ -120,12 +122,15 @@ async def submit(client: Any, nodes: Sequence[_Prepared], producer: str, seq: in
                      a[6], node.parent_token])
     first = nodes[0].queue
     try:
-        reply = await scripts.run(client, "add_flow", first.keys.vector,
-                                  (first.keys.job_prefix, *flat))
-    except ResponseError as exc:
-        reply = await _fenced(client, first, nodes, producer, seq, exc)
-    if int(reply[0]) == -1:
-        reply = await _after_hand_back(client, first, flat, reply)
+        try:
+            reply = await scripts.run(client, "add_flow", first.keys.vector,
+                                      (first.keys.job_prefix, *flat))
+        except ResponseError as exc:
+            reply = await _fenced(client, first, nodes, producer, seq, exc)
+        if int(reply[0]) == -1:
+            reply = await _after_hand_back(client, first, flat, reply)
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise _outcome_unknown(nodes, f"Redis did not answer ({type(exc).__name__}: {exc})") from exc
     for node, job_id in zip(nodes, reply[1:], strict=True):
         node.args[0] = job_id.decode() if isinstance(job_id, bytes) else str(job_id)
     # A job with a priority goes ahead of the jobs workers hold: the workers of this
@@ -151,14 +156,24 @@ async def _fenced(client: Any, first: Queue, nodes: Sequence[_Prepared], produce
         reply = await scripts.run(client, "fence_add", (first.keys.meta,),
                                   (first.keys.job_prefix, producer, seq, "flow"))
     except (RedisError, InvalidJobState) as exc:
-        ids = [n.args[0] for n in nodes if n.args[0]]
-        raise AddOutcomeUnknown(
-            f"Redis refused the flow ({refusal}) and did not say whether an earlier send of "
-            f"it had run ({type(exc).__name__}: {exc}); whether its jobs ({len(nodes)}; "
-            f"ids given: {', '.join(ids[:5]) or 'none'}) were added is unknown", ids) from exc
+        raise _outcome_unknown(nodes, f"Redis refused the call ({refusal}) and did not say "
+                               f"whether an earlier send of it had run ({type(exc).__name__}: "
+                               f"{exc})") from exc
     if reply is None:
         raise refusal
     return reply
+
+
+def _outcome_unknown(nodes: Sequence[_Prepared], why: str) -> AddOutcomeUnknown:
+    """``AddOutcomeUnknown`` for an add_flow call: it names the ids the caller gave; Redis
+    gives the others (add_flow.lua), so they are unknown here."""
+    ids = [n.args[0] for n in nodes if n.args[0]]
+    auto = len(nodes) - len(ids)
+    return AddOutcomeUnknown(
+        f"{why}; whether the {len(nodes)} job(s) of the call were added is unknown: look up "
+        f"{', '.join(ids[:5]) or 'the parent'}{' ...' if len(ids) > 5 else ''} with get_job()"
+        + (f" ({auto} job(s) without a job_id get theirs in Redis: look for them among the "
+           "parent's dependencies)" if auto else ""), ids)
 
 
 async def _after_hand_back(client: Any, first: Queue, flat: list[Any], reply: Any) -> Any:

@@ -60,8 +60,6 @@ ABORT_ROUNDS = 5  # abort(): remove, else cancel, at most this many times (see t
 STATS_TRIES = 5
 ID_BLOCK = 100  # automatic ids a producer reserves at a time (see Queue._assign_ids)
 ID_BLOCK_MAX = 5000  # ... and at most, when bulk adds reserve ahead for the next ones
-# The "duplicate" flag of a job of a re-sent add call with a custom id (Queue._resent_outcome).
-RESENT_CUSTOM = 2
 
 BulkItem = tuple[str, Any] | tuple[str, Any, Mapping[str, Any]]
 _NO_OPTIONS: dict[str, Any] = {}  # never modified: resolve() reads options, never writes
@@ -312,10 +310,6 @@ class Queue:
         if resolved.wire_priority:  # a priority or LIFO: ahead of what workers hold
             local_controls.notify(self.keys.base, "priority", resolved.delay)
         job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-        if dup == RESENT_CUSTOM:
-            # A re-sent call: the first send added this job or found it there already.
-            stored = await self.get_job(job_id)
-            return stored or self._made(job_id, name, data, args[2], resolved, now_ms)
         if dup:
             existing = await self.get_job(job_id)
             if existing is None and resolved.dedup:
@@ -447,9 +441,6 @@ class Queue:
                        for reply in replies):
                     # The id counter was reset (lua/add.lua): the rest of the block is void.
                     self._id_next = self._id_end = 0
-                for k, reply in enumerate(replies):
-                    if isinstance(reply, ResponseError):
-                        replies[k] = await self._fenced(self._link or self.redis, calls[k], reply)
             except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
                 raise _outcome_unknown(exc, [args[0] for chunk, reply in zip(chunks, replies, strict=True)
                                              if not isinstance(reply, list) for args in chunk]) from exc
@@ -459,22 +450,22 @@ class Queue:
             if isinstance(reply, Exception):
                 out.append(reply)  # refused by Redis, after others ran (_call_adds)
             else:
-                out.append(await self._chunk_outcome(chunk, reply))
+                out.append(self._chunk_outcome(chunk, reply))
         return out
 
-    async def _chunk_outcome(self, chunk: Sequence[list[Any]], reply: list[Any]) -> list[Any]:
-        """A chunk's (id, duplicate) pairs and the server time, from add.lua's reply; for
-        a re-send, as the first send made them (``_resent_outcome``)."""
+    def _chunk_outcome(self, chunk: Sequence[list[Any]], reply: list[Any]) -> list[Any]:
+        """A chunk's (id, duplicate) pairs and the server time, from add.lua's reply. A
+        re-send's reply notes (sent id, id, duplicate) for the jobs whose outcome its first
+        run's state no longer tells (a fresh id given where the automatic one was taken, a
+        duplicate and the job it found); every other job was added with the id sent."""
         if int(reply[0]) == 1:
-            # (sent id, fresh id) pairs: automatic ids the first run found taken (a counter
-            # reset under the producer's block) and replaced.
-            pairs = reply[1:-1]
-            fresh = {(sent.decode() if isinstance(sent, bytes) else str(sent)): pairs[k + 1]
-                     for k, sent in enumerate(pairs) if k % 2 == 0}
+            notes = reply[1:-1]
+            noted = {(sent.decode() if isinstance(sent, bytes) else str(sent)):
+                     (notes[k + 1], int(notes[k + 2]))
+                     for k, sent in enumerate(notes) if k % 3 == 0}
             out: list[Any] = []
             for args in chunk:
-                job_id, dup = await self._resent_outcome(args)
-                out += (fresh.get(args[0], job_id), dup)
+                out += noted.get(args[0], (args[0].encode(), 0))
             return [*out, reply[-1]]
         return reply[1:]
 
@@ -500,6 +491,7 @@ class Queue:
         out: list[Any] = [None] * len(chunks)
         left = collections.deque(range(len(chunks)))  # not answered yet, in order
         unrun: list[int] = []
+        refused: list[int] = []  # refused (out of memory...): fenced before more go
 
         def command(i: int) -> tuple[Any, ...]:
             call = calls[i]
@@ -512,17 +504,18 @@ class Queue:
             if int(reply[0]) == 2:
                 # The id counter was reset (lua/add.lua): the rest of the block is void.
                 self._id_next = self._id_end = 0
-            out[i] = await self._chunk_outcome(chunks[i], reply)
+            out[i] = self._chunk_outcome(chunks[i], reply)
             made(i, out[i])
 
         async def pipelined() -> None:
             """Sends the calls of ``left`` and reads their replies; stops writing once one
-            comes back refused unrun, and returns when those written are answered, so that
-            it goes again before the highest number outruns add.lua's window."""
+            comes back refused, and returns when those written are answered, so that it goes
+            again (refused unrun) or is fenced (refused) before the highest number outruns
+            add.lua's window."""
             todo, sent = list(left), collections.deque[tuple[int, asyncio.Future[Any]]]()
             try:
-                while sent or (todo and not unrun):
-                    if todo and not unrun and len(sent) < ADD_PIPELINE_DEPTH:
+                while sent or (todo and not unrun and not refused):
+                    if todo and not unrun and not refused and len(sent) < ADD_PIPELINE_DEPTH:
                         batch = todo[:ADD_PIPELINE_DEPTH - len(sent)]
                         del todo[:len(batch)]
                         sent.extend(zip(batch, await link.write_each(map(command, batch)),
@@ -536,7 +529,8 @@ class Queue:
                         if scripts.did_not_run(exc):
                             unrun.append(i)
                         else:
-                            out[i] = exc  # refused (out of memory...): its jobs were not added
+                            out[i] = exc
+                            refused.append(i)
                     else:
                         await answered(i, reply)
                     left.popleft()
@@ -549,8 +543,8 @@ class Queue:
             await link.drop()
 
         try:
-            while left or unrun:
-                if left and not unrun:
+            while left or unrun or refused:
+                if left and not unrun and not refused:
                     await link.retry_policy().call_with_retry(pipelined, failed)
                 for i in sorted(unrun):
                     call = calls[i]
@@ -558,33 +552,21 @@ class Queue:
                     reply = await self._add_again(link, call)
                     if isinstance(reply, Exception):
                         out[i] = reply
+                        refused.append(i)
                     else:
                         await answered(i, reply)
                 unrun.clear()
-            for i, reply in enumerate(out):
-                if isinstance(reply, ResponseError):
+                for i in sorted(refused):
                     call = calls[i]
                     assert call is not None
-                    answer = await self._fenced(link, call, reply)
-                    if answer is not reply:
+                    answer = await self._fenced(link, call, out[i])
+                    if answer is not out[i]:
                         await answered(i, answer)
+                refused.clear()
         except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
             raise _outcome_unknown(exc, [args[0] for i, chunk in enumerate(chunks)
                                          if not isinstance(out[i], list) for args in chunk]) from exc
         return _refused_or_all(out)
-
-    async def _resent_outcome(self, args: list[Any]) -> tuple[bytes, int]:
-        """(id, duplicate) of one job of a re-sent call: the id sent, or, for an add with a
-        dedup id that the first send found taken, the job holding it (lua/add.lua). A
-        custom id comes back as RESENT_CUSTOM: the first send may have found a job of that
-        id there already, which is what the add returns then (the stored job)."""
-        if args[7]:
-            holder = await self.redis.get(self._dedup_key(args[7].split("|", 2)[2]))
-            if holder is not None and holder.decode() != args[0]:
-                return holder, 1
-        if not args[0].isdigit():  # (automatic ids are digits, custom ones never)
-            return args[0].encode(), RESENT_CUSTOM
-        return args[0].encode(), 0
 
     async def _call_adds(self, calls: list[list[Any]]) -> list[Any]:
         if len(calls) == 1:
@@ -595,18 +577,26 @@ class Queue:
                     return [await self._link.execute_packed(self._plain_add(call))]
                 except ResponseError as exc:
                     if not scripts.did_not_run(exc):
-                        return [exc]
+                        return [await self._fenced(self._link, call, exc)]
                     # Nothing ran: scripts.run loads the library (or turns to scripts, on
                     # a server without functions) and calls again.
+            client = self._link or self.redis
             try:
-                return [await scripts.run(self._link or self.redis, "add", self._add_keys,
+                return [await scripts.run(client, "add", self._add_keys,
                                           (self.keys.job_prefix, *calls[0]))]
             except ResponseError as exc:
-                return [exc]
+                return [await self._fenced(client, calls[0], exc)]
         if getattr(self.redis, "connection_pool", None) is None:
-            # Redis Cluster clients refuse scripts in pipelines; in order, one at a time.
-            return [await self._add_again(self.redis, call) for call in calls]
-        replies: list[Any] = []
+            # Redis Cluster clients refuse scripts in pipelines; in order, one at a time,
+            # each refusal fenced before the next call goes (see _fenced).
+            replies: list[Any] = []
+            for call in calls:
+                reply = await self._add_again(self.redis, call)
+                if isinstance(reply, ResponseError):
+                    reply = await self._fenced(self.redis, call, reply)
+                replies.append(reply)
+            return replies
+        replies = []
         for start in range(0, len(calls), ADD_PIPELINE_DEPTH):
             group = calls[start:start + ADD_PIPELINE_DEPTH]
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -614,11 +604,13 @@ class Queue:
                     scripts.queue_call(pipe, "add", self._add_keys, [self.keys.job_prefix, *call])
                 group_replies = await pipe.execute(raise_on_error=False)
             # Calls refused unrun (the library missing) go again, one by one, with their
-            # numbers, before the next group: add.lua knows which numbers ran only within
-            # its window below the highest.
+            # numbers, and refusals are fenced, before the next group: add.lua knows which
+            # numbers ran only within its window below the highest.
             for call, reply in zip(group, group_replies, strict=True):
                 if isinstance(reply, Exception) and scripts.did_not_run(reply):
                     reply = await self._add_again(self.redis, call)
+                if isinstance(reply, ResponseError):
+                    reply = await self._fenced(self._link or self.redis, call, reply)
                 replies.append(reply)
         return replies
 
@@ -628,7 +620,9 @@ class Queue:
         connection, by redis-py or the own link) may have run, its reply lost, or may
         still arrive late. Returns add.lua's answer to a re-send when one ran, else
         ``refusal``; then none ever will (lua/fence_add.lua). Raises what Redis raised when
-        it refuses or does not answer this question too (the outcome is unknown then)."""
+        it refuses or does not answer this question too (the outcome is unknown then).
+        Called before the producer's later calls run 48 numbers ahead (the record is exact
+        that far below its top; further down, the fence answers FENCEUNKNOWN)."""
         answer = await scripts.run(client, "fence_add", self._add_keys,
                                    (self.keys.job_prefix, call[1], call[2], "add"))
         if answer is None:

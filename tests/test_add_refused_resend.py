@@ -23,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from reply_proxy import ReplyProxy
 
 from minique import Queue, scripts
-from minique.errors import AddBulkIncomplete
+from minique.errors import AddBulkIncomplete, AddOutcomeUnknown
 from minique.server import RedisServer
 
 
@@ -184,3 +184,98 @@ async def test_a_resent_fence_still_answers_not_run(library_server: tuple[RedisS
                               (q.keys.job_prefix, 1, "p1", 7, 0, "99", "t", b"\x80", 0))
     assert int(reply[0]) == 1
     assert not await admin.exists(q.keys.job("99"))
+
+
+def _memory_refuses_add_number(admin: Any, proxy_of: list[ReplyProxy], refused: int) -> Any:
+    """on_request, once armed: the producer's add call number ``refused`` (from 1) is
+    refused for memory; memory is free again for the next (as when workers remove jobs)."""
+    seen = [0]
+
+    async def on_request(no: int, request: Any) -> str | None:
+        if _is_call(request, "add") and seen[0] <= refused:
+            seen[0] += 1
+            if seen[0] in (refused, refused + 1):
+                await proxy_of[0].settled(no)  # the calls before it have run
+                await admin.config_set("maxmemory", "1" if seen[0] == refused else "0")
+        return None
+    return on_request
+
+
+@pytest.mark.parametrize("pool", ["own link", "blocking pool"])
+@pytest.mark.parametrize(("calls", "warm"), [(2, False), (52, True)])
+async def test_a_refused_bulk_call_is_never_told_added(
+        library_server: tuple[RedisServer, Any], pool: str, calls: int, warm: bool) -> None:
+    """Call 1 of an add_bulk is refused for memory and the later calls run. Two ways the
+    fence answered "it ran" for a call that never did, and its 250 jobs were returned as
+    added and lost: a new producer's first call (the record that call 2 made knew nothing
+    below it), and a call refused while 50 later ones ran before it was fenced (the record
+    is exact only 48 below its top; an out-of-memory refusal did not stop the pipeline)."""
+    s, admin = library_server
+    proxy_of: list[ReplyProxy] = []
+    proxy = await ReplyProxy(s.port, None, _memory_refuses_add_number(
+        admin, proxy_of, 2 if warm else 1)).start()
+    proxy_of.append(proxy)
+    q = producer_queue(proxy.url, "refused-bulk", pool)
+    try:
+        if warm:
+            await q.add("warm", {"i": -1})  # call 1; the bulk's first is call 2
+        with pytest.raises(AddBulkIncomplete) as info:
+            await q.add_bulk([("t", {"i": i}) for i in range(calls * 250)])
+        assert info.value.not_added == list(range(250))
+        await admin.config_set("maxmemory", "0")
+        added = sorted(job.data["i"] for job in info.value.added)
+        assert added == list(range(250, calls * 250))
+        assert await _stored(admin, q) == ([-1] if warm else []) + added
+    finally:
+        await q.close()
+        await proxy.close()
+
+
+async def test_the_fence_tells_unknown_below_what_the_record_knows(
+        library_server: tuple[RedisServer, Any]) -> None:
+    """A number more than 48 below the record's top may have run or not: the fence says so
+    (FENCEUNKNOWN) rather than "it ran", and the add raises AddOutcomeUnknown."""
+    _s, admin = library_server
+    q = Queue("fence-window", connection=admin)
+    fn = scripts.library().function("fence_add")
+    await admin.hset(q.keys.base + ":producers", "p1", "100|1")
+    with pytest.raises(ResponseError, match="FENCEUNKNOWN"):
+        await admin.fcall(fn, 1, q.keys.meta, q.keys.job_prefix, "p1", 51, "add", "c1")
+    assert (await admin.fcall(fn, 1, q.keys.meta, q.keys.job_prefix, "p1", 52, "add", "c2"))[0] == 1
+    # A record made by a producer's later call knows nothing below it: gaps.
+    await admin.delete(q.keys.base + ":producers")
+    await q.add("x", {})  # call 1 of this Queue's producer: no gaps
+    q._add_seq += 3  # its next call is number 5, as if 2-4 were on their way
+    await q.add("y", {})
+    record = (await admin.hget(q.keys.base + ":producers", q._producer)).decode()
+    assert record.split("|")[0] == "5:2,3,4"
+    await admin.delete(q.keys.base + ":producers")
+    await q.add("z", {})  # number 6, its record gone: 48 gaps below it
+    record = (await admin.hget(q.keys.base + ":producers", q._producer)).decode()
+    assert record.split("|")[0] == "6:1,2,3,4,5"
+
+
+async def test_add_with_a_parent_that_redis_never_answers_raises_add_outcome_unknown(
+        library_server: tuple[RedisServer, Any]) -> None:
+    """Every reply of the add_flow call is lost: add(parent=...) raised redis-py's raw
+    ConnectionError, where an add raises AddOutcomeUnknown (the child was in Redis)."""
+    s, admin = library_server
+    armed = [False]
+
+    async def on_reply(_no: int, request: Any, reply: Any) -> str | None:
+        return "drop" if armed[0] and _is_call(request, "add_flow") else None
+
+    proxy = await ReplyProxy(s.port, on_reply).start()
+    q = Queue("child-unknown", url=proxy.url)
+    try:
+        parent = await q.add("parent", {}, delay=60)
+        armed[0] = True
+        with pytest.raises(AddOutcomeUnknown, match="dependencies"):
+            await q.add("child", {"i": 1}, parent=parent)
+        with pytest.raises(AddOutcomeUnknown) as info:
+            await q.add("named", {"i": 2}, parent=parent, job_id="kid-2")
+        assert info.value.job_ids == ["kid-2"]
+        assert await _stored(admin, q) == [1, 2, "parent"]
+    finally:
+        await q.close()
+        await proxy.close()

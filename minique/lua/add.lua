@@ -21,7 +21,8 @@
 -- first for a re-send, its jobs told added and lost, or made the client give the second a
 -- new number, its jobs added twice: break round 33.) Further below the highest, a number
 -- counts as seen, as before.
--- Returns {0, id, duplicate (0/1), ..., now}, {1, now} for a re-send, or {2, id, ...} as
+-- Returns {0, id, duplicate (0/1), ..., now}, for a re-send {1, then (sent id, id,
+-- duplicate) for each job whose outcome it noted (see notes below), now}, or {2, id, ...} as
 -- 0 when the producer must reserve automatic ids afresh (see below).
 --@include base
 --@include dedup
@@ -98,6 +99,8 @@ elseif n > 1 then
 end
 -- Ids added by this call, for an id repeated within it (none can be, with one job).
 local added = n > 1 and {} or nil
+-- (sent id, id, duplicate) of the jobs whose outcome a re-send could not tell, or nil.
+local notes = nil
 for i = 0, n - 1 do
   local b = JB + i * 4
   local id, name, data = ARGV[b], ARGV[b + 1], ARGV[b + 2]
@@ -111,7 +114,7 @@ for i = 0, n - 1 do
     prio, delay = tonumber(prio_s), tonumber(delay_s)
   end
   local dup = 0
-  local dd_field = nil
+  local dd_field, fresh_id = nil, false
   if check_each and not (added and added[id]) and string.match(id, '^%d+$')
       and redis.call('EXISTS', JP .. id) == 1 then
     -- An automatic id that exists was handed out twice (the counter was reset under a
@@ -120,14 +123,7 @@ for i = 0, n - 1 do
       id = int_str(redis.call('INCR', K.idc))
       if redis.call('EXISTS', JP .. id) == 0 then break end
     end
-    -- Kept for a re-send of this call (its reply may be lost): "sent,fresh,...|ms" under
-    -- "<producer>:<number>" in the same hash, swept with the records.
-    if producer ~= '' then
-      local key = producer .. ':' .. ARGV[4]
-      local had = redis.call('HGET', BASE .. ':producers', key)
-      redis.call('HSET', BASE .. ':producers', key, (had and string.match(had, '^(.*)|%d+$') .. ',' or '')
-                 .. ARGV[b] .. ',' .. id .. '|' .. now_s)
-    end
+    fresh_id = true
   end
   local exists = check_each and not (added and added[id]) and redis.call('EXISTS', JP .. id) == 1
   -- A job removed while a worker held it is gone once its hold ran out (base.lua).
@@ -164,8 +160,22 @@ for i = 0, n - 1 do
   end
   out[#out + 1] = id
   out[#out + 1] = dup
+  if (fresh_id or dup == 1) and producer ~= '' then
+    -- Kept for a re-send of this call (its reply may be lost): what the call's state
+    -- then could not tell (includes/producers.lua). A duplicate's holder may be gone by
+    -- then, its dedup id free again (break round 35: the re-send returned a job never
+    -- made); a fresh id is nowhere else.
+    notes = notes or {}
+    notes[#notes + 1] = ARGV[b]; notes[#notes + 1] = id; notes[#notes + 1] = dup
+  end
 end
-if producer ~= '' then redis.call('HSET', BASE .. ':producers', producer, producer_record .. '|' .. now_s) end
+if producer ~= '' then
+  redis.call('HSET', BASE .. ':producers', producer, producer_record .. '|' .. now_s)
+  if notes then
+    redis.call('HSET', BASE .. ':producers', producer .. ':' .. ARGV[4],
+               cmsgpack.pack(notes) .. '|' .. now_s)
+  end
+end
 flush_events()
 out[#out + 1] = now
 return out

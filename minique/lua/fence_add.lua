@@ -9,7 +9,8 @@
 -- such a late copy is answered as a re-send and adds nothing.
 -- ARGV: JP (unused), producer, seq (the call's number), kind ('add' or 'flow'); the call
 -- id last (--@once: a re-sent fence gets the first one's reply, not "it ran").
--- Returns nil when the call had not run (now it never will); when it had, the answer to
+-- Returns nil when the call had not run (now it never will); an error (FENCEUNKNOWN) when
+-- the number is too far below the record's top to tell; when it had run, the answer to
 -- a re-send: add.lua's {1, sent id, fresh id, ..., now} for 'add', add_flow's reply for
 -- 'flow' (kept for the producer's last call, which a refused call one at a time is).
 -- Runs while Redis is out of memory: it writes one field of a record that exists (or a
@@ -20,6 +21,14 @@
 --@allow-oom
 local producer, seq_s = ARGV[2], ARGV[3]
 local last = redis.call('HGET', BASE .. ':producers', producer)
+-- Below the numbers the record knows exactly (48 below its top), "ran" would be a guess:
+-- the producer fences a refused call before its later calls run that far ahead
+-- (minique/queue.py), so this is only reached when something else went wrong.
+if last and tonumber(seq_s) < tonumber(string.match(last, '^%d+')) - 48 then
+  return redis.error_reply('FENCEUNKNOWN call ' .. seq_s .. ' of producer ' .. producer
+                           .. ' is too far below its last (' .. string.match(last, '^%d+')
+                           .. ') to tell whether it ran')
+end
 local head, kept, resent = producer_turn(last, seq_s, producer, now_ms())
 if head then
   redis.call('HSET', BASE .. ':producers', producer,

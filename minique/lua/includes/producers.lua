@@ -5,18 +5,32 @@
 -- below it, at most 48 below, that have not run (a producer pipelines add_bulk's calls, at
 -- most 32 unanswered: minique/queue.py ADD_PIPELINE_DEPTH, so a call Redis refused unrun,
 -- or one overtaken, leaves a gap until it comes again). A number further below the top
--- counts as seen. The sweep (sweep.lua) reads the last field as the record's time.
+-- counts as seen by add.lua (a call that doubtful is not run twice), and as unknown by
+-- fence_add.lua. A record made by a call other than the producer's first has the 48
+-- numbers below it as gaps. The sweep (sweep.lua) reads the last field as the record's time.
 --
 -- producer_turn(last record or false, this call's number as sent, producer, now) returns
 --   nil, the stored reply (add_flow's, for the top; else nil), and add.lua's answer to a
---   re-send ({1, sent id, fresh id, ..., now}: the fresh ids its first run gave jobs whose
---   automatic id was taken, kept under "<producer>:<number>"; a number fenced unrun by
---   fence_add.lua has none) when the number ran already;
+--   re-send ({1, sent id, id, duplicate (0/1), ..., now}: for the jobs whose outcome the
+--   state no longer tells, their first run's: a fresh id given where the automatic one
+--   was taken, a duplicate and the job it found; add.lua keeps them, msgpack, under
+--   "<producer>:<number>"; a number fenced unrun by fence_add.lua has none) when the
+--   number ran already;
 --   else the record's head ("top[:gaps]") once this call has run, and, when this call is
 --   not the new top (a gap that runs now), the top's stored reply to keep (or nil).
 -- Bounded: at most 48 gaps are read or written.
 local function producer_turn(last, seq_s, producer, now)
-  if not last then return seq_s end
+  if not last then
+    -- No record: the producer's first call, or one after its record went (the sweep, an
+    -- obliterate). Numbers below this one may still come (a first call refused while a
+    -- later one ran, calls overtaken): they are gaps, not numbers that ran, or a refused
+    -- call of them would be fenced as run (fence_add.lua) and its jobs told added.
+    local seq = tonumber(seq_s)
+    if seq == 1 then return seq_s end
+    local open = {}
+    for g = math.max(1, seq - 48), seq - 1 do open[#open + 1] = int_str(g) end
+    return seq_s .. ':' .. table.concat(open, ',')
+  end
   local top_s, gaps = string.match(last, '^(%d+):?([%d,]*)')
   local seq, top = tonumber(seq_s), tonumber(top_s)
   if seq == top + 1 and gaps == '' then return seq_s end  -- (the usual call)
@@ -26,10 +40,12 @@ local function producer_turn(last, seq_s, producer, now)
         or not string.find(',' .. gaps .. ',', ',' .. seq_s .. ',', 1, true) then
       -- (Written here, not as a function of its own: that would be a local more, and the
       -- EVAL fallback holds every include's locals in one chunk, at Lua's limit of 200.)
-      local fresh = redis.call('HGET', BASE .. ':producers', producer .. ':' .. seq_s)
+      local notes = redis.call('HGET', BASE .. ':producers', producer .. ':' .. seq_s)
       local answer = {1}
-      for id in string.gmatch(fresh and string.match(fresh, '^(.*)|%d+$') or '', '%d+') do
-        answer[#answer + 1] = id
+      if notes then
+        for _, v in ipairs(cmsgpack.unpack(string.match(notes, '^(.*)|%d+$'))) do
+          answer[#answer + 1] = v
+        end
       end
       answer[#answer + 1] = now
       return nil, seq == top and reply or nil, answer
