@@ -455,17 +455,17 @@ class Queue:
 
     def _chunk_outcome(self, chunk: Sequence[list[Any]], reply: list[Any]) -> list[Any]:
         """A chunk's (id, duplicate) pairs and the server time, from add.lua's reply. A
-        re-send's reply notes (sent id, id, duplicate) for the jobs whose outcome its first
-        run's state no longer tells (a fresh id given where the automatic one was taken, a
-        duplicate and the job it found); every other job was added with the id sent."""
+        re-send's reply notes (place in the call, id, duplicate) for the jobs whose outcome
+        its first run's state no longer tells (a fresh id given where the automatic one was
+        taken, a duplicate and the job it found); every other job was added with the id
+        sent."""
         if int(reply[0]) == 1:
             notes = reply[1:-1]
-            noted = {(sent.decode() if isinstance(sent, bytes) else str(sent)):
-                     (notes[k + 1], int(notes[k + 2]))
-                     for k, sent in enumerate(notes) if k % 3 == 0}
+            noted = {int(notes[k]): (notes[k + 1], int(notes[k + 2]))
+                     for k in range(0, len(notes), 3)}
             out: list[Any] = []
-            for args in chunk:
-                out += noted.get(args[0], (args[0].encode(), 0))
+            for place, args in enumerate(chunk):
+                out += noted.get(place, (args[0].encode(), 0))
             return [*out, reply[-1]]
         return reply[1:]
 
@@ -774,11 +774,14 @@ class Queue:
                 made(n, reply)
             starts[n] = len(out)
             out.extend(jobs_of[n] or ())
-        dup_ids = [(starts[n] + j, job_id) for n, j, job_id in dups]
-        for index, job_id in dup_ids:
+        for n, j, job_id in dups:
             existing = await self.get_job(job_id)
-            if existing is not None:
-                out[index] = existing
+            if existing is None:
+                # Removed since (or a dedup id with a ttl that outlives its job): the item
+                # added nothing, and that job's fields are gone; as add() says of it.
+                args, resolved, _ = chunks[n][j]
+                existing = Job(self, job_id, args[1], None, resolved.stored, state="unknown")
+            out[starts[n] + j] = existing
         if refusal is not None:
             raise AddBulkIncomplete(
                 f"add_bulk: Redis refused {len(not_added)} of {len(prepared)} jobs "

@@ -279,3 +279,49 @@ async def test_add_with_a_parent_that_redis_never_answers_raises_add_outcome_unk
     finally:
         await q.close()
         await proxy.close()
+
+
+@pytest.mark.parametrize("pool", ["own link", "blocking pool"])
+async def test_a_resent_call_with_an_id_twice_reports_each_place(
+        library_server: tuple[RedisServer, Any], pool: str) -> None:
+    """One call sends job id "x" twice, the first a dedup duplicate of another job and the
+    second a new job; the reply is lost and the call sent again. Its notes were keyed by the
+    id sent, so both places came back as the duplicate, and the job made was never
+    reported (break round 36)."""
+    s, admin = library_server
+    armed = [False]
+
+    async def on_reply(_no: int, request: Any, reply: Any) -> str | None:
+        if armed[0] and _is_call(request, "add") and isinstance(reply, list):
+            armed[0] = False
+            return "drop"
+        return None
+
+    proxy = await ReplyProxy(s.port, on_reply).start()
+    q = producer_queue(proxy.url, "id-twice", pool)
+    try:
+        holder = await q.add("holder", {"i": 0}, dedup={"id": "d"})
+        armed[0] = True
+        jobs = await q.add_bulk([("a", {"i": 1}, {"job_id": "x", "dedup": {"id": "d"}}),
+                                 ("b", {"i": 2}, {"job_id": "x"})])
+        assert not armed[0], "the reply was not dropped"
+        assert [(job.id, job.name) for job in jobs] == [(holder.id, "holder"), ("x", "b")]
+        assert await _stored(admin, q) == [0, 2]
+    finally:
+        await q.close()
+        await proxy.close()
+
+
+async def test_add_bulk_reports_a_duplicate_whose_job_is_gone_as_add_does(
+        library_server: tuple[RedisServer, Any]) -> None:
+    """The dedup id outlives its job (a ttl): add_bulk returned a waiting job of that id
+    with the item's name and data, a job never made (break round 36)."""
+    _s, admin = library_server
+    q = Queue("gone-holder", connection=admin)
+    held = await q.add("first", {"i": 0}, dedup={"id": "d", "ttl": 60})
+    assert await q.remove_job(held.id)
+    single = await q.add("again", {"i": 1}, dedup={"id": "d", "ttl": 60})
+    [bulk] = await q.add_bulk([("again", {"i": 2}, {"dedup": {"id": "d", "ttl": 60}})])
+    for job in (single, bulk):
+        assert (job.id, job.state, job.data) == (held.id, "unknown", None)
+    assert await _stored(admin, q) == []

@@ -379,7 +379,10 @@ async def test_openapi_describes_every_endpoint(api: Api) -> None:
         item = spec["paths"][op.path][op.method.lower()]
         assert item["summary"] and item["responses"]["200"]
     assert openapi_schema("/x")["servers"] == [{"url": "/x"}]
-    assert (await api.get("/api/nothing-here", status=404))["error"]["code"] == "not_found"
+    missing = (await api.get("/api/nothing-here", status=404))["error"]
+    assert missing["code"] == "not_found" and "/api/openapi.json" in missing["message"]
+    # The first address a newcomer tries: the 404 says where the endpoints are.
+    assert "/api/openapi.json" in (await api.get("/api/", status=404))["error"]["message"]
 
 
 async def test_a_known_endpoint_with_another_method_is_405_with_allow(api: Api, queue: Queue) -> None:

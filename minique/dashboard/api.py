@@ -393,7 +393,10 @@ def unmatched_endpoint(known: list[Route]) -> Handler:
                                       f"allowed: {', '.join(allowed)}")
             response.headers["allow"] = ", ".join(allowed)
             return response
-        return error_response(404, "not_found", f"no API endpoint {request.method} {request.url.path}")
+        return error_response(404, "not_found",
+                              f"no API endpoint {request.method} {request.url.path}; the "
+                              f"endpoints are listed at {request.scope.get('root_path', '')}"
+                              "/api/openapi.json")
 
     return unmatched
 

@@ -21,7 +21,7 @@
 -- first for a re-send, its jobs told added and lost, or made the client give the second a
 -- new number, its jobs added twice: break round 33.) Further below the highest, a number
 -- counts as seen, as before.
--- Returns {0, id, duplicate (0/1), ..., now}, for a re-send {1, then (sent id, id,
+-- Returns {0, id, duplicate (0/1), ..., now}, for a re-send {1, then (place, id,
 -- duplicate) for each job whose outcome it noted (see notes below), now}, or {2, id, ...} as
 -- 0 when the producer must reserve automatic ids afresh (see below).
 --@include base
@@ -99,7 +99,8 @@ elseif n > 1 then
 end
 -- Ids added by this call, for an id repeated within it (none can be, with one job).
 local added = n > 1 and {} or nil
--- (sent id, id, duplicate) of the jobs whose outcome a re-send could not tell, or nil.
+-- (place in the call from 0, id, duplicate) of the jobs whose outcome a re-send could not
+-- tell, or nil.
 local notes = nil
 for i = 0, n - 1 do
   local b = JB + i * 4
@@ -166,7 +167,9 @@ for i = 0, n - 1 do
     -- then, its dedup id free again (break round 35: the re-send returned a job never
     -- made); a fresh id is nowhere else.
     notes = notes or {}
-    notes[#notes + 1] = ARGV[b]; notes[#notes + 1] = id; notes[#notes + 1] = dup
+    -- (By place in the call, not by the id sent: one call may send an id twice, the
+    -- first a duplicate and the second new; break round 36.)
+    notes[#notes + 1] = i; notes[#notes + 1] = id; notes[#notes + 1] = dup
   end
 end
 if producer ~= '' then

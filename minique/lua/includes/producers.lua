@@ -11,7 +11,7 @@
 --
 -- producer_turn(last record or false, this call's number as sent, producer, now) returns
 --   nil, the stored reply (add_flow's, for the top; else nil), and add.lua's answer to a
---   re-send ({1, sent id, id, duplicate (0/1), ..., now}: for the jobs whose outcome the
+--   re-send ({1, place in the call, id, duplicate (0/1), ..., now}: for the jobs whose outcome the
 --   state no longer tells, their first run's: a fresh id given where the automatic one
 --   was taken, a duplicate and the job it found; add.lua keeps them, msgpack, under
 --   "<producer>:<number>"; a number fenced unrun by fence_add.lua has none) when the
