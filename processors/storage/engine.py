@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -44,13 +46,35 @@ def make_engine(url: str, *, schema: str | None = None, exclusive: bool = False)
     return engine
 
 
+# How long a connection keeps trying to turn a new database to WAL while another
+# process holds it (seconds; the same as the busy timeout).
+WAL_SWITCH_TIMEOUT = 30.0
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers proceed while a worker writes; NORMAL sync is safe with WAL.
     cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _to_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _to_wal(cursor: Any) -> None:
+    """Turns the database to WAL (it stays so: a no-op once done). The switch needs the
+    database alone, and SQLite refuses it at once ("database is locked", without waiting
+    out the busy timeout: its deadlock guard) while another process's connection holds it,
+    as when several workers create a fresh database at once (CI); so it is tried again
+    until WAL_SWITCH_TIMEOUT."""
+    deadline = time.monotonic() + WAL_SWITCH_TIMEOUT
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _sqlite_manual_transactions(dbapi_connection: Any, _record: Any) -> None:
