@@ -43,13 +43,16 @@ async def _stored(admin: Any, q: Queue) -> list[Any]:
     return sorted(out, key=lambda v: (isinstance(v, str), v if isinstance(v, str) else f"{v:012}"))
 
 
-def _drop_first_reply_then_fill_memory(admin: Any, name: str, armed: list[bool]) -> Any:
+def _drop_first_reply(admin: Any, name: str, armed: list[bool], *,
+                      then_fill_memory: bool = True) -> Any:
     """on_reply: the first reply of transition ``name`` once armed is lost with the
-    connection, and Redis is out of memory before the producer sends the call again."""
+    connection, and (``then_fill_memory``) Redis is out of memory before the producer sends
+    the call again."""
     async def on_reply(_no: int, request: Any, reply: Any) -> str | None:
         if armed[0] and _is_call(request, name) and isinstance(reply, list):
             armed[0] = False
-            await admin.config_set("maxmemory", "1")
+            if then_fill_memory:
+                await admin.config_set("maxmemory", "1")
             return "drop"
         return None
     return on_reply
@@ -61,7 +64,7 @@ async def test_add_whose_resend_is_refused_for_memory_after_the_first_ran_return
     raised OutOfMemoryError for a job that was in Redis."""
     s, admin = library_server
     armed = [True]
-    proxy = await ReplyProxy(s.port, _drop_first_reply_then_fill_memory(admin, "add", armed)).start()
+    proxy = await ReplyProxy(s.port, _drop_first_reply(admin, "add", armed)).start()
     q = Queue("oom-add", url=proxy.url)
     try:
         job = await q.add("t", {"i": 1})
@@ -83,7 +86,7 @@ async def test_add_bulk_refused_for_memory_on_a_resend_reports_what_is_in_redis(
     and none is there twice."""
     s, admin = library_server
     armed = [False]
-    proxy = await ReplyProxy(s.port, _drop_first_reply_then_fill_memory(admin, "add", armed)).start()
+    proxy = await ReplyProxy(s.port, _drop_first_reply(admin, "add", armed)).start()
     q = producer_queue(proxy.url, "oom-bulk", pool)
     try:
         await q.add("warm", {"i": -1})  # the library and the producer's record in place
@@ -110,7 +113,7 @@ async def test_add_with_a_parent_whose_resend_is_refused_for_memory_returns_the_
     child that was in Redis, under its parent."""
     s, admin = library_server
     armed = [False]
-    proxy = await ReplyProxy(s.port, _drop_first_reply_then_fill_memory(admin, "add_flow", armed)).start()
+    proxy = await ReplyProxy(s.port, _drop_first_reply(admin, "add_flow", armed)).start()
     q = Queue("oom-child", url=proxy.url)
     try:
         parent = await q.add("parent", {}, delay=60)
@@ -290,14 +293,8 @@ async def test_a_resent_call_with_an_id_twice_reports_each_place(
     reported (break round 36)."""
     s, admin = library_server
     armed = [False]
-
-    async def on_reply(_no: int, request: Any, reply: Any) -> str | None:
-        if armed[0] and _is_call(request, "add") and isinstance(reply, list):
-            armed[0] = False
-            return "drop"
-        return None
-
-    proxy = await ReplyProxy(s.port, on_reply).start()
+    proxy = await ReplyProxy(s.port, _drop_first_reply(admin, "add", armed,
+                                                       then_fill_memory=False)).start()
     q = producer_queue(proxy.url, "id-twice", pool)
     try:
         holder = await q.add("holder", {"i": 0}, dedup={"id": "d"})

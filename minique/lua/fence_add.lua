@@ -24,10 +24,10 @@ local last = redis.call('HGET', BASE .. ':producers', producer)
 -- Below the numbers the record knows exactly (48 below its top), "ran" would be a guess:
 -- the producer fences a refused call before its later calls run that far ahead
 -- (minique/queue.py), so this is only reached when something else went wrong.
-if last and tonumber(seq_s) < tonumber(string.match(last, '^%d+')) - 48 then
+local top_s = last and string.match(last, '^%d+')
+if top_s and tonumber(seq_s) < tonumber(top_s) - 48 then
   return redis.error_reply('FENCEUNKNOWN call ' .. seq_s .. ' of producer ' .. producer
-                           .. ' is too far below its last (' .. string.match(last, '^%d+')
-                           .. ') to tell whether it ran')
+                           .. ' is too far below its last (' .. top_s .. ') to tell whether it ran')
 end
 local head, kept, resent = producer_turn(last, seq_s, producer, now_ms())
 if head then
