@@ -91,6 +91,16 @@
     document.addEventListener(ev, liveLanded);
   });
   document.addEventListener("htmx:afterSettle", function (e) { liveDone(e.detail.xhr); });
+  // A refresh that was on its way when jobs were selected (the live macro's condition
+  // stops new ones) would swap the selection away, and an action on "the selected" then
+  // acts on none (CI: a delete of a checked job deleted nothing). Only the refresh after
+  // an action goes in, the selection then being acted on.
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    var elt = e.detail.elt;
+    if (!elt || elt.id !== "live" || !elt.querySelector("input[name=ids]:checked")) return;
+    var cause = e.detail.requestConfig && e.detail.requestConfig.triggeringEvent;
+    if (!cause || cause.type !== "refresh") e.detail.shouldSwap = false;
+  });
 
   document.addEventListener("htmx:configRequest", function (e) {
     if (e.detail.verb !== "get") e.detail.headers["X-CSRF-Token"] = cookie("minique_csrf");
