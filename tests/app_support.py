@@ -21,7 +21,7 @@ from minique.events import Event, parse_entry
 from processors import queues, runtime
 from processors.accounts import add_seller_account
 from processors.amazon import AmazonEndpoints, ClientSettings
-from processors.fake_amazon import FakeAmazon, FakeAmazonServer
+from processors.fake_amazon import DAY_ZONES, FakeAmazon, FakeAmazonServer, FakeClock
 from processors.fake_amazon.server import quiet_dropped_connection_logs
 from processors.queues import QueueName
 from processors.settings import AppSettings
@@ -41,7 +41,7 @@ def shared_fake() -> FakeAmazonServer:
     global _fake
     if _fake is None:
         quiet_dropped_connection_logs()
-        _fake = FakeAmazonServer(FakeAmazon(seed=7)).start()
+        _fake = FakeAmazonServer(FakeAmazon(seed=7, clock=FakeClock(clear_of=DAY_ZONES))).start()
         atexit.register(_fake.stop)
     _fake.fake.reset()
     return _fake

@@ -9,14 +9,17 @@ Tests::
 Standalone: ``python -m processors.fake_amazon --port 0``.
 """
 
-from processors.fake_amazon.dataset import FakeSeller, SellerData, build_dataset
+from processors.fake_amazon.clock import FakeClock
+from processors.fake_amazon.dataset import DAY_ZONES, FakeSeller, SellerData, build_dataset
 from processors.fake_amazon.faults import Fault, FaultAction
 from processors.fake_amazon.server import FakeAmazonServer, running_fake_amazon
 from processors.fake_amazon.state import FakeAmazon
 
 __all__ = [
+    "DAY_ZONES",
     "FakeAmazon",
     "FakeAmazonServer",
+    "FakeClock",
     "FakeSeller",
     "Fault",
     "FaultAction",

@@ -31,6 +31,9 @@ MARKETPLACES: dict[str, tuple[str, str, str, Decimal, str]] = {
     "ATVPDKIKX0DER": ("Amazon.com", "US", "USD", Decimal(1), "America/Los_Angeles"),
     "A2EUQ1WTGCTBG2": ("Amazon.ca", "CA", "CAD", Decimal("1.35"), "America/Los_Angeles"),
 }
+# The zones whose midnights change what the data holds: UTC (the history's days) and each
+# marketplace's (its last complete day of Ads data).
+DAY_ZONES: tuple[str, ...] = ("UTC", *sorted({m[4] for m in MARKETPLACES.values()}))
 # Amazon keeps this many days of each ad report (v3 "Data retention").
 AD_RETENTION_DAYS = {"spCampaigns": 95, "spAdvertisedProduct": 95, "sbCampaigns": 60, "sdCampaigns": 65}
 # Counted in units and revenue: the orders a buyer has paid for and that are not cancelled.

@@ -5,11 +5,12 @@ from __future__ import annotations
 import secrets
 import threading
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from processors.fake_amazon.clock import FakeClock
-from processors.fake_amazon.dataset import FakeSeller, SellerData, build_dataset
+from processors.fake_amazon.dataset import DAY_ZONES, FakeSeller, SellerData, build_dataset
 from processors.fake_amazon.faults import Fault, FaultAction, FaultBook
 from processors.fake_amazon.pagination import PageTokens
 from processors.fake_amazon.quotas import UsagePlans
@@ -63,8 +64,9 @@ class FakeAmazon:
     transactions_page_size: int = 100
     clock: FakeClock = field(default_factory=FakeClock)
     data: list[SellerData] = field(init=False)
-    # The UTC day ``data`` was built on: its history is the ``days`` full days before it.
-    data_day: date = field(init=False)
+    # The day ``data`` was built on in each of DAY_ZONES: its history is the ``days`` full UTC
+    # days before it, and its Ads data ends on the marketplace's yesterday.
+    data_days: tuple[date, ...] = field(init=False)
     plans: UsagePlans = field(init=False)
     faults: FaultBook = field(default_factory=FaultBook)
     page_tokens: PageTokens = field(default_factory=PageTokens.random)
@@ -85,7 +87,7 @@ class FakeAmazon:
     def _build_data(self) -> None:
         now = self.clock.now()
         self.data = build_dataset(self.seed, sellers=self.seller_count, days=self.days, generated_at=now)
-        self.data_day = now.date()
+        self.data_days = _days_at(now)
         self._modified = False
 
     # -- looking things up -------------------------------------------------
@@ -180,10 +182,11 @@ class FakeAmazon:
         self.plans.reset()
         self.plans.enabled = True
         self.clock.reset()
-        # Unless a UTC midnight has passed since it was built (a session running past
-        # midnight): a first sync now starts a day later than the data's first day (it reaches
-        # back whole days from today), and would miss that day's orders, transactions and ads.
-        if self.clock.now().date() != self.data_day or self._modified:
+        # Unless a midnight has passed since it was built (a session running past midnight).
+        # After a UTC midnight a first sync starts a day later than the data's first day (it
+        # reaches back whole days from today) and would miss that day's orders, transactions
+        # and ads; after a marketplace's midnight its Ads data would lack the new yesterday.
+        if _days_at(self.clock.now()) != self.data_days or self._modified:
             self._build_data()
         defaults = FakeAmazon.__dataclass_fields__
         for name in (
@@ -200,3 +203,7 @@ class FakeAmazon:
             self.reports.clear()
             self.log.clear()
             self.lwa_calls = 0
+
+
+def _days_at(now: datetime) -> tuple[date, ...]:
+    return tuple(now.astimezone(ZoneInfo(zone)).date() for zone in DAY_ZONES)

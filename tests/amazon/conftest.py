@@ -19,7 +19,7 @@ from processors.amazon import (
     AmazonClient,
     RedisQuota,
 )
-from processors.fake_amazon import FakeAmazon, FakeAmazonServer
+from processors.fake_amazon import DAY_ZONES, FakeAmazon, FakeAmazonServer, FakeClock
 from processors.fake_amazon.server import quiet_dropped_connection_logs
 from processors.storage import Storage
 from processors.sync_logic import SyncContext
@@ -71,7 +71,7 @@ async def redis_client(redis_port: int) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture(scope="session")
 def shared_fake_server() -> Iterator[FakeAmazonServer]:
     quiet_dropped_connection_logs()
-    with FakeAmazonServer(FakeAmazon(seed=7)) as server:
+    with FakeAmazonServer(FakeAmazon(seed=7, clock=FakeClock(clear_of=DAY_ZONES))) as server:
         yield server
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 
-from processors.fake_amazon import FakeAmazon, FakeAmazonServer
+from processors.fake_amazon import DAY_ZONES, FakeAmazon, FakeAmazonServer, FakeClock
 from processors.fake_amazon.quotas import SP_API_USAGE_PLANS
 
 INVENTORY = "/fba/inventory/v1/summaries"
@@ -68,17 +71,49 @@ def test_seeded_data_is_deterministic_and_realistic() -> None:
 
 
 
-def test_reset_rebuilds_data_built_before_midnight() -> None:
+@pytest.mark.parametrize("zone", DAY_ZONES)
+def test_reset_rebuilds_data_built_before_a_midnight(zone: str) -> None:
     """A session running past midnight UTC: a first sync then reaches back whole days from the
-    new day, so data still ending the day before yesterday would come up a day short."""
+    new day, so data still ending the day before yesterday would come up a day short. Past a
+    marketplace's midnight its Ads data would lack the new yesterday."""
     fake = FakeAmazon(seed=3)
-    fake.data_day -= timedelta(days=1)
+    index = DAY_ZONES.index(zone)
+    fake.data_days = tuple(d - timedelta(days=i == index) for i, d in enumerate(fake.data_days))
     stale = fake.data
     fake.reset()
-    assert fake.data is not stale and fake.data_day == fake.clock.now().date()
+    assert fake.data is not stale
+    assert fake.data_days == tuple(fake.clock.now().astimezone(ZoneInfo(z)).date() for z in DAY_ZONES)
     fresh = fake.data
     fake.reset()
-    assert fake.data is fresh  # same day: kept (it is costly to build)
+    assert fake.data is fresh  # same days: kept (it is costly to build)
+
+
+def _wall_at(moment: datetime) -> Callable[[], float]:
+    """A wall clock that reads ``moment`` now and then runs on in real time."""
+    shift = moment.timestamp() - time.time()
+    return lambda: time.time() + shift
+
+
+PACIFIC_MIDNIGHT = datetime(2026, 12, 5, 8, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("seconds", [-599, -30, 0, 30, 599])
+def test_a_clock_started_near_a_midnight_starts_clear_of_it(seconds: int) -> None:
+    clock = FakeClock(clear_of=DAY_ZONES, wall=_wall_at(PACIFIC_MIDNIGHT + timedelta(seconds=seconds)))
+    clear = PACIFIC_MIDNIGHT + timedelta(seconds=600)
+    assert clear <= clock.now() < clear + timedelta(seconds=60)
+    clock.advance(3600)
+    clock.reset()
+    assert clear <= clock.now() < clear + timedelta(seconds=60)
+
+
+@pytest.mark.parametrize("moment", [PACIFIC_MIDNIGHT - timedelta(seconds=601),
+                                    PACIFIC_MIDNIGHT + timedelta(hours=4)])
+def test_a_clock_away_from_midnights_reads_the_wall(moment: datetime) -> None:
+    clock = FakeClock(clear_of=DAY_ZONES, wall=_wall_at(moment))
+    assert abs(clock.now() - moment) < timedelta(seconds=30)
+    assert abs(FakeClock(wall=_wall_at(PACIFIC_MIDNIGHT)).now() - PACIFIC_MIDNIGHT) < timedelta(seconds=30)
+
 
 def test_lwa_rejects_unknown_refresh_token(fake_server: FakeAmazonServer) -> None:
     seller = fake_server.fake.sellers[0]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
-from processors.amazon import AmazonClient
-from processors.fake_amazon import FakeAmazon
+from processors.amazon import AmazonClient, RedisQuota
+from processors.fake_amazon import DAY_ZONES, FakeAmazon, FakeAmazonServer, FakeClock
 from processors.storage import Storage, schema
 from processors.sync_logic import (
     SYNC_KINDS,
@@ -21,7 +23,7 @@ from processors.sync_logic import (
 )
 
 from .expected import day_totals, expected_alerts, net, zone_of
-from .helpers import make_ctx
+from .helpers import make_ctx, settings_for
 
 FIGURES = ("orders", "units", "revenue", "fees", "service_fees", "refunds", "ad_spend", "ad_sales")
 
@@ -55,6 +57,27 @@ async def test_daily_report_matches_seed_sums(
     # Rebuilding a day replaces its row.
     await build_daily_report(ctx, "acct-0", today - timedelta(days=1))
     assert storage.count(schema.reports, "acct-0") == 2
+
+
+@pytest.mark.parametrize("seconds", [-20, 30, 90])
+async def test_a_test_started_at_a_marketplace_midnight_still_sees_a_complete_yesterday(
+    seconds: int, redis_client: aioredis.Redis, sqlite_storage: Storage, tmp_path: Path
+) -> None:
+    """The suite's fake starts clear of midnights (CI once ran through 08:00 UTC). Started
+    right after the US midnight, orders could only be read up to 2 minutes before now, short
+    of yesterday's end; started right before, "yesterday" changed between sync and report."""
+    midnight = datetime(2026, 12, 5, 8, 0, 0, tzinfo=UTC)  # 00:00 in America/Los_Angeles
+    shift = (midnight + timedelta(seconds=seconds)).timestamp() - time.time()
+    clock = FakeClock(clear_of=DAY_ZONES, wall=lambda: time.time() + shift)
+    fake = FakeAmazon(seed=7, clock=clock)
+    with FakeAmazonServer(fake) as server:
+        async with AmazonClient(settings_for(server.url), quota=RedisQuota(redis_client)) as client:
+            ctx = make_ctx(client, sqlite_storage, fake, tmp_path)
+            await sync_account(ctx, "acct-0", SYNC_KINDS, no_progress)
+            [report] = await build_daily_report(ctx, "acct-0")
+    day = date.fromisoformat("2026-12-04")
+    assert (report.day, report.complete, report.missing) == (day, True, [])
+    assert {k: getattr(report, k) for k in FIGURES} == day_totals(fake.data[0], day)
 
 
 async def test_each_marketplace_is_reported_in_its_own_currency(ctx: SyncContext, fake: FakeAmazon) -> None:
