@@ -37,7 +37,7 @@ local now = now_ms()
 local now_s = int_str(now)
 -- Producers' records (includes/producers.lua) live in one hash, BASE .. ':producers'; the sweep drops
 -- those of producers gone quiet (sweep.lua). This call's record, once it has run:
-local producer_record = ''
+local producer_head, producer_kept = '', nil
 local out = {0}
 if producer ~= '' then
   -- A producer's calls trim the events stream at its first and every 32nd: between them,
@@ -51,7 +51,7 @@ if producer ~= '' then
     -- (below), so that the producer returns the jobs it added.
     return resent
   end
-  producer_record = kept and head .. '|' .. kept or head
+  producer_head, producer_kept = head, kept
   if not last and seq > 1 then
     -- The producer has called before, yet its record is gone: the queue was obliterated
     -- (the id counter with it) or the sweep dropped a quiet producer. Ids the producer
@@ -173,10 +173,19 @@ for i = 0, n - 1 do
   end
 end
 if producer ~= '' then
-  redis.call('HSET', BASE .. ':producers', producer, producer_record .. '|' .. now_s)
   if notes then
-    redis.call('HSET', BASE .. ':producers', producer .. ':' .. ARGV[4],
-               cmsgpack.pack(notes) .. '|' .. now_s)
+    -- The record lists the numbers with notes, so that they go once spent
+    -- (includes/producers.lua).
+    producer_head = producer_head .. (string.find(producer_head, ';', 1, true) and ',' or ';')
+      .. ARGV[4]
+  end
+  local record_s = (producer_kept and producer_head .. '|' .. producer_kept or producer_head)
+    .. '|' .. now_s
+  if notes then
+    redis.call('HSET', BASE .. ':producers', producer, record_s,
+               producer .. ':' .. ARGV[4], cmsgpack.pack(notes) .. '|' .. now_s)
+  else
+    redis.call('HSET', BASE .. ':producers', producer, record_s)
   end
 end
 flush_events()

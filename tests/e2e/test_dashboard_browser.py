@@ -223,6 +223,53 @@ def test_an_action_toasts_its_result_when_a_refresh_replaced_its_button(
     expect()(page.locator(".status-line .badge")).to_have_text("paused")
 
 
+def test_a_refresh_on_its_way_when_a_job_is_checked_keeps_the_selection(
+        page: Any, dashboard_url: str, harness: Harness) -> None:
+    """A live refresh of the dead letters left before a job was checked, and its answer
+    came after: it swapped the checked box away, and "Delete selected" then deleted nothing
+    (CI: test_dead_letters_requeue_a_group). The refresh's answer is held at the network
+    until the box is checked."""
+    q = harness.queue
+
+    async def broken(job: Any) -> None:
+        raise PermissionError("token expired for tenant acme")
+
+    harness.run(q.add_bulk([("sync-contact", i, {"attempts": 1}) for i in range(3)]))
+    harness.start_worker(broken, concurrency=3)
+
+    async def all_failed() -> bool:
+        return (await q.get_stats())["failed"] == 3
+
+    asyncio.run_coroutine_threadsafe(_poll(all_failed, 15), harness.lt.loop).result(timeout=20)
+    page.goto(f"{dashboard_url}/queues/{q.name}/dead-letter")
+    page.wait_for_function("window.miniqueLive === true")
+    boxes = page.locator("#live input[name=ids]")
+    expect()(boxes).to_have_count(3)
+    held: list[Any] = []
+
+    def hold_one(route: Any) -> None:
+        if route.request.method == "GET" and route.request.headers.get("hx-request") and not held:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route(re.compile(r".*/dead-letter(\?.*)?$"), hold_one)
+    page.evaluate("htmx.trigger(document.body, 'live-change')")  # as a change on the queue
+    deadline = time.monotonic() + EXPECT_TIMEOUT_MS / 1000
+    while not held:
+        assert time.monotonic() < deadline, "the refresh never left the page"
+        page.wait_for_timeout(20)  # lets Playwright dispatch the route handler
+    boxes.first.check()
+    page.evaluate("() => { window.__swapped = new Promise(done => document.addEventListener("
+                  "'htmx:beforeSwap', e => done(e.detail.shouldSwap), {once: true})); }")
+    held[0].continue_()
+    assert page.evaluate("window.__swapped") is False
+    expect()(boxes.first).to_be_checked()
+    page.locator("button[name=delete-selected]").click()
+    expect()(boxes).to_have_count(2)
+    assert harness.run(q.get_stats())["failed"] == 2
+
+
 def test_dead_letters_requeue_a_group(page: Any, dashboard_url: str, harness: Harness) -> None:
     q = harness.queue
     healthy = {"on": False}
