@@ -81,3 +81,32 @@ async def test_a_flow_after_noted_calls_keeps_its_reply_for_a_resend(queue: Queu
     # A re-sent add after it still reads the record right.
     await queue.add("sync", 0, job_id="same")
     assert (await queue.get_stats())["total"] == 3
+
+
+async def test_a_record_outlives_any_copy_tcp_can_still_deliver_and_then_goes(queue: Queue) -> None:
+    """Quiet for 11 minutes a record stays (a copy of a call a kernel still retransmits
+    would otherwise run as new, and add its jobs twice: break round 36 held one for 610 s);
+    after 30 it goes."""
+    seconds, micros = await queue.redis.time()
+    now_ms = seconds * 1000 + micros // 1000
+    key = queue.keys.base + ":producers"
+    await queue.redis.hset(key, mapping={"recent": f"3|{now_ms - 11 * 60_000}",
+                                         "quiet": f"3;2|{now_ms - 31 * 60_000}",
+                                         "quiet:2": f"x|{now_ms - 31 * 60_000}"})
+    await queue.sweep()
+    assert set(await producer_fields(queue)) == {b"recent"}
+
+
+async def test_the_sweep_keeps_up_with_a_queue_made_per_request(queue: Queue) -> None:
+    """600 producers gone quiet (a Queue object made per web request) among 50 live ones:
+    a few sweeps, each bounded, drop them all and keep the live ones."""
+    seconds, _ = await queue.redis.time()
+    old, fresh = (seconds - 3600) * 1000, seconds * 1000
+    key = queue.keys.base + ":producers"
+    await queue.redis.hset(key, mapping={**{f"gone-{i}": f"1|{old}" for i in range(600)},
+                                         **{f"live-{i}": f"1|{fresh}" for i in range(50)}})
+    for _ in range(10):
+        await queue.sweep()
+        if await queue.redis.hlen(key) == 50:
+            break
+    assert {f.decode() for f in await producer_fields(queue)} == {f"live-{i}" for i in range(50)}

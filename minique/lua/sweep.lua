@@ -10,27 +10,37 @@ if removed < budget then
   removed = removed + trim_finished(K.failed, now, budget - removed)
 end
 -- Idempotency records of producers and workers that have gone quiet (lua/add.lua,
--- lua/finish.lua): a re-send comes within seconds, so a record ten minutes old is spent.
--- A random sample per call keeps the work bounded and still empties both in time.
--- (A sample of 200 a minute per worker keeps up with 200 new producers a minute, a
--- Queue made per web request at about 3 a second, with the hash at twice its live size.)
-local stale = now - 600000
-local producers = redis.call('HRANDFIELD', BASE .. ':producers', 200, 'WITHVALUES')
-local spent = {}
-for i = 1, #producers, 2 do
-  local ms = tonumber(string.match(producers[i + 1], '|(%d+)$'))
-  if not ms or ms < stale then
-    spent[#spent + 1] = producers[i]
-    -- A record goes with the notes it lists (includes/producers.lua): at most 49.
-    local noted = string.match(producers[i + 1], '^%d+:?[%d,]*;([%d,]*)')
-    for n in string.gmatch(noted or '', '%d+') do spent[#spent + 1] = producers[i] .. ':' .. n end
-    if #spent >= 1000 then  -- (unpack's limit is some 8,000 values)
-      redis.call('HDEL', BASE .. ':producers', unpack(spent))
-      spent = {}
+-- lua/finish.lua). A producer's record must outlive any copy of its calls still on the
+-- way, or that copy would run as new and add its jobs twice: a client's own re-sends end
+-- within about a minute, and a copy a client's kernel already sent is retransmitted for
+-- at most about 17.5 minutes and then dropped (Linux's default tcp_retries2 of 15: a
+-- 924.6 s bound, passed at the next retransmission timeout, which is at most 120 s; a
+-- closed socket gives up sooner). So a record goes after 30 minutes of quiet.
+-- Random samples keep the work bounded: up to 5 of 200 records a call while at least half
+-- of a sample is spent, which keeps up with a Queue made per web request several times a
+-- second with the hash at about twice its live size.
+local producers_key = BASE .. ':producers'
+local stale = now - 1800000
+for _ = 1, 5 do
+  local sample = redis.call('HRANDFIELD', producers_key, 200, 'WITHVALUES')
+  local spent, gone = {}, 0
+  for i = 1, #sample, 2 do
+    local ms = tonumber(string.match(sample[i + 1], '|(%d+)$'))
+    if not ms or ms < stale then
+      gone = gone + 1
+      spent[#spent + 1] = sample[i]
+      -- A record goes with the notes it lists (includes/producers.lua): at most 49.
+      local noted = string.match(sample[i + 1], '^%d+:?[%d,]*;([%d,]*)')
+      for n in string.gmatch(noted or '', '%d+') do spent[#spent + 1] = sample[i] .. ':' .. n end
+      if #spent >= 1000 then  -- (unpack's limit is some 8,000 values)
+        redis.call('HDEL', producers_key, unpack(spent))
+        spent = {}
+      end
     end
   end
+  if spent[1] then redis.call('HDEL', producers_key, unpack(spent)) end
+  if gone * 4 < #sample then break end  -- (#sample counts fields and values)
 end
-if spent[1] then redis.call('HDEL', BASE .. ':producers', unpack(spent)) end
 local calls = redis.call('HRANDFIELD', BASE .. ':calls', 200, 'WITHVALUES')
 for i = 1, #calls, 2 do
   local ok, r = pcall(cmsgpack.unpack, calls[i + 1])
