@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 # The longest delay a processor may ask for (10 years, as for every delay of minique):
@@ -147,14 +148,26 @@ class AddOutcomeUnknown(ConnectionError, MiniqueError):
     refused the add and then refused or did not answer the question whether an earlier
     send of the call had run (lua/fence_add.lua).
 
-    ``job_ids`` are the ids the add gave them (chosen before the first send): look them up
-    with ``Queue.get_job``. Adding again with the same ``job_id`` adds nothing while that job
-    exists (a job that ran and was removed by retention would be added anew).
+    ``job_ids`` are the ids the add gave them (chosen before the first send). The call may
+    still run later: a copy of it held in the network can reach Redis minutes after the
+    error, so ``get_job()`` finding nothing does not settle it. ``await
+    queue.settle(error)`` (``FlowProducer.settle`` for add_flow) does: it makes sure no
+    copy of the call runs any more and says which jobs were added. The producer settles
+    such calls itself before its next add goes, so adding again through the same Queue
+    is safe too, as is adding again with the same ``job_id``.
     """
 
-    def __init__(self, message: str, job_ids: list[str]) -> None:
+    def __init__(self, message: str, job_ids: list[str], calls: Sequence[Any] = ()) -> None:
         super().__init__(message)
         self.job_ids = job_ids
+        # The producer's calls in question (minique/unsettled.py UnsettledCall).
+        self.calls = tuple(calls)
+
+
+class SettleError(MiniqueError):
+    """``settle`` could not tell what became of a call: Redis did not answer the fence,
+    or the call is too old (its producer made more than 48 calls since, or its outcome is
+    no longer kept). Adding its jobs again may add them twice."""
 
 
 class AddBulkIncomplete(MiniqueError):

@@ -28,6 +28,7 @@ is written. See docs/guide/flows.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import uuid
@@ -42,10 +43,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import codec, local_controls, scripts
 from .connection import check_client, connect
-from .errors import AddOutcomeUnknown, InvalidJobState, MiniqueError
+from .errors import AddNotSent, AddOutcomeUnknown, InvalidJobState, MiniqueError, SettleError
 from .job import Job, public_state
 from .keys import DEFAULT_PREFIX
 from .options import encode_stored
+from .unsettled import Fences, UnsettledCall
 
 if TYPE_CHECKING:
     from .queue import Queue
@@ -130,7 +132,8 @@ async def submit(client: Any, nodes: Sequence[_Prepared], producer: str, seq: in
         if int(reply[0]) == -1:
             reply = await _after_hand_back(client, first, flat, reply)
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        raise _outcome_unknown(nodes, f"Redis did not answer ({type(exc).__name__}: {exc})") from exc
+        raise _outcome_unknown(nodes, f"Redis did not answer ({type(exc).__name__}: {exc})",
+                               producer, seq) from exc
     for node, job_id in zip(nodes, reply[1:], strict=True):
         node.args[0] = job_id.decode() if isinstance(job_id, bytes) else str(job_id)
     # A job with a priority goes ahead of the jobs workers hold: the workers of this
@@ -158,22 +161,33 @@ async def _fenced(client: Any, first: Queue, nodes: Sequence[_Prepared], produce
     except (RedisError, InvalidJobState) as exc:
         raise _outcome_unknown(nodes, f"Redis refused the call ({refusal}) and did not say "
                                f"whether an earlier send of it had run ({type(exc).__name__}: "
-                               f"{exc})") from exc
+                               f"{exc})", producer, seq) from exc
     if reply is None:
         raise refusal
     return reply
 
 
-def _outcome_unknown(nodes: Sequence[_Prepared], why: str) -> AddOutcomeUnknown:
+def unsettled_call(nodes: Sequence[_Prepared], producer: str, seq: int) -> UnsettledCall:
+    """The add_flow call of ``nodes`` as a call whose outcome is unknown (its producer's
+    record is on the first node's queue: lua/add_flow.lua)."""
+    first = nodes[0].queue
+    return UnsettledCall(first.keys.meta, first.keys.job_prefix, producer, seq, "flow",
+                         tuple(n.args[0] for n in nodes if n.args[0]))
+
+
+def _outcome_unknown(nodes: Sequence[_Prepared], why: str, producer: str,
+                     seq: int) -> AddOutcomeUnknown:
     """``AddOutcomeUnknown`` for an add_flow call: it names the ids the caller gave; Redis
     gives the others (add_flow.lua), so they are unknown here."""
-    ids = [n.args[0] for n in nodes if n.args[0]]
+    call = unsettled_call(nodes, producer, seq)
+    ids = list(call.job_ids)
     auto = len(nodes) - len(ids)
     return AddOutcomeUnknown(
-        f"{why}; whether the {len(nodes)} job(s) of the call were added is unknown: look up "
-        f"{', '.join(ids[:5]) or 'the parent'}{' ...' if len(ids) > 5 else ''} with get_job()"
+        f"{why}; whether the {len(nodes)} job(s) of the call were added is unknown: settle "
+        "the error (FlowProducer.settle, Queue.settle for a child added with Queue.add): it "
+        "says whether the call ran and makes sure a late copy of it adds nothing"
         + (f" ({auto} job(s) without a job_id get theirs in Redis: look for them among the "
-           "parent's dependencies)" if auto else ""), ids)
+           "parent's dependencies)" if auto else ""), ids, [call])
 
 
 async def _after_hand_back(client: Any, first: Queue, flat: list[Any], reply: Any) -> Any:
@@ -336,6 +350,38 @@ class FlowProducer:
         # As Queue's: each call carries this producer's id and next number (lua/add_flow.lua).
         self._producer, self._pid, self._seq = uuid.uuid4().hex[:16], os.getpid(), 0
         self._lock = asyncio.Lock()
+        # Calls whose outcome is unknown, fenced before the next call (minique/unsettled.py).
+        self._fences = Fences()
+
+    async def _fence_unsettled(self) -> None:
+        """As Queue's: fences the calls whose outcome is unknown before the next one goes;
+        ``AddNotSent`` when Redis does not answer (the next call was not sent)."""
+        if not self._fences:
+            return
+        try:
+            await self._fences.fence(self.redis)
+        except (RedisError, OSError) as exc:
+            raise AddNotSent(
+                "this flow was not sent: an earlier add_flow's outcome is unknown, and Redis "
+                f"did not answer the fence that settles it ({type(exc).__name__}: {exc})") from exc
+
+    async def settle(self, error: AddOutcomeUnknown) -> bool:
+        """Settles an ``AddOutcomeUnknown`` that this FlowProducer's ``add``/``add_bulk``
+        raised: fences the call (lua/fence_add.lua), so that no copy of it still in the
+        network adds anything from now on, and says whether it ran (True: every job of the
+        call was added, atomically; False: none was, and none ever will be: adding the
+        tree again is safe). One script call, none when a later add already fenced it.
+        ``SettleError`` when Redis does not answer or the error is too old; ValueError for
+        an error another producer raised."""
+        if not error.calls or any(c.producer != self._producer for c in error.calls):
+            raise ValueError("settle an AddOutcomeUnknown with the FlowProducer that raised it")
+        async with self._lock:
+            try:
+                await self._fences.fence(self.redis)
+            except (RedisError, OSError) as exc:
+                raise SettleError(f"Redis did not answer the fence ({type(exc).__name__}: "
+                                  f"{exc}); settle again once it does") from exc
+        return all(self._fences.outcome(call) is not None for call in error.calls)
 
     def _queue(self, name: Any) -> Queue:
         from .queue import Queue
@@ -446,8 +492,16 @@ class FlowProducer:
             if len(nodes) > MAX_NODES:
                 raise FlowError(f"add_bulk adds at most {MAX_NODES} jobs in all")
         async with self._lock:
+            await self._fence_unsettled()
             self._seq += 1
-            now_ms = await submit(self.redis, nodes, self._producer, self._seq)
+            try:
+                now_ms = await submit(self.redis, nodes, self._producer, self._seq)
+            except AddOutcomeUnknown as exc:
+                self._fences.add(list(exc.calls))
+                raise
+            except BaseException:
+                self._fences.add([unsettled_call(nodes, self._producer, self._seq)])
+                raise
         built = [FlowNode(_made(n, now_ms, bool(children[i]))) for i, n in enumerate(nodes)]
         for i, kid_indexes in enumerate(children):
             built[i].children = [built[k] for k in kid_indexes]
@@ -465,6 +519,7 @@ class FlowProducer:
         self._queues = {}
         self._producer, self._pid, self._seq = uuid.uuid4().hex[:16], os.getpid(), 0
         self._lock = asyncio.Lock()
+        self._fences = Fences()
 
     async def get_flow(self, queue: str, job_id: str, *, depth: int = 10,
                        max_children: int = FLOW_LINKS_MAX) -> FlowNode | None:
@@ -514,6 +569,11 @@ class FlowProducer:
                 for (q, kid_id), h in zip(refs, hashes, strict=True)]
 
     async def close(self) -> None:
+        """Settles the calls whose outcome is unknown where Redis answers (see
+        Queue.close), then closes the client if the FlowProducer made it."""
+        if self._fences and os.getpid() == self._pid:
+            with contextlib.suppress(RedisError, OSError):
+                await self._fences.fence(self.redis)
         if self._own:
             await self.redis.aclose()
 

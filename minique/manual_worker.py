@@ -91,12 +91,15 @@ class ManualWorker:
     ``lock_duration`` (s): the lease each job is taken under (``extend_lock`` renews it).
     ``limiter``: ``{"max": n, "duration": s}``, as for ``Worker``. ``stalled_interval``
     (s): how often ``get_next_job`` also takes back jobs whose lease ran out (0: never; a
-    ``Worker`` of the queue does it too). ``backoff_strategies``: custom backoff functions
+    ``Worker`` of the queue does it too). ``sweep_interval`` (s): how often it also
+    applies retention to a queue gone quiet and drops the re-send records of producers
+    gone quiet (``Queue.sweep``; 0: never; a ``Worker`` does it too, so a queue served
+    only by ManualWorkers needs this). ``backoff_strategies``: custom backoff functions
     by name, as for ``Worker``. ``heartbeat_interval`` (s): from its first call until
     ``close()`` it is listed by ``Queue.get_workers()`` and the dashboard (kind "manual",
     with the jobs it took and has not finished), as a ``Worker`` is.
-    Raises ValueError for a lock_duration, stalled_interval or heartbeat_interval that is
-    not positive.
+    Raises ValueError for a lock_duration or heartbeat_interval that is not positive, or a
+    stalled_interval or sweep_interval below 0.
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class ManualWorker:
         limiter: Mapping[str, float] | None = None,
         stalled_interval: float = 30.0,
         max_stalled_count: int = 1,
+        sweep_interval: float = 60.0,
         name: str | None = None,
         backoff_strategies: Mapping[str, BackoffStrategy] | None = None,
         heartbeat_interval: float = 5.0,
@@ -120,6 +124,8 @@ class ManualWorker:
             raise ValueError(f"lock_duration must be > 0 seconds, got {lock_duration!r}")
         if not stalled_interval >= 0:
             raise ValueError(f"stalled_interval must be >= 0, got {stalled_interval!r}")
+        if not sweep_interval >= 0:
+            raise ValueError(f"sweep_interval must be >= 0, got {sweep_interval!r}")
         if connection is not None:
             check_client(connection, f"ManualWorker({queue_name!r})", url)
         self.queue = Queue(queue_name, url=url, connection=connection, prefix=prefix)
@@ -128,6 +134,8 @@ class ManualWorker:
         self.lock_ms = max(1, _ms_up(lock_duration))
         self.lim_max, self.lim_window_ms = Worker._limiter(limiter)
         self.stalled_interval = stalled_interval
+        self.sweep_interval = sweep_interval
+        self._next_sweep = 0.0
         self.max_stalled_count = max_stalled_count
         self.backoff_strategies = check_strategies(backoff_strategies)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -179,6 +187,11 @@ class ManualWorker:
             if self.stalled_interval and loop.time() >= self._next_stall_check:
                 self._next_stall_check = loop.time() + self.stalled_interval
                 await self.check_stalled()
+            if self.sweep_interval and loop.time() >= self._next_sweep:
+                # A queue served by ManualWorkers alone was never swept: quiet producers'
+                # records and retention of a quiet queue piled up (break round 37).
+                self._next_sweep = loop.time() + self.sweep_interval
+                await self.queue.sweep()
             job, header = await self._call([], want=1)
             if job is not None:
                 return job

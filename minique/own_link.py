@@ -16,8 +16,13 @@ backoff; a failed attempt drops the connection, the next one reconnects), its so
 timeout (a reply that does not come in time drops the connection and raises redis-py's
 ``TimeoutError``), and redis-py's error classes (``NoScriptError``, ``ResponseError``...).
 A call cancelled or timed out drops the connection, so no reply is ever read by the wrong
-call. The connection goes back to the pool closed (``release``), since redis-py's reader no
-longer sees its bytes.
+call.
+
+The connection is made with the pool's settings but is not one of the pool's: a Queue
+made per web request on a shared client (RQ's idiom) took one of its connections at its
+first add and kept it until ``close()``, even once garbage-collected, and request 101 of a
+pool of 100 failed with ``MaxConnectionsError`` (break round 37). It is closed by
+``release`` (``Queue.close``), or by ``abandon`` once its Queue is garbage-collected.
 
 Only for clients on a plain ``ConnectionPool`` (what ``minique.connection.connect`` builds):
 a ``BlockingConnectionPool`` of a few connections could starve if one were kept, and
@@ -28,6 +33,7 @@ the client itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections import deque
 from collections.abc import Awaitable, Iterable
@@ -127,10 +133,7 @@ class OwnLink:
             self._conn = self._proto = None
             self._pid = os.getpid()
         if self._conn is None:
-            try:
-                self._conn = await self._pool.get_connection()
-            except TypeError:  # pragma: no cover - redis-py < 5.3 wants a command name
-                self._conn = await self._pool.get_connection("EVALSHA")
+            self._conn = self._pool.make_connection()  # (see the module docstring)
         conn, proto = self._conn, self._proto
         if proto is not None and proto.lost is None and conn.is_connected:
             return conn, proto
@@ -308,13 +311,21 @@ class OwnLink:
         return await self._client.script_load(source)
 
     async def release(self) -> None:
-        """Closes the connection and gives it back to the pool (``Queue.close``): the
-        pool reconnects it with redis-py's own reader when it hands it out again."""
+        """Closes the connection (``Queue.close``); a later call opens a new one."""
         conn, self._conn, self._proto = self._conn, None, None
         if conn is not None and self._pid == os.getpid():
             # nowait: redis-py's wait for the close listens on its own protocol, not ours.
             await conn.disconnect(nowait=True)
-            await self._pool.release(conn)
+
+    def abandon(self) -> None:
+        """Closes the connection's socket without waiting (its Queue was garbage-collected
+        unclosed: see the module docstring). Safe from a finalizer: does nothing in a
+        forked child or once the loop is closed."""
+        conn, self._conn, self._proto = self._conn, None, None
+        writer = getattr(conn, "_writer", None)
+        if writer is not None and self._pid == os.getpid():
+            with contextlib.suppress(Exception):  # (a loop closed, at interpreter exit)
+                writer.transport.close()
 
 
 def _expire(waiter: asyncio.Future[Any]) -> None:

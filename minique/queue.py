@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import BusyLoadingError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -25,6 +27,7 @@ from .errors import (
     JobCorrupted,
     JobFailed,
     JobNotFound,
+    SettleError,
 )
 from .holders import holders_answer
 from .job import Job, public_state
@@ -38,6 +41,7 @@ from .options import (
     resolve,
 )
 from .own_link import OwnLink, own_link
+from .unsettled import Fences, UnsettledCall, settled_ids
 from .worker_info import WorkerInfo
 
 if TYPE_CHECKING:
@@ -52,6 +56,9 @@ BULK_CHUNK = 250  # jobs per add script call: bounded work per call, big enough 
 # SEEN_WINDOW, within which it knows exactly which of a producer's numbers ran.
 ADD_PIPELINE_DEPTH = 32
 ADD_UNRUN_TRIES = 5  # sends of an add call that Redis keeps refusing unrun (functions flushed)
+# Sweep calls at most per Queue.sweep while quiet producers' records keep turning up (each call
+# drops up to 1,000: a Queue made per request, 20 a second, outran one call a minute).
+SWEEP_CALLS_MAX = 20
 BATCH = 1000  # jobs per call for bulk operations (drain, retry_jobs, obliterate...)
 HELD_REMOVE_WAIT = 1.0  # s remove() waits for a holding worker's answer beyond its hold
 ABORT_ROUNDS = 5  # abort(): remove, else cancel, at most this many times (see there)
@@ -82,14 +89,20 @@ def _refused_or_all(replies: list[Any]) -> list[Any]:
     return replies
 
 
-def _outcome_unknown(exc: Exception, ids: list[str]) -> AddOutcomeUnknown:
+def _outcome_unknown(exc: Exception, ids: list[str],
+                     calls: Sequence[UnsettledCall]) -> AddOutcomeUnknown:
     """The error for adds whose outcome is unknown: Redis did not answer, or refused both a
     call and the question whether an earlier send of it had run (lua/fence_add.lua)."""
     what = ("refused to say whether an earlier send of the call had run"
             if isinstance(exc, ResponseError) else "did not answer")
     return AddOutcomeUnknown(
         f"Redis {what} ({type(exc).__name__}: {exc}); whether job(s) {_shown(ids)} were "
-        "added is unknown: look them up with get_job()", ids)
+        f"added is unknown: {SETTLE_HINT}", ids, calls)
+
+
+# How to learn an unknown outcome (minique/unsettled.py): get_job() alone does not tell.
+SETTLE_HINT = ("await queue.settle(error) says which were added and makes sure a late copy of "
+               "the call adds nothing (the Queue also does that before its next add goes)")
 
 
 def _add_call_args(chunk: Sequence[list[Any]], producer: str, seq: int) -> list[Any]:
@@ -210,9 +223,14 @@ class Queue:
         self._producer_pid = os.getpid()
         self._add_seq = 0
         self._add_lock = asyncio.Lock()
+        # Calls whose outcome is unknown, fenced before this producer's next call goes.
+        self._fences = Fences()
         # Add calls (one at a time, under the lock) keep a connection of their own and skip
         # redis-py's per-command machinery (minique/own_link.py); None: through the client.
         self._link: OwnLink | None = own_link(self.redis)
+        if self._link is not None:
+            # A Queue made per request and never closed must not leave its socket open.
+            weakref.finalize(self, self._link.abandon)
         # (producer, {job count: packed head}) of a plain one-job add call (_plain_add).
         self._plain_head: tuple[str, dict[int, bytes]] = ("", {})
         # Automatic ids come from blocks reserved with INCRBY, so an add knows its ids
@@ -346,8 +364,16 @@ class Queue:
             node.parent_token = str(token)
         self._own_producer()
         async with self._add_lock:  # this producer's numbers, shared with add.lua's calls
+            await self._fence_unsettled()
             self._add_seq += 1
-            now_ms = await flows.submit(self.redis, [node], self._producer, self._add_seq)
+            try:
+                now_ms = await flows.submit(self.redis, [node], self._producer, self._add_seq)
+            except AddOutcomeUnknown as exc:
+                self._fences.add(list(exc.calls))
+                raise
+            except BaseException:
+                self._fences.add([flows.unsettled_call([node], self._producer, self._add_seq)])
+                raise
         return self._made(node.args[0], name, data, node.args[2], node.resolved, now_ms)
 
     def _take_ids(self, batch: Sequence[list[Any]]) -> bool:
@@ -390,6 +416,7 @@ class Queue:
             self._producer, self._producer_pid = uuid.uuid4().hex[:16], os.getpid()
             self._add_seq = self._id_next = self._id_end = 0
             self._add_lock = asyncio.Lock()
+            self._fences = Fences()  # the parent's calls are the parent's to settle
 
     async def _send_adds(self, chunks: Sequence[Sequence[list[Any]]],
                          waiting: list[_WaitingAdd] | None = None,
@@ -409,6 +436,8 @@ class Queue:
         (``_stream_adds``); the caller makes the rest from the list returned."""
         self._own_producer()
         async with self._add_lock:
+            if self._fences:  # (a coroutine only when needed: see below)
+                await self._fence_unsettled()
             if waiting is not None:
                 waiting[:] = [w for w in waiting if not w[1].done()]
                 chunks = [[args for args, _ in waiting]]
@@ -441,9 +470,9 @@ class Queue:
                        for reply in replies):
                     # The id counter was reset (lua/add.lua): the rest of the block is void.
                     self._id_next = self._id_end = 0
-            except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
-                raise _outcome_unknown(exc, [args[0] for chunk, reply in zip(chunks, replies, strict=True)
-                                             if not isinstance(reply, list) for args in chunk]) from exc
+            except BaseException as exc:
+                self._unanswered(exc, [call[2] for call in calls], chunks, replies)
+                raise
             replies = _refused_or_all(replies)
         out: list[Any] = []
         for chunk, reply in zip(chunks, replies, strict=True):
@@ -563,10 +592,66 @@ class Queue:
                     if answer is not out[i]:
                         await answered(i, answer)
                 refused.clear()
-        except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
-            raise _outcome_unknown(exc, [args[0] for i, chunk in enumerate(chunks)
-                                         if not isinstance(out[i], list) for args in chunk]) from exc
+        except BaseException as exc:
+            # A call never written (calls[i] None) never runs: settled as not added.
+            self._unanswered(exc, [0 if call is None else call[2] for call in calls], chunks, out)
+            raise
         return _refused_or_all(out)
+
+    def _unanswered(self, exc: BaseException, seqs: list[int],
+                    chunks: Sequence[Sequence[list[Any]]], replies: list[Any]) -> None:
+        """Records the calls (numbers ``seqs``) of ``chunks`` not answered with a reply
+        list as unsettled (minique/unsettled.py: fenced before the next call goes), and
+        raises ``AddOutcomeUnknown`` for them from ``exc`` when Redis did not answer or
+        refused to say; for a cancel (the call may have gone out) only records them."""
+        unsettled = [UnsettledCall(self.keys.meta, self.keys.job_prefix, self._producer, seq,
+                                   "add", tuple(args[0] for args in chunk))
+                     for seq, chunk, reply in zip(seqs, chunks, replies, strict=True)
+                     if not isinstance(reply, list)]
+        self._fences.add(unsettled)
+        if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError | ResponseError):
+            raise _outcome_unknown(exc, [i for c in unsettled for i in c.job_ids],
+                                   unsettled) from exc
+
+    async def _fence_unsettled(self) -> None:
+        """Fences this producer's calls whose outcome is unknown (minique/unsettled.py),
+        under the add lock, before its next call goes: that call raises the record's top,
+        and 48 numbers on the fence could no longer tell. Raises ``AddNotSent`` when Redis
+        does not answer the fence: the call waiting for it was not sent."""
+        if not self._fences:
+            return
+        try:
+            await self._fences.fence(self._link or self.redis)
+        except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
+            raise AddNotSent(
+                "this add was not sent: an earlier add's outcome is unknown, and Redis did not "
+                f"answer the fence that settles it ({type(exc).__name__}: {exc})") from exc
+
+    async def settle(self, error: AddOutcomeUnknown) -> dict[str, str | None]:
+        """Settles an ``AddOutcomeUnknown`` that this Queue raised: fences its calls
+        (lua/fence_add.lua), so that no copy of them still in the network adds anything
+        from now on, and returns, per id of ``error.job_ids``, the id of the job the add
+        made or found (the same id; a duplicate: the job that has its id or dedup id; an
+        automatic id that was taken by then: the fresh id the job got), or None when it was
+        not added and never will be: then adding it again is safe.
+
+        One script call per unsettled call (none when the Queue already fenced them before a
+        later add). Raises ``SettleError`` when Redis does not answer (settle again later),
+        or when the error is too old (its outcomes are kept for the last 256 calls);
+        ValueError for an error another Queue (or another process) raised."""
+        for call in error.calls:
+            if call.producer != self._producer or call.meta_key != self.keys.meta:
+                raise ValueError("settle an AddOutcomeUnknown with the Queue that raised it")
+        async with self._add_lock:
+            try:
+                await self._fences.fence(self._link or self.redis)
+            except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
+                raise SettleError(f"Redis did not answer the fence ({type(exc).__name__}: "
+                                  f"{exc}); settle again once it does") from exc
+        out: dict[str, str | None] = {}
+        for call in error.calls:
+            out.update(settled_ids(call, self._fences.outcome(call)))
+        return out
 
     async def _call_adds(self, calls: list[list[Any]]) -> list[Any]:
         if len(calls) == 1:
@@ -703,13 +788,14 @@ class Queue:
                     # not its producers: they are told what became of their adds instead of
                     # a cancel of their own. The call may have reached Redis.
                     ids = [args[0] for args, _ in batch]
+                    calls = [c for c in self._fences.pending if set(c.job_ids) & set(ids)]
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(AddOutcomeUnknown(
                                 "the task sending this queue's concurrent adds was cancelled "
                                 "with their call on the way; whether job(s) "
-                                f"{_shown(ids)} were added is unknown: look them up with "
-                                "get_job()", ids) if self._waiting_sent else _not_sent())
+                                f"{_shown(ids)} were added is unknown: {SETTLE_HINT}",
+                                ids, calls) if self._waiting_sent else _not_sent())
                     raise
                 for i, (_, future) in enumerate(batch):
                     if not future.done():
@@ -1460,8 +1546,17 @@ class Queue:
 
     async def sweep(self, budget: int = 1000) -> int:
         """Applies retention now, with the policy that finishing jobs last applied (workers
-        also do this periodically, for queues that have gone quiet). Returns jobs removed."""
-        return int(await self._run("sweep", [budget]))
+        also do this periodically, for queues that have gone quiet), and drops the re-send
+        records of producers and workers quiet for 30 minutes. Returns jobs removed.
+        One script call of bounded work (lua/sweep.lua), more while its samples of
+        producers' records come back half spent, at most SWEEP_CALLS_MAX (20)."""
+        total = 0
+        for _ in range(SWEEP_CALLS_MAX):
+            removed, more = await self._run("sweep", [budget])
+            total += int(removed)
+            if not int(more):
+                break
+        return total
 
     async def rate_limit(self, delay: float) -> None:
         """Stops every worker of the queue taking jobs for ``delay`` seconds."""
@@ -1622,8 +1717,14 @@ class Queue:
         return await scheduler.remove_job_scheduler(self, scheduler_id)
 
     async def close(self) -> None:
+        """Stops the events reader, settles the calls whose outcome is unknown where Redis
+        answers (so that no late copy of them adds anything after the producer is gone),
+        and gives back its connections (the client's too when the Queue made it)."""
         if self._event_hub is not None:
             await self._event_hub.stop()
+        if self._fences and os.getpid() == self._producer_pid:
+            with contextlib.suppress(RedisError, OSError):
+                await self._fences.fence(self._link or self.redis)
         if self._link is not None:
             await self._link.release()
         if self._own:

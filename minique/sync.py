@@ -16,7 +16,7 @@ from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .connection import COMMAND_TIMEOUT
-from .errors import JobCorrupted
+from .errors import AddOutcomeUnknown, JobCorrupted
 from .job import Job
 from .queue import BulkItem, Queue
 
@@ -257,6 +257,11 @@ class SyncQueue:
     def add_bulk(self, jobs: Iterable[BulkItem]) -> list[SyncJob]:
         """As ``Queue.add_bulk``; waits for its outcome, as ``add`` does."""
         return [self._job(j) for j in self._wait(self._queue.add_bulk(list(jobs)), None)]
+
+    def settle(self, error: AddOutcomeUnknown) -> dict[str, str | None]:
+        """As ``Queue.settle``: per id of an ``AddOutcomeUnknown`` this facade raised, the
+        job the add made or found, or None when it was not added and never will be."""
+        return self._call(self._queue.settle(error))
 
     def get_job(self, job_id: str) -> SyncJob | None:
         job = self._call(self._queue.get_job(job_id))

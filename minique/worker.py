@@ -351,7 +351,8 @@ class Worker:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
         for label, value in (("lock_duration", lock_duration), ("stalled_interval", stalled_interval),
-                             ("block_timeout", block_timeout), ("shutdown_timeout", shutdown_timeout)):
+                             ("block_timeout", block_timeout), ("shutdown_timeout", shutdown_timeout),
+                             ("sweep_interval", sweep_interval)):
             if value <= 0:
                 raise ValueError(f"{label} must be > 0, got {value}")
         self.queue_name = queue_name
@@ -2116,6 +2117,9 @@ class Worker:
                 if time.monotonic() - last_sweep >= self.sweep_interval:
                     last_sweep = time.monotonic()
                     await self.queue.sweep()
+                # A sweep interval shorter than the stalled interval is kept too (it
+                # swept only every stalled_interval: break round 37).
+                wait = min(wait, max(0.05, last_sweep + self.sweep_interval - time.monotonic()))
             except Exception as exc:
                 log.error("queue %s: maintenance failed (%s: %s)", self.queue_name,
                           type(exc).__name__, exc)

@@ -61,6 +61,8 @@ async def proxied_queue(redis_server: RedisServer, name: str
         # Two connections open and warm (a connection made while replies are held would
         # time out in its handshake).
         await asyncio.gather(q.redis.get("warm"), q.redis.get("warm"))
+        if q._link is not None:  # the adds' own connection too (minique/own_link.py)
+            await q._link.execute("PING")
         await q._write_meta()
         # Loaded before: a first call that finds its script missing would count as a send.
         await scripts.load_all(direct.redis)

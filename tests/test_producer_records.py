@@ -4,9 +4,13 @@ stay bounded however long it adds, and go with it once it is quiet."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from typing import Any
 
-from minique import Queue
+from helpers import wait_until
+
+from minique import ManualWorker, Queue, Worker
 
 
 async def producer_fields(queue: Queue) -> dict[bytes, bytes]:
@@ -110,3 +114,62 @@ async def test_the_sweep_keeps_up_with_a_queue_made_per_request(queue: Queue) ->
         if await queue.redis.hlen(key) == 50:
             break
     assert {f.decode() for f in await producer_fields(queue)} == {f"live-{i}" for i in range(50)}
+
+
+async def test_a_worker_sweeps_at_its_sweep_interval_even_below_the_stalled_interval(
+        queue: Queue, redis_url: str) -> None:
+    """``sweep_interval=0.2`` swept only every ``stalled_interval`` (30 s): the maintenance
+    loop waited that long between turns (break round 37)."""
+    async def noop(_job: Any) -> None:
+        return None
+
+    key = queue.keys.base + ":producers"
+
+    async def quiet_record(name: str) -> None:
+        seconds, _ = await queue.redis.time()
+        await queue.redis.hset(key, name, f"1|{(seconds - 3600) * 1000}")
+
+    async def gone(name: str) -> bool:
+        return not await queue.redis.hexists(key, name)
+
+    worker = Worker(queue.name, noop, url=redis_url, sweep_interval=0.2, stalled_interval=30)
+    task = asyncio.create_task(worker.run())
+    try:
+        await quiet_record("first")
+        await wait_until(lambda: gone("first"), timeout=10, message="a first sweep")
+        await quiet_record("second")  # after that sweep: the next one is due in 0.2 s
+        await wait_until(lambda: gone("second"), timeout=10, message="the next sweep")
+    finally:
+        await worker.close()
+        await task
+
+
+async def test_a_manual_worker_sweeps_too(queue: Queue, redis_url: str) -> None:
+    """A queue served by ManualWorkers alone was never swept (break round 37): quiet
+    producers' records (and a quiet queue's retention) piled up."""
+    key = queue.keys.base + ":producers"
+    seconds, _ = await queue.redis.time()
+    await queue.redis.hset(key, "quiet", f"1|{(seconds - 3600) * 1000}")
+    async with ManualWorker(queue.name, url=redis_url, sweep_interval=0.2) as worker:
+        async def swept() -> bool:
+            assert await worker.get_next_job() is None
+            return not await queue.redis.hexists(key, "quiet")
+
+        await wait_until(swept, timeout=10, message="a sweep")
+        await queue.redis.hset(key, "quiet", f"1|{(seconds - 3600) * 1000}")
+        await wait_until(swept, timeout=10, message="the next sweep")
+
+
+async def test_one_sweep_keeps_up_with_twenty_queues_made_a_second(queue: Queue) -> None:
+    """A minute of 20 Queues made a second (each a producer of its own), 30 minutes old,
+    among 50 live producers: one sweep (a worker's, each minute) drops them all. It
+    dropped at most 1,000 and the hash grew by some 600 a minute (break round 37)."""
+    seconds, _ = await queue.redis.time()
+    old, fresh = (seconds - 3600) * 1000, seconds * 1000
+    key = queue.keys.base + ":producers"
+    await queue.redis.hset(key, mapping={**{f"gone-{i}": f"1|{old}" for i in range(1200)},
+                                         **{f"live-{i}": f"1|{fresh}" for i in range(50)}})
+    await queue.sweep()
+    left = {f.decode() for f in await producer_fields(queue)}
+    assert len(left) < 100, len(left)  # sampling leaves a few behind, for the next sweep
+    assert {f"live-{i}" for i in range(50)} <= left

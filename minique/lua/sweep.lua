@@ -1,5 +1,6 @@
 -- Applies retention to queues that have gone quiet (finishing jobs applies it otherwise,
--- see includes/retention.lua). Returns how many jobs it removed.
+-- see includes/retention.lua). Returns {jobs removed, more}: more is 1 when the last of
+-- its samples of producers' records was still half spent (Queue.sweep calls again).
 -- ARGV: JP, budget
 --@include base
 --@include retention
@@ -17,11 +18,13 @@ end
 -- 924.6 s bound, passed at the next retransmission timeout, which is at most 120 s; a
 -- closed socket gives up sooner). So a record goes after 30 minutes of quiet.
 -- Random samples keep the work bounded: up to 5 of 200 records a call while at least half
--- of a sample is spent, which keeps up with a Queue made per web request several times a
--- second with the hash at about twice its live size.
+-- of a sample is spent. Queue.sweep calls again while the last sample was half spent (up
+-- to 20 calls a sweep): 1,000 records a sweep fell behind 20 Queues made a second, each a
+-- producer of its own, and the hash grew by some 600 a minute (break round 37).
 local producers_key = BASE .. ':producers'
 local stale = now - 1800000
-for _ = 1, 5 do
+local more = 0
+for round = 1, 5 do
   local sample = redis.call('HRANDFIELD', producers_key, 200, 'WITHVALUES')
   local spent, gone = {}, 0
   for i = 1, #sample, 2 do
@@ -40,6 +43,7 @@ for _ = 1, 5 do
   end
   if spent[1] then redis.call('HDEL', producers_key, unpack(spent)) end
   if gone * 4 < #sample then break end  -- (#sample counts fields and values)
+  if round == 5 then more = 1 end
 end
 local calls = redis.call('HRANDFIELD', BASE .. ':calls', 200, 'WITHVALUES')
 for i = 1, #calls, 2 do
@@ -48,4 +52,4 @@ for i = 1, #calls, 2 do
     redis.call('HDEL', BASE .. ':calls', calls[i])
   end
 end
-return removed
+return {removed, more}
